@@ -1,0 +1,36 @@
+"""The dataset object that dataset factories return."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from pdebench_core.errors import UsageError
+from pdebench_core.spec import DataSpec
+
+SPLITS = ("train", "val", "test")
+
+
+class TrajectoryDataset:
+    """A dataset: a :class:`DataSpec` plus fixed, disjoint splits.
+
+    Args:
+        spec: Self-description of the data.
+        splits: ``{"train": seq, "val": seq, "test": seq}``; each ``seq[i]`` is a
+            float32 trajectory ``(T, *S, C)`` (numpy array or torch tensor).
+    """
+
+    def __init__(self, spec: DataSpec, splits: Mapping[str, Sequence]) -> None:
+        self.spec = spec
+        self._splits = dict(splits)
+
+    def split(self, name: str) -> Sequence:
+        """Trajectories of one split."""
+        if name not in self._splits:
+            raise UsageError(
+                f"dataset '{self.spec.name}' has no split '{name}'; it has {sorted(self._splits)}"
+            )
+        return self._splits[name]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self._splits.items())
+        return f"TrajectoryDataset({self.spec.name}: {sizes})"

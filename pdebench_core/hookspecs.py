@@ -1,0 +1,95 @@
+"""The whole plugin API of pdeb, as pluggy hook specifications.
+
+Every hook is a *registration* hook: pdeb calls it once at start-up with a
+``register`` callable (or the Typer app) and the plugin adds its components.
+Builtin components are registered through exactly the same hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("pdeb")
+hookimpl = pluggy.HookimplMarker("pdeb")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register PDE datasets.
+
+    Call ``register(name, factory, config=ConfigDataclass, profiles=None, **card)``
+    once per dataset. ``factory(cfg)`` returns an object with ``.spec``
+    (a :class:`pdebench_core.DataSpec`) and ``.split(name)`` for ``name`` in
+    ``"train"``, ``"val"``, ``"test"``, each a sequence of float32 trajectories
+    shaped ``(T, *S, C)``.
+
+    Args:
+        register: Adds one dataset to the registry.
+    """
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register neural PDE solvers.
+
+    Call ``register(name, factory, config=ConfigDataclass, profiles=None, **card)``.
+    ``factory(cfg, spec)`` returns a ``torch.nn.Module`` mapping ``(B, t_in, *S, C)``
+    to ``(B, t_out, *S, C)``. The card key ``dims`` (a tuple such as ``(1, 2, 3)``)
+    declares the spatial dimensions the model supports.
+
+    Args:
+        register: Adds one model to the registry.
+    """
+
+
+@hookspec
+def register_tasks(register: Register) -> None:
+    """Register tasks (train, evaluate, pretrain, ...).
+
+    Call ``register(name, factory, config=ConfigDataclass, **card)``. ``factory(ctx)``
+    receives a :class:`pdebench_core.runs.RunContext` and returns a dict of results
+    ``{dataset_name: {metric_name: value}}``.
+
+    Args:
+        register: Adds one task to the registry.
+    """
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation metrics.
+
+    Call ``register(name, fn, reduction="mean", higher_is_better=False, **card)``.
+    ``fn(pred, target, channel_mask=None)`` takes tensors shaped ``(B, T, *S, C)``
+    and returns one value per sample, shape ``(B,)``.
+
+    Args:
+        register: Adds one metric to the registry.
+    """
+
+
+@hookspec
+def register_sinks(register: Register) -> None:
+    """Register result sinks: where result rows and training logs go.
+
+    Call ``register(name, factory, config=ConfigDataclass, **card)``. ``factory(cfg,
+    run_dir)`` returns an object with ``log_step(step, values)``,
+    ``write_result(row)`` and ``close()``; any of them may be a no-op.
+
+    Args:
+        register: Adds one sink to the registry.
+    """
+
+
+@hookspec
+def register_commands(app: Any) -> None:
+    """Add sub-commands to the ``pdeb`` command line.
+
+    Args:
+        app: The root ``typer.Typer`` application; decorate functions with
+            ``@app.command()``.
+    """

@@ -1,0 +1,88 @@
+"""Registries of named components (models, datasets, tasks, metrics, sinks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from pdebench_core.errors import UsageError, did_you_mean
+
+KINDS = ("model", "dataset", "task", "metric", "sink")
+
+
+@dataclass
+class Component:
+    """One registered component.
+
+    Attributes:
+        kind: ``"model"``, ``"dataset"``, ``"task"``, ``"metric"`` or ``"sink"``.
+        name: The name users type (``--model fno``).
+        factory: Builds the component (see the hook specifications).
+        config: Dataclass describing the component's settings, or ``None``.
+        profiles: Per-profile overrides of ``config`` defaults, e.g.
+            ``{"smoke": {"resolution": 32}}``.
+        card: Free-form description (description, paper, license, dims, ...).
+        plugin: Name of the plugin that registered it.
+        version: Version of the distribution that ships the plugin.
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config: type | None = None
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    plugin: str = ""
+    version: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description for ``pdeb models --json`` and friends."""
+        out: dict[str, Any] = {"name": self.name, "plugin": self.plugin, "version": self.version}
+        for key, value in self.card.items():
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                out[key] = value
+            elif isinstance(value, (list, tuple)):
+                out[key] = list(value)
+        return out
+
+
+class Registry:
+    """Name -> :class:`Component` for one kind, with helpful lookup errors."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, Component] = {}
+
+    def add(self, component: Component) -> None:
+        """Add a component; a name registered twice is an error naming both plugins."""
+        existing = self._items.get(component.name)
+        if existing is not None:
+            raise UsageError(
+                f"{self.kind} '{component.name}' is registered twice: by plugin "
+                f"'{existing.plugin}' and by plugin '{component.plugin}'; uninstall one or "
+                f"limit loading with PDEB_LOAD_PLUGINS"
+            )
+        self._items[component.name] = component
+
+    def get(self, name: str) -> Component:
+        """Look a component up; an unknown name raises a one-line :class:`UsageError`."""
+        try:
+            return self._items[name]
+        except KeyError:
+            hint = did_you_mean(name, self._items)
+            raise UsageError(
+                f"unknown {self.kind} '{name}'{hint}; run 'pdeb {self.kind}s' to list them"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(sorted(self._items.values(), key=lambda c: c.name))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def names(self) -> list[str]:
+        """Sorted component names."""
+        return sorted(self._items)
