@@ -1,0 +1,79 @@
+"""Example pdeb plugin: the ``heat1d`` dataset and the ``conv-stepper`` model.
+
+Importing this module is cheap: torch is imported inside the factories only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pdebench_core import hookimpl
+from pdebench_core.data.config import DatasetConfig
+
+
+@dataclass
+class Heat1dConfig(DatasetConfig):
+    """Settings of ``heat1d`` (``data.heat1d.<key>``).
+
+    Attributes:
+        diffusivity: Heat diffusivity ``kappa`` in ``u_t = kappa * u_xx``.
+        n_frames: Stored frames per trajectory.
+        dt: Time between stored frames.
+        n_modes: Fourier modes of the random initial condition.
+    """
+
+    resolution: int = 64
+    diffusivity: float = 0.01
+    n_frames: int = 30
+    dt: float = 0.05
+    n_modes: int = 8
+
+
+@dataclass
+class ConvStepperConfig:
+    """Hyperparameters of ``conv-stepper`` (``model.<key>``).
+
+    Attributes:
+        width: Hidden channels.
+        depth: Convolution layers.
+        kernel_size: Odd kernel size of every convolution (circular padding).
+    """
+
+    width: int = 32
+    depth: int = 3
+    kernel_size: int = 5
+
+
+def build_heat1d(cfg: Heat1dConfig):
+    """Generate (or reuse) the cached heat-equation trajectories."""
+    from pdeb_example.heat import build_dataset
+
+    return build_dataset(cfg)
+
+
+def build_conv_stepper(cfg: ConvStepperConfig, spec):
+    """Build the convolutional stepper for ``spec``."""
+    from pdeb_example.stepper import ConvStepper
+
+    return ConvStepper(cfg, spec)
+
+
+@hookimpl
+def register_datasets(register):
+    """Add ``heat1d``."""
+    register(
+        "heat1d", build_heat1d, config=Heat1dConfig,
+        profiles={"smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2}},
+        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", dims=1,
+        fields=["u"], resolution=64, boundary="periodic", license="MIT",
+    )
+
+
+@hookimpl
+def register_models(register):
+    """Add ``conv-stepper``."""
+    register(
+        "conv-stepper", build_conv_stepper, config=ConvStepperConfig,
+        profiles={"smoke": {"width": 8, "depth": 2}},
+        description="residual CNN predicting the next frames", dims=(1, 2),
+    )

@@ -1,0 +1,1 @@
+"""The core's own plugins: tasks, metrics and sinks, registered like any other."""

@@ -1,0 +1,104 @@
+"""The core's evaluation metrics, registered like any third-party metric.
+
+The formulas live in :mod:`pdebench_core.metrics`; this plugin only names them
+and describes them. Importing it does not import torch: each registered
+function imports the metrics module on its first call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pdebench_core import hookimpl
+
+# name, reduction over samples, one-line description, formula (p = prediction,
+# y = target, x = grid point, t = step, c = real channel, per sample).
+METRIC_CARDS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "l2re",
+        "mean",
+        "DPOT's relative L2 error: error norm over target norm, all steps pooled, per channel",
+        "mean_c sqrt(sum_{t,x} (p-y)^2) / (sqrt(sum_{t,x} y^2) + 1e-8)",
+    ),
+    (
+        "rmse",
+        "mean",
+        "Root mean squared error per step and channel (PDEBench RMSE)",
+        "mean_{t,c} sqrt(mean_x (p-y)^2)",
+    ),
+    (
+        "nrmse",
+        "mean",
+        "RMSE divided by the target's RMS, per step and channel (PDEBench nRMSE)",
+        "mean_{t,c} sqrt(mean_x (p-y)^2) / sqrt(mean_x y^2)",
+    ),
+    (
+        "crmse",
+        "mean",
+        "Error of the spatial mean, i.e. of the conserved quantity (PDEBench cRMSE, per sample)",
+        "mean_{t,c} |mean_x p - mean_x y|",
+    ),
+    (
+        "brmse",
+        "mean",
+        "RMSE on the grid's boundary points, each counted once (PDEBench bRMSE)",
+        "mean_{t,c} sqrt(mean_{x on a face} (p-y)^2)",
+    ),
+    (
+        "vrmse",
+        "mean",
+        "RMSE over the target's spatial standard deviation (the Well's VRMSE)",
+        "mean_{t,c} sqrt(mean_x (p-y)^2 / (var_x y + 1e-7)), population variance",
+    ),
+    (
+        "frmse_low",
+        "mean",
+        "RMS error of the Fourier coefficients with 0 <= |k| < 4 (PDEBench fRMSE, low band)",
+        "mean_{t,c} sqrt(mean_{0<=|k|<4} |F_k|^2), F = fftn(p-y)/N",
+    ),
+    (
+        "frmse_mid",
+        "mean",
+        "RMS error of the Fourier coefficients with 4 <= |k| < 12 (PDEBench fRMSE, middle band)",
+        "mean_{t,c} sqrt(mean_{4<=|k|<12} |F_k|^2), F = fftn(p-y)/N",
+    ),
+    (
+        "frmse_high",
+        "mean",
+        "RMS error of the Fourier coefficients with 12 <= |k| <= min(S)/2 (PDEBench fRMSE, high band)",
+        "mean_{t,c} sqrt(mean_{12<=|k|<=min(S)/2} |F_k|^2), F = fftn(p-y)/N",
+    ),
+    (
+        "max_error",
+        "max",
+        "Largest absolute error of a sample; the worst sample of the test set",
+        "max_{t,x,c} |p-y|",
+    ),
+)
+
+
+def _lazy_metric(name: str, description: str) -> Callable[..., Any]:
+    """A function with the metric contract that imports torch only when called."""
+
+    def metric(pred: Any, target: Any, channel_mask: Any = None) -> Any:
+        from pdebench_core import metrics
+
+        return metrics.METRICS[name](pred, target, channel_mask=channel_mask)
+
+    metric.__name__ = metric.__qualname__ = name
+    metric.__doc__ = f"{description}. Returns one value per sample, shape (B,)."
+    return metric
+
+
+@hookimpl
+def register_metrics(register: Callable[..., None]) -> None:
+    """Register every metric of :mod:`pdebench_core.metrics`."""
+    for name, reduction, description, formula in METRIC_CARDS:
+        register(
+            name,
+            _lazy_metric(name, description),
+            reduction=reduction,
+            higher_is_better=False,
+            description=description,
+            formula=formula,
+        )

@@ -1,0 +1,67 @@
+"""Builtin tasks: ``train`` (supervised next-step training) and ``evaluate``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pdebench_core.hookspecs import hookimpl
+
+
+@dataclass
+class TrainTaskConfig:
+    """Settings of the ``train`` task.
+
+    Attributes:
+        evaluate: Roll out on the evaluation split after training and write result rows.
+    """
+
+    evaluate: bool = True
+
+
+@dataclass
+class EvaluateTaskConfig:
+    """Settings of the ``evaluate`` task.
+
+    Attributes:
+        checkpoint: A checkpoint file, or the id of a finished run whose weights to use;
+            empty evaluates the model as built (e.g. ``persistence``, or ``model.init``).
+    """
+
+    checkpoint: Optional[str] = None
+
+
+def run_train(ctx) -> dict[str, Any]:
+    """Train the model on the datasets, then evaluate it on each."""
+    from pdebench_core import workflow
+
+    datasets = workflow.build_datasets(ctx)
+    mixture = workflow.plan(ctx, datasets)
+    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    trainer = workflow.train_model(ctx, model, mixture)
+    if not ctx.cfg.task.evaluate:
+        return {}
+    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time,
+                                                             "steps": trainer.step})
+
+
+def run_evaluate(ctx) -> dict[str, Any]:
+    """Evaluate a model (optionally from a checkpoint) on the datasets."""
+    from pdebench_core import workflow
+    from pdebench_core.weights import load_weights
+
+    datasets = workflow.build_datasets(ctx)
+    mixture = workflow.plan(ctx, datasets)
+    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    if ctx.cfg.task.checkpoint:
+        load_weights(model, ctx.cfg.task.checkpoint)
+    return workflow.evaluate_all(ctx, model, mixture)
+
+
+@hookimpl
+def register_tasks(register):
+    """Register the builtin tasks."""
+    register("train", run_train, config=TrainTaskConfig,
+             description="supervised next-step training, then autoregressive evaluation")
+    register("evaluate", run_evaluate, config=EvaluateTaskConfig,
+             description="autoregressive rollout evaluation of a model or checkpoint")

@@ -1,0 +1,299 @@
+"""The ``pdeb`` command line (Typer + rich)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable, List, Optional
+
+import typer
+
+from pdebench_core.errors import PdebError
+
+app = typer.Typer(
+    help="pdeb: train and benchmark neural PDE solvers (DPOT, FNO, transformers) on PDE datasets.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn :class:`PdebError` into one line on stderr and its exit code (2 for usage errors)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except PdebError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_components(kind: str, as_json: bool, columns: list[str]) -> None:
+    from rich.table import Table
+
+    from pdebench_core import plugins
+
+    items = [c.summary() for c in plugins.registries()[kind]]
+    if as_json:
+        typer.echo(json.dumps(items, indent=2, default=str))
+        return
+    table = Table(title=f"{kind}s")
+    for column in ["name", *columns, "plugin"]:
+        table.add_column(column)
+    for item in items:
+        table.add_row(*[_cell(item.get(c)) for c in ["name", *columns, "plugin"]])
+    _console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+@app.command()
+@friendly
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List loaded plugins, where they come from, and any that failed to load."""
+    from rich.table import Table
+
+    from pdebench_core import plugins as plugin_manager
+
+    infos = plugin_manager.plugin_infos()
+    if as_json:
+        typer.echo(json.dumps([{"name": i.name, "origin": i.origin, "version": i.version, "hooks": i.hooks,
+                                "error": i.error} for i in infos], indent=2))
+        return
+    table = Table(title="plugins")
+    for column in ("name", "origin", "version", "hooks", "status"):
+        table.add_column(column)
+    for i in infos:
+        status = f"[red]failed: {i.error}[/red]" if i.error else "[green]ok[/green]"
+        table.add_row(i.name, i.origin, i.version, ", ".join(h.replace("register_", "") for h in i.hooks), status)
+    _console().print(table)
+
+
+@app.command()
+@friendly
+def models(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data: Optional[str] = typer.Option(None, "--data", help="Also show parameter counts on this dataset."),
+    profile: str = typer.Option("small", "--profile", help="Profile whose model settings to count."),
+) -> None:
+    """List registered models (with parameter counts for --data)."""
+    if data is None:
+        _print_components("model", as_json, ["description", "dims", "paper"])
+        return
+    from rich.table import Table
+
+    from pdebench_core import plugins as plugin_manager
+    from pdebench_core.config import build_dataset, component_config
+    from pdebench_core.data.pipeline import plan_mixture
+
+    dataset = build_dataset(data, profile)
+    spec = plan_mixture({data: dataset}, t_out=1).model_spec
+    rows = []
+    for comp in plugin_manager.registries()["model"]:
+        item = comp.summary()
+        dims = comp.card.get("dims")
+        if dims is not None and spec.ndim not in tuple(dims):
+            item["parameters"] = None
+        else:
+            model = comp.factory(component_config(comp, profile), spec)
+            item["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        rows.append(item)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"models on {data} ({profile} profile)")
+    for column in ("name", "parameters", "dims", "description"):
+        table.add_column(column)
+    for item in rows:
+        count = item["parameters"]
+        table.add_row(item["name"], "n/a" if count is None else f"{count:,}", _cell(item.get("dims")),
+                      _cell(item.get("description")))
+    _console().print(table)
+
+
+@app.command()
+@friendly
+def datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered datasets."""
+    _print_components("dataset", as_json, ["pde", "dims", "fields", "resolution"])
+
+
+@app.command()
+@friendly
+def tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered tasks."""
+    _print_components("task", as_json, ["description"])
+
+
+@app.command()
+@friendly
+def metrics(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered metrics."""
+    _print_components("metric", as_json, ["description", "reduction"])
+
+
+@app.command()
+@friendly
+def sinks(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered result sinks."""
+    _print_components("sink", as_json, ["description"])
+
+
+@app.command()
+@friendly
+def run(
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value settings, e.g. train.max_steps=100 data.ns2d.n_train=32"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see 'pdeb models')."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name(s), comma-separated."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task name (default: train; see 'pdeb tasks')."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="smoke, small (default) or paper."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML run config; overrides apply on top."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run (default: generated)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run with this id."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the final metrics."),
+) -> None:
+    """Train, pre-train, fine-tune or evaluate a model on one or more datasets."""
+    from pdebench_core.config import build_config
+    from pdebench_core.runner import execute
+
+    if resume:
+        cfg = _resume_config(resume, model, data, task, profile, config, overrides, seed, device)
+    else:
+        cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
+                           overrides=overrides or [], seed=seed, device=device, run_id=run_id)
+    ctx = execute(cfg, resume=bool(resume), quiet=quiet)
+    _print_results(ctx)
+
+
+def _resume_config(run_id, model, data, task, profile, config, overrides, seed, device):
+    """The saved config of ``run_id``, or the new one when options are given (checked for conflicts)."""
+    from omegaconf import OmegaConf
+
+    from pdebench_core.config import build_config
+    from pdebench_core.errors import UsageError
+    from pdebench_core.runs import run_dir_for
+
+    run_dir = run_dir_for(run_id)
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}")
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    if not any([model, data, task, profile, config, overrides, seed is not None, device]):
+        return build_config(model=saved["model"]["name"], data=list(saved["data"]), task=saved["run"]["task"],
+                            profile=saved["run"]["profile"], overrides=_as_dotlist(saved), run_id=run_id)
+    return build_config(model=model, data=data, task=task, profile=profile, config_file=config,
+                        overrides=overrides or [], seed=seed, device=device, run_id=run_id)
+
+
+def _as_dotlist(tree: dict, prefix: str = "") -> list[str]:
+    items = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            items.extend(_as_dotlist(value, path + "."))
+        elif path not in {"model.name", "run.task", "run.profile"}:
+            items.append(f"{path}={json.dumps(value) if not isinstance(value, str) else value}")
+    return items
+
+
+def _print_results(ctx) -> None:
+    from rich.table import Table
+
+    results = getattr(ctx, "results", None) or {}
+    if not results:
+        return
+    names = sorted({m for values in results.values() for m in values})
+    table = Table(title=f"run {ctx.run_id}")
+    table.add_column("dataset")
+    for name in names:
+        table.add_column(name, justify="right")
+    for dataset, values in results.items():
+        table.add_row(dataset, *[f"{values[n]:.4g}" if n in values else "" for n in names])
+    _console().print(table)
+
+
+@app.command()
+@friendly
+def leaderboard(
+    data: Optional[str] = typer.Option(None, "--data", help="Only these datasets (comma-separated)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Only these models (comma-separated)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Only these metrics (comma-separated)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Only these tasks."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json."),
+) -> None:
+    """Show result rows from the local results store."""
+    from pdebench_core import leaderboard as lb
+    from pdebench_core.results import ResultsStore
+
+    if fmt not in lb.FORMATS:
+        from pdebench_core.errors import UsageError, did_you_mean
+
+        raise UsageError(f"unknown format '{fmt}'{did_you_mean(fmt, lb.FORMATS)}; choose one of {', '.join(lb.FORMATS)}")
+    frame = lb.filter_frame(lb.local_frame(ResultsStore().rows()), data=data, model=model, metric=metric, task=task)
+    if fmt != "table":
+        typer.echo(lb.render(frame, fmt), nl=False)
+        return
+    from rich.table import Table
+
+    table = Table(title="leaderboard")
+    columns = [c for c in frame.columns if c not in ("n_params", "train_time_s", "device", "profile")]
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame.iterrows():
+        table.add_row(*[lb.format_value(row[c]) for c in columns])
+    _console().print(table)
+
+
+def _mount_data_commands() -> None:
+    try:
+        from pdebench_core.cli_data import data_app
+    except ImportError:
+        return
+    app.add_typer(data_app, name="data", help="Generate, inspect, verify, convert and download datasets.")
+
+
+_mount_data_commands()
+_plugins_mounted = False
+
+
+def _mount_plugin_commands() -> None:
+    global _plugins_mounted
+    if _plugins_mounted:
+        return
+    _plugins_mounted = True
+    from pdebench_core import plugins as plugin_manager
+
+    plugin_manager.register_commands(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _mount_plugin_commands()
+    try:
+        app()
+    except PdebError as exc:  # raised outside a command, e.g. while loading plugins
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Run configuration: component dataclasses -> profile -> YAML -> ``key=value``.
+
+Every section is an omegaconf structured config built from a dataclass, so a
+misspelt key or a wrong type fails before any compute, with a one-line message.
+
+Layout of a resolved config::
+
+    run:   RunSection           (task, seed, device, run_id, profile, sinks)
+    model: <model dataclass> + name
+    data:  {<dataset>: <dataset dataclass>, ...}
+    train: TrainSection
+    eval:  EvalSection
+    task:  <task dataclass>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from pdebench_core import plugins
+from pdebench_core.errors import UsageError, did_you_mean
+from pdebench_core.registry import Component
+from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
+
+SECTIONS = ("run", "model", "data", "train", "eval", "task")
+
+
+def _omegaconf():
+    from omegaconf import OmegaConf
+
+    return OmegaConf
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=1e-3", ...]`` into a nested dict; malformed items are usage errors."""
+    items = list(overrides or [])
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise UsageError(f"override '{item}' is not key=value; write e.g. train.max_steps=100")
+    try:
+        return _omegaconf().to_container(_omegaconf().from_dotlist(items))  # type: ignore[return-value]
+    except Exception as exc:
+        raise UsageError(f"cannot parse overrides {items}: {str(exc).splitlines()[0]}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a run config file (YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist; pass an existing YAML file to --config")
+    try:
+        data = _omegaconf().to_container(_omegaconf().load(path))
+    except Exception as exc:
+        raise UsageError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping with sections {', '.join(SECTIONS)}")
+    return data
+
+
+def _section(schema: type | None, where: str, *layers: Mapping[str, Any] | None, extra: Mapping[str, Any] | None = None):
+    """Merge ``layers`` onto the structured schema, turning omegaconf errors into usage errors."""
+    OmegaConf = _omegaconf()
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    base = OmegaConf.structured(schema) if schema is not None else OmegaConf.create({})
+    if extra:
+        OmegaConf.set_struct(base, False)
+        base = OmegaConf.merge(base, extra)
+    OmegaConf.set_struct(base, True)
+    valid = list(base.keys())
+    for layer in layers:
+        if not layer:
+            continue
+        if not isinstance(layer, Mapping):
+            raise UsageError(f"'{where}' must be a mapping of settings, got {layer!r}")
+        for key in layer:
+            if key not in base:
+                hint = did_you_mean(str(key), valid)
+                raise UsageError(
+                    f"unknown setting '{where}.{key}'{hint}; valid keys: {', '.join(map(str, valid))}"
+                )
+        try:
+            base = OmegaConf.merge(base, layer)
+        except (ValidationError, ConfigKeyError, ConfigAttributeError) as exc:
+            key = getattr(exc, "full_key", None) or "?"
+            message = str(exc).splitlines()[0]
+            raise UsageError(f"bad value for '{where}.{key}': {message}") from None
+    return base
+
+
+def profile_of(component: Component | None, profile: str) -> dict[str, Any]:
+    """A component's overrides for ``profile`` (empty when it declares none)."""
+    if component is None:
+        return {}
+    return dict(component.profiles.get(profile, {}))
+
+
+def split_names(text: str | Sequence[str] | None) -> list[str]:
+    """``"ns2d,cfd3d"`` -> ``["ns2d", "cfd3d"]`` (order kept, duplicates refused)."""
+    if text is None:
+        return []
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n and n.strip()]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise UsageError(f"dataset '{name}' is listed twice in --data")
+        seen.add(name)
+    return names
+
+
+def build_config(
+    model: str | None = None,
+    data: str | Sequence[str] | None = None,
+    task: str | None = None,
+    profile: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    **run_options: Any,
+):
+    """Build and validate the fully resolved run config.
+
+    Args:
+        model: Model name (else ``model.name`` from the config file).
+        data: Comma-separated dataset names (else the keys of ``data`` in the file).
+        task: Task name (else ``run.task``, else ``train``).
+        profile: ``smoke``, ``small`` or ``paper`` (else ``run.profile``, else ``small``).
+        config_file: Optional YAML file with any of the sections.
+        overrides: ``key=value`` dot-path overrides, applied last.
+        **run_options: Values for the ``run`` section given as CLI options
+            (``seed``, ``device``, ``run_id``); ``None`` means not given.
+
+    Returns:
+        An omegaconf ``DictConfig`` with every section validated.
+    """
+    OmegaConf = _omegaconf()
+    user: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    cli = parse_overrides(overrides)
+    for layer, origin in ((user, "config file"), (cli, "overrides")):
+        for key in layer:
+            if key not in SECTIONS:
+                raise UsageError(
+                    f"unknown section '{key}' in {origin}{did_you_mean(key, SECTIONS)}; "
+                    f"sections are {', '.join(SECTIONS)}"
+                )
+    run_cli = {k: v for k, v in run_options.items() if v is not None}
+    if task:
+        run_cli["task"] = task
+    if profile:
+        run_cli["profile"] = profile
+    run = _section(RunSection, "run", user.get("run"), cli.get("run"), run_cli)
+    if run.profile not in PROFILES:
+        raise UsageError(f"unknown profile '{run.profile}'{did_you_mean(run.profile, PROFILES)}; choose one of {', '.join(PROFILES)}")
+    prof = run.profile
+    regs = plugins.registries()
+
+    model_name = model or (user.get("model") or {}).get("name") or (cli.get("model") or {}).get("name")
+    if not model_name:
+        raise UsageError("no model given; pass --model NAME (run 'pdeb models' to list them)")
+    model_comp = regs["model"].get(model_name)
+    model_layers = [dict(layer.get("model") or {}) for layer in (user, cli)]
+    for layer in model_layers:
+        layer.pop("name", None)
+    model_cfg = _section(model_comp.config, "model", profile_of(model_comp, prof), *model_layers,
+                         extra={"name": model_name})
+
+    data_names = split_names(data) or list((user.get("data") or {}).keys())
+    if not data_names:
+        raise UsageError("no dataset given; pass --data NAME[,NAME...] (run 'pdeb datasets' to list them)")
+    for layer, origin in ((user, "config file"), (cli, "overrides")):
+        for name in (layer.get("data") or {}):
+            if name not in data_names:
+                raise UsageError(
+                    f"settings for dataset '{name}' in {origin}, but it is not in --data "
+                    f"({', '.join(data_names)}){did_you_mean(name, data_names)}"
+                )
+    data_cfg = {}
+    for name in data_names:
+        comp = regs["dataset"].get(name)
+        data_cfg[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof),
+                                  (user.get("data") or {}).get(name), (cli.get("data") or {}).get(name))
+
+    task_comp = regs["task"].get(run.task)
+    task_cfg = _section(task_comp.config, "task", profile_of(task_comp, prof), user.get("task"), cli.get("task"))
+    core = CORE_PROFILES[prof]
+    train = _section(TrainSection, "train", core.get("train"), profile_of(task_comp, prof).get("_train"),
+                     user.get("train"), cli.get("train"))
+    evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
+    for metric in evaluation.metrics:
+        regs["metric"].get(metric)
+    for sink in run.sinks:
+        regs["sink"].get(sink)
+
+    cfg = OmegaConf.create({
+        "run": run, "model": model_cfg, "data": data_cfg, "train": train, "eval": evaluation, "task": task_cfg,
+    })
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable hash of everything that changes results (the run id is left out)."""
+    OmegaConf = _omegaconf()
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.get("run", {}).pop("run_id", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def component_config(component: Component, profile: str = "small", overrides: Mapping[str, Any] | None = None):
+    """One component's validated config (profile defaults then ``overrides``)."""
+    return _section(component.config, component.name, profile_of(component, profile), overrides)
+
+
+def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = ()):
+    """Build a dataset by name, generating and caching its data if needed.
+
+    Args:
+        name: Registered dataset name.
+        profile: Profile whose defaults apply.
+        overrides: ``key=value`` settings of the dataset (``n_train=16``, ``data.ns2d.n_train=16``).
+
+    Returns:
+        The dataset object (``.spec``, ``.split(name)``).
+    """
+    comp = plugins.get("dataset", name)
+    items = [o if "." not in o.split("=", 1)[0] else o for o in overrides]
+    parsed = parse_overrides(items)
+    section = ((parsed.get("data") or {}).get(name)) if "data" in parsed else parsed
+    cfg = component_config(comp, profile, section)
+    return comp.factory(cfg)
+
+
+def as_dataclass_fields(schema: type | None) -> list[dataclasses.Field]:
+    """Fields of a config dataclass (empty for ``None``)."""
+    return list(dataclasses.fields(schema)) if schema is not None and dataclasses.is_dataclass(schema) else []

@@ -1,0 +1,52 @@
+"""Reader for pdeb's own canonical HDF5 file (see :mod:`pdebench_core.data.canonical`)."""
+
+from __future__ import annotations
+
+import json
+
+from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, first_line
+from pdebench_core.errors import DataError
+
+SPLIT_KEYS = ("train", "val", "test")
+
+
+class DatasetReader(Reader):
+    """One HDF5 dataset ``(N, T, *S, C)`` whose first axis indexes trajectories."""
+
+    def __init__(self, path: str, key: str, shape: tuple[int, ...], dtype: str) -> None:
+        self.path, self.key = path, key
+        self.n = int(shape[0])
+        self.traj_shape = tuple(int(s) for s in shape[1:])
+        self.dtype = dtype
+        self.label = f"{path}:/{key}"
+        self.files = H5Files()
+
+    def _read(self, index: int, frames: slice):
+        return self.files.get(self.path)[self.key][index, frames]
+
+
+def open_canonical_layout(path: str) -> Found:
+    """Describe a canonical file: its splits, stored spec and provenance."""
+    files = H5Files()
+    f = files.get(path)
+    try:
+        raw_spec = f.attrs.get("spec")
+        spec = json.loads(raw_spec) if raw_spec is not None else None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the 'spec' attribute is not valid JSON ({first_line(exc)})") from None
+    pools = {}
+    for key in SPLIT_KEYS:
+        if key in f:
+            ds = f[key]
+            if ds.ndim < 3:
+                raise DataError(f"{path}: split '{key}' has shape {ds.shape}; expected (N, T, *S, C)")
+            pools[key] = Trajectories(DatasetReader(path, key, ds.shape, str(ds.dtype)))
+    files.close()
+    if not pools:
+        raise DataError(f"{path}: canonical file without any of the splits {', '.join(SPLIT_KEYS)}")
+    fields = tuple(spec["fields"]) if spec and spec.get("fields") else None
+    return Found(
+        layout="canonical", path=path, pools=pools, fields=fields,
+        dt=spec.get("dt") if spec else None, params=dict(spec.get("params") or {}) if spec else {},
+        spec=spec,
+    )

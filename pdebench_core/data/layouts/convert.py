@@ -1,0 +1,183 @@
+"""Convert any supported layout into a canonical pdeb file, streaming.
+
+Nothing larger than one block (``BLOCK_BYTES``, a trajectory or a few of its
+frames) is held in memory: the destination datasets are created up front, chunked
+one trajectory per chunk, and filled piece by piece. The file is written under a
+temporary name and renamed at the end, like :func:`write_canonical`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
+from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
+from pdebench_core.data.layouts.loading import SPLITS, make_spec, open_layout, plan_splits
+from pdebench_core.errors import DataError
+from pdebench_core.spec import DataSpec
+
+
+class CanonicalWriter:
+    """Write a canonical file split by split, trajectory by trajectory.
+
+    Use as a context manager; on a clean exit the attributes are stored and the file
+    is renamed into place, on an exception the temporary file is removed::
+
+        with CanonicalWriter(dest, spec, provenance) as writer:
+            writer.create("train", n, (T, *S, C))
+            writer.write("train", 0, trajectory)            # (T, *S, C)
+            writer.write("train", 1, frames, start=0)       # frames 0..k-1 only
+
+    Args:
+        path: Destination file.
+        spec: Self-description stored in the ``spec`` attribute.
+        provenance: Where the data came from.
+    """
+
+    def __init__(self, path: str | os.PathLike, spec: DataSpec, provenance: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.provenance = dict(provenance or {})
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = None
+
+    def __enter__(self) -> "CanonicalWriter":
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # No chunk cache: every write goes straight to disk, so partial-chunk writes
+        # never read a chunk back (chunks are uncompressed).
+        self._file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
+        return self
+
+    def create(self, split: str, n: int, traj_shape: tuple[int, ...]) -> None:
+        """Pre-create split ``split`` for ``n`` trajectories of shape ``(T, *S, C)``."""
+        shape = (int(n),) + tuple(int(s) for s in traj_shape)
+        chunks = (1,) + shape[1:] if n else None
+        self._file.create_dataset(split, shape=shape, dtype="float32", chunks=chunks, fill_time="never")
+
+    def write(self, split: str, index: int, array, start: int = 0) -> None:
+        """Store ``array`` as frames ``start:start+len(array)`` of trajectory ``index``."""
+        import numpy as np
+
+        self._file[split][index, start:start + len(array)] = np.asarray(array, dtype=np.float32)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._file.attrs["pdeb_format"] = FORMAT_NAME
+                self._file.attrs["format_version"] = FORMAT_VERSION
+                self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
+                self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
+            self._file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+
+def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
+            counts: Mapping[str, int | None] | None = None, spec_defaults: DataSpec | None = None,
+            progress: bool = False) -> Path:
+    """Convert a published file or folder into a canonical pdeb file.
+
+    Args:
+        src: Source file or folder in any supported layout.
+        dest: Canonical file to write (replaced atomically if it exists).
+        format: Layout of ``src`` (``"auto"`` detects it).
+        name: Dataset name stored in the spec (default: the source's file stem).
+        counts: Trajectories per split; ``None`` (or a missing/``None`` entry) keeps
+            the file's own splits whole and cuts unsplit files 80/10/10.
+        spec_defaults: Field names, parameters, boundary... for what the file lacks.
+        progress: Show a rich progress bar.
+
+    Returns:
+        ``dest`` as a :class:`Path`.
+    """
+    from pdebench_core import __version__
+
+    src, dest = Path(src), Path(dest)
+    if src.resolve() == dest.resolve():
+        raise DataError(f"{dest}: convert would overwrite its own source")
+    found = open_layout(src, format)
+    wanted = {s: (counts or {}).get(s) for s in SPLITS}
+    plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    name = name or (spec_defaults.name if spec_defaults else src.stem)
+    defaults = spec_defaults or DataSpec(name=name, fields=(), spatial_shape=())
+    spec = make_spec(found, name, defaults, check=False)
+    provenance = {
+        "generator": "pdeb data convert", "version": __version__, "source": str(src),
+        "layout": found.layout, "notes": list(found.notes) + messages,
+        "source_splits": {s: {"pool": pool, "start": r.start, "stop": r.stop} for s, (pool, r) in plan.items()},
+    }
+    traj_shape = found.traj_shape
+    total = sum(len(r) for _, r in plan.values())
+    with CanonicalWriter(dest, spec, provenance) as writer, _Progress(progress, total, dest.name) as bar:
+        for split in SPLITS:
+            if split in plan:
+                writer.create(split, len(plan[split][1]), traj_shape)
+        for pool in dict.fromkeys(p for p, _ in plan.values()):
+            targets = {s: r for s, (p, r) in plan.items() if p == pool}
+            reader = found.pools[pool].reader
+            if hasattr(reader, "read_frames"):
+                _copy_frame_major(reader, targets, writer, bar)
+            else:
+                _copy_trajectory_major(found.pools[pool], targets, writer, bar)
+    return dest
+
+
+def _copy_trajectory_major(pool, targets: Mapping[str, range], writer: CanonicalWriter, bar) -> None:
+    shape = pool.shape
+    frame_bytes = 4
+    for s in shape[1:]:
+        frame_bytes *= s
+    blocks = frame_blocks(shape[0], frame_bytes)
+    for split, indices in targets.items():
+        for j, index in enumerate(indices):
+            for frames in blocks:
+                writer.write(split, j, pool.window(index, frames.start, frames.stop - frames.start), start=frames.start)
+            bar.advance()
+
+
+def _copy_frame_major(reader, targets: Mapping[str, range], writer: CanonicalWriter, bar) -> None:
+    """For layouts whose trajectory axis varies fastest on disk: read whole frame planes."""
+    n_frames = reader.traj_shape[0]
+    plane_bytes = reader.traj_bytes // max(n_frames, 1) * reader.n
+    for frames in frame_blocks(n_frames, plane_bytes, budget=4 * BLOCK_BYTES):
+        planes = reader.read_frames(frames)  # (N, t, *S, C)
+        for split, indices in targets.items():
+            for j, index in enumerate(indices):
+                writer.write(split, j, planes[index], start=frames.start)
+    for indices in targets.values():
+        for _ in indices:
+            bar.advance()
+
+
+class _Progress:
+    """A rich progress bar over trajectories, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import Progress
+
+            self._progress = Progress(transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(f"converting to {self.label}", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()

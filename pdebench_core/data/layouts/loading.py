@@ -1,0 +1,344 @@
+"""Layout detection, the splitting rule, and turning a published file into a dataset."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pdebench_core.data.layouts.common import Found, first_line
+from pdebench_core.errors import DataError, UsageError, did_you_mean
+from pdebench_core.spec import DataSpec
+
+SPLITS = ("train", "val", "test")
+#: Shares used when the requested counts do not fit in a file without splits.
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+class SplitWarning(UserWarning):
+    """The requested split sizes did not fit the file; the fallback rule was used."""
+
+
+def _openers() -> dict[str, Callable[[str], Found]]:
+    from pdebench_core.data.layouts.canonical import open_canonical_layout
+    from pdebench_core.data.layouts.dpot import open_dpot_file, open_dpot_folder
+    from pdebench_core.data.layouts.matlab import open_fno_mat
+    from pdebench_core.data.layouts.pdearena import open_pdearena
+    from pdebench_core.data.layouts.pdebench import open_pdebench, open_pdebench_multi
+
+    def dpot(path: str) -> Found:
+        return open_dpot_folder(path) if Path(path).is_dir() else open_dpot_file(path)
+
+    return {
+        "canonical": open_canonical_layout,
+        "pdebench": open_pdebench,
+        "pdebench-multi": open_pdebench_multi,
+        "fno-mat": open_fno_mat,
+        "dpot": dpot,
+        "pdearena": open_pdearena,
+    }
+
+
+#: Layout name -> one-line description (``format=`` accepts these names).
+LAYOUTS = {
+    "canonical": "pdeb canonical HDF5: /train, /val, /test (N, T, *S, C) + spec attributes",
+    "pdebench": "PDEBench single file: 'tensor' (N, T, X[, Y]) or CFD 'density', 'pressure', 'Vx', ...",
+    "pdebench-multi": "PDEBench multi-group .h5: one group per sample with 'data' (T, X[, Y], C)",
+    "fno-mat": "FNO Navier-Stokes .mat: 'u' (N, X, Y, T) in MATLAB order (v7.3 or v5)",
+    "dpot": "DPOT preprocessed: 'data' (N, X, Y, T, C), or folders of data_<i>.hdf5 (X, Y, T, C)",
+    "pdearena": "PDEArena Navier-Stokes: groups train/valid/test with u, vx, vy (n, T, X, Y)",
+}
+ALIASES = {"auto": "auto", "pdeb": "canonical", "mat": "fno-mat", "pdebench-single": "pdebench",
+           "pdebench-h5": "pdebench-multi"}
+
+
+def _normalise_format(format: str | None) -> str:
+    name = (format or "auto").strip().lower()
+    name = ALIASES.get(name, name)
+    if name != "auto" and name not in LAYOUTS:
+        raise UsageError(f"unknown data format '{format}'{did_you_mean(name, list(LAYOUTS))}; "
+                         f"known formats: auto, {', '.join(LAYOUTS)}")
+    return name
+
+
+def detect_layout(path: str | Path) -> str:
+    """Name of the layout at ``path``, found by inspecting keys and attributes.
+
+    Rules, in order: a folder with ``train/``/``test/`` sub-folders or ``data_<i>.hdf5``
+    files is ``dpot``; a folder of ``.h5`` files with PDEArena groups is ``pdearena``;
+    a v5 MAT-file header is ``fno-mat``; then, inside HDF5: ``pdeb_format`` attribute
+    -> ``canonical``; ``tensor`` or ``density``/``Vx``... -> ``pdebench``; groups
+    ``train``/``valid``/``test`` with ``u``, ``vx``, ``vy`` -> ``pdearena``; a MATLAB 7.3
+    header or ``MATLAB_class`` attributes with ``u`` -> ``fno-mat``; a root ``data``
+    array -> ``dpot``; groups each holding ``data`` -> ``pdebench-multi``.
+
+    Raises:
+        DataError: the path is missing, unreadable or matches no known layout.
+    """
+    from pdebench_core.data.layouts.common import H5Files
+    from pdebench_core.data.layouts.dpot import indexed_files
+    from pdebench_core.data.layouts.matlab import mat_version
+    from pdebench_core.data.layouts.pdearena import GROUPS, is_pdearena_group
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if p.is_dir():
+        for sub in (p, p / "train", p / "test"):
+            if sub.is_dir() and indexed_files(sub):
+                return "dpot"
+        shards = sorted(q for q in p.iterdir() if q.suffix in (".h5", ".hdf5"))
+        if shards:
+            files = H5Files()
+            f = files.get(str(shards[0]))
+            found = any(g in f and is_pdearena_group(f[g]) for g in GROUPS)
+            files.close()
+            if found:
+                return "pdearena"
+        raise DataError(f"{path}: folder matches no known layout (expected DPOT data_<i>.hdf5 files, "
+                        f"train/ and test/ folders of them, or PDEArena .h5 shards)")
+    version = mat_version(str(p))
+    if version == "5":
+        return "fno-mat"
+    files = H5Files()
+    f = files.get(str(p))
+    try:
+        layout, keys = _layout_of_hdf5(f, version)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise DataError(f"cannot inspect {path}: {first_line(exc)}") from None
+    finally:
+        files.close()
+    if layout is not None:
+        return layout
+    shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+    raise DataError(f"{path}: unknown data layout (top-level keys: {shown or 'none'}); "
+                    f"pass a format: {', '.join(LAYOUTS)}")
+
+
+def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
+    import h5py
+
+    from pdebench_core.data.layouts.matlab import VARIABLE
+    from pdebench_core.data.layouts.pdearena import GROUPS, is_pdearena_group
+    from pdebench_core.data.layouts.pdebench import CFD_FIELDS
+
+    keys = list(f.keys())
+    groups = sorted(k for k in keys if isinstance(f[k], h5py.Group))
+    for layout, test in (
+        ("canonical", lambda: f.attrs.get("pdeb_format") is not None),
+        ("pdebench", lambda: "tensor" in f or any(k in f for k in CFD_FIELDS)),
+        ("pdearena", lambda: any(g in f and is_pdearena_group(f[g]) for g in GROUPS)),
+        ("fno-mat", lambda: VARIABLE in f and (version == "7.3" or "MATLAB_class" in f[VARIABLE].attrs)),
+        ("dpot", lambda: isinstance(f.get("data"), h5py.Dataset)),
+        ("pdebench-multi", lambda: any(isinstance(f[k].get("data"), h5py.Dataset) for k in groups[:1])),
+    ):
+        if test():
+            return layout, keys
+    return None, keys
+
+
+def open_layout(path: str | Path, format: str | None = "auto") -> Found:
+    """Open ``path`` lazily in the given (or detected) layout; reads metadata only."""
+    name = _normalise_format(format)
+    if name == "auto":
+        name = detect_layout(path)
+    elif not Path(path).exists():
+        raise DataError(f"{path}: no such file or folder")
+    try:
+        return _openers()[name](str(path))
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise DataError(f"cannot read {path} as {name}: {first_line(exc)}") from None
+
+
+def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
+                ) -> tuple[dict[str, tuple[str, range]], list[str]]:
+    """Decide which trajectories form each split.
+
+    Splits the file defines are used as they are (the first ``n`` of each). A split
+    the file lacks is cut from the ``"all"`` pool (files without splits) or else from
+    ``"train"``, in the order train, val, test: first ``n_train``, then ``n_val``, then
+    ``n_test`` trajectories. When the requested counts do not fit, the pool is shared
+    80/10/10 (each cut split gets at least one trajectory unless 0 was asked for).
+
+    Args:
+        pool_sizes: Trajectories per pool (``"all"`` or the file's own split names).
+        wanted: Requested count per split; ``None`` means "as many as the rule gives".
+
+    Returns:
+        ``({split: (pool, range of indices in the pool)}, messages)``; messages say
+        where the fallback rule was used (callers turn them into warnings).
+    """
+    donors = [p for p in ("all", "train") if p in pool_sizes] or list(pool_sizes)
+    members: dict[str, list[str]] = {}
+    for split in SPLITS:
+        pool = split if split in pool_sizes else donors[0]
+        members.setdefault(pool, []).append(split)
+    plan: dict[str, tuple[str, range]] = {}
+    messages: list[str] = []
+    for pool, splits in members.items():
+        size = int(pool_sizes[pool])
+        asked = [wanted.get(s) for s in splits]
+        if len(splits) == 1:
+            n = size if asked[0] is None else min(int(asked[0]), size)
+            if asked[0] is not None and asked[0] > size:
+                messages.append(f"split '{splits[0]}' has only {size} trajectories "
+                                f"({asked[0]} asked); using all {size}")
+            plan[splits[0]] = (pool, range(n))
+            continue
+        if all(a is not None for a in asked) and sum(asked) <= size:
+            counts = [int(a) for a in asked]
+        else:
+            counts = _fractional_counts(size, splits, asked, pool)
+            if any(a is not None for a in asked):
+                requested = "/".join("all" if a is None else str(a) for a in asked)
+                messages.append(f"asked for {requested} {'/'.join(splits)} trajectories but '{pool}' holds "
+                                f"{size}; using {'/'.join(str(c) for c in counts)} (80/10/10 rule)")
+        start = 0
+        for split, count in zip(splits, counts):
+            plan[split] = (pool, range(start, start + count))
+            start += count
+    return plan, messages
+
+
+def _fractional_counts(size: int, splits: list[str], asked: list[int | None], pool: str) -> list[int]:
+    live = [s for s, a in zip(splits, asked) if a != 0]
+    total = sum(FRACTIONS[s] for s in live)
+    counts = [0] * len(splits)
+    for i, (split, a) in enumerate(zip(splits, asked)):
+        if i > 0 and a != 0:
+            counts[i] = max(1, int(size * FRACTIONS[split] / total))
+    counts[0] = size - sum(counts) if asked[0] != 0 else 0
+    if asked[0] != 0 and counts[0] < 1:
+        raise DataError(f"'{pool}' holds {size} trajectories, too few for the splits {', '.join(splits)}")
+    return counts
+
+
+def _domain_from_coords(coords: list[Any] | None, n_space: int, notes: list[str]):
+    import numpy as np
+
+    if not coords or len(coords) != n_space:
+        return None
+    domain = []
+    for c in coords:
+        c = np.asarray(c, dtype=np.float64)
+        if c.size < 2:
+            return None
+        step = float(np.median(np.diff(c)))
+        domain.append((float(c[0] - step / 2), float(c[-1] + step / 2)))
+    notes.append("domain estimated from the stored coordinates, taken as cell centres")
+    return tuple(domain)
+
+
+def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = None,
+              horizon: int | None = None, check: bool = True) -> DataSpec:
+    """Combine what the file states with the dataset's defaults.
+
+    The file decides the shape, the number of frames, ``dt`` (from its time
+    coordinate) and the field names; ``defaults`` supplies the name, field names when
+    the file has none, the boundary, the domain and the parameters (file parameters
+    win on conflicts). A canonical file's stored spec stands in for the defaults.
+
+    Args:
+        found: What :func:`open_layout` found.
+        name: Registered dataset name for the spec.
+        defaults: The dataset plugin's own spec.
+        t_in: Frames a model receives (default: the stored or default spec's).
+        horizon: Evaluation horizon (default: the stored or default spec's).
+        check: Raise when ``t_in`` leaves no frame to predict; cap ``horizon``.
+    """
+    shape = found.traj_shape
+    n_frames, spatial, n_channels = shape[0], tuple(shape[1:-1]), shape[-1]
+    base = DataSpec.from_dict(found.spec) if found.spec else defaults
+    if found.fields and len(found.fields) == n_channels:
+        fields = tuple(found.fields)
+    elif defaults.fields and len(defaults.fields) == n_channels:
+        fields = tuple(defaults.fields)
+    else:
+        fields = ("u",) if n_channels == 1 else tuple(f"c{i}" for i in range(n_channels))
+        if defaults.fields:
+            found.notes.append(f"the file has {n_channels} unnamed channels, the dataset names "
+                               f"{len(defaults.fields)}; calling them {', '.join(fields)}")
+    domain = base.domain if base.domain and len(base.domain) == len(spatial) else None
+    domain = domain or _domain_from_coords(found.coords, len(spatial), found.notes)
+    mask = base.channel_mask if base.channel_mask and len(base.channel_mask) == n_channels else None
+    t_in = int(t_in if t_in is not None else base.t_in)
+    horizon = horizon if horizon is not None else base.horizon
+    if check:
+        if t_in >= n_frames:
+            raise DataError(f"{found.path}: trajectories have {n_frames} frames; t_in={t_in} leaves none to predict")
+        if horizon is not None and t_in + horizon > n_frames:
+            warnings.warn(f"{found.path}: horizon {horizon} after t_in={t_in} exceeds the {n_frames} stored "
+                          f"frames; using {n_frames - t_in}", SplitWarning, stacklevel=3)
+            horizon = n_frames - t_in
+    return DataSpec(
+        name=name, fields=fields, spatial_shape=spatial, t_in=t_in, t_out=base.t_out,
+        dt=float(found.dt if found.dt else base.dt), domain=domain, boundary=base.boundary,
+        params={**dict(defaults.params), **dict(base.params), **found.params}, horizon=horizon,
+        n_frames=n_frames, channel_mask=mask,
+    )
+
+
+def load_path(cfg: Any, name: str, spec_defaults: DataSpec):
+    """Open a published file or folder as a dataset (lazily).
+
+    Args:
+        cfg: A :class:`~pdebench_core.data.config.DatasetConfig` (or omegaconf object
+            with its attributes): ``path``, ``format``, ``n_train``, ``n_val``,
+            ``n_test``, ``t_in``, ``horizon``, ``preload``.
+        name: The registered dataset name.
+        spec_defaults: The dataset's own spec (field names, parameters, boundary...).
+
+    Returns:
+        A :class:`~pdebench_core.data.base.TrajectoryDataset` whose splits read one
+        trajectory at a time (everything in memory when ``cfg.preload``).
+
+    Raises:
+        DataError: unreadable file, unknown layout, too few trajectories or frames.
+    """
+    from pdebench_core.data.base import TrajectoryDataset
+
+    path = getattr(cfg, "path", None)
+    if not path:
+        raise UsageError(f"data.{name}.path is not set")
+    found = open_layout(path, getattr(cfg, "format", "auto"))
+    wanted = {s: getattr(cfg, f"n_{s}", None) for s in SPLITS}
+    plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    for message in messages:
+        warnings.warn(f"{path}: {message}", SplitWarning, stacklevel=2)
+    preload = bool(getattr(cfg, "preload", False))
+    splits = {s: found.pools[pool].subset(list(r), preload=preload) for s, (pool, r) in plan.items()}
+    spec = make_spec(found, name, spec_defaults, t_in=getattr(cfg, "t_in", None),
+                     horizon=getattr(cfg, "horizon", None))
+    return TrajectoryDataset(spec, splits)
+
+
+def describe_path(path: str | Path, format: str = "auto") -> dict[str, Any]:
+    """JSON-friendly summary of a file or folder, for ``pdeb data info``.
+
+    Returns:
+        ``layout``, ``fields`` (``None`` when unnamed), ``trajectory_shape``
+        ``(T, *S, C)``, ``spatial_shape``, ``n_frames``, ``n_channels``, ``dt``,
+        ``dtype``, ``splits`` (trajectories per split; ``{"all": N}`` when the file has
+        none), ``own_splits``, ``params``, ``spec`` (canonical files) and ``notes``.
+    """
+    found = open_layout(path, format)
+    shape = found.traj_shape
+    order = [s for s in SPLITS if s in found.pools] + [s for s in found.pools if s not in SPLITS]
+    return {
+        "path": str(found.path),
+        "layout": found.layout,
+        "fields": list(found.fields) if found.fields else None,
+        "trajectory_shape": list(shape),
+        "spatial_shape": list(shape[1:-1]),
+        "n_frames": shape[0],
+        "n_channels": shape[-1],
+        "dt": found.dt,
+        "dtype": found.dtype,
+        "splits": {s: len(found.pools[s]) for s in order},
+        "own_splits": found.own_splits,
+        "params": dict(found.params),
+        "spec": found.spec,
+        "notes": list(found.notes),
+    }

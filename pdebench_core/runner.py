@@ -1,0 +1,89 @@
+"""Executing a resolved config: run directory, seeds, sinks, the task, status."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import Any
+
+from pdebench_core import plugins
+from pdebench_core.config import config_hash
+from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
+
+
+def _write_status(run_dir, **status: Any) -> None:
+    (run_dir / "status.json").write_text(json.dumps(status, indent=2))
+
+
+def prepare_run_dir(cfg, resume: bool = False):
+    """Create (or, when resuming, reopen) the run directory and save the resolved config."""
+    from omegaconf import OmegaConf
+
+    run_id = cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))
+    run_dir = run_dir_for(run_id)
+    if resume:
+        if not run_dir.is_dir():
+            raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}; check the id with 'pdeb runs'")
+        saved = OmegaConf.load(run_dir / "config.yaml")
+        if config_hash(saved) != config_hash(cfg):
+            raise UsageError(
+                f"cannot resume '{run_id}': the given settings differ from the saved config "
+                f"({run_dir / 'config.yaml'}); resume with 'pdeb run --resume {run_id}' alone"
+            )
+    elif run_dir.exists():
+        raise UsageError(f"run '{run_id}' already exists in {run_dir}; pick another --run-id or --resume it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.set_struct(cfg, False)
+    cfg.run.run_id = run_id
+    OmegaConf.set_struct(cfg, True)
+    if not resume:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        (run_dir / "command.txt").write_text(command_line() + "\n")
+    return run_id, run_dir
+
+
+def execute(cfg, resume: bool = False, quiet: bool = False, rank: int = 0, world_size: int = 1) -> RunContext:
+    """Run the configured task and return its context (``ctx.results`` holds the metrics)."""
+    import torch
+
+    from pdebench_core.engine import resolve_device
+
+    device = resolve_device(cfg.run.device)
+    run_id, run_dir = prepare_run_dir(cfg, resume=resume) if rank == 0 else (cfg.run.run_id, run_dir_for(cfg.run.run_id))
+    torch.manual_seed(int(cfg.run.seed))
+    regs = plugins.registries()
+    sinks = []
+    if rank == 0:
+        for name in cfg.run.sinks:
+            comp = regs["sink"].get(name)
+            sinks.append(comp.factory(comp.config() if comp.config else None, run_dir))
+    ctx = RunContext(cfg=cfg, run_id=run_id, run_dir=run_dir, device=device, sinks=sinks, resume=resume,
+                     rank=rank, world_size=world_size, quiet=quiet)
+    task = regs["task"].get(cfg.run.task)
+    if ctx.is_main:
+        _write_status(run_dir, state="running", started=time.time())
+        ctx.log(f"run {run_id}: task {cfg.run.task}, model {cfg.model.name}, data {list(cfg.data.keys())}, "
+                f"profile {cfg.run.profile}, device {device}")
+    try:
+        ctx.results = task.factory(ctx)
+    except PdebError as exc:
+        if ctx.is_main:
+            has_checkpoint = any((run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").exists() else False
+            if not resume and not has_checkpoint:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping was written
+            else:
+                _write_status(run_dir, state="failed", error=str(exc))
+        raise
+    except BaseException as exc:
+        if ctx.is_main:
+            _write_status(run_dir, state="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for sink in sinks:
+            sink.close()
+    if ctx.is_main:
+        _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
+        ctx.log(f"run {run_id} finished; directory {run_dir}")
+    return ctx

@@ -1,0 +1,132 @@
+"""Run directories and the context handed to tasks."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pdebench_core import paths, plugins
+from pdebench_core.errors import UsageError
+
+
+def new_run_id(model: str, data: list[str]) -> str:
+    """``<model>-<data>-<UTC time>-<random>``, unique and sortable."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    joined = "+".join(data)
+    if len(joined) > 40:
+        joined = f"{data[0]}+{len(data) - 1}more"
+    return f"{model}-{joined}-{stamp}-{secrets.token_hex(2)}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of pdeb, Python, torch and every loaded plugin distribution."""
+    from pdebench_core import __version__
+
+    out = {"pdeb": __version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    for info in plugins.plugin_infos():
+        if info.origin != "builtin" and info.error is None and info.version:
+            out[f"plugin:{info.name}"] = info.version
+    return out
+
+
+def validate_run_id(run_id: str) -> str:
+    """Refuse run ids that cannot be directory names."""
+    if not run_id or any(c in run_id for c in "/\\:") or run_id in {".", ".."} or run_id.startswith("."):
+        raise UsageError(f"run id '{run_id}' is not a valid directory name; use letters, digits, '-', '_' and '.'")
+    return run_id
+
+
+@dataclass
+class RunContext:
+    """What a task receives: the resolved config, its directory, device and sinks.
+
+    Attributes:
+        cfg: The resolved omegaconf config.
+        run_id: The run's id.
+        run_dir: Its directory (config, log, metrics, checkpoints, evaluation outputs).
+        device: ``torch.device`` to compute on.
+        sinks: Opened sink objects.
+        resume: Whether the run continues a previous one.
+        rank: Process rank (0 in a single process).
+        world_size: Number of processes.
+    """
+
+    cfg: Any
+    run_id: str
+    run_dir: Path
+    device: Any
+    sinks: list = field(default_factory=list)
+    resume: bool = False
+    rank: int = 0
+    world_size: int = 1
+    started: float = field(default_factory=time.time)
+    quiet: bool = False
+    results: dict = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes files and result rows."""
+        return self.rank == 0
+
+    def log(self, message: str) -> None:
+        """Append a line to the run log (and print it unless quiet)."""
+        if not self.is_main:
+            return
+        line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}"
+        with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if not self.quiet:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        """Send per-step training metrics to every sink."""
+        if self.is_main:
+            for sink in self.sinks:
+                sink.log_step(step, values)
+
+    def write_result(self, row: dict[str, Any]) -> None:
+        """Send one result row to every sink."""
+        if self.is_main:
+            for sink in self.sinks:
+                sink.write_result(row)
+
+    def save_json(self, relative: str, data: Any) -> Path:
+        """Write JSON under the run directory atomically."""
+        path = self.run_dir / relative
+        if self.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(data, indent=2, default=float))
+            os.replace(tmp, path)
+        return path
+
+
+def run_dir_for(run_id: str) -> Path:
+    """Directory of a run id under the pdeb home."""
+    return paths.runs_dir() / validate_run_id(run_id)
+
+
+def command_line() -> str:
+    """The command that started this process, for reproduction."""
+    import shlex
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("pdeb", "__main__.py")):
+        argv[0] = "pdeb"
+    return " ".join(shlex.quote(a) for a in argv)

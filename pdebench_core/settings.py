@@ -1,0 +1,115 @@
+"""The core's own config sections: run, train and eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+PROFILES = ("smoke", "small", "paper")
+
+
+@dataclass
+class RunSection:
+    """``run.<key>``: what to run and where.
+
+    Attributes:
+        task: Registered task name (``train``, ``evaluate``, ``pretrain``, ...).
+        seed: Seed for model initialisation, sampling and noise.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``/``cuda:N``.
+        run_id: Name of the run directory; generated when empty.
+        profile: ``smoke``, ``small`` or ``paper``; sets defaults of every section.
+        sinks: Registered sink names that receive logs and result rows.
+    """
+
+    task: str = "train"
+    seed: int = 0
+    device: str = "auto"
+    run_id: Optional[str] = None
+    profile: str = "small"
+    sinks: List[str] = field(default_factory=lambda: ["sqlite", "jsonl"])
+
+
+@dataclass
+class TrainSection:
+    """``train.<key>``: the optimisation loop shared by every training task.
+
+    Attributes:
+        max_steps: Optimizer steps.
+        batch_size: Windows per optimizer step (before gradient accumulation).
+        grad_accum: Micro-batches accumulated per optimizer step.
+        lr: Peak learning rate.
+        weight_decay: Decoupled weight decay (AdamW) or L2 penalty (Adam).
+        optimizer: ``adamw`` or ``adam``.
+        scheduler: ``onecycle``, ``cosine`` or ``constant``.
+        warmup_frac: Fraction of steps spent warming up (one-cycle ``pct_start``).
+        grad_clip: Max gradient norm; 0 disables clipping.
+        t_out: Frames predicted per model call during training.
+        loss: ``rel_l2`` (relative L2 per channel, DPOT's) or ``mse``.
+        resolution: Model grid per spatial axis when datasets differ (0 = first dataset's).
+        log_every: Steps between log lines and metric records.
+        eval_every: Steps between validation passes (0 = only at the end).
+        checkpoint_every: Steps between checkpoints (0 = only at the end).
+        keep_checkpoints: How many recent step checkpoints to keep.
+        num_workers: DataLoader worker processes.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+        compile: Compile the model with ``torch.compile``.
+        max_train_windows: Cap on windows per dataset per epoch (0 = all).
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    optimizer: str = "adamw"
+    scheduler: str = "onecycle"
+    warmup_frac: float = 0.2
+    grad_clip: float = 0.0
+    t_out: int = 1
+    loss: str = "rel_l2"
+    resolution: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    precision: str = "auto"
+    compile: bool = False
+    max_train_windows: int = 0
+
+
+@dataclass
+class EvalSection:
+    """``eval.<key>``: autoregressive evaluation.
+
+    Attributes:
+        split: Split to evaluate (``test``; ``val`` is used for model selection).
+        batch_size: Trajectories rolled out at once.
+        metrics: Registered metric names to compute.
+        horizon: Frames to roll out after the first ``t_in`` (0 = each dataset's own).
+        max_trajectories: Cap on trajectories evaluated per dataset (0 = all).
+    """
+
+    split: str = "test"
+    batch_size: int = 8
+    metrics: List[str] = field(default_factory=lambda: ["l2re", "rmse", "nrmse"])
+    horizon: int = 0
+    max_trajectories: int = 0
+
+
+# Profile defaults of the core sections; component profiles come from their cards.
+CORE_PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {
+        "train": {"max_steps": 20, "batch_size": 4, "log_every": 5, "lr": 1e-3},
+        "eval": {"batch_size": 4},
+    },
+    "small": {
+        "train": {"max_steps": 1200, "batch_size": 16, "log_every": 50, "lr": 3e-3},
+        "eval": {"batch_size": 8},
+    },
+    "paper": {
+        "train": {"max_steps": 100000, "batch_size": 20, "log_every": 100, "lr": 1e-3,
+                  "checkpoint_every": 5000, "eval_every": 5000},
+        "eval": {"batch_size": 16},
+    },
+}

@@ -1,0 +1,52 @@
+"""Loading model weights from a checkpoint file or a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pdebench_core import paths
+from pdebench_core.checkpoint import load_checkpoint
+from pdebench_core.errors import UsageError
+
+
+def resolve_checkpoint(ref: str) -> Path:
+    """A checkpoint path, or a run id whose ``checkpoints/last.pt`` to use."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    run_last = paths.runs_dir() / ref / "checkpoints" / "last.pt"
+    if run_last.is_file():
+        return run_last
+    raise UsageError(f"no checkpoint file or finished run named '{ref}'; give a .pt path or a run id from 'pdeb leaderboard'")
+
+
+def state_dict_of(state: dict) -> dict:
+    """The model weights inside a checkpoint: ours and the official ``{'model': ...}`` format,
+    or a bare state dict; a ``module.`` prefix (from DataParallel/DDP) is removed."""
+    weights = state.get("model", state)
+    if not isinstance(weights, dict):
+        raise UsageError("checkpoint has no state dict under 'model'")
+    if weights and all(k.startswith("module.") for k in weights):
+        weights = {k[len("module."):]: v for k, v in weights.items()}
+    return weights
+
+
+def load_weights(model, ref: str) -> None:
+    """Load weights into ``model`` strictly, naming the first mismatches on failure."""
+    path = resolve_checkpoint(ref)
+    weights = state_dict_of(load_checkpoint(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            parts.append(f"shape {wrong[:3]}")
+        raise UsageError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}")
+    model.load_state_dict(weights)

@@ -1,0 +1,143 @@
+"""Building blocks that tasks compose: datasets, model, training, evaluation, result rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from pdebench_core import plugins
+from pdebench_core.config import config_hash
+from pdebench_core.data.pipeline import Mixture, check_model_supports, plan_mixture
+from pdebench_core.errors import DataError, UsageError
+from pdebench_core.runs import RunContext, command_line, versions
+
+
+def build_datasets(ctx: RunContext) -> dict[str, Any]:
+    """Build every dataset of the run (generating cached data as needed)."""
+    out = {}
+    for name, section in ctx.cfg.data.items():
+        comp = plugins.get("dataset", name)
+        ctx.log(f"dataset {name}: preparing")
+        try:
+            dataset = comp.factory(section)
+        except (UsageError, DataError):
+            raise
+        except OSError as exc:
+            raise DataError(f"dataset '{name}' could not be read: {exc}") from None
+        dataset.mixture_weight = float(getattr(section, "weight", 1.0))
+        spec = dataset.spec
+        sizes = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
+        ctx.log(f"dataset {name}: fields {list(spec.fields)}, grid {list(spec.spatial_shape)}, "
+                f"splits {sizes}")
+        out[name] = dataset
+    return out
+
+
+def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
+    """The common grid/channels of the run's datasets and the model's spec."""
+    return plan_mixture(datasets, t_out=int(ctx.cfg.train.t_out), resolution=int(ctx.cfg.train.resolution))
+
+
+def build_model(ctx: RunContext, mixture: Mixture):
+    """Build the configured model for the mixture's spec."""
+    comp = plugins.get("model", ctx.cfg.model.name)
+    for dataset in mixture.datasets.values():
+        check_model_supports(comp.card, comp.name, dataset.spec)
+    model = comp.factory(ctx.cfg.model, mixture.model_spec)
+    return model
+
+
+def data_hash(datasets: dict[str, Any]) -> str:
+    """Hash of what identifies the data: each spec and the split sizes."""
+    digest = hashlib.sha256()
+    for name, ds in datasets.items():
+        digest.update(json.dumps(ds.spec.to_dict(), sort_keys=True, default=str).encode())
+        digest.update(json.dumps({s: len(ds.split(s)) for s in ("train", "val", "test")}).encode())
+    return digest.hexdigest()[:16]
+
+
+def metric_functions(names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``({name: fn}, {name: reduction})`` for the requested metrics."""
+    fns, reductions = {}, {}
+    for name in names:
+        comp = plugins.get("metric", name)
+        fns[name] = comp.factory
+        reductions[name] = comp.card.get("reduction", "mean")
+    return fns, reductions
+
+
+def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = None,
+                 write_rows: bool = True, extra: dict | None = None) -> dict[str, dict[str, float]]:
+    """Roll out on every dataset's evaluation split; save outputs and write one row per dataset."""
+    from pdebench_core.engine import count_parameters
+    from pdebench_core.evaluation import evaluate_dataset
+
+    cfg = ctx.cfg
+    split = split or cfg.eval.split
+    fns, reductions = metric_functions(list(cfg.eval.metrics))
+    results: dict[str, dict[str, float]] = {}
+    hashed = data_hash(mixture.datasets)
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for name, dataset in mixture.datasets.items():
+        spec = dataset.spec
+        horizon = int(cfg.eval.horizon) or spec.horizon
+        out = evaluate_dataset(
+            model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out, horizon=horizon,
+            device=ctx.device, grid=mixture.grid, n_channels=mixture.n_channels,
+            batch_size=int(cfg.eval.batch_size), max_trajectories=int(cfg.eval.max_trajectories),
+            precision=cfg.train.precision, reductions=reductions,
+        )
+        out.update({"dataset": name, "split": split, "fields": list(spec.fields)})
+        ctx.save_json(f"eval/{name}.json", out)
+        summary = out["summary"]
+        results[name] = summary
+        ctx.log(f"eval {name} ({split}, {out['n_samples']} trajectories, {out['horizon']} steps): "
+                + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+        if write_rows:
+            ctx.write_result({
+                "run_id": ctx.run_id, "model": cfg.model.name, "dataset": name, "task": cfg.run.task,
+                "metrics": summary, "seed": int(cfg.run.seed), "n_params": count_parameters(model),
+                "train_time_s": float((extra or {}).get("train_time_s", 0.0)), "device": str(ctx.device),
+                "versions": versions(), "config_hash": config_hash(cfg), "config": resolved,
+                "profile": cfg.run.profile, "data_hash": hashed, "command": command_line(),
+                "extra": {"split": split, "horizon": out["horizon"], "n_samples": out["n_samples"],
+                          "one_step": out["one_step"], "size": cfg.model.get("size"), **(extra or {})},
+            })
+    return results
+
+
+def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) -> "Any":
+    """Train ``model`` on the mixture's train split with the core engine; returns the trainer."""
+    import torch
+
+    from omegaconf import OmegaConf
+
+    from pdebench_core.data.pipeline import training_loader
+    from pdebench_core.engine import Trainer
+
+    cfg = ctx.cfg
+    loader, sampler = training_loader(
+        mixture, "train", int(cfg.train.batch_size), seed=int(cfg.run.seed),
+        num_workers=int(cfg.train.num_workers), rank=ctx.rank, world_size=ctx.world_size,
+        max_per_dataset=int(cfg.train.max_train_windows), pin_memory=ctx.device.type == "cuda",
+    )
+    trainer = Trainer(
+        model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,
+        log_step=ctx.log_step, prepare_batch=prepare_batch, seed=int(cfg.run.seed),
+        extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
+                     "spec": mixture.model_spec.to_dict()},
+        show_progress=not ctx.quiet and ctx.is_main,
+    )
+    last = ctx.run_dir / "checkpoints" / "last.pt"
+    if ctx.resume and last.exists():
+        trainer.load(last)
+        ctx.log(f"resumed from step {trainer.step}")
+    started = time.perf_counter()
+    trainer.fit()
+    ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")
+    torch.set_grad_enabled(True)
+    return trainer
