@@ -21,8 +21,9 @@ the reference implementations):
 * ``max_error``: the largest absolute error over all steps, grid points and real
   channels of a sample.
 
-:func:`per_step_error` gives the ``(B, T)`` error curves of a rollout and
-:func:`per_channel_error` the ``(B, C)`` values per field.
+:func:`per_step_error` gives the ``(B, T)`` error curves of a rollout,
+:func:`per_channel_error` the ``(B, C)`` values per field, and
+:func:`compute_metrics` several metrics of one batch at once.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def registries() -> dict[str, Registry]:
     for kind in KINDS:
         caller = getattr(pm.hook, f"register_{kind}s")
         # Call each implementation on its own so every component knows its plugin.
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # registration order: builtins first
             impl.function(register=partial(_register_into, built[kind], impl.plugin_name))
     _registries = built
     return built
@@ -158,7 +158,7 @@ def get(kind: str, name: str) -> Component:
 def register_commands(app: Any) -> None:
     """Let every plugin add its CLI commands to ``app``."""
     load_plugins()
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+    for impl in pm.hook.register_commands.get_hookimpls():
         try:
             impl.function(app=app)
         except Exception as exc:

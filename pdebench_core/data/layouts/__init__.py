@@ -16,7 +16,7 @@ Public entry points:
 """
 
 from pdebench_core.data.layouts.common import Found, Trajectories
-from pdebench_core.data.layouts.convert import CanonicalWriter, convert
+from pdebench_core.data.layouts.conversion import CanonicalWriter, convert
 from pdebench_core.data.layouts.loading import (
     FRACTIONS, LAYOUTS, SplitWarning, describe_path, detect_layout, load_path, make_spec, open_layout,
     plan_splits,

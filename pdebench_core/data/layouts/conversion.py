@@ -109,6 +109,11 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     name = name or (spec_defaults.name if spec_defaults else src.stem)
     defaults = spec_defaults or DataSpec(name=name, fields=(), spatial_shape=())
     spec = make_spec(found, name, defaults, check=False)
+    if spec.t_in >= spec.n_frames > 1:  # keep the stored default usable; runs set t_in anyway
+        found.notes.append(f"t_in {spec.t_in} leaves no frame to predict; stored t_in {spec.n_frames - 1}")
+        spec = spec.replace(t_in=spec.n_frames - 1)
+    if spec.horizon is not None and spec.t_in + spec.horizon > spec.n_frames:
+        spec = spec.replace(horizon=spec.n_frames - spec.t_in)
     provenance = {
         "generator": "pdeb data convert", "version": __version__, "source": str(src),
         "layout": found.layout, "notes": list(found.notes) + messages,

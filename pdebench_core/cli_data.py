@@ -1,0 +1,222 @@
+"""``pdeb data``: inspect, check, convert, download and generate datasets.
+
+Every command turns a :class:`~pdebench_core.errors.PdebError` into one line on
+stderr and its exit code (2 for bad input or bad data), without a traceback.
+Heavy modules (h5py, numpy, the plugins) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from pdebench_core.errors import PdebError
+
+data_app = typer.Typer(
+    help="Inspect, verify, convert, download and generate datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """One clean line and the error's exit code instead of a traceback."""
+    try:
+        yield
+    except PdebError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def _size(n: Optional[int]) -> str:
+    if n is None:
+        return "?"
+    from pdebench_core.data.download import _human
+
+    return _human(n)
+
+
+@data_app.command()
+def info(
+    path: Path = typer.Argument(..., help="A data file or folder in any supported layout."),
+    format: str = typer.Option("auto", "--format", "-f", help="Layout; 'auto' detects it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
+) -> None:
+    """Describe a data file: layout, fields, shapes, dt, trajectories per split."""
+    from pdebench_core.data.layouts import describe_path
+
+    with _user_errors():
+        description = describe_path(path, format)
+    if as_json:
+        typer.echo(json.dumps(description, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{description['path']}[/bold]  layout [cyan]{description['layout']}[/cyan]")
+    fields = description["fields"]
+    console.print(f"fields: {', '.join(fields) if fields else '(unnamed)'} | "
+                  f"trajectory (T, *S, C): {tuple(description['trajectory_shape'])} | "
+                  f"dt: {description['dt'] if description['dt'] is not None else '(not stored)'} | "
+                  f"stored as {description['dtype']}")
+    table = Table("split", "trajectories", title=None if description["own_splits"] else "(no splits in the file)")
+    for split, n in description["splits"].items():
+        table.add_row(split, str(n))
+    console.print(table)
+    for note in description["notes"]:
+        console.print(f"[dim]note: {note}[/dim]")
+
+
+@data_app.command()
+def verify(
+    path: Path = typer.Argument(..., help="A canonical pdeb HDF5 file."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
+    as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+    quick: bool = typer.Option(False, "--quick", help="Check structure and metadata only; read no values."),
+) -> None:
+    """Check a canonical file: metadata, shapes, dtype, NaN/Inf, constant frames, overlapping splits.
+
+    Exits 1 when an error is found (or a warning, with --strict).
+    """
+    from pdebench_core.data.verify import verify_file
+
+    with _user_errors():
+        problems = verify_file(path, scan=not quick)
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity != "error"]
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in problems], indent=2))
+    else:
+        console = _console()
+        for p in problems:
+            colour = "red" if p.severity == "error" else "yellow"
+            console.print(f"[{colour}]{p.severity}[/{colour}] {p.where}: {p.message}", highlight=False)
+        if problems:
+            console.print(f"{path}: {len(errors)} error(s), {len(warnings)} warning(s)", highlight=False)
+        else:
+            console.print(f"[green]ok[/green] {path}: no problems found", highlight=False)
+    if errors or (strict and warnings):
+        raise typer.Exit(1)
+
+
+@data_app.command()
+def convert(
+    src: Path = typer.Argument(..., help="Source file or folder in any supported layout."),
+    dest: Path = typer.Argument(..., help="Canonical HDF5 file to write."),
+    format: str = typer.Option("auto", "--format", "-f", help="Layout of SRC; 'auto' detects it."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name stored in the file (default: SRC's stem)."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Train trajectories (default: rule below)."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation trajectories."),
+    n_test: Optional[int] = typer.Option(None, "--n-test", help="Test trajectories."),
+) -> None:
+    """Convert SRC to a canonical pdeb file, streaming trajectory by trajectory.
+
+    The file's own splits are kept whole; a file without splits is cut in index
+    order: train first, then val, then test (80/10/10 unless counts are given).
+    """
+    from pdebench_core.data.layouts import convert as convert_file
+    from pdebench_core.data.layouts import describe_path
+
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    with _user_errors():
+        written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True)
+        description = describe_path(written)
+    splits = ", ".join(f"{k} {v}" for k, v in description["splits"].items())
+    _console().print(f"wrote {written}: {splits} trajectories of {tuple(description['trajectory_shape'])}",
+                     highlight=False)
+
+
+@data_app.command()
+def download(
+    name: str = typer.Argument(..., help="Source card name (see 'pdeb data sources') or one file name of a card."),
+    dest: Optional[Path] = typer.Option(None, "--dest", "-d", help="Folder (default: $PDEB_HOME/data/downloads/NAME)."),
+    file: Optional[List[str]] = typer.Option(None, "--file", help="Only files matching this glob (repeatable)."),
+) -> None:
+    """Download a published dataset: resumable, checksum-verified, disk space checked first."""
+    from pdebench_core.data.download import download as fetch
+
+    with _user_errors():
+        written = fetch(name, dest=dest, files=file or None, progress=True)
+    console = _console()
+    for path in written:
+        console.print(f"[green]ok[/green] {path}", highlight=False)
+
+
+@data_app.command()
+def sources(
+    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
+) -> None:
+    """List the source cards that 'pdeb data download' knows."""
+    from pdebench_core.data.download import list_cards
+
+    with _user_errors():
+        cards = list_cards()
+    if as_json:
+        typer.echo(json.dumps([{"name": c.name, "title": c.title, "layout": c.layout, "license": c.license,
+                                "files": [f.name for f in c.files], "approx_size": c.approx_size}
+                               for c in cards], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("files", justify="right")
+    table.add_column("approx. size", justify="right")
+    table.add_column("layout")
+    table.add_column("licence")
+    for c in cards:
+        table.add_row(c.name, str(len(c.files)), _size(c.approx_size), c.layout, c.license)
+    _console().print(table)
+
+
+@data_app.command()
+def generate(
+    name: str = typer.Argument(..., help="Registered dataset name."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides key=value."),
+    profile: str = typer.Option("small", "--profile", "-p", help="Profile: smoke, small or paper."),
+) -> None:
+    """Generate (or find in the cache) a dataset with its built-in solver and show where it is."""
+    with _user_errors():
+        try:
+            from pdebench_core.config import build_dataset
+        except ImportError as exc:
+            from pdebench_core.errors import UsageError
+
+            raise UsageError(f"dataset generation is unavailable in this installation ({exc})") from None
+        bad = [o for o in overrides or [] if "=" not in o]
+        if bad:
+            from pdebench_core.errors import UsageError
+
+            raise UsageError(f"overrides must look like key=value, got {', '.join(bad)}")
+        dataset = build_dataset(name, profile, list(overrides or []))
+    from rich.table import Table
+
+    spec = dataset.spec
+    console = _console()
+    console.print(f"[bold]{spec.name}[/bold] ({profile}): fields {', '.join(spec.fields)}, grid "
+                  f"{tuple(spec.spatial_shape)}, dt {spec.dt:g}", highlight=False)
+    table = Table("split", "trajectories", "trajectory (T, *S, C)")
+    locations = set()
+    for split in ("train", "val", "test"):
+        try:
+            seq = dataset.split(split)
+        except PdebError:
+            continue
+        shape = getattr(seq, "shape", None) or (tuple(seq[0].shape) if len(seq) else ())
+        location = getattr(seq, "path", None)
+        locations.add(str(location).split(":/")[0] if location else "(in memory, no file)")
+        table.add_row(split, str(len(seq)), str(tuple(shape)))
+    console.print(table)
+    for location in sorted(locations):
+        console.print(f"cached at {location}", highlight=False)

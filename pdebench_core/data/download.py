@@ -1,0 +1,363 @@
+"""Download published datasets described by source cards, resumably and verified.
+
+A *source card* (``registry/datasets/<name>.yaml``) names a dataset's files with
+their URLs and checksums (md5 and/or sha256), plus licence, citation and layout.
+:func:`download` fetches the chosen files into a folder:
+
+* a partial file ``<name>.part`` is resumed with an HTTP ``Range`` request (a
+  server that ignores ``Range`` makes it start over); dropped connections are
+  retried, resuming each time;
+* free disk space is checked before any byte is written (against the server's
+  ``Content-Length``, or the card's approximate size when the server gives none);
+* the checksum is verified before the file is renamed to its final name, so a file
+  under its final name is always complete and verified (and is not fetched again).
+
+Cards are looked up in ``$PDEB_REGISTRY/datasets`` (if set), then
+``$PDEB_HOME/registry/datasets`` (your own cards), then the ``registry/datasets``
+folder that ships with pdeb.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from pdebench_core import paths
+from pdebench_core.errors import DataError, UsageError, did_you_mean
+
+CHUNK = 1 << 20
+#: Space left free on the destination disk beyond the download itself.
+SPACE_MARGIN = 64 * 2**20
+
+
+@dataclass
+class SourceFile:
+    """One downloadable file of a card.
+
+    Attributes:
+        name: File name on disk.
+        url: Where to fetch it.
+        md5: Expected MD5 hex digest (PDEBench publishes these).
+        sha256: Expected SHA-256 hex digest.
+        approx_size: Approximate size in bytes, used for the disk-space check when
+            the server does not state the size; ``None`` if unknown.
+    """
+
+    name: str
+    url: str
+    md5: str | None = None
+    sha256: str | None = None
+    approx_size: int | None = None
+
+
+@dataclass
+class SourceCard:
+    """Where a published dataset comes from (one ``registry/datasets`` file).
+
+    Attributes:
+        name: Card name users type (``pdeb data download <name>``).
+        title: One-line description.
+        files: The downloadable files.
+        layout: Data layout of the files (a ``format=`` name).
+        license: Licence of the data.
+        citation: How to cite it (BibTeX).
+        homepage: Landing page or DOI.
+        source: Who publishes it.
+        path: The card file it was read from.
+    """
+
+    name: str
+    title: str = ""
+    files: list[SourceFile] = field(default_factory=list)
+    layout: str = "auto"
+    license: str = ""
+    citation: str = ""
+    homepage: str = ""
+    source: str = ""
+    path: str = ""
+
+    @property
+    def approx_size(self) -> int | None:
+        """Sum of the files' approximate sizes, if every one is known."""
+        sizes = [f.approx_size for f in self.files]
+        return sum(sizes) if sizes and all(s is not None for s in sizes) else None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "") -> "SourceCard":
+        """Build a card from parsed YAML, checking the required keys."""
+        where = path or "source card"
+        if not isinstance(data, Mapping) or not data.get("name"):
+            raise DataError(f"{where}: a source card needs a 'name'")
+        files = []
+        for entry in data.get("files") or []:
+            if not isinstance(entry, Mapping) or not entry.get("name") or not entry.get("url"):
+                raise DataError(f"{where}: every file needs a 'name' and a 'url'")
+            if not (entry.get("md5") or entry.get("sha256")):
+                raise DataError(f"{where}: file {entry['name']} has no md5 or sha256 checksum")
+            size = entry.get("approx_size")
+            files.append(SourceFile(name=str(entry["name"]), url=str(entry["url"]), md5=entry.get("md5"),
+                                    sha256=entry.get("sha256"), approx_size=int(size) if size else None))
+        if not files:
+            raise DataError(f"{where}: card '{data['name']}' lists no files")
+        return cls(name=str(data["name"]), title=str(data.get("title", "")), files=files,
+                   layout=str(data.get("layout", "auto")), license=str(data.get("license", "")),
+                   citation=str(data.get("citation", "")), homepage=str(data.get("homepage", "")),
+                   source=str(data.get("source", "")), path=path)
+
+
+def card_dirs() -> list[Path]:
+    """Folders searched for source cards, first match wins."""
+    dirs = []
+    if os.environ.get("PDEB_REGISTRY"):
+        dirs.append(Path(os.environ["PDEB_REGISTRY"]).expanduser() / "datasets")
+    dirs.append(paths.home() / "registry" / "datasets")
+    dirs.append(Path(__file__).resolve().parents[2] / "registry" / "datasets")
+    return dirs
+
+
+def read_card(path: str | Path) -> SourceCard:
+    """Read one card file (``.yaml``/``.yml``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"cannot read source card {path}: {str(exc).splitlines()[0]}") from None
+    return SourceCard.from_dict(data, str(path))
+
+
+def list_cards() -> list[SourceCard]:
+    """Every card found, by name (earlier folders shadow later ones)."""
+    cards: dict[str, SourceCard] = {}
+    for folder in card_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.y*ml")):
+            card = read_card(path)
+            cards.setdefault(card.name, card)
+    return [cards[k] for k in sorted(cards)]
+
+
+def find_card(name: str) -> SourceCard:
+    """A card by its name, a card file path, or the name of one file in some card.
+
+    Raises:
+        UsageError: nothing matches (with a suggestion).
+    """
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return read_card(name)
+    cards = list_cards()
+    for card in cards:
+        if card.name == name:
+            return card
+    for card in cards:
+        for f in card.files:
+            if f.name == name:
+                return SourceCard(**{**card.__dict__, "files": [f]})
+    choices = [c.name for c in cards] + [f.name for c in cards for f in c.files]
+    raise UsageError(f"unknown dataset source '{name}'{did_you_mean(name, choices)}; "
+                     f"run 'pdeb data sources' to list them")
+
+
+def _select(card: SourceCard, patterns: Iterable[str] | None) -> list[SourceFile]:
+    patterns = list(patterns or [])
+    if not patterns:
+        return list(card.files)
+    chosen = [f for f in card.files if any(fnmatch.fnmatch(f.name, p) for p in patterns)]
+    if not chosen:
+        names = ", ".join(f.name for f in card.files[:5]) + (", ..." if len(card.files) > 5 else "")
+        raise UsageError(f"no file of '{card.name}' matches {', '.join(patterns)} (files: {names})")
+    return chosen
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _check_space(folder: Path, needed: int | None, what: str) -> None:
+    if needed is None or needed <= 0:
+        return
+    free = shutil.disk_usage(folder).free
+    if needed + SPACE_MARGIN > free:
+        raise DataError(f"not enough free space in {folder} for {what}: need {_human(needed)}, "
+                        f"{_human(free)} free")
+
+
+def _hasher(f: SourceFile):
+    return hashlib.sha256() if f.sha256 else hashlib.md5()
+
+
+def _hash_file(path: Path, hasher) -> None:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    """``"bytes 10-99/100"`` or ``"bytes */100"`` -> 100."""
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) -> Path:
+    """Fetch one file into ``folder`` (resuming, retrying, verifying); returns its path."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from pdebench_core import __version__
+
+    final = folder / f.name
+    part = folder / (f.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    _check_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
+    task = progress.add_task(f.name, total=None) if progress else None
+    hasher = None
+    attempt = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": f"pdeb/{__version__}"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = urllib.request.Request(f.url, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:
+                total = _total_from_content_range(exc.headers.get("Content-Range"))
+                if total == offset:  # the partial file is already complete
+                    break
+                part.unlink()
+                continue
+            raise DataError(f"download of {f.name} failed: HTTP {exc.code} {exc.reason} ({f.url})") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if attempt < retries:
+                attempt += 1
+                time.sleep(min(2.0 ** attempt, 30.0) * 0.1)
+                continue
+            raise DataError(f"cannot download {f.name} from {f.url}: {reason}") from None
+        with response:
+            if response.status == 206:
+                total = _total_from_content_range(response.headers.get("Content-Range"))
+                start = response.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
+                if not start.isdigit() or int(start) != offset:
+                    raise DataError(f"download of {f.name}: the server resumed at byte {start}, not {offset}")
+            else:  # 200: the server sent the whole file, so start over
+                offset = 0
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+            _check_space(folder, (total - offset) if total is not None else
+                         (f.approx_size - offset if f.approx_size else None), f.name)
+            hasher = _hasher(f)
+            if offset:
+                _hash_file(part, hasher)
+            if progress:
+                progress.update(task, total=total, completed=offset)
+            try:
+                with open(part, "ab" if offset else "wb") as out:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        hasher.update(chunk)
+                        if progress:
+                            progress.advance(task, len(chunk))
+            except (http.client.HTTPException, OSError) as exc:
+                if attempt < retries:
+                    attempt += 1
+                    continue
+                raise DataError(f"download of {f.name} interrupted after {_human(part.stat().st_size)}"
+                                f" ({type(exc).__name__}); run the command again to resume") from None
+        size = part.stat().st_size
+        if total is not None and size < total:
+            if attempt < retries:
+                attempt += 1
+                continue
+            raise DataError(f"download of {f.name} stopped at {size} of {total} bytes; run the command again to resume")
+        if total is not None and size > total:
+            part.unlink()
+            raise DataError(f"download of {f.name} is larger than the server's {total} bytes; removed it, try again")
+        break
+    if hasher is None:  # completed in an earlier run, only the rename was missing
+        hasher = _hasher(f)
+        _hash_file(part, hasher)
+    expected, kind = (f.sha256, "sha256") if f.sha256 else (f.md5, "md5")
+    got = hasher.hexdigest()
+    if got.lower() != str(expected).lower():
+        part.unlink()
+        raise DataError(f"checksum mismatch for {f.name}: expected {kind} {expected}, got {got}; "
+                        f"the download was removed, run the command again")
+    os.replace(part, final)
+    return final
+
+
+def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Path | None = None,
+             files: Iterable[str] | None = None, progress: bool = True, retries: int = 3,
+             timeout: float = 60.0) -> list[Path]:
+    """Download the files of a source card.
+
+    Args:
+        name_or_card: A card name, a file name listed in a card, a card file path,
+            a :class:`SourceCard`, or a card as a dict.
+        dest: Destination folder (default ``$PDEB_HOME/data/downloads/<card name>``).
+        files: Glob patterns choosing files of the card (default: all of them).
+        progress: Show a rich progress bar.
+        retries: How often a dropped connection is resumed before giving up.
+        timeout: Seconds to wait for the server on each request.
+
+    Returns:
+        Paths of the verified files, in card order. Files already present under
+        their final name are not fetched again.
+
+    Raises:
+        DataError: HTTP errors (404...), checksum mismatch, not enough disk space,
+            an unreachable server.
+        UsageError: unknown card name or no file matching ``files``.
+    """
+    if isinstance(name_or_card, SourceCard):
+        card = name_or_card
+    elif isinstance(name_or_card, Mapping):
+        card = SourceCard.from_dict(name_or_card)
+    else:
+        card = find_card(str(name_or_card))
+    chosen = _select(card, files)
+    folder = Path(dest) if dest is not None else paths.data_dir() / "downloads" / card.name
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [f for f in chosen if not (folder / f.name).exists()]
+    sizes = [f.approx_size for f in missing]
+    if missing and all(s is not None for s in sizes):
+        partial = sum((folder / (f.name + ".part")).stat().st_size for f in missing
+                      if (folder / (f.name + ".part")).exists())
+        _check_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}")
+    bar = _progress_bar() if progress and missing else None
+    results = []
+    try:
+        if bar:
+            bar.start()
+        for f in chosen:
+            final = folder / f.name
+            results.append(final if final.exists() else _fetch(f, folder, bar, retries, timeout))
+    finally:
+        if bar:
+            bar.stop()
+    return results
+
+
+def _progress_bar():
+    from rich.progress import (
+        BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn())

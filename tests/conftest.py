@@ -1,0 +1,64 @@
+"""Shared fixtures: every test session gets its own pdeb home."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pdeb_home(tmp_path_factory) -> Path:
+    """A private ``PDEB_HOME`` so tests never touch the user's runs and results."""
+    home = tmp_path_factory.mktemp("pdeb-home")
+    os.environ["PDEB_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch) -> Path:
+    """A pdeb home for one test (empty results store)."""
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def run_pdeb(*args: str, env: dict | None = None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``pdeb`` CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "pdebench_core.cli", *args], capture_output=True, text=True,
+                            env=full_env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"pdeb {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def pdeb():
+    """Callable running the CLI in a subprocess: ``pdeb("models", "--json")``."""
+    return run_pdeb
+
+
+def write_fake_distribution(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+    """Make an installed-looking distribution (dist-info + modules) under ``root``.
+
+    ``importlib.metadata`` finds it once ``root`` is on ``PYTHONPATH``, exactly as it
+    finds a pip-installed plugin.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    lines = ["[pdeb]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for name, source in modules.items():
+        (root / f"{name}.py").write_text(source)
+    return root
+
+
+@pytest.fixture
+def fake_distribution():
+    """See :func:`write_fake_distribution`."""
+    return write_fake_distribution

@@ -1,0 +1,84 @@
+"""Run configuration: structured sections, profiles, YAML, overrides and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdebench_core.config import build_config, config_hash, parse_overrides
+from pdebench_core.errors import UsageError
+
+
+def test_profile_then_yaml_then_overrides(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("train:\n  max_steps: 7\n  lr: 0.01\nmodel:\n  width: 12\ndata:\n  ns2d:\n    n_train: 5\n")
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", config_file=config,
+                       overrides=["train.lr=0.002", "data.ns2d.nu=0.0001"])
+    assert cfg.train.max_steps == 7  # YAML over the profile
+    assert cfg.train.lr == 0.002  # override over YAML
+    assert cfg.model.width == 12 and cfg.model.name == "fno"
+    assert cfg.data.ns2d.n_train == 5 and cfg.data.ns2d.nu == 0.0001
+    assert cfg.run.profile == "smoke" and cfg.run.task == "train"
+
+
+def test_profiles_change_defaults():
+    smoke = build_config(model="fno", data="ns2d", profile="smoke")
+    small = build_config(model="fno", data="ns2d")
+    assert small.run.profile == "small"
+    assert smoke.train.max_steps < small.train.max_steps
+    assert smoke.model.width < small.model.width
+    assert smoke.data.ns2d.resolution < small.data.ns2d.resolution
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.max_stpes=3"], r"unknown setting 'train.max_stpes' \(did you mean 'max_steps'\?\)"),
+    (["model.widht=3"], r"unknown setting 'model.widht' \(did you mean 'width'\?\)"),
+    (["data.ns2d.nuu=3"], r"unknown setting 'data.ns2d.nuu' \(did you mean 'nu'\?\)"),
+    (["trian.lr=3"], r"unknown section 'trian' in overrides \(did you mean 'train'\?\)"),
+    (["train.max_steps=many"], r"bad value for 'train.max_steps'"),
+    (["data.cfd2d.mach=1"], r"settings for dataset 'cfd2d' in overrides, but it is not in --data"),
+    (["train.max_steps"], r"override 'train.max_steps' is not key=value"),
+])
+def test_config_errors_are_one_line_usage_errors(overrides, message):
+    with pytest.raises(UsageError, match=message) as info:
+        build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_names_fail_before_compute():
+    with pytest.raises(UsageError, match=r"unknown dataset 'ns2' \(did you mean 'ns2d'\?\)"):
+        build_config(model="fno", data="ns2")
+    with pytest.raises(UsageError, match=r"unknown task 'trian'"):
+        build_config(model="fno", data="ns2d", task="trian")
+    with pytest.raises(UsageError, match=r"unknown profile 'tiny'"):
+        build_config(model="fno", data="ns2d", profile="tiny")
+    with pytest.raises(UsageError, match=r"unknown metric 'l2'"):
+        build_config(model="fno", data="ns2d", overrides=["eval.metrics=[l2]"])
+    with pytest.raises(UsageError, match=r"no model given"):
+        build_config(data="ns2d")
+
+
+def test_missing_or_broken_yaml(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        build_config(model="fno", data="ns2d", config_file=tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        build_config(model="fno", data="ns2d", config_file=bad)
+
+
+def test_yaml_can_name_model_and_data(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  name: persistence\ndata:\n  ns2d: {}\nrun:\n  seed: 3\n")
+    cfg = build_config(config_file=config)
+    assert cfg.model.name == "persistence" and list(cfg.data) == ["ns2d"] and cfg.run.seed == 3
+
+
+def test_config_hash_ignores_run_id_only():
+    a = build_config(model="fno", data="ns2d", run_id="a")
+    b = build_config(model="fno", data="ns2d", run_id="b")
+    c = build_config(model="fno", data="ns2d", overrides=["train.lr=0.5"])
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_parse_overrides_nested():
+    assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}

@@ -1,0 +1,249 @@
+"""Downloads against a local threaded HTTP server with Range support (never the internet)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import threading
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pdebench_core.cli_data import data_app
+from pdebench_core.data import download as dl
+from pdebench_core.errors import DataError, UsageError
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, not a multiple of the chunk size
+Server = namedtuple("Server", "url root requests behaviour")
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files from ``server.root`` with ``Range: bytes=a-`` / ``a-b`` support.
+
+    ``server.behaviour[name]`` can be ``"drop"`` (the first response stops half-way and
+    closes the connection) or ``"no-range"`` (Range is ignored, 200 with everything).
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        self.server.requests.append((name, self.headers.get("Range")))
+        path = Path(self.server.root) / name
+        if not path.is_file():
+            self.send_error(404, "Not Found")
+            return
+        data = path.read_bytes()
+        behaviour = self.server.behaviour.get(name)
+        start, end = 0, len(data) - 1
+        ranged = self.headers.get("Range") and behaviour != "no-range"
+        if ranged:
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers["Range"])
+            start = int(match.group(1))
+            end = int(match.group(2)) if match.group(2) else len(data) - 1
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:end + 1]
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if behaviour == "drop":
+            self.server.behaviour.pop(name)  # only the first response fails
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd.root, httpd.requests, httpd.behaviour = root, [], {}
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd.requests, httpd.behaviour)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def card_for(server, name="sample.hdf5", payload=PAYLOAD, checksum="md5", **extra):
+    (server.root / name).write_bytes(payload)
+    digest = hashlib.new(checksum, payload).hexdigest()
+    entry = {"name": name, "url": f"{server.url}/{name}", checksum: digest, **extra}
+    return {"name": "toy-source", "title": "A test card", "license": "CC0", "files": [entry]}
+
+
+def test_download_verifies_and_renames(server, tmp_path):
+    dest = tmp_path / "dest"
+    paths = dl.download(card_for(server), dest, progress=False)
+    assert paths == [dest / "sample.hdf5"]
+    assert paths[0].read_bytes() == PAYLOAD
+    assert not (dest / "sample.hdf5.part").exists()
+    assert server.requests == [("sample.hdf5", None)]
+    dl.download(card_for(server), dest, progress=False)  # present and verified: not fetched again
+    assert len(server.requests) == 1
+
+
+def test_sha256_checksums(server, tmp_path):
+    paths = dl.download(card_for(server, checksum="sha256"), tmp_path / "d", progress=False)
+    assert paths[0].read_bytes() == PAYLOAD
+
+
+def test_resume_partial_file_with_range(server, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5.part").write_bytes(PAYLOAD[:300_000])
+    dl.download(card_for(server), dest, progress=False)
+    assert server.requests == [("sample.hdf5", "bytes=300000-")]
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
+
+
+def test_dropped_connection_resumes(server, tmp_path):
+    card = card_for(server)
+    server.behaviour["sample.hdf5"] = "drop"
+    dest = tmp_path / "dest"
+    dl.download(card, dest, progress=False)
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
+    assert server.requests[0] == ("sample.hdf5", None)
+    assert server.requests[1][1] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    card = card_for(server)
+    server.behaviour["sample.hdf5"] = "no-range"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5.part").write_bytes(b"x" * 1000)  # would corrupt the file if appended to
+    dl.download(card, dest, progress=False)
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
+
+
+def test_complete_part_file_is_only_verified(server, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5.part").write_bytes(PAYLOAD)
+    dl.download(card_for(server), dest, progress=False)
+    assert server.requests == [("sample.hdf5", f"bytes={len(PAYLOAD)}-")]  # answered 416
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch(server, tmp_path):
+    card = card_for(server)
+    card["files"][0]["md5"] = "0" * 32
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"checksum mismatch for sample\.hdf5: expected md5 0{32}"):
+        dl.download(card, dest, progress=False)
+    assert list(dest.iterdir()) == []
+
+
+def test_404_is_a_clear_error(server, tmp_path):
+    card = card_for(server)
+    card["files"][0]["url"] = f"{server.url}/missing.hdf5"
+    with pytest.raises(DataError, match=r"sample\.hdf5 failed: HTTP 404"):
+        dl.download(card, tmp_path / "dest", progress=False)
+
+
+def test_no_space_is_checked_before_writing(server, tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match="not enough free space"):
+        dl.download(card_for(server), dest, progress=False)  # size from Content-Length
+    assert list(dest.iterdir()) == []
+    card = card_for(server, approx_size=5 * 10**10)
+    server.requests.clear()
+    with pytest.raises(DataError, match=r"need 46\.6 GiB"):
+        dl.download(card, dest, progress=False)  # from the card, before any request
+    assert server.requests == []
+
+
+def test_unreachable_server(tmp_path):
+    card = {"name": "x", "files": [{"name": "a.h5", "url": "http://127.0.0.1:9/a.h5", "md5": "0" * 32}]}
+    with pytest.raises(DataError, match=r"cannot download a\.h5"):
+        dl.download(card, tmp_path / "d", progress=False, retries=0, timeout=2)
+
+
+def test_file_selection_and_lookup(server, tmp_path, monkeypatch):
+    card = card_for(server, name="a_Train.hdf5")
+    second = card_for(server, name="b_Test.hdf5")["files"][0]
+    card["files"].append(second)
+    cards = tmp_path / "reg" / "datasets"
+    cards.mkdir(parents=True)
+    (cards / "toy.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("PDEB_REGISTRY", str(tmp_path / "reg"))
+    paths = dl.download("toy-source", tmp_path / "d", files=["*_Test*"], progress=False)
+    assert [p.name for p in paths] == ["b_Test.hdf5"]
+    assert dl.find_card("a_Train.hdf5").files[0].name == "a_Train.hdf5"
+    with pytest.raises(UsageError, match="did you mean 'toy-source'"):
+        dl.find_card("toy-sorce")
+    with pytest.raises(UsageError, match="no file of 'toy-source' matches"):
+        dl.download("toy-source", tmp_path / "d", files=["*nothing*"], progress=False)
+
+
+def test_card_validation(tmp_path):
+    with pytest.raises(DataError, match="no md5 or sha256"):
+        dl.SourceCard.from_dict({"name": "x", "files": [{"name": "a", "url": "http://h/a"}]})
+    with pytest.raises(DataError, match="lists no files"):
+        dl.SourceCard.from_dict({"name": "x"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(DataError, match="cannot read source card"):
+        dl.read_card(bad)
+
+
+def test_bundled_pdebench_cards(monkeypatch, tmp_path):
+    monkeypatch.delenv("PDEB_REGISTRY", raising=False)
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    cards = {c.name: c for c in dl.list_cards()}
+    for name in ["pdebench-2d-cfd", "pdebench-2d-diffusion-reaction", "pdebench-2d-shallow-water",
+                 "pdebench-1d-burgers", "pdebench-3d-cfd"]:
+        card = cards[name]
+        assert card.license and "PDEBench" in card.citation and card.homepage
+        for f in card.files:
+            assert re.fullmatch(r"[0-9a-f]{32}", f.md5) and f.url.startswith("https://darus.uni-stuttgart.de/")
+    rand = [f for f in cards["pdebench-2d-cfd"].files if f.name.startswith("2D_CFD_Rand_")]
+    assert len(rand) == 6
+    m1 = dl.find_card("2D_CFD_Rand_M1.0_Eta0.1_Zeta0.1_periodic_128_Train.hdf5").files[0]
+    assert m1.md5 == "75a34f34a3dcd9bc8ae4b7adf8bf372c" and m1.url.endswith("/164691")
+    assert len(cards["pdebench-1d-burgers"].files) == 12
+    assert cards["pdebench-2d-shallow-water"].files[0].name == "2D_rdb_NA_NA.h5"
+    assert cards["pdebench-2d-shallow-water"].layout == "pdebench-multi"
+
+
+runner = CliRunner()
+
+
+def test_cli_download_and_sources(server, tmp_path, monkeypatch):
+    card_file = tmp_path / "toy.yaml"
+    card_file.write_text(yaml.safe_dump(card_for(server)))
+    dest = tmp_path / "out"
+    result = runner.invoke(data_app, ["download", str(card_file), "--dest", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD and "sample.hdf5" in result.stdout
+    broken = card_for(server)
+    broken["files"][0]["url"] = f"{server.url}/gone.hdf5"
+    card_file.write_text(yaml.safe_dump(broken))
+    result = runner.invoke(data_app, ["download", str(card_file), "--dest", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "HTTP 404" in result.stderr and "Traceback" not in result.output
+    monkeypatch.setenv("PDEB_REGISTRY", str(tmp_path / "none"))
+    result = runner.invoke(data_app, ["sources", "--json"])
+    assert result.exit_code == 0 and "pdebench-2d-cfd" in result.stdout

@@ -1,0 +1,128 @@
+"""The first vertical slice: run a model on generated data and see it on the leaderboard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from pdebench_core import hookimpl, plugins
+from pdebench_core.config import build_config
+from pdebench_core.errors import UsageError
+from pdebench_core.results import ResultsStore
+from pdebench_core.runner import execute
+
+SMOKE = ["--profile", "smoke", "--quiet"]
+
+
+def test_fno_smoke_run_writes_run_dir_and_row(fresh_home, pdeb):
+    result = pdeb("run", "--model", "fno", "--data", "ns2d", "--run-id", "fno-smoke", *SMOKE, check=True)
+    run_dir = fresh_home / "runs" / "fno-smoke"
+    for name in ("config.yaml", "log.txt", "metrics.jsonl", "status.json", "eval/ns2d.json", "checkpoints/last.pt"):
+        assert (run_dir / name).exists(), name
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    evaluation = json.loads((run_dir / "eval/ns2d.json").read_text())
+    assert len(evaluation["per_step"]["l2re"]) == evaluation["horizon"] > 0
+    assert len(evaluation["per_channel"]["l2re"]) == 1
+    rows = json.loads(pdeb("leaderboard", "--format", "json", check=True).stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model"] == "fno" and row["dataset"] == "ns2d" and row["task"] == "train"
+    assert row["run_id"] == "fno-smoke" and 0 < row["l2re"] < 10
+    stored = ResultsStore().rows()[0]
+    assert stored["n_params"] > 0 and stored["config"]["model"]["name"] == "fno"
+    assert stored["versions"]["pdeb"] and stored["config_hash"] and stored["device"] == "cpu"
+    assert "fno-smoke" in result.stdout
+
+
+def test_run_id_that_exists_is_refused_without_touching_it(fresh_home, pdeb):
+    pdeb("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--run-id", "same", *SMOKE, check=True)
+    before = (fresh_home / "runs" / "same" / "config.yaml").read_text()
+    again = pdeb("run", "--model", "persistence", "--data", "ns2d", "--run-id", "same", *SMOKE)
+    assert again.returncode == 2
+    assert again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
+    assert (fresh_home / "runs" / "same" / "config.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "fnoo", "--data", "ns2d"], "did you mean 'fno'"),
+    (["--model", "fno", "--data", "ns2d", "train.max_stpes=3"], "did you mean 'max_steps'"),
+    (["--model", "fno", "--data", "ns2d", "train.max_steps=abc"], "bad value for 'train.max_steps'"),
+    (["--model", "fno", "--data", "ns2d", "--device", "cuda"], "no CUDA device"),
+    (["--model", "fno", "--data", "ns2d", "data.ns2d.path=/nonexistent/file.h5"], "/nonexistent/file.h5"),
+])
+def test_bad_input_is_one_line_exit_2(fresh_home, pdeb, args, message):
+    result = pdeb("run", *args, *SMOKE)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (fresh_home / "runs").exists() or not any((fresh_home / "runs").iterdir())
+
+
+def test_parallel_runs_keep_every_row(fresh_home):
+    cmd = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "persistence", "--data", "ns2d",
+           "--task", "evaluate", *SMOKE]
+    procs = [subprocess.Popen(cmd + ["--run-id", f"parallel-{i}"], env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    assert sorted(r["run_id"] for r in ResultsStore().rows()) == ["parallel-0", "parallel-1", "parallel-2"]
+
+
+@dataclass
+class Cube3dConfig:
+    """A tiny 3D dataset for contract tests."""
+
+    size: int = 4
+
+
+def _build_cube(cfg):
+    import torch
+
+    from pdebench_core.data import TrajectoryDataset
+    from pdebench_core.spec import DataSpec
+
+    gen = torch.Generator().manual_seed(0)
+    trajs = [torch.randn(12, cfg.size, cfg.size, cfg.size, 2, generator=gen) for _ in range(3)]
+    spec = DataSpec(name="cube3d", fields=("a", "b"), spatial_shape=(cfg.size,) * 3, t_in=10)
+    return TrajectoryDataset(spec, {"train": trajs[:1], "val": trajs[1:2], "test": trajs[2:]})
+
+
+class Cube3dPlugin:
+    @staticmethod
+    @hookimpl
+    def register_datasets(register):
+        register("cube3d", _build_cube, config=Cube3dConfig, dims=3)
+
+    @staticmethod
+    @hookimpl
+    def register_models(register):
+        import torch
+
+        register("flat2d", lambda cfg, spec: torch.nn.Identity(), dims=(2,))
+
+
+@pytest.fixture
+def cube_plugin():
+    plugins.register_plugin(Cube3dPlugin, name="cube3d-test")
+    yield
+    plugins.unregister_plugin("cube3d-test")
+
+
+def test_model_refuses_data_of_another_dimension(fresh_home, cube_plugin):
+    cfg = build_config(model="flat2d", data="cube3d", profile="smoke")
+    with pytest.raises(UsageError, match=r"model 'flat2d' supports 2D data, but 'cube3d' is 3D"):
+        execute(cfg, quiet=True)
+    assert not any((fresh_home / "runs").iterdir())  # nothing half-written
+
+
+def test_persistence_evaluates_in_3d(fresh_home, cube_plugin):
+    cfg = build_config(model="persistence", data="cube3d", task="evaluate", profile="smoke")
+    ctx = execute(cfg, quiet=True)
+    assert set(ctx.results["cube3d"]) == {"l2re", "rmse", "nrmse"}
+    assert ctx.results["cube3d"]["l2re"] > 0

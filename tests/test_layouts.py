@@ -1,0 +1,572 @@
+"""Published-layout readers: values and axis order, detection, splits, spec, convert, CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import tracemalloc
+import types
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pdebench_core.cli_data import data_app
+from pdebench_core.data.canonical import open_canonical, write_canonical
+from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.layouts import (
+    SplitWarning, convert, describe_path, detect_layout, load_path, open_layout, plan_splits,
+)
+from pdebench_core.data.verify import verify_file
+from pdebench_core.errors import DataError, UsageError
+from pdebench_core.spec import DataSpec
+
+DEFAULTS = DataSpec(name="toy", fields=("a", "b"), spatial_shape=(8,), dt=0.5, boundary="periodic",
+                    params={"nu": 0.01})
+
+
+def coded(shape, offset=0.0):
+    """An array whose every value is distinct and encodes its position."""
+    return (np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) + offset).astype(np.float32)
+
+
+def config(path, **kw):
+    kw.setdefault("n_train", 4)
+    kw.setdefault("n_val", 1)
+    kw.setdefault("n_test", 1)
+    kw.setdefault("t_in", 2)
+    return DatasetConfig(path=str(path), **kw)
+
+
+# ----------------------------------------------------------------------------- PDEBench single file
+
+def test_pdebench_tensor_1d(tmp_path):
+    tensor = coded((6, 5, 8))  # (N, T, X)
+    path = tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = tensor
+        f["x-coordinate"] = np.linspace(1 / 16, 1 - 1 / 16, 8)
+        f["t-coordinate"] = np.linspace(0, 0.25 * 5, 6)  # T + 1 values, as PDEBench stores them
+    assert detect_layout(path) == "pdebench"
+    ds = load_path(config(path), "burgers", DataSpec(name="burgers", fields=("u",), spatial_shape=(8,)))
+    assert ds.spec.fields == ("u",)
+    assert ds.spec.spatial_shape == (8,) and ds.spec.n_frames == 5
+    assert ds.spec.dt == pytest.approx(0.25)
+    assert ds.spec.domain[0] == pytest.approx((0.0, 1.0))
+    train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+    assert (len(train), len(val), len(test)) == (4, 1, 1)
+    assert train[0].dtype == np.float32 and train[0].shape == (5, 8, 1)
+    np.testing.assert_array_equal(train[3][..., 0], tensor[3])
+    np.testing.assert_array_equal(val[0][..., 0], tensor[4])
+    np.testing.assert_array_equal(test[0][..., 0], tensor[5])
+    np.testing.assert_array_equal(train.window(2, 1, 3)[..., 0], tensor[2, 1:4])
+    info = describe_path(path)
+    assert info["splits"] == {"all": 6} and info["dt"] == pytest.approx(0.25)
+    assert any("T + 1" in n or "end time" in n for n in info["notes"])
+
+
+def test_pdebench_tensor_2d_keeps_x_then_y(tmp_path):
+    tensor = coded((3, 4, 5, 7))  # (N, T, X, Y) with X != Y
+    path = tmp_path / "darcy_like.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = tensor
+    seq = open_layout(path).pools["all"]
+    assert seq.shape == (4, 5, 7, 1)
+    np.testing.assert_array_equal(seq[1][..., 0], tensor[1])
+
+
+def test_pdebench_cfd_channel_order(tmp_path):
+    shape = (4, 3, 6, 5)  # (N, T, X, Y)
+    values = {k: coded(shape, offset=1000 * i) for i, k in enumerate(["density", "pressure", "Vx", "Vy"])}
+    path = tmp_path / "2D_CFD_Rand_M0.1_Eta0.1_Zeta0.1_periodic_128_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        for key in ["Vy", "pressure", "Vx", "density"]:  # storage order must not matter
+            f[key] = values[key]
+        f["x-coordinate"] = np.arange(6) * 0.1
+        f["y-coordinate"] = np.arange(5) * 0.2
+        f["t-coordinate"] = np.arange(4) * 0.05
+    found = open_layout(path)
+    assert found.layout == "pdebench" and found.fields == ("density", "pressure", "Vx", "Vy")
+    traj = found.pools["all"][2]
+    assert traj.shape == (3, 6, 5, 4)
+    for c, key in enumerate(["density", "pressure", "Vx", "Vy"]):
+        np.testing.assert_array_equal(traj[..., c], values[key][2])
+    assert found.dt == pytest.approx(0.05)
+
+
+def test_pdebench_cfd_3d_includes_vz(tmp_path):
+    shape = (2, 3, 4, 5, 6)
+    path = tmp_path / "3d.hdf5"
+    with h5py.File(path, "w") as f:
+        for i, key in enumerate(["density", "pressure", "Vx", "Vy", "Vz"]):
+            f[key] = coded(shape, 100000 * i)
+    traj = open_layout(path).pools["all"][1]
+    assert traj.shape == (3, 4, 5, 6, 5)
+    np.testing.assert_array_equal(traj[..., 4], coded(shape, 400000)[1])
+
+
+# ----------------------------------------------------------------------------- PDEBench multi-group
+
+def write_multi(path, n=5, shape=(6, 4, 3, 2), dt=0.01):
+    samples = []
+    with h5py.File(path, "w") as f:
+        for i in range(n):
+            g = f.create_group(f"{i:04d}")
+            data = coded(shape, 10000 * i)
+            samples.append(data)
+            g["data"] = data
+            g["grid/x"] = np.linspace(-1, 1, shape[1])
+            if len(shape) == 4:
+                g["grid/y"] = np.linspace(-1, 1, shape[2])
+            g["grid/t"] = np.arange(shape[0]) * dt
+    return samples
+
+
+def test_pdebench_multi_group(tmp_path):
+    path = tmp_path / "2D_diff-react_NA_NA.h5"
+    samples = write_multi(path)
+    assert detect_layout(path) == "pdebench-multi"
+    ds = load_path(config(path, n_train=3, n_val=1, n_test=1), "dr2d",
+                   DataSpec(name="dr2d", fields=("u", "v"), spatial_shape=(4, 3)))
+    assert ds.spec.fields == ("u", "v") and ds.spec.dt == pytest.approx(0.01)
+    np.testing.assert_array_equal(ds.split("train")[2], samples[2])
+    np.testing.assert_array_equal(ds.split("test")[0], samples[4])
+
+
+def test_pdebench_multi_group_1d(tmp_path):
+    path = tmp_path / "1D_diff-sorp_NA_NA.h5"
+    samples = write_multi(path, n=3, shape=(7, 9, 1))
+    seq = open_layout(path).pools["all"]
+    assert seq.shape == (7, 9, 1)
+    np.testing.assert_array_equal(seq[1], samples[1])
+
+
+# ----------------------------------------------------------------------------- FNO .mat
+
+def write_mat73(path, variables, chunks=None):
+    """Write ``variables`` as MATLAB -v7.3 would: HDF5 after a 512-byte header, axes reversed."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, value in variables.items():
+            stored = np.asarray(value).T  # MATLAB is column-major: h5py sees the transpose
+            f.create_dataset(name, data=stored, chunks=chunks if name == "u" else None)
+            f[name].attrs["MATLAB_class"] = np.bytes_("double")
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .")
+
+
+@pytest.mark.parametrize("chunks", [None, (6, 5, 4, 2)])
+def test_fno_mat_v73_axis_order(tmp_path, chunks):
+    u = coded((5, 4, 5, 6)).astype(np.float64)  # MATLAB (N, X, Y, T), X != Y
+    t = (np.arange(1, 7) * 1e-1).reshape(1, 6)
+    path = tmp_path / "ns_V1e-3_N5_T6.mat"
+    write_mat73(path, {"u": u, "a": u[..., 0], "t": t}, chunks=chunks)
+    with h5py.File(path, "r") as f:
+        assert f["u"].shape == (6, 5, 4, 5)  # (T, Y, X, N) as h5py sees it
+    assert detect_layout(path) == "fno-mat"
+    found = open_layout(path)
+    seq = found.pools["all"]
+    assert seq.shape == (6, 4, 5, 1)
+    for n in range(5):  # crosses cache blocks when chunked two trajectories wide
+        traj = seq[n]
+        for (ti, i, j) in [(0, 0, 0), (5, 3, 4), (2, 1, 3)]:
+            assert traj[ti, i, j, 0] == u[n, i, j, ti]
+        np.testing.assert_array_equal(traj[..., 0], np.moveaxis(u[n], -1, 0))
+    assert found.dt == pytest.approx(0.1)
+    np.testing.assert_array_equal(seq.window(3, 2, 2)[..., 0], np.moveaxis(u[3], -1, 0)[2:4])
+
+
+def test_fno_mat_v5_same_order(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    u = coded((3, 4, 5, 6))
+    path = tmp_path / "ns_v5.mat"
+    scipy_io.savemat(path, {"u": u, "a": u[..., 0], "t": np.arange(1, 7).reshape(1, 6)})
+    assert detect_layout(path) == "fno-mat"
+    seq = open_layout(path).pools["all"]
+    assert seq.shape == (6, 4, 5, 1)
+    np.testing.assert_array_equal(seq[2][..., 0], np.moveaxis(u[2], -1, 0))
+
+
+def test_fno_mat_v5_without_scipy_is_clear(tmp_path, monkeypatch):
+    scipy_io = pytest.importorskip("scipy.io")
+    path = tmp_path / "old.mat"
+    scipy_io.savemat(path, {"u": coded((2, 3, 3, 4))})
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    with pytest.raises(DataError, match="needs scipy"):
+        open_layout(path)
+
+
+# ----------------------------------------------------------------------------- DPOT
+
+def test_dpot_single_file_time_after_space(tmp_path):
+    data = coded((5, 4, 3, 6, 2))  # (N, X, Y, T, C)
+    path = tmp_path / "ns2d_pdb.hdf5"
+    with h5py.File(path, "w") as f:
+        f["data"] = data
+    assert detect_layout(path) == "dpot"
+    seq = open_layout(path).pools["all"]
+    assert seq.shape == (6, 4, 3, 2)
+    np.testing.assert_array_equal(seq[3], np.moveaxis(data[3], 2, 0))
+    np.testing.assert_array_equal(seq.window(3, 1, 2), np.moveaxis(data[3], 2, 0)[1:3])
+
+
+def test_dpot_train_test_pair(tmp_path):
+    train, test = coded((6, 4, 4, 5)), coded((2, 4, 4, 5), 1e5)  # (N, X, Y, T): one field
+    for name, data in [("ns2d_1e-5_train.hdf5", train), ("ns2d_1e-5_test.hdf5", test)]:
+        with h5py.File(tmp_path / name, "w") as f:
+            f["data"] = data
+    for entry in ["ns2d_1e-5_train.hdf5", "ns2d_1e-5_test.hdf5"]:
+        ds = load_path(config(tmp_path / entry, n_train=5, n_val=1, n_test=2), "ns",
+                       DataSpec(name="ns", fields=("w",), spatial_shape=(4, 4)))
+        assert [len(ds.split(s)) for s in ("train", "val", "test")] == [5, 1, 2]
+        np.testing.assert_array_equal(ds.split("val")[0][..., 0], np.moveaxis(train[5], -1, 0))
+        np.testing.assert_array_equal(ds.split("test")[1][..., 0], np.moveaxis(test[1], -1, 0))
+
+
+def test_dpot_folders_numeric_order(tmp_path):
+    trajs = {}
+    for split, n in [("train", 12), ("test", 3)]:
+        (tmp_path / "pdb" / split).mkdir(parents=True)
+        for i in range(n):
+            data = coded((4, 3, 5, 2), 1000 * i + (0 if split == "train" else 1e6))  # (X, Y, T, C)
+            trajs[split, i] = data
+            with h5py.File(tmp_path / "pdb" / split / f"data_{i}.hdf5", "w") as f:
+                f["data"] = data
+    for path in [tmp_path / "pdb", tmp_path / "pdb" / "train"]:
+        assert detect_layout(path) == "dpot"
+        found = open_layout(path)
+        assert {k: len(v) for k, v in found.pools.items()} == {"train": 12, "test": 3}
+        np.testing.assert_array_equal(found.pools["train"][10], np.moveaxis(trajs["train", 10], 2, 0))
+        np.testing.assert_array_equal(found.pools["test"][2], np.moveaxis(trajs["test", 2], 2, 0))
+
+
+# ----------------------------------------------------------------------------- PDEArena
+
+def write_pdearena(path, groups, shape=(6, 8, 8), offset=0.0):
+    arrays = {}
+    with h5py.File(path, "w") as f:
+        for group, n in groups.items():
+            g = f.create_group(group)
+            for c, key in enumerate(["u", "vx", "vy"]):
+                arrays[group, key] = coded((n,) + shape, offset + 1e5 * c).astype(np.float64)
+                g[key] = arrays[group, key]
+            g["t"] = np.tile(np.arange(shape[0]) * 1.5, (n, 1))
+            g["dt"] = np.full(n, 1.5)
+            g["buo_y"] = np.full(n, 0.5)
+    return arrays
+
+
+def test_pdearena_own_splits(tmp_path):
+    path = tmp_path / "NavierStokes2D_train_1.h5"
+    arrays = write_pdearena(path, {"train": 4, "valid": 2, "test": 3})
+    assert detect_layout(path) == "pdearena"
+    with pytest.warns(SplitWarning, match="split 'train' has only 4 trajectories"):
+        ds = load_path(config(path, n_train=10, n_val=2, n_test=3), "pdearena_ns",
+                       DataSpec(name="pdearena_ns", fields=("x",), spatial_shape=(8, 8)))
+    assert ds.spec.fields == ("u", "vx", "vy") and ds.spec.dt == pytest.approx(1.5)
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [4, 2, 3]
+    traj = ds.split("val")[1]
+    assert traj.shape == (6, 8, 8, 3)
+    for c, key in enumerate(["u", "vx", "vy"]):
+        np.testing.assert_array_equal(traj[..., c], arrays["valid", key][1])
+
+
+def test_pdearena_folder_of_shards(tmp_path):
+    folder = tmp_path / "ns"
+    folder.mkdir()
+    first = write_pdearena(folder / "a_train.h5", {"train": 3})
+    second = write_pdearena(folder / "b_train.h5", {"train": 2}, offset=5e5)
+    write_pdearena(folder / "c_test.h5", {"test": 2})
+    assert detect_layout(folder) == "pdearena"
+    found = open_layout(folder)
+    assert {k: len(v) for k, v in found.pools.items()} == {"train": 5, "test": 2}
+    np.testing.assert_array_equal(found.pools["train"][2][..., 1], first["train", "vx"][2])
+    np.testing.assert_array_equal(found.pools["train"][4][..., 0], second["train", "u"][1])
+
+
+# ----------------------------------------------------------------------------- canonical, detection, errors
+
+def test_canonical_keeps_stored_spec(tmp_path):
+    spec = DataSpec(name="stored", fields=("w",), spatial_shape=(4, 4), dt=0.125, boundary="neumann",
+                    params={"re": 100})
+    splits = {s: coded((n, 6, 4, 4, 1), 1e4 * i) for i, (s, n) in enumerate([("train", 3), ("val", 1), ("test", 2)])}
+    path = write_canonical(tmp_path / "c.h5", splits, spec)
+    assert detect_layout(path) == "canonical"
+    ds = load_path(config(path, n_train=3, n_val=1, n_test=2, t_in=3, horizon=2), "renamed", DEFAULTS)
+    assert ds.spec.name == "renamed" and ds.spec.boundary == "neumann" and ds.spec.dt == 0.125
+    assert ds.spec.params["re"] == 100 and ds.spec.t_in == 3 and ds.spec.horizon == 2
+    np.testing.assert_array_equal(ds.split("test")[1], splits["test"][1])
+
+
+def test_unknown_layout_and_bad_files(tmp_path):
+    odd = tmp_path / "odd.h5"
+    with h5py.File(odd, "w") as f:
+        f["foo"] = np.zeros(3)
+    with pytest.raises(DataError, match=r"odd\.h5.*unknown data layout.*foo"):
+        detect_layout(odd)
+    junk = tmp_path / "junk.hdf5"
+    junk.write_bytes(b"not an hdf5 file at all" * 10)
+    with pytest.raises(DataError) as err:
+        detect_layout(junk)
+    assert "junk.hdf5" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DataError, match="no such file"):
+        detect_layout(tmp_path / "missing.h5")
+    with pytest.raises(UsageError, match="did you mean 'pdebench'"):
+        open_layout(odd, format="pdebnch")
+    with pytest.raises(DataError, match="tensor"):
+        open_layout(odd, format="pdebench")  # an explicit format that does not fit
+
+
+def test_truncated_file_fails_on_read_with_one_line(tmp_path):
+    path = tmp_path / "cut.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((4, 8, 256))
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(size // 2)
+    with pytest.raises(DataError) as err:
+        seq = open_layout(path).pools["all"]
+        for i in range(len(seq)):
+            seq[i]
+    assert "cut.hdf5" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_format_override_beats_detection(tmp_path):
+    path = tmp_path / "both.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = coded((2, 3, 3, 4, 1))
+        f.create_group("0000")["data"] = coded((4, 3, 3, 1))
+    assert detect_layout(path) == "dpot"
+    assert open_layout(path, format="pdebench-multi").layout == "pdebench-multi"
+
+
+# ----------------------------------------------------------------------------- splits and spec
+
+def test_plan_splits_in_order_and_disjoint():
+    plan, messages = plan_splits({"all": 20}, {"train": 10, "val": 3, "test": 5})
+    assert messages == []
+    assert {s: (p, list(r)) for s, (p, r) in plan.items()} == {
+        "train": ("all", list(range(10))), "val": ("all", [10, 11, 12]), "test": ("all", list(range(13, 18)))}
+
+
+def test_plan_splits_falls_back_to_80_10_10():
+    plan, messages = plan_splits({"all": 20}, {"train": 64, "val": 8, "test": 8})
+    assert [len(plan[s][1]) for s in ("train", "val", "test")] == [16, 2, 2]
+    assert len(messages) == 1 and "80/10/10" in messages[0]
+    ranges = [set(plan[s][1]) for s in ("train", "val", "test")]
+    assert not (ranges[0] & ranges[1] or ranges[0] & ranges[2] or ranges[1] & ranges[2])
+    plan, _ = plan_splits({"all": 3}, {"train": 5, "val": 5, "test": 5})
+    assert [len(plan[s][1]) for s in ("train", "val", "test")] == [1, 1, 1]
+    with pytest.raises(DataError, match="too few"):
+        plan_splits({"all": 2}, {"train": 5, "val": 5, "test": 5})
+    plan, _ = plan_splits({"all": 10}, {"train": 20, "val": 0, "test": 5})
+    assert [len(plan[s][1]) for s in ("train", "val", "test")] == [9, 0, 1]
+
+
+def test_plan_splits_own_splits_and_carved_val():
+    plan, messages = plan_splits({"train": 10, "val": 2, "test": 4}, {"train": 5, "val": 5, "test": 3})
+    assert {s: (p, len(r)) for s, (p, r) in plan.items()} == {"train": ("train", 5), "val": ("val", 2),
+                                                              "test": ("test", 3)}
+    assert len(messages) == 1 and "val" in messages[0]
+    plan, _ = plan_splits({"train": 10, "test": 4}, {"train": 7, "val": 2, "test": 4})
+    assert plan["val"] == ("train", range(7, 9)) and plan["test"] == ("test", range(4))
+
+
+def test_load_path_warns_and_documents_fallback(tmp_path):
+    path = tmp_path / "small.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((10, 5, 8))
+    with pytest.warns(SplitWarning, match="80/10/10"):
+        ds = load_path(config(path, n_train=64, n_val=8, n_test=8), "toy", DEFAULTS)
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [8, 1, 1]
+
+
+def test_spec_combines_file_and_defaults(tmp_path):
+    path = tmp_path / "two.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((6, 5, 8))
+    ds = load_path(config(path), "toy", DEFAULTS)
+    # The file has one unnamed channel; the defaults name two, so they cannot apply.
+    assert ds.spec.fields == ("u",) and ds.spec.dt == 0.5 and ds.spec.params == {"nu": 0.01}
+    assert ds.spec.name == "toy" and ds.spec.boundary == "periodic"
+    with pytest.raises(DataError, match="t_in=5 leaves none"):
+        load_path(config(path, t_in=5), "toy", DEFAULTS)
+    with pytest.warns(SplitWarning, match="horizon"):
+        ds = load_path(config(path, t_in=2, horizon=10), "toy", DEFAULTS)
+    assert ds.spec.horizon == 3
+    with pytest.raises(UsageError, match="path is not set"):
+        load_path(DatasetConfig(), "toy", DEFAULTS)
+
+
+def test_lazy_sequences_pickle_and_preload(tmp_path):
+    path = tmp_path / "p.h5"
+    samples = write_multi(path, n=4)
+    ds = load_path(config(path, n_train=2, n_val=1, n_test=1), "toy", DEFAULTS)
+    train = ds.split("train")
+    train[0]  # opens a handle, which must not travel with the pickle
+    copy = pickle.loads(pickle.dumps(train))
+    np.testing.assert_array_equal(copy[1], samples[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pre = load_path(config(path, n_train=2, n_val=1, n_test=1, preload=True), "toy", DEFAULTS)
+    path.unlink()  # preloaded data no longer needs the file
+    np.testing.assert_array_equal(pre.split("test")[0], samples[3])
+
+
+def test_omegaconf_config_is_accepted(tmp_path):
+    from omegaconf import OmegaConf
+
+    path = tmp_path / "o.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((6, 5, 8))
+    cfg = OmegaConf.structured(config(path))
+    ds = load_path(cfg, "toy", DEFAULTS)
+    assert len(ds.split("train")) == 4
+
+
+# ----------------------------------------------------------------------------- convert
+
+def test_convert_round_trip_unsplit(tmp_path):
+    shape = (10, 4, 6, 5)
+    values = {k: coded(shape, 1e4 * i) for i, k in enumerate(["density", "pressure", "Vx", "Vy"])}
+    src = tmp_path / "cfd.hdf5"
+    with h5py.File(src, "w") as f:
+        for k, v in values.items():
+            f[k] = v
+        f["t-coordinate"] = np.arange(5) * 0.05
+    dest = convert(src, tmp_path / "out" / "cfd.h5", name="cfd2d")
+    spec, splits = open_canonical(dest)
+    assert spec.name == "cfd2d" and spec.fields == ("density", "pressure", "Vx", "Vy") and spec.dt == pytest.approx(0.05)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 8, "val": 1, "test": 1}
+    np.testing.assert_array_equal(splits["val"][0], np.stack([values[k][8] for k in values], axis=-1))
+    np.testing.assert_array_equal(splits["train"][5][..., 2], values["Vx"][5])
+    with h5py.File(dest, "r") as f:
+        assert f["train"].chunks == (1, 4, 6, 5, 4) and f["train"].dtype == np.float32
+        provenance = json.loads(f.attrs["provenance"])
+    assert provenance["layout"] == "pdebench" and provenance["source_splits"]["test"] == {"pool": "all", "start": 9, "stop": 10}
+    assert verify_file(dest) == []
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_convert_mat_streams_frame_planes(tmp_path):
+    u = coded((7, 4, 5, 6)).astype(np.float64)
+    src = tmp_path / "ns.mat"
+    write_mat73(src, {"u": u, "t": np.arange(1, 7).reshape(1, 6)})
+    dest = convert(src, tmp_path / "ns.h5", counts={"train": 4, "val": 1, "test": 2})
+    _, splits = open_canonical(dest)
+    np.testing.assert_array_equal(splits["test"][1][..., 0], np.moveaxis(u[6], -1, 0))
+    np.testing.assert_array_equal(splits["train"][2][..., 0], np.moveaxis(u[2], -1, 0))
+    assert verify_file(dest) == []
+
+
+def test_convert_keeps_own_splits_and_refuses_self(tmp_path):
+    src = tmp_path / "arena.h5"
+    write_pdearena(src, {"train": 3, "valid": 1, "test": 2})
+    dest = convert(src, tmp_path / "arena_canonical.h5")
+    _, splits = open_canonical(dest)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 3, "val": 1, "test": 2}
+    with pytest.raises(DataError, match="overwrite its own source"):
+        convert(dest, dest)
+
+
+def test_convert_failure_leaves_nothing(tmp_path, monkeypatch):
+    src = tmp_path / "t.hdf5"
+    with h5py.File(src, "w") as f:
+        f["tensor"] = coded((10, 4, 8))
+    from pdebench_core.data.layouts import conversion as convert_module
+
+    def explode(*args, **kwargs):
+        raise DataError("disk went away")
+
+    monkeypatch.setattr(convert_module.CanonicalWriter, "write", explode)
+    with pytest.raises(DataError, match="disk went away"):
+        convert(src, tmp_path / "never.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.hdf5"]
+
+
+# ----------------------------------------------------------------------------- memory
+
+def test_reading_every_trajectory_keeps_memory_flat(tmp_path):
+    n, shape = 48, (16, 128, 128)  # four fields -> 48 x 4 MiB per field = 192 MiB file
+    path = tmp_path / "big.hdf5"
+    with h5py.File(path, "w") as f:
+        for i, key in enumerate(["density", "pressure", "Vx", "Vy"]):
+            ds = f.create_dataset(key, shape=(n,) + shape, dtype="float32")
+            for j in range(n):
+                ds[j] = np.full(shape, i + j, dtype=np.float32)
+    file_bytes = path.stat().st_size
+    assert file_bytes > 180 * 2**20
+    seq = open_layout(path).pools["all"]
+    tracemalloc.start()
+    try:
+        total = 0.0
+        for j in range(len(seq)):
+            total += float(seq[j][0, 0, 0, 3])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == sum(3 + j for j in range(n))
+    one_trajectory = int(np.prod(shape)) * 4 * 4
+    assert peak < 3 * one_trajectory < file_bytes / 10
+
+
+# ----------------------------------------------------------------------------- CLI
+
+runner = CliRunner()
+
+
+def test_cli_info_json_and_text(tmp_path):
+    path = tmp_path / "2D_rdb_NA_NA.h5"
+    write_multi(path, n=3, shape=(5, 4, 4, 1))
+    result = runner.invoke(data_app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["layout"] == "pdebench-multi" and info["splits"] == {"all": 3}
+    assert info["trajectory_shape"] == [5, 4, 4, 1]
+    result = runner.invoke(data_app, ["info", str(path)])
+    assert result.exit_code == 0 and "pdebench-multi" in result.stdout
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\0" * 100)
+    result = runner.invoke(data_app, ["info", str(junk)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:") and "junk.h5" in result.stderr
+    assert "Traceback" not in result.output
+    result = runner.invoke(data_app, ["info", str(junk), "--format", "nope"])
+    assert result.exit_code == 2 and "unknown data format" in result.stderr
+
+
+def test_cli_convert(tmp_path):
+    src = tmp_path / "t.hdf5"
+    with h5py.File(src, "w") as f:
+        f["tensor"] = coded((12, 4, 8))
+    dest = tmp_path / "t_canonical.h5"
+    result = runner.invoke(data_app, ["convert", str(src), str(dest), "--n-train", "6", "--n-val", "2",
+                                      "--n-test", "3"])
+    assert result.exit_code == 0, result.output
+    _, splits = open_canonical(dest)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 6, "val": 2, "test": 3}
+
+
+def test_cli_generate_uses_build_dataset(tmp_path, monkeypatch):
+    path = tmp_path / "gen.h5"
+    spec = DataSpec(name="toy", fields=("u",), spatial_shape=(8,))
+    write_canonical(path, {s: coded((2, 4, 8, 1)) for s in ("train", "val", "test")}, spec)
+    calls = []
+
+    def build_dataset(name, profile, overrides):
+        calls.append((name, profile, overrides))
+        return load_path(config(path, n_train=2, n_val=2, n_test=2), name, spec)
+
+    monkeypatch.setitem(sys.modules, "pdebench_core.config", types.SimpleNamespace(build_dataset=build_dataset))
+    result = runner.invoke(data_app, ["generate", "toy", "--profile", "smoke", "resolution=8", "seed=1"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("toy", "smoke", ["resolution=8", "seed=1"])]
+    assert "gen.h5" in result.stdout and "(4, 8, 1)" in result.stdout
+    result = runner.invoke(data_app, ["generate", "toy", "resolution"])
+    assert result.exit_code == 2 and "key=value" in result.stderr
