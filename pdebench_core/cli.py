@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -171,6 +172,8 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run with this id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the final metrics."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Data-parallel processes on this machine "
+                                       "(started with torch's own launcher, torchrun)."),
 ) -> None:
     """Train, pre-train, fine-tune or evaluate a model on one or more datasets."""
     from pdebench_core.config import build_config
@@ -181,8 +184,55 @@ def run(
     else:
         cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
                            overrides=overrides or [], seed=seed, device=device, run_id=run_id)
-    ctx = execute(cfg, resume=bool(resume), quiet=quiet)
-    _print_results(ctx)
+    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume))
+    try:
+        ctx = execute(cfg, resume=bool(resume), quiet=quiet)
+    finally:
+        _leave_process_group()
+    if ctx.is_main:
+        _print_results(ctx)
+
+
+def _launch_torchrun(nproc: int, cfg, resume: Optional[str]) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes (config already validated)."""
+    import subprocess
+
+    from pdebench_core.errors import UsageError
+    from pdebench_core.runs import new_run_id
+
+    device = cfg.run.device
+    if device.startswith("cuda") or device == "auto":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() < nproc:
+            raise UsageError(f"--nproc-per-node {nproc} asks for more processes than the "
+                             f"{torch.cuda.device_count()} visible GPUs; lower it or use --device cpu")
+    argv = list(sys.argv[1:])
+    cleaned, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item == "--nproc-per-node":
+            skip = True
+            continue
+        if item.startswith("--nproc-per-node="):
+            continue
+        cleaned.append(item)
+    if not resume and "--run-id" not in cleaned:
+        cleaned += ["--run-id", cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "pdebench_core.cli", *cleaned]
+    return subprocess.call(command)
+
+
+def _leave_process_group() -> None:
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _resume_config(run_id, model, data, task, profile, config, overrides, seed, device):
@@ -260,6 +310,32 @@ def leaderboard(
         table.add_column(column)
     for _, row in frame.iterrows():
         table.add_row(*[lb.format_value(row[c]) for c in columns])
+    _console().print(table)
+
+
+@app.command()
+@friendly
+def runs(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List run directories with their state (running, finished, failed)."""
+    from rich.table import Table
+
+    from pdebench_core import paths
+
+    items = []
+    root = paths.runs_dir()
+    for run_dir in sorted(root.iterdir()) if root.is_dir() else []:
+        status_file = run_dir / "status.json"
+        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        items.append({"run_id": run_dir.name, "state": status.get("state", "unknown"),
+                      "error": status.get("error"), "path": str(run_dir)})
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table(title=f"runs in {root}")
+    for column in ("run_id", "state", "error"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(item["run_id"], item["state"], item["error"] or "")
     _console().print(table)
 
 

@@ -118,27 +118,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Optimises a model on batches of ``(x, y, mask)`` windows.
+    """Optimises a model on micro-batches of ``(x, y, mask)`` windows.
+
+    One optimizer step consumes ``train.grad_accum`` micro-batches on each of the
+    ``world_size`` processes; gradients are the sum over the whole global batch, so
+    the result does not depend on how the batch is split.
 
     Args:
         model: Maps ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
-        loader: Yields ``(x, y, mask)`` batches (infinite).
-        sampler: The loader's :class:`MixtureBatchSampler` (for resumable position).
+        loader: Yields ``(x, y, mask)`` micro-batches forever.
+        sampler: The loader's :class:`MixtureBatchSampler` (for a resumable position).
         train: The ``train`` config section.
         device: Where to compute.
-        checkpoint_dir: Where step checkpoints go.
+        checkpoint_dir: Where checkpoints go.
         log: Callable receiving progress lines.
         log_step: Callable receiving ``(step, values)`` records.
-        prepare_batch: Optional hook ``(x, y, mask, generator) -> (x, y, mask)`` run on the
+        prepare_batch: Optional ``(x, y, mask, generator) -> (x, y, mask)`` run on the
             device before the forward pass (the pre-training task adds noise here).
         extra_state: Plain data stored in every checkpoint (e.g. the resolved config).
+        seed: Seed of the trainer's own noise generator.
+        world_size: Number of data-parallel processes (the model is wrapped in DDP when > 1).
+        is_main: Whether this process writes checkpoints.
+        show_progress: Draw a rich progress bar.
     """
 
     def __init__(self, model: torch.nn.Module, loader, sampler, train: Any, device: torch.device,
                  checkpoint_dir: Path, log: Callable[[str], None] = print,
                  log_step: Callable[[int, dict], None] | None = None,
                  prepare_batch: Callable | None = None, extra_state: dict | None = None,
-                 seed: int = 0, show_progress: bool = True) -> None:
+                 seed: int = 0, world_size: int = 1, is_main: bool = True, show_progress: bool = True) -> None:
         self.model = model.to(device)
         self.loader, self.sampler, self.train, self.device = loader, sampler, train, device
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -148,13 +156,25 @@ class Trainer:
         self.loss_fn = LOSSES.get(train.loss)
         if self.loss_fn is None:
             raise UsageError(f"unknown train.loss '{train.loss}'; use {' or '.join(LOSSES)}")
+        if train.on_divergence not in ("halt", "rollback"):
+            raise UsageError(f"unknown train.on_divergence '{train.on_divergence}'; use halt or rollback")
+        self.world_size, self.is_main = world_size, is_main
         self.trainable = count_parameters(model) > 0
+        self.forward_model = self.model
+        if world_size > 1 and self.trainable:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if train.compile:
+            self.forward_model = _compiled(self.forward_model, log)
         self.optimizer = make_optimizer(model, train, device) if self.trainable else None
         self.scheduler = make_scheduler(self.optimizer, train) if self.trainable else None
-        self.noise_gen = torch.Generator(device="cpu").manual_seed(seed + 17)
+        self.noise_gen = torch.Generator(device="cpu").manual_seed(seed + 17 + 7919 * _rank())
         self.step = 0
-        self.batches_consumed = 0
+        self.micro_batches = 0
         self.train_time = 0.0
+        self.rollbacks = 0
         self.show_progress = show_progress
 
     # -- checkpoints -------------------------------------------------------------------
@@ -165,22 +185,24 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "step": self.step,
-            "batches_consumed": self.batches_consumed,
+            "micro_batches": self.micro_batches,
             "train_time": self.train_time,
+            "rollbacks": self.rollbacks,
             "rng": rng_state(),
             "noise_rng": self.noise_gen.get_state(),
             **self.extra_state,
         }
 
-    def save(self, name: str | None = None) -> Path:
-        """Write a checkpoint; keep the last ``train.keep_checkpoints`` step files plus ``last.pt``."""
+    def save(self) -> Path | None:
+        """Write ``step-N.pt`` and ``last.pt``, keeping the last ``train.keep_checkpoints`` step files."""
+        if not self.is_main:
+            return None
         state = self.state_dict()
-        path = save_checkpoint(state, self.checkpoint_dir / (name or f"step-{self.step:08d}.pt"))
+        path = save_checkpoint(state, self.checkpoint_dir / f"step-{self.step:08d}.pt")
         save_checkpoint(state, self.checkpoint_dir / "last.pt")
-        if name is None:
-            steps = sorted(self.checkpoint_dir.glob("step-*.pt"))
-            for old in steps[: max(0, len(steps) - max(1, self.train.keep_checkpoints))]:
-                old.unlink(missing_ok=True)
+        steps = sorted(self.checkpoint_dir.glob("step-*.pt"))
+        for old in steps[: max(0, len(steps) - max(1, self.train.keep_checkpoints))]:
+            old.unlink(missing_ok=True)
         return path
 
     def load(self, path: Path) -> None:
@@ -195,25 +217,62 @@ class Trainer:
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self.batches_consumed = int(state.get("batches_consumed", 0))
+        self.micro_batches = int(state.get("micro_batches", 0))
         self.train_time = float(state.get("train_time", 0.0))
+        self.rollbacks = int(state.get("rollbacks", 0))
         set_rng_state(state["rng"])
         self.noise_gen.set_state(state["noise_rng"])
         per_epoch = self.sampler.batches_per_epoch()
-        self.sampler.load_state_dict({"epoch": self.batches_consumed // per_epoch,
-                                      "position": self.batches_consumed % per_epoch})
+        self.sampler.load_state_dict({"epoch": self.micro_batches // per_epoch,
+                                      "position": self.micro_batches % per_epoch})
 
     # -- the loop ----------------------------------------------------------------------
-    def _micro_step(self, batch) -> float:
+    def _micro_step(self, batch, sync: bool) -> tuple[float, int]:
+        """Forward and backward on one micro-batch; returns (summed loss, samples)."""
+        import contextlib
+
         x, y, mask = (t.to(self.device, non_blocking=True) for t in batch)
         if self.prepare_batch is not None:
             x, y, mask = self.prepare_batch(x, y, mask, self.noise_gen)
-        with autocast_for(self.device, self.train.precision):
-            pred = self.model(x)  # (B, t_out, *S, C)
-        loss = self.loss_fn(pred.float(), y, mask)
-        # Summed over samples (DPOT's convention), so k micro-batches of b add up to one batch of k*b.
-        loss.backward()
-        return float(loss.detach()) / x.shape[0]
+        no_sync = getattr(self.forward_model, "no_sync", None)
+        with (contextlib.nullcontext() if sync or no_sync is None else no_sync()):
+            with autocast_for(self.device, self.train.precision):
+                pred = self.forward_model(x)  # (B, t_out, *S, C)
+            loss = self.loss_fn(pred.float(), y, mask)
+            # Summed over samples (DPOT's convention); DDP averages over ranks, so scale
+            # back up: the gradient is the sum over the global batch however it is split.
+            (loss * self.world_size).backward()
+        return float(loss.detach()), x.shape[0]
+
+    def _global_sum(self, values: list[float]) -> list[float]:
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def _handle_divergence(self, loss: float) -> None:
+        message = f"training diverged at step {self.step + 1}: loss is {loss}"
+        last = self.checkpoint_dir / "last.pt"
+        if self.train.on_divergence == "halt" or self.rollbacks >= self.train.max_rollbacks:
+            raise PdebError(f"{message}; lower train.lr, enable train.grad_clip, or set "
+                            f"train.on_divergence=rollback")
+        if not last.exists():
+            raise PdebError(f"{message} before any checkpoint to roll back to; lower train.lr or set "
+                            f"train.checkpoint_every")
+        rollbacks = self.rollbacks + 1
+        self.load(last)
+        self.rollbacks = rollbacks
+        factor = self.train.rollback_lr_factor ** rollbacks
+        for group in self.optimizer.param_groups:
+            for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                if key in group:
+                    group[key] *= self.train.rollback_lr_factor
+        if hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * self.train.rollback_lr_factor for lr in self.scheduler.base_lrs]
+        self.log(f"{message}; rolled back to step {self.step} with the learning rate scaled by {factor:.3g}")
 
     def fit(self, on_eval: Callable[[int], dict] | None = None) -> dict[str, float]:
         """Train until ``train.max_steps``; returns the last logged values."""
@@ -221,35 +280,35 @@ class Trainer:
         if not self.trainable:
             self.log("model has no trainable parameters: nothing to train")
             return {}
-        self.model.train()
+        self.forward_model.train()
         batches = iter(self.loader)
         last: dict[str, float] = {}
         window_loss, window_n, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
-        progress = _progress(train.max_steps, self.step, enabled=self.show_progress)
+        progress = _progress(enabled=self.show_progress)
         with progress:
             task = progress.add_task("training", total=train.max_steps, completed=self.step, loss=float("nan"))
             while self.step < train.max_steps:
                 start = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = 0.0
-                for _ in range(train.grad_accum):
+                loss_sum, samples = 0.0, 0
+                for micro in range(train.grad_accum):
                     batch = next(batches)
-                    self.batches_consumed += 1
-                    window_samples += batch[0].shape[0]
-                    loss += self._micro_step(batch) / train.grad_accum
+                    self.micro_batches += 1
+                    part, n = self._micro_step(batch, sync=micro == train.grad_accum - 1)
+                    loss_sum, samples = loss_sum + part, samples + n
+                loss_sum, samples = self._global_sum([loss_sum, float(samples)])
+                loss = loss_sum / max(samples, 1)
                 if not math.isfinite(loss):
-                    raise PdebError(
-                        f"training diverged at step {self.step + 1}: loss is {loss}; lower train.lr "
-                        f"or enable gradient clipping (train.grad_clip)"
-                    )
+                    self._handle_divergence(loss)
+                    batches = iter(self.loader)
+                    continue
                 if train.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
                 self.train_time += time.perf_counter() - start
-                window_loss += loss
-                window_n += 1
+                window_loss, window_n, window_samples = window_loss + loss, window_n + 1, window_samples + samples
                 lr = self.optimizer.param_groups[0]["lr"]
                 progress.update(task, completed=self.step, loss=loss)
                 if self.step % train.log_every == 0 or self.step == train.max_steps:
@@ -259,17 +318,48 @@ class Trainer:
                     self.log(f"step {self.step}/{train.max_steps} loss {last['loss']:.4g} lr {lr:.3g} "
                              f"{last['samples_per_s']:.1f} samples/s")
                     window_loss, window_n, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
-                if train.checkpoint_every and self.step % train.checkpoint_every == 0:
+                if train.checkpoint_every and self.step % train.checkpoint_every == 0 and self.step < train.max_steps:
                     self.save()
                 if on_eval is not None and train.eval_every and self.step % train.eval_every == 0:
                     values = on_eval(self.step)
                     self.log_step(self.step, {f"val_{k}": v for k, v in values.items()})
-                    self.model.train()
+                    self.forward_model.train()
         self.save()
         return last
 
 
-def _progress(total: int, done: int, enabled: bool = True):
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class _CompiledOrEager(torch.nn.Module):
+    """Runs the ``torch.compile``d model, falling back to eager mode (with a message)
+    the first time compilation fails, e.g. on complex-valued FFT layers."""
+
+    def __init__(self, model: torch.nn.Module, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.model = model
+        self.compiled = torch.compile(model)
+        self.log = log
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # compile support varies by model and backend
+                self.log(f"torch.compile failed for this model ({str(exc).splitlines()[0][:120]}); "
+                         f"running eagerly")
+                self.compiled = None
+        return self.model(x)
+
+
+def _compiled(model: torch.nn.Module, log: Callable[[str], None]) -> torch.nn.Module:
+    return _CompiledOrEager(model, log)
+
+
+def _progress(enabled: bool = True):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(

@@ -34,10 +34,22 @@ def rollout(model: torch.nn.Module, initial: torch.Tensor, steps: int, t_out: in
     return torch.cat(preds, dim=1)[:, :steps]
 
 
-def _batches(trajectories: Sequence, batch_size: int, limit: int):
+def _batches(trajectories: Sequence, batch_size: int, limit: int, rank: int = 0, world_size: int = 1):
     n = len(trajectories) if not limit else min(limit, len(trajectories))
-    for start in range(0, n, batch_size):
-        yield [trajectories[i] for i in range(start, min(n, start + batch_size))]
+    mine = list(range(rank, n, world_size))  # each rank rolls out its own share
+    for start in range(0, len(mine), batch_size):
+        yield [trajectories[i] for i in mine[start:start + batch_size]]
+
+
+def _all_reduce(values: dict[str, torch.Tensor], reductions: Mapping[str, str], device) -> dict[str, torch.Tensor]:
+    import torch.distributed as dist
+
+    out = {}
+    for name, value in values.items():
+        tensor = value.to(device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if reductions[name] == "max" else dist.ReduceOp.SUM)
+        out[name] = tensor.cpu()
+    return out
 
 
 @torch.no_grad()
@@ -55,6 +67,8 @@ def evaluate_dataset(
     max_trajectories: int = 0,
     precision: str = "fp32",
     reductions: Mapping[str, str] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Roll out over every trajectory and score it.
 
@@ -75,7 +89,7 @@ def evaluate_dataset(
     reductions = {name: (reductions or {}).get(name, "mean") for name in metrics}
     count = 0
     steps = None
-    for items in _batches(trajectories, batch_size, max_trajectories):
+    for items in _batches(trajectories, batch_size, max_trajectories, rank, world_size):
         traj = torch.stack([conform(t, grid, n_channels) for t in items]).to(device)  # (B, T, *S, C)
         real = int(torch.as_tensor(items[0]).shape[-1])
         mask = torch.zeros(traj.shape[-1], dtype=torch.bool, device=device)
@@ -106,6 +120,11 @@ def evaluate_dataset(
             per_channel[name] = chans if name not in per_channel else combine(per_channel[name], chans)
             one_step[name] = single if name not in one_step else combine(one_step[name], single)
         count += traj.shape[0]
+    if world_size > 1:
+        totals, per_step, per_channel, one_step = (_all_reduce(d, reductions, device)
+                                                   for d in (totals, per_step, per_channel, one_step))
+        count = int(_all_reduce({"n": torch.tensor(float(count))}, {"n": "sum"}, device)["n"])
+        steps = int(_all_reduce({"s": torch.tensor(float(steps or 0))}, {"s": "max"}, device)["s"])
 
     def finish(name: str, value: torch.Tensor):
         value = value / count if reductions[name] != "max" else value

@@ -44,14 +44,73 @@ def prepare_run_dir(cfg, resume: bool = False):
     return run_id, run_dir
 
 
-def execute(cfg, resume: bool = False, quiet: bool = False, rank: int = 0, world_size: int = 1) -> RunContext:
-    """Run the configured task and return its context (``ctx.results`` holds the metrics)."""
+def init_distributed(device_name: str) -> tuple[int, int, str]:
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1).
+
+    Returns:
+        ``(rank, world_size, device_name)``; the device becomes ``cuda:LOCAL_RANK`` on GPUs.
+    """
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device_name
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if torch.cuda.device_count() <= local_rank:
+            raise UsageError(f"process {local_rank} has no GPU: {torch.cuda.device_count()} visible; "
+                             f"lower --nproc-per-node or use --device cpu")
+        torch.cuda.set_device(local_rank)
+        device_name = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device_name
+
+
+def _shared_run_id(cfg, world_size: int) -> None:
+    """Every rank uses rank 0's run id."""
+    if world_size <= 1:
+        return
+    import torch.distributed as dist
+    from omegaconf import OmegaConf
+
+    box = [cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
+    dist.broadcast_object_list(box, src=0)
+    OmegaConf.set_struct(cfg, False)
+    cfg.run.run_id = box[0]
+    OmegaConf.set_struct(cfg, True)
+
+
+def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
+    """Run the configured task and return its context (``ctx.results`` holds the metrics).
+
+    Under torchrun every process calls this; only rank 0 writes files and result rows.
+    """
     import torch
 
     from pdebench_core.engine import resolve_device
 
-    device = resolve_device(cfg.run.device)
-    run_id, run_dir = prepare_run_dir(cfg, resume=resume) if rank == 0 else (cfg.run.run_id, run_dir_for(cfg.run.run_id))
+    rank, world_size, device_name = init_distributed(cfg.run.device)
+    device = resolve_device(device_name)
+    _shared_run_id(cfg, world_size)
+    failure: list = [None]
+    if rank == 0:
+        try:
+            run_id, run_dir = prepare_run_dir(cfg, resume=resume)
+        except UsageError as exc:
+            failure[0] = str(exc)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(failure, src=0)  # the run directory exists before any rank uses it
+    if failure[0] is not None:
+        raise UsageError(failure[0])
+    if rank != 0:
+        run_id, run_dir = cfg.run.run_id, run_dir_for(cfg.run.run_id)
     torch.manual_seed(int(cfg.run.seed))
     regs = plugins.registries()
     sinks = []

@@ -35,8 +35,9 @@ class TrainSection:
 
     Attributes:
         max_steps: Optimizer steps.
-        batch_size: Windows per optimizer step (before gradient accumulation).
-        grad_accum: Micro-batches accumulated per optimizer step.
+        batch_size: Windows per optimizer step, summed over processes and accumulation
+            steps (so changing either leaves the optimisation unchanged).
+        grad_accum: Micro-batches accumulated per optimizer step on each process.
         lr: Peak learning rate.
         weight_decay: Decoupled weight decay (AdamW) or L2 penalty (Adam).
         optimizer: ``adamw`` or ``adam``.
@@ -54,6 +55,10 @@ class TrainSection:
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         compile: Compile the model with ``torch.compile``.
         max_train_windows: Cap on windows per dataset per epoch (0 = all).
+        on_divergence: What a NaN/Inf loss does: ``halt`` with a message, or ``rollback``
+            to the last checkpoint with a lower learning rate.
+        rollback_lr_factor: Learning-rate factor applied at each rollback.
+        max_rollbacks: Rollbacks allowed before halting.
     """
 
     max_steps: int = 1000
@@ -76,6 +81,9 @@ class TrainSection:
     precision: str = "auto"
     compile: bool = False
     max_train_windows: int = 0
+    on_divergence: str = "halt"
+    rollback_lr_factor: float = 0.5
+    max_rollbacks: int = 3
 
 
 @dataclass

@@ -15,7 +15,23 @@ from pdebench_core.runs import RunContext, command_line, versions
 
 
 def build_datasets(ctx: RunContext) -> dict[str, Any]:
-    """Build every dataset of the run (generating cached data as needed)."""
+    """Build every dataset of the run (generating cached data as needed).
+
+    Under several processes rank 0 generates first and the others then read its cache.
+    """
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        if ctx.rank == 0:
+            built = _build_datasets(ctx)
+        dist.barrier()
+        if ctx.rank != 0:
+            built = _build_datasets(ctx)
+        return built
+    return _build_datasets(ctx)
+
+
+def _build_datasets(ctx: RunContext) -> dict[str, Any]:
     out = {}
     for name, section in ctx.cfg.data.items():
         comp = plugins.get("dataset", name)
@@ -89,7 +105,7 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
             model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out, horizon=horizon,
             device=ctx.device, grid=mixture.grid, n_channels=mixture.n_channels,
             batch_size=int(cfg.eval.batch_size), max_trajectories=int(cfg.eval.max_trajectories),
-            precision=cfg.train.precision, reductions=reductions,
+            precision=cfg.train.precision, reductions=reductions, rank=ctx.rank, world_size=ctx.world_size,
         )
         out.update({"dataset": name, "split": split, "fields": list(spec.fields)})
         ctx.save_json(f"eval/{name}.json", out)
@@ -123,11 +139,13 @@ def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) ->
     loader, sampler = training_loader(
         mixture, "train", int(cfg.train.batch_size), seed=int(cfg.run.seed),
         num_workers=int(cfg.train.num_workers), rank=ctx.rank, world_size=ctx.world_size,
+        grad_accum=int(cfg.train.grad_accum),
         max_per_dataset=int(cfg.train.max_train_windows), pin_memory=ctx.device.type == "cuda",
     )
     trainer = Trainer(
         model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,
         log_step=ctx.log_step, prepare_batch=prepare_batch, seed=int(cfg.run.seed),
+        world_size=ctx.world_size, is_main=ctx.is_main,
         extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
                      "spec": mixture.model_spec.to_dict()},
         show_progress=not ctx.quiet and ctx.is_main,

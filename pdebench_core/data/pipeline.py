@@ -76,8 +76,13 @@ def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) ->
 
 
 def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, num_workers: int = 0,
-                    rank: int = 0, world_size: int = 1, max_per_dataset: int = 0, pin_memory: bool = False):
-    """A DataLoader of ``(x, y, mask)`` windows over the mixture, plus its sampler."""
+                    rank: int = 0, world_size: int = 1, grad_accum: int = 1, max_per_dataset: int = 0,
+                    pin_memory: bool = False):
+    """A DataLoader of ``(x, y, mask)`` micro-batches over the mixture, plus its sampler.
+
+    ``batch_size`` is the global batch of one optimizer step (all ranks, all
+    accumulation steps); see :class:`MixtureBatchSampler`.
+    """
     import torch
 
     from pdebench_core.data.mixture import MixtureBatchSampler
@@ -95,7 +100,8 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
         weights.append(_weight_of(ds))
         groups.append(ds.spec.ndim)
     sampler = MixtureBatchSampler([len(p) for p in parts], weights, groups, batch_size, seed=seed,
-                                  rank=rank, world_size=world_size, max_per_dataset=max_per_dataset)
+                                  rank=rank, world_size=world_size, grad_accum=grad_accum,
+                                  max_per_dataset=max_per_dataset)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.ConcatDataset(parts), batch_sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,

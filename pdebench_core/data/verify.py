@@ -145,7 +145,8 @@ def _check_structure(f, spec: dict | None, problems: list[Problem]) -> list[str]
             problems.append(Problem("warning", f"chunks {ds.chunks}, expected one trajectory per chunk "
                                     f"{(1,) + ds.shape[1:]} (slow random access)", split))
         if ds.compression:
-            problems.append(Problem("warning", f"compressed with {ds.compression} (reads are several times slower)", split))
+            problems.append(Problem("warning", f"compressed with {ds.compression} (reads are several times slower)",
+                                    split))
         scannable.append(split)
     shapes = {s: f[s].shape for s in scannable}
     grids = {s: shape[2:] for s, shape in shapes.items()}
@@ -164,9 +165,11 @@ def _check_structure(f, spec: dict | None, problems: list[Problem]) -> list[str]
 def _check_spec_against(spec: dict, shape: tuple[int, ...], problems: list[Problem]) -> None:
     n_frames, spatial, channels = shape[1], tuple(shape[2:-1]), shape[-1]
     if tuple(spec.get("spatial_shape") or ()) != spatial:
-        problems.append(Problem("error", f"spec spatial_shape {spec.get('spatial_shape')} but the data grid is {list(spatial)}"))
+        problems.append(Problem("error", f"spec spatial_shape {spec.get('spatial_shape')} but the data grid "
+                                f"is {list(spatial)}"))
     if len(spec.get("fields") or ()) != channels:
-        problems.append(Problem("error", f"spec names {len(spec.get('fields') or ())} fields but the data has {channels} channels"))
+        problems.append(Problem("error", f"spec names {len(spec.get('fields') or ())} fields but the data has "
+                                f"{channels} channels"))
     if spec.get("n_frames") is not None and spec["n_frames"] != n_frames:
         problems.append(Problem("error", f"spec n_frames {spec['n_frames']} but trajectories have {n_frames} frames"))
     mask = spec.get("channel_mask")

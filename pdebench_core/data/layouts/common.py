@@ -226,7 +226,7 @@ def uniform_step(values, what: str, notes: list[str]) -> float | None:
         return None
     if np.max(np.abs(steps - step)) > 1e-3 * abs(step):
         notes.append(f"{what} is not uniformly spaced; using its median spacing {step:g}")
-    return step
+    return float(f"{step:.10g}")  # drop the rounding noise of differences (0.010000000000000009)
 
 
 def frame_blocks(n_frames: int, frame_bytes: int, budget: int = BLOCK_BYTES) -> list[slice]:

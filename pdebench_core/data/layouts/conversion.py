@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
-from pdebench_core.data.layouts.loading import SPLITS, make_spec, open_layout, plan_splits
+from pdebench_core.data.layouts.loading import SPLITS, as_spec, make_spec, open_layout, plan_splits
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
@@ -81,7 +81,8 @@ class CanonicalWriter:
 
 
 def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
-            counts: Mapping[str, int | None] | None = None, spec_defaults: DataSpec | None = None,
+            counts: Mapping[str, int | None] | None = None,
+            spec_defaults: DataSpec | Mapping[str, Any] | None = None,
             progress: bool = False) -> Path:
     """Convert a published file or folder into a canonical pdeb file.
 
@@ -106,8 +107,10 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     found = open_layout(src, format)
     wanted = {s: (counts or {}).get(s) for s in SPLITS}
     plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    if isinstance(spec_defaults, Mapping):
+        spec_defaults = as_spec(spec_defaults, name or str(spec_defaults.get("name") or src.stem))
     name = name or (spec_defaults.name if spec_defaults else src.stem)
-    defaults = spec_defaults or DataSpec(name=name, fields=(), spatial_shape=())
+    defaults = as_spec(spec_defaults, name)
     spec = make_spec(found, name, defaults, check=False)
     if spec.t_in >= spec.n_frames > 1:  # keep the stored default usable; runs set t_in anyway
         found.notes.append(f"t_in {spec.t_in} leaves no frame to predict; stored t_in {spec.n_frames - 1}")

@@ -16,7 +16,7 @@ FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 class SplitWarning(UserWarning):
-    """The requested split sizes did not fit the file; the fallback rule was used."""
+    """A request did not fit the file (split sizes, horizon); a documented fallback was used."""
 
 
 def _openers() -> dict[str, Callable[[str], Found]]:
@@ -160,7 +160,8 @@ def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
     the file lacks is cut from the ``"all"`` pool (files without splits) or else from
     ``"train"``, in the order train, val, test: first ``n_train``, then ``n_val``, then
     ``n_test`` trajectories. When the requested counts do not fit, the pool is shared
-    80/10/10 (each cut split gets at least one trajectory unless 0 was asked for).
+    80/10/10: val and test get 10 % each (at least one trajectory unless 0 was asked
+    for), train the rest.
 
     Args:
         pool_sizes: Trajectories per pool (``"all"`` or the file's own split names).
@@ -196,19 +197,18 @@ def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
                 messages.append(f"asked for {requested} {'/'.join(splits)} trajectories but '{pool}' holds "
                                 f"{size}; using {'/'.join(str(c) for c in counts)} (80/10/10 rule)")
         start = 0
-        for split, count in zip(splits, counts):
+        for split, count in zip(splits, counts, strict=True):
             plan[split] = (pool, range(start, start + count))
             start += count
     return plan, messages
 
 
 def _fractional_counts(size: int, splits: list[str], asked: list[int | None], pool: str) -> list[int]:
-    live = [s for s, a in zip(splits, asked) if a != 0]
-    total = sum(FRACTIONS[s] for s in live)
+    """Each split after the first gets its share of the pool (at least 1); the first the rest."""
     counts = [0] * len(splits)
-    for i, (split, a) in enumerate(zip(splits, asked)):
+    for i, (split, a) in enumerate(zip(splits, asked, strict=True)):
         if i > 0 and a != 0:
-            counts[i] = max(1, int(size * FRACTIONS[split] / total))
+            counts[i] = max(1, int(size * FRACTIONS[split]))
     counts[0] = size - sum(counts) if asked[0] != 0 else 0
     if asked[0] != 0 and counts[0] < 1:
         raise DataError(f"'{pool}' holds {size} trajectories, too few for the splits {', '.join(splits)}")
@@ -280,7 +280,18 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
     )
 
 
-def load_path(cfg: Any, name: str, spec_defaults: DataSpec):
+def as_spec(defaults: DataSpec | Mapping[str, Any] | None, name: str) -> DataSpec:
+    """A :class:`DataSpec` from a spec, a dict of spec fields (missing ones empty) or ``None``."""
+    if isinstance(defaults, DataSpec):
+        return defaults
+    if defaults is None:
+        return DataSpec(name=name, fields=(), spatial_shape=())
+    if isinstance(defaults, Mapping):
+        return DataSpec.from_dict({"name": name, "fields": (), "spatial_shape": (), **dict(defaults)})
+    raise UsageError(f"spec defaults for '{name}' must be a DataSpec or a dict, not {type(defaults).__name__}")
+
+
+def load_path(cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
     """Open a published file or folder as a dataset (lazily).
 
     Args:
@@ -288,7 +299,8 @@ def load_path(cfg: Any, name: str, spec_defaults: DataSpec):
             with its attributes): ``path``, ``format``, ``n_train``, ``n_val``,
             ``n_test``, ``t_in``, ``horizon``, ``preload``.
         name: The registered dataset name.
-        spec_defaults: The dataset's own spec (field names, parameters, boundary...).
+        spec_defaults: The dataset's own spec (field names, parameters, boundary...);
+            a dict of :class:`DataSpec` fields is accepted too.
 
     Returns:
         A :class:`~pdebench_core.data.base.TrajectoryDataset` whose splits read one
@@ -309,7 +321,7 @@ def load_path(cfg: Any, name: str, spec_defaults: DataSpec):
         warnings.warn(f"{path}: {message}", SplitWarning, stacklevel=2)
     preload = bool(getattr(cfg, "preload", False))
     splits = {s: found.pools[pool].subset(list(r), preload=preload) for s, (pool, r) in plan.items()}
-    spec = make_spec(found, name, spec_defaults, t_in=getattr(cfg, "t_in", None),
+    spec = make_spec(found, name, as_spec(spec_defaults, name), t_in=getattr(cfg, "t_in", None),
                      horizon=getattr(cfg, "horizon", None))
     return TrajectoryDataset(spec, splits)
 

@@ -136,7 +136,8 @@ def open_fno_mat(path: str) -> Found:
     if mat_version(path) == "5":
         content = _loadmat(path)
         if VARIABLE not in content:
-            raise DataError(f"{path}: no variable '{VARIABLE}' (found {sorted(k for k in content if not k.startswith('__'))})")
+            names = sorted(k for k in content if not k.startswith("__"))
+            raise DataError(f"{path}: no variable '{VARIABLE}' (found {names})")
         u = content[VARIABLE]
         if not 3 <= u.ndim <= 5:
             raise DataError(f"{path}: '{VARIABLE}' has shape {u.shape}; expected (N, X[, Y[, Z]], T)")
