@@ -46,7 +46,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
+        first = lines[0].split(" was not")[0] if lines else "unsafe content"
         raise UsageError(
             f"checkpoint {path} is not a plain state dict (it holds pickled objects: {first[:160]}); "
             f"save model.state_dict() instead"

@@ -60,6 +60,8 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {"rel_l2": relative_l2_loss, "m
 def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> torch.optim.Optimizer:
     """Adam or AdamW over the trainable parameters (fused on CUDA)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not (train.lr > 0 and math.isfinite(train.lr)):
+        raise UsageError(f"train.lr must be a positive number, got {train.lr}")
     kwargs: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
     if device.type == "cuda":
         kwargs["fused"] = True

@@ -34,7 +34,7 @@ def versions() -> dict[str, str]:
     try:
         import torch
 
-        out["torch"] = torch.__version__
+        out["torch"] = str(torch.__version__)  # TorchVersion would not load with weights_only
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     for info in plugins.plugin_infos():
