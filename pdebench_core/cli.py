@@ -97,7 +97,7 @@ def models(
 ) -> None:
     """List registered models (with parameter counts for --data)."""
     if data is None:
-        _print_components("model", as_json, ["description", "dims", "paper"])
+        _print_components("model", as_json, ["dims", "description"])
         return
     from rich.table import Table
 
@@ -134,7 +134,7 @@ def models(
 @friendly
 def datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List registered datasets."""
-    _print_components("dataset", as_json, ["pde", "dims", "fields", "resolution"])
+    _print_components("dataset", as_json, ["dims", "fields", "description"])
 
 
 @app.command()

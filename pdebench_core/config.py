@@ -161,6 +161,11 @@ def build_config(
     if not model_name:
         raise UsageError("no model given; pass --model NAME (run 'pdeb models' to list them)")
     model_comp = regs["model"].get(model_name)
+    task_given = task or (user.get("run") or {}).get("task") or (cli.get("run") or {}).get("task")
+    if not task_given and model_comp.card.get("default_task"):
+        # e.g. DPOT pre-trains unless told otherwise
+        run = _section(RunSection, "run", user.get("run"), cli.get("run"),
+                       {**run_cli, "task": model_comp.card["default_task"]})
     model_layers = [dict(layer.get("model") or {}) for layer in (user, cli)]
     for layer in model_layers:
         layer.pop("name", None)
@@ -184,10 +189,12 @@ def build_config(
                                   (user.get("data") or {}).get(name), (cli.get("data") or {}).get(name))
 
     task_comp = regs["task"].get(run.task)
-    task_cfg = _section(task_comp.config, "task", profile_of(task_comp, prof), user.get("task"), cli.get("task"))
+    task_profile = profile_of(task_comp, prof)
+    # A task's profile may also set train defaults (e.g. pre-training's optimizer) under "train".
+    task_train = task_profile.pop("train", None)
+    task_cfg = _section(task_comp.config, "task", task_profile, user.get("task"), cli.get("task"))
     core = CORE_PROFILES[prof]
-    train = _section(TrainSection, "train", core.get("train"), profile_of(task_comp, prof).get("_train"),
-                     user.get("train"), cli.get("train"))
+    train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
     evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
     for metric in evaluation.metrics:
         regs["metric"].get(metric)

@@ -63,8 +63,8 @@ def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> 
     if not (train.lr > 0 and math.isfinite(train.lr)):
         raise UsageError(f"train.lr must be a positive number, got {train.lr}")
     kwargs: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
-    if device.type == "cuda":
-        kwargs["fused"] = True
+    if device.type == "cuda" and all(p.is_floating_point() for p in params):
+        kwargs["fused"] = True  # fused kernels refuse complex parameters (FNO's spectral weights)
     if train.optimizer == "adamw":
         return torch.optim.AdamW(params, **kwargs)
     if train.optimizer == "adam":

@@ -58,7 +58,7 @@ def published_dirs() -> list[Path]:
     files under ``<prefix>/share/pdeb/registry/published``.
     """
     here = Path(__file__).resolve().parent
-    candidates = [here.parent / "registry" / "published", here / "registry_data" / "published"]
+    candidates = [here.parent / "registry" / "published"]
     prefixes = [sys.prefix, sysconfig.get_path("data")]
     try:
         prefixes.append(sysconfig.get_path("data", f"{'nt' if sys.platform == 'win32' else 'posix'}_user"))
@@ -201,7 +201,8 @@ def published_rows(reg: Registry | None = None) -> list[dict[str, Any]]:
                                                str(rec.get(spec.get("params_column", "")) or ""), name, dataset,
                                                own_setting or setting, averaged, value))
         else:
-            meta = {spec.get("model_column", "model"), spec.get("task_column", "group"), spec.get("params_column", "params")}
+            meta = {spec.get("model_column", "model"), spec.get("task_column", "group"),
+                    spec.get("params_column", "params")}
             for rec in records:
                 model = rec[spec.get("model_column", "model")].strip()
                 task = (rec.get(spec.get("task_column", "group")) or spec.get("task") or "").strip()
@@ -469,14 +470,13 @@ def collect(store_rows: Iterable[Mapping[str, Any]] | None = None, *, source: st
     for position, row in enumerate(rows):
         row["order"] = position  # the published tables' own order, kept for the pivot
 
-    every = rows
+    # filters are checked against every row of the chosen sources, so a typo gets a suggestion
     wanted_data, wanted_models, wanted_tasks, wanted_metrics = _names(data), _names(model), _names(task), _names(metric)
-    _check_names("dataset", wanted_data, (r["dataset"] for r in every), "--data")
-    _check_names("model", wanted_models, [r["model"] for r in every] + [r["model_key"] or "" for r in every],
+    _check_names("dataset", wanted_data, (r["dataset"] for r in rows), "--data")
+    _check_names("model", wanted_models, [r["model"] for r in rows] + [r["model_key"] or "" for r in rows],
                  "--model", fold=True)
-    _check_names("task", wanted_tasks, (r["task"] for r in every), "--task")
-    all_metrics = _ordered_metrics(every)
-    _check_names("metric", wanted_metrics, all_metrics, "--metric")
+    _check_names("task", wanted_tasks, (r["task"] for r in rows), "--task")
+    _check_names("metric", wanted_metrics, _ordered_metrics(rows), "--metric")
     if wanted_data:
         rows = [r for r in rows if r["dataset"] in wanted_data]
     if wanted_models:
@@ -567,8 +567,9 @@ def pivot(board: Board, metric: str | None = None) -> Pivot:
         if column not in columns:
             columns.append(column)
         key = (row["source"], row["model"], row.get("size") or "", row["task"], row.get("profile") or "")
-        entry = table.setdefault(key, {"source": key[0], "model": key[1], "size": key[2] or None, "task": key[3],
-                                       "profile": key[4] or None, "cells": {}, "ranks": {}})
+        entry = table.setdefault(key, {"source": key[0], "source_key": row.get("source_key"), "model": key[1],
+                                       "size": key[2] or None, "task": key[3], "profile": key[4] or None,
+                                       "cells": {}, "ranks": {}})
         held = entry["cells"].get(column)
         if held is None or (value > held["metrics"][metric] if higher else value < held["metrics"][metric]):
             entry["cells"][column] = row
@@ -678,8 +679,9 @@ def record(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-CSV_COLUMNS = ("rank", "dataset", "setting", "model", "size", "source", "task", "profile", "n", "run_id",
-               "seed", "n_params", "params", "train_time_s", "device", "config_hash", "group_hash", "data_hash")
+CSV_COLUMNS = ("rank", "dataset", "setting", "model", "size", "source", "task", "profile", "n", "run_id", "run_ids",
+               "seed", "seeds", "n_params", "params", "train_time_s", "device", "config_hash", "group_hash",
+               "data_hash")
 
 
 def render(board: Board, fmt: str, title: str = "pdeb leaderboard") -> str:
@@ -874,35 +876,54 @@ def _looks_numeric(text: Any) -> bool:
 
 
 def print_table(board: Board | Pivot, console=None, title: str = "leaderboard") -> None:
-    """Draw the board (or a pivot) as a rich table on the terminal."""
+    """Draw the board (or a pivot) as a rich table on the terminal.
+
+    Published sources are shown by their short key (``dpot``, ``pdebench``), with the
+    full citation and link printed below the table. When the output is not a terminal,
+    the table gets the width it needs instead of being folded into 80 columns.
+    """
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    short = {label: key for label, key in _source_keys(board).items()}
     if isinstance(board, Pivot):
         keys = ["model"] + (["size"] if any(r["size"] for r in board.rows) else []) + ["source", "task"] + (
             ["profile"] if any(r["profile"] for r in board.rows) else [])
         columns = keys + board.columns
-        body = [[format_number(e[k]) for k in keys] + pivot_cells(board, e) for e in board.rows]
+        body = [[short.get(e[k], e[k]) if k == "source" else format_number(e[k]) for k in keys]
+                + pivot_cells(board, e) for e in board.rows]
         best = [[False] * len(keys) + [_is_best(board, e, c) for c in board.columns] for e in board.rows]
         local = [e["source"] == LOCAL for e in board.rows]
         caption = f"{board.metric}, {'higher' if board.higher_is_better else 'lower'} is better; (rank) per column"
     else:
         columns = display_columns(board)
-        body = [display_cells(board, r) for r in board.rows]
+        body = [[short.get(v, v) if c == "source" else v for c, v in zip(columns, display_cells(board, r))]
+                for r in board.rows]
         best = [[c == "rank" and r.get("rank") == 1 for c in columns] for r in board.rows]
         local = [r["source"] == LOCAL for r in board.rows]
         caption = _rank_note(board.rank_metric, board.higher_is_better)
+    console = console or Console()
+    if not body:
+        console.print("no results (run 'pdeb run ...' first, or widen the filters)")
+        return
     table = Table(title=title, caption=caption or None)
     for column in columns:
         table.add_column(str(column), overflow="fold")
     for line, marks, is_local in zip(body, best, local):
         table.add_row(*[Text(v, style="bold" if m else "") for v, m in zip(line, marks)],
                       style="green" if is_local else None)
-    if not body:
-        console.print("no results (run 'pdeb run ...' first, or widen the filters)")
-        return
+    if not console.is_terminal:
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
+        console = Console(file=console.file, width=max(console.width, needed))
     console.print(table)
     for label, info in board.sources.items():
-        console.print(Text(f"{label}: {info.get('url') or ''}", style="dim"))
+        console.print(Text(f"{short.get(label, label)} = {label}: {info.get('url') or ''}", style="dim"))
+
+
+def _source_keys(board: Board | Pivot) -> dict[str, str]:
+    """Citation label -> short source key, for the rows present."""
+    rows = [e for e in board.rows] if isinstance(board, Pivot) else board.rows
+    return {r["source"]: r.get("source_key") or r["source"] for r in rows if r["source"] != LOCAL}

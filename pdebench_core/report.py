@@ -205,6 +205,19 @@ def reproduction(run_id: str, new_run_id: str | None = None) -> Reproduction:
     return Reproduction(run_id, new_id, argv, info.command, first.get("config_hash"), seed)
 
 
+def config_differences(first: Mapping[str, Any], second: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (``run.run_id`` ignored)."""
+    out = []
+    for key in sorted(set(first) | set(second), key=str):
+        path = f"{prefix}{key}"
+        a, b = first.get(key), second.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += config_differences(a, b, path + ".")
+        elif a != b and path != "run.run_id":
+            out.append(path)
+    return out
+
+
 # --------------------------------------------------------------------------- rollouts for the figures
 
 
@@ -239,7 +252,6 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     import torch
 
     from pdebench_core import plugins
-    from pdebench_core.checkpoint import load_checkpoint
     from pdebench_core.config import build_config
     from pdebench_core.data.pipeline import plan_mixture
     from pdebench_core.data.windows import conform
@@ -253,11 +265,11 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     notes = []
     state = None
     if info.checkpoint is not None:
-        state = load_checkpoint(info.checkpoint)
+        state = _load_state(info.checkpoint)
         notes.append(f"weights: {info.checkpoint.relative_to(info.run_dir)}")
     elif cfg.task.get("checkpoint"):
         path = resolve_checkpoint(str(cfg.task.checkpoint))
-        state = load_checkpoint(path)
+        state = _load_state(path)
         notes.append(f"weights: {path} (task.checkpoint)")
     spec = mixture.model_spec
     if state is not None and isinstance(state.get("spec"), Mapping):
@@ -289,11 +301,24 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
         if steps <= 0:
             notes.append(f"{name}: trajectories are too short to roll out")
             continue
-        pred = rollout(model, batch[:, :mixture.t_in], steps, mixture.t_out, str(cfg.train.precision))  # (B, steps, *S, C)
+        precision = str(cfg.train.precision)
+        pred = rollout(model, batch[:, :mixture.t_in], steps, mixture.t_out, precision)  # (B, steps, *S, C)
         true = batch[:, mixture.t_in:mixture.t_in + steps]  # (B, steps, *S, C)
         out[name] = Rollout(name, list(dataset.spec.fields), pred[..., :real].cpu().numpy(),
                             true[..., :real].cpu().numpy(), mixture.t_in)
     return out, notes
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``, also accepting the torch version string
+    object (a ``str`` subclass) that checkpoints store among their version information."""
+    import torch
+
+    from pdebench_core.checkpoint import load_checkpoint
+
+    allowed = [torch.torch_version.TorchVersion]
+    with torch.serialization.safe_globals(allowed):
+        return load_checkpoint(path)
 
 
 # --------------------------------------------------------------------------- spectra
@@ -446,8 +471,8 @@ def spectrum_figure(sample: Rollout):
                 power = np.mean([s[1] for s in spectra], axis=0)
                 keep = (k > 0) & (power > 0)
                 if keep.any():
-                    ax.loglog(k[keep], power[keep], style, alpha=alpha, color="black" if kind == "truth" else "tab:orange",
-                              label=f"{kind}, step {step + 1}")
+                    colour = "black" if kind == "truth" else "tab:orange"
+                    ax.loglog(k[keep], power[keep], style, alpha=alpha, color=colour, label=f"{kind}, step {step + 1}")
         ax.set_xlabel("wavenumber k")
         ax.set_title(sample.fields[c] if c < len(sample.fields) else f"channel {c}")
         ax.grid(alpha=0.3, which="both")
@@ -469,6 +494,7 @@ table { border-collapse: collapse; font-size: .85rem; margin: .6rem 0 1rem; }
 th, td { border-bottom: 1px solid #d9dee7; padding: .25rem .6rem; text-align: left; }
 th { background: #eef1f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.overview td.num { text-align: left; } table.overview td:first-child { color: #4a5568; }
 pre { background: #f5f7fa; padding: .7rem; overflow-x: auto; font-size: .8rem; }
 img { max-width: 100%; height: auto; display: block; margin: .5rem 0 1rem; }
 p.note { color: #6b4e00; background: #fff7e0; padding: .4rem .7rem; }
@@ -477,8 +503,8 @@ p.note { color: #6b4e00; background: #fff7e0; padding: .4rem .7rem; }
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
     esc = html.escape
-    out = [f'<table class="{esc(css_class)}"><thead><tr>' + "".join(f"<th>{esc(str(h))}</th>" for h in header)
-           + "</tr></thead><tbody>"]
+    head = ("<thead><tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in header) + "</tr></thead>") if header else ""
+    out = [f'<table class="{esc(css_class)}">{head}<tbody>']
     for row in rows:
         cells = []
         for value in row:
@@ -541,7 +567,7 @@ def render_report(info: RunInfo, rollouts: Mapping[str, Rollout], notes: Sequenc
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>pdeb report: {esc(info.run_id)}</title>", f"<style>{REPORT_CSS}</style></head><body>",
              f"<h1>Run {esc(info.run_id)}</h1>",
-             _table(["", ""], [(k, v) for k, v in overview if v not in (None, "")], "overview")]
+             _table([], [(k, v) for k, v in overview if v not in (None, "")], "overview")]
     parts.append("<h2>Reproduce</h2>")
     if repro is not None:
         parts.append(f"<pre>{esc(repro.command)}</pre>")

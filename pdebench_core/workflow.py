@@ -9,7 +9,7 @@ from typing import Any
 
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
-from pdebench_core.data.pipeline import Mixture, check_model_supports, plan_mixture
+from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.runs import RunContext, command_line, versions
 
@@ -51,6 +51,14 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
+def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:
+    """Refuse training data that contains a trajectory of the evaluation split (unless allowed)."""
+    from pdebench_core.data.leakage import check_no_leakage
+
+    if not ctx.cfg.task.get("allow_test_overlap", False):
+        check_no_leakage(datasets, "train", ctx.cfg.eval.split)
+
+
 def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
     """The common grid/channels of the run's datasets and the model's spec."""
     return plan_mixture(datasets, t_out=int(ctx.cfg.train.t_out), resolution=int(ctx.cfg.train.resolution))
@@ -59,8 +67,7 @@ def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
 def build_model(ctx: RunContext, mixture: Mixture):
     """Build the configured model for the mixture's spec."""
     comp = plugins.get("model", ctx.cfg.model.name)
-    for dataset in mixture.datasets.values():
-        check_model_supports(comp.card, comp.name, dataset.spec)
+    check_mixture_fits(comp.card, comp.name, mixture)
     model = comp.factory(ctx.cfg.model, mixture.model_spec)
     return model
 
@@ -103,7 +110,7 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
         horizon = int(cfg.eval.horizon) or spec.horizon
         out = evaluate_dataset(
             model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out, horizon=horizon,
-            device=ctx.device, grid=mixture.grid, n_channels=mixture.n_channels,
+            device=ctx.device, grid=mixture.group_of(name).grid, n_channels=mixture.group_of(name).n_channels,
             batch_size=int(cfg.eval.batch_size), max_trajectories=int(cfg.eval.max_trajectories),
             precision=cfg.train.precision, reductions=reductions, rank=ctx.rank, world_size=ctx.world_size,
         )

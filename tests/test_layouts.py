@@ -178,6 +178,18 @@ def test_fno_mat_v73_axis_order(tmp_path, chunks):
     np.testing.assert_array_equal(seq.window(3, 2, 2)[..., 0], np.moveaxis(u[3], -1, 0)[2:4])
 
 
+def test_spec_defaults_may_be_a_dict(tmp_path):
+    u = coded((5, 4, 5, 6)).astype(np.float64)
+    path = tmp_path / "ns.mat"
+    write_mat73(path, {"u": u, "t": np.arange(1, 7).reshape(1, 6) * 2.0})
+    defaults = {"name": "ns2d", "fields": ("vorticity",), "t_in": 2, "dt": 1.0, "horizon": None,
+                "domain": ((0.0, 1.0), (0.0, 1.0)), "boundary": "periodic", "params": {"nu": 1e-3}}
+    ds = load_path(config(path, n_train=3, n_val=1, n_test=1), "ns2d", defaults)
+    assert ds.spec.fields == ("vorticity",) and ds.spec.spatial_shape == (4, 5) and ds.spec.dt == 2.0
+    assert ds.spec.domain == ((0.0, 1.0), (0.0, 1.0)) and ds.spec.params == {"nu": 1e-3}
+    np.testing.assert_array_equal(ds.split("test")[0][..., 0], np.moveaxis(u[4], -1, 0))
+
+
 def test_fno_mat_v5_same_order(tmp_path):
     scipy_io = pytest.importorskip("scipy.io")
     u = coded((3, 4, 5, 6))
@@ -373,6 +385,9 @@ def test_plan_splits_own_splits_and_carved_val():
     assert len(messages) == 1 and "val" in messages[0]
     plan, _ = plan_splits({"train": 10, "test": 4}, {"train": 7, "val": 2, "test": 4})
     assert plan["val"] == ("train", range(7, 9)) and plan["test"] == ("test", range(4))
+    plan, messages = plan_splits({"train": 10, "test": 4}, {"train": 10, "val": 2, "test": 4})
+    assert plan["train"] == ("train", range(9)) and plan["val"] == ("train", range(9, 10))
+    assert len(messages) == 1 and "using 9/1" in messages[0]
 
 
 def test_load_path_warns_and_documents_fallback(tmp_path):
@@ -439,14 +454,16 @@ def test_convert_round_trip_unsplit(tmp_path):
         f["t-coordinate"] = np.arange(5) * 0.05
     dest = convert(src, tmp_path / "out" / "cfd.h5", name="cfd2d")
     spec, splits = open_canonical(dest)
-    assert spec.name == "cfd2d" and spec.fields == ("density", "pressure", "Vx", "Vy") and spec.dt == pytest.approx(0.05)
+    assert spec.name == "cfd2d" and spec.fields == ("density", "pressure", "Vx", "Vy")
+    assert spec.dt == pytest.approx(0.05)
     assert {k: len(v) for k, v in splits.items()} == {"train": 8, "val": 1, "test": 1}
     np.testing.assert_array_equal(splits["val"][0], np.stack([values[k][8] for k in values], axis=-1))
     np.testing.assert_array_equal(splits["train"][5][..., 2], values["Vx"][5])
     with h5py.File(dest, "r") as f:
         assert f["train"].chunks == (1, 4, 6, 5, 4) and f["train"].dtype == np.float32
         provenance = json.loads(f.attrs["provenance"])
-    assert provenance["layout"] == "pdebench" and provenance["source_splits"]["test"] == {"pool": "all", "start": 9, "stop": 10}
+    assert provenance["layout"] == "pdebench"
+    assert provenance["source_splits"]["test"] == {"pool": "all", "start": 9, "stop": 10}
     assert verify_file(dest) == []
     assert not list((tmp_path / "out").glob(".*tmp"))
 
@@ -511,6 +528,14 @@ def test_reading_every_trajectory_keeps_memory_flat(tmp_path):
     assert total == sum(3 + j for j in range(n))
     one_trajectory = int(np.prod(shape)) * 4 * 4
     assert peak < 3 * one_trajectory < file_bytes / 10
+    tracemalloc.start()
+    try:
+        dest = convert(path, tmp_path / "big_canonical.h5")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * one_trajectory
+    assert open_canonical(dest)[1]["test"][1][5, 7, 9, 2] == 2 + 45  # 40/4/4 split: test[1] is #45
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -14,9 +14,12 @@ class TrainTaskConfig:
 
     Attributes:
         evaluate: Roll out on the evaluation split after training and write result rows.
+        allow_test_overlap: Allow evaluation trajectories that also appear in the training
+            data of any dataset of the run (refused by default).
     """
 
     evaluate: bool = True
+    allow_test_overlap: bool = False
 
 
 @dataclass
@@ -37,6 +40,7 @@ def run_train(ctx) -> dict[str, Any]:
 
     datasets = workflow.build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
+    workflow.guard_evaluation_split(ctx, datasets)
     model = workflow.build_model(ctx, mixture).to(ctx.device)
     trainer = workflow.train_model(ctx, model, mixture)
     if not ctx.cfg.task.evaluate:

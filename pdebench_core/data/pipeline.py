@@ -10,59 +10,106 @@ from pdebench_core.spec import DataSpec
 
 
 @dataclass
+class Group:
+    """Datasets sharing a number of spatial axes, conformed to one grid and channel count.
+
+    Attributes:
+        ndim: Spatial dimensions.
+        grid: Model grid per spatial axis.
+        n_channels: Channel count after padding.
+        spec: The spec a model sees for this group.
+    """
+
+    ndim: int
+    grid: tuple[int, ...]
+    n_channels: int
+    spec: DataSpec
+
+
+@dataclass
 class Mixture:
-    """The datasets of one run, conformed to one model grid and channel count.
+    """The datasets of one run and how they are fed to one model.
+
+    Datasets of the same dimension are interpolated to one grid and padded to one
+    channel count. Datasets of different dimensions form separate groups; only a model
+    whose card says ``mixed_dims=True`` accepts several groups (batches never mix them).
 
     Attributes:
         datasets: ``{name: dataset}`` in the order given on the command line.
-        grid: Model grid per spatial axis.
-        n_channels: Channel count after padding.
+        groups: ``{ndim: Group}``.
         t_in: Input frames.
         t_out: Frames predicted per model call during training.
-        model_spec: The spec handed to the model factory.
+        model_spec: The spec handed to the model factory: the first group's spec, with
+            ``params["groups"]`` describing every group when there are several.
     """
 
     datasets: dict[str, Any]
-    grid: tuple[int, ...]
-    n_channels: int
+    groups: dict[int, Group]
     t_in: int
     t_out: int
     model_spec: DataSpec
 
-    def spec_of(self, name: str) -> DataSpec:
-        """A dataset's own spec."""
-        return self.datasets[name].spec
+    def group_of(self, name: str) -> Group:
+        """The group a dataset belongs to."""
+        return self.groups[self.datasets[name].spec.ndim]
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Grid of the first group (the only one for single-dimension runs)."""
+        return next(iter(self.groups.values())).grid
+
+    @property
+    def n_channels(self) -> int:
+        """Channel count of the first group."""
+        return next(iter(self.groups.values())).n_channels
 
 
 def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0) -> Mixture:
-    """Decide the common grid and channel count of a mixture.
+    """Decide grids and channel counts of a mixture.
 
-    All datasets must share the number of spatial axes and ``t_in``; grids are
+    All datasets must share ``t_in``. Within a group of equal dimension, grids are
     interpolated to the first dataset's grid (or ``resolution`` per axis) and channels
     padded to the largest count.
     """
     specs = {name: ds.spec for name, ds in datasets.items()}
-    first = next(iter(specs.values()))
-    dims = {s.ndim for s in specs.values()}
-    if len(dims) > 1:
-        listing = ", ".join(f"{n} ({s.ndim}D)" for n, s in specs.items())
-        raise UsageError(f"datasets of different dimensions cannot share one model here: {listing}; "
-                         f"run them separately")
     t_ins = {s.t_in for s in specs.values()}
     if len(t_ins) > 1:
         raise UsageError(f"datasets disagree on t_in ({sorted(t_ins)}); set data.<name>.t_in to one value")
-    grid = tuple([resolution] * first.ndim) if resolution else tuple(first.spatial_shape)
-    n_channels = max(s.n_channels for s in specs.values())
-    widest = max(specs.values(), key=lambda s: s.n_channels)
-    if len(specs) == 1:
-        model_spec = first.replace(spatial_shape=grid, t_out=t_out)
-    else:
-        model_spec = DataSpec(
-            name="+".join(specs), fields=widest.fields, spatial_shape=grid, t_in=first.t_in, t_out=t_out,
-            dt=first.dt, domain=first.domain, boundary=first.boundary,
-            params={"datasets": list(specs)},
-        )
-    return Mixture(dict(datasets), grid, n_channels, first.t_in, t_out, model_spec)
+    by_ndim: dict[int, list[DataSpec]] = {}
+    for spec in specs.values():
+        by_ndim.setdefault(spec.ndim, []).append(spec)
+    groups: dict[int, Group] = {}
+    for ndim, members in by_ndim.items():
+        first = members[0]
+        grid = tuple([resolution] * ndim) if resolution else tuple(first.spatial_shape)
+        widest = max(members, key=lambda s: s.n_channels)
+        if len(members) == 1:
+            spec = first.replace(spatial_shape=grid, t_out=t_out)
+        else:
+            spec = DataSpec(
+                name="+".join(s.name for s in members), fields=widest.fields, spatial_shape=grid,
+                t_in=first.t_in, t_out=t_out, dt=first.dt, domain=first.domain, boundary=first.boundary,
+                params={"datasets": [s.name for s in members]},
+            )
+        groups[ndim] = Group(ndim, grid, widest.n_channels, spec)
+    model_spec = next(iter(groups.values())).spec
+    if len(groups) > 1:
+        model_spec = model_spec.replace(params={
+            **dict(model_spec.params),
+            "groups": {g.ndim: {"spatial_shape": list(g.grid), "fields": list(g.spec.fields)}
+                       for g in groups.values()},
+        })
+    return Mixture(dict(datasets), groups, next(iter(t_ins)), t_out, model_spec)
+
+
+def check_mixture_fits(card: Mapping[str, Any], model: str, mixture: Mixture) -> None:
+    """Refuse data the model's card does not accept (dimension, mixed dimensions)."""
+    for dataset in mixture.datasets.values():
+        check_model_supports(card, model, dataset.spec)
+    if len(mixture.groups) > 1 and not card.get("mixed_dims"):
+        listing = ", ".join(f"{n} ({ds.spec.ndim}D)" for n, ds in mixture.datasets.items())
+        raise UsageError(f"model '{model}' cannot train on datasets of different dimensions at once: {listing}; "
+                         f"run them separately or use a model with mixed-dimension support (dpot)")
 
 
 def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) -> None:
@@ -90,7 +137,8 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
 
     parts, weights, groups = [], [], []
     for name, ds in mixture.datasets.items():
-        windows = WindowDataset(ds.split(split), mixture.t_in, mixture.t_out, mixture.grid, mixture.n_channels)
+        group = mixture.group_of(name)
+        windows = WindowDataset(ds.split(split), mixture.t_in, mixture.t_out, group.grid, group.n_channels)
         if len(windows) == 0:
             raise UsageError(
                 f"dataset '{name}' has no {split} window of {mixture.t_in}+{mixture.t_out} frames; "

@@ -1,0 +1,180 @@
+"""Result commands of the ``pdeb`` CLI: ``leaderboard``, ``reproduce`` and ``report``.
+
+Call :func:`register` with the Typer app to add them. ``leaderboard`` stays light: it
+reads the SQLite store and the published CSV files without importing torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from pdebench_core.errors import PdebError, UsageError
+
+SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json", ".html": "html",
+                  ".htm": "html"}
+
+
+def _friendly(fn: Callable) -> Callable:
+    """One line on stderr and the error's exit code (2 for usage errors) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except PdebError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def leaderboard_command(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Only these datasets (comma-separated)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Only these models (comma-separated; 'fno' also matches published 'FNO')."),
+    metric: Optional[str] = typer.Option(None, "--metric",
+                                         help="Metrics to show (comma-separated); the first ranks the rows. "
+                                              "With --pivot: the one metric in the cells (default l2re)."),
+    task: Optional[str] = typer.Option(None, "--task", "-t",
+                                       help="Only these tasks (published rows: baseline, pretrained, finetuned)."),
+    source: str = typer.Option(
+        "all", "--source", "-s", help="local, published or all (or a source key: dpot, pdebench)."),
+    pivot: bool = typer.Option(False, "--pivot", help="Model x dataset table of one metric, like the papers' tables."),
+    per_run: bool = typer.Option(False, "--per-run", help="One row per run instead of pooling seeds (mean ± std)."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", "-f", help="table, markdown, csv, json or html (default: table, or from --out's suffix)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of the terminal."),
+) -> None:
+    """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked per dataset."""
+    from pdebench_core import leaderboard as lb
+
+    fmt = fmt or (SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out else "table")
+    lb.check_format(fmt)
+    if out is not None and fmt == "table":
+        raise UsageError(f"--out {out} needs a file format: add --format markdown, csv, json or html")
+    if pivot:
+        names = [m.strip() for m in (metric or lb.DEFAULT_METRIC).split(",") if m.strip()]
+        if len(names) != 1:
+            raise UsageError(f"--pivot shows one metric; got --metric {metric}; pick one, e.g. --metric {names[0]}")
+        board = lb.collect(source=source, data=data, model=model, metric=names[0], task=task, per_run=per_run)
+        table = lb.pivot(board, names[0])
+        if fmt == "table":
+            lb.print_table(table, title=f"leaderboard: {names[0]}")
+            return
+        _emit(lb.render_pivot(table, fmt), out)
+        return
+    board = lb.collect(source=source, data=data, model=model, metric=metric, task=task, per_run=per_run)
+    if fmt == "table":
+        lb.print_table(board)
+        return
+    _emit(lb.render(board, fmt), out)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)
+
+
+def reproduce_command(
+    run_id: str = typer.Argument(..., help="The run to reproduce (see 'pdeb leaderboard --source local')."),
+    execute: bool = typer.Option(False, "--execute", help="Rerun it now (as a new run) and compare the metrics."),
+    new_run_id: Optional[str] = typer.Option(
+        None, "--run-id", help="Id of the new run (default: <run_id>-repro-<hex>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the reproduction as JSON."),
+) -> None:
+    """Print the exact command that reruns a run from its saved config (and run it with --execute)."""
+    from pdebench_core.report import reproduction
+
+    repro = reproduction(run_id, new_run_id)
+    if as_json and not execute:
+        typer.echo(json.dumps({"run_id": repro.run_id, "new_run_id": repro.new_run_id, "command": repro.command,
+                               "argv": repro.argv, "original_command": repro.original,
+                               "config_hash": repro.config_hash, "seed": repro.seed}, indent=2))
+        return
+    typer.echo(f"# rerun of {repro.run_id} from its saved config (seed {repro.seed}, config hash {repro.config_hash})")
+    typer.echo(repro.command)
+    if repro.original:
+        typer.echo(f"# original command: {repro.original}")
+    if not execute:
+        return
+    argv = [sys.executable, "-m", "pdebench_core.cli", *repro.argv[1:]]
+    code = subprocess.call(argv)
+    if code != 0:
+        typer.echo(f"error: the rerun failed with exit code {code}", err=True)
+        raise typer.Exit(code)
+    _compare(repro.run_id, repro.new_run_id, as_json)
+
+
+def _compare(original: str, rerun: str, as_json: bool) -> None:
+    """Metrics of the original and the rerun side by side."""
+    from pdebench_core.results import ResultsStore
+
+    from pdebench_core.report import config_differences
+
+    store = ResultsStore()
+    old_rows, new_rows = store.run_rows(original), store.run_rows(rerun)
+    before = {(r["dataset"], r["task"]): r["metrics"] for r in old_rows}
+    after = {(r["dataset"], r["task"]): r["metrics"] for r in new_rows}
+    changed = config_differences(old_rows[0]["config"], new_rows[0]["config"]) if old_rows and new_rows else []
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        for name in sorted(set(before.get(key, {})) | set(after.get(key, {}))):
+            a, b = before.get(key, {}).get(name), after.get(key, {}).get(name)
+            lines.append({"dataset": key[0], "task": key[1], "metric": name, "original": a, "rerun": b,
+                          "difference": (b - a) if a is not None and b is not None else None})
+    if as_json:
+        typer.echo(json.dumps({"run_id": original, "new_run_id": rerun, "metrics": lines,
+                               "config_differences": changed}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{original} vs rerun {rerun}")
+    for column in ("dataset", "task", "metric", "original", "rerun", "difference"):
+        table.add_column(column)
+    for line in lines:
+        table.add_row(line["dataset"], line["task"], line["metric"],
+                      *[f"{line[k]:.6g}" if line[k] is not None else "" for k in ("original", "rerun", "difference")])
+    console = Console()
+    console.print(table)
+    if changed:
+        console.print(f"resolved configs differ (defaults changed since the original?): {', '.join(changed)}",
+                      markup=False)
+
+
+def report_command(
+    run_id: str = typer.Argument(..., help="The run to report on."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="HTML file to write (default: <run dir>/report.html)."),
+    trajectories: int = typer.Option(2, "--trajectories", "-n", min=0,
+                                     help="Test trajectories rolled out again for the field and spectrum figures."),
+    rollout: bool = typer.Option(True, "--rollout/--no-rollout",
+                                 help="Reload the model and roll out for the figures (else metrics and curves only)."),
+    device: str = typer.Option("cpu", "--device", help="Device for the rollout: cpu or cuda."),
+) -> None:
+    """Write a self-contained HTML report of a run: metrics, error curves, fields and spectra."""
+    from pdebench_core.report import build_report
+
+    path = build_report(run_id, out=out, n_trajectories=trajectories, rollout=rollout, device=device)
+    typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``leaderboard``, ``reproduce`` and ``report`` to ``app``."""
+    app.command("leaderboard")(_friendly(leaderboard_command))
+    app.command("reproduce")(_friendly(reproduce_command))
+    app.command("report")(_friendly(report_command))

@@ -1,0 +1,380 @@
+"""Dataset factories of ``cfd2d`` and ``cfd3d``: generated (and cached) compressible flows.
+
+Trajectories follow PDEBench's compressible Navier-Stokes "Rand" sets: random
+periodic initial states (:mod:`pdeb_cfd.initial`) evolved by the finite-volume solver
+(:mod:`pdeb_cfd.solver`) on the unit box, stored as primitive fields in PDEBench's
+order: density, pressure, Vx, Vy(, Vz). Generated files are cached as canonical HDF5
+under ``$PDEB_HOME/data`` and read lazily. With ``path`` set, a published PDEBench
+file is read through the core's layout readers instead.
+
+Nothing heavy is imported at module level: torch, numpy and h5py load inside the
+factories, so importing the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+from pdebench_core.data.config import DatasetConfig
+from pdebench_core.errors import UsageError
+
+# Bump when a change to the solver or the sampling changes the generated numbers,
+# so that stale cached files are never reused.
+GENERATOR_VERSION = 1
+SPLIT_NAMES = ("train", "val", "test")
+FIELDS = {2: ("density", "pressure", "Vx", "Vy"), 3: ("density", "pressure", "Vx", "Vy", "Vz")}
+# Spectral decay of the initial modes, as in PDEBench's 2D and 3D "Rand" generators.
+DECAY = {2: 0.5, 3: 1.0}
+# Grid of PDEBench's published files, per dimension.
+PUBLISHED_RESOLUTION = {2: 128, 3: 128}
+# Cells solved together when batch_size is 0 (auto): small batches stay in the CPU
+# caches; a GPU wants as many as memory allows.
+AUTO_BATCH_CELLS = {"cpu": 1 << 14, "cuda": 1 << 22}
+# Above this many bytes a split is assembled in a scratch file instead of memory.
+IN_MEMORY_LIMIT = 1 << 30
+
+
+@dataclass
+class CfdConfig(DatasetConfig):
+    """Settings of generated compressible Navier-Stokes data (``data.<name>.<key>``).
+
+    The inherited ``resolution`` is the number of cells per axis (0 means the
+    dataset's default); stored trajectories are ``(n_frames, *S, C)`` with spatial
+    axes in x, y(, z) order and channels density, pressure, Vx, Vy(, Vz).
+
+    Attributes:
+        mach: RMS Mach number of the initial velocity relative to the background
+            sound speed (PDEBench: 0.1 or 1).
+        eta: Shear viscosity (PDEBench 2D: 0.1, 0.01 or 1e-8; 3D: 1e-8). As in
+            PDEBench it is multiplied by the local density (a kinematic viscosity).
+        zeta: Bulk viscosity (PDEBench uses zeta = eta).
+        gamma: Ratio of specific heats of the ideal gas (PDEBench: 5/3).
+        t_end: Time of the last stored frame (PDEBench: 1).
+        n_frames: Stored frames equally spaced on ``[0, t_end]``, the initial state
+            included (PDEBench: 21, so frames are 0.05 apart).
+        cfl: Courant number of the unsplit time step, in ``(0, 1]``; 0.5 is the
+            strong-stability limit of MUSCL with SSP-RK2.
+        k_max: Largest integer wavenumber per axis of the random initial modes
+            (PDEBench: 4).
+        window_prob: Probability that a trajectory's perturbation is confined to a
+            random box (PDEBench: 0.5).
+        limiter: Slope limiter of the MUSCL reconstruction, ``"mc"`` or ``"minmod"``.
+        integrator: Time stepping, ``"ssprk2"`` or ``"ssprk3"``.
+        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data
+            is float32 either way.
+        batch_size: Trajectories solved together (0 = choose from the grid size and
+            device); bounds memory, never changes the numbers.
+        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
+        progress: Show a progress bar while generating (only on a terminal).
+    """
+
+    n_train: int = 16
+    n_val: int = 4
+    n_test: int = 4
+    resolution: int = 0
+    mach: float = 1.0
+    eta: float = 0.01
+    zeta: float = 0.01
+    gamma: float = 5.0 / 3.0
+    t_end: float = 1.0
+    n_frames: int = 21
+    cfl: float = 0.5
+    k_max: int = 4
+    window_prob: float = 0.5
+    limiter: str = "mc"
+    integrator: str = "ssprk2"
+    solver_dtype: str = "float32"
+    batch_size: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class Cfd2dConfig(CfdConfig):
+    """``cfd2d`` settings; the defaults are the ``small`` profile (64x64, M = 1, eta = zeta = 0.01).
+
+    Attributes:
+        resolution: Cells per axis (0 means 64).
+    """
+
+    resolution: int = 64
+
+
+@dataclass
+class Cfd3dConfig(CfdConfig):
+    """``cfd3d`` settings; the defaults are the ``small`` profile (32^3, M = 1, eta = zeta = 1e-8).
+
+    Attributes:
+        resolution: Cells per axis (0 means 32).
+        n_train: Trajectories in the train split (3D trajectories are costly on a CPU).
+        n_val: Trajectories in the validation split.
+        n_test: Trajectories in the test split.
+        eta: Shear viscosity (PDEBench's 3D set: 1e-8, practically inviscid).
+        zeta: Bulk viscosity (PDEBench's 3D set: 1e-8).
+    """
+
+    resolution: int = 32
+    n_train: int = 4
+    n_val: int = 1
+    n_test: int = 1
+    eta: float = 1e-8
+    zeta: float = 1e-8
+
+
+_SMOKE = {"n_frames": 12, "t_end": 0.55, "n_train": 4, "n_val": 2, "n_test": 2}
+PROFILES = {
+    2: {
+        "smoke": {"resolution": 32, **_SMOKE},
+        "small": {"resolution": 64, "n_frames": 21, "t_end": 1.0, "n_train": 16, "n_val": 4, "n_test": 4},
+        # PDEBench 2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_128: 10000 trajectories.
+        "paper": {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000, "n_val": 1000,
+                  "n_test": 1000, "mach": 1.0, "eta": 0.01, "zeta": 0.01},
+    },
+    3: {
+        "smoke": {"resolution": 16, **_SMOKE},
+        "small": {"resolution": 32, "n_frames": 21, "t_end": 1.0, "n_train": 4, "n_val": 1, "n_test": 1},
+        # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
+        "paper": {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10, "n_test": 10,
+                  "mach": 1.0, "eta": 1e-8, "zeta": 1e-8},
+    },
+}
+DEFAULT_RESOLUTION = {2: 64, 3: 32}
+
+
+def trajectory_seed(seed: int, name: str, split: str, index: int) -> int:
+    """Seed of one trajectory's initial state, derived from ``(seed, name, split, index)``.
+
+    Hashing keeps the splits disjoint and makes each trajectory independent of how many
+    others are generated and of how they are batched.
+    """
+    digest = hashlib.sha256(f"pdeb-cfd:{name}:{seed}:{split}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _resolution(cfg: Any, ndim: int) -> int:
+    return int(cfg.resolution) or DEFAULT_RESOLUTION[ndim]
+
+
+def check_config(cfg: Any, name: str, ndim: int) -> None:
+    """Refuse settings the generator cannot honour, before any compute."""
+    where = f"data.{name}"
+    res = _resolution(cfg, ndim)
+    if int(cfg.k_max) < 1 or res <= 2 * int(cfg.k_max):
+        raise UsageError(f"{where}: resolution {res} must exceed 2 * k_max = {2 * int(cfg.k_max)} (k_max >= 1)")
+    if int(cfg.n_frames) <= int(cfg.t_in):
+        raise UsageError(f"{where}: n_frames={cfg.n_frames} leaves nothing to predict after t_in={cfg.t_in}; "
+                         "raise n_frames")
+    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= int(cfg.n_frames) - int(cfg.t_in):
+        raise UsageError(f"{where}.horizon must be in 1..{int(cfg.n_frames) - int(cfg.t_in)}")
+    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
+        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 1")
+    if float(cfg.eta) < 0 or float(cfg.zeta) < 0 or float(cfg.mach) < 0:
+        raise UsageError(f"{where}: eta, zeta and mach must be non-negative")
+    if not float(cfg.gamma) > 1:
+        raise UsageError(f"{where}.gamma must exceed 1, got {cfg.gamma}")
+    if not 0 <= float(cfg.window_prob) <= 1:
+        raise UsageError(f"{where}.window_prob must be in [0, 1], got {cfg.window_prob}")
+    for key, allowed in (("limiter", ("mc", "minmod")), ("integrator", ("ssprk2", "ssprk3")),
+                         ("solver_dtype", ("float32", "float64"))):
+        if getattr(cfg, key) not in allowed:
+            raise UsageError(f"{where}.{key} must be one of {', '.join(allowed)}; got '{getattr(cfg, key)}'")
+    if min(int(cfg.n_train), int(cfg.n_val), int(cfg.n_test)) < 0 or int(cfg.batch_size) < 0:
+        raise UsageError(f"{where}: split sizes and batch_size must be >= 0")
+
+
+def physical_params(cfg: Any) -> dict[str, float]:
+    """PDE parameters recorded in the spec."""
+    return {"mach": float(cfg.mach), "eta": float(cfg.eta), "zeta": float(cfg.zeta), "gamma": float(cfg.gamma)}
+
+
+def make_spec(cfg: Any, name: str, ndim: int):
+    """The :class:`DataSpec` of generated data with these settings."""
+    from pdebench_core.spec import DataSpec
+
+    res, frames = _resolution(cfg, ndim), int(cfg.n_frames)
+    horizon = cfg.horizon if cfg.horizon is not None else frames - int(cfg.t_in)
+    return DataSpec(
+        name=name, fields=FIELDS[ndim], spatial_shape=(res,) * ndim, t_in=int(cfg.t_in), t_out=1,
+        dt=float(cfg.t_end) / (frames - 1), domain=((0.0, 1.0),) * ndim, boundary="periodic",
+        params=physical_params(cfg), horizon=int(horizon), n_frames=frames,
+    )
+
+
+def cache_key(cfg: Any, name: str, ndim: int) -> dict[str, Any]:
+    """Every setting that changes the generated numbers (and nothing else)."""
+    return {
+        "generator": "pdeb_cfd", "generator_version": GENERATOR_VERSION, "name": name, "ndim": ndim,
+        **physical_params(cfg), "resolution": _resolution(cfg, ndim), "t_end": float(cfg.t_end),
+        "n_frames": int(cfg.n_frames), "cfl": float(cfg.cfl), "k_max": int(cfg.k_max),
+        "window_prob": float(cfg.window_prob), "limiter": str(cfg.limiter), "integrator": str(cfg.integrator),
+        "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
+        "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
+    }
+
+
+def _device(cfg: Any, name: str):
+    import torch
+
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        raise UsageError(f"data.{name}.device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"data.{name}.device='{cfg.device}' but CUDA is not available; use auto or cpu")
+    return device
+
+
+def _batch_size(cfg: Any, device, cells: int) -> int:
+    if int(cfg.batch_size) > 0:
+        return int(cfg.batch_size)
+    budget = AUTO_BATCH_CELLS["cuda" if device.type == "cuda" else "cpu"]
+    return max(1, budget // cells)
+
+
+@contextmanager
+def _progress_bar(description: str, total: float, enabled: bool) -> Iterator[Callable[[float], None]]:
+    """Yield ``advance(simulated_time)``; draws a rich bar on standard error when enabled."""
+    if not enabled:
+        yield lambda amount: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda amount: bar.advance(task, amount)
+
+
+def _allocate(shape: tuple[int, ...], scratch: Optional[str], split: str):
+    """A float32 array for one split: in memory, or a scratch ``.npy`` memmap when large."""
+    import os
+
+    import numpy as np
+
+    if scratch is not None and 4 * int(np.prod(shape)) > IN_MEMORY_LIMIT:
+        return np.lib.format.open_memmap(os.path.join(scratch, f"{split}.npy"), mode="w+",
+                                         dtype=np.float32, shape=shape)
+    return np.empty(shape, dtype=np.float32)
+
+
+def generate(cfg: Any, name: str, ndim: int, show_progress: Optional[bool] = None,
+             scratch: Optional[str] = None) -> dict[str, Any]:
+    """Solve every trajectory of every split.
+
+    Args:
+        cfg: A :class:`Cfd2dConfig` / :class:`Cfd3dConfig` (or an omegaconf object
+            with the same fields).
+        name: Dataset name (part of every trajectory's seed).
+        ndim: Spatial dimensions (2 or 3).
+        show_progress: Force the progress bar on or off; ``None`` means ``cfg.progress``
+            and only when standard error is a terminal.
+        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
+
+    Returns:
+        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
+    """
+    import sys
+
+    import torch
+
+    from pdeb_cfd.initial import random_batch
+    from pdeb_cfd.solver import GasModel, default_save_times, simulate
+
+    res = _resolution(cfg, ndim)
+    shape = (res,) * ndim
+    dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
+    device = _device(cfg, name)
+    times = default_save_times(float(cfg.t_end), int(cfg.n_frames))
+    gas = GasModel(gamma=float(cfg.gamma), eta=float(cfg.eta), zeta=float(cfg.zeta))
+    channels = len(FIELDS[ndim])
+    sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
+    out = {split: _allocate((sizes[split], len(times), *shape, channels), scratch, split) for split in SPLIT_NAMES}
+    jobs = [(split, i) for split in SPLIT_NAMES for i in range(sizes[split])]
+    batch_size = _batch_size(cfg, device, res ** ndim)
+    if show_progress is None:
+        show_progress = bool(cfg.progress) and sys.stderr.isatty()
+    description = f"{name}: {len(jobs)} trajectories"
+    with _progress_bar(description, len(jobs) * float(cfg.t_end), show_progress) as advance:
+        for start in range(0, len(jobs), batch_size):
+            batch = jobs[start:start + batch_size]
+            seeds = [trajectory_seed(int(cfg.seed), name, split, i) for split, i in batch]
+            rho, vel, p = random_batch(shape, seeds, float(cfg.mach), float(cfg.gamma), int(cfg.k_max),
+                                       DECAY[ndim], float(cfg.window_prob))
+            frames = simulate(
+                rho.to(device, dtype), vel.to(device, dtype), p.to(device, dtype), [1.0 / res] * ndim, times, gas,
+                cfl=float(cfg.cfl), limiter=str(cfg.limiter), integrator=str(cfg.integrator), progress=advance,
+            )  # (b, T, C, *S)
+            frames = frames.movedim(2, -1).numpy()  # (b, T, *S, C)
+            for row, (split, i) in enumerate(batch):
+                out[split][i] = frames[row]
+    return out
+
+
+def build_dataset(cfg: Any, name: str, ndim: int):
+    """Dataset factory shared by ``cfd2d`` and ``cfd3d``.
+
+    Args:
+        cfg: The dataset's config.
+        name: ``"cfd2d"`` or ``"cfd3d"``.
+        ndim: 2 or 3.
+
+    Returns:
+        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily from
+        the cached HDF5 file, each item float32 ``(T, *S, C)``.
+    """
+    if cfg.path:
+        return _load_published(cfg, name, ndim)
+    check_config(cfg, name, ndim)
+    import tempfile
+
+    from pdebench_core import paths
+    from pdebench_core.data import H5Trajectories, TrajectoryDataset
+    from pdebench_core.data.cache import cache_path, cached_generate
+
+    from pdeb_cfd import __version__
+
+    spec = make_spec(cfg, name, ndim)
+    key = cache_key(cfg, name, ndim)
+    provenance = {
+        "generator": "pdeb_cfd", "version": __version__, "seed": int(cfg.seed),
+        "reference": f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)",
+    }
+    path = cache_path(name, key)
+    if not path.exists():
+        paths.data_dir().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=paths.data_dir()) as scratch:
+            path = cached_generate(name, key, lambda: (generate(cfg, name, ndim, scratch=scratch), spec, provenance))
+    splits = {split: H5Trajectories(path, split, preload=bool(cfg.preload)) for split in SPLIT_NAMES}
+    return TrajectoryDataset(spec, splits)
+
+
+def _load_published(cfg: Any, name: str, ndim: int):
+    """Read a published PDEBench CFD file (or any supported layout) through the core's readers."""
+    try:
+        from pdebench_core.data.layouts import load_path
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pdebench_core.data.layouts", "pdebench_core.data", "pdebench_core"):
+            raise
+        raise UsageError(f"data.{name}.path needs pdebench_core.data.layouts to read published files, "
+                         "and this installation lacks it") from None
+    res = PUBLISHED_RESOLUTION[ndim]
+    defaults = make_spec(cfg, name, ndim).replace(spatial_shape=(res,) * ndim, horizon=cfg.horizon)
+    return load_path(cfg, name, defaults)
+
+
+def build_cfd2d(cfg: Any):
+    """Factory of ``cfd2d``: see :func:`build_dataset`."""
+    return build_dataset(cfg, "cfd2d", 2)
+
+
+def build_cfd3d(cfg: Any):
+    """Factory of ``cfd3d``: see :func:`build_dataset`."""
+    return build_dataset(cfg, "cfd3d", 3)

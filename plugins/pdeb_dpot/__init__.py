@@ -1,0 +1,234 @@
+"""pdeb plugin: DPOT, the Auto-Regressive Denoising Operator Transformer (Hao et al., ICML 2024).
+
+Registers the model ``dpot`` (1D, 2D and 3D). Importing this module is cheap: torch is
+imported by the factory. The model itself lives in :mod:`pdeb_dpot.model`, official
+compatibility in :mod:`pdeb_dpot.official`, checkpoint loading and the 2D -> 3D transfer
+in :mod:`pdeb_dpot.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from pdebench_core import hookimpl
+from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from pdebench_core.spec import DataSpec
+
+PAPER = ("Zhongkai Hao, Chang Su, Songming Liu, Julius Berner, Chengyang Ying, Hang Su, "
+         "Anima Anandkumar, Jian Song, Jun Zhu. DPOT: Auto-Regressive Denoising Operator "
+         "Transformer for Large-Scale PDE Pre-Training. ICML 2024. arXiv:2403.03542")
+
+# The released sizes (paper Table 5): latent width, blocks, mixer heads, MLP ratio, head width.
+SIZES: dict[str, dict[str, Any]] = {
+    "ti": dict(embed_dim=512, depth=4, n_blocks=4, mlp_ratio=1, out_layer_dim=32),
+    "s": dict(embed_dim=1024, depth=6, n_blocks=8, mlp_ratio=1, out_layer_dim=32),
+    "m": dict(embed_dim=1024, depth=12, n_blocks=8, mlp_ratio=4, out_layer_dim=32),
+    "l": dict(embed_dim=1536, depth=24, n_blocks=16, mlp_ratio=4, out_layer_dim=128),
+    "h": dict(embed_dim=2048, depth=27, n_blocks=8, mlp_ratio=4, out_layer_dim=128),
+}
+
+
+@dataclass
+class DPOTConfig:
+    """Settings of the ``dpot`` model (``model.<key>=...`` on the command line).
+
+    The architecture comes from ``size``; any of ``embed_dim``, ``depth``, ``n_blocks``,
+    ``mlp_ratio`` and ``out_layer_dim`` set explicitly overrides the preset. The grid,
+    ``t_in`` and ``t_out`` come from the data.
+
+    Attributes:
+        size: Size preset: ``ti`` (7.5M parameters at the official setting), ``s`` (31M),
+            ``m`` (122M), ``l`` (509M) or ``h`` (1.03B).
+        embed_dim: Latent width D (a multiple of 8 and of ``n_blocks``); None = preset.
+        depth: Number of Fourier-mixer blocks; None = preset.
+        n_blocks: Heads of the block-diagonal spectral MLP (the official name); None = preset.
+        mlp_ratio: Block MLP hidden width as a multiple of D; None = preset.
+        out_layer_dim: Width of the output head; None = preset.
+        patch_size: Patch edge P; every spatial size of the data must be a multiple of it.
+            The latent grid is the data grid divided by P.
+        modes: Fourier modes kept per axis of the latent grid (official: the first
+            ``modes`` non-negative frequencies of every axis).
+        modes_z: 3D only: modes kept on the third spatial axis (the official 3D model fixes
+            this at 8).
+        symmetric_modes: Keep frequencies ``|k| < modes`` on two-sided FFT axes instead of
+            the official ``0 <= k < modes``. Off by default; official checkpoints assume off.
+        in_channels: Channels the model reads. Inputs with fewer channels are padded with
+            ones (the official convention, used to pre-train on datasets with 1-4 fields),
+            and only the real channels are returned. 0 = the checkpoint's count when
+            ``init`` is set (4 for every released DPOT), otherwise the data's count.
+        n_cls: Outputs of the dataset-class head. DPOT never trains it; it exists so that
+            official checkpoints (12 classes) load strictly.
+        normalize: Normalise each sample and channel over space and time, modulate the
+            latent with a scale and shift predicted from the statistics, and undo the
+            normalisation on the output.
+        act: Activation: gelu, tanh, sigmoid, relu, leaky_relu, softplus, elu or silu.
+        time_agg: Temporal aggregation: ``exp_mlp`` (official: learned frequencies) or ``mlp``.
+        fused_mixer: Use the fused Fourier mixer (same numbers as the reference form, faster
+            and leaner); False selects the straightforward implementation.
+        init: Path of a checkpoint to start from: a released DPOT file, a pdeb run
+            checkpoint or a saved state dict ("" = random initialisation).
+        init_components: Components to take from ``init``: any of patch_embed, pos,
+            blocks, time_agg, cls_head, scale_feats, out. Empty = all of them; for a 2D
+            checkpoint in a 3D model, empty = blocks and time_agg (the official transfer).
+    """
+
+    size: str = "ti"
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    n_blocks: Optional[int] = None
+    mlp_ratio: Optional[float] = None
+    out_layer_dim: Optional[int] = None
+    patch_size: int = 8
+    modes: int = 32
+    modes_z: int = 8
+    symmetric_modes: bool = False
+    in_channels: int = 0
+    n_cls: int = 12
+    normalize: bool = False
+    act: str = "gelu"
+    time_agg: str = "exp_mlp"
+    fused_mixer: bool = True
+    init: str = ""
+    init_components: List[str] = field(default_factory=list)
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Seconds on two CPU cores: one narrow block.
+    "smoke": dict(embed_dim=32, depth=1, n_blocks=4, mlp_ratio=1, out_layer_dim=8, patch_size=4,
+                  modes=8, modes_z=4),
+    # A real model that trains on a laptop CPU in minutes (about 0.25M parameters).
+    "small": dict(embed_dim=96, depth=3, n_blocks=4, mlp_ratio=1, out_layer_dim=16, patch_size=4,
+                  modes=16, modes_z=8),
+    # The published DPOT-Ti configuration.
+    "paper": dict(size="ti", patch_size=8, modes=32, modes_z=8),
+}
+
+
+def resolve_architecture(cfg: Any) -> dict[str, Any]:
+    """The size preset with the explicitly set fields of ``cfg`` applied on top.
+
+    Raises:
+        UsageError: an unknown size.
+    """
+    size = str(cfg.size).lower()
+    if size not in SIZES:
+        from pdebench_core.errors import did_you_mean
+
+        raise UsageError(f"unknown DPOT size '{cfg.size}'{did_you_mean(size, SIZES)}; "
+                         f"choose one of {', '.join(SIZES)}")
+    arch = dict(SIZES[size])
+    for key in arch:
+        value = getattr(cfg, key, None)
+        if value is not None:
+            arch[key] = value
+    return arch
+
+
+def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
+    """Build DPOT for a dataset: 1D, 2D or 3D from ``spec.spatial_shape``.
+
+    Args:
+        cfg: A :class:`DPOTConfig` (or an omegaconf object with the same fields).
+        spec: The data's self-description (grid, fields, ``t_in``, ``t_out``).
+
+    Returns:
+        A :class:`pdeb_dpot.model.DPOT` mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+
+    Raises:
+        UsageError: bad sizes, a grid not divisible by the patch size, more data channels
+            than ``in_channels``, or a checkpoint that does not fit.
+    """
+    from pdeb_dpot.checkpoint import load_pretrained, read_state_dict
+    from pdeb_dpot.model import DPOT, check_divisible
+    from pdeb_dpot.official import infer_official_config
+
+    groups = dict(spec.params.get("groups") or {}) if spec.params else {}
+    if len(groups) > 1:
+        return _build_multidim(cfg, spec, groups)
+    ndim = len(spec.spatial_shape)
+    if ndim not in (1, 2, 3):
+        raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, the data has {ndim}")
+    arch = resolve_architecture(cfg)
+    check_divisible(spec.spatial_shape, cfg.patch_size)
+    state = read_state_dict(cfg.init) if cfg.init else None
+    in_channels = int(cfg.in_channels)
+    if in_channels == 0:
+        in_channels = spec.n_channels
+        if state is not None and "patch_embed.proj.0.weight" in state:
+            source = infer_official_config(state)
+            if source["ndim"] == ndim:
+                in_channels = source["in_channels"]
+    if spec.n_channels > in_channels:
+        raise UsageError(f"the data has {spec.n_channels} channels but DPOT in_channels is "
+                         f"{in_channels}; raise in_channels or leave it at 0")
+    modes = (cfg.modes, cfg.modes, cfg.modes_z) if ndim == 3 else cfg.modes
+    model = DPOT(
+        ndim=ndim, img_size=tuple(spec.spatial_shape), patch_size=cfg.patch_size,
+        in_channels=in_channels, out_channels=in_channels, in_timesteps=spec.t_in,
+        out_timesteps=spec.t_out, modes=modes, n_cls=cfg.n_cls, normalize=cfg.normalize,
+        act=cfg.act, time_agg=cfg.time_agg, symmetric_modes=cfg.symmetric_modes,
+        fused_mixer=cfg.fused_mixer, **arch,
+    )
+    if state is not None:
+        components = list(cfg.init_components) if cfg.init_components else None
+        load_pretrained(model, state, components, source_name=cfg.init)
+    return model
+
+
+def _build_multidim(cfg: Any, spec: "DataSpec", groups: dict) -> "torch.nn.Module":
+    """One DPOT per spatial dimension sharing blocks and time aggregator (see ``multidim``).
+
+    ``init`` loads into the model of the checkpoint's dimension; the others see its
+    blocks and time aggregator through the sharing.
+    """
+    from omegaconf import OmegaConf
+
+    from pdeb_dpot.checkpoint import read_state_dict
+    from pdeb_dpot.multidim import MultiDimDPOT
+    from pdeb_dpot.official import infer_official_config
+
+    init_ndim = None
+    if cfg.init:
+        init_ndim = infer_official_config(read_state_dict(cfg.init)).get("ndim")
+    models = {}
+    # The checkpoint's dimension comes first so that it owns the shared weights.
+    order = sorted(groups, key=lambda nd: (int(nd) != init_ndim, int(nd)))
+    for ndim in order:
+        group = groups[ndim]
+        sub_spec = spec.replace(spatial_shape=tuple(group["spatial_shape"]), fields=tuple(group["fields"]),
+                                params={})
+        sub_cfg = OmegaConf.create(OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else asdict(cfg))
+        if int(ndim) != init_ndim:
+            sub_cfg.init = ""
+        models[int(ndim)] = build(sub_cfg, sub_spec)
+    return MultiDimDPOT(models)
+
+
+@hookimpl
+def register_tasks(register: Any) -> None:
+    """Register ``pretrain`` (denoising auto-regressive pre-training) and ``finetune``."""
+    from pdeb_dpot.tasks import register as register_dpot_tasks
+
+    register_dpot_tasks(register)
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    """Register ``dpot``."""
+    register(
+        "dpot", build, config=DPOTConfig, profiles=PROFILES,
+        description="DPOT: patch embedding, temporal aggregation and Fourier-mixer blocks "
+                    "(AFNO-style), pre-trained by auto-regressive denoising; loads the "
+                    "official checkpoints (Ti/S/M/L/H)",
+        paper=PAPER,
+        dims=(1, 2, 3),
+        mixed_dims=True,
+        default_task="pretrain",
+        sizes=list(SIZES),
+        code="https://github.com/thu-ml/DPOT",
+    )

@@ -1,0 +1,323 @@
+"""DPOT, the Auto-Regressive Denoising Operator Transformer (Hao et al., ICML 2024).
+
+One implementation for 1, 2 and 3 spatial dimensions. Module and parameter names follow
+the official code (thu-ml/DPOT ``models/dpot.py`` and ``models/dpot3d.py``), so official
+state dicts load with ``strict=True``; the official layout ``(B, *S, T, C)`` differs from
+ours, ``(B, T, *S, C)``, only at the boundary (see :mod:`pdeb_dpot.official`).
+
+Forward pass, for ``x`` of shape ``(B, T_in, *S, C)``:
+
+1. pad missing channels with ones up to ``in_channels`` (the official convention);
+2. optionally normalise per sample and channel (``normalize``);
+3. append coordinate channels (each spatial axis and time, ``linspace(0, 1)``);
+4. embed each frame by patches, add a learned positional embedding;
+5. aggregate the ``T_in`` frames into one latent field (:class:`TimeAggregator`);
+6. ``depth`` blocks ``z + MLP(GN(FourierMixer(GN(z))))``;
+7. project back to ``T_out * C_out`` channels at full resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pdebench_core.errors import UsageError
+from pdeb_dpot.mixer import FourierMixer, make_activation
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, latent_shape: Sequence[int]) -> torch.Tensor:
+    """Interpolate a positional embedding ``(1, D, *s)`` to another latent grid.
+
+    Args:
+        pos_embed: The learned embedding.
+        latent_shape: The wanted grid ``s'``.
+
+    Returns:
+        ``(1, D, *s')``; the input itself when the grid already matches.
+    """
+    latent_shape = tuple(int(n) for n in latent_shape)
+    if tuple(pos_embed.shape[2:]) == latent_shape:
+        return pos_embed
+    mode = _INTERPOLATION[pos_embed.ndim - 2]
+    return F.interpolate(pos_embed, size=latent_shape, mode=mode, align_corners=False)
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame patch embedding: Conv(kernel=stride=P) -> act -> 1x1 Conv.
+
+    Args:
+        ndim: Spatial dimensions.
+        in_chans: Input channels (data channels plus coordinate channels).
+        hidden: Channels after the patch convolution (official: ``C_out * P + ndim + 1``).
+        embed_dim: Latent width ``D``.
+        patch_size: Patch edge ``P``.
+        act: Activation name.
+    """
+
+    def __init__(self, ndim: int, in_chans: int, hidden: int, embed_dim: int, patch_size: int,
+                 act: str) -> None:
+        super().__init__()
+        conv = _CONV[ndim]
+        self.proj = nn.Sequential(
+            conv(in_chans, hidden, kernel_size=patch_size, stride=patch_size),
+            make_activation(act),
+            conv(hidden, embed_dim, kernel_size=1, stride=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)  # (N, C', *S) -> (N, D, *S/P)
+
+
+class TimeAggregator(nn.Module):
+    """Collapse ``T`` latent frames into one: ``z = sum_t W_t^T (z_t * cos(gamma * t))``.
+
+    Args:
+        n_timesteps: Input frames ``T``.
+        width: Latent width ``D``.
+        kind: ``"exp_mlp"`` (official default, with the learned frequencies ``gamma``
+            initialised to ``2^linspace(-10, 10, D)`` and ``t = linspace(0, 1, T)``) or
+            ``"mlp"`` (no temporal modulation).
+    """
+
+    def __init__(self, n_timesteps: int, width: int, kind: str = "exp_mlp") -> None:
+        super().__init__()
+        if kind not in ("mlp", "exp_mlp"):
+            raise UsageError(f"unknown time aggregation '{kind}'; choose 'mlp' or 'exp_mlp'")
+        self.kind = kind
+        self.w = nn.Parameter(torch.randn(n_timesteps, width, width) / (n_timesteps * width ** 0.5))
+        if kind == "exp_mlp":
+            self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, width).unsqueeze(0))  # (1, D)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Aggregate ``z`` of shape ``(B, T, D, N)`` into ``(B, D, N)``."""
+        B, T, D, N = z.shape
+        w = self.w  # (T, D_in, D_out)
+        if self.kind == "exp_mlp":
+            t = torch.linspace(0, 1, T, device=z.device).unsqueeze(-1)  # (T, 1)
+            # An elementwise product, not a matmul, so autocast never runs this in bf16:
+            # gamma reaches 2^10 and cos() of a rounded argument is noise.
+            modulation = torch.cos(t * self.gamma.float())  # (T, D_in)
+            w = w * modulation.to(w.dtype).unsqueeze(-1)  # scaling W's input rows == scaling z_t
+        # One GEMM over (t, d_in): (D_out, T*D_in) @ (B, T*D_in, N).
+        return torch.matmul(w.reshape(T * D, D).t(), z.reshape(B, T * D, N))  # (B, D, N)
+
+
+class Block(nn.Module):
+    """``z + MLP(GN(FourierMixer(GN(z))))`` with GroupNorm(8, D) and a 1x1-conv MLP.
+
+    Args:
+        ndim: Spatial dimensions.
+        width: Latent width ``D`` (a multiple of 8 and of ``n_heads``).
+        n_heads: Mixer channel groups.
+        mlp_ratio: Hidden width of the MLP as a multiple of ``D``.
+        modes: Mixer mode budget per axis.
+        act: Activation of the MLP.
+        mixer_act: Activation inside the mixer.
+        symmetric_modes: Symmetric mode truncation (non-official option).
+        fused_mixer: Use the fused mixer implementation.
+    """
+
+    def __init__(self, ndim: int, width: int, n_heads: int, mlp_ratio: float, modes: Sequence[int],
+                 act: str, mixer_act: str, symmetric_modes: bool, fused_mixer: bool) -> None:
+        super().__init__()
+        conv = _CONV[ndim]
+        hidden = int(width * mlp_ratio)
+        self.norm1 = nn.GroupNorm(8, width)
+        self.filter = FourierMixer(width, n_heads, modes, act=mixer_act, symmetric=symmetric_modes,
+                                   fused=fused_mixer)
+        self.norm2 = nn.GroupNorm(8, width)
+        self.mlp = nn.Sequential(conv(width, hidden, kernel_size=1), make_activation(act),
+                                 conv(hidden, width, kernel_size=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        mixed = self.filter(self.norm1(z))  # (B, D, *s), includes the mixer's inner skip
+        return z + self.mlp(self.norm2(mixed))  # (B, D, *s)
+
+
+class DPOT(nn.Module):
+    """DPOT for 1, 2 or 3 spatial dimensions; maps ``(B, T_in, *S, C)`` to ``(B, T_out, *S, C)``.
+
+    Args:
+        ndim: Spatial dimensions (1, 2 or 3).
+        img_size: Grid the model is built for (one int for every axis, or one per axis); it
+            sizes the positional embedding, which is interpolated for any other grid.
+        patch_size: Patch edge ``P``; every spatial size must be a multiple of it.
+        in_channels: Channels the model reads; inputs with fewer are padded with ones.
+        out_channels: Channels it predicts per frame (official models use ``in_channels``).
+        in_timesteps: Input frames ``T_in``.
+        out_timesteps: Frames predicted per call ``T_out``.
+        embed_dim: Latent width ``D``.
+        depth: Number of blocks.
+        n_blocks: Mixer heads (channel groups of the block-diagonal spectral MLP).
+        mlp_ratio: Block MLP width as a multiple of ``D``.
+        out_layer_dim: Width of the output head.
+        modes: Fourier modes kept per axis: one int, or one per axis. The official 3D model
+            keeps ``(modes, modes, 8)``; pass that tuple for 3D.
+        n_cls: Outputs of the dataset-class head (untrained in DPOT, kept for checkpoints).
+        normalize: Normalise each sample and channel over space and time, with an AdaIN-like
+            latent scale and shift predicted from the statistics, and undo it on the output.
+        act: Activation of the embedding, block MLPs and heads.
+        time_agg: ``"exp_mlp"`` (official) or ``"mlp"``.
+        symmetric_modes: Keep ``|k| < modes`` on two-sided FFT axes (not official).
+        fused_mixer: Use the fused Fourier mixer (same numbers as the reference form).
+        mixer_act: Activation inside the mixer; ``None`` means ``act`` (the official 3D code
+            always uses GELU there).
+    """
+
+    def __init__(self, ndim: int = 2, img_size: int | Sequence[int] = 128, patch_size: int = 8,
+                 in_channels: int = 4, out_channels: int = 4, in_timesteps: int = 10,
+                 out_timesteps: int = 1, embed_dim: int = 512, depth: int = 4, n_blocks: int = 4,
+                 mlp_ratio: float = 1.0, out_layer_dim: int = 32, modes: int | Sequence[int] = 32,
+                 n_cls: int = 12, normalize: bool = False, act: str = "gelu",
+                 time_agg: str = "exp_mlp", symmetric_modes: bool = False, fused_mixer: bool = True,
+                 mixer_act: str | None = None) -> None:
+        super().__init__()
+        if ndim not in _CONV:
+            raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, not {ndim}")
+        img = (int(img_size),) * ndim if isinstance(img_size, int) else tuple(int(n) for n in img_size)
+        modes_t = (int(modes),) * ndim if isinstance(modes, int) else tuple(int(m) for m in modes)
+        if len(img) != ndim or len(modes_t) != ndim:
+            raise UsageError(f"img_size {img_size} and modes {modes} need one value per axis ({ndim})")
+        if embed_dim % 8 or embed_dim % n_blocks:
+            raise UsageError(f"DPOT embed_dim {embed_dim} must be a multiple of 8 (GroupNorm "
+                             f"groups) and of n_blocks {n_blocks}")
+        if normalize and out_channels != in_channels:
+            raise UsageError("DPOT normalize=True needs out_channels == in_channels (the output is "
+                             "de-normalised with the input statistics)")
+        check_divisible(img, patch_size)
+        self.ndim = ndim
+        self.img_size = img
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.in_timesteps = in_timesteps
+        self.out_timesteps = out_timesteps
+        self.embed_dim = embed_dim
+        self.modes = modes_t
+        self.normalize = normalize
+        n_coords = ndim + 1  # one per spatial axis, plus time
+
+        self.patch_embed = PatchEmbed(ndim, in_channels + n_coords, out_channels * patch_size + n_coords,
+                                      embed_dim, patch_size, act)
+        latent = tuple(n // patch_size for n in img)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *latent))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.ModuleList([
+            Block(ndim, embed_dim, n_blocks, mlp_ratio, modes_t, act, mixer_act or act,
+                  symmetric_modes, fused_mixer)
+            for _ in range(depth)
+        ])
+        if normalize:
+            self.scale_feats_mu = nn.Linear(2 * in_channels, embed_dim)
+            self.scale_feats_sigma = nn.Linear(2 * in_channels, embed_dim)
+        self.cls_head = nn.Sequential(
+            nn.Linear(embed_dim, embed_dim), make_activation(act),
+            nn.Linear(embed_dim, embed_dim), make_activation(act),
+            nn.Linear(embed_dim, n_cls),
+        )
+        # DPOT never trains the class head (its loss weight is 0); freezing it keeps it out
+        # of optimisers and lets DDP run without find_unused_parameters.
+        self.cls_head.requires_grad_(False)
+        self.time_agg_layer = TimeAggregator(in_timesteps, embed_dim, time_agg)
+        conv = _CONV[ndim]
+        self.out_layer = nn.Sequential(
+            _CONV_TRANSPOSE[ndim](embed_dim, out_layer_dim, kernel_size=patch_size, stride=patch_size),
+            make_activation(act),
+            conv(out_layer_dim, out_layer_dim, kernel_size=1),
+            make_activation(act),
+            conv(out_layer_dim, out_channels * out_timesteps, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor, return_cls_logits: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Predict the next ``T_out`` frames.
+
+        Args:
+            x: ``(B, T_in, *S, C)`` with ``C <= in_channels``; any ``S`` divisible by the
+                patch size.
+            return_cls_logits: Also return the dataset-class logits ``(B, n_cls)``.
+
+        Returns:
+            ``(B, T_out, *S, C)`` (only the real channels when the input was padded), and the
+            logits when asked.
+        """
+        B, T, *spatial, C = x.shape
+        self._check_input(x.shape)
+        if C < self.in_channels:
+            # Official convention: absent channels are constant ones.
+            pad = x.new_ones(B, T, *spatial, self.in_channels - C)
+            x = torch.cat([x, pad], dim=-1)  # (B, T, *S, C_in)
+        if self.normalize:
+            reduce_dims = tuple(range(1, x.ndim - 1))  # time and space
+            mu = x.mean(dim=reduce_dims, keepdim=True)  # (B, 1, *1, C_in)
+            sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
+            x = (x - mu) / sigma
+            stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)
+            latent_shift = self.scale_feats_mu(stats)  # (B, D)
+            latent_scale = self.scale_feats_sigma(stats)  # (B, D)
+        x = torch.cat([x, self._coordinates(B, T, spatial, x)], dim=-1)  # (B, T, *S, C_in + ndim + 1)
+        x = x.movedim(-1, 2).reshape(B * T, -1, *spatial)  # (B*T, C', *S)
+        z = self.patch_embed(x)  # (B*T, D, *s)
+        latent = z.shape[2:]
+        z = z + resize_pos_embed(self.pos_embed, latent)  # (B*T, D, *s)
+        z = self.time_agg_layer(z.reshape(B, T, self.embed_dim, -1))  # (B, D, prod(s))
+        z = z.reshape(B, self.embed_dim, *latent)  # (B, D, *s)
+        if self.normalize:
+            ones = (1,) * self.ndim
+            z = latent_scale.view(B, -1, *ones) * z + latent_shift.view(B, -1, *ones)
+        for block in self.blocks:
+            z = block(z)  # (B, D, *s)
+        y = self.out_layer(z)  # (B, T_out * C_out, *S)
+        y = y.unflatten(1, (self.out_timesteps, self.out_channels)).movedim(2, -1)  # (B, T_out, *S, C_out)
+        if self.normalize:
+            y = y * sigma + mu
+        if self.out_channels == self.in_channels and C < self.in_channels:
+            y = y[..., :C]  # drop the padding channels
+        y = y.contiguous()
+        if return_cls_logits:
+            logits = self.cls_head(z.mean(dim=tuple(range(2, z.ndim))))  # (B, n_cls)
+            return y, logits
+        return y
+
+    def _check_input(self, shape: torch.Size) -> None:
+        if len(shape) != self.ndim + 3:
+            raise UsageError(f"DPOT ({self.ndim}D) expects input (B, T, {', '.join('S' * self.ndim)}, C), "
+                             f"got shape {tuple(shape)}")
+        T, spatial, C = shape[1], tuple(shape[2:-1]), shape[-1]
+        if T != self.in_timesteps:
+            raise UsageError(f"DPOT was built for {self.in_timesteps} input frames, got {T}")
+        if C > self.in_channels:
+            raise UsageError(f"input has {C} channels but the DPOT model reads at most "
+                             f"{self.in_channels}; set in_channels >= {C}")
+        check_divisible(spatial, self.patch_size)
+
+    @staticmethod
+    def _coordinates(batch: int, time: int, spatial: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """Coordinate channels ``(B, T, *S, ndim + 1)``: each spatial axis, then time, in [0, 1]."""
+        sizes = (*spatial, time)
+        out_shape = (batch, time, *spatial, 1)
+        grids = []
+        for axis, n in enumerate(sizes):
+            # Computed in float64 and rounded, like the official numpy grid, and on the device
+            # itself: a host-to-device copy here would synchronise every forward pass.
+            exact = torch.float64 if like.device.type != "mps" else torch.float32
+            line = torch.linspace(0, 1, n, dtype=exact, device=like.device).to(like.dtype)
+            view = [1] * (len(spatial) + 3)
+            view[1 if axis == len(spatial) else 2 + axis] = n
+            grids.append(line.view(view).expand(out_shape))
+        return torch.cat(grids, dim=-1)
+
+
+def check_divisible(spatial: Sequence[int], patch_size: int) -> None:
+    """Raise a one-line :class:`UsageError` unless every size is a multiple of the patch size."""
+    bad = [n for n in spatial if n % patch_size]
+    if bad:
+        raise UsageError(f"DPOT needs every spatial size divisible by patch_size {patch_size}, got "
+                         f"{tuple(spatial)}; choose a patch size that divides them or resize the data")

@@ -1,0 +1,149 @@
+"""DPOT's training recipes as tasks: denoising auto-regressive pre-training and fine-tuning.
+
+Both run through the core engine (``pdebench_core.workflow``); any model can use them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pdebench_core.errors import UsageError
+
+# Official noise scales: the input gets noise_scale * ||x||_2 * N(0, I).
+NOISE_SCALE_BY_SIZE = {"ti": 5e-4, "s": 5e-4, "m": 5e-4, "l": 5e-5, "h": 5e-5}
+DEFAULT_NOISE_SCALE = 5e-4
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of the ``pretrain`` task (``task.<key>``).
+
+    Attributes:
+        noise_scale: Scale of the input noise; None = the official value for
+            ``model.size`` (5e-4 for ti/s/m, 5e-5 for l/h; 5e-4 for other models). 0 disables it.
+        noise_mode: ``norm`` (official: ``noise_scale * ||x||_2 * N(0, I)``, the norm per
+            sample and channel over time and space, so it grows with the grid) or ``rms``
+            (``noise_scale * RMS(x) * N(0, I)``: the same relative noise at any resolution).
+        evaluate: Roll out on every dataset's evaluation split at the end.
+        allow_test_overlap: Allow evaluation trajectories that also appear in the training
+            data of any dataset of the mixture (refused by default).
+    """
+
+    noise_scale: Optional[float] = None
+    noise_mode: str = "norm"
+    evaluate: bool = True
+    allow_test_overlap: bool = False
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of the ``finetune`` task (``task.<key>``).
+
+    Attributes:
+        checkpoint: Weights to start from: a checkpoint file (ours or a released DPOT file)
+            or a run id. Loaded strictly into the whole model. For DPOT, ``model.init`` with
+            ``model.init_components`` selects components instead (e.g. 2D -> 3D).
+        evaluate: Roll out on every dataset's evaluation split at the end.
+        allow_test_overlap: See ``pretrain``.
+    """
+
+    checkpoint: Optional[str] = None
+    evaluate: bool = True
+    allow_test_overlap: bool = False
+
+
+def resolve_noise_scale(task_cfg: Any, model_cfg: Any) -> float:
+    """The configured noise scale, or the official one for the model size."""
+    if task_cfg.noise_scale is not None:
+        return float(task_cfg.noise_scale)
+    size = str(model_cfg.get("size", "") or "").lower()
+    return NOISE_SCALE_BY_SIZE.get(size, DEFAULT_NOISE_SCALE)
+
+
+def make_input_noise(scale: float, mode: str):
+    """A ``prepare_batch`` hook adding DPOT's denoising noise to the inputs (targets stay clean).
+
+    Args:
+        scale: ``noise_scale``.
+        mode: ``norm`` or ``rms`` (see :class:`PretrainConfig`).
+    """
+    import torch
+
+    if mode not in ("norm", "rms"):
+        raise UsageError(f"unknown task.noise_mode '{mode}'; use norm or rms")
+
+    def add_noise(x, y, mask, generator):
+        if scale == 0:
+            return x, y, mask
+        axes = tuple(range(1, x.ndim - 1))  # time and space, per sample and channel
+        norm = x.float().pow(2).sum(dim=axes, keepdim=True).sqrt()  # (B, 1, *1, C)
+        if mode == "rms":
+            norm = norm / math.sqrt(math.prod(x.shape[1:-1]))
+        noise = torch.randn(x.shape, generator=generator).to(x.device)  # CPU draw: same noise on any device
+        return x + scale * norm * noise, y, mask
+
+    return add_noise
+
+
+def run_pretrain(ctx) -> dict[str, Any]:
+    """Next-frame pre-training with input noise over a mixture of datasets."""
+    from pdebench_core import workflow
+
+    datasets = workflow.build_datasets(ctx)
+    mixture = workflow.plan(ctx, datasets)
+    workflow.guard_evaluation_split(ctx, datasets)
+    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    scale = resolve_noise_scale(ctx.cfg.task, ctx.cfg.model)
+    ctx.log(f"pre-training on {list(datasets)} with input noise {scale:g} ({ctx.cfg.task.noise_mode})")
+    trainer = workflow.train_model(ctx, model, mixture, prepare_batch=make_input_noise(scale, ctx.cfg.task.noise_mode))
+    if not ctx.cfg.task.evaluate:
+        return {}
+    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
+                                                             "noise_scale": scale})
+
+
+def run_finetune(ctx) -> dict[str, Any]:
+    """Train from pre-trained weights without noise, then evaluate."""
+    from pdebench_core import workflow
+    from pdebench_core.weights import load_weights
+
+    cfg = ctx.cfg
+    if not cfg.task.checkpoint and not cfg.model.get("init"):
+        raise UsageError("finetune needs weights to start from: set task.checkpoint=FILE_OR_RUN_ID "
+                         "(or model.init=FILE for dpot)")
+    datasets = workflow.build_datasets(ctx)
+    mixture = workflow.plan(ctx, datasets)
+    workflow.guard_evaluation_split(ctx, datasets)
+    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    if cfg.task.checkpoint and not ctx.resume:
+        load_weights(model, cfg.task.checkpoint)
+        ctx.log(f"starting from {cfg.task.checkpoint}")
+    trainer = workflow.train_model(ctx, model, mixture)
+    if not cfg.task.evaluate:
+        return {}
+    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
+                                                             "init": cfg.task.checkpoint or cfg.model.get("init")})
+
+
+# The official recipe: Adam, weight decay 1e-6, one-cycle LR up to 1e-3 with 20% warm-up.
+RECIPE = {"optimizer": "adam", "weight_decay": 1e-6, "scheduler": "onecycle", "warmup_frac": 0.2, "loss": "rel_l2"}
+
+
+def register(register_task) -> None:
+    """Register ``pretrain`` and ``finetune``."""
+    register_task(
+        "pretrain", run_pretrain, config=PretrainConfig,
+        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 3e-3}},
+                  "paper": {"train": {**RECIPE, "lr": 1e-3}}},
+        description="DPOT's denoising auto-regressive pre-training over a mixture of datasets",
+        paper="Hao et al., DPOT, ICML 2024",
+    )
+    register_task(
+        "finetune", run_finetune, config=FinetuneConfig,
+        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 1e-3}},
+                  "paper": {"train": {**RECIPE, "lr": 1e-3}}},
+        description="fine-tune pre-trained weights (ours or official) without noise",
+        paper="Hao et al., DPOT, ICML 2024",
+    )

@@ -1,0 +1,127 @@
+"""Checkpoint loading: released layouts, our run checkpoints, refusals and mismatch messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdebench_core.errors import UsageError
+from pdeb_dpot.checkpoint import load_pretrained, read_state_dict
+from pdeb_dpot.official import build_official, from_official_layout, infer_official_config, to_official_layout
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return torch.load(DATA / "dpot2d_small.pt", weights_only=True)
+
+
+def official_output(model: torch.nn.Module, ref: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return to_official_layout(model.eval()(from_official_layout(ref["input"])))
+
+
+def fresh(ref: dict, **overrides) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return build_official({**ref["config"], **overrides})
+
+
+@pytest.mark.parametrize("layout", ["released", "ddp-prefixed", "bare", "pdeb-run"])
+def test_loads_every_checkpoint_layout(tmp_path: Path, reference: dict, layout: str) -> None:
+    state = reference["state_dict"]
+    content = {
+        "released": {"model": state},
+        "ddp-prefixed": {"model": {f"module.{k}": v for k, v in state.items()}},
+        "bare": state,
+        "pdeb-run": {"model": state, "config": {"model": {"size": "ti"}}, "step": 10,
+                     "versions": {"torch": str(torch.__version__)}},
+    }[layout]
+    path = tmp_path / "ckpt.pth"
+    torch.save(content, path)
+    model = fresh(reference)
+    loaded = load_pretrained(model, path)
+    assert sorted(loaded) == sorted(state)
+    out = official_output(model, reference)
+    assert ((out - reference["output"]).abs().max() / reference["output"].abs().max()) <= 1e-5
+
+
+def test_refuses_a_pickled_module(tmp_path: Path) -> None:
+    path = tmp_path / "whole_model.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, path)
+    refusal = "not a weights-only checkpoint.*torch.nn.modules.linear.Linear"
+    with pytest.raises(UsageError, match=refusal) as info:
+        read_state_dict(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_corrupt_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        read_state_dict(tmp_path / "nope.pth")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(UsageError, match="cannot read DPOT checkpoint") as info:
+        read_state_dict(corrupt)
+    assert "\n" not in str(info.value)
+    other = tmp_path / "other.pth"
+    torch.save({"epoch": 3, "lr": 0.1}, other)
+    with pytest.raises(UsageError, match="holds no model state dict"):
+        read_state_dict(other)
+
+
+def test_mismatch_names_the_first_keys_and_shapes(reference: dict) -> None:
+    wider = fresh(reference, embed_dim=32)
+    with pytest.raises(UsageError) as info:
+        load_pretrained(wider, reference["state_dict"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "shape mismatch" in message and "pos_embed (1, 64, 8, 8) vs model (1, 32, 8, 8)" in message
+    assert "embed_dim=64" in message  # describes what the checkpoint is
+
+    deeper = fresh(reference, depth=3)
+    with pytest.raises(UsageError, match=r"1 missing key|missing key\(s\): blocks\.2\."):
+        load_pretrained(deeper, reference["state_dict"])
+
+    shallower = fresh(reference, depth=1)
+    with pytest.raises(UsageError, match=r"unexpected key\(s\): blocks\.1\."):
+        load_pretrained(shallower, reference["state_dict"])
+
+
+def test_components_only_touch_their_parameters(reference: dict) -> None:
+    model = fresh(reference)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = load_pretrained(model, reference["state_dict"], components=["blocks"])
+    after = model.state_dict()
+    assert loaded and all(k.startswith("blocks.") for k in loaded)
+    for key in after:
+        source = reference["state_dict"][key] if key.startswith("blocks.") else before[key]
+        assert torch.equal(after[key], source), key
+    with pytest.raises(UsageError, match="unknown DPOT component 'bloks'"):
+        load_pretrained(model, reference["state_dict"], components=["bloks"])
+
+
+def test_positional_embedding_is_interpolated_to_a_new_grid(reference: dict) -> None:
+    model = fresh(reference, img_size=64)  # checkpoint trained at 32 (8x8 latent)
+    load_pretrained(model, reference["state_dict"])
+    assert model.pos_embed.shape == (1, 64, 16, 16)
+    pos = reference["state_dict"]["pos_embed"]
+    # Bilinear upsampling by 2 keeps the mean of the embedding.
+    torch.testing.assert_close(model.pos_embed.mean(dim=(2, 3)), pos.mean(dim=(2, 3)), atol=1e-3, rtol=0)
+    with torch.no_grad():
+        y = model(torch.randn(1, 10, 64, 64, 4))
+    assert y.shape == (1, 1, 64, 64, 4) and torch.isfinite(y).all()
+
+
+def test_infer_official_config(reference: dict) -> None:
+    config = infer_official_config(reference["state_dict"])
+    expected = {k: v for k, v in reference["config"].items() if k != "modes"}
+    assert {k: config[k] for k in expected} == expected
+    assert config["ndim"] == 2 and config["normalize"] is False
+    normalize = torch.load(DATA / "dpot2d_normalize.pt", weights_only=True)
+    assert infer_official_config(normalize["state_dict"])["normalize"] is True
+    three_d = torch.load(DATA / "dpot3d_small.pt", weights_only=True)
+    assert infer_official_config(three_d["state_dict"])["ndim"] == 3
+    with pytest.raises(UsageError, match="not a DPOT state dict"):
+        infer_official_config({"weight": torch.zeros(2)})

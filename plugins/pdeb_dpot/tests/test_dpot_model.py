@@ -1,0 +1,207 @@
+"""Shapes, generality (resolution, channels, 1D/3D), errors and the fused Fourier mixer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pdebench_core.errors import UsageError
+from pdeb_dpot.mixer import FourierMixer, kept_indices
+from pdeb_dpot.model import DPOT
+
+
+def tiny(ndim: int = 2, **overrides) -> DPOT:
+    args = dict(ndim=ndim, img_size=16, patch_size=4, in_channels=3, out_channels=3, in_timesteps=4,
+                out_timesteps=1, embed_dim=16, depth=2, n_blocks=2, out_layer_dim=8, modes=8, n_cls=5)
+    args.update(overrides)
+    return DPOT(**args)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("t_out", [1, 2])
+def test_output_shape_and_backward(ndim: int, t_out: int) -> None:
+    torch.manual_seed(0)
+    model = tiny(ndim, out_timesteps=t_out, img_size=8 if ndim == 3 else 16)
+    spatial = (8,) * 3 if ndim == 3 else (16,) * ndim
+    x = torch.randn(2, 4, *spatial, 3)
+    y, logits = model(x, return_cls_logits=True)
+    assert y.shape == (2, t_out, *spatial, 3)
+    assert logits.shape == (2, 5)
+    y.square().mean().backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    # The dataset-class head is never trained by DPOT and is frozen.
+    assert all(not p.requires_grad for p in model.cls_head.parameters())
+
+
+def test_samples_are_independent() -> None:
+    torch.manual_seed(0)
+    model = tiny(normalize=True).eval()
+    x = torch.randn(3, 4, 16, 16, 3)
+    with torch.no_grad():
+        together = model(x)
+        alone = model(x[1:2])
+    torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_other_resolution_interpolates_positional_embedding() -> None:
+    torch.manual_seed(0)
+    model = tiny().eval()  # built for 16x16: a 4x4 latent grid
+    x = torch.randn(1, 4, 32, 24, 3)  # another, non-square grid
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, 1, 32, 24, 3)
+    # The same as a model built for 32x24 holding the bilinearly resized embedding.
+    native = tiny(img_size=(32, 24)).eval()
+    state = model.state_dict()
+    state["pos_embed"] = torch.nn.functional.interpolate(state["pos_embed"], size=(8, 6), mode="bilinear")
+    native.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(native(x), y)
+        # And the embedding matters: without resizing it the answer changes.
+        state["pos_embed"] = torch.zeros_like(state["pos_embed"])
+        native.load_state_dict(state)
+        assert not torch.allclose(native(x), y)
+
+
+def test_fewer_channels_are_padded_with_ones_and_dropped_on_output() -> None:
+    torch.manual_seed(0)
+    model = tiny(in_channels=4, out_channels=4).eval()
+    x = torch.randn(2, 4, 16, 16, 2)
+    padded = torch.cat([x, torch.ones(2, 4, 16, 16, 2)], dim=-1)
+    with torch.no_grad():
+        y = model(x)
+        y_full = model(padded)
+    assert y.shape == (2, 1, 16, 16, 2)
+    torch.testing.assert_close(y, y_full[..., :2])
+    with torch.no_grad():  # zero padding is not the convention and must differ
+        y_zero = model(torch.cat([x, torch.zeros(2, 4, 16, 16, 2)], dim=-1))
+    assert not torch.allclose(y_zero[..., :2], y)
+
+
+def test_input_errors_are_one_line_usage_errors() -> None:
+    model = tiny()
+    with pytest.raises(UsageError, match="divisible by patch_size 4"):
+        model(torch.randn(1, 4, 18, 16, 3))
+    with pytest.raises(UsageError, match="at most 3"):
+        model(torch.randn(1, 4, 16, 16, 5))
+    with pytest.raises(UsageError, match="4 input frames"):
+        model(torch.randn(1, 6, 16, 16, 3))
+    with pytest.raises(UsageError, match="expects input"):
+        model(torch.randn(1, 4, 16, 3))
+    with pytest.raises(UsageError, match="divisible by patch_size"):
+        tiny(img_size=18)
+    with pytest.raises(UsageError, match="multiple of 8"):
+        tiny(embed_dim=12)
+    with pytest.raises(UsageError, match="unknown activation 'swish'"):
+        tiny(act="swish")
+    with pytest.raises(UsageError, match="unknown time aggregation"):
+        tiny(time_agg="attention")
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["official", "symmetric"])
+@pytest.mark.parametrize("shape,modes", [
+    ((16,), (5,)),
+    ((12, 10), (4, 3)),  # truncated on both axes
+    ((8, 8), (32, 32)),  # nothing truncated
+    ((6, 8, 10), (3, 3, 2)),
+])
+def test_fused_mixer_equals_reference(shape, modes, symmetric: bool) -> None:
+    torch.manual_seed(0)
+    fused = FourierMixer(16, 4, modes, symmetric=symmetric, fused=True)
+    reference = FourierMixer(16, 4, modes, symmetric=symmetric, fused=False)
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 16, *shape, requires_grad=True)
+    y_fused = fused(x)
+    y_ref = reference(x)
+    torch.testing.assert_close(y_fused, y_ref, rtol=1e-5, atol=1e-6)
+    g_fused = torch.autograd.grad(y_fused.sin().sum(), [x, fused.w1, fused.b2])
+    g_ref = torch.autograd.grad(y_ref.sin().sum(), [x, reference.w1, reference.b2])
+    for a, b in zip(g_fused, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_kept_indices() -> None:
+    assert kept_indices(16, 5, symmetric=False, half_axis=False) == [0, 1, 2, 3, 4]
+    assert kept_indices(16, 5, symmetric=True, half_axis=False) == [0, 1, 2, 3, 4, 12, 13, 14, 15]
+    assert kept_indices(9, 5, symmetric=True, half_axis=True) == [0, 1, 2, 3, 4]
+    assert kept_indices(8, 5, symmetric=True, half_axis=False) == list(range(8))
+    assert kept_indices(4, 32, symmetric=False, half_axis=False) == [0, 1, 2, 3]
+
+
+def bias_only_mixer(modes, symmetric: bool, fused: bool) -> FourierMixer:
+    """A mixer with zero weights: it adds its bias b2 on every kept mode and nothing else."""
+    mixer = FourierMixer(8, 1, modes, symmetric=symmetric, fused=fused)
+    with torch.no_grad():
+        for p in (mixer.w1, mixer.b1, mixer.w2):
+            p.zero_()
+        mixer.b2.fill_(1.0)
+    return mixer
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_truncation_keeps_the_right_frequencies(fused: bool) -> None:
+    n = 12
+
+    def kept(mixer: FourierMixer) -> tuple[set[int], set[int]]:
+        spectrum = torch.fft.rfft2(mixer(torch.zeros(1, 8, n, n)), norm="ortho")[0, 0]  # (n, n//2+1)
+        # Column 1 is not Hermitian-constrained along the first axis, so it shows the rows kept.
+        rows = {i for i in range(n) if spectrum[i, 1].abs() > 1e-4}
+        cols = {j for j in range(n // 2 + 1) if spectrum[0, j].abs() > 1e-4}
+        return rows, cols
+
+    assert kept(bias_only_mixer((3, 2), symmetric=False, fused=fused)) == ({0, 1, 2}, {0, 1})
+    assert kept(bias_only_mixer((3, 2), symmetric=True, fused=fused)) == ({0, 1, 2, 10, 11}, {0, 1})
+    assert kept(bias_only_mixer((32, 32), symmetric=False, fused=fused)) == (set(range(n)), set(range(7)))
+
+
+def test_ffts_run_in_float32_under_bf16() -> None:
+    torch.manual_seed(0)
+    model = tiny().eval()
+    x = torch.randn(2, 4, 16, 16, 3)
+    with torch.no_grad():
+        exact = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(x)
+        half = model.to(torch.bfloat16)(x.to(torch.bfloat16))  # rfftn has no bf16 kernel
+    for approx in (mixed, half):
+        assert torch.isfinite(approx).all()
+        rel = ((approx.float() - exact).norm() / exact.norm()).item()
+        assert rel < 0.05
+    mixer = FourierMixer(16, 2, (4, 4)).to(torch.bfloat16)
+    assert mixer(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_smoke_model_learns_a_travelling_wave() -> None:
+    from dataclasses import replace
+
+    from pdebench_core.spec import DataSpec
+    from pdeb_dpot import PROFILES, DPOTConfig, build
+
+    n = 16
+    generator = torch.Generator().manual_seed(0)
+    axis = torch.arange(n) * (2 * torch.pi / n)
+
+    def batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        phase = torch.rand(size, 1, 1, 1, 1, generator=generator) * 2 * torch.pi
+        t = torch.arange(11).view(1, 11, 1, 1, 1)
+        u = torch.sin(axis.view(1, 1, n, 1, 1) - 0.3 * t + phase) \
+            * torch.cos(2 * axis.view(1, 1, 1, n, 1) + 0.2 * t)  # (B, 11, X, Y, 1)
+        return u[:, :10], u[:, 10:]  # (B, 10, X, Y, 1), (B, 1, X, Y, 1)
+
+    torch.manual_seed(0)
+    spec = DataSpec(name="wave", fields=("u",), spatial_shape=(n, n))
+    model = build(replace(DPOTConfig(), **PROFILES["smoke"]), spec)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(60):
+        x, y = batch(8)
+        norm = lambda v: torch.linalg.vector_norm(v, dim=(1, 2, 3))  # noqa: E731  (B, C)
+        error = norm(model(x) - y) / norm(y)
+        loss = error.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.8
+    assert max(losses[-10:]) < 0.2

@@ -1,0 +1,116 @@
+"""Factorised Fourier Neural Operator (F-FNO) for 1D, 2D and 3D data.
+
+Tran, Mathews, Xie, Ong, "Factorized Fourier Neural Operators", ICLR 2023. Each
+layer mixes channels per Fourier mode along one axis at a time and sums the
+axes, so its weights grow with ``d * modes`` instead of ``modes ** d``; a
+residual feed-forward block follows, and the spectral weights may be shared by
+all layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pdebench_core import hookimpl
+from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
+    import torch.nn as nn
+
+    from pdebench_core.spec import DataSpec
+
+SUPPORTED_DIMS = (1, 2, 3)
+
+
+@dataclass
+class FFNOConfig:
+    """Hyperparameters of the F-FNO (``model.ffno.<key>``).
+
+    Attributes:
+        width: Channels of the hidden representation.
+        modes: Lowest Fourier modes kept along each axis by the per-axis spectral
+            convolutions (clipped to ``n // 2 + 1`` of the grid).
+        n_layers: Number of factorised Fourier layers.
+        ff_mult: Hidden width of each layer's feed-forward block, as a multiple of ``width``.
+        share_weights: One set of per-axis spectral weights used by every layer
+            (the paper's weight-sharing variant); the feed-forward blocks stay per layer.
+        projection_width: Hidden width of the two-layer output projection.
+        use_grid: Append the normalised coordinates (0..1 per axis) as input channels.
+    """
+
+    width: int = 64
+    modes: int = 16
+    n_layers: int = 8
+    ff_mult: int = 4
+    share_weights: bool = False
+    projection_width: int = 128
+    use_grid: bool = True
+
+
+PROFILES = {
+    "smoke": {"width": 8, "modes": 4, "n_layers": 2, "ff_mult": 2, "projection_width": 16},
+    "small": {"width": 32, "modes": 12, "n_layers": 4, "ff_mult": 2, "projection_width": 64},  # CPU-sized
+    "paper": {"width": 64, "modes": 16, "n_layers": 8, "ff_mult": 4, "projection_width": 128},  # the defaults
+}
+
+
+def build(cfg: FFNOConfig, spec: "DataSpec") -> "nn.Module":
+    """Build an F-FNO for the data described by ``spec``.
+
+    Args:
+        cfg: Hyperparameters (a :class:`FFNOConfig` or an omegaconf object alike).
+        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
+
+    Returns:
+        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+
+    Raises:
+        UsageError: On an unsupported number of spatial axes or invalid sizes.
+    """
+    if spec.ndim not in SUPPORTED_DIMS:
+        raise UsageError(
+            f"model 'ffno' supports 1D, 2D and 3D data; dataset '{spec.name}' has "
+            f"{spec.ndim} spatial axes"
+        )
+    for key in ("width", "modes", "n_layers", "ff_mult", "projection_width"):
+        if int(getattr(cfg, key)) < 1:
+            raise UsageError(f"model.ffno.{key} must be a positive integer, got {getattr(cfg, key)}")
+    if min(spec.spatial_shape) < 2:
+        raise UsageError(f"model 'ffno' needs at least 2 grid points per axis, got {spec.spatial_shape}")
+
+    from pdeb_ffno.model import FFNO
+
+    modes = tuple(min(int(cfg.modes), n // 2 + 1) for n in spec.spatial_shape)
+    return FFNO(
+        ndim=spec.ndim,
+        in_channels=spec.t_in * spec.n_channels,
+        out_frames=spec.t_out,
+        n_fields=spec.n_channels,
+        width=int(cfg.width),
+        modes=modes,
+        n_layers=int(cfg.n_layers),
+        ff_mult=int(cfg.ff_mult),
+        share_weights=bool(cfg.share_weights),
+        projection_width=int(cfg.projection_width),
+        use_grid=bool(cfg.use_grid),
+    )
+
+
+@hookimpl
+def register_models(register):
+    """Register the ``ffno`` model."""
+    register(
+        "ffno",
+        build,
+        config=FFNOConfig,
+        profiles=PROFILES,
+        description="Factorised FNO: per-axis spectral mixing, residual feed-forward, optional weight sharing",
+        paper="Tran et al., Factorized Fourier Neural Operators, ICLR 2023",
+        dims=SUPPORTED_DIMS,
+        trainable=True,
+        published_as="FFNO",  # row name in the published DPOT Table 1
+    )
+
+
+__all__ = ["FFNOConfig", "PROFILES", "build", "register_models"]

@@ -1,0 +1,135 @@
+"""Fourier Neural Operator (FNO) for 1D, 2D and 3D data.
+
+Li et al., "Fourier Neural Operator for Parametric Partial Differential
+Equations", ICLR 2021. The input frames and channels are folded into the lifted
+channel dimension, as in the paper's Navier-Stokes experiments; the model then
+predicts ``t_out`` frames at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pdebench_core import hookimpl
+from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
+    import torch.nn as nn
+
+    from pdebench_core.spec import DataSpec
+
+SUPPORTED_DIMS = (1, 2, 3)
+
+
+@dataclass
+class FNOConfig:
+    """Hyperparameters of the FNO (``model.fno.<key>``).
+
+    Attributes:
+        width: Channels of the hidden representation after lifting.
+        modes: Fourier modes kept per spatial axis. On every axis but the last the
+            ``modes`` lowest positive and the ``modes`` lowest negative
+            frequencies are kept; on the last (real-FFT) axis the ``modes`` lowest
+            non-negative ones. Clipped to what the data grid holds.
+        n_layers: Number of Fourier layers (spectral convolution plus pointwise
+            linear skip, GELU after every layer but the last).
+        projection_width: Hidden width of the two-layer pointwise projection
+            from ``width`` to ``t_out * C`` outputs.
+        padding: Zero grid points appended to the end of every spatial axis
+            before the Fourier layers and cropped after them; use a few for
+            non-periodic boundaries, 0 for periodic data.
+        use_grid: Append the normalised coordinates (0..1 per axis) as extra
+            input channels.
+    """
+
+    width: int = 20
+    modes: int = 12
+    n_layers: int = 4
+    projection_width: int = 128
+    padding: int = 0
+    use_grid: bool = True
+
+
+PROFILES = {
+    "smoke": {"width": 8, "modes": 4, "n_layers": 2, "projection_width": 16},
+    "small": {},  # the defaults: the FNO paper's Navier-Stokes setting
+    "paper": {"width": 20, "modes": 12, "n_layers": 4, "projection_width": 128},
+}
+
+
+def fitted_modes(modes: int, grid: tuple[int, ...]) -> tuple[int, ...]:
+    """Modes per axis that a grid of size ``grid`` can hold.
+
+    Args:
+        modes: Requested modes per axis.
+        grid: Spatial grid size, padding included.
+
+    Returns:
+        ``min(modes, n // 2)`` on every axis but the last (so the positive and
+        negative frequency blocks never overlap) and ``min(modes, n // 2 + 1)``
+        on the last one (the non-negative half of a real FFT).
+    """
+    return tuple(min(modes, n // 2) for n in grid[:-1]) + (min(modes, grid[-1] // 2 + 1),)
+
+
+def build(cfg: FNOConfig, spec: "DataSpec") -> "nn.Module":
+    """Build an FNO for the data described by ``spec``.
+
+    Args:
+        cfg: Hyperparameters (a :class:`FNOConfig` or an omegaconf object alike).
+        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
+
+    Returns:
+        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+
+    Raises:
+        UsageError: On an unsupported number of spatial axes or invalid sizes.
+    """
+    if spec.ndim not in SUPPORTED_DIMS:
+        raise UsageError(
+            f"model 'fno' supports 1D, 2D and 3D data; dataset '{spec.name}' has "
+            f"{spec.ndim} spatial axes"
+        )
+    for key in ("width", "modes", "n_layers", "projection_width"):
+        if int(getattr(cfg, key)) < 1:
+            raise UsageError(f"model.fno.{key} must be a positive integer, got {getattr(cfg, key)}")
+    if int(cfg.padding) < 0:
+        raise UsageError(f"model.fno.padding must be >= 0, got {cfg.padding}")
+    grid = tuple(n + int(cfg.padding) for n in spec.spatial_shape)
+    if min(grid) < 2:
+        raise UsageError(f"model 'fno' needs at least 2 grid points per axis, got {spec.spatial_shape}")
+
+    from pdeb_fno.model import FNO
+
+    return FNO(
+        ndim=spec.ndim,
+        in_channels=spec.t_in * spec.n_channels,
+        out_frames=spec.t_out,
+        n_fields=spec.n_channels,
+        width=int(cfg.width),
+        modes=fitted_modes(int(cfg.modes), grid),
+        n_layers=int(cfg.n_layers),
+        projection_width=int(cfg.projection_width),
+        padding=int(cfg.padding),
+        use_grid=bool(cfg.use_grid),
+    )
+
+
+@hookimpl
+def register_models(register):
+    """Register the ``fno`` model."""
+    register(
+        "fno",
+        build,
+        config=FNOConfig,
+        profiles=PROFILES,
+        description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
+        paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
+        dims=SUPPORTED_DIMS,
+        trainable=True,
+        published_as="FNO",  # row name in the published DPOT Table 1
+    )
+
+
+__all__ = ["FNOConfig", "PROFILES", "build", "fitted_modes", "register_models"]

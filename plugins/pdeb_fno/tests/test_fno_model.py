@@ -1,0 +1,164 @@
+"""Tests of the FNO plugin: shapes, the fast spectral contraction, training, size."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+import torch
+
+from pdebench_core.errors import UsageError
+from pdebench_core.spec import DataSpec
+from pdeb_fno import PROFILES, FNOConfig, build, fitted_modes, register_models
+from pdeb_fno.model import SpectralConv
+
+SMOKE = FNOConfig(**PROFILES["smoke"])
+
+
+def _spec(shape, fields=("u",), t_in=3, t_out=1, name="toy"):
+    return DataSpec(name=name, fields=tuple(fields), spatial_shape=tuple(shape), t_in=t_in, t_out=t_out)
+
+
+def _naive_spectral_conv(layer: SpectralConv, x: torch.Tensor) -> torch.Tensor:
+    """Reference: one einsum per frequency corner, as in the original FNO code."""
+    grid = tuple(x.shape[2:])
+    ndim = len(grid)
+    modes = layer.modes
+    x_ft = torch.fft.rfftn(x, dim=tuple(range(-ndim, 0)))
+    out_ft = torch.zeros(x.shape[0], layer.out_channels, *x_ft.shape[2:], dtype=x_ft.dtype)
+    letters = "xyz"[:ndim]
+    for signs in itertools.product((1, -1), repeat=ndim - 1):
+        spec_index, weight_index = [], []
+        for sign, m in zip(signs, modes[:-1]):
+            spec_index.append(slice(0, m) if sign > 0 else slice(-m, None))
+            weight_index.append(slice(0, m) if sign > 0 else slice(m, 2 * m))
+        spec_index.append(slice(0, modes[-1]))
+        weight_index.append(slice(0, modes[-1]))
+        corner = (slice(None), slice(None), *spec_index)
+        w = layer.weight[tuple(weight_index)]
+        out_ft[corner] = torch.einsum(f"bi{letters},{letters}io->bo{letters}", x_ft[corner], w)
+    return torch.fft.irfftn(out_ft, s=grid, dim=tuple(range(-ndim, 0)))
+
+
+def test_card_and_profiles():
+    found = {}
+    register_models(register=lambda name, factory, **kw: found.setdefault(name, (factory, kw)))
+    factory, kw = found["fno"]
+    assert factory is build and kw["config"] is FNOConfig
+    assert tuple(kw["dims"]) == (1, 2, 3)
+    assert kw["paper"].startswith("Li et al.")
+    assert set(kw["profiles"]) == {"smoke", "small", "paper"}
+    for overrides in kw["profiles"].values():
+        replace(FNOConfig(), **overrides)  # every profile key is a config field
+
+
+@pytest.mark.parametrize(
+    "grid, modes",
+    [((16,), (5,)), ((12, 10), (4, 3)), ((9, 7), (4, 4)), ((8, 8), (4, 5)), ((6, 8, 6), (2, 3, 2))],
+)
+def test_fast_contraction_equals_naive_einsum(grid, modes):
+    torch.manual_seed(0)
+    layer = SpectralConv(3, 5, modes)
+    with torch.no_grad():  # a non-degenerate weight with signed real and imaginary parts
+        layer.weight.copy_(torch.randn_like(layer.weight))
+    x = torch.randn(2, 3, *grid)
+    torch.testing.assert_close(layer(x), _naive_spectral_conv(layer, x), rtol=1e-4, atol=1e-4)
+
+
+def test_coarser_grid_uses_the_matching_modes():
+    torch.manual_seed(0)
+    layer = SpectralConv(2, 2, (4, 4))
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn_like(layer.weight))
+    coarse = SpectralConv(2, 2, (2, 3))
+    with torch.no_grad():  # the same frequencies, cut out by hand
+        w = layer.weight
+        coarse.weight.copy_(torch.cat([w[:2, :3], w[-2:, :3]], dim=0))
+    x = torch.randn(1, 2, 4, 4)
+    torch.testing.assert_close(layer(x), coarse(x))
+
+
+@pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 8, 6)])
+@pytest.mark.parametrize("padding", [0, 3])
+def test_output_shape_every_dimension(shape, padding):
+    spec = _spec(shape, fields=("u", "v"), t_in=3, t_out=2)
+    model = build(replace(SMOKE, padding=padding), spec)
+    y = model(torch.randn(2, 3, *shape, 2))
+    assert y.shape == (2, 2, *shape, 2)
+    assert torch.isfinite(y).all()
+
+
+def test_discretisation_invariant_forward():
+    model = build(SMOKE, _spec((16, 16)))
+    assert model(torch.randn(1, 3, 32, 24, 1)).shape == (1, 1, 32, 24, 1)
+    assert model(torch.randn(1, 3, 6, 6, 1)).shape == (1, 1, 6, 6, 1)
+
+
+def test_modes_fitted_to_small_grids():
+    assert fitted_modes(12, (64, 64)) == (12, 12)
+    assert fitted_modes(12, (10, 9)) == (5, 5)
+    assert fitted_modes(12, (7,)) == (4,)
+    model = build(FNOConfig(), _spec((8, 8)))
+    assert model.spectral[0].modes == (4, 5)
+
+
+def test_param_count_of_default_on_ns2d():
+    spec = _spec((64, 64), fields=("vorticity",), t_in=10, t_out=1, name="ns2d")
+    model = build(FNOConfig(), spec)
+    # torch counts one element per complex weight: 4 * 2 * 12 * 12 * 20 * 20 spectral
+    # + 4 * 420 pointwise + 260 lift + 2688 + 129 projection
+    assert sum(p.numel() for p in model.parameters()) == 465_557
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    spec = _spec((16, 16), t_in=2, t_out=1)
+    coords = torch.arange(16) * (2 * torch.pi / 16)
+    phase = torch.rand(4, 2, 1, 1, 1) * 2 * torch.pi
+    x = torch.sin(coords[:, None, None] + phase) + torch.cos(2 * coords[None, :, None] - phase)  # (B, 2, X, Y, 1)
+    target = torch.roll(x[:, -1:], shifts=1, dims=2)  # a shift of smooth fields: in the kept modes
+    model = build(SMOKE, spec)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = torch.mean((model(x) - target) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_unsupported_dimension_and_bad_config():
+    with pytest.raises(UsageError, match="1D, 2D and 3D"):
+        build(SMOKE, _spec((4, 4, 4, 4)))
+    with pytest.raises(UsageError, match="modes"):
+        build(replace(SMOKE, modes=0), _spec((16,)))
+    with pytest.raises(UsageError, match="padding"):
+        build(replace(SMOKE, padding=-1), _spec((16,)))
+
+
+def test_wrong_input_shape_is_reported():
+    model = build(SMOKE, _spec((16, 16), t_in=3))
+    with pytest.raises(ValueError, match="FNO built for"):
+        model(torch.randn(1, 4, 16, 16, 1))
+
+
+def test_bf16_autocast_keeps_ffts_in_float32():
+    torch.manual_seed(0)
+    model = build(SMOKE, _spec((16, 16)))
+    x = torch.randn(2, 3, 16, 16, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+    assert y.shape == (2, 1, 16, 16, 1)
+    torch.testing.assert_close(y.float(), model(x), rtol=0.05, atol=0.05)
+
+
+def test_builds_from_an_omegaconf_section():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(OmegaConf.structured(FNOConfig), PROFILES["smoke"], {"padding": 2})
+    model = build(cfg, _spec((12,)))
+    assert model.spectral[0].modes == (4,) and model.padding == 2
+    assert model(torch.randn(1, 3, 12, 1)).shape == (1, 1, 12, 1)

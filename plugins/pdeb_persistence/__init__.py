@@ -1,0 +1,68 @@
+"""Persistence baseline: the last input frame, repeated.
+
+The forecast every learned solver must beat. It has no parameters and needs no
+training (card ``trainable=False``); its error measures how much the solution
+changes over the evaluation horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pdebench_core import hookimpl
+from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
+    import torch.nn as nn
+
+    from pdebench_core.spec import DataSpec
+
+SUPPORTED_DIMS = (1, 2, 3)
+
+
+@dataclass
+class PersistenceConfig:
+    """Persistence has no hyperparameters; the empty section ``model.persistence``
+    exists so it is configured like every other model."""
+
+
+def build(cfg: PersistenceConfig, spec: "DataSpec") -> "nn.Module":
+    """Build the persistence model for ``spec``.
+
+    Args:
+        cfg: The (empty) configuration.
+        spec: Dataset description; ``t_out`` and the number of spatial axes are used.
+
+    Returns:
+        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+
+    Raises:
+        UsageError: If the data has an unsupported number of spatial axes.
+    """
+    if spec.ndim not in SUPPORTED_DIMS:
+        raise UsageError(
+            f"model 'persistence' supports 1D, 2D and 3D data; "
+            f"dataset '{spec.name}' has {spec.ndim} spatial axes"
+        )
+    from pdeb_persistence.model import Persistence
+
+    return Persistence(t_out=spec.t_out, ndim=spec.ndim)
+
+
+@hookimpl
+def register_models(register):
+    """Register the ``persistence`` model."""
+    register(
+        "persistence",
+        build,
+        config=PersistenceConfig,
+        profiles={"smoke": {}, "small": {}, "paper": {}},
+        description="Repeats the last input frame t_out times; no parameters, no training.",
+        paper="Persistence (naive) forecast, the floor every PDE surrogate must beat",
+        dims=SUPPORTED_DIMS,
+        trainable=False,
+    )
+
+
+__all__ = ["PersistenceConfig", "build", "register_models"]

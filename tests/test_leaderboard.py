@@ -1,0 +1,419 @@
+"""The leaderboard: published rows, local rows, seed pooling, ranks, pivot, filters, formats, reproduce."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pdebench_core import leaderboard as lb
+from pdebench_core.cli_results import register
+from pdebench_core.results import ResultsStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / "registry" / "published"
+DPOT = "Hao et al. 2024 (DPOT), Table 1"
+PDEBENCH = "Takamoto et al. 2022 (PDEBench), v7"
+SMOKE_RUN = "fno-smoke-results"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def main() -> None:
+        """Test app holding the result commands."""
+
+    register(app)
+    return app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(_app(), list(args))
+
+
+def store_row(run_id: str, seed: int = 0, l2re: float = 0.5, model: str = "fno", dataset: str = "ns2d",
+              task: str = "train", lr: float = 1e-3, data_cfg: dict | None = None, **metrics: float) -> dict:
+    """A result row as the workflow writes it (with a resolved config)."""
+    config = {
+        "run": {"task": task, "seed": seed, "device": "auto", "run_id": run_id, "profile": "small",
+                "sinks": ["sqlite", "jsonl"]},
+        "model": {"name": model, "width": 8},
+        "data": {dataset: data_cfg or {"nu": 0.001, "n_train": 8}},
+        "train": {"lr": lr, "max_steps": 10}, "eval": {"metrics": ["l2re"]}, "task": {},
+    }
+    return {
+        "run_id": run_id, "model": model, "dataset": dataset, "task": task, "metrics": {"l2re": l2re, **metrics},
+        "seed": seed, "n_params": 4505, "train_time_s": 2.0 + seed, "device": "cpu", "versions": {"pdeb": "0.1.0"},
+        "config_hash": f"hash-{run_id}", "config": config, "profile": "small", "data_hash": "data-1",
+        "command": f"pdeb run --model {model} --data {dataset}", "extra": {},
+    }
+
+
+def fill(rows: list[dict]) -> None:
+    store = ResultsStore()
+    for row in rows:
+        store.add(row)
+
+
+# --------------------------------------------------------------------------- published numbers
+
+
+def _csv_cells(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#") and line.strip()))
+
+
+def test_published_rows_cover_every_cell_with_citations():
+    reg = lb.load_registry()
+    assert reg.directory == PUBLISHED
+    rows = lb.published_rows(reg)
+    dpot = [r for r in rows if r["source"] == DPOT]
+    pdebench = [r for r in rows if r["source"] == PDEBENCH]
+    table = _csv_cells(PUBLISHED / "dpot_table1_l2re.csv")
+    filled = [(rec["model"], rec["group"], col, float(v)) for rec in table for col, v in rec.items()
+              if col not in ("model", "group", "params") and v.strip()]
+    alias = sum(1 for _, _, col, _ in filled if col == "ns2d_nu1e-3")  # also shown under our `ns2d`
+    assert len(table) == 24 and len(dpot) == len(filled) + alias
+    got = {(r["model"], r["task"], r["published_name"], r["metrics"]["l2re"]) for r in dpot}
+    assert got == set(filled)
+    assert len(pdebench) == len(_csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")) == 24
+    assert all(set(r["metrics"]) == {"l2re"} for r in dpot) and all(set(r["metrics"]) == {"nrmse"} for r in pdebench)
+    # every published dataset name is mapped explicitly (no fallback spelling)
+    columns = set(table[0]) - {"model", "group", "params"}
+    names = {rec["dataset"] for rec in _csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")}
+    assert columns | names <= set(reg.datasets)
+    assert all(r["citation"] and r["url"].startswith("https://arxiv.org/") for r in rows)
+
+
+@pytest.mark.parametrize("source, model, task, dataset, setting, metric, value", [
+    (DPOT, "FNO", "baseline", "ns2d-nu1e-5", "", "l2re", 0.156),
+    (DPOT, "FNO", "baseline", "ns2d", "", "l2re", 0.0128),  # our ns2d default is nu=1e-3
+    (DPOT, "FNO", "baseline", "ns2d-nu1e-3", "", "l2re", 0.0128),
+    (DPOT, "DPOT-L-500", "finetuned", "cfd2d", "M=1.0 eta=zeta=0.1", "l2re", 0.0108),
+    (DPOT, "DPOT-H", "pretrained", "cfd2d", "M=0.1, mean over eta=zeta 0.1 and 0.01", "l2re", 0.00948),
+    (DPOT, "GK-T", "baseline", "pdearena-ns", "", "l2re", 0.0952),
+    (DPOT, "MPP-S", "baseline", "swe2d", "", "l2re", 0.0024),
+    (PDEBENCH, "FNO", "baseline", "burgers1d", "nu=0.01", "nrmse", 7.8e-3),
+    (PDEBENCH, "FNO", "baseline", "cfd2d", "M=1.0 eta=zeta=0.1", "nrmse", 9.8e-2),
+    (PDEBENCH, "FNO", "baseline", "dr2d", "", "nrmse", 0.12),
+])
+def test_published_values_map_to_our_dataset_names(source, model, task, dataset, setting, metric, value):
+    hits = [r for r in lb.published_rows() if (r["source"], r["model"], r["task"], r["dataset"], r["setting"])
+            == (source, model, task, dataset, setting)]
+    assert len(hits) == 1
+    assert hits[0]["metrics"][metric] == pytest.approx(value)
+
+
+def test_registry_is_found_in_an_installed_layout(tmp_path, monkeypatch):
+    """A wheel installs the tables as data files under <prefix>/share/pdeb/registry/published."""
+    prefix = tmp_path / "prefix"
+    shutil.copytree(PUBLISHED, prefix / "share" / "pdeb" / "registry" / "published")
+    fake_package = tmp_path / "site-packages" / "pdebench_core"
+    fake_package.mkdir(parents=True)
+    monkeypatch.setattr(lb, "__file__", str(fake_package / "leaderboard.py"))
+    monkeypatch.setattr(lb.sys, "prefix", str(prefix))
+    assert lb.published_dir() == prefix / "share" / "pdeb" / "registry" / "published"
+    assert len(lb.published_rows()) == len(lb.published_rows(lb.load_registry(PUBLISHED)))
+    monkeypatch.setattr(lb.sys, "prefix", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(lb.sysconfig, "get_path", lambda *a, **k: str(tmp_path / "nowhere"))
+    assert lb.published_dir() is None
+    assert lb.collect(store_rows=[]).rows == []  # no tables: an empty board, not a crash
+
+
+def test_parse_setting_and_local_matching():
+    assert lb.parse_setting("M=1.0 eta=zeta=0.1") == {"M": 1.0, "eta": 0.1, "zeta": 0.1}
+    assert lb.parse_setting("nu=0.5 rho=1") == {"nu": 0.5, "rho": 1.0}
+    assert lb.parse_setting("") == {}
+    reg = lb.load_registry()
+    cfd = ["M=1.0 eta=zeta=0.1", "M=1.0 eta=zeta=0.01", "M=0.1 eta=zeta=0.1"]
+    config = {"data": {"cfd2d": {"mach": 1.0, "eta": 0.1, "zeta": 0.1}}}
+    assert lb.local_setting(reg, "cfd2d", config, cfd) == "M=1.0 eta=zeta=0.1"
+    assert lb.local_setting(reg, "cfd2d", {"data": {"cfd2d": {"mach": 0.5, "eta": 0.1, "zeta": 0.1}}}, cfd) == ""
+    burgers = {"data": {"burgers1d": {"nu": 0.01}}}
+    assert lb.local_setting(reg, "burgers1d", burgers, ["nu=0.001", "nu=0.01"]) == "nu=0.01"
+
+
+# --------------------------------------------------------------------------- local rows, pooling, ranks
+
+
+def test_seeds_pool_into_mean_std_and_count(fresh_home):
+    fill([store_row(f"a{s}", seed=s, l2re=v) for s, v in enumerate([0.1, 0.2, 0.3])]
+         + [store_row("other-lr", lr=3e-3, l2re=0.05)])
+    board = lb.collect(source="local")
+    pooled = {r["run_id"]: r for r in board.rows}
+    assert set(pooled) == {"a2", "other-lr"}  # the newest run names the pooled row
+    row = pooled["a2"]
+    assert row["n"] == 3 and row["run_ids"] == ["a0", "a1", "a2"] and row["seeds"] == [0, 1, 2]
+    assert row["metrics"]["l2re"] == pytest.approx(0.2) and row["std"]["l2re"] == pytest.approx(0.1)
+    assert row["train_time_s"] == pytest.approx(3.0)
+    assert pooled["other-lr"]["n"] == 1 and pooled["other-lr"]["std"]["l2re"] is None
+    assert [r["rank"] for r in board.rows] == [1, 2]  # 0.05 beats 0.2
+    assert len(lb.collect(source="local", per_run=True).rows) == 4
+    text = lb.render(board, "markdown")
+    assert "0.2 ± 0.1" in text and "| 3 |" in text
+    record = json.loads(lb.render(board, "json"))[1]
+    assert record["l2re"] == pytest.approx(0.2) and record["std"]["l2re"] == pytest.approx(0.1) and record["n"] == 3
+
+
+def test_pooling_ignores_only_seed_run_id_and_sinks():
+    base = store_row("x", seed=1)["config"]
+    other = json.loads(json.dumps(base))
+    other["run"].update(seed=7, run_id="y", sinks=["jsonl"])
+    assert lb.seedless_hash(base) == lb.seedless_hash(other)
+    other["data"]["ns2d"]["n_train"] = 16
+    assert lb.seedless_hash(base) != lb.seedless_hash(other)
+
+
+def test_ranks_are_per_dataset_with_ties_and_direction():
+    rows = [{"dataset": d, "setting": "", "metrics": {"m": v}} for d, v in
+            [("a", 0.3), ("a", 0.1), ("a", 0.1), ("b", 5.0), ("a", float("nan"))]]
+    rows.append({"dataset": "a", "setting": "", "metrics": {}})
+    lb.assign_ranks(rows, "m")
+    assert [r["rank"] for r in rows] == [3, 1, 1, 1, None, None]
+    lb.assign_ranks(rows, "m", higher_is_better=True)
+    assert [r["rank"] for r in rows] == [1, 2, 2, 1, None, None]
+
+
+def test_local_rows_rank_against_published_in_the_same_dataset(fresh_home):
+    fill([store_row("good", l2re=0.001), store_row("bad", l2re=0.5, lr=0.1)])
+    board = lb.collect(data="ns2d")
+    ranks = {(r["source"], r.get("run_id") or r["model"]): r["rank"] for r in board.rows}
+    n_published = sum(1 for r in board.rows if r["source"] == DPOT)
+    assert n_published == 21 and ranks[("local", "good")] == 1 and ranks[("local", "bad")] == n_published + 2
+    assert {r["source"] for r in board.rows} == {"local", DPOT}
+    assert board.sources[DPOT]["url"] == "https://arxiv.org/abs/2403.03542"
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_filters_keep_what_they_name(fresh_home):
+    fill([store_row("r1", model="fno", dataset="ns2d", nrmse=0.4),
+          store_row("r2", model="unet", dataset="burgers1d", data_cfg={"nu": 0.01}, nrmse=0.3)])
+    by_model = lb.collect(model="fno")
+    assert {r["model"] for r in by_model.rows} == {"fno", "FNO", "FNO-m"}  # published labels map to `fno`
+    assert {r["source"] for r in by_model.rows} == {"local", DPOT, PDEBENCH}
+    only_local = lb.collect(source="local", data="burgers1d")
+    assert [r["run_id"] for r in only_local.rows] == ["r2"]
+    assert only_local.rows[0]["setting"] == "nu=0.01"  # lines up with PDEBench's nu=0.01 row
+    published = lb.collect(source="published", task="finetuned")
+    assert published.rows and all(r["source"] == DPOT and r["task"] == "finetuned" for r in published.rows)
+    assert {r["source"] for r in lb.collect(source="pdebench").rows} == {PDEBENCH}
+    nrmse = lb.collect(metric="nrmse")
+    assert nrmse.metrics == ["nrmse"] and nrmse.rank_metric == "nrmse"
+    assert all("nrmse" in r["metrics"] for r in nrmse.rows)
+    assert {r["source"] for r in nrmse.rows} == {"local", PDEBENCH}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "ns2dd"], "no results for dataset 'ns2dd' (did you mean 'ns2d'?)"),
+    (["--model", "fnoo"], "(did you mean 'fno'?)"),
+    (["--metric", "l2ree"], "no results for metric 'l2ree' (did you mean 'l2re'?)"),
+    (["--task", "trian"], "(did you mean 'train'?)"),
+    (["--source", "locall"], "unknown source 'locall' (did you mean 'local'?)"),
+    (["--format", "htm"], "unknown format 'htm' (did you mean 'html'?)"),
+    (["--pivot", "--metric", "l2re,nrmse"], "--pivot shows one metric"),
+])
+def test_bad_filters_are_one_line_usage_errors(fresh_home, args, message):
+    fill([store_row("r1")])
+    result = invoke("leaderboard", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.startswith("error: ")
+    assert result.output.strip().count("\n") == 0
+
+
+# --------------------------------------------------------------------------- pivot and formats
+
+
+def test_pivot_is_model_by_dataset_like_the_paper(fresh_home):
+    fill([store_row("mine", l2re=0.02), store_row("mine-2", seed=1, l2re=0.04)])
+    table = lb.pivot(lb.collect(metric="l2re"), "l2re")
+    assert table.columns[:4] == ["ns2d-nu1e-5", "ns2d-nu1e-4", "ns2d-nu1e-3", "ns2d"]
+    assert "cfd2d (M=1.0 eta=zeta=0.1)" in table.columns
+    published = [e for e in table.rows if e["source"] == DPOT]
+    assert [e["model"] for e in published][:3] == ["FNO", "UNet", "FFNO"]  # the paper's row order
+    fno = published[0]
+    assert fno["cells"]["ns2d-nu1e-5"]["metrics"]["l2re"] == 0.156 and fno["task"] == "baseline"
+    local = [e for e in table.rows if e["source"] == "local"]
+    assert len(local) == 1 and set(local[0]["cells"]) == {"ns2d"}
+    cell = local[0]["cells"]["ns2d"]
+    assert cell["metrics"]["l2re"] == pytest.approx(0.03) and cell["n"] == 2
+    column = [e["cells"]["ns2d"]["metrics"]["l2re"] for e in table.rows if "ns2d" in e["cells"]]
+    assert local[0]["ranks"]["ns2d"] == 1 + sum(v < 0.03 for v in column)
+    best = [e for e in table.rows if e["ranks"].get("ns2d-nu1e-5") == 1]
+    assert [e["model"] for e in best] == ["DPOT-H"]
+    markdown = lb.render_pivot(table, "markdown")
+    assert "**0.0174 (1)**" in markdown and "0.03 ± 0.014" in markdown
+    rows = json.loads(lb.render_pivot(table, "json"))
+    mine = [r for r in rows if r["source"] == "local"][0]
+    assert mine["ns2d"] == pytest.approx(0.03) and mine["n"]["ns2d"] == 2 and mine["run_id"]["ns2d"] == "mine-2"
+    lines = list(csv.DictReader(io.StringIO(lb.render_pivot(table, "csv"))))
+    assert float(lines[0]["ns2d-nu1e-5"]) == 0.156
+    result = invoke("leaderboard", "--pivot", "--format", "markdown", "--data", "ns2d,ns2d-nu1e-5")
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("| model | source | task |")
+
+
+def test_every_format_renders_the_rows(fresh_home, tmp_path):
+    fill([store_row("r1", l2re=0.25, nrmse=0.3)])
+    args = ["leaderboard", "--data", "ns2d"]
+    table = invoke(*args)
+    assert table.exit_code == 0 and "r1" in table.output and "0.25" in table.output and "dpot" in table.output
+    markdown = invoke(*args, "--format", "markdown").output
+    assert markdown.startswith("| rank | dataset | model |") and "| r1 |" in markdown and DPOT in markdown
+    lines = list(csv.DictReader(io.StringIO(invoke(*args, "--format", "csv").output)))
+    local = [line for line in lines if line["source"] == "local"]
+    assert len(local) == 1 and float(local[0]["l2re"]) == 0.25 and local[0]["run_id"] == "r1"
+    assert len(lines) == 22 and {"l2re_std", "config_hash", "data_hash"} <= set(lines[0])
+    records = json.loads(invoke(*args, "--format", "json").output)
+    mine = [r for r in records if r["source"] == "local"][0]
+    for key in ("model", "dataset", "task", "run_id", "source", "l2re", "nrmse", "config_hash", "data_hash",
+                "seed", "n_params", "train_time_s", "device", "versions"):
+        assert key in mine, key
+    assert mine["versions"] == {"pdeb": "0.1.0"} and mine["n_params"] == 4505
+    assert all(r["source"] == DPOT and r["run_id"] is None for r in records if r is not mine)
+    page = invoke(*args, "--format", "html").output
+    assert page.startswith("<!DOCTYPE html>") and page.count('<tr class="local">') == 1
+    assert page.count('<tr class="published">') == 21 and "<link" not in page and "src=" not in page
+    out = tmp_path / "board.html"
+    assert invoke(*args, "--out", str(out)).exit_code == 0  # format taken from the suffix
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>"
+
+
+def test_html_escapes_every_value(fresh_home):
+    fill([store_row("evil-run", model=EVIL, l2re=0.1)])
+    for text in (lb.render(lb.collect(source="local"), "html"),
+                 lb.render_pivot(lb.pivot(lb.collect(source="local")), "html")):
+        assert "<script" not in text and html.escape(EVIL) in text
+
+
+def test_leaderboard_does_not_import_torch(fresh_home):
+    code = ("import sys, typer; from pdebench_core.cli_results import register; app = typer.Typer(); "
+            "app.callback()(lambda: None); register(app)\n"
+            "try:\n    app(['leaderboard', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'pandas' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+# --------------------------------------------------------------------------- a real smoke run
+
+
+@pytest.fixture
+def smoke_home(pdeb, tmp_path_factory, monkeypatch) -> Path:
+    """A pdeb home holding one FNO smoke run on ns2d (made once per session, shared by the tests)."""
+    home = tmp_path_factory.getbasetemp() / "results-smoke-home"
+    if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
+        shutil.rmtree(home, ignore_errors=True)
+        pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
+             env={"PDEB_HOME": str(home)}, check=True)
+    monkeypatch.setenv("PDEB_HOME", str(home))
+    return home
+
+
+def test_smoke_run_rows_appear_beside_dpot_and_pdebench(smoke_home):
+    records = json.loads(invoke("leaderboard", "--format", "json").output)
+    mine = [r for r in records if r["run_id"] == SMOKE_RUN]
+    assert len(mine) == 1 and mine[0]["source"] == "local" and mine[0]["dataset"] == "ns2d"
+    assert 0 < mine[0]["l2re"] < 10 and mine[0]["profile"] == "smoke" and mine[0]["n_params"] > 0
+    sources = {r["source"] for r in records}
+    assert {"local", DPOT, PDEBENCH} <= sources
+    beside = [r for r in records if r["dataset"] == "ns2d"]
+    assert {r["source"] for r in beside} == {"local", DPOT}
+    assert mine[0]["rank"] == 1 + sum(r["l2re"] < mine[0]["l2re"] for r in beside if r is not mine[0])
+    pivot = json.loads(invoke("leaderboard", "--pivot", "--format", "json").output)
+    local = [r for r in pivot if r["source"] == "local" and r["model"] == "fno"]
+    assert local and local[0]["ns2d"] == pytest.approx(mine[0]["l2re"])
+
+
+def test_reproduce_prints_a_command_that_works(smoke_home, pdeb):
+    result = invoke("reproduce", SMOKE_RUN, "--run-id", "smoke-again")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"# rerun of {SMOKE_RUN}") and lines[2].startswith("# original command: ")
+    argv = shlex.split(lines[1])
+    assert argv[:3] == ["pdeb", "run", "--config"] and argv[-2:] == ["--run-id", "smoke-again"]
+    assert Path(argv[3]) == smoke_home / "runs" / SMOKE_RUN / "config.yaml"
+    if (smoke_home / "runs" / "smoke-again").exists():  # a rerun of this test in the same session
+        shutil.rmtree(smoke_home / "runs" / "smoke-again")
+    pdeb(*argv[1:], "--quiet", check=True)
+    store = ResultsStore()
+    before, after = store.run_rows(SMOKE_RUN)[0], store.run_rows("smoke-again")[0]
+    assert after["config_hash"] == before["config_hash"]
+    assert after["metrics"] == pytest.approx(before["metrics"], rel=1e-6)  # CPU runs are deterministic
+    pooled = [r for r in json.loads(invoke("leaderboard", "--source", "local", "--format", "json").output)
+              if SMOKE_RUN in (r.get("run_ids") or [])]
+    assert len(pooled) == 1 and pooled[0]["n"] == 2 and pooled[0]["std"]["l2re"] == pytest.approx(0.0, abs=1e-9)
+    info = json.loads(invoke("reproduce", SMOKE_RUN, "--json").output)
+    assert info["config_hash"] == before["config_hash"] and info["seed"] == 0
+
+
+def test_reproduce_of_an_unknown_run_suggests_the_closest(smoke_home):
+    result = invoke("reproduce", "fno-smoke-result")
+    assert result.exit_code == 2 and f"did you mean '{SMOKE_RUN}'" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_reproduce_execute_reruns_and_compares(smoke_home):
+    result = invoke("reproduce", SMOKE_RUN, "--execute", "--run-id", "executed", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{\n"):])
+    assert report["new_run_id"] == "executed" and report["config_differences"] == []
+    assert all(abs(line["difference"]) < 1e-6 for line in report["metrics"])
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+def chromium_dom(page: Path, tmp_path: Path) -> str:
+    """The DOM of ``page`` after a headless Chromium loaded it (skips without Chromium)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+    result = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
+window.addEventListener('load', function () {
+  var marker = document.createElement('div');
+  marker.id = 'pdeb-probe';
+  marker.textContent = 'rows=' + document.querySelectorAll('tbody tr').length + ' errors=' + window.__errors.length;
+  document.body.appendChild(marker);
+});
+</script>"""
+
+
+def test_html_leaderboard_renders_in_chromium(fresh_home, tmp_path):
+    fill([store_row("browser-run", l2re=0.02), store_row("evil-run", model=EVIL, l2re=0.3, lr=0.5)])
+    page = tmp_path / "board.html"
+    assert invoke("leaderboard", "--data", "ns2d", "--out", str(page)).exit_code == 0
+    page.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
+    dom = chromium_dom(page, tmp_path)
+    assert 'id="pdeb-probe">rows=23 errors=0<' in dom  # 21 published + 2 local rows, no script errors
+    assert "browser-run" in dom and "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
+    assert "&lt;script&gt;" in dom  # the hostile model name is shown as text, not run

@@ -1,0 +1,199 @@
+"""The run report: spectra, figures, the HTML page for a smoke run, and it in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pdebench_core import report
+from pdebench_core.cli_results import register
+
+SMOKE_RUN = "fno-smoke-results"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args: str):
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def main() -> None:
+        """Test app holding the result commands."""
+
+    register(app)
+    return CliRunner().invoke(app, list(args))
+
+
+def embedded_pngs(page: str) -> list[np.ndarray]:
+    """Decode every base64 PNG of a page into an image array."""
+    from matplotlib.image import imread
+
+    images = []
+    for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page):
+        raw = base64.b64decode(data)
+        assert raw.startswith(PNG_SIGNATURE)
+        images.append(imread(io.BytesIO(raw), format="png"))
+    return images
+
+
+# --------------------------------------------------------------------------- spectra and figures
+
+
+@pytest.mark.parametrize("shape, mode", [((64,), (5,)), ((32, 32), (3, 4)), ((16, 16, 16), (2, 0, 1))])
+def test_radial_spectrum_peaks_at_the_mode_and_keeps_the_energy(shape, mode):
+    grids = np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij")
+    field = np.cos(2 * np.pi * sum(m * g for m, g in zip(mode, grids)))
+    k, power = report.radial_spectrum(field)
+    expected = round(float(np.sqrt(sum(m * m for m in mode))))
+    assert k[0] == 0 and k[-1] == min(shape) // 2
+    assert int(np.argmax(power)) == expected
+    # shell means times shell sizes give back the mean square (Parseval), all energy in one shell
+    freqs = np.meshgrid(*[np.fft.fftfreq(n) * n for n in shape], indexing="ij")
+    shells = np.rint(np.sqrt(sum(f ** 2 for f in freqs))).astype(int)
+    counts = np.bincount(shells.ravel(), minlength=len(k))[:len(k)]
+    assert float((power * counts).sum()) == pytest.approx(float(np.mean(field ** 2)), rel=1e-9)
+    assert power[expected] * counts[expected] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_snapshot_steps_span_the_rollout():
+    assert report.snapshot_steps(1) == [0]
+    assert report.snapshot_steps(3) == [0, 1, 2]
+    assert report.snapshot_steps(40) == [0, 13, 26, 39]
+
+
+@pytest.mark.parametrize("spatial, axes", [((32,), 8), ((16, 12), 12), ((10, 8, 6), 12)])
+def test_field_and_spectrum_figures_for_1d_2d_3d(spatial, axes):
+    rng = np.random.default_rng(0)
+    true = rng.standard_normal((2, 5, *spatial, 2)).astype(np.float32)
+    sample = report.Rollout("toy", ["u", "v"], true + 0.1, true, t_in=10)
+    fig = report.field_figure(sample, 1)
+    images = [a for a in fig.axes if a.get_images()]
+    assert len(fig.axes) >= axes and (len(images) == (0 if len(spatial) == 1 else 12))
+    if len(spatial) == 3:  # the middle z slice is drawn
+        assert images[0].get_images()[0].get_array().shape == spatial[:2][::-1]
+    pngs = embedded_pngs(f'<img src="{report.png_data_uri(fig)}">')
+    assert pngs[0].shape[0] > 100 and pngs[0].shape[1] > 100
+    spectrum = report.spectrum_figure(sample)
+    assert len(spectrum.axes) == 2 and all(len(a.get_lines()) == 4 for a in spectrum.axes)
+
+
+def test_report_page_escapes_what_it_shows(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    info = report.RunInfo(run_id="r", run_dir=tmp_path, config={"model": {"name": hostile}, "run": {}},
+                          config_text=f"model: {hostile}\n", command=f"pdeb run --model '{hostile}'",
+                          status={"state": "failed", "error": hostile},
+                          evals={"d": {"summary": {"l2re": 0.5}, "fields": [hostile], "per_channel": {"l2re": [0.5]},
+                                       "per_step": {"l2re": [0.4, 0.6]}, "one_step": {"l2re": 0.3}}})
+    page = report.render_report(info, {}, [hostile])
+    assert "<script" not in page and html.escape(hostile) in page
+    assert len(embedded_pngs(page)) == 1  # the error-per-step curve
+
+
+# --------------------------------------------------------------------------- a smoke run's report
+
+
+@pytest.fixture
+def smoke_home(pdeb, tmp_path_factory, monkeypatch) -> Path:
+    """A pdeb home holding one FNO smoke run on ns2d (made once per session, shared by the tests)."""
+    home = tmp_path_factory.getbasetemp() / "results-smoke-home"
+    if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
+        shutil.rmtree(home, ignore_errors=True)
+        pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
+             env={"PDEB_HOME": str(home)}, check=True)
+    monkeypatch.setenv("PDEB_HOME", str(home))
+    return home
+
+
+def test_report_of_a_smoke_run(smoke_home, tmp_path):
+    out = tmp_path / "report.html"
+    result = invoke("report", SMOKE_RUN, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out)
+    page = out.read_text()
+    evaluation = json.loads((smoke_home / "runs" / SMOKE_RUN / "eval" / "ns2d.json").read_text())
+    for name, value in evaluation["summary"].items():
+        assert f">{value:.4g}<" in page, name
+    assert f">{evaluation['one_step']['l2re']:.4g}<" in page and "<td>vorticity</td>" in page
+    assert "Per channel" in page and "Error per rollout step" in page and "Energy spectra" in page
+    assert "weights: checkpoints/last.pt" in page and "no rollout figures" not in page
+    assert f"--config {smoke_home / 'runs' / SMOKE_RUN / 'config.yaml'}" in page
+    images = embedded_pngs(page)
+    assert len(images) == 3  # error curve, fields (one channel), spectra
+    assert all(img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0 for img in images)
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+
+
+def test_report_without_a_checkpoint(smoke_home, pdeb):
+    if not (smoke_home / "runs" / "persistence-eval").is_dir():
+        pdeb("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--profile", "smoke", "--quiet",
+             "--run-id", "persistence-eval", check=True)
+    path = report.build_report("persistence-eval")
+    assert path == smoke_home / "runs" / "persistence-eval" / "report.html"
+    page = path.read_text()
+    assert "no checkpoint: the model has no trained weights" in page
+    assert len(embedded_pngs(page)) == 3
+
+
+def test_report_survives_a_model_that_cannot_be_rebuilt(smoke_home):
+    broken = smoke_home / "runs" / "broken-checkpoint"
+    shutil.rmtree(broken, ignore_errors=True)
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, broken)
+    (broken / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    page = report.build_report("broken-checkpoint", out=broken / "r.html").read_text()
+    assert "no rollout figures: checkpoint" in page and "broken-checkpoint/checkpoints/last.pt" in page
+    assert len(embedded_pngs(page)) == 1 and "Per channel" in page  # metrics and the error curve remain
+    metrics_only = report.build_report(SMOKE_RUN, out=broken / "m.html", rollout=False).read_text()
+    assert len(embedded_pngs(metrics_only)) == 1 and "weights:" not in metrics_only
+
+
+def test_report_of_an_unknown_run_is_a_usage_error(smoke_home):
+    result = invoke("report", "fno-smoke-resuls")
+    assert result.exit_code == 2 and f"did you mean '{SMOKE_RUN}'" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
+window.addEventListener('load', function () {
+  var images = document.images, sized = 0;
+  for (var i = 0; i < images.length; i++) {
+    var box = images[i].getBoundingClientRect();
+    if (images[i].complete && images[i].naturalWidth > 0 && box.width > 0 && box.height > 0) sized++;
+  }
+  var marker = document.createElement('div');
+  marker.id = 'pdeb-probe';
+  marker.textContent = 'images=' + images.length + ' sized=' + sized + ' rows=' +
+    document.querySelectorAll('tbody tr').length + ' errors=' + window.__errors.length;
+  document.body.appendChild(marker);
+});
+</script>"""
+
+
+def test_report_renders_in_chromium(smoke_home, tmp_path):
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+    page = report.build_report(SMOKE_RUN, out=tmp_path / "report.html")
+    page.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
+    result = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    probe = re.search(r'id="pdeb-probe">images=(\d+) sized=(\d+) rows=(\d+) errors=(\d+)<', result.stdout)
+    assert probe, result.stdout[-2000:]
+    images, sized, rows, errors = map(int, probe.groups())
+    assert images == sized == 3 and errors == 0
+    assert rows >= 12  # overview, metric and per-channel tables
