@@ -164,7 +164,7 @@ def run(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value settings, e.g. train.max_steps=100 data.ns2d.n_train=32"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see 'pdeb models')."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name(s), comma-separated."),
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task name (default: train; see 'pdeb tasks')."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Task name (default: the model's own, e.g. pretrain for dpot, else train; see 'pdeb tasks')."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="smoke, small (default) or paper."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML run config; overrides apply on top."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run (default: generated)."),

@@ -66,7 +66,8 @@ def leaderboard_command(
         names = [m.strip() for m in (metric or lb.DEFAULT_METRIC).split(",") if m.strip()]
         if len(names) != 1:
             raise UsageError(f"--pivot shows one metric; got --metric {metric}; pick one, e.g. --metric {names[0]}")
-        board = lb.collect(source=source, data=data, model=model, metric=names[0], task=task, per_run=per_run)
+        board = lb.collect(source=source, data=data, model=model, metric=names[0] if metric else None, task=task,
+                           per_run=per_run)
         table = lb.pivot(board, names[0])
         if fmt == "table":
             lb.print_table(table, title=f"leaderboard: {names[0]}")

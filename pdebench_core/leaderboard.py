@@ -583,7 +583,8 @@ def pivot(board: Board, metric: str | None = None) -> Pivot:
             if column in entry["cells"]:
                 mine = entry["cells"][column]["metrics"][metric]
                 entry["ranks"][column] = 1 + sum(1 for v in values if _better(v, mine, higher))
-    return Pivot(metric, ordered_columns, rows, higher, dict(board.sources))
+    present = {e["source"] for e in rows}
+    return Pivot(metric, ordered_columns, rows, higher, {k: v for k, v in board.sources.items() if k in present})
 
 
 def _better(a: float, b: float, higher: bool) -> bool:
@@ -751,9 +752,10 @@ def render_pivot(table: Pivot, fmt: str, title: str = "pdeb leaderboard") -> str
         return _markdown(columns, marked) + _markdown_sources(table.sources)
     if fmt == "html":
         local = [entry["source"] == LOCAL for entry in table.rows]
+        bold = [[False] * len(keys) + [_is_best(table, entry, c) for c in table.columns] for entry in table.rows]
         note = (f"Cells: {table.metric} (mean ± std over seeds for local rows), rank in the column in "
-                f"parentheses, {'higher' if table.higher_is_better else 'lower'} is better.")
-        return html_page(title, [(columns, body, local)], table.sources, note)
+                f"parentheses, {'higher' if table.higher_is_better else 'lower'} is better; the best in bold.")
+        return html_page(title, [(columns, body, local, bold)], table.sources, note)
     raise UsageError(f"format '{fmt}' is drawn on the terminal; use print_table")
 
 
@@ -833,23 +835,32 @@ ul.sources { font-size: .85rem; color: #4a5568; }
 """
 
 
-def html_page(title: str, tables: Sequence[tuple[Sequence[str], Sequence[Sequence[str]], Sequence[bool]]],
-              sources: Mapping[str, Mapping[str, Any]], note: str = "") -> str:
-    """A self-contained HTML page (inline CSS, no scripts or external assets); every value escaped."""
+def html_page(title: str, tables: Sequence[tuple], sources: Mapping[str, Mapping[str, Any]], note: str = "") -> str:
+    """A self-contained HTML page (inline CSS, no scripts or external assets); every value escaped.
+
+    Args:
+        title: Page title and heading.
+        tables: ``(columns, body, local_flags[, bold_flags])`` per table; ``body`` holds cell text.
+        sources: ``{label: {citation, url}}`` listed under the tables.
+        note: A sentence above the tables.
+    """
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{esc(title)}</title>", f"<style>{PAGE_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>"]
     if note:
         parts.append(f'<p class="note">{esc(note)}</p>')
-    for columns, body, local in tables:
+    for columns, body, local, *extra in tables:
+        bold = extra[0] if extra else [[False] * len(columns) for _ in body]
         parts.append('<table class="board"><thead><tr>' + "".join(f"<th>{esc(str(c))}</th>" for c in columns)
                      + "</tr></thead><tbody>")
         if not body:
             parts.append(f'<tr><td colspan="{len(columns)}">no results</td></tr>')
-        for line, is_local in zip(body, local):
-            cells = "".join(f'<td class="num">{esc(str(v))}</td>' if _looks_numeric(v) else f"<td>{esc(str(v))}</td>"
-                            for v in line)
-            parts.append(f'<tr class="{"local" if is_local else "published"}">{cells}</tr>')
+        for line, is_local, marks in zip(body, local, bold):
+            cells = []
+            for value, strong in zip(line, marks):
+                text = f"<strong>{esc(str(value))}</strong>" if strong and value else esc(str(value))
+                cells.append(f'<td class="num">{text}</td>' if _looks_numeric(value) else f"<td>{text}</td>")
+            parts.append(f'<tr class="{"local" if is_local else "published"}">{"".join(cells)}</tr>')
         parts.append("</tbody></table>")
     if sources:
         parts.append('<ul class="sources">')

@@ -310,8 +310,8 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
 
 
 def _load_state(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``, also accepting the torch version string
-    object (a ``str`` subclass) that checkpoints store among their version information."""
+    """Read a checkpoint with ``weights_only=True``, also accepting a ``TorchVersion`` (a ``str``
+    subclass) among its version information, as checkpoints of earlier pdeb versions stored."""
     import torch
 
     from pdebench_core.checkpoint import load_checkpoint

@@ -1,6 +1,25 @@
-"""Data contract helpers: canonical HDF5 files, lazy trajectory access, caching."""
+"""Data contract helpers: canonical HDF5 files, lazy trajectory access, caching.
 
-from pdebench_core.data.base import TrajectoryDataset
-from pdebench_core.data.canonical import H5Trajectories, open_canonical, write_canonical
+Names are imported on first use so that importing a plugin (which imports
+``pdebench_core.data.config``) stays cheap.
+"""
 
-__all__ = ["H5Trajectories", "TrajectoryDataset", "open_canonical", "write_canonical"]
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "TrajectoryDataset": "pdebench_core.data.base",
+    "H5Trajectories": "pdebench_core.data.canonical",
+    "open_canonical": "pdebench_core.data.canonical",
+    "write_canonical": "pdebench_core.data.canonical",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pdebench_core.data' has no attribute '{name}'")

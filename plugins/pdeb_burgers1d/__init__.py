@@ -54,8 +54,8 @@ class Burgers1dConfig(DatasetConfig):
             integrated exactly and does not limit the step.
         solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data is
             float32 either way.
-        batch_size: Trajectories integrated together; bounds memory, never changes the
-            numbers.
+        batch_size: Trajectories integrated together; bounds memory and, on the CPU,
+            never changes the numbers (each trajectory steps on its own clock).
         device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
             ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
         progress: Show a progress bar while generating (only on a terminal).

@@ -67,8 +67,8 @@ class ViscousBurgers1D:
     def diffuse(self, u: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         """Exact solution of ``du/dt = viscosity(u)`` after ``dt`` ``(B,)``.
 
-        A zero step returns ``u`` bit for bit (the FFT round trip is skipped), so a
-        trajectory that has reached its frame is not perturbed by its batch.
+        A zero step returns ``u`` bit for bit (the FFT round trip's round-off is
+        discarded), so a trajectory that has reached its frame is not perturbed by its batch.
         """
         n = u.shape[1]
         k = torch.arange(n // 2 + 1, device=u.device, dtype=torch.float64)
