@@ -283,38 +283,6 @@ def _print_results(ctx) -> None:
 
 @app.command()
 @friendly
-def leaderboard(
-    data: Optional[str] = typer.Option(None, "--data", help="Only these datasets (comma-separated)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Only these models (comma-separated)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Only these metrics (comma-separated)."),
-    task: Optional[str] = typer.Option(None, "--task", help="Only these tasks."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json."),
-) -> None:
-    """Show result rows from the local results store."""
-    from pdebench_core import leaderboard as lb
-    from pdebench_core.results import ResultsStore
-
-    if fmt not in lb.FORMATS:
-        from pdebench_core.errors import UsageError, did_you_mean
-
-        raise UsageError(f"unknown format '{fmt}'{did_you_mean(fmt, lb.FORMATS)}; choose one of {', '.join(lb.FORMATS)}")
-    frame = lb.filter_frame(lb.local_frame(ResultsStore().rows()), data=data, model=model, metric=metric, task=task)
-    if fmt != "table":
-        typer.echo(lb.render(frame, fmt), nl=False)
-        return
-    from rich.table import Table
-
-    table = Table(title="leaderboard")
-    columns = [c for c in frame.columns if c not in ("n_params", "train_time_s", "device", "profile")]
-    for column in columns:
-        table.add_column(column)
-    for _, row in frame.iterrows():
-        table.add_row(*[lb.format_value(row[c]) for c in columns])
-    _console().print(table)
-
-
-@app.command()
-@friendly
 def runs(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List run directories with their state (running, finished, failed)."""
     from rich.table import Table
@@ -348,6 +316,15 @@ def _mount_data_commands() -> None:
 
 
 _mount_data_commands()
+
+
+def _mount_result_commands() -> None:
+    from pdebench_core.cli_results import register
+
+    register(app)
+
+
+_mount_result_commands()
 _plugins_mounted = False
 
 

@@ -22,8 +22,6 @@ import io
 import json
 import math
 import statistics
-import sys
-import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -51,27 +49,10 @@ ROW_KEYS = (
 
 
 def published_dirs() -> list[Path]:
-    """Where the published tables may live, most specific first.
+    """Where the published tables may live, most specific first (see :func:`paths.registry_dirs`)."""
+    from pdebench_core import paths
 
-    A source checkout (or an editable install) keeps them in ``registry/published`` at the
-    repository root, next to the ``pdebench_core`` package; a wheel installs them as data
-    files under ``<prefix>/share/pdeb/registry/published``.
-    """
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent / "registry" / "published"]
-    prefixes = [sys.prefix, sysconfig.get_path("data")]
-    try:
-        prefixes.append(sysconfig.get_path("data", f"{'nt' if sys.platform == 'win32' else 'posix'}_user"))
-    except KeyError:  # pragma: no cover - platforms without a user scheme
-        pass
-    for prefix in prefixes:
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "pdeb" / "registry" / "published")
-    unique: list[Path] = []
-    for path in candidates:
-        if path not in unique:
-            unique.append(path)
-    return unique
+    return paths.registry_dirs("published")
 
 
 def published_dir() -> Path | None:

@@ -24,3 +24,31 @@ def runs_dir() -> Path:
 def results_db() -> Path:
     """The SQLite results store: ``$PDEB_HOME/results.sqlite``."""
     return home() / "results.sqlite"
+
+
+def registry_dirs(kind: str) -> list[Path]:
+    """Folders that may hold ``registry/<kind>`` data (``published``, ``datasets``), first wins.
+
+    ``$PDEB_REGISTRY/<kind>``, then ``$PDEB_HOME/registry/<kind>``, then the source
+    checkout (or editable install) next to the package, then the data files a wheel
+    installs under ``<prefix>/share/pdeb/registry/<kind>``.
+    """
+    import sys
+    import sysconfig
+
+    candidates = []
+    if os.environ.get("PDEB_REGISTRY"):
+        candidates.append(Path(os.environ["PDEB_REGISTRY"]).expanduser() / kind)
+    candidates.append(home() / "registry" / kind)
+    candidates.append(Path(__file__).resolve().parents[1] / "registry" / kind)
+    prefixes = [sys.prefix, sysconfig.get_path("data")]
+    try:
+        prefixes.append(sysconfig.get_path("data", f"{'nt' if sys.platform == 'win32' else 'posix'}_user"))
+    except KeyError:  # platforms without a user scheme
+        pass
+    candidates += [Path(p) / "share" / "pdeb" / "registry" / kind for p in prefixes if p]
+    unique: list[Path] = []
+    for path in candidates:
+        if path not in unique:
+            unique.append(path)
+    return unique

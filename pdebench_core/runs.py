@@ -127,6 +127,6 @@ def command_line() -> str:
     import shlex
 
     argv = list(sys.argv)
-    if argv and argv[0].endswith(("pdeb", "__main__.py")):
+    if argv and argv[0].endswith(("pdeb", "__main__.py", "cli.py")):
         argv[0] = "pdeb"
     return " ".join(shlex.quote(a) for a in argv)

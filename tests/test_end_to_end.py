@@ -28,7 +28,7 @@ def test_fno_smoke_run_writes_run_dir_and_row(fresh_home, pdeb):
     evaluation = json.loads((run_dir / "eval/ns2d.json").read_text())
     assert len(evaluation["per_step"]["l2re"]) == evaluation["horizon"] > 0
     assert len(evaluation["per_channel"]["l2re"]) == 1
-    rows = json.loads(pdeb("leaderboard", "--format", "json", check=True).stdout)
+    rows = json.loads(pdeb("leaderboard", "--format", "json", "--source", "local", check=True).stdout)
     assert len(rows) == 1
     row = rows[0]
     assert row["model"] == "fno" and row["dataset"] == "ns2d" and row["task"] == "train"

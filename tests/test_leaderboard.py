@@ -256,6 +256,7 @@ def test_pivot_is_model_by_dataset_like_the_paper(fresh_home):
     assert [e["model"] for e in best] == ["DPOT-H"]
     markdown = lb.render_pivot(table, "markdown")
     assert "**0.0174 (1)**" in markdown and "0.03 ± 0.014" in markdown
+    assert "<strong>0.0174 (1)</strong>" in lb.render_pivot(table, "html")
     rows = json.loads(lb.render_pivot(table, "json"))
     mine = [r for r in rows if r["source"] == "local"][0]
     assert mine["ns2d"] == pytest.approx(0.03) and mine["n"]["ns2d"] == 2 and mine["run_id"]["ns2d"] == "mine-2"

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from pdebench_core import report
 from pdebench_core.cli_results import register
+from pdebench_core.config import build_config
+from pdebench_core.runner import execute
 
 SMOKE_RUN = "fno-smoke-results"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -114,12 +116,22 @@ def smoke_home(pdeb, tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+_REPORTS: dict[Path, Path] = {}
+
+
+def smoke_report(home: Path, tmp_path: Path) -> Path:
+    """The smoke run's report written through the CLI (once per session: a rollout takes seconds)."""
+    if home not in _REPORTS:
+        out = tmp_path / "report.html"
+        result = invoke("report", SMOKE_RUN, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == str(out)
+        _REPORTS[home] = out
+    return _REPORTS[home]
+
+
 def test_report_of_a_smoke_run(smoke_home, tmp_path):
-    out = tmp_path / "report.html"
-    result = invoke("report", SMOKE_RUN, "--out", str(out))
-    assert result.exit_code == 0, result.output
-    assert result.output.strip() == str(out)
-    page = out.read_text()
+    page = smoke_report(smoke_home, tmp_path).read_text()
     evaluation = json.loads((smoke_home / "runs" / SMOKE_RUN / "eval" / "ns2d.json").read_text())
     for name, value in evaluation["summary"].items():
         assert f">{value:.4g}<" in page, name
@@ -133,10 +145,10 @@ def test_report_of_a_smoke_run(smoke_home, tmp_path):
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
 
 
-def test_report_without_a_checkpoint(smoke_home, pdeb):
+def test_report_without_a_checkpoint(smoke_home):
     if not (smoke_home / "runs" / "persistence-eval").is_dir():
-        pdeb("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--profile", "smoke", "--quiet",
-             "--run-id", "persistence-eval", check=True)
+        execute(build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke",
+                             run_id="persistence-eval"), quiet=True)
     path = report.build_report("persistence-eval")
     assert path == smoke_home / "runs" / "persistence-eval" / "report.html"
     page = path.read_text()
@@ -184,8 +196,8 @@ def test_report_renders_in_chromium(smoke_home, tmp_path):
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
-    page = report.build_report(SMOKE_RUN, out=tmp_path / "report.html")
-    page.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
+    page = tmp_path / "probed.html"
+    page.write_text(smoke_report(smoke_home, tmp_path).read_text().replace("<head>", "<head>" + PROBE, 1))
     result = subprocess.run(
         [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",

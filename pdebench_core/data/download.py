@@ -112,13 +112,8 @@ class SourceCard:
 
 
 def card_dirs() -> list[Path]:
-    """Folders searched for source cards, first match wins."""
-    dirs = []
-    if os.environ.get("PDEB_REGISTRY"):
-        dirs.append(Path(os.environ["PDEB_REGISTRY"]).expanduser() / "datasets")
-    dirs.append(paths.home() / "registry" / "datasets")
-    dirs.append(Path(__file__).resolve().parents[2] / "registry" / "datasets")
-    return dirs
+    """Folders searched for source cards, first match wins (see :func:`paths.registry_dirs`)."""
+    return paths.registry_dirs("datasets")
 
 
 def read_card(path: str | Path) -> SourceCard:
