@@ -76,9 +76,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: Any):
     """One-cycle (DPOT's), cosine or constant learning rate over ``max_steps``."""
     steps = max(1, int(train.max_steps))
     if train.scheduler == "onecycle":
+        total = max(steps + 1, 3)
+        # Each phase needs at least one step, or the schedule divides by zero on short runs.
+        warmup = min(max(train.warmup_frac, 1.5 / total), 1 - 1.5 / total)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=train.lr, total_steps=steps + 1, pct_start=min(max(train.warmup_frac, 0.01), 0.99),
-            cycle_momentum=False,
+            optimizer, max_lr=train.lr, total_steps=total, pct_start=warmup, cycle_momentum=False,
         )
     if train.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

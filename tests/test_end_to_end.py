@@ -126,3 +126,12 @@ def test_persistence_evaluates_in_3d(fresh_home, cube_plugin):
     ctx = execute(cfg, quiet=True)
     assert set(ctx.results["cube3d"]) == {"l2re", "rmse", "nrmse"}
     assert ctx.results["cube3d"]["l2re"] > 0
+
+
+def test_corrupt_data_file_is_one_line_exit_2(fresh_home, pdeb, tmp_path):
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
+    result = pdeb("run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={corrupt}", *SMOKE)
+    assert result.returncode == 2, result.stderr
+    assert "corrupt.h5" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0

@@ -1,0 +1,111 @@
+"""DPOT's pre-training and fine-tuning tasks through the core engine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pdebench_core.checkpoint import load_checkpoint
+from pdebench_core.config import build_config
+from pdebench_core.errors import UsageError
+from pdebench_core.runner import execute
+from pdeb_dpot.tasks import make_input_noise, resolve_noise_scale
+
+TINY = ["model.embed_dim=16", "model.depth=1", "model.n_blocks=2", "model.out_layer_dim=4", "model.modes=4",
+        "train.log_every=1", "eval.max_trajectories=1"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_noise_follows_the_official_formula():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 10, 32, 32, 2) * torch.tensor([1.0, 100.0])  # (B, T, X, Y, C), channels of very different size
+    y = torch.randn(3, 1, 32, 32, 2)
+    noisy, target, _ = make_input_noise(5e-4, "norm")(x, y, None, gen)
+    assert target is y  # the target stays clean
+    noise = noisy - x
+    norm = x.pow(2).sum(dim=(1, 2, 3), keepdim=True).sqrt()  # per sample and channel over (T, X, Y)
+    ratio = (noise / (5e-4 * norm)).std(dim=(1, 2, 3))  # (B, C): N(0, 1) after scaling
+    torch.testing.assert_close(ratio, torch.ones(3, 2), atol=0.03, rtol=0)
+
+
+def test_rms_noise_is_resolution_independent():
+    gen = torch.Generator().manual_seed(1)
+    for size in (16, 64):
+        x = torch.ones(2, 10, size, size, 1)
+        noisy, _, _ = make_input_noise(1e-2, "rms")(x, x, None, gen)
+        assert (noisy - x).std().item() == pytest.approx(1e-2, rel=0.05)
+    with pytest.raises(UsageError, match="unknown task.noise_mode"):
+        make_input_noise(1e-2, "loud")
+
+
+def test_noise_scale_follows_model_size():
+    class Task:
+        noise_scale = None
+
+    class Model(dict):
+        pass
+
+    assert resolve_noise_scale(Task, Model(size="ti")) == 5e-4
+    assert resolve_noise_scale(Task, Model(size="l")) == 5e-5
+    Task.noise_scale = 0.0
+    assert resolve_noise_scale(Task, Model(size="l")) == 0.0
+
+
+def test_dpot_defaults_to_pretraining_and_records_noise(home):
+    cfg = build_config(model="dpot", data="ns2d", profile="smoke", run_id="pre", overrides=[*TINY, "train.max_steps=4"])
+    assert cfg.run.task == "pretrain" and cfg.train.optimizer == "adam" and cfg.train.weight_decay == 1e-6
+    ctx = execute(cfg, quiet=True)
+    assert math.isfinite(ctx.results["ns2d"]["l2re"])
+    assert "input noise 0.0005 (norm)" in (ctx.run_dir / "log.txt").read_text()
+
+
+def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
+    execute(build_config(model="dpot", data="ns2d", profile="smoke", run_id="base",
+                         overrides=[*TINY, "train.max_steps=3"]), quiet=True)
+    ours = home / "runs" / "base" / "checkpoints" / "last.pt"
+    tuned = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="tuned",
+                                 overrides=[*TINY, "train.max_steps=2", "task.checkpoint=base"]), quiet=True)
+    assert "starting from base" in (tuned.run_dir / "log.txt").read_text()
+    # The released format: {'model': state_dict} with DDP's 'module.' prefix.
+    weights = load_checkpoint(ours)["model"]
+    official = tmp_path / "official.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in weights.items()}}, official)
+    via_init = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="via-init",
+                                    overrides=[*TINY, "train.max_steps=2", f"model.init={official}"]), quiet=True)
+    assert math.isfinite(via_init.results["ns2d"]["l2re"])
+    with pytest.raises(UsageError, match="finetune needs weights to start from"):
+        build_and_run = build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="none",
+                                     overrides=TINY)
+        execute(build_and_run, quiet=True)
+
+
+def test_mixed_dimensions_share_blocks(home):
+    from pdebench_core import workflow
+    from pdebench_core.runs import RunContext
+
+    cfg = build_config(model="dpot", data="ns2d,burgers1d", profile="smoke", run_id="mixed",
+                       overrides=[*TINY, "train.max_steps=2", "data.burgers1d.resolution=32"])
+    ctx = execute(cfg, quiet=True)
+    assert set(ctx.results) == {"ns2d", "burgers1d"}
+    ctx2 = RunContext(cfg=cfg, run_id="x", run_dir=home, device=torch.device("cpu"), quiet=True)
+    mixture = workflow.plan(ctx2, workflow.build_datasets(ctx2))
+    model = workflow.build_model(ctx2, mixture)
+    two, one = model.by_dim["2"], model.by_dim["1"]
+    assert two.blocks[0].filter.w1 is one.blocks[0].filter.w1
+    assert two.time_agg_layer is one.time_agg_layer
+    assert two.patch_embed is not one.patch_embed
+    owned = {id(p) for p in model.parameters()}
+    assert len(owned) == len(list(model.parameters()))  # shared weights counted once
+
+
+def test_fno_refuses_mixed_dimensions(home):
+    cfg = build_config(model="fno", data="ns2d,burgers1d", profile="smoke", run_id="fno-mixed")
+    with pytest.raises(UsageError, match="cannot train on datasets of different dimensions"):
+        execute(cfg, quiet=True)

@@ -1,0 +1,48 @@
+"""A run never evaluates on trajectories it trains on."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from pdebench_core.config import build_config
+from pdebench_core.data import TrajectoryDataset
+from pdebench_core.data.leakage import check_no_leakage
+from pdebench_core.errors import UsageError
+from pdebench_core.runner import execute
+from pdebench_core.spec import DataSpec
+
+
+def _dataset(name, train, test):
+    spec = DataSpec(name=name, fields=("u",), spatial_shape=(8,))
+    return TrajectoryDataset(spec, {"train": train, "val": [], "test": test})
+
+
+def test_overlap_between_datasets_is_found():
+    rng = np.random.default_rng(0)
+    trajs = [rng.standard_normal((12, 8, 1)).astype(np.float32) for _ in range(4)]
+    clean = {"a": _dataset("a", trajs[:2], trajs[2:3]), "b": _dataset("b", trajs[3:], trajs[2:3])}
+    check_no_leakage(clean)  # the same test trajectory in two datasets is fine: it is trained on by neither
+    leaky = {"a": _dataset("a", trajs[:2], trajs[2:3]), "b": _dataset("b", trajs[2:], trajs[3:])}
+    with pytest.raises(UsageError, match=r"test trajectory 0 of 'a' is also train trajectory 0 of 'b'"):
+        check_no_leakage(leaky)
+
+
+def test_two_datasets_reading_one_file_with_different_splits_are_refused(fresh_home, tmp_path):
+    path = tmp_path / "shared.hdf5"
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as f:  # PDEBench single-file layout: tensor (N, T, X, Y)
+        f["tensor"] = rng.standard_normal((6, 12, 8, 8)).astype(np.float32)
+        f["t-coordinate"] = np.linspace(0, 1, 13, dtype=np.float32)
+        f["x-coordinate"] = np.linspace(0, 1, 8, dtype=np.float32)
+    overrides = [f"data.ns2d.path={path}", "data.ns2d.n_train=4", "data.ns2d.n_val=1", "data.ns2d.n_test=1",
+                 f"data.ns2d-nu1e-4.path={path}", "data.ns2d-nu1e-4.n_train=1", "data.ns2d-nu1e-4.n_val=1",
+                 "data.ns2d-nu1e-4.n_test=2", "model.width=4", "model.modes=2", "model.n_layers=1"]
+    cfg = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke", overrides=overrides)
+    with pytest.raises(UsageError, match="would be evaluated on data it trains on"):
+        execute(cfg, quiet=True)
+    allowed = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke",
+                           overrides=[*overrides, "task.allow_test_overlap=true", "train.max_steps=1",
+                                      "train.batch_size=2"])
+    assert execute(allowed, quiet=True).results
