@@ -171,6 +171,8 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run with this id."),
+    horizon: Optional[int] = typer.Option(None, "--horizon", help="Frames to roll out at evaluation "
+                                          "(default: each dataset's own); same as eval.horizon=N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the final metrics."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Data-parallel processes on this machine "
                                        "(started with torch's own launcher, torchrun)."),
@@ -179,6 +181,8 @@ def run(
     from pdebench_core.config import build_config
     from pdebench_core.runner import execute
 
+    if horizon is not None:
+        overrides = [*(overrides or []), f"eval.horizon={horizon}"]
     if resume:
         cfg = _resume_config(resume, model, data, task, profile, config, overrides, seed, device)
     else:

@@ -66,7 +66,8 @@ def test_bad_input_is_one_line_exit_2(fresh_home, pdeb, args, message):
 def test_parallel_runs_keep_every_row(fresh_home):
     cmd = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "persistence", "--data", "ns2d",
            "--task", "evaluate", *SMOKE]
-    procs = [subprocess.Popen(cmd + ["--run-id", f"parallel-{i}"], env=dict(os.environ), stdout=subprocess.PIPE,
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # three processes share the cores without spinning
+    procs = [subprocess.Popen(cmd + ["--run-id", f"parallel-{i}"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(3)]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
