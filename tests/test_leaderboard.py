@@ -118,16 +118,21 @@ def test_published_values_map_to_our_dataset_names(source, model, task, dataset,
 
 def test_registry_is_found_in_an_installed_layout(tmp_path, monkeypatch):
     """A wheel installs the tables as data files under <prefix>/share/pdeb/registry/published."""
+    import sys
+    import sysconfig
+
+    from pdebench_core import paths
+
     prefix = tmp_path / "prefix"
     shutil.copytree(PUBLISHED, prefix / "share" / "pdeb" / "registry" / "published")
     fake_package = tmp_path / "site-packages" / "pdebench_core"
     fake_package.mkdir(parents=True)
-    monkeypatch.setattr(lb, "__file__", str(fake_package / "leaderboard.py"))
-    monkeypatch.setattr(lb.sys, "prefix", str(prefix))
+    monkeypatch.setattr(paths, "__file__", str(fake_package / "paths.py"))
+    monkeypatch.setattr(sys, "prefix", str(prefix))
     assert lb.published_dir() == prefix / "share" / "pdeb" / "registry" / "published"
     assert len(lb.published_rows()) == len(lb.published_rows(lb.load_registry(PUBLISHED)))
-    monkeypatch.setattr(lb.sys, "prefix", str(tmp_path / "nowhere"))
-    monkeypatch.setattr(lb.sysconfig, "get_path", lambda *a, **k: str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sysconfig, "get_path", lambda *a, **k: str(tmp_path / "nowhere"))
     assert lb.published_dir() is None
     assert lb.collect(store_rows=[]).rows == []  # no tables: an empty board, not a crash
 

@@ -1,0 +1,408 @@
+"""Is the data loader ever the bottleneck, and does streaming a large file stay in bounded memory?
+
+Part 1, throughput (on generated data of ``--profile``, default ``small``):
+
+- ``loader``: windows per second that ``training_loader`` (the engine's loader:
+  ``MixtureBatchSampler`` over ``WindowDataset`` over lazy HDF5 reads) delivers alone,
+  for every ``--workers`` count, after the first batch (worker start-up is shown apart).
+- ``step``: windows per second one training step of ``--model`` consumes (forward, DPOT's
+  relative L2 loss, backward, Adam), fed the same batch over and over, so no loading.
+- ``ratio`` = loader / step: above 1 the loader outruns training.
+- ``fed``: windows per second of training steps fed by the loader, the number a run
+  sees; ``overhead`` = 1 - fed / step. On a CPU the loader's workers and the step share
+  the cores, so ``fed`` is the honest figure.
+
+Part 2, memory (``--size-gb``, default 2): a synthetic canonical file (the layout and
+attributes of ``write_canonical``: ``/train``, ``/val``, ``/test`` float32
+``(N, T, X, Y, C)``, one trajectory per chunk, ``pdeb_format``, ``format_version``,
+``spec``, ``provenance``) is written one trajectory at a time with h5py, then streamed
+once as ``(x, y, mask)`` windows through a shuffled DataLoader (``open_canonical`` +
+``WindowDataset``, non-overlapping windows so every frame is read once). Writing and
+streaming each run in a fresh process; peak resident memory comes from
+``resource.getrusage`` (``ru_maxrss`` of the process, and of its finished DataLoader
+workers), which counts h5py's buffers, unlike ``tracemalloc``. The file is deleted
+afterwards.
+
+Torch threads: ``--threads`` (default 1) for the training step and the main process;
+DataLoader workers run one thread each (torch's default in workers). ``PDEB_HOME`` is
+respected; when unset, data is generated in a temporary folder that is removed at the end.
+
+Usage::
+
+    python benchmarks/loader.py                        # ns2d + FNO, workers 0 and 2, 2 GB file
+    python benchmarks/loader.py --model dpot --datasets ns2d,swe2d --size-gb 0
+    python benchmarks/loader.py --skip-throughput --size-gb 0.5,2,8 --dir /scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run from a source checkout without installing: the repository root and its bundled plugins.
+_ROOT = Path(__file__).resolve().parents[1]
+for _path in (_ROOT, _ROOT / "plugins"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
+
+MIB = 1 << 20
+# Shape of one synthetic trajectory: a PDEBench 2D CFD grid (128x128, 4 fields), 5.8 MB. 22 frames
+# hold exactly two non-overlapping windows of 10 + 1 frames, so streaming reads every byte once.
+SYNTHETIC_TRAJECTORY = (22, 128, 128, 4)
+
+
+# ----------------------------------------------------------------------------- memory helpers
+
+
+def _proc_status_mib(key: str) -> float | None:
+    """A ``/proc/self/status`` memory line (``VmRSS``, ``VmHWM``) in MiB; ``None`` off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process, in MiB.
+
+    ``VmHWM`` where available: it belongs to the address space, so it starts afresh at
+    ``exec``. ``ru_maxrss`` survives ``exec`` on Linux and would report the peak of the
+    (large) parent a subprocess was forked from.
+    """
+    hwm = _proc_status_mib("VmHWM")
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MIB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+def children_peak_rss_mib() -> float:
+    """Largest peak RSS among finished child processes (here: DataLoader workers), in MiB.
+
+    Forked workers start with the parent's pages mapped, so this counts pages they share
+    with the parent as well.
+    """
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak / MIB if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mib() -> float:
+    """Resident set size now, in MiB (falls back to the peak off Linux)."""
+    rss = _proc_status_mib("VmRSS")
+    return rss if rss is not None else peak_rss_mib()
+
+
+# ----------------------------------------------------------------------------- part 1: throughput
+
+
+def build_mixture(names: list[str], profile: str):
+    """Build the datasets (generating and caching them if needed) and plan one mixture."""
+    from pdebench_core.config import build_dataset
+    from pdebench_core.data.pipeline import plan_mixture
+
+    datasets = {}
+    for name in names:
+        start = time.perf_counter()
+        datasets[name] = build_dataset(name, profile)
+        spec = datasets[name].spec
+        print(f"  {name}: {len(datasets[name].split('train'))} train trajectories of "
+              f"{spec.n_frames} x {'x'.join(map(str, spec.spatial_shape))} x {spec.n_channels} "
+              f"(ready in {time.perf_counter() - start:.1f} s)", flush=True)
+    return plan_mixture(datasets, t_out=1)
+
+
+def loader_rate(mixture, batch_size: int, workers: int, batches: int) -> tuple[float, float]:
+    """``(startup seconds, windows per second)`` of ``training_loader`` alone."""
+    from pdebench_core.data.pipeline import training_loader
+
+    loader, _ = training_loader(mixture, "train", batch_size, seed=0, num_workers=workers)
+    start = time.perf_counter()
+    iterator = iter(loader)
+    next(iterator)
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    rate = batches * batch_size / (time.perf_counter() - start)
+    del iterator, loader  # stops the workers
+    return startup, rate
+
+
+def make_step(model_name: str, profile: str, mixture):
+    """A training step closure ``step(x, y, mask)`` of the model at ``profile`` size."""
+    import torch
+
+    from pdebench_core import plugins
+    from pdebench_core.config import component_config
+    from pdebench_core.engine import relative_l2_loss
+
+    comp = plugins.get("model", model_name)
+    model = comp.factory(component_config(comp, profile), mixture.model_spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def step(x, y, mask):
+        optimizer.zero_grad(set_to_none=True)
+        pred = model(x)  # (B, t_out, *S, C)
+        loss = relative_l2_loss(pred, y, mask)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step, n_params
+
+
+def step_rate(step, batch, steps: int) -> float:
+    """Windows per second of ``steps`` training steps on one fixed batch (two untimed first)."""
+    x, y, mask = batch
+    for _ in range(2):
+        step(x, y, mask)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(x, y, mask)
+    return steps * x.shape[0] / (time.perf_counter() - start)
+
+
+def fed_rate(step, mixture, batch_size: int, workers: int, steps: int) -> float:
+    """Windows per second of training steps fed by ``training_loader`` (start-up excluded)."""
+    from pdebench_core.data.pipeline import training_loader
+
+    loader, _ = training_loader(mixture, "train", batch_size, seed=1, num_workers=workers)
+    iterator = iter(loader)
+    for _ in range(2):
+        step(*next(iterator))
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(*next(iterator))
+    rate = steps * batch_size / (time.perf_counter() - start)
+    del iterator, loader
+    return rate
+
+
+def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Part 1: loader against training-step throughput; prints a table and returns its rows."""
+    import torch
+
+    from pdebench_core.data.pipeline import training_loader
+
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    print(f"\n== throughput: {', '.join(names)} ({args.profile}), model {args.model} ({args.profile}), "
+          f"batch {args.batch_size}, torch threads {torch.get_num_threads()} ==", flush=True)
+    mixture = build_mixture(names, args.profile)
+    step, n_params = make_step(args.model, args.profile, mixture)
+    loader, _ = training_loader(mixture, "train", args.batch_size, seed=0, num_workers=0)
+    batch = next(iter(loader))
+    print(f"  model {args.model}: {n_params / 1e6:.2f} M parameters; batch x {tuple(batch[0].shape)}", flush=True)
+    consume = step_rate(step, batch, args.steps)
+    rows = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        startup, produce = loader_rate(mixture, args.batch_size, workers, args.batches)
+        fed = fed_rate(step, mixture, args.batch_size, workers, args.steps)
+        rows.append({"workers": workers, "startup_s": startup, "loader": produce, "step": consume,
+                     "ratio": produce / consume, "fed": fed, "overhead": 1.0 - fed / consume})
+    print("\n| workers | start-up s | loader windows/s | step windows/s | ratio loader/step | fed windows/s "
+          "| overhead |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workers']} | {r['startup_s']:.2f} | {r['loader']:.0f} | {r['step']:.1f} | {r['ratio']:.0f}x "
+              f"| {r['fed']:.1f} | {r['overhead']:+.0%} |")
+    slowest = min(r["ratio"] for r in rows)
+    verdict = "never the bottleneck" if slowest > 1 else "THE BOTTLENECK"
+    print(f"\nloader is {verdict}: it delivers at least {slowest:.0f}x what the {args.model} step consumes "
+          "(overhead: share of the step rate lost when the loader feeds it; noise on a shared machine "
+          "is several percent)", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- part 2: memory
+
+
+def write_synthetic(path: str, size_gb: float) -> dict[str, Any]:
+    """Write a canonical file of about ``size_gb`` GB one trajectory at a time (runs in a subprocess)."""
+    import h5py
+    import numpy as np
+
+    from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
+    from pdebench_core.spec import DataSpec
+
+    baseline = current_rss_mib()
+    frames, nx, ny, channels = SYNTHETIC_TRAJECTORY
+    per_trajectory = 4 * frames * nx * ny * channels
+    n_train = max(1, math.ceil(size_gb * 1e9 / per_trajectory))
+    sizes = {"train": n_train, "val": 1, "test": 1}
+    spec = DataSpec(name="synthetic", fields=("a", "b", "c", "d"), spatial_shape=(nx, ny), t_in=10, t_out=1,
+                    dt=0.05, domain=((0.0, 1.0), (0.0, 1.0)), horizon=frames - 10, n_frames=frames)
+    rng = np.random.default_rng(0)
+    # One random block, shifted per trajectory: cheap to make, and no two trajectories are equal.
+    block = rng.standard_normal((frames, nx, ny, channels), dtype=np.float32)
+    start = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        f.attrs["pdeb_format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["spec"] = json.dumps(spec.to_dict())
+        f.attrs["provenance"] = json.dumps({"generator": "benchmarks/loader.py", "seed": 0, "synthetic": True})
+        for split, n in sizes.items():
+            dataset = f.create_dataset(split, shape=(n, *SYNTHETIC_TRAJECTORY), dtype="float32",
+                                       chunks=(1, *SYNTHETIC_TRAJECTORY))
+            for i in range(n):
+                dataset[i] = block + np.float32(1e-3 * i)  # (T, X, Y, C)
+    seconds = time.perf_counter() - start
+    return {"bytes": os.path.getsize(path), "n_train": n_train, "seconds": seconds,
+            "baseline_mib": baseline, "peak_mib": peak_rss_mib()}
+
+
+def stream(path: str, workers: int, batch_size: int) -> dict[str, Any]:
+    """Read every window of the train split once through a DataLoader (runs in a subprocess)."""
+    import torch
+
+    from pdebench_core.data.canonical import open_canonical
+    from pdebench_core.data.windows import WindowDataset
+
+    torch.set_num_threads(1)
+    baseline = current_rss_mib()
+    spec, splits = open_canonical(path)
+    t_in, t_out = spec.t_in, 1
+    # Non-overlapping windows: every frame of the file is read once.
+    windows = WindowDataset(splits["train"], t_in, t_out, stride=t_in + t_out)
+    loader = torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(0))
+    samples, n_windows, bytes_read, checksum = [], 0, 0, 0.0
+    start = time.perf_counter()
+    for k, (x, y, mask) in enumerate(loader):  # x (B, t_in, X, Y, C), y (B, t_out, X, Y, C)
+        n_windows += x.shape[0]
+        bytes_read += x.numel() * 4 + y.numel() * 4
+        checksum += float(y[:, 0, 0, 0, 0].sum())
+        if k % 5 == 0:
+            samples.append(current_rss_mib())
+    seconds = time.perf_counter() - start
+    del loader
+    return {"windows": n_windows, "bytes_read": bytes_read, "seconds": seconds, "baseline_mib": baseline,
+            "rss_samples_mib": samples, "peak_mib": peak_rss_mib(),
+            "worker_peak_mib": children_peak_rss_mib() if workers else 0.0,
+            "checksum": checksum}
+
+
+def _subprocess(mode: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, f"--{mode}", json.dumps(payload)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Part 2: for every ``--size-gb``, write a synthetic canonical file, stream it, report peak RSS.
+
+    Each file is removed right after its measurements.
+    """
+    folder = Path(args.dir or tempfile.gettempdir())
+    results = []
+    rows = []
+    for size_gb in [float(v) for v in args.size_gb.split(",") if float(v) > 0]:
+        need = size_gb * 1e9 * 1.05 + 1e8
+        free = shutil.disk_usage(folder).free
+        if free < need:
+            raise SystemExit(f"{folder} has {free / 1e9:.1f} GB free, the test file needs {need / 1e9:.1f} GB; "
+                             "pass --dir on a larger disk or lower --size-gb")
+        path = folder / f"pdeb-loader-bench-{os.getpid()}.h5"
+        print(f"\n== memory: streaming a {size_gb:g} GB canonical file ({path}) ==", flush=True)
+        try:
+            wrote = _subprocess("write", {"path": str(path), "size_gb": size_gb}, timeout=1800)
+            size = wrote["bytes"]
+            print(f"  written: {size / 1e9:.2f} GB, {wrote['n_train']} train trajectories of "
+                  f"{SYNTHETIC_TRAJECTORY}, in {wrote['seconds']:.1f} s ({size / 1e9 / wrote['seconds']:.2f} GB/s); "
+                  f"writer peak RSS {wrote['peak_mib']:.0f} MiB (after imports {wrote['baseline_mib']:.0f} MiB)",
+                  flush=True)
+            for workers in [int(w) for w in args.stream_workers.split(",")]:
+                got = _subprocess("stream", {"path": str(path), "workers": workers, "batch_size": args.batch_size},
+                                  timeout=1800)
+                rows.append({**got, "workers": workers, "file_bytes": size})
+            results.append({"file_bytes": size, "write": wrote, "stream": rows[-len(args.stream_workers.split(",")):]})
+        finally:
+            if path.exists():
+                path.unlink()
+    print(f"\nbatch {args.batch_size} windows of 10+1 frames, shuffled; every byte of the file read once; "
+          "RSS of the streaming process (worker peak: largest DataLoader worker, shared pages included)")
+    print("\n| file GB | workers | windows | s | GB/s | RSS after imports MiB | peak RSS MiB | growth MiB "
+          "| RSS while streaming MiB | worker peak MiB |\n|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        samples = r["rss_samples_mib"] or [r["peak_mib"]]
+        print(f"| {r['file_bytes'] / 1e9:.2f} | {r['workers']} | {r['windows']} | {r['seconds']:.1f} | "
+              f"{r['bytes_read'] / 1e9 / r['seconds']:.2f} | {r['baseline_mib']:.0f} | {r['peak_mib']:.0f} | "
+              f"{r['peak_mib'] - r['baseline_mib']:.0f} | {min(samples):.0f}-{max(samples):.0f} | "
+              f"{r['worker_peak_mib']:.0f} |")
+    if rows:
+        worst = max(rows, key=lambda r: max(r["peak_mib"], r["worker_peak_mib"]))
+        peak = max(worst["peak_mib"], worst["worker_peak_mib"])
+        print(f"\nlargest peak RSS of any process: {peak:.0f} MiB, {peak * MIB / worst['file_bytes']:.1%} of its "
+              f"{worst['file_bytes'] / 1e9:.2f} GB file", flush=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="ns2d", help="comma-separated datasets of the mixture")
+    parser.add_argument("--model", default="fno", help="model whose training step is the consumer (fno, dpot, ...)")
+    parser.add_argument("--profile", default="small", help="profile of the data and the model")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per batch (the small profile's)")
+    parser.add_argument("--workers", default="0,2", help="DataLoader worker counts to compare")
+    parser.add_argument("--batches", type=int, default=100, help="batches timed for the loader alone")
+    parser.add_argument("--steps", type=int, default=20, help="training steps timed")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training step")
+    parser.add_argument("--size-gb", default="2",
+                        help="size of the streamed file in GB, comma-separated to compare; 0 skips part 2")
+    parser.add_argument("--stream-workers", default="0,2", help="DataLoader workers while streaming the file")
+    parser.add_argument("--dir", default="", help="folder for the streamed file (default: the temp folder)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only run part 2")
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    parser.add_argument("--write", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--stream", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.write:
+        payload = json.loads(args.write)
+        print(json.dumps(write_synthetic(payload["path"], float(payload["size_gb"]))))
+        return
+    if args.stream:
+        payload = json.loads(args.stream)
+        print(json.dumps(stream(payload["path"], payload["workers"], payload["batch_size"])))
+        return
+
+    started = time.perf_counter()
+    print(f"{os.cpu_count()} CPU cores; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    figures: dict[str, Any] = {}
+    temporary = None
+    if not args.skip_throughput:
+        if not os.environ.get("PDEB_HOME"):
+            temporary = tempfile.mkdtemp(prefix="pdeb-loader-bench-")
+            os.environ["PDEB_HOME"] = temporary
+        try:
+            figures["throughput"] = throughput(args)
+        finally:
+            if temporary:
+                shutil.rmtree(temporary, ignore_errors=True)
+    figures["memory"] = memory(args)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
