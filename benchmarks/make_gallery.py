@@ -46,7 +46,7 @@ for _path in (_ROOT, _ROOT / "plugins"):
     if str(_path) not in sys.path:
         sys.path.append(str(_path))
 
-DEFAULT_DATASETS = ("ns2d", "cfd2d", "cfd3d", "dr2d", "swe2d", "burgers1d")
+DEFAULT_DATASETS = ("ns2d", "ns2d-nu1e-4", "ns2d-nu1e-5", "cfd2d", "cfd3d", "dr2d", "swe2d", "burgers1d")
 DPI = 80
 PANEL_INCHES = 2.1
 # Diverging colour maps for signed fields centred near zero, sequential ones otherwise.
@@ -96,7 +96,8 @@ def field_stats(spec, data) -> list[dict[str, Any]]:
         values = data[..., c].astype("float64")
         rows.append({"dataset": spec.name, "field": field, "min": float(values.min()), "max": float(values.max()),
                      "mean": float(values.mean()), "std": float(values.std()),
-                     "t0_min": float(values[:, 0].min()), "t0_max": float(values[:, 0].max())})
+                     "first_min": float(values[:, 0].min()), "first_max": float(values[:, 0].max()),
+                     "last_min": float(values[:, -1].min()), "last_max": float(values[:, -1].max())})
     return rows
 
 
@@ -271,10 +272,12 @@ def main() -> None:
     finally:
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
-    print("\n| dataset | field | min | max | mean | std | range at t=0 |\n|---|---|---|---|---|---|---|")
+    print("\nall frames of all trajectories used; first / last: range over the first / last stored frame")
+    print("\n| dataset | field | min | max | mean | std | first frame | last frame |\n|---|---|---|---|---|---|---|---|")
     for s in stats:
-        print(f"| {s['dataset']} | {s['field']} | {s['min']:.4g} | {s['max']:.4g} | {s['mean']:.4g} | "
-              f"{s['std']:.4g} | {s['t0_min']:.3g} .. {s['t0_max']:.3g} |")
+        print(f"| {s['dataset']} | {s['field']} | {s['min']:.3g} | {s['max']:.3g} | {s['mean']:.3g} | "
+              f"{s['std']:.3g} | {s['first_min']:.3g} .. {s['first_max']:.3g} | "
+              f"{s['last_min']:.3g} .. {s['last_max']:.3g} |")
     if args.json:
         Path(args.json).write_text(json.dumps(stats, indent=1))
 

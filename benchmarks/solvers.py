@@ -47,7 +47,7 @@ for _path in (_ROOT, _ROOT / "plugins"):
 
 DEFAULT_DATASETS = ("burgers1d", "ns2d", "dr2d", "swe2d", "cfd2d", "cfd3d")
 # Fraction of the simulated time the paper probe integrates (long 3D runs get a shorter probe).
-PROBE_FRACTION = {"cfd3d": 0.001}
+PROBE_FRACTION = {"cfd3d": 0.002}
 DEFAULT_PROBE_FRACTION = 0.05
 
 

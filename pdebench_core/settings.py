@@ -112,7 +112,7 @@ CORE_PROFILES: dict[str, dict[str, dict]] = {
         "eval": {"batch_size": 4},
     },
     "small": {
-        "train": {"max_steps": 1200, "batch_size": 16, "log_every": 50, "lr": 3e-3},
+        "train": {"max_steps": 500, "batch_size": 16, "log_every": 50, "lr": 3e-3},
         "eval": {"batch_size": 8},
     },
     "paper": {

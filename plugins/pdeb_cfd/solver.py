@@ -249,7 +249,7 @@ def ssp_step(U: Tensor, dt: Tensor, spacing: Sequence[float], gas: GasModel,
 
     Args:
         U: Conservative state ``(B, 2 + D, *S)``.
-        dt: Time step per sample ``(B,)`` (zero leaves a sample unchanged).
+        dt: Time step per sample ``(B,)``.
         spacing: Grid spacing per axis.
         gas: Material parameters.
         limiter: ``"mc"`` or ``"minmod"``.
