@@ -189,9 +189,12 @@ def _device(cfg: Any):
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(cfg.device)
+        device = torch.device(cfg.device)
     except RuntimeError:
-        raise UsageError(f"data.ns2d.device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
+        raise UsageError(f"device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device='{cfg.device}' but this machine has no usable CUDA device; use auto or cpu")
+    return device
 
 
 def generate(cfg: Any, show_progress: Optional[bool] = None) -> dict[str, Any]:
@@ -312,12 +315,12 @@ _CARD = dict(
 def register_datasets(register) -> None:
     """Register ``ns2d`` and the protocol presets ``ns2d-nu1e-3``, ``ns2d-nu1e-4``, ``ns2d-nu1e-5``."""
     for name, (config, paper_frames, _) in PRESETS.items():
-        nu = config.nu
+        nu = f"{config.nu:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
         what = ("vorticity on the periodic unit square, FNO protocol; any viscosity via data.ns2d.nu"
-                if name == "ns2d" else f"FNO protocol preset: viscosity {nu:g}, {paper_frames} frames")
+                if name == "ns2d" else f"FNO protocol preset: viscosity {nu}, {paper_frames} frames")
         register(
             name, partial(build, name=name), config=config, profiles=PROFILES[name],
             description=f"2D incompressible Navier-Stokes: {what}",
             resolution="64x64 stored (paper: solved at 256x256, every 4th point kept)",
-            parameters=f"nu={nu:g}", horizon=paper_frames - 10, **_CARD,
+            parameters=f"nu={nu}", horizon=paper_frames - 10, **_CARD,
         )
