@@ -6,10 +6,11 @@ Part 1, throughput (on generated data of ``--profile``, default ``small``):
   ``MixtureBatchSampler`` over ``WindowDataset`` over lazy HDF5 reads) delivers alone,
   for every ``--workers`` count, after the first batch (worker start-up is shown apart).
 - ``step``: windows per second one training step of ``--model`` consumes (forward, DPOT's
-  relative L2 loss, backward, Adam), fed the same batch over and over, so no loading.
+  relative L2 loss, backward, Adam), fed the same batch over and over, so no loading;
+  batch size over the median step time, timed next to each ``fed`` run.
 - ``ratio`` = loader / step: above 1 the loader outruns training.
-- ``fed``: windows per second of training steps fed by the loader, the number a run
-  sees; ``overhead`` = 1 - fed / step. On a CPU the loader's workers and the step share
+- ``fed``: windows per second of training steps fed by the loader (median iteration),
+  the number a run sees; ``overhead`` = 1 - fed / step. On a CPU the loader's workers and the step share
   the cores, so ``fed`` is the honest figure.
 
 Part 2, memory (``--size-gb``, default 2): a synthetic canonical file (the layout and
@@ -166,31 +167,48 @@ def make_step(model_name: str, profile: str, mixture):
     return step, n_params
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
 def step_rate(step, batch, steps: int) -> float:
-    """Windows per second of ``steps`` training steps on one fixed batch (two untimed first)."""
+    """Windows per second of a training step on one fixed batch: batch size / median step time.
+
+    The median (not the mean) keeps a burst of load from other processes on a shared
+    machine out of the figure; two untimed steps come first.
+    """
     x, y, mask = batch
     for _ in range(2):
         step(x, y, mask)
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step(x, y, mask)
-    return steps * x.shape[0] / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    return x.shape[0] / _median(times)
 
 
 def fed_rate(step, mixture, batch_size: int, workers: int, steps: int) -> float:
-    """Windows per second of training steps fed by ``training_loader`` (start-up excluded)."""
+    """Windows per second of training steps fed by ``training_loader``: batch / median iteration time.
+
+    An iteration is waiting for the next batch plus the step; start-up and two
+    iterations are left untimed.
+    """
     from pdebench_core.data.pipeline import training_loader
 
     loader, _ = training_loader(mixture, "train", batch_size, seed=1, num_workers=workers)
     iterator = iter(loader)
     for _ in range(2):
         step(*next(iterator))
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step(*next(iterator))
-    rate = steps * batch_size / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     del iterator, loader
-    return rate
+    return batch_size / _median(times)
 
 
 def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -208,10 +226,11 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     loader, _ = training_loader(mixture, "train", args.batch_size, seed=0, num_workers=0)
     batch = next(iter(loader))
     print(f"  model {args.model}: {n_params / 1e6:.2f} M parameters; batch x {tuple(batch[0].shape)}", flush=True)
-    consume = step_rate(step, batch, args.steps)
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
         startup, produce = loader_rate(mixture, args.batch_size, workers, args.batches)
+        # The step alone is timed right next to the fed run, so both see the same machine load.
+        consume = step_rate(step, batch, args.steps)
         fed = fed_rate(step, mixture, args.batch_size, workers, args.steps)
         rows.append({"workers": workers, "startup_s": startup, "loader": produce, "step": consume,
                      "ratio": produce / consume, "fed": fed, "overhead": 1.0 - fed / consume})
@@ -398,7 +417,8 @@ def main() -> None:
         finally:
             if temporary:
                 shutil.rmtree(temporary, ignore_errors=True)
-    figures["memory"] = memory(args)
+    if any(float(v) > 0 for v in args.size_gb.split(",")):
+        figures["memory"] = memory(args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
