@@ -9,12 +9,11 @@ finite-volume solver and cached as canonical HDF5, or read from PDEBench's publi
 
 from __future__ import annotations
 
-import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 from pdebench_core import hookimpl
+from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.errors import UsageError
 
@@ -25,9 +24,9 @@ NAME = "burgers1d"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("u",)
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = generation.SPLIT_NAMES
 # Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = 1 << 30
+IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -94,8 +93,7 @@ def trajectory_seed(seed: int, split: str, index: int) -> int:
     Hashing the triple keeps splits disjoint and makes a trajectory independent of how
     many others are generated or how they are batched.
     """
-    digest = hashlib.sha256(f"pdeb-{NAME}:{seed}:{split}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return generation.trajectory_seed(f"pdeb-{NAME}", seed, split, index)
 
 
 def _resolution(cfg: Any) -> int:
@@ -150,44 +148,6 @@ def cache_key(cfg: Any) -> dict[str, Any]:
         "cfl": float(cfg.cfl), "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
         "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
     }
-
-
-def _device(cfg: Any):
-    import torch
-
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(cfg.device)
-    except RuntimeError:
-        raise UsageError(f"data.{NAME}.device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
-
-
-@contextmanager
-def _progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a rich progress bar on standard error when enabled."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _allocate(shape: tuple[int, ...], scratch: Optional[str], split: str):
-    """A float32 array for one split: in memory, or a scratch ``.npy`` memmap when large."""
-    import os
-
-    import numpy as np
-
-    if scratch is not None and 4 * int(np.prod(shape)) > IN_MEMORY_LIMIT:
-        return np.lib.format.open_memmap(os.path.join(scratch, f"{split}.npy"), mode="w+",
-                                         dtype=np.float32, shape=shape)
-    return np.empty(shape, dtype=np.float32)
 
 
 def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:

@@ -8,12 +8,11 @@ canonical HDF5, or read from PDEBench's published ``.h5`` file given as ``path``
 
 from __future__ import annotations
 
-import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 from pdebench_core import hookimpl
+from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.errors import UsageError
 
@@ -24,10 +23,10 @@ NAME = "dr2d"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("u", "v")
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = generation.SPLIT_NAMES
 DOMAIN = ((-1.0, 1.0), (-1.0, 1.0))
 # Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = 1 << 30
+IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -85,8 +84,7 @@ def trajectory_seed(seed: int, split: str, index: int) -> int:
     Hashing the triple keeps splits disjoint and makes a trajectory independent of how
     many others are generated or how they are batched.
     """
-    digest = hashlib.sha256(f"pdeb-{NAME}:{seed}:{split}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return generation.trajectory_seed(f"pdeb-{NAME}", seed, split, index)
 
 
 def _resolution(cfg: Any) -> int:
@@ -139,44 +137,6 @@ def cache_key(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _device(cfg: Any):
-    import torch
-
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(cfg.device)
-    except RuntimeError:
-        raise UsageError(f"data.{NAME}.device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
-
-
-@contextmanager
-def _progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a rich progress bar on standard error when enabled."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _allocate(shape: tuple[int, ...], scratch: Optional[str], split: str):
-    """A float32 array for one split: in memory, or a scratch ``.npy`` memmap when large."""
-    import os
-
-    import numpy as np
-
-    if scratch is not None and 4 * int(np.prod(shape)) > IN_MEMORY_LIMIT:
-        return np.lib.format.open_memmap(os.path.join(scratch, f"{split}.npy"), mode="w+",
-                                         dtype=np.float32, shape=shape)
-    return np.empty(shape, dtype=np.float32)
-
-
 def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
     """Solve every trajectory of every split.
 
@@ -189,34 +149,31 @@ def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[s
     Returns:
         ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, res, res, 2)``.
     """
-    import sys
-
     import torch
 
     from pdeb_dr2d.solver import frame_times, random_initial_state, solve
 
     res, frames = _resolution(cfg), int(cfg.n_frames)
     dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
-    device = _device(cfg)
+    device = generation.solver_device(cfg.device, f"data.{NAME}.device")
     times = frame_times(float(cfg.t_end), frames)
-    sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
-    out = {split: _allocate((sizes[split], frames, res, res, len(FIELDS)), scratch, split) for split in SPLIT_NAMES}
-    jobs = [(split, i) for split in SPLIT_NAMES for i in range(sizes[split])]
-    if show_progress is None:
-        show_progress = bool(cfg.progress) and sys.stderr.isatty()
-    with _progress_bar(f"{NAME}: {len(jobs)} trajectories", len(jobs) * (frames - 1), show_progress) as advance:
-        for start in range(0, len(jobs), int(cfg.batch_size)):
-            batch = jobs[start:start + int(cfg.batch_size)]
-            q0 = torch.stack([
-                random_initial_state(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), res, res)
-                for split, i in batch
-            ]).to(device=device, dtype=dtype)  # (b, X, Y, 2)
-            solution = solve(q0, times, du=float(cfg.du), dv=float(cfg.dv), k=float(cfg.k), extent=DOMAIN,
-                             cfl=float(cfg.cfl), on_frame=lambda _: advance(len(batch)))  # (b, T, X, Y, 2)
-            solution = solution.float().cpu().numpy()
-            for row, (split, i) in enumerate(batch):
-                out[split][i] = solution[row]
-    return out
+
+    def solve_batch(jobs, advance):
+        q0 = torch.stack([
+            random_initial_state(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), res, res)
+            for split, i in jobs
+        ]).to(device=device, dtype=dtype)  # (b, X, Y, 2)
+        solution = solve(q0, times, du=float(cfg.du), dv=float(cfg.dv), k=float(cfg.k), extent=DOMAIN,
+                         cfl=float(cfg.cfl), on_frame=lambda _: advance(len(jobs)))  # (b, T, X, Y, 2)
+        return solution.float().cpu().numpy()
+
+    sizes = generation.split_sizes(cfg)
+    return generation.generate_splits(
+        sizes, (frames, res, res, len(FIELDS)), solve_batch, batch_size=int(cfg.batch_size),
+        description=f"{NAME}: {sum(sizes.values())} trajectories", work_per_trajectory=frames - 1,
+        show_progress=generation.wants_progress(show_progress, cfg.progress), scratch=scratch,
+        limit=IN_MEMORY_LIMIT,
+    )
 
 
 def build(cfg: Any):
@@ -230,36 +187,14 @@ def build(cfg: Any):
         HDF5, each item float32 ``(T, res, res, 2)``.
     """
     if cfg.path:
-        return _load_published(cfg)
+        defaults = make_spec(cfg).replace(spatial_shape=(128, 128), horizon=cfg.horizon)
+        return generation.read_published(cfg, NAME, defaults)  # e.g. PDEBench's 2D_diff-react_NA_NA.h5
     _check(cfg)
-    import tempfile
-
-    from pdebench_core import paths
-    from pdebench_core.data import H5Trajectories, TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate
-
-    spec = make_spec(cfg)
-    key = cache_key(cfg)
     provenance = {"generator": f"pdeb_{NAME}", "version": __version__, "seed": int(cfg.seed),
                   "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"}
-    path = cache_path(NAME, key)
-    if not path.exists():
-        paths.data_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{NAME}-", dir=paths.data_dir()) as scratch:
-            path = cached_generate(NAME, key, lambda: (generate(cfg, scratch=scratch), spec, provenance))
-    splits = {split: H5Trajectories(path, split, preload=bool(cfg.preload)) for split in SPLIT_NAMES}
-    return TrajectoryDataset(spec, splits)
-
-
-def _load_published(cfg: Any):
-    """Read PDEBench's ``2D_diff-react_NA_NA.h5`` (or any supported layout) through the core's readers."""
-    try:
-        from pdebench_core.data.layouts import load_path
-    except ImportError:
-        raise UsageError(f"data.{NAME}.path needs pdebench_core.data.layouts to read published files, "
-                         "and this installation lacks it") from None
-    defaults = make_spec(cfg).replace(spatial_shape=(128, 128), horizon=cfg.horizon)
-    return load_path(cfg, NAME, defaults)
+    return generation.cached_dataset(NAME, cache_key(cfg), make_spec(cfg),
+                                     lambda scratch: generate(cfg, scratch=scratch), provenance,
+                                     preload=bool(cfg.preload))
 
 
 @hookimpl

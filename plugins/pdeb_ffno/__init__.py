@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
-from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, check_min_grid, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -68,25 +68,15 @@ def build(cfg: FFNOConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: On an unsupported number of spatial axes or invalid sizes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'ffno' supports 1D, 2D and 3D data; dataset '{spec.name}' has "
-            f"{spec.ndim} spatial axes"
-        )
-    for key in ("width", "modes", "n_layers", "ff_mult", "projection_width"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.ffno.{key} must be a positive integer, got {getattr(cfg, key)}")
-    if min(spec.spatial_shape) < 2:
-        raise UsageError(f"model 'ffno' needs at least 2 grid points per axis, got {spec.spatial_shape}")
+    check_dims(spec, SUPPORTED_DIMS, "ffno")
+    require_positive(cfg, "width", "modes", "n_layers", "ff_mult", "projection_width", model="ffno")
+    check_min_grid(spec, "ffno")
 
     from pdeb_ffno.model import FFNO
 
     modes = tuple(min(int(cfg.modes), n // 2 + 1) for n in spec.spatial_shape)
     return FFNO(
-        ndim=spec.ndim,
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
+        **folded_sizes(spec),
         width=int(cfg.width),
         modes=modes,
         n_layers=int(cfg.n_layers),

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn as nn
 
+from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+
 
 class AxisSpectralWeights(nn.Module):
     """Complex channel-mixing matrices for every kept mode of every spatial axis.
@@ -100,17 +102,11 @@ class FFNO(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"F-FNO built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
-        h = x.movedim(1, -2).reshape(batch, *grid, t_in * n_fields)  # (B, *S, T*C)
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "F-FNO")
+        grid = x.shape[2:-1]
+        h = fold_time(x)  # (B, *S, T*C)
         if self.use_grid:
-            axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-            coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
-            h = torch.cat([h, coords.expand(batch, *coords.shape)], dim=-1)  # (B, *S, T*C + ndim)
+            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = self.lift(h)  # (B, *S, W)
         for i, feed_forward in enumerate(self.feed_forward):
             weights = self.spectral[0 if len(self.spectral) == 1 else i].weights
@@ -119,4 +115,4 @@ class FFNO(nn.Module):
                 mixed = sum(axis_spectral_conv(h32, w, axis=1 + j) for j, w in enumerate(weights))  # (B, *S, W)
             h = h + feed_forward(mixed)  # (B, *S, W)
         out = self.project(h)  # (B, *S, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)

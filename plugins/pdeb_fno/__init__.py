@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, check_min_grid, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -86,27 +87,17 @@ def build(cfg: FNOConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: On an unsupported number of spatial axes or invalid sizes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'fno' supports 1D, 2D and 3D data; dataset '{spec.name}' has "
-            f"{spec.ndim} spatial axes"
-        )
-    for key in ("width", "modes", "n_layers", "projection_width"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.fno.{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_dims(spec, SUPPORTED_DIMS, "fno")
+    require_positive(cfg, "width", "modes", "n_layers", "projection_width", model="fno")
     if int(cfg.padding) < 0:
         raise UsageError(f"model.fno.padding must be >= 0, got {cfg.padding}")
+    check_min_grid(spec, "fno", padding=int(cfg.padding))
     grid = tuple(n + int(cfg.padding) for n in spec.spatial_shape)
-    if min(grid) < 2:
-        raise UsageError(f"model 'fno' needs at least 2 grid points per axis, got {spec.spatial_shape}")
 
     from pdeb_fno.model import FNO
 
     return FNO(
-        ndim=spec.ndim,
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
+        **folded_sizes(spec),
         width=int(cfg.width),
         modes=fitted_modes(int(cfg.modes), grid),
         n_layers=int(cfg.n_layers),

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+
 _POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
@@ -154,23 +156,12 @@ class FNO(nn.Module):
             nn.Linear(width, projection_width), nn.GELU(), nn.Linear(projection_width, out_frames * n_fields)
         )
 
-    def _coordinates(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised grid coordinates ``(B, *S, ndim)`` for a channel-last input."""
-        batch, *grid = x.shape[:-1]
-        axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
-        return coords.expand(batch, *coords.shape)  # (B, *S, ndim)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"FNO built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
-        h = x.movedim(1, -2).reshape(batch, *grid, t_in * n_fields)  # (B, *S, T*C)
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "FNO")
+        grid = x.shape[2:-1]
+        h = fold_time(x)  # (B, *S, T*C)
         if self.use_grid:
-            h = torch.cat([h, self._coordinates(h)], dim=-1)  # (B, *S, T*C + ndim)
+            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = self.lift(h).movedim(-1, 1)  # (B, W, *S)
         if self.padding:
             h = F.pad(h, (0, self.padding) * self.ndim)  # (B, W, *(S + pad))
@@ -181,4 +172,4 @@ class FNO(nn.Module):
         if self.padding:
             h = h[(Ellipsis, *(slice(0, n) for n in grid))]  # (B, W, *S)
         out = self.project(h.movedim(1, -1))  # (B, *S, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, self.n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+
 
 class GalerkinAttention(nn.Module):
     """Multi-head Galerkin-type linear attention.
@@ -87,19 +89,13 @@ class GalerkinTransformer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"Galerkin Transformer built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
-        h = x.movedim(1, -2).reshape(batch, *grid, t_in * n_fields)  # (B, *S, T*C)
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "Galerkin Transformer")
+        batch, grid = x.shape[0], x.shape[2:-1]
+        h = fold_time(x)  # (B, *S, T*C)
         if self.use_grid:
-            axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-            coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
-            h = torch.cat([h, coords.expand(batch, *coords.shape)], dim=-1)  # (B, *S, T*C + ndim)
+            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = self.embed(h.reshape(batch, -1, h.shape[-1]))  # (B, N, D)
         for layer in self.layers:
             h = layer(h)  # (B, N, D)
         out = self.decoder(h)  # (B, N, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)

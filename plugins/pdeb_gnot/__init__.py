@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -65,23 +66,15 @@ def build(cfg: GNOTConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: On an unsupported number of spatial axes or invalid sizes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'gnot' supports 1D, 2D and 3D data; dataset '{spec.name}' has {spec.ndim} spatial axes"
-        )
-    for key in ("dim", "depth", "heads", "n_experts", "ffn_mult", "gate_width"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.gnot.{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_dims(spec, SUPPORTED_DIMS, "gnot")
+    require_positive(cfg, "dim", "depth", "heads", "n_experts", "ffn_mult", "gate_width", model="gnot")
     if int(cfg.dim) % int(cfg.heads):
         raise UsageError(f"model.gnot.heads ({cfg.heads}) must divide dim ({cfg.dim})")
 
     from pdeb_gnot.model import GNOT
 
     return GNOT(
-        ndim=spec.ndim,
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
+        **folded_sizes(spec),
         dim=int(cfg.dim),
         depth=int(cfg.depth),
         heads=int(cfg.heads),

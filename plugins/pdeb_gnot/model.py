@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from pdebench_core.models import check_folded_input, fold_time, grid_coordinates, unfold_time
+
 
 class NormalizedAttention(nn.Module):
     """Multi-head normalised linear attention from queries to a context.
@@ -125,18 +127,13 @@ class GNOT(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "GNOT")
         batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"GNOT built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
-        axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, self.ndim)  # (N, ndim)
-        values = x.movedim(1, -2).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
+        coords = grid_coordinates(grid, x).reshape(-1, self.ndim)  # (N, ndim)
+        values = fold_time(x).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
         context = self.input_embed(torch.cat([coords.expand(batch, *coords.shape), values], dim=-1))  # (B, N, D)
         z = self.query_embed(coords).expand(batch, -1, -1)  # (B, N, D)
         for block in self.blocks:
             z = block(z, context, coords)  # (B, N, D)
         out = self.head(z)  # (B, N, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)

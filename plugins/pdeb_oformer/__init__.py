@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -75,13 +76,9 @@ def build(cfg: OFormerConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: On an unsupported number of spatial axes or invalid sizes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'oformer' supports 1D, 2D and 3D data; dataset '{spec.name}' has {spec.ndim} spatial axes"
-        )
-    for key in ("dim", "depth", "heads", "ffn_mult", "latent_dim", "fourier_features", "propagator_width"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.oformer.{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_dims(spec, SUPPORTED_DIMS, "oformer")
+    require_positive(cfg, "dim", "depth", "heads", "ffn_mult", "latent_dim", "fourier_features", "propagator_width",
+                     model="oformer")
     if int(cfg.dim) % int(cfg.heads) or int(cfg.latent_dim) % int(cfg.heads):
         raise UsageError(
             f"model.oformer.heads ({cfg.heads}) must divide dim ({cfg.dim}) and latent_dim ({cfg.latent_dim})"
@@ -90,10 +87,7 @@ def build(cfg: OFormerConfig, spec: "DataSpec") -> "nn.Module":
     from pdeb_oformer.model import OFormer
 
     return OFormer(
-        ndim=spec.ndim,
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
+        **folded_sizes(spec),
         dim=int(cfg.dim),
         depth=int(cfg.depth),
         heads=int(cfg.heads),

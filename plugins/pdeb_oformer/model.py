@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn as nn
 
+from pdebench_core.models import check_folded_input, fold_time, grid_coordinates
+
 
 class LinearAttention(nn.Module):
     """Multi-head Galerkin-type attention ``Q (LN(K)^T LN(V)) / n`` from queries to a context.
@@ -108,15 +110,10 @@ class OFormer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "OFormer")
         batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"OFormer built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
-        axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, self.ndim)  # (N, ndim)
-        values = x.movedim(1, -2).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
+        coords = grid_coordinates(grid, x).reshape(-1, self.ndim)  # (N, ndim)
+        values = fold_time(x).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
         h = self.embed(torch.cat([values, coords.expand(batch, *coords.shape)], dim=-1))  # (B, N, D)
         for layer in self.encoder:
             h = layer(h)  # (B, N, D)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
-from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -40,11 +40,7 @@ def build(cfg: PersistenceConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: If the data has an unsupported number of spatial axes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'persistence' supports 1D, 2D and 3D data; "
-            f"dataset '{spec.name}' has {spec.ndim} spatial axes"
-        )
+    check_dims(spec, SUPPORTED_DIMS, "persistence")
     from pdeb_persistence.model import Persistence
 
     return Persistence(t_out=spec.t_out, ndim=spec.ndim)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -69,14 +70,8 @@ def build(cfg: UNetConfig, spec: "DataSpec") -> "nn.Module":
         UsageError: On an unsupported number of spatial axes, a grid that is not
             divisible by ``2 ** levels``, or invalid settings.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'unet' supports 1D, 2D and 3D data; dataset '{spec.name}' has "
-            f"{spec.ndim} spatial axes"
-        )
-    for key in ("width", "levels"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.unet.{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_dims(spec, SUPPORTED_DIMS, "unet")
+    require_positive(cfg, "width", "levels", model="unet")
     if cfg.norm not in NORMS:
         raise UsageError(f"model.unet.norm must be one of {', '.join(NORMS)}, got '{cfg.norm}'")
     if cfg.padding_mode not in PADDING_MODES:
@@ -96,10 +91,7 @@ def build(cfg: UNetConfig, spec: "DataSpec") -> "nn.Module":
     from pdeb_unet.model import UNet
 
     return UNet(
-        ndim=spec.ndim,
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
+        **folded_sizes(spec),
         width=int(cfg.width),
         levels=int(cfg.levels),
         norm=str(cfg.norm),

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn as nn
 
+from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _UP = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
@@ -85,19 +87,13 @@ class UNet(nn.Module):
         self.head = _CONV[ndim](width, out_frames * n_fields, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"U-Net built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "U-Net")
+        grid = list(x.shape[2:-1])
         if any(n % 2**self.levels for n in grid):
             raise ValueError(f"U-Net with {self.levels} levels needs grid sizes divisible by {2**self.levels}, got {grid}")
-        h = x.movedim(1, -2).reshape(batch, *grid, t_in * n_fields)  # (B, *S, T*C)
+        h = fold_time(x)  # (B, *S, T*C)
         if self.use_grid:
-            axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-            coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
-            h = torch.cat([h, coords.expand(batch, *coords.shape)], dim=-1)  # (B, *S, T*C + ndim)
+            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = h.movedim(-1, 1)  # (B, T*C, *S)
         skips = []
         for k, block in enumerate(self.encoder):
@@ -107,4 +103,4 @@ class UNet(nn.Module):
             h = self.up[k](h)  # (B, width * 2**k, *S / 2**k)
             h = self.decoder[k](torch.cat([skips[k], h], dim=1))  # (B, width * 2**k, *S / 2**k)
         out = self.head(h).movedim(1, -1)  # (B, *S, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)

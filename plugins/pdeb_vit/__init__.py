@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
+from pdebench_core.models import check_dims, folded_sizes, require_positive
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
@@ -68,13 +69,8 @@ def build(cfg: ViTConfig, spec: "DataSpec") -> "nn.Module":
         UsageError: On an unsupported number of spatial axes, a grid not divisible
             by the patch size, or invalid sizes.
     """
-    if spec.ndim not in SUPPORTED_DIMS:
-        raise UsageError(
-            f"model 'vit' supports 1D, 2D and 3D data; dataset '{spec.name}' has {spec.ndim} spatial axes"
-        )
-    for key in ("patch_size", "dim", "depth", "heads", "out_hidden"):
-        if int(getattr(cfg, key)) < 1:
-            raise UsageError(f"model.vit.{key} must be a positive integer, got {getattr(cfg, key)}")
+    check_dims(spec, SUPPORTED_DIMS, "vit")
+    require_positive(cfg, "patch_size", "dim", "depth", "heads", "out_hidden", model="vit")
     if float(cfg.mlp_ratio) <= 0:
         raise UsageError(f"model.vit.mlp_ratio must be positive, got {cfg.mlp_ratio}")
     if int(cfg.dim) % int(cfg.heads):
@@ -88,11 +84,8 @@ def build(cfg: ViTConfig, spec: "DataSpec") -> "nn.Module":
     from pdeb_vit.model import ViT
 
     return ViT(
-        ndim=spec.ndim,
+        **folded_sizes(spec),
         grid=tuple(spec.spatial_shape),
-        in_channels=spec.t_in * spec.n_channels,
-        out_frames=spec.t_out,
-        n_fields=spec.n_channels,
         patch_size=int(cfg.patch_size),
         dim=int(cfg.dim),
         depth=int(cfg.depth),

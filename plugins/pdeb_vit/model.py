@@ -9,10 +9,11 @@ convolution brings every token back to its patch of grid points.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _UP = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -98,19 +99,13 @@ class ViT(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, t_in, *grid, n_fields = x.shape
-        if len(grid) != self.ndim or t_in * n_fields != self.in_channels or n_fields != self.n_fields:
-            raise ValueError(
-                f"ViT built for (B, {self.in_channels // self.n_fields}, <{self.ndim} axes>, "
-                f"{self.n_fields}) inputs, got {tuple(x.shape)}"
-            )
+        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "ViT")
+        batch, grid = x.shape[0], x.shape[2:-1]
         if any(n % self.patch_size for n in grid):
             raise ValueError(f"ViT with patch_size={self.patch_size} cannot take grid {tuple(grid)}")
-        h = x.movedim(1, -2).reshape(batch, *grid, t_in * n_fields)  # (B, *S, T*C)
+        h = fold_time(x)  # (B, *S, T*C)
         if self.use_grid:
-            axes = [torch.linspace(0, 1, n, device=x.device, dtype=x.dtype) for n in grid]
-            coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
-            h = torch.cat([h, coords.expand(batch, *coords.shape)], dim=-1)  # (B, *S, T*C + ndim)
+            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = self.patch_embed(h.movedim(-1, 1))  # (B, D, *P)
         patches = h.shape[2:]
         pos = self.pos_embed
@@ -121,4 +116,4 @@ class ViT(nn.Module):
             h = block(h)  # (B, N, D)
         h = self.norm(h).transpose(1, 2).reshape(batch, -1, *patches)  # (B, D, *P)
         out = self.head(h).movedim(1, -1)  # (B, *S, t_out * C)
-        return out.reshape(batch, *grid, self.out_frames, n_fields).movedim(-2, 1)  # (B, t_out, *S, C)
+        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
