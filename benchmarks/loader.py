@@ -6,12 +6,13 @@ Part 1, throughput (on generated data of ``--profile``, default ``small``):
   ``MixtureBatchSampler`` over ``WindowDataset`` over lazy HDF5 reads) delivers alone,
   for every ``--workers`` count, after the first batch (worker start-up is shown apart).
 - ``step``: windows per second one training step of ``--model`` consumes (forward, DPOT's
-  relative L2 loss, backward, Adam), fed the same batch over and over, so no loading;
-  batch size over the median step time, timed next to each ``fed`` run.
+  relative L2 loss, backward, Adam) on one fixed batch, so no loading.
 - ``ratio`` = loader / step: above 1 the loader outruns training.
-- ``fed``: windows per second of training steps fed by the loader (median iteration),
-  the number a run sees; ``overhead`` = 1 - fed / step. On a CPU the loader's workers and the step share
-  the cores, so ``fed`` is the honest figure.
+- ``fed``: windows per second of training steps fed by the loader, the number a run
+  sees; ``overhead`` = 1 - fed / step. ``step`` and ``fed`` iterations alternate and
+  both are batch size over the median time, so a burst of load from other processes
+  hits both alike. On a CPU the loader's workers and the step share the cores, so
+  ``fed`` is the honest figure.
 
 Part 2, memory (``--size-gb``, default 2): a synthetic canonical file (the layout and
 attributes of ``write_canonical``: ``/train``, ``/val``, ``/test`` float32
@@ -19,10 +20,11 @@ attributes of ``write_canonical``: ``/train``, ``/val``, ``/test`` float32
 ``spec``, ``provenance``) is written one trajectory at a time with h5py, then streamed
 once as ``(x, y, mask)`` windows through a shuffled DataLoader (``open_canonical`` +
 ``WindowDataset``, non-overlapping windows so every frame is read once). Writing and
-streaming each run in a fresh process; peak resident memory comes from
-``resource.getrusage`` (``ru_maxrss`` of the process, and of its finished DataLoader
-workers), which counts h5py's buffers, unlike ``tracemalloc``. The file is deleted
-afterwards.
+streaming each run in a fresh process. Peak resident memory is the process's high-water
+mark (``VmHWM`` on Linux, else ``resource.getrusage``), plus ``ru_maxrss`` of its finished
+DataLoader workers; both count h5py's buffers, unlike ``tracemalloc``. The file has just
+been written, so it is read mostly from the page cache (which is not resident memory of
+the process). The file is deleted afterwards.
 
 Torch threads: ``--threads`` (default 1) for the training step and the main process;
 DataLoader workers run one thread each (torch's default in workers). ``PDEB_HOME`` is
@@ -173,42 +175,31 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
-def step_rate(step, batch, steps: int) -> float:
-    """Windows per second of a training step on one fixed batch: batch size / median step time.
+def paired_rates(step, batch, mixture, batch_size: int, workers: int, steps: int) -> tuple[float, float]:
+    """``(step, fed)`` windows per second, measured in alternation so both see the same machine load.
 
-    The median (not the mean) keeps a burst of load from other processes on a shared
-    machine out of the figure; two untimed steps come first.
-    """
-    x, y, mask = batch
-    for _ in range(2):
-        step(x, y, mask)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step(x, y, mask)
-        times.append(time.perf_counter() - start)
-    return x.shape[0] / _median(times)
-
-
-def fed_rate(step, mixture, batch_size: int, workers: int, steps: int) -> float:
-    """Windows per second of training steps fed by ``training_loader``: batch / median iteration time.
-
-    An iteration is waiting for the next batch plus the step; start-up and two
-    iterations are left untimed.
+    Each round times one training step on a fixed batch (no loading) and one iteration
+    fed by ``training_loader`` (waiting for the next batch, then the step). Rates are the
+    batch size over the median time, which keeps bursts of load from other processes on
+    a shared machine out of the figures. Start-up and two rounds are left untimed.
     """
     from pdebench_core.data.pipeline import training_loader
 
     loader, _ = training_loader(mixture, "train", batch_size, seed=1, num_workers=workers)
     iterator = iter(loader)
-    for _ in range(2):
-        step(*next(iterator))
-    times = []
-    for _ in range(steps):
+    x, y, mask = batch
+    alone, fed = [], []
+    for round_ in range(steps + 2):
         start = time.perf_counter()
+        step(x, y, mask)
+        middle = time.perf_counter()
         step(*next(iterator))
-        times.append(time.perf_counter() - start)
+        end = time.perf_counter()
+        if round_ >= 2:
+            alone.append(middle - start)
+            fed.append(end - middle)
     del iterator, loader
-    return batch_size / _median(times)
+    return batch_size / _median(alone), batch_size / _median(fed)
 
 
 def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -229,9 +220,7 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
         startup, produce = loader_rate(mixture, args.batch_size, workers, args.batches)
-        # The step alone is timed right next to the fed run, so both see the same machine load.
-        consume = step_rate(step, batch, args.steps)
-        fed = fed_rate(step, mixture, args.batch_size, workers, args.steps)
+        consume, fed = paired_rates(step, batch, mixture, args.batch_size, workers, args.steps)
         rows.append({"workers": workers, "startup_s": startup, "loader": produce, "step": consume,
                      "ratio": produce / consume, "fed": fed, "overhead": 1.0 - fed / consume})
     print("\n| workers | start-up s | loader windows/s | step windows/s | ratio loader/step | fed windows/s "
@@ -384,7 +373,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="windows per batch (the small profile's)")
     parser.add_argument("--workers", default="0,2", help="DataLoader worker counts to compare")
     parser.add_argument("--batches", type=int, default=100, help="batches timed for the loader alone")
-    parser.add_argument("--steps", type=int, default=20, help="training steps timed")
+    parser.add_argument("--steps", type=int, default=20, help="timed rounds of (fixed-batch step, fed step)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training step")
     parser.add_argument("--size-gb", default="2",
                         help="size of the streamed file in GB, comma-separated to compare; 0 skips part 2")

@@ -196,7 +196,7 @@ def build_config(
     core = CORE_PROFILES[prof]
     train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
     evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
-    for metric in evaluation.metrics:
+    for metric in [*evaluation.metrics, train.select_metric]:
         regs["metric"].get(metric)
     for sink in run.sinks:
         regs["sink"].get(sink)

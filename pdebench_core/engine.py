@@ -165,7 +165,12 @@ class Trainer:
         self.world_size, self.is_main = world_size, is_main
         self.trainable = count_parameters(model) > 0
         self.forward_model = self.model
-        if world_size > 1 and self.trainable:
+        if train.strategy not in ("ddp", "fsdp"):
+            raise UsageError(f"unknown train.strategy '{train.strategy}'; use ddp or fsdp")
+        self.sharded = world_size > 1 and self.trainable and train.strategy == "fsdp"
+        if self.sharded:
+            shard_model(self.model)
+        elif world_size > 1 and self.trainable:
             from torch.nn.parallel import DistributedDataParallel
 
             self.forward_model = DistributedDataParallel(
@@ -179,29 +184,46 @@ class Trainer:
         self.micro_batches = 0
         self.train_time = 0.0
         self.rollbacks = 0
+        self.best: dict | None = None  # {"step", "metric", "value"} of the best validation so far
         self.show_progress = show_progress
 
     # -- checkpoints -------------------------------------------------------------------
+    def _weights_and_optimizer(self) -> tuple[dict, dict]:
+        """Full (unsharded) model and optimizer state; a collective call under FSDP."""
+        if not self.sharded:
+            return self.model.state_dict(), self.optimizer.state_dict() if self.optimizer else {}
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=options),
+                get_optimizer_state_dict(self.model, self.optimizer, options=options))
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where training stands."""
+        weights, optimizer = self._weights_and_optimizer()
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else {},
+            "model": weights,
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "step": self.step,
             "micro_batches": self.micro_batches,
             "train_time": self.train_time,
             "rollbacks": self.rollbacks,
+            "best": self.best,
             "rng": rng_state(),
             "noise_rng": self.noise_gen.get_state(),
             **self.extra_state,
         }
 
-    def save(self) -> Path | None:
-        """Write ``step-N.pt`` and ``last.pt``, keeping the last ``train.keep_checkpoints`` step files."""
+    def save(self, best: bool = False) -> Path | None:
+        """Write ``step-N.pt`` and ``last.pt`` (keeping the last ``train.keep_checkpoints`` step
+        files), or ``best.pt`` when ``best``. Every rank calls it; only rank 0 writes."""
+        state = self.state_dict()
         if not self.is_main:
             return None
-        state = self.state_dict()
+        if best:
+            return save_checkpoint(state, self.checkpoint_dir / "best.pt")
         path = save_checkpoint(state, self.checkpoint_dir / f"step-{self.step:08d}.pt")
         save_checkpoint(state, self.checkpoint_dir / "last.pt")
         steps = sorted(self.checkpoint_dir.glob("step-*.pt"))
@@ -213,17 +235,27 @@ class Trainer:
         """Continue from a checkpoint written by :meth:`save`."""
         state = load_checkpoint(path)
         try:
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError) as exc:
+            if self.sharded:
+                from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                     set_optimizer_state_dict)
+
+                options = StateDictOptions(full_state_dict=True)
+                set_model_state_dict(self.model, state["model"], options=options)
+                if self.optimizer and state.get("optimizer"):
+                    set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+            else:
+                self.model.load_state_dict(state["model"])
+                if self.optimizer and state.get("optimizer"):
+                    self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
             raise UsageError(f"checkpoint {path} does not fit this model: {str(exc).splitlines()[0][:200]}") from None
-        if self.optimizer and state.get("optimizer"):
-            self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.micro_batches = int(state.get("micro_batches", 0))
         self.train_time = float(state.get("train_time", 0.0))
         self.rollbacks = int(state.get("rollbacks", 0))
+        self.best = state.get("best")
         set_rng_state(state["rng"])
         self.noise_gen.set_state(state["noise_rng"])
         per_epoch = self.sampler.batches_per_epoch()
@@ -325,11 +357,35 @@ class Trainer:
                 if train.checkpoint_every and self.step % train.checkpoint_every == 0 and self.step < train.max_steps:
                     self.save()
                 if on_eval is not None and train.eval_every and self.step % train.eval_every == 0:
-                    values = on_eval(self.step)
-                    self.log_step(self.step, {f"val_{k}": v for k, v in values.items()})
-                    self.forward_model.train()
+                    self._validate(on_eval)
+        if on_eval is not None and train.eval_every and self.step % train.eval_every:
+            self._validate(on_eval)  # the final weights are a candidate for "best" too
         self.save()
         return last
+
+    def _validate(self, on_eval: Callable[[int], dict]) -> None:
+        """Score the model on the validation split and keep ``best.pt`` (never the test split)."""
+        values = on_eval(self.step)
+        self.log_step(self.step, {f"val_{k}": v for k, v in values.items()})
+        metric = self.train.select_metric
+        value = values.get(metric)
+        if value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"]):
+            self.best = {"step": self.step, "metric": metric, "value": float(value)}
+            self.save(best=True)
+            self.log(f"step {self.step}: best validation {metric} so far, {value:.4g}; saved best.pt")
+        self.forward_model.train()
+
+
+def shard_model(model: torch.nn.Module) -> None:
+    """FSDP2: shard every element of every ``ModuleList`` (the repeated blocks), then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.ModuleList):
+            for block in module:
+                if any(p.requires_grad for p in block.parameters()):
+                    fully_shard(block)
+    fully_shard(model)
 
 
 def _rank() -> int:

@@ -59,6 +59,11 @@ class TrainSection:
             to the last checkpoint with a lower learning rate.
         rollback_lr_factor: Learning-rate factor applied at each rollback.
         max_rollbacks: Rollbacks allowed before halting.
+        strategy: Data parallelism over several processes: ``ddp`` (replicated model) or
+            ``fsdp`` (parameters, gradients and optimizer state sharded; for large models).
+        select_metric: Validation metric (lower is better) that picks ``best.pt`` when
+            ``eval_every`` is set; validation uses the ``val`` split, never ``test``.
+        val_trajectories: Validation trajectories rolled out per dataset (0 = all).
     """
 
     max_steps: int = 1000
@@ -84,6 +89,9 @@ class TrainSection:
     on_divergence: str = "halt"
     rollback_lr_factor: float = 0.5
     max_rollbacks: int = 3
+    strategy: str = "ddp"
+    select_metric: str = "l2re"
+    val_trajectories: int = 8
 
 
 @dataclass

@@ -91,30 +91,49 @@ def metric_functions(names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     return fns, reductions
 
 
-def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = None,
-                 write_rows: bool = True, extra: dict | None = None) -> dict[str, dict[str, float]]:
-    """Roll out on every dataset's evaluation split; save outputs and write one row per dataset."""
-    from pdebench_core.engine import count_parameters
+def _sharded_evaluation(ctx: RunContext) -> tuple[int, int]:
+    """``(rank, world_size)`` for splitting rollouts; FSDP ranks all roll out everything, in step,
+    because every forward pass of a sharded model is collective."""
+    if ctx.cfg.train.strategy == "fsdp":
+        return 0, 1
+    return ctx.rank, ctx.world_size
+
+
+def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories: int,
+          metric_names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Roll out on one split of every dataset; ``{dataset: evaluation output}`` (nothing written)."""
     from pdebench_core.evaluation import evaluate_dataset
 
     cfg = ctx.cfg
-    split = split or cfg.eval.split
-    fns, reductions = metric_functions(list(cfg.eval.metrics))
-    results: dict[str, dict[str, float]] = {}
-    hashed = data_hash(mixture.datasets)
+    fns, reductions = metric_functions(list(metric_names or cfg.eval.metrics))
+    rank, world_size = _sharded_evaluation(ctx)
+    outputs = {}
+    for name, dataset in mixture.datasets.items():
+        group = mixture.group_of(name)
+        out = evaluate_dataset(
+            model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out,
+            horizon=int(cfg.eval.horizon) or dataset.spec.horizon, device=ctx.device, grid=group.grid,
+            n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size), max_trajectories=max_trajectories,
+            precision=cfg.train.precision, reductions=reductions, rank=rank, world_size=world_size,
+        )
+        out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields)})
+        outputs[name] = out
+    return outputs
+
+
+def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = None,
+                 write_rows: bool = True, extra: dict | None = None) -> dict[str, dict[str, float]]:
+    """Roll out on every dataset's evaluation split; save outputs and write one row per dataset."""
     from omegaconf import OmegaConf
 
+    from pdebench_core.engine import count_parameters
+
+    cfg = ctx.cfg
+    split = split or cfg.eval.split
+    hashed = data_hash(mixture.datasets)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    for name, dataset in mixture.datasets.items():
-        spec = dataset.spec
-        horizon = int(cfg.eval.horizon) or spec.horizon
-        out = evaluate_dataset(
-            model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out, horizon=horizon,
-            device=ctx.device, grid=mixture.group_of(name).grid, n_channels=mixture.group_of(name).n_channels,
-            batch_size=int(cfg.eval.batch_size), max_trajectories=int(cfg.eval.max_trajectories),
-            precision=cfg.train.precision, reductions=reductions, rank=ctx.rank, world_size=ctx.world_size,
-        )
-        out.update({"dataset": name, "split": split, "fields": list(spec.fields)})
+    results: dict[str, dict[str, float]] = {}
+    for name, out in score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)).items():
         ctx.save_json(f"eval/{name}.json", out)
         summary = out["summary"]
         results[name] = summary
@@ -131,6 +150,22 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
                           "one_step": out["one_step"], "size": cfg.model.get("size"), **(extra or {})},
             })
     return results
+
+
+def validation_hook(ctx: RunContext, model, mixture: Mixture):
+    """``on_eval(step)`` for the trainer: the validation split's metrics averaged over datasets."""
+    cfg = ctx.cfg
+
+    def on_eval(step: int) -> dict[str, float]:
+        metric = cfg.train.select_metric
+        outputs = score(ctx, model, mixture, "val", int(cfg.train.val_trajectories),
+                        metric_names=sorted({metric, *cfg.eval.metrics}))
+        names = outputs[next(iter(outputs))]["summary"].keys()
+        values = {k: sum(o["summary"][k] for o in outputs.values()) / len(outputs) for k in names}
+        ctx.log(f"step {step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        return values
+
+    return on_eval
 
 
 def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) -> "Any":
@@ -162,7 +197,7 @@ def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) ->
         trainer.load(last)
         ctx.log(f"resumed from step {trainer.step}")
     started = time.perf_counter()
-    trainer.fit()
+    trainer.fit(on_eval=validation_hook(ctx, model, mixture))
     ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")
     torch.set_grad_enabled(True)
     return trainer

@@ -137,3 +137,27 @@ def test_nan_loss_rolls_back_with_lower_learning_rate(fresh_home):
                "train.on_divergence=rollback", "train.max_rollbacks=2")
     log = (fresh_home / "runs" / "diverge-rollback" / "log.txt").read_text()
     assert log.count("rolled back to step") == 2
+
+
+def test_two_process_fsdp_matches_one_process(fresh_home, pdeb):
+    # task train: pre-training's input noise is drawn per rank, so only noise-free runs can match
+    args = ["run", "--model", "dpot", "--data", "ns2d", "--task", "train", "--profile", "smoke", "--quiet",
+            "train.max_steps=4", "train.batch_size=4", "model.depth=2"]
+    pdeb(*args, "--run-id", "single", check=True)
+    pdeb(*args, "--run-id", "fsdp", "--nproc-per-node", "2", "train.strategy=fsdp", check=True)
+    runs = fresh_home / "runs"
+    _assert_same_weights(_weights(runs / "single"), _weights(runs / "fsdp"), atol=1e-5)
+
+
+def test_best_checkpoint_is_chosen_on_validation_not_test(fresh_home):
+    ctx = _train("best", "train.eval_every=2", "train.max_steps=6")
+    log = (ctx.run_dir / "log.txt").read_text()
+    assert log.count(": validation l2re") == 3
+    best = load_checkpoint(ctx.run_dir / "checkpoints" / "best.pt")
+    assert best["best"]["metric"] == "l2re" and best["best"]["step"] in (2, 4, 6)
+    val_lines = [line for line in log.splitlines() if ": validation l2re" in line]
+    values = {int(line.split("step ")[1].split(":")[0]): float(line.split("validation l2re ")[1].split(",")[0])
+              for line in val_lines}
+    assert best["best"]["step"] == min(values, key=values.get)
+    with pytest.raises(UsageError, match="unknown metric 'l2'"):
+        _train("bad-select", "train.select_metric=l2")

@@ -9,6 +9,8 @@ the solver and the cache key) and delegates the rest here:
 - :func:`generate_splits` runs a batched ``solve(jobs, advance)`` over every
   ``(split, index)`` job with a progress bar (:func:`progress_bar`) and assembles the
   splits, large ones in memory-mapped scratch files (:func:`allocate_split`);
+  :func:`generate_from_config` reads its settings from a dataset config;
+- :func:`check_frames_and_sizes` refuses settings common to generators before any compute;
 - :func:`cached_dataset` generates once into the canonical HDF5 cache and returns a
   dataset whose splits read that file lazily; :func:`read_published` reads a
   published file through the core's layout readers instead.
@@ -176,7 +178,7 @@ def generate_splits(
     solve: Callable[[list[Job], Callable[[float], None]], Any],
     *,
     batch_size: int,
-    description: str,
+    label: str,
     work_per_trajectory: float = 1,
     show_progress: bool = False,
     scratch: Optional[str] = None,
@@ -195,7 +197,8 @@ def generate_splits(
             ``(len(jobs), T, *S, C)`` (anything ``numpy`` can copy from), calling
             ``advance(amount)`` as work gets done.
         batch_size: Jobs per call of ``solve`` (at least 1).
-        description: Text of the progress bar.
+        label: What is generated, e.g. the dataset name; the progress bar reads
+            ``"<label>: <n> trajectories"``.
         work_per_trajectory: Units of work one trajectory reports through ``advance``
             (frames, simulated time, ...); the bar's total is this times the job count.
             An int gives a ``done/total`` bar, a float a percentage.
@@ -210,6 +213,7 @@ def generate_splits(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out = {split: allocate_split((n, *trajectory_shape), scratch, split, limit) for split, n in sizes.items()}
     jobs = [(split, i) for split, n in sizes.items() for i in range(n)]
+    description = f"{label}: {len(jobs)} trajectories"
     with progress_bar(description, len(jobs) * work_per_trajectory, show_progress) as advance:
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start:start + batch_size]
@@ -217,6 +221,75 @@ def generate_splits(
             for row, (split, i) in enumerate(batch):
                 out[split][i] = solution[row]
     return out
+
+
+def generate_from_config(
+    cfg: Any,
+    trajectory_shape: Sequence[int],
+    solve: Callable[[list[Job], Callable[[float], None]], Any],
+    *,
+    label: str,
+    work_per_trajectory: float = 1,
+    show_progress: Optional[bool] = None,
+    scratch: Optional[str] = None,
+    limit: int = IN_MEMORY_LIMIT,
+    batch_size: Optional[int] = None,
+) -> dict[str, "np.ndarray"]:
+    """:func:`generate_splits` with split sizes, batch size and progress taken from a dataset config.
+
+    Args:
+        cfg: A dataset config with ``n_train``, ``n_val``, ``n_test``, ``batch_size`` and ``progress``.
+        trajectory_shape: ``(T, *S, C)`` of one stored trajectory.
+        solve: ``solve(jobs, advance)``, as for :func:`generate_splits`.
+        label: Progress bar label, e.g. the dataset name.
+        work_per_trajectory: Units of work one trajectory reports through ``advance``.
+        show_progress: Force the progress bar on or off; ``None`` follows ``cfg.progress``
+            on a terminal (see :func:`wants_progress`).
+        scratch: Folder for splits larger than ``limit`` bytes.
+        limit: Largest split in bytes kept in memory when ``scratch`` is given.
+        batch_size: Overrides ``cfg.batch_size`` (e.g. when the plugin chooses it itself).
+
+    Returns:
+        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
+    """
+    return generate_splits(
+        split_sizes(cfg), trajectory_shape, solve, label=label, work_per_trajectory=work_per_trajectory,
+        batch_size=int(cfg.batch_size) if batch_size is None else int(batch_size),
+        show_progress=wants_progress(show_progress, cfg.progress), scratch=scratch, limit=limit,
+    )
+
+
+def check_frames_and_sizes(cfg: Any, where: str) -> None:
+    """Refuse frame counts, horizon, solver precision and split sizes a generator cannot honour.
+
+    Expects the fields ``n_frames``, ``t_in``, ``horizon``, ``solver_dtype``, ``n_train``,
+    ``n_val``, ``n_test`` and ``batch_size``.
+
+    Args:
+        cfg: The dataset config.
+        where: The config section for error messages, e.g. ``"data.dr2d"``.
+
+    Raises:
+        UsageError: ``n_frames <= t_in``; ``horizon`` outside ``1..n_frames - t_in``;
+            ``solver_dtype`` not float32/float64; a negative split size or ``batch_size < 1``.
+    """
+    frames, t_in = int(cfg.n_frames), int(cfg.t_in)
+    if frames <= t_in:
+        raise UsageError(f"{where}: n_frames={cfg.n_frames} leaves nothing to predict after "
+                         f"t_in={cfg.t_in}; raise n_frames")
+    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= frames - t_in:
+        raise UsageError(f"{where}.horizon must be in 1..{frames - t_in}")
+    if cfg.solver_dtype not in ("float32", "float64"):
+        raise UsageError(f"{where}.solver_dtype must be 'float32' or 'float64', got '{cfg.solver_dtype}'")
+    if min(cfg.n_train, cfg.n_val, cfg.n_test) < 0 or cfg.batch_size < 1:
+        raise UsageError(f"{where}: split sizes must be >= 0 and batch_size >= 1")
+
+
+def torch_dtype(name: str) -> "torch.dtype":
+    """``torch.float32`` for ``"float32"``, else ``torch.float64`` (a ``solver_dtype`` setting)."""
+    import torch
+
+    return torch.float32 if name == "float32" else torch.float64
 
 
 def cached_dataset(

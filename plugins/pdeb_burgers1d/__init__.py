@@ -104,21 +104,13 @@ def _check(cfg: Any) -> None:
     """Refuse settings the generator cannot honour, before any compute."""
     if _resolution(cfg) < 8:
         raise UsageError(f"data.{NAME}.resolution must be at least 8, got {cfg.resolution}")
-    if int(cfg.n_frames) <= int(cfg.t_in):
-        raise UsageError(f"data.{NAME}: n_frames={cfg.n_frames} leaves nothing to predict after "
-                         f"t_in={cfg.t_in}; raise n_frames")
-    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= int(cfg.n_frames) - int(cfg.t_in):
-        raise UsageError(f"data.{NAME}.horizon must be in 1..{int(cfg.n_frames) - int(cfg.t_in)}")
+    generation.check_frames_and_sizes(cfg, f"data.{NAME}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 0.5:
         raise UsageError(f"data.{NAME}: need t_end > 0 and 0 < cfl <= 0.5")
     if cfg.nu < 0 or not cfg.length > 0:
         raise UsageError(f"data.{NAME}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):
         raise UsageError(f"data.{NAME}: need max_mode >= 1, n_modes >= 1 and probabilities in [0, 1]")
-    if cfg.solver_dtype not in ("float32", "float64"):
-        raise UsageError(f"data.{NAME}.solver_dtype must be 'float32' or 'float64', got '{cfg.solver_dtype}'")
-    if min(cfg.n_train, cfg.n_val, cfg.n_test) < 0 or cfg.batch_size < 1:
-        raise UsageError(f"data.{NAME}: split sizes must be >= 0 and batch_size >= 1")
 
 
 def _params(cfg: Any) -> dict[str, float]:
@@ -162,37 +154,30 @@ def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[s
     Returns:
         ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, res, 1)``.
     """
-    import sys
-
     import torch
 
     from pdeb_burgers1d.solver import cell_centres, frame_times, random_initial_condition, solve
 
     res, frames = _resolution(cfg), int(cfg.n_frames)
-    dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
-    device = _device(cfg)
+    dtype = generation.torch_dtype(cfg.solver_dtype)
+    device = generation.solver_device(cfg.device, f"data.{NAME}.device")
     times = frame_times(float(cfg.t_end), frames)
-    sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
-    out = {split: _allocate((sizes[split], frames, res, len(FIELDS)), scratch, split) for split in SPLIT_NAMES}
     x = cell_centres(res, float(cfg.length))  # (N,)
-    jobs = [(split, i) for split in SPLIT_NAMES for i in range(sizes[split])]
-    if show_progress is None:
-        show_progress = bool(cfg.progress) and sys.stderr.isatty()
-    with _progress_bar(f"{NAME}: {len(jobs)} trajectories", len(jobs) * (frames - 1), show_progress) as advance:
-        for start in range(0, len(jobs), int(cfg.batch_size)):
-            batch = jobs[start:start + int(cfg.batch_size)]
-            u0 = torch.stack([
-                random_initial_condition(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), x,
-                                         float(cfg.length), int(cfg.max_mode), int(cfg.n_modes),
-                                         float(cfg.p_abs), float(cfg.p_window))
-                for split, i in batch
-            ]).to(device=device, dtype=dtype)  # (b, N)
-            solution = solve(u0, times, nu=float(cfg.nu), length=float(cfg.length), cfl=float(cfg.cfl),
-                             on_frame=lambda _: advance(len(batch)))  # (b, T, N)
-            solution = solution.unsqueeze(-1).float().cpu().numpy()  # (b, T, N, 1)
-            for row, (split, i) in enumerate(batch):
-                out[split][i] = solution[row]
-    return out
+
+    def solve_batch(jobs, advance):
+        u0 = torch.stack([
+            random_initial_condition(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), x,
+                                     float(cfg.length), int(cfg.max_mode), int(cfg.n_modes),
+                                     float(cfg.p_abs), float(cfg.p_window))
+            for split, i in jobs
+        ]).to(device=device, dtype=dtype)  # (b, N)
+        solution = solve(u0, times, nu=float(cfg.nu), length=float(cfg.length), cfl=float(cfg.cfl),
+                         on_frame=lambda _: advance(len(jobs)))  # (b, T, N)
+        return solution.unsqueeze(-1).float().cpu().numpy()  # (b, T, N, 1)
+
+    return generation.generate_from_config(cfg, (frames, res, len(FIELDS)), solve_batch, label=NAME,
+                                           work_per_trajectory=frames - 1, show_progress=show_progress,
+                                           scratch=scratch, limit=IN_MEMORY_LIMIT)
 
 
 def build(cfg: Any):
@@ -206,36 +191,14 @@ def build(cfg: Any):
         HDF5, each item float32 ``(T, res, 1)``.
     """
     if cfg.path:
-        return _load_published(cfg)
+        defaults = make_spec(cfg).replace(spatial_shape=(1024,), horizon=cfg.horizon)
+        return generation.read_published(cfg, NAME, defaults)  # e.g. PDEBench's 1D_Burgers_Sols_Nu0.01.hdf5
     _check(cfg)
-    import tempfile
-
-    from pdebench_core import paths
-    from pdebench_core.data import H5Trajectories, TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate
-
-    spec = make_spec(cfg)
-    key = cache_key(cfg)
     provenance = {"generator": f"pdeb_{NAME}", "version": __version__, "seed": int(cfg.seed),
                   "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"}
-    path = cache_path(NAME, key)
-    if not path.exists():
-        paths.data_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{NAME}-", dir=paths.data_dir()) as scratch:
-            path = cached_generate(NAME, key, lambda: (generate(cfg, scratch=scratch), spec, provenance))
-    splits = {split: H5Trajectories(path, split, preload=bool(cfg.preload)) for split in SPLIT_NAMES}
-    return TrajectoryDataset(spec, splits)
-
-
-def _load_published(cfg: Any):
-    """Read PDEBench's ``1D_Burgers_Sols_Nu0.01.hdf5`` (or any supported layout) through the core's readers."""
-    try:
-        from pdebench_core.data.layouts import load_path
-    except ImportError:
-        raise UsageError(f"data.{NAME}.path needs pdebench_core.data.layouts to read published files, "
-                         "and this installation lacks it") from None
-    defaults = make_spec(cfg).replace(spatial_shape=(1024,), horizon=cfg.horizon)
-    return load_path(cfg, NAME, defaults)
+    return generation.cached_dataset(NAME, cache_key(cfg), make_spec(cfg),
+                                     lambda scratch: generate(cfg, scratch=scratch), provenance,
+                                     preload=bool(cfg.preload))
 
 
 @hookimpl

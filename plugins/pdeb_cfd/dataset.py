@@ -13,18 +13,17 @@ factories, so importing the plugin stays cheap.
 
 from __future__ import annotations
 
-import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
+from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.errors import UsageError
 
 # Bump when a change to the solver or the sampling changes the generated numbers,
 # so that stale cached files are never reused.
 GENERATOR_VERSION = 1
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = generation.SPLIT_NAMES
 FIELDS = {2: ("density", "pressure", "Vx", "Vy"), 3: ("density", "pressure", "Vx", "Vy", "Vz")}
 # Spectral decay of the initial modes, as in PDEBench's 2D and 3D "Rand" generators.
 DECAY = {2: 0.5, 3: 1.0}
@@ -34,7 +33,7 @@ PUBLISHED_RESOLUTION = {2: 128, 3: 128}
 # caches; a GPU wants as many as memory allows.
 AUTO_BATCH_CELLS = {"cpu": 1 << 14, "cuda": 1 << 22}
 # Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = 1 << 30
+IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -151,8 +150,7 @@ def trajectory_seed(seed: int, name: str, split: str, index: int) -> int:
     Hashing keeps the splits disjoint and makes each trajectory independent of how many
     others are generated and of how they are batched.
     """
-    digest = hashlib.sha256(f"pdeb-cfd:{name}:{seed}:{split}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return generation.trajectory_seed("pdeb-cfd", name, seed, split, index)
 
 
 def _resolution(cfg: Any, ndim: int) -> int:
@@ -216,53 +214,11 @@ def cache_key(cfg: Any, name: str, ndim: int) -> dict[str, Any]:
     }
 
 
-def _device(cfg: Any, name: str):
-    import torch
-
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(cfg.device)
-    except RuntimeError:
-        raise UsageError(f"data.{name}.device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"data.{name}.device='{cfg.device}' but CUDA is not available; use auto or cpu")
-    return device
-
-
 def _batch_size(cfg: Any, device, cells: int) -> int:
     if int(cfg.batch_size) > 0:
         return int(cfg.batch_size)
     budget = AUTO_BATCH_CELLS["cuda" if device.type == "cuda" else "cpu"]
     return max(1, budget // cells)
-
-
-@contextmanager
-def _progress_bar(description: str, total: float, enabled: bool) -> Iterator[Callable[[float], None]]:
-    """Yield ``advance(simulated_time)``; draws a rich bar on standard error when enabled."""
-    if not enabled:
-        yield lambda amount: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda amount: bar.advance(task, amount)
-
-
-def _allocate(shape: tuple[int, ...], scratch: Optional[str], split: str):
-    """A float32 array for one split: in memory, or a scratch ``.npy`` memmap when large."""
-    import os
-
-    import numpy as np
-
-    if scratch is not None and 4 * int(np.prod(shape)) > IN_MEMORY_LIMIT:
-        return np.lib.format.open_memmap(os.path.join(scratch, f"{split}.npy"), mode="w+",
-                                         dtype=np.float32, shape=shape)
-    return np.empty(shape, dtype=np.float32)
 
 
 def generate(cfg: Any, name: str, ndim: int, show_progress: Optional[bool] = None,
@@ -281,41 +237,30 @@ def generate(cfg: Any, name: str, ndim: int, show_progress: Optional[bool] = Non
     Returns:
         ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
     """
-    import sys
-
-    import torch
-
     from pdeb_cfd.initial import random_batch
     from pdeb_cfd.solver import GasModel, default_save_times, simulate
 
     res = _resolution(cfg, ndim)
     shape = (res,) * ndim
-    dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
-    device = _device(cfg, name)
+    dtype = generation.torch_dtype(cfg.solver_dtype)
+    device = generation.solver_device(cfg.device, f"data.{name}.device")
     times = default_save_times(float(cfg.t_end), int(cfg.n_frames))
     gas = GasModel(gamma=float(cfg.gamma), eta=float(cfg.eta), zeta=float(cfg.zeta))
-    channels = len(FIELDS[ndim])
-    sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
-    out = {split: _allocate((sizes[split], len(times), *shape, channels), scratch, split) for split in SPLIT_NAMES}
-    jobs = [(split, i) for split in SPLIT_NAMES for i in range(sizes[split])]
-    batch_size = _batch_size(cfg, device, res ** ndim)
-    if show_progress is None:
-        show_progress = bool(cfg.progress) and sys.stderr.isatty()
-    description = f"{name}: {len(jobs)} trajectories"
-    with _progress_bar(description, len(jobs) * float(cfg.t_end), show_progress) as advance:
-        for start in range(0, len(jobs), batch_size):
-            batch = jobs[start:start + batch_size]
-            seeds = [trajectory_seed(int(cfg.seed), name, split, i) for split, i in batch]
-            rho, vel, p = random_batch(shape, seeds, float(cfg.mach), float(cfg.gamma), int(cfg.k_max),
-                                       DECAY[ndim], float(cfg.window_prob))
-            frames = simulate(
-                rho.to(device, dtype), vel.to(device, dtype), p.to(device, dtype), [1.0 / res] * ndim, times, gas,
-                cfl=float(cfg.cfl), limiter=str(cfg.limiter), integrator=str(cfg.integrator), progress=advance,
-            )  # (b, T, C, *S)
-            frames = frames.movedim(2, -1).numpy()  # (b, T, *S, C)
-            for row, (split, i) in enumerate(batch):
-                out[split][i] = frames[row]
-    return out
+
+    def solve_batch(jobs, advance):
+        seeds = [trajectory_seed(int(cfg.seed), name, split, i) for split, i in jobs]
+        rho, vel, p = random_batch(shape, seeds, float(cfg.mach), float(cfg.gamma), int(cfg.k_max),
+                                   DECAY[ndim], float(cfg.window_prob))
+        frames = simulate(
+            rho.to(device, dtype), vel.to(device, dtype), p.to(device, dtype), [1.0 / res] * ndim, times, gas,
+            cfl=float(cfg.cfl), limiter=str(cfg.limiter), integrator=str(cfg.integrator), progress=advance,
+        )  # (b, T, C, *S); progress reports simulated time
+        return frames.movedim(2, -1).numpy()  # (b, T, *S, C)
+
+    return generation.generate_from_config(cfg, (len(times), *shape, len(FIELDS[ndim])), solve_batch, label=name,
+                                           work_per_trajectory=float(cfg.t_end), show_progress=show_progress,
+                                           scratch=scratch, limit=IN_MEMORY_LIMIT,
+                                           batch_size=_batch_size(cfg, device, res ** ndim))
 
 
 def build_dataset(cfg: Any, name: str, ndim: int):
@@ -331,43 +276,19 @@ def build_dataset(cfg: Any, name: str, ndim: int):
         the cached HDF5 file, each item float32 ``(T, *S, C)``.
     """
     if cfg.path:
-        return _load_published(cfg, name, ndim)
+        res = PUBLISHED_RESOLUTION[ndim]
+        defaults = make_spec(cfg, name, ndim).replace(spatial_shape=(res,) * ndim, horizon=cfg.horizon)
+        return generation.read_published(cfg, name, defaults)  # a PDEBench CFD file, or any supported layout
     check_config(cfg, name, ndim)
-    import tempfile
-
-    from pdebench_core import paths
-    from pdebench_core.data import H5Trajectories, TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate
-
     from pdeb_cfd import __version__
 
-    spec = make_spec(cfg, name, ndim)
-    key = cache_key(cfg, name, ndim)
     provenance = {
         "generator": "pdeb_cfd", "version": __version__, "seed": int(cfg.seed),
         "reference": f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)",
     }
-    path = cache_path(name, key)
-    if not path.exists():
-        paths.data_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=paths.data_dir()) as scratch:
-            path = cached_generate(name, key, lambda: (generate(cfg, name, ndim, scratch=scratch), spec, provenance))
-    splits = {split: H5Trajectories(path, split, preload=bool(cfg.preload)) for split in SPLIT_NAMES}
-    return TrajectoryDataset(spec, splits)
-
-
-def _load_published(cfg: Any, name: str, ndim: int):
-    """Read a published PDEBench CFD file (or any supported layout) through the core's readers."""
-    try:
-        from pdebench_core.data.layouts import load_path
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pdebench_core.data.layouts", "pdebench_core.data", "pdebench_core"):
-            raise
-        raise UsageError(f"data.{name}.path needs pdebench_core.data.layouts to read published files, "
-                         "and this installation lacks it") from None
-    res = PUBLISHED_RESOLUTION[ndim]
-    defaults = make_spec(cfg, name, ndim).replace(spatial_shape=(res,) * ndim, horizon=cfg.horizon)
-    return load_path(cfg, name, defaults)
+    return generation.cached_dataset(name, cache_key(cfg, name, ndim), make_spec(cfg, name, ndim),
+                                     lambda scratch: generate(cfg, name, ndim, scratch=scratch), provenance,
+                                     preload=bool(cfg.preload))
 
 
 def build_cfd2d(cfg: Any):

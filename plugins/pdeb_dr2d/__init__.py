@@ -95,19 +95,11 @@ def _check(cfg: Any) -> None:
     """Refuse settings the generator cannot honour, before any compute."""
     if _resolution(cfg) < 4:
         raise UsageError(f"data.{NAME}.resolution must be at least 4, got {cfg.resolution}")
-    if int(cfg.n_frames) <= int(cfg.t_in):
-        raise UsageError(f"data.{NAME}: n_frames={cfg.n_frames} leaves nothing to predict after "
-                         f"t_in={cfg.t_in}; raise n_frames")
-    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= int(cfg.n_frames) - int(cfg.t_in):
-        raise UsageError(f"data.{NAME}.horizon must be in 1..{int(cfg.n_frames) - int(cfg.t_in)}")
+    generation.check_frames_and_sizes(cfg, f"data.{NAME}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
         raise UsageError(f"data.{NAME}: need t_end > 0 and 0 < cfl <= 1")
     if min(cfg.du, cfg.dv) < 0:
         raise UsageError(f"data.{NAME}: diffusion coefficients must be non-negative")
-    if cfg.solver_dtype not in ("float32", "float64"):
-        raise UsageError(f"data.{NAME}.solver_dtype must be 'float32' or 'float64', got '{cfg.solver_dtype}'")
-    if min(cfg.n_train, cfg.n_val, cfg.n_test) < 0 or cfg.batch_size < 1:
-        raise UsageError(f"data.{NAME}: split sizes must be >= 0 and batch_size >= 1")
 
 
 def _params(cfg: Any) -> dict[str, float]:
@@ -154,7 +146,7 @@ def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[s
     from pdeb_dr2d.solver import frame_times, random_initial_state, solve
 
     res, frames = _resolution(cfg), int(cfg.n_frames)
-    dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
+    dtype = generation.torch_dtype(cfg.solver_dtype)
     device = generation.solver_device(cfg.device, f"data.{NAME}.device")
     times = frame_times(float(cfg.t_end), frames)
 
@@ -167,13 +159,9 @@ def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[s
                          cfl=float(cfg.cfl), on_frame=lambda _: advance(len(jobs)))  # (b, T, X, Y, 2)
         return solution.float().cpu().numpy()
 
-    sizes = generation.split_sizes(cfg)
-    return generation.generate_splits(
-        sizes, (frames, res, res, len(FIELDS)), solve_batch, batch_size=int(cfg.batch_size),
-        description=f"{NAME}: {sum(sizes.values())} trajectories", work_per_trajectory=frames - 1,
-        show_progress=generation.wants_progress(show_progress, cfg.progress), scratch=scratch,
-        limit=IN_MEMORY_LIMIT,
-    )
+    return generation.generate_from_config(cfg, (frames, res, res, len(FIELDS)), solve_batch, label=NAME,
+                                           work_per_trajectory=frames - 1, show_progress=show_progress,
+                                           scratch=scratch, limit=IN_MEMORY_LIMIT)
 
 
 def build(cfg: Any):

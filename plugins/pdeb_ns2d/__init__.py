@@ -8,12 +8,12 @@ cached as canonical HDF5, or read from a published file given as ``path``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Optional
 
 from pdebench_core import hookimpl
+from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.errors import DataError, UsageError
 
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("vorticity",)
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = generation.SPLIT_NAMES
 
 
 @dataclass
@@ -134,8 +134,7 @@ def trajectory_seed(seed: int, split: str, index: int) -> int:
     Hashing the triple keeps splits disjoint and makes a trajectory independent of how
     many others are generated or how they are batched.
     """
-    digest = hashlib.sha256(f"pdeb-ns2d:{seed}:{split}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return generation.trajectory_seed("pdeb-ns2d", seed, split, index)
 
 
 def _stored_resolution(cfg: Any) -> int:
@@ -183,75 +182,51 @@ def cache_key(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _device(cfg: Any):
-    import torch
-
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(cfg.device)
-    except RuntimeError:
-        raise UsageError(f"device='{cfg.device}' is not a torch device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device='{cfg.device}' but this machine has no usable CUDA device; use auto or cpu")
-    return device
-
-
-def generate(cfg: Any, show_progress: Optional[bool] = None) -> dict[str, Any]:
+def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
     """Solve every trajectory of every split.
 
     Args:
         cfg: An :class:`Ns2dConfig` (or an omegaconf object with its fields).
         show_progress: Force the progress bar on or off; ``None`` means
             ``cfg.progress`` and only when standard error is a terminal.
+        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
 
     Returns:
         ``{"train": array, "val": array, "test": array}``, float32 numpy arrays
         ``(n, T, res, res, 1)``.
     """
-    import sys
-
-    import numpy as np
     import torch
 
     from pdeb_ns2d.grf import gaussian_random_field
-    from pdeb_ns2d.solver import fno_forcing, rich_progress, solve_vorticity
+    from pdeb_ns2d.solver import fno_forcing, solve_vorticity
 
     res, solver_res, frames = _stored_resolution(cfg), int(cfg.solver_resolution), int(cfg.T)
     stride = solver_res // res
-    dtype = torch.float32 if cfg.solver_dtype == "float32" else torch.float64
-    device = _device(cfg)
+    dtype = generation.torch_dtype(cfg.solver_dtype)
+    device = generation.solver_device(cfg.device, "device")
     forcing = fno_forcing(solver_res, dtype, device)  # (N, N)
-    sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
-    jobs = [(split, i) for split in SPLIT_NAMES for i in range(sizes[split])]
-    out = {split: np.empty((sizes[split], frames, res, res, 1), dtype=np.float32) for split in SPLIT_NAMES}
 
-    if show_progress is None:
-        show_progress = bool(cfg.progress) and sys.stderr.isatty()
-    n_batches = -(-len(jobs) // int(cfg.batch_size))
-    with rich_progress(f"ns2d nu={cfg.nu:g}: {len(jobs)} trajectories", frames * n_batches,
-                       enabled=show_progress) as progress:
-        for start in range(0, len(jobs), int(cfg.batch_size)):
-            batch = jobs[start:start + int(cfg.batch_size)]
-            w0 = torch.cat([
-                gaussian_random_field(solver_res, 1, cfg.alpha, cfg.tau,
-                                      generator=torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)),
-                                      dtype=dtype)
-                for split, i in batch
-            ]).to(device)  # (b, N, N)
-            try:
-                solution = solve_vorticity(w0, forcing, float(cfg.nu), float(frames), float(cfg.delta_t), frames,
-                                           progress=progress, keep_every=stride, scheme=cfg.scheme)  # (b, T, res, res)
-                finite = bool(torch.isfinite(solution).all())
-            except ValueError:  # the solver refuses to go on from a non-finite state
-                finite = False
-            if not finite:
-                raise DataError(f"ns2d solver diverged (nu={cfg.nu:g}, delta_t={cfg.delta_t:g}, "
-                                f"scheme={cfg.scheme}, {solver_res} points); lower delta_t")
-            solution = solution.float().cpu().numpy()
-            for row, (split, i) in enumerate(batch):
-                out[split][i, ..., 0] = solution[row]
-    return out
+    def solve_batch(jobs, advance):
+        w0 = torch.cat([
+            gaussian_random_field(solver_res, 1, cfg.alpha, cfg.tau,
+                                  generator=torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)),
+                                  dtype=dtype)
+            for split, i in jobs
+        ]).to(device)  # (b, N, N)
+        try:
+            solution = solve_vorticity(w0, forcing, float(cfg.nu), float(frames), float(cfg.delta_t), frames,
+                                       progress=lambda done, total: advance(len(jobs)), keep_every=stride,
+                                       scheme=cfg.scheme)  # (b, T, res, res)
+            finite = bool(torch.isfinite(solution).all())
+        except ValueError:  # the solver refuses to go on from a non-finite state
+            finite = False
+        if not finite:
+            raise DataError(f"ns2d solver diverged (nu={cfg.nu:g}, delta_t={cfg.delta_t:g}, "
+                            f"scheme={cfg.scheme}, {solver_res} points); lower delta_t")
+        return solution.float().cpu().numpy()[..., None]  # (b, T, res, res, 1)
+
+    return generation.generate_from_config(cfg, (frames, res, res, 1), solve_batch, label=f"ns2d nu={cfg.nu:g}",
+                                           work_per_trajectory=frames, show_progress=show_progress, scratch=scratch)
 
 
 def build(cfg: Any, name: str = "ns2d"):
@@ -266,36 +241,17 @@ def build(cfg: Any, name: str = "ns2d"):
         from HDF5, each item float32 ``(T, res, res, 1)``.
     """
     if cfg.path:
-        return _load_published(cfg, name)
+        # The file decides the grid and the number of frames; this dataset supplies the
+        # field name, domain, boundary and viscosity.
+        defaults = make_spec(cfg, name).replace(horizon=cfg.horizon, n_frames=None)
+        return generation.read_published(cfg, name, defaults)  # FNO .mat, DPOT HDF5, canonical, ...
     _check(cfg, name)
-    from pdebench_core.data import H5Trajectories, TrajectoryDataset
-    from pdebench_core.data.cache import cached_generate
-
     spec = make_spec(cfg, name)
-
-    def make():
-        provenance = {"generator": "pdeb_ns2d", "version": __version__, "seed": int(cfg.seed),
-                      "protocol": "FNO Navier-Stokes (Li et al., 2021)"}
-        return generate(cfg), spec.replace(name="ns2d"), provenance
-
+    provenance = {"generator": "pdeb_ns2d", "version": __version__, "seed": int(cfg.seed),
+                  "protocol": "FNO Navier-Stokes (Li et al., 2021)"}
     # Presets and `ns2d` with identical settings share one file: the name prefix is fixed.
-    path = cached_generate("ns2d", cache_key(cfg), make)
-    splits = {split: H5Trajectories(path, split, preload=bool(cfg.preload)) for split in SPLIT_NAMES}
-    return TrajectoryDataset(spec, splits)
-
-
-def _load_published(cfg: Any, name: str):
-    """Read a published file (FNO ``.mat``, DPOT HDF5, canonical, ...) through the core's readers.
-
-    The file decides the grid and the number of frames; this dataset supplies the field
-    name, domain, boundary and viscosity.
-    """
-    try:
-        from pdebench_core.data.layouts import load_path
-    except ImportError:
-        raise UsageError("reading published files needs pdebench_core.data.layouts") from None
-    defaults = make_spec(cfg, name).replace(horizon=cfg.horizon, n_frames=None)
-    return load_path(cfg, name, defaults)
+    return generation.cached_dataset("ns2d", cache_key(cfg), spec, lambda scratch: generate(cfg, scratch=scratch),
+                                     provenance, preload=bool(cfg.preload), stored_spec=spec.replace(name="ns2d"))
 
 
 _CARD = dict(

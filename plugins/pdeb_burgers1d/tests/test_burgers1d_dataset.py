@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,8 @@ from omegaconf import OmegaConf
 import pdeb_burgers1d
 from pdeb_burgers1d import PROFILES, Burgers1dConfig, build, cache_key, generate, register_datasets
 from pdebench_core.errors import UsageError
+from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_dataset_contract,
+                                   check_dataset_registration, generation_forbidden, split_arrays)
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +28,11 @@ def smoke(**changes) -> Burgers1dConfig:
     return Burgers1dConfig(**{**PROFILES["smoke"], "progress": False, **changes})
 
 
-def _all(dataset) -> dict[str, np.ndarray]:
-    return {s: np.stack([dataset.split(s)[i] for i in range(len(dataset.split(s)))]) for s in ("train", "val", "test")}
-
-
 def test_smoke_profile_gives_float32_trajectories_and_a_full_spec():
     dataset = build(OmegaConf.structured(smoke()))  # the core hands factories omegaconf objects
-    assert {s: len(dataset.split(s)) for s in ("train", "val", "test")} == {"train": 4, "val": 2, "test": 2}
-    item = dataset.split("val")[1]
-    assert item.shape == (14, 128, 1) and item.dtype == np.float32 and np.isfinite(item).all()
+    check_dataset_contract(dataset, expected_fields=("u",), spatial_shape=(128,),
+                           split_sizes={"train": 4, "val": 2, "test": 2})
+    assert dataset.split("val")[1].shape == (14, 128, 1)
     assert dataset.split("train").window(0, 3, 5).shape == (5, 128, 1)
     spec = dataset.spec
     assert spec.fields == ("u",) and spec.spatial_shape == (128,) and spec.n_channels == 1 and spec.ndim == 1
@@ -46,33 +42,27 @@ def test_smoke_profile_gives_float32_trajectories_and_a_full_spec():
 
 
 def test_splits_are_disjoint():
-    arrays = _all(build(smoke()))
-    starts = np.concatenate([a[:, 0] for a in arrays.values()])  # initial states of all 8 trajectories
-    distances = np.abs(starts[:, None] - starts[None]).max(axis=(-2, -1))
-    assert (distances + np.eye(8) > 0.1).all()
+    # The initial states of all 8 trajectories differ pairwise by more than 0.1 somewhere.
+    assert_splits_disjoint(split_arrays(build(smoke())), frame=0, min_distance=0.1)
 
 
-def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(monkeypatch, _private_home):
-    first = _all(build(smoke()))
+def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(_private_home):
+    first = split_arrays(build(smoke()))
     files = list((_private_home / "data").glob("burgers1d-*.h5"))
     assert len(files) == 1
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("generated again instead of reading the cache")
-
-    monkeypatch.setattr(pdeb_burgers1d, "generate", must_not_run)
-    again = _all(build(smoke(t_in=5, batch_size=3, device="cpu", preload=True)))
-    assert all(np.array_equal(first[s], again[s]) for s in first)
+    with generation_forbidden(pdeb_burgers1d):
+        again = split_arrays(build(smoke(t_in=5, batch_size=3, device="cpu", preload=True)))
+    assert_same_splits(first, again)
     assert cache_key(smoke(nu=0.1)) != cache_key(smoke())
     assert cache_key(smoke(p_window=0.5)) != cache_key(smoke())
     assert cache_key(smoke(seed=1)) != cache_key(smoke())
 
 
 def test_same_numbers_in_a_fresh_home_with_other_batching(monkeypatch, tmp_path):
-    first = _all(build(smoke()))
+    first = split_arrays(build(smoke()))
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "other"))
-    second = _all(build(smoke(batch_size=3)))
-    assert all(np.array_equal(first[s], second[s]) for s in first)
+    second = split_arrays(build(smoke(batch_size=3)))
+    assert_same_splits(first, second)
 
 
 def test_large_splits_are_assembled_in_a_scratch_file(monkeypatch, tmp_path):
@@ -81,22 +71,12 @@ def test_large_splits_are_assembled_in_a_scratch_file(monkeypatch, tmp_path):
     monkeypatch.setattr(pdeb_burgers1d, "IN_MEMORY_LIMIT", 0)
     on_disk = generate(cfg, show_progress=True, scratch=str(tmp_path))
     assert isinstance(on_disk["train"], np.memmap)
-    assert all(np.array_equal(in_memory[s], on_disk[s]) for s in in_memory)
+    assert_same_splits(in_memory, on_disk)
 
 
 def test_registration_card_and_profiles():
-    seen = {}
-    register_datasets(register=lambda name, factory, **kw: seen.update({name: (factory, kw)}))
-    factory, kw = seen["burgers1d"]
-    assert factory is build and kw["config"] is Burgers1dConfig
-    for key in ("pde", "dims", "fields", "resolution", "dt", "boundary", "parameters", "source", "license",
-                "horizon", "description"):
-        assert kw[key], key
-    assert kw["fields"] == ["u"] and kw["dims"] == 1
-    fields = {f.name for f in dataclasses.fields(Burgers1dConfig)}
-    for name, overrides in kw["profiles"].items():
-        assert set(overrides) <= fields, name
-        OmegaConf.merge(OmegaConf.structured(Burgers1dConfig), overrides)
+    kw = check_dataset_registration(register_datasets, "burgers1d", factory=build, config=Burgers1dConfig)
+    assert kw["card"]["fields"] == ["u"] and kw["card"]["dims"] == 1
     assert kw["profiles"]["paper"]["resolution"] == 1024 and kw["profiles"]["paper"]["n_frames"] == 201
 
 

@@ -16,6 +16,7 @@ from pdeb_cfd import dataset as cfd_dataset
 from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig, build_cfd2d, build_cfd3d, trajectory_seed
 from pdebench_core.data.cache import cache_path
 from pdebench_core.errors import UsageError
+from pdebench_core.testing import check_dataset_contract, check_dataset_registration, generation_forbidden
 
 CASES = {
     "cfd2d": (Cfd2dConfig, build_cfd2d, PROFILES[2]["smoke"], (12, 32, 32, 4),
@@ -35,7 +36,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path, monkeypatch):
+def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path):
     config_cls, build, smoke, shape, fields = CASES[name]
     cfg = config_cls(**smoke, progress=False)
     ds = build(cfg)
@@ -44,16 +45,11 @@ def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path, monkeypatch):
     assert spec.n_frames == 12 and spec.t_in == 10 and spec.horizon == 2
     assert spec.dt == pytest.approx(0.05) and spec.boundary == "periodic"
     assert spec.params == {"mach": 1.0, "eta": cfg.eta, "zeta": cfg.zeta, "gamma": pytest.approx(5 / 3)}
-    sizes = {split: len(ds.split(split)) for split in ("train", "val", "test")}
-    assert sizes == {"train": 4, "val": 2, "test": 2}
-    trajectories = {split: [ds.split(split)[i] for i in range(n)] for split, n in sizes.items()}
+    # float32 trajectories of this shape; disjoint splits: no initial state appears twice anywhere.
+    trajectories = check_dataset_contract(ds, expected_fields=fields, spatial_shape=shape[1:-1], n_frames=shape[0],
+                                          split_sizes={"train": 4, "val": 2, "test": 2}, disjoint_frame=0)
     for items in trajectories.values():
-        for item in items:
-            assert item.shape == shape and item.dtype == np.float32 and np.isfinite(item).all()
-            assert item[..., 0].min() > 0 and item[..., 1].min() > 0  # density, pressure
-    # Disjoint splits: no initial state appears twice anywhere.
-    firsts = [item[0].tobytes() for items in trajectories.values() for item in items]
-    assert len(set(firsts)) == len(firsts)
+        assert items[..., 0].min() > 0 and items[..., 1].min() > 0  # density, pressure
     # The file lives in the temporary home and is read back lazily.
     path = cache_path(name, cfd_dataset.cache_key(cfg, name, len(shape) - 2))
     assert path.exists() and str(path).startswith(str(tmp_path))
@@ -61,15 +57,12 @@ def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path, monkeypatch):
     np.testing.assert_array_equal(window, trajectories["train"][1][3:7])
 
     # A second build reuses the cache: generating again would fail.
-    def refuse(*args, **kwargs):
-        raise AssertionError("regenerated although the cached file exists")
-
-    monkeypatch.setattr(cfd_dataset, "generate", refuse)
-    again = build(config_cls(**smoke, progress=False))
-    np.testing.assert_array_equal(again.split("test")[1], trajectories["test"][1])
-    # Any setting that changes the numbers gets its own file.
-    with pytest.raises(AssertionError, match="regenerated"):
-        build(config_cls(**{**smoke, "mach": 0.5}, progress=False))
+    with generation_forbidden(cfd_dataset):
+        again = build(config_cls(**smoke, progress=False))
+        np.testing.assert_array_equal(again.split("test")[1], trajectories["test"][1])
+        # Any setting that changes the numbers gets its own file.
+        with pytest.raises(AssertionError, match="ran although the cache holds"):
+            build(config_cls(**{**smoke, "mach": 0.5}, progress=False))
 
 
 def test_trajectory_seeds_are_distinct_and_stable():
@@ -132,7 +125,9 @@ def test_registration_card_and_configs():
 
     pdeb_cfd.register_datasets(register)
     assert set(seen) == {"cfd2d", "cfd3d"}
-    for name, dims in (("cfd2d", 2), ("cfd3d", 3)):
+    for name, dims, build, config_class in (("cfd2d", 2, build_cfd2d, Cfd2dConfig),
+                                            ("cfd3d", 3, build_cfd3d, Cfd3dConfig)):
+        check_dataset_registration(pdeb_cfd.register_datasets, name, factory=build, config=config_class)
         factory, config, profiles, card = seen[name]
         assert card["dims"] == dims and set(profiles) == {"smoke", "small", "paper"}
         assert profiles["paper"]["resolution"] == 128 and profiles["paper"]["n_frames"] == 21

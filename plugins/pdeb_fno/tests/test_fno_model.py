@@ -9,15 +9,18 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.spec import DataSpec
+from pdebench_core.model_testing import (
+    check_model_card,
+    check_model_contract,
+    check_model_learns,
+    check_rejects_unsupported_dims,
+    param_count,
+    toy_spec,
+)
 from pdeb_fno import PROFILES, FNOConfig, build, fitted_modes, register_models
 from pdeb_fno.model import SpectralConv
 
 SMOKE = FNOConfig(**PROFILES["smoke"])
-
-
-def _spec(shape, fields=("u",), t_in=3, t_out=1, name="toy"):
-    return DataSpec(name=name, fields=tuple(fields), spatial_shape=tuple(shape), t_in=t_in, t_out=t_out)
 
 
 def _naive_spectral_conv(layer: SpectralConv, x: torch.Tensor) -> torch.Tensor:
@@ -42,15 +45,8 @@ def _naive_spectral_conv(layer: SpectralConv, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_card_and_profiles():
-    found = {}
-    register_models(register=lambda name, factory, **kw: found.setdefault(name, (factory, kw)))
-    factory, kw = found["fno"]
-    assert factory is build and kw["config"] is FNOConfig
-    assert tuple(kw["dims"]) == (1, 2, 3)
-    assert kw["paper"].startswith("Li et al.")
-    assert set(kw["profiles"]) == {"smoke", "small", "paper"}
-    for overrides in kw["profiles"].values():
-        replace(FNOConfig(), **overrides)  # every profile key is a config field
+    card = check_model_card(register_models, "fno", build, FNOConfig)
+    assert card["paper"].startswith("Li et al.")
 
 
 @pytest.mark.parametrize(
@@ -82,15 +78,11 @@ def test_coarser_grid_uses_the_matching_modes():
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 8, 6)])
 @pytest.mark.parametrize("padding", [0, 3])
 def test_output_shape_every_dimension(shape, padding):
-    spec = _spec(shape, fields=("u", "v"), t_in=3, t_out=2)
-    model = build(replace(SMOKE, padding=padding), spec)
-    y = model(torch.randn(2, 3, *shape, 2))
-    assert y.shape == (2, 2, *shape, 2)
-    assert torch.isfinite(y).all()
+    check_model_contract(build, replace(SMOKE, padding=padding), toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_discretisation_invariant_forward():
-    model = build(SMOKE, _spec((16, 16)))
+    model = build(SMOKE, toy_spec((16, 16)))
     assert model(torch.randn(1, 3, 32, 24, 1)).shape == (1, 1, 32, 24, 1)
     assert model(torch.randn(1, 3, 6, 6, 1)).shape == (1, 1, 6, 6, 1)
 
@@ -99,55 +91,40 @@ def test_modes_fitted_to_small_grids():
     assert fitted_modes(12, (64, 64)) == (12, 12)
     assert fitted_modes(12, (10, 9)) == (5, 5)
     assert fitted_modes(12, (7,)) == (4,)
-    model = build(FNOConfig(), _spec((8, 8)))
+    model = build(FNOConfig(), toy_spec((8, 8)))
     assert model.spectral[0].modes == (4, 5)
 
 
 def test_param_count_of_default_on_ns2d():
-    spec = _spec((64, 64), fields=("vorticity",), t_in=10, t_out=1, name="ns2d")
+    spec = toy_spec((64, 64), fields=("vorticity",), t_in=10, t_out=1, name="ns2d")
     model = build(FNOConfig(), spec)
     # torch counts one element per complex weight: 4 * 2 * 12 * 12 * 20 * 20 spectral
     # + 4 * 420 pointwise + 260 lift + 2688 + 129 projection
-    assert sum(p.numel() for p in model.parameters()) == 465_557
+    assert param_count(model) == 465_557
 
 
 def test_training_steps_lower_the_loss():
-    torch.manual_seed(0)
-    spec = _spec((16, 16), t_in=2, t_out=1)
-    coords = torch.arange(16) * (2 * torch.pi / 16)
-    phase = torch.rand(4, 2, 1, 1, 1) * 2 * torch.pi
-    x = torch.sin(coords[:, None, None] + phase) + torch.cos(2 * coords[None, :, None] - phase)  # (B, 2, X, Y, 1)
-    target = torch.roll(x[:, -1:], shifts=1, dims=2)  # a shift of smooth fields: in the kept modes
-    model = build(SMOKE, spec)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = torch.mean((model(x) - target) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    # a shift of smooth periodic fields: it lives in the kept modes
+    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5)
 
 
 def test_unsupported_dimension_and_bad_config():
-    with pytest.raises(UsageError, match="1D, 2D and 3D"):
-        build(SMOKE, _spec((4, 4, 4, 4)))
+    check_rejects_unsupported_dims(build, SMOKE)
     with pytest.raises(UsageError, match="modes"):
-        build(replace(SMOKE, modes=0), _spec((16,)))
+        build(replace(SMOKE, modes=0), toy_spec((16,)))
     with pytest.raises(UsageError, match="padding"):
-        build(replace(SMOKE, padding=-1), _spec((16,)))
+        build(replace(SMOKE, padding=-1), toy_spec((16,)))
 
 
 def test_wrong_input_shape_is_reported():
-    model = build(SMOKE, _spec((16, 16), t_in=3))
+    model = build(SMOKE, toy_spec((16, 16), t_in=3))
     with pytest.raises(ValueError, match="FNO built for"):
         model(torch.randn(1, 4, 16, 16, 1))
 
 
 def test_bf16_autocast_keeps_ffts_in_float32():
     torch.manual_seed(0)
-    model = build(SMOKE, _spec((16, 16)))
+    model = build(SMOKE, toy_spec((16, 16)))
     x = torch.randn(2, 3, 16, 16, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = model(x)
@@ -159,6 +136,6 @@ def test_builds_from_an_omegaconf_section():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.merge(OmegaConf.structured(FNOConfig), PROFILES["smoke"], {"padding": 2})
-    model = build(cfg, _spec((12,)))
+    model = build(cfg, toy_spec((12,)))
     assert model.spectral[0].modes == (4,) and model.padding == 2
     assert model(torch.randn(1, 3, 12, 1)).shape == (1, 1, 12, 1)

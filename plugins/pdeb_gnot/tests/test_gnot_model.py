@@ -8,25 +8,22 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.spec import DataSpec
+from pdebench_core.model_testing import (
+    check_model_card,
+    check_model_contract,
+    check_model_learns,
+    check_rejects_unsupported_dims,
+    param_count,
+    toy_spec,
+)
 from pdeb_gnot import PROFILES, GNOTConfig, build, register_models
 from pdeb_gnot.model import GatedExperts, NormalizedAttention
 
 SMOKE = replace(GNOTConfig(), **PROFILES["smoke"])
 
 
-def _spec(shape, fields=("u",), t_in=3, t_out=1, name="toy"):
-    return DataSpec(name=name, fields=tuple(fields), spatial_shape=tuple(shape), t_in=t_in, t_out=t_out)
-
-
 def test_card_and_profiles():
-    found = {}
-    register_models(register=lambda name, factory, **kw: found.setdefault(name, (factory, kw)))
-    factory, kw = found["gnot"]
-    assert factory is build and kw["config"] is GNOTConfig
-    assert tuple(kw["dims"]) == (1, 2, 3)
-    for overrides in kw["profiles"].values():
-        replace(GNOTConfig(), **overrides)
+    check_model_card(register_models, "gnot", build, GNOTConfig)
 
 
 def test_normalized_attention_equals_quadratic_form():
@@ -51,39 +48,21 @@ def test_gate_is_a_partition_of_unity():
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 6, 4)])
 def test_output_shape_every_dimension(shape):
-    model = build(SMOKE, _spec(shape, fields=("u", "v"), t_out=2))
-    y = model(torch.randn(2, 3, *shape, 2))
-    assert y.shape == (2, 2, *shape, 2)
-    assert torch.isfinite(y).all()
+    check_model_contract(build, SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_unsupported_dimension_and_bad_config():
-    with pytest.raises(UsageError, match="1D, 2D and 3D"):
-        build(SMOKE, _spec((4, 4, 4, 4)))
+    check_rejects_unsupported_dims(build, SMOKE)
     with pytest.raises(UsageError, match="n_experts"):
-        build(replace(SMOKE, n_experts=0), _spec((16,)))
+        build(replace(SMOKE, n_experts=0), toy_spec((16,)))
 
 
 def test_param_count_of_default_on_ns2d():
-    spec = _spec((64, 64), fields=("vorticity",), t_in=10, t_out=1, name="ns2d")
-    assert sum(p.numel() for p in build(GNOTConfig(), spec).parameters()) == 1_742_355
+    spec = toy_spec((64, 64), fields=("vorticity",), t_in=10, t_out=1, name="ns2d")
+    assert param_count(build(GNOTConfig(), spec)) == 1_742_355
 
 
 def test_training_steps_lower_the_loss():
-    torch.manual_seed(0)
-    coords = torch.arange(16) * (2 * torch.pi / 16)
-    phase = torch.rand(4, 2, 1, 1, 1) * 2 * torch.pi
-    x = torch.sin(coords[:, None, None] + phase) + torch.cos(2 * coords[None, :, None] - phase)  # (B, 2, X, Y, 1)
-    target = torch.roll(x[:, -1:], shifts=1, dims=2)
-    model = build(SMOKE, _spec((16, 16), t_in=2))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss = torch.mean((model(x) - target) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
     # queries carry only coordinates, so every value must be routed through attention:
     # it starts near the field's mean and learns more slowly than the convolutional models
-    assert losses[-1] < 0.7 * losses[0]
+    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=60, factor=0.7)

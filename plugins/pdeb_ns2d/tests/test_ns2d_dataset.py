@@ -12,6 +12,7 @@ import torch
 import pdeb_ns2d
 from pdebench_core.data.canonical import H5Trajectories, read_spec
 from pdebench_core.errors import UsageError
+from pdebench_core.testing import check_dataset_contract, generation_forbidden
 from pdeb_ns2d import PRESETS, PROFILES, Ns2dConfig, build, cache_key, register_datasets, trajectory_seed
 
 
@@ -68,33 +69,22 @@ def test_smoke_build_shapes_spec_and_disjoint_splits():
     assert spec.name == "ns2d" and spec.fields == ("vorticity",) and spec.spatial_shape == (32, 32)
     assert (spec.t_in, spec.horizon, spec.n_frames, spec.dt) == (10, 4, 14, 1.0)
     assert spec.boundary == "periodic" and spec.domain == ((0.0, 1.0), (0.0, 1.0)) and spec.params == {"nu": 1e-3}
-    sizes = {split: len(ds.split(split)) for split in ("train", "val", "test")}
-    assert sizes == {"train": 8, "val": 2, "test": 2}
-    first_frames = []
-    for split in ("train", "val", "test"):
-        trajectories = ds.split(split)
-        assert isinstance(trajectories, H5Trajectories)  # lazy reads from the cached file
-        for trajectory in trajectories:
-            assert trajectory.shape == (14, 32, 32, 1) and trajectory.dtype == np.float32
-            assert np.isfinite(trajectory).all() and trajectory.std() > 0.1
-            first_frames.append(trajectory[0, ..., 0])
-    # No trajectory appears twice, within or across splits.
-    for i in range(len(first_frames)):
-        for j in range(i):
-            assert np.abs(first_frames[i] - first_frames[j]).max() > 1e-2
+    # float32 (14, 32, 32, 1) trajectories; no first frame appears twice, within or across splits.
+    arrays = check_dataset_contract(ds, expected_fields=("vorticity",), spatial_shape=(32, 32), n_frames=14,
+                                    split_sizes={"train": 8, "val": 2, "test": 2}, disjoint_frame=0,
+                                    min_distance=1e-2)
+    for split, trajectories in arrays.items():
+        assert isinstance(ds.split(split), H5Trajectories)  # lazy reads from the cached file
+        assert (trajectories.std(axis=(1, 2, 3, 4)) > 0.1).all()
 
 
-def test_second_build_reuses_the_cache(monkeypatch):
+def test_second_build_reuses_the_cache():
     cfg = _config()
     first = build(cfg, name="ns2d")
     path = first.split("train").path
     stamp = os.stat(path).st_mtime_ns
-
-    def no_generation(*args, **kwargs):
-        raise AssertionError("generated again although the cache holds these settings")
-
-    monkeypatch.setattr(pdeb_ns2d, "generate", no_generation)
-    again = build(cfg, name="ns2d-nu1e-3")  # a preset with the same settings shares the file
+    with generation_forbidden(pdeb_ns2d):
+        again = build(cfg, name="ns2d-nu1e-3")  # a preset with the same settings shares the file
     assert again.split("train").path == path and os.stat(path).st_mtime_ns == stamp
     assert again.spec.name == "ns2d-nu1e-3"
     np.testing.assert_array_equal(again.split("test")[1], first.split("test")[1])
@@ -102,7 +92,6 @@ def test_second_build_reuses_the_cache(monkeypatch):
     assert stored_spec.spatial_shape == (32, 32) and stored_spec.n_frames == 14
     assert provenance["generator"] == "pdeb_ns2d" and provenance["settings"] == cache_key(cfg)
     # A setting that changes the numbers must not hit the same file.
-    monkeypatch.undo()
     other = build(replace(cfg, nu=2e-3, n_val=1, n_test=1), name="ns2d")
     assert other.split("train").path != path
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,8 @@ from omegaconf import OmegaConf
 import pdeb_swe2d
 from pdeb_swe2d import PROFILES, Swe2dConfig, build, cache_key, dam_radius, generate, register_datasets
 from pdebench_core.errors import UsageError
+from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_dataset_contract,
+                                   check_dataset_registration, generation_forbidden, split_arrays)
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +28,12 @@ def smoke(**changes) -> Swe2dConfig:
     return Swe2dConfig(**{**PROFILES["smoke"], "progress": False, **changes})
 
 
-def _all(dataset) -> dict[str, np.ndarray]:
-    return {s: np.stack([dataset.split(s)[i] for i in range(len(dataset.split(s)))]) for s in ("train", "val", "test")}
-
-
 def test_smoke_profile_gives_float32_trajectories_and_a_full_spec():
     dataset = build(OmegaConf.structured(smoke()))  # the core hands factories omegaconf objects
-    assert {s: len(dataset.split(s)) for s in ("train", "val", "test")} == {"train": 4, "val": 2, "test": 2}
+    check_dataset_contract(dataset, expected_fields=("h",), spatial_shape=(32, 32),
+                           split_sizes={"train": 4, "val": 2, "test": 2})
     item = dataset.split("val")[1]
-    assert item.shape == (14, 32, 32, 1) and item.dtype == np.float32 and np.isfinite(item).all()
+    assert item.shape == (14, 32, 32, 1)
     assert item.min() > 0.5 and item[0].max() == 2.0 and item[0].min() == 1.0  # dam at rest at t = 0
     assert dataset.split("train").window(0, 3, 5).shape == (5, 32, 32, 1)
     spec = dataset.spec
@@ -50,33 +47,27 @@ def test_splits_are_disjoint_and_radii_follow_pdebench():
     cfg = smoke()
     radii = {(s, i): dam_radius(cfg, s, i) for s, n in (("train", 4), ("val", 2), ("test", 2)) for i in range(n)}
     assert len(set(radii.values())) == 8 and all(0.3 <= r <= 0.7 for r in radii.values())
-    arrays = _all(build(cfg))
-    ends = np.concatenate([a[:, -1] for a in arrays.values()])  # last frames of all 8 trajectories
-    distances = np.abs(ends[:, None] - ends[None]).reshape(8, 8, -1).max(axis=-1)
-    assert (distances + np.eye(8) > 1e-3).all()
+    # The last frames of all 8 trajectories differ pairwise by more than 1e-3 somewhere.
+    assert_splits_disjoint(split_arrays(build(cfg)), frame=-1, min_distance=1e-3)
 
 
-def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(monkeypatch, _private_home):
-    first = _all(build(smoke()))
+def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(_private_home):
+    first = split_arrays(build(smoke()))
     files = list((_private_home / "data").glob("swe2d-*.h5"))
     assert len(files) == 1
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("generated again instead of reading the cache")
-
-    monkeypatch.setattr(pdeb_swe2d, "generate", must_not_run)
-    again = _all(build(smoke(t_in=5, batch_size=3, device="cpu", preload=True)))
-    assert all(np.array_equal(first[s], again[s]) for s in first)
+    with generation_forbidden(pdeb_swe2d):
+        again = split_arrays(build(smoke(t_in=5, batch_size=3, device="cpu", preload=True)))
+    assert_same_splits(first, again)
     assert cache_key(smoke(wall="reflective")) != cache_key(smoke())
     assert cache_key(smoke(radius_max=0.6)) != cache_key(smoke())
     assert cache_key(smoke(seed=1)) != cache_key(smoke())
 
 
 def test_same_numbers_in_a_fresh_home_with_other_batching(monkeypatch, tmp_path):
-    first = _all(build(smoke()))
+    first = split_arrays(build(smoke()))
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "other"))
-    second = _all(build(smoke(batch_size=3)))
-    assert all(np.array_equal(first[s], second[s]) for s in first)
+    second = split_arrays(build(smoke(batch_size=3)))
+    assert_same_splits(first, second)
 
 
 def test_large_splits_are_assembled_in_a_scratch_file(monkeypatch, tmp_path):
@@ -85,22 +76,12 @@ def test_large_splits_are_assembled_in_a_scratch_file(monkeypatch, tmp_path):
     monkeypatch.setattr(pdeb_swe2d, "IN_MEMORY_LIMIT", 0)
     on_disk = generate(cfg, show_progress=True, scratch=str(tmp_path))
     assert isinstance(on_disk["train"], np.memmap)
-    assert all(np.array_equal(in_memory[s], on_disk[s]) for s in in_memory)
+    assert_same_splits(in_memory, on_disk)
 
 
 def test_registration_card_and_profiles():
-    seen = {}
-    register_datasets(register=lambda name, factory, **kw: seen.update({name: (factory, kw)}))
-    factory, kw = seen["swe2d"]
-    assert factory is build and kw["config"] is Swe2dConfig
-    for key in ("pde", "dims", "fields", "resolution", "dt", "boundary", "parameters", "source", "license",
-                "horizon", "description"):
-        assert kw[key], key
-    assert kw["fields"] == ["h"] and kw["dims"] == 2
-    fields = {f.name for f in dataclasses.fields(Swe2dConfig)}
-    for name, overrides in kw["profiles"].items():
-        assert set(overrides) <= fields, name
-        OmegaConf.merge(OmegaConf.structured(Swe2dConfig), overrides)
+    kw = check_dataset_registration(register_datasets, "swe2d", factory=build, config=Swe2dConfig)
+    assert kw["card"]["fields"] == ["h"] and kw["card"]["dims"] == 2
     assert kw["profiles"]["paper"]["resolution"] == 128 and kw["profiles"]["paper"]["n_frames"] == 101
 
 

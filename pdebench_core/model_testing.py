@@ -1,0 +1,267 @@
+"""Test helpers for model plugins: the model contract, learning checks, toy specs.
+
+A model plugin's tests can check the parts of the contract every model shares in a
+few lines and spend the rest on what is particular to the model::
+
+    from pdebench_core.model_testing import check_model_contract, toy_spec
+
+    def test_output_shape():
+        check_model_contract(build, SMOKE, toy_spec((16, 12), fields=("u", "v"), t_out=2))
+
+The checks raise :class:`AssertionError` (explicitly, so they also hold under
+``python -O``). The autouse fixture :func:`one_intra_op_thread` is meant to be
+imported into a plugin's ``tests/conftest.py``. This module needs pytest and torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+
+import pytest
+
+from pdebench_core.errors import UsageError
+from pdebench_core.models import describe_dims
+from pdebench_core.spec import DataSpec
+
+if TYPE_CHECKING:
+    import torch
+
+ModelFactory = Callable[[Any, DataSpec], "torch.nn.Module"]
+PROFILE_NAMES = ("smoke", "small", "paper")
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread() -> Iterator[None]:
+    """Run every test on one intra-op thread.
+
+    Test models are tiny: extra threads only add overhead, and on a busy machine
+    threads that spin while others hold the cores make the tests many times slower.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def toy_spec(shape: Sequence[int], fields: Sequence[str] = ("u",), t_in: int = 3, t_out: int = 1,
+             name: str = "toy", **changes: Any) -> DataSpec:
+    """A :class:`DataSpec` for model tests.
+
+    Args:
+        shape: Spatial grid, e.g. ``(16, 12)``.
+        fields: Channel names; their number is ``C``.
+        t_in: Input frames.
+        t_out: Predicted frames.
+        name: Dataset name shown in error messages.
+        **changes: Any other :class:`DataSpec` field (``boundary="neumann"``, ...).
+
+    Returns:
+        The spec.
+    """
+    return DataSpec(name=name, fields=tuple(fields), spatial_shape=tuple(shape), t_in=t_in, t_out=t_out,
+                    **changes)
+
+
+def param_count(model: "torch.nn.Module") -> int:
+    """Number of parameter elements (one per complex weight, as torch counts them)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_model_card(register_models: Callable[..., Any], name: str, build: ModelFactory, config: type,
+                     dims: Sequence[int] = (1, 2, 3)) -> dict[str, Any]:
+    """Check what a plugin's ``register_models`` hook registers under ``name``.
+
+    Args:
+        register_models: The plugin's hook implementation.
+        name: Model name it must register.
+        build: The factory it must register.
+        config: The config dataclass it must register.
+        dims: The spatial dimensions the card must declare.
+
+    Returns:
+        The keyword arguments of the registration (``config``, ``profiles``, card fields).
+
+    Raises:
+        AssertionError: If the name is missing, the factory, config or dims differ, the
+            profiles are not exactly smoke, small and paper, or a profile sets a key the
+            config does not have.
+    """
+    found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    register_models(register=lambda model, factory, **kw: found.setdefault(model, (factory, kw)))
+    if name not in found:
+        raise AssertionError(f"register_models registered {sorted(found)}, not '{name}'")
+    factory, card = found[name]
+    if factory is not build:
+        raise AssertionError(f"'{name}' is registered with factory {factory!r}, expected {build!r}")
+    if card.get("config") is not config:
+        raise AssertionError(f"'{name}' is registered with config {card.get('config')!r}, expected {config!r}")
+    if tuple(card.get("dims") or ()) != tuple(dims):
+        raise AssertionError(f"'{name}' declares dims {card.get('dims')!r}, expected {tuple(dims)}")
+    profiles = card.get("profiles") or {}
+    if set(profiles) != set(PROFILE_NAMES):
+        raise AssertionError(f"'{name}' has profiles {sorted(profiles)}, expected {list(PROFILE_NAMES)}")
+    for profile, overrides in profiles.items():
+        try:
+            dataclasses.replace(config(), **overrides)
+        except TypeError as error:
+            raise AssertionError(f"profile '{profile}' of '{name}' does not fit {config.__name__}: {error}") from None
+    return card
+
+
+def check_model_contract(build: ModelFactory, cfg: Any, spec: DataSpec, batch: int = 2) -> "torch.nn.Module":
+    """Build a model and check that it maps ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+
+    The input is standard normal noise from the global torch generator; the output must
+    have the contract's shape, the input's dtype and finite values.
+
+    Args:
+        build: Model factory ``build(cfg, spec)``.
+        cfg: Its config.
+        spec: The data the model is built for and fed with.
+        batch: Batch size ``B``.
+
+    Returns:
+        The built model, for further checks.
+
+    Raises:
+        AssertionError: If the factory returns no module or the output breaks the contract.
+    """
+    import torch
+
+    model = build(cfg, spec)
+    if not isinstance(model, torch.nn.Module):
+        raise AssertionError(f"the factory returned {type(model).__name__}, not a torch.nn.Module")
+    x = torch.randn(batch, spec.t_in, *spec.spatial_shape, spec.n_channels)  # (B, t_in, *S, C)
+    with torch.no_grad():
+        y = model(x)  # (B, t_out, *S, C)
+    expected = (batch, spec.t_out, *spec.spatial_shape, spec.n_channels)
+    if tuple(y.shape) != expected:
+        raise AssertionError(f"output shape {tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}")
+    if y.dtype != x.dtype:
+        raise AssertionError(f"output dtype {y.dtype} for a {x.dtype} input")
+    if not torch.isfinite(y).all():
+        raise AssertionError("the output has non-finite values")
+    return model
+
+
+def smooth_shift_problem(spec: DataSpec, batch: int = 4) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Smooth periodic inputs and, as target, their last frame shifted by one grid point.
+
+    Axis ``a`` contributes ``sin((a + 1) k x_a + phase)`` (even ``a``) or
+    ``cos((a + 1) k x_a - phase)`` (odd ``a``), with ``k x_a`` running over one period
+    and a random phase per sample, frame and channel drawn from the global torch
+    generator. Target frame ``j`` is the last input frame rolled by ``j + 1`` points
+    along the first spatial axis: a shift of fields that live in the lowest modes.
+
+    Args:
+        spec: Grid, ``t_in``, ``t_out`` and channels of the problem.
+        batch: Samples.
+
+    Returns:
+        ``(inputs, target)``: ``(batch, t_in, *S, C)`` and ``(batch, t_out, *S, C)``.
+    """
+    import torch
+
+    ndim = spec.ndim
+    phase = torch.rand(batch, spec.t_in, *([1] * ndim), spec.n_channels) * 2 * torch.pi  # (B, T, 1.., C)
+    x = None
+    for axis, n in enumerate(spec.spatial_shape):
+        view = [1] * (ndim + 1)
+        view[axis] = n
+        angle = (axis + 1) * (torch.arange(n) * (2 * torch.pi / n)).view(view)  # (.., n, .., 1)
+        term = torch.sin(angle + phase) if axis % 2 == 0 else torch.cos(angle - phase)
+        x = term if x is None else x + term  # (B, T, *S, C)
+    last = x[:, -1:]  # (B, 1, *S, C)
+    target = torch.cat([torch.roll(last, shifts=j + 1, dims=2) for j in range(spec.t_out)], dim=1)
+    return x, target  # (B, t_in, *S, C), (B, t_out, *S, C)
+
+
+def check_model_learns(build: ModelFactory, cfg: Any, spec: DataSpec, steps: int, factor: float,
+                       inputs: Optional["torch.Tensor"] = None, target: Optional["torch.Tensor"] = None,
+                       lr: float = 3e-3, seed: Optional[int] = 0) -> list[float]:
+    """Train a fresh model with Adam on one batch and check that the loss falls.
+
+    Args:
+        build: Model factory ``build(cfg, spec)``.
+        cfg: Its config.
+        spec: The data the model is built for.
+        steps: Optimiser steps on the same batch.
+        factor: The last loss must be below ``factor`` times the first.
+        inputs: Input batch ``(B, t_in, *S, C)``; default :func:`smooth_shift_problem`.
+        target: Target batch ``(B, t_out, *S, C)``; given together with ``inputs``.
+        lr: Adam learning rate.
+        seed: Seed of the global torch generator set before the problem is drawn and the
+            model is built; ``None`` keeps the generator as the caller left it.
+
+    Returns:
+        The mean-squared-error loss before each step.
+
+    Raises:
+        ValueError: If only one of ``inputs`` and ``target`` is given.
+        AssertionError: If the loss does not fall by ``factor``.
+    """
+    import torch
+
+    if (inputs is None) != (target is None):
+        raise ValueError("give both inputs and target, or neither")
+    if seed is not None:
+        torch.manual_seed(seed)
+    if inputs is None:
+        inputs, target = smooth_shift_problem(spec)
+    model = build(cfg, spec)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = torch.mean((model(inputs) - target) ** 2)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    if not losses[-1] < factor * losses[0]:
+        raise AssertionError(
+            f"after {steps} steps the loss went from {losses[0]:.4g} to {losses[-1]:.4g}, "
+            f"not below {factor} x the start"
+        )
+    return losses
+
+
+def check_rejects_unsupported_dims(build: ModelFactory, cfg: Any, dims: Sequence[int] = (1, 2, 3)) -> str:
+    """Check that the factory refuses 4D data with the shared one-line message.
+
+    Args:
+        build: Model factory ``build(cfg, spec)``.
+        cfg: Its config.
+        dims: The dimensions the model supports (named in the message).
+
+    Returns:
+        The error message.
+
+    Raises:
+        AssertionError: If no :class:`UsageError` is raised, or its message names
+            neither the dataset nor the supported dimensions.
+    """
+    spec = toy_spec((4, 4, 4, 4), name="toy4d")
+    try:
+        build(cfg, spec)
+    except UsageError as error:
+        message = str(error)
+    else:
+        raise AssertionError("the factory accepted data with 4 spatial axes")
+    if "toy4d" not in message or describe_dims(dims) not in message:
+        raise AssertionError(f"the message does not name the dataset and {describe_dims(dims)}: {message}")
+    return message
+
+
+__all__ = [
+    "check_model_card",
+    "check_model_contract",
+    "check_model_learns",
+    "check_rejects_unsupported_dims",
+    "one_intra_op_thread",
+    "param_count",
+    "smooth_shift_problem",
+    "toy_spec",
+]

@@ -1,0 +1,389 @@
+"""Shared generation machinery (``pdebench_core.data.generation``) and the plugin test checks
+(``pdebench_core.testing``), including that the checks catch broken datasets."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pdebench_core.data import generation
+from pdebench_core.data.base import TrajectoryDataset
+from pdebench_core.data.canonical import H5Trajectories, read_spec
+from pdebench_core.data.config import DatasetConfig
+from pdebench_core.errors import UsageError
+from pdebench_core.spec import DataSpec
+from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_dataset_contract,
+                                   check_dataset_registration, generation_forbidden, split_arrays)
+
+SIZES = {"train": 3, "val": 1, "test": 2}
+TRAJECTORY = (5, 4, 6, 2)  # (T, X, Y, C)
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _spec(name: str = "toy", **changes) -> DataSpec:
+    settings = dict(name=name, fields=("u", "v"), spatial_shape=TRAJECTORY[1:3], t_in=2, t_out=1, dt=0.1,
+                    domain=((0.0, 1.0), (0.0, 1.0)), boundary="periodic", params={"a": 1.0}, horizon=3,
+                    n_frames=TRAJECTORY[0])
+    settings.update(changes)
+    return DataSpec(**settings)
+
+
+def _trajectory(split: str, index: int) -> np.ndarray:
+    """A trajectory that depends only on its job, as a deterministic solver's would."""
+    rng = np.random.default_rng(generation.trajectory_seed("toy", 0, split, index))
+    return rng.standard_normal(TRAJECTORY).astype(np.float32)  # (T, X, Y, C)
+
+
+def _toy_solve(calls: list):
+    def solve(jobs, advance):
+        calls.append(list(jobs))
+        for _ in range(TRAJECTORY[0]):
+            advance(len(jobs))
+        return np.stack([_trajectory(split, i) for split, i in jobs]).astype(np.float64)  # (b, T, X, Y, C)
+    return solve
+
+
+def _expected() -> dict[str, np.ndarray]:
+    return {split: np.stack([_trajectory(split, i) for i in range(n)]) for split, n in SIZES.items()}
+
+
+class _LazySplit:
+    """A minimal read-on-access sequence, so that the checks below test one thing at a time."""
+
+    def __init__(self, items):
+        self._items = list(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int):
+        return self._items[index]
+
+
+def _dataset(splits: dict, spec: DataSpec | None = None) -> TrajectoryDataset:
+    return TrajectoryDataset(spec or _spec(), {s: _LazySplit(items) for s, items in splits.items()})
+
+
+# --- seeds, devices, progress, allocation ------------------------------------------------------------
+
+
+def test_trajectory_seed_is_pinned_distinct_and_63_bit():
+    # Pinned values: generated data and cache files of existing datasets depend on them.
+    assert generation.trajectory_seed("pdeb-dr2d", 0, "train", 0) == 4366038108298727468
+    assert generation.trajectory_seed("pdeb-cfd", "cfd2d", 3, "test", 7) == 1548763823686421030
+    seeds = {generation.trajectory_seed("pdeb-x", 0, s, i) for s in ("train", "val", "test") for i in range(500)}
+    assert len(seeds) == 1500 and all(0 <= seed < 2 ** 63 for seed in seeds)
+    assert generation.trajectory_seed("pdeb-x", 1, "train", 0) != generation.trajectory_seed("pdeb-x", 0, "train", 0)
+    assert generation.trajectory_seed("pdeb-y", 0, "train", 0) != generation.trajectory_seed("pdeb-x", 0, "train", 0)
+    torch.Generator().manual_seed(max(seeds))  # usable as a torch seed
+
+
+def test_solver_device_resolves_and_refuses_with_the_setting_name():
+    assert generation.solver_device("cpu") == torch.device("cpu")
+    assert generation.solver_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="data.toy.device='nonsense'"):
+        generation.solver_device("nonsense", "data.toy.device")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no usable CUDA"):
+            generation.solver_device("cuda:1", "data.toy.device")
+
+
+def test_wants_progress_needs_a_terminal_unless_forced(monkeypatch):
+    assert generation.wants_progress(True, False) is True
+    assert generation.wants_progress(False, True) is False
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
+    assert generation.wants_progress(None, True) is False
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert generation.wants_progress(None, True) is True
+    assert generation.wants_progress(None, False) is False
+
+
+@pytest.mark.parametrize("total", [12, 1.5])
+def test_progress_bar_counts_and_can_be_off(total):
+    with generation.progress_bar("off", total, enabled=False) as advance:
+        assert advance(3) is None
+    with generation.progress_bar("toy", total, enabled=True) as advance:
+        for _ in range(4):
+            advance(total / 4)
+
+
+def test_allocate_split_uses_memory_or_a_scratch_file(tmp_path):
+    small = generation.allocate_split((2, 3, 4, 1), str(tmp_path), "train")
+    assert type(small) is np.ndarray and small.dtype == np.float32 and small.shape == (2, 3, 4, 1)
+    assert type(generation.allocate_split((2, 3, 4, 1), None, "val", limit=0)) is np.ndarray  # no scratch given
+    large = generation.allocate_split((2, 3, 4, 1), str(tmp_path), "test", limit=95)  # 96 bytes > 95
+    assert isinstance(large, np.memmap) and large.dtype == np.float32 and large.shape == (2, 3, 4, 1)
+    assert os.path.exists(tmp_path / "test.npy")
+    assert type(generation.allocate_split((2, 3, 4, 1), str(tmp_path), "val", limit=96)) is np.ndarray
+
+
+# --- the generation driver ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 100])
+def test_generate_splits_fills_every_job_whatever_the_batching(batch_size):
+    calls: list = []
+    out = generation.generate_splits(SIZES, TRAJECTORY, _toy_solve(calls), batch_size=batch_size,
+                                     label="toy", work_per_trajectory=TRAJECTORY[0])
+    assert list(out) == ["train", "val", "test"]
+    for split, expected in _expected().items():
+        assert out[split].dtype == np.float32
+        np.testing.assert_array_equal(out[split], expected)
+    jobs = [job for batch in calls for job in batch]
+    assert jobs == [(s, i) for s, n in SIZES.items() for i in range(n)]  # each job once, in order
+    assert all(len(batch) <= batch_size for batch in calls) and len(calls) == -(-6 // batch_size)
+
+
+def test_generate_splits_with_progress_scratch_and_empty_splits(tmp_path):
+    sizes = {"train": 2, "val": 0, "test": 1}
+    out = generation.generate_splits(sizes, TRAJECTORY, _toy_solve([]), batch_size=2, label="toy",
+                                     work_per_trajectory=float(TRAJECTORY[0]), show_progress=True,
+                                     scratch=str(tmp_path), limit=0)
+    assert isinstance(out["train"], np.memmap) and out["val"].shape == (0, *TRAJECTORY)
+    np.testing.assert_array_equal(out["test"][0], _trajectory("test", 0))
+    with pytest.raises(ValueError, match="batch_size"):
+        generation.generate_splits(sizes, TRAJECTORY, _toy_solve([]), batch_size=0, label="toy")
+
+
+def test_split_sizes_reads_a_dataset_config():
+    assert generation.split_sizes(DatasetConfig(n_train=5, n_val=2, n_test=3)) == {"train": 5, "val": 2, "test": 3}
+
+
+def test_generate_from_config_reads_sizes_batching_and_progress():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Settings(DatasetConfig):
+        batch_size: int = 4
+        progress: bool = False
+
+    calls: list = []
+    cfg = Settings(n_train=3, n_val=1, n_test=2)
+    out = generation.generate_from_config(cfg, TRAJECTORY, _toy_solve(calls), label="toy")
+    assert_same_splits(out, _expected())
+    assert [len(batch) for batch in calls] == [4, 2]
+    calls.clear()
+    generation.generate_from_config(cfg, TRAJECTORY, _toy_solve(calls), label="toy", batch_size=1,
+                                    show_progress=True)
+    assert [len(batch) for batch in calls] == [1] * 6
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_frames": 10}, "leaves nothing to predict"), ({"horizon": 5}, r"horizon must be in 1\.\.4"),
+    ({"horizon": 0}, "horizon"), ({"solver_dtype": "float16"}, "solver_dtype"),
+    ({"n_val": -1}, "split sizes"), ({"batch_size": 0}, "batch_size >= 1"),
+])
+def test_check_frames_and_sizes_refuses_what_no_generator_can_honour(changes, message):
+    from dataclasses import dataclass, replace
+
+    @dataclass
+    class Settings(DatasetConfig):
+        n_frames: int = 14
+        solver_dtype: str = "float32"
+        batch_size: int = 4
+
+    generation.check_frames_and_sizes(Settings(horizon=4), "data.toy")  # the limits themselves are fine
+    with pytest.raises(UsageError, match=message):
+        generation.check_frames_and_sizes(replace(Settings(), **changes), "data.toy")
+
+
+def test_torch_dtype():
+    assert generation.torch_dtype("float32") == torch.float32 and generation.torch_dtype("float64") == torch.float64
+
+
+# --- caching and published files -----------------------------------------------------------------------
+
+
+def _generate_once(counter: list):
+    def generate(scratch):
+        assert scratch is not None and os.path.isdir(scratch)  # a scratch folder next to the cache
+        counter.append(scratch)
+        return generation.generate_splits(SIZES, TRAJECTORY, _toy_solve([]), batch_size=4, label="toy",
+                                          scratch=scratch)
+    return generate
+
+
+def test_cached_dataset_generates_once_and_reads_lazily(_private_home):
+    counter: list = []
+    key = {"generator": "toy", "seed": 0}
+    provenance = {"generator": "toy", "version": "1", "seed": 0}
+    first = generation.cached_dataset("toy", key, _spec("toy-preset"), _generate_once(counter), provenance,
+                                      stored_spec=_spec("toy"))
+    second = generation.cached_dataset("toy", key, _spec("toy-other"), _generate_once(counter), provenance,
+                                       preload=True)
+    assert len(counter) == 1 and not os.path.exists(counter[0])  # the scratch folder is cleaned up
+    assert first.spec.name == "toy-preset" and second.spec.name == "toy-other"
+    path = Path(first.split("train").path)
+    assert isinstance(first.split("train"), H5Trajectories) and path.parent == _private_home / "data"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # only the cache file remains
+    stored, stored_provenance = read_spec(path)
+    assert stored.name == "toy" and stored_provenance["settings"] == key
+    assert_same_splits(split_arrays(first), _expected())
+    assert_same_splits(split_arrays(second), _expected())
+    generation.cached_dataset("toy", {**key, "seed": 1}, _spec(), _generate_once(counter), provenance)
+    assert len(counter) == 2  # other settings, another file
+
+
+def test_read_published_opens_a_canonical_file():
+    made = generation.cached_dataset("toy", {"seed": 0}, _spec(), _generate_once([]), {"generator": "toy"})
+    cfg = DatasetConfig(path=str(made.split("train").path), n_train=3, n_val=1, n_test=2, t_in=2)
+    published = generation.read_published(cfg, "toy", _spec().replace(horizon=None))
+    assert published.spec.fields == ("u", "v") and published.spec.spatial_shape == TRAJECTORY[1:3]
+    assert_same_splits(split_arrays(published), _expected())
+
+
+# --- pdebench_core.testing --------------------------------------------------------------------------------
+
+
+def test_contract_check_passes_a_good_dataset_and_returns_its_splits():
+    dataset = generation.cached_dataset("toy", {"seed": 0}, _spec(), _generate_once([]), {"generator": "toy"})
+    arrays = check_dataset_contract(dataset, expected_fields=("u", "v"), spatial_shape=(4, 6), n_frames=5,
+                                    split_sizes=SIZES, min_distance=0.1)
+    assert_same_splits(arrays, _expected())
+    # Tensors are accepted as trajectories too.
+    check_dataset_contract(_dataset({s: [torch.from_numpy(t) for t in a] for s, a in _expected().items()}))
+
+
+def test_contract_check_catches_overlapping_splits():
+    splits = {s: list(a) for s, a in _expected().items()}
+    splits["test"][1] = splits["train"][0].copy()
+    with pytest.raises(AssertionError, match=r"test\[1\] is identical to train\[0\]"):
+        check_dataset_contract(_dataset(splits))
+    splits["test"][1] = splits["train"][0] + np.float32(1e-3)
+    check_dataset_contract(_dataset(splits))  # distinct, though barely
+    with pytest.raises(AssertionError, match="near-duplicate"):
+        check_dataset_contract(_dataset(splits), min_distance=1e-2)
+    # Only the first frames equal: distinct trajectories, but the same initial state.
+    splits["test"][1] = np.concatenate([splits["train"][0][:1], splits["test"][0][1:]])
+    check_dataset_contract(_dataset(splits))
+    with pytest.raises(AssertionError, match="identical"):
+        check_dataset_contract(_dataset(splits), disjoint_frame=0)
+
+
+def test_contract_check_catches_a_wrong_dtype():
+    splits = {s: list(a) for s, a in _expected().items()}
+    splits["val"][0] = splits["val"][0].astype(np.float64)
+    with pytest.raises(AssertionError, match=r"val\[0\]: dtype float64"):
+        check_dataset_contract(_dataset(splits))
+    splits["val"][0] = torch.from_numpy(_expected()["val"][0]).double()
+    with pytest.raises(AssertionError, match="expected float32"):
+        check_dataset_contract(_dataset(splits))
+
+
+def test_contract_check_catches_a_wrong_rank_or_shape():
+    without_channels = {s: [t[..., 0] for t in a] for s, a in _expected().items()}  # (T, X, Y)
+    with pytest.raises(AssertionError, match="rank"):
+        check_dataset_contract(_dataset(without_channels))
+    with pytest.raises(AssertionError, match="spatial shape"):
+        check_dataset_contract(_dataset({s: list(a) for s, a in _expected().items()}, _spec(spatial_shape=(6, 4))))
+    with pytest.raises(AssertionError, match="channels"):
+        check_dataset_contract(_dataset({s: list(a) for s, a in _expected().items()}, _spec(fields=("u",))))
+    with pytest.raises(AssertionError, match="frames"):
+        check_dataset_contract(_dataset({s: list(a) for s, a in _expected().items()}), n_frames=6)
+
+
+def test_contract_check_catches_spec_splits_and_memory_problems():
+    good = {s: list(a) for s, a in _expected().items()}
+    with pytest.raises(AssertionError, match="spec.fields"):
+        check_dataset_contract(_dataset(good), expected_fields=("v", "u"))
+    with pytest.raises(AssertionError, match="has 3 trajectories, expected 4"):
+        check_dataset_contract(_dataset(good), split_sizes={"train": 4})
+    with pytest.raises(Exception, match="no split 'test'"):
+        check_dataset_contract(_dataset({"train": good["train"], "val": good["val"]}))
+    in_memory = TrajectoryDataset(_spec(), good)  # plain lists
+    with pytest.raises(AssertionError, match="held in memory"):
+        check_dataset_contract(in_memory)
+    check_dataset_contract(in_memory, lazy=False)
+    not_finite = {s: list(a) for s, a in _expected().items()}
+    not_finite["train"][2] = np.full(TRAJECTORY, np.nan, dtype=np.float32)
+    with pytest.raises(AssertionError, match="non-finite"):
+        check_dataset_contract(_dataset(not_finite))
+
+
+def test_disjoint_and_same_split_assertions():
+    arrays = _expected()
+    assert_splits_disjoint(arrays, min_distance=0.5)
+    with pytest.raises(AssertionError, match=r"train\[1\] is identical to train\[0\]"):
+        assert_splits_disjoint({"train": np.stack([arrays["train"][0]] * 2)})
+    changed = {s: a.copy() for s, a in arrays.items()}
+    changed["val"][0, 0, 0, 0, 0] += 1
+    with pytest.raises(AssertionError, match="val: the values differ"):
+        assert_same_splits(arrays, changed)
+    with pytest.raises(AssertionError, match="splits differ"):
+        assert_same_splits(arrays, {"train": arrays["train"]})
+
+
+def test_generation_forbidden_refuses_then_restores():
+    class Owner:
+        @staticmethod
+        def generate():
+            return "generated"
+
+    with generation_forbidden(Owner):
+        with pytest.raises(AssertionError, match="ran although the cache"):
+            Owner.generate()
+    assert Owner.generate() == "generated"
+
+
+def _hook(card_changes=None, profile_changes=None, twice=False):
+    from dataclasses import dataclass
+
+    @dataclass
+    class ToyConfig(DatasetConfig):
+        """Toy settings.
+
+        Attributes:
+            nu: A parameter.
+        """
+
+        nu: float = 0.1
+
+    def build(cfg):
+        return None
+
+    card = dict(description="toy", pde="u_t = 0", dims=2, fields=["u", "v"], resolution="4x6", dt=0.1,
+                boundary="periodic", parameters="nu=0.1", source="made up", license="MIT", horizon=3)
+    card.update(card_changes or {})
+    profiles = {"smoke": {"n_train": 2}, "small": {}, "paper": {"nu": 0.2}}
+    profiles.update(profile_changes or {})
+
+    def register_datasets(register):
+        for _ in range(2 if twice else 1):
+            register("toy", build, config=ToyConfig, profiles=profiles, **card)
+
+    return register_datasets, build, ToyConfig
+
+
+def test_registration_check_passes_a_full_card_and_catches_gaps():
+    hook, build, config = _hook()
+    entry = check_dataset_registration(hook, "toy", factory=build, config=config)
+    assert entry["card"]["dims"] == 2 and entry["profiles"]["paper"] == {"nu": 0.2}
+    with pytest.raises(AssertionError, match="'other' is not registered"):
+        check_dataset_registration(hook, "other")
+    with pytest.raises(AssertionError, match="registered factory"):
+        check_dataset_registration(hook, "toy", factory=lambda cfg: None)
+    for changes, message in (({"license": ""}, "'license' is missing"), ({"dims": 4}, "dims=4"),
+                             ({"fields": "u"}, "list of names")):
+        with pytest.raises(AssertionError, match=message):
+            check_dataset_registration(_hook(card_changes=changes)[0], "toy")
+    with pytest.raises(AssertionError, match="unknown keys"):
+        check_dataset_registration(_hook(profile_changes={"smoke": {"viscosity": 1}})[0], "toy")
+    with pytest.raises(Exception):  # omegaconf refuses a value of the wrong type
+        check_dataset_registration(_hook(profile_changes={"paper": {"nu": "fast"}})[0], "toy")
+    with pytest.raises(AssertionError, match="registered 2 times"):
+        check_dataset_registration(_hook(twice=True)[0], "toy")
