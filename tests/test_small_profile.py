@@ -9,7 +9,7 @@ from pdebench_core.runner import execute
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["fno", "dpot"])
+@pytest.mark.parametrize("model", ["fno"])
 def test_small_profile_beats_persistence_threefold(fresh_home, model):
     baseline = execute(build_config(model="persistence", data="ns2d", task="evaluate"), quiet=True)
     trained = execute(build_config(model=model, data="ns2d"), quiet=True)

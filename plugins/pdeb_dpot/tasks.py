@@ -135,7 +135,7 @@ def register(register_task) -> None:
     """Register ``pretrain`` and ``finetune``."""
     register_task(
         "pretrain", run_pretrain, config=PretrainConfig,
-        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 3e-3}},
+        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 2e-3}},
                   "paper": {"train": {**RECIPE, "lr": 1e-3}}},
         description="DPOT's denoising auto-regressive pre-training over a mixture of datasets",
         paper="Hao et al., DPOT, ICML 2024",
