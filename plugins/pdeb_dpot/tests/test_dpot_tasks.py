@@ -109,3 +109,11 @@ def test_fno_refuses_mixed_dimensions(home):
     cfg = build_config(model="fno", data="ns2d,burgers1d", profile="smoke", run_id="fno-mixed")
     with pytest.raises(UsageError, match="cannot train on datasets of different dimensions"):
         execute(cfg, quiet=True)
+
+
+def test_headline_2d_plus_3d_pretraining(home):
+    cfg = build_config(model="dpot", data="ns2d,cfd3d", profile="smoke", run_id="headline",
+                       overrides=[*TINY, "train.max_steps=4"])
+    ctx = execute(cfg, quiet=True)
+    assert set(ctx.results) == {"ns2d", "cfd3d"}
+    assert all(math.isfinite(v["l2re"]) for v in ctx.results.values())
