@@ -45,6 +45,7 @@ import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,12 +170,6 @@ def make_step(model_name: str, profile: str, mixture):
     return step, n_params
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
-
-
 def paired_rates(step, batch, mixture, batch_size: int, workers: int, steps: int) -> tuple[float, float]:
     """``(step, fed)`` windows per second, measured in alternation so both see the same machine load.
 
@@ -199,7 +194,7 @@ def paired_rates(step, batch, mixture, batch_size: int, workers: int, steps: int
             alone.append(middle - start)
             fed.append(end - middle)
     del iterator, loader
-    return batch_size / _median(alone), batch_size / _median(fed)
+    return batch_size / statistics.median(alone), batch_size / statistics.median(fed)
 
 
 def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -290,7 +285,7 @@ def stream(path: str, workers: int, batch_size: int) -> dict[str, Any]:
                                          generator=torch.Generator().manual_seed(0))
     samples, n_windows, bytes_read, checksum = [], 0, 0, 0.0
     start = time.perf_counter()
-    for k, (x, y, mask) in enumerate(loader):  # x (B, t_in, X, Y, C), y (B, t_out, X, Y, C)
+    for k, (x, y, _mask) in enumerate(loader):  # x (B, t_in, X, Y, C), y (B, t_out, X, Y, C)
         n_windows += x.shape[0]
         bytes_read += x.numel() * 4 + y.numel() * 4
         checksum += float(y[:, 0, 0, 0, 0].sum())
@@ -414,4 +409,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pdebench_core.errors import UsageError
+
+    try:
+        main()
+    except UsageError as exc:  # unknown dataset or model, bad setting: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -12,7 +12,8 @@ profile. One PNG per dataset goes to ``--out`` (default ``docs/images/datasets``
 - The radially averaged energy spectrum of every field at the first, middle and last
   frame, averaged over the trajectories: ``E(k) = sum over |k'| in [k - 1/2, k + 1/2)
   of |FFT(u - mean u)|^2 / n^2`` with integer wavenumbers per domain length, so that
-  ``sum_k E(k)`` is the spatial variance (Parseval). The FFT treats every grid as
+  the sum over all shells is the spatial variance (Parseval); shells beyond ``min(S)/2``
+  (the corners of the Fourier grid) are not drawn. The FFT treats every grid as
   periodic; for the wall-bounded data (``dr2d``, ``swe2d``) the jump across the
   boundary adds a ``k^-2`` tail that is not physics.
 
@@ -129,7 +130,7 @@ def _cmap(field: str) -> str:
 def _spectrum_panel(ax, data, c: int, label_times: list[tuple[int, float]]) -> None:
     """Energy spectra of field ``c`` at the given ``(frame, time)`` pairs, on log-log axes."""
     top = 0.0
-    for (index, t), colour in zip(label_times, ("#1b9e77", "#d95f02", "#7570b3")):
+    for (index, t), colour in zip(label_times, ("#1b9e77", "#d95f02", "#7570b3"), strict=False):
         k, energy = radial_spectrum(data[:, index, ..., c])
         keep = energy > 0
         ax.loglog(k[keep], energy[keep], color=colour, lw=1.2, label=f"t={t:.2g}")
@@ -273,7 +274,8 @@ def main() -> None:
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
     print("\nall frames of all trajectories used; first / last: range over the first / last stored frame")
-    print("\n| dataset | field | min | max | mean | std | first frame | last frame |\n|---|---|---|---|---|---|---|---|")
+    print("\n| dataset | field | min | max | mean | std | first frame | last frame |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in stats:
         print(f"| {s['dataset']} | {s['field']} | {s['min']:.3g} | {s['max']:.3g} | {s['mean']:.3g} | "
               f"{s['std']:.3g} | {s['first_min']:.3g} .. {s['first_max']:.3g} | "
@@ -283,4 +285,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pdebench_core.errors import UsageError
+
+    try:
+        main()
+    except UsageError as exc:  # unknown dataset or model, bad setting: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -12,7 +12,7 @@ Every run goes through ``pdeb run``'s own code path (``build_config`` + ``execut
 a private ``PDEB_HOME``; the script prints a Markdown table of test L2RE.
 
 Usage:
-    python benchmarks/pretrain_ablation.py [--steps 400] [--finetune-steps 200] [--out FILE]
+    python benchmarks/pretrain_ablation.py [--steps 1500] [--finetune-steps 500] [--profile small] [--out FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ COMMON_MODEL = ["model.embed_dim=64", "model.depth=2", "model.n_blocks=4", "mode
                 "model.patch_size=4", "model.modes=8", "model.modes_z=4"]
 IN_2D = ["model.in_channels=4"]  # the widest 2D set (cfd2d) has 4 fields; same architecture everywhere
 GRID = 32
-SMALL_DATA = {"n_train": 24, "n_val": 2, "n_test": 8}
+SMALL_DATA = {"n_train": 48, "n_val": 4, "n_test": 8}
 
 
 def data_overrides(names, grid: int = GRID, **extra) -> list[str]:
@@ -38,11 +38,14 @@ def data_overrides(names, grid: int = GRID, **extra) -> list[str]:
     return out
 
 
+PROFILE = "small"
+
+
 def run(model_data: str, task: str, overrides: list[str], run_id: str, steps: int) -> tuple[dict, float]:
     from pdebench_core.config import build_config
     from pdebench_core.runner import execute
 
-    cfg = build_config(model="dpot", data=model_data, task=task, profile="smoke", run_id=run_id,
+    cfg = build_config(model="dpot", data=model_data, task=task, profile=PROFILE, run_id=run_id,
                        overrides=[*COMMON_MODEL, f"train.max_steps={steps}", "train.batch_size=8",
                                   "train.log_every=50", "eval.batch_size=8", *overrides])
     start = time.perf_counter()
@@ -52,11 +55,14 @@ def run(model_data: str, task: str, overrides: list[str], run_id: str, steps: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="pre-training steps")
-    parser.add_argument("--finetune-steps", type=int, default=200, help="fine-tuning / from-scratch steps")
+    parser.add_argument("--steps", type=int, default=1500, help="pre-training steps")
+    parser.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning / from-scratch steps")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
     parser.add_argument("--skip-3d", action="store_true", help="skip the joint 2D+3D part")
+    parser.add_argument("--profile", default="small", help="profile of the datasets (frames, solver settings)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     os.environ.setdefault("PDEB_HOME", tempfile.mkdtemp(prefix="pdeb-ablation-"))
     home = Path(os.environ["PDEB_HOME"])
     lines = ["| experiment | target | test L2RE | time (s) |", "|---|---|---|---|"]

@@ -117,6 +117,7 @@ def dataset_config(name: str, profile: str, overrides: dict[str, Any]):
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     """Solve ``job["n"]`` trajectories once and time it (runs inside the subprocess)."""
+    import numpy as np
     import torch
 
     torch.set_num_threads(int(job["threads"]))
@@ -132,7 +133,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     out = generate(cfg)  # returns numpy arrays, so the device work has finished
     seconds = time.perf_counter() - start
     train = out["train"]
-    finite = bool(torch.isfinite(torch.from_numpy(train[:1])).all()) if len(train) else True
+    finite = bool(np.isfinite(train).all())
     return {"seconds": seconds, "shape": list(train.shape), "threads": torch.get_num_threads(), "finite": finite}
 
 
@@ -260,4 +261,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pdebench_core.errors import UsageError
+
+    try:
+        main()
+    except UsageError as exc:  # unknown dataset or model, bad setting: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None
