@@ -203,8 +203,13 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from pdebench_core.data.pipeline import training_loader
 
+    from pdebench_core import plugins
+
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    for name in names:  # fail on a misspelt name before generating anything
+        plugins.get("dataset", name)
+    plugins.get("model", args.model)
     print(f"\n== throughput: {', '.join(names)} ({args.profile}), model {args.model} ({args.profile}), "
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()} ==", flush=True)
     mixture = build_mixture(names, args.profile)

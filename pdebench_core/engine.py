@@ -16,14 +16,21 @@ from pdebench_core.errors import PdebError, UsageError
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU; CUDA asked for without one is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
+        enable_tf32()
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
     raise UsageError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
+
+
+def enable_tf32() -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (FFT layers stay float32)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -322,7 +329,8 @@ class Trainer:
         window_loss, window_n, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
         progress = _progress(enabled=self.show_progress)
         with progress:
-            task = progress.add_task("training", total=train.max_steps, completed=self.step, loss=float("nan"))
+            task = progress.add_task("training", total=train.max_steps, completed=self.step, loss=float("nan"),
+                                     lr=float("nan"), rate=0.0)
             while self.step < train.max_steps:
                 start = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -346,7 +354,8 @@ class Trainer:
                 self.train_time += time.perf_counter() - start
                 window_loss, window_n, window_samples = window_loss + loss, window_n + 1, window_samples + samples
                 lr = self.optimizer.param_groups[0]["lr"]
-                progress.update(task, completed=self.step, loss=loss)
+                progress.update(task, completed=self.step, loss=loss, lr=lr,
+                                rate=samples / max(time.perf_counter() - start, 1e-9))
                 if self.step % train.log_every == 0 or self.step == train.max_steps:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     last = {"loss": window_loss / window_n, "lr": lr, "samples_per_s": window_samples / elapsed}
@@ -424,6 +433,7 @@ def _progress(enabled: bool = True):
 
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4g}"), TimeRemainingColumn(), transient=True,
+        TextColumn("loss {task.fields[loss]:.4g}  lr {task.fields[lr]:.2e}  {task.fields[rate]:.0f} samples/s"),
+        TimeRemainingColumn(), transient=True,
         disable=not enabled,
     )
