@@ -226,11 +226,11 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     print("\n| workers | start-up s | loader windows/s | step windows/s | ratio loader/step | fed windows/s "
           "| overhead |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['workers']} | {r['startup_s']:.2f} | {r['loader']:.0f} | {r['step']:.1f} | {r['ratio']:.0f}x "
+        print(f"| {r['workers']} | {r['startup_s']:.2f} | {r['loader']:.0f} | {r['step']:.1f} | {r['ratio']:.3g}x "
               f"| {r['fed']:.1f} | {r['overhead']:+.0%} |")
     slowest = min(r["ratio"] for r in rows)
     verdict = "never the bottleneck" if slowest > 1 else "THE BOTTLENECK"
-    print(f"\nloader is {verdict}: it delivers at least {slowest:.0f}x what the {args.model} step consumes "
+    print(f"\nloader is {verdict}: it delivers at least {slowest:.3g}x what the {args.model} step consumes "
           "(overhead: share of the step rate lost when the loader feeds it; noise on a shared machine "
           "is several percent)", flush=True)
     return rows

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import typer
 
+from pdebench_core.cli_common import friendly
 from pdebench_core.errors import PdebError
 
 app = typer.Typer(
     help="pdeb: train and benchmark neural PDE solvers (DPOT, FNO, transformers) on PDE datasets.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
-
-
-def friendly(fn: Callable) -> Callable:
-    """Turn :class:`PdebError` into one line on stderr and its exit code (2 for usage errors)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except PdebError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _console():

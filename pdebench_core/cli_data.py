@@ -8,11 +8,12 @@ Heavy modules (h5py, numpy, the plugins) are imported inside the commands.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
+
+from pdebench_core.cli_common import user_errors
 
 from pdebench_core.errors import PdebError
 
@@ -21,16 +22,6 @@ data_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """One clean line and the error's exit code instead of a traceback."""
-    try:
-        yield
-    except PdebError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _console():
@@ -56,7 +47,7 @@ def info(
     """Describe a data file: layout, fields, shapes, dt, trajectories per split."""
     from pdebench_core.data.layouts import describe_path
 
-    with _user_errors():
+    with user_errors():
         description = describe_path(path, format)
     if as_json:
         typer.echo(json.dumps(description, indent=2, default=str))
@@ -91,7 +82,7 @@ def verify(
     """
     from pdebench_core.data.verify import verify_file
 
-    with _user_errors():
+    with user_errors():
         problems = verify_file(path, scan=not quick)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -129,7 +120,7 @@ def convert(
     from pdebench_core.data.layouts import describe_path
 
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    with _user_errors():
+    with user_errors():
         written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True)
         description = describe_path(written)
     splits = ", ".join(f"{k} {v}" for k, v in description["splits"].items())
@@ -146,7 +137,7 @@ def download(
     """Download a published dataset: resumable, checksum-verified, disk space checked first."""
     from pdebench_core.data.download import download as fetch
 
-    with _user_errors():
+    with user_errors():
         written = fetch(name, dest=dest, files=file or None, progress=True)
     console = _console()
     for path in written:
@@ -160,7 +151,7 @@ def sources(
     """List the source cards that 'pdeb data download' knows."""
     from pdebench_core.data.download import list_cards
 
-    with _user_errors():
+    with user_errors():
         cards = list_cards()
     if as_json:
         typer.echo(json.dumps([{"name": c.name, "title": c.title, "layout": c.layout, "license": c.license,
@@ -187,7 +178,7 @@ def generate(
     profile: str = typer.Option("small", "--profile", "-p", help="Profile: smoke, small or paper."),
 ) -> None:
     """Generate (or find in the cache) a dataset with its built-in solver and show where it is."""
-    with _user_errors():
+    with user_errors():
         try:
             from pdebench_core.config import build_dataset
         except ImportError as exc:

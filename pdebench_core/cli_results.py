@@ -6,36 +6,19 @@ reads the SQLite store and the published CSV files without importing torch.
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 
-from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.cli_common import friendly
+from pdebench_core.errors import UsageError
 
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json", ".html": "html",
                   ".htm": "html"}
-
-
-def _friendly(fn: Callable) -> Callable:
-    """One line on stderr and the error's exit code (2 for usage errors) instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except PdebError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def leaderboard_command(
@@ -176,6 +159,6 @@ def report_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``leaderboard``, ``reproduce`` and ``report`` to ``app``."""
-    app.command("leaderboard")(_friendly(leaderboard_command))
-    app.command("reproduce")(_friendly(reproduce_command))
-    app.command("report")(_friendly(report_command))
+    app.command("leaderboard")(friendly(leaderboard_command))
+    app.command("reproduce")(friendly(reproduce_command))
+    app.command("report")(friendly(report_command))

@@ -1,0 +1,35 @@
+"""What every ``pdeb`` command shares: user errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import typer
+
+from pdebench_core.errors import PdebError
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn :class:`PdebError` into ``error: ...`` on stderr and its exit code (2 for usage errors)."""
+    try:
+        yield
+    except PdebError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def friendly(fn: Callable) -> Callable:
+    """Decorator form of :func:`user_errors` for command functions."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        with user_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper
