@@ -159,6 +159,9 @@ class Trainer:
                  prepare_batch: Callable | None = None, extra_state: dict | None = None,
                  seed: int = 0, world_size: int = 1, is_main: bool = True, show_progress: bool = True) -> None:
         self.model = model.to(device)
+        if train.channels_last and device.type == "cuda":
+            # NHWC convolution kernels; only 4D weights change layout, everything else is untouched.
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.loader, self.sampler, self.train, self.device = loader, sampler, train, device
         self.checkpoint_dir = Path(checkpoint_dir)
         self.log, self.log_step = log, log_step or (lambda step, values: None)

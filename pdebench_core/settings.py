@@ -53,7 +53,10 @@ class TrainSection:
         keep_checkpoints: How many recent step checkpoints to keep.
         num_workers: DataLoader worker processes.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
-        compile: Compile the model with ``torch.compile``.
+        compile: Compile the model with ``torch.compile`` (falls back to eager mode, with a
+            message, for models it cannot compile).
+        channels_last: Store 2D convolution weights channels-last on CUDA (faster NHWC
+            kernels for convolution-heavy models such as U-Net).
         max_train_windows: Cap on windows per dataset per epoch (0 = all).
         on_divergence: What a NaN/Inf loss does: ``halt`` with a message, or ``rollback``
             to the last checkpoint with a lower learning rate.
@@ -85,6 +88,7 @@ class TrainSection:
     num_workers: int = 0
     precision: str = "auto"
     compile: bool = False
+    channels_last: bool = False
     max_train_windows: int = 0
     on_divergence: str = "halt"
     rollback_lr_factor: float = 0.5
