@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pdebench_core.config import build_dataset
+from pdebench_core.data.layouts import SplitWarning
 from pdebench_core.errors import UsageError
 
 
@@ -21,7 +22,8 @@ def _write_pdearena(path, rng):
 def test_reads_the_files_own_splits_in_channel_order(tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
     path = _write_pdearena(tmp_path / "NavierStokes2D_train.h5", np.random.default_rng(0))
-    dataset = build_dataset("pdearena-ns", "smoke", [f"path={path}"])
+    with pytest.warns(SplitWarning, match="split 'train' has only 3 trajectories"):
+        dataset = build_dataset("pdearena-ns", "smoke", [f"path={path}"])
     assert dataset.spec.fields == ("u", "vx", "vy")
     assert [len(dataset.split(s)) for s in ("train", "val", "test")] == [3, 1, 2]
     first = np.asarray(dataset.split("test")[1])
