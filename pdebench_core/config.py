@@ -15,7 +15,6 @@ Layout of a resolved config::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -233,13 +232,7 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
         The dataset object (``.spec``, ``.split(name)``).
     """
     comp = plugins.get("dataset", name)
-    items = [o if "." not in o.split("=", 1)[0] else o for o in overrides]
-    parsed = parse_overrides(items)
+    parsed = parse_overrides(overrides)
     section = ((parsed.get("data") or {}).get(name)) if "data" in parsed else parsed
     cfg = component_config(comp, profile, section)
     return comp.factory(cfg)
-
-
-def as_dataclass_fields(schema: type | None) -> list[dataclasses.Field]:
-    """Fields of a config dataclass (empty for ``None``)."""
-    return list(dataclasses.fields(schema)) if schema is not None and dataclasses.is_dataclass(schema) else []

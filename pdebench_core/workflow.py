@@ -42,7 +42,6 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
             raise
         except OSError as exc:
             raise DataError(f"dataset '{name}' could not be read: {exc}") from None
-        dataset.mixture_weight = float(getattr(section, "weight", 1.0))
         spec = dataset.spec
         sizes = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
         ctx.log(f"dataset {name}: fields {list(spec.fields)}, grid {list(spec.spatial_shape)}, "
@@ -61,7 +60,8 @@ def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:
 
 def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
     """The common grid/channels of the run's datasets and the model's spec."""
-    return plan_mixture(datasets, t_out=int(ctx.cfg.train.t_out), resolution=int(ctx.cfg.train.resolution))
+    return plan_mixture(datasets, t_out=int(ctx.cfg.train.t_out), resolution=int(ctx.cfg.train.resolution),
+                        weights={name: float(section.get("weight", 1.0)) for name, section in ctx.cfg.data.items()})
 
 
 def build_model(ctx: RunContext, mixture: Mixture):

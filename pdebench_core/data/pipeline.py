@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pdebench_core.errors import UsageError
@@ -41,6 +41,7 @@ class Mixture:
         t_out: Frames predicted per model call during training.
         model_spec: The spec handed to the model factory: the first group's spec, with
             ``params["groups"]`` describing every group when there are several.
+        weights: Sampling weight per dataset (``data.<name>.weight``).
     """
 
     datasets: dict[str, Any]
@@ -48,6 +49,7 @@ class Mixture:
     t_in: int
     t_out: int
     model_spec: DataSpec
+    weights: dict[str, float] = field(default_factory=dict)
 
     def group_of(self, name: str) -> Group:
         """The group a dataset belongs to."""
@@ -64,7 +66,8 @@ class Mixture:
         return next(iter(self.groups.values())).n_channels
 
 
-def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0) -> Mixture:
+def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0,
+                 weights: Mapping[str, float] | None = None) -> Mixture:
     """Decide grids and channel counts of a mixture.
 
     All datasets must share ``t_in``. Within a group of equal dimension, grids are
@@ -99,7 +102,8 @@ def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0) -
             "groups": {g.ndim: {"spatial_shape": list(g.grid), "fields": list(g.spec.fields)}
                        for g in groups.values()},
         })
-    return Mixture(dict(datasets), groups, next(iter(t_ins)), t_out, model_spec)
+    return Mixture(dict(datasets), groups, next(iter(t_ins)), t_out, model_spec,
+                   {name: float((weights or {}).get(name, 1.0)) for name in datasets})
 
 
 def check_mixture_fits(card: Mapping[str, Any], model: str, mixture: Mixture) -> None:
@@ -145,7 +149,7 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
                 f"generate more frames or lower t_in"
             )
         parts.append(windows)
-        weights.append(_weight_of(ds))
+        weights.append(mixture.weights.get(name, 1.0))
         groups.append(ds.spec.ndim)
     sampler = MixtureBatchSampler([len(p) for p in parts], weights, groups, batch_size, seed=seed,
                                   rank=rank, world_size=world_size, grad_accum=grad_accum,
@@ -155,7 +159,3 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
         pin_memory=pin_memory, persistent_workers=num_workers > 0,
     )
     return loader, sampler
-
-
-def _weight_of(ds: Any) -> float:
-    return float(getattr(ds, "mixture_weight", 1.0))
