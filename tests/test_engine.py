@@ -65,20 +65,21 @@ def test_two_process_ddp_matches_one_process(fresh_home, pdeb):
 
 def test_killed_run_resumes_to_identical_weights(fresh_home, pdeb):
     common = ["--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *SMOKE_FNO,
-              "train.max_steps=40", "train.batch_size=2", "train.checkpoint_every=3", "train.keep_checkpoints=50"]
+              "train.max_steps=150", "train.batch_size=2", "train.checkpoint_every=3", "train.keep_checkpoints=50"]
     pdeb("run", *common, "--run-id", "straight", check=True)
     cmd = [sys.executable, "-m", "pdebench_core.cli", "run", *common, "--run-id", "killed"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     checkpoints = fresh_home / "runs" / "killed" / "checkpoints"
     deadline = time.time() + 300
-    while time.time() < deadline and not (checkpoints / "step-00000009.pt").exists():
+    # step-12 appears only after last.pt was rewritten at step 9, so last.pt is at step >= 9.
+    while time.time() < deadline and not (checkpoints / "step-00000012.pt").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stopped_at = load_checkpoint(checkpoints / "last.pt")["step"]
-    assert 9 <= stopped_at < 40
+    assert 9 <= stopped_at < 150
     resumed = pdeb("run", "--resume", "killed", "--quiet", check=True)
     assert resumed.returncode == 0
     runs = fresh_home / "runs"
