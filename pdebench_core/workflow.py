@@ -10,7 +10,7 @@ from typing import Any
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
 from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
-from pdebench_core.errors import DataError, UsageError
+from pdebench_core.errors import DataError
 from pdebench_core.runs import RunContext, command_line, versions
 
 
@@ -38,8 +38,6 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"dataset {name}: preparing")
         try:
             dataset = comp.factory(section)
-        except (UsageError, DataError):
-            raise
         except OSError as exc:
             raise DataError(f"dataset '{name}' could not be read: {exc}") from None
         spec = dataset.spec
@@ -170,8 +168,6 @@ def validation_hook(ctx: RunContext, model, mixture: Mixture):
 
 def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) -> "Any":
     """Train ``model`` on the mixture's train split with the core engine; returns the trainer."""
-    import torch
-
     from omegaconf import OmegaConf
 
     from pdebench_core.data.pipeline import training_loader
@@ -199,5 +195,4 @@ def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) ->
     started = time.perf_counter()
     trainer.fit(on_eval=validation_hook(ctx, model, mixture))
     ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")
-    torch.set_grad_enabled(True)
     return trainer
