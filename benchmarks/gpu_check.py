@@ -22,7 +22,8 @@ def measure(size: str, batch: int, steps: int, grid: int) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from pdeb_dpot import DPOTConfig, build
-    from pdebench_core.engine import autocast_for, relative_l2_loss
+    from pdebench_core.devices import autocast_for
+    from pdebench_core.losses import relative_l2_loss
     from pdebench_core.spec import DataSpec
 
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -152,7 +152,7 @@ def make_step(model_name: str, profile: str, mixture):
 
     from pdebench_core import plugins
     from pdebench_core.config import component_config
-    from pdebench_core.engine import relative_l2_loss
+    from pdebench_core.losses import relative_l2_loss
 
     comp = plugins.get("model", model_name)
     model = comp.factory(component_config(comp, profile), mixture.model_spec)

@@ -10,102 +10,11 @@ from typing import Any, Callable
 import torch
 
 from pdebench_core.checkpoint import load_checkpoint, save_checkpoint
+from pdebench_core.devices import autocast_for
 from pdebench_core.errors import PdebError, UsageError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; CUDA asked for without one is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
-        enable_tf32()
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise UsageError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
-
-
-def enable_tf32() -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (FFT layers stay float32)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-
-
-def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """DPOT's training loss: relative L2 per sample and channel, mean over real channels, sum over samples.
-
-    Args:
-        pred: ``(B, T, *S, C)``.
-        target: ``(B, T, *S, C)``.
-        mask: ``(B, C)`` or ``(C,)`` bool, True for real channels.
-    """
-    b, c = pred.shape[0], pred.shape[-1]
-    diff = (pred - target).float().reshape(b, -1, c)  # (B, T*S, C)
-    ref = target.float().reshape(b, -1, c)
-    rel = diff.norm(dim=1) / ref.norm(dim=1).clamp_min(1e-8)  # (B, C)
-    if mask is None:
-        return rel.mean(dim=1).sum()
-    mask = mask.expand(b, c).to(rel.dtype)
-    return ((rel * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).sum()
-
-
-def mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error over real channels, summed over samples (so micro-batches add up)."""
-    b, c = pred.shape[0], pred.shape[-1]
-    sq = (pred - target).float().pow(2).reshape(b, -1, c).mean(dim=1)  # (B, C)
-    if mask is None:
-        return sq.mean(dim=1).sum()
-    mask = mask.expand(b, c).to(sq.dtype)
-    return ((sq * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).sum()
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {"rel_l2": relative_l2_loss, "mse": mse_loss}
-
-
-def make_optimizer(model: torch.nn.Module, train: Any, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or AdamW over the trainable parameters (fused on CUDA)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not (train.lr > 0 and math.isfinite(train.lr)):
-        raise UsageError(f"train.lr must be a positive number, got {train.lr}")
-    kwargs: dict[str, Any] = {"lr": train.lr, "weight_decay": train.weight_decay}
-    if device.type == "cuda" and all(p.is_floating_point() for p in params):
-        kwargs["fused"] = True  # fused kernels refuse complex parameters (FNO's spectral weights)
-    if train.optimizer == "adamw":
-        return torch.optim.AdamW(params, **kwargs)
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, **kwargs)
-    raise UsageError(f"unknown train.optimizer '{train.optimizer}'; use adam or adamw")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, train: Any):
-    """One-cycle (DPOT's), cosine or constant learning rate over ``max_steps``."""
-    steps = max(1, int(train.max_steps))
-    if train.scheduler == "onecycle":
-        total = max(steps + 1, 3)
-        # Each phase needs at least one step, or the schedule divides by zero on short runs.
-        warmup = min(max(train.warmup_frac, 1.5 / total), 1 - 1.5 / total)
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=train.lr, total_steps=total, pct_start=warmup, cycle_momentum=False,
-        )
-    if train.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    if train.scheduler == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise UsageError(f"unknown train.scheduler '{train.scheduler}'; use onecycle, cosine or constant")
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA under ``auto``/``bf16``; otherwise a no-op context."""
-    import contextlib
-
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if precision not in {"auto", "bf16", "fp32"}:
-        raise UsageError(f"unknown train.precision '{precision}'; use auto, bf16 or fp32")
-    if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from pdebench_core.losses import LOSSES
+from pdebench_core.objectives import next_frames_objective
+from pdebench_core.optim import make_optimizer, make_scheduler
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -144,8 +53,10 @@ class Trainer:
         checkpoint_dir: Where checkpoints go.
         log: Callable receiving progress lines.
         log_step: Callable receiving ``(step, values)`` records.
-        prepare_batch: Optional ``(x, y, mask, generator) -> (x, y, mask)`` run on the
-            device before the forward pass (the pre-training task adds noise here).
+        input_noise: Optional ``(x, generator) -> x`` perturbing model inputs on the device
+            (the pre-training task adds DPOT's noise here); the objective decides where it applies.
+        objective: ``(model, x, y, mask, perturb) -> loss`` for one micro-batch; defaults to
+            :func:`~pdebench_core.objectives.next_frames_objective` over ``train.loss``.
         extra_state: Plain data stored in every checkpoint (e.g. the resolved config).
         seed: Seed of the trainer's own noise generator.
         world_size: Number of data-parallel processes (the model is wrapped in DDP when > 1).
@@ -156,7 +67,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, loader, sampler, train: Any, device: torch.device,
                  checkpoint_dir: Path, log: Callable[[str], None] = print,
                  log_step: Callable[[int, dict], None] | None = None,
-                 prepare_batch: Callable | None = None, extra_state: dict | None = None,
+                 input_noise: Callable | None = None, objective: Callable | None = None,
+                 extra_state: dict | None = None,
                  seed: int = 0, world_size: int = 1, is_main: bool = True, show_progress: bool = True) -> None:
         self.model = model.to(device)
         if train.channels_last and device.type == "cuda":
@@ -165,11 +77,12 @@ class Trainer:
         self.loader, self.sampler, self.train, self.device = loader, sampler, train, device
         self.checkpoint_dir = Path(checkpoint_dir)
         self.log, self.log_step = log, log_step or (lambda step, values: None)
-        self.prepare_batch = prepare_batch
+        self.input_noise = input_noise
         self.extra_state = dict(extra_state or {})
         self.loss_fn = LOSSES.get(train.loss)
         if self.loss_fn is None:
             raise UsageError(f"unknown train.loss '{train.loss}'; use {' or '.join(LOSSES)}")
+        self.objective = objective or next_frames_objective(self.loss_fn)
         if train.on_divergence not in ("halt", "rollback"):
             raise UsageError(f"unknown train.on_divergence '{train.on_divergence}'; use halt or rollback")
         self.world_size, self.is_main = world_size, is_main
@@ -278,13 +191,13 @@ class Trainer:
         import contextlib
 
         x, y, mask = (t.to(self.device, non_blocking=True) for t in batch)
-        if self.prepare_batch is not None:
-            x, y, mask = self.prepare_batch(x, y, mask, self.noise_gen)
+        perturb = None
+        if self.input_noise is not None:
+            perturb = lambda inputs: self.input_noise(inputs, self.noise_gen)  # noqa: E731
         no_sync = getattr(self.forward_model, "no_sync", None)
         with (contextlib.nullcontext() if sync or no_sync is None else no_sync()):
             with autocast_for(self.device, self.train.precision):
-                pred = self.forward_model(x)  # (B, t_out, *S, C)
-            loss = self.loss_fn(pred.float(), y, mask)
+                loss = self.objective(self.forward_model, x, y, mask, perturb)
             # Summed over samples (DPOT's convention); DDP averages over ranks, so scale
             # back up: the gradient is the sum over the global batch however it is split.
             (loss * self.world_size).backward()

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from pdebench_core.data.windows import conform
-from pdebench_core.engine import autocast_for
+from pdebench_core.devices import autocast_for
 
 
 @torch.no_grad()

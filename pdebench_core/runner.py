@@ -92,7 +92,7 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
     """
     import torch
 
-    from pdebench_core.engine import resolve_device
+    from pdebench_core.devices import resolve_device
 
     rank, world_size, device_name = init_distributed(cfg.run.device)
     device = resolve_device(device_name)

@@ -41,8 +41,17 @@ class TrainSection:
         lr: Peak learning rate.
         weight_decay: Decoupled weight decay (AdamW) or L2 penalty (Adam).
         optimizer: ``adamw`` or ``adam``.
+        betas: Adam's ``(beta1, beta2)``; with ``cycle_momentum`` beta1 is cycled instead.
         scheduler: ``onecycle``, ``cosine`` or ``constant``.
         warmup_frac: Fraction of steps spent warming up (one-cycle ``pct_start``).
+        div_factor: One-cycle start learning rate is ``lr / div_factor``.
+        final_div_factor: One-cycle final learning rate is ``lr / div_factor / final_div_factor``.
+        cycle_momentum: One-cycle also cycles beta1 between 0.85 and 0.95, inversely to the
+            learning rate.
+        sampling: What one epoch draws: ``window`` (every window of every trajectory,
+            times the dataset weight) or ``trajectory`` (the official DPOT epoch: each
+            trajectory ``weight`` times, one random window per draw).
+        loss_on_padding: Include padded channels in the loss (the official DPOT loss does).
         grad_clip: Max gradient norm; 0 disables clipping.
         t_out: Frames predicted per model call during training.
         loss: ``rel_l2`` (relative L2 per channel, DPOT's) or ``mse``.
@@ -51,7 +60,7 @@ class TrainSection:
         eval_every: Steps between validation passes (0 = only at the end).
         checkpoint_every: Steps between checkpoints (0 = only at the end).
         keep_checkpoints: How many recent step checkpoints to keep.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (-1 = automatic: several on CUDA, none on CPU).
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         compile: Compile the model with ``torch.compile`` (falls back to eager mode, with a
             message, for models it cannot compile).
@@ -67,6 +76,13 @@ class TrainSection:
         select_metric: Validation metric (lower is better) that picks ``best.pt`` when
             ``eval_every`` is set; validation uses the ``val`` split, never ``test``.
         val_trajectories: Validation trajectories rolled out per dataset (0 = all).
+        dist_timeout: Seconds a process-group collective may wait for a peer before the run
+            stops with a message naming the rank (data generation happens before it).
+        deterministic: Deterministic kernels (``torch.use_deterministic_algorithms``); makes
+            a resumed GPU run exact, at some cost in speed.
+        activation_checkpointing: Recompute each block's activations in the backward pass
+            instead of storing them (for large models).
+        prefetch_factor: Batches each data-loader worker prepares ahead.
     """
 
     max_steps: int = 1000
@@ -75,8 +91,14 @@ class TrainSection:
     lr: float = 1e-3
     weight_decay: float = 1e-6
     optimizer: str = "adamw"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     scheduler: str = "onecycle"
     warmup_frac: float = 0.2
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    cycle_momentum: bool = False
+    sampling: str = "window"
+    loss_on_padding: bool = False
     grad_clip: float = 0.0
     t_out: int = 1
     loss: str = "rel_l2"
@@ -85,7 +107,8 @@ class TrainSection:
     eval_every: int = 0
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
-    num_workers: int = 0
+    num_workers: int = -1
+    prefetch_factor: int = 2
     precision: str = "auto"
     compile: bool = False
     channels_last: bool = False
@@ -96,6 +119,9 @@ class TrainSection:
     strategy: str = "ddp"
     select_metric: str = "l2re"
     val_trajectories: int = 8
+    dist_timeout: float = 600.0
+    deterministic: bool = False
+    activation_checkpointing: bool = False
 
 
 @dataclass
@@ -108,6 +134,9 @@ class EvalSection:
         metrics: Registered metric names to compute.
         horizon: Frames to roll out after the first ``t_in`` (0 = each dataset's own).
         max_trajectories: Cap on trajectories evaluated per dataset (0 = all).
+        grid: Where predictions are scored: ``model`` (on the model's grid, the data
+            resized to it) or ``native`` (predictions resized back to each dataset's own grid).
+        precision: Rollout precision: ``fp32`` (default on every device), ``bf16`` or ``auto``.
     """
 
     split: str = "test"
@@ -115,6 +144,8 @@ class EvalSection:
     metrics: List[str] = field(default_factory=lambda: ["l2re", "rmse", "nrmse"])
     horizon: int = 0
     max_trajectories: int = 0
+    grid: str = "model"
+    precision: str = "fp32"
 
 
 # Profile defaults of the core sections; component profiles come from their cards.

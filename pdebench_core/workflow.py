@@ -166,7 +166,17 @@ def validation_hook(ctx: RunContext, model, mixture: Mixture):
     return on_eval
 
 
-def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) -> "Any":
+def loader_workers(requested: int, device) -> int:
+    """``train.num_workers``, with -1 meaning: 4 worker processes on CUDA (so reading and
+    resizing overlap the GPU's work), none on CPU (where workers compete for the same cores)."""
+    import os
+
+    if requested >= 0:
+        return requested
+    return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "Any":
     """Train ``model`` on the mixture's train split with the core engine; returns the trainer."""
     from omegaconf import OmegaConf
 
@@ -176,13 +186,14 @@ def train_model(ctx: RunContext, model, mixture: Mixture, prepare_batch=None) ->
     cfg = ctx.cfg
     loader, sampler = training_loader(
         mixture, "train", int(cfg.train.batch_size), seed=int(cfg.run.seed),
-        num_workers=int(cfg.train.num_workers), rank=ctx.rank, world_size=ctx.world_size,
+        num_workers=loader_workers(int(cfg.train.num_workers), ctx.device),
+        prefetch_factor=int(cfg.train.prefetch_factor), rank=ctx.rank, world_size=ctx.world_size,
         grad_accum=int(cfg.train.grad_accum),
         max_per_dataset=int(cfg.train.max_train_windows), pin_memory=ctx.device.type == "cuda",
     )
     trainer = Trainer(
         model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,
-        log_step=ctx.log_step, prepare_batch=prepare_batch, seed=int(cfg.run.seed),
+        log_step=ctx.log_step, input_noise=input_noise, seed=int(cfg.run.seed),
         world_size=ctx.world_size, is_main=ctx.is_main,
         extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
                      "spec": mixture.model_spec.to_dict()},

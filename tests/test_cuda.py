@@ -10,7 +10,8 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 def test_bf16_training_step_keeps_ffts_in_float32():
     from pdeb_dpot import DPOTConfig, build
-    from pdebench_core.engine import autocast_for, relative_l2_loss
+    from pdebench_core.devices import autocast_for
+    from pdebench_core.losses import relative_l2_loss
     from pdebench_core.spec import DataSpec
 
     spec = DataSpec(name="x", fields=("a", "b"), spatial_shape=(32, 32), t_in=10, t_out=1)

@@ -127,6 +127,7 @@ def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) ->
 
 
 def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, num_workers: int = 0,
+                    prefetch_factor: int = 2,
                     rank: int = 0, world_size: int = 1, grad_accum: int = 1, max_per_dataset: int = 0,
                     pin_memory: bool = False):
     """A DataLoader of ``(x, y, mask)`` micro-batches over the mixture, plus its sampler.
@@ -157,5 +158,6 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
     loader = torch.utils.data.DataLoader(
         torch.utils.data.ConcatDataset(parts), batch_sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
     return loader, sampler

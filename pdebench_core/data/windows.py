@@ -40,6 +40,23 @@ def pad_channels(frames: torch.Tensor, n_channels: int) -> torch.Tensor:
     return torch.cat([frames, pad], dim=-1)
 
 
+def reset_padding(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Put padded channels back to :data:`PAD_VALUE`, so predicted padding is never fed back.
+
+    Args:
+        frames: ``(B, T, *S, C)``.
+        mask: ``(C,)`` or ``(B, C)`` bool, True for real channels.
+
+    Returns:
+        ``frames`` with every padded channel equal to :data:`PAD_VALUE`.
+    """
+    if bool(mask.all()):
+        return frames
+    keep = mask.to(frames.device)
+    keep = keep.reshape(keep.shape[0] if keep.ndim == 2 else 1, *([1] * (frames.ndim - 2)), frames.shape[-1])
+    return torch.where(keep, frames, torch.full_like(frames, PAD_VALUE))
+
+
 def conform(frames, grid: Sequence[int] | None, n_channels: int | None) -> torch.Tensor:
     """float32 tensor ``(T, *S, C)`` resized to ``grid`` and padded to ``n_channels``."""
     frames = torch.as_tensor(frames, dtype=torch.float32)

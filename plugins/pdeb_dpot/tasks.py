@@ -63,7 +63,7 @@ def resolve_noise_scale(task_cfg: Any, model_cfg: Any) -> float:
 
 
 def make_input_noise(scale: float, mode: str):
-    """A ``prepare_batch`` hook adding DPOT's denoising noise to the inputs (targets stay clean).
+    """An ``input_noise`` hook adding DPOT's denoising noise to model inputs (targets stay clean).
 
     Args:
         scale: ``noise_scale``.
@@ -74,15 +74,15 @@ def make_input_noise(scale: float, mode: str):
     if mode not in ("norm", "rms"):
         raise UsageError(f"unknown task.noise_mode '{mode}'; use norm or rms")
 
-    def add_noise(x, y, mask, generator):
+    def add_noise(x, generator):
         if scale == 0:
-            return x, y, mask
+            return x
         axes = tuple(range(1, x.ndim - 1))  # time and space, per sample and channel
         norm = x.float().pow(2).sum(dim=axes, keepdim=True).sqrt()  # (B, 1, *1, C)
         if mode == "rms":
             norm = norm / math.sqrt(math.prod(x.shape[1:-1]))
         noise = torch.randn(x.shape, generator=generator).to(x.device)  # CPU draw: same noise on any device
-        return x + scale * norm * noise, y, mask
+        return x + scale * norm * noise
 
     return add_noise
 
@@ -97,7 +97,7 @@ def run_pretrain(ctx) -> dict[str, Any]:
     model = workflow.build_model(ctx, mixture).to(ctx.device)
     scale = resolve_noise_scale(ctx.cfg.task, ctx.cfg.model)
     ctx.log(f"pre-training on {list(datasets)} with input noise {scale:g} ({ctx.cfg.task.noise_mode})")
-    trainer = workflow.train_model(ctx, model, mixture, prepare_batch=make_input_noise(scale, ctx.cfg.task.noise_mode))
+    trainer = workflow.train_model(ctx, model, mixture, input_noise=make_input_noise(scale, ctx.cfg.task.noise_mode))
     if not ctx.cfg.task.evaluate:
         return {}
     return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
