@@ -247,3 +247,49 @@ def test_cli_download_and_sources(server, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_REGISTRY", str(tmp_path / "none"))
     result = runner.invoke(data_app, ["sources", "--json"])
     assert result.exit_code == 0 and "pdebench-2d-cfd" in result.stdout
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("file", "../escape.pth", "not a plain relative name"),
+    ("file", "/tmp/escape.pth", "not a plain relative name"),
+    ("file", "sub/../../escape.pth", "not a plain relative name"),
+    ("file", "..\\escape.pth", "not a plain relative name"),
+    ("card", "../evil", "must be letters, digits"),
+    ("card", "a/b", "must be letters, digits"),
+    ("url", "file:///etc/passwd", "is not an http"),
+    ("url", "javascript:alert(1)", "is not an http"),
+])
+def test_hostile_cards_are_refused_before_any_request(server, tmp_path, field, value, message):
+    card = card_for(server)
+    if field == "file":
+        card["files"][0]["name"] = value
+    elif field == "card":
+        card["name"] = value
+    else:
+        card["files"][0]["url"] = value
+    card_file = tmp_path / "hostile.yaml"
+    card_file.write_text(yaml.safe_dump(card))
+    dest = tmp_path / "deep" / "dest"
+    result = runner.invoke(data_app, ["download", str(card_file), "--dest", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert server.requests == []  # refused before any network traffic
+    assert not (tmp_path / "escape.pth").exists() and not (tmp_path / "deep").exists()
+    with pytest.raises(UsageError, match=message.split()[0]):
+        dl.SourceCard.from_dict(card)
+
+
+def test_card_built_in_code_cannot_escape_either(server, tmp_path):
+    card = dl.SourceCard.from_dict(card_for(server))
+    card.files[0].name = "../outside.bin"
+    with pytest.raises(UsageError, match="not a plain relative name"):
+        dl.download(card, tmp_path / "dest", progress=False)
+    assert server.requests == [] and not (tmp_path / "outside.bin").exists()
+
+
+def test_files_in_sub_folders_stay_inside(server, tmp_path):
+    (server.root / "train").mkdir()
+    card = card_for(server, name="train/part-0.hdf5")
+    paths = dl.download(card, tmp_path / "dest", progress=False)
+    assert paths == [tmp_path / "dest" / "train" / "part-0.hdf5"] and paths[0].read_bytes() == PAYLOAD

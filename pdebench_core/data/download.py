@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,37 @@ from pdebench_core.errors import DataError, UsageError, did_you_mean
 CHUNK = 1 << 20
 #: Space left free on the destination disk beyond the download itself.
 SPACE_MARGIN = 64 * 2**20
+
+
+#: Characters allowed in a card name: it becomes a folder name under the downloads folder.
+_SAFE_CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_URL_SCHEMES = ("http", "https")
+
+
+def check_file_name(name: str, where: str) -> str:
+    """Refuse a file name that could land outside the destination folder.
+
+    A card's file names must be plain relative paths (sub-folders allowed) with no
+    ``..`` part, no absolute or drive-qualified path and no backslash; otherwise a shared
+    card could write anywhere the user can, e.g. a ``.pth`` file into site-packages.
+    """
+    parts = name.split("/")
+    bad = (not name or "\\" in name or "\x00" in name or name.startswith(("/", "~"))
+           or any(part in ("", ".", "..") for part in parts) or ":" in parts[0])
+    if bad:
+        raise UsageError(f"{where}: file name '{name}' is not a plain relative name inside the destination; "
+                         f"fix the card's 'name' (no '..', no absolute path)")
+    return name
+
+
+def check_url(url: str, where: str) -> str:
+    """Only http and https URLs are fetched (no file://, ftp:// or scheme-less paths)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+        raise UsageError(f"{where}: url '{url}' is not an http(s) address; fix the card's 'url'")
+    return url
 
 
 @dataclass
@@ -94,12 +126,17 @@ class SourceCard:
         where = path or "source card"
         if not isinstance(data, Mapping) or not data.get("name"):
             raise DataError(f"{where}: a source card needs a 'name'")
+        if not _SAFE_CARD_NAME.match(str(data["name"])):
+            raise UsageError(f"{where}: card name '{data['name']}' must be letters, digits, '.', '_' or '-' "
+                             f"(no path separators or '..'); rename the card")
         files = []
         for entry in data.get("files") or []:
             if not isinstance(entry, Mapping) or not entry.get("name") or not entry.get("url"):
                 raise DataError(f"{where}: every file needs a 'name' and a 'url'")
             if not (entry.get("md5") or entry.get("sha256")):
                 raise DataError(f"{where}: file {entry['name']} has no md5 or sha256 checksum")
+            check_file_name(str(entry["name"]), where)
+            check_url(str(entry["url"]), where)
             size = entry.get("approx_size")
             files.append(SourceFile(name=str(entry["name"]), url=str(entry["url"]), md5=entry.get("md5"),
                                     sha256=entry.get("sha256"), approx_size=int(size) if size else None))
@@ -216,6 +253,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
 
     final = folder / f.name
     part = folder / (f.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
     offset = part.stat().st_size if part.exists() else 0
     _check_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
     task = progress.add_task(f.name, total=None) if progress else None
@@ -328,6 +366,7 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
         card = find_card(str(name_or_card))
     chosen = _select(card, files)
     folder = Path(dest) if dest is not None else paths.data_dir() / "downloads" / card.name
+    _check_inside(card, chosen, folder)
     folder.mkdir(parents=True, exist_ok=True)
     missing = [f for f in chosen if not (folder / f.name).exists()]
     sizes = [f.approx_size for f in missing]
@@ -347,6 +386,19 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
         if bar:
             bar.stop()
     return results
+
+
+def _check_inside(card: SourceCard, chosen: list[SourceFile], folder: Path) -> None:
+    """Every target resolves inside ``folder`` (also for cards built in code, not read from YAML)."""
+    where = card.path or f"card '{card.name}'"
+    if not _SAFE_CARD_NAME.match(card.name):
+        raise UsageError(f"{where}: card name '{card.name}' must be letters, digits, '.', '_' or '-'; rename the card")
+    root = folder.resolve()
+    for f in chosen:
+        check_file_name(f.name, where)
+        check_url(f.url, where)
+        if not (root / f.name).resolve().is_relative_to(root):
+            raise UsageError(f"{where}: file '{f.name}' resolves outside {folder}; fix the card's 'name'")
 
 
 def _progress_bar():
