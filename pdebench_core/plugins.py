@@ -2,8 +2,12 @@
 
 Builtins register first, then the ``pdeb`` entry points (bundled plugins and
 third-party packages alike). ``PDEB_LOAD_PLUGINS=a,b`` limits which entry points
-load (an empty value loads none). A plugin that fails to import is reported in a
-warning and by ``pdeb plugins``; everything else keeps working.
+load (an empty value loads none). A plugin that fails -- on import, with a hook name
+that has no specification, inside a registration hook, or by registering a name that
+another plugin already holds -- is disabled alone: a one-line warning names it and the
+cause, ``pdeb plugins`` shows it as failed, and everything else keeps working. On a
+duplicate name the first registrant keeps it (builtins first, then pdeb's bundled
+plugins, then third-party ones).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import importlib
 import importlib.metadata
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -57,6 +60,8 @@ def _core_version() -> str:
 
 def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
     eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    # pdeb's own bundled plugins first, so that they keep their names on a clash.
+    eps.sort(key=lambda ep: (ep.dist is None or ep.dist.name != "pdeb"))
     wanted = os.environ.get("PDEB_LOAD_PLUGINS")
     if wanted is None:
         return eps
@@ -78,25 +83,48 @@ def load_plugins() -> pluggy.PluginManager:
         version = ep.dist.version if ep.dist is not None else ""
         if pm.has_plugin(ep.name):
             continue
+        _infos[ep.name] = PluginInfo(ep.name, "entry point", version, [])
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
+            pm.check_pending()  # a hook name with no specification (a misspelling)
         except Exception as exc:  # a broken plugin must not take the others down
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            warnings.warn(f"pdeb plugin '{ep.name}' failed to load: {message}", stacklevel=2)
-            _infos[ep.name] = PluginInfo(ep.name, "entry point", version, [], error=message)
+            if pm.has_plugin(ep.name):
+                pm.unregister(name=ep.name)
+            _disable(ep.name, f"failed to load: {_one_line(exc)}")
             continue
-        _infos[ep.name] = PluginInfo(ep.name, "entry point", version, _hooks_of(ep.name))
-    pm.check_pending()
+        _infos[ep.name].hooks = _hooks_of(ep.name)
     return pm
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _disable(name: str, reason: str) -> None:
+    """Mark a plugin failed and say so once on stderr, in one line."""
+    info = _infos.setdefault(name, PluginInfo(name, "entry point", "", []))
+    if info.error is None:
+        print(f"warning: pdeb plugin '{name}' disabled: {reason}", file=sys.stderr)
+    info.error = reason
+
+
 def register_plugin(module: Any, name: str, version: str = "") -> None:
-    """Register a plugin object by hand (tests, notebooks) and rebuild the registries."""
+    """Register a plugin object by hand (tests, notebooks) and rebuild the registries.
+
+    Raises:
+        pluggy.PluginValidationError: a hook implementation has no specification (the
+            plugin is not left registered).
+    """
     global _registries
     load_plugins()
     pm.register(module, name=name)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        pm.unregister(name=name)
+        raise
     _infos[name] = PluginInfo(name, "manual", version, _hooks_of(name))
     _registries = None
 
@@ -117,37 +145,82 @@ def _hooks_of(name: str) -> list[str]:
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """Every plugin seen, loaded or failed, builtins first."""
-    load_plugins()
+    """Every plugin seen, loaded or failed, builtins first (registration failures included)."""
+    registries()
     return list(_infos.values())
 
 
-def _register_into(registry: Registry, plugin_name: str, name: str, factory: Callable[..., Any],
-                   config: type | None = None, profiles: dict | None = None, **card: Any) -> None:
+def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, factory: Callable[..., Any],
+           config: type | None = None, profiles: dict | None = None, **card: Any) -> None:
     if not isinstance(name, str) or not name:
-        raise UsageError(f"plugin '{plugin_name}' registered a {registry.kind} without a name")
+        raise UsageError(f"registered a {kind} without a name")
     info = _infos.get(plugin_name)
-    registry.add(Component(
-        kind=registry.kind, name=name, factory=factory, config=config,
+    staged.append(Component(
+        kind=kind, name=name, factory=factory, config=config,
         profiles=dict(profiles or {}), card=dict(card), plugin=plugin_name,
         version=info.version if info else "",
     ))
 
 
+def _collect() -> tuple[dict[str, list[Component]], dict[str, str]]:
+    """Run every registration hook of every plugin; ``({plugin: components}, {plugin: failure})``."""
+    staged: dict[str, list[Component]] = {}
+    failures: dict[str, str] = {}
+    for kind in KINDS:
+        caller = getattr(pm.hook, f"register_{kind}s")
+        # Call each implementation on its own so every component knows its plugin.
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name in failures:
+                continue
+            mine: list[Component] = []
+            try:
+                impl.function(register=partial(_stage, mine, kind, impl.plugin_name))
+            except Exception as exc:  # a plugin's bug disables that plugin only
+                failures[impl.plugin_name] = f"register_{kind}s raised {_one_line(exc)}"
+                continue
+            staged.setdefault(impl.plugin_name, []).extend(mine)
+    return staged, failures
+
+
 def registries() -> dict[str, Registry]:
-    """Collect every component from every loaded plugin (cached)."""
+    """Collect every component from every loaded plugin (cached).
+
+    Plugins are added whole, in registration order; one whose hook raised or that
+    registers a name already taken is left out entirely (and reported).
+    """
     global _registries
     if _registries is not None:
         return _registries
     load_plugins()
+    staged, failures = _collect()
     built = {kind: Registry(kind) for kind in KINDS}
-    for kind in KINDS:
-        caller = getattr(pm.hook, f"register_{kind}s")
-        # Call each implementation on its own so every component knows its plugin.
-        for impl in caller.get_hookimpls():  # registration order: builtins first
-            impl.function(register=partial(_register_into, built[kind], impl.plugin_name))
+    for plugin_name in [n for n in _infos if n in staged] + [n for n in staged if n not in _infos]:
+        if plugin_name in failures:
+            continue
+        components = staged[plugin_name]
+        clash = _first_clash(built, components)
+        if clash is not None:
+            failures[plugin_name] = clash
+            continue
+        for component in components:
+            built[component.kind].add(component)
+    for plugin_name, reason in failures.items():
+        _disable(plugin_name, reason)
     _registries = built
     return built
+
+
+def _first_clash(built: dict[str, Registry], components: list[Component]) -> str | None:
+    """Why ``components`` cannot join ``built`` (a name taken), or None."""
+    seen: set[tuple[str, str]] = set()
+    for c in components:
+        if c.name in built[c.kind]:
+            return (f"{c.kind} '{c.name}' is already registered by plugin '{built[c.kind].get(c.name).plugin}'; "
+                    f"rename it or uninstall one of them")
+        if (c.kind, c.name) in seen:
+            return f"{c.kind} '{c.name}' is registered twice by this plugin"
+        seen.add((c.kind, c.name))
+    return None
 
 
 def get(kind: str, name: str) -> Component:

@@ -61,20 +61,44 @@ def test_unknown_name_suggests_and_points_to_listing():
         plugins.get("model", "fnoo")
 
 
-def test_manual_registration_and_duplicate_names_both_named():
+def test_duplicate_name_disables_the_later_plugin_whole(capsys):
     class Duplicate:
         @staticmethod
         @hookimpl
         def register_models(register):
+            register("fno-twin", lambda cfg, spec: None)
             register("fno", lambda cfg, spec: None)
 
     plugins.register_plugin(Duplicate, name="duplicate-fno")
     try:
-        with pytest.raises(UsageError, match=r"model 'fno' is registered twice: by plugin 'fno' and by plugin 'duplicate-fno'"):
-            plugins.registries()
+        regs = plugins.registries()
+        assert regs["model"].get("fno").plugin == "fno"  # the first registrant keeps the name
+        assert "fno-twin" not in regs["model"]  # nothing of the disabled plugin is half-registered
+        status = {i.name: i for i in plugins.plugin_infos()}
+        assert "already registered by plugin 'fno'" in status["duplicate-fno"].error
+        err = capsys.readouterr().err
+        assert err.count("duplicate-fno") == 1 and "model 'fno'" in err
     finally:
         plugins.unregister_plugin("duplicate-fno")
     assert plugins.get("model", "fno").plugin == "fno"
+
+
+def test_hook_that_raises_disables_only_its_plugin():
+    class Raising:
+        @staticmethod
+        @hookimpl
+        def register_models(register):
+            register("half-done", lambda cfg, spec: None)
+            raise KeyError("oops in the plugin")
+
+    plugins.register_plugin(Raising, name="raising")
+    try:
+        regs = plugins.registries()
+        assert "half-done" not in regs["model"] and "fno" in regs["model"]
+        status = {i.name: i for i in plugins.plugin_infos()}
+        assert status["raising"].error.startswith("register_models raised KeyError")
+    finally:
+        plugins.unregister_plugin("raising")
 
 
 def test_misspelt_hook_is_caught():
@@ -86,7 +110,8 @@ def test_misspelt_hook_is_caught():
 
     with pytest.raises(pluggy.PluginValidationError, match="register_model"):
         plugins.register_plugin(Misspelt, name="misspelt")
-    plugins.pm.unregister(name="misspelt")
+    assert not plugins.pm.has_plugin("misspelt")
+    assert "fno" in plugins.registries()["model"]
 
 
 def test_entry_point_plugin_loads_and_broken_one_is_reported(tmp_path, pdeb, fake_distribution):
@@ -112,10 +137,38 @@ def test_pdeb_load_plugins_limits_entry_points(pdeb):
     assert {p["origin"] for p in json.loads(none.stdout)} == {"builtin"}
 
 
-def test_duplicate_from_entry_point_is_one_line_error(tmp_path, pdeb, fake_distribution):
-    root = fake_distribution(tmp_path / "site", "pdeb-dup", {"dupplug": "dupplug"}, {"dupplug": DUPLICATE_PLUGIN})
+RAISING_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    @hookimpl
+    def register_datasets(register):
+        raise ValueError("bug inside the hook")
+''')
+
+MISSPELT_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    @hookimpl
+    def register_modles(register):
+        register("never", None)
+''')
+
+
+@pytest.mark.parametrize("source, reason", [
+    (DUPLICATE_PLUGIN, "model 'fno' is already registered by plugin 'fno'"),
+    (RAISING_PLUGIN, "register_datasets raised ValueError: bug inside the hook"),
+    (MISSPELT_PLUGIN, "register_modles"),
+])
+def test_failing_entry_point_plugin_is_disabled_alone(tmp_path, pdeb, fake_distribution, source, reason):
+    root = fake_distribution(tmp_path / "site", "pdeb-bad", {"badplug": "badplug"}, {"badplug": source})
     env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    result = pdeb("models", env=env)
-    assert result.returncode == 2
-    assert "model 'fno' is registered twice" in result.stderr and "'dupplug'" in result.stderr
-    assert "Traceback" not in result.stderr
+    for args in (("--help",), ("models", "--json"), ("datasets", "--json")):
+        result = pdeb(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+    models = {m["name"]: m for m in json.loads(pdeb("models", "--json", env=env).stdout)}
+    assert models["fno"]["plugin"] == "fno"
+    warning = [line for line in pdeb("models", env=env).stderr.splitlines() if "badplug" in line]
+    assert len(warning) == 1 and reason in warning[0]
+    status = {p["name"]: p for p in json.loads(pdeb("plugins", "--json", env=env, check=True).stdout)}
+    assert reason in status["badplug"]["error"] and status["fno"]["error"] is None
