@@ -24,6 +24,7 @@ from pdebench_core import plugins
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
 from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
+from pdebench_core.validation import check_sections, check_values, resolve_interpolations
 
 SECTIONS = ("run", "model", "data", "train", "eval", "task")
 
@@ -102,7 +103,11 @@ def split_names(text: str | Sequence[str] | None) -> list[str]:
     """``"ns2d,cfd3d"`` -> ``["ns2d", "cfd3d"]`` (order kept, duplicates refused)."""
     if text is None:
         return []
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n and n.strip()]
+    raw = text.split(",") if isinstance(text, str) else list(text)
+    if any(not str(n).strip() for n in raw):
+        raise UsageError(f"--data '{text if isinstance(text, str) else ','.join(raw)}' has an empty name; "
+                         f"write names separated by single commas, e.g. ns2d,cfd3d")
+    names = [str(n).strip() for n in raw]
     seen = set()
     for name in names:
         if name in seen:
@@ -137,7 +142,9 @@ def build_config(
     """
     OmegaConf = _omegaconf()
     user: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    check_sections(user, f"config file {config_file}")
     cli = parse_overrides(overrides)
+    check_sections(cli, "overrides")
     for layer, origin in ((user, "config file"), (cli, "overrides")):
         for key in layer:
             if key not in SECTIONS:
@@ -204,6 +211,8 @@ def build_config(
         "run": run, "model": model_cfg, "data": data_cfg, "train": train, "eval": evaluation, "task": task_cfg,
     })
     OmegaConf.set_struct(cfg, True)
+    resolve_interpolations(cfg)
+    check_values(cfg)
     return cfg
 
 

@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import secrets
 import sys
 import time
@@ -43,10 +44,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+
+
 def validate_run_id(run_id: str) -> str:
-    """Refuse run ids that cannot be directory names."""
-    if not run_id or any(c in run_id for c in "/\\:") or run_id in {".", ".."} or run_id.startswith("."):
-        raise UsageError(f"run id '{run_id}' is not a valid directory name; use letters, digits, '-', '_' and '.'")
+    """Refuse run ids that are not plain directory names: letters, digits, '-', '_' and '.'
+    (not first), at most 128 characters."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise UsageError(f"run id '{run_id}' is not a valid directory name; use letters, digits, '-', '_' and '.' "
+                         f"(at most 128 characters, not starting with '.')")
     return run_id
 
 

@@ -1,0 +1,87 @@
+"""Checks on a built run config that omegaconf's types cannot express: ranges and shapes.
+
+Every check runs before any data is read or any tensor allocated, and fails with one
+line naming the setting, the value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pdebench_core.errors import UsageError
+
+SEED_MAX = 2**63 - 1
+
+# (section, key) -> (lowest, highest) accepted; the upper bounds are far beyond any
+# meaningful run and only catch values that cannot have been meant (1e30 steps).
+BOUNDS: dict[tuple[str, str], tuple[float, float]] = {
+    ("run", "seed"): (0, SEED_MAX),
+    ("train", "max_steps"): (1, 10**9),
+    ("train", "batch_size"): (1, 10**7),
+    ("train", "grad_accum"): (1, 10**5),
+    ("train", "t_out"): (1, 10**4),
+    ("train", "resolution"): (0, 2**16),
+    ("train", "log_every"): (1, 10**9),
+    ("train", "eval_every"): (0, 10**9),
+    ("train", "checkpoint_every"): (0, 10**9),
+    ("train", "keep_checkpoints"): (1, 10**6),
+    ("train", "num_workers"): (-1, 1024),
+    ("train", "prefetch_factor"): (1, 1024),
+    ("train", "max_train_windows"): (0, 10**12),
+    ("train", "max_rollbacks"): (0, 10**4),
+    ("train", "val_trajectories"): (0, 10**9),
+    ("train", "grad_clip"): (0, float("inf")),
+    ("train", "weight_decay"): (0, float("inf")),
+    ("train", "warmup_frac"): (0, 1),
+    ("train", "dist_timeout"): (1, 10**7),
+    ("eval", "batch_size"): (1, 10**7),
+    ("eval", "horizon"): (0, 10**6),
+    ("eval", "max_trajectories"): (0, 10**12),
+}
+
+
+def check_sections(layer: Mapping[Any, Any], origin: str) -> None:
+    """Keys of a config layer are strings and every section is a mapping."""
+    for key, value in layer.items():
+        if not isinstance(key, str):
+            raise UsageError(f"{origin}: key {key!r} is not a name; top-level keys are section names "
+                             f"(run, model, data, train, eval, task)")
+        if value is not None and not isinstance(value, Mapping):
+            raise UsageError(f"{origin}: section '{key}' must be a mapping of settings, got {type(value).__name__} "
+                             f"{value!r:.60}")
+        for inner in (value or {}):
+            if not isinstance(inner, str):
+                raise UsageError(f"{origin}: key {inner!r} in section '{key}' is not a setting name")
+
+
+def resolve_interpolations(cfg: Any) -> None:
+    """Resolve every ``${...}`` now, so a bad reference or a wrong type fails before any compute."""
+    from omegaconf import OmegaConf
+
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as exc:  # omegaconf raises several unrelated classes here
+        key = getattr(exc, "full_key", None)
+        where = f" in '{key}'" if key else ""
+        raise UsageError(f"cannot resolve an interpolation{where}: {str(exc).splitlines()[0][:200]}; "
+                         f"write the value itself") from None
+
+
+def check_values(cfg: Any) -> None:
+    """Range checks of the core sections (see :data:`BOUNDS`)."""
+    for (section, key), (low, high) in BOUNDS.items():
+        value = cfg[section].get(key)
+        if value is None:
+            continue
+        if not (low <= value <= high):
+            upper = f"at most {high:g}" if high != float("inf") else "finite"
+            raise UsageError(f"{section}.{key}={value} is out of range; use a value of at least {low:g} "
+                             f"and {upper}")
+    if cfg.run.run_id is not None:
+        from pdebench_core.runs import validate_run_id
+
+        if not str(cfg.run.run_id).strip():
+            raise UsageError("--run-id is empty; give a name or leave it out for a generated one")
+        validate_run_id(str(cfg.run.run_id))
+    if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
+        raise UsageError(f"train.lr must be a positive finite number, got {cfg.train.lr}")

@@ -1,0 +1,71 @@
+"""Config values that make no sense are refused before any compute, in one line (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pdebench_core.cli import app
+from pdebench_core.config import build_config
+from pdebench_core.errors import UsageError
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.max_steps=0"], r"train.max_steps=0 is out of range; use a value of at least 1"),
+    (["train.max_steps=-5"], r"train.max_steps=-5 is out of range"),
+    (["train.max_steps=1000000000000000000000000000000"], r"train.max_steps"),
+    (["train.batch_size=0"], r"train.batch_size=0 is out of range"),
+    (["train.grad_accum=0"], r"train.grad_accum=0 is out of range"),
+    (["train.t_out=100000000000000000000000"], r"train.t_out"),
+    (["eval.batch_size=0"], r"eval.batch_size=0 is out of range"),
+    (["eval.horizon=-1"], r"eval.horizon=-1 is out of range"),
+    (["train.lr=-1"], r"train.lr must be a positive finite number"),
+    (["train.max_steps=${train.lr}"], r"cannot resolve an interpolation|train.max_steps"),
+    (["train.max_steps=${train.nothing}"], r"cannot resolve an interpolation"),
+    (["train.max_steps=${oc.env:PDEB_SURELY_UNSET_VARIABLE}"], r"cannot resolve an interpolation"),
+    (["train.max_steps=${train.max_steps}"], r"cannot resolve an interpolation"),
+])
+def test_bad_values_are_refused_before_compute(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)
+
+
+def test_valid_interpolation_is_resolved_up_front():
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", overrides=["eval.horizon=${train.t_out}"])
+    assert cfg.eval.horizon == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**70])
+def test_seed_outside_torch_range_is_refused(seed):
+    with pytest.raises(UsageError, match="run.seed"):
+        build_config(model="fno", data="ns2d", profile="smoke", seed=seed)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: 2\n", "key 1 is not a name"),
+    ("model: [1, 2]\n", "section 'model' must be a mapping"),
+    ("train:\n  3: 4\n", "key 3 in section 'train' is not a setting name"),
+])
+def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", ",ns2d"], "has an empty name"),
+    (["--data", "ns2d,,cfd2d"], "has an empty name"),
+    (["--data", "ns2d", "--run-id", ""], "--run-id is empty"),
+    (["--data", "ns2d", "--run-id", "a" * 129], "not a valid directory name"),
+    (["--data", "ns2d", "--run-id", "bad id!"], "not a valid directory name"),
+])
+def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["run", "--model", "fno", "--profile", "smoke", "--device", "cpu", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "home" / "runs").exists() or not any((tmp_path / "home" / "runs").iterdir())
