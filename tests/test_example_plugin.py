@@ -26,7 +26,7 @@ def test_example_plugin_is_listed_with_its_distribution(pdeb):
 
 def test_example_plugin_trains_and_reports(fresh_home, pdeb):
     pdeb("run", "--model", "conv-stepper", "--data", "heat1d", "--profile", "smoke", "--run-id", "example",
-         "--quiet", "train.max_steps=30", check=True)
+         "--quiet", "--device", "cpu", "train.max_steps=30", check=True)
     rows = json.loads(pdeb("leaderboard", "--format", "json", "--model", "conv-stepper", check=True).stdout)
     assert [r["dataset"] for r in rows] == ["heat1d"]
     assert rows[0]["l2re"] < 1.0
@@ -35,3 +35,25 @@ def test_example_plugin_trains_and_reports(fresh_home, pdeb):
 def test_example_plugin_can_be_left_out(pdeb):
     result = pdeb("models", "--json", env={"PDEB_LOAD_PLUGINS": "fno,persistence"}, check=True)
     assert "conv-stepper" not in {m["name"] for m in json.loads(result.stdout)}
+
+
+def test_example_plugin_honours_data_path(fresh_home, pdeb, tmp_path):
+    import numpy as np
+
+    from pdebench_core.data import write_canonical
+    from pdebench_core.spec import DataSpec
+
+    x = np.linspace(0, 2 * np.pi, 24, endpoint=False)  # not the generator's grid
+    times = np.arange(16)[:, None] * 0.05
+    traj = [np.sin(x + k)[None, :] * np.exp(-times) for k in range(6)]  # (T, X) each
+    splits = {"train": np.stack(traj[:4])[..., None].astype("float32"),
+              "val": np.stack(traj[4:5])[..., None].astype("float32"),
+              "test": np.stack(traj[5:])[..., None].astype("float32")}
+    spec = DataSpec(name="heat1d", fields=("u",), spatial_shape=(24,), t_in=10, dt=0.05)
+    path = tmp_path / "heat.h5"
+    write_canonical(path, splits, spec, {"generator": "test"})
+    pdeb("run", "--model", "conv-stepper", "--data", "heat1d", "--profile", "smoke", "--device", "cpu",
+         "--run-id", "from-file", "--quiet", f"data.heat1d.path={path}", "train.max_steps=3", check=True)
+    log = (fresh_home / "runs" / "from-file" / "log.txt").read_text()
+    assert "grid [24]" in log  # the file's grid, not the generator's default
+    assert not list(fresh_home.rglob("heat1d-*.h5"))  # nothing was generated

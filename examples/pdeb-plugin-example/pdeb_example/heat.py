@@ -8,6 +8,7 @@ import torch
 
 from pdebench_core.data import TrajectoryDataset, open_canonical
 from pdebench_core.data.cache import cached_generate
+from pdebench_core.data.generation import read_published
 from pdebench_core.spec import DataSpec
 
 
@@ -37,10 +38,13 @@ def random_initial(n: int, x_points: int, n_modes: int, seed: int) -> torch.Tens
 
 
 def build_dataset(cfg) -> TrajectoryDataset:
-    """Generate once, cache as canonical HDF5, read lazily."""
+    """Read ``data.heat1d.path`` when given; otherwise generate once, cache as canonical HDF5, read lazily."""
     spec = DataSpec(name="heat1d", fields=("u",), spatial_shape=(cfg.resolution,), t_in=cfg.t_in,
                     dt=cfg.dt, domain=((0.0, 1.0),), boundary="periodic",
                     params={"diffusivity": cfg.diffusivity}, horizon=cfg.horizon, n_frames=cfg.n_frames)
+    if cfg.path:
+        # A published or converted file: the core's readers handle every layout pdeb knows.
+        return read_published(cfg, "heat1d", spec)
     counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     key = {"resolution": cfg.resolution, "diffusivity": cfg.diffusivity, "n_frames": cfg.n_frames, "dt": cfg.dt,
            "n_modes": cfg.n_modes, "seed": cfg.seed, **counts}
