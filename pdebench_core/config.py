@@ -24,7 +24,7 @@ from pdebench_core import plugins
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
 from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
-from pdebench_core.validation import check_sections, check_values, resolve_interpolations
+from pdebench_core.validation import check_required, check_sections, check_values, resolve_interpolations
 
 SECTIONS = ("run", "model", "data", "train", "eval", "task")
 
@@ -78,7 +78,7 @@ def _section(schema: type | None, where: str, *layers: Mapping[str, Any] | None,
         if not isinstance(layer, Mapping):
             raise UsageError(f"'{where}' must be a mapping of settings, got {layer!r}")
         for key in layer:
-            if key not in base:
+            if key not in valid:  # not `in base`: a required field (no default) is "missing", not absent
                 hint = did_you_mean(str(key), valid)
                 raise UsageError(
                     f"unknown setting '{where}.{key}'{hint}; valid keys: {', '.join(map(str, valid))}"
@@ -212,6 +212,7 @@ def build_config(
     })
     OmegaConf.set_struct(cfg, True)
     resolve_interpolations(cfg)
+    check_required(cfg)
     check_values(cfg)
     return cfg
 

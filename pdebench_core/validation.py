@@ -67,6 +67,17 @@ def resolve_interpolations(cfg: Any) -> None:
                          f"write the value itself") from None
 
 
+def check_required(cfg: Any) -> None:
+    """Every setting declared without a default (``width: int``) has been given a value."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        listing = ", ".join(missing)
+        raise UsageError(f"required setting{'s' if len(missing) > 1 else ''} {listing} not given; "
+                         f"set {missing[0]}=VALUE on the command line or in --config")
+
+
 def check_values(cfg: Any) -> None:
     """Range checks of the core sections (see :data:`BOUNDS`)."""
     for (section, key), (low, high) in BOUNDS.items():

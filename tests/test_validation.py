@@ -69,3 +69,31 @@ def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "home" / "runs").exists() or not any((tmp_path / "home" / "runs").iterdir())
+
+
+def test_required_component_setting_is_settable_and_reported_when_absent():
+    from dataclasses import dataclass
+
+    import torch
+
+    from pdebench_core import hookimpl, plugins
+
+    @dataclass
+    class NeedsWidth:
+        width: int  # no default: the user must choose
+        depth: int = 2
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_models(register):
+            register("needs-width", lambda cfg, spec: torch.nn.Identity(), config=NeedsWidth, dims=(2,))
+
+    plugins.register_plugin(Plugin, name="needs-width-plugin")
+    try:
+        cfg = build_config(model="needs-width", data="ns2d", profile="smoke", overrides=["model.width=8"])
+        assert cfg.model.width == 8 and cfg.model.depth == 2
+        with pytest.raises(UsageError, match=r"required setting model.width not given; set model.width=VALUE"):
+            build_config(model="needs-width", data="ns2d", profile="smoke")
+    finally:
+        plugins.unregister_plugin("needs-width-plugin")
