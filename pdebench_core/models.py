@@ -201,3 +201,47 @@ __all__ = [
     "require_positive",
     "unfold_time",
 ]
+
+
+def check_output_contract(model: "torch.nn.Module", name: str, plugin: str, shape: Sequence[int],
+                          t_out: int, device: Any = "cpu") -> None:
+    """One dummy forward pass: ``(1, t_in, *S, C)`` must give ``(1, t_out, *S, C)``, same dtype, finite.
+
+    Run right after a model is built and before any training, so that a plugin breaking the
+    contract is named at once instead of failing steps later inside evaluation.
+
+    Args:
+        model: The built model.
+        name: Its registered name.
+        plugin: The plugin that registered it.
+        shape: The input shape ``(1, t_in, *S, C)``.
+        t_out: Frames the model must predict.
+        device: Where the model lives.
+
+    Raises:
+        UsageError: naming the plugin, the expected and the returned shape (or dtype, or
+            non-finite values).
+    """
+    import torch
+
+    x = torch.randn(*shape, device=device, generator=torch.Generator(device=device).manual_seed(0))
+    expected = (shape[0], t_out, *shape[2:])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            y = model(x)  # (1, t_out, *S, C)
+    finally:
+        model.train(was_training)
+    where = f"model '{name}' (plugin '{plugin}')"
+    if not isinstance(y, torch.Tensor):
+        raise UsageError(f"{where} returned {type(y).__name__} for an input {tuple(x.shape)}; it must return a "
+                         f"tensor shaped {expected}")
+    if tuple(y.shape) != expected:
+        raise UsageError(f"{where} returned shape {tuple(y.shape)} for an input {tuple(x.shape)}; expected "
+                         f"{expected} (B, t_out, *S, C)")
+    if y.dtype != x.dtype:
+        raise UsageError(f"{where} returned dtype {y.dtype} for a {x.dtype} input; return the input's dtype")
+    if not bool(torch.isfinite(y).all()):
+        raise UsageError(f"{where} returned non-finite values for a standard normal input of shape "
+                         f"{tuple(x.shape)}; check its initialisation")
