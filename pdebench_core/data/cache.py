@@ -9,6 +9,8 @@ from typing import Any, Callable, Mapping
 
 from pdebench_core import paths
 from pdebench_core.data.canonical import write_canonical
+from pdebench_core.data.integrity import discard_if_damaged, first_non_finite
+from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
 
@@ -34,7 +36,54 @@ def cached_generate(
         Path of the canonical file.
     """
     path = cache_path(name, key)
+    discard_if_damaged(path)
     if not path.exists():
         splits, spec, provenance = generate()
+        for split, array in splits.items():  # never cache a diverged solver's output
+            bad = first_non_finite(array[i] for i in range(int(array.shape[0])))
+            if bad is not None:
+                raise DataError(f"generated data for '{name}' has NaN or Inf values in split '{split}', "
+                                f"trajectory {bad}; the solver diverged: lower its time step or change the settings")
         write_canonical(path, splits, spec, {**dict(provenance), "settings": dict(key)})
     return path
+
+
+def remove_stale_scratch(folder: Path) -> None:
+    """Remove scratch folders and temporary files left by generations that were killed.
+
+    Their names carry the writing process's id (``.scratch-<pid>-...``,
+    ``.<file>.<pid>.tmp``); those of processes still alive are left alone.
+    """
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        pid = _writer_pid(entry.name)
+        if pid is None or _alive(pid):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _writer_pid(name: str) -> int | None:
+    parts = name.split(".") if name.endswith(".tmp") else name.split("-")
+    if name.startswith(".scratch-") and len(parts) > 2 and parts[1].isdigit():
+        return int(parts[1])
+    if name.startswith(".") and name.endswith(".tmp") and len(parts) > 2 and parts[-2].isdigit():
+        return int(parts[-2])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

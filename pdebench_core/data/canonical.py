@@ -49,8 +49,19 @@ def write_canonical(
     """
     import h5py
 
+    from pdebench_core.data.integrity import split_digest
+    from pdebench_core.diskspace import check_free_space, fsync_file, fsync_folder, write_failed
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: _as_split(array) for name, array in splits.items()}
+    for name, array in arrays.items():
+        if array.ndim < 4:
+            raise DataError(f"split '{name}' must be (N, T, *S, C), got shape {array.shape}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(path, exc) from None
+    check_free_space(path.parent, sum(4 * int(np.prod(a.shape)) for a in arrays.values()), f"data file {path.name}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
@@ -58,23 +69,35 @@ def write_canonical(
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["spec"] = json.dumps(spec.to_dict())
             f.attrs["provenance"] = json.dumps(dict(provenance or {}), default=str)
-            for name, array in splits.items():
-                array = _as_numpy(array)
-                if array.ndim < 4:
-                    raise DataError(f"split '{name}' must be (N, T, *S, C), got shape {array.shape}")
-                chunks = (1,) + array.shape[1:] if array.shape[0] else None
-                f.create_dataset(name, data=array, chunks=chunks)
+            digests = {}
+            for name, array in arrays.items():
+                chunks = (1,) + tuple(array.shape[1:]) if array.shape[0] else None
+                dataset = f.create_dataset(name, shape=array.shape, dtype=np.float32, chunks=chunks)
+                for start in range(0, array.shape[0], _WRITE_BLOCK):  # large memory-mapped splits stream
+                    dataset[start:start + _WRITE_BLOCK] = np.asarray(array[start:start + _WRITE_BLOCK],
+                                                                     dtype=np.float32)
+                digests[name] = split_digest(array)
+            # Checked when the file is reused as a cache: damaged bytes mean "generate again".
+            f.attrs["content_sha256"] = json.dumps(digests)
+        fsync_file(tmp)
         os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except (OSError, RuntimeError) as exc:  # a full disk surfaces as either, from h5py
+        raise write_failed(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
-def _as_numpy(array: Any) -> np.ndarray:
+_WRITE_BLOCK = 64  # trajectories written per HDF5 call
+
+
+def _as_split(array: Any) -> Any:
+    """A numpy array or memory map as it is (read block by block), a tensor as numpy."""
     if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    return np.ascontiguousarray(array, dtype=np.float32)
+        return array.detach().cpu().numpy()
+    return array if isinstance(array, np.ndarray) else np.asarray(array, dtype=np.float32)
 
 
 class H5Trajectories(Sequence):

@@ -23,18 +23,16 @@ import fnmatch
 import hashlib
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pdebench_core import paths
+from pdebench_core.diskspace import check_free_space, human_bytes
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
 CHUNK = 1 << 20
-#: Space left free on the destination disk beyond the download itself.
-SPACE_MARGIN = 64 * 2**20
 
 
 #: Characters allowed in a card name: it becomes a folder name under the downloads folder.
@@ -208,23 +206,6 @@ def _select(card: SourceCard, patterns: Iterable[str] | None) -> list[SourceFile
     return chosen
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _check_space(folder: Path, needed: int | None, what: str) -> None:
-    if needed is None or needed <= 0:
-        return
-    free = shutil.disk_usage(folder).free
-    if needed + SPACE_MARGIN > free:
-        raise DataError(f"not enough free space in {folder} for {what}: need {_human(needed)}, "
-                        f"{_human(free)} free")
-
-
 def _hasher(f: SourceFile):
     return hashlib.sha256() if f.sha256 else hashlib.md5()
 
@@ -255,7 +236,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
     part = folder / (f.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
     offset = part.stat().st_size if part.exists() else 0
-    _check_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
+    check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
     task = progress.add_task(f.name, total=None) if progress else None
     hasher = None
     attempt = 0
@@ -292,7 +273,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
                 offset = 0
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-            _check_space(folder, (total - offset) if total is not None else
+            check_free_space(folder, (total - offset) if total is not None else
                          (f.approx_size - offset if f.approx_size else None), f.name)
             hasher = _hasher(f)
             if offset:
@@ -310,7 +291,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
                 if attempt < retries:
                     attempt += 1
                     continue
-                raise DataError(f"download of {f.name} interrupted after {_human(part.stat().st_size)}"
+                raise DataError(f"download of {f.name} interrupted after {human_bytes(part.stat().st_size)}"
                                 f" ({type(exc).__name__}); run the command again to resume") from None
         size = part.stat().st_size
         if total is not None and size < total:
@@ -373,7 +354,7 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     if missing and all(s is not None for s in sizes):
         partial = sum((folder / (f.name + ".part")).stat().st_size for f in missing
                       if (folder / (f.name + ".part")).exists())
-        _check_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}")
+        check_free_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}")
     bar = _progress_bar() if progress and missing else None
     results = []
     try:

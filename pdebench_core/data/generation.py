@@ -321,17 +321,22 @@ def cached_dataset(
         A :class:`~pdebench_core.data.base.TrajectoryDataset` over
         :class:`~pdebench_core.data.canonical.H5Trajectories`.
     """
+    import os
     import tempfile
 
     from pdebench_core import paths
     from pdebench_core.data.base import TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate
+    from pdebench_core.data.cache import cache_path, cached_generate, remove_stale_scratch
     from pdebench_core.data.canonical import H5Trajectories
+    from pdebench_core.data.integrity import discard_if_damaged
 
     path = cache_path(name, key)
+    discard_if_damaged(path)
     if not path.exists():
         paths.data_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=paths.data_dir()) as scratch:
+        remove_stale_scratch(paths.data_dir())
+        prefix = f".scratch-{os.getpid()}-{name}-"  # the pid tells a later run whether it is stale
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=paths.data_dir()) as scratch:
             path = cached_generate(name, key, lambda: (generate(scratch), stored_spec or spec, provenance))
     return TrajectoryDataset(spec, {split: H5Trajectories(path, split, preload=preload) for split in splits})
 

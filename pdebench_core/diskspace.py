@@ -1,0 +1,77 @@
+"""Free-space checks before large writes, and one-line errors when a write fails anyway."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pdebench_core.errors import DataError
+
+#: Space left free on the destination disk beyond what a write needs.
+SPACE_MARGIN = 64 * 2**20
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Free bytes on the disk holding ``folder`` (or its nearest existing parent)."""
+    return shutil.disk_usage(_existing_parent(Path(folder))).free
+
+
+def check_free_space(folder: str | os.PathLike, needed: int | None, what: str) -> None:
+    """Refuse a write of ``needed`` bytes into ``folder`` that would fill the disk.
+
+    Raises:
+        DataError: naming the folder, the size needed and the space free.
+    """
+    if needed is None or needed <= 0:
+        return
+    free = free_bytes(folder)
+    if needed + SPACE_MARGIN > free:
+        raise DataError(f"not enough free space in {folder} for {what}: need {human_bytes(needed)}, "
+                        f"{human_bytes(free)} free")
+
+
+def write_failed(path: str | os.PathLike, exc: BaseException) -> DataError:
+    """The one-line error for a write that failed (full disk, permissions, I/O)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    try:
+        free = f"{human_bytes(free_bytes(Path(path).parent))} free"
+    except OSError:
+        free = "free space unknown"
+    return DataError(f"could not write {path} ({free}): {reason[:200]}")
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a closed file's bytes to the disk, so a crash after the rename cannot leave it empty."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,186 @@
+"""Data soundness: NaN/Inf found at preparation, damaged caches regenerated, writes that fail cleanly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pdebench_core.cli import app
+from pdebench_core.data import generation, integrity
+from pdebench_core.data.canonical import write_canonical
+from pdebench_core.errors import DataError
+from pdebench_core.spec import DataSpec
+
+runner = CliRunner()
+SHAPE = (4, 12, 8, 8, 1)  # (N, T, X, Y, C)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _spec(name="toy"):
+    return DataSpec(name=name, fields=("u",), spatial_shape=SHAPE[2:4], t_in=2, dt=0.1, n_frames=SHAPE[1])
+
+
+def _splits(seed=0):
+    rng = np.random.default_rng(seed)
+    return {s: rng.standard_normal(SHAPE).astype(np.float32) for s in ("train", "val", "test")}
+
+
+def _generator(splits, calls):
+    def generate(scratch):
+        calls.append(scratch)
+        return splits
+    return generate
+
+
+def test_generated_nan_is_refused_and_not_cached(home):
+    splits = _splits()
+    splits["val"][2, 5, 3, 3, 0] = np.nan
+    with pytest.raises(DataError, match=r"generated data for 'toy' has NaN or Inf values in split 'val', trajectory 2"):
+        generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(splits, []), {"generator": "toy"})
+    assert not list((home / "data").glob("toy-*.h5"))
+
+
+def _ns2d_file(path: Path, bad=None):
+    splits = {s: np.sin(np.linspace(0, 6, int(np.prod(SHAPE)))).reshape(SHAPE).astype(np.float32)
+              for s in ("train", "val", "test")}
+    if bad is not None:
+        split, index, value = bad
+        splits[split][index, 3, 2, 2, 0] = value
+    write_canonical(path, splits, DataSpec(name="ns2d", fields=("vorticity",), spatial_shape=(8, 8), t_in=10,
+                                           dt=1.0, n_frames=12))
+    return path
+
+
+def test_nan_in_a_file_names_file_split_and_trajectory(home, tmp_path):
+    path = _ns2d_file(tmp_path / "bad.h5", bad=("test", 1, np.inf))
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "cpu",
+                                 f"data.ns2d.path={path}", "data.ns2d.n_train=4", "data.ns2d.n_val=4",
+                                 "data.ns2d.n_test=4"])
+    assert result.exit_code == 2, result.output
+    assert "split 'test' trajectory 1 holds NaN or Inf" in result.output and str(path) in result.output
+    assert "Traceback" not in result.output and "lower train.lr" not in result.output
+
+
+def test_finite_scan_is_remembered_until_the_file_changes(home, tmp_path, monkeypatch):
+    path = _ns2d_file(tmp_path / "good.h5")
+    scans = []
+    original = integrity.first_non_finite
+    monkeypatch.setattr(integrity, "first_non_finite", lambda t: scans.append(1) or original(t))
+
+    class Dataset:
+        def split(self, name):
+            from pdebench_core.data.canonical import H5Trajectories
+            return H5Trajectories(path, name)
+
+    integrity.check_finite("ns2d", Dataset())
+    assert len(scans) == 3
+    integrity.check_finite("ns2d", Dataset())
+    assert len(scans) == 3  # remembered
+    _ns2d_file(path, bad=("train", 0, np.nan))  # rewritten: size or mtime changes
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(DataError, match="split 'train' trajectory 0"):
+        integrity.check_finite("ns2d", Dataset())
+
+
+def test_nan_in_a_plugins_in_memory_arrays(home):
+    class Dataset:
+        def split(self, name):
+            data = np.zeros((3, 5, 4, 1), dtype=np.float32)
+            if name == "val":
+                data[1, 2, 0, 0] = -np.inf
+            return list(data)
+
+    with pytest.raises(DataError, match=r"dataset 'mine': split 'val' trajectory 1 holds NaN or Inf"):
+        integrity.check_finite("mine", Dataset())
+
+
+def _corrupt_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate"])
+def test_damaged_cache_is_regenerated_with_a_message(home, damage, capsys):
+    calls: list = []
+    first = generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(_splits(), calls), {"generator": "toy"})
+    path = Path(first.split("train").path)
+    expected = np.stack(list(first.split("train")))
+    if damage == "corrupt":
+        _corrupt_middle(path)
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    again = generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(_splits(), calls), {"generator": "toy"})
+    assert len(calls) == 2  # generated again
+    assert "is damaged" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.stack(list(again.split("train"))), expected)
+
+
+def test_intact_cache_is_verified_once(home, monkeypatch):
+    calls: list = []
+    generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(_splits(), calls), {"generator": "toy"})
+    digests = []
+    original = integrity.split_digest
+    monkeypatch.setattr(integrity, "split_digest", lambda a: digests.append(1) or original(a))
+    for _ in range(3):
+        generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(_splits(), calls), {"generator": "toy"})
+    assert len(calls) == 1 and len(digests) == 3  # three splits checked once, then remembered
+
+
+def test_cache_file_is_flushed_before_the_rename(home, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    write_canonical(tmp_path / "f.h5", _splits(), _spec())
+    assert events[:2] == ["fsync", "replace"]
+
+
+def test_full_disk_while_writing_is_one_line_and_keeps_earlier_data(home, tmp_path, monkeypatch):
+    import h5py
+
+    path = write_canonical(tmp_path / "f.h5", _splits(0), _spec())
+    before = path.read_bytes()
+
+    def no_space(self, key, value):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
+    with pytest.raises(DataError, match=r"could not write .*f\.h5 \(.* free\): \[Errno 28\] No space left on device"):
+        write_canonical(path, _splits(1), _spec())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["f.h5"]  # no temporary file left
+
+
+def test_too_little_space_is_refused_before_writing(home, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DataError, match="not enough free space"):
+        write_canonical(tmp_path / "f.h5", _splits(), _spec())
+    assert not list(tmp_path.iterdir())
+
+
+def test_stale_scratch_from_killed_generations_is_removed(home):
+    data = home / "data"
+    data.mkdir(parents=True)
+    dead = 2**22 + 12345  # above any pid_max default: no such process
+    (data / f".scratch-{dead}-ns2d-abcd").mkdir()
+    (data / f".ns2d-x.h5.{dead}.tmp").write_bytes(b"partial")
+    (data / f".scratch-{os.getpid()}-ns2d-live").mkdir()
+    generation.cached_dataset("toy", {"seed": 0}, _spec(), _generator(_splits(), []), {"generator": "toy"})
+    names = {p.name for p in data.iterdir()}
+    assert f".scratch-{dead}-ns2d-abcd" not in names and f".ns2d-x.h5.{dead}.tmp" not in names
+    assert f".scratch-{os.getpid()}-ns2d-live" in names
