@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import shutil
 import threading
 from collections import namedtuple
 from pathlib import Path
@@ -164,7 +165,7 @@ def test_404_is_a_clear_error(server, tmp_path):
 
 def test_no_space_is_checked_before_writing(server, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     dest = tmp_path / "dest"
     with pytest.raises(DataError, match="not enough free space"):
         dl.download(card_for(server), dest, progress=False)  # size from Content-Length
