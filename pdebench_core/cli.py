@@ -271,24 +271,20 @@ def _print_results(ctx) -> None:
 @app.command()
 @friendly
 def runs(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List run directories with their state (running, finished, failed)."""
+    """List run directories with their state (running, finished, failed, interrupted, damaged)."""
     from rich.table import Table
 
     from pdebench_core import paths
+    from pdebench_core.rundir import list_runs
 
-    items = []
-    root = paths.runs_dir()
-    for run_dir in sorted(root.iterdir()) if root.is_dir() else []:
-        status_file = run_dir / "status.json"
-        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
-        items.append({"run_id": run_dir.name, "state": status.get("state", "unknown"),
-                      "error": status.get("error"), "path": str(run_dir)})
+    items = list_runs()
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table(title=f"runs in {root}")
-    for column in ("run_id", "state", "error"):
-        table.add_column(column)
+    table = Table(title=f"runs in {paths.runs_dir()}")
+    table.add_column("run_id", no_wrap=True)  # copied into 'pdeb report' and '--resume'
+    table.add_column("state", no_wrap=True)
+    table.add_column("error")
     for item in items:
         table.add_row(item["run_id"], item["state"], item["error"] or "")
     _console().print(table)

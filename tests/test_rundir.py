@@ -1,0 +1,93 @@
+"""The run directory: atomic status, damaged entries, interrupted runs, exclusive ids, resume lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from pdebench_core.cli import app
+from pdebench_core.errors import UsageError
+from pdebench_core.rundir import RunDir, list_runs
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_runs_lists_damaged_entries_instead_of_crashing(home):
+    good = RunDir.create("good-run")
+    good.write_status("finished")
+    broken = RunDir.create("broken-run")
+    broken.status_file.write_text('{"state": "finis')  # cut off mid-write by an older version
+    odd = RunDir.create("odd-run")
+    odd.status_file.write_text("[1, 2]")
+    result = runner.invoke(app, ["runs", "--json"])
+    assert result.exit_code == 0, result.output
+    states = {item["run_id"]: item["state"] for item in json.loads(result.stdout)}
+    assert states == {"good-run": "finished", "broken-run": "damaged", "odd-run": "damaged"}
+    table = runner.invoke(app, ["runs"], terminal_width=60)
+    assert table.exit_code == 0 and "broken-run" in table.output and "Traceback" not in table.output
+
+
+def test_status_is_written_atomically_with_pid_and_host(home, monkeypatch):
+    run = RunDir.create("atomic")
+    run.write_status("finished", results={"ns2d": {"l2re": 0.1}})
+
+    def crash(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(UsageError, match=r"could not write .*status\.json \(.* free\): \[Errno 28\]"):
+        run.write_status("failed", error="late")
+    status = json.loads(run.status_file.read_text())  # the previous status is intact
+    assert status["state"] == "finished" and status["pid"] == os.getpid() and status["host"] == socket.gethostname()
+    assert [p.name for p in run.path.iterdir()] == ["status.json"]
+
+
+def test_dead_running_process_shows_as_interrupted(home):
+    run = RunDir.create("killed")
+    run.write_status("running")
+    assert run.state() == "running"  # this process is alive
+    status = json.loads(run.status_file.read_text())
+    status["pid"] = _dead_pid()
+    run.status_file.write_text(json.dumps(status))
+    assert run.state() == "interrupted"
+    assert {i["run_id"]: i["state"] for i in list_runs()} == {"killed": "interrupted"}
+
+
+def test_run_ids_are_created_exclusively(home):
+    RunDir.create("taken")
+    with pytest.raises(UsageError, match="run 'taken' already exists"):
+        RunDir.create("taken")
+
+
+def test_second_concurrent_resume_is_refused_and_stale_lock_taken_over(home):
+    run = RunDir.create("locked")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run.path / "resume.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        with pytest.raises(UsageError, match=f"already being resumed by process {holder.pid}"):
+            with run.resume_lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.resume_lock():  # the holder died: its lock is stale
+        assert json.loads((run.path / "resume.lock").read_text())["pid"] == os.getpid()
+    assert not (run.path / "resume.lock").exists()
