@@ -544,8 +544,8 @@ def metric_tables(evaluation: Mapping[str, Any]) -> str:
 
 
 def render_report(info: RunInfo, rollouts: Mapping[str, Rollout], notes: Sequence[str],
-                  repro: Reproduction | None = None) -> str:
-    """The report page as one self-contained HTML string."""
+                  repro: Reproduction | None = None, advance=lambda amount: None) -> str:
+    """The report page as one self-contained HTML string (``advance(1)`` is called per dataset drawn)."""
     esc = html.escape
     run = info.config.get("run") or {}
     first = info.rows[0] if info.rows else {}
@@ -599,6 +599,7 @@ def render_report(info: RunInfo, rollouts: Mapping[str, Rollout], notes: Sequenc
             for c in range(min(sample.true.shape[-1], MAX_CHANNELS_SHOWN)):
                 parts.append(_image(png_data_uri(field_figure(sample, c)), f"{name} fields channel {c}"))
             parts.append("<h3>Energy spectra</h3>" + _image(png_data_uri(spectrum_figure(sample)), f"{name} spectra"))
+        advance(1)
     parts.append("<h2>Configuration</h2><details><summary>config.yaml</summary>"
                  f"<pre>{esc(info.config_text)}</pre></details>")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -622,17 +623,22 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
         The path written. A run whose data, model or checkpoint cannot be rebuilt still gets a
         report (metrics and curves), with a note saying why the rollout figures are missing.
     """
+    from pdebench_core.progress import progress
+
     info = load_run(run_id)
     rollouts: dict[str, Rollout] = {}
     notes: list[str] = []
-    if rollout and n_trajectories > 0:
-        try:
-            rollouts, notes = rerun_rollouts(info, n_trajectories, device)
-        except PdebError as exc:
-            notes.append(f"no rollout figures: {exc}")
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            notes.append(f"no rollout figures: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    page = render_report(info, rollouts, notes, reproduction(run_id))
+    with progress(f"report {run_id}", len(info.evals) + 1) as advance:  # plain lines when logged
+        if rollout and n_trajectories > 0:
+            try:
+                rollouts, notes = rerun_rollouts(info, n_trajectories, device)
+            except PdebError as exc:
+                notes.append(f"no rollout figures: {exc}")
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                notes.append(f"no rollout figures: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
+        advance(1)
+        page = render_report(info, rollouts, notes, reproduction(run_id), advance)
     path = Path(out) if out else info.run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -98,19 +98,26 @@ def test_solver_device_resolves_and_refuses_with_the_setting_name():
             generation.solver_device("cuda:1", "data.toy.device")
 
 
-def test_wants_progress_needs_a_terminal_unless_forced(monkeypatch):
+def test_wants_progress_follows_the_setting_unless_forced():
     assert generation.wants_progress(True, False) is True
     assert generation.wants_progress(False, True) is False
-    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
-    assert generation.wants_progress(None, True) is False
-
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    monkeypatch.setattr("sys.stderr", Terminal())
     assert generation.wants_progress(None, True) is True
     assert generation.wants_progress(None, False) is False
+
+
+def test_progress_in_a_log_is_periodic_plain_lines(monkeypatch):
+    from pdebench_core import progress
+
+    log = io.StringIO()  # not a terminal
+    monkeypatch.setattr("sys.stderr", log)
+    clock = iter([0.0, 0.0, 3.0, 11.0, 12.0, 25.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    with generation.progress_bar("ns2d: 8 trajectories", 8, enabled=True) as advance:
+        for _ in range(4):
+            advance(2)
+    lines = log.getvalue().splitlines()
+    assert lines == ["ns2d: 8 trajectories: 0% (0/8), 0 s", "ns2d: 8 trajectories: 50% (4/8), 11 s",
+                     "ns2d: 8 trajectories: 100% (8/8), 25 s"]
 
 
 @pytest.mark.parametrize("total", [12, 1.5])

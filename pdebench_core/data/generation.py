@@ -21,7 +21,6 @@ Nothing heavy is imported at module level, so plugins may import this module fre
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from pdebench_core.errors import UsageError
@@ -103,48 +102,32 @@ def trajectory_seed(namespace: str, *parts: Any) -> int:
 
 
 def wants_progress(show_progress: Optional[bool], configured: bool) -> bool:
-    """Whether to draw a progress bar.
+    """Whether to show progress (a bar on a terminal, periodic lines in a log).
 
     Args:
         show_progress: An explicit choice (``True``/``False``) wins.
-        configured: The config's ``progress`` setting, honoured only when standard error
-            is a terminal (no bars in logs and pipes).
+        configured: The config's ``progress`` setting.
 
     Returns:
-        ``True`` to draw the bar.
+        ``True`` to show progress.
     """
     if show_progress is not None:
         return bool(show_progress)
-    import sys
-
-    return bool(configured) and sys.stderr.isatty()
+    return bool(configured)
 
 
-@contextmanager
-def progress_bar(description: str, total: float, enabled: bool) -> Iterator[Callable[[float], None]]:
-    """A rich progress bar on standard error, driven through an ``advance(amount)`` callback.
+def progress_bar(description: str, total: float, enabled: bool):
+    """Progress driven through an ``advance(amount)`` callback (see :func:`pdebench_core.progress.progress`).
 
     Args:
-        description: Text shown left of the bar.
+        description: Text shown with the progress.
         total: Work to do, in any unit: an int (frames, trajectories) is shown as
             ``done/total``, a float (simulated time) as a percentage.
-        enabled: ``False`` draws nothing and yields a callback that does nothing.
-
-    Yields:
-        ``advance(amount)``, to call as work gets done.
+        enabled: ``False`` shows nothing and yields a callback that does nothing.
     """
-    if not enabled:
-        yield lambda amount: None
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from pdebench_core.progress import progress
 
-    done = MofNCompleteColumn() if isinstance(total, int) else TextColumn("{task.percentage:>3.0f}%")
-    columns = (TextColumn("{task.description}"), BarColumn(), done, TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda amount: bar.advance(task, amount)
+    return progress(description, total, enabled)
 
 
 def allocate_split(shape: Sequence[int], scratch: Optional[str], split: str,
