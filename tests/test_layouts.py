@@ -18,8 +18,10 @@ from pdebench_core.cli_data import data_app
 from pdebench_core.data.canonical import open_canonical, write_canonical
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.data.layouts import (
-    SplitWarning, convert, describe_path, detect_layout, load_path, open_layout, plan_splits,
+    SplitWarning, buoyancy_of, convert, describe_path, detect_layout, is_cfdbench, load_path, ns_variant,
+    open_layout, plan_splits,
 )
+from pdebench_core.data.layouts import fixtures
 from pdebench_core.data.verify import verify_file
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.spec import DataSpec
@@ -299,6 +301,99 @@ def test_pdearena_folder_of_shards(tmp_path):
     np.testing.assert_array_equal(found.pools["train"][4][..., 0], second["train", "u"][1])
 
 
+# ----------------------------------------------------------------------------- CFDBench as DPOT stores it
+
+def test_cfdbench_pair_axis_order_channels_and_splits(tmp_path):
+    written = fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=6, n_test=3, grid=(6, 5), frames=20)
+    train_file = tmp_path / "cfdbench" / "ns2d_cdb_train.hdf5"
+    with h5py.File(train_file, "r") as f:
+        raw = f["data"][:]
+    assert raw.shape == (6, 6, 5, 20, 3) and raw.dtype == np.float64  # (N, X, Y, T, C) as DPOT writes it
+    for path in (train_file, tmp_path / "cfdbench" / "ns2d_cdb_test.hdf5", tmp_path / "cfdbench"):
+        assert detect_layout(path) == "cfdbench" and is_cfdbench(path)
+    found = open_layout(train_file)
+    assert found.layout == "cfdbench" and found.fields == ("u", "v", "mask") and found.dt == pytest.approx(0.1)
+    traj = found.pools["train"][4]
+    assert traj.shape == (20, 6, 5, 3) and traj.dtype == np.float32
+    for (t, x, y, c) in [(0, 0, 0, 0), (19, 5, 4, 1), (7, 2, 3, 2), (3, 5, 0, 0)]:
+        assert traj[t, x, y, c] == np.float32(raw[4, x, y, t, c])
+    np.testing.assert_array_equal(traj[..., 2], np.broadcast_to(fixtures.fluid_mask((6, 5)), (20, 6, 5)))
+    ds = load_path(config(tmp_path / "cfdbench", n_train=4, n_val=1, n_test=3), "cfdbench",
+                   DataSpec(name="cfdbench", fields=("x", "y", "z"), spatial_shape=(64, 64)))
+    assert ds.spec.fields == ("u", "v", "mask") and ds.spec.n_frames == 20 and ds.spec.dt == pytest.approx(0.1)
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [4, 1, 3]
+    np.testing.assert_array_equal(ds.split("val")[0], written["train"][4].astype(np.float32))
+    np.testing.assert_array_equal(ds.split("test")[2], written["test"][2].astype(np.float32))
+    np.testing.assert_array_equal(ds.split("train").window(3, 10, 10), written["train"][3, 10:].astype(np.float32))
+
+
+def test_cfdbench_detection_needs_the_name_and_three_channels(tmp_path):
+    with h5py.File(tmp_path / "other_train.hdf5", "w") as f:
+        f["data"] = coded((2, 4, 4, 6, 3))
+    with h5py.File(tmp_path / "ns2d_cdb_train.hdf5", "w") as f:
+        f["data"] = coded((2, 4, 4, 6, 4))
+    assert detect_layout(tmp_path / "other_train.hdf5") == "dpot"
+    assert detect_layout(tmp_path / "ns2d_cdb_train.hdf5") == "dpot"
+    assert not is_cfdbench(tmp_path / "ns2d_cdb_train.hdf5") and not is_cfdbench(tmp_path)
+    with pytest.raises(DataError) as err:
+        open_layout(tmp_path / "ns2d_cdb_train.hdf5", format="cfdbench")
+    assert "(N, X, Y, T, 3)" in str(err.value) and "\n" not in str(err.value)
+    assert open_layout(tmp_path / "other_train.hdf5", format="cfdbench").fields == ("u", "v", "mask")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no CFDBench file"):
+        open_layout(empty, format="cfdbench")
+
+
+# ----------------------------------------------------------------------------- PDEArena NS-cond
+
+def test_pdearena_cond_shards_keep_buoyancy_per_trajectory(tmp_path):
+    written = fixtures.write_pdearena_ns_cond(tmp_path / "cond", grid=(6, 5))
+    assert detect_layout(tmp_path / "cond") == "pdearena" and ns_variant(tmp_path / "cond") == "ns-cond"
+    found = open_layout(tmp_path / "cond")
+    assert {k: len(v) for k, v in found.pools.items()} == {"train": 6, "val": 2, "test": 2}
+    assert found.dt == pytest.approx(1.5) and found.traj_shape == (56, 6, 5, 3) and found.dtype == "float64"
+    assert found.params == {"buoyancy": [0.25, 0.47]}
+    for split, pool in found.pools.items():
+        assert buoyancy_of(pool) == pytest.approx(written.buoyancy[split])
+        np.testing.assert_array_equal(pool[len(pool) - 1], written.splits[split][-1].astype(np.float32))
+    second_train = written.paths[2]  # name order: test, train 0.25, train 0.41, valid
+    with h5py.File(second_train, "r") as f:
+        assert f["train/buo_y"][0] == 0.41
+        np.testing.assert_array_equal(found.pools["train"][4][..., 2], f["train/vy"][1].astype(np.float32))
+    assert buoyancy_of(found.pools["train"].subset([0, 5])) == pytest.approx([0.25, 0.41])
+
+
+def test_pdearena_variants_are_told_apart(tmp_path):
+    write_pdearena(tmp_path / "plain.h5", {"train": 2, "test": 1})  # buoyancy 0.5 throughout
+    assert ns_variant(tmp_path / "plain.h5") == "ns"
+    assert open_layout(tmp_path / "plain.h5").params == {"buoyancy": 0.5}
+    fixtures.write_pdearena_shard(tmp_path / "one.h5", {"train": 2}, frames=6, buoyancy=0.3)
+    assert ns_variant(tmp_path / "one.h5") == "ns-cond"
+    fixtures.write_ns_cond_dpot(tmp_path / "ns2d_cond_pda", frames=12)
+    assert ns_variant(tmp_path / "ns2d_cond_pda") == "ns-cond"  # DPOT's folder name
+    fixtures.write_ns_cond_dpot(tmp_path / "renamed", frames=56)
+    assert ns_variant(tmp_path / "renamed/train") == "ns-cond"  # 56 frames
+    fixtures.write_ns_cond_dpot(tmp_path / "short", frames=14)
+    assert ns_variant(tmp_path / "short") == "ns"
+    assert ns_variant(tmp_path / "missing") is None
+    with h5py.File(tmp_path / "t.hdf5", "w") as f:
+        f["tensor"] = coded((2, 3, 4))
+    assert ns_variant(tmp_path / "t.hdf5") is None
+
+
+def test_ns_cond_as_dpot_preprocessed_it(tmp_path):
+    written = fixtures.write_ns_cond_dpot(tmp_path / "ns2d_cond_pda", n_train=3, n_test=2, grid=(6, 5))
+    with h5py.File(tmp_path / "ns2d_cond_pda/test/data_1.hdf5", "r") as f:
+        raw = f["data"][:]
+    assert raw.shape == (6, 5, 56, 3)  # (X, Y, T, C) per file
+    found = open_layout(tmp_path / "ns2d_cond_pda")
+    assert found.layout == "dpot" and {k: len(v) for k, v in found.pools.items()} == {"train": 3, "test": 2}
+    traj = found.pools["test"][1]
+    assert traj[40, 5, 2, 1] == np.float32(raw[5, 2, 40, 1])
+    np.testing.assert_array_equal(traj, written["test"][1].astype(np.float32))
+
+
 # ----------------------------------------------------------------------------- canonical, detection, errors
 
 def test_canonical_keeps_stored_spec(tmp_path):
@@ -564,6 +659,31 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(data_app, ["info", str(junk), "--format", "nope"])
     assert result.exit_code == 2 and "unknown data format" in result.stderr
+
+
+def test_cli_info_convert_and_verify_new_layouts(tmp_path):
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    fixtures.write_pdearena_ns_cond(tmp_path / "cond")
+    result = runner.invoke(data_app, ["info", str(tmp_path / "cfdbench" / "ns2d_cdb_test.hdf5"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["layout"] == "cfdbench" and info["fields"] == ["u", "v", "mask"]
+    assert info["splits"] == {"train": 5, "test": 2} and info["trajectory_shape"] == [20, 8, 8, 3]
+    result = runner.invoke(data_app, ["info", str(tmp_path / "cond"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["layout"] == "pdearena" and info["params"] == {"buoyancy": [0.25, 0.47]} and info["dt"] == 1.5
+    for src, name in [(tmp_path / "cfdbench", "cfdbench"), (tmp_path / "cond", "pdearena-ns-cond")]:
+        dest = tmp_path / f"{name}.h5"
+        result = runner.invoke(data_app, ["convert", str(src), str(dest), "--name", name])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(data_app, ["verify", str(dest), "--strict"])
+        assert result.exit_code == 0, result.output
+        spec, splits = open_canonical(dest)
+        assert spec.name == name and sum(len(v) for v in splits.values()) in (7, 10)
+    spec, splits = open_canonical(tmp_path / "pdearena-ns-cond.h5")
+    assert spec.params["buoyancy"] == [0.25, 0.47] and spec.dt == 1.5 and spec.fields == ("u", "vx", "vy")
+    assert {k: len(v) for k, v in splits.items()} == {"train": 6, "val": 2, "test": 2}
 
 
 def test_cli_convert(tmp_path):

@@ -21,6 +21,7 @@ class SplitWarning(UserWarning):
 
 def _openers() -> dict[str, Callable[[str], Found]]:
     from pdebench_core.data.layouts.canonical import open_canonical_layout
+    from pdebench_core.data.layouts.cfdbench import open_cfdbench
     from pdebench_core.data.layouts.dpot import open_dpot_file, open_dpot_folder
     from pdebench_core.data.layouts.matlab import open_fno_mat
     from pdebench_core.data.layouts.pdearena import open_pdearena
@@ -36,6 +37,7 @@ def _openers() -> dict[str, Callable[[str], Found]]:
         "fno-mat": open_fno_mat,
         "dpot": dpot,
         "pdearena": open_pdearena,
+        "cfdbench": open_cfdbench,
     }
 
 
@@ -46,7 +48,10 @@ LAYOUTS = {
     "pdebench-multi": "PDEBench multi-group .h5: one group per sample with 'data' (T, X[, Y], C)",
     "fno-mat": "FNO Navier-Stokes .mat: 'u' (N, X, Y, T) in MATLAB order (v7.3 or v5)",
     "dpot": "DPOT preprocessed: 'data' (N, X, Y, T, C), or folders of data_<i>.hdf5 (X, Y, T, C)",
-    "pdearena": "PDEArena Navier-Stokes: groups train/valid/test with u, vx, vy (n, T, X, Y)",
+    "pdearena": "PDEArena Navier-Stokes (plain or conditioned): groups train/valid/test with u, vx, vy "
+                "(n, T, X, Y) and buo_y (n,)",
+    "cfdbench": "CFDBench as DPOT preprocessed it: ns2d_cdb_train.hdf5 / ns2d_cdb_test.hdf5, 'data' "
+                "(N, X, Y, T, 3) with channels u, v, mask",
 }
 ALIASES = {"auto": "auto", "pdeb": "canonical", "mat": "fno-mat", "pdebench-single": "pdebench",
            "pdebench-h5": "pdebench-multi"}
@@ -65,16 +70,20 @@ def detect_layout(path: str | Path) -> str:
     """Name of the layout at ``path``, found by inspecting keys and attributes.
 
     Rules, in order: a folder with ``train/``/``test/`` sub-folders or ``data_<i>.hdf5``
-    files is ``dpot``; a folder of ``.h5`` files with PDEArena groups is ``pdearena``;
+    files is ``dpot``; a folder holding DPOT's CFDBench file (``ns2d_cdb_train.hdf5``...)
+    is ``cfdbench``; a folder of ``.h5`` files with PDEArena groups is ``pdearena``;
     a v5 MAT-file header is ``fno-mat``; then, inside HDF5: ``pdeb_format`` attribute
     -> ``canonical``; ``tensor`` or ``density``/``Vx``... -> ``pdebench``; groups
     ``train``/``valid``/``test`` with ``u``, ``vx``, ``vy`` -> ``pdearena``; a MATLAB 7.3
     header or ``MATLAB_class`` attributes with ``u`` -> ``fno-mat``; a root ``data``
-    array -> ``dpot``; groups each holding ``data`` -> ``pdebench-multi``.
+    array ``(N, X, Y, T, 3)`` in a file named like DPOT's CFDBench file (``*_cdb_*``,
+    ``*cfdbench*``) -> ``cfdbench``; any other root ``data`` array -> ``dpot``; groups
+    each holding ``data`` -> ``pdebench-multi``.
 
     Raises:
         DataError: the path is missing, unreadable or matches no known layout.
     """
+    from pdebench_core.data.layouts.cfdbench import is_cfdbench
     from pdebench_core.data.layouts.common import H5Files
     from pdebench_core.data.layouts.dpot import indexed_files
     from pdebench_core.data.layouts.matlab import mat_version
@@ -87,6 +96,8 @@ def detect_layout(path: str | Path) -> str:
         for sub in (p, p / "train", p / "test"):
             if sub.is_dir() and indexed_files(sub):
                 return "dpot"
+        if is_cfdbench(p):
+            return "cfdbench"
         shards = sorted(q for q in p.iterdir() if q.suffix in (".h5", ".hdf5"))
         if shards:
             files = H5Files()
@@ -96,7 +107,7 @@ def detect_layout(path: str | Path) -> str:
             if found:
                 return "pdearena"
         raise DataError(f"{path}: folder matches no known layout (expected DPOT data_<i>.hdf5 files, "
-                        f"train/ and test/ folders of them, or PDEArena .h5 shards)")
+                        f"train/ and test/ folders of them, DPOT's CFDBench files or PDEArena .h5 shards)")
     version = mat_version(str(p))
     if version == "5":
         return "fno-mat"
@@ -118,6 +129,7 @@ def detect_layout(path: str | Path) -> str:
 def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
     import h5py
 
+    from pdebench_core.data.layouts.cfdbench import has_cfdbench_name, has_cfdbench_shape
     from pdebench_core.data.layouts.matlab import VARIABLE
     from pdebench_core.data.layouts.pdearena import GROUPS, is_pdearena_group
     from pdebench_core.data.layouts.pdebench import CFD_FIELDS
@@ -129,6 +141,8 @@ def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
         ("pdebench", lambda: "tensor" in f or any(k in f for k in CFD_FIELDS)),
         ("pdearena", lambda: any(g in f and is_pdearena_group(f[g]) for g in GROUPS)),
         ("fno-mat", lambda: VARIABLE in f and (version == "7.3" or "MATLAB_class" in f[VARIABLE].attrs)),
+        ("cfdbench", lambda: isinstance(f.get("data"), h5py.Dataset) and has_cfdbench_name(f.filename)
+         and has_cfdbench_shape(f["data"].shape)),
         ("dpot", lambda: isinstance(f.get("data"), h5py.Dataset)),
         ("pdebench-multi", lambda: any(isinstance(f[k].get("data"), h5py.Dataset) for k in groups[:1])),
     ):
@@ -309,16 +323,24 @@ def load_path(cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
     Raises:
         DataError: unreadable file, unknown layout, too few trajectories or frames.
     """
-    from pdebench_core.data.base import TrajectoryDataset
-
     path = getattr(cfg, "path", None)
     if not path:
         raise UsageError(f"data.{name}.path is not set")
-    found = open_layout(path, getattr(cfg, "format", "auto"))
+    return load_found(open_layout(path, getattr(cfg, "format", "auto")), cfg, name, spec_defaults)
+
+
+def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
+    """The dataset :func:`load_path` makes, from a path already opened with :func:`open_layout`.
+
+    Lets a dataset plugin look at what the file holds (its layout, parameters) before
+    the splits are cut. ``cfg`` and ``spec_defaults`` are as for :func:`load_path`.
+    """
+    from pdebench_core.data.base import TrajectoryDataset
+
     wanted = {s: getattr(cfg, f"n_{s}", None) for s in SPLITS}
     plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
     for message in messages:
-        warnings.warn(f"{path}: {message}", SplitWarning, stacklevel=2)
+        warnings.warn(f"{found.path}: {message}", SplitWarning, stacklevel=3)
     preload = bool(getattr(cfg, "preload", False))
     splits = {s: found.pools[pool].subset(list(r), preload=preload) for s, (pool, r) in plan.items()}
     spec = make_spec(found, name, as_spec(spec_defaults, name), t_in=getattr(cfg, "t_in", None),
