@@ -21,9 +21,9 @@ from pdebench_core.errors import UsageError
 def new_run_id(model: str, data: list[str]) -> str:
     """``<model>-<data>-<UTC time>-<random>``, unique and sortable."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    joined = "+".join(data)
+    joined = "_".join(data)  # run ids keep to letters, digits, '-', '_' and '.'
     if len(joined) > 40:
-        joined = f"{data[0]}+{len(data) - 1}more"
+        joined = f"{data[0]}_and{len(data) - 1}more"
     return f"{model}-{joined}-{stamp}-{secrets.token_hex(2)}"
 
 

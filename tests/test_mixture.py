@@ -50,3 +50,52 @@ def test_resume_mid_epoch_continues_the_same_sequence():
 def test_indivisible_batch_is_a_usage_error():
     with pytest.raises(UsageError, match="must be divisible"):
         MixtureBatchSampler([10], [1.0], [1], batch_size=5, world_size=2)
+
+
+# -- trajectory sampling: the official DPOT epoch ------------------------------------------
+
+def _trajectory_sampler(**kwargs):
+    # Dataset a: 5 trajectories of 8 windows; dataset b: 3 trajectories of 2 windows.
+    options = dict(sizes=[40, 6], weights=[2.0, 3.0], groups=[2, 2], batch_size=1, seed=3,
+                   trajectories=[5, 3], sampling="trajectory")
+    options.update(kwargs)
+    return MixtureBatchSampler(**options)
+
+
+def test_trajectory_epoch_draws_each_trajectory_weight_times():
+    sampler = _trajectory_sampler()
+    epoch = [i for batch in sampler.global_batches(0) for i in batch]
+    assert len(epoch) == 5 * 2 + 3 * 3  # sum of trajectories x weight, not of windows x weight
+    per_trajectory = Counter(("a", i // 8) if i < 40 else ("b", (i - 40) // 2) for i in epoch)
+    assert per_trajectory == {**{("a", t): 2 for t in range(5)}, **{("b", t): 3 for t in range(3)}}
+
+
+def test_trajectory_windows_start_at_random_and_depend_only_on_seed_and_epoch():
+    sampler = _trajectory_sampler(sizes=[400, 6], trajectories=[5, 3])  # 80 windows per trajectory of a
+    first, second = sampler.global_batches(0), sampler.global_batches(1)
+    assert first == _trajectory_sampler(sizes=[400, 6], trajectories=[5, 3]).global_batches(0)
+    starts = {i % 80 for batch in first + second for i in batch if i < 400}
+    assert len(starts) > 5  # windows are drawn, not always the first one of a trajectory
+    assert sorted(map(sorted, first)) != sorted(map(sorted, second))
+
+
+def test_trajectory_sampling_resumes_mid_epoch():
+    full = _take(_trajectory_sampler(batch_size=2), 15)  # 19 samples -> 9 batches per epoch
+    resumed = _trajectory_sampler(batch_size=2)
+    resumed.load_state_dict({"epoch": 1, "position": 3})
+    assert _take(resumed, 3) == full[12:15]
+
+
+def test_trajectory_sampling_splits_the_global_batch_over_ranks_and_keeps_groups_apart():
+    options = dict(groups=[1, 2], batch_size=4)
+    first_global = _trajectory_sampler(**options).global_batches(0)[0]
+    shards = [_trajectory_sampler(**options, rank=r, world_size=2, grad_accum=2) for r in range(2)]
+    pieces = [i for s in shards for batch in _take(s, 2) for i in batch]
+    assert sorted(pieces) == sorted(first_global)
+    for batch in _trajectory_sampler(**options).global_batches(0):
+        assert len({i < 40 for i in batch}) == 1
+
+
+def test_unknown_sampling_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown train.sampling 'frames'"):
+        MixtureBatchSampler([10], [1.0], [1], batch_size=2, trajectories=[2], sampling="frames")

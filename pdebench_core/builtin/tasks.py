@@ -16,10 +16,18 @@ class TrainTaskConfig:
         evaluate: Roll out on the evaluation split after training and write result rows.
         allow_test_overlap: Allow evaluation trajectories that also appear in the training
             data of any dataset of the run (refused by default).
+        t_ar: Auto-regressive calls per training window (the official DPOT ``T_ar``): each
+            prediction is fed back as input, noise (if any) is injected at every call, and
+            the losses of all calls are summed; gradients flow through the whole unroll.
+        pushforward: Unroll ``t_ar - 1`` calls without gradient and train only the last one
+            (the pushforward trick of PDEBench and Brandstetter et al.); needs ``t_ar >= 2``
+            and ``train.t_out=1``.
     """
 
     evaluate: bool = True
     allow_test_overlap: bool = False
+    t_ar: int = 1
+    pushforward: bool = False
 
 
 @dataclass
@@ -37,7 +45,9 @@ class EvaluateTaskConfig:
 def run_train(ctx) -> dict[str, Any]:
     """Train the model on the datasets, then evaluate it on each."""
     from pdebench_core import workflow
+    from pdebench_core.objectives import check_training_settings
 
+    check_training_settings(ctx.cfg)  # before any data is built
     datasets = workflow.build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
     workflow.guard_evaluation_split(ctx, datasets)

@@ -1,8 +1,15 @@
 """Balanced, resumable, rank-sharded sampling over a mixture of datasets.
 
-Each epoch, dataset ``k`` contributes ``weight_k * len_k`` windows (the official DPOT
-recipe replicates dataset ``k`` ``w_k`` times); windows are shuffled, grouped so that
-a batch never mixes spatial dimensions, and cut into *global* batches of
+What an epoch draws from dataset ``k`` depends on the sampling unit:
+
+- ``window``: every window of every trajectory, ``weight_k`` times (``weight_k * windows_k``
+  samples);
+- ``trajectory`` (the official DPOT epoch): every trajectory ``weight_k`` times, each draw
+  one window at a random start (``weight_k * trajectories_k`` samples), so a dataset with
+  long trajectories is not over-sampled.
+
+Fractional weights draw a random subset for the fraction. Samples are shuffled, grouped so
+that a batch never mixes spatial dimensions, and cut into *global* batches of
 ``batch_size`` windows, one per optimizer step. Each global batch is split into
 ``world_size * grad_accum`` equal micro-batches dealt to ranks and accumulation
 steps, so the windows of a step are the same whatever the number of processes or
@@ -18,6 +25,15 @@ import torch
 
 from pdebench_core.errors import UsageError
 
+SAMPLING_MODES = ("window", "trajectory")
+
+
+def check_sampling(mode: str) -> None:
+    """Refuse an unknown ``train.sampling`` with a one-line message."""
+    if mode not in SAMPLING_MODES:
+        raise UsageError(f"unknown train.sampling '{mode}'; use trajectory (one random window per "
+                         f"trajectory draw, the official DPOT epoch) or window (every window)")
+
 
 class MixtureBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's micro-batches: lists of indices into the concatenated datasets.
@@ -31,14 +47,25 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
         rank: This process's rank.
         world_size: Number of ranks.
         grad_accum: Micro-batches accumulated per optimizer step on each rank.
-        max_per_dataset: Cap on windows per dataset per epoch (0 = none).
+        max_per_dataset: Cap on samples per dataset per epoch (0 = none).
+        trajectories: Trajectories per dataset (required for ``trajectory`` sampling);
+            dataset ``k``'s windows are numbered trajectory by trajectory, the same number
+            of windows for each.
+        sampling: ``window`` or ``trajectory`` (see the module docstring).
     """
 
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], groups: Sequence[int], batch_size: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1, grad_accum: int = 1,
-                 max_per_dataset: int = 0) -> None:
+                 max_per_dataset: int = 0, trajectories: Sequence[int] | None = None,
+                 sampling: str = "window") -> None:
         if len(sizes) != len(weights) or len(sizes) != len(groups):
             raise ValueError("sizes, weights and groups must have one entry per dataset")
+        check_sampling(sampling)
+        if sampling == "trajectory":
+            if trajectories is None or len(trajectories) != len(sizes):
+                raise ValueError("trajectory sampling needs the number of trajectories of every dataset")
+            if any(n and size % n for size, n in zip(sizes, trajectories)):
+                raise ValueError("every trajectory of a dataset must hold the same number of windows")
         self.pieces = world_size * grad_accum
         if batch_size % self.pieces:
             raise UsageError(
@@ -49,24 +76,36 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
         self.max_per_dataset = max_per_dataset
+        self.sampling = sampling
+        self.trajectories = list(trajectories) if trajectories is not None else list(sizes)
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
         self.epoch = 0
         self.position = 0  # micro-batches of the current epoch already yielded on this rank
+
+    def _draw(self, k: int, gen: torch.Generator) -> torch.Tensor:
+        """Dataset ``k``'s samples of one epoch, as window indices local to the dataset."""
+        units = self.trajectories[k] if self.sampling == "trajectory" else self.sizes[k]
+        whole, frac = divmod(self.weights[k], 1.0)
+        picks = [torch.randperm(units, generator=gen) for _ in range(int(whole))]
+        if frac > 0:
+            picks.append(torch.randperm(units, generator=gen)[: max(1, round(frac * units))])
+        chosen = torch.cat(picks) if picks else torch.empty(0, dtype=torch.long)
+        if self.max_per_dataset:
+            chosen = chosen[: self.max_per_dataset]
+        if self.sampling == "trajectory":
+            per_trajectory = self.sizes[k] // units
+            starts = torch.randint(per_trajectory, (len(chosen),), generator=gen)
+            chosen = chosen * per_trajectory + starts  # one random window of each drawn trajectory
+        return chosen
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """The epoch's optimizer-step batches (all ranks together), in order."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         by_group: dict[int, list[int]] = {}
         for k, (size, weight) in enumerate(zip(self.sizes, self.weights)):
-            if size == 0 or weight <= 0:
+            if size == 0 or weight <= 0 or self.trajectories[k] == 0:
                 continue
-            whole, frac = divmod(weight, 1.0)
-            picks = [torch.randperm(size, generator=gen) for _ in range(int(whole))]
-            if frac > 0:
-                picks.append(torch.randperm(size, generator=gen)[: max(1, round(frac * size))])
-            chosen = torch.cat(picks) if picks else torch.empty(0, dtype=torch.long)
-            if self.max_per_dataset:
-                chosen = chosen[: self.max_per_dataset]
+            chosen = self._draw(k, gen)
             by_group.setdefault(self.groups[k], []).extend((chosen + self.offsets[k]).tolist())
         batches: list[list[int]] = []
         for group in sorted(by_group):

@@ -129,32 +129,36 @@ def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) ->
 def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, num_workers: int = 0,
                     prefetch_factor: int = 2,
                     rank: int = 0, world_size: int = 1, grad_accum: int = 1, max_per_dataset: int = 0,
-                    pin_memory: bool = False):
+                    pin_memory: bool = False, sampling: str = "window", t_ar: int = 1):
     """A DataLoader of ``(x, y, mask)`` micro-batches over the mixture, plus its sampler.
 
     ``batch_size`` is the global batch of one optimizer step (all ranks, all
-    accumulation steps); see :class:`MixtureBatchSampler`.
+    accumulation steps); see :class:`MixtureBatchSampler`, which also explains
+    ``sampling`` (``window`` or ``trajectory``). Each window holds ``t_in`` input frames
+    and ``t_ar * t_out`` target frames, enough for ``t_ar`` auto-regressive calls.
     """
     import torch
 
     from pdebench_core.data.mixture import MixtureBatchSampler
     from pdebench_core.data.windows import WindowDataset
 
+    targets = mixture.t_out * t_ar
     parts, weights, groups = [], [], []
     for name, ds in mixture.datasets.items():
         group = mixture.group_of(name)
-        windows = WindowDataset(ds.split(split), mixture.t_in, mixture.t_out, group.grid, group.n_channels)
+        windows = WindowDataset(ds.split(split), mixture.t_in, targets, group.grid, group.n_channels)
         if len(windows) == 0:
             raise UsageError(
-                f"dataset '{name}' has no {split} window of {mixture.t_in}+{mixture.t_out} frames; "
-                f"generate more frames or lower t_in"
+                f"dataset '{name}' has no {split} window of {mixture.t_in}+{targets} frames "
+                f"(t_in + task.t_ar x train.t_out); generate more frames, or lower t_in or task.t_ar"
             )
         parts.append(windows)
         weights.append(mixture.weights.get(name, 1.0))
         groups.append(ds.spec.ndim)
     sampler = MixtureBatchSampler([len(p) for p in parts], weights, groups, batch_size, seed=seed,
                                   rank=rank, world_size=world_size, grad_accum=grad_accum,
-                                  max_per_dataset=max_per_dataset)
+                                  max_per_dataset=max_per_dataset, trajectories=[p.n_trajectories for p in parts],
+                                  sampling=sampling)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.ConcatDataset(parts), batch_sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,

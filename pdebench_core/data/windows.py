@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 # Missing channels are filled with ones, the convention of the official DPOT code;
-# padded channels are flagged in the channel mask and never scored.
+# padded channels are flagged in the channel mask: metrics never score them, and the
+# training loss covers them only with train.loss_on_padding.
 PAD_VALUE = 1.0
 
 
@@ -101,6 +102,12 @@ class WindowDataset(torch.utils.data.Dataset):
         self.stride = stride
         first = trajectories[0] if len(trajectories) else None
         self.real_channels = int(first.shape[-1]) if first is not None else 0
+
+    @property
+    def n_trajectories(self) -> int:
+        """Trajectories the windows are cut from (window ``k`` belongs to trajectory
+        ``k // starts_per_trajectory``)."""
+        return len(self.trajectories)
 
     def __len__(self) -> int:
         return len(self.trajectories) * self.starts_per_trajectory

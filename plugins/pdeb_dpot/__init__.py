@@ -74,7 +74,8 @@ class DPOTConfig:
             checkpoint or a saved state dict ("" = random initialisation).
         init_components: Components to take from ``init``: any of patch_embed, pos,
             blocks, time_agg, cls_head, scale_feats, out. Empty = all of them; for a 2D
-            checkpoint in a 3D model, empty = blocks and time_agg (the official transfer).
+            checkpoint in a 3D model, empty = blocks only (the official default of the 3D
+            fine-tuning); ``[blocks,time_agg]`` also copies the time aggregator.
     """
 
     size: str = "ti"

@@ -12,7 +12,8 @@ Loading can be limited to components (the official names: ``patch_embed``, ``pos
 ``blocks``, ``time_agg``, ``cls_head``, ``scale_feats``, ``out``). A positional embedding
 trained on another grid is interpolated to the model's grid. Block weights of a model with
 fewer spatial dimensions are lifted (1x1 conv kernels gain trailing singleton axes), which
-is the official 2D -> 3D transfer.
+is the official 2D -> 3D transfer; by default it copies the blocks only, as the official
+3D fine-tuning does.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ COMPONENT_PREFIXES: dict[str, tuple[str, ...]] = {
     "out": ("out_layer.",),
 }
 _ALIASES = {"patch": "patch_embed", "pos_embed": "pos", "time_agg_layer": "time_agg", "out_layer": "out"}
-# What the official code transfers from a 2D checkpoint into a 3D model by default.
-TRANSFER_COMPONENTS = ("blocks", "time_agg")
+# What the official 3D fine-tuning (finetune3d.py, load_components) copies from a 2D
+# checkpoint by default; the time aggregator can be added by naming it.
+TRANSFER_COMPONENTS = ("blocks",)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 _SHOWN = 3  # mismatches named in an error message
 
@@ -176,7 +178,7 @@ def load_pretrained(model: DPOT, source: str | os.PathLike | Mapping[str, torch.
         components: Official component names to load (see module docstring); ``None``,
             empty or ``'all'`` loads everything. When the checkpoint has fewer spatial
             dimensions than the model (2D -> 3D transfer) and no components are named, the
-            official choice ``('blocks', 'time_agg')`` applies.
+            official default ``('blocks',)`` applies.
         source_name: Name of the source in error messages (default: the path).
 
     Returns:
@@ -226,13 +228,14 @@ def transfer_2d_to_3d(model_3d: DPOT, state_dict_2d: Mapping[str, torch.Tensor] 
     """The official 2D -> 3D weight transfer (``load_3d_components_from_2d``).
 
     Copies the chosen components of a 2D DPOT into a 3D one: block weights (1x1 conv
-    kernels gain a trailing axis; mixer and norm weights are dimension-free) and the time
-    aggregator as they are. Everything else keeps its value.
+    kernels gain a trailing axis; mixer and norm weights are dimension-free) and, when
+    named, the time aggregator as it is. Everything else keeps its value.
 
     Args:
         model_3d: The 3D model to fill.
         state_dict_2d: The 2D model's state dict or checkpoint path.
-        components: Official component names, by default ``('blocks', 'time_agg')``.
+        components: Official component names; by default ``('blocks',)``, the official
+            default. ``('blocks', 'time_agg')`` also copies the time aggregator.
 
     Returns:
         The parameter names that were copied.

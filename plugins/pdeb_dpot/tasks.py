@@ -29,12 +29,20 @@ class PretrainConfig:
         evaluate: Roll out on every dataset's evaluation split at the end.
         allow_test_overlap: Allow evaluation trajectories that also appear in the training
             data of any dataset of the mixture (refused by default).
+        t_ar: Auto-regressive calls per training window (official ``T_ar``, 1 in every
+            released recipe): each prediction is fed back as input, the noise is injected
+            at every call, and the losses of all calls are summed.
+        pushforward: Unroll ``t_ar - 1`` calls without gradient and train only the last one
+            (PDEBench, Brandstetter et al.; not part of the official recipe); needs
+            ``t_ar >= 2`` and ``train.t_out=1``.
     """
 
     noise_scale: Optional[float] = None
     noise_mode: str = "norm"
     evaluate: bool = True
     allow_test_overlap: bool = False
+    t_ar: int = 1
+    pushforward: bool = False
 
 
 @dataclass
@@ -47,11 +55,15 @@ class FinetuneConfig:
             ``model.init_components`` selects components instead (e.g. 2D -> 3D).
         evaluate: Roll out on every dataset's evaluation split at the end.
         allow_test_overlap: See ``pretrain``.
+        t_ar: See ``pretrain``.
+        pushforward: See ``pretrain``.
     """
 
     checkpoint: Optional[str] = None
     evaluate: bool = True
     allow_test_overlap: bool = False
+    t_ar: int = 1
+    pushforward: bool = False
 
 
 def resolve_noise_scale(task_cfg: Any, model_cfg: Any) -> float:
@@ -81,7 +93,10 @@ def make_input_noise(scale: float, mode: str):
         norm = x.float().pow(2).sum(dim=axes, keepdim=True).sqrt()  # (B, 1, *1, C)
         if mode == "rms":
             norm = norm / math.sqrt(math.prod(x.shape[1:-1]))
-        noise = torch.randn(x.shape, generator=generator).to(x.device)  # CPU draw: same noise on any device
+        # Drawn where the generator lives (the training device); a generator elsewhere
+        # draws there and the noise moves.
+        device = x.device if generator.device == x.device else generator.device
+        noise = torch.randn(x.shape, generator=generator, device=device).to(x.device)
         return x + scale * norm * noise
 
     return add_noise
@@ -90,7 +105,9 @@ def make_input_noise(scale: float, mode: str):
 def run_pretrain(ctx) -> dict[str, Any]:
     """Next-frame pre-training with input noise over a mixture of datasets."""
     from pdebench_core import workflow
+    from pdebench_core.objectives import check_training_settings
 
+    check_training_settings(ctx.cfg)  # before any data is built
     datasets = workflow.build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
     workflow.guard_evaluation_split(ctx, datasets)
@@ -107,12 +124,14 @@ def run_pretrain(ctx) -> dict[str, Any]:
 def run_finetune(ctx) -> dict[str, Any]:
     """Train from pre-trained weights without noise, then evaluate."""
     from pdebench_core import workflow
+    from pdebench_core.objectives import check_training_settings
     from pdebench_core.weights import load_weights
 
     cfg = ctx.cfg
     if not cfg.task.checkpoint and not cfg.model.get("init"):
         raise UsageError("finetune needs weights to start from: set task.checkpoint=FILE_OR_RUN_ID "
                          "(or model.init=FILE for dpot)")
+    check_training_settings(cfg)  # before any data is built
     datasets = workflow.build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
     workflow.guard_evaluation_split(ctx, datasets)
@@ -127,8 +146,14 @@ def run_finetune(ctx) -> dict[str, Any]:
                                                              "init": cfg.task.checkpoint or cfg.model.get("init")})
 
 
-# The official recipe: Adam, weight decay 1e-6, one-cycle LR up to 1e-3 with 20% warm-up.
-RECIPE = {"optimizer": "adam", "weight_decay": 1e-6, "scheduler": "onecycle", "warmup_frac": 0.2, "loss": "rel_l2"}
+# The official recipe (train_temporal.py, finetune.py and their configs): Adam with betas
+# (0.9, 0.9) and weight decay 1e-6 as an L2 penalty; torch's OneCycleLR with div_factor and
+# final_div_factor 1e4, beta1 cycled (its default) and 200 of 1000 epochs (40 of 200 when
+# fine-tuning) of warm-up; an epoch draws every trajectory once per unit of weight; the loss
+# covers padded channels too.
+RECIPE = {"optimizer": "adam", "betas": [0.9, 0.9], "weight_decay": 1e-6, "scheduler": "onecycle",
+          "div_factor": 1e4, "final_div_factor": 1e4, "cycle_momentum": True, "warmup_frac": 0.2,
+          "sampling": "trajectory", "loss_on_padding": True, "loss": "rel_l2"}
 
 
 def register(register_task) -> None:

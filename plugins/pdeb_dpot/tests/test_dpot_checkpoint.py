@@ -125,3 +125,18 @@ def test_infer_official_config(reference: dict) -> None:
     assert infer_official_config(three_d["state_dict"])["ndim"] == 3
     with pytest.raises(UsageError, match="not a DPOT state dict"):
         infer_official_config({"weight": torch.zeros(2)})
+
+
+def test_2d_checkpoint_in_3d_model_copies_blocks_by_default_and_time_agg_on_request() -> None:
+    ref = torch.load(DATA / "dpot_2d_to_3d_transfer.pt", weights_only=True)
+    two_d = ref["state_dict_2d"]
+    torch.manual_seed(0)
+    default = build_official(ref["config_3d"], ndim=3)
+    before = {k: v.clone() for k, v in default.state_dict().items()}
+    copied = load_pretrained(default, two_d)  # no components named: the official default
+    assert copied and all(k.startswith("blocks.") for k in copied)
+    assert torch.equal(default.time_agg_layer.w, before["time_agg_layer.w"])
+    assert not torch.equal(default.time_agg_layer.w, two_d["time_agg_layer.w"])
+    both = build_official(ref["config_3d"], ndim=3)
+    load_pretrained(both, two_d, components=["blocks", "time_agg"])
+    assert torch.equal(both.time_agg_layer.w, two_d["time_agg_layer.w"])

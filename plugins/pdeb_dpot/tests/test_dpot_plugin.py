@@ -124,5 +124,9 @@ def test_init_3d_from_2d_checkpoint(tmp_path: Path) -> None:
                   spec((8, 8, 8), fields=("a", "b", "c", "d", "e")))
     block_weight = ref["state_dict_2d"]["blocks.1.mlp.2.weight"]
     assert torch.equal(model.blocks[1].mlp[2].weight, block_weight.unsqueeze(-1))
-    assert torch.equal(model.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])
+    # The official default (finetune3d.py's load_components=['blocks']) leaves time aggregation fresh.
+    assert not torch.equal(model.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])
     assert model.in_channels == 5  # not taken from a checkpoint of another dimension
+    with_time = build(config("paper", patch_size=4, modes=4, init=str(path), init_components=["blocks", "time_agg"],
+                             **arch), spec((8, 8, 8), fields=("a", "b", "c", "d", "e")))
+    assert torch.equal(with_time.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])

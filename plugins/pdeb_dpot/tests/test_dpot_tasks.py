@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from pdebench_core.checkpoint import load_checkpoint
 from pdebench_core.config import build_config
@@ -54,6 +57,27 @@ def test_noise_scale_follows_model_size():
     assert resolve_noise_scale(Task, Model(size="l")) == 5e-5
     Task.noise_scale = 0.0
     assert resolve_noise_scale(Task, Model(size="l")) == 0.0
+
+
+def test_pdeb_run_resolves_the_official_recipe_and_the_old_one_is_one_override_away(home):
+    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "dpot", "--data", "ns2d",
+               "--profile", "smoke", "--device", "cpu", "--run-id", "recipe", "--quiet",
+               "train.max_steps=2", "eval.max_trajectories=1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resolved = OmegaConf.to_container(OmegaConf.load(home / "runs" / "recipe" / "config.yaml"))
+    train = resolved["train"]
+    assert (train["sampling"], train["betas"], train["div_factor"], train["final_div_factor"]) == \
+        ("trajectory", [0.9, 0.9], 10000, 10000)
+    assert train["cycle_momentum"] is True and train["loss_on_padding"] is True
+    assert (train["optimizer"], train["weight_decay"], train["warmup_frac"]) == ("adam", 1e-6, 0.2)
+    assert (resolved["task"]["t_ar"], resolved["task"]["pushforward"]) == (1, False)
+    for task in ("pretrain", "finetune"):
+        before = build_config(model="dpot", data="ns2d", task=task, profile="paper", overrides=[
+            "train.sampling=window", "train.loss_on_padding=false", "train.betas=[0.9,0.999]",
+            "train.div_factor=25", "train.cycle_momentum=false"]).train
+        assert (before.sampling, list(before.betas), before.div_factor, before.cycle_momentum,
+                before.loss_on_padding) == ("window", [0.9, 0.999], 25, False, False)
 
 
 def test_dpot_defaults_to_pretraining_and_records_noise(home):
