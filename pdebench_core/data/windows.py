@@ -69,7 +69,15 @@ def conform(frames, grid: Sequence[int] | None, n_channels: int | None) -> torch
 
 
 def n_frames_of(trajectories: Sequence) -> int:
-    """Frames per trajectory (all trajectories of a split share it)."""
+    """Frames per trajectory (all trajectories of a split share it).
+
+    A split is either a sequence of ``(T, *S, C)`` trajectories, whose lazy readers state
+    that per-trajectory shape as ``.shape``, or one stacked ``(N, T, *S, C)`` array.
+    """
+    import numpy as np
+
+    if isinstance(trajectories, (np.ndarray, torch.Tensor)):
+        return int(trajectories.shape[1])  # stacked: axis 0 counts trajectories
     shape = getattr(trajectories, "shape", None)
     if shape:
         return int(shape[0])
