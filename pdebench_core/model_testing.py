@@ -182,26 +182,31 @@ def smooth_shift_problem(spec: DataSpec, batch: int = 4) -> tuple["torch.Tensor"
 def check_model_learns(build: ModelFactory, cfg: Any, spec: DataSpec, steps: int, factor: float,
                        inputs: Optional["torch.Tensor"] = None, target: Optional["torch.Tensor"] = None,
                        lr: float = 3e-3, seed: Optional[int] = 0) -> list[float]:
-    """Train a fresh model with Adam on one batch and check that the loss falls.
+    """Train a fresh model with Adam on one batch and check that the loss on *held-out* samples falls.
+
+    A model that memorises its training batch without learning the map does not pass: the
+    check is on samples it never trained on.
 
     Args:
         build: Model factory ``build(cfg, spec)``.
         cfg: Its config.
         spec: The data the model is built for.
         steps: Optimiser steps on the same batch.
-        factor: The last loss must be below ``factor`` times the first.
-        inputs: Input batch ``(B, t_in, *S, C)``; default :func:`smooth_shift_problem`.
+        factor: The held-out loss after training must be below ``factor`` times the one before.
+        inputs: Batch ``(B, t_in, *S, C)`` with ``B >= 2``; its last quarter (at least one
+            sample) is held out. Default: :func:`smooth_shift_problem`, 8 samples to train
+            on and 4 held out.
         target: Target batch ``(B, t_out, *S, C)``; given together with ``inputs``.
         lr: Adam learning rate.
         seed: Seed of the global torch generator set before the problem is drawn and the
             model is built; ``None`` keeps the generator as the caller left it.
 
     Returns:
-        The mean-squared-error loss before each step.
+        The mean-squared-error training loss before each step.
 
     Raises:
-        ValueError: If only one of ``inputs`` and ``target`` is given.
-        AssertionError: If the loss does not fall by ``factor``.
+        ValueError: If only one of ``inputs`` and ``target`` is given, or the batch has one sample.
+        AssertionError: If the held-out loss does not fall by ``factor``.
     """
     import torch
 
@@ -210,22 +215,36 @@ def check_model_learns(build: ModelFactory, cfg: Any, spec: DataSpec, steps: int
     if seed is not None:
         torch.manual_seed(seed)
     if inputs is None:
-        inputs, target = smooth_shift_problem(spec)
+        inputs, target = smooth_shift_problem(spec, batch=12)
+    if inputs.shape[0] < 2:
+        raise ValueError("the batch needs at least 2 samples: one is held out")
+    held = max(1, inputs.shape[0] // 4)
+    (train_x, test_x), (train_y, test_y) = inputs.split([inputs.shape[0] - held, held]), \
+        target.split([target.shape[0] - held, held])
     model = build(cfg, spec)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    held_before = _mse(model, test_x, test_y)
     losses = []
     for _ in range(steps):
-        loss = torch.mean((model(inputs) - target) ** 2)
+        loss = torch.mean((model(train_x) - train_y) ** 2)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    if not losses[-1] < factor * losses[0]:
+    held_after = _mse(model, test_x, test_y)
+    if not held_after < factor * held_before:
         raise AssertionError(
-            f"after {steps} steps the loss went from {losses[0]:.4g} to {losses[-1]:.4g}, "
-            f"not below {factor} x the start"
+            f"after {steps} steps the held-out loss went from {held_before:.4g} to {held_after:.4g}, "
+            f"not below {factor} x the start (training loss {losses[0]:.4g} -> {losses[-1]:.4g})"
         )
     return losses
+
+
+def _mse(model: "torch.nn.Module", inputs: "torch.Tensor", target: "torch.Tensor") -> float:
+    import torch
+
+    with torch.no_grad():
+        return torch.mean((model(inputs) - target) ** 2).item()
 
 
 def check_rejects_unsupported_dims(build: ModelFactory, cfg: Any, dims: Sequence[int] = (1, 2, 3)) -> str:
