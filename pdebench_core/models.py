@@ -157,7 +157,11 @@ def unfold_time(y: "torch.Tensor", grid: Sequence[int], frames: int) -> "torch.T
 
 
 def grid_coordinates(spatial: Sequence[int], like: "torch.Tensor") -> "torch.Tensor":
-    """Normalised coordinates of a regular grid, 0 to 1 along every axis.
+    """Normalised coordinates of a regular grid: ``i / n`` along an axis of ``n`` points.
+
+    The end point 1 is left out (as in neuraloperator's grid embedding): point ``2i`` of a
+    grid twice as fine then has the same coordinate as point ``i``, so models that append
+    coordinates stay discretisation invariant, and a periodic domain is not counted twice.
 
     Args:
         spatial: Grid size per spatial axis.
@@ -169,7 +173,7 @@ def grid_coordinates(spatial: Sequence[int], like: "torch.Tensor") -> "torch.Ten
     """
     import torch
 
-    axes = [torch.linspace(0, 1, n, device=like.device, dtype=like.dtype) for n in spatial]
+    axes = [torch.arange(n, device=like.device, dtype=like.dtype) / n for n in spatial]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (*S, ndim)
 
 

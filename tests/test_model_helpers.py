@@ -157,9 +157,11 @@ def test_grid_coordinates_values_and_dtype():
     like = torch.zeros((), dtype=torch.float64)
     coords = grid_coordinates((3, 5), like)
     assert coords.shape == (3, 5, 2) and coords.dtype == torch.float64
-    assert torch.equal(coords[:, 0, 0], torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
-    assert torch.equal(coords[0, :, 1], torch.linspace(0, 1, 5, dtype=torch.float64))
-    assert torch.equal(coords[2, 3], torch.tensor([1.0, 0.75], dtype=torch.float64))
+    assert torch.equal(coords[:, 0, 0], torch.tensor([0.0, 1 / 3, 2 / 3], dtype=torch.float64))
+    assert torch.equal(coords[0, :, 1], torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8], dtype=torch.float64))
+    assert torch.equal(coords[2, 3], torch.tensor([2 / 3, 0.6], dtype=torch.float64))
+    fine = grid_coordinates((6, 10), like)
+    assert torch.equal(fine[::2, ::2], coords)  # nested grids share their points
     assert grid_coordinates((4,), torch.zeros(1)).shape == (4, 1)
 
 

@@ -36,7 +36,7 @@ class FFNOConfig:
         share_weights: One set of per-axis spectral weights used by every layer
             (the paper's weight-sharing variant); the feed-forward blocks stay per layer.
         projection_width: Hidden width of the two-layer output projection.
-        use_grid: Append the normalised coordinates (0..1 per axis) as input channels.
+        use_grid: Append the normalised coordinates (i / n along an axis of n points) as input channels.
     """
 
     width: int = 64

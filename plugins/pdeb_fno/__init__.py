@@ -40,7 +40,7 @@ class FNOConfig:
         padding: Zero grid points appended to the end of every spatial axis
             before the Fourier layers and cropped after them; use a few for
             non-periodic boundaries, 0 for periodic data.
-        use_grid: Append the normalised coordinates (0..1 per axis) as extra
+        use_grid: Append the normalised coordinates (i / n along an axis of n points) as extra
             input channels.
     """
 

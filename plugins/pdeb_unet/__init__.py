@@ -39,7 +39,7 @@ class UNetConfig:
         padding_mode: Border handling of the 3-point convolutions: ``"auto"``
             (circular for periodic data, zeros otherwise), ``"zeros"``,
             ``"circular"``, ``"replicate"`` or ``"reflect"``.
-        use_grid: Append the normalised coordinates (0..1 per axis) as input channels.
+        use_grid: Append the normalised coordinates (i / n along an axis of n points) as input channels.
     """
 
     width: int = 56

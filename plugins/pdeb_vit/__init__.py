@@ -36,7 +36,7 @@ class ViTConfig:
         heads: Attention heads; must divide ``dim``.
         mlp_ratio: Hidden width of each block's MLP as a multiple of ``dim``.
         out_hidden: Channels of the up-sampling head before the last 1x1 layers.
-        use_grid: Append the normalised coordinates (0..1 per axis) as input channels.
+        use_grid: Append the normalised coordinates (i / n along an axis of n points) as input channels.
     """
 
     patch_size: int = 8

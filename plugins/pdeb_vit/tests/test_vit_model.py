@@ -44,8 +44,21 @@ def test_output_shape_every_dimension(shape):
 
 
 def test_other_resolution_resamples_the_position_embedding():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
     model = build(SMOKE, toy_spec((16, 16)))
-    assert model(torch.randn(1, 3, 32, 8, 1)).shape == (1, 1, 32, 8, 1)
+    x = torch.randn(1, 3, 32, 8, 1)
+    out = model(x)
+    assert out.shape == (1, 1, 32, 8, 1)
+    # The same weights built for the new grid, its embedding set to the interpolated one, agree exactly.
+    native = build(SMOKE, toy_spec((32, 8)))
+    state = dict(model.state_dict())
+    patches = (32 // SMOKE.patch_size, 8 // SMOKE.patch_size)
+    state["pos_embed"] = F.interpolate(model.pos_embed.detach(), size=patches, mode="bilinear", align_corners=False)
+    native.load_state_dict(state)
+    torch.testing.assert_close(native(x), out, rtol=0, atol=0)
+    assert not torch.equal(model.pos_embed.detach()[..., :2, :2], state["pos_embed"][..., :2, :2])  # really resampled
 
 
 def test_grid_must_divide_by_patch_and_heads_must_divide_dim():
