@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pdebench_core import paths
+from pdebench_core.diskspace import write_failed
 
 COLUMNS = (
     "run_id", "model", "dataset", "task", "metrics", "seed", "n_params", "train_time_s", "device",
@@ -85,8 +86,10 @@ class ResultsStore:
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+                    raise write_failed(self.path, exc) from None  # e.g. "database or disk is full"
                 time.sleep(0.05 * (attempt + 1))
+            except (sqlite3.DatabaseError, OSError) as exc:
+                raise write_failed(self.path, exc) from None
         raise sqlite3.OperationalError(f"results store {self.path} stayed locked; try again")
 
     def rows(self) -> list[dict[str, Any]]:

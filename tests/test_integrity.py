@@ -184,3 +184,53 @@ def test_stale_scratch_from_killed_generations_is_removed(home):
     names = {p.name for p in data.iterdir()}
     assert f".scratch-{dead}-ns2d-abcd" not in names and f".ns2d-x.h5.{dead}.tmp" not in names
     assert f".scratch-{os.getpid()}-ns2d-live" in names
+
+
+def test_results_store_on_a_full_disk_is_one_line(home, monkeypatch):
+    import sqlite3
+
+    from pdebench_core.results import ResultsStore
+
+    store = ResultsStore()
+    row = {"run_id": "r1", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.1}}
+    store.add(row)
+    real_connect = sqlite3.connect
+
+    class FullConnection:
+        def __init__(self, *a, **k):
+            self.conn = real_connect(*a, **k)
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def close(self):
+            self.conn.close()
+
+    monkeypatch.setattr(sqlite3, "connect", FullConnection)
+    with pytest.raises(DataError, match=r"could not write .*results\.sqlite \(.* free\): database or disk is full"):
+        store.add({**row, "run_id": "r2"})
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    assert [r["run_id"] for r in store.rows()] == ["r1"]  # earlier rows intact
+
+
+def test_jsonl_sink_on_a_full_disk_is_one_line(home, tmp_path, monkeypatch):
+    import builtins
+
+    from pdebench_core.builtin.sinks import JsonlSink
+
+    sink = JsonlSink(None, tmp_path)
+    sink.log_step(1, {"loss": 1.0})
+    real_open = builtins.open
+
+    def full(path, mode="r", *args, **kwargs):
+        if "a" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(DataError, match=r"could not write .*metrics\.jsonl .*No space left"):
+        sink.log_step(2, {"loss": 0.5})
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1

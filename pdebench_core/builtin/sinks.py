@@ -47,8 +47,13 @@ class JsonlSink:
         self.run_dir = Path(run_dir)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.run_dir / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        from pdebench_core.diskspace import write_failed
+
+        try:
+            with open(self.run_dir / name, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+        except OSError as exc:  # a full disk: one line, earlier lines stay
+            raise write_failed(self.run_dir / name, exc) from None
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """One JSON object per logged step."""
