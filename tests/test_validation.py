@@ -97,3 +97,27 @@ def test_required_component_setting_is_settable_and_reported_when_absent():
             build_config(model="needs-width", data="ns2d", profile="smoke")
     finally:
         plugins.unregister_plugin("needs-width-plugin")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.ns2d.resolution=100000", "data.ns2d.solver_resolution=100000"],
+     r"generating ns2d nu=0.001 \(trajectories of shape \(14, 100000, 100000, 1\)\) needs about .* of memory"),
+    (["model.width=100000"], r"model 'fno' \(.* parameters, with gradients and optimizer state\) needs about"),
+])
+def test_what_cannot_fit_in_memory_is_refused_before_allocating(overrides, message, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "cpu",
+                                 *overrides])
+    assert result.exit_code == 2, result.output
+    assert re.search(message, result.output) and "Traceback" not in result.output
+
+
+def test_memory_estimate_of_a_model_allocates_nothing():
+    import torch
+
+    from pdebench_core.memory import parameter_count_without_allocating
+
+    count = parameter_count_without_allocating(lambda: torch.nn.Linear(100_000, 100_000))
+    assert count == 100_000 * 100_000 + 100_000

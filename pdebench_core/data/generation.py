@@ -155,6 +155,42 @@ def allocate_split(shape: Sequence[int], scratch: Optional[str], split: str,
     return np.empty(shape, dtype=np.float32)
 
 
+#: A solver's working set per trajectory in a batch, in stored trajectories (state, stages, spectra).
+SOLVER_WORKING_SET = 4
+
+
+def check_generation_fits(sizes: Mapping[str, int], trajectory_shape: Sequence[int], batch_size: int, label: str,
+                          scratch: Optional[str], limit: int = IN_MEMORY_LIMIT,
+                          working_shape: Optional[Sequence[int]] = None) -> None:
+    """Refuse a generation whose splits and solver batch cannot fit in memory, or whose file cannot
+    fit on the disk, before anything is allocated (e.g. ``resolution=100000``).
+
+    Args:
+        sizes: Trajectories per split.
+        trajectory_shape: ``(T, *S, C)`` of one stored trajectory.
+        batch_size: Trajectories solved together.
+        label: What is generated, for the message.
+        scratch: Folder for splits larger than ``limit`` (they go to disk, not memory).
+        limit: See :func:`allocate_split`.
+        working_shape: Shape of one trajectory's solver state when it differs from the stored
+            frames (a finer solver grid); the stored shape otherwise.
+    """
+    import math
+
+    from pdebench_core import paths
+    from pdebench_core.diskspace import check_free_space
+    from pdebench_core.memory import check_fits_in_memory
+
+    trajectory = 4 * math.prod(int(n) for n in trajectory_shape)
+    spilled = sum(n * trajectory for n in sizes.values() if scratch is not None and n * trajectory > limit)
+    total = sum(n * trajectory for n in sizes.values())
+    state = 4 * math.prod(int(n) for n in working_shape) if working_shape is not None else trajectory
+    needed = total - spilled + min(batch_size, max(sizes.values(), default=0)) * state * SOLVER_WORKING_SET
+    check_fits_in_memory(needed, f"generating {label} (trajectories of shape {tuple(trajectory_shape)})",
+                         "lower the resolution, the frames or the number of trajectories")
+    check_free_space(paths.data_dir(), total + spilled, f"generating {label}")
+
+
 def generate_splits(
     sizes: Mapping[str, int],
     trajectory_shape: Sequence[int],
@@ -194,6 +230,7 @@ def generate_splits(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_generation_fits(sizes, trajectory_shape, batch_size, label, scratch, limit)
     out = {split: allocate_split((n, *trajectory_shape), scratch, split, limit) for split, n in sizes.items()}
     jobs = [(split, i) for split, n in sizes.items() for i in range(n)]
     description = f"{label}: {len(jobs)} trajectories"
