@@ -6,6 +6,7 @@ line naming the setting, the value and what would be accepted.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from pdebench_core.errors import UsageError
@@ -78,6 +79,21 @@ def check_required(cfg: Any) -> None:
                          f"set {missing[0]}=VALUE on the command line or in --config")
 
 
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_data_sections(cfg: Any) -> None:
+    """Dataset settings that would be silently ignored or are malformed are refused."""
+    for name, section in cfg.data.items():
+        fmt = section.get("format")
+        if fmt not in (None, "auto") and not section.get("path"):
+            raise UsageError(f"data.{name}.format={fmt} has no file to read; set data.{name}.path=FILE "
+                             f"or drop the format")
+        device = section.get("device")
+        if device is not None and not _DEVICE.match(str(device)):
+            raise UsageError(f"data.{name}.device={device} is not a device; use auto, cpu, cuda or cuda:N")
+
+
 def check_values(cfg: Any) -> None:
     """Range checks of the core sections (see :data:`BOUNDS`)."""
     for (section, key), (low, high) in BOUNDS.items():
@@ -94,5 +110,6 @@ def check_values(cfg: Any) -> None:
         if not str(cfg.run.run_id).strip():
             raise UsageError("--run-id is empty; give a name or leave it out for a generated one")
         validate_run_id(str(cfg.run.run_id))
+    check_data_sections(cfg)
     if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
         raise UsageError(f"train.lr must be a positive finite number, got {cfg.train.lr}")

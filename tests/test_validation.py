@@ -121,3 +121,14 @@ def test_memory_estimate_of_a_model_allocates_nothing():
 
     count = parameter_count_without_allocating(lambda: torch.nn.Linear(100_000, 100_000))
     assert count == 100_000 * 100_000 + 100_000
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.ns2d.format=dpot"], r"data.ns2d.format=dpot has no file to read; set data.ns2d.path=FILE"),
+    (["data.ns2d.device=-7"], r"data.ns2d.device=-7 is not a device"),
+    (["data.ns2d.device=gpu"], r"data.ns2d.device=gpu is not a device"),
+])
+def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)
+    build_config(model="fno", data="ns2d", profile="smoke", overrides=["data.ns2d.device=cuda:1"])
