@@ -1,5 +1,8 @@
 """Result commands of the ``pdeb`` CLI: ``leaderboard``, ``reproduce`` and ``report``.
 
+``reproduce`` takes a run id (rerun a run from its saved config) or a protocol name
+(``dpot-table1``: evaluate a released checkpoint as a published table was measured).
+
 Call :func:`register` with the Typer app to add them. ``leaderboard`` stays light: it
 reads the SQLite store and the published CSV files without importing torch.
 """
@@ -29,7 +32,8 @@ def leaderboard_command(
                                          help="Metrics to show (comma-separated); the first ranks the rows. "
                                               "With --pivot: the one metric in the cells (default l2re)."),
     task: Optional[str] = typer.Option(None, "--task", "-t",
-                                       help="Only these tasks (published rows: baseline, pretrained, finetuned)."),
+                                       help="Only these tasks (published rows: baseline, pretrained = zero-shot, "
+                                            "finetuned)."),
     source: str = typer.Option(
         "all", "--source", "-s", help="local, published or all (or a source key: dpot, pdebench)."),
     pivot: bool = typer.Option(False, "--pivot", help="Model x dataset table of one metric, like the papers' tables."),
@@ -74,13 +78,69 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def reproduce_command(
-    run_id: str = typer.Argument(..., help="The run to reproduce (see 'pdeb leaderboard --source local')."),
+    target: str = typer.Argument(..., metavar="RUN_ID_OR_PROTOCOL",
+                                 help="A run to rerun (see 'pdeb leaderboard --source local'), or a protocol "
+                                      "(dpot-table1) to run on a released checkpoint."),
     execute: bool = typer.Option(False, "--execute", help="Rerun it now (as a new run) and compare the metrics."),
     new_run_id: Optional[str] = typer.Option(
         None, "--run-id", help="Id of the new run (default: <run_id>-repro-<hex>)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reproduction as JSON."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Protocol: the released checkpoint to evaluate (official key names)."),
+    data_root: Optional[Path] = typer.Option(
+        None, "--data-root", help="Protocol: the folder holding the datasets (the official code's data/large)."),
+    finetune_steps: int = typer.Option(
+        0, "--finetune-steps", help="Protocol: also fine-tune a copy on each dataset for N steps, then evaluate."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Protocol: table, markdown, csv or json."),
+    device: str = typer.Option("auto", "--device", help="Protocol: auto, cpu or cuda."),
+    published: Optional[str] = typer.Option(
+        None, "--published", help="Protocol: published row to compare with, e.g. DPOT-Ti (default: by the "
+                                  "checkpoint's size)."),
+    max_trajectories: int = typer.Option(
+        0, "--max-trajectories", min=0, help="Protocol: score at most N test trajectories per dataset (0 = all "
+                                             "the protocol scores)."),
+    finetune_batch_size: Optional[int] = typer.Option(
+        None, "--finetune-batch-size", min=1, help="Protocol: fine-tuning batch (default: the protocol's)."),
 ) -> None:
-    """Print the exact command that reruns a run from its saved config (and run it with --execute)."""
+    """Rerun a run from its saved config, or run a protocol on a released checkpoint.
+
+    With a run id: print the exact command that reruns the run (and run it with --execute).
+    With a protocol name: evaluate --checkpoint zero-shot (and after --finetune-steps) on every
+    dataset of the protocol under --data-root, beside the published numbers.
+    """
+    from pdebench_core.protocols import find_protocol
+
+    if checkpoint is not None or data_root is not None or find_protocol(target) is not None:
+        _reproduce_protocol(target, checkpoint, data_root, finetune_steps, fmt, device, published,
+                            max_trajectories, finetune_batch_size, execute or new_run_id is not None or as_json)
+        return
+    _reproduce_run(target, execute, new_run_id, as_json)
+
+
+def _reproduce_protocol(name: str, checkpoint: Path | None, data_root: Path | None, finetune_steps: int, fmt: str,
+                        device: str, published: str | None, max_trajectories: int, finetune_batch_size: int | None,
+                        run_options: bool) -> None:
+    from pdebench_core import protocol_report
+    from pdebench_core.protocol_runs import reproduce
+    from pdebench_core.protocols import load_protocol
+
+    protocol_report.check_format(fmt)
+    load_protocol(name)  # an unknown name fails here, with the closest one
+    if run_options:
+        raise UsageError(f"--execute, --run-id and --json rerun a run; '{name}' is a protocol: use --format json")
+    if checkpoint is None or data_root is None:
+        raise UsageError(f"protocol '{name}' needs --checkpoint FILE and --data-root DIR")
+    quiet = fmt != "table"
+    rep = reproduce(name, checkpoint, data_root, finetune_steps=finetune_steps, device=device, published=published,
+                    max_trajectories=max_trajectories, finetune_batch_size=finetune_batch_size,
+                    log=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    if fmt == "table":
+        protocol_report.print_reproduction(rep)
+    else:
+        typer.echo(protocol_report.render(rep, fmt), nl=False)
+
+
+def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: bool) -> None:
     from pdebench_core.report import reproduction
 
     repro = reproduction(run_id, new_run_id)

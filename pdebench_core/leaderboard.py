@@ -38,7 +38,7 @@ SEED_KEYS = ("seed", "run_id", "sinks")
 
 # Keys of a row that are not metric values (a metric with one of these names is prefixed in JSON).
 ROW_KEYS = (
-    "rank", "model", "size", "dataset", "setting", "task", "source", "profile", "n", "run_id", "run_ids",
+    "rank", "model", "size", "dataset", "setting", "task", "part", "source", "profile", "n", "run_id", "run_ids",
     "seed", "seeds", "n_params", "params", "train_time_s", "device", "versions", "config_hash", "group_hash",
     "data_hash", "created_at", "published_name", "model_key", "source_key", "citation", "url", "std", "order",
     "averaged", "metric",
@@ -151,12 +151,13 @@ def _published_entries(reg: Registry, name: str) -> list[tuple[str, str, bool]]:
 
 
 def _published_row(reg: Registry, key: str, spec: Mapping[str, Any], model: str, task: str, params: str,
-                   published_name: str, dataset: str, setting: str, averaged: bool, value: float) -> dict[str, Any]:
+                   published_name: str, dataset: str, setting: str, averaged: bool, value: float,
+                   part: str | None = None) -> dict[str, Any]:
     return {
         "source": str(spec.get("label") or key), "source_key": key, "citation": spec.get("citation"),
         "url": spec.get("url"), "model": model, "model_key": reg.models.get(model), "size": None,
         "dataset": dataset, "setting": setting, "averaged": averaged, "published_name": published_name,
-        "task": task, "profile": None, "params": params, "n": None, "run_id": None, "run_ids": [],
+        "task": task, "part": part, "profile": None, "params": params, "n": None, "run_id": None, "run_ids": [],
         "metrics": {str(spec.get("metric") or "value"): value}, "std": {},
     }
 
@@ -182,12 +183,14 @@ def published_rows(reg: Registry | None = None) -> list[dict[str, Any]]:
                                                str(rec.get(spec.get("params_column", "")) or ""), name, dataset,
                                                own_setting or setting, averaged, value))
         else:
+            part_column = spec.get("part_column")
             meta = {spec.get("model_column", "model"), spec.get("task_column", "group"),
-                    spec.get("params_column", "params")}
+                    spec.get("params_column", "params"), part_column}
             for rec in records:
                 model = rec[spec.get("model_column", "model")].strip()
                 task = (rec.get(spec.get("task_column", "group")) or spec.get("task") or "").strip()
                 params = (rec.get(spec.get("params_column", "params")) or "").strip()
+                part = ((rec.get(part_column) or "").strip() or None) if part_column else None
                 for name, text in rec.items():
                     if name in meta:
                         continue
@@ -196,7 +199,7 @@ def published_rows(reg: Registry | None = None) -> list[dict[str, Any]]:
                         continue
                     for dataset, setting, averaged in _published_entries(reg, name):
                         rows.append(_published_row(reg, key, spec, model, task, params, name, dataset, setting,
-                                                   averaged, value))
+                                                   averaged, value, part))
     return rows
 
 
@@ -272,7 +275,7 @@ def local_rows(store_rows: Iterable[Mapping[str, Any]], reg: Registry | None = N
             "source": LOCAL, "source_key": LOCAL, "model": str(row.get("model")), "model_key": str(row.get("model")),
             "size": str(size) if size is not None else None, "dataset": dataset,
             "setting": local_setting(reg, dataset, config, (settings or {}).get(dataset, ())),
-            "task": str(row.get("task")), "profile": row.get("profile"), "run_id": row.get("run_id"),
+            "task": str(row.get("task")), "part": None, "profile": row.get("profile"), "run_id": row.get("run_id"),
             "run_ids": [row.get("run_id")], "seed": row.get("seed"), "seeds": [row.get("seed")],
             "n_params": row.get("n_params"), "params": human_count(row.get("n_params")),
             "train_time_s": row.get("train_time_s"), "device": row.get("device"), "versions": row.get("versions"),
@@ -420,7 +423,8 @@ def collect(store_rows: Iterable[Mapping[str, Any]] | None = None, *, source: st
         metric: Comma-separated metrics to show; the first one ranks rows
             (default: rank by ``l2re``).
         task: Comma-separated tasks to keep (published rows carry the paper's group:
-            ``baseline``, ``pretrained``, ``finetuned``).
+            ``baseline``, ``pretrained`` (zero-shot results of a pre-trained model),
+            ``finetuned``).
         per_run: Show every run on its own instead of pooling seeds.
         registry: Published registry (default: :func:`load_registry`).
 
@@ -510,7 +514,7 @@ class Pivot:
     Attributes:
         metric: The metric in the cells.
         columns: Column labels (``dataset`` or ``dataset (setting)``).
-        rows: ``{"model", "size", "source", "task", "profile", "cells": {column: row}}`` where
+        rows: ``{"model", "size", "source", "task", "part", "profile", "cells": {column: row}}`` where
             each cell holds the leaderboard row whose value it shows (and ``"ranks"``).
         higher_is_better: Direction of the metric.
         sources: As in :class:`Board`.
@@ -547,10 +551,12 @@ def pivot(board: Board, metric: str | None = None) -> Pivot:
         column = column_label(row)
         if column not in columns:
             columns.append(column)
-        key = (row["source"], row["model"], row.get("size") or "", row["task"], row.get("profile") or "")
+        # the part keeps a model listed twice in one table (DPOT-S in Table 1) on two rows
+        key = (row["source"], row["model"], row.get("size") or "", row["task"], row.get("part") or "",
+               row.get("profile") or "")
         entry = table.setdefault(key, {"source": key[0], "source_key": row.get("source_key"), "model": key[1],
-                                       "size": key[2] or None, "task": key[3], "profile": key[4] or None,
-                                       "cells": {}, "ranks": {}})
+                                       "size": key[2] or None, "task": key[3], "part": key[4] or None,
+                                       "profile": key[5] or None, "cells": {}, "ranks": {}})
         held = entry["cells"].get(column)
         if held is None or (value > held["metrics"][metric] if higher else value < held["metrics"][metric]):
             entry["cells"][column] = row
@@ -620,6 +626,8 @@ def display_columns(board: Board) -> list[str]:
     if _visible(board.rows, "size"):
         columns.append("size")
     columns += ["source", "task"]
+    if _visible(board.rows, "part"):
+        columns.append("part")
     if _visible(board.rows, "profile"):
         columns.append("profile")
     columns += ["n", "params", *board.metrics, "run_id"]
@@ -644,7 +652,8 @@ def record(row: Mapping[str, Any]) -> dict[str, Any]:
     metric-like keys.
     """
     out = {
-        "model": row["model"], "dataset": row["dataset"], "task": row["task"], "run_id": row.get("run_id"),
+        "model": row["model"], "dataset": row["dataset"], "task": row["task"], "part": row.get("part"),
+        "run_id": row.get("run_id"),
         "source": row["source"], "rank": row.get("rank"), "setting": row.get("setting") or None,
         "size": row.get("size"), "profile": row.get("profile"), "n": row.get("n"),
     }
@@ -661,7 +670,8 @@ def record(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-CSV_COLUMNS = ("rank", "dataset", "setting", "model", "size", "source", "task", "profile", "n", "run_id", "run_ids",
+CSV_COLUMNS = ("rank", "dataset", "setting", "model", "size", "source", "task", "part", "profile", "n", "run_id",
+               "run_ids",
                "seed", "seeds", "n_params", "params", "train_time_s", "device", "config_hash", "group_hash",
                "data_hash")
 
@@ -699,12 +709,11 @@ def render(board: Board, fmt: str, title: str = "pdeb leaderboard") -> str:
 def render_pivot(table: Pivot, fmt: str, title: str = "pdeb leaderboard") -> str:
     """Render a :class:`Pivot` as ``markdown``, ``csv``, ``json`` or ``html`` text."""
     check_format(fmt)
-    keys = ["model"] + (["size"] if any(r["size"] for r in table.rows) else []) + ["source", "task"] + (
-        ["profile"] if any(r["profile"] for r in table.rows) else [])
+    keys = pivot_keys(table)
     if fmt == "json":
         out = []
         for entry in table.rows:
-            item = {k: entry[k] for k in ("model", "size", "source", "task", "profile")}
+            item = {k: entry[k] for k in ("model", "size", "source", "task", "part", "profile")}
             item["metric"] = table.metric
             for column in table.columns:
                 cell = entry["cells"].get(column)
@@ -738,6 +747,13 @@ def render_pivot(table: Pivot, fmt: str, title: str = "pdeb leaderboard") -> str
                 f"parentheses, {'higher' if table.higher_is_better else 'lower'} is better; the best in bold.")
         return html_page(title, [(columns, body, local, bold)], table.sources, note)
     raise UsageError(f"format '{fmt}' is drawn on the terminal; use print_table")
+
+
+def pivot_keys(table: Pivot) -> list[str]:
+    """The row-label columns of a pivot; ``size``, ``part`` and ``profile`` only when some row has one."""
+    keys = ["model"] + (["size"] if any(r["size"] for r in table.rows) else []) + ["source", "task"]
+    keys += ["part"] if any(r.get("part") for r in table.rows) else []
+    return keys + (["profile"] if any(r["profile"] for r in table.rows) else [])
 
 
 def pivot_cells(table: Pivot, entry: Mapping[str, Any]) -> list[str]:
@@ -880,8 +896,7 @@ def print_table(board: Board | Pivot, console=None, title: str = "leaderboard") 
 
     short = {label: key for label, key in _source_keys(board).items()}
     if isinstance(board, Pivot):
-        keys = ["model"] + (["size"] if any(r["size"] for r in board.rows) else []) + ["source", "task"] + (
-            ["profile"] if any(r["profile"] for r in board.rows) else [])
+        keys = pivot_keys(board)
         columns = keys + board.columns
         body = [[short.get(e[k], e[k]) if k == "source" else format_number(e[k]) for k in keys]
                 + pivot_cells(board, e) for e in board.rows]

@@ -292,17 +292,18 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
         if count == 0:
             notes.append(f"{name}: the {split} split is empty; nothing to roll out")
             continue
-        real = dataset.spec.n_channels
-        batch = torch.stack([conform(trajectories[i], mixture.grid, mixture.n_channels)
+        real, group = dataset.spec.n_channels, mixture.group_of(name)
+        batch = torch.stack([conform(trajectories[i], group.grid, group.n_channels)
                              for i in range(count)]).to(target)  # (B, T, *S, C)
+        mask = torch.arange(group.n_channels, device=target) < real  # padded channels are never fed back
         horizon = int(cfg.eval.horizon) or int(dataset.spec.horizon or 0)
         available = batch.shape[1] - mixture.t_in
         steps = available if not horizon else min(horizon, available)
         if steps <= 0:
             notes.append(f"{name}: trajectories are too short to roll out")
             continue
-        precision = str(cfg.train.precision)
-        pred = rollout(model, batch[:, :mixture.t_in], steps, mixture.t_out, precision)  # (B, steps, *S, C)
+        pred = rollout(model, batch[:, :mixture.t_in], steps, mixture.t_out, str(cfg.eval.precision),
+                       channel_mask=mask)  # (B, steps, *S, C)
         true = batch[:, mixture.t_in:mixture.t_in + steps]  # (B, steps, *S, C)
         out[name] = Rollout(name, list(dataset.spec.fields), pred[..., :real].cpu().numpy(),
                             true[..., :real].cpu().numpy(), mixture.t_in)

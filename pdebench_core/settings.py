@@ -135,7 +135,9 @@ class EvalSection:
         horizon: Frames to roll out after the first ``t_in`` (0 = each dataset's own).
         max_trajectories: Cap on trajectories evaluated per dataset (0 = all).
         grid: Where predictions are scored: ``model`` (on the model's grid, the data
-            resized to it) or ``native`` (predictions resized back to each dataset's own grid).
+            resized to it), ``native`` (predictions resized back to each dataset's own grid)
+            or ``strided`` (the model grid at every (model / native)-th point, as the official
+            DPOT evaluation does).
         precision: Rollout precision: ``fp32`` (default on every device), ``bf16`` or ``auto``.
     """
 

@@ -94,6 +94,26 @@ def check_data_sections(cfg: Any) -> None:
             raise UsageError(f"data.{name}.device={device} is not a device; use auto, cpu, cuda or cuda:N")
 
 
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("eval", "grid"): ("model", "native", "strided"),
+    ("eval", "precision"): ("fp32", "bf16", "auto"),
+    ("train", "precision"): ("auto", "bf16", "fp32"),
+    ("train", "strategy"): ("ddp", "fsdp"),
+    ("train", "on_divergence"): ("halt", "rollback"),
+}
+
+
+def check_choices(cfg: Any) -> None:
+    """Settings that take one of a few words."""
+    from pdebench_core.errors import did_you_mean
+
+    for (section, key), allowed in CHOICES.items():
+        value = cfg[section].get(key)
+        if value is not None and value not in allowed:
+            raise UsageError(f"unknown {section}.{key} '{value}'{did_you_mean(str(value), allowed)}; "
+                             f"use {', '.join(allowed)}")
+
+
 def check_values(cfg: Any) -> None:
     """Range checks of the core sections (see :data:`BOUNDS`)."""
     for (section, key), (low, high) in BOUNDS.items():
@@ -111,5 +131,6 @@ def check_values(cfg: Any) -> None:
             raise UsageError("--run-id is empty; give a name or leave it out for a generated one")
         validate_run_id(str(cfg.run.run_id))
     check_data_sections(cfg)
+    check_choices(cfg)
     if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
         raise UsageError(f"train.lr must be a positive finite number, got {cfg.train.lr}")

@@ -10,7 +10,7 @@ from typing import Any
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
 from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
-from pdebench_core.errors import DataError
+from pdebench_core.errors import DataError, UsageError
 from pdebench_core.runs import RunContext, command_line, versions
 
 
@@ -32,6 +32,8 @@ def build_datasets(ctx: RunContext) -> dict[str, Any]:
 
 
 def _build_datasets(ctx: RunContext) -> dict[str, Any]:
+    from pdebench_core.data.integrity import check_finite
+
     out = {}
     for name, section in ctx.cfg.data.items():
         comp = plugins.get("dataset", name)
@@ -40,6 +42,12 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
             dataset = comp.factory(section)
         except OSError as exc:
             raise DataError(f"dataset '{name}' could not be read: {exc}") from None
+        except (MemoryError, RuntimeError) as exc:  # an allocation the settings cannot have meant
+            if isinstance(exc, RuntimeError) and "allocate" not in str(exc) and "out of memory" not in str(exc):
+                raise
+            raise UsageError(f"dataset '{name}' does not fit in memory ({str(exc).splitlines()[0][:160]}); "
+                             f"lower data.{name}.resolution, its frames or its trajectory counts") from None
+        check_finite(name, dataset)  # remembered per file: a second run does not scan again
         spec = dataset.spec
         sizes = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
         ctx.log(f"dataset {name}: fields {list(spec.fields)}, grid {list(spec.spatial_shape)}, "
@@ -63,10 +71,18 @@ def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
 
 
 def build_model(ctx: RunContext, mixture: Mixture):
-    """Build the configured model for the mixture's spec."""
+    """Build the configured model for the mixture's spec (refused first if it cannot fit in memory)."""
+    from pdebench_core.models import check_output_contract
+
+    from pdebench_core.memory import check_model_fits
+
     comp = plugins.get("model", ctx.cfg.model.name)
     check_mixture_fits(comp.card, comp.name, mixture)
-    model = comp.factory(ctx.cfg.model, mixture.model_spec)
+    check_model_fits(lambda: comp.factory(ctx.cfg.model, mixture.model_spec), comp.name, ctx.device)
+    model = comp.factory(ctx.cfg.model, mixture.model_spec).to(ctx.device)
+    for group in mixture.groups.values():  # one dummy pass per dimension, before any training
+        check_output_contract(model, comp.name, comp.plugin, (1, mixture.t_in, *group.grid, group.n_channels),
+                              mixture.t_out, ctx.device)
     return model
 
 
@@ -100,7 +116,7 @@ def _sharded_evaluation(ctx: RunContext) -> tuple[int, int]:
 def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories: int,
           metric_names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Roll out on one split of every dataset; ``{dataset: evaluation output}`` (nothing written)."""
-    from pdebench_core.evaluation import evaluate_dataset
+    from pdebench_core.evaluation import evaluate_dataset, scored_channels_of
 
     cfg = ctx.cfg
     fns, reductions = metric_functions(list(metric_names or cfg.eval.metrics))
@@ -112,9 +128,10 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
             model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out,
             horizon=int(cfg.eval.horizon) or dataset.spec.horizon, device=ctx.device, grid=group.grid,
             n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size), max_trajectories=max_trajectories,
-            precision=cfg.train.precision, reductions=reductions, rank=rank, world_size=world_size,
+            precision=str(cfg.eval.precision), reductions=reductions, rank=rank, world_size=world_size,
+            grid_mode=str(cfg.eval.grid), scored_channels=scored_channels_of(dataset.spec),
         )
-        out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields)})
+        out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid)})
         outputs[name] = out
     return outputs
 
@@ -144,7 +161,7 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
                 "train_time_s": float((extra or {}).get("train_time_s", 0.0)), "device": str(ctx.device),
                 "versions": versions(), "config_hash": config_hash(cfg), "config": resolved,
                 "profile": cfg.run.profile, "data_hash": hashed, "command": command_line(),
-                "extra": {"split": split, "horizon": out["horizon"], "n_samples": out["n_samples"],
+                "extra": {"split": split, "horizon": out["horizon"], "n_samples": out["n_samples"], "grid": out["grid"],
                           "one_step": out["one_step"], "size": cfg.model.get("size"), **(extra or {})},
             })
     return results
@@ -158,8 +175,9 @@ def validation_hook(ctx: RunContext, model, mixture: Mixture):
         metric = cfg.train.select_metric
         outputs = score(ctx, model, mixture, "val", int(cfg.train.val_trajectories),
                         metric_names=sorted({metric, *cfg.eval.metrics}))
-        names = outputs[next(iter(outputs))]["summary"].keys()
-        values = {k: sum(o["summary"][k] for o in outputs.values()) / len(outputs) for k in names}
+        scored = [o for o in outputs.values() if o["n_samples"]]  # a dataset may have no val trajectory
+        names = scored[0]["summary"].keys() if scored else []
+        values = {k: sum(o["summary"][k] for o in scored) / len(scored) for k in names}
         ctx.log(f"step {step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
         return values
 
@@ -177,23 +195,30 @@ def loader_workers(requested: int, device) -> int:
 
 
 def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "Any":
-    """Train ``model`` on the mixture's train split with the core engine; returns the trainer."""
+    """Train ``model`` on the mixture's train split with the core engine; returns the trainer.
+
+    The objective follows ``task.t_ar`` and ``task.pushforward`` (when the task has them),
+    ``train.loss`` and ``train.loss_on_padding``; the windows follow ``train.sampling``.
+    """
     from omegaconf import OmegaConf
 
     from pdebench_core.data.pipeline import training_loader
     from pdebench_core.engine import Trainer
+    from pdebench_core.objectives import training_objective, unroll_steps
 
     cfg = ctx.cfg
+    objective = training_objective(cfg)
     loader, sampler = training_loader(
         mixture, "train", int(cfg.train.batch_size), seed=int(cfg.run.seed),
         num_workers=loader_workers(int(cfg.train.num_workers), ctx.device),
         prefetch_factor=int(cfg.train.prefetch_factor), rank=ctx.rank, world_size=ctx.world_size,
         grad_accum=int(cfg.train.grad_accum),
         max_per_dataset=int(cfg.train.max_train_windows), pin_memory=ctx.device.type == "cuda",
+        sampling=str(cfg.train.sampling), t_ar=unroll_steps(cfg.task),
     )
     trainer = Trainer(
         model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,
-        log_step=ctx.log_step, input_noise=input_noise, seed=int(cfg.run.seed),
+        log_step=ctx.log_step, input_noise=input_noise, objective=objective, seed=int(cfg.run.seed),
         world_size=ctx.world_size, is_main=ctx.is_main,
         extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
                      "spec": mixture.model_spec.to_dict()},

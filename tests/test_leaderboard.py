@@ -82,16 +82,16 @@ def test_published_rows_cover_every_cell_with_citations():
     dpot = [r for r in rows if r["source"] == DPOT]
     pdebench = [r for r in rows if r["source"] == PDEBENCH]
     table = _csv_cells(PUBLISHED / "dpot_table1_l2re.csv")
-    filled = [(rec["model"], rec["group"], col, float(v)) for rec in table for col, v in rec.items()
-              if col not in ("model", "group", "params") and v.strip()]
-    alias = sum(1 for _, _, col, _ in filled if col == "ns2d_nu1e-3")  # also shown under our `ns2d`
+    filled = [(rec["model"], rec["group"], rec["part"], col, float(v)) for rec in table for col, v in rec.items()
+              if col not in ("model", "group", "part", "params") and v.strip()]
+    alias = sum(1 for *_, col, _ in filled if col == "ns2d_nu1e-3")  # also shown under our `ns2d`
     assert len(table) == 24 and len(dpot) == len(filled) + alias
-    got = {(r["model"], r["task"], r["published_name"], r["metrics"]["l2re"]) for r in dpot}
-    assert got == set(filled)
+    got = [(r["model"], r["task"], r["part"], r["published_name"], r["metrics"]["l2re"]) for r in dpot]
+    assert sorted(set(got)) == sorted(filled) and len(set(filled)) == len(filled)
     assert len(pdebench) == len(_csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")) == 24
     assert all(set(r["metrics"]) == {"l2re"} for r in dpot) and all(set(r["metrics"]) == {"nrmse"} for r in pdebench)
     # every published dataset name is mapped explicitly (no fallback spelling)
-    columns = set(table[0]) - {"model", "group", "params"}
+    columns = set(table[0]) - {"model", "group", "part", "params"}
     names = {rec["dataset"] for rec in _csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")}
     assert columns | names <= set(reg.datasets)
     assert all(r["citation"] and r["url"].startswith("https://arxiv.org/") for r in rows)
@@ -104,7 +104,8 @@ def test_published_rows_cover_every_cell_with_citations():
     (DPOT, "DPOT-L-500", "finetuned", "cfd2d", "M=1.0 eta=zeta=0.1", "l2re", 0.0108),
     (DPOT, "DPOT-H", "pretrained", "cfd2d", "M=0.1, mean over eta=zeta 0.1 and 0.01", "l2re", 0.00948),
     (DPOT, "GK-T", "baseline", "pdearena-ns", "", "l2re", 0.0952),
-    (DPOT, "MPP-S", "baseline", "swe2d", "", "l2re", 0.0024),
+    (DPOT, "MPP-S", "pretrained", "swe2d", "", "l2re", 0.0024),
+    (DPOT, "DPOT-Ti", "pretrained", "ns2d-nu1e-5", "", "l2re", 0.0976),
     (PDEBENCH, "FNO", "baseline", "burgers1d", "nu=0.01", "nrmse", 7.8e-3),
     (PDEBENCH, "FNO", "baseline", "cfd2d", "M=1.0 eta=zeta=0.1", "nrmse", 9.8e-2),
     (PDEBENCH, "FNO", "baseline", "dr2d", "", "nrmse", 0.12),
@@ -114,6 +115,24 @@ def test_published_values_map_to_our_dataset_names(source, model, task, dataset,
             == (source, model, task, dataset, setting)]
     assert len(hits) == 1
     assert hits[0]["metrics"][metric] == pytest.approx(value)
+
+
+def test_table1_groups_are_the_papers_parts():
+    """Parts 1-2 of Table 1 are zero-shot results of pre-trained models, not per-dataset baselines."""
+    rows = [r for r in lb.published_rows() if r["source"] == DPOT and r["published_name"] == "swe2d"]
+    labels = {(r["model"], r["part"]): r["task"] for r in rows}
+    assert labels[("FNO", "1")] == labels[("OFormer", "1")] == "baseline"
+    for model in ("DPOT-Ti", "DPOT-S", "MPP-Ti", "MPP-S"):
+        assert labels[(model, "1")] == "pretrained", model
+    assert labels[("DPOT-S", "2")] == labels[("DPOT-H", "2")] == labels[("MPP-L", "2")] == "pretrained"
+    assert labels[("DPOT-L-500", "3")] == "finetuned"
+    spec = lb.load_registry().sources["dpot"]
+    assert "dc8a1728e5f582baa5f42284fb30027dbcdcd812" in spec["version"] and spec["part_column"] == "part"
+    # DPOT-S is listed in parts 1 and 2 with different cells: the pivot keeps both rows.
+    table = lb.pivot(lb.collect(store_rows=[], source="dpot", model="DPOT-S", data="pdearena-ns"), "l2re")
+    assert sorted((e["part"], e["cells"]["pdearena-ns"]["metrics"]["l2re"]) for e in table.rows) == \
+        [("1", 0.0991), ("2", 0.0999)]
+    assert lb.render_pivot(table, "markdown").splitlines()[0] == "| model | source | task | part | pdearena-ns |"
 
 
 def test_registry_is_found_in_an_installed_layout(tmp_path, monkeypatch):

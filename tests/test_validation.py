@@ -132,3 +132,13 @@ def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
     with pytest.raises(UsageError, match=message):
         build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)
     build_config(model="fno", data="ns2d", profile="smoke", overrides=["data.ns2d.device=cuda:1"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["eval.grid=nativ"], r"unknown eval.grid 'nativ' \(did you mean 'native'\?\); use model, native, strided"),
+    (["eval.precision=fp16"], r"unknown eval.precision 'fp16'"),
+    (["train.strategy=zero"], r"unknown train.strategy 'zero'"),
+])
+def test_word_settings_are_checked_before_compute(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)

@@ -59,4 +59,4 @@ def test_smoke_training_run(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     evaluation = json.loads((tmp_path / "home/runs/cfdbench-smoke/eval/cfdbench.json").read_text())
     assert evaluation["horizon"] == 10  # 20 frames, 10 in
-    assert len(evaluation["per_channel"]["l2re"]) == 3
+    assert len(evaluation["per_channel"]["l2re"]) == 2  # u and v (scored_fields); the mask is input only
