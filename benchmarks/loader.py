@@ -26,6 +26,24 @@ DataLoader workers; both count h5py's buffers, unlike ``tracemalloc``. The file 
 been written, so it is read mostly from the page cache (which is not resident memory of
 the process). The file is deleted afterwards.
 
+Part 3, feeding DPOT-Ti on a GPU (``--dpot-feed``, runs alone): the engine's loader over a
+DPOT-like mixture (a 128x128 4-field dataset read as is, and a 64x64 1-field one that is
+resized to 128x128 and padded to 4 channels, like FNO's NS data in DPOT's pre-training; 21
+frames per trajectory, windows of 10 + 1) with batches of 20, the per-GPU batch of the
+official Ti recipe, for every ``--workers`` count, reading lazily and preloaded into memory.
+The loader's windows/s is set against the windows/s a GPU consumes at a DPOT-Ti step time
+derived (and printed) in this order:
+
+- ``--gpu-step-ms``: a measured step time (``benchmarks/gpu_check.py`` prints one);
+- ``--budget-gpu-hours H``: a total pre-training budget. The official Ti recipe
+  (``configs/pretrain_tiny.yaml`` of thu-ml/DPOT) draws sum(n_k w_k) = 132,400 windows per
+  epoch over its 12 datasets (``ntrain_list`` times ``data_weights``), for 1000 epochs, on
+  6 GPUs with 20 windows each per step: 1.10M steps. A budget of H GPU-hours is H / 6
+  hours of wall time, so one step takes H * 3600 / 6 / 1.10M seconds;
+- otherwise FLOPs: DPOT-Ti's training FLOPs per window at 128x128 (counted as
+  ``benchmarks/gpu_check.py`` counts them, FFTs included) times 20, over ``--mfu`` (0.4) of
+  ``--peak-tflops`` (989, the dense bf16 peak of an H100 SXM or H200).
+
 Torch threads: ``--threads`` (default 1) for the training step and the main process;
 DataLoader workers run one thread each (torch's default in workers). ``PDEB_HOME`` is
 respected; when unset, data is generated in a temporary folder that is removed at the end.
@@ -35,6 +53,7 @@ Usage::
     python benchmarks/loader.py                        # ns2d + FNO, workers 0 and 2, 2 GB file
     python benchmarks/loader.py --model dpot --datasets ns2d,swe2d --size-gb 0
     python benchmarks/loader.py --skip-throughput --size-gb 0.5,2,8 --dir /scratch
+    python benchmarks/loader.py --dpot-feed --workers 0,1,2      # part 3 alone
 """
 
 from __future__ import annotations
@@ -361,6 +380,95 @@ def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+# ----------------------------------------------------------------------------- part 3: feeding DPOT-Ti
+
+# The official DPOT-Ti pre-training recipe (thu-ml/DPOT configs/pretrain_tiny.yaml).
+OFFICIAL_TI_TRAJECTORIES = (1000, 9800, 1000, 9000, 9000, 9000, 9000, 900, 900, 6500, 3100, 9000)
+OFFICIAL_TI_WEIGHTS = (8, 2, 8, 1, 1, 1, 1, 20, 20, 1, 3, 1)
+OFFICIAL_TI_EPOCHS, OFFICIAL_TI_GPUS, OFFICIAL_TI_BATCH = 1000, 6, 20
+
+
+def official_ti_steps() -> dict[str, float]:
+    """Windows per epoch and optimizer steps of the official DPOT-Ti pre-training."""
+    per_epoch = sum(n * w for n, w in zip(OFFICIAL_TI_TRAJECTORIES, OFFICIAL_TI_WEIGHTS))
+    steps = OFFICIAL_TI_EPOCHS * per_epoch / (OFFICIAL_TI_GPUS * OFFICIAL_TI_BATCH)
+    return {"windows_per_epoch": per_epoch, "steps": steps}
+
+
+def gpu_step_seconds(args: argparse.Namespace) -> tuple[float, str]:
+    """The DPOT-Ti step time on a GPU to feed, and how it was derived."""
+    if args.gpu_step_ms > 0:
+        return args.gpu_step_ms / 1e3, f"given: {args.gpu_step_ms:g} ms per step"
+    recipe = official_ti_steps()
+    if args.budget_gpu_hours > 0:
+        seconds = args.budget_gpu_hours * 3600 / OFFICIAL_TI_GPUS / recipe["steps"]
+        return seconds, (f"budget {args.budget_gpu_hours:g} GPU-hours / {OFFICIAL_TI_GPUS} GPUs over "
+                         f"{recipe['steps']:.3g} steps ({OFFICIAL_TI_EPOCHS} epochs of "
+                         f"{recipe['windows_per_epoch']:,} windows, {OFFICIAL_TI_GPUS} x {OFFICIAL_TI_BATCH} "
+                         f"per step)")
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from gpu_check import dpot_flops_per_sample
+
+    flops = dpot_flops_per_sample("ti")["flops"]
+    seconds = OFFICIAL_TI_BATCH * flops / (args.mfu * args.peak_tflops * 1e12)
+    return seconds, (f"FLOPs: {flops / 1e9:.2f} GFLOP per window x {OFFICIAL_TI_BATCH} at {args.mfu:.0%} of "
+                     f"{args.peak_tflops:g} TFLOP/s")
+
+
+def dpot_like_mixture(folder: Path, preload: bool, n_train: int = 16):
+    """A mixture shaped like DPOT's pre-training data: 128x128x4 read as is, 64x64x1 resized and padded."""
+    import numpy as np
+
+    from pdebench_core.data import TrajectoryDataset
+    from pdebench_core.data.canonical import open_canonical, write_canonical
+    from pdebench_core.data.pipeline import plan_mixture
+    from pdebench_core.spec import DataSpec
+
+    rng = np.random.default_rng(0)
+    datasets = {}
+    for name, grid, fields in (("cns128", 128, ("rho", "p", "vx", "vy")), ("ns64", 64, ("w",))):
+        path = folder / f"{name}.h5"
+        if not path.exists():
+            shape = (21, grid, grid, len(fields))
+            splits = {s: rng.standard_normal((n, *shape), dtype=np.float32)
+                      for s, n in (("train", n_train), ("val", 1), ("test", 1))}
+            spec = DataSpec(name=name, fields=fields, spatial_shape=(grid, grid), t_in=10, t_out=1, n_frames=21)
+            write_canonical(path, splits, spec, {"generator": "benchmarks/loader.py"})
+        spec, splits = open_canonical(path, preload=preload)
+        datasets[name] = TrajectoryDataset(spec, splits)
+    return plan_mixture(datasets, t_out=1, resolution=128)
+
+
+def dpot_feed(args: argparse.Namespace) -> dict[str, Any]:
+    """Part 3: windows/s of the engine's loader on DPOT-shaped data against a DPOT-Ti step on a GPU."""
+    step_s, how = gpu_step_seconds(args)
+    needed = OFFICIAL_TI_BATCH / step_s
+    print(f"\n== DPOT-Ti feed: batch {OFFICIAL_TI_BATCH} windows of 10+1 frames at 128x128x4 ==\n"
+          f"GPU step time {1e3 * step_s:.2f} ms ({how}): the GPU consumes {needed:,.0f} windows/s", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="pdeb-dpot-feed-"))
+    rows = []
+    try:
+        for preload in (False, True):
+            mixture = dpot_like_mixture(folder, preload)
+            for workers in [int(w) for w in args.workers.split(",")]:
+                startup, rate = loader_rate(mixture, OFFICIAL_TI_BATCH, workers, args.batches)
+                rows.append({"preload": preload, "workers": workers, "startup_s": startup, "windows_per_s": rate,
+                             "fastest_step_ms": 1e3 * OFFICIAL_TI_BATCH / rate, "keeps_up": rate >= needed})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\n| reading | workers | start-up s | windows/s | fastest step it feeds, ms | keeps up |\n"
+          "|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {'preloaded' if r['preload'] else 'lazy HDF5'} | {r['workers']} | {r['startup_s']:.2f} "
+              f"| {r['windows_per_s']:.0f} | {r['fastest_step_ms']:.1f} | {'yes' if r['keeps_up'] else 'no'} |")
+    best = max(rows, key=lambda r: r["windows_per_s"])
+    print(f"\nbest: {best['windows_per_s']:.0f} windows/s ({'preloaded' if best['preload'] else 'lazy'}, "
+          f"{best['workers']} workers) = {best['windows_per_s'] / needed:.2g}x what the GPU consumes", flush=True)
+    return {"gpu_step_s": step_s, "derivation": how, "needed_windows_per_s": needed, "rows": rows}
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -380,10 +488,20 @@ def main() -> None:
     parser.add_argument("--stream-workers", default="0,2", help="DataLoader workers while streaming the file")
     parser.add_argument("--dir", default="", help="folder for the streamed file (default: the temp folder)")
     parser.add_argument("--skip-throughput", action="store_true", help="only run part 2")
+    parser.add_argument("--dpot-feed", action="store_true", help="only run part 3 (feeding DPOT-Ti on a GPU)")
+    parser.add_argument("--gpu-step-ms", type=float, default=0.0, help="part 3: a measured DPOT-Ti step time")
+    parser.add_argument("--budget-gpu-hours", type=float, default=0.0,
+                        help="part 3: total GPU-hours of the official DPOT-Ti pre-training")
+    parser.add_argument("--mfu", type=float, default=0.4, help="part 3: MFU of the FLOP-derived step time")
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="part 3: dense bf16 peak of the GPU for the FLOP-derived step time")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     parser.add_argument("--write", default="", help=argparse.SUPPRESS)
     parser.add_argument("--stream", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 < args.mfu <= 1 or args.peak_tflops <= 0 or min(args.gpu_step_ms, args.budget_gpu_hours) < 0:
+        parser.error("--mfu must lie in (0, 1], --peak-tflops be positive, --gpu-step-ms and --budget-gpu-hours "
+                     "not negative")
     if args.write:
         payload = json.loads(args.write)
         print(json.dumps(write_synthetic(payload["path"], float(payload["size_gb"]))))
@@ -396,6 +514,12 @@ def main() -> None:
     started = time.perf_counter()
     print(f"{os.cpu_count()} CPU cores; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     figures: dict[str, Any] = {}
+    if args.dpot_feed:
+        figures["dpot_feed"] = dpot_feed(args)
+        print(f"\ntotal {time.perf_counter() - started:.0f} s")
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1))
+        return
     temporary = None
     if not args.skip_throughput:
         if not os.environ.get("PDEB_HOME"):

@@ -1,8 +1,15 @@
-"""Device policy shared by training and evaluation: which device, TF32, autocast."""
+"""Device policy shared by training and evaluation: which device, TF32, autocast.
+
+Precision is explicit. Ordinary matmuls and convolutions may use TF32 on CUDA
+(:func:`enable_tf32`) and bf16 under autocast (:func:`autocast_for`). Spectral layers
+(FFTs and the products over Fourier modes) run inside :func:`fp32_exact` and multiply
+with :func:`exact_bmm`, so they stay in IEEE float32 whatever those settings are.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from typing import Iterator, Optional
 
 import torch
 
@@ -24,9 +31,95 @@ def resolve_device(name: str) -> torch.device:
 
 
 def enable_tf32() -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (FFT layers stay float32)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (spectral layers opt out
+    through :func:`fp32_exact` and :func:`exact_bmm`)."""
+    _set_tf32(True, True)
+
+
+def _set_tf32(matmul: bool, cudnn: bool) -> None:
+    # The legacy flags throughout: torch refuses to read them once the newer
+    # ``fp32_precision`` setters have been used, and torch.compile still reads them.
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
+
+
+@contextlib.contextmanager
+def tf32_disabled() -> Iterator[None]:
+    """IEEE float32 for cuBLAS and cuDNN inside the block; the previous flags come back after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    _set_tf32(False, False)
+    try:
+        yield
+    finally:
+        _set_tf32(*saved)
+
+
+@contextlib.contextmanager
+def fp32_exact(device_type: str) -> Iterator[None]:
+    """Full float32 arithmetic inside the block: autocast off and TF32 off.
+
+    Spectral layers wrap their FFTs and mode products in it: bf16 FFTs are unsupported on
+    most devices and TF32 keeps only 10 mantissa bits, too few for the Fourier modes.
+    Inputs must still be cast to float32 inside the block (``x.float()``).
+
+    Args:
+        device_type: ``"cuda"``, ``"cpu"``, ... (the device of the tensors, for autocast).
+    """
+    # Devices without autocast (``meta``, used to count FLOPs) have nothing to switch off.
+    no_autocast = (torch.autocast(device_type=device_type, enabled=False)
+                   if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext())
+    with tf32_disabled(), no_autocast:
+        yield
+
+
+@torch.library.custom_op("pdeb::ieee_bmm", mutates_args=())
+def _ieee_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    # An opaque operator, so the flags are set when the kernel runs, also under
+    # torch.compile (which would otherwise pick TF32 kernels from the global flags).
+    with tf32_disabled():
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
+
+
+@_ieee_bmm.register_fake
+def _(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return a.new_empty((a.shape[0], a.shape[1], b.shape[2]))
+
+
+def _ieee_bmm_setup(ctx, inputs, output) -> None:
+    a, b, bias = inputs
+    ctx.save_for_backward(a, b)
+    ctx.bias_shape = None if bias is None else bias.shape
+
+
+def _ieee_bmm_backward(ctx, grad: torch.Tensor):
+    a, b = ctx.saved_tensors
+    # d(a @ b): grad @ b^H and a^H @ grad (conjugates for complex, as torch.bmm's own backward).
+    grad_a = _ieee_bmm(grad, b.mH, None) if ctx.needs_input_grad[0] else None
+    grad_b = _ieee_bmm(a.mH, grad, None) if ctx.needs_input_grad[1] else None
+    grad_bias = grad.sum_to_size(ctx.bias_shape) if ctx.bias_shape is not None else None
+    return grad_a, grad_b, grad_bias
+
+
+_ieee_bmm.register_autograd(_ieee_bmm_backward, setup_context=_ieee_bmm_setup)
+
+
+def exact_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Batched matmul ``bias + a @ b`` in IEEE float32 (or complex64) on every device.
+
+    On CUDA the product and both gradient products run with TF32 off, in eager mode and
+    compiled; elsewhere TF32 does not exist and this is ``torch.bmm``/``torch.baddbmm``.
+
+    Args:
+        a: ``(K, N, I)``.
+        b: ``(K, I, O)``.
+        bias: Optional, broadcastable to ``(K, N, O)``.
+
+    Returns:
+        ``(K, N, O)``.
+    """
+    if a.is_cuda:
+        return _ieee_bmm(a, b, bias)
+    return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from pdebench_core import hookimpl, plugins
 from pdebench_core.config import build_config
@@ -17,10 +18,12 @@ from pdebench_core.results import ResultsStore
 from pdebench_core.runner import execute
 
 SMOKE = ["--profile", "smoke", "--quiet"]
+HAS_CUDA = torch.cuda.is_available()
 
 
 def test_fno_smoke_run_writes_run_dir_and_row(fresh_home, pdeb):
-    result = pdeb("run", "--model", "fno", "--data", "ns2d", "--run-id", "fno-smoke", *SMOKE, check=True)
+    result = pdeb("run", "--model", "fno", "--data", "ns2d", "--run-id", "fno-smoke", "--device", "cpu", *SMOKE,
+                  check=True)
     run_dir = fresh_home / "runs" / "fno-smoke"
     for name in ("config.yaml", "log.txt", "metrics.jsonl", "status.json", "eval/ns2d.json", "checkpoints/last.pt"):
         assert (run_dir / name).exists(), name
@@ -40,7 +43,8 @@ def test_fno_smoke_run_writes_run_dir_and_row(fresh_home, pdeb):
 
 
 def test_run_id_that_exists_is_refused_without_touching_it(fresh_home, pdeb):
-    pdeb("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--run-id", "same", *SMOKE, check=True)
+    pdeb("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--run-id", "same", "--device", "cpu",
+         *SMOKE, check=True)
     before = (fresh_home / "runs" / "same" / "config.yaml").read_text()
     again = pdeb("run", "--model", "persistence", "--data", "ns2d", "--run-id", "same", *SMOKE)
     assert again.returncode == 2
@@ -52,7 +56,8 @@ def test_run_id_that_exists_is_refused_without_touching_it(fresh_home, pdeb):
     (["--model", "fnoo", "--data", "ns2d"], "did you mean 'fno'"),
     (["--model", "fno", "--data", "ns2d", "train.max_stpes=3"], "did you mean 'max_steps'"),
     (["--model", "fno", "--data", "ns2d", "train.max_steps=abc"], "bad value for 'train.max_steps'"),
-    (["--model", "fno", "--data", "ns2d", "--device", "cuda"], "no CUDA device"),
+    pytest.param(["--model", "fno", "--data", "ns2d", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA device")),
     (["--model", "fno", "--data", "ns2d", "data.ns2d.path=/nonexistent/file.h5"], "/nonexistent/file.h5"),
 ])
 def test_bad_input_is_one_line_exit_2(fresh_home, pdeb, args, message):
@@ -65,7 +70,7 @@ def test_bad_input_is_one_line_exit_2(fresh_home, pdeb, args, message):
 
 def test_parallel_runs_keep_every_row(fresh_home):
     cmd = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "persistence", "--data", "ns2d",
-           "--task", "evaluate", *SMOKE]
+           "--task", "evaluate", "--device", "cpu", *SMOKE]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # three processes share the cores without spinning
     procs = [subprocess.Popen(cmd + ["--run-id", f"parallel-{i}"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(3)]
@@ -116,14 +121,14 @@ def cube_plugin():
 
 
 def test_model_refuses_data_of_another_dimension(fresh_home, cube_plugin):
-    cfg = build_config(model="flat2d", data="cube3d", profile="smoke")
+    cfg = build_config(model="flat2d", data="cube3d", profile="smoke", device="cpu")
     with pytest.raises(UsageError, match=r"model 'flat2d' supports 2D data, but 'cube3d' is 3D"):
         execute(cfg, quiet=True)
     assert not any((fresh_home / "runs").iterdir())  # nothing half-written
 
 
 def test_persistence_evaluates_in_3d(fresh_home, cube_plugin):
-    cfg = build_config(model="persistence", data="cube3d", task="evaluate", profile="smoke")
+    cfg = build_config(model="persistence", data="cube3d", task="evaluate", profile="smoke", device="cpu")
     ctx = execute(cfg, quiet=True)
     assert set(ctx.results["cube3d"]) == {"l2re", "rmse", "nrmse"}
     assert ctx.results["cube3d"]["l2re"] > 0

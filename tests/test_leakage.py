@@ -39,10 +39,10 @@ def test_two_datasets_reading_one_file_with_different_splits_are_refused(fresh_h
     overrides = [f"data.ns2d.path={path}", "data.ns2d.n_train=4", "data.ns2d.n_val=1", "data.ns2d.n_test=1",
                  f"data.ns2d-nu1e-4.path={path}", "data.ns2d-nu1e-4.n_train=1", "data.ns2d-nu1e-4.n_val=1",
                  "data.ns2d-nu1e-4.n_test=2", "model.width=4", "model.modes=2", "model.n_layers=1"]
-    cfg = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke", overrides=overrides)
+    cfg = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke", overrides=overrides, device="cpu")
     with pytest.raises(UsageError, match="would be evaluated on data it trains on"):
         execute(cfg, quiet=True)
-    allowed = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke",
+    allowed = build_config(model="fno", data="ns2d,ns2d-nu1e-4", profile="smoke", device="cpu",
                            overrides=[*overrides, "task.allow_test_overlap=true", "train.max_steps=1",
                                       "train.batch_size=2"])
     assert execute(allowed, quiet=True).results

@@ -14,8 +14,9 @@ Two implementations share those parameters:
 - ``fused=False``: the straightforward form, one einsum per real/imaginary product on the
   whole spectrum followed by a mask; kept as the reference the fused path is tested against.
 
-The FFTs and the spectral MLP always run in float32, with autocast switched off, because
-bf16 FFTs are unsupported on most devices and lose too many digits.
+The FFTs and the spectral MLP always run in IEEE float32 (``fp32_exact``: autocast and TF32
+off; the mode products through ``exact_bmm``), because bf16 FFTs are unsupported on most
+devices and bf16 or TF32 products lose too many digits.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.errors import UsageError
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -130,7 +132,7 @@ class FourierMixer(nn.Module):
             raise ValueError(f"mixer built for {len(self.modes)} spatial axes got input {tuple(x.shape)}")
         spatial = x.shape[2:]
         fft_dims = tuple(range(2, x.ndim))
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with fp32_exact(x.device.type):
             x32 = x.float()  # (B, D, *S)
             spectrum = torch.fft.rfftn(x32, dim=fft_dims, norm="ortho")  # (B, D, *K)
             mix = self._mix_fused if self.fused else self._mix_reference
@@ -165,8 +167,8 @@ class FourierMixer(nn.Module):
         z = torch.view_as_real(kept).unflatten(1, (H, E))  # (B, H, E, *M, 2)
         z = z.movedim(2, -1).movedim(1, 0).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
         w1, b1, w2, b2 = self._weights()
-        hidden = self.act(torch.baddbmm(_stacked_bias(b1), z, _complex_as_real_block(w1)))  # (H, N, 2E)
-        out = torch.baddbmm(_stacked_bias(b2), hidden, _complex_as_real_block(w2))  # (H, N, 2E)
+        hidden = self.act(exact_bmm(z, _complex_as_real_block(w1), _stacked_bias(b1)))  # (H, N, 2E)
+        out = exact_bmm(hidden, _complex_as_real_block(w2), _stacked_bias(b2))  # (H, N, 2E)
         out = out.view(H, B, *kept_shape, 2, E).movedim(0, 1).movedim(-1, 2)  # (B, H, E, *M, 2)
         out = out.reshape(B, D, *kept_shape, 2)  # (B, D, *M, 2)
         for axis, index_t in reversed(scattered):

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
+from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
 
 
@@ -50,7 +51,7 @@ def axis_spectral_conv(h: torch.Tensor, weight: torch.Tensor, axis: int) -> torc
     m = min(weight.shape[0], n // 2 + 1)
     x_ft = torch.fft.rfft(x, dim=-2)[..., :m, :]  # (B, *rest, m, W)
     a = x_ft.reshape(-1, m, x_ft.shape[-1]).transpose(0, 1)  # (m, B*R, W)
-    y = torch.bmm(a, weight[:m])  # (m, B*R, W)
+    y = exact_bmm(a, weight[:m])  # (m, B*R, W)
     y = y.transpose(0, 1).reshape(*lead, m, weight.shape[-1])  # (B, *rest, m, W)
     return torch.fft.irfft(y, n=n, dim=-2).movedim(-2, axis)  # (B, *S, W)
 
@@ -110,7 +111,7 @@ class FFNO(nn.Module):
         h = self.lift(h)  # (B, *S, W)
         for i, feed_forward in enumerate(self.feed_forward):
             weights = self.spectral[0 if len(self.spectral) == 1 else i].weights
-            with torch.autocast(device_type=x.device.type, enabled=False):  # FFTs in float32
+            with fp32_exact(x.device.type):  # FFTs and the mode products in IEEE float32, never bf16 or TF32
                 h32 = h.float()
                 mixed = sum(axis_spectral_conv(h32, w, axis=1 + j) for j, w in enumerate(weights))  # (B, *S, W)
             h = h + feed_forward(mixed)  # (B, *S, W)

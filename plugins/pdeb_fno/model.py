@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
 
 _POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -108,14 +109,14 @@ class SpectralConv(nn.Module):
         ndim = len(grid)
         modes = tuple(min(m, n // 2) for m, n in zip(self.modes[:-1], grid[:-1]))
         modes += (min(self.modes[-1], grid[-1] // 2 + 1),)
-        with torch.autocast(device_type=x.device.type, enabled=False):  # FFTs in float32
+        with fp32_exact(x.device.type):  # FFTs and the mode products in IEEE float32, never bf16 or TF32
             x_ft = torch.fft.rfftn(x.float(), dim=tuple(range(-ndim, 0)))  # (B, I, *N[:-1], N[-1]//2+1)
             block = gather_modes(x_ft, modes)  # (B, I, *K)
             batch, _, *block_shape = block.shape
             n_modes = math.prod(block_shape)
             a = block.reshape(batch, self.in_channels, n_modes).permute(2, 0, 1).contiguous()  # (K, B, I)
             w = self._weight_for(modes).reshape(n_modes, self.in_channels, self.out_channels)  # (K, I, O)
-            y = torch.bmm(a, w)  # (K, B, O)
+            y = exact_bmm(a, w)  # (K, B, O)
             y = y.permute(1, 2, 0).reshape(batch, self.out_channels, *block_shape)  # (B, O, *K)
             return modes_to_field(y, grid)  # (B, O, *N)
 
