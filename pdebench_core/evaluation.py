@@ -15,13 +15,14 @@ On a dataset whose grid equals the model's the three agree exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from pdebench_core.data.windows import conform, n_frames_of, reset_padding, resize_frames
 from pdebench_core.devices import autocast_for
 from pdebench_core.errors import UsageError
+from pdebench_core.metrics import Metric, Pair
 
 GRID_MODES = ("model", "native", "strided")
 
@@ -145,12 +146,6 @@ def _first_channels(n_channels: int, count: int, device) -> torch.Tensor:
     return mask
 
 
-def _only_channel(n_channels: int, channel: int, device) -> torch.Tensor:
-    mask = torch.zeros(n_channels, dtype=torch.bool, device=device)
-    mask[channel] = True
-    return mask
-
-
 def strides_for(model_grid: Sequence[int], native_grid: Sequence[int]) -> tuple[int, ...]:
     """Per axis ``model // native`` (at least 1): the stride of the official DPOT target mask."""
     return tuple(max(1, int(m) // int(n)) for m, n in zip(model_grid, native_grid))
@@ -186,8 +181,8 @@ class _Scorer:
 class _Totals:
     """Per-metric sums (or maxima) over samples, kept on the evaluation device."""
 
-    def __init__(self, reductions: Mapping[str, str], steps: int, scored: int, device) -> None:
-        self.reductions = dict(reductions)
+    def __init__(self, metrics: Mapping[str, Metric], steps: int, scored: int, device) -> None:
+        self.reductions = {name: metric.reduction for name, metric in metrics.items()}
         self.count = torch.zeros((), dtype=torch.float64, device=device)
         self.values: dict[str, dict[str, torch.Tensor]] = {}
         for name, how in self.reductions.items():
@@ -250,22 +245,40 @@ class _Totals:
         return out
 
 
-def _per_step(fn: Callable, pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, steps)`` values: every step scored as a one-frame rollout, in one call."""
-    batch, steps = pred.shape[:2]
-    flat_pred = pred.reshape(batch * steps, 1, *pred.shape[2:])
-    flat_true = true.reshape(batch * steps, 1, *true.shape[2:])
-    return fn(flat_pred, flat_true, mask).reshape(batch, steps)
+def score_batch(metrics: Mapping[str, Metric], pred: torch.Tensor, true: torch.Tensor, first: torch.Tensor,
+                mask: torch.Tensor, scored: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Every view of every metric on one batch: one evaluation per metric of the rollout.
+
+    The metrics share one :class:`Pair` for the rollout and one for the teacher-forced
+    step, so the error and its spectrum are computed once per batch.
+
+    Args:
+        metrics: Name -> :class:`Metric`.
+        pred: Rolled-out prediction ``(B, T, *S, C)``.
+        true: Ground truth, same shape.
+        first: Teacher-forced prediction of the first step ``(B, 1, *S, C)``.
+        mask: ``(C,)`` bool, True for the scored channels.
+        scored: The scored channels are the first ``scored``.
+
+    Returns:
+        ``{name: {"summary": (B,), "per_step": (B, T), "per_channel": (B, scored), "one_step": (B,)}}``.
+    """
+    rollout_pair, first_pair = Pair(pred, true), Pair(first, true[:, :1])
+    out = {}
+    for name, metric in metrics.items():
+        scores = metric.score(rollout_pair, mask)
+        out[name] = {"summary": scores.summary, "per_step": scores.per_step,
+                     "per_channel": scores.per_channel[:, :scored],
+                     "one_step": metric.score(first_pair, mask).summary}
+    return out
 
 
-def _score_batch(totals: _Totals, metrics: Mapping[str, Callable], pred: torch.Tensor, true: torch.Tensor,
-                 first: torch.Tensor, mask: torch.Tensor, scored: int) -> None:
-    for name, fn in metrics.items():
-        totals.add(name, "summary", fn(pred, true, mask))
-        totals.add(name, "per_step", _per_step(fn, pred, true, mask))
-        channels = [fn(pred, true, _only_channel(mask.shape[0], c, mask.device)) for c in range(scored)]
-        totals.add(name, "per_channel", torch.stack(channels, dim=1))  # (B, scored)
-        totals.add(name, "one_step", fn(first, true[:, :1], mask))
+def _checked_metrics(metrics: Mapping[str, Any]) -> dict[str, Metric]:
+    for name, metric in metrics.items():
+        if not isinstance(metric, Metric):
+            raise UsageError(f"metric '{name}' is a {type(metric).__name__}, not a pdebench_core.metrics.Metric; "
+                             f"look metrics up with workflow.metric_functions or pdebench_core.metrics.METRICS")
+    return dict(metrics)
 
 
 def _load_batch(items: list, grid: Sequence[int] | None, n_channels: int | None, device, native: bool
@@ -282,7 +295,7 @@ def _load_batch(items: list, grid: Sequence[int] | None, n_channels: int | None,
 def evaluate_dataset(
     model: torch.nn.Module,
     trajectories: Sequence,
-    metrics: Mapping[str, Callable[..., torch.Tensor]],
+    metrics: Mapping[str, Metric],
     t_in: int,
     t_out: int,
     horizon: int | None,
@@ -292,7 +305,6 @@ def evaluate_dataset(
     batch_size: int = 8,
     max_trajectories: int = 0,
     precision: str = "fp32",
-    reductions: Mapping[str, str] | None = None,
     rank: int = 0,
     world_size: int = 1,
     grid_mode: str = "model",
@@ -300,13 +312,16 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     """Roll out over every trajectory and score it.
 
-    Every metric is computed per sample over the whole rollout, per rollout step and
-    per scored channel; padded channels are never scored and are reset to the padding
-    value at every rollout step. One-step (teacher-forced) error is reported for each
-    metric under ``one_step``. With several processes each rolls out its share and the
-    totals are summed; a process without trajectories still takes part, adding nothing.
+    Every metric is evaluated once per batch and gives its value per sample over the
+    whole rollout, per rollout step and per scored channel; padded channels are never
+    scored and are reset to the padding value at every rollout step. One-step
+    (teacher-forced) error is reported for each metric under ``one_step``. Samples
+    combine as each metric's ``reduction`` says (mean or max). With several processes
+    each rolls out its share and the totals are summed (or maxed); a process without
+    trajectories still takes part, adding nothing.
 
     Args:
+        metrics: Name -> :class:`pdebench_core.metrics.Metric` (``workflow.metric_functions``).
         grid_mode: ``model``, ``native`` or ``strided`` (see the module docstring).
         scored_channels: Score only the first this many real channels (all when ``None``).
 
@@ -316,14 +331,14 @@ def evaluate_dataset(
         "horizon": steps}``.
     """
     model.eval()
-    reductions = {name: (reductions or {}).get(name, "mean") for name in metrics}
+    metrics = _checked_metrics(metrics)
     plan = plan_evaluation(trajectories, t_in, horizon, max_trajectories, scored_channels)
     if plan is None:
         return {"summary": {}, "per_step": {}, "per_channel": {}, "one_step": {}, "n_samples": 0, "horizon": None}
     scorer = _Scorer(grid_mode, plan, grid)
     width = n_channels if n_channels is not None else plan.real
     keep, score_mask = _first_channels(width, plan.real, device), _first_channels(width, plan.scored, device)
-    totals = _Totals(reductions, plan.steps, plan.scored, device)
+    totals = _Totals(metrics, plan.steps, plan.scored, device)
     for items in _my_batches(trajectories, plan.n, batch_size, rank, world_size):
         traj, stored = _load_batch(items, grid, n_channels, device, grid_mode == "native")
         start = reset_padding(traj[:, :t_in], keep)
@@ -333,7 +348,9 @@ def evaluate_dataset(
         truth_native = stored[:, t_in:t_in + plan.steps] if stored is not None else None
         pred_s, true_s = scorer(pred, traj[:, t_in:t_in + plan.steps], truth_native)
         first_s, _ = scorer(first, traj[:, t_in:t_in + 1], None if stored is None else stored[:, t_in:t_in + 1])
-        _score_batch(totals, metrics, pred_s, true_s, first_s, score_mask, plan.scored)
+        for name, parts in score_batch(metrics, pred_s, true_s, first_s, score_mask, plan.scored).items():
+            for part, per_sample in parts.items():
+                totals.add(name, part, per_sample)
         totals.count += traj.shape[0]
     if world_size > 1:
         totals.all_reduce()

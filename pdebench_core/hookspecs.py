@@ -63,9 +63,13 @@ def register_tasks(register: Register) -> None:
 def register_metrics(register: Register) -> None:
     """Register evaluation metrics.
 
-    Call ``register(name, fn, reduction="mean", higher_is_better=False, **card)``.
-    ``fn(pred, target, channel_mask=None)`` takes tensors shaped ``(B, T, *S, C)``
-    and returns one value per sample, shape ``(B,)``.
+    Call ``register(name, fn, reduction="mean", finish=None, **card)``. ``fn(pair)``
+    receives a :class:`pdebench_core.metrics.Pair` (prediction and target shaped
+    ``(B, T, *S, C)``, with the error, its square and the FFT computed once) and returns
+    values shaped ``(B, T, C)``: per sample, rollout step and channel. ``reduction``
+    (``"mean"`` or ``"max"``) says how they combine over steps, channels and samples;
+    ``finish`` turns per-step partial sums into values for metrics pooled over the whole
+    rollout (see ``docs/metrics.md``).
 
     Args:
         register: Adds one metric to the registry.

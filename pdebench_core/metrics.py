@@ -1,45 +1,49 @@
-"""Evaluation metrics for neural PDE solvers, as plain torch functions.
+"""Evaluation metrics: one value per sample, rollout step and channel, and how they reduce.
 
-Every metric takes ``pred`` and ``target`` shaped ``(B, T, *S, C)`` (batch, time
-steps, 1 to 3 spatial axes, channels) and an optional ``channel_mask`` (``True`` =
-a real field, ``False`` = a padded channel that must not count), and returns one
-value per sample, shape ``(B,)``, in float64. How the per-sample values of a whole
-test set are combined is the metric's *reduction* (:func:`reduce_samples`): the
-mean over the true number of samples for every metric except ``max_error``,
-which takes the maximum.
+A metric is a :class:`Metric`: a function of a :class:`Pair` that returns values shaped
+``(B, T, C)`` (batch, rollout step, channel), and a declared ``reduction``. A
+:class:`Pair` holds the prediction and the target, ``(B, T, *S, C)`` with 1 to 3
+spatial axes, cast to float64, and computes the error and its spectrum once for every
+metric scored on it. :meth:`Metric.score` turns the values into the three views that
+evaluation reports, in one call:
 
-Definitions (``docs/metrics.md`` has the full formulas and the differences from
-the reference implementations):
+* ``summary`` ``(B,)``: steps combined, then real channels;
+* ``per_step`` ``(B, T)``: real channels combined, step by step;
+* ``per_channel`` ``(B, C)``: steps combined, channel by channel (NaN where padded).
 
-* ``l2re``: DPOT's relative L2 error. Per sample and channel,
-  ``||pred - target||_2 / (||target||_2 + 1e-8)`` over all time steps and grid
-  points together, then the mean over real channels.
-* The PDEBench family (``rmse``, ``nrmse``, ``crmse``, ``brmse``, ``vrmse``,
-  ``frmse_low``, ``frmse_mid``, ``frmse_high``): one value per sample, step and
-  channel, computed over the grid of that step; then the mean over steps and
-  over real channels.
-* ``max_error``: the largest absolute error over all steps, grid points and real
-  channels of a sample.
+``reduction="mean"`` averages over steps and real channels (and evaluation averages over
+samples); ``"max"`` takes the maximum everywhere. A metric whose rollout value is not a
+combination of its step values declares ``finish``: its function returns partial sums per
+step, which are added over the steps of a view before ``finish`` turns them into values.
+``l2re`` does so: it pools the squared norms of all steps before taking the ratio.
 
-:func:`per_step_error` gives the ``(B, T)`` error curves of a rollout,
-:func:`per_channel_error` the ``(B, C)`` values per field, and
-:func:`compute_metrics` several metrics of one batch at once.
+:data:`METRICS` is the one table of builtin metrics (``docs/metrics.md`` has the formulas
+and the differences from the reference implementations); each is also an attribute of
+this module (``metrics.l2re``). torch is imported inside the functions, so that
+registering metrics (``pdeb metrics``, the leaderboard) does not load it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
-import torch
+from pdebench_core.errors import UsageError
 
-ChannelMask = Union[torch.Tensor, Sequence[bool], None]
+if TYPE_CHECKING:
+    import torch
+
+ChannelMask = Union["torch.Tensor", Sequence[bool], None]
+
+REDUCTIONS = ("mean", "max")
+"""How a metric's values combine over steps, channels and samples."""
 
 L2RE_EPS = 1e-8
-"""Added to ``||target||_2`` in :func:`l2re`, as DPOT's relative L2 loss does."""
+"""Added to ``||target||_2`` in ``l2re``, as DPOT's relative L2 loss does."""
 
 VRMSE_EPS = 1e-7
-"""Added to the spatial variance of the target in :func:`vrmse`, as the Well does."""
+"""Added to the spatial variance of the target in ``vrmse``, as the Well does."""
 
 FOURIER_BANDS: dict[str, tuple[int, int | None]] = {
     "low": (0, 4),
@@ -50,62 +54,7 @@ FOURIER_BANDS: dict[str, tuple[int, int | None]] = {
 the cut-off ``min(S) // 2``". Every band is also clipped to that cut-off."""
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_shapes(pred: torch.Tensor, target: torch.Tensor) -> None:
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    if pred.ndim not in (4, 5, 6):
-        raise ValueError(
-            f"expected tensors shaped (B, T, *S, C) with 1 to 3 spatial axes, got shape {tuple(pred.shape)}"
-        )
-    if any(size == 0 for size in pred.shape):
-        raise ValueError(f"cannot score an empty tensor of shape {tuple(pred.shape)}")
-
-
-def _work_dtype(device: torch.device) -> torch.dtype:
-    # Sums over 128^3 grids and long rollouts lose digits in float32; MPS has no float64.
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _spatial_dims(x: torch.Tensor) -> tuple[int, ...]:
-    return tuple(range(2, x.ndim - 1))
-
-
-def _channel_mask(channel_mask: ChannelMask, batch: int, channels: int, device: torch.device) -> torch.Tensor:
-    """Return a ``(B, C)`` bool mask; accepts ``None``, a ``(C,)`` or a ``(B, C)`` mask."""
-    if channel_mask is None:
-        return torch.ones(batch, channels, dtype=torch.bool, device=device)
-    mask = torch.as_tensor(channel_mask, device=device)
-    if mask.dtype != torch.bool:
-        if not bool(((mask == 0) | (mask == 1)).all()):
-            raise ValueError("channel_mask must hold booleans (True = real channel)")
-        mask = mask.bool()
-    if mask.shape == (channels,):
-        mask = mask.expand(batch, channels)
-    elif mask.shape != (batch, channels):
-        raise ValueError(
-            f"channel_mask has shape {tuple(mask.shape)}; expected ({channels},) or ({batch}, {channels})"
-        )
-    if not bool(mask.any(dim=1).all()):
-        raise ValueError("channel_mask marks no real channel for at least one sample")
-    return mask
-
-
-def _masked_channel_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the last (channel) axis of ``values`` ``(B, ..., C)``, real channels only."""
-    mask = mask.reshape(mask.shape[0], *([1] * (values.ndim - 2)), mask.shape[1])
-    # torch.where, not a product: a padded channel may hold NaN (0/0) and NaN * 0 is NaN.
-    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(-1)
-    return total / mask.sum(-1)
-
-
-def _masked_channel_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max over the last (channel) axis of ``values`` ``(B, ..., C)``, real channels only."""
-    mask = mask.reshape(mask.shape[0], *([1] * (values.ndim - 2)), mask.shape[1])
-    lowest = torch.full((), float("-inf"), dtype=values.dtype, device=values.device)
-    return torch.where(mask, values, lowest).amax(-1)
+# --------------------------------------------------------------------------- grids
 
 
 def boundary_mask(spatial_shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
@@ -119,6 +68,8 @@ def boundary_mask(spatial_shape: Sequence[int], device: torch.device | str | Non
         A bool tensor shaped ``spatial_shape``; every boundary point appears once
         (edges and corners are not counted twice).
     """
+    import torch
+
     interior = torch.zeros(tuple(spatial_shape), dtype=torch.bool, device=device)
     interior[tuple(slice(1, -1) for _ in spatial_shape)] = True
     return ~interior
@@ -126,6 +77,8 @@ def boundary_mask(spatial_shape: Sequence[int], device: torch.device | str | Non
 
 def integer_wavenumbers(n: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Integer wavenumbers of an ``n``-point FFT in FFT order: ``0, 1, ..., -2, -1``."""
+    import torch
+
     index = torch.arange(n, device=device)
     return torch.where(index < (n + 1) // 2, index, index - n)
 
@@ -149,6 +102,8 @@ def fourier_band_mask(
     Returns:
         A bool tensor shaped ``spatial_shape``, in FFT order.
     """
+    import torch
+
     if band not in FOURIER_BANDS:
         raise ValueError(f"unknown Fourier band '{band}'; choose from {sorted(FOURIER_BANDS)}")
     start, stop = FOURIER_BANDS[band]
@@ -162,455 +117,297 @@ def fourier_band_mask(
     return keep
 
 
-# ------------------------------------------------- per (sample, step, channel) maps
+# --------------------------------------------------------------------------- the pair
 
 
-class _Pair:
-    """Prediction and target in the working dtype, with shared intermediates cached.
+def _check_shapes(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if pred.ndim not in (4, 5, 6):
+        raise ValueError(
+            f"expected tensors shaped (B, T, *S, C) with 1 to 3 spatial axes, got shape {tuple(pred.shape)}"
+        )
+    if any(size == 0 for size in pred.shape):
+        raise ValueError(f"cannot score an empty tensor of shape {tuple(pred.shape)}")
 
-    Scoring several metrics on one pair computes the error and its spectrum once.
+
+def _work_dtype(device: torch.device) -> torch.dtype:
+    import torch
+
+    # Sums over 128^3 grids and long rollouts lose digits in float32; MPS has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class Pair:
+    """Prediction and target of one batch in the working dtype, with shared intermediates.
+
+    Every metric scored on the same pair reuses the error, its square, the mean squared
+    error and the error's spectrum, each computed on first use.
+
+    Attributes:
+        pred: Prediction ``(B, T, *S, C)`` in float64 (float32 on Apple MPS).
+        target: Ground truth, same shape and dtype.
+        spatial: The spatial axes, ``(2, ..., ndim - 2)``.
+        grid: The spatial shape ``S``.
     """
 
     def __init__(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         _check_shapes(pred, target)
         dtype = _work_dtype(pred.device)
-        self.pred = pred.to(dtype)  # (B, T, *S, C)
-        self.target = target.to(dtype)  # (B, T, *S, C)
-        self.spatial = _spatial_dims(self.pred)
+        self.pred = pred.to(dtype)
+        self.target = target.to(dtype)
+        self.spatial = tuple(range(2, self.pred.ndim - 1))
         self.grid = tuple(self.pred.shape[2:-1])
-        self._error: torch.Tensor | None = None
-        self._power: torch.Tensor | None = None
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def values_shape(self) -> tuple[int, int, int]:
+        """``(B, T, C)``: the shape of a metric's values on this pair."""
+        return (self.pred.shape[0], self.pred.shape[1], self.pred.shape[-1])
+
+    def _cached(self, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     @property
     def error(self) -> torch.Tensor:
-        if self._error is None:
-            self._error = self.pred - self.target  # (B, T, *S, C)
-        return self._error
+        """``pred - target``, ``(B, T, *S, C)``."""
+        return self._cached("error", lambda: self.pred - self.target)
+
+    @property
+    def squared_error(self) -> torch.Tensor:
+        """``(pred - target)^2``, ``(B, T, *S, C)``."""
+        return self._cached("squared_error", lambda: self.error.pow(2))
+
+    @property
+    def mse(self) -> torch.Tensor:
+        """Mean squared error over the grid, ``(B, T, C)``."""
+        return self._cached("mse", lambda: self.squared_error.mean(dim=self.spatial))
 
     @property
     def power(self) -> torch.Tensor:
         """``|F_k|^2`` of the error, with ``F = fftn(p - y) / N`` over the spatial axes."""
-        if self._power is None:
-            # norm="forward" divides by the number of grid points: coefficients are mode amplitudes.
-            spectrum = torch.fft.fftn(self.error, dim=self.spatial, norm="forward")  # (B, T, *S, C)
-            self._power = spectrum.real.pow(2) + spectrum.imag.pow(2)
-        return self._power
+        return self._cached("power", self._power)
+
+    def _power(self) -> torch.Tensor:
+        import torch
+
+        # norm="forward" divides by the number of grid points: coefficients are mode amplitudes.
+        spectrum = torch.fft.fftn(self.error, dim=self.spatial, norm="forward")  # (B, T, *S, C)
+        return spectrum.real.pow(2) + spectrum.imag.pow(2)
+
+    def channel_mask(self, channel_mask: ChannelMask) -> torch.Tensor:
+        """A ``(B, C)`` bool mask from ``None``, a ``(C,)`` or a ``(B, C)`` mask (``True`` = real)."""
+        import torch
+
+        batch, channels = self.pred.shape[0], self.pred.shape[-1]
+        if channel_mask is None:
+            return torch.ones(batch, channels, dtype=torch.bool, device=self.pred.device)
+        mask = torch.as_tensor(channel_mask, device=self.pred.device)
+        if mask.dtype != torch.bool:
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError("channel_mask must hold booleans (True = real channel)")
+            mask = mask.bool()
+        if mask.shape == (channels,):
+            mask = mask.expand(batch, channels)
+        elif mask.shape != (batch, channels):
+            raise ValueError(
+                f"channel_mask has shape {tuple(mask.shape)}; expected ({channels},) or ({batch}, {channels})"
+            )
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("channel_mask marks no real channel for at least one sample")
+        return mask
 
 
-# Each map takes a _Pair and returns (B, T, C): one value per sample, step and channel.
+# ------------------------------------------------------------------ scoring
 
 
-def _rmse_map(pair: _Pair) -> torch.Tensor:
-    return pair.error.pow(2).mean(dim=pair.spatial).sqrt()  # (B, T, C)
+@dataclass(frozen=True)
+class Scores:
+    """The three views of one metric on one batch, per sample.
+
+    Attributes:
+        summary: ``(B,)``: over every step and real channel.
+        per_step: ``(B, T)``: over the real channels of each step.
+        per_channel: ``(B, C)``: over the steps of each channel; NaN for padded channels.
+    """
+
+    summary: torch.Tensor
+    per_step: torch.Tensor
+    per_channel: torch.Tensor
 
 
-def _nrmse_map(pair: _Pair) -> torch.Tensor:
-    target_rms = pair.target.pow(2).mean(dim=pair.spatial).sqrt()  # (B, T, C)
-    return _rmse_map(pair) / target_rms
+def _combine_channels(values: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean (or max) over the last, channel axis of ``values`` ``(B, ..., C)``, real channels only."""
+    keep = mask.reshape(mask.shape[0], *([1] * (values.ndim - 2)), mask.shape[1])
+    # masked_fill, not a product: a padded channel may hold NaN (0/0), and NaN * 0 is NaN.
+    if reduction == "max":
+        return values.masked_fill(~keep, float("-inf")).amax(-1)
+    return values.masked_fill(~keep, 0.0).sum(-1) / keep.sum(-1)
 
 
-def _crmse_map(pair: _Pair) -> torch.Tensor:
+def _combine_steps(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``(B, T, C)`` -> ``(B, C)``: mean (or max) over the steps."""
+    return values.amax(dim=1) if reduction == "max" else values.mean(dim=1)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its values per sample, step and channel, and how they reduce.
+
+    Attributes:
+        name: What users list in ``eval.metrics``.
+        values: ``values(pair)`` returns a ``(B, T, C)`` tensor for a :class:`Pair`; with
+            ``finish``, a tuple of ``(B, T, C)`` partial sums instead.
+        reduction: ``"mean"`` or ``"max"``: how values combine over steps (unless
+            ``finish`` is given), over real channels and over the samples of a test set.
+        finish: ``finish(*sums)`` turns partial sums, added over the steps of a view, into
+            values. ``None`` for metrics whose rollout value combines their step values.
+        description: One line for ``pdeb metrics``.
+        formula: The definition, in the notation of ``docs/metrics.md``.
+
+    Raises:
+        UsageError: a field is invalid (the message names the metric and the fix).
+    """
+
+    name: str
+    values: Callable[[Pair], Any]
+    reduction: str = "mean"
+    finish: Callable[..., Any] | None = None
+    description: str = ""
+    formula: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise UsageError(f"a metric needs a non-empty name, got {self.name!r}")
+        if not callable(self.values):
+            raise UsageError(f"metric '{self.name}': pass a function values(pair) -> (B, T, C), "
+                             f"not {type(self.values).__name__}")
+        if self.reduction not in REDUCTIONS:
+            raise UsageError(f"metric '{self.name}': unknown reduction {self.reduction!r}; "
+                             f"use one of {', '.join(REDUCTIONS)}")
+        if self.finish is not None and not callable(self.finish):
+            raise UsageError(f"metric '{self.name}': finish must be a function of the summed partial sums "
+                             f"or None, not {type(self.finish).__name__}")
+
+    def score(self, pair: Pair, channel_mask: ChannelMask = None) -> Scores:
+        """Summary, per-step and per-channel values of this metric, from one evaluation.
+
+        Args:
+            pair: The prediction and target (shared with the other metrics of the batch).
+            channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels;
+                ``None`` scores every channel.
+
+        Returns:
+            The three views, in the pair's dtype.
+        """
+        mask = pair.channel_mask(channel_mask)
+        if self.finish is None:
+            per_step = self._checked(self.values(pair), pair)
+            pooled = _combine_steps(per_step, self.reduction)  # (B, C)
+        else:
+            sums = self._partial_sums(pair)
+            per_step = self._checked(self.finish(*sums), pair)
+            pooled = self.finish(*(part.sum(dim=1) for part in sums))  # steps pooled before finishing
+        return Scores(
+            summary=_combine_channels(pooled, mask, self.reduction),
+            per_step=_combine_channels(per_step, mask, self.reduction),
+            per_channel=pooled.masked_fill(~mask, float("nan")),
+        )
+
+    def _partial_sums(self, pair: Pair) -> tuple[torch.Tensor, ...]:
+        sums = self.values(pair)
+        parts = tuple(sums) if isinstance(sums, (tuple, list)) else (sums,)
+        return tuple(self._checked(part, pair) for part in parts)
+
+    def _checked(self, values: Any, pair: Pair) -> torch.Tensor:
+        """``values`` as a ``(B, T, C)`` tensor in the pair's dtype, or a one-line error."""
+        shape = tuple(getattr(values, "shape", ()))
+        if shape != pair.values_shape:
+            raise UsageError(f"metric '{self.name}' gave values of shape {shape}; a metric returns "
+                             f"{pair.values_shape}, one value per sample, step and channel (B, T, C)")
+        return values.to(pair.pred.dtype)
+
+
+# ------------------------------------------ the builtin metrics' values (B, T, C)
+
+
+def _l2re_sums(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
+    return pair.squared_error.sum(dim=pair.spatial), pair.target.pow(2).sum(dim=pair.spatial)
+
+
+def _relative_l2(error_sq: torch.Tensor, target_sq: torch.Tensor) -> torch.Tensor:
+    return error_sq.sqrt() / (target_sq.sqrt() + L2RE_EPS)
+
+
+def _rmse(pair: Pair) -> torch.Tensor:
+    return pair.mse.sqrt()
+
+
+def _nrmse(pair: Pair) -> torch.Tensor:
+    return pair.mse.sqrt() / pair.target.pow(2).mean(dim=pair.spatial).sqrt()
+
+
+def _crmse(pair: Pair) -> torch.Tensor:
     # The spatial mean is the discrete "conserved quantity" (mass, momentum, ...).
-    return pair.error.mean(dim=pair.spatial).abs()  # (B, T, C)
+    return pair.error.mean(dim=pair.spatial).abs()
 
 
-def _brmse_map(pair: _Pair) -> torch.Tensor:
+def _brmse(pair: Pair) -> torch.Tensor:
     on_boundary = boundary_mask(pair.grid, pair.pred.device)  # (*S,)
     # Indexing with a mask over all spatial axes flattens them: one row per boundary point.
-    boundary_error = pair.error[:, :, on_boundary]  # (B, T, n_boundary, C)
-    return boundary_error.pow(2).mean(dim=2).sqrt()  # (B, T, C)
+    return pair.squared_error[:, :, on_boundary].mean(dim=2).sqrt()  # (B, T, n_boundary, C) -> (B, T, C)
 
 
-def _vrmse_map(pair: _Pair) -> torch.Tensor:
-    mse = pair.error.pow(2).mean(dim=pair.spatial)  # (B, T, C)
-    variance = pair.target.var(dim=pair.spatial, correction=0)  # (B, T, C), population variance
-    return (mse / (variance + VRMSE_EPS)).sqrt()
+def _vrmse(pair: Pair) -> torch.Tensor:
+    variance = pair.target.var(dim=pair.spatial, correction=0)  # population variance
+    return (pair.mse / (variance + VRMSE_EPS)).sqrt()
 
 
-def _frmse_map(pair: _Pair, band: str) -> torch.Tensor:
+def _band_rms(pair: Pair, band: str) -> torch.Tensor:
     in_band = fourier_band_mask(pair.grid, band, pair.pred.device)  # (*S,)
     if not bool(in_band.any()):  # the grid is too coarse to resolve this band
-        batch, steps, channels = pair.pred.shape[0], pair.pred.shape[1], pair.pred.shape[-1]
-        return torch.full((batch, steps, channels), float("nan"), dtype=pair.pred.dtype, device=pair.pred.device)
+        return pair.pred.new_full(pair.values_shape, float("nan"))
     return pair.power[:, :, in_band].mean(dim=2).sqrt()  # (B, T, n_modes, C) -> (B, T, C)
 
 
-def _l2re_step_map(pair: _Pair) -> torch.Tensor:
-    error_norm = pair.error.pow(2).sum(dim=pair.spatial).sqrt()  # (B, T, C)
-    target_norm = pair.target.pow(2).sum(dim=pair.spatial).sqrt()  # (B, T, C)
-    return error_norm / (target_norm + L2RE_EPS)
-
-
-def _max_error_map(pair: _Pair) -> torch.Tensor:
-    return pair.error.abs().amax(dim=pair.spatial)  # (B, T, C)
-
-
-_STEP_MAPS: dict[str, Callable[[_Pair], torch.Tensor]] = {
-    "l2re": _l2re_step_map,
-    "rmse": _rmse_map,
-    "nrmse": _nrmse_map,
-    "crmse": _crmse_map,
-    "brmse": _brmse_map,
-    "vrmse": _vrmse_map,
-    "frmse_low": partial(_frmse_map, band="low"),
-    "frmse_mid": partial(_frmse_map, band="mid"),
-    "frmse_high": partial(_frmse_map, band="high"),
-    "max_error": _max_error_map,
-}
-
-METRIC_NAMES: tuple[str, ...] = tuple(_STEP_MAPS)
-"""Every metric name this module defines, in display order."""
-
-
-def _check_name(metric: str) -> None:
-    if metric not in _STEP_MAPS:
-        raise ValueError(f"unknown metric '{metric}'; choose from {', '.join(METRIC_NAMES)}")
-
-
-def _l2re_per_channel(pair: _Pair) -> torch.Tensor:
-    # One norm over every step and grid point: steps are pooled before the ratio.
-    dims = (1, *pair.spatial)
-    error_norm = pair.error.pow(2).sum(dim=dims).sqrt()  # (B, C)
-    target_norm = pair.target.pow(2).sum(dim=dims).sqrt()  # (B, C)
-    return error_norm / (target_norm + L2RE_EPS)
-
-
-def _per_channel(metric: str, pair: _Pair) -> torch.Tensor:
-    """(B, C) values of ``metric``, before masking."""
-    if metric == "l2re":
-        return _l2re_per_channel(pair)
-    values = _STEP_MAPS[metric](pair)  # (B, T, C)
-    return values.amax(dim=1) if metric == "max_error" else values.mean(dim=1)
-
-
-def _combine_channels(metric: str, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if metric == "max_error":
-        return _masked_channel_max(values, mask)
-    return _masked_channel_mean(values, mask)
-
-
-def _mask_for(pair: _Pair, channel_mask: ChannelMask) -> torch.Tensor:
-    return _channel_mask(channel_mask, pair.pred.shape[0], pair.pred.shape[-1], pair.pred.device)
-
-
-def _metric(metric: str, pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask) -> torch.Tensor:
-    _check_name(metric)
-    pair = _Pair(pred, target)
-    return _combine_channels(metric, _per_channel(metric, pair), _mask_for(pair, channel_mask))
-
-
-# ------------------------------------------------------------------- public metrics
-
-
-def l2re(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """DPOT's relative L2 error (the L2RE of the DPOT paper).
-
-    Per sample ``b`` and channel ``c``, over every step ``t`` and grid point ``x``:
-    ``sqrt(sum_{t,x} (p - y)^2) / (sqrt(sum_{t,x} y^2) + 1e-8)``; then the mean
-    over real channels.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("l2re", pred, target, channel_mask)
-
-
-def rmse(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """Root mean squared error over the grid, per step and channel, then averaged.
-
-    ``mean_{t,c} sqrt(mean_x (p - y)^2)`` over real channels ``c``.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("rmse", pred, target, channel_mask)
-
-
-def nrmse(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """RMSE divided by the RMS of the target, per step and channel, then averaged.
-
-    ``mean_{t,c} sqrt(mean_x (p - y)^2) / sqrt(mean_x y^2)`` (no epsilon, as in
-    PDEBench: a real channel whose target is zero at some step gives inf or NaN).
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("nrmse", pred, target, channel_mask)
-
-
-def crmse(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """Error of the spatial mean (the conserved quantity), per step and channel.
-
-    ``mean_{t,c} |mean_x p - mean_x y|``: for one sample, step and channel the
-    root mean square of a single number is its absolute value.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("crmse", pred, target, channel_mask)
-
-
-def brmse(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """RMSE over the boundary points only (index 0 or ``N - 1`` along any axis).
-
-    ``mean_{t,c} sqrt(mean_{x in boundary} (p - y)^2)``; each boundary point is
-    counted once (see :func:`boundary_mask`).
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("brmse", pred, target, channel_mask)
-
-
-def vrmse(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """Variance-scaled RMSE (the Well): RMSE over the target's spatial spread.
-
-    ``mean_{t,c} sqrt(mean_x (p - y)^2 / (var_x y + 1e-7))`` with the population
-    variance ``var_x y = mean_x (y - mean_x y)^2``. Predicting the spatial mean of
-    the target scores (almost exactly) 1.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("vrmse", pred, target, channel_mask)
-
-
-def frmse_low(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """RMS error of the Fourier coefficients with ``0 <= |k| < 4``.
-
-    See :func:`fourier_band_rmse` for the normalisation.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("frmse_low", pred, target, channel_mask)
-
-
-def frmse_mid(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """RMS error of the Fourier coefficients with ``4 <= |k| < 12``.
-
-    See :func:`fourier_band_rmse` for the normalisation.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("frmse_mid", pred, target, channel_mask)
-
-
-def frmse_high(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """RMS error of the Fourier coefficients with ``12 <= |k| <= min(S) // 2``.
-
-    See :func:`fourier_band_rmse` for the normalisation. NaN on grids with
-    fewer than 24 points along some axis, where the band is empty.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("frmse_high", pred, target, channel_mask)
-
-
-def fourier_band_rmse(
-    pred: torch.Tensor, target: torch.Tensor, band: str, channel_mask: ChannelMask = None
-) -> torch.Tensor:
-    """RMS error of the Fourier coefficients in one radial wavenumber band.
-
-    Per sample, step and channel: ``F = fftn(p - y) / N`` over all spatial axes
-    (``N`` = number of grid points, so a mode ``A cos(2 pi k x)`` has coefficients
-    of modulus ``A / 2`` at ``+k`` and ``-k``); then
-    ``sqrt(mean_{k in band} |F_k|^2)`` over the modes of the full spectrum in the
-    band (:func:`fourier_band_mask`); then the mean over steps and real channels.
-    An empty band gives NaN.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        band: ``"low"``, ``"mid"`` or ``"high"``.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    if band not in FOURIER_BANDS:
-        raise ValueError(f"unknown Fourier band '{band}'; choose from {sorted(FOURIER_BANDS)}")
-    return _metric(f"frmse_{band}", pred, target, channel_mask)
-
-
-def max_error(pred: torch.Tensor, target: torch.Tensor, channel_mask: ChannelMask = None) -> torch.Tensor:
-    """Largest absolute error of a sample: ``max_{t,x,c} |p - y|`` over real channels.
-
-    Reduced over samples with ``max`` (the worst case of the test set).
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B,)`` float64 values.
-    """
-    return _metric("max_error", pred, target, channel_mask)
-
-
-METRICS: dict[str, Callable[..., torch.Tensor]] = {
-    "l2re": l2re,
-    "rmse": rmse,
-    "nrmse": nrmse,
-    "crmse": crmse,
-    "brmse": brmse,
-    "vrmse": vrmse,
-    "frmse_low": frmse_low,
-    "frmse_mid": frmse_mid,
-    "frmse_high": frmse_high,
-    "max_error": max_error,
-}
-"""Name -> per-sample metric function."""
-
-
-def compute_metrics(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    names: Sequence[str] | None = None,
-    channel_mask: ChannelMask = None,
-) -> dict[str, torch.Tensor]:
-    """Several metrics of one batch at once, sharing the error and its spectrum.
-
-    Gives the same values as calling each metric function on its own, faster.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        names: Metrics to compute (default: all of :data:`METRIC_NAMES`).
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        Name -> ``(B,)`` float64 values, in the order of ``names``.
-    """
-    names = list(METRIC_NAMES if names is None else names)
-    for name in names:
-        _check_name(name)
-    pair = _Pair(pred, target)
-    mask = _mask_for(pair, channel_mask)
-    return {name: _combine_channels(name, _per_channel(name, pair), mask) for name in names}
-
-
-# ------------------------------------------------------------ curves and reductions
-
-
-def per_step_error(
-    pred: torch.Tensor, target: torch.Tensor, metric: str = "l2re", channel_mask: ChannelMask = None
-) -> torch.Tensor:
-    """Error of every rollout step: one curve per sample.
-
-    Each step is scored on its own grid and the channels are combined as in the
-    metric itself (mean over real channels; max for ``max_error``). For
-    ``l2re`` the step value is ``||p_t - y_t|| / (||y_t|| + 1e-8)`` per channel,
-    so the mean of the curve is *not* the pooled :func:`l2re` but (up to the
-    epsilon) the :func:`nrmse` of the rollout. For every PDEBench-family metric
-    the mean of the curve over steps equals the metric.
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        metric: One of :data:`METRIC_NAMES`.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B, T)`` float64 values.
-    """
-    _check_name(metric)
-    pair = _Pair(pred, target)
-    values = _STEP_MAPS[metric](pair)  # (B, T, C)
-    return _combine_channels(metric, values, _mask_for(pair, channel_mask))
-
-
-def per_channel_error(
-    pred: torch.Tensor, target: torch.Tensor, metric: str = "l2re", channel_mask: ChannelMask = None
-) -> torch.Tensor:
-    """The metric for each channel (field) separately.
-
-    Averaging the real channels of the result gives the metric itself (the max,
-    for ``max_error``).
-
-    Args:
-        pred: Prediction ``(B, T, *S, C)``.
-        target: Ground truth, same shape.
-        metric: One of :data:`METRIC_NAMES`.
-        channel_mask: ``(C,)`` or ``(B, C)`` booleans, ``True`` for real channels.
-
-    Returns:
-        ``(B, C)`` float64 values; padded channels are NaN.
-    """
-    _check_name(metric)
-    pair = _Pair(pred, target)
-    mask = _mask_for(pair, channel_mask)
-    values = _per_channel(metric, pair)  # (B, C)
-    return torch.where(mask, values, torch.full((), float("nan"), dtype=values.dtype, device=values.device))
-
-
-def reduce_samples(values: torch.Tensor | Sequence[torch.Tensor], reduction: str = "mean") -> float:
-    """Combine per-sample values of a whole test set into one number.
-
-    Args:
-        values: A ``(N,)`` tensor, or the ``(B,)`` outputs of several batches
-            (batches may differ in size).
-        reduction: ``"mean"`` (sum over the true sample count, so a short last
-            batch weighs no more than its samples) or ``"max"``.
-
-    Returns:
-        The reduced value as a Python float.
-    """
-    parts = [values] if isinstance(values, torch.Tensor) else list(values)
-    flat = torch.cat([torch.as_tensor(v).detach().reshape(-1).to("cpu", torch.float64) for v in parts]
-                     if parts else [torch.zeros(0, dtype=torch.float64)])
-    if flat.numel() == 0:
-        raise ValueError("no per-sample values to reduce")
-    if reduction == "mean":
-        return float(flat.sum() / flat.numel())
-    if reduction == "max":
-        return float(flat.max())
-    raise ValueError(f"unknown reduction '{reduction}'; choose 'mean' or 'max'")
+def _max_abs_error(pair: Pair) -> torch.Tensor:
+    return pair.error.abs().amax(dim=pair.spatial)
+
+
+# Notation of the formulas: p = prediction, y = target, x = grid point, t = step,
+# c = real channel, per sample.
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("l2re", _l2re_sums, finish=_relative_l2,
+           description="DPOT's relative L2 error, rollout steps pooled",
+           formula="mean_c sqrt(sum_{t,x} (p-y)^2) / (sqrt(sum_{t,x} y^2) + 1e-8)"),
+    Metric("rmse", _rmse, description="Root mean squared error (PDEBench RMSE)",
+           formula="mean_{t,c} sqrt(mean_x (p-y)^2)"),
+    Metric("nrmse", _nrmse, description="RMSE over the target's RMS (PDEBench nRMSE)",
+           formula="mean_{t,c} sqrt(mean_x (p-y)^2) / sqrt(mean_x y^2)"),
+    Metric("crmse", _crmse, description="Error of the spatial mean (PDEBench cRMSE)",
+           formula="mean_{t,c} |mean_x p - mean_x y|"),
+    Metric("brmse", _brmse, description="RMSE on the boundary points (PDEBench bRMSE)",
+           formula="mean_{t,c} sqrt(mean_{x on a face} (p-y)^2)"),
+    Metric("vrmse", _vrmse, description="RMSE over the target's spatial std (the Well)",
+           formula="mean_{t,c} sqrt(mean_x (p-y)^2 / (var_x y + 1e-7)), population variance"),
+    Metric("frmse_low", partial(_band_rms, band="low"), description="Fourier-coefficient RMSE, 0 <= |k| < 4",
+           formula="mean_{t,c} sqrt(mean_{0<=|k|<4} |F_k|^2), F = fftn(p-y)/N"),
+    Metric("frmse_mid", partial(_band_rms, band="mid"), description="Fourier-coefficient RMSE, 4 <= |k| < 12",
+           formula="mean_{t,c} sqrt(mean_{4<=|k|<12} |F_k|^2), F = fftn(p-y)/N"),
+    Metric("frmse_high", partial(_band_rms, band="high"),
+           description="Fourier-coefficient RMSE, 12 <= |k| <= min(S)/2",
+           formula="mean_{t,c} sqrt(mean_{12<=|k|<=min(S)/2} |F_k|^2), F = fftn(p-y)/N"),
+    Metric("max_error", _max_abs_error, reduction="max",
+           description="Largest absolute error; worst sample of the set", formula="max_{t,x,c} |p-y|"),
+)}
+"""The builtin metrics, in display order: the one table that defines them."""
+
+
+def __getattr__(name: str) -> Metric:
+    """``metrics.l2re`` and friends: every builtin metric is also an attribute of this module."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -162,6 +162,23 @@ def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, fact
     ))
 
 
+def _stage_metric(staged: list[Component], plugin_name: str, name: str, fn: Callable[..., Any],
+                  reduction: str = "mean", finish: Callable[..., Any] | None = None, **card: Any) -> None:
+    """Stage a metric: the registry holds a validated :class:`pdebench_core.metrics.Metric`."""
+    from pdebench_core.metrics import Metric  # torch-free, like every registration
+
+    metric = Metric(name, fn, reduction=reduction, finish=finish)
+    # The card's copy of the reduction is for display (``pdeb metrics``); scoring reads the Metric.
+    _stage(staged, "metric", plugin_name, name, metric, reduction=metric.reduction, **card)
+
+
+def _register_for(staged: list[Component], kind: str, plugin_name: str) -> Callable[..., None]:
+    """The ``register`` callable a plugin's ``register_<kind>s`` hook receives."""
+    if kind == "metric":
+        return partial(_stage_metric, staged, plugin_name)
+    return partial(_stage, staged, kind, plugin_name)
+
+
 def _collect() -> tuple[dict[str, list[Component]], dict[str, str]]:
     """Run every registration hook of every plugin; ``({plugin: components}, {plugin: failure})``."""
     staged: dict[str, list[Component]] = {}
@@ -174,7 +191,7 @@ def _collect() -> tuple[dict[str, list[Component]], dict[str, str]]:
                 continue
             mine: list[Component] = []
             try:
-                impl.function(register=partial(_stage, mine, kind, impl.plugin_name))
+                impl.function(register=_register_for(mine, kind, impl.plugin_name))
             except Exception as exc:  # a plugin's bug disables that plugin only
                 failures[impl.plugin_name] = f"register_{kind}s raised {_one_line(exc)}"
                 continue

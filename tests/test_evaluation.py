@@ -12,9 +12,13 @@ from pdebench_core import evaluation, metrics
 from pdebench_core.data.windows import PAD_VALUE, resize_frames
 from pdebench_core.evaluation import evaluate_dataset, rollout
 
-METRICS = {"l2re": metrics.l2re, "rmse": metrics.rmse, "max_error": metrics.max_error}
-REDUCTIONS = {"l2re": "mean", "rmse": "mean", "max_error": "max"}
+METRICS = {name: metrics.METRICS[name] for name in ("l2re", "rmse", "max_error")}
 CPU = torch.device("cpu")
+
+
+def summary(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` values of one metric over the whole rollout."""
+    return metrics.METRICS[name].score(metrics.Pair(pred, target)).summary
 
 
 class Scribble(torch.nn.Module):
@@ -83,8 +87,7 @@ def test_padded_channels_stay_at_the_padding_value_over_a_20_step_rollout():
 def test_evaluation_resets_padding_of_narrow_datasets():
     model = Scribble()
     data = [torch.randn(25, 8, 8, 1) for _ in range(2)]
-    out = evaluate_dataset(model, data, METRICS, t_in=5, t_out=1, horizon=20, device=CPU, n_channels=3,
-                           reductions=REDUCTIONS)
+    out = evaluate_dataset(model, data, METRICS, t_in=5, t_out=1, horizon=20, device=CPU, n_channels=3)
     assert out["horizon"] == 20 and len(out["per_step"]["l2re"]) == 20 and len(out["per_channel"]["l2re"]) == 1
     assert all(torch.equal(fed[..., 1:], torch.full_like(fed[..., 1:], PAD_VALUE)) for fed in model.seen)
 
@@ -94,7 +97,7 @@ def test_grid_modes_score_where_they_say():
     data = smooth_trajectories(n=3, frames=8, size=16, channels=2)
     model = Oracle(data, grid)
     run = {mode: evaluate_dataset(model, data, METRICS, t_in=2, t_out=1, horizon=4, device=CPU, grid=grid,
-                                  n_channels=3, reductions=REDUCTIONS, grid_mode=mode)
+                                  n_channels=3, grid_mode=mode)
            for mode in ("model", "native", "strided")}
     # The oracle is exact on the model grid, so `model` and `strided` (a subset of its points) see no error ...
     assert run["model"]["summary"]["l2re"] == pytest.approx(0.0, abs=1e-6)
@@ -102,10 +105,10 @@ def test_grid_modes_score_where_they_say():
     # ... but `native` scores against the data as stored: the round trip through the model grid shows.
     stored = torch.stack(data)[:, 2:6]  # (3, 4, 16, 16, 2)
     round_trip = torch.stack([resize_frames(resize_frames(t, grid), native) for t in stored])
-    expected = metrics.l2re(round_trip, stored).mean().item()
+    expected = summary("l2re", round_trip, stored).mean().item()
     assert expected > 1e-4
     assert run["native"]["summary"]["l2re"] == pytest.approx(expected, rel=1e-5)
-    assert run["native"]["summary"]["max_error"] == pytest.approx(metrics.max_error(round_trip, stored).max().item())
+    assert run["native"]["summary"]["max_error"] == pytest.approx(summary("max_error", round_trip, stored).max().item())
 
 
 def test_strided_mode_uses_the_points_of_the_native_grid():
@@ -118,7 +121,7 @@ def test_strided_mode_uses_the_points_of_the_native_grid():
     model.gen.manual_seed(0)  # replay the same noise
     pred = rollout(model, on_model[:, :2], 3, 1)
     truth = on_model[:, 2:5]
-    expected = metrics.l2re(pred[:, :, ::4, ::4], truth[:, :, ::4, ::4]).mean().item()
+    expected = summary("l2re", pred[:, :, ::4, ::4], truth[:, :, ::4, ::4]).mean().item()
     assert out["summary"]["l2re"] == pytest.approx(expected, rel=1e-6)
     assert evaluation.strides_for((128, 128), (64, 64)) == (2, 2)
     assert evaluation.strides_for((128, 128), (512, 512)) == (1, 1)  # finer data: every model point
@@ -127,7 +130,7 @@ def test_strided_mode_uses_the_points_of_the_native_grid():
 def test_same_grid_all_modes_agree():
     data = smooth_trajectories(n=2, frames=7, size=16, channels=1)
     scores = [evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=3, device=CPU, grid=(16, 16),
-                               reductions=REDUCTIONS, grid_mode=mode)["summary"] for mode in evaluation.GRID_MODES]
+                               grid_mode=mode)["summary"] for mode in evaluation.GRID_MODES]
     assert scores[0] == scores[1] == scores[2]
 
 
@@ -149,10 +152,59 @@ def test_totals_reach_the_host_once(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "cpu", counting)
     data = [torch.randn(30, 8, 8, 3) for _ in range(5)]
-    out = evaluate_dataset(Scribble(), data, METRICS, t_in=5, t_out=1, horizon=20, device=CPU, batch_size=2,
-                           reductions=REDUCTIONS)
+    out = evaluate_dataset(Scribble(), data, METRICS, t_in=5, t_out=1, horizon=20, device=CPU, batch_size=2)
     assert out["n_samples"] == 5 and len(out["per_step"]["rmse"]) == 20 and len(out["per_channel"]["rmse"]) == 3
     assert len(calls) == 1  # not once per step, channel, metric or batch
+
+
+def test_each_metric_is_evaluated_once_per_batch_with_one_spectrum(monkeypatch):
+    """Summary, curve and per-channel values come from one call per metric and batch (plus one
+    for the teacher-forced step), and the Fourier bands share one FFT of the error."""
+    import dataclasses
+
+    calls: dict[str, int] = {}
+
+    def counted(metric):
+        def values(pair):
+            calls[metric.name] = calls.get(metric.name, 0) + 1
+            return metric.values(pair)
+        return dataclasses.replace(metric, values=values)
+
+    ffts = []
+    fftn = torch.fft.fftn
+    monkeypatch.setattr(torch.fft, "fftn", lambda *a, **k: ffts.append(1) or fftn(*a, **k))
+    names = ("l2re", "rmse", "frmse_low", "frmse_mid", "max_error")
+    chosen = {name: counted(metrics.METRICS[name]) for name in names}
+    data = [torch.randn(25, 16, 16, 3) for _ in range(4)]
+    out = evaluate_dataset(Scribble(), data, chosen, t_in=5, t_out=1, horizon=20, device=CPU, batch_size=2)
+    assert calls == {name: 2 * 2 for name in names}  # 2 batches x (rollout + one step)
+    assert len(ffts) == 2 * 2
+    assert len(out["per_step"]["frmse_mid"]) == 20 and len(out["per_channel"]["frmse_mid"]) == 3
+
+
+def test_samples_combine_by_each_metrics_reduction_over_the_true_count():
+    """A short last batch weighs as much as its samples; max_error keeps the worst sample."""
+    data = [torch.randn(6, 8, 8, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    out = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=4, device=CPU, batch_size=2)
+    model, preds = Scribble(), []  # replay the same noise, batch by batch
+    for items in (data[:2], data[2:]):
+        start = torch.stack(items)[:, :2]
+        preds.append(rollout(model, start, 4, 1))
+        with torch.no_grad():
+            model(start)  # the teacher-forced step draws noise too
+    truth = torch.stack(data)[:, 2:6]
+    per_sample = {name: summary(name, torch.cat(preds), truth) for name in METRICS}
+    assert out["n_samples"] == 3
+    assert out["summary"]["l2re"] == pytest.approx(per_sample["l2re"].sum().item() / 3, rel=1e-12)
+    assert out["summary"]["max_error"] == pytest.approx(per_sample["max_error"].max().item(), rel=1e-12)
+
+
+def test_a_bare_function_is_refused_in_one_line():
+    from pdebench_core.errors import UsageError
+
+    with pytest.raises(UsageError, match="metric 'mae' is a function, not a pdebench_core.metrics.Metric"):
+        evaluate_dataset(Scribble(), [torch.zeros(4, 8, 8, 1)], {"mae": lambda p, t, m=None: p}, t_in=2, t_out=1,
+                         horizon=1, device=CPU)
 
 
 def test_rollout_precision_follows_its_argument():
@@ -164,9 +216,8 @@ def test_rollout_precision_follows_its_argument():
             return x[:, -1:]
 
     data = [torch.randn(5, 8, 8, 1)]
-    evaluate_dataset(Probe(), data, METRICS, t_in=2, t_out=1, horizon=2, device=CPU, reductions=REDUCTIONS)
-    evaluate_dataset(Probe(), data, METRICS, t_in=2, t_out=1, horizon=2, device=CPU, reductions=REDUCTIONS,
-                     precision="bf16")
+    evaluate_dataset(Probe(), data, METRICS, t_in=2, t_out=1, horizon=2, device=CPU)
+    evaluate_dataset(Probe(), data, METRICS, t_in=2, t_out=1, horizon=2, device=CPU, precision="bf16")
     assert seen == [False] * 3 + [True] * 3
 
 
@@ -209,13 +260,12 @@ class Step(torch.nn.Module):
 model = Step()
 data = [torch.randn(9, 8, 8, 2, generator=torch.Generator().manual_seed(i)) for i in range(2)]
 fns = {"l2re": metrics.l2re, "max_error": metrics.max_error}
-reductions = {"l2re": "mean", "max_error": "max"}
 world = int(os.environ.get("WORLD_SIZE", "1"))
 if world > 1:
     dist.init_process_group("gloo")
 rank = dist.get_rank() if world > 1 else 0
 out = evaluate_dataset(model, data, fns, t_in=3, t_out=1, horizon=5, device=torch.device("cpu"), n_channels=3,
-                       reductions=reductions, rank=rank, world_size=world, batch_size=1)
+                       rank=rank, world_size=world, batch_size=1)
 if rank == 0:
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)
@@ -264,9 +314,9 @@ def test_specs_say_which_channels_are_scored():
     assert scored_channels_of(base.replace(channel_mask=(True, False, False))) == 1
     assert scored_channels_of(base.replace(params={"scored_fields": ["v"]})) is None  # not leading: score all
     data = [torch.randn(6, 8, 8, 3) for _ in range(2)]
-    two = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=3, device=CPU, reductions=REDUCTIONS,
+    two = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=3, device=CPU,
                            scored_channels=2)
-    every = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=3, device=CPU, reductions=REDUCTIONS)
+    every = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=3, device=CPU)
     assert len(two["per_channel"]["l2re"]) == 2 and two["per_channel"]["l2re"] == every["per_channel"]["l2re"][:2]
     assert two["summary"]["l2re"] == pytest.approx(sum(every["per_channel"]["l2re"][:2]) / 2)
 
@@ -275,8 +325,8 @@ def test_a_split_stacked_in_one_array_evaluates_like_a_list():
     data = torch.randn(3, 7, 8, 8, 2)
     for mode in evaluation.GRID_MODES:  # the native grid is (8, 8), not the array's (7, 8, 8)
         stacked = evaluate_dataset(Scribble(), data, METRICS, t_in=2, t_out=1, horizon=4, device=CPU,
-                                   grid=(16, 16), reductions=REDUCTIONS, grid_mode=mode)
+                                   grid=(16, 16), grid_mode=mode)
         listed = evaluate_dataset(Scribble(), list(data), METRICS, t_in=2, t_out=1, horizon=4, device=CPU,
-                                  grid=(16, 16), reductions=REDUCTIONS, grid_mode=mode)
+                                  grid=(16, 16), grid_mode=mode)
         assert stacked["n_samples"] == 3 and len(stacked["per_channel"]["l2re"]) == 2
         assert stacked == listed

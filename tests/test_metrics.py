@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values, in 1D, 2D and 3D."""
+"""Metrics against hand-computed values, in 1D, 2D and 3D; their three views; their registration."""
 
 from __future__ import annotations
 
@@ -12,11 +12,24 @@ import pluggy
 import pytest
 import torch
 
-from pdebench_core import hookspecs
+from pdebench_core import hookimpl, hookspecs, plugins
 from pdebench_core import metrics as M
 from pdebench_core.builtin import metrics as builtin_metrics
+from pdebench_core.errors import UsageError
 
-FAMILY = ("rmse", "nrmse", "crmse", "brmse", "vrmse", "frmse_low", "frmse_mid", "frmse_high")
+
+def scores(name: str, pred: torch.Tensor, target: torch.Tensor, mask=None) -> M.Scores:
+    return M.METRICS[name].score(M.Pair(pred, target), mask)
+
+
+def summary(name: str, pred: torch.Tensor, target: torch.Tensor, mask=None) -> torch.Tensor:
+    """``(B,)``: the metric over the whole rollout."""
+    return scores(name, pred, target, mask).summary
+
+
+def per_step(name: str, pred: torch.Tensor, target: torch.Tensor, mask=None) -> torch.Tensor:
+    """``(B, T)``: the metric's curve over the rollout steps."""
+    return scores(name, pred, target, mask).per_step
 
 
 def close(actual: torch.Tensor, expected: list, rel: float = 1e-9) -> None:
@@ -41,25 +54,25 @@ PRED_1D = as_batch([[1, 2, 3, 6], [3, 1, 4, 4]])
 def test_1d_hand_computed_values():
     p, y = PRED_1D, TARGET_1D
     # step 0: mse 4/4, mean(y^2) 30/4, var(y) 1.25; step 1: mse 2/4, mean(y^2) 40/4, var(y) 1.
-    close(M.rmse(p, y), [(1 + math.sqrt(0.5)) / 2])
-    close(M.nrmse(p, y), [(1 / math.sqrt(7.5) + math.sqrt(0.5) / math.sqrt(10)) / 2])
-    close(M.l2re(p, y), [math.sqrt(6) / (math.sqrt(70) + 1e-8)])
-    close(M.crmse(p, y), [(0.5 + 0.0) / 2])
+    close(summary("rmse", p, y), [(1 + math.sqrt(0.5)) / 2])
+    close(summary("nrmse", p, y), [(1 / math.sqrt(7.5) + math.sqrt(0.5) / math.sqrt(10)) / 2])
+    close(summary("l2re", p, y), [math.sqrt(6) / (math.sqrt(70) + 1e-8)])
+    close(summary("crmse", p, y), [(0.5 + 0.0) / 2])
     # boundary = points 0 and 3: errors [0, 2] then [1, 0]
-    close(M.brmse(p, y), [(math.sqrt(2) + math.sqrt(0.5)) / 2])
-    close(M.vrmse(p, y), [(math.sqrt(1 / (1.25 + 1e-7)) + math.sqrt(0.5 / (1 + 1e-7))) / 2])
-    close(M.max_error(p, y), [2.0])
+    close(summary("brmse", p, y), [(math.sqrt(2) + math.sqrt(0.5)) / 2])
+    close(summary("vrmse", p, y), [(math.sqrt(1 / (1.25 + 1e-7)) + math.sqrt(0.5 / (1 + 1e-7))) / 2])
+    close(summary("max_error", p, y), [2.0])
     # N = 4: cut-off 2, so the low band holds all 4 modes and Parseval gives rmse / 2 per step.
-    close(M.frmse_low(p, y), [(0.5 + math.sqrt(0.5) / 2) / 2])
-    assert math.isnan(M.frmse_mid(p, y).item()) and math.isnan(M.frmse_high(p, y).item())
+    close(summary("frmse_low", p, y), [(0.5 + math.sqrt(0.5) / 2) / 2])
+    assert math.isnan(summary("frmse_mid", p, y).item()) and math.isnan(summary("frmse_high", p, y).item())
 
 
 def test_1d_per_step_curves():
     p, y = PRED_1D, TARGET_1D
-    close(M.per_step_error(p, y, "rmse"), [[1.0, math.sqrt(0.5)]])
-    close(M.per_step_error(p, y, "l2re"), [[2 / (math.sqrt(30) + 1e-8), math.sqrt(2) / (math.sqrt(40) + 1e-8)]])
-    close(M.per_step_error(p, y, "max_error"), [[2.0, 1.0]])
-    close(M.per_step_error(p, y, "crmse"), [[0.5, 0.0]])
+    close(per_step("rmse", p, y), [[1.0, math.sqrt(0.5)]])
+    close(per_step("l2re", p, y), [[2 / (math.sqrt(30) + 1e-8), math.sqrt(2) / (math.sqrt(40) + 1e-8)]])
+    close(per_step("max_error", p, y), [[2.0, 1.0]])
+    close(per_step("crmse", p, y), [[0.5, 0.0]])
 
 
 def test_1d_matches_pdebench_reference_at_batch_size_one():
@@ -75,11 +88,11 @@ def test_1d_matches_pdebench_reference_at_batch_size_one():
     y = torch.sin(2 * math.pi * x * (c + 1)) + 0.5 * t + 1
     p = y + 0.1 * torch.cos(2 * math.pi * 3 * x) * (t + 1) + 0.05 * c
     p, y = p[None], y[None]  # (1, 3, 16, 2)
-    close(M.rmse(p, y), [0.146468592711], rel=1e-10)
-    close(M.nrmse(p, y), [0.0844866047227], rel=1e-10)
-    close(M.crmse(p, y), [0.025], rel=1e-10)
-    close(M.brmse(p, y), [0.174836463627], rel=1e-10)
-    close(M.max_error(p, y), [0.35], rel=1e-10)
+    close(summary("rmse", p, y), [0.146468592711], rel=1e-10)
+    close(summary("nrmse", p, y), [0.0844866047227], rel=1e-10)
+    close(summary("crmse", p, y), [0.025], rel=1e-10)
+    close(summary("brmse", p, y), [0.174836463627], rel=1e-10)
+    close(summary("max_error", p, y), [0.35], rel=1e-10)
 
 
 # ------------------------------------------------------------------ 2D, by hand
@@ -100,26 +113,26 @@ def test_2d_hand_computed_values_with_padded_channel():
     p, y = _case_2d()
     mask = [True, False]
     # sum of squared errors 10 over 9 points; sum y^2 = 33; mean y = 13/9; var y = 128/81.
-    close(M.rmse(p, y, mask), [math.sqrt(10 / 9)])
-    close(M.nrmse(p, y, mask), [math.sqrt(10 / 33)])
-    close(M.l2re(p, y, mask), [math.sqrt(10) / (math.sqrt(33) + 1e-8)])
-    close(M.crmse(p, y, mask), [4 / 9])
-    close(M.brmse(p, y, mask), [math.sqrt(1 / 8)])  # 8 boundary points, one error of 1
-    close(M.vrmse(p, y, mask), [math.sqrt((10 / 9) / (128 / 81 + 1e-7))])
-    close(M.max_error(p, y, mask), [3.0])
+    close(summary("rmse", p, y, mask), [math.sqrt(10 / 9)])
+    close(summary("nrmse", p, y, mask), [math.sqrt(10 / 33)])
+    close(summary("l2re", p, y, mask), [math.sqrt(10) / (math.sqrt(33) + 1e-8)])
+    close(summary("crmse", p, y, mask), [4 / 9])
+    close(summary("brmse", p, y, mask), [math.sqrt(1 / 8)])  # 8 boundary points, one error of 1
+    close(summary("vrmse", p, y, mask), [math.sqrt((10 / 9) / (128 / 81 + 1e-7))])
+    close(summary("max_error", p, y, mask), [3.0])
 
 
 def test_padded_channel_changes_the_unmasked_result_and_not_the_masked_one():
     p, y = _case_2d()
     # Unmasked, the padded channel counts: rmse averages sqrt(10/9) with 7.
-    close(M.rmse(p, y), [(math.sqrt(10 / 9) + 7) / 2])
-    assert M.max_error(p, y).item() == 7.0
+    close(summary("rmse", p, y), [(math.sqrt(10 / 9) + 7) / 2])
+    assert summary("max_error", p, y).item() == 7.0
     # nrmse of an all-zero target is inf; the mask keeps it out.
-    assert math.isinf(M.nrmse(p, y).item())
-    for name in M.METRIC_NAMES:
-        single = M.METRICS[name](p[..., :1], y[..., :1])
+    assert math.isinf(summary("nrmse", p, y).item())
+    for name in M.METRICS:
+        single = summary(name, p[..., :1], y[..., :1])
         for mask in ([True, False], (True, False), torch.tensor([True, False]), torch.tensor([[True, False]])):
-            close(M.METRICS[name](p, y, mask), single.tolist())
+            close(summary(name, p, y, mask), single.tolist())
 
 
 def test_2d_matches_pdebench_reference_at_batch_size_one():
@@ -130,14 +143,14 @@ def test_2d_matches_pdebench_reference_at_batch_size_one():
     t = torch.arange(2, dtype=torch.float64).reshape(2, 1, 1)
     y = (torch.cos(2 * math.pi * X) * torch.sin(2 * math.pi * Y) + 2 + t)[None, ..., None]
     p = y + (0.2 * X * Y)[None, None, ..., None]
-    close(M.rmse(p, y), [0.0546875], rel=1e-10)
-    close(M.nrmse(p, y), [0.0222542366124], rel=1e-10)
-    close(M.crmse(p, y), [0.03828125], rel=1e-10)
-    close(M.max_error(p, y), [0.153125], rel=1e-10)
+    close(summary("rmse", p, y), [0.0546875], rel=1e-10)
+    close(summary("nrmse", p, y), [0.0222542366124], rel=1e-10)
+    close(summary("crmse", p, y), [0.03828125], rel=1e-10)
+    close(summary("max_error", p, y), [0.153125], rel=1e-10)
     # Each boundary point once: 28 points on an 8x8 grid.
     on_face = M.boundary_mask((8, 8))
     squared = (0.2 * X * Y)[on_face].pow(2)
-    close(M.brmse(p, y), [math.sqrt(squared.mean().item())], rel=1e-10)
+    close(summary("brmse", p, y), [math.sqrt(squared.mean().item())], rel=1e-10)
 
 
 # ------------------------------------------------------------------ 3D, by hand
@@ -151,16 +164,17 @@ def test_3d_hand_computed_values_two_samples():
     pred[0, 1] += 1  # sample 0, step 1: error 1 everywhere
     # Per step: mean y^2 = 5/3, var y = 2/3, sum y^2 = 45.
     rmse0 = (4 / math.sqrt(27) + 1) / 2
-    close(M.rmse(pred, target), [rmse0, 0.0])
-    close(M.nrmse(pred, target), [rmse0 / math.sqrt(5 / 3), 0.0])
-    close(M.l2re(pred, target), [math.sqrt(16 + 27) / (math.sqrt(90) + 1e-8), 0.0])
-    close(M.crmse(pred, target), [(4 / 27 + 1) / 2, 0.0])
-    close(M.brmse(pred, target), [(0 + 1) / 2, 0.0])  # 26 boundary points, none at step 0
-    close(M.vrmse(pred, target), [(math.sqrt((16 / 27) / (2 / 3 + 1e-7)) + math.sqrt(1 / (2 / 3 + 1e-7))) / 2, 0.0])
-    close(M.max_error(pred, target), [4.0, 0.0])
+    close(summary("rmse", pred, target), [rmse0, 0.0])
+    close(summary("nrmse", pred, target), [rmse0 / math.sqrt(5 / 3), 0.0])
+    close(summary("l2re", pred, target), [math.sqrt(16 + 27) / (math.sqrt(90) + 1e-8), 0.0])
+    close(summary("crmse", pred, target), [(4 / 27 + 1) / 2, 0.0])
+    close(summary("brmse", pred, target), [(0 + 1) / 2, 0.0])  # 26 boundary points, none at step 0
+    vrmse0 = (math.sqrt((16 / 27) / (2 / 3 + 1e-7)) + math.sqrt(1 / (2 / 3 + 1e-7))) / 2
+    close(summary("vrmse", pred, target), [vrmse0, 0.0])
+    close(summary("max_error", pred, target), [4.0, 0.0])
     # Cut-off 1: the low band holds the 7 modes with |k| <= 1. A point error 4 has
     # |F_k| = 4/27 at every k; a uniform error 1 has F_0 = 1 and nothing else.
-    close(M.frmse_low(pred, target), [(4 / 27 + math.sqrt(1 / 7)) / 2, 0.0])
+    close(summary("frmse_low", pred, target), [(4 / 27 + math.sqrt(1 / 7)) / 2, 0.0])
 
 
 # ---------------------------------------------------------- Fourier bands in depth
@@ -189,9 +203,9 @@ def test_1d_bands_by_hand():
     error = 0.3 * torch.cos(2 * math.pi * 5 * x)  # amplitude 0.15 at k = +5 and -5
     target = torch.ones(1, 1, 32, 1, dtype=torch.float64)
     pred = target + error.reshape(1, 1, 32, 1)
-    close(M.frmse_low(pred, target), [0.0])
-    close(M.frmse_mid(pred, target), [math.sqrt(2 * 0.15**2 / 16)])
-    close(M.frmse_high(pred, target), [0.0])
+    close(summary("frmse_low", pred, target), [0.0])
+    close(summary("frmse_mid", pred, target), [math.sqrt(2 * 0.15**2 / 16)])
+    close(summary("frmse_high", pred, target), [0.0])
 
 
 def test_1d_bands_split_the_mse_exactly():
@@ -199,8 +213,9 @@ def test_1d_bands_split_the_mse_exactly():
     generator = torch.Generator().manual_seed(3)
     pred = torch.randn(1, 1, 32, 1, generator=generator, dtype=torch.float64)
     target = torch.randn(1, 1, 32, 1, generator=generator, dtype=torch.float64)
-    total = 7 * M.frmse_low(pred, target) ** 2 + 16 * M.frmse_mid(pred, target) ** 2 + 9 * M.frmse_high(pred, target) ** 2
-    close(total, (M.rmse(pred, target) ** 2).tolist(), rel=1e-12)
+    band = {name: summary(f"frmse_{name}", pred, target) for name in ("low", "mid", "high")}
+    total = 7 * band["low"] ** 2 + 16 * band["mid"] ** 2 + 9 * band["high"] ** 2
+    close(total, (summary("rmse", pred, target) ** 2).tolist(), rel=1e-12)
 
 
 def test_2d_single_mode_lands_in_its_band():
@@ -210,9 +225,9 @@ def test_2d_single_mode_lands_in_its_band():
     target = torch.zeros(1, 1, 32, 32, 1, dtype=torch.float64)
     pred = error[None, None, ..., None]
     n_mid = brute_force_band_count((32, 32), 4, 12)
-    close(M.frmse_mid(pred, target), [math.sqrt(2 * 0.25 / n_mid)])
-    close(M.frmse_low(pred, target), [0.0])
-    close(M.frmse_high(pred, target), [0.0])
+    close(summary("frmse_mid", pred, target), [math.sqrt(2 * 0.25 / n_mid)])
+    close(summary("frmse_low", pred, target), [0.0])
+    close(summary("frmse_high", pred, target), [0.0])
 
 
 def test_3d_high_band_includes_the_cutoff_wavenumber():
@@ -222,15 +237,13 @@ def test_3d_high_band_includes_the_cutoff_wavenumber():
     target = torch.zeros(1, 1, 24, 24, 24, 1, dtype=torch.float64)
     pred = error[None, None, ..., None]
     n_high = brute_force_band_count((24, 24, 24), 12, None)
-    close(M.frmse_high(pred, target), [math.sqrt(1 / n_high)])
-    close(M.frmse_mid(pred, target), [0.0])
+    close(summary("frmse_high", pred, target), [math.sqrt(1 / n_high)])
+    close(summary("frmse_mid", pred, target), [0.0])
 
 
-def test_fourier_band_rmse_names_the_same_values():
-    p, y = PRED_1D, TARGET_1D
-    close(M.fourier_band_rmse(p, y, "low"), M.frmse_low(p, y).tolist())
-    with pytest.raises(ValueError, match="unknown Fourier band"):
-        M.fourier_band_rmse(p, y, "ultra")
+def test_unknown_fourier_band_is_rejected():
+    with pytest.raises(ValueError, match="unknown Fourier band 'ultra'"):
+        M.fourier_band_mask((16,), "ultra")
 
 
 # ------------------------------------------------------------- nrmse versus l2re
@@ -247,9 +260,9 @@ def test_nrmse_and_l2re_differ_by_sqrt2_when_error_sits_in_one_of_two_steps():
     target = field.reshape(1, 1, 16, 1).repeat(1, 2, 1, 1)
     pred = target.clone()
     pred[0, 1] *= 1.3  # relative error a = 0.3 at step 1
-    close(M.nrmse(pred, target), [0.3 / 2], rel=1e-12)
-    close(M.l2re(pred, target), [0.3 / math.sqrt(2)], rel=1e-8)
-    close(M.l2re(pred, target) / M.nrmse(pred, target), [math.sqrt(2)], rel=1e-8)
+    close(summary("nrmse", pred, target), [0.3 / 2], rel=1e-12)
+    close(summary("l2re", pred, target), [0.3 / math.sqrt(2)], rel=1e-8)
+    close(summary("l2re", pred, target) / summary("nrmse", pred, target), [math.sqrt(2)], rel=1e-8)
 
 
 def test_nrmse_and_l2re_agree_for_a_constant_relative_error():
@@ -257,79 +270,103 @@ def test_nrmse_and_l2re_agree_for_a_constant_relative_error():
     amplitude = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64).reshape(3, 1)
     target = (amplitude * (torch.cos(2 * math.pi * x) + 1.5)).reshape(1, 3, 16, 1)
     pred = 1.2 * target
-    close(M.nrmse(pred, target), [0.2], rel=1e-12)
-    close(M.l2re(pred, target), [0.2], rel=1e-8)
+    close(summary("nrmse", pred, target), [0.2], rel=1e-12)
+    close(summary("l2re", pred, target), [0.2], rel=1e-8)
 
 
-# ------------------------------------------------------------- shape contract
+# ------------------------------------------------------------- the three views
 
 
 # Grids of at least 24 points per axis, so that every Fourier band holds modes.
 @pytest.mark.parametrize("spatial", [(32,), (24, 26), (24, 24, 24)])
-@pytest.mark.parametrize("name", M.METRIC_NAMES)
+@pytest.mark.parametrize("name", list(M.METRICS))
 def test_shape_contract_and_consistency(spatial, name):
     generator = torch.Generator().manual_seed(len(spatial))
     pred = torch.randn(3, 4, *spatial, 2, generator=generator)
     target = torch.randn(3, 4, *spatial, 2, generator=generator) + 3
     mask = torch.tensor([[True, True], [True, False], [False, True]])
 
-    values = M.METRICS[name](pred, target, mask)
-    assert values.shape == (3,) and values.dtype == torch.float64
-
-    steps = M.per_step_error(pred, target, name, mask)
-    channels = M.per_channel_error(pred, target, name, mask)
-    assert steps.shape == (3, 4) and channels.shape == (3, 2)
+    views = scores(name, pred, target, mask)
+    values, steps, channels = views.summary, views.per_step, views.per_channel
+    assert values.shape == (3,) and steps.shape == (3, 4) and channels.shape == (3, 2)
+    assert values.dtype == steps.dtype == channels.dtype == torch.float64
     assert bool(torch.isnan(channels[~mask]).all())
 
-    if name == "max_error":
+    if M.METRICS[name].reduction == "max":
         close(steps.amax(dim=1), values.tolist())
         close(torch.nan_to_num(channels, nan=-1.0).amax(dim=1), values.tolist())
     else:
         close(torch.where(mask, channels, 0.0).sum(dim=1) / mask.sum(dim=1), values.tolist())
-        if name != "l2re":  # l2re pools the steps, so its curve does not average to it
+        if M.METRICS[name].finish is None:  # l2re pools the steps, so its curve does not average to it
             close(steps.mean(dim=1), values.tolist())
+
+
+@pytest.mark.parametrize("spatial", [(32,), (24, 26)])
+def test_one_call_gives_what_scoring_each_step_and_each_channel_alone_gives(spatial):
+    """The per-step curve is each step scored as a one-frame rollout and the per-channel
+    value is the metric with only that channel real (how evaluation used to get them)."""
+    generator = torch.Generator().manual_seed(5)
+    pred = torch.randn(2, 3, *spatial, 3, generator=generator)
+    target = torch.randn(2, 3, *spatial, 3, generator=generator) + 2
+    mask = torch.tensor([True, True, False])
+    for name in M.METRICS:
+        views = scores(name, pred, target, mask)
+        for t in range(3):
+            close(views.per_step[:, t], summary(name, pred[:, t:t + 1], target[:, t:t + 1], mask).tolist(),
+                  rel=1e-13)
+        for c in range(2):
+            alone = torch.arange(3) == c
+            close(views.per_channel[:, c], summary(name, pred, target, alone).tolist(), rel=1e-13)
 
 
 def test_samples_are_scored_independently():
     generator = torch.Generator().manual_seed(0)
     pred = torch.randn(4, 3, 8, 8, 2, generator=generator)
     target = torch.randn(4, 3, 8, 8, 2, generator=generator)
-    for name in M.METRIC_NAMES:
-        batched = M.METRICS[name](pred, target)
-        one_by_one = torch.cat([M.METRICS[name](pred[i : i + 1], target[i : i + 1]) for i in range(4)])
+    for name in M.METRICS:
+        batched = summary(name, pred, target)
+        one_by_one = torch.cat([summary(name, pred[i : i + 1], target[i : i + 1]) for i in range(4)])
         close(batched, one_by_one.tolist(), rel=1e-12)
 
 
-def test_compute_metrics_matches_the_single_functions():
+def test_metrics_sharing_a_pair_match_metrics_on_fresh_pairs():
     generator = torch.Generator().manual_seed(2)
     pred = torch.randn(2, 3, 24, 24, 2, generator=generator)
     target = torch.randn(2, 3, 24, 24, 2, generator=generator)
-    together = M.compute_metrics(pred, target, channel_mask=[False, True])
-    assert list(together) == list(M.METRIC_NAMES)
-    for name, values in together.items():
-        close(values, M.METRICS[name](pred, target, [False, True]).tolist(), rel=1e-12)
-    assert list(M.compute_metrics(pred, target, ["max_error", "l2re"])) == ["max_error", "l2re"]
-    with pytest.raises(ValueError, match="unknown metric 'l2'"):
-        M.compute_metrics(pred, target, ["l2"])
+    shared = M.Pair(pred, target)
+    for name, metric in M.METRICS.items():
+        together, alone = metric.score(shared, [False, True]), scores(name, pred, target, [False, True])
+        for view in ("summary", "per_step", "per_channel"):
+            assert torch.equal(getattr(together, view).nan_to_num(-1), getattr(alone, view).nan_to_num(-1))
+
+
+def test_the_error_spectrum_is_computed_once_per_pair(monkeypatch):
+    calls = []
+    fftn = torch.fft.fftn
+    monkeypatch.setattr(torch.fft, "fftn", lambda *a, **k: calls.append(1) or fftn(*a, **k))
+    pair = M.Pair(torch.randn(2, 3, 32, 32, 1), torch.randn(2, 3, 32, 32, 1))
+    for band in ("low", "mid", "high"):
+        M.METRICS[f"frmse_{band}"].score(pair)
+    assert len(calls) == 1
 
 
 def test_low_precision_inputs_are_scored_in_float64():
     p, y = PRED_1D.to(torch.bfloat16), TARGET_1D.to(torch.bfloat16)  # these values are exact in bf16
-    result = M.rmse(p, y)
+    result = summary("rmse", p, y)
     assert result.dtype == torch.float64
     close(result, [(1 + math.sqrt(0.5)) / 2])
 
 
 def test_per_step_l2re_equals_per_step_nrmse_up_to_epsilon():
     p, y = PRED_1D, TARGET_1D
-    close(M.per_step_error(p, y, "l2re"), M.per_step_error(p, y, "nrmse").tolist(), rel=1e-8)
+    close(per_step("l2re", p, y), per_step("nrmse", p, y).tolist(), rel=1e-8)
 
 
 def test_vrmse_of_predicting_the_spatial_mean_is_one():
     generator = torch.Generator().manual_seed(1)
     target = torch.randn(2, 3, 16, 16, 1, generator=generator, dtype=torch.float64)
     pred = target.mean(dim=(2, 3), keepdim=True).expand_as(target)
-    close(M.vrmse(pred, target), [1.0, 1.0], rel=1e-6)
+    close(summary("vrmse", pred, target), [1.0, 1.0], rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -347,34 +384,42 @@ def test_vrmse_of_predicting_the_spatial_mean_is_one():
 )
 def test_bad_inputs_are_rejected(pred_shape, target_shape, mask, message):
     with pytest.raises(ValueError, match=message):
-        M.rmse(torch.zeros(pred_shape), torch.ones(target_shape), mask)
+        summary("rmse", torch.zeros(pred_shape), torch.ones(target_shape), mask)
 
 
-def test_unknown_metric_name_is_rejected():
-    with pytest.raises(ValueError, match="unknown metric 'rmsee'"):
-        M.per_step_error(PRED_1D, TARGET_1D, "rmsee")
+# ------------------------------------------------------------- declaring a metric
 
 
-# ------------------------------------------------------------- reductions
+def test_a_pooled_metric_adds_partial_sums_over_the_steps_of_each_view():
+    """A metric declared with ``finish`` pools its partial sums over the steps, as l2re does."""
+    def abs_sums(pair):
+        return pair.error.abs().sum(dim=pair.spatial), pair.target.abs().sum(dim=pair.spatial)
+
+    pooled = M.Metric("relative_l1", abs_sums, finish=lambda error, target: error / target)
+    p, y = PRED_1D, TARGET_1D  # |e| sums 2 and 2, |y| sums 10 and 12
+    views = pooled.score(M.Pair(p, y))
+    close(views.summary, [4 / 22])
+    close(views.per_step, [[2 / 10, 2 / 12]])
+    close(views.per_channel, [[4 / 22]])
 
 
-def test_mean_reduction_uses_the_true_sample_count():
-    batches = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0])]  # a short last batch
-    assert M.reduce_samples(batches, "mean") == 4.0  # 16 / 4 samples, not (2 + 10) / 2 batches
-    assert M.reduce_samples(torch.tensor([1.0, 2.0, 3.0, 10.0]), "mean") == 4.0
-    assert M.reduce_samples(batches, "max") == 10.0
-    with pytest.raises(ValueError, match="unknown reduction"):
-        M.reduce_samples(batches, "median")
-    with pytest.raises(ValueError, match="no per-sample values"):
-        M.reduce_samples([], "mean")
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"reduction": "median"}, "metric 'm': unknown reduction 'median'; use one of mean, max"),
+        ({"values": "rmse"}, "metric 'm': pass a function values"),
+        ({"finish": 1e-8}, "metric 'm': finish must be a function"),
+    ],
+)
+def test_bad_declarations_are_rejected_in_one_line(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        M.Metric(**{"name": "m", "values": lambda pair: pair.mse, **kwargs})
 
 
-def test_max_error_reduction_is_the_worst_sample():
-    p = torch.zeros(3, 1, 4, 1)
-    y = torch.tensor([0.5, 2.0, 1.0]).reshape(3, 1, 1, 1).expand(3, 1, 4, 1)
-    per_sample = M.max_error(p, y)
-    close(per_sample, [0.5, 2.0, 1.0])
-    assert M.reduce_samples(per_sample, "max") == 2.0
+def test_a_metric_returning_one_value_per_sample_is_told_the_contract():
+    old_style = M.Metric("old", lambda pair: pair.mse.mean(dim=(1, 2)))
+    with pytest.raises(UsageError, match=r"metric 'old' gave values of shape \(1,\); a metric returns \(1, 2, 1\)"):
+        old_style.score(M.Pair(PRED_1D, TARGET_1D))
 
 
 # ------------------------------------------------------------- the builtin plugin
@@ -396,23 +441,62 @@ def collect_registrations() -> dict[str, tuple]:
 
 def test_plugin_registers_every_metric_with_its_reduction():
     seen = collect_registrations()
-    assert set(seen) == set(M.METRIC_NAMES)
+    assert list(seen) == list(M.METRICS)
     for name, (fn, card) in seen.items():
         assert card["reduction"] == ("max" if name == "max_error" else "mean")
+        assert (card["finish"] is not None) == (name == "l2re")  # the only one pooled over steps
         assert card["higher_is_better"] is False
         assert card["description"] and card["formula"]
-        assert fn.__name__ == name
+        assert fn is M.METRICS[name].values
 
 
-def test_plugin_functions_compute_the_same_values():
-    seen = collect_registrations()
-    p, y = _case_2d()
-    for name, (fn, _card) in seen.items():
-        close(fn(p, y, channel_mask=[True, False]), M.METRICS[name](p, y, [True, False]).tolist())
+def test_the_registry_holds_each_builtin_metric_as_declared():
+    for name, metric in M.METRICS.items():
+        component = plugins.get("metric", name)
+        assert (component.factory.values, component.factory.reduction, component.factory.finish) == (
+            metric.values, metric.reduction, metric.finish)
+        assert component.card["reduction"] == metric.reduction  # shown by `pdeb metrics`
 
 
-def test_importing_the_plugin_does_not_import_torch():
-    code = "import sys, pdebench_core.builtin.metrics; assert 'torch' not in sys.modules, 'torch imported'"
+def test_a_plugin_metric_is_scored_through_the_registry():
+    from pdebench_core.workflow import metric_functions
+
+    class MaePlugin:
+        @staticmethod
+        @hookimpl
+        def register_metrics(register):
+            register("mae", lambda pair: pair.error.abs().mean(dim=pair.spatial), reduction="mean",
+                     description="Mean absolute error")
+
+    plugins.register_plugin(MaePlugin, name="mae-plugin")
+    try:
+        mae = metric_functions(["mae"])["mae"]
+        close(mae.score(M.Pair(PRED_1D, TARGET_1D)).summary, [(0.5 + 0.5) / 2])
+        assert plugins.get("metric", "mae").card == {"reduction": "mean", "description": "Mean absolute error"}
+    finally:
+        plugins.unregister_plugin("mae-plugin")
+
+
+def test_a_metric_with_an_unknown_reduction_disables_its_plugin(capsys):
+    class Median:
+        @staticmethod
+        @hookimpl
+        def register_metrics(register):
+            register("median_error", lambda pair: pair.mse, reduction="median")
+
+    plugins.register_plugin(Median, name="median-plugin")
+    try:
+        assert "median_error" not in plugins.registries()["metric"] and "l2re" in plugins.registries()["metric"]
+        error = {i.name: i for i in plugins.plugin_infos()}["median-plugin"].error
+        assert "unknown reduction 'median'; use one of mean, max" in error
+        assert capsys.readouterr().err.count("median-plugin") == 1
+    finally:
+        plugins.unregister_plugin("median-plugin")
+
+
+def test_importing_and_registering_the_metrics_does_not_import_torch():
+    code = ("import sys, pdebench_core.builtin.metrics; from pdebench_core import plugins; "
+            "assert 'l2re' in plugins.registries()['metric']; assert 'torch' not in sys.modules, 'torch imported'")
     repo_root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root)
     assert result.returncode == 0, result.stderr
