@@ -37,12 +37,15 @@ def leaderboard_command(
     source: str = typer.Option(
         "all", "--source", "-s", help="local, published or all (or a source key: dpot, pdebench)."),
     pivot: bool = typer.Option(False, "--pivot", help="Model x dataset table of one metric, like the papers' tables."),
-    per_run: bool = typer.Option(False, "--per-run", help="One row per run instead of pooling seeds (mean ± std)."),
+    per_run: bool = typer.Option(False, "--per-run",
+                                 help="One row per run instead of pooling seeds, with where its data came from."),
+    wide: bool = typer.Option(False, "--wide", help="Every row and every column (default: local runs in 100 "
+                                                    "columns, the published tables summarised)."),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="table, markdown, csv, json or html (default: table, or from --out's suffix)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of the terminal."),
 ) -> None:
-    """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked per dataset."""
+    """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked among rows measured alike."""
     from pdebench_core import leaderboard as lb
 
     fmt = fmt or (SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out else "table")
@@ -57,15 +60,17 @@ def leaderboard_command(
                            per_run=per_run)
         table = lb.pivot(board, names[0])
         if fmt == "table":
-            lb.print_table(table, title=f"leaderboard: {names[0]}")
+            lb.print_pivot(table, title=f"leaderboard: {names[0]}")
             return
         _emit(lb.render_pivot(table, fmt), out)
         return
     board = lb.collect(source=source, data=data, model=model, metric=metric, task=task, per_run=per_run)
-    if fmt == "table":
-        lb.print_table(board)
-        return
-    _emit(lb.render(board, fmt), out)
+    if fmt != "table":
+        _emit(lb.render(board, fmt), out)
+    elif wide:
+        lb.print_wide(board)
+    else:
+        lb.print_default(board, per_run=per_run, list_published=source not in ("all", "local"))
 
 
 def _emit(text: str, out: Path | None) -> None:

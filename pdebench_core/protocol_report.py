@@ -67,7 +67,7 @@ def protocol_lines(rep: Reproduction) -> list[str]:
     from pdebench_core import leaderboard
 
     proto, ev = rep.protocol, rep.protocol.evaluation
-    source = leaderboard.load_registry().sources.get(str(proto.published["source"]), {})
+    source = leaderboard.load_published().sources.get(str(proto.published["source"]), {})
     size = f"DPOT size '{rep.size}'" if rep.size else "an architecture of no released DPOT size"
     lines = [
         f"protocol {proto.name}: {proto.title} ({proto.path.name})",

@@ -5,6 +5,8 @@ the files and their layout, split sizes, input frames and rollout horizon; for a
 the model grid, channel padding, where the error is scored and the metric; and which
 published cells the results are compared with. ``pdeb reproduce <protocol>`` runs one
 (:mod:`pdebench_core.protocol_runs`); this module only reads and checks, without torch.
+A file of ``kind: comparison`` only records how a published table was measured (per column
+``t_in``, horizon and grid, for the leaderboard); it is not a protocol ``pdeb reproduce`` runs.
 """
 
 from __future__ import annotations
@@ -106,9 +108,22 @@ def protocol_dirs() -> list[Path]:
     return paths.registry_dirs("protocols")
 
 
+def protocol_kind(path: Path) -> str:
+    """``reproduce`` (a protocol ``pdeb reproduce`` runs) or ``comparison`` (a file that only
+    records how a published table was measured, read by the leaderboard): the file's ``kind``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return "reproduce"  # load_protocol reports what is wrong with it
+    return str(data.get("kind", "reproduce")) if isinstance(data, Mapping) else "reproduce"
+
+
 def protocol_names() -> list[str]:
-    """Every protocol name found in :func:`protocol_dirs` (sorted)."""
-    names = {p.stem for folder in protocol_dirs() if folder.is_dir() for p in folder.glob("*.yaml")}
+    """Every protocol ``pdeb reproduce`` can run, found in :func:`protocol_dirs` (sorted)."""
+    names = {p.stem for folder in protocol_dirs() if folder.is_dir() for p in folder.glob("*.yaml")
+             if protocol_kind(p) == "reproduce"}
     return sorted(names)
 
 
@@ -131,10 +146,11 @@ def load_protocol(name: str) -> Protocol:
     import yaml
 
     path = find_protocol(name)
-    if path is None:
+    if path is None or protocol_kind(path) != "reproduce":
         known = protocol_names()
-        raise UsageError(f"unknown protocol '{name}'{did_you_mean(name, known)}; known protocols: "
-                         f"{', '.join(known) or 'none'}")
+        what = (f"protocol '{name}' only records how a published table was measured (the leaderboard "
+                f"reads it)" if path is not None else f"unknown protocol '{name}'{did_you_mean(name, known)}")
+        raise UsageError(f"{what}; pdeb reproduce runs: {', '.join(known) or 'none'}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -234,18 +250,18 @@ def locate(protocol: Protocol, root: str | Path) -> tuple[list[Located], list[Co
 
 def published_cells(protocol: Protocol, row: Mapping[str, Any]) -> dict[str, float]:
     """``{column key: published value}`` of one published row (``{"model": ..., "part": ...}``)."""
-    from pdebench_core import leaderboard
+    from pdebench_core.leaderboard import published_rows
 
     metric = str(protocol.published.get("metric", "l2re"))
     source = str(protocol.published["source"])
     cells: dict[str, float] = {}
-    for entry in leaderboard.published_rows():
-        if entry["source_key"] != source or entry["model"] != row["model"]:
+    for entry in published_rows():
+        if entry.source_key != source or entry.model != row["model"]:
             continue
-        if row.get("part") is not None and str(entry.get("part")) != str(row["part"]):
+        if row.get("part") is not None and str(entry.part) != str(row["part"]):
             continue
-        if metric in entry["metrics"]:
-            cells[entry["published_name"]] = float(entry["metrics"][metric])
+        if metric in entry.metrics and entry.published_name:
+            cells[entry.published_name] = float(entry.metrics[metric])
     return cells
 
 

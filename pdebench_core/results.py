@@ -2,6 +2,11 @@
 
 One row per (run, dataset, task). Writers use WAL mode, an immediate transaction
 and a generous busy timeout, so runs finishing at the same moment all land.
+
+The schema carries a version (SQLite's ``user_version``). A store written by an earlier
+pdeb is migrated in place the first time it is opened: a copy of it is kept next to it
+(``results.sqlite.v1.bak``), the new columns are added and filled from what the old rows
+recorded (their config and ``extra``), and nothing is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +21,27 @@ from typing import Any, Iterable
 from pdebench_core import paths
 from pdebench_core.diskspace import write_failed
 
+#: Version 1: the store before versions were recorded (``user_version`` 0). Version 2 adds the
+#: provenance columns below.
+SCHEMA_VERSION = 2
+PROVENANCE_COLUMNS = {
+    "data_source": "TEXT",    # 'generated' or the name of the file the data was read from
+    "dataset_hash": "TEXT",   # content fingerprint + split plan of this row's dataset
+    "n_train": "INTEGER",     # train trajectories of that dataset
+    "t_in": "INTEGER",        # input frames of the rollout
+    "horizon": "INTEGER",     # steps rolled out and scored
+    "grid": "TEXT",           # the dataset's spatial grid, e.g. '64x64'
+}
 COLUMNS = (
     "run_id", "model", "dataset", "task", "metrics", "seed", "n_params", "train_time_s", "device",
     "versions", "config_hash", "config", "profile", "data_hash", "command", "extra", "created_at",
+    *PROVENANCE_COLUMNS,
 )
 JSON_COLUMNS = ("metrics", "versions", "config", "extra")
+#: Older rows' ``data_hash`` hashed only the spec and split sizes; migration marks them so.
+LEGACY_HASH_PREFIX = "spec-"
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -42,9 +61,48 @@ CREATE TABLE IF NOT EXISTS results (
     command TEXT,
     extra TEXT,
     created_at TEXT NOT NULL,
+    {''.join(f'{name} {kind},' for name, kind in PROVENANCE_COLUMNS.items())}
     UNIQUE (run_id, dataset, task)
 )
 """
+
+
+def backup_path(path: Path, version: int) -> Path:
+    """Where the copy of a store of schema ``version`` is kept before it is migrated."""
+    return path.with_name(f"{path.name}.v{version}.bak")
+
+
+def _legacy_values(row: sqlite3.Row) -> dict[str, Any]:
+    """Provenance of a row written before version 2, from what it recorded then."""
+    try:
+        config = json.loads(row["config"] or "{}")
+        extra = json.loads(row["extra"] or "{}")
+    except ValueError:
+        config, extra = {}, {}
+    section = ((config.get("data") or {}).get(row["dataset"]) or {}) if isinstance(config, dict) else {}
+    path = section.get("path") if isinstance(section, dict) else None
+    horizon = extra.get("horizon") if isinstance(extra, dict) else None
+    old_hash = row["data_hash"]
+    return {
+        "data_source": Path(str(path)).name if path else "generated",
+        "horizon": int(horizon) if isinstance(horizon, (int, float)) else None,
+        "data_hash": f"{LEGACY_HASH_PREFIX}{old_hash}" if old_hash else None,
+    }
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store of an older schema to :data:`SCHEMA_VERSION` (inside the caller's transaction)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    for name, kind in PROVENANCE_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+    conn.row_factory = sqlite3.Row
+    for row in conn.execute("SELECT id, dataset, config, extra, data_hash FROM results").fetchall():
+        values = _legacy_values(row)
+        conn.execute("UPDATE results SET data_source = ?, horizon = COALESCE(horizon, ?), data_hash = ? WHERE id = ?",
+                     (values["data_source"], values["horizon"], values["data_hash"], row["id"]))
+    conn.row_factory = None
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class ResultsStore:
@@ -56,14 +114,37 @@ class ResultsStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else paths.results_db()
+        self._current = False
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=60000")
-        conn.execute(SCHEMA)
+        if not self._current:
+            self._bring_up_to_date(conn)
+            self._current = True
         return conn
+
+    def _bring_up_to_date(self, conn: sqlite3.Connection) -> None:
+        """Create the table, or migrate one of an older schema (after keeping a copy)."""
+        conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others then see the new version
+        try:
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='results'").fetchone()
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if not exists:
+                conn.execute(SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                # a second connection reads the store as committed (WAL), while this one holds the write lock
+                with closing(sqlite3.connect(self.path)) as source, \
+                        closing(sqlite3.connect(backup_path(self.path, max(version, 1)))) as copy:
+                    source.backup(copy)
+                _migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def add(self, row: dict[str, Any]) -> None:
         """Insert (or replace, for the same run, dataset and task) one row."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -39,7 +37,7 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
         comp = plugins.get("dataset", name)
         ctx.log(f"dataset {name}: preparing")
         try:
-            dataset = comp.factory(section)
+            dataset, notes = _read_with_notes(comp.factory, section)
         except OSError as exc:
             raise DataError(f"dataset '{name}' could not be read: {exc}") from None
         except (MemoryError, RuntimeError) as exc:  # an allocation the settings cannot have meant
@@ -47,6 +45,8 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
                 raise
             raise UsageError(f"dataset '{name}' does not fit in memory ({str(exc).splitlines()[0][:160]}); "
                              f"lower data.{name}.resolution, its frames or its trajectory counts") from None
+        for note in notes:
+            ctx.log(f"dataset {name}: note: {note}")
         check_finite(name, dataset)  # remembered per file: a second run does not scan again
         spec = dataset.spec
         sizes = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
@@ -54,6 +54,34 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
                 f"splits {sizes}")
         out[name] = dataset
     return out
+
+
+def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
+    """Build a dataset, keeping what the file readers noted about it for the run log: fallbacks
+    of the splitting rule (``SplitWarning``) and how a file was interpreted (non-uniform
+    spacing, unnamed channels; the notes ``pdeb data info`` prints too)."""
+    import warnings
+
+    from pdebench_core.data.layouts import SplitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)
+        dataset = factory(section)
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, SplitWarning):
+            notes.append(str(warning.message))
+        else:  # not ours to keep: shown as it would have been
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    path = section.get("path") if hasattr(section, "get") else None
+    if path:
+        from pdebench_core.data.layouts import open_layout
+
+        try:
+            notes += list(open_layout(str(path), str(section.get("format", "auto") or "auto")).notes)
+        except Exception:  # the dataset was read; a second look that fails costs only the notes
+            pass
+    return dataset, notes
 
 
 def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:
@@ -86,23 +114,18 @@ def build_model(ctx: RunContext, mixture: Mixture):
     return model
 
 
-def data_hash(datasets: dict[str, Any]) -> str:
-    """Hash of what identifies the data: each spec and the split sizes."""
-    digest = hashlib.sha256()
-    for name, ds in datasets.items():
-        digest.update(json.dumps(ds.spec.to_dict(), sort_keys=True, default=str).encode())
-        digest.update(json.dumps({s: len(ds.split(s)) for s in ("train", "val", "test")}).encode())
-    return digest.hexdigest()[:16]
+def data_hash(datasets: dict[str, Any], paths: dict[str, str | None] | None = None) -> str:
+    """Content fingerprint of everything the run saw: per dataset its generated-data fingerprint
+    or file bytes (``paths``: the file each was read from), plus which trajectories form each
+    split (see :mod:`pdebench_core.data.identity`)."""
+    from pdebench_core.data.identity import combined_hash, dataset_identities
+
+    return combined_hash(dataset_identities(datasets, paths))
 
 
-def metric_functions(names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """``({name: fn}, {name: reduction})`` for the requested metrics."""
-    fns, reductions = {}, {}
-    for name in names:
-        comp = plugins.get("metric", name)
-        fns[name] = comp.factory
-        reductions[name] = comp.card.get("reduction", "mean")
-    return fns, reductions
+def metric_functions(names: list[str]) -> dict[str, Any]:
+    """``{name: Metric}`` for the requested metrics, as registered (values and reduction)."""
+    return {name: plugins.get("metric", name).factory for name in names}
 
 
 def _sharded_evaluation(ctx: RunContext) -> tuple[int, int]:
@@ -119,7 +142,7 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
     from pdebench_core.evaluation import evaluate_dataset, scored_channels_of
 
     cfg = ctx.cfg
-    fns, reductions = metric_functions(list(metric_names or cfg.eval.metrics))
+    fns = metric_functions(list(metric_names or cfg.eval.metrics))
     rank, world_size = _sharded_evaluation(ctx)
     outputs = {}
     for name, dataset in mixture.datasets.items():
@@ -128,7 +151,7 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
             model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out,
             horizon=int(cfg.eval.horizon) or dataset.spec.horizon, device=ctx.device, grid=group.grid,
             n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size), max_trajectories=max_trajectories,
-            precision=str(cfg.eval.precision), reductions=reductions, rank=rank, world_size=world_size,
+            precision=str(cfg.eval.precision), rank=rank, world_size=world_size,
             grid_mode=str(cfg.eval.grid), scored_channels=scored_channels_of(dataset.spec),
         )
         out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid)})
@@ -138,15 +161,28 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
 
 def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = None,
                  write_rows: bool = True, extra: dict | None = None) -> dict[str, dict[str, float]]:
-    """Roll out on every dataset's evaluation split; save outputs and write one row per dataset."""
+    """Roll out on every dataset's evaluation split; save outputs and write one row per dataset.
+
+    Each row records what it was measured on: the data's source and content hash, the train
+    trajectories, ``t_in``, horizon and grid, and the model's parameter count.
+    """
     from omegaconf import OmegaConf
 
+    from pdebench_core.data.identity import combined_hash, dataset_identities, grid_label
     from pdebench_core.engine import count_parameters
 
     cfg = ctx.cfg
     split = split or cfg.eval.split
-    hashed = data_hash(mixture.datasets)
+    identities = {}
+    if write_rows and ctx.is_main:  # only the main process writes rows: only it reads the data's bytes
+        identities = dataset_identities(mixture.datasets, {name: (cfg.data.get(name) or {}).get("path")
+                                                           for name in mixture.datasets})
+        for name, identity in identities.items():
+            if identity.note:
+                ctx.log(f"dataset {name}: {identity.note}")
+    hashed = combined_hash(identities)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    n_params = count_parameters(model)
     results: dict[str, dict[str, float]] = {}
     for name, out in score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)).items():
         ctx.save_json(f"eval/{name}.json", out)
@@ -154,15 +190,19 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
         results[name] = summary
         ctx.log(f"eval {name} ({split}, {out['n_samples']} trajectories, {out['horizon']} steps): "
                 + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
-        if write_rows:
+        if identities:
+            identity = identities[name]
             ctx.write_result({
                 "run_id": ctx.run_id, "model": cfg.model.name, "dataset": name, "task": cfg.run.task,
-                "metrics": summary, "seed": int(cfg.run.seed), "n_params": count_parameters(model),
+                "metrics": summary, "seed": int(cfg.run.seed), "n_params": n_params,
                 "train_time_s": float((extra or {}).get("train_time_s", 0.0)), "device": str(ctx.device),
                 "versions": versions(), "config_hash": config_hash(cfg), "config": resolved,
                 "profile": cfg.run.profile, "data_hash": hashed, "command": command_line(),
+                "data_source": identity.source, "dataset_hash": identity.hash, "n_train": identity.n_train,
+                "t_in": int(mixture.t_in), "horizon": int(out["horizon"]),
+                "grid": grid_label(mixture.datasets[name].spec.spatial_shape),
                 "extra": {"split": split, "horizon": out["horizon"], "n_samples": out["n_samples"], "grid": out["grid"],
-                          "one_step": out["one_step"], "size": cfg.model.get("size"), **(extra or {})},
+                          "one_step": out["one_step"], "data_basis": identity.basis, **(extra or {})},
             })
     return results
 

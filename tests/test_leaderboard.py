@@ -1,4 +1,4 @@
-"""The leaderboard: published rows, local rows, seed pooling, ranks, pivot, filters, formats, reproduce."""
+"""The leaderboard: published tables, local rows, seed pooling, comparisons under one protocol, filters, views, reproduce."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import html
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from pdebench_core import leaderboard as lb
 from pdebench_core.cli_results import register
+from pdebench_core.leaderboard.render import pivot_cell
 from pdebench_core.results import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +46,13 @@ def invoke(*args: str):
 
 
 def store_row(run_id: str, seed: int = 0, l2re: float = 0.5, model: str = "fno", dataset: str = "ns2d",
-              task: str = "train", lr: float = 1e-3, data_cfg: dict | None = None, **metrics: float) -> dict:
-    """A result row as the workflow writes it (with a resolved config)."""
+              task: str = "train", lr: float = 1e-3, data_cfg: dict | None = None, profile: str = "paper",
+              horizon: int = 20, grid: str = "64x64", data_hash: str = "data-1", n_params: int = 4505,
+              **metrics: float) -> dict:
+    """A result row as the workflow writes it (a resolved config and the data's provenance); by default
+    measured like DPOT's Table 1 on ns2d (t_in 10, horizon 20, 64x64)."""
     config = {
-        "run": {"task": task, "seed": seed, "device": "auto", "run_id": run_id, "profile": "small",
+        "run": {"task": task, "seed": seed, "device": "auto", "run_id": run_id, "profile": profile,
                 "sinks": ["sqlite", "jsonl"]},
         "model": {"name": model, "width": 8},
         "data": {dataset: data_cfg or {"nu": 0.001, "n_train": 8}},
@@ -55,9 +60,11 @@ def store_row(run_id: str, seed: int = 0, l2re: float = 0.5, model: str = "fno",
     }
     return {
         "run_id": run_id, "model": model, "dataset": dataset, "task": task, "metrics": {"l2re": l2re, **metrics},
-        "seed": seed, "n_params": 4505, "train_time_s": 2.0 + seed, "device": "cpu", "versions": {"pdeb": "0.1.0"},
-        "config_hash": f"hash-{run_id}", "config": config, "profile": "small", "data_hash": "data-1",
-        "command": f"pdeb run --model {model} --data {dataset}", "extra": {},
+        "seed": seed, "n_params": n_params, "train_time_s": 2.0 + seed, "device": "cpu",
+        "versions": {"pdeb": "0.1.0"}, "config_hash": f"hash-{run_id}", "config": config, "profile": profile,
+        "data_hash": data_hash, "command": f"pdeb run --model {model} --data {dataset}", "extra": {},
+        "data_source": "generated", "dataset_hash": f"{data_hash}-{dataset}", "n_train": 8, "t_in": 10,
+        "horizon": horizon, "grid": grid,
     }
 
 
@@ -65,6 +72,10 @@ def fill(rows: list[dict]) -> None:
     store = ResultsStore()
     for row in rows:
         store.add(row)
+
+
+def by_run(board) -> dict:
+    return {r.run_id: r for r in board.rows if r.is_local}
 
 
 # --------------------------------------------------------------------------- published numbers
@@ -76,25 +87,56 @@ def _csv_cells(path: Path) -> list[dict[str, str]]:
 
 
 def test_published_rows_cover_every_cell_with_citations():
-    reg = lb.load_registry()
-    assert reg.directory == PUBLISHED
-    rows = lb.published_rows(reg)
-    dpot = [r for r in rows if r["source"] == DPOT]
-    pdebench = [r for r in rows if r["source"] == PDEBENCH]
+    tables = lb.load_published()
+    assert tables.directory == PUBLISHED
+    rows = lb.published_rows(tables)
+    dpot = [r for r in rows if r.source == DPOT]
+    pdebench = [r for r in rows if r.source == PDEBENCH]
     table = _csv_cells(PUBLISHED / "dpot_table1_l2re.csv")
     filled = [(rec["model"], rec["group"], rec["part"], col, float(v)) for rec in table for col, v in rec.items()
               if col not in ("model", "group", "part", "params") and v.strip()]
     alias = sum(1 for *_, col, _ in filled if col == "ns2d_nu1e-3")  # also shown under our `ns2d`
     assert len(table) == 24 and len(dpot) == len(filled) + alias
-    got = [(r["model"], r["task"], r["part"], r["published_name"], r["metrics"]["l2re"]) for r in dpot]
+    got = [(r.model, r.task, r.part, r.published_name, r.metrics["l2re"]) for r in dpot]
     assert sorted(set(got)) == sorted(filled) and len(set(filled)) == len(filled)
     assert len(pdebench) == len(_csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")) == 24
-    assert all(set(r["metrics"]) == {"l2re"} for r in dpot) and all(set(r["metrics"]) == {"nrmse"} for r in pdebench)
+    assert all(set(r.metrics) == {"l2re"} for r in dpot) and all(set(r.metrics) == {"nrmse"} for r in pdebench)
     # every published dataset name is mapped explicitly (no fallback spelling)
     columns = set(table[0]) - {"model", "group", "part", "params"}
     names = {rec["dataset"] for rec in _csv_cells(PUBLISHED / "pdebench_fno_nrmse.csv")}
-    assert columns | names <= set(reg.datasets)
-    assert all(r["citation"] and r["url"].startswith("https://arxiv.org/") for r in rows)
+    assert columns | names <= set(tables.datasets)
+    assert all(r.citation and r.url.startswith("https://arxiv.org/") for r in rows)
+
+
+def test_published_tables_carry_paper_version_date_and_protocol():
+    tables = lb.load_published()
+    for key in ("dpot", "pdebench"):
+        info = lb.source_summary(tables, key)
+        assert info["paper"] and info["version"] and info["date"] and info["protocol"], key
+        protocol = tables.protocols[key]
+        assert protocol is not None and protocol.metric == tables.sources[key]["metric"]
+    # every published column has the measure it was taken with (averages: that of their members)
+    rows = lb.published_rows(tables)
+    assert all(r.published_measure is not None for r in rows)
+    ns2d = {r.published_measure for r in rows if r.source_key == "dpot" and r.dataset == "ns2d"}
+    assert ns2d == {lb.Measure(t_in=10, horizon=20, grid="64x64")}
+    burgers = {r.published_measure for r in rows if r.source_key == "pdebench" and r.dataset == "burgers1d"}
+    assert burgers == {lb.Measure(t_in=10, horizon=31, grid="256")}
+
+
+def test_pdebench_rows_are_checked_or_marked_unchecked():
+    """The 2D PDEBench cells equal the FNO row of DPOT's Table 1 (which quotes PDEBench); the 1D
+    and Darcy cells were not compared with the paper and say so."""
+    rows = lb.published_rows()
+    pdebench = [r for r in rows if r.source_key == "pdebench"]
+    fno = {(r.dataset, r.setting): r.metrics["l2re"] for r in rows
+           if r.source_key == "dpot" and r.model == "FNO" and not r.averaged and r.dataset != "ns2d"}
+    for row in pdebench:
+        if row.dataset in ("cfd2d", "dr2d", "swe2d"):
+            assert row.checked and row.metrics["nrmse"] == pytest.approx(fno[(row.dataset, row.setting)])
+        else:
+            assert row.checked is False, row.dataset
+    assert "unchecked against its source" in lb.render(lb.collect(store_rows=[], data="burgers1d"), "markdown")
 
 
 @pytest.mark.parametrize("source, model, task, dataset, setting, metric, value", [
@@ -111,31 +153,31 @@ def test_published_rows_cover_every_cell_with_citations():
     (PDEBENCH, "FNO", "baseline", "dr2d", "", "nrmse", 0.12),
 ])
 def test_published_values_map_to_our_dataset_names(source, model, task, dataset, setting, metric, value):
-    hits = [r for r in lb.published_rows() if (r["source"], r["model"], r["task"], r["dataset"], r["setting"])
+    hits = [r for r in lb.published_rows() if (r.source, r.model, r.task, r.dataset, r.setting)
             == (source, model, task, dataset, setting)]
     assert len(hits) == 1
-    assert hits[0]["metrics"][metric] == pytest.approx(value)
+    assert hits[0].metrics[metric] == pytest.approx(value)
 
 
 def test_table1_groups_are_the_papers_parts():
     """Parts 1-2 of Table 1 are zero-shot results of pre-trained models, not per-dataset baselines."""
-    rows = [r for r in lb.published_rows() if r["source"] == DPOT and r["published_name"] == "swe2d"]
-    labels = {(r["model"], r["part"]): r["task"] for r in rows}
+    rows = [r for r in lb.published_rows() if r.source == DPOT and r.published_name == "swe2d"]
+    labels = {(r.model, r.part): r.task for r in rows}
     assert labels[("FNO", "1")] == labels[("OFormer", "1")] == "baseline"
     for model in ("DPOT-Ti", "DPOT-S", "MPP-Ti", "MPP-S"):
         assert labels[(model, "1")] == "pretrained", model
     assert labels[("DPOT-S", "2")] == labels[("DPOT-H", "2")] == labels[("MPP-L", "2")] == "pretrained"
     assert labels[("DPOT-L-500", "3")] == "finetuned"
-    spec = lb.load_registry().sources["dpot"]
+    spec = lb.load_published().sources["dpot"]
     assert "dc8a1728e5f582baa5f42284fb30027dbcdcd812" in spec["version"] and spec["part_column"] == "part"
     # DPOT-S is listed in parts 1 and 2 with different cells: the pivot keeps both rows.
     table = lb.pivot(lb.collect(store_rows=[], source="dpot", model="DPOT-S", data="pdearena-ns"), "l2re")
-    assert sorted((e["part"], e["cells"]["pdearena-ns"]["metrics"]["l2re"]) for e in table.rows) == \
+    assert sorted((e.part, e.cells["pdearena-ns"].metrics["l2re"]) for e in table.rows) == \
         [("1", 0.0991), ("2", 0.0999)]
-    assert lb.render_pivot(table, "markdown").splitlines()[0] == "| model | source | task | part | pdearena-ns |"
+    assert lb.render_pivot(table, "markdown").splitlines()[0] == "| model | size | source | task | part | pdearena-ns |"
 
 
-def test_registry_is_found_in_an_installed_layout(tmp_path, monkeypatch):
+def test_published_tables_are_found_in_an_installed_layout(tmp_path, monkeypatch):
     """A wheel installs the tables as data files under <prefix>/share/pdeb/registry/published."""
     import sys
     import sysconfig
@@ -144,12 +186,15 @@ def test_registry_is_found_in_an_installed_layout(tmp_path, monkeypatch):
 
     prefix = tmp_path / "prefix"
     shutil.copytree(PUBLISHED, prefix / "share" / "pdeb" / "registry" / "published")
+    shutil.copytree(ROOT / "registry" / "protocols", prefix / "share" / "pdeb" / "registry" / "protocols")
     fake_package = tmp_path / "site-packages" / "pdebench_core"
     fake_package.mkdir(parents=True)
     monkeypatch.setattr(paths, "__file__", str(fake_package / "paths.py"))
     monkeypatch.setattr(sys, "prefix", str(prefix))
     assert lb.published_dir() == prefix / "share" / "pdeb" / "registry" / "published"
-    assert len(lb.published_rows()) == len(lb.published_rows(lb.load_registry(PUBLISHED)))
+    installed = lb.published_rows()
+    assert len(installed) == len(lb.published_rows(lb.load_published(PUBLISHED)))
+    assert all(r.published_measure is not None for r in installed)  # the protocols were installed beside
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "nowhere"))
     monkeypatch.setattr(sysconfig, "get_path", lambda *a, **k: str(tmp_path / "nowhere"))
     assert lb.published_dir() is None
@@ -160,13 +205,13 @@ def test_parse_setting_and_local_matching():
     assert lb.parse_setting("M=1.0 eta=zeta=0.1") == {"M": 1.0, "eta": 0.1, "zeta": 0.1}
     assert lb.parse_setting("nu=0.5 rho=1") == {"nu": 0.5, "rho": 1.0}
     assert lb.parse_setting("") == {}
-    reg = lb.load_registry()
+    tables = lb.load_published()
     cfd = ["M=1.0 eta=zeta=0.1", "M=1.0 eta=zeta=0.01", "M=0.1 eta=zeta=0.1"]
     config = {"data": {"cfd2d": {"mach": 1.0, "eta": 0.1, "zeta": 0.1}}}
-    assert lb.local_setting(reg, "cfd2d", config, cfd) == "M=1.0 eta=zeta=0.1"
-    assert lb.local_setting(reg, "cfd2d", {"data": {"cfd2d": {"mach": 0.5, "eta": 0.1, "zeta": 0.1}}}, cfd) == ""
+    assert lb.local_setting(tables, "cfd2d", config, cfd) == "M=1.0 eta=zeta=0.1"
+    assert lb.local_setting(tables, "cfd2d", {"data": {"cfd2d": {"mach": 0.5, "eta": 0.1, "zeta": 0.1}}}, cfd) == ""
     burgers = {"data": {"burgers1d": {"nu": 0.01}}}
-    assert lb.local_setting(reg, "burgers1d", burgers, ["nu=0.001", "nu=0.01"]) == "nu=0.01"
+    assert lb.local_setting(tables, "burgers1d", burgers, ["nu=0.001", "nu=0.01"]) == "nu=0.01"
 
 
 # --------------------------------------------------------------------------- local rows, pooling, ranks
@@ -176,14 +221,14 @@ def test_seeds_pool_into_mean_std_and_count(fresh_home):
     fill([store_row(f"a{s}", seed=s, l2re=v) for s, v in enumerate([0.1, 0.2, 0.3])]
          + [store_row("other-lr", lr=3e-3, l2re=0.05)])
     board = lb.collect(source="local")
-    pooled = {r["run_id"]: r for r in board.rows}
+    pooled = by_run(board)
     assert set(pooled) == {"a2", "other-lr"}  # the newest run names the pooled row
     row = pooled["a2"]
-    assert row["n"] == 3 and row["run_ids"] == ["a0", "a1", "a2"] and row["seeds"] == [0, 1, 2]
-    assert row["metrics"]["l2re"] == pytest.approx(0.2) and row["std"]["l2re"] == pytest.approx(0.1)
-    assert row["train_time_s"] == pytest.approx(3.0)
-    assert pooled["other-lr"]["n"] == 1 and pooled["other-lr"]["std"]["l2re"] is None
-    assert [r["rank"] for r in board.rows] == [1, 2]  # 0.05 beats 0.2
+    assert row.n == 3 and row.run_ids == ["a0", "a1", "a2"] and row.seeds == [0, 1, 2]
+    assert row.metrics["l2re"] == pytest.approx(0.2) and row.std["l2re"] == pytest.approx(0.1)
+    assert row.train_time_s == pytest.approx(3.0)
+    assert pooled["other-lr"].n == 1 and pooled["other-lr"].std["l2re"] is None
+    assert [r.rank for r in board.rows] == [1, 2]  # 0.05 beats 0.2
     assert len(lb.collect(source="local", per_run=True).rows) == 4
     text = lb.render(board, "markdown")
     assert "0.2 ± 0.1" in text and "| 3 |" in text
@@ -191,33 +236,85 @@ def test_seeds_pool_into_mean_std_and_count(fresh_home):
     assert record["l2re"] == pytest.approx(0.2) and record["std"]["l2re"] == pytest.approx(0.1) and record["n"] == 3
 
 
-def test_pooling_ignores_only_seed_run_id_and_sinks():
+def test_same_seed_repeats_replace_the_earlier_run_and_do_not_inflate_n(fresh_home):
+    fill([store_row("first", seed=0, l2re=0.4), store_row("again", seed=0, l2re=0.1),
+          store_row("other-seed", seed=1, l2re=0.3)])
+    row = by_run(lb.collect(source="local"))["other-seed"]
+    assert row.n == 2 and row.seeds == [0, 1] and row.run_ids == ["again", "other-seed"]
+    assert row.metrics["l2re"] == pytest.approx(0.2) and row.repeats == ["first"]
+    assert "replaces first (same seed)" in lb.render(lb.collect(source="local"), "markdown")
+    per_run = by_run(lb.collect(source="local", per_run=True))
+    assert per_run["first"].differs == ["repeat of again"] and per_run["first"].rank is None
+    assert per_run["again"].rank == 1 and per_run["other-seed"].rank == 2
+
+
+def test_non_finite_rows_are_failed_and_never_pooled(fresh_home):
+    fill([store_row("ok-0", seed=0, l2re=0.1), store_row("ok-1", seed=1, l2re=0.3),
+          store_row("diverged", seed=2, l2re=float("nan"))])
+    board = lb.collect(source="local")
+    rows = by_run(board)
+    assert rows["ok-1"].n == 2 and rows["ok-1"].metrics["l2re"] == pytest.approx(0.2)
+    assert rows["diverged"].failed and rows["diverged"].n == 1 and rows["diverged"].rank is None
+    assert rows["ok-1"].rank == 1 and rows["ok-1"].ranked_among == 1
+    record = [r for r in json.loads(lb.render(board, "json")) if r["run_id"] == "diverged"][0]
+    assert record["failed"] and record["l2re"] is None and "failed" in record["note"]
+    assert "nan" in lb.render(board, "markdown").split("diverged")[0].splitlines()[-1]
+
+
+def test_pooling_needs_the_same_config_and_the_same_data(fresh_home):
     base = store_row("x", seed=1)["config"]
     other = json.loads(json.dumps(base))
     other["run"].update(seed=7, run_id="y", sinks=["jsonl"])
     assert lb.seedless_hash(base) == lb.seedless_hash(other)
     other["data"]["ns2d"]["n_train"] = 16
     assert lb.seedless_hash(base) != lb.seedless_hash(other)
+    fill([store_row("d1-a", seed=0, data_hash="d1"), store_row("d1-b", seed=1, data_hash="d1"),
+          store_row("d2", seed=2, data_hash="d2")])  # same config, another file under the same path
+    assert sorted((r.run_id, r.n) for r in lb.collect(source="local").rows) == [("d1-b", 2), ("d2", 1)]
 
 
-def test_ranks_are_per_dataset_with_ties_and_direction():
-    rows = [{"dataset": d, "setting": "", "metrics": {"m": v}} for d, v in
-            [("a", 0.3), ("a", 0.1), ("a", 0.1), ("b", 5.0), ("a", float("nan"))]]
-    rows.append({"dataset": "a", "setting": "", "metrics": {}})
+def test_size_is_the_parameter_count_not_a_preset_name(fresh_home):
+    row = store_row("small-dpot", model="dpot", n_params=420_000, profile="small")
+    row["config"]["model"]["size"] = "ti"
+    fill([row])
+    assert by_run(lb.collect(source="local"))["small-dpot"].size == "0.42M"
+    assert [lb.size_label(n) for n in (4505, 420_000, 7_000_000, 122_000_000, 1_030_000_000)] == \
+        ["4.5K", "0.42M", "7M", "122M", "1.03B"]
+
+
+def test_ranks_are_per_group_with_ties_and_direction():
+    def row(dataset: str, value: float | None) -> lb.Row:
+        metrics = {} if value is None else {"m": value}
+        return lb.Row(source="local", source_key="local", model="x", dataset=dataset, metrics=metrics,
+                      failed=value is not None and value != value, t_in=10, horizon=20, grid="64x64")
+
+    rows = [row("a", 0.3), row("a", 0.1), row("a", 0.1), row("b", 5.0), row("a", float("nan")), row("a", None)]
     lb.assign_ranks(rows, "m")
-    assert [r["rank"] for r in rows] == [3, 1, 1, 1, None, None]
+    assert [r.rank for r in rows] == [3, 1, 1, 1, None, None]
     lb.assign_ranks(rows, "m", higher_is_better=True)
-    assert [r["rank"] for r in rows] == [1, 2, 2, 1, None, None]
+    assert [r.rank for r in rows] == [1, 2, 2, 1, None, None]
 
 
-def test_local_rows_rank_against_published_in_the_same_dataset(fresh_home):
-    fill([store_row("good", l2re=0.001), store_row("bad", l2re=0.5, lr=0.1)])
+def test_local_rows_rank_against_published_only_when_measured_alike(fresh_home):
+    fill([store_row("good", l2re=0.001), store_row("bad", l2re=0.5, lr=0.1),
+          store_row("long-rollout", l2re=0.0001, lr=0.2, horizon=40),
+          store_row("small-profile", l2re=0.002, lr=0.3, profile="small")])
     board = lb.collect(data="ns2d")
-    ranks = {(r["source"], r.get("run_id") or r["model"]): r["rank"] for r in board.rows}
-    n_published = sum(1 for r in board.rows if r["source"] == DPOT)
-    assert n_published == 21 and ranks[("local", "good")] == 1 and ranks[("local", "bad")] == n_published + 2
-    assert {r["source"] for r in board.rows} == {"local", DPOT}
+    ranks = {(r.source, r.run_id or r.model): r.rank for r in board.rows}
+    n_published = sum(1 for r in board.rows if r.source == DPOT)
+    assert n_published == 21 and ranks[("local", "good")] == 1 and ranks[("local", "bad")] == n_published + 3
+    mine = by_run(board)
+    # a 40-step rollout is not ranked beside the published 20-step cells, and says why
+    assert mine["long-rollout"].differs == ["horizon 40 vs 20"] and mine["long-rollout"].ranked_among == 1
+    # a small-profile row measured alike is ranked beside them, marked
+    assert mine["small-profile"].differs == ["profile small"] and ranks[("local", "small-profile")] == 2
+    assert mine["good"].differs == [] and mine["good"].ranked_among == n_published + 3
+    assert {r.source for r in board.rows} == {"local", DPOT}
     assert board.sources[DPOT]["url"] == "https://arxiv.org/abs/2403.03542"
+    table = lb.pivot(board, "l2re")
+    cells = {e.cells["ns2d"].run_id: pivot_cell(table, e, "ns2d") for e in table.rows if e.is_local}
+    assert cells["long-rollout"] == "0.0001 [horizon 40 vs 20]"  # both values shown, not ranked together
+    assert cells["good"] == "0.001 (1)" and cells["small-profile"] == "0.002 (2) [profile small]"
 
 
 # --------------------------------------------------------------------------- filters
@@ -227,18 +324,18 @@ def test_filters_keep_what_they_name(fresh_home):
     fill([store_row("r1", model="fno", dataset="ns2d", nrmse=0.4),
           store_row("r2", model="unet", dataset="burgers1d", data_cfg={"nu": 0.01}, nrmse=0.3)])
     by_model = lb.collect(model="fno")
-    assert {r["model"] for r in by_model.rows} == {"fno", "FNO", "FNO-m"}  # published labels map to `fno`
-    assert {r["source"] for r in by_model.rows} == {"local", DPOT, PDEBENCH}
+    assert {r.model for r in by_model.rows} == {"fno", "FNO", "FNO-m"}  # published labels map to `fno`
+    assert {r.source for r in by_model.rows} == {"local", DPOT, PDEBENCH}
     only_local = lb.collect(source="local", data="burgers1d")
-    assert [r["run_id"] for r in only_local.rows] == ["r2"]
-    assert only_local.rows[0]["setting"] == "nu=0.01"  # lines up with PDEBench's nu=0.01 row
+    assert [r.run_id for r in only_local.rows] == ["r2"]
+    assert only_local.rows[0].setting == "nu=0.01"  # lines up with PDEBench's nu=0.01 row
     published = lb.collect(source="published", task="finetuned")
-    assert published.rows and all(r["source"] == DPOT and r["task"] == "finetuned" for r in published.rows)
-    assert {r["source"] for r in lb.collect(source="pdebench").rows} == {PDEBENCH}
+    assert published.rows and all(r.source == DPOT and r.task == "finetuned" for r in published.rows)
+    assert {r.source for r in lb.collect(source="pdebench").rows} == {PDEBENCH}
     nrmse = lb.collect(metric="nrmse")
     assert nrmse.metrics == ["nrmse"] and nrmse.rank_metric == "nrmse"
-    assert all("nrmse" in r["metrics"] for r in nrmse.rows)
-    assert {r["source"] for r in nrmse.rows} == {"local", PDEBENCH}
+    assert all("nrmse" in r.metrics for r in nrmse.rows)
+    assert {r.source for r in nrmse.rows} == {"local", PDEBENCH}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -249,9 +346,17 @@ def test_filters_keep_what_they_name(fresh_home):
     (["--source", "locall"], "unknown source 'locall' (did you mean 'local'?)"),
     (["--format", "htm"], "unknown format 'htm' (did you mean 'html'?)"),
     (["--pivot", "--metric", "l2re,nrmse"], "--pivot shows one metric"),
+    # each name exists, together they match nothing: said so, with the closest name that does
+    (["--source", "local", "--data", "ns2d", "--model", "unet"],
+     "no results for model 'unet' among the rows of --data ns2d (closest: 'fno'); --model takes a comma-separated "
+     "list of: fno"),
+    (["--source", "local", "--data", "burgers1d", "--model", "fno"],
+     "no results for model 'fno' among the rows of --data burgers1d (closest: 'unet')"),
+    (["--source", "dpot", "--data", "swe2d", "--task", "train"],
+     "no results for task 'train' among the rows of --data swe2d"),
 ])
 def test_bad_filters_are_one_line_usage_errors(fresh_home, args, message):
-    fill([store_row("r1")])
+    fill([store_row("r1"), store_row("r2", model="unet", dataset="burgers1d", data_cfg={"nu": 0.01})])
     result = invoke("leaderboard", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and result.output.startswith("error: ")
@@ -266,18 +371,18 @@ def test_pivot_is_model_by_dataset_like_the_paper(fresh_home):
     table = lb.pivot(lb.collect(metric="l2re"), "l2re")
     assert table.columns[:4] == ["ns2d-nu1e-5", "ns2d-nu1e-4", "ns2d-nu1e-3", "ns2d"]
     assert "cfd2d (M=1.0 eta=zeta=0.1)" in table.columns
-    published = [e for e in table.rows if e["source"] == DPOT]
-    assert [e["model"] for e in published][:3] == ["FNO", "UNet", "FFNO"]  # the paper's row order
+    published = [e for e in table.rows if e.source == DPOT]
+    assert [e.model for e in published][:3] == ["FNO", "UNet", "FFNO"]  # the paper's row order
     fno = published[0]
-    assert fno["cells"]["ns2d-nu1e-5"]["metrics"]["l2re"] == 0.156 and fno["task"] == "baseline"
-    local = [e for e in table.rows if e["source"] == "local"]
-    assert len(local) == 1 and set(local[0]["cells"]) == {"ns2d"}
-    cell = local[0]["cells"]["ns2d"]
-    assert cell["metrics"]["l2re"] == pytest.approx(0.03) and cell["n"] == 2
-    column = [e["cells"]["ns2d"]["metrics"]["l2re"] for e in table.rows if "ns2d" in e["cells"]]
-    assert local[0]["ranks"]["ns2d"] == 1 + sum(v < 0.03 for v in column)
-    best = [e for e in table.rows if e["ranks"].get("ns2d-nu1e-5") == 1]
-    assert [e["model"] for e in best] == ["DPOT-H"]
+    assert fno.cells["ns2d-nu1e-5"].metrics["l2re"] == 0.156 and fno.task == "baseline" and fno.size == "0.5M"
+    local = [e for e in table.rows if e.is_local]
+    assert len(local) == 1 and set(local[0].cells) == {"ns2d"}
+    cell = local[0].cells["ns2d"]
+    assert cell.metrics["l2re"] == pytest.approx(0.03) and cell.n == 2
+    column = [e.cells["ns2d"].metrics["l2re"] for e in table.rows if "ns2d" in e.cells]
+    assert local[0].ranks["ns2d"] == 1 + sum(v < 0.03 for v in column)
+    best = [e for e in table.rows if e.ranks.get("ns2d-nu1e-5") == 1]
+    assert [e.model for e in best] == ["DPOT-H"]
     markdown = lb.render_pivot(table, "markdown")
     assert "**0.0174 (1)**" in markdown and "0.03 ± 0.014" in markdown
     assert "<strong>0.0174 (1)</strong>" in lb.render_pivot(table, "html")
@@ -287,7 +392,7 @@ def test_pivot_is_model_by_dataset_like_the_paper(fresh_home):
     lines = list(csv.DictReader(io.StringIO(lb.render_pivot(table, "csv"))))
     assert float(lines[0]["ns2d-nu1e-5"]) == 0.156
     result = invoke("leaderboard", "--pivot", "--format", "markdown", "--data", "ns2d,ns2d-nu1e-5")
-    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("| model | source | task |")
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("| model | size | source | task |")
 
 
 def test_every_format_renders_the_rows(fresh_home, tmp_path):
@@ -295,25 +400,65 @@ def test_every_format_renders_the_rows(fresh_home, tmp_path):
     args = ["leaderboard", "--data", "ns2d"]
     table = invoke(*args)
     assert table.exit_code == 0 and "r1" in table.output and "0.25" in table.output and "dpot" in table.output
+    wide = invoke(*args, "--wide")
+    assert wide.exit_code == 0 and "DPOT-H" in wide.output and "64x64" in wide.output and "r1" in wide.output
     markdown = invoke(*args, "--format", "markdown").output
     assert markdown.startswith("| rank | dataset | model |") and "| r1 |" in markdown and DPOT in markdown
     lines = list(csv.DictReader(io.StringIO(invoke(*args, "--format", "csv").output)))
     local = [line for line in lines if line["source"] == "local"]
     assert len(local) == 1 and float(local[0]["l2re"]) == 0.25 and local[0]["run_id"] == "r1"
-    assert len(lines) == 22 and {"l2re_std", "config_hash", "data_hash"} <= set(lines[0])
+    assert len(lines) == 22 and {"l2re_std", "config_hash", "data_hash", "data_source", "horizon"} <= set(lines[0])
     records = json.loads(invoke(*args, "--format", "json").output)
     mine = [r for r in records if r["source"] == "local"][0]
     for key in ("model", "dataset", "task", "run_id", "source", "l2re", "nrmse", "config_hash", "data_hash",
-                "seed", "n_params", "train_time_s", "device", "versions"):
+                "seed", "n_params", "train_time_s", "device", "versions", "data_source", "dataset_hash", "n_train",
+                "t_in", "horizon", "grid", "size", "profile", "differs"):
         assert key in mine, key
-    assert mine["versions"] == {"pdeb": "0.1.0"} and mine["n_params"] == 4505
-    assert all(r["source"] == DPOT and r["run_id"] is None for r in records if r is not mine)
+    assert mine["versions"] == {"pdeb": "0.1.0"} and mine["n_params"] == 4505 and mine["size"] == "4.5K"
+    assert all(r["source"] == DPOT and r["run_id"] is None and r["horizon"] == 20 for r in records if r is not mine)
     page = invoke(*args, "--format", "html").output
     assert page.startswith("<!DOCTYPE html>") and page.count('<tr class="local">') == 1
     assert page.count('<tr class="published">') == 21 and "<link" not in page and "src=" not in page
+    assert "http://" not in page.split("<h2>Sources</h2>")[0]  # nothing fetched from the network
     out = tmp_path / "board.html"
     assert invoke(*args, "--out", str(out)).exit_code == 0  # format taken from the suffix
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_per_run_view_shows_where_each_number_comes_from(fresh_home):
+    fill([store_row("prov-run", n_params=420_000)])
+    result = invoke("leaderboard", "--per-run", "--source", "local")
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "run_id" in line).split()
+    assert header[:5] == ["rank", "dataset", "model", "size", "profile"]
+    assert ["data", "data_hash", "n_train", "t_in", "horizon", "grid"] == header[5:11]
+    line = next(line for line in result.output.splitlines() if "prov-run" in line).split()
+    assert line[1:11] == ["ns2d", "fno", "0.42M", "paper", "generated", "data-1-n", "8", "10", "20", "64x64"]
+
+
+def _width(text: str) -> int:
+    return max(len(line.rstrip()) for line in text.splitlines())
+
+
+def test_default_view_fits_100_columns_local_first(fresh_home):
+    long_id = "fno-ns2d-small-20250101-120000-a1b2c3d4"
+    fill([store_row(long_id, l2re=0.02), store_row("fno-long-rollout", l2re=0.05, lr=0.2, horizon=40),
+          store_row("unet-burgers", model="unet", dataset="burgers1d", data_cfg={"nu": 0.01}, nrmse=0.3,
+                    horizon=31, grid="256")])
+    result = invoke("leaderboard")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert _width(text) <= 100
+    lines = text.splitlines()
+    first_published = next(i for i, line in enumerate(lines) if line.startswith("dpot = "))
+    run_lines = [i for i, line in enumerate(lines) if long_id in line or "fno-long-rollout" in line
+                 or "unet-burgers" in line]
+    assert len(run_lines) == 3 and max(run_lines) < first_published  # local runs first, whole ids
+    assert any(line.startswith("pdebench = ") for line in lines)  # the published tables, summarised
+    assert "DPOT-H" not in text  # not listed row by row
+    assert "horizon 40 vs 20" in text
+    wide = invoke("leaderboard", "--wide", "--data", "ns2d").output
+    assert any(long_id in line for line in wide.splitlines()) and "DPOT-H" in wide  # ids never wrap
 
 
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>"
@@ -323,7 +468,7 @@ def test_html_escapes_every_value(fresh_home):
     fill([store_row("evil-run", model=EVIL, l2re=0.1)])
     for text in (lb.render(lb.collect(source="local"), "html"),
                  lb.render_pivot(lb.pivot(lb.collect(source="local")), "html")):
-        assert "<script" not in text and html.escape(EVIL) in text
+        assert text.count("<script") == 1 and html.escape(EVIL) in text  # only the page's own script
 
 
 def test_leaderboard_does_not_import_torch(fresh_home):
@@ -340,14 +485,21 @@ def test_leaderboard_does_not_import_torch(fresh_home):
 # --------------------------------------------------------------------------- a real smoke run
 
 
-@pytest.fixture
-def smoke_home(pdeb, tmp_path_factory, monkeypatch) -> Path:
-    """A pdeb home holding one FNO smoke run on ns2d (made once per session, shared by the tests)."""
-    home = tmp_path_factory.getbasetemp() / "results-smoke-home"
+def _smoke_home(pdeb, tmp_path_factory) -> Path:
+    """A pdeb home holding one FNO smoke run on ns2d (made once per session)."""
+    home = tmp_path_factory.getbasetemp() / "leaderboard-smoke-home"
     if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
         shutil.rmtree(home, ignore_errors=True)
         pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
-             env={"PDEB_HOME": str(home)}, check=True)
+             "--device", "cpu", env={"PDEB_HOME": str(home)}, check=True)
+    return home
+
+
+@pytest.fixture
+def smoke_home(pdeb, tmp_path_factory, tmp_path, monkeypatch) -> Path:
+    """A private copy of the smoke run's home for one test, so no test sees another's runs."""
+    home = tmp_path / "home"
+    shutil.copytree(_smoke_home(pdeb, tmp_path_factory), home)
     monkeypatch.setenv("PDEB_HOME", str(home))
     return home
 
@@ -356,15 +508,21 @@ def test_smoke_run_rows_appear_beside_dpot_and_pdebench(smoke_home):
     records = json.loads(invoke("leaderboard", "--format", "json").output)
     mine = [r for r in records if r["run_id"] == SMOKE_RUN]
     assert len(mine) == 1 and mine[0]["source"] == "local" and mine[0]["dataset"] == "ns2d"
-    assert 0 < mine[0]["l2re"] < 10 and mine[0]["profile"] == "smoke" and mine[0]["n_params"] > 0
+    mine = mine[0]
+    assert 0 < mine["l2re"] < 10 and mine["profile"] == "smoke" and mine["n_params"] > 0
+    assert mine["data_source"] == "generated" and mine["grid"] == "32x32" and mine["t_in"] == 10
+    assert mine["size"] == lb.size_label(mine["n_params"]) and mine["n_train"] > 0
     sources = {r["source"] for r in records}
     assert {"local", DPOT, PDEBENCH} <= sources
     beside = [r for r in records if r["dataset"] == "ns2d"]
     assert {r["source"] for r in beside} == {"local", DPOT}
-    assert mine[0]["rank"] == 1 + sum(r["l2re"] < mine[0]["l2re"] for r in beside if r is not mine[0])
+    # a smoke run is measured on another grid and horizon: marked, and not ranked among the paper's rows
+    assert mine["differs"] == [f"horizon {mine['horizon']} vs 20", "grid 32x32 vs 64x64", "profile smoke"]
+    assert mine["rank"] == 1 and mine["ranked_among"] == 1
+    assert all(r["ranked_among"] == 21 for r in beside if r["source"] == DPOT)
     pivot = json.loads(invoke("leaderboard", "--pivot", "--format", "json").output)
     local = [r for r in pivot if r["source"] == "local" and r["model"] == "fno"]
-    assert local and local[0]["ns2d"] == pytest.approx(mine[0]["l2re"])
+    assert local and local[0]["ns2d"] == pytest.approx(mine["l2re"]) and local[0]["differs"]["ns2d"]
 
 
 def test_reproduce_prints_a_command_that_works(smoke_home, pdeb):
@@ -375,16 +533,15 @@ def test_reproduce_prints_a_command_that_works(smoke_home, pdeb):
     argv = shlex.split(lines[1])
     assert argv[:3] == ["pdeb", "run", "--config"] and argv[-2:] == ["--run-id", "smoke-again"]
     assert Path(argv[3]) == smoke_home / "runs" / SMOKE_RUN / "config.yaml"
-    if (smoke_home / "runs" / "smoke-again").exists():  # a rerun of this test in the same session
-        shutil.rmtree(smoke_home / "runs" / "smoke-again")
     pdeb(*argv[1:], "--quiet", check=True)
     store = ResultsStore()
     before, after = store.run_rows(SMOKE_RUN)[0], store.run_rows("smoke-again")[0]
-    assert after["config_hash"] == before["config_hash"]
+    assert after["config_hash"] == before["config_hash"] and after["data_hash"] == before["data_hash"]
     assert after["metrics"] == pytest.approx(before["metrics"], rel=1e-6)  # CPU runs are deterministic
     pooled = [r for r in json.loads(invoke("leaderboard", "--source", "local", "--format", "json").output)
-              if SMOKE_RUN in (r.get("run_ids") or [])]
-    assert len(pooled) == 1 and pooled[0]["n"] == 2 and pooled[0]["std"]["l2re"] == pytest.approx(0.0, abs=1e-9)
+              if "smoke-again" in (r.get("run_ids") or [])]
+    # the same seed again is a repeat, not a second sample
+    assert len(pooled) == 1 and pooled[0]["n"] == 1 and pooled[0]["repeats"] == [SMOKE_RUN]
     info = json.loads(invoke("reproduce", SMOKE_RUN, "--json").output)
     assert info["config_hash"] == before["config_hash"] and info["seed"] == 0
 
@@ -421,24 +578,52 @@ def chromium_dom(page: Path, tmp_path: Path) -> str:
     return result.stdout
 
 
+# Runs after the page's own script: sorts by l2re twice (ascending, descending), filters, and
+# writes what it saw into a marker element the test reads from the DOM.
 PROBE = """<script>
 window.__errors = [];
 window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
 window.addEventListener('load', function () {
+  function runIds() {
+    var column = Array.prototype.indexOf.call(document.querySelectorAll('#board thead th'),
+      Array.prototype.filter.call(document.querySelectorAll('#board thead th'),
+        function (th) { return th.textContent === 'run_id'; })[0]);
+    return Array.prototype.filter.call(document.querySelectorAll('#board tbody tr'),
+      function (tr) { return !tr.hidden && tr.cells[column].textContent; })
+      .map(function (tr) { return tr.cells[column].textContent; }).join(',');
+  }
+  var l2re = Array.prototype.filter.call(document.querySelectorAll('#board thead th'),
+    function (th) { return th.textContent === 'l2re'; })[0];
+  l2re.click();
+  var ascending = runIds();
+  l2re.click();
+  var descending = runIds();
+  var box = document.querySelector('input.filter');
+  box.value = 'browser';
+  box.dispatchEvent(new Event('input'));
+  var visible = Array.prototype.filter.call(document.querySelectorAll('#board tbody tr'),
+    function (tr) { return !tr.hidden; }).length;
   var marker = document.createElement('div');
   marker.id = 'pdeb-probe';
-  marker.textContent = 'rows=' + document.querySelectorAll('tbody tr').length + ' errors=' + window.__errors.length;
+  marker.textContent = 'rows=' + document.querySelectorAll('#board tbody tr').length + ' errors=' +
+    window.__errors.length + ' asc=' + ascending + ' desc=' + descending + ' visible=' + visible;
   document.body.appendChild(marker);
 });
 </script>"""
 
 
-def test_html_leaderboard_renders_in_chromium(fresh_home, tmp_path):
-    fill([store_row("browser-run", l2re=0.02), store_row("evil-run", model=EVIL, l2re=0.3, lr=0.5)])
+def test_html_leaderboard_sorts_and_filters_in_chromium(fresh_home, tmp_path):
+    fill([store_row("browser-run", l2re=0.02), store_row("evil-run", model=EVIL, l2re=0.3, lr=0.5),
+          store_row("browser-best", l2re=0.0001, lr=0.7)])
     page = tmp_path / "board.html"
     assert invoke("leaderboard", "--data", "ns2d", "--out", str(page)).exit_code == 0
     page.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
     dom = chromium_dom(page, tmp_path)
-    assert 'id="pdeb-probe">rows=23 errors=0<' in dom  # 21 published + 2 local rows, no script errors
-    assert "browser-run" in dom and "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
+    probe = re.search(r'id="pdeb-probe">rows=(\d+) errors=(\d+) asc=([^ ]*) desc=([^ ]*) visible=(\d+)<', dom)
+    assert probe, dom[-2000:]
+    rows, errors, ascending, descending, visible = probe.groups()
+    assert int(rows) == 24 and int(errors) == 0  # 21 published + 3 local rows, no script errors
+    assert ascending == "browser-best,browser-run,evil-run" and descending == "evil-run,browser-run,browser-best"
+    assert int(visible) == 2  # the two rows whose text holds 'browser'
+    assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
     assert "&lt;script&gt;" in dom  # the hostile model name is shown as text, not run

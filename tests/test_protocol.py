@@ -125,7 +125,7 @@ def test_protocol_covers_the_twelve_columns_of_table_1(protocol):
     published_columns = [c for c in table[0] if c not in ("model", "part", "group", "params")]
     assert [c.key for c in protocol.columns] == [c for c in published_columns if c not in averaged]
     assert len(protocol.columns) == 12
-    reg = lb.load_registry()
+    reg = lb.load_published()
     for column in protocol.columns:
         assert reg.datasets[column.key]["dataset"] == column.dataset, column.key  # one name for one dataset
         assert column.t_in == protocol.model["in_timesteps"] == 10
@@ -241,8 +241,8 @@ def test_reproduce_gives_a_complete_table(full_root, checkpoint, protocol):
     rows = {r["column"]: r for r in out["rows"]}
     assert list(rows) == [c.key for c in protocol.columns] + ["cns_M1", "cns_M0.1"]
     assert out["absent"] == [] and out["size"] is None and out["compared_with"]["zero_shot"]["model"] == "DPOT-Ti"
-    ti = {r["published_name"]: r["metrics"]["l2re"] for r in lb.published_rows()
-          if r["model"] == "DPOT-Ti" and r["part"] == "1"}
+    ti = {r.published_name: r.metrics["l2re"] for r in lb.published_rows()
+          if r.model == "DPOT-Ti" and r.part == "1"}
     for column in protocol.columns:
         row = rows[column.key]
         assert row["n"] == 1 and row["horizon"] == column.horizon
@@ -319,7 +319,7 @@ def test_finetuning_trains_a_copy_per_dataset(tmp_path, checkpoint, protocol):
     out = _json_run("--checkpoint", str(checkpoint), "--data-root", str(tmp_path), "--published", "DPOT-Ti",
                     "--finetune-steps", "3", "--finetune-batch-size", "2")
     assert out["compared_with"]["finetuned"]["model"] == "DPOT-Ti-200" and out["finetune_steps"] == 3
-    cells = {r["published_name"]: r["metrics"]["l2re"] for r in lb.published_rows() if r["model"] == "DPOT-Ti-200"}
+    cells = {r.published_name: r.metrics["l2re"] for r in lb.published_rows() if r.model == "DPOT-Ti-200"}
     for row in out["rows"]:
         assert math.isfinite(row["finetuned"]) and row["finetuned"] != row["zero_shot"]
         assert row["published_finetuned"] == cells[row["column"]]

@@ -104,36 +104,38 @@ def test_report_page_escapes_what_it_shows(tmp_path):
 # --------------------------------------------------------------------------- a smoke run's report
 
 
-@pytest.fixture
-def smoke_home(pdeb, tmp_path_factory, monkeypatch) -> Path:
-    """A pdeb home holding one FNO smoke run on ns2d (made once per session, shared by the tests)."""
-    home = tmp_path_factory.getbasetemp() / "results-smoke-home"
+def _smoke_home(pdeb, tmp_path_factory) -> Path:
+    """A pdeb home holding one FNO smoke run on ns2d (made once per session)."""
+    home = tmp_path_factory.getbasetemp() / "report-smoke-home"
     if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
         shutil.rmtree(home, ignore_errors=True)
         pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
-             "--device", "cpu",
-             env={"PDEB_HOME": str(home)}, check=True)
+             "--device", "cpu", env={"PDEB_HOME": str(home)}, check=True)
+    return home
+
+
+@pytest.fixture
+def smoke_home(pdeb, tmp_path_factory, tmp_path, monkeypatch) -> Path:
+    """A private copy of the smoke run's home for one test: what a test adds, no other test sees."""
+    home = tmp_path / "home"
+    shutil.copytree(_smoke_home(pdeb, tmp_path_factory), home)
     monkeypatch.setenv("PDEB_HOME", str(home))
     return home
 
 
-_REPORTS: dict[Path, Path] = {}
-
-
 def smoke_report(home: Path, tmp_path: Path) -> Path:
-    """The smoke run's report written through the CLI (once per session: a rollout takes seconds)."""
-    if home not in _REPORTS:
-        out = tmp_path / "report.html"
-        result = invoke("report", SMOKE_RUN, "--out", str(out))
-        assert result.exit_code == 0, result.output
-        assert result.output.strip().splitlines()[-1] == str(out)  # progress lines go to stderr first
-        _REPORTS[home] = out
-    return _REPORTS[home]
+    """The smoke run's report written through the CLI."""
+    out = tmp_path / "report.html"
+    result = invoke("report", SMOKE_RUN, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(out)  # progress lines go to stderr first
+    return out
 
 
 def test_report_of_a_smoke_run(smoke_home, tmp_path):
     page = smoke_report(smoke_home, tmp_path).read_text()
     evaluation = json.loads((smoke_home / "runs" / SMOKE_RUN / "eval" / "ns2d.json").read_text())
+    assert "ns2d: generated, hash " in page and "grid 32x32" in page  # where the numbers come from
     for name, value in evaluation["summary"].items():
         assert f">{value:.4g}<" in page, name
     assert f">{evaluation['one_step']['l2re']:.4g}<" in page and "<td>vorticity</td>" in page
@@ -147,9 +149,8 @@ def test_report_of_a_smoke_run(smoke_home, tmp_path):
 
 
 def test_report_without_a_checkpoint(smoke_home):
-    if not (smoke_home / "runs" / "persistence-eval").is_dir():
-        execute(build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke",
-                             run_id="persistence-eval", device="cpu"), quiet=True)
+    execute(build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke",
+                         run_id="persistence-eval", device="cpu"), quiet=True)
     path = report.build_report("persistence-eval")
     assert path == smoke_home / "runs" / "persistence-eval" / "report.html"
     page = path.read_text()
@@ -159,7 +160,6 @@ def test_report_without_a_checkpoint(smoke_home):
 
 def test_report_survives_a_model_that_cannot_be_rebuilt(smoke_home):
     broken = smoke_home / "runs" / "broken-checkpoint"
-    shutil.rmtree(broken, ignore_errors=True)
     shutil.copytree(smoke_home / "runs" / SMOKE_RUN, broken)
     (broken / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     page = report.build_report("broken-checkpoint", out=broken / "r.html").read_text()

@@ -1,0 +1,237 @@
+"""Published tables: the reference numbers of papers, read from ``registry/published/``.
+
+``sources.yaml`` there describes each table (its CSV file, the paper, version and date the
+numbers were transcribed from, the protocol they were measured under, the metric and the
+layout) and maps published dataset and model names to ours. Everything here is plain Python
+(csv, yaml): no torch import, so that ``pdeb leaderboard`` answers at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from pdebench_core.errors import DataError
+
+from .measures import TableProtocol, load_table_protocol
+from .rows import Row
+
+
+def published_dirs() -> list[Path]:
+    """Where the published tables may live, most specific first (see :func:`paths.registry_dirs`)."""
+    from pdebench_core import paths
+
+    return paths.registry_dirs("published")
+
+
+def published_dir() -> Path | None:
+    """The first folder of :func:`published_dirs` holding ``sources.yaml`` (``None`` if none does)."""
+    for path in published_dirs():
+        if (path / "sources.yaml").is_file():
+            return path
+    return None
+
+
+@dataclass
+class PublishedTables:
+    """The parsed ``sources.yaml``: the tables, and how their names map to ours.
+
+    Attributes:
+        directory: Folder of the files.
+        sources: ``{key: {file, label, paper, version, date, protocol, citation, url, metric,
+            layout, unchecked, ...}}``.
+        datasets: Published dataset name -> ``{dataset, setting, aliases, averaged}``.
+        setting_keys: Parameter name in a setting -> config keys of our datasets.
+        models: Published model label -> registered model name (or ``None``).
+        protocols: Source key -> the measures of its columns (``None`` when it names no protocol).
+    """
+
+    directory: Path | None = None
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setting_keys: dict[str, list[str]] = field(default_factory=dict)
+    models: dict[str, str | None] = field(default_factory=dict)
+    protocols: dict[str, TableProtocol | None] = field(default_factory=dict)
+
+
+def load_published(directory: str | Path | None = None) -> PublishedTables:
+    """Read ``sources.yaml`` from ``directory`` (default: :func:`published_dir`) and the protocols
+    its tables name.
+
+    Returns empty tables when no published folder is found, so local rows still show.
+    """
+    import yaml
+
+    folder = Path(directory) if directory is not None else published_dir()
+    if folder is None or not (folder / "sources.yaml").is_file():
+        return PublishedTables(directory=folder)
+    try:
+        data = yaml.safe_load((folder / "sources.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(f"{folder / 'sources.yaml'} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    sources = {str(k): dict(v or {}) for k, v in (data.get("sources") or {}).items()}
+    protocols = {key: load_table_protocol(str(spec["protocol"]), folder) if spec.get("protocol") else None
+                 for key, spec in sources.items()}
+    return PublishedTables(
+        directory=folder, sources=sources,
+        datasets={str(k): dict(v or {}) for k, v in (data.get("datasets") or {}).items()},
+        setting_keys={str(k): list(v or []) for k, v in (data.get("setting_keys") or {}).items()},
+        models={str(k): v for k, v in (data.get("models") or {}).items()}, protocols=protocols,
+    )
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """CSV rows as dicts; lines starting with ``#`` are the source's own comments."""
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def _number(text: str | None) -> float | None:
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_setting(text: str) -> dict[str, float]:
+    """``"M=1.0 eta=zeta=0.1"`` -> ``{"M": 1.0, "eta": 0.1, "zeta": 0.1}``; words that are not
+    ``name=number`` are ignored."""
+    out: dict[str, float] = {}
+    for token in str(text or "").replace(",", " ").split():
+        parts = token.split("=")
+        if len(parts) < 2:
+            continue
+        value = _number(parts[-1])
+        if value is None:
+            continue
+        for name in parts[:-1]:
+            if name:
+                out[name] = value
+    return out
+
+
+def _published_entries(tables: PublishedTables, name: str) -> list[tuple[str, str, bool]]:
+    """``(our dataset, setting, averaged)`` for a published dataset name, aliases included."""
+    mapping = tables.datasets.get(name)
+    if mapping is None:  # not in the mapping file: keep the name, in our spelling
+        return [(name.replace("_", "-"), "", False)]
+    ours = str(mapping.get("dataset") or name)
+    setting = str(mapping.get("setting") or "")
+    averaged = bool(mapping.get("averaged", False))
+    names = [ours] + [str(a) for a in mapping.get("aliases") or []]
+    return [(n, setting, averaged) for n in names]
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One published number before it is turned into rows (one per dataset name it maps to)."""
+
+    model: str
+    task: str
+    size: str
+    published_name: str
+    setting: str
+    value: float
+    part: str | None = None
+
+
+def _cells_long(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Iterable[_Cell]:
+    """A long table: one record per (dataset, setting), one value column, one model."""
+    for rec in records:
+        value = _number(rec.get(spec["value_column"]))
+        if value is not None:
+            yield _Cell(str(spec.get("model", "")), str(spec.get("task", "")),
+                        str(rec.get(spec.get("params_column", "")) or ""), rec[spec["dataset_column"]].strip(),
+                        (rec.get(spec.get("setting_column", "")) or "").strip(), value)
+
+
+def _cells_wide(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Iterable[_Cell]:
+    """A wide table: one record per model, one column per published dataset."""
+    part_column = spec.get("part_column")
+    meta = {spec.get("model_column", "model"), spec.get("task_column", "group"), spec.get("params_column", "params"),
+            part_column}
+    for rec in records:
+        model = rec[spec.get("model_column", "model")].strip()
+        task = (rec.get(spec.get("task_column", "group")) or spec.get("task") or "").strip()
+        size = (rec.get(spec.get("params_column", "params")) or "").strip()
+        part = ((rec.get(part_column) or "").strip() or None) if part_column else None
+        for name, text in rec.items():
+            value = _number(text) if name not in meta else None
+            if value is not None:  # empty: not reported
+                yield _Cell(model, task, size, name, "", value, part)
+
+
+def _rows_of_source(tables: PublishedTables, key: str, spec: Mapping[str, Any]) -> list[Row]:
+    path = (tables.directory or Path(".")) / str(spec.get("file", ""))
+    if not path.is_file():
+        raise DataError(f"published table {path} named in sources.yaml is missing")
+    records = _read_csv(path)
+    cells = _cells_long(spec, records) if spec.get("layout") == "long" else _cells_wide(spec, records)
+    protocol = tables.protocols.get(key)
+    unchecked = {str(n) for n in (spec.get("unchecked") or {}).get("datasets", [])}
+    metric = str(spec.get("metric") or "value")
+    rows = []
+    for cell in cells:
+        for dataset, setting, averaged in _published_entries(tables, cell.published_name):
+            rows.append(Row(
+                source=str(spec.get("label") or key), source_key=key, model=cell.model,
+                model_key=tables.models.get(cell.model), dataset=dataset, task=cell.task,
+                setting=cell.setting or setting, part=cell.part, size=cell.size or None,
+                metrics={metric: cell.value}, published_name=cell.published_name, citation=spec.get("citation"),
+                url=spec.get("url"), averaged=averaged, checked=cell.published_name not in unchecked,
+                published_measure=protocol.measure(cell.published_name) if protocol else None,
+            ))
+    return rows
+
+
+def published_rows(tables: PublishedTables | None = None) -> list[Row]:
+    """Every published number as a leaderboard row (one row per model, dataset and setting)."""
+    tables = tables if tables is not None else load_published()
+    rows: list[Row] = []
+    for key, spec in tables.sources.items():
+        rows += _rows_of_source(tables, key, spec)
+    return rows
+
+
+def local_setting(tables: PublishedTables, dataset: str, config: Mapping[str, Any] | None,
+                  candidates: Iterable[str]) -> str:
+    """The published setting a local run matches, from its dataset config (``""`` if none).
+
+    A setting matches when every parameter it names (through ``setting_keys``) equals the
+    run's dataset config value; exactly one candidate must match.
+    """
+    section = ((config or {}).get("data") or {}).get(dataset) or {}
+    if not isinstance(section, Mapping):
+        return ""
+    matches = [s for s in candidates if parse_setting(s) and _setting_holds(tables, section, parse_setting(s))]
+    return matches[0] if len(matches) == 1 else ""
+
+
+def _setting_holds(tables: PublishedTables, section: Mapping[str, Any], wanted: Mapping[str, float]) -> bool:
+    for name, value in wanted.items():
+        keys = tables.setting_keys.get(name, [name])
+        found = next((section[k] for k in keys if k in section and section[k] is not None), None)
+        try:
+            if found is None or not math.isclose(float(found), value, rel_tol=1e-6, abs_tol=1e-12):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
+def source_summary(tables: PublishedTables, key: str) -> dict[str, Any]:
+    """What a table says about itself: label, paper, version, date, protocol, metric, link."""
+    spec = tables.sources.get(key, {})
+    unchecked = spec.get("unchecked") or {}
+    return {
+        "key": key, "label": spec.get("label") or key, "paper": spec.get("paper"),
+        "version": " ".join(str(spec.get("version") or "").split()) or None, "date": spec.get("date"),
+        "protocol": spec.get("protocol"), "metric": spec.get("metric"), "citation": spec.get("citation"),
+        "url": spec.get("url"), "unchecked": list(unchecked.get("datasets") or []), "unchecked_why": unchecked.get("why"),
+    }

@@ -1,0 +1,124 @@
+"""A run's data hash identifies the trajectories it saw: file bytes or generator settings, and the split plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+from pdebench_core.data import identity
+from pdebench_core.workflow import data_hash
+
+
+def write_pdebench_1d(path: Path, sign: float = 1.0, n: int = 6, frames: int = 6, points: int = 16,
+                      uneven_time: bool = False) -> Path:
+    """A PDEBench single-file 1D layout: ``tensor`` (N, T, X) with its coordinates."""
+    values = np.random.default_rng(0).standard_normal((n, frames, points)).astype(np.float32)
+    times = np.arange(frames + 1) * 0.1
+    with h5py.File(path, "w") as f:
+        f["tensor"] = sign * values
+        f["x-coordinate"] = (np.arange(points) + 0.5) / points
+        f["t-coordinate"] = times ** 1.5 if uneven_time else times
+    return path
+
+
+def read(path: Path, n_train: int = 4):
+    from pdebench_core.data.layouts import load_path
+
+    cfg = SimpleNamespace(path=str(path), format="pdebench", n_train=n_train, n_val=1, n_test=1, t_in=2,
+                          horizon=None, preload=False)
+    return load_path(cfg, "burgers1d", {"fields": ("u",)})
+
+
+def file_hash(path: Path, n_train: int = 4) -> str:
+    return data_hash({"burgers1d": read(path, n_train)}, {"burgers1d": str(path)})
+
+
+def test_files_that_differ_only_in_sign_get_different_hashes(fresh_home, tmp_path):
+    plus = write_pdebench_1d(tmp_path / "plus.hdf5")
+    minus = write_pdebench_1d(tmp_path / "minus.hdf5", sign=-1.0)
+    assert read(plus).spec.to_dict() == {**read(minus).spec.to_dict()}  # the old spec-only hash was blind to this
+    assert file_hash(plus) != file_hash(minus)
+
+
+def test_same_bytes_elsewhere_share_the_hash_another_split_does_not(fresh_home, tmp_path):
+    original = write_pdebench_1d(tmp_path / "a.hdf5")
+    (tmp_path / "moved").mkdir()
+    copy = Path(shutil.copy(original, tmp_path / "moved" / "b.hdf5"))
+    assert file_hash(original) == file_hash(copy) == file_hash(original)
+    assert file_hash(original, n_train=3) != file_hash(original)  # another split plan
+
+
+def test_content_hash_is_read_once_and_again_after_a_change(fresh_home, tmp_path, monkeypatch):
+    path = write_pdebench_1d(tmp_path / "a.hdf5")
+    first = identity.file_content_hash(path)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (opened.append(a[0]), real_open(*a, **k))[1])
+    assert identity.file_content_hash(path) == first and str(path) not in map(str, opened)  # remembered
+    monkeypatch.undo()
+    write_pdebench_1d(path, sign=-1.0)  # new bytes, new size or mtime
+    assert identity.file_content_hash(path) != first
+
+
+def test_generated_data_with_another_seed_gets_another_hash(fresh_home):
+    from pdebench_core.config import build_dataset
+
+    def hashed(seed: int) -> str:
+        return data_hash({"burgers1d": build_dataset("burgers1d", "smoke", [f"seed={seed}"])})
+
+    zero = hashed(0)
+    assert hashed(1) != zero
+    assert hashed(0) == zero  # read back from the cache: the same trajectories
+
+
+def test_a_dataset_fingerprint_stands_for_its_content():
+    """Generated data that exposes a fingerprint is identified by it (and its split plan)."""
+    arrays = {s: [np.zeros((3, 4, 1), np.float32)] * n for s, n in (("train", 2), ("val", 1), ("test", 1))}
+    spec = SimpleNamespace(fields=("u",), spatial_shape=(4,), n_frames=3, to_dict=dict)
+    dataset = SimpleNamespace(spec=spec, split=lambda name: arrays[name], fingerprint="f" * 16)
+    other = SimpleNamespace(spec=spec, split=lambda name: arrays[name], fingerprint="e" * 16)
+    assert identity.dataset_identity(dataset).basis == "fingerprint"
+    assert identity.dataset_identity(dataset).hash != identity.dataset_identity(other).hash
+    assert identity.dataset_identity(dataset).source == "generated" and identity.dataset_identity(dataset).n_train == 2
+
+
+def test_in_memory_data_is_hashed_by_its_values():
+    spec = SimpleNamespace(fields=("u",), spatial_shape=(4,), n_frames=3, to_dict=dict)
+
+    def dataset(value: float):
+        arrays = {s: [np.full((3, 4, 1), value, np.float32)] for s in ("train", "val", "test")}
+        return SimpleNamespace(spec=spec, split=lambda name: arrays[name])
+
+    assert identity.dataset_identity(dataset(1.0)).basis == "arrays"
+    assert identity.dataset_identity(dataset(1.0)).hash == identity.dataset_identity(dataset(1.0)).hash
+    assert identity.dataset_identity(dataset(1.0)).hash != identity.dataset_identity(dataset(-1.0)).hash
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_run_rows_record_provenance_and_reader_notes(fresh_home, tmp_path):
+    """A run on a file records the file's name, hash, train trajectories, t_in, horizon and grid;
+    the reader's notes (a split that did not fit) reach the run log."""
+    from pdebench_core.config import build_config
+    from pdebench_core.results import ResultsStore
+    from pdebench_core.runner import execute
+
+    path = write_pdebench_1d(tmp_path / "burgers.hdf5", n=6, frames=12, uneven_time=True)
+    for run_id, seed in (("file-a", 0), ("file-b", 1)):
+        execute(build_config(model="persistence", data="burgers1d", task="evaluate", profile="smoke", run_id=run_id,
+                             device="cpu", seed=seed,
+                             overrides=[f"data.burgers1d.path={path}", "data.burgers1d.n_train=40"]), quiet=True)
+    rows = {r["run_id"]: r for r in ResultsStore().rows()}
+    first, second = rows["file-a"], rows["file-b"]
+    assert first["data_source"] == "burgers.hdf5" and first["grid"] == "16" and first["n_train"] < 40
+    assert first["t_in"] >= 1 and first["horizon"] == json.loads(
+        (fresh_home / "runs" / "file-a" / "eval" / "burgers1d.json").read_text())["horizon"]
+    assert first["data_hash"] == second["data_hash"] and first["dataset_hash"] == second["dataset_hash"]
+    log = (fresh_home / "runs" / "file-a" / "log.txt").read_text()
+    assert "dataset burgers1d: note:" in log and "80/10/10" in log  # a split that did not fit
+    assert "t-coordinate is not uniformly spaced" in log  # what the reader noted about the file

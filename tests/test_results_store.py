@@ -1,0 +1,82 @@
+"""The results store keeps provenance columns, and a store written by an earlier pdeb is migrated, not refused."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from typer.testing import CliRunner
+
+from pdebench_core import results
+from pdebench_core.results import ResultsStore
+
+# The schema every pdeb wrote before the store carried a version.
+OLD_SCHEMA = """
+CREATE TABLE results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, model TEXT NOT NULL, dataset TEXT NOT NULL,
+    task TEXT NOT NULL, metrics TEXT NOT NULL, seed INTEGER, n_params INTEGER, train_time_s REAL, device TEXT,
+    versions TEXT, config_hash TEXT, config TEXT, profile TEXT, data_hash TEXT, command TEXT, extra TEXT,
+    created_at TEXT NOT NULL, UNIQUE (run_id, dataset, task)
+)"""
+
+
+def write_old_store(path, rows):
+    conn = sqlite3.connect(path)
+    conn.execute(OLD_SCHEMA)
+    for run_id, seed, value, data in rows:
+        config = {"run": {"seed": seed, "run_id": run_id, "task": "train"}, "model": {"name": "fno"},
+                  "data": {"ns2d": data}}
+        conn.execute("INSERT INTO results (run_id, model, dataset, task, metrics, seed, n_params, config, profile, "
+                     "data_hash, extra, created_at) VALUES (?, 'fno', 'ns2d', 'train', ?, ?, 4505, ?, 'small', "
+                     "'0123456789abcdef', ?, '2024-01-01T00:00:00')",
+                     (run_id, json.dumps({"l2re": value}), seed, json.dumps(config), json.dumps({"horizon": 20})))
+    conn.commit()
+    conn.close()
+
+
+def test_an_old_store_is_migrated_in_place_with_a_backup(fresh_home):
+    path = fresh_home / "results.sqlite"
+    fresh_home.mkdir(parents=True)
+    write_old_store(path, [("old-a", 0, 0.1, {"nu": 0.001}), ("old-b", 1, 0.3, {"path": "/data/ns_V1e-3.h5"})])
+    store = ResultsStore()
+    rows = {r["run_id"]: r for r in store.rows()}
+    backup = results.backup_path(path, 1)
+    assert backup.is_file()  # the store as it was, kept beside it
+    with sqlite3.connect(backup) as conn:
+        assert [r[0] for r in conn.execute("SELECT run_id FROM results ORDER BY id")] == ["old-a", "old-b"]
+        assert "data_source" not in {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == results.SCHEMA_VERSION
+    assert rows["old-a"]["data_source"] == "generated" and rows["old-b"]["data_source"] == "ns_V1e-3.h5"
+    assert rows["old-a"]["horizon"] == 20 and rows["old-a"]["grid"] is None  # what the old row did not say stays empty
+    assert rows["old-a"]["data_hash"] == "spec-0123456789abcdef"  # marked: it hashed only the spec
+    store.add({"run_id": "new", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.2},
+               "grid": "64x64", "t_in": 10, "horizon": 20, "data_source": "generated", "n_train": 8})
+    assert [r["run_id"] for r in ResultsStore().rows()] == ["old-a", "old-b", "new"]
+    assert len(list(fresh_home.glob("results.sqlite.v*.bak"))) == 1  # migrated once
+
+
+def test_the_leaderboard_reads_a_migrated_store(fresh_home):
+    from pdebench_core.cli_results import register
+    import typer
+
+    fresh_home.mkdir(parents=True)
+    write_old_store(fresh_home / "results.sqlite", [("old-a", 0, 0.1, {"nu": 0.001}), ("old-b", 1, 0.3, {"nu": 0.001})])
+    app = typer.Typer(add_completion=False)
+    app.callback()(lambda: None)
+    register(app)
+    result = CliRunner().invoke(app, ["leaderboard", "--source", "local", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["n"] == 2 and row["l2re"] == 0.2 and row["data_hash"] == "spec-0123456789abcdef"
+
+
+def test_a_new_store_has_the_provenance_columns(fresh_home):
+    store = ResultsStore()
+    store.add({"run_id": "r", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.2},
+               "data_source": "file.h5", "dataset_hash": "abc", "n_train": 8, "t_in": 10, "horizon": 20,
+               "grid": "64x64"})
+    (row,) = store.rows()
+    assert {k: row[k] for k in results.PROVENANCE_COLUMNS} == {
+        "data_source": "file.h5", "dataset_hash": "abc", "n_train": 8, "t_in": 10, "horizon": 20, "grid": "64x64"}
+    assert not list(fresh_home.glob("*.bak"))  # nothing to migrate
