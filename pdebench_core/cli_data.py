@@ -1,4 +1,4 @@
-"""``pdeb data``: inspect, check, convert, download and generate datasets.
+"""``pdeb data``: inspect, check, convert, download, generate datasets and compute their statistics.
 
 Every command turns a :class:`~pdebench_core.errors.PdebError` into one line on
 stderr and its exit code (2 for bad input or bad data), without a traceback.
@@ -18,7 +18,7 @@ from pdebench_core.cli_common import user_errors
 from pdebench_core.errors import PdebError
 
 data_app = typer.Typer(
-    help="Inspect, verify, convert, download and generate datasets.",
+    help="Inspect, verify, convert, download and generate datasets; compute their statistics.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -126,6 +126,57 @@ def convert(
     splits = ", ".join(f"{k} {v}" for k, v in description["splits"].items())
     _console().print(f"wrote {written}: {splits} trajectories of {tuple(description['trajectory_shape'])}",
                      highlight=False)
+
+
+def _stats_of(target: str, overrides: List[str], profile: str, format: str, compute: bool):
+    """Statistics of a path, or of a registered dataset built with ``profile`` and ``overrides``."""
+    from pdebench_core.data.stats import channel_stats
+    from pdebench_core.errors import UsageError
+
+    if Path(target).exists():
+        if overrides:
+            raise UsageError(f"key=value settings ({overrides[0]}, ...) apply to a dataset name, not to the path "
+                             f"{target}; drop them or pass a registered dataset name")
+        return channel_stats(target, compute=compute, format=format)
+    from pdebench_core import plugins
+    from pdebench_core.config import build_dataset
+    from pdebench_core.errors import did_you_mean
+
+    names = [c.name for c in plugins.registries()["dataset"]]
+    if target not in names:
+        raise UsageError(f"'{target}' is neither a file or folder nor a registered dataset"
+                         f"{did_you_mean(target, names)}; pass a data path or a name from 'pdeb datasets'")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UsageError(f"overrides must look like key=value, got {', '.join(bad)}")
+    return channel_stats(build_dataset(target, profile, overrides), compute=compute)
+
+
+@data_app.command()
+def stats(
+    target: str = typer.Argument(..., metavar="NAME_OR_FILE", help="A registered dataset or a data file or folder."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dataset settings key=value (with a NAME)."),
+    profile: str = typer.Option("small", "--profile", "-p", help="Profile of a NAME: smoke, small or paper."),
+    format: str = typer.Option("auto", "--format", "-f", help="Layout of a path; 'auto' detects it."),
+    compute: bool = typer.Option(False, "--compute", help="Read the data even when The Well's stats.yaml exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Per-channel mean, std and RMS of the train split, streamed and cached with the data."""
+    with user_errors():
+        result = _stats_of(target, list(overrides or []), profile, format, compute)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("channel", "mean", "std", "rms", title=f"{target}: train split")
+    for name, mean, std, rms in zip(result.fields, result.mean, result.std, result.rms, strict=True):
+        table.add_row(name, f"{mean:.6g}", f"{std:.6g}", f"{rms:.6g}")
+    console = _console()
+    console.print(table)
+    count = "" if result.count is None else f", {result.count:,} values per channel"
+    console.print(f"source: {result.source}{count}" + (f" ({result.where})" if result.where else ""),
+                  highlight=False)
 
 
 @data_app.command()

@@ -49,10 +49,14 @@ def parameter_count_without_allocating(build: Callable[[], Any]) -> int | None:
 
     Returns None when the factory cannot run on the meta device (e.g. it loads weights).
     """
+    import warnings
+
     import torch
 
     try:
-        with torch.device("meta"):
+        # Factories that load weights warn that copying into meta tensors is a no-op: expected here.
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             module = build()
     except Exception:  # a factory may read files or tensors; the estimate is then skipped
         return None

@@ -9,8 +9,9 @@ few lines and spend the rest on what is particular to the model::
         check_model_contract(build, SMOKE, toy_spec((16, 12), fields=("u", "v"), t_out=2))
 
 The checks raise :class:`AssertionError` (explicitly, so they also hold under
-``python -O``). The autouse fixture :func:`one_intra_op_thread` is meant to be
-imported into a plugin's ``tests/conftest.py``. This module needs pytest and torch.
+``python -O``). The autouse fixture :func:`one_intra_op_thread` can be imported into a
+third-party plugin's ``tests/conftest.py`` (pdeb's own plugin tests get the same from the
+``pdebench_core.testing`` pytest plugin). This module needs pytest and torch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checks for the tests of dataset plugins, bundled and third-party alike.
+"""Checks and fixtures for the tests of plugins, bundled and third-party alike.
 
 Each check raises ``AssertionError`` with a message that says what is wrong, so it
 reads naturally inside a pytest test::
@@ -6,18 +6,27 @@ reads naturally inside a pytest test::
     from pdebench_core.testing import check_dataset_contract, check_dataset_registration
 
     def test_smoke_dataset_keeps_the_contract():
-        arrays = check_dataset_contract(build(MyConfig(**PROFILES["smoke"])),
+        arrays = check_dataset_contract(MY_DATASET(MY_DATASET.config_for("smoke")),
                                         expected_fields=("u", "v"), spatial_shape=(32, 32))
         assert arrays["train"].std() > 0
 
 The checks read every trajectory into memory: use them on ``smoke``-sized data.
+
+The module is also a pytest plugin (pdeb's ``pyproject.toml`` loads it with
+``-p pdebench_core.testing``; elsewhere, name it in ``pytest_plugins`` of a root
+``conftest.py``). It provides the fixture :func:`private_home` and runs every test
+under the folders of the ini option ``pdeb_single_thread_paths`` on one intra-op
+torch thread (see :func:`single_thread_where_configured`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+import pytest
 
 SPLITS = ("train", "val", "test")
 # Card entries every registered dataset fills in (``pdeb data list`` and the docs show them).
@@ -199,7 +208,8 @@ def generation_forbidden(owner: Any, attribute: str = "generate") -> Iterator[No
     """Within the block, calling ``owner.<attribute>`` fails the test (to prove a cache is read).
 
     Args:
-        owner: The module (or object) whose generator must not run.
+        owner: The object whose generator must not run: a
+            :class:`~pdebench_core.data.generation.GeneratedDataset` (its ``generate``), or a module.
         attribute: Name of the generating function.
 
     Yields:
@@ -280,3 +290,126 @@ def check_dataset_registration(
             assert not unknown, f"'{name}' profile '{profile}' sets unknown keys {sorted(unknown)}"
             OmegaConf.merge(OmegaConf.structured(schema), dict(overrides))  # raises on a badly typed value
     return entry
+
+
+def check_cache_key(dataset: Any) -> dict[str, Any]:
+    """Assert that a generated dataset's cache key follows every setting that changes its numbers.
+
+    Each field of the dataset's config is changed in turn (numbers scaled and shifted,
+    strings extended, booleans flipped; fields that default to ``None`` are skipped):
+    the key must change for every field it does not exclude, and stay the same for
+    every field it excludes.
+
+    Args:
+        dataset: A :class:`~pdebench_core.data.generation.GeneratedDataset`.
+
+    Returns:
+        The key of the config defaults.
+
+    Raises:
+        AssertionError: Naming the field whose change the key missed, or should have ignored.
+    """
+    from pdebench_core.data.config import USAGE_SETTINGS
+
+    base = dataset.config()
+    key = dataset.cache_key(base)
+    ignored = set(USAGE_SETTINGS) | set(dataset.exclude)
+    for field in dataclasses.fields(base):
+        value = getattr(base, field.name)
+        if value is None:
+            continue
+        changed = dataset.cache_key(dataclasses.replace(base, **{field.name: _another_value(value)}))
+        if field.name in ignored:
+            assert changed == key, f"'{dataset.name}': '{field.name}' is excluded but changes the cache key"
+        else:
+            assert changed != key, f"'{dataset.name}': changing '{field.name}' leaves the cache key unchanged"
+    return key
+
+
+def check_generated_dataset(dataset: Any, cfg: Any, batch_sizes: Sequence[int] = (1, 3)) -> dict[str, Any]:
+    """Assert what a generated dataset promises its users, on ``smoke``-sized settings.
+
+    Checked: the cache key follows every setting that changes the numbers
+    (:func:`check_cache_key`); a second build that changes only how the data is used or
+    generated (``t_in``, ``batch_size``, ``device="cpu"``, ``preload``) reads the cache
+    without generating and carries the same ``fingerprint``; and other batch sizes give
+    the same numbers, bit for bit. Run it in an empty ``PDEB_HOME`` (:func:`private_home`).
+
+    Args:
+        dataset: A :class:`~pdebench_core.data.generation.GeneratedDataset`.
+        cfg: Its settings, e.g. ``dataset.config_for("smoke")``.
+        batch_sizes: Batch sizes whose numbers must equal the first build's.
+
+    Returns:
+        ``{split: numpy array (n, T, *S, C)}`` of the first build.
+
+    Raises:
+        AssertionError: On the first broken promise, saying which.
+    """
+    check_cache_key(dataset)
+    first = dataset(cfg)
+    arrays = split_arrays(first)
+    assert first.fingerprint == dataset.fingerprint(cfg), f"'{dataset.name}': the fingerprint is not the key's digest"
+    usage_only = {"t_in": max(1, int(cfg.t_in) - 1), "batch_size": int(cfg.batch_size) + 1, "device": "cpu",
+                  "preload": True}
+    with generation_forbidden(dataset):
+        again = dataset(dataclasses.replace(cfg, **usage_only))
+    assert again.fingerprint == first.fingerprint, f"'{dataset.name}': usage settings changed the fingerprint"
+    assert_same_splits(arrays, split_arrays(again))
+    import numpy as np
+
+    for batch_size in batch_sizes:
+        other = dataset.generate(dataclasses.replace(cfg, batch_size=batch_size), show_progress=False)
+        for split, values in arrays.items():
+            assert np.array_equal(values, other[split]), (
+                f"'{dataset.name}': batch_size={batch_size} changes the numbers of split '{split}'")
+    return arrays
+
+
+def _another_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return type(value)(value * 2 + 1)
+    return f"{value}-other"
+
+
+# --- pytest plugin -------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ini option ``pdeb_single_thread_paths``."""
+    parser.addini("pdeb_single_thread_paths", type="paths", default=[],
+                  help="folders whose tests run on one intra-op torch thread (pdebench_core.testing)")
+
+
+@pytest.fixture(autouse=True)
+def single_thread_where_configured(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run tests under ``pdeb_single_thread_paths`` on one intra-op torch thread.
+
+    Plugin tests solve and train tiny problems: extra threads only add overhead, and on
+    a busy machine threads that spin while others hold the cores make them many times
+    slower. Other tests keep torch's setting.
+    """
+    folders = request.config.getini("pdeb_single_thread_paths")
+    if not any(Path(request.node.path).is_relative_to(folder) for folder in folders):
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty ``PDEB_HOME`` for one test, so every data cache starts empty.
+
+    Returns:
+        The home folder (created on first use by the code under test).
+    """
+    home = tmp_path / "pdeb-home"
+    monkeypatch.setenv("PDEB_HOME", str(home))
+    return home

@@ -1,8 +1,10 @@
-"""Shared generation machinery (``pdebench_core.data.generation``) and the plugin test checks
-(``pdebench_core.testing``), including that the checks catch broken datasets."""
+"""Shared generation machinery (``pdebench_core.data.generation``: the driver, the cache and the
+:class:`GeneratedDataset` declaration) and the plugin test checks (``pdebench_core.testing``),
+including that the checks catch broken datasets."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -10,24 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from pdebench_core.data import generation
 from pdebench_core.data.base import TrajectoryDataset
+from pdebench_core.data.cache import cache_path, key_digest
 from pdebench_core.data.canonical import H5Trajectories, read_spec
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import GENERATION_ONLY, GeneratedDataset
 from pdebench_core.errors import UsageError
 from pdebench_core.spec import DataSpec
-from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_dataset_contract,
+from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_cache_key, check_dataset_contract,
                                    check_dataset_registration, generation_forbidden, split_arrays)
 
 SIZES = {"train": 3, "val": 1, "test": 2}
 TRAJECTORY = (5, 4, 6, 2)  # (T, X, Y, C)
 
-
-@pytest.fixture(autouse=True)
-def _private_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def _spec(name: str = "toy", **changes) -> DataSpec:
@@ -171,44 +172,6 @@ def test_split_sizes_reads_a_dataset_config():
     assert generation.split_sizes(DatasetConfig(n_train=5, n_val=2, n_test=3)) == {"train": 5, "val": 2, "test": 3}
 
 
-def test_generate_from_config_reads_sizes_batching_and_progress():
-    from dataclasses import dataclass
-
-    @dataclass
-    class Settings(DatasetConfig):
-        batch_size: int = 4
-        progress: bool = False
-
-    calls: list = []
-    cfg = Settings(n_train=3, n_val=1, n_test=2)
-    out = generation.generate_from_config(cfg, TRAJECTORY, _toy_solve(calls), label="toy")
-    assert_same_splits(out, _expected())
-    assert [len(batch) for batch in calls] == [4, 2]
-    calls.clear()
-    generation.generate_from_config(cfg, TRAJECTORY, _toy_solve(calls), label="toy", batch_size=1,
-                                    show_progress=True)
-    assert [len(batch) for batch in calls] == [1] * 6
-
-
-@pytest.mark.parametrize("changes, message", [
-    ({"n_frames": 10}, "leaves nothing to predict"), ({"horizon": 5}, r"horizon must be in 1\.\.4"),
-    ({"horizon": 0}, "horizon"), ({"solver_dtype": "float16"}, "solver_dtype"),
-    ({"n_val": -1}, "split sizes"), ({"batch_size": 0}, "batch_size >= 1"),
-])
-def test_check_frames_and_sizes_refuses_what_no_generator_can_honour(changes, message):
-    from dataclasses import dataclass, replace
-
-    @dataclass
-    class Settings(DatasetConfig):
-        n_frames: int = 14
-        solver_dtype: str = "float32"
-        batch_size: int = 4
-
-    generation.check_frames_and_sizes(Settings(horizon=4), "data.toy")  # the limits themselves are fine
-    with pytest.raises(UsageError, match=message):
-        generation.check_frames_and_sizes(replace(Settings(), **changes), "data.toy")
-
-
 def test_torch_dtype():
     assert generation.torch_dtype("float32") == torch.float32 and generation.torch_dtype("float64") == torch.float64
 
@@ -225,7 +188,7 @@ def _generate_once(counter: list):
     return generate
 
 
-def test_cached_dataset_generates_once_and_reads_lazily(_private_home):
+def test_cached_dataset_generates_once_and_reads_lazily(private_home):
     counter: list = []
     key = {"generator": "toy", "seed": 0}
     provenance = {"generator": "toy", "version": "1", "seed": 0}
@@ -236,7 +199,8 @@ def test_cached_dataset_generates_once_and_reads_lazily(_private_home):
     assert len(counter) == 1 and not os.path.exists(counter[0])  # the scratch folder is cleaned up
     assert first.spec.name == "toy-preset" and second.spec.name == "toy-other"
     path = Path(first.split("train").path)
-    assert isinstance(first.split("train"), H5Trajectories) and path.parent == _private_home / "data"
+    assert isinstance(first.split("train"), H5Trajectories) and path.parent == private_home / "data"
+    assert first.fingerprint == second.fingerprint == key_digest(key) and len(first.fingerprint) == 64
     left = sorted(p.name for p in path.parent.iterdir() if p.name != ".checks")  # .checks: remembered scans
     assert left == [path.name]  # only the cache file remains
     stored, stored_provenance = read_spec(path)
@@ -253,6 +217,147 @@ def test_read_published_opens_a_canonical_file():
     published = generation.read_published(cfg, "toy", _spec().replace(horizon=None))
     assert published.spec.fields == ("u", "v") and published.spec.spatial_shape == TRAJECTORY[1:3]
     assert_same_splits(split_arrays(published), _expected())
+    assert published.fingerprint is None and TrajectoryDataset(_spec(), {}).fingerprint is None
+
+
+# --- GeneratedDataset: what a generating plugin declares ---------------------------------------------------
+
+
+# A dataset's settings: DatasetConfig with small splits, one physics setting and the generation settings.
+ToyConfig = dataclasses.make_dataclass("ToyConfig", [
+    ("n_train", int, 3), ("n_val", int, 1), ("n_test", int, 2), ("t_in", int, 2), ("amplitude", float, 1.0),
+    ("n_frames", int, 5), ("solver_dtype", str, "float32"), ("batch_size", int, 4), ("device", str, "cpu"),
+    ("progress", bool, False)], bases=(DatasetConfig,))
+
+
+TOY_CARD = dict(description="toy", pde="u_t = 0", dims=2, fields=["u", "v"], resolution="4x6", dt=0.1,
+                boundary="periodic", parameters="amplitude=1", source="made up", license="MIT", horizon=3)
+
+
+def _toy_physics(cfg: ToyConfig) -> DataSpec:
+    return DataSpec(name="toy", fields=("u", "v"), spatial_shape=(cfg.resolution, cfg.resolution + 2), dt=0.1,
+                    domain=((0.0, 1.0), (0.0, 1.0)), params={"amplitude": cfg.amplitude}, n_frames=cfg.n_frames)
+
+
+def _toy_trajectory(cfg: ToyConfig, seed: int) -> np.ndarray:
+    shape = (cfg.n_frames, cfg.resolution, cfg.resolution + 2, 2)
+    return (cfg.amplitude * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def _toy(batches: list | None = None, **changes) -> GeneratedDataset:
+    """A declared toy dataset; ``batches`` collects every :class:`SolverBatch` its solver gets."""
+    def solve(cfg: ToyConfig, batch: generation.SolverBatch) -> np.ndarray:
+        if batches is not None:
+            batches.append(batch)
+        batch.advance(len(batch) * (cfg.n_frames - 1))
+        return np.stack([_toy_trajectory(cfg, seed) for seed in batch.seeds])
+
+    settings = dict(name="toy", config=ToyConfig, solve=solve, spec=_toy_physics, version=1, default_resolution=4,
+                    profiles={"smoke": {"n_train": 2}, "small": {}, "paper": {"amplitude": 2.0}})
+    return GeneratedDataset(**{**settings, **changes})
+
+
+def test_cache_key_is_every_setting_that_changes_the_numbers():
+    toy = _toy()
+    key = toy.cache_key(ToyConfig())
+    assert key == {"generator": "pdeb_toy", "generator_version": 1, "n_train": 3, "n_val": 1, "n_test": 2,
+                   "resolution": 4, "seed": 0, "amplitude": 1.0, "n_frames": 5, "solver_dtype": "float32"}
+    assert check_cache_key(toy) == key
+    # The same settings in any form give the same key: an int for a float, omegaconf, a mapping, resolution 0.
+    assert toy.cache_key(ToyConfig(amplitude=1, resolution=4)) == key
+    assert toy.cache_key(OmegaConf.structured(ToyConfig)) == key == toy.cache_key({"t_in": 3})
+    assert toy.fingerprint(ToyConfig()) == key_digest(key)
+    assert _toy(version=2).fingerprint(ToyConfig()) != toy.fingerprint(ToyConfig())  # a new generator version
+    assert "amplitude" not in _toy(exclude=(*GENERATION_ONLY, "amplitude")).cache_key(ToyConfig())
+
+
+def test_a_new_setting_enters_the_cache_key_without_touching_the_plugin():
+    toy = _toy()  # declared for ToyConfig; the config grows a field, nothing else changes
+    Damped = dataclasses.make_dataclass("Damped", [("damping", float, 0.0)], bases=(ToyConfig,))
+    assert toy.cache_key(Damped()) == {**toy.cache_key(ToyConfig()), "damping": 0.0}
+    assert toy.fingerprint(Damped(damping=0.5)) != toy.fingerprint(Damped())
+    # Also when the core hands the factory an omegaconf object of the grown config.
+    assert toy.cache_key(OmegaConf.structured(Damped(damping=0.5)))["damping"] == 0.5
+
+
+def test_a_declared_dataset_generates_once_with_a_seed_per_trajectory(private_home):
+    batches: list = []
+    toy = _toy(batches)
+    first = toy(OmegaConf.structured(ToyConfig))  # the core hands factories omegaconf objects
+    assert [len(batch) for batch in batches] == [4, 2]  # batch_size 4 over the 6 trajectories, in order
+    jobs = [job for batch in batches for job in batch.jobs]
+    assert jobs == [("train", 0), ("train", 1), ("train", 2), ("val", 0), ("test", 0), ("test", 1)]
+    seeds = [seed for batch in batches for seed in batch.seeds]
+    assert seeds == [generation.trajectory_seed("pdeb-toy", 0, split, i) for split, i in jobs]
+    assert all(b.device == torch.device("cpu") and b.dtype == torch.float32 for b in batches)
+    arrays = check_dataset_contract(first, expected_fields=("u", "v"), spatial_shape=(4, 6), n_frames=5,
+                                    split_sizes={"train": 3, "val": 1, "test": 2})
+    np.testing.assert_array_equal(arrays["test"][1], _toy_trajectory(ToyConfig(resolution=4), seeds[-1]))
+    assert (first.spec.name, first.spec.t_in, first.spec.horizon, first.spec.params) == ("toy", 2, 3, {"amplitude": 1.0})
+    assert first.fingerprint == toy.fingerprint(ToyConfig())
+    path = first.split("train").path
+    stored, provenance = read_spec(path)
+    assert provenance["settings"] == toy.cache_key(ToyConfig()) and provenance["generator"] == "pdeb_toy"
+    assert provenance["generator_version"] == 1 and provenance["seed"] == 0
+    with generation_forbidden(toy):  # usage settings and batching reuse the file
+        again = toy(ToyConfig(t_in=3, batch_size=1, preload=True))
+    assert again.split("train").path == path and (again.spec.t_in, again.spec.horizon) == (3, 2)
+    assert toy(ToyConfig(amplitude=2.0)).split("train").path != path and len(batches) == 4
+
+
+def test_batching_never_changes_a_declared_datasets_numbers(tmp_path):
+    toy = _toy(auto_batch_size=lambda cfg, device: 5)
+    expected = toy.generate(ToyConfig(batch_size=1))
+    for batch_size in (2, 6, 0):  # 0: the declared automatic choice
+        assert_same_splits(toy.generate(ToyConfig(batch_size=batch_size)), expected)
+    on_disk = toy.generate(ToyConfig(), show_progress=True, scratch=str(tmp_path), limit=0)
+    assert isinstance(on_disk["train"], np.memmap)
+    assert_same_splits(on_disk, expected)
+
+
+def test_a_declared_dataset_reads_path_instead_of_generating():
+    made = _toy()(ToyConfig())
+    published = _toy(default_horizon=2)
+    with generation_forbidden(published):
+        ds = published(ToyConfig(path=str(made.split("train").path)))
+    assert ds.fingerprint is None  # a file's numbers are not known from settings
+    assert ds.spec.name == "toy" and ds.spec.params == {"amplitude": 1.0}
+    assert_same_splits(split_arrays(ds), split_arrays(made))
+    # What a file that does not describe itself gets: the physics, the default horizon, not the frames.
+    defaults = published.published_defaults(ToyConfig(resolution=8))
+    assert (defaults.horizon, defaults.n_frames, defaults.t_in, defaults.fields) == (2, None, 2, ("u", "v"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_frames": 2}, "2 frames leave nothing to predict after t_in=2"), ({"horizon": 4}, r"horizon must be in 1\.\.3"),
+    ({"horizon": 0}, "horizon"), ({"solver_dtype": "float16"}, "solver_dtype"), ({"n_val": -1}, "split sizes"),
+    ({"batch_size": 0}, "batch_size >= 1"), ({"device": "nonsense"}, "data.toy.device='nonsense'"),
+    ({"amplitude": -1.0}, "data.toy.amplitude must be positive"),
+])
+def test_a_declared_dataset_refuses_bad_settings_before_any_compute(changes, message):
+    def check(cfg, where):
+        assert cfg.resolution == 4  # the plugin sees resolved settings
+        if cfg.amplitude <= 0:
+            raise UsageError(f"{where}.amplitude must be positive")
+
+    toy = _toy(check=check)
+    ToyConfig(**changes)  # the dataclass itself accepts them
+    with generation_forbidden(toy), pytest.raises(UsageError, match=message):
+        toy(ToyConfig(**changes))
+
+
+def test_profiles_presets_and_registration():
+    toy = _toy(default_horizon=10)
+    assert toy.config_for("paper", n_test=1) == ToyConfig(amplitude=2.0, n_test=1)
+    with pytest.raises(UsageError, match="no profile 'huge'"):
+        toy.config_for("huge")
+    check_dataset_registration(lambda register: toy.register(register, **TOY_CARD), "toy", factory=toy,
+                               config=ToyConfig)
+    preset = toy.variant(name="toy-preset", default_horizon=1)
+    assert toy(ToyConfig()).spec.horizon == 3  # the default horizon, capped by the frames after t_in
+    built = preset(ToyConfig())
+    assert built.spec.name == "toy-preset" and built.spec.horizon == 1
+    assert Path(built.split("train").path) == cache_path("toy", toy.cache_key(ToyConfig()))  # presets share files
 
 
 # --- pdebench_core.testing --------------------------------------------------------------------------------

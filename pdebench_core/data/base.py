@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from pdebench_core.errors import UsageError
 from pdebench_core.spec import DataSpec
@@ -17,11 +17,18 @@ class TrajectoryDataset:
         spec: Self-description of the data.
         splits: ``{"train": seq, "val": seq, "test": seq}``; each ``seq[i]`` is a
             float32 trajectory ``(T, *S, C)`` (numpy array or torch tensor).
+        fingerprint: Hex digest that identifies the numbers without reading them, when
+            known: generated data carries the digest of its generator, generator version
+            and every setting that shapes the numbers. ``None`` for data read from files.
+
+    Attributes:
+        fingerprint: As given.
     """
 
-    def __init__(self, spec: DataSpec, splits: Mapping[str, Sequence]) -> None:
+    def __init__(self, spec: DataSpec, splits: Mapping[str, Sequence], fingerprint: Optional[str] = None) -> None:
         self.spec = spec
         self._splits = dict(splits)
+        self.fingerprint = fingerprint
 
     def split(self, name: str) -> Sequence:
         """Trajectories of one split."""

@@ -14,10 +14,18 @@ from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
 
+def key_digest(key: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of generation settings, independent of their order.
+
+    With the generator's name and version in ``key`` it fingerprints the generated
+    numbers: equal digests, equal data.
+    """
+    return hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()
+
+
 def cache_path(name: str, key: Mapping[str, Any]) -> Path:
     """File under ``$PDEB_HOME/data`` identified by the dataset name and generation settings."""
-    digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return paths.data_dir() / f"{name}-{digest}.h5"
+    return paths.data_dir() / f"{name}-{key_digest(key)[:12]}.h5"
 
 
 def cached_generate(

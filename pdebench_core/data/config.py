@@ -1,9 +1,11 @@
-"""Settings every dataset shares; dataset plugins subclass :class:`DatasetConfig`."""
+"""Settings every dataset shares (dataset plugins subclass :class:`DatasetConfig`), and
+reading a dataset config's fields as plain values."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Iterable, Mapping, Optional
 
 
 @dataclass
@@ -35,3 +37,59 @@ class DatasetConfig:
     horizon: Optional[int] = None
     weight: float = 1.0
     preload: bool = False
+
+
+#: :class:`DatasetConfig` settings that change how data is used, never the numbers in it.
+USAGE_SETTINGS = ("path", "format", "t_in", "horizon", "weight", "preload")
+
+# Annotation (as written, under ``from __future__ import annotations``) -> the plain type of its values.
+_PLAIN_TYPES = {"float": float, "int": int, "str": str, "bool": bool, float: float, int: int, str: str, bool: bool}
+
+
+def as_dataclass(cfg: Any, schema: type) -> Any:
+    """A dataset config as an instance of its dataclass, whatever form it came in.
+
+    Args:
+        cfg: A dataclass instance (returned as is), an omegaconf structured config (turned
+            into an instance of its own dataclass, so fields of a subclass are kept) or a
+            mapping of settings.
+        schema: The dataclass to use when ``cfg`` does not name one itself.
+
+    Returns:
+        A dataclass instance holding plain values.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return cfg
+    from omegaconf import OmegaConf
+
+    kind = schema
+    if OmegaConf.is_config(cfg):
+        own = OmegaConf.get_type(cfg)
+        kind = own if dataclasses.is_dataclass(own) else schema
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{key: value for key, value in cfg.items() if key in names})
+
+
+def settings_of(cfg: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """Every field of a dataclass config but ``exclude``, as plain JSON values of the declared type.
+
+    Values are converted to their field's declared type, so ``delta_t=1`` and
+    ``delta_t=1.0`` give the same settings.
+
+    Args:
+        cfg: A dataclass instance.
+        exclude: Field names to leave out.
+
+    Returns:
+        ``{field: value}`` in field order.
+    """
+    skipped = set(exclude)
+    settings = {}
+    for field in dataclasses.fields(cfg):
+        if field.name in skipped:
+            continue
+        value = getattr(cfg, field.name)
+        plain = _PLAIN_TYPES.get(field.type)
+        settings[field.name] = plain(value) if plain is not None and value is not None else value
+    return settings

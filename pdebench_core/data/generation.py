@@ -1,7 +1,12 @@
-"""Shared machinery of dataset plugins that generate their data with a built-in solver.
+"""Datasets that a plugin generates with its own solver.
 
-A generating dataset plugin keeps what is its own (the config, the initial conditions,
-the solver and the cache key) and delegates the rest here:
+A generating dataset plugin declares what is its own -- its settings dataclass, its
+solver, the spec of its data, its profiles and a generator version -- in a
+:class:`GeneratedDataset`, and this module does the rest: the cache key (every
+setting that changes the numbers, derived from the dataclass), per-trajectory seeds,
+splits, batching, progress, ``path=`` (read a published file instead), the common
+checks of the settings and the generate/cache/verify cycle. The pieces it is built
+from are public too:
 
 - :func:`solver_device` turns a ``device`` setting into a checked torch device;
 - :func:`trajectory_seed` derives one trajectory's seed by hashing its identity, so
@@ -9,8 +14,6 @@ the solver and the cache key) and delegates the rest here:
 - :func:`generate_splits` runs a batched ``solve(jobs, advance)`` over every
   ``(split, index)`` job with a progress bar (:func:`progress_bar`) and assembles the
   splits, large ones in memory-mapped scratch files (:func:`allocate_split`);
-  :func:`generate_from_config` reads its settings from a dataset config;
-- :func:`check_frames_and_sizes` refuses settings common to generators before any compute;
 - :func:`cached_dataset` generates once into the canonical HDF5 cache and returns a
   dataset whose splits read that file lazily; :func:`read_published` reads a
   published file through the core's layout readers instead.
@@ -20,9 +23,12 @@ Nothing heavy is imported at module level, so plugins may import this module fre
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
+from pdebench_core.data.config import USAGE_SETTINGS, as_dataclass, settings_of
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # only for annotations: importing this module stays cheap
@@ -35,6 +41,10 @@ if TYPE_CHECKING:  # only for annotations: importing this module stays cheap
 SPLIT_NAMES = ("train", "val", "test")
 # Above this many bytes a split is assembled in a scratch file instead of memory.
 IN_MEMORY_LIMIT = 1 << 30
+#: Settings that change how data is generated but never its numbers: left out of cache keys
+#: unless a dataset says otherwise (:attr:`GeneratedDataset.exclude`).
+GENERATION_ONLY = ("batch_size", "device", "progress")
+SOLVER_DTYPES = ("float32", "float64")
 
 Job = tuple[str, int]
 """One trajectory to generate: ``(split, index within the split)``."""
@@ -202,6 +212,7 @@ def generate_splits(
     show_progress: bool = False,
     scratch: Optional[str] = None,
     limit: int = IN_MEMORY_LIMIT,
+    working_shape: Optional[Sequence[int]] = None,
 ) -> dict[str, "np.ndarray"]:
     """Solve every ``(split, index)`` job in batches and assemble the splits.
 
@@ -224,13 +235,15 @@ def generate_splits(
         show_progress: Draw the progress bar.
         scratch: Folder for splits larger than ``limit`` bytes (see :func:`allocate_split`).
         limit: Largest split in bytes kept in memory when ``scratch`` is given.
+        working_shape: One trajectory's solver state when larger than its stored frames
+            (see :func:`check_generation_fits`).
 
     Returns:
         ``{split: float32 array (n, T, *S, C)}`` for every split of ``sizes``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    check_generation_fits(sizes, trajectory_shape, batch_size, label, scratch, limit)
+    check_generation_fits(sizes, trajectory_shape, batch_size, label, scratch, limit, working_shape)
     out = {split: allocate_split((n, *trajectory_shape), scratch, split, limit) for split, n in sizes.items()}
     jobs = [(split, i) for split, n in sizes.items() for i in range(n)]
     description = f"{label}: {len(jobs)} trajectories"
@@ -241,68 +254,6 @@ def generate_splits(
             for row, (split, i) in enumerate(batch):
                 out[split][i] = solution[row]
     return out
-
-
-def generate_from_config(
-    cfg: Any,
-    trajectory_shape: Sequence[int],
-    solve: Callable[[list[Job], Callable[[float], None]], Any],
-    *,
-    label: str,
-    work_per_trajectory: float = 1,
-    show_progress: Optional[bool] = None,
-    scratch: Optional[str] = None,
-    limit: int = IN_MEMORY_LIMIT,
-    batch_size: Optional[int] = None,
-) -> dict[str, "np.ndarray"]:
-    """:func:`generate_splits` with split sizes, batch size and progress taken from a dataset config.
-
-    Args:
-        cfg: A dataset config with ``n_train``, ``n_val``, ``n_test``, ``batch_size`` and ``progress``.
-        trajectory_shape: ``(T, *S, C)`` of one stored trajectory.
-        solve: ``solve(jobs, advance)``, as for :func:`generate_splits`.
-        label: Progress bar label, e.g. the dataset name.
-        work_per_trajectory: Units of work one trajectory reports through ``advance``.
-        show_progress: Force the progress bar on or off; ``None`` follows ``cfg.progress``
-            on a terminal (see :func:`wants_progress`).
-        scratch: Folder for splits larger than ``limit`` bytes.
-        limit: Largest split in bytes kept in memory when ``scratch`` is given.
-        batch_size: Overrides ``cfg.batch_size`` (e.g. when the plugin chooses it itself).
-
-    Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
-    """
-    return generate_splits(
-        split_sizes(cfg), trajectory_shape, solve, label=label, work_per_trajectory=work_per_trajectory,
-        batch_size=int(cfg.batch_size) if batch_size is None else int(batch_size),
-        show_progress=wants_progress(show_progress, cfg.progress), scratch=scratch, limit=limit,
-    )
-
-
-def check_frames_and_sizes(cfg: Any, where: str) -> None:
-    """Refuse frame counts, horizon, solver precision and split sizes a generator cannot honour.
-
-    Expects the fields ``n_frames``, ``t_in``, ``horizon``, ``solver_dtype``, ``n_train``,
-    ``n_val``, ``n_test`` and ``batch_size``.
-
-    Args:
-        cfg: The dataset config.
-        where: The config section for error messages, e.g. ``"data.dr2d"``.
-
-    Raises:
-        UsageError: ``n_frames <= t_in``; ``horizon`` outside ``1..n_frames - t_in``;
-            ``solver_dtype`` not float32/float64; a negative split size or ``batch_size < 1``.
-    """
-    frames, t_in = int(cfg.n_frames), int(cfg.t_in)
-    if frames <= t_in:
-        raise UsageError(f"{where}: n_frames={cfg.n_frames} leaves nothing to predict after "
-                         f"t_in={cfg.t_in}; raise n_frames")
-    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= frames - t_in:
-        raise UsageError(f"{where}.horizon must be in 1..{frames - t_in}")
-    if cfg.solver_dtype not in ("float32", "float64"):
-        raise UsageError(f"{where}.solver_dtype must be 'float32' or 'float64', got '{cfg.solver_dtype}'")
-    if min(cfg.n_train, cfg.n_val, cfg.n_test) < 0 or cfg.batch_size < 1:
-        raise UsageError(f"{where}: split sizes must be >= 0 and batch_size >= 1")
 
 
 def torch_dtype(name: str) -> "torch.dtype":
@@ -339,14 +290,15 @@ def cached_dataset(
 
     Returns:
         A :class:`~pdebench_core.data.base.TrajectoryDataset` over
-        :class:`~pdebench_core.data.canonical.H5Trajectories`.
+        :class:`~pdebench_core.data.canonical.H5Trajectories`, whose ``fingerprint``
+        is the digest of ``key`` (:func:`~pdebench_core.data.cache.key_digest`).
     """
     import os
     import tempfile
 
     from pdebench_core import paths
     from pdebench_core.data.base import TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate, remove_stale_scratch
+    from pdebench_core.data.cache import cache_path, cached_generate, key_digest, remove_stale_scratch
     from pdebench_core.data.canonical import H5Trajectories
     from pdebench_core.data.integrity import discard_if_damaged
 
@@ -358,7 +310,8 @@ def cached_dataset(
         prefix = f".scratch-{os.getpid()}-{name}-"  # the pid tells a later run whether it is stale
         with tempfile.TemporaryDirectory(prefix=prefix, dir=paths.data_dir()) as scratch:
             path = cached_generate(name, key, lambda: (generate(scratch), stored_spec or spec, provenance))
-    return TrajectoryDataset(spec, {split: H5Trajectories(path, split, preload=preload) for split in splits})
+    return TrajectoryDataset(spec, {split: H5Trajectories(path, split, preload=preload) for split in splits},
+                             fingerprint=key_digest(key))
 
 
 def read_published(cfg: Any, name: str, defaults: "DataSpec") -> "TrajectoryDataset":
@@ -376,3 +329,242 @@ def read_published(cfg: Any, name: str, defaults: "DataSpec") -> "TrajectoryData
     from pdebench_core.data.layouts import load_path
 
     return load_path(cfg, name, defaults)
+
+
+@dataclass
+class SolverBatch:
+    """Trajectories that a dataset's solver integrates together (see :class:`GeneratedDataset`).
+
+    Attributes:
+        jobs: ``(split, index)`` of each trajectory.
+        seeds: One seed per trajectory, a hash of its identity (:meth:`GeneratedDataset.seed`):
+            draw its initial state from ``torch.Generator().manual_seed(seed)``.
+        device: Where to solve (the checked ``device`` setting).
+        dtype: Solver precision (the ``solver_dtype`` setting).
+        advance: Report work done, summed over the batch, in the units of
+            :attr:`GeneratedDataset.work_per_trajectory` (by default: one per frame and trajectory).
+    """
+
+    jobs: list[Job]
+    seeds: list[int]
+    device: "torch.device"
+    dtype: "torch.dtype"
+    advance: Callable[[float], None]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+@dataclass(eq=False)
+class GeneratedDataset:
+    """A dataset generated by its plugin's solver: what is particular to it, declared once.
+
+    The plugin declares its settings, its solver and the spec of its data; everything
+    else is done here: the cache key is every field of the settings dataclass except
+    :data:`~pdebench_core.data.config.USAGE_SETTINGS` and :attr:`exclude`, plus the
+    generator and its :attr:`version`, so a new setting enters the key without a line
+    of plugin code; each trajectory's seed is a hash of ``(seed, split, index)``;
+    ``path`` reads a published file instead; common settings are checked before any
+    compute; data is generated once, verified (no NaN) and cached as canonical HDF5.
+
+    Calling the object is the dataset factory, so it is what the plugin registers
+    (:meth:`register`). Datasets it builds carry a ``fingerprint``: the hex digest of
+    the cache key.
+
+    Attributes:
+        name: Registered dataset name.
+        config: Settings dataclass, a subclass of
+            :class:`~pdebench_core.data.config.DatasetConfig` with ``batch_size``,
+            ``device``, ``progress`` and ``solver_dtype`` fields.
+        solve: ``solve(cfg, batch)`` returns the trajectories of a :class:`SolverBatch`,
+            an array ``(len(batch), T, *S, C)`` (numpy, or a CPU tensor); ``cfg`` is a
+            dataclass instance with ``resolution`` resolved.
+        spec: ``spec(cfg)``: the :class:`~pdebench_core.spec.DataSpec` of generated data
+            with these settings: fields, grid, ``n_frames``, ``dt``, domain, boundary and
+            parameters (``name``, ``t_in`` and ``horizon`` are filled in here).
+        version: Generator version, part of the cache key: bump it whenever a change to the
+            solver or the sampling changes the numbers, so stale files are not reused.
+        profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``, overrides of the
+            config defaults.
+        default_resolution: What ``resolution=0`` stands for.
+        check: ``check(cfg, where)`` raises :class:`~pdebench_core.errors.UsageError` for
+            settings the solver cannot honour; frames, horizon, split sizes, batch size,
+            ``solver_dtype`` and ``device`` are checked here.
+        provenance: Written into the cache file, e.g. ``{"version": __version__, "reference": ...}``.
+        family: Generator name: ``pdeb_<family>`` in cache keys and provenance, ``pdeb-<family>``
+            as the seed namespace (default: ``name``).
+        cache_name: Prefix of the cache file (default: ``name``); datasets sharing it share
+            files for equal settings.
+        seed_parts: Inserted before ``seed`` in each trajectory's seed.
+        identity: Constant cache-key entries that tell this data apart besides its settings.
+        exclude: Settings, besides the usage ones, that never change the numbers.
+        default_horizon: Frames rolled out at evaluation when ``horizon`` is unset (capped
+            by the frames after ``t_in``); ``None``: all of them.
+        work_per_trajectory: ``f(cfg)``: the progress one trajectory reports through
+            ``advance`` (default: its frames after the first).
+        working_shape: ``f(cfg)``: one trajectory's solver state when larger than its
+            stored frames (a finer solver grid), for the memory check.
+        auto_batch_size: ``f(cfg, device)``: the batch when ``batch_size=0``; without it
+            ``batch_size`` must be at least 1.
+    """
+
+    name: str
+    config: type
+    solve: Callable[[Any, SolverBatch], Any]
+    spec: Callable[[Any], "DataSpec"]
+    version: int
+    profiles: Mapping[str, Mapping[str, Any]]
+    default_resolution: int
+    check: Optional[Callable[[Any, str], None]] = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""
+    cache_name: str = ""
+    seed_parts: tuple = ()
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    exclude: tuple[str, ...] = GENERATION_ONLY
+    default_horizon: Optional[int] = None
+    work_per_trajectory: Optional[Callable[[Any], float]] = None
+    working_shape: Optional[Callable[[Any], Sequence[int]]] = None
+    auto_batch_size: Optional[Callable[[Any, "torch.device"], int]] = None
+
+    def __post_init__(self) -> None:
+        self.family = self.family or self.name
+        self.cache_name = self.cache_name or self.name
+
+    def variant(self, **changes: Any) -> "GeneratedDataset":
+        """A copy with some attributes changed (a preset: another name, config and profiles)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- settings ------------------------------------------------------------------------------
+
+    def settings(self, cfg: Any) -> Any:
+        """``cfg`` (dataclass, omegaconf object or mapping) as a dataclass with ``resolution`` resolved."""
+        plain = as_dataclass(cfg, self.config)
+        if not int(plain.resolution):
+            plain = dataclasses.replace(plain, resolution=self.default_resolution)
+        return plain
+
+    def config_for(self, profile: str = "small", **changes: Any) -> Any:
+        """The settings of a profile, with ``changes`` on top.
+
+        Raises:
+            UsageError: ``profile`` is not one of :attr:`profiles`.
+        """
+        if profile not in self.profiles:
+            raise UsageError(f"dataset '{self.name}' has no profile '{profile}'; it has {', '.join(self.profiles)}")
+        return self.config(**{**self.profiles[profile], **changes})
+
+    def cache_key(self, cfg: Any) -> dict[str, Any]:
+        """Every setting that changes the generated numbers, the generator and its version."""
+        settings = settings_of(self.settings(cfg), (*USAGE_SETTINGS, *self.exclude))
+        return {"generator": f"pdeb_{self.family}", "generator_version": self.version, **self.identity, **settings}
+
+    def fingerprint(self, cfg: Any) -> str:
+        """Hex digest of :meth:`cache_key`: equal for equal numbers, without generating them."""
+        from pdebench_core.data.cache import key_digest
+
+        return key_digest(self.cache_key(cfg))
+
+    def seed(self, cfg: Any, split: str, index: int) -> int:
+        """Seed of one trajectory: a hash of ``(family, *seed_parts, seed, split, index)``."""
+        return trajectory_seed(f"pdeb-{self.family}", *self.seed_parts, int(cfg.seed), split, index)
+
+    def make_spec(self, cfg: Any) -> "DataSpec":
+        """The checked spec of data generated with these settings.
+
+        Raises:
+            UsageError: For settings the generator cannot honour (see :attr:`check`).
+        """
+        settings = self.settings(cfg)
+        where = f"data.{self.name}"
+        if self.check is not None:
+            self.check(settings, where)
+        physics = self.spec(settings)
+        frames, t_in = int(physics.n_frames), int(settings.t_in)
+        if frames <= t_in:
+            raise UsageError(f"{where}: trajectories of {frames} frames leave nothing to predict after "
+                             f"t_in={t_in}; generate more frames or lower t_in")
+        if settings.horizon is not None and not 0 < int(settings.horizon) <= frames - t_in:
+            raise UsageError(f"{where}.horizon must be in 1..{frames - t_in}, got {settings.horizon}")
+        self._check_generation_settings(settings, where)
+        horizon = settings.horizon if settings.horizon is not None else min(self.default_horizon or frames, frames - t_in)
+        return physics.replace(name=self.name, t_in=t_in, horizon=int(horizon))
+
+    def _check_generation_settings(self, settings: Any, where: str) -> None:
+        least_batch = 0 if self.auto_batch_size is not None else 1
+        if min(split_sizes(settings).values()) < 0 or int(settings.batch_size) < least_batch:
+            raise UsageError(f"{where}: split sizes must be >= 0 and batch_size >= {least_batch}")
+        dtype = getattr(settings, "solver_dtype", "float32")
+        if dtype not in SOLVER_DTYPES:
+            raise UsageError(f"{where}.solver_dtype must be 'float32' or 'float64', got '{dtype}'")
+        solver_device(str(getattr(settings, "device", "auto")), f"{where}.device")
+
+    # --- generating and building ---------------------------------------------------------------
+
+    def generate(self, cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None,
+                 limit: Optional[int] = None) -> dict[str, "np.ndarray"]:
+        """Solve every trajectory of every split (no cache involved).
+
+        Args:
+            cfg: The settings.
+            show_progress: Force progress on or off; ``None`` follows ``cfg.progress``.
+            scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
+            limit: Largest split in bytes kept in memory when ``scratch`` is given
+                (default :data:`IN_MEMORY_LIMIT`).
+
+        Returns:
+            ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
+        """
+        settings = self.settings(cfg)
+        spec = self.spec(settings)
+        device = solver_device(str(getattr(settings, "device", "auto")), f"data.{self.name}.device")
+        dtype = torch_dtype(getattr(settings, "solver_dtype", "float32"))
+        batch_size = int(settings.batch_size)
+        if batch_size == 0 and self.auto_batch_size is not None:
+            batch_size = self.auto_batch_size(settings, device)
+
+        def solve(jobs: list[Job], advance: Callable[[float], None]) -> Any:
+            seeds = [self.seed(settings, split, index) for split, index in jobs]
+            return self.solve(settings, SolverBatch(list(jobs), seeds, device, dtype, advance))
+
+        working = self.working_shape(settings) if self.working_shape is not None else None
+        work = self.work_per_trajectory(settings) if self.work_per_trajectory else int(spec.n_frames) - 1
+        return generate_splits(
+            split_sizes(settings), (int(spec.n_frames), *spec.spatial_shape, len(spec.fields)), solve,
+            batch_size=batch_size, label=self.name, work_per_trajectory=work,
+            show_progress=wants_progress(show_progress, bool(getattr(settings, "progress", False))),
+            scratch=scratch, limit=IN_MEMORY_LIMIT if limit is None else limit, working_shape=working,
+        )
+
+    def __call__(self, cfg: Any) -> "TrajectoryDataset":
+        """The dataset factory: cached generated data, or the published file ``cfg.path``.
+
+        Args:
+            cfg: The settings (an omegaconf object from the core, or a dataclass).
+
+        Returns:
+            A :class:`~pdebench_core.data.base.TrajectoryDataset` read lazily from HDF5.
+        """
+        settings = self.settings(cfg)
+        if settings.path:
+            return read_published(settings, self.name, self.published_defaults(settings))
+        spec = self.make_spec(settings)
+        provenance = {**dict(self.provenance), "generator": f"pdeb_{self.family}",
+                      "generator_version": self.version, "seed": int(settings.seed)}
+        return cached_dataset(self.cache_name, self.cache_key(settings), spec,
+                              lambda scratch: self.generate(settings, scratch=scratch), provenance,
+                              preload=bool(settings.preload), stored_spec=spec.replace(name=self.cache_name))
+
+    def published_defaults(self, cfg: Any) -> "DataSpec":
+        """What a published file does not say about itself: fields, domain, boundary, parameters.
+
+        The file decides its grid and frames; ``horizon`` is the configured one, else
+        :attr:`default_horizon`.
+        """
+        settings = self.settings(cfg)
+        horizon = settings.horizon if settings.horizon is not None else self.default_horizon
+        return self.spec(settings).replace(name=self.name, t_in=int(settings.t_in), horizon=horizon, n_frames=None)
+
+    def register(self, register: Callable[..., None], **card: Any) -> None:
+        """Register this dataset through a ``register_datasets`` hook's ``register``, with its card."""
+        register(self.name, self, config=self.config, profiles=self.profiles, **card)

@@ -10,12 +10,17 @@ finite-volume solver and cached as canonical HDF5, or read from PDEBench's publi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
+    import numpy as np
+
+    from pdebench_core.spec import DataSpec
 
 __version__ = "0.1.0"
 
@@ -24,9 +29,6 @@ NAME = "burgers1d"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("u",)
-SPLIT_NAMES = generation.SPLIT_NAMES
-# Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -87,125 +89,58 @@ PROFILES = {
 }
 
 
-def trajectory_seed(seed: int, split: str, index: int) -> int:
-    """Seed of one trajectory's initial condition, derived from ``(seed, split, index)``.
-
-    Hashing the triple keeps splits disjoint and makes a trajectory independent of how
-    many others are generated or how they are batched.
-    """
-    return generation.trajectory_seed(f"pdeb-{NAME}", seed, split, index)
-
-
-def _resolution(cfg: Any) -> int:
-    return int(cfg.resolution) or 256
-
-
-def _check(cfg: Any) -> None:
-    """Refuse settings the generator cannot honour, before any compute."""
-    if _resolution(cfg) < 8:
-        raise UsageError(f"data.{NAME}.resolution must be at least 8, got {cfg.resolution}")
-    generation.check_frames_and_sizes(cfg, f"data.{NAME}")
+def _check(cfg: Any, where: str) -> None:
+    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    if int(cfg.resolution) < 8:
+        raise UsageError(f"{where}.resolution must be at least 8, got {cfg.resolution}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 0.5:
-        raise UsageError(f"data.{NAME}: need t_end > 0 and 0 < cfl <= 0.5")
+        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 0.5")
     if cfg.nu < 0 or not cfg.length > 0:
-        raise UsageError(f"data.{NAME}: need nu >= 0 and length > 0")
+        raise UsageError(f"{where}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):
-        raise UsageError(f"data.{NAME}: need max_mode >= 1, n_modes >= 1 and probabilities in [0, 1]")
+        raise UsageError(f"{where}: need max_mode >= 1, n_modes >= 1 and probabilities in [0, 1]")
 
 
-def _params(cfg: Any) -> dict[str, float]:
-    return {"nu": float(cfg.nu)}
-
-
-def make_spec(cfg: Any):
-    """The :class:`DataSpec` of generated data with these settings."""
+def physics_spec(cfg: Any) -> "DataSpec":
+    """The :class:`DataSpec` of generated data: ``n_frames`` frames of ``u`` on ``[0, t_end]``."""
     from pdebench_core.spec import DataSpec
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    horizon = cfg.horizon if cfg.horizon is not None else frames - int(cfg.t_in)
-    return DataSpec(
-        name=NAME, fields=FIELDS, spatial_shape=(res,), t_in=int(cfg.t_in), t_out=1,
-        dt=float(cfg.t_end) / (frames - 1), domain=((0.0, float(cfg.length)),), boundary="periodic",
-        params=_params(cfg),
-        horizon=int(horizon), n_frames=frames,
-    )
+    frames = int(cfg.n_frames)
+    return DataSpec(name=NAME, fields=FIELDS, spatial_shape=(int(cfg.resolution),),
+                    dt=float(cfg.t_end) / (frames - 1), domain=((0.0, float(cfg.length)),), boundary="periodic",
+                    params={"nu": float(cfg.nu)}, n_frames=frames)
 
 
-def cache_key(cfg: Any) -> dict[str, Any]:
-    """Every setting that changes the generated numbers (and nothing else)."""
-    return {
-        "generator": f"pdeb_{NAME}", "generator_version": GENERATOR_VERSION, **_params(cfg),
-        "length": float(cfg.length), "max_mode": int(cfg.max_mode), "n_modes": int(cfg.n_modes),
-        "p_abs": float(cfg.p_abs), "p_window": float(cfg.p_window), "resolution": _resolution(cfg), "t_end": float(cfg.t_end), "n_frames": int(cfg.n_frames),
-        "cfl": float(cfg.cfl), "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
-        "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
-    }
-
-
-def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
-    """Solve every trajectory of every split.
-
-    Args:
-        cfg: A :class:`Burgers1dConfig` (or an omegaconf object with its fields).
-        show_progress: Force the progress bar on or off; ``None`` means ``cfg.progress``
-            and only when standard error is a terminal.
-        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
-
-    Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, res, 1)``.
-    """
+def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
+    """Draw each initial condition from its seed and integrate the batch: float32 ``(b, T, res, 1)``."""
     import torch
 
     from pdeb_burgers1d.solver import cell_centres, frame_times, random_initial_condition, solve
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    dtype = generation.torch_dtype(cfg.solver_dtype)
-    device = generation.solver_device(cfg.device, f"data.{NAME}.device")
-    times = frame_times(float(cfg.t_end), frames)
-    x = cell_centres(res, float(cfg.length))  # (N,)
-
-    def solve_batch(jobs, advance):
-        u0 = torch.stack([
-            random_initial_condition(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), x,
-                                     float(cfg.length), int(cfg.max_mode), int(cfg.n_modes),
-                                     float(cfg.p_abs), float(cfg.p_window))
-            for split, i in jobs
-        ]).to(device=device, dtype=dtype)  # (b, N)
-        solution = solve(u0, times, nu=float(cfg.nu), length=float(cfg.length), cfl=float(cfg.cfl),
-                         on_frame=lambda _: advance(len(jobs)))  # (b, T, N)
-        return solution.unsqueeze(-1).float().cpu().numpy()  # (b, T, N, 1)
-
-    return generation.generate_from_config(cfg, (frames, res, len(FIELDS)), solve_batch, label=NAME,
-                                           work_per_trajectory=frames - 1, show_progress=show_progress,
-                                           scratch=scratch, limit=IN_MEMORY_LIMIT)
+    x = cell_centres(int(cfg.resolution), float(cfg.length))  # (N,)
+    u0 = torch.stack([
+        random_initial_condition(torch.Generator().manual_seed(seed), x, float(cfg.length), int(cfg.max_mode),
+                                 int(cfg.n_modes), float(cfg.p_abs), float(cfg.p_window))
+        for seed in batch.seeds
+    ])  # (b, N)
+    solution = solve(u0.to(device=batch.device, dtype=batch.dtype), frame_times(float(cfg.t_end), int(cfg.n_frames)),
+                     nu=float(cfg.nu), length=float(cfg.length), cfl=float(cfg.cfl),
+                     on_frame=lambda _: batch.advance(len(batch)))  # (b, T, N)
+    return solution.unsqueeze(-1).float().cpu().numpy()  # (b, T, N, 1)
 
 
-def build(cfg: Any):
-    """Dataset factory: cached generated data, or a published file when ``cfg.path`` is set.
-
-    Args:
-        cfg: A :class:`Burgers1dConfig` (or an omegaconf object with its fields).
-
-    Returns:
-        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily from
-        HDF5, each item float32 ``(T, res, 1)``.
-    """
-    if cfg.path:
-        defaults = make_spec(cfg).replace(spatial_shape=(1024,), horizon=cfg.horizon)
-        return generation.read_published(cfg, NAME, defaults)  # e.g. PDEBench's 1D_Burgers_Sols_Nu0.01.hdf5
-    _check(cfg)
-    provenance = {"generator": f"pdeb_{NAME}", "version": __version__, "seed": int(cfg.seed),
-                  "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"}
-    return generation.cached_dataset(NAME, cache_key(cfg), make_spec(cfg),
-                                     lambda scratch: generate(cfg, scratch=scratch), provenance,
-                                     preload=bool(cfg.preload))
+BURGERS1D = GeneratedDataset(
+    name=NAME, config=Burgers1dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
+    profiles=PROFILES, default_resolution=256, check=_check,
+    provenance={"version": __version__, "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"},
+)
 
 
 @hookimpl
 def register_datasets(register) -> None:
     """Register ``burgers1d``."""
-    register(
-        NAME, build, config=Burgers1dConfig, profiles=PROFILES,
+    BURGERS1D.register(
+        register,
         description="1D viscous Burgers from random sinusoid superpositions, periodic; PDEBench 1D_Burgers",
         pde="u_t + (u^2/2)_x = (nu/pi) u_xx  on the periodic interval [0, 1]",
         dims=1,

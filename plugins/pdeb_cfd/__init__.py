@@ -9,13 +9,39 @@ as canonical HDF5, or read from a published PDEBench file given as ``path``.
 
 from __future__ import annotations
 
-from pdebench_core import hookimpl
+from functools import partial
+from typing import Any
 
-from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig, build_cfd2d, build_cfd3d
+from pdebench_core import hookimpl
+from pdebench_core.data.generation import GeneratedDataset
+
+from pdeb_cfd.dataset import (DEFAULT_RESOLUTION, GENERATOR_VERSION, PROFILES, Cfd2dConfig, Cfd3dConfig,
+                              auto_batch_size, check_config, physics_spec, solve_trajectories)
 
 __version__ = "0.1.0"
 
-__all__ = ["Cfd2dConfig", "Cfd3dConfig", "build_cfd2d", "build_cfd3d", "register_datasets"]
+__all__ = ["CFD2D", "CFD3D", "Cfd2dConfig", "Cfd3dConfig", "register_datasets"]
+
+
+def _simulated_time(cfg: Any) -> float:
+    return float(cfg.t_end)  # the solver reports progress in simulated time
+
+
+def _declare(ndim: int, config: type) -> GeneratedDataset:
+    name = f"cfd{ndim}d"
+    reference = f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)"
+    return GeneratedDataset(
+        name=name, config=config, solve=partial(solve_trajectories, ndim=ndim), spec=partial(physics_spec, ndim=ndim),
+        version=GENERATOR_VERSION, profiles=PROFILES[ndim], default_resolution=DEFAULT_RESOLUTION[ndim],
+        check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
+        seed_parts=(name,), identity={"name": name, "ndim": ndim}, work_per_trajectory=_simulated_time,
+        auto_batch_size=partial(auto_batch_size, ndim=ndim),
+    )
+
+
+CFD2D = _declare(2, Cfd2dConfig)
+CFD3D = _declare(3, Cfd3dConfig)
+DATASETS = {"cfd2d": CFD2D, "cfd3d": CFD3D}
 
 _CARD = dict(
     pde="d_t rho + div(rho v) = 0;  d_t(rho v) + div(rho v v + p I) = div(sigma);  "
@@ -34,8 +60,8 @@ _CARD = dict(
 @hookimpl
 def register_datasets(register) -> None:
     """Register ``cfd2d`` and ``cfd3d``."""
-    register(
-        "cfd2d", build_cfd2d, config=Cfd2dConfig, profiles=PROFILES[2],
+    CFD2D.register(
+        register,
         description="2D compressible Navier-Stokes from random periodic initial states (PDEBench 2D CFD Rand)",
         dims=2,
         fields=["density", "pressure", "Vx", "Vy"],
@@ -44,8 +70,8 @@ def register_datasets(register) -> None:
                    "t in [0, 1], 21 frames",
         **_CARD,
     )
-    register(
-        "cfd3d", build_cfd3d, config=Cfd3dConfig, profiles=PROFILES[3],
+    CFD3D.register(
+        register,
         description="3D compressible Navier-Stokes from random periodic initial states (PDEBench 3D CFD Rand)",
         dims=3,
         fields=["density", "pressure", "Vx", "Vy", "Vz"],

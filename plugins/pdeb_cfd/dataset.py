@@ -1,11 +1,13 @@
-"""Dataset factories of ``cfd2d`` and ``cfd3d``: generated (and cached) compressible flows.
+"""Declarations of ``cfd2d`` and ``cfd3d``: generated (and cached) compressible flows.
 
 Trajectories follow PDEBench's compressible Navier-Stokes "Rand" sets: random
 periodic initial states (:mod:`pdeb_cfd.initial`) evolved by the finite-volume solver
 (:mod:`pdeb_cfd.solver`) on the unit box, stored as primitive fields in PDEBench's
 order: density, pressure, Vx, Vy(, Vz). Generated files are cached as canonical HDF5
 under ``$PDEB_HOME/data`` and read lazily. With ``path`` set, a published PDEBench
-file is read through the core's layout readers instead.
+file is read through the core's layout readers instead; the package declares the
+two datasets (:class:`~pdebench_core.data.generation.GeneratedDataset`) from the
+pieces here.
 
 Nothing heavy is imported at module level: torch, numpy and h5py load inside the
 factories, so importing the plugin stays cheap.
@@ -14,26 +16,26 @@ factories, so importing the plugin stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
-from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import SolverBatch
 from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
+    import numpy as np
+
+    from pdebench_core.spec import DataSpec
 
 # Bump when a change to the solver or the sampling changes the generated numbers,
 # so that stale cached files are never reused.
 GENERATOR_VERSION = 1
-SPLIT_NAMES = generation.SPLIT_NAMES
 FIELDS = {2: ("density", "pressure", "Vx", "Vy"), 3: ("density", "pressure", "Vx", "Vy", "Vz")}
 # Spectral decay of the initial modes, as in PDEBench's 2D and 3D "Rand" generators.
 DECAY = {2: 0.5, 3: 1.0}
-# Grid of PDEBench's published files, per dimension.
-PUBLISHED_RESOLUTION = {2: 128, 3: 128}
 # Cells solved together when batch_size is 0 (auto): small batches stay in the CPU
 # caches; a GPU wants as many as memory allows.
 AUTO_BATCH_CELLS = {"cpu": 1 << 14, "cuda": 1 << 22}
-# Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -144,30 +146,11 @@ PROFILES = {
 DEFAULT_RESOLUTION = {2: 64, 3: 32}
 
 
-def trajectory_seed(seed: int, name: str, split: str, index: int) -> int:
-    """Seed of one trajectory's initial state, derived from ``(seed, name, split, index)``.
-
-    Hashing keeps the splits disjoint and makes each trajectory independent of how many
-    others are generated and of how they are batched.
-    """
-    return generation.trajectory_seed("pdeb-cfd", name, seed, split, index)
-
-
-def _resolution(cfg: Any, ndim: int) -> int:
-    return int(cfg.resolution) or DEFAULT_RESOLUTION[ndim]
-
-
-def check_config(cfg: Any, name: str, ndim: int) -> None:
-    """Refuse settings the generator cannot honour, before any compute."""
-    where = f"data.{name}"
-    res = _resolution(cfg, ndim)
+def check_config(cfg: Any, where: str) -> None:
+    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    res = int(cfg.resolution)
     if int(cfg.k_max) < 1 or res <= 2 * int(cfg.k_max):
         raise UsageError(f"{where}: resolution {res} must exceed 2 * k_max = {2 * int(cfg.k_max)} (k_max >= 1)")
-    if int(cfg.n_frames) <= int(cfg.t_in):
-        raise UsageError(f"{where}: n_frames={cfg.n_frames} leaves nothing to predict after t_in={cfg.t_in}; "
-                         "raise n_frames")
-    if cfg.horizon is not None and not 0 < int(cfg.horizon) <= int(cfg.n_frames) - int(cfg.t_in):
-        raise UsageError(f"{where}.horizon must be in 1..{int(cfg.n_frames) - int(cfg.t_in)}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
         raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 1")
     if float(cfg.eta) < 0 or float(cfg.zeta) < 0 or float(cfg.mach) < 0:
@@ -176,12 +159,9 @@ def check_config(cfg: Any, name: str, ndim: int) -> None:
         raise UsageError(f"{where}.gamma must exceed 1, got {cfg.gamma}")
     if not 0 <= float(cfg.window_prob) <= 1:
         raise UsageError(f"{where}.window_prob must be in [0, 1], got {cfg.window_prob}")
-    for key, allowed in (("limiter", ("mc", "minmod")), ("integrator", ("ssprk2", "ssprk3")),
-                         ("solver_dtype", ("float32", "float64"))):
+    for key, allowed in (("limiter", ("mc", "minmod")), ("integrator", ("ssprk2", "ssprk3"))):
         if getattr(cfg, key) not in allowed:
             raise UsageError(f"{where}.{key} must be one of {', '.join(allowed)}; got '{getattr(cfg, key)}'")
-    if min(int(cfg.n_train), int(cfg.n_val), int(cfg.n_test)) < 0 or int(cfg.batch_size) < 0:
-        raise UsageError(f"{where}: split sizes and batch_size must be >= 0")
 
 
 def physical_params(cfg: Any) -> dict[str, float]:
@@ -189,113 +169,41 @@ def physical_params(cfg: Any) -> dict[str, float]:
     return {"mach": float(cfg.mach), "eta": float(cfg.eta), "zeta": float(cfg.zeta), "gamma": float(cfg.gamma)}
 
 
-def make_spec(cfg: Any, name: str, ndim: int):
-    """The :class:`DataSpec` of generated data with these settings."""
+def physics_spec(cfg: Any, ndim: int) -> "DataSpec":
+    """The :class:`DataSpec` of generated data: ``n_frames`` frames on ``[0, t_end]`` in the unit box."""
     from pdebench_core.spec import DataSpec
 
-    res, frames = _resolution(cfg, ndim), int(cfg.n_frames)
-    horizon = cfg.horizon if cfg.horizon is not None else frames - int(cfg.t_in)
-    return DataSpec(
-        name=name, fields=FIELDS[ndim], spatial_shape=(res,) * ndim, t_in=int(cfg.t_in), t_out=1,
-        dt=float(cfg.t_end) / (frames - 1), domain=((0.0, 1.0),) * ndim, boundary="periodic",
-        params=physical_params(cfg), horizon=int(horizon), n_frames=frames,
-    )
+    frames = int(cfg.n_frames)
+    return DataSpec(name=f"cfd{ndim}d", fields=FIELDS[ndim], spatial_shape=(int(cfg.resolution),) * ndim,
+                    dt=float(cfg.t_end) / (frames - 1), domain=((0.0, 1.0),) * ndim, boundary="periodic",
+                    params=physical_params(cfg), n_frames=frames)
 
 
-def cache_key(cfg: Any, name: str, ndim: int) -> dict[str, Any]:
-    """Every setting that changes the generated numbers (and nothing else)."""
-    return {
-        "generator": "pdeb_cfd", "generator_version": GENERATOR_VERSION, "name": name, "ndim": ndim,
-        **physical_params(cfg), "resolution": _resolution(cfg, ndim), "t_end": float(cfg.t_end),
-        "n_frames": int(cfg.n_frames), "cfl": float(cfg.cfl), "k_max": int(cfg.k_max),
-        "window_prob": float(cfg.window_prob), "limiter": str(cfg.limiter), "integrator": str(cfg.integrator),
-        "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
-        "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
-    }
-
-
-def _batch_size(cfg: Any, device, cells: int) -> int:
-    if int(cfg.batch_size) > 0:
-        return int(cfg.batch_size)
-    budget = AUTO_BATCH_CELLS["cuda" if device.type == "cuda" else "cpu"]
-    return max(1, budget // cells)
-
-
-def generate(cfg: Any, name: str, ndim: int, show_progress: Optional[bool] = None,
-             scratch: Optional[str] = None) -> dict[str, Any]:
-    """Solve every trajectory of every split.
-
-    Args:
-        cfg: A :class:`Cfd2dConfig` / :class:`Cfd3dConfig` (or an omegaconf object
-            with the same fields).
-        name: Dataset name (part of every trajectory's seed).
-        ndim: Spatial dimensions (2 or 3).
-        show_progress: Force the progress bar on or off; ``None`` means ``cfg.progress``
-            and only when standard error is a terminal.
-        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
-
-    Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, *S, C)``.
-    """
+def solve_trajectories(cfg: Any, batch: SolverBatch, ndim: int) -> "np.ndarray":
+    """Draw each initial state from its seed and evolve the batch: float32 ``(b, T, *S, C)``."""
     from pdeb_cfd.initial import random_batch
     from pdeb_cfd.solver import GasModel, default_save_times, simulate
 
-    res = _resolution(cfg, ndim)
-    shape = (res,) * ndim
-    dtype = generation.torch_dtype(cfg.solver_dtype)
-    device = generation.solver_device(cfg.device, f"data.{name}.device")
-    times = default_save_times(float(cfg.t_end), int(cfg.n_frames))
+    res = int(cfg.resolution)
+    rho, vel, p = random_batch((res,) * ndim, batch.seeds, float(cfg.mach), float(cfg.gamma), int(cfg.k_max),
+                               DECAY[ndim], float(cfg.window_prob))
     gas = GasModel(gamma=float(cfg.gamma), eta=float(cfg.eta), zeta=float(cfg.zeta))
-
-    def solve_batch(jobs, advance):
-        seeds = [trajectory_seed(int(cfg.seed), name, split, i) for split, i in jobs]
-        rho, vel, p = random_batch(shape, seeds, float(cfg.mach), float(cfg.gamma), int(cfg.k_max),
-                                   DECAY[ndim], float(cfg.window_prob))
-        frames = simulate(
-            rho.to(device, dtype), vel.to(device, dtype), p.to(device, dtype), [1.0 / res] * ndim, times, gas,
-            cfl=float(cfg.cfl), limiter=str(cfg.limiter), integrator=str(cfg.integrator), progress=advance,
-        )  # (b, T, C, *S); progress reports simulated time
-        return frames.movedim(2, -1).numpy()  # (b, T, *S, C)
-
-    return generation.generate_from_config(cfg, (len(times), *shape, len(FIELDS[ndim])), solve_batch, label=name,
-                                           work_per_trajectory=float(cfg.t_end), show_progress=show_progress,
-                                           scratch=scratch, limit=IN_MEMORY_LIMIT,
-                                           batch_size=_batch_size(cfg, device, res ** ndim))
+    frames = simulate(
+        rho.to(batch.device, batch.dtype), vel.to(batch.device, batch.dtype), p.to(batch.device, batch.dtype),
+        [1.0 / res] * ndim, default_save_times(float(cfg.t_end), int(cfg.n_frames)), gas, cfl=float(cfg.cfl),
+        limiter=str(cfg.limiter), integrator=str(cfg.integrator), progress=batch.advance,
+    )  # (b, T, C, *S); progress reports simulated time
+    return frames.movedim(2, -1).numpy()  # (b, T, *S, C)
 
 
-def build_dataset(cfg: Any, name: str, ndim: int):
-    """Dataset factory shared by ``cfd2d`` and ``cfd3d``.
-
-    Args:
-        cfg: The dataset's config.
-        name: ``"cfd2d"`` or ``"cfd3d"``.
-        ndim: 2 or 3.
-
-    Returns:
-        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily from
-        the cached HDF5 file, each item float32 ``(T, *S, C)``.
-    """
-    if cfg.path:
-        res = PUBLISHED_RESOLUTION[ndim]
-        defaults = make_spec(cfg, name, ndim).replace(spatial_shape=(res,) * ndim, horizon=cfg.horizon)
-        return generation.read_published(cfg, name, defaults)  # a PDEBench CFD file, or any supported layout
-    check_config(cfg, name, ndim)
-    from pdeb_cfd import __version__
-
-    provenance = {
-        "generator": "pdeb_cfd", "version": __version__, "seed": int(cfg.seed),
-        "reference": f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)",
-    }
-    return generation.cached_dataset(name, cache_key(cfg, name, ndim), make_spec(cfg, name, ndim),
-                                     lambda scratch: generate(cfg, name, ndim, scratch=scratch), provenance,
-                                     preload=bool(cfg.preload))
+def auto_batch_size(cfg: Any, device, ndim: int) -> int:
+    """Trajectories per solver call when ``batch_size=0``: a cell budget that suits the device."""
+    budget = AUTO_BATCH_CELLS["cuda" if device.type == "cuda" else "cpu"]
+    return max(1, budget // int(cfg.resolution) ** ndim)
 
 
-def build_cfd2d(cfg: Any):
-    """Factory of ``cfd2d``: see :func:`build_dataset`."""
-    return build_dataset(cfg, "cfd2d", 2)
+def make_spec(cfg: Any, name: str, ndim: int) -> "DataSpec":
+    """The checked :class:`DataSpec` that ``cfd2d`` or ``cfd3d`` (``ndim``) gives these settings."""
+    from pdeb_cfd import DATASETS
 
-
-def build_cfd3d(cfg: Any):
-    """Factory of ``cfd3d``: see :func:`build_dataset`."""
-    return build_dataset(cfg, "cfd3d", 3)
+    return DATASETS[name].make_spec(cfg)

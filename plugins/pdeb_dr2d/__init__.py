@@ -9,12 +9,17 @@ canonical HDF5, or read from PDEBench's published ``.h5`` file given as ``path``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
+    import numpy as np
+
+    from pdebench_core.spec import DataSpec
 
 __version__ = "0.1.0"
 
@@ -23,10 +28,7 @@ NAME = "dr2d"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("u", "v")
-SPLIT_NAMES = generation.SPLIT_NAMES
 DOMAIN = ((-1.0, 1.0), (-1.0, 1.0))
-# Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -78,118 +80,53 @@ PROFILES = {
 }
 
 
-def trajectory_seed(seed: int, split: str, index: int) -> int:
-    """Seed of one trajectory's initial condition, derived from ``(seed, split, index)``.
-
-    Hashing the triple keeps splits disjoint and makes a trajectory independent of how
-    many others are generated or how they are batched.
-    """
-    return generation.trajectory_seed(f"pdeb-{NAME}", seed, split, index)
-
-
-def _resolution(cfg: Any) -> int:
-    return int(cfg.resolution) or 64
-
-
-def _check(cfg: Any) -> None:
-    """Refuse settings the generator cannot honour, before any compute."""
-    if _resolution(cfg) < 4:
-        raise UsageError(f"data.{NAME}.resolution must be at least 4, got {cfg.resolution}")
-    generation.check_frames_and_sizes(cfg, f"data.{NAME}")
+def _check(cfg: Any, where: str) -> None:
+    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    if int(cfg.resolution) < 4:
+        raise UsageError(f"{where}.resolution must be at least 4, got {cfg.resolution}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
-        raise UsageError(f"data.{NAME}: need t_end > 0 and 0 < cfl <= 1")
+        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 1")
     if min(cfg.du, cfg.dv) < 0:
-        raise UsageError(f"data.{NAME}: diffusion coefficients must be non-negative")
+        raise UsageError(f"{where}: diffusion coefficients must be non-negative")
 
 
-def _params(cfg: Any) -> dict[str, float]:
-    return {"Du": float(cfg.du), "Dv": float(cfg.dv), "k": float(cfg.k)}
-
-
-def make_spec(cfg: Any):
-    """The :class:`DataSpec` of generated data with these settings."""
+def physics_spec(cfg: Any) -> "DataSpec":
+    """The :class:`DataSpec` of generated data: ``n_frames`` frames of ``(u, v)`` on ``[0, t_end]``."""
     from pdebench_core.spec import DataSpec
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    horizon = cfg.horizon if cfg.horizon is not None else frames - int(cfg.t_in)
-    return DataSpec(
-        name=NAME, fields=FIELDS, spatial_shape=(res, res), t_in=int(cfg.t_in), t_out=1,
-        dt=float(cfg.t_end) / (frames - 1), domain=DOMAIN, boundary="neumann", params=_params(cfg),
-        horizon=int(horizon), n_frames=frames,
-    )
+    res, frames = int(cfg.resolution), int(cfg.n_frames)
+    return DataSpec(name=NAME, fields=FIELDS, spatial_shape=(res, res), dt=float(cfg.t_end) / (frames - 1),
+                    domain=DOMAIN, boundary="neumann", params={"Du": float(cfg.du), "Dv": float(cfg.dv),
+                                                               "k": float(cfg.k)}, n_frames=frames)
 
 
-def cache_key(cfg: Any) -> dict[str, Any]:
-    """Every setting that changes the generated numbers (and nothing else)."""
-    return {
-        "generator": f"pdeb_{NAME}", "generator_version": GENERATOR_VERSION, **_params(cfg),
-        "resolution": _resolution(cfg), "t_end": float(cfg.t_end), "n_frames": int(cfg.n_frames),
-        "cfl": float(cfg.cfl), "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
-        "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
-    }
-
-
-def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
-    """Solve every trajectory of every split.
-
-    Args:
-        cfg: A :class:`Dr2dConfig` (or an omegaconf object with its fields).
-        show_progress: Force the progress bar on or off; ``None`` means ``cfg.progress``
-            and only when standard error is a terminal.
-        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
-
-    Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, res, res, 2)``.
-    """
+def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
+    """Draw each trajectory's noise from its seed and integrate the batch: float32 ``(b, T, res, res, 2)``."""
     import torch
 
     from pdeb_dr2d.solver import frame_times, random_initial_state, solve
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    dtype = generation.torch_dtype(cfg.solver_dtype)
-    device = generation.solver_device(cfg.device, f"data.{NAME}.device")
-    times = frame_times(float(cfg.t_end), frames)
-
-    def solve_batch(jobs, advance):
-        q0 = torch.stack([
-            random_initial_state(torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)), res, res)
-            for split, i in jobs
-        ]).to(device=device, dtype=dtype)  # (b, X, Y, 2)
-        solution = solve(q0, times, du=float(cfg.du), dv=float(cfg.dv), k=float(cfg.k), extent=DOMAIN,
-                         cfl=float(cfg.cfl), on_frame=lambda _: advance(len(jobs)))  # (b, T, X, Y, 2)
-        return solution.float().cpu().numpy()
-
-    return generation.generate_from_config(cfg, (frames, res, res, len(FIELDS)), solve_batch, label=NAME,
-                                           work_per_trajectory=frames - 1, show_progress=show_progress,
-                                           scratch=scratch, limit=IN_MEMORY_LIMIT)
+    res = int(cfg.resolution)
+    q0 = torch.stack([random_initial_state(torch.Generator().manual_seed(seed), res, res) for seed in batch.seeds])
+    solution = solve(q0.to(device=batch.device, dtype=batch.dtype), frame_times(float(cfg.t_end), int(cfg.n_frames)),
+                     du=float(cfg.du), dv=float(cfg.dv), k=float(cfg.k), extent=DOMAIN, cfl=float(cfg.cfl),
+                     on_frame=lambda _: batch.advance(len(batch)))  # (b, T, X, Y, 2)
+    return solution.float().cpu().numpy()
 
 
-def build(cfg: Any):
-    """Dataset factory: cached generated data, or a published file when ``cfg.path`` is set.
-
-    Args:
-        cfg: A :class:`Dr2dConfig` (or an omegaconf object with its fields).
-
-    Returns:
-        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily from
-        HDF5, each item float32 ``(T, res, res, 2)``.
-    """
-    if cfg.path:
-        defaults = make_spec(cfg).replace(spatial_shape=(128, 128), horizon=cfg.horizon)
-        return generation.read_published(cfg, NAME, defaults)  # e.g. PDEBench's 2D_diff-react_NA_NA.h5
-    _check(cfg)
-    provenance = {"generator": f"pdeb_{NAME}", "version": __version__, "seed": int(cfg.seed),
-                  "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"}
-    return generation.cached_dataset(NAME, cache_key(cfg), make_spec(cfg),
-                                     lambda scratch: generate(cfg, scratch=scratch), provenance,
-                                     preload=bool(cfg.preload))
+DR2D = GeneratedDataset(
+    name=NAME, config=Dr2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
+    profiles=PROFILES, default_resolution=64, check=_check,
+    provenance={"version": __version__, "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"},
+)
+make_spec = DR2D.make_spec  # the checked spec of generated data with given settings
 
 
 @hookimpl
 def register_datasets(register) -> None:
     """Register ``dr2d``."""
-    register(
-        NAME, build, config=Dr2dConfig, profiles=PROFILES,
+    DR2D.register(
+        register,
         description="2D diffusion-reaction (FitzHugh-Nagumo activator u, inhibitor v) from random noise, "
                     "zero-flux walls; PDEBench 2D_diff-react",
         pde="u_t = Du lap(u) + u - u^3 - k - v,  v_t = Dv lap(v) + u - v  on [-1,1]^2",

@@ -9,15 +9,19 @@ cached as canonical HDF5, or read from a published file given as ``path``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import DataError, UsageError
 
 from pdeb_ns2d.solver import SCHEMES  # cheap: the solver imports torch only when called
+
+if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
+    import numpy as np
+
+    from pdebench_core.spec import DataSpec
 
 __version__ = "0.1.0"
 
@@ -25,7 +29,6 @@ __version__ = "0.1.0"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("vorticity",)
-SPLIT_NAMES = generation.SPLIT_NAMES
 
 
 @dataclass
@@ -137,134 +140,85 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def trajectory_seed(seed: int, split: str, index: int) -> int:
-    """Seed of one trajectory's initial condition, derived from ``(seed, split, index)``.
-
-    Hashing the triple keeps splits disjoint and makes a trajectory independent of how
-    many others are generated or how they are batched.
-    """
-    return generation.trajectory_seed("pdeb-ns2d", seed, split, index)
-
-
-def _stored_resolution(cfg: Any) -> int:
-    return int(cfg.resolution) or 64
-
-
-def _check(cfg: Any, name: str) -> None:
-    """Refuse settings the generator cannot honour, before any compute."""
-    res, solver_res = _stored_resolution(cfg), int(cfg.solver_resolution)
+def _check(cfg: Any, where: str) -> None:
+    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    res, solver_res = int(cfg.resolution), int(cfg.solver_resolution)
     if res < 4 or res % 2 or solver_res % res:
-        raise UsageError(f"data.{name}: resolution={res} must be even and divide solver_resolution={solver_res}")
-    if int(cfg.T) <= int(cfg.t_in):
-        raise UsageError(f"data.{name}: T={cfg.T} frames leave nothing to predict after t_in={cfg.t_in}; raise T")
+        raise UsageError(f"{where}: resolution={res} must be even and divide solver_resolution={solver_res}")
     if cfg.scheme not in SCHEMES:
-        raise UsageError(f"data.{name}.scheme must be one of {', '.join(SCHEMES)}, got '{cfg.scheme}'")
-    if cfg.solver_dtype not in ("float32", "float64"):
-        raise UsageError(f"data.{name}.solver_dtype must be 'float32' or 'float64', got '{cfg.solver_dtype}'")
+        raise UsageError(f"{where}.scheme must be one of {', '.join(SCHEMES)}, got '{cfg.scheme}'")
     if cfg.nu <= 0 or cfg.delta_t <= 0 or cfg.delta_t > 1:
-        raise UsageError(f"data.{name}: need nu > 0 and 0 < delta_t <= 1 (one frame per unit time)")
-    if min(cfg.n_train, cfg.n_val, cfg.n_test) < 0 or cfg.batch_size < 1:
-        raise UsageError(f"data.{name}: split sizes must be >= 0 and batch_size >= 1")
+        raise UsageError(f"{where}: need nu > 0 and 0 < delta_t <= 1 (one frame per unit time)")
 
 
-def make_spec(cfg: Any, name: str):
-    """The :class:`DataSpec` of generated data with these settings."""
+def physics_spec(cfg: Any) -> "DataSpec":
+    """The :class:`DataSpec` of generated data: ``T`` frames of vorticity, one per unit time."""
     from pdebench_core.spec import DataSpec
 
-    res = _stored_resolution(cfg)
-    after_t_in = int(cfg.T) - int(cfg.t_in)
-    horizon = cfg.horizon if cfg.horizon is not None else min(TEST_HORIZON.get(name, after_t_in), after_t_in)
-    return DataSpec(
-        name=name, fields=FIELDS, spatial_shape=(res, res), t_in=int(cfg.t_in), t_out=1, dt=1.0,
-        domain=((0.0, 1.0), (0.0, 1.0)), boundary="periodic", params={"nu": float(cfg.nu)},
-        horizon=int(horizon), n_frames=int(cfg.T),
-    )
+    res = int(cfg.resolution)
+    return DataSpec(name="ns2d", fields=FIELDS, spatial_shape=(res, res), dt=1.0, domain=((0.0, 1.0), (0.0, 1.0)),
+                    boundary="periodic", params={"nu": float(cfg.nu)}, n_frames=int(cfg.T))
 
 
-def cache_key(cfg: Any) -> dict[str, Any]:
-    """Every setting that changes the generated numbers (and nothing else)."""
-    return {
-        "generator": "pdeb_ns2d", "generator_version": GENERATOR_VERSION, "nu": float(cfg.nu),
-        "T": int(cfg.T), "resolution": _stored_resolution(cfg), "solver_resolution": int(cfg.solver_resolution),
-        "delta_t": float(cfg.delta_t), "scheme": str(cfg.scheme), "alpha": float(cfg.alpha), "tau": float(cfg.tau),
-        "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed), "n_train": int(cfg.n_train),
-        "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
-    }
-
-
-def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
-    """Solve every trajectory of every split.
+def solve_trajectories(cfg: Any, batch: SolverBatch, lockstep: bool = False) -> "np.ndarray":
+    """Draw each trajectory's initial vorticity from its seed and integrate the batch.
 
     Args:
-        cfg: An :class:`Ns2dConfig` (or an omegaconf object with its fields).
-        show_progress: Force the progress bar on or off; ``None`` means
-            ``cfg.progress`` and only when standard error is a terminal.
-        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
+        cfg: The settings (``resolution`` resolved).
+        batch: Trajectories to solve together.
+        lockstep: Let the whole batch step until its slowest trajectory is done (the former
+            schedule, same numbers; for ``benchmarks/solvers.py``).
 
     Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 numpy arrays
-        ``(n, T, res, res, 1)``.
+        Float32 ``(len(batch), T, res, res, 1)``.
     """
     import torch
 
     from pdeb_ns2d.grf import gaussian_random_field
     from pdeb_ns2d.solver import fno_forcing, solve_vorticity
 
-    res, solver_res, frames = _stored_resolution(cfg), int(cfg.solver_resolution), int(cfg.T)
-    generation.check_generation_fits(generation.split_sizes(cfg), (frames, res, res, 1), int(cfg.batch_size),
-                                     f"ns2d nu={cfg.nu:g}", scratch, working_shape=(solver_res, solver_res))
-    stride = solver_res // res
-    dtype = generation.torch_dtype(cfg.solver_dtype)
-    device = generation.solver_device(cfg.device, "device")
-    forcing = fno_forcing(solver_res, dtype, device)  # (N, N)
-
-    def solve_batch(jobs, advance):
-        w0 = torch.cat([
-            gaussian_random_field(solver_res, 1, cfg.alpha, cfg.tau,
-                                  generator=torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, i)),
-                                  dtype=dtype)
-            for split, i in jobs
-        ]).to(device)  # (b, N, N)
-        try:
-            solution = solve_vorticity(w0, forcing, float(cfg.nu), float(frames), float(cfg.delta_t), frames,
-                                       progress=lambda done, total: advance(len(jobs)), keep_every=stride,
-                                       scheme=cfg.scheme)  # (b, T, res, res)
-            finite = bool(torch.isfinite(solution).all())
-        except ValueError:  # the solver refuses to go on from a non-finite state
-            finite = False
-        if not finite:
-            raise DataError(f"ns2d solver diverged (nu={cfg.nu:g}, delta_t={cfg.delta_t:g}, "
-                            f"scheme={cfg.scheme}, {solver_res} points); lower delta_t")
-        return solution.float().cpu().numpy()[..., None]  # (b, T, res, res, 1)
-
-    return generation.generate_from_config(cfg, (frames, res, res, 1), solve_batch, label=f"ns2d nu={cfg.nu:g}",
-                                           work_per_trajectory=frames, show_progress=show_progress, scratch=scratch)
+    n, frames = int(cfg.solver_resolution), int(cfg.T)
+    w0 = torch.cat([gaussian_random_field(n, 1, cfg.alpha, cfg.tau, generator=torch.Generator().manual_seed(seed),
+                                          dtype=batch.dtype) for seed in batch.seeds]).to(batch.device)  # (b, N, N)
+    forcing = fno_forcing(n, batch.dtype, batch.device)  # (N, N)
+    try:
+        solution = solve_vorticity(w0, forcing, float(cfg.nu), float(frames), float(cfg.delta_t), frames,
+                                   progress=lambda done, total: batch.advance(len(batch)),
+                                   keep_every=n // int(cfg.resolution), scheme=cfg.scheme,
+                                   lockstep=lockstep)  # (b, T, res, res)
+        finite = bool(torch.isfinite(solution).all())
+    except ValueError:  # the solver refuses to go on from a non-finite state
+        finite = False
+    if not finite:
+        raise DataError(f"ns2d solver diverged (nu={cfg.nu:g}, delta_t={cfg.delta_t:g}, "
+                        f"scheme={cfg.scheme}, {n} points); lower delta_t")
+    return solution.float().cpu().numpy()[..., None]  # (b, T, res, res, 1)
 
 
-def build(cfg: Any, name: str = "ns2d"):
-    """Dataset factory: cached generated data (or a published file when ``cfg.path`` is set).
+def _stored_frames(cfg: Any) -> int:
+    return int(cfg.T)  # progress: one unit per solved frame, the initial state is not stored
 
-    Args:
-        cfg: An :class:`Ns2dConfig` (or an omegaconf object with its fields).
-        name: Registered dataset name, used in the spec.
 
-    Returns:
-        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily
-        from HDF5, each item float32 ``(T, res, res, 1)``.
-    """
-    if cfg.path:
-        # The file decides the grid and the number of frames; this dataset supplies the
-        # field name, domain, boundary and viscosity.
-        horizon = cfg.horizon if cfg.horizon is not None else TEST_HORIZON.get(name)
-        defaults = make_spec(cfg, name).replace(horizon=horizon, n_frames=None)
-        return generation.read_published(cfg, name, defaults)  # FNO .mat, DPOT HDF5, canonical, ...
-    _check(cfg, name)
-    spec = make_spec(cfg, name)
-    provenance = {"generator": "pdeb_ns2d", "version": __version__, "seed": int(cfg.seed),
-                  "protocol": "FNO Navier-Stokes (Li et al., 2021)"}
-    # Presets and `ns2d` with identical settings share one file: the name prefix is fixed.
-    return generation.cached_dataset("ns2d", cache_key(cfg), spec, lambda scratch: generate(cfg, scratch=scratch),
-                                     provenance, preload=bool(cfg.preload), stored_spec=spec.replace(name="ns2d"))
+def _solver_grid(cfg: Any) -> tuple[int, int]:
+    return (int(cfg.solver_resolution),) * 2  # the memory check counts the finer solver grid
+
+
+NS2D = GeneratedDataset(
+    name="ns2d", config=Ns2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
+    profiles=PROFILES["ns2d"], default_resolution=64, check=_check, default_horizon=TEST_HORIZON["ns2d"],
+    provenance={"version": __version__, "protocol": "FNO Navier-Stokes (Li et al., 2021)"},
+    work_per_trajectory=_stored_frames, working_shape=_solver_grid,
+)
+# Presets and `ns2d` with identical settings share one file: they share the cache name "ns2d".
+DATASETS: dict[str, GeneratedDataset] = {"ns2d": NS2D, **{
+    name: NS2D.variant(name=name, config=config, profiles=PROFILES[name], default_horizon=TEST_HORIZON[name])
+    for name, (config, _, _) in PRESETS.items() if name != "ns2d"
+}}
+
+
+def make_spec(cfg: Any, name: str = "ns2d") -> "DataSpec":
+    """The checked :class:`DataSpec` that dataset ``name`` (``ns2d`` or a preset) gives these settings."""
+    return DATASETS[name].make_spec(cfg)
 
 
 _CARD = dict(
@@ -287,9 +241,8 @@ def register_datasets(register) -> None:
         nu = f"{config.nu:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
         what = ("vorticity on the periodic unit square, FNO protocol; any viscosity via data.ns2d.nu"
                 if name == "ns2d" else f"FNO protocol preset: viscosity {nu}, {paper_frames} frames")
-        register(
-            name, partial(build, name=name), config=config, profiles=PROFILES[name],
-            description=f"2D incompressible Navier-Stokes: {what}",
+        DATASETS[name].register(
+            register, description=f"2D incompressible Navier-Stokes: {what}",
             resolution="64x64 stored (paper: solved at 256x256, every 4th point kept)",
             parameters=f"nu={nu}", horizon=TEST_HORIZON[name], **_CARD,
         )

@@ -11,12 +11,17 @@ finite-volume solver and cached as canonical HDF5, or read from PDEBench's publi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data import generation
 from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
+
+if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
+    import numpy as np
+
+    from pdebench_core.spec import DataSpec
 
 __version__ = "0.1.0"
 
@@ -25,9 +30,6 @@ NAME = "swe2d"
 # so that stale cached files are not reused.
 GENERATOR_VERSION = 1
 FIELDS = ("h",)
-SPLIT_NAMES = generation.SPLIT_NAMES
-# Above this many bytes a split is assembled in a scratch file instead of memory.
-IN_MEMORY_LIMIT = generation.IN_MEMORY_LIMIT
 
 
 @dataclass
@@ -89,47 +91,26 @@ PROFILES = {
 }
 
 
-def trajectory_seed(seed: int, split: str, index: int) -> int:
-    """Seed of one trajectory's initial condition, derived from ``(seed, split, index)``.
-
-    Hashing the triple keeps splits disjoint and makes a trajectory independent of how
-    many others are generated or how they are batched.
-    """
-    return generation.trajectory_seed(f"pdeb-{NAME}", seed, split, index)
-
-
-def dam_radius(cfg: Any, split: str, index: int) -> float:
-    """The dam radius of one trajectory, uniform on ``[radius_min, radius_max]``."""
+def dam_radius(cfg: Any, seed: int) -> float:
+    """The dam radius of the trajectory with this seed, uniform on ``[radius_min, radius_max]``."""
     import torch
 
-    generator = torch.Generator().manual_seed(trajectory_seed(cfg.seed, split, index))
-    u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+    u = float(torch.rand(1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
     return float(cfg.radius_min) + (float(cfg.radius_max) - float(cfg.radius_min)) * u
 
 
-def _resolution(cfg: Any) -> int:
-    return int(cfg.resolution) or 64
-
-
-def _check(cfg: Any) -> None:
-    """Refuse settings the generator cannot honour, before any compute."""
-    if _resolution(cfg) < 4:
-        raise UsageError(f"data.{NAME}.resolution must be at least 4, got {cfg.resolution}")
-    generation.check_frames_and_sizes(cfg, f"data.{NAME}")
+def _check(cfg: Any, where: str) -> None:
+    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    if int(cfg.resolution) < 4:
+        raise UsageError(f"{where}.resolution must be at least 4, got {cfg.resolution}")
     if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 0.5:
-        raise UsageError(f"data.{NAME}: need t_end > 0 and 0 < cfl <= 0.5")
+        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 0.5")
     if not (cfg.gravity > 0 and cfg.inner_height > 0 and cfg.outer_height > 0 and cfg.half_width > 0):
-        raise UsageError(f"data.{NAME}: gravity, depths and half_width must be positive")
+        raise UsageError(f"{where}: gravity, depths and half_width must be positive")
     if not 0 <= cfg.radius_min <= cfg.radius_max:
-        raise UsageError(f"data.{NAME}: need 0 <= radius_min <= radius_max")
+        raise UsageError(f"{where}: need 0 <= radius_min <= radius_max")
     if cfg.wall not in ("transmissive", "reflective"):
-        raise UsageError(f"data.{NAME}.wall must be 'transmissive' or 'reflective', got '{cfg.wall}'")
-
-
-def _params(cfg: Any) -> dict[str, Any]:
-    return {"g": float(cfg.gravity), "inner_height": float(cfg.inner_height),
-            "outer_height": float(cfg.outer_height),
-            "radius_range": [float(cfg.radius_min), float(cfg.radius_max)]}
+        raise UsageError(f"{where}.wall must be 'transmissive' or 'reflective', got '{cfg.wall}'")
 
 
 def _domain(cfg: Any) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -137,91 +118,46 @@ def _domain(cfg: Any) -> tuple[tuple[float, float], tuple[float, float]]:
     return ((-w, w), (-w, w))
 
 
-def make_spec(cfg: Any):
-    """The :class:`DataSpec` of generated data with these settings."""
+def physics_spec(cfg: Any) -> "DataSpec":
+    """The :class:`DataSpec` of generated data: ``n_frames`` frames of the depth ``h`` on ``[0, t_end]``."""
     from pdebench_core.spec import DataSpec
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    horizon = cfg.horizon if cfg.horizon is not None else frames - int(cfg.t_in)
-    return DataSpec(
-        name=NAME, fields=FIELDS, spatial_shape=(res, res), t_in=int(cfg.t_in), t_out=1,
-        dt=float(cfg.t_end) / (frames - 1), domain=_domain(cfg), boundary=str(cfg.wall), params=_params(cfg),
-        horizon=int(horizon), n_frames=frames,
-    )
+    res, frames = int(cfg.resolution), int(cfg.n_frames)
+    params = {"g": float(cfg.gravity), "inner_height": float(cfg.inner_height),
+              "outer_height": float(cfg.outer_height), "radius_range": [float(cfg.radius_min), float(cfg.radius_max)]}
+    return DataSpec(name=NAME, fields=FIELDS, spatial_shape=(res, res), dt=float(cfg.t_end) / (frames - 1),
+                    domain=_domain(cfg), boundary=str(cfg.wall), params=params, n_frames=frames)
 
 
-def cache_key(cfg: Any) -> dict[str, Any]:
-    """Every setting that changes the generated numbers (and nothing else)."""
-    return {
-        "generator": f"pdeb_{NAME}", "generator_version": GENERATOR_VERSION, **_params(cfg),
-        "half_width": float(cfg.half_width), "wall": str(cfg.wall), "resolution": _resolution(cfg), "t_end": float(cfg.t_end), "n_frames": int(cfg.n_frames),
-        "cfl": float(cfg.cfl), "solver_dtype": str(cfg.solver_dtype), "seed": int(cfg.seed),
-        "n_train": int(cfg.n_train), "n_val": int(cfg.n_val), "n_test": int(cfg.n_test),
-    }
-
-
-def generate(cfg: Any, show_progress: Optional[bool] = None, scratch: Optional[str] = None) -> dict[str, Any]:
-    """Solve every trajectory of every split.
-
-    Args:
-        cfg: A :class:`Swe2dConfig` (or an omegaconf object with its fields).
-        show_progress: Force the progress bar on or off; ``None`` means ``cfg.progress``
-            and only when standard error is a terminal.
-        scratch: Folder for splits too large for memory (memory-mapped ``.npy`` files).
-
-    Returns:
-        ``{"train": array, "val": array, "test": array}``, float32 ``(n, T, res, res, 1)``.
-    """
+def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
+    """Draw each dam's radius from its seed and integrate the batch: the depth, float32 ``(b, T, res, res, 1)``."""
     import torch
 
     from pdeb_swe2d.solver import dam_break_state, frame_times, solve
 
-    res, frames = _resolution(cfg), int(cfg.n_frames)
-    dtype = generation.torch_dtype(cfg.solver_dtype)
-    device = generation.solver_device(cfg.device, f"data.{NAME}.device")
-    times = frame_times(float(cfg.t_end), frames)
-
-    def solve_batch(jobs, advance):
-        q0 = torch.stack([
-            dam_break_state(dam_radius(cfg, split, i), res, res, _domain(cfg),
-                            float(cfg.inner_height), float(cfg.outer_height))
-            for split, i in jobs
-        ]).to(device=device, dtype=dtype)  # (b, X, Y, 3)
-        solution = solve(q0, times, gravity=float(cfg.gravity), extent=_domain(cfg), boundary=str(cfg.wall),
-                         cfl=float(cfg.cfl), on_frame=lambda _: advance(len(jobs)))  # (b, T, X, Y, 3)
-        return solution[..., :1].float().cpu().numpy()  # keep h only, as PDEBench
-
-    return generation.generate_from_config(cfg, (frames, res, res, len(FIELDS)), solve_batch, label=NAME,
-                                           work_per_trajectory=frames - 1, show_progress=show_progress,
-                                           scratch=scratch, limit=IN_MEMORY_LIMIT)
+    res = int(cfg.resolution)
+    q0 = torch.stack([dam_break_state(dam_radius(cfg, seed), res, res, _domain(cfg), float(cfg.inner_height),
+                                      float(cfg.outer_height)) for seed in batch.seeds])  # (b, X, Y, 3)
+    solution = solve(q0.to(device=batch.device, dtype=batch.dtype), frame_times(float(cfg.t_end), int(cfg.n_frames)),
+                     gravity=float(cfg.gravity), extent=_domain(cfg), boundary=str(cfg.wall), cfl=float(cfg.cfl),
+                     on_frame=lambda _: batch.advance(len(batch)))  # (b, T, X, Y, 3)
+    return solution[..., :1].float().cpu().numpy()  # keep h only, as PDEBench
 
 
-def build(cfg: Any):
-    """Dataset factory: cached generated data, or a published file when ``cfg.path`` is set.
-
-    Args:
-        cfg: A :class:`Swe2dConfig` (or an omegaconf object with its fields).
-
-    Returns:
-        A :class:`pdebench_core.data.TrajectoryDataset` whose splits read lazily from
-        HDF5, each item float32 ``(T, res, res, 1)``.
-    """
-    if cfg.path:
-        defaults = make_spec(cfg).replace(spatial_shape=(128, 128), horizon=cfg.horizon)
-        return generation.read_published(cfg, NAME, defaults)  # e.g. PDEBench's 2D_rdb_NA_NA.h5
-    _check(cfg)
-    provenance = {"generator": f"pdeb_{NAME}", "version": __version__, "seed": int(cfg.seed),
-                  "reference": "PDEBench 2D shallow water, radial dam break (Takamoto et al., 2022)"}
-    return generation.cached_dataset(NAME, cache_key(cfg), make_spec(cfg),
-                                     lambda scratch: generate(cfg, scratch=scratch), provenance,
-                                     preload=bool(cfg.preload))
+SWE2D = GeneratedDataset(
+    name=NAME, config=Swe2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
+    profiles=PROFILES, default_resolution=64, check=_check,
+    provenance={"version": __version__,
+                "reference": "PDEBench 2D shallow water, radial dam break (Takamoto et al., 2022)"},
+)
+make_spec = SWE2D.make_spec  # the checked spec of generated data with given settings
 
 
 @hookimpl
 def register_datasets(register) -> None:
     """Register ``swe2d``."""
-    register(
-        NAME, build, config=Swe2dConfig, profiles=PROFILES,
+    SWE2D.register(
+        register,
         description="2D shallow water, radial dam break with a random radius; only the depth h is stored "
                     "(as PDEBench 2D_rdb)",
         pde="h_t + (hu)_x + (hv)_y = 0, (hu)_t + (hu^2 + g h^2/2)_x + (huv)_y = 0, "

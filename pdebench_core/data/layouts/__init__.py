@@ -4,8 +4,9 @@ Supported layouts (``format=`` names): ``canonical`` (pdeb's own HDF5),
 ``pdebench`` (single-file ``.hdf5``: ``tensor`` or compressible-CFD fields),
 ``pdebench-multi`` (one group per sample), ``fno-mat`` (FNO Navier-Stokes ``.mat``,
 v7.3 or v5), ``dpot`` (DPOT preprocessed arrays or per-trajectory folders), ``pdearena``
-(PDEArena Navier-Stokes shards, plain or conditioned) and ``cfdbench`` (CFDBench as
-DPOT preprocessed it). Every reader yields float32
+(PDEArena Navier-Stokes shards, plain or conditioned), ``cfdbench`` (CFDBench as
+DPOT preprocessed it) and ``well`` (The Well: one file, a folder of them, or a dataset
+folder with ``data/{train,valid,test}/``). Every reader yields float32
 trajectories ``(T, *S, C)``, one at a time. See ``docs/data-format.md``.
 
 Public entry points:
@@ -16,7 +17,8 @@ Public entry points:
 * :func:`describe_path` - what ``pdeb data info`` shows;
 * :func:`convert` - any layout to a canonical file, streaming;
 * :func:`is_cfdbench`, :func:`ns_variant` - whether a path holds CFDBench (as DPOT
-  stores it) or which PDEArena Navier-Stokes set it holds.
+  stores it) or which PDEArena Navier-Stokes set it holds;
+* :func:`open_well` - a Well file or folder, with the choice for constant fields.
 
 Small files in these layouts, for tests: :mod:`pdebench_core.data.layouts.fixtures`.
 """
@@ -29,9 +31,10 @@ from pdebench_core.data.layouts.loading import (
     open_layout, plan_splits,
 )
 from pdebench_core.data.layouts.pdearena import buoyancy_of, ns_variant
+from pdebench_core.data.layouts.well import open_well
 
 __all__ = [
     "FRACTIONS", "LAYOUTS", "CanonicalWriter", "Found", "SplitWarning", "Trajectories", "buoyancy_of", "convert",
     "describe_path", "detect_layout", "is_cfdbench", "load_found", "load_path", "make_spec", "ns_variant",
-    "open_layout", "plan_splits",
+    "open_layout", "open_well", "plan_splits",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pdebench_core.data.layouts.common import Found, first_line
+from pdebench_core.data.remote import as_url, local_copy, open_for_reading, stat
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 from pdebench_core.spec import DataSpec
 
@@ -26,6 +27,7 @@ def _openers() -> dict[str, Callable[[str], Found]]:
     from pdebench_core.data.layouts.matlab import open_fno_mat
     from pdebench_core.data.layouts.pdearena import open_pdearena
     from pdebench_core.data.layouts.pdebench import open_pdebench, open_pdebench_multi
+    from pdebench_core.data.layouts.well import open_well
 
     def dpot(path: str) -> Found:
         return open_dpot_folder(path) if Path(path).is_dir() else open_dpot_file(path)
@@ -38,6 +40,7 @@ def _openers() -> dict[str, Callable[[str], Found]]:
         "dpot": dpot,
         "pdearena": open_pdearena,
         "cfdbench": open_cfdbench,
+        "well": open_well,
     }
 
 
@@ -52,6 +55,8 @@ LAYOUTS = {
                 "(n, T, X, Y) and buo_y (n,)",
     "cfdbench": "CFDBench as DPOT preprocessed it: ns2d_cdb_train.hdf5 / ns2d_cdb_test.hdf5, 'data' "
                 "(N, X, Y, T, 3) with channels u, v, mask",
+    "well": "The Well: t0/t1/t2_fields, dimensions, boundary_conditions, scalars; one file, a folder of them, "
+            "or a dataset folder with data/{train,valid,test}/",
 }
 ALIASES = {"auto": "auto", "pdeb": "canonical", "mat": "fno-mat", "pdebench-single": "pdebench",
            "pdebench-h5": "pdebench-multi"}
@@ -72,13 +77,16 @@ def detect_layout(path: str | Path) -> str:
     Rules, in order: a folder with ``train/``/``test/`` sub-folders or ``data_<i>.hdf5``
     files is ``dpot``; a folder holding DPOT's CFDBench file (``ns2d_cdb_train.hdf5``...)
     is ``cfdbench``; a folder of ``.h5`` files with PDEArena groups is ``pdearena``;
+    a folder of Well files (or a Well dataset folder with ``data/train/``...) is ``well``;
     a v5 MAT-file header is ``fno-mat``; then, inside HDF5: ``pdeb_format`` attribute
-    -> ``canonical``; ``tensor`` or ``density``/``Vx``... -> ``pdebench``; groups
-    ``train``/``valid``/``test`` with ``u``, ``vx``, ``vy`` -> ``pdearena``; a MATLAB 7.3
+    -> ``canonical``; any of The Well's groups ``t0_fields``, ``t1_fields``, ``t2_fields``
+    (or both ``dimensions`` and ``boundary_conditions``) -> ``well``; ``tensor`` or
+    ``density``/``Vx``... -> ``pdebench``; groups ``train``/``valid``/``test`` with ``u``, ``vx``, ``vy`` -> ``pdearena``; a MATLAB 7.3
     header or ``MATLAB_class`` attributes with ``u`` -> ``fno-mat``; a root ``data``
     array ``(N, X, Y, T, 3)`` in a file named like DPOT's CFDBench file (``*_cdb_*``,
     ``*cfdbench*``) -> ``cfdbench``; any other root ``data`` array -> ``dpot``; groups
-    each holding ``data`` -> ``pdebench-multi``.
+    each holding ``data`` -> ``pdebench-multi``. A URL names one file and follows the
+    file rules, read in ranges (:mod:`pdebench_core.data.remote`).
 
     Raises:
         DataError: the path is missing, unreadable or matches no known layout.
@@ -88,7 +96,11 @@ def detect_layout(path: str | Path) -> str:
     from pdebench_core.data.layouts.dpot import indexed_files
     from pdebench_core.data.layouts.matlab import mat_version
     from pdebench_core.data.layouts.pdearena import GROUPS, is_pdearena_group
+    from pdebench_core.data.layouts.well import is_well_folder
 
+    url = as_url(path)
+    if url is not None:  # one file, read in ranges (see pdebench_core.data.remote)
+        return _file_layout(url, _remote_mat_version(url))
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -106,13 +118,22 @@ def detect_layout(path: str | Path) -> str:
             files.close()
             if found:
                 return "pdearena"
+        if is_well_folder(p):
+            return "well"
         raise DataError(f"{path}: folder matches no known layout (expected DPOT data_<i>.hdf5 files, "
-                        f"train/ and test/ folders of them, DPOT's CFDBench files or PDEArena .h5 shards)")
-    version = mat_version(str(p))
+                        f"train/ and test/ folders of them, DPOT's CFDBench files, PDEArena .h5 shards or Well "
+                        f".hdf5 files)")
+    return _file_layout(str(p), mat_version(str(p)))
+
+
+def _file_layout(path: str, version: str | None) -> str:
+    """The layout of one file (local or a URL), given its MAT-file version (``None``: not one)."""
+    from pdebench_core.data.layouts.common import H5Files
+
     if version == "5":
         return "fno-mat"
     files = H5Files()
-    f = files.get(str(p))
+    f = files.get(path)
     try:
         layout, keys = _layout_of_hdf5(f, version)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -126,6 +147,22 @@ def detect_layout(path: str | Path) -> str:
                     f"pass a format: {', '.join(LAYOUTS)}")
 
 
+def _remote_mat_version(url: str) -> str | None:
+    """``"7.3"``, ``"5"`` or ``None`` from the 128-byte header of a remote file (as ``mat_version``)."""
+    from pdebench_core.data.layouts.matlab import mat_version
+
+    source = open_for_reading(url)
+    if isinstance(source, str):
+        return mat_version(source)
+    try:
+        header = source.read(128)
+    finally:
+        source.close()
+    if not header.startswith(b"MATLAB"):
+        return None
+    return "7.3" if b"MATLAB 7.3" in header else "5"
+
+
 def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
     import h5py
 
@@ -133,11 +170,13 @@ def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
     from pdebench_core.data.layouts.matlab import VARIABLE
     from pdebench_core.data.layouts.pdearena import GROUPS, is_pdearena_group
     from pdebench_core.data.layouts.pdebench import CFD_FIELDS
+    from pdebench_core.data.layouts.well import looks_like_well
 
     keys = list(f.keys())
     groups = sorted(k for k in keys if isinstance(f[k], h5py.Group))
     for layout, test in (
         ("canonical", lambda: f.attrs.get("pdeb_format") is not None),
+        ("well", lambda: looks_like_well(f)),
         ("pdebench", lambda: "tensor" in f or any(k in f for k in CFD_FIELDS)),
         ("pdearena", lambda: any(g in f and is_pdearena_group(f[g]) for g in GROUPS)),
         ("fno-mat", lambda: VARIABLE in f and (version == "7.3" or "MATLAB_class" in f[VARIABLE].attrs)),
@@ -152,18 +191,27 @@ def _layout_of_hdf5(f, version: str | None) -> tuple[str | None, list[str]]:
 
 
 def open_layout(path: str | Path, format: str | None = "auto") -> Found:
-    """Open ``path`` lazily in the given (or detected) layout; reads metadata only."""
+    """Open ``path`` (a file, a folder or a URL) lazily in the given (or detected) layout;
+    reads metadata only, of a URL through ranged reads."""
     name = _normalise_format(format)
+    url = as_url(path)
     if name == "auto":
         name = detect_layout(path)
+    elif url is not None:
+        stat(url)  # an unreachable host or a missing file, in one line, before a reader tries
     elif not Path(path).exists():
         raise DataError(f"{path}: no such file or folder")
+    if url is not None and name == "fno-mat" and _remote_mat_version(url) == "5":
+        path = local_copy(url, why="MATLAB v5 files cannot be read in ranges")
     try:
-        return _openers()[name](str(path))
+        found = _openers()[name](str(path))
     except DataError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise DataError(f"cannot read {path} as {name}: {first_line(exc)}") from None
+    if url is not None and as_url(found.path) == url:
+        found.path = url  # readers that go through pathlib fold '//' to '/'
+    return found
 
 
 def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
@@ -288,7 +336,8 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
             horizon = n_frames - t_in
     return DataSpec(
         name=name, fields=fields, spatial_shape=spatial, t_in=t_in, t_out=base.t_out,
-        dt=float(found.dt if found.dt else base.dt), domain=domain, boundary=base.boundary,
+        dt=float(found.dt if found.dt else base.dt), domain=domain,
+        boundary=getattr(found, "boundary", None) or base.boundary,  # a layout that states it (The Well) wins
         params={**dict(defaults.params), **dict(base.params), **found.params}, horizon=horizon,
         n_frames=n_frames, channel_mask=mask,
     )

@@ -1,4 +1,4 @@
-"""The ``cfd2d`` / ``cfd3d`` dataset factories: shapes, splits, caching, configs, registration."""
+"""The ``cfd2d`` / ``cfd3d`` datasets: shapes, splits, caching, configs, registration."""
 
 from __future__ import annotations
 
@@ -9,37 +9,28 @@ import sys
 import h5py
 import numpy as np
 import pytest
-import torch
 
 import pdeb_cfd
-from pdeb_cfd import dataset as cfd_dataset
-from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig, build_cfd2d, build_cfd3d, trajectory_seed
+from pdeb_cfd import CFD2D, CFD3D
+from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig
 from pdebench_core.data.cache import cache_path
 from pdebench_core.errors import UsageError
-from pdebench_core.testing import check_dataset_contract, check_dataset_registration, generation_forbidden
+from pdebench_core.testing import (check_cache_key, check_dataset_contract, check_dataset_registration,
+                                   generation_forbidden)
 
 CASES = {
-    "cfd2d": (Cfd2dConfig, build_cfd2d, PROFILES[2]["smoke"], (12, 32, 32, 4),
-              ("density", "pressure", "Vx", "Vy")),
-    "cfd3d": (Cfd3dConfig, build_cfd3d, PROFILES[3]["smoke"], (12, 16, 16, 16, 5),
-              ("density", "pressure", "Vx", "Vy", "Vz")),
+    "cfd2d": (CFD2D, (12, 32, 32, 4), ("density", "pressure", "Vx", "Vy")),
+    "cfd3d": (CFD3D, (12, 16, 16, 16, 5), ("density", "pressure", "Vx", "Vy", "Vz")),
 }
 
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path):
-    config_cls, build, smoke, shape, fields = CASES[name]
-    cfg = config_cls(**smoke, progress=False)
-    ds = build(cfg)
+    dataset, shape, fields = CASES[name]
+    cfg = dataset.config_for("smoke", progress=False)
+    ds = dataset(cfg)
     spec = ds.spec
     assert spec.name == name and spec.fields == fields and spec.spatial_shape == shape[1:-1]
     assert spec.n_frames == 12 and spec.t_in == 10 and spec.horizon == 2
@@ -51,32 +42,40 @@ def test_smoke_dataset_shapes_splits_and_cache(name, tmp_path):
     for items in trajectories.values():
         assert items[..., 0].min() > 0 and items[..., 1].min() > 0  # density, pressure
     # The file lives in the temporary home and is read back lazily.
-    path = cache_path(name, cfd_dataset.cache_key(cfg, name, len(shape) - 2))
+    path = cache_path(name, dataset.cache_key(cfg))
     assert path.exists() and str(path).startswith(str(tmp_path))
     window = ds.split("train").window(1, 3, 4)
     np.testing.assert_array_equal(window, trajectories["train"][1][3:7])
 
     # A second build reuses the cache: generating again would fail.
-    with generation_forbidden(cfd_dataset):
-        again = build(config_cls(**smoke, progress=False))
+    with generation_forbidden(dataset):
+        again = dataset(dataset.config_for("smoke", progress=False))
         np.testing.assert_array_equal(again.split("test")[1], trajectories["test"][1])
+        assert again.fingerprint == ds.fingerprint
         # Any setting that changes the numbers gets its own file.
         with pytest.raises(AssertionError, match="ran although the cache holds"):
-            build(config_cls(**{**smoke, "mach": 0.5}, progress=False))
+            dataset(dataset.config_for("smoke", progress=False, mach=0.5))
+
+
+def test_cache_keys_follow_every_setting_and_tell_the_dimensions_apart():
+    key_2d, key_3d = check_cache_key(CFD2D), check_cache_key(CFD3D)
+    assert (key_2d["name"], key_2d["ndim"], key_3d["name"], key_3d["ndim"]) == ("cfd2d", 2, "cfd3d", 3)
+    same = {"resolution": 16, "eta": 0.01, "zeta": 0.01}
+    assert CFD2D.fingerprint(Cfd2dConfig(**same)) != CFD3D.fingerprint(Cfd3dConfig(**same))
 
 
 def test_trajectory_seeds_are_distinct_and_stable():
-    seeds = {trajectory_seed(0, "cfd2d", split, i) for split in ("train", "val", "test") for i in range(200)}
+    cfg = Cfd2dConfig()
+    seeds = {CFD2D.seed(cfg, split, i) for split in ("train", "val", "test") for i in range(200)}
     assert len(seeds) == 600
-    assert trajectory_seed(0, "cfd2d", "train", 3) == trajectory_seed(0, "cfd2d", "train", 3)
-    assert trajectory_seed(1, "cfd2d", "train", 3) != trajectory_seed(0, "cfd2d", "train", 3)
+    assert CFD2D.seed(cfg, "train", 3) == CFD2D.seed(Cfd2dConfig(), "train", 3) != CFD3D.seed(cfg, "train", 3)
+    assert CFD2D.seed(Cfd2dConfig(seed=1), "train", 3) != CFD2D.seed(cfg, "train", 3)
 
 
 def test_generation_does_not_depend_on_split_sizes_or_batching():
     base = dict(PROFILES[2]["smoke"], resolution=16, n_frames=11, t_end=0.1, progress=False)
-    small = cfd_dataset.generate(Cfd2dConfig(**{**base, "n_train": 2, "n_val": 1, "n_test": 1}), "cfd2d", 2)
-    large = cfd_dataset.generate(Cfd2dConfig(**{**base, "n_train": 3, "n_val": 2, "n_test": 1, "batch_size": 2}),
-                                 "cfd2d", 2)
+    small = CFD2D.generate(Cfd2dConfig(**{**base, "n_train": 2, "n_val": 1, "n_test": 1}))
+    large = CFD2D.generate(Cfd2dConfig(**{**base, "n_train": 3, "n_val": 2, "n_test": 1, "batch_size": 2}))
     np.testing.assert_array_equal(small["train"], large["train"][:2])
     np.testing.assert_array_equal(small["val"], large["val"][:1])
     assert small["train"].shape == (2, 11, 16, 16, 4)
@@ -85,16 +84,16 @@ def test_generation_does_not_depend_on_split_sizes_or_batching():
 @pytest.mark.parametrize("change, message", [
     ({"limiter": "superbee"}, "limiter"),
     ({"resolution": 8}, "k_max"),
-    ({"n_frames": 10}, "n_frames"),
+    ({"n_frames": 10}, "frames"),
     ({"cfl": 1.5}, "cfl"),
     ({"eta": -0.1}, "non-negative"),
     ({"gamma": 1.0}, "gamma"),
     ({"horizon": 5}, "horizon"),
 ])
-def test_bad_settings_fail_before_any_compute(change, message):
-    cfg = Cfd2dConfig(**{**PROFILES[2]["smoke"], **change})
+def test_bad_settings_fail_before_any_compute(monkeypatch, change, message):
+    monkeypatch.setattr(CFD2D, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
     with pytest.raises(UsageError, match=message):
-        build_cfd2d(cfg)
+        CFD2D(CFD2D.config_for("smoke", **change))
 
 
 def test_published_pdebench_file_is_read_in_field_order(tmp_path):
@@ -109,8 +108,9 @@ def test_published_pdebench_file_is_read_in_field_order(tmp_path):
         f["y-coordinate"] = (np.arange(8) + 0.5) / 8
         f["t-coordinate"] = np.linspace(0, 0.05 * 12, 13)
     cfg = Cfd2dConfig(path=str(path), n_train=3, n_val=1, n_test=1, progress=False)
-    ds = build_cfd2d(cfg)
+    ds = CFD2D(cfg)
     assert ds.spec.fields == ("density", "pressure", "Vx", "Vy") and ds.spec.spatial_shape == (8, 8)
+    assert ds.fingerprint is None
     everything = np.stack([ds.split(s)[i] for s in ("train", "val", "test") for i in range(len(ds.split(s)))])
     expected = np.stack([values[k] for k in ["density", "pressure", "Vx", "Vy"]], axis=-1)  # (N, T, X, Y, C)
     for item in everything:
@@ -125,8 +125,7 @@ def test_registration_card_and_configs():
 
     pdeb_cfd.register_datasets(register)
     assert set(seen) == {"cfd2d", "cfd3d"}
-    for name, dims, build, config_class in (("cfd2d", 2, build_cfd2d, Cfd2dConfig),
-                                            ("cfd3d", 3, build_cfd3d, Cfd3dConfig)):
+    for name, dims, build, config_class in (("cfd2d", 2, CFD2D, Cfd2dConfig), ("cfd3d", 3, CFD3D, Cfd3dConfig)):
         check_dataset_registration(pdeb_cfd.register_datasets, name, factory=build, config=config_class)
         factory, config, profiles, card = seen[name]
         assert card["dims"] == dims and set(profiles) == {"smoke", "small", "paper"}

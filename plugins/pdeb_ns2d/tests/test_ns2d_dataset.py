@@ -3,48 +3,31 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import make_dataclass, replace
 
 import numpy as np
 import pytest
-import torch
 
-import pdeb_ns2d
 from pdebench_core.data.canonical import H5Trajectories, read_spec
 from pdebench_core.errors import UsageError
-from pdebench_core.testing import check_dataset_contract, generation_forbidden
-from pdeb_ns2d import PRESETS, PROFILES, Ns2dConfig, build, cache_key, register_datasets, trajectory_seed
+from pdebench_core.testing import (assert_same_splits, check_cache_key, check_dataset_contract,
+                                   check_dataset_registration, generation_forbidden, split_arrays)
+from pdeb_ns2d import DATASETS, NS2D, PRESETS, PROFILES, Ns2dConfig, register_datasets
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "pdeb_home"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batched FFTs: extra threads only wait on a busy machine
-    yield
-    torch.set_num_threads(before)
-
-
-def _registered() -> dict:
-    found = {}
-    register_datasets(lambda name, factory, config=None, profiles=None, **card:
-                      found.__setitem__(name, (factory, config, profiles, card)))
-    return found
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def _config(name: str = "ns2d", profile: str = "smoke", **changes) -> Ns2dConfig:
-    config_class = PRESETS[name][0]
-    return replace(config_class(**PROFILES[name][profile]), progress=False, **changes)
+    return DATASETS[name].config_for(profile, progress=False, **changes)
 
 
 def test_registers_ns2d_and_the_protocol_presets():
-    found = _registered()
-    assert set(found) == {"ns2d", "ns2d-nu1e-3", "ns2d-nu1e-4", "ns2d-nu1e-5"}
     expected = {"ns2d": (1e-3, 50), "ns2d-nu1e-3": (1e-3, 50), "ns2d-nu1e-4": (1e-4, 30), "ns2d-nu1e-5": (1e-5, 20)}
+    assert set(DATASETS) == set(expected)
     for name, (nu, frames) in expected.items():
-        factory, config, profiles, card = found[name]
+        entry = check_dataset_registration(register_datasets, name, factory=DATASETS[name], config=PRESETS[name][0])
+        config, profiles, card = entry["config"], entry["profiles"], entry["card"]
         assert issubclass(config, Ns2dConfig) and config().nu == nu
-        assert set(profiles) == {"smoke", "small", "paper"}
         paper = replace(config(), **profiles["paper"])
         assert (paper.T, paper.delta_t, paper.solver_resolution, paper.resolution, paper.scheme) == \
             (frames, 1e-4, 256, 64, "cn-euler")
@@ -60,13 +43,12 @@ def test_configs_are_omegaconf_structured_configs():
     from omegaconf import OmegaConf
 
     for name, (config_class, _, _) in PRESETS.items():
-        base = OmegaConf.structured(config_class)
-        merged = OmegaConf.merge(base, PROFILES[name]["smoke"], {"nu": 2e-3})
+        merged = OmegaConf.merge(OmegaConf.structured(config_class), PROFILES[name]["smoke"], {"nu": 2e-3})
         assert merged.nu == 2e-3 and merged.resolution == 32
 
 
 def test_smoke_build_shapes_spec_and_disjoint_splits():
-    ds = build(_config(), name="ns2d")
+    ds = NS2D(_config())
     spec = ds.spec
     assert spec.name == "ns2d" and spec.fields == ("vorticity",) and spec.spatial_shape == (32, 32)
     assert (spec.t_in, spec.horizon, spec.n_frames, spec.dt) == (10, 4, 14, 1.0)
@@ -80,58 +62,73 @@ def test_smoke_build_shapes_spec_and_disjoint_splits():
         assert (trajectories.std(axis=(1, 2, 3, 4)) > 0.1).all()
 
 
-def test_second_build_reuses_the_cache():
+def test_second_build_reuses_the_cache_and_keeps_the_fingerprint():
     cfg = _config()
-    first = build(cfg, name="ns2d")
+    first = NS2D(cfg)
     path = first.split("train").path
     stamp = os.stat(path).st_mtime_ns
-    with generation_forbidden(pdeb_ns2d):
-        again = build(cfg, name="ns2d-nu1e-3")  # a preset with the same settings shares the file
+    preset = DATASETS["ns2d-nu1e-3"]
+    with generation_forbidden(preset):
+        again = preset(replace(cfg, t_in=5, batch_size=3, device="cpu"))  # a preset with the same numbers
     assert again.split("train").path == path and os.stat(path).st_mtime_ns == stamp
-    assert again.spec.name == "ns2d-nu1e-3"
+    assert again.spec.name == "ns2d-nu1e-3" and again.spec.t_in == 5
+    assert again.fingerprint == first.fingerprint == NS2D.fingerprint(cfg) and len(first.fingerprint) == 64
     np.testing.assert_array_equal(again.split("test")[1], first.split("test")[1])
     stored_spec, provenance = read_spec(path)
-    assert stored_spec.spatial_shape == (32, 32) and stored_spec.n_frames == 14
-    assert provenance["generator"] == "pdeb_ns2d" and provenance["settings"] == cache_key(cfg)
+    assert stored_spec.name == "ns2d" and stored_spec.spatial_shape == (32, 32) and stored_spec.n_frames == 14
+    assert provenance["generator"] == "pdeb_ns2d" and provenance["settings"] == NS2D.cache_key(cfg)
     # A setting that changes the numbers must not hit the same file.
-    other = build(replace(cfg, nu=2e-3, n_val=1, n_test=1), name="ns2d")
-    assert other.split("train").path != path
+    other = NS2D(replace(cfg, nu=2e-3, n_val=1, n_test=1))
+    assert other.split("train").path != path and other.fingerprint != first.fingerprint
+
+
+def test_cache_key_follows_every_setting_that_changes_the_numbers():
+    key = check_cache_key(NS2D)
+    assert key["generator"] == "pdeb_ns2d" and key["generator_version"] == 1
+    assert {"batch_size", "device", "progress", "t_in", "horizon", "path"}.isdisjoint(key)
+    check_cache_key(DATASETS["ns2d-nu1e-5"])
+    assert NS2D.cache_key(_config(resolution=0)) == NS2D.cache_key(_config(resolution=64))  # 0: the default
+    # A setting added to the config enters the key with no change to the plugin's code.
+    Grown = make_dataclass("Grown", [("hyperviscosity", float, 0.0)], bases=(Ns2dConfig,))
+    assert NS2D.fingerprint(Grown(hyperviscosity=1e-6)) != NS2D.fingerprint(Grown())
 
 
 def test_trajectories_depend_only_on_seed_split_and_index():
-    full = build(_config(), name="ns2d")
-    # Fewer trajectories, solved in other batches: the shared ones are the same.
-    part = build(_config(n_train=3, n_val=1, n_test=2, batch_size=2), name="ns2d")
-    for split, count in (("train", 3), ("val", 1), ("test", 2)):
-        for i in range(count):
-            np.testing.assert_allclose(part.split(split)[i], full.split(split)[i], rtol=0, atol=1e-5)
-    reseeded = build(_config(seed=1, n_train=1, n_val=0, n_test=0), name="ns2d")
-    assert np.abs(reseeded.split("train")[0] - full.split("train")[0]).max() > 1e-2
-    assert len({trajectory_seed(0, s, i) for s in ("train", "val", "test") for i in range(100)}) == 300
+    full = split_arrays(NS2D(_config()))  # one batch of 12
+    # Fewer trajectories, solved in other batches (one batch of a single trajectory too): the same numbers.
+    for changes in ({"n_train": 3, "n_val": 1, "n_test": 2, "batch_size": 2}, {"n_train": 3, "n_val": 1,
+                                                                                 "n_test": 0, "batch_size": 3}):
+        part = NS2D.generate(_config(**changes))
+        assert_same_splits(part, {split: full[split][:len(part[split])] for split in part})
+    reseeded = NS2D.generate(_config(seed=1, n_train=1, n_val=0, n_test=0))
+    assert np.abs(reseeded["train"][0] - full["train"][0]).max() > 1e-2
+    assert len({NS2D.seed(_config(), s, i) for s in ("train", "val", "test") for i in range(100)}) == 300
 
 
 def test_path_reads_a_file_instead_of_generating(monkeypatch):
-    generated = build(_config(), name="ns2d")
+    generated = NS2D(_config())
     published = generated.split("train").path  # a canonical file, as `pdeb data convert` writes
-    monkeypatch.setattr(pdeb_ns2d, "generate", lambda *a, **k: pytest.fail("generated data although path is set"))
-    ds = build(_config("ns2d-nu1e-3", path=published), name="ns2d-nu1e-3")
+    preset = DATASETS["ns2d-nu1e-3"]
+    monkeypatch.setattr(preset, "generate", lambda *a, **k: pytest.fail("generated data although path is set"))
+    ds = preset(_config("ns2d-nu1e-3", path=published))
     assert ds.spec.name == "ns2d-nu1e-3" and ds.spec.fields == ("vorticity",)
     assert ds.spec.spatial_shape == (32, 32) and ds.spec.params["nu"] == 1e-3
-    assert len(ds.split("train")) == 8
+    assert len(ds.split("train")) == 8 and ds.fingerprint is None  # file contents are not known by settings
     np.testing.assert_array_equal(ds.split("val")[1], generated.split("val")[1])
 
 
-def test_bad_settings_fail_before_any_compute(monkeypatch):
-    monkeypatch.setattr(pdeb_ns2d, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
-    for changes in ({"T": 10}, {"resolution": 24}, {"scheme": "rk4"}, {"solver_dtype": "float16"}):
-        with pytest.raises(UsageError):
-            build(_config(**changes), name="ns2d")
+@pytest.mark.parametrize("changes", [{"T": 10}, {"resolution": 24}, {"scheme": "rk4"}, {"solver_dtype": "float16"},
+                                     {"horizon": 5}, {"device": "nonsense"}, {"n_val": -1}])
+def test_bad_settings_fail_before_any_compute(monkeypatch, changes):
+    monkeypatch.setattr(NS2D, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
+    with pytest.raises(UsageError):
+        NS2D(_config(**changes))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_small_profile_generates_finite_data(name):
-    ds = build(_config(name, "small"), name=name)
+    ds = DATASETS[name](_config(name, "small"))
     trajectory = ds.split("test")[0]
     assert trajectory.shape == (PRESETS[name][0]().T, 64, 64, 1)
     assert np.isfinite(trajectory).all() and 0.1 < trajectory.std() < 10

@@ -13,15 +13,6 @@ from pdeb_ns2d.solver import fno_forcing, rich_progress, solve_vorticity, step_c
 REFERENCE = Path(__file__).parent / "data" / "ns2d_fno_protocol_reference.pt"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small batched FFTs gain nothing from threads; on a busy machine threads only wait.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reference():
     return torch.load(REFERENCE, weights_only=True)
@@ -70,7 +61,7 @@ def test_deterministic_and_keeps_dtype_and_device():
     assert torch.equal(first, second)
     single = solve_vorticity(w0[1], forcing, 1e-3, 1.0, 1e-2, 2)  # unbatched input
     assert single.shape == (2, 16, 16)
-    assert torch.allclose(single, first[1], atol=1e-6)
+    assert torch.equal(single, first[1])  # alone or in a batch: the same numbers
 
 
 def test_keep_every_subsamples_the_recorded_grid():
@@ -131,11 +122,43 @@ def test_if_rk3_shortens_steps_per_trajectory_where_the_flow_is_fast():
     forcing = fno_forcing(n, torch.float64)
     alone = solve_vorticity(calm, forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3")
     together = solve_vorticity(torch.cat([calm, fast]), forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3")
-    # A trajectory takes its own steps: its result does not depend on its batch mates.
-    assert torch.allclose(together[:1], alone, rtol=0, atol=1e-12)
+    # A trajectory takes its own steps: its result does not depend on its batch mates, to the bit.
+    assert torch.equal(together[:1], alone)
     assert torch.isfinite(together).all()
     fine = solve_vorticity(fast, forcing, 1e-3, 2.0, 1e-3, 2, scheme="if-rk3")
     assert _relative_l2(together[1:], fine) < 1e-3
+
+
+def _count_transformed_fields(monkeypatch) -> list:
+    """Count the fields that go through ``rfft2`` (one per trajectory and Runge-Kutta stage)."""
+    counted = []
+    rfft2 = torch.fft.rfft2
+
+    def counting(x, *args, **kwargs):
+        counted.append(x.shape[0] if x.dim() == 3 else 1)
+        return rfft2(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.fft, "rfft2", counting)
+    return counted
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_if_rk3_retires_finished_trajectories_with_the_same_numbers(monkeypatch, dtype):
+    n = 32
+    # One calm trajectory and three whose flows need ever more steps per frame.
+    w0 = torch.cat([scale * _smooth_field(n, batch=1, dtype=dtype) for scale in (0.5, 10.0, 20.0, 40.0)])
+    forcing = fno_forcing(n, dtype)
+    counted = _count_transformed_fields(monkeypatch)
+    lockstep = solve_vorticity(w0, forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3", lockstep=True)
+    lockstep_work, counted[:] = sum(counted), []
+    retiring = solve_vorticity(w0, forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3")
+    assert torch.equal(retiring, lockstep)
+    # The batch no longer costs its size times its most demanding member.
+    assert sum(counted) < 0.7 * lockstep_work
+    for chunk in (1, 3):  # trajectories stepped together, a few at a time: the same numbers
+        assert torch.equal(solve_vorticity(w0, forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3", chunk=chunk), retiring)
+    for i in range(4):  # and each trajectory is what it is alone
+        assert torch.equal(solve_vorticity(w0[i], forcing, 1e-3, 2.0, 0.5, 2, scheme="if-rk3"), retiring[i])
 
 
 def test_if_rk3_takes_long_steps_through_stiff_viscosity():

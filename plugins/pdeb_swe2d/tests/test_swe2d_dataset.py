@@ -1,35 +1,25 @@
-"""The ``swe2d`` dataset factory: shapes, splits, cache, registration, published files."""
+"""The ``swe2d`` dataset: shapes, splits, cache, registration, published files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 
-import pdeb_swe2d
-from pdeb_swe2d import PROFILES, Swe2dConfig, build, cache_key, dam_radius, generate, register_datasets
+from pdeb_swe2d import SWE2D, Swe2dConfig, dam_radius, register_datasets
 from pdebench_core.errors import UsageError
-from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_dataset_contract,
-                                   check_dataset_registration, generation_forbidden, split_arrays)
+from pdebench_core.testing import (assert_splits_disjoint, check_dataset_contract, check_dataset_registration,
+                                   check_generated_dataset, split_arrays)
 
-
-@pytest.fixture(autouse=True)
-def _private_home(tmp_path, monkeypatch):
-    """Each test gets its own empty data cache; small grids run best on one thread here."""
-    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path / "home"
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def smoke(**changes) -> Swe2dConfig:
-    return Swe2dConfig(**{**PROFILES["smoke"], "progress": False, **changes})
+    return SWE2D.config_for("smoke", progress=False, **changes)
 
 
 def test_smoke_profile_gives_float32_trajectories_and_a_full_spec():
-    dataset = build(OmegaConf.structured(smoke()))  # the core hands factories omegaconf objects
+    dataset = SWE2D(OmegaConf.structured(smoke()))  # the core hands factories omegaconf objects
     check_dataset_contract(dataset, expected_fields=("h",), spatial_shape=(32, 32),
                            split_sizes={"train": 4, "val": 2, "test": 2})
     item = dataset.split("val")[1]
@@ -45,42 +35,22 @@ def test_smoke_profile_gives_float32_trajectories_and_a_full_spec():
 
 def test_splits_are_disjoint_and_radii_follow_pdebench():
     cfg = smoke()
-    radii = {(s, i): dam_radius(cfg, s, i) for s, n in (("train", 4), ("val", 2), ("test", 2)) for i in range(n)}
+    radii = {(s, i): dam_radius(cfg, SWE2D.seed(cfg, s, i)) for s, n in (("train", 4), ("val", 2), ("test", 2)) for i in range(n)}
     assert len(set(radii.values())) == 8 and all(0.3 <= r <= 0.7 for r in radii.values())
     # The last frames of all 8 trajectories differ pairwise by more than 1e-3 somewhere.
-    assert_splits_disjoint(split_arrays(build(cfg)), frame=-1, min_distance=1e-3)
+    assert_splits_disjoint(split_arrays(SWE2D(cfg)), frame=-1, min_distance=1e-3)
 
 
-def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(_private_home):
-    first = split_arrays(build(smoke()))
-    files = list((_private_home / "data").glob("swe2d-*.h5"))
-    assert len(files) == 1
-    with generation_forbidden(pdeb_swe2d):
-        again = split_arrays(build(smoke(t_in=5, batch_size=3, device="cpu", preload=True)))
-    assert_same_splits(first, again)
-    assert cache_key(smoke(wall="reflective")) != cache_key(smoke())
-    assert cache_key(smoke(radius_max=0.6)) != cache_key(smoke())
-    assert cache_key(smoke(seed=1)) != cache_key(smoke())
-
-
-def test_same_numbers_in_a_fresh_home_with_other_batching(monkeypatch, tmp_path):
-    first = split_arrays(build(smoke()))
-    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "other"))
-    second = split_arrays(build(smoke(batch_size=3)))
-    assert_same_splits(first, second)
-
-
-def test_large_splits_are_assembled_in_a_scratch_file(monkeypatch, tmp_path):
-    cfg = smoke(n_train=2, n_val=1, n_test=1)
-    in_memory = generate(cfg, show_progress=False)
-    monkeypatch.setattr(pdeb_swe2d, "IN_MEMORY_LIMIT", 0)
-    on_disk = generate(cfg, show_progress=True, scratch=str(tmp_path))
-    assert isinstance(on_disk["train"], np.memmap)
-    assert_same_splits(in_memory, on_disk)
+def test_cache_fingerprint_and_batching(private_home):
+    # The key follows every physics setting, seed and split size; usage settings reuse the file;
+    # other batch sizes give the same numbers.
+    check_generated_dataset(SWE2D, smoke())
+    assert len(list((private_home / "data").glob("swe2d-*.h5"))) == 1
+    assert {"wall", "radius_min", "radius_max", "gravity", "seed", "n_train"} <= set(SWE2D.cache_key(smoke()))
 
 
 def test_registration_card_and_profiles():
-    kw = check_dataset_registration(register_datasets, "swe2d", factory=build, config=Swe2dConfig)
+    kw = check_dataset_registration(register_datasets, "swe2d", factory=SWE2D, config=Swe2dConfig)
     assert kw["card"]["fields"] == ["h"] and kw["card"]["dims"] == 2
     assert kw["profiles"]["paper"]["resolution"] == 128 and kw["profiles"]["paper"]["n_frames"] == 101
 
@@ -97,8 +67,8 @@ def test_reads_a_published_pdebench_file(tmp_path):
             group["grid/x"] = np.linspace(-2.5 + 5 / 32, 2.5 - 5 / 32, 16, dtype=np.float32)
             group["grid/y"] = np.linspace(-2.5 + 5 / 32, 2.5 - 5 / 32, 16, dtype=np.float32)
             group["grid/t"] = np.linspace(0, 0.11, 12, dtype=np.float32)
-    dataset = build(smoke(path=str(path), n_train=4, n_val=1, n_test=1))
-    assert dataset.split("train")[0].shape == (12, 16, 16, 1)
+    dataset = SWE2D(smoke(path=str(path), n_train=4, n_val=1, n_test=1))
+    assert dataset.split("train")[0].shape == (12, 16, 16, 1) and dataset.fingerprint is None
     spec = dataset.spec
     assert spec.fields == ("h",) and spec.boundary == "transmissive" and spec.params["g"] == 1.0
     assert spec.dt == pytest.approx(0.01) and spec.n_frames == 12
@@ -107,6 +77,7 @@ def test_reads_a_published_pdebench_file(tmp_path):
 @pytest.mark.parametrize("changes", [{"t_in": 14}, {"solver_dtype": "float16"}, {"cfl": 0.8},
                                      {"horizon": 9}, {"n_val": -1}, {"device": "nonsense"},
                                      {"wall": "periodic"}, {"radius_min": 0.9}])
-def test_bad_settings_fail_with_a_usage_error(changes):
+def test_bad_settings_fail_with_a_usage_error(monkeypatch, changes):
+    monkeypatch.setattr(SWE2D, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
     with pytest.raises(UsageError):
-        build(smoke(**changes))
+        SWE2D(smoke(**changes))
