@@ -24,7 +24,8 @@ from pdebench_core import plugins
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
 from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
-from pdebench_core.validation import check_required, check_sections, check_values, resolve_interpolations
+from pdebench_core.validation import (check_generator_settings_with_path, check_required, check_sections,
+                                      check_values, resolve_interpolations)
 
 SECTIONS = ("run", "model", "data", "train", "eval", "task")
 
@@ -191,8 +192,10 @@ def build_config(
     data_cfg = {}
     for name in data_names:
         comp = regs["dataset"].get(name)
+        given = {**((user.get("data") or {}).get(name) or {}), **((cli.get("data") or {}).get(name) or {})}
         data_cfg[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof),
                                   (user.get("data") or {}).get(name), (cli.get("data") or {}).get(name))
+        check_generator_settings_with_path(name, comp, data_cfg[name], given)
 
     task_comp = regs["task"].get(run.task)
     task_profile = profile_of(task_comp, prof)

@@ -134,3 +134,62 @@ def check_values(cfg: Any) -> None:
     check_choices(cfg)
     if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
         raise UsageError(f"train.lr must be a positive finite number, got {cfg.train.lr}")
+
+
+#: Dataset settings that size the splits cut from a file too, so they stay allowed with ``path``.
+_SPLIT_SETTINGS = ("n_train", "n_val", "n_test")
+
+
+def generator_settings(component: Any) -> tuple[str, ...]:
+    """Settings of a generated dataset that only describe how its data is generated (the
+    fields of its cache key), or ``()`` for a dataset pdeb cannot tell this about."""
+    import dataclasses
+
+    from pdebench_core.data.config import USAGE_SETTINGS
+    from pdebench_core.data.generation import GeneratedDataset
+
+    factory = component.factory
+    if not isinstance(factory, GeneratedDataset):
+        return ()
+    skip = {*USAGE_SETTINGS, *factory.exclude, *_SPLIT_SETTINGS}
+    return tuple(f.name for f in dataclasses.fields(factory.config) if f.name not in skip)
+
+
+def _file_statements(path: str, fmt: str) -> dict[str, Any]:
+    """What a data file states about itself: its parameters, and its grid as ``resolution``."""
+    from pdebench_core.data.layouts import open_layout
+
+    try:
+        found = open_layout(path, fmt or "auto")
+    except Exception:  # unreadable files are reported when the dataset is built
+        return {}
+    stated = dict(found.params)
+    grid = found.traj_shape[1:-1]
+    if grid and len(set(grid)) == 1:
+        stated["resolution"] = int(grid[0])
+    return stated
+
+
+def check_generator_settings_with_path(name: str, component: Any, section: Any, given: Mapping[str, Any]) -> None:
+    """Refuse settings that describe generated data when the data comes from a file (``path``),
+    unless they equal what the file itself states; otherwise they would label a run with
+    values its data never had."""
+    if not section.get("path"):
+        return
+    offending = [key for key in generator_settings(component) if key in given]
+    if not offending:
+        return
+    stated = _file_statements(str(section.path), str(section.get("format") or "auto"))
+    clash = [key for key in offending if key not in stated or _differs(given[key], stated[key])]
+    if clash:
+        shown = ", ".join(f"data.{name}.{k}={given[k]}" + (f" (the file states {stated[k]})" if k in stated else "")
+                          for k in clash)
+        raise UsageError(f"{shown}: these settings describe generated data, but data.{name}.path reads a file; "
+                         f"drop them")
+
+
+def _differs(given: Any, stated: Any) -> bool:
+    try:
+        return abs(float(given) - float(stated)) > 1e-12 * max(1.0, abs(float(stated)))
+    except (TypeError, ValueError):
+        return str(given) != str(stated)

@@ -142,3 +142,36 @@ def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
 def test_word_settings_are_checked_before_compute(overrides, message):
     with pytest.raises(UsageError, match=message):
         build_config(model="fno", data="ns2d", profile="smoke", overrides=overrides)
+
+
+def _burgers_file(tmp_path, nu=0.01):
+    import numpy as np
+
+    from pdebench_core.data import write_canonical
+    from pdebench_core.spec import DataSpec
+
+    path = tmp_path / "burgers.h5"
+    splits = {s: np.zeros((3, 12, 16, 1), np.float32) for s in ("train", "val", "test")}
+    write_canonical(path, splits, DataSpec(name="burgers1d", fields=("u",), spatial_shape=(16,), t_in=10,
+                                           params={"nu": nu}))
+    return path
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("data.burgers1d.nu=0.1", r"data.burgers1d.nu=0.1 \(the file states 0.01\): these settings describe generated "
+                              r"data, but data.burgers1d.path reads a file; drop them"),
+    ("data.burgers1d.resolution=64", r"data.burgers1d.resolution=64 \(the file states 16\)"),
+    ("data.burgers1d.seed=3", r"data.burgers1d.seed=3: these settings describe generated data"),
+])
+def test_generator_settings_with_a_file_are_refused(tmp_path, setting, message):
+    path = _burgers_file(tmp_path)
+    with pytest.raises(UsageError, match=message):
+        build_config(model="fno", data="burgers1d", profile="smoke", overrides=[f"data.burgers1d.path={path}", setting])
+
+
+def test_settings_the_file_agrees_with_and_split_sizes_are_allowed(tmp_path):
+    path = _burgers_file(tmp_path)
+    cfg = build_config(model="fno", data="burgers1d", profile="smoke",
+                       overrides=[f"data.burgers1d.path={path}", "data.burgers1d.nu=0.01",
+                                  "data.burgers1d.resolution=16", "data.burgers1d.n_train=2"])
+    assert cfg.data.burgers1d.n_train == 2
