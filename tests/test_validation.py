@@ -101,7 +101,7 @@ def test_required_component_setting_is_settable_and_reported_when_absent():
 
 @pytest.mark.parametrize("overrides, message", [
     (["data.ns2d.resolution=100000", "data.ns2d.solver_resolution=100000"],
-     r"generating ns2d nu=0.001 \(trajectories of shape \(14, 100000, 100000, 1\)\) needs about .* of memory"),
+     r"generating ns2d \(trajectories of shape \(14, 100000, 100000, 1\)\) needs about .* of memory"),
     (["model.width=100000"], r"model 'fno' \(.* parameters, with gradients and optimizer state\) needs about"),
 ])
 def test_what_cannot_fit_in_memory_is_refused_before_allocating(overrides, message, tmp_path, monkeypatch):
