@@ -55,7 +55,8 @@ def leaderboard_command(
     if pivot:
         names = [m.strip() for m in (metric or lb.DEFAULT_METRIC).split(",") if m.strip()]
         if len(names) != 1:
-            raise UsageError(f"--pivot shows one metric; got --metric {metric}; pick one, e.g. --metric {names[0]}")
+            example = names[0] if names else lb.DEFAULT_METRIC
+            raise UsageError(f"--pivot shows one metric; got --metric '{metric}'; pick one, e.g. --metric {example}")
         board = lb.collect(source=source, data=data, model=model, metric=names[0] if metric else None, task=task,
                            per_run=per_run)
         table = lb.pivot(board, names[0])

@@ -175,3 +175,11 @@ def test_settings_the_file_agrees_with_and_split_sizes_are_allowed(tmp_path):
                        overrides=[f"data.burgers1d.path={path}", "data.burgers1d.nu=0.01",
                                   "data.burgers1d.resolution=16", "data.burgers1d.n_train=2"])
     assert cfg.data.burgers1d.n_train == 2
+
+
+@pytest.mark.parametrize("metric", [",", "l2re,rmse", " , "])
+def test_pivot_with_no_or_several_metrics_is_one_line(metric, tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["leaderboard", "--metric", metric, "--pivot"])
+    assert result.exit_code == 2 and "--pivot shows one metric" in result.output, result.output
+    assert "Traceback" not in result.output
