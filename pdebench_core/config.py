@@ -140,7 +140,32 @@ def build_config(
 
     Returns:
         An omegaconf ``DictConfig`` with every section validated.
+
+    Raises:
+        UsageError: any bad setting, in one line; omegaconf's own errors on the way (an
+            interpolation read before the whole config exists, a value of the wrong type)
+            included.
     """
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return _build_config(model, data, task, profile, config_file, overrides, **run_options)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        where = f" at '{key}'" if key else ""
+        raise UsageError(f"invalid configuration{where}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _build_config(
+    model: str | None = None,
+    data: str | Sequence[str] | None = None,
+    task: str | None = None,
+    profile: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    **run_options: Any,
+):
+    """See :func:`build_config`."""
     OmegaConf = _omegaconf()
     user: dict[str, Any] = load_yaml(config_file) if config_file else {}
     check_sections(user, f"config file {config_file}")
@@ -205,16 +230,16 @@ def build_config(
     core = CORE_PROFILES[prof]
     train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
     evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
-    for metric in [*evaluation.metrics, train.select_metric]:
-        regs["metric"].get(metric)
-    for sink in run.sinks:
-        regs["sink"].get(sink)
 
     cfg = OmegaConf.create({
         "run": run, "model": model_cfg, "data": data_cfg, "train": train, "eval": evaluation, "task": task_cfg,
     })
     OmegaConf.set_struct(cfg, True)
     resolve_interpolations(cfg)
+    for metric in [*cfg.eval.metrics, cfg.train.select_metric]:
+        regs["metric"].get(str(metric))
+    for sink in cfg.run.sinks:
+        regs["sink"].get(str(sink))
     check_required(cfg)
     check_values(cfg)
     return cfg
