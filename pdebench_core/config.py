@@ -204,23 +204,7 @@ def _build_config(
     model_cfg = _section(model_comp.config, "model", profile_of(model_comp, prof), *model_layers,
                          extra={"name": model_name})
 
-    data_names = split_names(data) or list((user.get("data") or {}).keys())
-    if not data_names:
-        raise UsageError("no dataset given; pass --data NAME[,NAME...] (run 'pdeb datasets' to list them)")
-    for layer, origin in ((user, "config file"), (cli, "overrides")):
-        for name in (layer.get("data") or {}):
-            if name not in data_names:
-                raise UsageError(
-                    f"settings for dataset '{name}' in {origin}, but it is not in --data "
-                    f"({', '.join(data_names)}){did_you_mean(name, data_names)}"
-                )
-    data_cfg = {}
-    for name in data_names:
-        comp = regs["dataset"].get(name)
-        given = {**((user.get("data") or {}).get(name) or {}), **((cli.get("data") or {}).get(name) or {})}
-        data_cfg[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof),
-                                  (user.get("data") or {}).get(name), (cli.get("data") or {}).get(name))
-        check_generator_settings_with_path(name, comp, data_cfg[name], given)
+    data_cfg = _data_sections(data, user, cli, regs, prof)
 
     task_comp = regs["task"].get(run.task)
     task_profile = profile_of(task_comp, prof)
@@ -243,6 +227,29 @@ def _build_config(
     check_required(cfg)
     check_values(cfg)
     return cfg
+
+
+def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cli: Mapping[str, Any],
+                   regs: Mapping[str, Any], prof: str) -> dict[str, Any]:
+    """``{name: validated section}`` for every dataset of ``--data`` (else of the config file)."""
+    data_names = split_names(data) or list((user.get("data") or {}).keys())
+    if not data_names:
+        raise UsageError("no dataset given; pass --data NAME[,NAME...] (run 'pdeb datasets' to list them)")
+    for layer, origin in ((user, "config file"), (cli, "overrides")):
+        for name in (layer.get("data") or {}):
+            if name not in data_names:
+                raise UsageError(
+                    f"settings for dataset '{name}' in {origin}, but it is not in --data "
+                    f"({', '.join(data_names)}){did_you_mean(name, data_names)}"
+                )
+    sections = {}
+    for name in data_names:
+        comp = regs["dataset"].get(name)
+        layers = [(layer.get("data") or {}).get(name) for layer in (user, cli)]
+        sections[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof), *layers)
+        check_generator_settings_with_path(name, comp, sections[name], {k: v for layer in layers for k, v in
+                                                                         (layer or {}).items()})
+    return sections
 
 
 def config_hash(cfg: Any) -> str:

@@ -303,6 +303,11 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
             part.unlink()
             raise DataError(f"download of {f.name} is larger than the server's {total} bytes; removed it, try again")
         break
+    return _verify_and_publish(f, part, final, hasher)
+
+
+def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher) -> Path:
+    """Check the downloaded bytes against the card's checksum, then rename ``part`` to ``final``."""
     if hasher is None:  # completed in an earlier run, only the rename was missing
         hasher = _hasher(f)
         _hash_file(part, hasher)
