@@ -308,6 +308,15 @@ def _mount_result_commands() -> None:
 
 
 _mount_result_commands()
+
+
+def _mount_sweep_command() -> None:
+    from pdebench_core.cli_sweep import register
+
+    register(app)
+
+
+_mount_sweep_command()
 _plugins_mounted = False
 
 

@@ -44,9 +44,16 @@ def leaderboard_command(
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="table, markdown, csv, json or html (default: table, or from --out's suffix)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of the terminal."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep (see 'pdeb sweep')."),
 ) -> None:
     """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked among rows measured alike."""
     from pdebench_core import leaderboard as lb
+
+    store_rows = None
+    if sweep:
+        from pdebench_core.sweep import sweep_rows
+
+        store_rows = sweep_rows(sweep)
 
     fmt = fmt or (SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out else "table")
     lb.check_format(fmt)
@@ -57,15 +64,15 @@ def leaderboard_command(
         if len(names) != 1:
             example = names[0] if names else lb.DEFAULT_METRIC
             raise UsageError(f"--pivot shows one metric; got --metric '{metric}'; pick one, e.g. --metric {example}")
-        board = lb.collect(source=source, data=data, model=model, metric=names[0] if metric else None, task=task,
-                           per_run=per_run)
+        board = lb.collect(store_rows, source=source, data=data, model=model, metric=names[0] if metric else None,
+                           task=task, per_run=per_run)
         table = lb.pivot(board, names[0])
         if fmt == "table":
             lb.print_pivot(table, title=f"leaderboard: {names[0]}")
             return
         _emit(lb.render_pivot(table, fmt), out)
         return
-    board = lb.collect(source=source, data=data, model=model, metric=metric, task=task, per_run=per_run)
+    board = lb.collect(store_rows, source=source, data=data, model=model, metric=metric, task=task, per_run=per_run)
     if fmt != "table":
         _emit(lb.render(board, fmt), out)
     elif wide:

@@ -1,4 +1,4 @@
-"""Builtin sinks: the SQLite results store and per-run JSON-lines files."""
+"""Builtin sinks: the SQLite results store, per-run JSON-lines files, TensorBoard and Weights & Biases."""
 
 from __future__ import annotations
 
@@ -95,9 +95,134 @@ class TensorBoardSink:
         self.writer.close()
 
 
+class WandbSink:
+    """The run's config, step metrics, result rows and error-per-step figures in Weights & Biases.
+
+    Needs the ``wandb`` package. Where and how is wandb's own business, read from its
+    environment variables: ``WANDB_MODE`` (``offline`` writes the run under the run directory
+    for ``wandb sync``), ``WANDB_PROJECT`` (default ``pdeb``), ``WANDB_ENTITY``,
+    ``WANDB_RUN_GROUP`` (a sweep's runs form one group), ``WANDB_DIR`` (default: the run
+    directory). A resumed pdeb run continues the same wandb run.
+    """
+
+    def __init__(self, cfg: Any, run_dir: Path) -> None:
+        from pdebench_core.errors import UsageError
+
+        try:
+            import wandb
+        except ImportError:
+            raise UsageError("the wandb sink needs the wandb package; pip install 'pdeb[wandb]' "
+                             "(or leave wandb out of run.sinks)") from None
+        import os
+
+        self.wandb, self.run_dir, self.rows = wandb, Path(run_dir), []
+        config = _run_config(self.run_dir)
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT") or "pdeb", dir=os.environ.get("WANDB_DIR") or str(self.run_dir),
+                name=self.run_dir.name, id=_wandb_run_id(self.run_dir.name), resume="allow", config=config,
+                tags=_tags(config), settings=wandb.Settings(console="off", silent=True, save_code=False))
+        except Exception as exc:  # e.g. online without a login: say so in one line, before any training
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+            raise UsageError(f"the wandb sink could not start a run: {first}; run 'wandb login', or set "
+                             f"WANDB_MODE=offline to keep the run on disk for 'wandb sync'") from None
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        """The step's training metrics, at that step."""
+        self.run.log(dict(values), step=int(step))
+
+    def write_result(self, row: dict[str, Any]) -> None:
+        """Final metrics into the run summary (``eval/<dataset>/<metric>``), the error-per-step
+        figure of that dataset as an image, and the row for the results table sent at the end."""
+        dataset = str(row.get("dataset"))
+        for key, value in (row.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                self.run.summary[f"eval/{dataset}/{key}"] = value
+        self.rows.append(row)
+        image = _error_curve_image(self.run_dir / "eval" / f"{dataset}.json", dataset)
+        if image is not None:
+            self.run.log({f"eval/{dataset}/error_per_step": self.wandb.Image(image, caption=f"{dataset}: error per "
+                                                                                             f"rollout step")})
+
+    def close(self) -> None:
+        """Send the results table and end the wandb run."""
+        if self.rows:
+            metrics = sorted({k for r in self.rows for k, v in (r.get("metrics") or {}).items()
+                              if isinstance(v, (int, float))})
+            columns = ["run_id", "model", "dataset", "task", "seed", "n_params", "data_hash", *metrics]
+            data = [[r.get(c) for c in columns[:7]] + [(r.get("metrics") or {}).get(m) for m in metrics]
+                    for r in self.rows]
+            self.run.log({"results": self.wandb.Table(columns=columns, data=data)})
+        self.run.finish()
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config the run saved (empty when there is none)."""
+    from omegaconf import OmegaConf
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return config if isinstance(config, dict) else {}
+
+
+def _tags(config: dict[str, Any]) -> list[str]:
+    """Model, datasets, task and profile, for filtering runs in the wandb interface."""
+    run = config.get("run") or {}
+    names = [(config.get("model") or {}).get("name"), *(config.get("data") or {}), run.get("task"), run.get("profile")]
+    return [str(n) for n in names if n]
+
+
+def _wandb_run_id(run_id: str) -> str:
+    """The pdeb run id as a wandb run id (at most 64 characters; longer ids end in a digest)."""
+    import hashlib
+
+    if len(run_id) <= 64:
+        return run_id
+    return f"{run_id[:47]}-{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
+
+
+def _error_curve_image(path: Path, dataset: str):
+    """The report's error-per-step figure of one evaluation file as an RGB array (``None`` without one)."""
+    import numpy as np
+
+    try:
+        evaluation = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not evaluation.get("per_step"):
+        return None
+    try:
+        from pdebench_core.report import error_curve_figure
+
+        fig = error_curve_figure(evaluation, dataset)
+    except Exception:  # the report's figures are optional here: draw the same curves plainly
+        fig = _plain_error_curve(evaluation, dataset)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _plain_error_curve(evaluation: dict[str, Any], dataset: str):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, curve in evaluation["per_step"].items():
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=name)
+    ax.set_xlabel("rollout step")
+    ax.set_ylabel("error")
+    ax.set_title(f"{dataset}: error per rollout step")
+    ax.legend()
+    return fig
+
+
 @hookimpl
 def register_sinks(register):
     """Register the builtin sinks."""
     register("sqlite", SqliteSink, config=SqliteSinkConfig, description="SQLite results store (the leaderboard reads it)")
     register("jsonl", JsonlSink, description="metrics.jsonl and results.jsonl in the run directory")
     register("tensorboard", TensorBoardSink, description="TensorBoard scalars under <run>/tensorboard (optional)")
+    register("wandb", WandbSink, description="Weights & Biases: config, step metrics, results, figures (optional)")

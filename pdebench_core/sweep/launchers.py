@@ -1,0 +1,149 @@
+"""Where a sweep's jobs run: here, one after another, or through submitit (locally or on SLURM).
+
+* ``local``: each job in this process, one after another;
+* ``submitit-local``: submitit's local executor, one process per job, ``--max-parallel`` at once;
+* ``submitit-slurm``: one SLURM job array through submitit, with the partition, GPUs, time,
+  memory and any other ``sbatch`` option asked for; ``--max-parallel`` is the array's limit.
+
+A job that ends without writing its record (killed, out of memory, past its time limit) is
+recorded as failed with submitit's error and its log file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pdebench_core import paths
+from pdebench_core.errors import UsageError
+from pdebench_core.sweep.jobs import JobSpec, run_job
+from pdebench_core.sweep.store import SweepDir
+
+LAUNCHERS = ("local", "submitit-local", "submitit-slurm")
+#: ``report(event, job, record)``: ``event`` is ``start``, ``submitted`` or ``end``.
+Reporter = Callable[[str, JobSpec, dict], None]
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Resources of each job under the submitit launchers.
+
+    Attributes:
+        partition: SLURM partition (``None``: the cluster's default).
+        gpus: GPUs per job.
+        cpus: CPU cores per job (``None``: the cluster's default).
+        time_min: Time limit of each job in minutes.
+        mem_gb: Memory per job in GB (``None``: the cluster's default).
+        max_parallel: Jobs running at once (0: no limit of pdeb's own).
+        slurm_args: Further ``sbatch`` options, ``{"account": "proj1", "qos": "high"}``.
+        wait: Wait for the jobs to end (else submit and return).
+    """
+
+    partition: str | None = None
+    gpus: int = 0
+    cpus: int | None = None
+    time_min: int = 60
+    mem_gb: float | None = None
+    max_parallel: int = 0
+    slurm_args: dict[str, str] = field(default_factory=dict)
+    wait: bool = True
+
+
+def require_submitit(launcher: str):
+    """The submitit module, or a one-line error saying how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError(f"--launcher {launcher} needs the submitit package; pip install 'pdeb[slurm]' "
+                         f"(or use --launcher local)") from None
+    return submitit
+
+
+def make_executor(launcher: str, sweep: SweepDir, options: ClusterOptions):
+    """A submitit executor for ``submitit-local`` or ``submitit-slurm`` with the job resources set."""
+    submitit = require_submitit(launcher)
+    cluster = "slurm" if launcher == "submitit-slurm" else "local"
+    try:
+        executor = submitit.AutoExecutor(folder=sweep.submitit_dir, cluster=cluster)
+    except RuntimeError as exc:  # submitit found no SLURM here (no 'srun' on PATH)
+        raise UsageError(f"--launcher {launcher} cannot reach SLURM here ({str(exc).splitlines()[0]}); run it on "
+                         f"the cluster's login node, or use --launcher submitit-local or local") from None
+    generic = {"name": sweep.sweep_id, "timeout_min": int(options.time_min), "gpus_per_node": options.gpus or None,
+               "cpus_per_task": options.cpus, "mem_gb": options.mem_gb, "tasks_per_node": 1, "nodes": 1}
+    specific: dict[str, Any] = {}  # None leaves a resource to the cluster's default
+    if cluster == "slurm":
+        specific = {"slurm_partition": options.partition, "slurm_additional_parameters": dict(options.slurm_args) or None,
+                    "slurm_array_parallelism": options.max_parallel or None}
+    executor.update_parameters(**generic, **specific)
+    return executor
+
+
+def run_local(sweep: SweepDir, jobs: list[JobSpec], report: Reporter) -> None:
+    """Run each job in this process, one after another (Ctrl-C stops the sweep, resumable)."""
+    for job in jobs:
+        report("start", job, {})
+        report("end", job, run_job(str(paths.home()), sweep.sweep_id, job))
+
+
+def _entry(launcher: str, job: JobSpec, handle) -> dict[str, Any]:
+    return {"launcher": launcher, "job_id": str(handle.job_id), "attempt": job.attempt,
+            "stdout": str(handle.paths.stdout), "stderr": str(handle.paths.stderr)}
+
+
+def _settle(sweep: SweepDir, job: JobSpec, handle) -> dict[str, Any]:
+    """The job's final record; one the job could not write itself is written here as failed."""
+    try:
+        handle.result()
+    except Exception as exc:  # the process died: submitit says how, its log says why
+        record = sweep.read_job(job.index) or {}
+        if record.get("state") not in ("finished", "failed"):
+            reason = str(exc).strip().splitlines()
+            return sweep.update_job(job.index, state="failed", log=str(handle.paths.stderr),
+                                    error=f"job {handle.job_id} ended without a result: "
+                                          f"{reason[0] if reason else type(exc).__name__}")
+    return sweep.read_job(job.index) or {}
+
+
+def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, options: ClusterOptions,
+                 report: Reporter) -> None:
+    """Submit the jobs to ``executor`` (:func:`make_executor`) and, unless ``options.wait`` is off,
+    wait for each to end."""
+    home = str(paths.home())
+    if launcher == "submitit-slurm":
+        with executor.batch():  # one job array
+            handles = [executor.submit(run_job, home, sweep.sweep_id, job) for job in jobs]
+        sweep.write_submissions({job.index: _entry(launcher, job, h) for job, h in zip(jobs, handles)})
+        for job, handle in zip(jobs, handles):
+            report("submitted", job, {"job_id": handle.job_id})
+        if options.wait:
+            _wait_all(sweep, list(zip(jobs, handles)), report, poll_s=30.0)
+        return
+    limit = options.max_parallel or len(jobs)
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < limit:
+            job = pending.pop(0)
+            handle = executor.submit(run_job, home, sweep.sweep_id, job)
+            sweep.write_submissions({job.index: _entry(launcher, job, handle)})
+            report("start", job, {"job_id": handle.job_id})
+            running.append((job, handle))
+        running = _wait_all(sweep, running, report, poll_s=0.5, first_only=True)
+
+
+def _wait_all(sweep: SweepDir, running: list, report: Reporter, poll_s: float, first_only: bool = False) -> list:
+    """Wait until every job (or, with ``first_only``, at least one) has ended; report each that did.
+
+    Returns:
+        The jobs still running.
+    """
+    while running:
+        ended = [(job, handle) for job, handle in running if handle.done()]
+        for job, handle in ended:
+            report("end", job, _settle(sweep, job, handle))
+        running = [item for item in running if item not in ended]
+        if ended and first_only:
+            break
+        if running:
+            time.sleep(poll_s)
+    return running

@@ -1,0 +1,179 @@
+"""The sweep directory: its layout, its plan, one record per combination, and its lock.
+
+Layout of ``$PDEB_HOME/sweeps/<sweep-id>/``::
+
+    plan.json            shared options, every combination and its config hash
+    jobs/<N>.json        combination N: run id, state, attempt, log file, error
+    logs/<N>-<A>.log     everything attempt A of combination N printed
+    submitit/            submitit's job files and its own logs (submitit launchers)
+    submitted.json       submitit job ids of the combinations last submitted
+    driver.lock          held by the process driving the sweep
+
+Each job record is written by one process at a time (the driver before it starts a job and
+after the job has ended, the job itself while it runs), atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from pdebench_core import paths
+from pdebench_core.errors import UsageError
+from pdebench_core.rundir import process_alive
+from pdebench_core.sweep.plan import Plan
+
+#: States of a job record. ``queued``: handed to a launcher; ``interrupted``: stopped by the user.
+JOB_STATES = ("queued", "running", "finished", "failed", "interrupted")
+
+
+def sweeps_dir() -> Path:
+    """Where sweeps live: ``$PDEB_HOME/sweeps``."""
+    return paths.home() / "sweeps"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` atomically (a reader never sees half a file)."""
+    from pdebench_core.diskspace import write_failed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc) from None
+
+
+class SweepDir:
+    """A sweep's directory (see the module docstring for its layout).
+
+    Args:
+        sweep_id: The sweep's id.
+        root: Where sweeps live (default :func:`sweeps_dir`).
+    """
+
+    def __init__(self, sweep_id: str, root: Path | None = None) -> None:
+        self.sweep_id = sweep_id
+        self.path = (root or sweeps_dir()) / sweep_id
+
+    @property
+    def plan_file(self) -> Path:
+        return self.path / "plan.json"
+
+    @property
+    def submitit_dir(self) -> Path:
+        return self.path / "submitit"
+
+    @property
+    def submissions_file(self) -> Path:
+        return self.path / "submitted.json"
+
+    def job_file(self, index: int) -> Path:
+        return self.path / "jobs" / f"{index:03d}.json"
+
+    def log_file(self, index: int, attempt: int) -> Path:
+        return self.path / "logs" / f"{index:03d}-{attempt}.log"
+
+    # -- plan ------------------------------------------------------------------------------
+    def load_plan(self) -> Plan:
+        """The saved plan.
+
+        Raises:
+            UsageError: There is no such sweep, or its plan is unreadable.
+        """
+        data = _read_json(self.plan_file)
+        if not isinstance(data, dict):
+            known = ", ".join(sweep_ids()[-5:]) or "none yet"
+            raise UsageError(f"no sweep '{self.sweep_id}' under {self.path.parent} (known: {known}); "
+                             f"start one with 'pdeb sweep'")
+        try:
+            return Plan.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"the plan of sweep '{self.sweep_id}' ({self.plan_file}) is damaged; "
+                             f"start the sweep again under another --sweep-id") from None
+
+    def save_plan(self, plan: Plan) -> None:
+        """Keep the plan; a sweep of this id with other runs is refused."""
+        if self.plan_file.exists():
+            saved = self.load_plan()
+            if not saved.same_runs_as(plan):
+                raise UsageError(f"sweep '{self.sweep_id}' already exists with other runs ({self.plan_file}); "
+                                 f"pick another --sweep-id, or leave it out to name the sweep by its runs")
+            return
+        _write_json(self.plan_file, plan.to_dict())
+
+    # -- job records -----------------------------------------------------------------------
+    def read_job(self, index: int) -> dict[str, Any] | None:
+        """The record of combination ``index`` (``None`` before it was first started)."""
+        record = _read_json(self.job_file(index))
+        if not isinstance(record, dict) or record.get("state") not in JOB_STATES:
+            return None
+        return record
+
+    def write_job(self, index: int, **fields: Any) -> dict[str, Any]:
+        """Replace the record of combination ``index``, stamping this process and host."""
+        record = {"index": index, **fields, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()}
+        _write_json(self.job_file(index), record)
+        return record
+
+    def update_job(self, index: int, **fields: Any) -> dict[str, Any]:
+        """Change some fields of a record, keeping the others."""
+        kept = {k: v for k, v in (self.read_job(index) or {}).items() if k not in ("index", "pid", "host", "updated")}
+        return self.write_job(index, **{**kept, **fields})
+
+    def read_submissions(self) -> dict[str, Any]:
+        """``{index: {"launcher", "job_id", "stdout", "stderr"}}`` of the last submission."""
+        data = _read_json(self.submissions_file)
+        return data if isinstance(data, dict) else {}
+
+    def write_submissions(self, entries: dict[int, dict[str, Any]]) -> None:
+        """Add the submitit job ids of the combinations just submitted."""
+        _write_json(self.submissions_file, {**self.read_submissions(), **{str(k): v for k, v in entries.items()}})
+
+    # -- lock ------------------------------------------------------------------------------
+    @contextmanager
+    def driving(self) -> Iterator[None]:
+        """Hold the sweep's lock: a second process driving the same sweep is refused, naming the
+        first; a lock left by a process that died is taken over."""
+        lock = self.path / "driver.lock"
+        self.path.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_json(lock) or {}
+                pid, host = holder.get("pid"), holder.get("host")
+                if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
+                    lock.unlink(missing_ok=True)
+                    continue
+                raise UsageError(f"sweep '{self.sweep_id}' is being run by process {pid} on {host}; wait for it, "
+                                 f"or remove {lock} if that process is gone") from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+            break
+        try:
+            yield
+        finally:
+            if (_read_json(lock) or {}).get("pid") == os.getpid():
+                lock.unlink(missing_ok=True)
+
+
+def sweep_ids() -> list[str]:
+    """Every sweep with a plan, oldest first."""
+    root = sweeps_dir()
+    found = [p for p in root.iterdir() if (p / "plan.json").is_file()] if root.is_dir() else []
+    return [p.name for p in sorted(found, key=lambda p: (p / "plan.json").stat().st_mtime)]

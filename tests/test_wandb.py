@@ -1,0 +1,96 @@
+"""The ``wandb`` sink: what a run sends, read back from wandb's offline run file."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+SMOKE = ["--profile", "smoke", "--device", "cpu", "--quiet"]
+WANDB_BLOCK = 32768  # the offline file is a log of 32 KiB blocks of checksummed record chunks
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def wandb_records(path: Path):
+    """Every protobuf ``Record`` of a ``run-<id>.wandb`` file, in order.
+
+    The file starts with ``:W&B`` and a 3-byte version; then each chunk has a 7-byte header
+    (CRC-32, little-endian length, type) and a record spans chunks FIRST..MIDDLE..LAST when it
+    does not fit in what is left of a block. A block tail shorter than a header is padding.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a wandb run file"
+    position, pieces = 7, []
+    while position + 7 <= len(data):
+        left = WANDB_BLOCK - position % WANDB_BLOCK
+        if left < 7:
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if kind == 0:  # zero padding up to the end of the block
+            position += left
+            continue
+        pieces.append(data[position + 7:position + 7 + length])
+        position += 7 + length
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(pieces))
+            pieces = []
+            yield record
+
+
+def _items(updates) -> dict:
+    return {(u.key or "/".join(u.nested_key)): json.loads(u.value_json) for u in updates}
+
+
+def test_wandb_sink_sends_config_step_metrics_rows_and_figures(fresh_home, pdeb):
+    pytest.importorskip("wandb")
+    result = pdeb("run", "--model", "fno", "--data", "ns2d", "--run-id", "wb", *SMOKE, "train.max_steps=4",
+                  "train.log_every=2", "run.sinks=[sqlite,jsonl,wandb]", env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr
+    run_dir = fresh_home / "runs" / "wb"
+    [offline] = list((run_dir / "wandb").glob("offline-run-*"))
+    [run_file] = list(offline.glob("run-*.wandb"))
+    records = list(wandb_records(run_file))
+
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = _items(run.config.update)
+    assert run.run_id == "wb" and run.project == "pdeb"
+    assert config["model"]["name"] == "fno" and config["train"]["max_steps"] == 4 and config["run"]["profile"] == "smoke"
+
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    history = [_items(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
+    sent = {h["_step"]: h["loss"] for h in history if "loss" in h}
+    assert sent == {s["step"]: pytest.approx(s["loss"]) for s in steps} and len(sent) == 2
+
+    [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update(_items(r.summary.update))
+    assert summary["eval/ns2d/l2re"] == pytest.approx(row["metrics"]["l2re"])
+
+    # media are summarised by their file: "<key>/path" under the run's files
+    image = offline / "files" / summary["eval/ns2d/error_per_step/path"]
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and summary["eval/ns2d/error_per_step/width"] > 100
+    table = json.loads((offline / "files" / summary["results/path"]).read_text())
+    by_column = dict(zip(table["columns"], table["data"][0]))
+    assert by_column["run_id"] == "wb" and by_column["l2re"] == pytest.approx(row["metrics"]["l2re"])
+
+
+def test_wandb_sink_without_the_package_says_what_to_install(fresh_home, monkeypatch):
+    from pdebench_core.cli import app
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
+    result = CliRunner().invoke(app, ["run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate",
+                                      *SMOKE, "run.sinks=[sqlite,wandb]"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: the wandb sink needs the wandb package; pip install 'pdeb[wandb]' "
+                     "(or leave wandb out of run.sinks)"]
