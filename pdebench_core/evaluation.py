@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from pdebench_core.data.normalization import to_physical
 from pdebench_core.data.windows import conform, n_frames_of, reset_padding, resize_frames
 from pdebench_core.devices import autocast_for
 from pdebench_core.errors import UsageError
@@ -309,6 +310,7 @@ def evaluate_dataset(
     world_size: int = 1,
     grid_mode: str = "model",
     scored_channels: int | None = None,
+    normalization: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Roll out over every trajectory and score it.
 
@@ -324,6 +326,9 @@ def evaluate_dataset(
         metrics: Name -> :class:`pdebench_core.metrics.Metric` (``workflow.metric_functions``).
         grid_mode: ``model``, ``native`` or ``strided`` (see the module docstring).
         scored_channels: Score only the first this many real channels (all when ``None``).
+        normalization: ``(mean, std)`` per channel when the trajectories come normalised
+            (``data.<name>.normalize``); predictions and targets are turned back into
+            physical values before scoring.
 
     Returns:
         ``{"summary": {metric: mean over samples}, "per_step": {metric: [T]},
@@ -348,6 +353,7 @@ def evaluate_dataset(
         truth_native = stored[:, t_in:t_in + plan.steps] if stored is not None else None
         pred_s, true_s = scorer(pred, traj[:, t_in:t_in + plan.steps], truth_native)
         first_s, _ = scorer(first, traj[:, t_in:t_in + 1], None if stored is None else stored[:, t_in:t_in + 1])
+        pred_s, true_s, first_s = (to_physical(v, normalization) for v in (pred_s, true_s, first_s))
         for name, parts in score_batch(metrics, pred_s, true_s, first_s, score_mask, plan.scored).items():
             for part, per_sample in parts.items():
                 totals.add(name, part, per_sample)

@@ -48,6 +48,13 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
         for note in notes:
             ctx.log(f"dataset {name}: note: {note}")
         check_finite(name, dataset)  # remembered per file: a second run does not scan again
+        if section.get("normalize"):
+            from pdebench_core.data.normalization import normalized
+
+            dataset = normalized(dataset)
+            mean, std = dataset.normalization
+            ctx.log(f"dataset {name}: normalised per channel (train mean {mean.round(4).tolist()}, "
+                    f"std {std.round(4).tolist()}); metrics stay on physical values")
         spec = dataset.spec
         sizes = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
         ctx.log(f"dataset {name}: fields {list(spec.fields)}, grid {list(spec.spatial_shape)}, "
@@ -153,6 +160,7 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
             n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size), max_trajectories=max_trajectories,
             precision=str(cfg.eval.precision), rank=rank, world_size=world_size,
             grid_mode=str(cfg.eval.grid), scored_channels=scored_channels_of(dataset.spec),
+            normalization=getattr(dataset, "normalization", None),
         )
         out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid)})
         outputs[name] = out

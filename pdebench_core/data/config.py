@@ -24,6 +24,8 @@ class DatasetConfig:
         horizon: Frames rolled out after the first ``t_in`` at evaluation (None = all).
         weight: Relative sampling weight in a pre-training mixture.
         preload: Read the whole split into memory (small sets only).
+        normalize: Train and roll out on per-channel normalised values (the train split's
+            mean and std, see ``pdeb data stats``); metrics are always on physical values.
     """
 
     path: Optional[str] = None
@@ -37,10 +39,11 @@ class DatasetConfig:
     horizon: Optional[int] = None
     weight: float = 1.0
     preload: bool = False
+    normalize: bool = False
 
 
 #: :class:`DatasetConfig` settings that change how data is used, never the numbers in it.
-USAGE_SETTINGS = ("path", "format", "t_in", "horizon", "weight", "preload")
+USAGE_SETTINGS = ("path", "format", "t_in", "horizon", "weight", "preload", "normalize")
 
 # Annotation (as written, under ``from __future__ import annotations``) -> the plain type of its values.
 _PLAIN_TYPES = {"float": float, "int": int, "str": str, "bool": bool, float: float, int: int, str: str, bool: bool}

@@ -42,13 +42,14 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     from pdebench_core import plugins
     from pdebench_core.config import build_config
     from pdebench_core.data.pipeline import plan_mixture
+    from pdebench_core.data.normalization import to_physical
     from pdebench_core.data.windows import conform
     from pdebench_core.evaluation import rollout
     from pdebench_core.spec import DataSpec
     from pdebench_core.weights import resolve_checkpoint, state_dict_of
 
     cfg = build_config(config_file=info.run_dir / "config.yaml")
-    datasets = {name: plugins.get("dataset", name).factory(section) for name, section in cfg.data.items()}
+    datasets = {name: _dataset(name, section) for name, section in cfg.data.items()}
     mixture = plan_mixture(datasets, t_out=int(cfg.train.t_out), resolution=int(cfg.train.resolution))
     notes = []
     state = None
@@ -93,6 +94,8 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
         pred = rollout(model, batch[:, :mixture.t_in], steps, mixture.t_out, str(cfg.eval.precision),
                        channel_mask=mask)  # (B, steps, *S, C)
         true = batch[:, mixture.t_in:mixture.t_in + steps]  # (B, steps, *S, C)
+        norm = getattr(dataset, "normalization", None)  # figures show physical values
+        pred, true = to_physical(pred, norm), to_physical(true, norm)
         out[name] = Rollout(name, list(dataset.spec.fields), pred[..., :real].cpu().numpy(),
                             true[..., :real].cpu().numpy(), mixture.t_in)
     return out, notes
@@ -108,3 +111,15 @@ def _load_state(path: Path) -> dict[str, Any]:
     allowed = [torch.torch_version.TorchVersion]
     with torch.serialization.safe_globals(allowed):
         return load_checkpoint(path)
+
+
+def _dataset(name: str, section: Any):
+    """A run's dataset as it trained on it (normalised when ``data.<name>.normalize`` was set)."""
+    from pdebench_core import plugins
+
+    dataset = plugins.get("dataset", name).factory(section)
+    if section.get("normalize"):
+        from pdebench_core.data.normalization import normalized
+
+        dataset = normalized(dataset)
+    return dataset
