@@ -206,24 +206,40 @@ def cell_centres(n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + h * (torch.arange(n, dtype=torch.float64) + 0.5)
 
 
+def _disc_cover(radius: float, n_sampled: int, n_exact: int, sampled: tuple[float, float],
+                exact: tuple[float, float], subsamples: int) -> torch.Tensor:
+    """Fraction of each cell inside the centred disc: averaged over ``subsamples`` lines along
+    the first axis, exact along the second. ``(n_sampled, n_exact)``."""
+    lo, hi = sampled
+    x = cell_centres(n_sampled * subsamples, lo, hi) - 0.5 * (lo + hi)  # line positions
+    lo_e, hi_e = exact
+    d = (hi_e - lo_e) / n_exact
+    lower = lo_e - 0.5 * (lo_e + hi_e) + d * torch.arange(n_exact, dtype=torch.float64)  # lower cell edges
+    half = torch.sqrt(torch.clamp(radius**2 - x**2, min=0.0))  # half chord of the disc on each line
+    top = torch.minimum(lower[None, :] + d, half[:, None])
+    bottom = torch.maximum(lower[None, :], -half[:, None])
+    return (torch.clamp(top - bottom, min=0.0) / d).reshape(n_sampled, subsamples, n_exact).mean(dim=1)
+
+
 def dam_break_state(radius: float, nx: int, ny: int,
                     extent: tuple[tuple[float, float], tuple[float, float]] = ((-2.5, 2.5), (-2.5, 2.5)),
-                    inner_height: float = 2.0, outer_height: float = 1.0, subsamples: int = 8) -> torch.Tensor:
+                    inner_height: float = 2.0, outer_height: float = 1.0, subsamples: int = 16) -> torch.Tensor:
     """Radial dam break at rest: depth ``inner_height`` where ``r <= radius``, else ``outer_height``.
 
-    The disc is centred on the domain centre. Each cell gets the depth averaged over
-    ``subsamples x subsamples`` points, so partly covered cells hold intermediate depths.
-    (PDEBench samples only the cell centre; on coarse grids that maps many radii to the
-    same initial state, which would repeat trajectories across splits.)
+    The disc is centred on the domain centre. Each cell gets the cell average of the depth,
+    as a finite-volume state should: the covered fraction is exact along one axis and
+    averaged over ``subsamples`` lines along the other, taken both ways round and averaged
+    so the state keeps the disc's symmetry. It grows continuously with the radius, so distinct
+    radii give distinct initial states on any grid. (PDEBench samples only the cell centre;
+    on coarse grids that maps many radii to one initial state, which would repeat trajectories
+    across splits.)
 
     Returns:
         ``(X, Y, 3)`` float64 conserved state ``(h, hu, hv)``.
     """
     (x0, x1), (y0, y1) = extent
-    x = cell_centres(nx * subsamples, x0, x1) - 0.5 * (x0 + x1)
-    y = cell_centres(ny * subsamples, y0, y1) - 0.5 * (y0 + y1)
-    inside = (x[:, None] ** 2 + y[None, :] ** 2 <= radius**2).double()  # (X*s, Y*s)
-    covered = inside.reshape(nx, subsamples, ny, subsamples).mean(dim=(1, 3))  # (X, Y) fraction inside
+    covered = 0.5 * (_disc_cover(radius, nx, ny, (x0, x1), (y0, y1), subsamples)
+                     + _disc_cover(radius, ny, nx, (y0, y1), (x0, x1), subsamples).T)  # (X, Y)
     h = outer_height + (inner_height - outer_height) * covered
     return torch.stack((h, torch.zeros_like(h), torch.zeros_like(h)), dim=-1)  # (X, Y, 3)
 
