@@ -1,12 +1,29 @@
-"""Checkpoints: plain state dicts written atomically, read with ``weights_only=True``."""
+"""Checkpoints: plain state dicts written atomically, read with ``weights_only=True``.
+
+Two formats:
+
+- a single file (``step-N.pt``, ``last.pt``, ``best.pt``) holding the whole state: what
+  one process and DDP runs write;
+- a sharded checkpoint (FSDP runs): a directory per checkpoint in which every process writes
+  its own shards with ``torch.distributed.checkpoint`` (``model/``, ``optimizer/``), next to
+  ``trainer.pt`` with everything else (step, schedule, every rank's random state, config).
+  ``last.pt`` and ``best.pt`` are then copies of that ``trainer.pt``; their entry ``sharded``
+  names the directory. :func:`load_checkpoint` assembles the full weights of such a
+  checkpoint in one process, and :func:`export_full_checkpoint` writes them as one file.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 from pdebench_core.errors import PdebError, UsageError
+
+SHARDED = "sharded"  # the entry of a manifest naming its sharded directory
+TRAINER_STATE = "trainer.pt"  # everything but the shards, inside a sharded directory
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -34,13 +51,14 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; pickled code is refused."""
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one checkpoint file with ``weights_only=True`` as it is (a sharded checkpoint's
+    manifest without its weights); pickled code is refused."""
     import pickle
 
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
@@ -57,3 +75,136 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise UsageError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; pickled code is refused.
+
+    A sharded checkpoint (its manifest, or its directory) comes back with the full model
+    weights under ``model``, assembled in this process without a process group.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / TRAINER_STATE).is_file():
+        path = path / TRAINER_STATE
+    state = read_checkpoint(path)
+    if SHARDED in state:
+        state["model"] = full_weights(sharded_directory(path, state))
+    return state
+
+
+def sharded_directory(manifest: Path, state: dict[str, Any]) -> Path:
+    """The directory a sharded checkpoint's manifest (or ``trainer.pt``) refers to."""
+    folder = manifest.parent.parent if manifest.name == TRAINER_STATE else manifest.parent
+    directory = folder / str(state[SHARDED])
+    if not (directory / "model").is_dir():
+        raise UsageError(f"checkpoint {manifest} refers to the sharded checkpoint {directory}, which is missing "
+                         f"or incomplete")
+    return directory
+
+
+def save_sharded(folder: Path, name: str, model, optimizer, state: dict[str, Any], is_main: bool) -> Path:
+    """Every process writes its shards of ``model`` and ``optimizer`` to ``folder/name``.
+
+    A collective call. The directory appears complete or not at all: the shards go to a
+    partial directory that rank 0 renames once every rank has written.
+
+    Args:
+        folder: The run's checkpoint folder (shared by every process).
+        name: Directory name, e.g. ``step-00000100``.
+        model: The FSDP-sharded model.
+        optimizer: Its optimizer, or None.
+        state: Everything else (plain data), written to ``trainer.pt`` with ``sharded: name``.
+        is_main: Whether this process is rank 0.
+
+    Returns:
+        The directory.
+    """
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    final, partial = folder / name, folder / f".{name}.partial"
+    try:
+        if is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        dist.barrier()
+        dcp.save(get_model_state_dict(model), checkpoint_id=partial / "model")
+        if optimizer is not None:
+            dcp.save(get_optimizer_state_dict(model, optimizer), checkpoint_id=partial / "optimizer")
+        dist.barrier()  # every rank's shards are on disk
+        if is_main:
+            save_checkpoint({**state, SHARDED: name}, partial / TRAINER_STATE)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(partial, final)
+        dist.barrier()  # the directory exists before any rank may read it back
+    except OSError as exc:
+        raise PdebError(f"could not write checkpoint {final}: {exc.strerror or exc}; "
+                        f"the previous checkpoint is untouched") from None
+    return final
+
+
+def load_sharded(directory: Path, model, optimizer) -> None:
+    """Every process reads its shards of a :func:`save_sharded` checkpoint (a collective call).
+
+    The optimizer gets back exactly the states it had: parameters that had no state when
+    the checkpoint was written (never trained yet, e.g. one dimension of a mixture) have none.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+
+    weights = get_model_state_dict(model)
+    dcp.load(weights, checkpoint_id=directory / "model")
+    set_model_state_dict(model, weights)
+    if optimizer is None or not (directory / "optimizer").is_dir():
+        return
+    # The template holds a state for every parameter (torch initialises them all); keep
+    # only those the checkpoint has, keyed "state.<parameter name>.<entry>".
+    saved = dcp.FileSystemReader(directory / "optimizer").read_metadata().state_dict_metadata
+    with_state = {key[len("state."):].rsplit(".", 1)[0] for key in saved if key.startswith("state.")}
+    states = get_optimizer_state_dict(model, optimizer)
+    dcp.load(states, checkpoint_id=directory / "optimizer",
+             planner=dcp.DefaultLoadPlanner(allow_partial_load=True))
+    states["state"] = {name: value for name, value in states["state"].items() if name in with_state}
+    set_optimizer_state_dict(model, optimizer, states)
+
+
+def full_weights(directory: Path) -> dict[str, Any]:
+    """The full model state dict of a sharded checkpoint, read in this one process."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(directory / "model")
+    try:
+        entries = reader.read_metadata().state_dict_metadata
+        weights = {key: torch.empty(tuple(meta.size), dtype=meta.properties.dtype)
+                   for key, meta in entries.items() if isinstance(meta, TensorStorageMetadata)}
+        with warnings.catch_warnings():  # one process without a process group is the intent here
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load(weights, storage_reader=reader, no_dist=True)
+    except Exception as exc:  # a damaged directory: name it instead of a deep traceback
+        raise UsageError(f"sharded checkpoint {directory} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    return weights
+
+
+def export_full_checkpoint(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Write a sharded (FSDP) checkpoint as one ordinary checkpoint file, e.g. for release.
+
+    Runs in one process, without a process group or GPUs. The file holds the full weights
+    under ``model`` and the run's config, spec, versions and step, but no optimizer state;
+    every pdeb command that takes a checkpoint file reads it.
+
+    Args:
+        source: The manifest (``checkpoints/last.pt`` or ``best.pt`` of an FSDP run), a
+            ``trainer.pt`` or the sharded directory itself.
+        destination: The file to write.
+
+    Returns:
+        ``destination``.
+    """
+    state = load_checkpoint(source)
+    for key in (SHARDED, "optimizer", "rng", "noise_rng"):
+        state.pop(key, None)
+    return save_checkpoint(state, Path(destination).expanduser())

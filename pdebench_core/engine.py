@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from pdebench_core.checkpoint import load_checkpoint, save_checkpoint
+from pdebench_core.acceleration import CompiledOrEager, apply_channels_last, checkpoint_blocks
+from pdebench_core.checkpoint import (SHARDED, load_sharded, read_checkpoint, save_checkpoint, save_sharded,
+                                      sharded_directory)
 from pdebench_core.devices import autocast_for
+from pdebench_core.distributed import DataParallel, gather_from_ranks, rank, uses_bf16
 from pdebench_core.errors import PdebError, UsageError
 from pdebench_core.losses import LOSSES
 from pdebench_core.objectives import next_frames_objective
@@ -37,17 +41,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _own_entry(saved: Any, my_rank: int) -> Any:
+    """This rank's entry of a per-rank list in a checkpoint (older checkpoints hold one
+    entry for every rank); None when the checkpoint was written by fewer processes."""
+    if not isinstance(saved, list):
+        return saved
+    return saved[my_rank] if my_rank < len(saved) else None
+
+
 class Trainer:
     """Optimises a model on micro-batches of ``(x, y, mask)`` windows.
 
     One optimizer step consumes ``train.grad_accum`` micro-batches on each of the
     ``world_size`` processes; gradients are the sum over the whole global batch, so
-    the result does not depend on how the batch is split.
+    the result does not depend on how the batch is split. Gradients are synchronised
+    across processes once per step (on its last micro-batch), and the loss is read back
+    from the device once per logging interval.
 
     Args:
         model: Maps ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
         loader: Yields ``(x, y, mask)`` micro-batches forever.
-        sampler: The loader's :class:`MixtureBatchSampler` (for a resumable position).
+        sampler: The loader's :class:`MixtureBatchSampler` (for a resumable position; its
+            ``groups`` tell whether steps train different spatial dimensions).
         train: The ``train`` config section.
         device: Where to compute.
         checkpoint_dir: Where checkpoints go.
@@ -55,11 +70,13 @@ class Trainer:
         log_step: Callable receiving ``(step, values)`` records.
         input_noise: Optional ``(x, generator) -> x`` perturbing model inputs on the device
             (the pre-training task adds DPOT's noise here); the objective decides where it applies.
+            The generator lives on the training device, seeded differently on every rank.
         objective: ``(model, x, y, mask, perturb) -> loss`` for one micro-batch; defaults to
             :func:`~pdebench_core.objectives.next_frames_objective` over ``train.loss``.
         extra_state: Plain data stored in every checkpoint (e.g. the resolved config).
         seed: Seed of the trainer's own noise generator.
-        world_size: Number of data-parallel processes (the model is wrapped in DDP when > 1).
+        world_size: Number of data-parallel processes (the model is wrapped in DDP or sharded
+            with FSDP when > 1, after ``train.strategy``).
         is_main: Whether this process writes checkpoints.
         show_progress: Draw a rich progress bar.
     """
@@ -71,9 +88,6 @@ class Trainer:
                  extra_state: dict | None = None,
                  seed: int = 0, world_size: int = 1, is_main: bool = True, show_progress: bool = True) -> None:
         self.model = model.to(device)
-        if train.channels_last and device.type == "cuda":
-            # NHWC convolution kernels; only 4D weights change layout, everything else is untouched.
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.loader, self.sampler, self.train, self.device = loader, sampler, train, device
         self.checkpoint_dir = Path(checkpoint_dir)
         self.log, self.log_step = log, log_step or (lambda step, values: None)
@@ -85,91 +99,106 @@ class Trainer:
         self.objective = objective or next_frames_objective(self.loss_fn)
         if train.on_divergence not in ("halt", "rollback"):
             raise UsageError(f"unknown train.on_divergence '{train.on_divergence}'; use halt or rollback")
-        self.world_size, self.is_main = world_size, is_main
-        self.trainable = count_parameters(model) > 0
-        self.forward_model = self.model
         if train.strategy not in ("ddp", "fsdp"):
             raise UsageError(f"unknown train.strategy '{train.strategy}'; use ddp or fsdp")
-        self.sharded = world_size > 1 and self.trainable and train.strategy == "fsdp"
-        if self.sharded:
-            shard_model(self.model)
-        elif world_size > 1 and self.trainable:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.forward_model = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        if train.compile:
-            self.forward_model = _compiled(self.forward_model, log)
-        self.optimizer = make_optimizer(model, train, device) if self.trainable else None
-        self.scheduler = make_scheduler(self.optimizer, train) if self.trainable else None
-        self.noise_gen = torch.Generator(device="cpu").manual_seed(seed + 17 + 7919 * _rank())
+        self.world_size, self.is_main, self.rank = world_size, is_main, rank()
+        self.trainable = count_parameters(model) > 0
+        self._wrap_model(seed)
         self.step = 0
         self.micro_batches = 0
         self.train_time = 0.0
+        self.compile_time = 0.0  # first steps of each input shape under train.compile
         self.rollbacks = 0
         self.best: dict | None = None  # {"step", "metric", "value"} of the best validation so far
         self.show_progress = show_progress
+        self._shapes_seen: set[tuple] = set()
+        self._reset_window()
+
+    def _wrap_model(self, seed: int) -> None:
+        """Layout, recomputation, data parallelism, compilation, optimizer and noise generator."""
+        train, device = self.train, self.device
+        sharded = self.world_size > 1 and self.trainable and train.strategy == "fsdp"
+        if train.channels_last:
+            apply_channels_last(self.model, weights=not sharded)
+        if train.activation_checkpointing:
+            checkpoint_blocks(self.model)
+        several_groups = len(set(getattr(self.sampler, "groups", ()) or ())) > 1
+        compile_with = (lambda module: CompiledOrEager(module, self.log)) if train.compile else None
+        self.parallel = DataParallel(self.model, train.strategy, self.world_size if self.trainable else 1, device,
+                                     partial_steps=several_groups, bf16=uses_bf16(device, train.precision),
+                                     compile_with=compile_with)
+        self.sharded = self.parallel.sharded
+        self.forward_model = self.parallel.module
+        self.optimizer = make_optimizer(self.model, train, device) if self.trainable else None
+        self.scheduler = make_scheduler(self.optimizer, train) if self.trainable else None
+        # On the training device, so noise is drawn there; one stream per rank.
+        self.noise_gen = torch.Generator(device=device).manual_seed(seed + 17 + 7919 * self.rank)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _weights_and_optimizer(self) -> tuple[dict, dict]:
-        """Full (unsharded) model and optimizer state; a collective call under FSDP."""
-        if not self.sharded:
-            return self.model.state_dict(), self.optimizer.state_dict() if self.optimizer else {}
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(self.model, options=options),
-                get_optimizer_state_dict(self.model, self.optimizer, options=options))
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where training stands."""
-        weights, optimizer = self._weights_and_optimizer()
+    def _trainer_state(self) -> dict[str, Any]:
+        """Everything but weights and optimizer; a collective call (every rank's random state)."""
+        mine = {"rng": rng_state(), "noise_rng": self.noise_gen.get_state()}
+        ranks = gather_from_ranks(mine, self.world_size)
         return {
-            "model": weights,
-            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "step": self.step,
             "micro_batches": self.micro_batches,
             "train_time": self.train_time,
+            "compile_time": self.compile_time,
             "rollbacks": self.rollbacks,
             "best": self.best,
-            "rng": rng_state(),
-            "noise_rng": self.noise_gen.get_state(),
+            "rng": [r["rng"] for r in ranks],
+            "noise_rng": [r["noise_rng"] for r in ranks],
             **self.extra_state,
         }
 
     def save(self, best: bool = False) -> Path | None:
         """Write ``step-N.pt`` and ``last.pt`` (keeping the last ``train.keep_checkpoints`` step
-        files), or ``best.pt`` when ``best``. Every rank calls it; only rank 0 writes."""
-        state = self.state_dict()
+        files), or ``best.pt`` when ``best``. Every rank calls it; only rank 0 writes files.
+
+        Under FSDP every rank writes its shards into a directory per checkpoint
+        (``step-N/``, ``best-N/``) and ``last.pt``/``best.pt`` name that directory.
+        """
+        state = self._trainer_state()
+        if self.sharded:
+            return self._save_sharded(state, best)
+        state["model"] = self.model.state_dict()
+        state["optimizer"] = self.optimizer.state_dict() if self.optimizer else {}
         if not self.is_main:
             return None
         if best:
             return save_checkpoint(state, self.checkpoint_dir / "best.pt")
         path = save_checkpoint(state, self.checkpoint_dir / f"step-{self.step:08d}.pt")
         save_checkpoint(state, self.checkpoint_dir / "last.pt")
-        steps = sorted(self.checkpoint_dir.glob("step-*.pt"))
-        for old in steps[: max(0, len(steps) - max(1, self.train.keep_checkpoints))]:
-            old.unlink(missing_ok=True)
+        self._prune(sorted(self.checkpoint_dir.glob("step-*.pt")), self.train.keep_checkpoints)
         return path
 
-    def load(self, path: Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        state = load_checkpoint(path)
-        try:
-            if self.sharded:
-                from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                     set_optimizer_state_dict)
+    def _save_sharded(self, state: dict[str, Any], best: bool) -> Path:
+        prefix = "best" if best else "step"
+        name = f"{prefix}-{self.step:08d}"
+        directory = save_sharded(self.checkpoint_dir, name, self.model, self.optimizer, state, self.is_main)
+        if self.is_main:
+            save_checkpoint({**state, SHARDED: name}, self.checkpoint_dir / ("best.pt" if best else "last.pt"))
+            older = sorted(p for p in self.checkpoint_dir.glob(f"{prefix}-*") if p.is_dir())
+            self._prune(older, 1 if best else self.train.keep_checkpoints)
+        return directory
 
-                options = StateDictOptions(full_state_dict=True)
-                set_model_state_dict(self.model, state["model"], options=options)
-                if self.optimizer and state.get("optimizer"):
-                    set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+    @staticmethod
+    def _prune(paths: list[Path], keep: int) -> None:
+        """Delete all but the last ``keep`` (at least one) of ``paths`` (files or directories)."""
+        for old in paths[: max(0, len(paths) - max(1, keep))]:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
             else:
-                self.model.load_state_dict(state["model"])
-                if self.optimizer and state.get("optimizer"):
-                    self.optimizer.load_state_dict(state["optimizer"])
+                old.unlink(missing_ok=True)
+
+    def load(self, path: Path) -> None:
+        """Continue from a checkpoint written by :meth:`save` (each rank restores its own
+        random state; a sharded checkpoint is read shard by shard)."""
+        path = Path(path)
+        state = read_checkpoint(path)
+        try:
+            self._load_weights(path, state)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise UsageError(f"checkpoint {path} does not fit this model: {str(exc).splitlines()[0][:200]}") from None
         if self.scheduler and state.get("scheduler"):
@@ -177,43 +206,91 @@ class Trainer:
         self.step = int(state["step"])
         self.micro_batches = int(state.get("micro_batches", 0))
         self.train_time = float(state.get("train_time", 0.0))
+        self.compile_time = float(state.get("compile_time", 0.0))
         self.rollbacks = int(state.get("rollbacks", 0))
         self.best = state.get("best")
-        set_rng_state(state["rng"])
-        self.noise_gen.set_state(state["noise_rng"])
+        self._restore_random_state(state)
         per_epoch = self.sampler.batches_per_epoch()
         self.sampler.load_state_dict({"epoch": self.micro_batches // per_epoch,
                                       "position": self.micro_batches % per_epoch})
 
-    # -- the loop ----------------------------------------------------------------------
-    def _micro_step(self, batch, sync: bool) -> tuple[float, int]:
-        """Forward and backward on one micro-batch; returns (summed loss, samples)."""
-        import contextlib
+    def _load_weights(self, path: Path, state: dict[str, Any]) -> None:
+        if SHARDED in state:
+            if not self.sharded:
+                raise UsageError(f"checkpoint {path} is sharded (written with train.strategy=fsdp on several "
+                                 f"processes); continue it the same way")
+            load_sharded(sharded_directory(path, state), self.model, self.optimizer)
+        elif self.sharded:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                 set_optimizer_state_dict)
 
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=options)
+            if self.optimizer and state.get("optimizer"):
+                set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+        else:
+            self.model.load_state_dict(state["model"])
+            if self.optimizer and state.get("optimizer"):
+                self.optimizer.load_state_dict(state["optimizer"])
+
+    def _restore_random_state(self, state: dict[str, Any]) -> None:
+        rng, noise = _own_entry(state["rng"], self.rank), _own_entry(state["noise_rng"], self.rank)
+        if rng is None or noise is None:
+            self.log(f"the checkpoint holds no random state for rank {self.rank} (it was written by fewer "
+                     f"processes); this rank's noise starts afresh")
+            return
+        set_rng_state(rng)
+        self.noise_gen.set_state(noise)
+
+    # -- the loop ----------------------------------------------------------------------
+    def _micro_step(self, batch, sync: bool) -> int:
+        """Forward and backward on one micro-batch; the loss stays on the device. Returns its samples."""
         x, y, mask = (t.to(self.device, non_blocking=True) for t in batch)
         perturb = None
         if self.input_noise is not None:
             perturb = lambda inputs: self.input_noise(inputs, self.noise_gen)  # noqa: E731
-        no_sync = getattr(self.forward_model, "no_sync", None)
-        with (contextlib.nullcontext() if sync or no_sync is None else no_sync()):
+        with self.parallel.gradient_sync(sync):
             with autocast_for(self.device, self.train.precision):
                 loss = self.objective(self.forward_model, x, y, mask, perturb)
-            # Summed over samples (DPOT's convention); DDP averages over ranks, so scale
-            # back up: the gradient is the sum over the global batch however it is split.
+            # Summed over samples (DPOT's convention); DDP and FSDP average over ranks, so
+            # scale back up: the gradient is the sum over the global batch however it is split.
             (loss * self.world_size).backward()
-        return float(loss.detach()), x.shape[0]
+        self._step_loss = self._step_loss + loss.detach().double()
+        return x.shape[0]
 
-    def _global_sum(self, values: list[float]) -> list[float]:
-        if self.world_size == 1:
-            return values
-        import torch.distributed as dist
+    def _reset_window(self) -> None:
+        """Start a logging window: loss sums on the device, counts on the host."""
+        self._window_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._first_bad = torch.zeros((), dtype=torch.int64, device=self.device)  # 0: every loss finite
+        self._step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._window_samples, self._window_seconds, self._timed_samples = 0, 0.0, 0
 
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
+    def _close_step(self, samples: int) -> None:
+        """Fold the step's loss into the window and note, on the device, a first non-finite loss."""
+        bad = ~torch.isfinite(self._step_loss)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), self.step + 1, self._first_bad)
+        self._window_loss = self._window_loss + self._step_loss
+        self._step_loss = torch.zeros_like(self._step_loss)
+        self._window_samples += samples
+        self._last_step_samples = samples
 
-    def _handle_divergence(self, loss: float) -> None:
-        message = f"training diverged at step {self.step + 1}: loss is {loss}"
+    def _read_window(self) -> tuple[float, int]:
+        """``(mean loss, first non-finite step or 0)`` of the window over every rank: the only
+        point where the loss leaves the device."""
+        totals = torch.stack([self._window_loss, torch.tensor(float(self._window_samples), dtype=torch.float64,
+                                                                device=self.device)])
+        first_bad = torch.where(self._first_bad == 0, torch.iinfo(torch.int64).max, self._first_bad)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(totals)
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        loss_sum, samples = totals.tolist()
+        bad = int(first_bad.item())
+        return loss_sum / max(samples, 1.0), 0 if bad == torch.iinfo(torch.int64).max else bad
+
+    def _handle_divergence(self, step: int, loss: float) -> None:
+        message = f"training diverged at step {step}: loss is {loss}"
         last = self.checkpoint_dir / "last.pt"
         if self.train.on_divergence == "halt" or self.rollbacks >= self.train.max_rollbacks:
             raise PdebError(f"{message}; lower train.lr, enable train.grad_clip, or set "
@@ -233,6 +310,54 @@ class Trainer:
             self.scheduler.base_lrs = [lr * self.train.rollback_lr_factor for lr in self.scheduler.base_lrs]
         self.log(f"{message}; rolled back to step {self.step} with the learning rate scaled by {factor:.3g}")
 
+    def _new_shapes(self, batch) -> bool:
+        """Whether a compiled model meets these input shapes for the first time (it compiles now)."""
+        if not self.train.compile:
+            return False
+        key = tuple(tuple(t.shape) for t in batch)
+        if key in self._shapes_seen:
+            return False
+        self._shapes_seen.add(key)
+        return True
+
+    def _optimizer_step(self, batches) -> bool:
+        """One optimizer step over ``grad_accum`` micro-batches; True when it compiled."""
+        self.optimizer.zero_grad(set_to_none=True)
+        samples, compiling = 0, False
+        for micro in range(self.train.grad_accum):
+            batch = next(batches)
+            self.micro_batches += 1
+            compiling |= self._new_shapes(batch)
+            samples += self._micro_step(batch, sync=micro == self.train.grad_accum - 1)
+        self._close_step(samples)
+        if self.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return compiling
+
+    def _sync_due(self) -> bool:
+        """Steps where the loss is read back: logging, checkpoints, validation and the end
+        (never keep or score weights a diverged step produced)."""
+        train, step = self.train, self.step
+        return (step % train.log_every == 0 or step == train.max_steps
+                or bool(train.checkpoint_every and step % train.checkpoint_every == 0)
+                or bool(train.eval_every and step % train.eval_every == 0))
+
+    def _report(self, loss: float) -> dict[str, float]:
+        """Log the window's loss and throughput (steps that compiled left out) and start a new window."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        values = {"loss": loss, "lr": lr}
+        line = f"step {self.step}/{self.train.max_steps} loss {loss:.4g} lr {lr:.3g}"
+        if self._window_seconds > 0:  # a window of compiling steps only has no throughput
+            values["samples_per_s"] = self._timed_samples * self.world_size / self._window_seconds
+            line += f" {values['samples_per_s']:.1f} samples/s"
+        self.log_step(self.step, values)
+        self.log(line)
+        self._reset_window()
+        return values
+
     def fit(self, on_eval: Callable[[int], dict] | None = None) -> dict[str, float]:
         """Train until ``train.max_steps``; returns the last logged values."""
         train = self.train
@@ -242,49 +367,42 @@ class Trainer:
         self.forward_model.train()
         batches = iter(self.loader)
         last: dict[str, float] = {}
-        window_loss, window_n, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+        self._reset_window()
         progress = _progress(enabled=self.show_progress)
         with progress:
             task = progress.add_task("training", total=train.max_steps, completed=self.step, loss=float("nan"),
                                      lr=float("nan"), rate=0.0)
             while self.step < train.max_steps:
                 start = time.perf_counter()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss_sum, samples = 0.0, 0
-                for micro in range(train.grad_accum):
-                    batch = next(batches)
-                    self.micro_batches += 1
-                    part, n = self._micro_step(batch, sync=micro == train.grad_accum - 1)
-                    loss_sum, samples = loss_sum + part, samples + n
-                loss_sum, samples = self._global_sum([loss_sum, float(samples)])
-                loss = loss_sum / max(samples, 1)
-                if not math.isfinite(loss):
-                    self._handle_divergence(loss)
+                compiled = self._optimizer_step(batches)
+                seconds = time.perf_counter() - start
+                if compiled:
+                    self.compile_time += seconds
+                else:
+                    self.train_time += seconds
+                    self._window_seconds += seconds
+                    self._timed_samples += self._last_step_samples
+                progress.update(task, completed=self.step)
+                if not self._sync_due():
+                    continue
+                loss, first_bad = self._read_window()
+                if first_bad:
+                    self._handle_divergence(first_bad, loss)
+                    self._reset_window()
                     batches = iter(self.loader)
                     continue
-                if train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.step += 1
-                self.train_time += time.perf_counter() - start
-                window_loss, window_n, window_samples = window_loss + loss, window_n + 1, window_samples + samples
-                lr = self.optimizer.param_groups[0]["lr"]
-                progress.update(task, completed=self.step, loss=loss, lr=lr,
-                                rate=samples / max(time.perf_counter() - start, 1e-9))
                 if self.step % train.log_every == 0 or self.step == train.max_steps:
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    last = {"loss": window_loss / window_n, "lr": lr, "samples_per_s": window_samples / elapsed}
-                    self.log_step(self.step, last)
-                    self.log(f"step {self.step}/{train.max_steps} loss {last['loss']:.4g} lr {lr:.3g} "
-                             f"{last['samples_per_s']:.1f} samples/s")
-                    window_loss, window_n, window_samples, window_start = 0.0, 0, 0, time.perf_counter()
+                    last = self._report(loss)
+                    progress.update(task, loss=loss, lr=last["lr"], rate=last.get("samples_per_s", 0.0))
                 if train.checkpoint_every and self.step % train.checkpoint_every == 0 and self.step < train.max_steps:
                     self.save()
                 if on_eval is not None and train.eval_every and self.step % train.eval_every == 0:
                     self._validate(on_eval)
         if on_eval is not None and train.eval_every and self.step % train.eval_every:
             self._validate(on_eval)  # the final weights are a candidate for "best" too
+        if self.compile_time:
+            self.log(f"compilation took {self.compile_time:.1f}s (the first step of each input shape), "
+                     f"left out of the training time and samples/s")
         self.save()
         return last
 
@@ -294,54 +412,12 @@ class Trainer:
         self.log_step(self.step, {f"val_{k}": v for k, v in values.items()})
         metric = self.train.select_metric
         value = values.get(metric)
-        if value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"]):
+        improved = value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"])
+        if gather_from_ranks(improved, self.world_size)[0]:  # rank 0 decides: saving is collective
             self.best = {"step": self.step, "metric": metric, "value": float(value)}
             self.save(best=True)
             self.log(f"step {self.step}: best validation {metric} so far, {value:.4g}; saved best.pt")
         self.forward_model.train()
-
-
-def shard_model(model: torch.nn.Module) -> None:
-    """FSDP2: shard every element of every ``ModuleList`` (the repeated blocks), then the root."""
-    from torch.distributed.fsdp import fully_shard
-
-    for module in list(model.modules()):
-        if isinstance(module, torch.nn.ModuleList):
-            for block in module:
-                if any(p.requires_grad for p in block.parameters()):
-                    fully_shard(block)
-    fully_shard(model)
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-class _CompiledOrEager(torch.nn.Module):
-    """Runs the ``torch.compile``d model, falling back to eager mode (with a message)
-    the first time compilation fails, e.g. on complex-valued FFT layers."""
-
-    def __init__(self, model: torch.nn.Module, log: Callable[[str], None]) -> None:
-        super().__init__()
-        self.model = model
-        self.compiled = torch.compile(model)
-        self.log = log
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(x)
-            except Exception as exc:  # compile support varies by model and backend
-                self.log(f"torch.compile failed for this model ({str(exc).splitlines()[0][:120]}); "
-                         f"running eagerly")
-                self.compiled = None
-        return self.model(x)
-
-
-def _compiled(model: torch.nn.Module, log: Callable[[str], None]) -> torch.nn.Module:
-    return _CompiledOrEager(model, log)
 
 
 def _progress(enabled: bool = True):

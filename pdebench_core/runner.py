@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from typing import Any
@@ -44,12 +45,17 @@ def prepare_run_dir(cfg, resume: bool = False):
     return run_id, run_dir
 
 
-def init_distributed(device_name: str) -> tuple[int, int, str]:
+def init_distributed(device_name: str, timeout_s: float = 600.0) -> tuple[int, int, str]:
     """Join the process group when started by torchrun (``WORLD_SIZE`` > 1).
+
+    Args:
+        device_name: ``run.device``.
+        timeout_s: How long a collective waits for a peer (``train.dist_timeout``).
 
     Returns:
         ``(rank, world_size, device_name)``; the device becomes ``cuda:LOCAL_RANK`` on GPUs.
     """
+    import datetime
     import os
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -58,6 +64,8 @@ def init_distributed(device_name: str) -> tuple[int, int, str]:
     import torch
     import torch.distributed as dist
 
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise UsageError(f"train.dist_timeout must be a positive number of seconds, got {timeout_s}")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     if use_cuda:
@@ -67,8 +75,55 @@ def init_distributed(device_name: str) -> tuple[int, int, str]:
         torch.cuda.set_device(local_rank)
         device_name = f"cuda:{local_rank}"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size(), device_name
+
+
+def apply_determinism(enabled: bool) -> None:
+    """``train.deterministic``: deterministic kernels only (an operation without one raises),
+    cuDNN without autotuning, and the cuBLAS workspace setting that deterministic matmuls
+    need (set before CUDA starts, unless the environment already chose one)."""
+    import os
+
+    import torch
+
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+    if enabled:
+        torch.backends.cudnn.benchmark = False
+
+
+# How long other ranks wait while rank 0 generates the run's data: generation at the paper
+# profile takes far longer than any collective should be allowed to.
+DATA_WAIT_S = 24 * 3600.0
+
+
+def generate_data_first(cfg, rank: int, world_size: int) -> None:
+    """Under several processes, rank 0 builds every dataset (generating and caching what is
+    missing) while the others wait without the short collective timeout; the task's own
+    dataset building then reads the cache on every rank."""
+    if world_size <= 1:
+        return
+    import datetime
+
+    import torch.distributed as dist
+
+    # A side group of its own, so the long wait does not loosen train.dist_timeout elsewhere.
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=DATA_WAIT_S))
+    failure: list = [None]
+    if rank == 0:
+        try:
+            for name, section in cfg.data.items():
+                plugins.get("dataset", name).factory(section)
+        except (PdebError, OSError) as exc:
+            failure[0] = f"dataset preparation failed on rank 0: {exc}"
+    dist.broadcast_object_list(failure, src=0, group=group)
+    dist.destroy_process_group(group)
+    if failure[0] is not None:
+        raise PdebError(failure[0])
 
 
 def _shared_run_id(cfg, world_size: int) -> None:
@@ -94,7 +149,8 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
 
     from pdebench_core.devices import resolve_device
 
-    rank, world_size, device_name = init_distributed(cfg.run.device)
+    apply_determinism(bool(cfg.train.deterministic))
+    rank, world_size, device_name = init_distributed(cfg.run.device, float(cfg.train.dist_timeout))
     device = resolve_device(device_name)
     _shared_run_id(cfg, world_size)
     failure: list = [None]
@@ -126,7 +182,7 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
         ctx.log(f"run {run_id}: task {cfg.run.task}, model {cfg.model.name}, data {list(cfg.data.keys())}, "
                 f"profile {cfg.run.profile}, device {device}")
     try:
-        ctx.results = task.factory(ctx)
+        ctx.results = _run_task(task, ctx)
     except PdebError as exc:
         if ctx.is_main:
             has_checkpoint = any((run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").exists() else False
@@ -146,3 +202,19 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
         _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
         ctx.log(f"run {run_id} finished; directory {run_dir}")
     return ctx
+
+
+def _run_task(task, ctx: RunContext) -> Any:
+    """The task's results (after rank 0 has generated the data); a lost peer or a kernel
+    refused by ``train.deterministic`` becomes one clear line instead of a traceback."""
+    try:
+        generate_data_first(ctx.cfg, ctx.rank, ctx.world_size)
+        return task.factory(ctx)
+    except RuntimeError as exc:
+        from pdebench_core.distributed import is_peer_failure, stopped_peer_message
+
+        if "does not have a deterministic implementation" in str(exc):
+            raise PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model") from None
+        if ctx.world_size > 1 and is_peer_failure(exc):
+            raise PdebError(stopped_peer_message(ctx.rank, ctx.world_size, float(ctx.cfg.train.dist_timeout))) from None
+        raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pdebench_core.errors import PdebError, UsageError
 from pdebench_core.runner import execute
 
 SMOKE_FNO = ["model.width=6", "model.modes=3", "model.n_layers=1", "train.log_every=1"]
+CPU = ["--device", "cpu"]  # these tests check CPU semantics; a GPU machine must not change them
 
 
 def _weights(run_dir):
@@ -30,7 +32,7 @@ def _assert_same_weights(a, b, atol=0.0):
 
 
 def _train(run_id, *overrides):
-    cfg = build_config(model="fno", data="ns2d", profile="smoke", run_id=run_id,
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", run_id=run_id, device="cpu",
                        overrides=[*SMOKE_FNO, "train.max_steps=6", "train.batch_size=4", *overrides])
     return execute(cfg, quiet=True)
 
@@ -48,7 +50,7 @@ def test_batch_not_divisible_by_accumulation_is_a_usage_error(fresh_home):
 
 
 def test_two_process_ddp_matches_one_process(fresh_home, pdeb):
-    args = ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *SMOKE_FNO,
+    args = ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *CPU, *SMOKE_FNO,
             "train.max_steps=6", "train.batch_size=4"]
     pdeb(*args, "--run-id", "single", check=True)
     pdeb(*args, "--run-id", "ddp", "--nproc-per-node", "2", check=True)
@@ -64,7 +66,7 @@ def test_two_process_ddp_matches_one_process(fresh_home, pdeb):
 
 
 def test_killed_run_resumes_to_identical_weights(fresh_home, pdeb):
-    common = ["--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *SMOKE_FNO,
+    common = ["--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *CPU, *SMOKE_FNO,
               "train.max_steps=150", "train.batch_size=2", "train.checkpoint_every=3", "train.keep_checkpoints=50"]
     pdeb("run", *common, "--run-id", "straight", check=True)
     cmd = [sys.executable, "-m", "pdebench_core.cli", "run", *common, "--run-id", "killed"]
@@ -95,7 +97,7 @@ def test_resume_errors(fresh_home, pdeb):
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
     _train("finished")
     conflict = pdeb("run", "--resume", "finished", "--model", "fno", "--data", "ns2d", "--profile", "smoke",
-                    "train.lr=0.5")
+                    *CPU, "train.lr=0.5")
     assert conflict.returncode == 2 and "differ from the saved config" in conflict.stderr
 
 
@@ -126,7 +128,7 @@ def test_pickled_module_checkpoint_is_refused(tmp_path):
 def test_nan_loss_halts_with_a_message(fresh_home):
     with pytest.raises(PdebError, match=r"training diverged at step \d+: loss is (nan|inf)"):
         _train("diverge-halt", "train.lr=1e30", "train.scheduler=constant")
-    with pytest.raises(UsageError, match=r"train.lr must be a positive number"):
+    with pytest.raises(UsageError, match=r"train.lr must be a positive (finite )?number"):
         _train("bad-lr", "train.lr=nan")
 
 
@@ -140,25 +142,257 @@ def test_nan_loss_rolls_back_with_lower_learning_rate(fresh_home):
     assert log.count("rolled back to step") == 2
 
 
-def test_two_process_fsdp_matches_one_process(fresh_home, pdeb):
-    # task train: pre-training's input noise is drawn per rank, so only noise-free runs can match
-    args = ["run", "--model", "dpot", "--data", "ns2d", "--task", "train", "--profile", "smoke", "--quiet",
-            "train.max_steps=4", "train.batch_size=4", "model.depth=2"]
-    pdeb(*args, "--run-id", "single", check=True)
-    pdeb(*args, "--run-id", "fsdp", "--nproc-per-node", "2", "train.strategy=fsdp", check=True)
-    runs = fresh_home / "runs"
-    _assert_same_weights(_weights(runs / "single"), _weights(runs / "fsdp"), atol=1e-5)
-
-
 def test_best_checkpoint_is_chosen_on_validation_not_test(fresh_home):
     ctx = _train("best", "train.eval_every=2", "train.max_steps=6")
     log = (ctx.run_dir / "log.txt").read_text()
     assert log.count(": validation l2re") == 3
     best = load_checkpoint(ctx.run_dir / "checkpoints" / "best.pt")
     assert best["best"]["metric"] == "l2re" and best["best"]["step"] in (2, 4, 6)
-    val_lines = [line for line in log.splitlines() if ": validation l2re" in line]
-    values = {int(line.split("step ")[1].split(":")[0]): float(line.split("validation l2re ")[1].split(",")[0])
-              for line in val_lines}
-    assert best["best"]["step"] == min(values, key=values.get)
+    records = [json.loads(line) for line in (ctx.run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = {r["step"]: r["val_l2re"] for r in records if "val_l2re" in r}  # unrounded, unlike the log
+    assert sorted(values) == [2, 4, 6] and best["best"]["step"] == min(values, key=values.get)
     with pytest.raises(UsageError, match="unknown metric 'l2'"):
         _train("bad-select", "train.select_metric=l2")
+
+
+# --------------------------------------------------------------------------- the Trainer on synthetic data
+# Windows of random fields, a real MixtureBatchSampler and tiny models: the engine itself, in seconds.
+
+
+def synthetic_loader(dims=(2,), batch_size=4, rank=0, world_size=1, grad_accum=1, n=8, grid=8, seed=0):
+    """``(loader, sampler)`` over ``n`` random windows per spatial dimension (2 frames in, 1 out,
+    2 channels), batched like the real pipeline: a step never mixes dimensions."""
+    from pdebench_core.data.mixture import MixtureBatchSampler
+
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    for ndim in dims:
+        shape = (grid,) * ndim
+        x = torch.randn(n, 2, *shape, 2, generator=gen)
+        y = torch.randn(n, 1, *shape, 2, generator=gen)
+        parts.append(torch.utils.data.TensorDataset(x, y, torch.ones(n, 2, dtype=torch.bool)))
+    sampler = MixtureBatchSampler([n] * len(dims), [1.0] * len(dims), list(dims), batch_size, seed=seed, rank=rank,
+                                  world_size=world_size, grad_accum=grad_accum)
+    return torch.utils.data.DataLoader(torch.utils.data.ConcatDataset(parts), batch_sampler=sampler), sampler
+
+
+def tiny_dpot(dims=(2,), depth=2):
+    """A DPOT (one dimension) or a MultiDimDPOT (several) on the synthetic windows."""
+    from pdeb_dpot.model import DPOT
+    from pdeb_dpot.multidim import MultiDimDPOT
+
+    torch.manual_seed(0)
+    models = {ndim: DPOT(ndim=ndim, img_size=8, patch_size=4, in_channels=2, out_channels=2, in_timesteps=2,
+                         embed_dim=16, depth=depth, n_blocks=2, modes=2 if ndim < 3 else (2, 2, 2), out_layer_dim=4)
+              for ndim in dims}
+    return models[dims[0]] if len(dims) == 1 else MultiDimDPOT(models)
+
+
+def train_section(**values):
+    """A ``train`` section with the defaults of the settings, overridden by ``values``."""
+    from omegaconf import OmegaConf
+
+    from pdebench_core.settings import TrainSection
+
+    base = {"max_steps": 4, "batch_size": 4, "log_every": 2, "lr": 1e-3, "precision": "fp32"}
+    return OmegaConf.merge(OmegaConf.structured(TrainSection), {**base, **values})
+
+
+def make_trainer(model, checkpoint_dir, dims=(2,), rank=0, world_size=1, input_noise=None, log=None, **train):
+    """A Trainer over :func:`synthetic_loader` on the CPU."""
+    from pdebench_core.engine import Trainer
+
+    section = train_section(**train)
+    loader, sampler = synthetic_loader(dims, int(section.batch_size), rank, world_size, int(section.grad_accum))
+    return Trainer(model, loader, sampler, section, torch.device("cpu"), checkpoint_dir, log=log or (lambda line: None),
+                   input_noise=input_noise, world_size=world_size, is_main=rank == 0, show_progress=False)
+
+
+def _fno(shape):
+    from pdeb_fno import PROFILES, FNOConfig, build
+
+    from pdebench_core.spec import DataSpec
+
+    return build(FNOConfig(**PROFILES["smoke"]), DataSpec(name="toy", fields=("u", "v"), spatial_shape=shape,
+                                                         t_in=2, t_out=1))
+
+
+def _layouts(model):
+    return {name: (p.stride(), p.is_contiguous()) for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["dpot-2d", "dpot-3d", "fno-2d", "fno-3d"])
+def test_channels_last_converts_only_2d_convolutions(name, tmp_path):
+    kind, dims = name.split("-")
+    ndim = int(dims[0])
+    model = tiny_dpot((ndim,)) if kind == "dpot" else _fno((8,) * ndim)
+    before = _layouts(model)
+    seen = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous(
+                memory_format=torch.channels_last)))
+    trainer = make_trainer(model, tmp_path, dims=(ndim,), channels_last=True, max_steps=2)
+    trainer.fit()  # trains: no "required rank 4 tensor" from 5-D weights
+    converted = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+    for pname, param in model.named_parameters():
+        module = pname.rsplit(".", 1)[0]
+        if module in converted and pname.endswith("weight"):
+            assert param.is_contiguous(memory_format=torch.channels_last), pname
+            assert param.shape[-1] == 1 or not param.is_contiguous(), pname  # 1x1 kernels fit both layouts
+        else:  # Conv1d/Conv3d, complex spectral weights, linear layers, biases: untouched
+            assert _layouts(model)[pname] == before[pname], pname
+    assert bool(converted) == (ndim == 2)
+    assert all(seen) and (bool(seen) == (ndim == 2))  # 2D convolutions see NHWC activations
+
+
+def test_activation_checkpointing_recomputes_each_block_and_changes_nothing(tmp_path):
+    weights = {}
+    for enabled in (False, True):
+        model = tiny_dpot((2,), depth=2)
+        calls = {i: 0 for i in range(2)}
+        for i, block in enumerate(model.blocks):
+            block.norm1.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+        trainer = make_trainer(model, tmp_path / str(enabled), activation_checkpointing=enabled, max_steps=3)
+        trainer.fit()
+        # 3 steps of one micro-batch: each block runs once, or twice (forward, then recomputed in backward).
+        assert calls == {0: 3 * (1 + enabled), 1: 3 * (1 + enabled)}
+        weights[enabled] = model.state_dict()
+    _assert_same_weights(weights[False], weights[True])
+    assert not any("checkpoint" in key for key in weights[True])  # parameter names unchanged
+
+
+def test_compile_falls_back_only_when_compilation_fails(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from pdebench_core.acceleration import CompiledOrEager
+
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+
+    def failing_compile(error):
+        def compiled(inputs):
+            raise error
+        return lambda module, **kwargs: compiled
+
+    lines = []
+    compiler_error = BackendCompilerFailed(lambda *a: None, RuntimeError("no C++ compiler"), None)
+    monkeypatch.setattr(torch, "compile", failing_compile(compiler_error))
+    wrapper = CompiledOrEager(model, lines.append)
+    torch.testing.assert_close(wrapper(x), model(x))
+    assert len(lines) == 1 and "could not compile" in lines[0] and "running eagerly" in lines[0]
+    monkeypatch.setattr(torch, "compile", failing_compile(RuntimeError("Expected to mark a variable ready only once")))
+    with pytest.raises(RuntimeError, match="ready only once"):  # the model's own error is not hidden
+        CompiledOrEager(model, lines.append)(x)
+    assert len(lines) == 1
+
+
+def test_compilation_time_is_left_out_of_training_time_and_throughput(tmp_path, monkeypatch):
+    # A stand-in compiler that takes 0.5 s on the first call of each input shape, as compilation does.
+    def slow_first_call(module, **kwargs):
+        seen = set()
+
+        def run(x):
+            if x.shape not in seen:
+                seen.add(x.shape)
+                time.sleep(0.5)
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", slow_first_call)
+    records, lines = [], []
+    trainer = make_trainer(tiny_dpot((2,)), tmp_path, compile=True, max_steps=4, log_every=1, log=lines.append)
+    trainer.log_step = lambda step, values: records.append(values)
+    trainer.fit()
+    assert trainer.compile_time >= 0.5 > trainer.train_time
+    assert "samples_per_s" not in records[0] and all(r["samples_per_s"] > 8 for r in records[1:])
+    assert any("compilation took" in line for line in lines)
+
+
+def test_loss_is_read_from_the_device_once_per_logging_interval(tmp_path, monkeypatch):
+    from pdebench_core.engine import Trainer
+    from pdebench_core.losses import relative_l2_loss
+    from pdebench_core.objectives import next_frames_objective
+
+    class CountedReads(torch.Tensor):
+        """A loss that counts how often it (or anything computed from it) reaches Python."""
+        reads = 0
+
+        def item(self):
+            CountedReads.reads += 1
+            return super().item()
+
+        def tolist(self):
+            CountedReads.reads += 1
+            return super().tolist()
+
+        def __float__(self):
+            CountedReads.reads += 1
+            return super().__float__()
+
+    plain = next_frames_objective(relative_l2_loss)
+    reads = []
+    original = Trainer._read_window
+    monkeypatch.setattr(Trainer, "_read_window", lambda self: reads.append(self.step) or original(self))
+    trainer = make_trainer(tiny_dpot((2,)), tmp_path, max_steps=8, log_every=4, grad_accum=2)
+    trainer.objective = lambda *args: plain(*args).as_subclass(CountedReads)
+    trainer.fit()
+    assert reads == [4, 8]  # 16 micro-batches, 2 logging intervals
+    assert 0 < CountedReads.reads <= 2 * len(reads)  # a read-back per interval, none per micro-batch
+    diverging = make_trainer(tiny_dpot((2,)), tmp_path / "nan", max_steps=8, log_every=4, lr=1e30,
+                             scheduler="constant")
+    with pytest.raises(PdebError, match=r"training diverged at step [1-4]: loss is (nan|inf)"):
+        diverging.fit()  # still caught, at the first read-back, naming the first bad step
+
+
+def test_noise_generator_lives_on_the_training_device_and_differs_per_rank(tmp_path, monkeypatch):
+    from pdebench_core import engine
+
+    trainers = []
+    for rank in (0, 1):
+        monkeypatch.setattr(engine, "rank", lambda rank=rank: rank)
+        trainers.append(make_trainer(tiny_dpot((2,)), tmp_path / str(rank)))
+    assert all(t.noise_gen.device == t.device for t in trainers)
+    assert not torch.equal(trainers[0].noise_gen.get_state(), trainers[1].noise_gen.get_state())
+
+
+def test_deterministic_setting_turns_on_deterministic_algorithms(fresh_home, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = {}
+    from pdebench_core import engine
+
+    original = engine.Trainer.fit
+
+    def fit(self, *args, **kwargs):
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        seen["cublas"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Trainer, "fit", fit)
+    try:
+        _train("deterministic", "train.deterministic=true", "train.max_steps=2")
+        assert seen == {"deterministic": True, "cublas": ":4096:8"}
+        _train("default", "train.max_steps=2")
+        assert seen["deterministic"] is False
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_dist_timeout_reaches_the_process_group(monkeypatch):
+    import datetime
+
+    import torch.distributed as dist
+
+    from pdebench_core.runner import init_distributed
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert init_distributed("cpu", 42.0) == (0, 2, "cpu")
+    assert calls == [{"backend": "gloo", "timeout": datetime.timedelta(seconds=42)}]
+    with pytest.raises(UsageError, match="train.dist_timeout must be a positive number of seconds"):
+        init_distributed("cpu", 0.0)

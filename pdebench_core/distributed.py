@@ -1,0 +1,192 @@
+"""Data parallelism over several processes: DDP or FSDP2, gradient syncs, peers that stop.
+
+Every process of a run holds a :class:`DataParallel`: it wraps the model for the chosen
+strategy and knows how to skip gradient synchronisation on the non-final micro-batches
+of an accumulated step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from typing import Any, Callable, Iterator
+
+import torch
+
+# Messages of a collective that gave up on a peer (gloo, NCCL, the TCP store).
+_PEER_FAILURE = re.compile(r"timed? ?out|timeout|connection closed by peer|connection reset|broken pipe",
+                           re.IGNORECASE)
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether training computes in bf16 (``train.precision`` bf16, or auto on CUDA)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+class DataParallel:
+    """The model as every process runs it: plain, in DDP, or sharded with FSDP2.
+
+    Args:
+        model: The model, already on ``device``.
+        strategy: ``ddp`` or ``fsdp``.
+        world_size: Processes; 1 leaves the model alone.
+        device: This process's device.
+        partial_steps: Some steps leave parameters without gradient (a mixture of several
+            spatial dimensions: each step trains one dimension's embedding and head). DDP then
+            looks for unused parameters and leaves their gradients empty, as one process
+            would, so Adam skips them exactly as in a single-process run.
+        bf16: Training computes in bf16; FSDP then gathers parameters and reduces gradients
+            in bf16 while the optimizer keeps float32 master weights.
+        compile_with: Wraps the module that computes (e.g. in ``torch.compile``).
+    """
+
+    def __init__(self, model: torch.nn.Module, strategy: str, world_size: int, device: torch.device,
+                 partial_steps: bool = False, bf16: bool = False,
+                 compile_with: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> None:
+        self.model = model
+        self.ddp = None
+        self.sharded = world_size > 1 and strategy == "fsdp"
+        wrap = compile_with or (lambda module: module)
+        if world_size > 1:
+            _quiet_false_alarms()
+        if self.sharded:
+            shard_model(model, bf16=bf16)
+            self.module = wrap(model)
+        elif world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # DDP runs the compiled model rather than being compiled itself: a compiled DDP
+            # gives wrong gradients when accumulation skips syncs with no_sync.
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(wrap(model), device_ids=device_ids, find_unused_parameters=partial_steps)
+            self.module = self.ddp
+        else:
+            self.module = wrap(model)
+
+    @contextlib.contextmanager
+    def gradient_sync(self, enabled: bool) -> Iterator[None]:
+        """Forward and backward inside this block reduce gradients across processes only when
+        ``enabled`` (the last micro-batch of a step); otherwise they accumulate locally."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(enabled)
+        if self.ddp is not None and not enabled:
+            with self.ddp.no_sync():
+                yield
+            return
+        yield
+
+
+def _quiet_false_alarms() -> None:
+    """Silence two warnings that misfire on these models: DDP compares gradient strides
+    exactly, also along size-1 axes (1x1x1 convolutions), and FSDP warns that the output is
+    a view, which objectives never modify in place."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+
+
+def _mixed_precision(module: torch.nn.Module, bf16: bool):
+    """bf16 gather and reduce with float32 master weights; units holding complex weights
+    (spectral layers) keep float32, since a bf16 reduction would drop their imaginary part."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if not bf16 or any(p.is_complex() for p in module.parameters()):
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16)
+
+
+def shard_model(model: torch.nn.Module, bf16: bool = False) -> None:
+    """FSDP2: shard each block (every element of every ``ModuleList``) once, then the root.
+
+    A block reached a second time (a model that reuses its blocks, e.g. for several spatial
+    dimensions) or one whose parameters an earlier block already sharded is left to that owner.
+
+    Args:
+        model: The model, on its device.
+        bf16: Use bf16 mixed precision (see :func:`_mixed_precision`).
+    """
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    for module in list(model.modules()):
+        if not isinstance(module, torch.nn.ModuleList):
+            continue
+        for block in module:
+            params = list(block.parameters())
+            if any(isinstance(p, DTensor) for p in params) or not any(p.requires_grad for p in params):
+                continue
+            fully_shard(block, mp_policy=_mixed_precision(block, bf16))
+    fully_shard(model, mp_policy=_mixed_precision(model, bf16))
+
+
+def gather_from_ranks(value: Any, world_size: int) -> list[Any]:
+    """``value`` of every rank, in rank order (a collective call)."""
+    if world_size <= 1:
+        return [value]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that gave up waiting for (or lost) another process."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and bool(_PEER_FAILURE.search(str(exc)))
+
+
+def missing_ranks(my_rank: int, world_size: int, wait_s: float) -> list[int] | None:
+    """Roll call after a failed collective: the ranks that do not answer within ``wait_s``.
+
+    Every surviving process checks in through the launcher's key-value store (reachable
+    without the broken process group) and waits for the others; those that never check in
+    are the ones that stopped.
+
+    Returns:
+        The silent ranks, or None when the store cannot be reached.
+    """
+    import datetime
+
+    import torch.distributed as dist
+
+    try:
+        client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                               timeout=datetime.timedelta(seconds=max(wait_s, 1.0)))
+        store = dist.PrefixStore("pdeb-roll-call", client)
+        store.set(str(my_rank), "here")
+        deadline = time.monotonic() + wait_s
+        while True:
+            present = {r for r in range(world_size) if store.check([str(r)])}
+            if len(present) == world_size or time.monotonic() > deadline:
+                return [r for r in range(world_size) if r not in present]
+            time.sleep(0.2)
+    except (KeyError, ValueError, RuntimeError):
+        return None
+
+
+def stopped_peer_message(my_rank: int, world_size: int, timeout_s: float) -> str:
+    """One line naming the process(es) that stopped taking part in collectives."""
+    silent = missing_ranks(my_rank, world_size, wait_s=min(max(timeout_s, 5.0), 60.0))
+    if silent is None:
+        who = "another process"
+    elif not silent:
+        return (f"a collective waited longer than train.dist_timeout={timeout_s:g} s although every rank is "
+                f"still running; raise train.dist_timeout if steps, evaluation or checkpoints take that long")
+    else:
+        who = "rank " + ", ".join(map(str, silent))
+    return (f"{who} stopped responding: no answer to a collective within train.dist_timeout={timeout_s:g} s "
+            f"(killed, out of memory or hung); see that process's output, then resume with 'pdeb run --resume'")

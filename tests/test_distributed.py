@@ -1,0 +1,368 @@
+"""Several processes on the CPU (gloo): DDP and FSDP train like one process, skip syncs while
+accumulating, checkpoint shard by shard, wait for data generation and name a stopped peer.
+
+The worker tests start their processes by running this file as a script (``python
+test_distributed.py WORKER ...``, one process per rank); each worker builds the engine's own
+``Trainer`` on synthetic windows (see ``test_engine``). The ``pdeb run`` tests go through
+torchrun with real smoke data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the synthetic-data helpers live in test_engine
+    sys.path.insert(0, str(HERE))
+
+from pdebench_core.checkpoint import export_full_checkpoint, load_checkpoint, read_checkpoint  # noqa: E402
+from test_engine import make_trainer, tiny_dpot  # noqa: E402
+
+MIXED = ["--model", "dpot", "--data", "ns2d,cfd3d", "--task", "train", "--profile", "smoke", "--device", "cpu",
+         "--quiet", "train.max_steps=6", "train.batch_size=4", "train.log_every=2", "model.depth=1"]
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn(worker: str, *args, world_size: int = 2, timeout_s: float = 60.0, wait: bool = True):
+    """Run ``worker(rank, world_size, *args)`` of this file in ``world_size`` processes joined by
+    gloo; with ``wait``, check that every one succeeds."""
+    port = _free_port()
+    procs = []
+    for rank in range(world_size):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
+        # Output goes to files: a full pipe would block one rank while the test waits on another.
+        output = tempfile.TemporaryFile(mode="w+")
+        procs.append(subprocess.Popen([sys.executable, __file__, worker, str(timeout_s), *map(str, args)], env=env,
+                                      stdout=output, stderr=subprocess.STDOUT, text=True))
+        procs[-1].output = output
+    if wait:
+        for rank, proc in enumerate(procs):
+            proc.wait(timeout=300)
+            proc.output.seek(0)
+            assert proc.returncode == 0, f"rank {rank} failed:\n{proc.output.read()[-3000:]}"
+    return procs
+
+
+def _worker_main(worker: str, timeout_s: str, *args: str) -> None:
+    import datetime
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(timeout_s)))
+    globals()[worker](dist.get_rank(), dist.get_world_size(), *args)
+    dist.destroy_process_group()
+
+
+def _full_weights(trainer) -> dict:
+    """Full float32 weights on every rank (a collective under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if not trainer.sharded:
+        return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    return get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True))
+
+
+def _noise():
+    from pdeb_dpot.tasks import make_input_noise
+
+    return make_input_noise(1e-2, "norm")
+
+
+# --------------------------------------------------------------------------- mixed dimensions via pdeb run
+
+
+@pytest.fixture(scope="module")
+def mixed_home(tmp_path_factory, pdeb_home):
+    """A pdeb home shared by the mixed-dimension runs (the one-process references are reused);
+    generated data comes from the session's cache."""
+    home = tmp_path_factory.mktemp("mixed-home")
+    (pdeb_home / "data").mkdir(exist_ok=True)
+    (home / "data").symlink_to(pdeb_home / "data", target_is_directory=True)
+    return home
+
+
+def _reference(pdeb, home: Path, compiled: bool) -> dict:
+    run_id = f"one-process-{'compiled' if compiled else 'eager'}"
+    last = home / "runs" / run_id / "checkpoints" / "last.pt"
+    if not last.exists():
+        pdeb("run", *MIXED, f"train.compile={str(compiled).lower()}", "--run-id", run_id,
+             env={"PDEB_HOME": str(home)}, check=True)
+    return load_checkpoint(last)["model"]
+
+
+@pytest.mark.parametrize("strategy,compiled", [
+    ("ddp", False), ("fsdp", False),
+    pytest.param("ddp", True, marks=pytest.mark.slow), pytest.param("fsdp", True, marks=pytest.mark.slow),
+])
+def test_two_processes_train_2d_and_3d_like_one(pdeb, mixed_home, strategy, compiled):
+    # Each step trains one dimension: the other's embedding and head get no gradient, and the
+    # blocks are shared by both. Two processes (and two micro-batches each) with the same global
+    # batch end where one process does.
+    reference = _reference(pdeb, mixed_home, compiled)
+    run_id = f"{strategy}-{'compiled' if compiled else 'eager'}"
+    pdeb("run", *MIXED, f"train.compile={str(compiled).lower()}", f"train.strategy={strategy}", "train.grad_accum=2",
+         "--nproc-per-node", "2", "--run-id", run_id, env={"PDEB_HOME": str(mixed_home)}, check=True)
+    weights = load_checkpoint(mixed_home / "runs" / run_id / "checkpoints" / "last.pt")["model"]
+    assert weights.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(weights[key], reference[key], atol=1e-5, rtol=1e-5, msg=key)
+    log = (mixed_home / "runs" / run_id / "log.txt").read_text()
+    assert "could not compile" not in log
+
+
+# --------------------------------------------------------------------------- gradient syncs
+
+
+def _count_syncs(rank: int, world_size: int, out: str) -> None:
+    # Compiled (with a stand-in compiler, for speed): the sync switch must reach DDP through it.
+    torch.compile = lambda module, **kwargs: module
+    for strategy in ("ddp", "fsdp"):
+        # FSDP also trains in bf16 here: the mixed-precision policy must not change where syncs happen.
+        trainer = make_trainer(tiny_dpot((2, 3)), Path(out) / strategy, dims=(2, 3), rank=rank, world_size=world_size,
+                               strategy=strategy, grad_accum=4, batch_size=8, max_steps=4, log_every=4, compile=True,
+                               precision="bf16" if strategy == "fsdp" else "fp32", scheduler="constant")
+        syncs, engine_reductions = _record_syncs(trainer)
+        # Gradients travel only on the last of every 4 micro-batches, and the loss once per log interval.
+        assert syncs and {m % 4 for m in syncs} == {0} and sorted(set(syncs)) == [4, 8, 12, 16], (strategy, syncs)
+        assert engine_reductions == [4, 4], (strategy, engine_reductions)
+    _assert_bf16_compute_and_float32_master(trainer)
+
+
+def _record_syncs(trainer) -> tuple[list[int], list[int]]:
+    """Train; return the micro-batch counts at which gradients were reduced, and the steps at
+    which the engine reduced anything itself."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from torch.nn.parallel import DistributedDataParallel
+
+    syncs, engine_reductions, inside_hook = [], [], []
+    all_reduce, reduce_scatter = dist.all_reduce, dist.reduce_scatter_single
+    if not trainer.sharded:
+        ddp = next(m for m in [trainer.forward_model, *trainer.forward_model.modules()]
+                   if isinstance(m, DistributedDataParallel))
+
+        def counting_hook(state, bucket):
+            syncs.append(trainer.micro_batches)
+            inside_hook.append(True)
+            try:
+                return allreduce_hook(None, bucket)
+            finally:
+                inside_hook.pop()
+
+        ddp.register_comm_hook(None, counting_hook)
+
+    def counting_reduce_scatter(*args, **kwargs):
+        syncs.append(trainer.micro_batches)
+        return reduce_scatter(*args, **kwargs)
+
+    def counting_all_reduce(*args, **kwargs):
+        if not inside_hook:  # the engine's own reductions, not the gradient hook's
+            engine_reductions.append(trainer.step)
+        return all_reduce(*args, **kwargs)
+
+    dist.all_reduce, dist.reduce_scatter_single = counting_all_reduce, counting_reduce_scatter
+    try:
+        trainer.fit()
+    finally:
+        dist.all_reduce, dist.reduce_scatter_single = all_reduce, reduce_scatter
+    return syncs, engine_reductions
+
+
+def _assert_bf16_compute_and_float32_master(trainer) -> None:
+    block = trainer.model.by_dim["2"].blocks[0]
+    computed = []
+    hook = block.register_forward_pre_hook(lambda m, args: computed.append(m.norm1.weight.dtype))
+    trainer.train.max_steps += 1
+    trainer.fit()
+    hook.remove()
+    assert computed and set(computed) == {torch.bfloat16}  # gathered and computed in bf16 ...
+    master = block.norm1.weight
+    assert master.dtype == torch.float32  # ... while the optimizer updates float32 shards
+    assert trainer.optimizer.state[master]["exp_avg"].dtype == torch.float32
+
+
+def test_accumulation_syncs_gradients_once_per_step(tmp_path):
+    # DDP, then FSDP in bf16 (whose blocks compute with bf16 parameters while the optimizer keeps float32).
+    spawn("_count_syncs", tmp_path)
+
+
+# --------------------------------------------------------------------------- sharded checkpoints
+
+
+def _train_sharded(rank: int, world_size: int, out: str, resume_from: str = "") -> None:
+    folder = Path(out)
+    trainer = make_trainer(tiny_dpot((2,)), folder / "checkpoints", rank=rank, world_size=world_size,
+                           input_noise=_noise(), strategy="fsdp", grad_accum=2, max_steps=6, checkpoint_every=3,
+                           keep_checkpoints=5, activation_checkpointing=True)
+    if resume_from:
+        trainer.load(Path(resume_from))
+        assert trainer.step == 3
+    trainer.fit()
+    weights = _full_weights(trainer)
+    if rank == 0:
+        torch.save(weights, folder / "final.pt")
+
+
+def test_fsdp_checkpoints_are_sharded_resume_exactly_and_export_one_file(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    spawn("_train_sharded", straight)
+    checkpoints = straight / "checkpoints"
+    manifest = read_checkpoint(checkpoints / "last.pt")
+    assert manifest["sharded"] == "step-00000006" and "model" not in manifest
+    for step in ("step-00000003", "step-00000006"):  # one directory per checkpoint, one shard file per rank
+        assert len(list((checkpoints / step / "model").glob("*.distcp"))) == 2
+    first, second = manifest["noise_rng"]  # every rank's own noise stream
+    assert not torch.equal(first, second)
+
+    # Resume two processes from step 3: each rank gets its own noise state back.
+    spawn("_train_sharded", resumed, checkpoints / "step-00000003" / "trainer.pt")
+    final = torch.load(straight / "final.pt")
+    for key, value in torch.load(resumed / "final.pt").items():
+        assert torch.equal(value, final[key]), key
+
+    # One file for release, read back into a model in this one process.
+    exported = export_full_checkpoint(checkpoints / "last.pt", tmp_path / "release.pt")
+    state = load_checkpoint(exported)
+    assert "optimizer" not in state and "sharded" not in state and state["step"] == 6
+    model = tiny_dpot((2,))
+    model.load_state_dict(state["model"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, final[key]), key
+    # Commands that take a checkpoint (evaluate, finetune, report) read the sharded one directly.
+    from pdebench_core.weights import load_weights
+
+    direct = tiny_dpot((2,))
+    load_weights(direct, str(checkpoints / "last.pt"))
+    for key, value in direct.state_dict().items():
+        assert torch.equal(value, final[key]), key
+
+
+# --------------------------------------------------------------------------- waiting and stopping
+
+
+class _SlowDataset:
+    """A dataset component whose preparation takes longer than the collective timeout."""
+
+    def __init__(self, rank: int, fail: bool) -> None:
+        self.rank, self.fail = rank, fail
+
+    def factory(self, section) -> None:
+        from pdebench_core.errors import DataError
+
+        if self.rank == 0:
+            time.sleep(2.0)
+            if self.fail:
+                raise DataError("no space left for the cache")
+
+
+def _generate_first(rank: int, world_size: int, out: str) -> None:
+    from omegaconf import OmegaConf
+
+    from pdebench_core import runner
+    from pdebench_core.errors import PdebError
+
+    cfg = OmegaConf.create({"data": {"slow": {}}})
+    runner.plugins.get = lambda kind, name: _SlowDataset(rank, fail=False)
+    runner.generate_data_first(cfg, rank, world_size)  # 2 s on rank 0, with a 0.5 s collective timeout
+    dist.barrier()  # the ordinary group is still fine afterwards
+    runner.plugins.get = lambda kind, name: _SlowDataset(rank, fail=True)
+    try:
+        runner.generate_data_first(cfg, rank, world_size)
+    except PdebError as exc:
+        Path(out, f"rank{rank}.txt").write_text(str(exc))
+
+
+def test_other_ranks_wait_for_data_generation_beyond_the_collective_timeout(tmp_path):
+    spawn("_generate_first", tmp_path, timeout_s=0.5)
+    texts = {Path(tmp_path, f"rank{r}.txt").read_text() for r in (0, 1)}
+    assert texts == {"dataset preparation failed on rank 0: no space left for the cache"}  # every rank stops
+
+
+def _stop_rank_one(rank: int, world_size: int, out: str) -> None:
+    from pdebench_core.distributed import is_peer_failure, stopped_peer_message
+
+    dist.barrier()
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # hangs like a stuck process: alive, silent
+        return
+    try:
+        dist.all_reduce(torch.ones(3))
+    except RuntimeError as exc:
+        assert is_peer_failure(exc)
+        Path(out, "message.txt").write_text(stopped_peer_message(rank, world_size, 2.0))
+        os._exit(0)  # leave without tearing down a group whose peer is frozen
+
+
+def test_a_stopped_peer_is_named_instead_of_hanging(tmp_path):
+    rank0, rank1 = spawn("_stop_rank_one", tmp_path, timeout_s=2.0, wait=False)
+    try:
+        rank0.wait(timeout=60)
+        rank0.output.seek(0)
+        assert rank0.returncode == 0, rank0.output.read()
+    finally:
+        rank1.kill()
+        rank1.wait()
+    message = (tmp_path / "message.txt").read_text()
+    assert message.startswith("rank 1 stopped responding") and "train.dist_timeout=2 s" in message
+    assert "\n" not in message
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.slow
+def test_pdeb_run_names_a_stopped_process(fresh_home):
+    import subprocess
+
+    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
+               "smoke", "--device", "cpu", "--quiet", "--run-id", "stopped", "--nproc-per-node", "2",
+               "train.max_steps=100000", "train.log_every=1", "train.dist_timeout=5", "model.width=6", "model.modes=3"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = fresh_home / "runs" / "stopped" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    rank1 = next(pid for pid in _descendants(proc.pid)
+                 if b"LOCAL_RANK=1\x00" in Path(f"/proc/{pid}/environ").read_bytes())
+    os.kill(rank1, signal.SIGSTOP)
+    run_dir = fresh_home / "runs" / "stopped"
+    try:  # rank 0 gives up after train.dist_timeout; the run directory is marked failed or removed
+        while time.time() < deadline and run_dir.exists() and '"failed"' not in _read(run_dir / "status.json"):
+            time.sleep(0.2)
+    finally:
+        os.kill(rank1, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "error: rank 1 stopped responding" in stderr and "train.dist_timeout=5 s" in stderr
+
+
+if __name__ == "__main__":
+    _worker_main(*sys.argv[1:])
