@@ -64,8 +64,9 @@ class TrainSection:
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         compile: Compile the model with ``torch.compile`` (falls back to eager mode, with a
             message, for models it cannot compile).
-        channels_last: Store 2D convolution weights channels-last on CUDA (faster NHWC
-            kernels for convolution-heavy models such as U-Net).
+        channels_last: Store 2D convolution weights (4-D, real) and their inputs
+            channels-last (faster NHWC kernels for convolution-heavy models such as U-Net);
+            every other parameter keeps its layout.
         max_train_windows: Cap on windows per dataset per epoch (0 = all).
         on_divergence: What a NaN/Inf loss does: ``halt`` with a message, or ``rollback``
             to the last checkpoint with a lower learning rate.
