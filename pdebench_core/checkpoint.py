@@ -24,6 +24,39 @@ from pdebench_core.errors import PdebError, UsageError
 
 SHARDED = "sharded"  # the entry of a manifest naming its sharded directory
 TRAINER_STATE = "trainer.pt"  # everything but the shards, inside a sharded directory
+INTEGRITY = "integrity"  # the entry holding the checksum of everything else
+
+
+class DamagedCheckpoint(UsageError):
+    """A checkpoint whose contents no longer match the checksum stored when it was written."""
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over every tensor's bytes (with its key path, dtype and shape) and every plain
+    value of a (nested) state dict, in a fixed order."""
+    import hashlib
+    import json
+
+    import torch
+
+    digest = hashlib.sha256()
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{prefix}|{t.dtype}|{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                visit(f"{prefix}.{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(f"{prefix}[{i}]", item)
+        else:
+            digest.update(f"{prefix}={json.dumps(value, sort_keys=True, default=str)}".encode())
+
+    visit("", {k: v for k, v in state.items() if k != INTEGRITY})
+    return digest.hexdigest()
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -36,6 +69,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {**state, INTEGRITY: {"sha256": state_digest(state)}}  # verified by read_checkpoint
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -70,11 +104,43 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} is not a plain state dict (it holds pickled objects: {first[:160]}); "
             f"save model.state_dict() instead"
         ) from None
-    except Exception as exc:
-        raise UsageError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    except Exception as exc:  # truncated or corrupt bytes: torch's zip reader refuses them
+        raise DamagedCheckpoint(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
     if not isinstance(state, dict):
         raise UsageError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
+    stored = state.pop(INTEGRITY, None)
+    if isinstance(stored, dict) and stored.get("sha256") != state_digest(state):
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged: its contents no longer match the checksum "
+                                f"stored when it was written")
     return state
+
+
+def newest_intact(folder: str | os.PathLike, warn=print) -> Path | None:
+    """The checkpoint to resume from: ``last.pt`` when intact, else the newest intact
+    ``step-*`` checkpoint (saying so through ``warn``); None when there is none at all.
+
+    Raises:
+        DamagedCheckpoint: every checkpoint in ``folder`` is damaged.
+    """
+    folder = Path(folder)
+    candidates = [folder / "last.pt"] + sorted((p for p in folder.glob("step-*") if not p.name.startswith(".")),
+                                               reverse=True)
+    candidates = [p for p in candidates if p.exists()]
+    damaged = []
+    for path in candidates:
+        manifest = path / TRAINER_STATE if path.is_dir() else path
+        try:
+            read_checkpoint(manifest)
+        except DamagedCheckpoint:
+            damaged.append(path.name)
+            continue
+        if damaged:
+            warn(f"warning: checkpoint {', '.join(damaged)} in {folder} is damaged; resuming from {path.name}")
+        return manifest
+    if damaged:
+        raise DamagedCheckpoint(f"every checkpoint in {folder} is damaged ({', '.join(damaged)}); "
+                                f"start the run again without --resume")
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import shutil
 import time
@@ -11,38 +11,43 @@ from typing import Any
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
 from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
 
 
 def _write_status(run_dir, **status: Any) -> None:
-    (run_dir / "status.json").write_text(json.dumps(status, indent=2))
+    """Replace the run's ``status.json`` atomically (with this process's pid and host)."""
+    state = status.pop("state")
+    RunDir(run_dir).write_status(state, **status)
 
 
 def prepare_run_dir(cfg, resume: bool = False):
-    """Create (or, when resuming, reopen) the run directory and save the resolved config."""
+    """Create (or, when resuming, reopen) the run directory and save the resolved config.
+
+    A new run id is claimed with an exclusive ``mkdir``, so two runs can never share one.
+    """
     from omegaconf import OmegaConf
 
     run_id = cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))
-    run_dir = run_dir_for(run_id)
     if resume:
-        if not run_dir.is_dir():
-            raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}; check the id with 'pdeb runs'")
-        saved = OmegaConf.load(run_dir / "config.yaml")
+        run = RunDir.of(run_id)
+        if not run.path.is_dir():
+            raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}; check the id with 'pdeb runs'")
+        saved = OmegaConf.load(run.config_file)
         if config_hash(saved) != config_hash(cfg):
             raise UsageError(
                 f"cannot resume '{run_id}': the given settings differ from the saved config "
-                f"({run_dir / 'config.yaml'}); resume with 'pdeb run --resume {run_id}' alone"
+                f"({run.config_file}); resume with 'pdeb run --resume {run_id}' alone"
             )
-    elif run_dir.exists():
-        raise UsageError(f"run '{run_id}' already exists in {run_dir}; pick another --run-id or --resume it")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run = RunDir.create(run_id)
     OmegaConf.set_struct(cfg, False)
     cfg.run.run_id = run_id
     OmegaConf.set_struct(cfg, True)
     if not resume:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        (run_dir / "command.txt").write_text(command_line() + "\n")
-    return run_id, run_dir
+        run.config_file.write_text(OmegaConf.to_yaml(cfg))
+        (run.path / "command.txt").write_text(command_line() + "\n")
+    return run_id, run.path
 
 
 def init_distributed(device_name: str, timeout_s: float = 600.0) -> tuple[int, int, str]:
@@ -168,40 +173,63 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
     if rank != 0:
         run_id, run_dir = cfg.run.run_id, run_dir_for(cfg.run.run_id)
     torch.manual_seed(int(cfg.run.seed))
+    with contextlib.ExitStack() as stack:
+        if resume and rank == 0:
+            stack.enter_context(RunDir(run_dir).resume_lock())  # a second concurrent resume is refused
+        ctx = RunContext(cfg=cfg, run_id=run_id, run_dir=run_dir, device=device, resume=resume, rank=rank,
+                         world_size=world_size, quiet=quiet)
+        _run_and_record(ctx, stack)
+    return ctx
+
+
+def _open_sinks(ctx: RunContext, stack: contextlib.ExitStack) -> None:
+    """Open the configured sinks on rank 0 (closed when the run ends, however it ends)."""
+    if not ctx.is_main:
+        return
     regs = plugins.registries()
-    sinks = []
-    if rank == 0:
-        for name in cfg.run.sinks:
-            comp = regs["sink"].get(name)
-            sinks.append(comp.factory(comp.config() if comp.config else None, run_dir))
-    ctx = RunContext(cfg=cfg, run_id=run_id, run_dir=run_dir, device=device, sinks=sinks, resume=resume,
-                     rank=rank, world_size=world_size, quiet=quiet)
-    task = regs["task"].get(cfg.run.task)
-    if ctx.is_main:
-        _write_status(run_dir, state="running", started=time.time())
-        ctx.log(f"run {run_id}: task {cfg.run.task}, model {cfg.model.name}, data {list(cfg.data.keys())}, "
-                f"profile {cfg.run.profile}, device {device}")
+    for name in ctx.cfg.run.sinks:
+        comp = regs["sink"].get(name)
+        sink = comp.factory(comp.config() if comp.config else None, ctx.run_dir)
+        ctx.sinks.append(sink)
+        stack.callback(sink.close)
+
+
+def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
+    """Run the task, keeping ``status.json`` true: running, then finished or failed.
+
+    A new run that fails before writing a checkpoint leaves nothing behind; a resumed run
+    that fails keeps a finished run's status (and its results) as they were.
+    """
+    run_dir, resume = ctx.run_dir, ctx.resume
+    before = RunDir(run_dir).read_status() if resume and ctx.is_main else {}
     try:
-        ctx.results = _run_task(task, ctx)
-    except PdebError as exc:
+        _open_sinks(ctx, stack)
+        task = plugins.registries()["task"].get(ctx.cfg.run.task)
         if ctx.is_main:
-            has_checkpoint = any((run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").exists() else False
-            if not resume and not has_checkpoint:
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping was written
-            else:
-                _write_status(run_dir, state="failed", error=str(exc))
-        raise
+            _write_status(run_dir, state="running", started=time.time())
+            ctx.log(f"run {ctx.run_id}: task {ctx.cfg.run.task}, model {ctx.cfg.model.name}, "
+                    f"data {list(ctx.cfg.data.keys())}, profile {ctx.cfg.run.profile}, device {ctx.device}")
+        ctx.results = _run_task(task, ctx)
     except BaseException as exc:
         if ctx.is_main:
-            _write_status(run_dir, state="failed", error=f"{type(exc).__name__}: {exc}")
+            _record_failure(run_dir, resume, before, exc)
         raise
-    finally:
-        for sink in sinks:
-            sink.close()
     if ctx.is_main:
         _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
-        ctx.log(f"run {run_id} finished; directory {run_dir}")
-    return ctx
+        ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
+
+
+def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException) -> None:
+    checkpoints = run_dir / "checkpoints"
+    has_checkpoint = checkpoints.exists() and any(checkpoints.iterdir())
+    if isinstance(exc, PdebError) and not resume and not has_checkpoint:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping was written
+        return
+    if resume and before.get("state") == "finished":
+        _write_status(run_dir, **before)  # a failed extension does not undo a finished run
+        return
+    error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
+    _write_status(run_dir, state="failed", error=error)
 
 
 def _run_task(task, ctx: RunContext) -> Any:

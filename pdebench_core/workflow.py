@@ -272,10 +272,13 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
                      "spec": mixture.model_spec.to_dict()},
         show_progress=not ctx.quiet and ctx.is_main,
     )
-    last = ctx.run_dir / "checkpoints" / "last.pt"
-    if ctx.resume and last.exists():
-        trainer.load(last)
-        ctx.log(f"resumed from step {trainer.step}")
+    if ctx.resume:
+        from pdebench_core.checkpoint import newest_intact
+
+        start = newest_intact(ctx.run_dir / "checkpoints", warn=ctx.log)  # a damaged last.pt falls back
+        if start is not None:
+            trainer.load(start)
+            ctx.log(f"resumed from step {trainer.step}")
     started = time.perf_counter()
     trainer.fit(on_eval=validation_hook(ctx, model, mixture))
     ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,93 @@
+"""Checkpoints carry a checksum: damage is found on load, resume falls back, status stays true."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pdebench_core.checkpoint import DamagedCheckpoint, load_checkpoint, newest_intact, save_checkpoint
+from pdebench_core.config import build_config
+from pdebench_core.errors import UsageError
+from pdebench_core.runner import execute
+
+
+def _flip_tensor_bytes(path):
+    """Damage the stored bytes of the largest tensor without breaking the file's structure."""
+    state = torch.load(path, weights_only=True)
+    weights = state["model"]
+    name = max(weights, key=lambda k: weights[k].numel())
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] += 1.0
+    torch.save(state, path)  # the checksum entry stays the one of the original contents
+
+
+def test_damaged_tensor_bytes_are_found_on_load(tmp_path):
+    path = save_checkpoint({"model": {"w": torch.arange(6.0)}, "step": 3}, tmp_path / "c.pt")
+    assert load_checkpoint(path)["step"] == 3
+    _flip_tensor_bytes(path)
+    with pytest.raises(DamagedCheckpoint, match="is damaged: its contents no longer match"):
+        load_checkpoint(path)
+    (tmp_path / "t.pt").write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(DamagedCheckpoint, match="cannot be read"):
+        load_checkpoint(tmp_path / "t.pt")
+
+
+def _smoke(run_id, *extra):
+    return build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id=run_id,
+                        overrides=["train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=3",
+                                   *extra])
+
+
+def test_resume_falls_back_from_a_damaged_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    ctx = execute(_smoke("fallback"), quiet=True)
+    folder = ctx.run_dir / "checkpoints"
+    _flip_tensor_bytes(folder / "last.pt")
+    messages = []
+    assert newest_intact(folder, warn=messages.append).name == "step-00000008.pt"
+    assert "last.pt" in messages[0] and "resuming from step-00000008.pt" in messages[0]
+    resumed = execute(_smoke("fallback"), resume=True, quiet=True)
+    assert resumed.results  # the run resumed (from step 8, already complete) and evaluated
+    assert "is damaged; resuming from step-00000008.pt" in (ctx.run_dir / "log.txt").read_text()
+    for step in folder.glob("*.pt"):
+        _flip_tensor_bytes(step)
+    with pytest.raises(DamagedCheckpoint, match="every checkpoint in .* is damaged"):
+        newest_intact(folder)
+
+
+def test_failed_resume_keeps_a_finished_runs_status(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    ctx = execute(_smoke("done"), quiet=True)
+    status_file = ctx.run_dir / "status.json"
+    finished = json.loads(status_file.read_text())
+    for step in (ctx.run_dir / "checkpoints").glob("*.pt"):
+        _flip_tensor_bytes(step)
+    with pytest.raises(UsageError, match="damaged"):
+        execute(_smoke("done"), resume=True, quiet=True)
+    after = json.loads(status_file.read_text())
+    assert after["state"] == "finished" and after["results"] == finished["results"]
+
+
+def test_a_refused_sink_leaves_no_empty_run_directory(tmp_path, monkeypatch):
+    from pdebench_core import hookimpl, plugins
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_sinks(register):
+            def refuse(cfg, run_dir):
+                raise UsageError("the 'refusing' sink needs a package; pip install it")
+
+            register("refusing", refuse)
+
+    plugins.register_plugin(Plugin, name="refusing-sink")
+    try:
+        with pytest.raises(UsageError, match="needs a package"):
+            execute(_smoke("no-sink", "run.sinks=[sqlite,refusing]"), quiet=True)
+    finally:
+        plugins.unregister_plugin("refusing-sink")
+    assert not (tmp_path / "home" / "runs" / "no-sink").exists()
