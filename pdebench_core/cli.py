@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 import typer
 
 from pdebench_core.cli_common import friendly
-from pdebench_core.errors import PdebError
+from pdebench_core.errors import PdebError, UsageError
 
 app = typer.Typer(
     help="pdeb: train and benchmark neural PDE solvers (DPOT, FNO, transformers) on PDE datasets.",
@@ -167,6 +167,9 @@ def run(
     if horizon is not None:
         overrides = [*(overrides or []), f"eval.horizon={horizon}"]
     if resume:
+        if run_id is not None:
+            raise UsageError(f"--run-id {run_id} and --resume {resume} together: a resumed run keeps its id; "
+                             f"drop --run-id")
         cfg = _resume_config(resume, model, data, task, profile, config, overrides, seed, device)
     else:
         cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
@@ -228,17 +231,21 @@ def _resume_config(run_id, model, data, task, profile, config, overrides, seed, 
 
     from pdebench_core.config import build_config
     from pdebench_core.errors import UsageError
+    from pdebench_core.resume import check_changes
     from pdebench_core.runs import run_dir_for
 
     run_dir = run_dir_for(run_id)
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}")
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-    if not any([model, data, task, profile, config, overrides, seed is not None, device]):
-        return build_config(model=saved["model"]["name"], data=list(saved["data"]), task=saved["run"]["task"],
-                            profile=saved["run"]["profile"], overrides=_as_dotlist(saved), run_id=run_id)
-    return build_config(model=model, data=data, task=task, profile=profile, config_file=config,
-                        overrides=overrides or [], seed=seed, device=device, run_id=run_id)
+    # The saved settings, with whatever was given on top; resume.check_changes then refuses
+    # any change to what the run optimises, naming the key.
+    cfg = build_config(model=model or saved["model"]["name"], data=data or list(saved["data"]),
+                       task=task or saved["run"]["task"], profile=profile or saved["run"]["profile"],
+                       config_file=config, overrides=[*_as_dotlist(saved), *(overrides or [])], seed=seed,
+                       device=device, run_id=run_id)
+    check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))
+    return cfg
 
 
 def _as_dotlist(tree: dict, prefix: str = "") -> list[str]:

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from pdebench_core import plugins
-from pdebench_core.config import config_hash
 from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
 
@@ -33,12 +33,9 @@ def prepare_run_dir(cfg, resume: bool = False):
         run = RunDir.of(run_id)
         if not run.path.is_dir():
             raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}; check the id with 'pdeb runs'")
-        saved = OmegaConf.load(run.config_file)
-        if config_hash(saved) != config_hash(cfg):
-            raise UsageError(
-                f"cannot resume '{run_id}': the given settings differ from the saved config "
-                f"({run.config_file}); resume with 'pdeb run --resume {run_id}' alone"
-            )
+        saved = OmegaConf.to_container(OmegaConf.load(run.config_file))
+        if check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True)):
+            run.config_file.write_text(OmegaConf.to_yaml(cfg))  # e.g. more steps: the config says what ran
     else:
         run = RunDir.create(run_id)
     OmegaConf.set_struct(cfg, False)

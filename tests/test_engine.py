@@ -98,7 +98,7 @@ def test_resume_errors(fresh_home, pdeb):
     _train("finished")
     conflict = pdeb("run", "--resume", "finished", "--model", "fno", "--data", "ns2d", "--profile", "smoke",
                     *CPU, "train.lr=0.5")
-    assert conflict.returncode == 2 and "differ from the saved config" in conflict.stderr
+    assert conflict.returncode == 2 and "train.lr=0.5 differs from the run's train.lr" in conflict.stderr
 
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -1,0 +1,55 @@
+"""--resume with other options: safe changes apply, anything else is refused naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pdebench_core.cli import app
+from pdebench_core.config import build_config
+from pdebench_core.runner import execute
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def finished_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+
+    def make(run_id, *extra):
+        cfg = build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id=run_id,
+                           overrides=["train.max_steps=4", *extra])
+        return execute(cfg, quiet=True)
+
+    return make
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "5"], r"run.seed=5 differs from the run's run.seed=0"),
+    (["train.lr=0.5"], r"train.lr=0.5 differs from the run's train.lr="),
+    (["train.max_steps=40"], r"train.max_steps=40 differs .*more steps need train.scheduler=constant"),
+    (["--run-id", "other"], r"--run-id other and --resume base together"),
+])
+def test_conflicting_resume_options_are_named(finished_run, args, message):
+    import re
+
+    finished_run("base")
+    result = runner.invoke(app, ["run", "--resume", "base", *args])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())  # the console may wrap the line
+    assert re.search(message, output) and "no model given" not in output
+
+
+def test_more_steps_on_a_constant_schedule_extend_the_run(finished_run, tmp_path):
+    ctx = finished_run("grow", "train.scheduler=constant", "train.checkpoint_every=2")
+    result = runner.invoke(app, ["run", "--resume", "grow", "--quiet", "train.max_steps=6", "train.log_every=3"])
+    assert result.exit_code == 0, result.output
+    log = (ctx.run_dir / "log.txt").read_text()
+    assert "resumed from step 4" in log and "trained 6 steps" in log
+    assert "max_steps: 6" in (ctx.run_dir / "config.yaml").read_text()
+
+
+def test_plain_resume_still_works(finished_run):
+    finished_run("plain")
+    result = runner.invoke(app, ["run", "--resume", "plain", "--quiet"])
+    assert result.exit_code == 0, result.output
