@@ -174,6 +174,7 @@ def run(
     else:
         cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
                            overrides=overrides or [], seed=seed, device=device, run_id=run_id)
+    _check_process_count(nproc_per_node, cfg.run.device)
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume))
     try:
@@ -184,20 +185,30 @@ def run(
         _print_results(ctx)
 
 
+def _check_process_count(nproc: int, device: str) -> None:
+    """At least one process; on GPUs at most one per visible GPU, on CPUs at most twice the
+    cores (gloo processes beyond that only compete for the cores and multiply memory)."""
+    if nproc < 1:
+        raise UsageError(f"--nproc-per-node {nproc} must be at least 1")
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        if nproc > torch.cuda.device_count():
+            raise UsageError(f"--nproc-per-node {nproc} asks for more processes than the "
+                             f"{torch.cuda.device_count()} visible GPUs; lower it or use --device cpu")
+        return
+    limit = 2 * (os.cpu_count() or 1)
+    if nproc > limit:
+        raise UsageError(f"--nproc-per-node {nproc} is more than twice the {os.cpu_count()} CPU cores; "
+                         f"use at most {limit} processes on CPU")
+
+
 def _launch_torchrun(nproc: int, cfg, resume: Optional[str]) -> int:
     """Re-run this command under torchrun with ``nproc`` processes (config already validated)."""
     import subprocess
 
-    from pdebench_core.errors import UsageError
     from pdebench_core.runs import new_run_id
 
-    device = cfg.run.device
-    if device.startswith("cuda") or device == "auto":
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() < nproc:
-            raise UsageError(f"--nproc-per-node {nproc} asks for more processes than the "
-                             f"{torch.cuda.device_count()} visible GPUs; lower it or use --device cpu")
     argv = list(sys.argv[1:])
     cleaned, skip = [], False
     for item in argv:

@@ -183,3 +183,16 @@ def test_pivot_with_no_or_several_metrics_is_one_line(metric, tmp_path, monkeypa
     result = runner.invoke(app, ["leaderboard", "--metric", metric, "--pivot"])
     assert result.exit_code == 2 and "--pivot shows one metric" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("nproc, message", [("0", "must be at least 1"), ("-1", "must be at least 1"),
+                                            ("64", "more than twice the")])
+def test_process_count_is_bounded(nproc, message, tmp_path, monkeypatch):
+    import os
+
+    if nproc == "64" and 2 * (os.cpu_count() or 1) >= 64:
+        pytest.skip("this machine has 32 or more cores")
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "cpu",
+                                 "--nproc-per-node", nproc])
+    assert result.exit_code == 2 and message in result.output, result.output
