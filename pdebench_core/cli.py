@@ -159,6 +159,11 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print errors and the final metrics."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Data-parallel processes on this machine "
                                        "(started with torch's own launcher, torchrun)."),
+    nnodes: int = typer.Option(1, "--nnodes", help="Machines taking part (multi-node: start the same command on "
+                                                   "each, see docs/cluster.md)."),
+    node_rank: int = typer.Option(0, "--node-rank", help="This machine's index among --nnodes."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT every machine can reach "
+                                                "(torchrun's c10d rendezvous), needed with --nnodes > 1."),
 ) -> None:
     """Train, pre-train, fine-tune or evaluate a model on one or more datasets."""
     from pdebench_core.config import build_config
@@ -175,8 +180,9 @@ def run(
         cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
                            overrides=overrides or [], seed=seed, device=device, run_id=run_id)
     _check_process_count(nproc_per_node, cfg.run.device)
-    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume))
+    nodes = _check_nodes(nnodes, node_rank, rdzv_endpoint)
+    if (nproc_per_node > 1 or nodes) and "LOCAL_RANK" not in os.environ:
+        raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume, nodes))
     try:
         ctx = execute(cfg, resume=bool(resume), quiet=quiet)
     finally:
@@ -203,8 +209,28 @@ def _check_process_count(nproc: int, device: str) -> None:
                          f"use at most {limit} processes on CPU")
 
 
-def _launch_torchrun(nproc: int, cfg, resume: Optional[str]) -> int:
-    """Re-run this command under torchrun with ``nproc`` processes (config already validated)."""
+_LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
+
+def _check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[str]:
+    """torchrun's multi-node arguments (empty for one machine), after checking them."""
+    if nnodes < 1:
+        raise UsageError(f"--nnodes {nnodes} must be at least 1")
+    if not 0 <= node_rank < nnodes:
+        raise UsageError(f"--node-rank {node_rank} must lie in 0..{nnodes - 1} for --nnodes {nnodes}")
+    if nnodes == 1:
+        return []
+    host, _, port = (endpoint or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT that every machine can reach "
+                         f"(got {endpoint!r})")
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id=pdeb-{endpoint}"]
+
+
+def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
+    (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
     import subprocess
 
     from pdebench_core.runs import new_run_id
@@ -215,15 +241,16 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str]) -> int:
         if skip:
             skip = False
             continue
-        if item == "--nproc-per-node":
+        if item in _LAUNCH_OPTIONS:
             skip = True
             continue
-        if item.startswith("--nproc-per-node="):
+        if item.startswith(tuple(f"{option}=" for option in _LAUNCH_OPTIONS)):
             continue
         cleaned.append(item)
     if not resume and "--run-id" not in cleaned:
         cleaned += ["--run-id", cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    launch = nodes or ["--standalone"]
+    command = [sys.executable, "-m", "torch.distributed.run", *launch, f"--nproc-per-node={nproc}",
                "-m", "pdebench_core.cli", *cleaned]
     return subprocess.call(command)
 

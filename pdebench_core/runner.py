@@ -205,7 +205,8 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
         if ctx.is_main:
             _write_status(run_dir, state="running", started=time.time())
             ctx.log(f"run {ctx.run_id}: task {ctx.cfg.run.task}, model {ctx.cfg.model.name}, "
-                    f"data {list(ctx.cfg.data.keys())}, profile {ctx.cfg.run.profile}, device {ctx.device}")
+                    f"data {list(ctx.cfg.data.keys())}, profile {ctx.cfg.run.profile}, device {ctx.device}"
+                    + (f", {ctx.world_size} processes" if ctx.world_size > 1 else ""))
         ctx.results = _run_task(task, ctx)
     except BaseException as exc:
         if ctx.is_main:

@@ -1,0 +1,55 @@
+"""Two "machines" of one process each, joined by torchrun's c10d rendezvous on 127.0.0.1,
+train to the weights of one process with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pdebench_core.checkpoint import load_checkpoint
+from pdebench_core.cli import app
+
+SMOKE = ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "cpu", "--quiet",
+         "train.batch_size=4", "train.max_steps=6"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_train_like_one_process(tmp_path):
+    env = {**os.environ, "PDEB_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "pdebench_core.cli", *SMOKE]
+    subprocess.run([*command, "--run-id", "one"], env=env, check=True, capture_output=True, timeout=300)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen([*command, "--run-id", "two-nodes", "--nnodes", "2", "--node-rank", str(rank),
+                               "--rdzv-endpoint", endpoint], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    runs = tmp_path / "home" / "runs"
+    reference = load_checkpoint(runs / "one" / "checkpoints" / "last.pt")["model"]
+    weights = load_checkpoint(runs / "two-nodes" / "checkpoints" / "last.pt")["model"]
+    for key in reference:
+        torch.testing.assert_close(weights[key], reference[key], atol=1e-5, rtol=1e-5, msg=key)
+    assert ", 2 processes" in (runs / "two-nodes" / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nnodes", "2"], "needs --rdzv-endpoint HOST:PORT"),
+    (["--nnodes", "2", "--rdzv-endpoint", "nohost"], "needs --rdzv-endpoint HOST:PORT"),
+    (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank 2 must lie in 0..1"),
+    (["--nnodes", "0"], "--nnodes 0 must be at least 1"),
+])
+def test_bad_node_options_are_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, [*SMOKE, *args])
+    assert result.exit_code == 2 and message in result.output, result.output
