@@ -168,3 +168,21 @@ def test_cli_verify_quick_skips_values(tmp_path, value):
     path = write(tmp_path, splits)
     assert runner.invoke(data_app, ["verify", str(path), "--quick"]).exit_code == 0
     assert runner.invoke(data_app, ["verify", str(path)]).exit_code == 1
+
+
+def test_huge_declared_but_unwritten_split_is_reported_without_scanning(tmp_path):
+    import json
+
+    import h5py
+
+    from pdebench_core.data.verify import verify_file
+    from pdebench_core.spec import DataSpec
+
+    path = tmp_path / "declared.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["pdeb_format"], f.attrs["format_version"] = "canonical", 1
+        f.attrs["spec"] = json.dumps(DataSpec(name="x", fields=("u",), spatial_shape=(4096, 4096), t_in=10).to_dict())
+        f.attrs["provenance"] = "{}"
+        f.create_dataset("train", shape=(100000, 100, 4096, 4096, 1), dtype="f4", chunks=(1, 1, 256, 256, 1))
+    problems = verify_file(path)  # returns at once: the 610 TiB are never read
+    assert any("declares 610.4 TiB but stores 0 B: most of it was never written" in str(p) for p in problems)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdebench_core.data.layouts.common import BLOCK_BYTES, first_line, frame_blocks
+from pdebench_core.diskspace import human_bytes
 
 SPLITS = ("train", "val", "test")
 #: Per split and kind, how many trajectories are reported one by one.
@@ -147,6 +148,13 @@ def _check_structure(f, spec: dict | None, problems: list[Problem]) -> list[str]
         if ds.compression:
             problems.append(Problem("warning", f"compressed with {ds.compression} (reads are several times slower)",
                                     split))
+        elif _mostly_unwritten(ds):
+            # Reported from metadata, before any scan: reading a huge declared but empty array
+            # would take for ever and only find fill values.
+            problems.append(Problem("error", f"declares {human_bytes(ds.size * ds.dtype.itemsize)} but stores "
+                                    f"{human_bytes(ds.id.get_storage_size())}: most of it was never written "
+                                    f"(an interrupted write?); not scanned", split))
+            continue
         scannable.append(split)
     shapes = {s: f[s].shape for s in scannable}
     grids = {s: shape[2:] for s, shape in shapes.items()}
@@ -160,6 +168,12 @@ def _check_structure(f, spec: dict | None, problems: list[Problem]) -> list[str]
     if spec is not None and scannable:
         _check_spec_against(spec, shapes[scannable[0]], problems)
     return scannable
+
+
+def _mostly_unwritten(ds) -> bool:
+    """An uncompressed array holding less than half of the bytes its shape declares."""
+    declared = ds.size * ds.dtype.itemsize
+    return declared > 0 and ds.id.get_storage_size() < declared // 2
 
 
 def _check_spec_against(spec: dict, shape: tuple[int, ...], problems: list[Problem]) -> None:
