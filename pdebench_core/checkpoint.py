@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.diskspace import write_failed
+from pdebench_core.errors import UsageError
 
 SHARDED = "sharded"  # the entry of a manifest naming its sharded directory
 TRAINER_STATE = "trainer.pt"  # everything but the shards, inside a sharded directory
@@ -76,9 +77,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise PdebError(f"could not write checkpoint {path}: {exc.strerror or exc}; "
-                        f"the previous checkpoint is untouched") from None
+    except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as either
+        raise write_failed(path, exc, "the previous checkpoint is untouched") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -204,9 +204,8 @@ def save_sharded(folder: Path, name: str, model, optimizer, state: dict[str, Any
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
         dist.barrier()  # the directory exists before any rank may read it back
-    except OSError as exc:
-        raise PdebError(f"could not write checkpoint {final}: {exc.strerror or exc}; "
-                        f"the previous checkpoint is untouched") from None
+    except (OSError, RuntimeError) as exc:
+        raise write_failed(final, exc, "the previous checkpoint is untouched") from None
     return final
 
 

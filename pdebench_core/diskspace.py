@@ -47,14 +47,15 @@ def check_free_space(folder: str | os.PathLike, needed: int | None, what: str) -
                         f"{human_bytes(free)} free")
 
 
-def write_failed(path: str | os.PathLike, exc: BaseException) -> DataError:
-    """The one-line error for a write that failed (full disk, permissions, I/O)."""
+def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -> DataError:
+    """The one-line error for a write that failed (full disk, permissions, I/O); ``after`` is
+    appended (e.g. what was kept)."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     try:
         free = f"{human_bytes(free_bytes(Path(path).parent))} free"
     except OSError:
         free = "free space unknown"
-    return DataError(f"could not write {path} ({free}): {reason[:200]}")
+    return DataError(f"could not write {path} ({free}): {reason[:200]}" + (f"; {after}" if after else ""))
 
 
 def fsync_file(path: str | os.PathLike) -> None:

@@ -110,8 +110,17 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", exploding_save)
-    with pytest.raises(PdebError, match="No space left on device; the previous checkpoint is untouched"):
+    with pytest.raises(UsageError, match=r"could not write .*last\.pt \(.* free\): \[Errno 28\] No space left on "
+                                         r"device; the previous checkpoint is untouched") as caught:
         save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    assert caught.value.exit_code == 2
+
+    def torch_runtime_error(obj, f, *args, **kwargs):  # how torch reports a full disk from its zip writer
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", torch_runtime_error)
+    with pytest.raises(UsageError, match="could not write .*unexpected pos"):
+        save_checkpoint({"step": 3, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
     state = load_checkpoint(path)
     assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
