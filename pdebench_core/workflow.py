@@ -112,7 +112,7 @@ def build_model(ctx: RunContext, mixture: Mixture):
     from pdebench_core.memory import check_model_fits
 
     comp = plugins.get("model", ctx.cfg.model.name)
-    check_mixture_fits(comp.card, comp.name, mixture)
+    check_mixture_fits(comp, mixture)
     check_model_fits(lambda: comp.factory(ctx.cfg.model, mixture.model_spec), comp.name, ctx.device)
     model = comp.factory(ctx.cfg.model, mixture.model_spec).to(ctx.device)
     for group in mixture.groups.values():  # one dummy pass per dimension, before any training
@@ -263,6 +263,7 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
         grad_accum=int(cfg.train.grad_accum),
         max_per_dataset=int(cfg.train.max_train_windows), pin_memory=ctx.device.type == "cuda",
         sampling=str(cfg.train.sampling), t_ar=unroll_steps(cfg.task),
+        device=ctx.device if cfg.train.data_on_device else None,
     )
     trainer = Trainer(
         model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,

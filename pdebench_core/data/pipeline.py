@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pdebench_core.errors import UsageError
 from pdebench_core.spec import DataSpec
+
+if TYPE_CHECKING:
+    from pdebench_core.registry import Component
 
 
 @dataclass
@@ -32,7 +35,7 @@ class Mixture:
 
     Datasets of the same dimension are interpolated to one grid and padded to one
     channel count. Datasets of different dimensions form separate groups; only a model
-    whose card says ``mixed_dims=True`` accepts several groups (batches never mix them).
+    registered with ``mixed_dims=True`` accepts several groups (batches never mix them).
 
     Attributes:
         datasets: ``{name: dataset}`` in the order given on the command line.
@@ -40,7 +43,7 @@ class Mixture:
         t_in: Input frames.
         t_out: Frames predicted per model call during training.
         model_spec: The spec handed to the model factory: the first group's spec, with
-            ``params["groups"]`` describing every group when there are several.
+            ``groups`` holding every group's spec when there are several.
         weights: Sampling weight per dataset (``data.<name>.weight``).
     """
 
@@ -97,31 +100,26 @@ def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0,
         groups[ndim] = Group(ndim, grid, widest.n_channels, spec)
     model_spec = next(iter(groups.values())).spec
     if len(groups) > 1:
-        model_spec = model_spec.replace(params={
-            **dict(model_spec.params),
-            "groups": {g.ndim: {"spatial_shape": list(g.grid), "fields": list(g.spec.fields)}
-                       for g in groups.values()},
-        })
+        model_spec = model_spec.replace(groups=tuple(g.spec for g in groups.values()))
     return Mixture(dict(datasets), groups, next(iter(t_ins)), t_out, model_spec,
                    {name: float((weights or {}).get(name, 1.0)) for name in datasets})
 
 
-def check_mixture_fits(card: Mapping[str, Any], model: str, mixture: Mixture) -> None:
-    """Refuse data the model's card does not accept (dimension, mixed dimensions)."""
+def check_mixture_fits(model: "Component", mixture: Mixture) -> None:
+    """Refuse data the registered model does not accept (its ``dims``, ``mixed_dims``)."""
     for dataset in mixture.datasets.values():
-        check_model_supports(card, model, dataset.spec)
-    if len(mixture.groups) > 1 and not card.get("mixed_dims"):
+        check_model_supports(model, dataset.spec)
+    if len(mixture.groups) > 1 and not model.mixed_dims:
         listing = ", ".join(f"{n} ({ds.spec.ndim}D)" for n, ds in mixture.datasets.items())
-        raise UsageError(f"model '{model}' cannot train on datasets of different dimensions at once: {listing}; "
+        raise UsageError(f"model '{model.name}' cannot train on datasets of different dimensions at once: {listing}; "
                          f"run them separately or use a model with mixed-dimension support (dpot)")
 
 
-def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) -> None:
-    """Refuse data whose dimension the model's card does not list."""
-    dims = card.get("dims")
-    if dims is not None and spec.ndim not in tuple(dims):
+def check_model_supports(model: "Component", spec: DataSpec) -> None:
+    """Refuse data whose dimension the registered model's ``dims`` do not list."""
+    if not model.supports(spec.ndim):
         raise UsageError(
-            f"model '{model}' supports {', '.join(f'{d}D' for d in dims)} data, but '{spec.name}' is "
+            f"model '{model.name}' supports {', '.join(f'{d}D' for d in model.dims)} data, but '{spec.name}' is "
             f"{spec.ndim}D; pick a model that lists {spec.ndim} in 'pdeb models'"
         )
 
@@ -129,13 +127,15 @@ def check_model_supports(card: Mapping[str, Any], model: str, spec: DataSpec) ->
 def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, num_workers: int = 0,
                     prefetch_factor: int = 2,
                     rank: int = 0, world_size: int = 1, grad_accum: int = 1, max_per_dataset: int = 0,
-                    pin_memory: bool = False, sampling: str = "window", t_ar: int = 1):
+                    pin_memory: bool = False, sampling: str = "window", t_ar: int = 1, device=None):
     """A DataLoader of ``(x, y, mask)`` micro-batches over the mixture, plus its sampler.
 
     ``batch_size`` is the global batch of one optimizer step (all ranks, all
     accumulation steps); see :class:`MixtureBatchSampler`, which also explains
     ``sampling`` (``window`` or ``trajectory``). Each window holds ``t_in`` input frames
-    and ``t_ar * t_out`` target frames, enough for ``t_ar`` auto-regressive calls.
+    and ``t_ar * t_out`` target frames, enough for ``t_ar`` auto-regressive calls. With
+    ``device``, every window is served from tensors on that device
+    (:mod:`pdebench_core.data.device_windows`) instead of a DataLoader.
     """
     import torch
 
@@ -159,6 +159,10 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
                                   rank=rank, world_size=world_size, grad_accum=grad_accum,
                                   max_per_dataset=max_per_dataset, trajectories=[p.n_trajectories for p in parts],
                                   sampling=sampling)
+    if device is not None:  # train.data_on_device: windows gathered where the model runs
+        from pdebench_core.data.device_windows import DeviceLoader, DeviceWindows
+
+        return DeviceLoader(DeviceWindows(parts, device), sampler), sampler
     loader = torch.utils.data.DataLoader(
         torch.utils.data.ConcatDataset(parts), batch_sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,
