@@ -33,7 +33,7 @@ def _console():
 def _size(n: Optional[int]) -> str:
     if n is None:
         return "?"
-    from pdebench_core.data.download import _human
+    from pdebench_core.diskspace import human_bytes as _human
 
     return _human(n)
 
@@ -184,12 +184,17 @@ def download(
     name: str = typer.Argument(..., help="Source card name (see 'pdeb data sources') or one file name of a card."),
     dest: Optional[Path] = typer.Option(None, "--dest", "-d", help="Folder (default: $PDEB_HOME/data/downloads/NAME)."),
     file: Optional[List[str]] = typer.Option(None, "--file", help="Only files matching this glob (repeatable)."),
+    trust_first_download: bool = typer.Option(
+        False, "--trust-first-download",
+        help="Also fetch files whose publisher gives no checksum (The Well); their sha256 is recorded in "
+             "SHA256SUMS.lock and checked on every later download."),
 ) -> None:
     """Download a published dataset: resumable, checksum-verified, disk space checked first."""
     from pdebench_core.data.download import download as fetch
 
     with user_errors():
-        written = fetch(name, dest=dest, files=file or None, progress=True)
+        written = fetch(name, dest=dest, files=file or None, progress=True,
+                        trust_first_download=trust_first_download)
     console = _console()
     for path in written:
         console.print(f"[green]ok[/green] {path}", highlight=False)

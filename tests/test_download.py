@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
 import shutil
 import threading
@@ -294,3 +295,125 @@ def test_files_in_sub_folders_stay_inside(server, tmp_path):
     card = card_for(server, name="train/part-0.hdf5")
     paths = dl.download(card, tmp_path / "dest", progress=False)
     assert paths == [tmp_path / "dest" / "train" / "part-0.hdf5"] and paths[0].read_bytes() == PAYLOAD
+
+
+# --- cards whose publisher gives no checksums (The Well): trusted first download, then a lock ---
+
+WELL_FILES = {"stats.yaml": b"mean: {}\n", "data/train/a.hdf5": PAYLOAD, "data/test/b.hdf5": PAYLOAD[::-1]}
+
+
+def well_style_card(server):
+    for name, payload in WELL_FILES.items():
+        (server.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (server.root / name).write_bytes(payload)
+    return {"name": "well-toy", "checksums": "unpublished", "layout": "well",
+            "files": [{"name": name, "url": f"{server.url}/{name}"} for name in WELL_FILES]}
+
+
+def test_unpublished_checksums_are_refused_without_the_flag(server, tmp_path):
+    dest = tmp_path / "dest"
+    with pytest.raises(UsageError, match=r"no checksums.*pass --trust-first-download"):
+        dl.download(well_style_card(server), dest, progress=False)
+    assert server.requests == [] and not dest.exists()
+    card_file = tmp_path / "well.yaml"
+    card_file.write_text(yaml.safe_dump(well_style_card(server)))
+    result = runner.invoke(data_app, ["download", str(card_file), "--dest", str(dest)])
+    assert result.exit_code == 2 and "--trust-first-download" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert server.requests == [] and not dest.exists()
+
+
+def test_trusted_first_download_records_sha256(server, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    paths = dl.download(well_style_card(server), dest, progress=False, trust_first_download=True)
+    assert [p.relative_to(dest).as_posix() for p in paths] == list(WELL_FILES)
+    assert all(p.read_bytes() == WELL_FILES[p.relative_to(dest).as_posix()] for p in paths)
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "3 files of 'well-toy'" in warning[0] and "NOT verified" in warning[0]
+    lock = (dest / dl.LOCK_FILE).read_text().splitlines()
+    assert lock == [f"{hashlib.sha256(WELL_FILES[name]).hexdigest()}  {name}" for name in sorted(WELL_FILES)]
+    server.requests.clear()
+    dl.download(well_style_card(server), dest, progress=False)  # all present: no flag needed, nothing fetched
+    assert server.requests == [] and capsys.readouterr().err == ""
+
+
+def test_later_download_of_a_changed_file_is_caught(server, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    card = well_style_card(server)
+    dl.download(card, dest, progress=False, trust_first_download=True)
+    lock_before = (dest / dl.LOCK_FILE).read_text()
+    (dest / "data/train/a.hdf5").unlink()
+    (server.root / "data/train/a.hdf5").write_bytes(PAYLOAD[:-4] + b"evil")  # the server now sends other bytes
+    mismatch = r"checksum mismatch for data/train/a\.hdf5: expected sha256 .*SHA256SUMS\.lock"
+    with pytest.raises(DataError, match=mismatch):
+        dl.download(card, dest, progress=False)  # the lock verifies it: the flag is not needed
+    assert not (dest / "data/train/a.hdf5").exists() and not (dest / "data/train/a.hdf5.part").exists()
+    with pytest.raises(DataError, match="checksum mismatch"):
+        dl.download(card, dest, progress=False, trust_first_download=True)  # the flag never overrides a record
+    assert (dest / dl.LOCK_FILE).read_text() == lock_before
+
+
+def test_resumed_download_is_checked_against_the_lock(server, tmp_path):
+    dest = tmp_path / "dest"
+    card = well_style_card(server)
+    dl.download(card, dest, progress=False, trust_first_download=True)
+    (dest / "data/train/a.hdf5").unlink()
+    (dest / "data/train/a.hdf5.part").write_bytes(b"x" * 1000)  # a corrupt partial file, resumed with Range
+    server.requests.clear()
+    with pytest.raises(DataError, match=r"checksum mismatch for data/train/a\.hdf5"):
+        dl.download(card, dest, progress=False)
+    assert server.requests == [("data/train/a.hdf5", "bytes=1000-")]
+    dl.download(card, dest, progress=False)  # the bad part was removed: a clean download now matches
+    assert (dest / "data/train/a.hdf5").read_bytes() == PAYLOAD
+
+
+def test_unpublished_card_validation(server, tmp_path):
+    with pytest.raises(DataError, match="'checksums: maybe' is not one of published, unpublished"):
+        dl.SourceCard.from_dict({**well_style_card(server), "checksums": "maybe"})
+    card = dl.SourceCard.from_dict(well_style_card(server))
+    assert card.checksums == "unpublished" and all(f.md5 is None and f.sha256 is None for f in card.files)
+    with pytest.raises(DataError, match="has no md5 or sha256.*checksums: unpublished"):
+        dl.SourceCard.from_dict({k: v for k, v in well_style_card(server).items() if k != "checksums"})
+    reserved = well_style_card(server)
+    reserved["files"][0]["name"] = dl.LOCK_FILE
+    with pytest.raises(UsageError, match="reserved for pdeb's checksum record"):
+        dl.download(reserved, tmp_path / "dest", progress=False, trust_first_download=True)
+    assert server.requests == []
+
+
+def test_bundled_well_cards_match_the_wells_own_url_list(monkeypatch, tmp_path):
+    the_well_data = pytest.importorskip("the_well.data")
+    from the_well.utils.download import WELL_REGISTRY
+
+    monkeypatch.delenv("PDEB_REGISTRY", raising=False)
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    published = yaml.safe_load(Path(WELL_REGISTRY).read_text())
+    cards = {c.name: c for c in dl.list_cards()}
+    for dataset in the_well_data.WELL_DATASETS:
+        card = cards[f"well-{dataset}"]
+        assert card.checksums == "unpublished" and card.layout == "well" and "Ohana" in card.citation
+        urls = {f.name: f.url for f in card.files}
+        expected = {"stats.yaml": published[dataset]["stats"]}
+        for split in ("train", "valid", "test"):
+            expected.update({f"data/{split}/{url.rsplit('/', 1)[1]}": url for url in published[dataset][split]})
+        assert urls == expected
+    count = len(the_well_data.WELL_DATASETS)
+    with pytest.raises(UsageError, match=rf"'stats\.yaml' is a file of {count} cards .*--file 'stats\.yaml'"):
+        dl.find_card("stats.yaml")  # ambiguous: never silently the first card's
+    result = runner.invoke(data_app, ["sources"])
+    assert result.exit_code == 0, result.output
+    assert "well-active_matter" in result.stdout and "pdebench-2d-cfd" in result.stdout
+    result = runner.invoke(data_app, ["sources", "--json"])
+    listed = {c["name"] for c in json.loads(result.stdout)}
+    assert {f"well-{d}" for d in the_well_data.WELL_DATASETS} <= listed
+
+
+def test_cli_trust_first_download_writes_the_lock(server, tmp_path):
+    card_file = tmp_path / "well-toy.yaml"
+    card_file.write_text(yaml.safe_dump(well_style_card(server)))
+    dest = tmp_path / "out"
+    refused = runner.invoke(data_app, ["download", str(card_file), "--dest", str(dest)])
+    assert refused.exit_code == 2 and "--trust-first-download" in refused.output
+    result = runner.invoke(data_app, ["download", str(card_file), "--dest", str(dest), "--trust-first-download"])
+    assert result.exit_code == 0, result.output
+    assert (dest / dl.LOCK_FILE).is_file() and "NOT verified" in result.output

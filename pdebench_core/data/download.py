@@ -12,6 +12,12 @@ their URLs and checksums (md5 and/or sha256), plus licence, citation and layout.
 * the checksum is verified before the file is renamed to its final name, so a file
   under its final name is always complete and verified (and is not fetched again).
 
+Some publishers (The Well) give URLs but no checksums. Their cards say
+``checksums: unpublished``; :func:`download` fetches such files only when asked to
+trust the first download (``--trust-first-download``), records each file's sha256 in
+:data:`LOCK_FILE` next to the data, and checks every later download or resume of the
+same file against that record.
+
 Cards are looked up in ``$PDEB_REGISTRY/datasets`` (if set), then
 ``$PDEB_HOME/registry/datasets`` (your own cards), then the ``registry/datasets``
 folder that ships with pdeb.
@@ -23,6 +29,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +40,13 @@ from pdebench_core.diskspace import check_free_space, human_bytes
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
 CHUNK = 1 << 20
+#: Sidecar in the destination folder with the sha256 of files whose publisher gives no
+#: checksum, in ``sha256sum`` format (``sha256sum -c SHA256SUMS.lock`` checks it too).
+LOCK_FILE = "SHA256SUMS.lock"
+_CHECKSUM_POLICIES = ("published", "unpublished")
+_LOCK_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+#: Kept for callers that format sizes through this module.
 
 
 #: Characters allowed in a card name: it becomes a folder name under the downloads folder.
@@ -99,6 +113,8 @@ class SourceCard:
         citation: How to cite it (BibTeX).
         homepage: Landing page or DOI.
         source: Who publishes it.
+        checksums: ``published`` (every file has an md5 or sha256) or ``unpublished``
+            (the publisher gives none; see :func:`download`'s ``trust_first_download``).
         path: The card file it was read from.
     """
 
@@ -110,6 +126,7 @@ class SourceCard:
     citation: str = ""
     homepage: str = ""
     source: str = ""
+    checksums: str = "published"
     path: str = ""
 
     @property
@@ -127,12 +144,17 @@ class SourceCard:
         if not _SAFE_CARD_NAME.match(str(data["name"])):
             raise UsageError(f"{where}: card name '{data['name']}' must be letters, digits, '.', '_' or '-' "
                              f"(no path separators or '..'); rename the card")
+        checksums = str(data.get("checksums", "published"))
+        if checksums not in _CHECKSUM_POLICIES:
+            raise DataError(f"{where}: 'checksums: {checksums}' is not one of {', '.join(_CHECKSUM_POLICIES)}; "
+                            f"fix the card")
         files = []
         for entry in data.get("files") or []:
             if not isinstance(entry, Mapping) or not entry.get("name") or not entry.get("url"):
                 raise DataError(f"{where}: every file needs a 'name' and a 'url'")
-            if not (entry.get("md5") or entry.get("sha256")):
-                raise DataError(f"{where}: file {entry['name']} has no md5 or sha256 checksum")
+            if not (entry.get("md5") or entry.get("sha256")) and checksums == "published":
+                raise DataError(f"{where}: file {entry['name']} has no md5 or sha256 checksum "
+                                f"(a card whose publisher gives none says 'checksums: unpublished')")
             check_file_name(str(entry["name"]), where)
             check_url(str(entry["url"]), where)
             size = entry.get("approx_size")
@@ -143,7 +165,7 @@ class SourceCard:
         return cls(name=str(data["name"]), title=str(data.get("title", "")), files=files,
                    layout=str(data.get("layout", "auto")), license=str(data.get("license", "")),
                    citation=str(data.get("citation", "")), homepage=str(data.get("homepage", "")),
-                   source=str(data.get("source", "")), path=path)
+                   source=str(data.get("source", "")), checksums=checksums, path=path)
 
 
 def card_dirs() -> list[Path]:
@@ -186,10 +208,14 @@ def find_card(name: str) -> SourceCard:
     for card in cards:
         if card.name == name:
             return card
-    for card in cards:
-        for f in card.files:
-            if f.name == name:
-                return SourceCard(**{**card.__dict__, "files": [f]})
+    holders = [(card, f) for card in cards for f in card.files if f.name == name]
+    if len(holders) > 1:  # e.g. every Well card has a stats.yaml: the user must say which
+        names = ", ".join(card.name for card, _ in holders[:4]) + (", ..." if len(holders) > 4 else "")
+        raise UsageError(f"'{name}' is a file of {len(holders)} cards ({names}); "
+                         f"name the card and pick the file with --file '{name}'")
+    if holders:
+        card, f = holders[0]
+        return SourceCard(**{**card.__dict__, "files": [f]})
     choices = [c.name for c in cards] + [f.name for c in cards for f in c.files]
     raise UsageError(f"unknown dataset source '{name}'{did_you_mean(name, choices)}; "
                      f"run 'pdeb data sources' to list them")
@@ -207,7 +233,44 @@ def _select(card: SourceCard, patterns: Iterable[str] | None) -> list[SourceFile
 
 
 def _hasher(f: SourceFile):
-    return hashlib.sha256() if f.sha256 else hashlib.md5()
+    # md5 only where the card gives nothing better; files without any checksum get sha256 for the lock
+    return hashlib.md5() if f.md5 and not f.sha256 else hashlib.sha256()
+
+
+class ChecksumLock:
+    """The sha256 of files recorded at their first, unverified download (:data:`LOCK_FILE`).
+
+    Args:
+        folder: The destination folder; the lock file sits in it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_FILE
+        self.entries: dict[str, str] = {}
+        self.recorded: list[str] = []  # first downloads made by this call, for the warning
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            match = _LOCK_LINE.match(line.strip())
+            if not match:
+                raise DataError(f"{self.path}, line {number}: not '<sha256>  <file name>'; fix or delete that line")
+            self.entries[match.group(2)] = match.group(1)
+
+    def get(self, name: str) -> str | None:
+        """The recorded sha256 of ``name``, or ``None`` if it was never downloaded here."""
+        return self.entries.get(name)
+
+    def record(self, name: str, digest: str) -> None:
+        """Remember ``name``'s sha256, rewriting the lock file atomically."""
+        self.entries[name] = digest.lower()
+        self.recorded.append(name)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"{self.entries[n]}  {n}\n" for n in sorted(self.entries)))
+        os.replace(tmp, self.path)
 
 
 def _hash_file(path: Path, hasher) -> None:
@@ -224,7 +287,7 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(total) if total.isdigit() else None
 
 
-def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) -> Path:
+def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, lock: ChecksumLock) -> Path:
     """Fetch one file into ``folder`` (resuming, retrying, verifying); returns its path."""
     import http.client
     import urllib.error
@@ -303,27 +366,37 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float) 
             part.unlink()
             raise DataError(f"download of {f.name} is larger than the server's {total} bytes; removed it, try again")
         break
-    return _verify_and_publish(f, part, final, hasher)
+    return _verify_and_publish(f, part, final, hasher, lock)
 
 
-def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher) -> Path:
-    """Check the downloaded bytes against the card's checksum, then rename ``part`` to ``final``."""
+def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher, lock: ChecksumLock) -> Path:
+    """Check the downloaded bytes against the card's (or the lock's) checksum, then rename ``part``.
+
+    A file with neither is recorded in the lock: this is its trusted first download.
+    """
     if hasher is None:  # completed in an earlier run, only the rename was missing
         hasher = _hasher(f)
         _hash_file(part, hasher)
-    expected, kind = (f.sha256, "sha256") if f.sha256 else (f.md5, "md5")
     got = hasher.hexdigest()
-    if got.lower() != str(expected).lower():
+    if f.sha256 or f.md5:
+        expected, kind = (f.sha256, "sha256") if f.sha256 else (f.md5, "md5")
+        fix = "the download was removed, run the command again"
+    else:
+        expected, kind = lock.get(f.name), "sha256"
+        fix = (f"the download was removed; {lock.path.name} holds the sha256 of its first download "
+               f"(if the publisher changed the file on purpose, delete that line and download again)")
+    if expected is None:
+        lock.record(f.name, got)
+    elif got.lower() != str(expected).lower():
         part.unlink()
-        raise DataError(f"checksum mismatch for {f.name}: expected {kind} {expected}, got {got}; "
-                        f"the download was removed, run the command again")
+        raise DataError(f"checksum mismatch for {f.name}: expected {kind} {expected}, got {got}; {fix}")
     os.replace(part, final)
     return final
 
 
 def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Path | None = None,
              files: Iterable[str] | None = None, progress: bool = True, retries: int = 3,
-             timeout: float = 60.0) -> list[Path]:
+             timeout: float = 60.0, trust_first_download: bool = False) -> list[Path]:
     """Download the files of a source card.
 
     Args:
@@ -334,6 +407,10 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
         progress: Show a rich progress bar.
         retries: How often a dropped connection is resumed before giving up.
         timeout: Seconds to wait for the server on each request.
+        trust_first_download: Fetch files that have no published checksum and no
+            record in :data:`LOCK_FILE` yet, recording their sha256 there (a one-line
+            warning says they were not verified). Later downloads and resumes of those
+            files are checked against the record.
 
     Returns:
         Paths of the verified files, in card order. Files already present under
@@ -342,7 +419,8 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     Raises:
         DataError: HTTP errors (404...), checksum mismatch, not enough disk space,
             an unreachable server.
-        UsageError: unknown card name or no file matching ``files``.
+        UsageError: unknown card name, no file matching ``files``, or files without
+            any checksum to check when ``trust_first_download`` is false.
     """
     if isinstance(name_or_card, SourceCard):
         card = name_or_card
@@ -353,8 +431,14 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     chosen = _select(card, files)
     folder = Path(dest) if dest is not None else paths.data_dir() / "downloads" / card.name
     _check_inside(card, chosen, folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    lock = ChecksumLock(folder)
     missing = [f for f in chosen if not (folder / f.name).exists()]
+    unverified = [f.name for f in missing if not (f.md5 or f.sha256 or lock.get(f.name))]
+    if unverified and not trust_first_download:
+        raise UsageError(f"'{card.name}': its publisher gives no checksums, so the first download of "
+                         f"{_count(unverified)} cannot be verified; pass --trust-first-download to fetch "
+                         f"anyway and record their sha256 in {LOCK_FILE} for later downloads to check")
+    folder.mkdir(parents=True, exist_ok=True)
     sizes = [f.approx_size for f in missing]
     if missing and all(s is not None for s in sizes):
         partial = sum((folder / (f.name + ".part")).stat().st_size for f in missing
@@ -367,11 +451,19 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
             bar.start()
         for f in chosen:
             final = folder / f.name
-            results.append(final if final.exists() else _fetch(f, folder, bar, retries, timeout))
+            results.append(final if final.exists() else _fetch(f, folder, bar, retries, timeout, lock))
     finally:
         if bar:
             bar.stop()
+        if lock.recorded:  # also when a later file fails: these were still published unverified
+            print(f"warning: {_count(lock.recorded)} of '{card.name}' downloaded without a published checksum, "
+                  f"so NOT verified; the sha256 is now in {lock.path} and later downloads are checked against it",
+                  file=sys.stderr)
     return results
+
+
+def _count(names: list[str]) -> str:
+    return f"file {names[0]}" if len(names) == 1 else f"{len(names)} files"
 
 
 def _check_inside(card: SourceCard, chosen: list[SourceFile], folder: Path) -> None:
@@ -383,6 +475,8 @@ def _check_inside(card: SourceCard, chosen: list[SourceFile], folder: Path) -> N
     for f in chosen:
         check_file_name(f.name, where)
         check_url(f.url, where)
+        if f.name in (LOCK_FILE, LOCK_FILE + ".tmp"):
+            raise UsageError(f"{where}: file name '{f.name}' is reserved for pdeb's checksum record; rename it")
         if not (root / f.name).resolve().is_relative_to(root):
             raise UsageError(f"{where}: file '{f.name}' resolves outside {folder}; fix the card's 'name'")
 
