@@ -93,8 +93,7 @@ def models(
     rows = []
     for comp in plugin_manager.registries()["model"]:
         item = comp.summary()
-        dims = comp.card.get("dims")
-        if dims is not None and spec.ndim not in tuple(dims):
+        if not comp.supports(spec.ndim):
             item["parameters"] = None
         else:
             model = comp.factory(component_config(comp, profile), spec)

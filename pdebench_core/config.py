@@ -11,6 +11,7 @@ Layout of a resolved config::
     train: TrainSection
     eval:  EvalSection
     task:  <task dataclass>
+    sinks: {<sink of run.sinks>: <sink dataclass>, ...}   (only sinks with settings)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSect
 from pdebench_core.validation import (check_generator_settings_with_path, check_required, check_sections,
                                       check_values, resolve_interpolations)
 
-SECTIONS = ("run", "model", "data", "train", "eval", "task")
+SECTIONS = ("run", "model", "data", "train", "eval", "task", "sinks")
 
 
 def _omegaconf():
@@ -194,10 +195,10 @@ def _build_config(
         raise UsageError("no model given; pass --model NAME (run 'pdeb models' to list them)")
     model_comp = regs["model"].get(model_name)
     task_given = task or (user.get("run") or {}).get("task") or (cli.get("run") or {}).get("task")
-    if not task_given and model_comp.card.get("default_task"):
+    if not task_given and model_comp.default_task:
         # e.g. DPOT pre-trains unless told otherwise
         run = _section(RunSection, "run", user.get("run"), cli.get("run"),
-                       {**run_cli, "task": model_comp.card["default_task"]})
+                       {**run_cli, "task": model_comp.default_task})
     model_layers = [dict(layer.get("model") or {}) for layer in (user, cli)]
     for layer in model_layers:
         layer.pop("name", None)
@@ -215,15 +216,15 @@ def _build_config(
     train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
     evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
 
+    sinks = _sink_sections(list(run.sinks), user, cli, regs, prof)
     cfg = OmegaConf.create({
         "run": run, "model": model_cfg, "data": data_cfg, "train": train, "eval": evaluation, "task": task_cfg,
+        **({"sinks": sinks} if sinks else {}),
     })
     OmegaConf.set_struct(cfg, True)
     resolve_interpolations(cfg)
     for metric in [*cfg.eval.metrics, cfg.train.select_metric]:
         regs["metric"].get(str(metric))
-    for sink in cfg.run.sinks:
-        regs["sink"].get(str(sink))
     check_required(cfg)
     check_values(cfg)
     return cfg
@@ -252,11 +253,35 @@ def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cl
     return sections
 
 
+def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[str, Any],
+                   regs: Mapping[str, Any], prof: str) -> dict[str, Any]:
+    """``{sink: validated section}`` for the sinks of ``run.sinks`` that declare settings.
+
+    The ``sinks`` section is left out of a config when no selected sink has settings, so
+    that choosing other sinks when resuming a run is no change of its settings.
+    """
+    for layer, origin in ((user, "config file"), (cli, "overrides")):
+        for name in (layer.get("sinks") or {}):
+            if name not in names:
+                raise UsageError(f"settings for sink '{name}' in {origin}, but it is not in run.sinks "
+                                 f"({', '.join(names)}){did_you_mean(str(name), names)}; add it to run.sinks")
+    sections = {}
+    for name in names:
+        comp = regs["sink"].get(str(name))
+        layers = [(layer.get("sinks") or {}).get(name) for layer in (user, cli)]
+        if comp.config is None and any(layers):
+            raise UsageError(f"sink '{name}' has no settings; remove sinks.{name} from the config")
+        if comp.config is not None:  # only sinks with settings get a section
+            sections[str(name)] = _section(comp.config, f"sinks.{name}", profile_of(comp, prof), *layers)
+    return sections
+
+
 def config_hash(cfg: Any) -> str:
     """Stable hash of everything that changes results (the run id is left out)."""
     OmegaConf = _omegaconf()
     data = OmegaConf.to_container(cfg, resolve=True)
     data.get("run", {}).pop("run_id", None)
+    data.pop("sinks", None)  # where results are written does not change them
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

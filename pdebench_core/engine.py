@@ -412,12 +412,21 @@ class Trainer:
         self.log_step(self.step, {f"val_{k}": v for k, v in values.items()})
         metric = self.train.select_metric
         value = values.get(metric)
-        improved = value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"])
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None or _better(value, self.best["value"], metric))
         if gather_from_ranks(improved, self.world_size)[0]:  # rank 0 decides: saving is collective
             self.best = {"step": self.step, "metric": metric, "value": float(value)}
             self.save(best=True)
             self.log(f"step {self.step}: best validation {metric} so far, {value:.4g}; saved best.pt")
         self.forward_model.train()
+
+
+def _better(value: float, best: float, metric: str) -> bool:
+    """Whether ``value`` beats ``best`` in the direction the metric was registered with."""
+    from pdebench_core import plugins
+
+    higher = plugins.get("metric", metric).higher_is_better
+    return value > best if higher else value < best
 
 
 def _progress(enabled: bool = True):

@@ -12,18 +12,18 @@ plugins, then third-party ones).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import os
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pluggy
 
 from pdebench_core import hookspecs
-from pdebench_core.errors import UsageError
 from pdebench_core.registry import KINDS, Component, Registry
 
 ENTRY_POINT_GROUP = "pdeb"
@@ -150,32 +150,95 @@ def plugin_infos() -> list[PluginInfo]:
     return list(_infos.values())
 
 
+class _BadRegistration(Exception):
+    """A ``register`` parameter of the wrong type or value; disables the plugin that passed it."""
+
+
+def _check_dims(kind: str, name: str, dims: Any) -> tuple[int, ...]:
+    """``dims`` as a sorted tuple of spatial dimensions (an int means one dimension)."""
+    if dims is None:
+        return ()
+    items = (dims,) if isinstance(dims, int) else dims
+    valid = isinstance(items, (tuple, list)) and len(items) > 0 and len(set(items)) == len(items) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d in (1, 2, 3) for d in items)
+    if not valid:
+        raise _BadRegistration(f"{kind} '{name}' has dims={dims!r}; pass the spatial dimensions it supports as "
+                               f"distinct values among 1, 2, 3, e.g. dims=(1, 2)")
+    return tuple(sorted(items))
+
+
+def _check_flag(kind: str, name: str, parameter: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _BadRegistration(f"{kind} '{name}' has {parameter}={value!r}; pass True or False")
+    return value
+
+
+def _check_settings(kind: str, name: str, config: Any, profiles: Any) -> None:
+    if config is not None and not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        raise _BadRegistration(f"{kind} '{name}' has config={config!r}; pass a dataclass (the class, not an "
+                               f"instance) or leave it out")
+    if profiles is not None and not (isinstance(profiles, Mapping) and all(
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in profiles.items())):
+        raise _BadRegistration(f"{kind} '{name}' has profiles={profiles!r}; pass a mapping such as "
+                               f"{{'smoke': {{'width': 8}}}}")
+
+
 def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, factory: Callable[..., Any],
-           config: type | None = None, profiles: dict | None = None, **card: Any) -> None:
+           config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
+           typed: Mapping[str, Any] | None = None, **card: Any) -> None:
+    """Stage one component; ``typed`` holds its validated registration parameters, ``card`` its description."""
     if not isinstance(name, str) or not name:
-        raise UsageError(f"registered a {kind} without a name")
+        raise _BadRegistration(f"a {kind} was registered with name={name!r}; pass a non-empty string")
+    _check_settings(kind, name, config, profiles)
     info = _infos.get(plugin_name)
     staged.append(Component(
         kind=kind, name=name, factory=factory, config=config,
         profiles=dict(profiles or {}), card=dict(card), plugin=plugin_name,
-        version=info.version if info else "",
+        version=info.version if info else "", **dict(typed or {}),
     ))
 
 
+def _stage_model(staged: list[Component], plugin_name: str, name: str, factory: Callable[..., Any],
+                 config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 dims: Any = None, mixed_dims: bool = False, default_task: str | None = None, **card: Any) -> None:
+    """The ``register`` of ``register_models`` (see :func:`pdebench_core.hookspecs.register_models`)."""
+    if default_task is not None and (not isinstance(default_task, str) or not default_task):
+        raise _BadRegistration(f"model '{name}' has default_task={default_task!r}; pass a task name such as "
+                               f"'pretrain', or leave it out")
+    typed = {"dims": _check_dims("model", name, dims), "default_task": default_task,
+             "mixed_dims": _check_flag("model", name, "mixed_dims", mixed_dims)}
+    _stage(staged, "model", plugin_name, name, factory, config, profiles, typed=typed, **card)
+
+
+def _stage_dataset(staged: list[Component], plugin_name: str, name: str, factory: Callable[..., Any],
+                   config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
+                   dims: Any = None, **card: Any) -> None:
+    """The ``register`` of ``register_datasets`` (see :func:`pdebench_core.hookspecs.register_datasets`)."""
+    typed = {"dims": _check_dims("dataset", name, dims)}
+    _stage(staged, "dataset", plugin_name, name, factory, config, profiles, typed=typed, **card)
+
+
 def _stage_metric(staged: list[Component], plugin_name: str, name: str, fn: Callable[..., Any],
-                  reduction: str = "mean", finish: Callable[..., Any] | None = None, **card: Any) -> None:
+                  reduction: str = "mean", finish: Callable[..., Any] | None = None, *,
+                  higher_is_better: bool = False, **card: Any) -> None:
     """Stage a metric: the registry holds a validated :class:`pdebench_core.metrics.Metric`."""
     from pdebench_core.metrics import Metric  # torch-free, like every registration
 
+    typed = {"higher_is_better": _check_flag("metric", name, "higher_is_better", higher_is_better)}
     metric = Metric(name, fn, reduction=reduction, finish=finish)
     # The card's copy of the reduction is for display (``pdeb metrics``); scoring reads the Metric.
-    _stage(staged, "metric", plugin_name, name, metric, reduction=metric.reduction, **card)
+    _stage(staged, "metric", plugin_name, name, metric, typed=typed, reduction=metric.reduction, **card)
+
+
+_STAGERS: dict[str, Callable[..., None]] = {
+    "model": _stage_model, "dataset": _stage_dataset, "metric": _stage_metric,
+}
 
 
 def _register_for(staged: list[Component], kind: str, plugin_name: str) -> Callable[..., None]:
     """The ``register`` callable a plugin's ``register_<kind>s`` hook receives."""
-    if kind == "metric":
-        return partial(_stage_metric, staged, plugin_name)
+    if kind in _STAGERS:
+        return partial(_STAGERS[kind], staged, plugin_name)
     return partial(_stage, staged, kind, plugin_name)
 
 
@@ -192,6 +255,9 @@ def _collect() -> tuple[dict[str, list[Component]], dict[str, str]]:
             mine: list[Component] = []
             try:
                 impl.function(register=_register_for(mine, kind, impl.plugin_name))
+            except _BadRegistration as exc:  # names the parameter and the fix
+                failures[impl.plugin_name] = f"register_{kind}s: {exc}"
+                continue
             except Exception as exc:  # a plugin's bug disables that plugin only
                 failures[impl.plugin_name] = f"register_{kind}s raised {_one_line(exc)}"
                 continue

@@ -21,9 +21,15 @@ class Component:
         config: Dataclass describing the component's settings, or ``None``.
         profiles: Per-profile overrides of ``config`` defaults, e.g.
             ``{"smoke": {"resolution": 32}}``.
-        card: Free-form description (description, paper, license, dims, ...).
+        card: Free-form description for people (description, paper, license, ...),
+            shown by ``pdeb models`` and friends; pdeb never reads it.
         plugin: Name of the plugin that registered it.
         version: Version of the distribution that ships the plugin.
+        dims: Spatial dimensions a model or dataset supports, e.g. ``(1, 2)``; empty
+            means not declared (a model is then tried on any data).
+        mixed_dims: A model accepts datasets of several dimensions in one run.
+        default_task: The task a model runs when none is given (``None``: ``train``).
+        higher_is_better: A metric ranks larger values first (best checkpoint, leaderboard).
     """
 
     kind: str
@@ -34,6 +40,14 @@ class Component:
     card: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
     version: str = ""
+    dims: tuple[int, ...] = ()
+    mixed_dims: bool = False
+    default_task: str | None = None
+    higher_is_better: bool = False
+
+    def supports(self, ndim: int) -> bool:
+        """Whether a model or dataset declares ``ndim`` spatial dimensions (undeclared: yes)."""
+        return not self.dims or ndim in self.dims
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly description for ``pdeb models --json`` and friends."""
@@ -43,6 +57,13 @@ class Component:
                 out[key] = value
             elif isinstance(value, (list, tuple)):
                 out[key] = list(value)
+        # The registered parameters come last: a card key cannot hide them.
+        if self.kind in ("model", "dataset") and self.dims:
+            out["dims"] = list(self.dims)
+        if self.kind == "model":
+            out.update(mixed_dims=self.mixed_dims, default_task=self.default_task)
+        if self.kind == "metric":
+            out["higher_is_better"] = self.higher_is_better
         return out
 
 

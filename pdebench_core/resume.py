@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from pdebench_core.errors import UsageError
 
 SAFE_ON_RESUME = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.num_workers",
-                  "train.prefetch_factor", "train.dist_timeout", "train.eval_every", "run.sinks")
+                  "train.prefetch_factor", "train.dist_timeout", "train.eval_every", "run.sinks",
+                  "train.data_on_device")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -43,7 +44,7 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
     """
     found = changes(saved, new)
     for key, (old, value) in found.items():
-        if key in SAFE_ON_RESUME:
+        if key in SAFE_ON_RESUME or key.startswith("sinks."):  # where results go, not what is optimised
             continue
         if key == "train.max_steps" and _extendable(saved, old, value):
             continue

@@ -183,10 +183,16 @@ def _open_sinks(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     """Open the configured sinks on rank 0 (closed when the run ends, however it ends)."""
     if not ctx.is_main:
         return
+    from omegaconf import OmegaConf
+
     regs = plugins.registries()
+    sections = ctx.cfg["sinks"] if "sinks" in ctx.cfg else {}  # absent when no sink has settings
     for name in ctx.cfg.run.sinks:
         comp = regs["sink"].get(name)
-        sink = comp.factory(comp.config() if comp.config else None, ctx.run_dir)
+        settings = None
+        if comp.config is not None:  # the sinks.<name> settings as the sink's own dataclass
+            settings = OmegaConf.to_object(sections[name]) if name in sections else comp.config()
+        sink = comp.factory(settings, ctx.run_dir)
         ctx.sinks.append(sink)
         stack.callback(sink.close)
 

@@ -74,7 +74,7 @@ class TrainSection:
         max_rollbacks: Rollbacks allowed before halting.
         strategy: Data parallelism over several processes: ``ddp`` (replicated model) or
             ``fsdp`` (parameters, gradients and optimizer state sharded; for large models).
-        select_metric: Validation metric (lower is better) that picks ``best.pt`` when
+        select_metric: Validation metric (in its registered direction) that picks ``best.pt`` when
             ``eval_every`` is set; validation uses the ``val`` split, never ``test``.
         val_trajectories: Validation trajectories rolled out per dataset (0 = all).
         dist_timeout: Seconds a process-group collective may wait for a peer before the run

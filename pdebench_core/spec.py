@@ -26,6 +26,9 @@ class DataSpec:
         n_frames: Frames per stored trajectory.
         channel_mask: Which channels are real (``True``) and which are padding;
             ``None`` means all are real.
+        groups: When one model serves datasets of several dimensions (a model
+            registered with ``mixed_dims=True``), the spec of each dimension's group,
+            in the order of the mixture; empty otherwise.
     """
 
     name: str
@@ -40,6 +43,7 @@ class DataSpec:
     horizon: int | None = None
     n_frames: int | None = None
     channel_mask: tuple[bool, ...] | None = None
+    groups: tuple["DataSpec", ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -59,6 +63,7 @@ class DataSpec:
         """Plain-JSON form (tuples become lists)."""
         out = dataclasses.asdict(self)
         out["params"] = dict(self.params)
+        out["groups"] = [group.to_dict() for group in self.groups]
         return out
 
     @classmethod
@@ -72,4 +77,15 @@ class DataSpec:
         if kwargs.get("domain") is not None:
             kwargs["domain"] = tuple(tuple(d) for d in kwargs["domain"])
         kwargs["params"] = dict(kwargs.get("params") or {})
+        kwargs["groups"] = tuple(cls.from_dict(g) for g in kwargs.get("groups") or ())
+        legacy = kwargs["params"].pop("groups", None)
+        if legacy and not kwargs["groups"]:  # specs saved when the groups were a parameter
+            kwargs["groups"] = tuple(_legacy_group(kwargs, shape) for shape in legacy.values())
         return cls(**kwargs)
+
+
+def _legacy_group(base: Mapping[str, Any], shape: Mapping[str, Any]) -> DataSpec:
+    """One group of an old ``params["groups"]`` entry: the base spec on the group's grid and fields."""
+    fields = {**base, "spatial_shape": tuple(shape["spatial_shape"]), "fields": tuple(shape["fields"]),
+              "params": {}, "channel_mask": None, "domain": None, "groups": ()}
+    return DataSpec(**fields)

@@ -275,8 +275,9 @@ def check_dataset_registration(
     card = entry["card"]
     for key in card_keys:
         assert card.get(key) not in (None, "", [], ()), f"'{name}': card entry '{key}' is missing or empty"
-    if "dims" in card:
-        assert card["dims"] in (1, 2, 3), f"'{name}': card dims={card['dims']!r}, expected 1, 2 or 3"
+    if "dims" in card:  # register(dims=...) takes one dimension or several
+        dims = (card["dims"],) if isinstance(card["dims"], int) else tuple(card["dims"])
+        assert dims and all(d in (1, 2, 3) for d in dims), f"'{name}': dims={card['dims']!r}, expected 1, 2 or 3"
     if "fields" in card:
         assert isinstance(card["fields"], list) and all(isinstance(f, str) for f in card["fields"]), (
             f"'{name}': card fields must be a list of names, got {card['fields']!r}")

@@ -46,7 +46,7 @@ def check_sections(layer: Mapping[Any, Any], origin: str) -> None:
     for key, value in layer.items():
         if not isinstance(key, str):
             raise UsageError(f"{origin}: key {key!r} is not a name; top-level keys are section names "
-                             f"(run, model, data, train, eval, task)")
+                             f"(run, model, data, train, eval, task, sinks)")
         if value is not None and not isinstance(value, Mapping):
             raise UsageError(f"{origin}: section '{key}' must be a mapping of settings, got {type(value).__name__} "
                              f"{value!r:.60}")

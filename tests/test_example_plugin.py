@@ -21,7 +21,7 @@ def test_example_plugin_is_listed_with_its_distribution(pdeb):
     datasets = {d["name"]: d for d in json.loads(pdeb("datasets", "--json", check=True).stdout)}
     assert models["conv-stepper"]["plugin"] == "example"
     assert models["conv-stepper"]["version"] == "0.1.0"
-    assert datasets["heat1d"]["dims"] == 1
+    assert datasets["heat1d"]["dims"] == [1]  # one type for models and datasets
 
 
 def test_example_plugin_trains_and_reports(fresh_home, pdeb):

@@ -181,7 +181,7 @@ def assign_ranks(rows: Sequence[Row], metric: str, higher_is_better: bool = Fals
 
 
 def metric_directions(names: Iterable[str]) -> dict[str, bool]:
-    """``{metric: higher_is_better}`` from the registered metric cards (lower is better if unknown)."""
+    """``{metric: higher_is_better}`` as the metrics were registered (lower is better if unknown)."""
     out = {name: False for name in names}
     try:
         from pdebench_core import plugins
@@ -189,7 +189,7 @@ def metric_directions(names: Iterable[str]) -> dict[str, bool]:
         registry = plugins.registries()["metric"]
         for name in out:
             if name in registry:
-                out[name] = bool(registry.get(name).card.get("higher_is_better", False))
+                out[name] = registry.get(name).higher_is_better
     except Exception:  # a broken plugin must not take the leaderboard down; default: lower is better
         pass
     return out

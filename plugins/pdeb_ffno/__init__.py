@@ -98,8 +98,6 @@ def register_models(register):
         description="Factorised FNO: per-axis spectral mixing, residual feed-forward, optional weight sharing",
         paper="Tran et al., Factorized Fourier Neural Operators, ICLR 2023",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="FFNO",  # row name in the published DPOT Table 1
     )
 
 

@@ -118,8 +118,6 @@ def register_models(register):
         description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
         paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="FNO",  # row name in the published DPOT Table 1
     )
 
 

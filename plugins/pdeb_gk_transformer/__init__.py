@@ -93,8 +93,6 @@ def register_models(register):
         description="Galerkin Transformer: softmax-free linear attention with normalised keys and values",
         paper="Cao, Choose a Transformer: Fourier or Galerkin, NeurIPS 2021",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="GK-T",  # row name in the published DPOT Table 1
     )
 
 

@@ -95,8 +95,6 @@ def register_models(register):
         description="GNOT: normalised linear cross/self-attention with coordinate-gated mixture-of-experts FFNs",
         paper="Hao et al., GNOT: A General Neural Operator Transformer for Operator Learning, ICML 2023",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="GNOT",  # row name in the published DPOT Table 1
     )
 
 

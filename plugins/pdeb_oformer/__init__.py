@@ -110,8 +110,6 @@ def register_models(register):
         description="OFormer: linear-attention encoder, cross-attention query decoder, latent MLP propagator",
         paper="Li, Meidani, Farimani, Transformer for Partial Differential Equations' Operator Learning, TMLR 2023",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="OFormer",  # row name in the published DPOT Table 1
     )
 
 

@@ -1,8 +1,8 @@
 """Persistence baseline: the last input frame, repeated.
 
 The forecast every learned solver must beat. It has no parameters and needs no
-training (card ``trainable=False``); its error measures how much the solution
-changes over the evaluation horizon.
+training; its error measures how much the solution changes over the evaluation
+horizon.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ def register_models(register):
         description="Repeats the last input frame t_out times; no parameters, no training.",
         paper="Persistence (naive) forecast, the floor every PDE surrogate must beat",
         dims=SUPPORTED_DIMS,
-        trainable=False,
     )
 
 

@@ -111,8 +111,6 @@ def register_models(register):
         description="Convolutional U-Net encoder-decoder with skip connections; frames folded into channels",
         paper="Ronneberger et al., U-Net, MICCAI 2015; PDE baseline of Takamoto et al., PDEBench, NeurIPS 2022",
         dims=SUPPORTED_DIMS,
-        trainable=True,
-        published_as="UNet",  # row name in the published DPOT Table 1
     )
 
 

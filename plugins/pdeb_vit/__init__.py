@@ -107,7 +107,6 @@ def register_models(register):
         description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
         paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
         dims=SUPPORTED_DIMS,
-        trainable=True,
     )
 
 

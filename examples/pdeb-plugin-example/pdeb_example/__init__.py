@@ -64,7 +64,7 @@ def register_datasets(register):
     register(
         "heat1d", build_heat1d, config=Heat1dConfig,
         profiles={"smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2}},
-        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", dims=1,
+        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", dims=(1,),
         fields=["u"], resolution=64, boundary="periodic", license="MIT",
     )
 

@@ -1,0 +1,220 @@
+"""Typed registration: what pdeb acts on is a checked parameter of ``register``, never the card."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Optional
+
+import pytest
+
+from pdebench_core import hookimpl, plugins
+from pdebench_core.checkpoint import load_checkpoint
+from pdebench_core.config import build_config, config_hash
+from pdebench_core.data.pipeline import check_mixture_fits, plan_mixture
+from pdebench_core.errors import UsageError
+from pdebench_core.spec import DataSpec
+
+SMOKE_FNO = ["model.width=6", "model.modes=3", "model.n_layers=1", "train.log_every=1"]
+
+
+@contextlib.contextmanager
+def plugin(obj, name):
+    plugins.register_plugin(obj, name=name)
+    try:
+        yield plugins.registries()
+    finally:
+        plugins.unregister_plugin(name)
+
+
+def _build(cfg, spec):
+    return None
+
+
+@pytest.mark.parametrize("kind, call, parameter", [
+    ("models", lambda r: r("bad-dims", _build, dims=(4,)), "dims=(4,)"),
+    ("models", lambda r: r("bad-dims", _build, dims="2"), "dims='2'"),
+    ("models", lambda r: r("bad-dims", _build, dims=(2, 2)), "dims=(2, 2)"),
+    ("models", lambda r: r("bad-task", _build, default_task=3), "default_task=3"),
+    ("models", lambda r: r("bad-mixed", _build, mixed_dims=1), "mixed_dims=1"),
+    ("models", lambda r: r("bad-config", _build, config={"width": 3}), "config={'width': 3}"),
+    ("datasets", lambda r: r("bad-dims", _build, dims=0), "dims=0"),
+    ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
+     "higher_is_better='yes'"),
+])
+def test_a_bad_registration_parameter_disables_the_plugin_naming_it(capsys, kind, call, parameter):
+    hook = f"register_{kind}"
+
+    def register(register):
+        register(f"fine-{kind}", _build) if kind != "metrics" else None
+        call(register)
+
+    bad = type("Bad", (), {hook: staticmethod(hookimpl(specname=hook)(register))})
+    with plugin(bad, "bad-registration") as regs:
+        assert f"fine-{kind}" not in regs[kind[:-1]]  # nothing of the plugin is half-registered
+        error = {i.name: i for i in plugins.plugin_infos()}["bad-registration"].error
+    assert error.startswith(f"{hook}: ") and parameter in error, error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pdeb plugin 'bad-registration' disabled" in err and parameter in err
+
+
+class Typed:
+    @staticmethod
+    @hookimpl
+    def register_models(register):
+        register("typed-model", _build, dims=2, mixed_dims=True, default_task="evaluate",
+                 description="a model", dims_note="shown only")
+
+    @staticmethod
+    @hookimpl
+    def register_metrics(register):
+        register("typed-score", lambda pair: -pair.error.abs().mean(dim=pair.spatial), higher_is_better=True,
+                 description="a score")
+
+
+def test_registration_parameters_are_typed_fields_and_the_card_is_description():
+    with plugin(Typed, "typed") as regs:
+        model = regs["model"].get("typed-model")
+        assert (model.dims, model.mixed_dims, model.default_task) == ((2,), True, "evaluate")
+        assert model.card == {"description": "a model", "dims_note": "shown only"}
+        summary = model.summary()
+        assert summary["dims"] == [2] and summary["default_task"] == "evaluate" and summary["mixed_dims"] is True
+        metric = regs["metric"].get("typed-score")
+        assert metric.higher_is_better is True and metric.summary()["higher_is_better"] is True
+        assert "higher_is_better" not in metric.card
+
+
+def test_bundled_plugins_declare_dims_as_parameters_and_no_dead_keys():
+    regs = plugins.registries()
+    for kind in ("model", "dataset"):
+        for comp in regs[kind]:
+            assert comp.dims and set(comp.dims) <= {1, 2, 3}, comp.name
+            assert not {"dims", "mixed_dims", "default_task", "trainable", "published_as"} & set(comp.card), comp.name
+    dpot = regs["model"].get("dpot")
+    assert dpot.mixed_dims and dpot.default_task == "pretrain"
+
+
+def test_default_task_comes_from_the_registration(fresh_home):
+    with plugin(Typed, "typed"):
+        # typed-model builds nothing, but the config is resolved before any model exists
+        cfg = build_config(model="typed-model", data="burgers1d", profile="smoke")
+        assert cfg.run.task == "evaluate"
+        assert build_config(model="typed-model", data="burgers1d", task="train", profile="smoke").run.task == "train"
+
+
+def _dataset(name, shape, fields=("u",)):
+    return SimpleNamespace(spec=DataSpec(name=name, fields=tuple(fields), spatial_shape=tuple(shape)))
+
+
+def test_registered_dims_and_mixed_dims_decide_what_data_a_model_takes():
+    regs = plugins.registries()
+    one_d = plan_mixture({"a": _dataset("a", (16,))}, t_out=1)
+    with plugin(Typed, "typed") as typed:
+        with pytest.raises(UsageError, match=r"model 'typed-model' supports 2D data, but 'a' is 1D"):
+            check_mixture_fits(typed["model"].get("typed-model"), one_d)
+    mixed = plan_mixture({"a": _dataset("a", (16,)), "b": _dataset("b", (8, 8), ("u", "v"))}, t_out=1)
+    with pytest.raises(UsageError, match="cannot train on datasets of different dimensions"):
+        check_mixture_fits(regs["model"].get("fno"), mixed)
+    check_mixture_fits(regs["model"].get("dpot"), mixed)
+
+
+def test_a_mixture_of_dimensions_gives_the_model_one_spec_per_group():
+    mixed = plan_mixture({"a": _dataset("a", (16,)), "b": _dataset("b", (8, 8), ("u", "v"))}, t_out=2,
+                         resolution=0)
+    spec = mixed.model_spec
+    assert [(g.ndim, g.spatial_shape, g.fields, g.t_out) for g in spec.groups] == [
+        (1, (16,), ("u",), 2), (2, (8, 8), ("u", "v"), 2)]
+    assert "groups" not in spec.params and all(not g.groups for g in spec.groups)
+    assert DataSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    single = plan_mixture({"a": _dataset("a", (16,))}, t_out=1).model_spec
+    assert single.groups == ()
+
+
+def test_a_spec_saved_with_groups_as_a_parameter_still_loads():
+    saved = {"name": "a", "fields": ["u"], "spatial_shape": [16], "t_out": 1,
+             "params": {"groups": {"1": {"spatial_shape": [16], "fields": ["u"]},
+                                   "2": {"spatial_shape": [8, 8], "fields": ["u", "v"]}}}}
+    spec = DataSpec.from_dict(saved)
+    assert [(g.spatial_shape, g.fields) for g in spec.groups] == [((16,), ("u",)), ((8, 8), ("u", "v"))]
+    assert spec.params == {}
+
+
+@dataclass
+class RecorderConfig:
+    """Settings of the test sink."""
+
+    label: str = "unset"
+    every: Optional[int] = None
+
+
+class Recorder:
+    opened: list = []
+
+    def __init__(self, cfg, run_dir):
+        Recorder.opened.append(cfg)
+
+    def log_step(self, step, values):
+        pass
+
+    def write_result(self, row):
+        pass
+
+    def close(self):
+        pass
+
+
+class RecorderPlugin:
+    @staticmethod
+    @hookimpl
+    def register_sinks(register):
+        register("recorder", Recorder, config=RecorderConfig, description="keeps its settings")
+
+
+def test_sink_settings_reach_the_sink(fresh_home, tmp_path):
+    from pdebench_core.runner import _open_sinks
+
+    with plugin(RecorderPlugin, "recorder-plugin"):
+        base = ["run.sinks=[jsonl,recorder]"]
+        cfg = build_config(model="fno", data="burgers1d", profile="smoke",
+                           overrides=[*base, "sinks.recorder.label=exp-7", "sinks.recorder.every=3"])
+        assert config_hash(cfg) == config_hash(build_config(model="fno", data="burgers1d", profile="smoke",
+                                                            overrides=base))  # where results go changes no result
+        ctx = SimpleNamespace(is_main=True, cfg=cfg, run_dir=tmp_path, sinks=[])
+        Recorder.opened.clear()
+        with contextlib.ExitStack() as stack:
+            _open_sinks(ctx, stack)
+        assert Recorder.opened == [RecorderConfig(label="exp-7", every=3)]
+        with pytest.raises(UsageError, match=r"unknown setting 'sinks.recorder.lable' \(did you mean 'label'\?\)"):
+            build_config(model="fno", data="burgers1d", profile="smoke", overrides=[*base, "sinks.recorder.lable=x"])
+        with pytest.raises(UsageError, match=r"settings for sink 'recorder' .* not in run.sinks \(sqlite, jsonl\)"):
+            build_config(model="fno", data="burgers1d", profile="smoke", overrides=["sinks.recorder.label=x"])
+        with pytest.raises(UsageError, match=r"sink 'jsonl' has no settings; remove sinks.jsonl"):
+            build_config(model="fno", data="burgers1d", profile="smoke", overrides=[*base, "sinks.jsonl.x=1"])
+
+
+class ScorePlugin:
+    @staticmethod
+    @hookimpl
+    def register_metrics(register):
+        from pdebench_core.metrics import METRICS
+
+        l2re = METRICS["l2re"]
+        register("l2re_higher", l2re.values, finish=l2re.finish, higher_is_better=True,
+                 description="l2re, ranked as if higher were better (tests the direction)")
+
+
+def test_best_checkpoint_honours_higher_is_better(fresh_home):
+    from pdebench_core.runner import execute
+
+    with plugin(ScorePlugin, "score-plugin"):
+        cfg = build_config(model="fno", data="ns2d", profile="smoke", run_id="best-up", device="cpu",
+                           overrides=[*SMOKE_FNO, "train.max_steps=6", "train.batch_size=4", "train.eval_every=2",
+                                      "train.select_metric=l2re_higher"])
+        ctx = execute(cfg, quiet=True)
+    best = load_checkpoint(ctx.run_dir / "checkpoints" / "best.pt")
+    records = [json.loads(line) for line in (ctx.run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = {r["step"]: r["val_l2re_higher"] for r in records if "val_l2re_higher" in r}
+    assert sorted(values) == [2, 4, 6] and len(set(values.values())) == 3
+    assert best["best"]["metric"] == "l2re_higher" and best["best"]["step"] == max(values, key=values.get)
