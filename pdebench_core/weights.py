@@ -1,4 +1,4 @@
-"""Loading model weights from a checkpoint file or a finished run."""
+"""Loading model weights from a checkpoint file, a URL or a finished run."""
 
 from __future__ import annotations
 
@@ -6,18 +6,23 @@ from pathlib import Path
 
 from pdebench_core import paths
 from pdebench_core.checkpoint import load_checkpoint
+from pdebench_core.data.remote import as_url, local_copy
 from pdebench_core.errors import UsageError
 
 
 def resolve_checkpoint(ref: str) -> Path:
-    """A checkpoint path, or a run id whose ``checkpoints/last.pt`` to use."""
+    """A checkpoint path, a URL (downloaded once into the cache), or a run id whose
+    ``checkpoints/last.pt`` to use."""
+    url = as_url(ref)
+    if url is not None:
+        return local_copy(url, why="a checkpoint is read whole")
     path = Path(ref).expanduser()
     if path.is_file():
         return path
     run_last = paths.runs_dir() / ref / "checkpoints" / "last.pt"
     if run_last.is_file():
         return run_last
-    raise UsageError(f"no checkpoint file or finished run named '{ref}'; give a .pt path or a run id from 'pdeb leaderboard'")
+    raise UsageError(f"no checkpoint file or finished run named '{ref}'; give a .pt path, a URL or a run id from 'pdeb leaderboard'")
 
 
 def state_dict_of(state: dict) -> dict:

@@ -68,7 +68,12 @@ def file_content_hash(path: str | Path) -> str:
     modification time of every file read, so it is computed once per version of the data.
     """
     from pdebench_core.data.integrity import file_identity, remember, remembered
+    from pdebench_core.data.remote import as_url, stat
 
+    url = as_url(path)
+    if url is not None:  # streamed data: the server's version of the file, not its bytes (never all read)
+        version = json.dumps(stat(url).identity(), sort_keys=True)
+        return "url-" + hashlib.sha256(version.encode()).hexdigest()
     root = Path(path)
     identity = file_identity(root)
     known = (remembered("content", identity) or {}).get("sha256")

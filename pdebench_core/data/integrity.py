@@ -28,7 +28,20 @@ def _stamp_dir() -> Path:
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any] | None:
-    """``{path, size, mtime_ns}`` of a file, or of every file under a folder; None if absent."""
+    """``{path, size, mtime_ns}`` of a file, or of every file under a folder; None if absent.
+
+    For a URL: ``{url, size, etag, last_modified}`` as the server states them (one
+    request; None when it cannot be reached), so a check is repeated only when the
+    server's version of the file changes.
+    """
+    from pdebench_core.data.remote import as_url, stat
+
+    url = as_url(path)
+    if url is not None:
+        try:
+            return stat(url).identity()
+        except DataError:
+            return None
     path = Path(path)
     if path.is_file():
         st = path.stat()
@@ -82,6 +95,10 @@ def _split_identity(trajectories: Sequence) -> dict[str, Any] | None:
     """What a lazy split reads (file identity and trajectory indices), or None for in-memory data."""
     source = getattr(trajectories, "path", None)
     identity = file_identity(source) if source else None
+    if identity is None and source and ":/" in str(source):  # a reader's label "FILE:/dataset"
+        identity = file_identity(str(source).rsplit(":/", 1)[0])
+        if identity is not None:
+            identity["dataset"] = str(source).rsplit(":/", 1)[1]
     if identity is None:
         return None
     indices = getattr(trajectories, "indices", None)

@@ -267,9 +267,15 @@ def verify_file(path: str | Path, scan: bool = True) -> list[Problem]:
     """
     import h5py
 
+    from pdebench_core.data.remote import as_url, open_for_reading
+    from pdebench_core.errors import DataError
+
     problems: list[Problem] = []
     try:
-        f = h5py.File(path, "r")
+        url = as_url(path)
+        f = h5py.File(open_for_reading(url) if url else path, "r")  # a URL is read by ranges
+    except DataError as exc:
+        return [Problem("error", str(exc))]
     except (OSError, ValueError) as exc:
         return [Problem("error", f"cannot open {path} as HDF5: {first_line(exc)}")]
     with f:

@@ -33,39 +33,58 @@ class H5Files:
     Handles are never pickled: a copy sent to a DataLoader worker starts empty and
     opens its own. At most ``max_open`` files stay open (least recently used closes
     first), so a folder of thousands of per-trajectory files never exhausts file
-    descriptors.
+    descriptors. A URL is read through :mod:`pdebench_core.data.remote` (ranged reads
+    with a local block cache).
     """
 
     def __init__(self, max_open: int = 32) -> None:
         self.max_open = max_open
         self._open: OrderedDict[str, Any] = OrderedDict()
+        self._streams: dict[str, Any] = {}
         self._pid = os.getpid()
 
     def get(self, path: str):
         """An open ``h5py.File`` for ``path``; raises :class:`DataError` if unreadable."""
-        import h5py
-
         if self._pid != os.getpid():  # forked: never share the parent's handles
-            self._open = OrderedDict()
+            self._open, self._streams = OrderedDict(), {}
             self._pid = os.getpid()
         handle = self._open.get(path)
         if handle is not None:
             self._open.move_to_end(path)
             return handle
-        try:
-            handle = h5py.File(path, "r")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read HDF5 file {path}: {first_line(exc)}") from None
-        self._open[path] = handle
+        self._open[path] = self._open_file(path)
         while len(self._open) > self.max_open:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()
+            oldest, handle = self._open.popitem(last=False)
+            self._close(oldest, handle)
+        return self._open[path]
+
+    def _open_file(self, path: str):
+        import h5py
+
+        from pdebench_core.data import remote
+
+        url = remote.as_url(path)
+        source = remote.open_for_reading(url) if url else path
+        try:
+            handle = h5py.File(source, "r")
+        except (OSError, ValueError) as exc:
+            if not isinstance(source, str):
+                source.close()
+            raise DataError(f"cannot read HDF5 file {url or path}: {first_line(exc)}") from None
+        if not isinstance(source, str):
+            self._streams[path] = source  # h5py does not close a file object it was given
         return handle
+
+    def _close(self, path: str, handle) -> None:
+        handle.close()
+        stream = self._streams.pop(path, None)
+        if stream is not None:
+            stream.close()
 
     def close(self) -> None:
         """Close every handle this process opened."""
-        for handle in self._open.values():
-            handle.close()
+        for path, handle in list(self._open.items()):
+            self._close(path, handle)
         self._open.clear()
 
     def __getstate__(self) -> dict:

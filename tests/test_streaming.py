@@ -1,0 +1,359 @@
+"""Data and weights read from URLs: ranged reads with a block cache, whole-file fallbacks, clear
+errors. Everything runs against a local HTTP server on 127.0.0.1 that counts what it sends."""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import importlib.util
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pdebench_core.cli import app
+from pdebench_core.data import integrity, remote
+from pdebench_core.data.canonical import write_canonical
+from pdebench_core.data.layouts import open_layout
+from pdebench_core.data.layouts.fixtures import write_cfdbench, write_pdearena_shard
+from pdebench_core.errors import DataError, UsageError
+from pdebench_core.spec import DataSpec
+
+SHAPE = (32, 12, 32, 32, 1)  # (N, T, X, Y, C) per split: 1.5 MiB, 48 KiB a trajectory
+BLOCK = 64 * 1024
+runner = CliRunner()
+
+
+@dataclass
+class Served:
+    """The test server: its URL, the folder it serves, and what it did."""
+
+    url: str
+    root: Path
+    behaviour: dict = field(default_factory=dict)
+    requests: list = field(default_factory=list)  # (method, name, Range header)
+    sent: list = field(default_factory=list)  # body bytes of every answer
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(self.sent)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.sent.clear()
+
+
+class StreamingHandler(http.server.BaseHTTPRequestHandler):
+    """HEAD and GET with ``Range: bytes=a-b``, ETag and Last-Modified.
+
+    ``served.behaviour[name]``: ``"no-range"`` answers every GET with the whole file;
+    ``"drop"`` stops every answer half-way and closes the connection.
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_HEAD(self):
+        self._answer(body=False)
+
+    def do_GET(self):
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        served: Served = self.server.served
+        name = self.path.lstrip("/")
+        served.requests.append((self.command, name, self.headers.get("Range")))
+        path = served.root / name
+        if not path.is_file():
+            self.send_error(404, "Not Found")
+            return
+        data, st = path.read_bytes(), path.stat()
+        behaviour = served.behaviour.get(name)
+        start, end = 0, len(data) - 1
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+        if match and behaviour != "no-range":
+            start = int(match.group(1))
+            end = min(int(match.group(2) or end), end)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        chunk = data[start:end + 1]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
+        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        if behaviour != "no-range":
+            self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if not body:
+            return
+        if behaviour == "drop":
+            chunk = chunk[: len(chunk) // 2]
+            self.close_connection = True
+        try:
+            self.wfile.write(chunk)
+            served.sent.append(len(chunk))
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up (it asked for less)
+            pass
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StreamingHandler)
+    httpd.daemon_threads = True
+    httpd.served = Served(f"http://127.0.0.1:{httpd.server_address[1]}", root)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd.served
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(remote, "BLOCK_BYTES", BLOCK)
+
+
+def _ns2d_file(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    splits = {s: rng.standard_normal(SHAPE).astype(np.float32) for s in ("train", "val", "test")}
+    write_canonical(path, splits, DataSpec(name="ns2d", fields=("vorticity",), spatial_shape=SHAPE[2:4], t_in=10,
+                                           dt=1.0, n_frames=SHAPE[1]))
+    return path
+
+
+def _pdebench_file(path: Path, seed: int = 0) -> Path:
+    """PDEBench's single-file layout, ``tensor`` ``(N, T, X, Y)``: its splits read the file itself."""
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.random.default_rng(seed).standard_normal(SHAPE[:-1]).astype(np.float32)
+    return path
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_url_forms():
+    assert remote.as_url("https://host/a/b.h5") == "https://host/a/b.h5"
+    assert remote.as_url(Path("https://host/a/b.h5")) == "https://host/a/b.h5"  # pathlib folds '//'
+    assert remote.as_url("hf://datasets/org/set/f.hdf5") == "hf://datasets/org/set/f.hdf5"
+    for local in ("/data/f.h5", "data/f.h5", "C:/data/f.h5", "file:///data/f.h5", "nosuchproto://x/f.h5", "~/f.h5"):
+        assert remote.as_url(local) is None, local
+
+
+def test_a_window_reads_only_the_blocks_it_touches(served, small_blocks, private_home):
+    local = _ns2d_file(served.root / "ns.h5")
+    url = f"{served.url}/ns.h5"
+    found = open_layout(url)
+    assert found.path == url and found.layout == "canonical" and found.traj_shape == SHAPE[1:]
+    window = found.pools["train"].window(5, 3, 4)
+    with h5py.File(local, "r") as f:
+        np.testing.assert_array_equal(window, f["train"][5, 3:7])
+    size = local.stat().st_size
+    assert served.bytes_sent < size / 8, (served.bytes_sent, size)
+    ranged = [r for r in served.requests if r[0] == "GET"]
+    assert ranged and all(r[2] for r in ranged)  # every GET asked for a range
+
+    served.reset()  # the blocks are on disk: a new reader of the same window fetches no block again
+    again = open_layout(url).pools["train"].window(5, 3, 4)
+    np.testing.assert_array_equal(again, window)
+    assert served.bytes_sent == 0 and {r[0] for r in served.requests} == {"HEAD"}, served.requests
+
+
+def _write_mat73(path: Path) -> None:
+    """MATLAB 7.3: HDF5 after a 512-byte header, axes reversed (as MATLAB writes ``u`` (N, X, Y, T))."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        f["u"] = np.random.default_rng(2).standard_normal((3, 4, 4, 6)).T
+        f["u"].attrs["MATLAB_class"] = np.bytes_("double")
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .")
+
+
+def _write_mat5(path: Path) -> None:
+    scipy_io = pytest.importorskip("scipy.io")
+    scipy_io.savemat(path, {"u": np.random.default_rng(3).standard_normal((3, 4, 4, 6))})
+
+
+def _write_multi(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        for i in range(3):
+            f[f"{i:04d}/data"] = np.random.default_rng(i).standard_normal((6, 4, 4, 2)).astype(np.float32)
+
+
+def _write_dpot(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        f["data"] = np.random.default_rng(4).standard_normal((3, 4, 4, 6, 2)).astype(np.float32)
+
+
+def _write_cfdbench_train(path: Path) -> None:
+    """DPOT's CFDBench train file alone (pairing it with its test file needs local files)."""
+    write_cfdbench(path.parent, n_train=3, n_test=2)
+    (path.parent / "ns2d_cdb_test.hdf5").unlink()
+
+
+WRITERS = {
+    "canonical": ("ns.h5", _ns2d_file),
+    "pdebench": ("tensor.hdf5", _pdebench_file),
+    "pdebench-multi": ("multi.h5", _write_multi),
+    "fno-mat": ("ns_v73.mat", _write_mat73),
+    "fno-mat-v5": ("ns_v5.mat", _write_mat5),
+    "dpot": ("dpot.hdf5", _write_dpot),
+    "pdearena": ("shard.h5", lambda p: write_pdearena_shard(p, {"train": 2, "valid": 1, "test": 1})),
+    "cfdbench": ("ns2d_cdb_train.hdf5", lambda p: _write_cfdbench_train(p)),
+}
+
+
+@pytest.mark.parametrize("layout", list(WRITERS))
+def test_every_single_file_layout_reads_the_same_over_a_url(served, private_home, layout):
+    name, write = WRITERS[layout]
+    write(served.root / name)
+    local, remote_found = open_layout(served.root / name), open_layout(f"{served.url}/{name}")
+    assert remote_found.layout == local.layout == layout.replace("-v5", "")
+    assert remote_found.path.startswith("http://") or layout == "fno-mat-v5"  # v5: read from a whole copy
+    assert {k: len(v) for k, v in remote_found.pools.items()} == {k: len(v) for k, v in local.pools.items()}
+    for pool, trajectories in local.pools.items():
+        np.testing.assert_array_equal(remote_found.pools[pool][len(trajectories) - 1], trajectories[-1])
+
+
+def test_smoke_training_run_on_a_url(served, small_blocks, private_home):
+    local = _ns2d_file(served.root / "ns.h5")
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={served.url}/ns.h5",
+                                 "--profile", "smoke", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "ns2d" in result.output and "finished" in result.output
+    assert 0 < served.bytes_sent < local.stat().st_size / 2  # the smoke splits, not the whole file
+
+
+def test_server_ignoring_ranges_falls_back_to_one_full_download(served, small_blocks, private_home, capfd):
+    local = _ns2d_file(served.root / "ns.h5")
+    served.behaviour["ns.h5"] = "no-range"
+    url = f"{served.url}/ns.h5"
+    window = open_layout(url).pools["val"].window(2, 0, 3)
+    with h5py.File(local, "r") as f:
+        np.testing.assert_array_equal(window, f["val"][2, 0:3])
+    err = capfd.readouterr().err
+    assert "does not answer ranged reads; downloading the whole file" in err
+    assert re.search(r"downloading ns\.h5: 100%", err), err
+    served.reset()
+    open_layout(url).pools["test"].window(0, 0, 2)  # the copy is reused
+    assert all(method == "HEAD" for method, _, _ in served.requests), served.requests
+    assert "downloading" not in capfd.readouterr().err
+
+
+def test_a_file_changed_on_the_server_is_read_and_scanned_again(served, small_blocks, private_home, monkeypatch):
+    _pdebench_file(served.root / "ns.h5", seed=0)
+    url = f"{served.url}/ns.h5"
+    identity = integrity.file_identity(url)
+    assert identity["url"] == url and identity["size"] == (served.root / "ns.h5").stat().st_size
+    assert identity["etag"] and identity["last_modified"]
+    scans = []
+    original = integrity.first_non_finite
+    monkeypatch.setattr(integrity, "first_non_finite", lambda t: scans.append(1) or original(t))
+
+    class Dataset:
+        def split(self, name):
+            return open_layout(url).pools[name]
+
+    integrity.check_finite("ns2d", Dataset(), splits=("all",))
+    integrity.check_finite("ns2d", Dataset(), splits=("all",))
+    assert len(scans) == 1  # remembered by the server's version of the file
+    time.sleep(0.01)
+    _pdebench_file(served.root / "ns.h5", seed=1)  # new ETag and Last-Modified
+    assert integrity.file_identity(url) != identity
+    integrity.check_finite("ns2d", Dataset(), splits=("all",))
+    assert len(scans) == 2
+    with h5py.File(served.root / "ns.h5", "r") as f:  # the new version, not stale cached blocks
+        np.testing.assert_array_equal(Dataset().split("all").window(1, 0, 2)[..., 0], f["tensor"][1, 0:2])
+
+
+def test_unreachable_host_is_one_line_and_quick(private_home):
+    url = f"http://127.0.0.1:{_closed_port()}/ns.h5"
+    started = time.monotonic()
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={url}",
+                                 "--profile", "smoke", "--device", "cpu"])
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and f"cannot reach {url}" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_and_missing_protocol_package(served, private_home):
+    with pytest.raises(DataError, match=r"ns\.h5: the server answered HTTP 404"):
+        open_layout(f"{served.url}/ns.h5")
+    if importlib.util.find_spec("huggingface_hub") is None:  # the hf:// protocol's package
+        with pytest.raises(UsageError, match=r"cannot read hf:// URLs: .*huggingface_hub"):
+            open_layout("hf://datasets/org/set/train.hdf5")
+
+
+def test_dropped_connections_are_retried_a_bounded_number_of_times(served, small_blocks, private_home):
+    _ns2d_file(served.root / "ns.h5")
+    url = f"{served.url}/ns.h5"
+    reader = remote.RangedFile(remote.stat(url))
+    served.behaviour["ns.h5"] = "drop"
+    served.reset()
+    with pytest.raises(DataError, match=rf"after {remote.ATTEMPTS} tries"):
+        reader.read(100)
+    assert len([r for r in served.requests if r[0] == "GET"]) == remote.ATTEMPTS
+    served.behaviour.clear()
+    assert reader.read(8) == (served.root / "ns.h5").read_bytes()[:8]
+    reader.close()
+
+
+def test_weights_from_a_url_are_downloaded_once(served, private_home):
+    from pdebench_core.weights import load_weights
+
+    source = torch.nn.Linear(3, 2)
+    torch.save({"model": source.state_dict()}, served.root / "w.pt")
+    target = torch.nn.Linear(3, 2)
+    load_weights(target, f"{served.url}/w.pt")
+    assert torch.equal(target.weight, source.weight) and torch.equal(target.bias, source.bias)
+    served.reset()
+    load_weights(torch.nn.Linear(3, 2), f"{served.url}/w.pt")
+    assert [method for method, _, _ in served.requests] == ["HEAD"]  # the cached copy is still current
+
+
+def test_dpot_init_reads_a_url(served, private_home):
+    from pdeb_dpot.checkpoint import read_state_dict
+
+    state = {"model": {"module.pos_embed": torch.arange(6.0).reshape(1, 2, 3)}}
+    torch.save(state, served.root / "dpot.pth")
+    loaded = read_state_dict(f"{served.url}/dpot.pth")
+    assert list(loaded) == ["pos_embed"] and torch.equal(loaded["pos_embed"], state["model"]["module.pos_embed"])
+    with pytest.raises(UsageError, match="cannot reach"):
+        read_state_dict(f"http://127.0.0.1:{_closed_port()}/dpot.pth")
+
+
+def test_data_hash_of_a_url_follows_the_servers_version(served, private_home):
+    from pdebench_core.data.identity import file_content_hash
+
+    _ns2d_file(served.root / "a.h5")
+    _ns2d_file(served.root / "b.h5")
+    first = file_content_hash(f"{served.url}/a.h5")
+    assert first.startswith("url-") and first == file_content_hash(f"{served.url}/a.h5")
+    assert first != file_content_hash(f"{served.url}/b.h5")  # another file, another hash
+    time.sleep(1.1)  # Last-Modified has a resolution of one second
+    path = served.root / "a.h5"
+    path.write_bytes(path.read_bytes())  # a new version on the server
+    assert file_content_hash(f"{served.url}/a.h5") != first
+
+
+def test_verify_reads_a_url(served, private_home):
+    from pdebench_core.data.verify import verify_file
+
+    _ns2d_file(served.root / "ns.h5")
+    assert [p for p in verify_file(f"{served.url}/ns.h5") if p.severity == "error"] == []
