@@ -1,5 +1,8 @@
 """Time one DPOT training step and its memory, fused vs reference Fourier mixer.
 
+The fused mixer is the model's own; the reference is the straightforward form the tests
+check it against (``pdeb_dpot/tests/mixer_oracle.py``), imported from the source checkout.
+
 A step is: forward, DPOT's relative-L2 loss, backward, Adam step. Defaults: DPOT-Ti
 (official settings: patch 8, modes 32), batch 4, 10 input frames, 4 channels, grids
 64x64 and 128x128, on the CPU and, when present, on CUDA (float32, plus bf16 autocast
@@ -75,12 +78,16 @@ def run_one(device: str, res: int, fused: bool, amp: bool, size: str, batch: int
     if threads:
         torch.set_num_threads(threads)
     from pdeb_dpot import SIZES
-    from pdeb_dpot.model import DPOT
+    from pdeb_dpot.model import DPOT, DPOTArchitecture
+    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
 
     baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     torch.manual_seed(0)
-    model = DPOT(ndim=2, img_size=res, patch_size=8, in_channels=4, out_channels=4, in_timesteps=10,
-                 out_timesteps=1, modes=32, n_cls=12, fused_mixer=fused, **SIZES[size]).to(device)
+    model = DPOT(DPOTArchitecture(ndim=2, img_size=res, patch_size=8, in_channels=4, out_channels=4,
+                                  in_timesteps=10, out_timesteps=1, modes=32, n_cls=12, **SIZES[size]))
+    if not fused:
+        use_reference_mixers(model)
+    model.to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                  weight_decay=1e-6)
     x = torch.randn(batch, 10, res, res, 4, device=device)  # (B, T_in, X, Y, C)
@@ -129,10 +136,11 @@ def time_mixers(device: str, latent: int, batch: int, steps: int, warmup: int) -
     import torch
 
     from pdeb_dpot.mixer import FourierMixer
+    from pdeb_dpot.tests.mixer_oracle import ReferenceFourierMixer
 
     torch.manual_seed(0)
-    mixers = {"fused": FourierMixer(512, 4, (32, 32), fused=True).to(device)}
-    mixers["reference"] = FourierMixer(512, 4, (32, 32), fused=False).to(device)
+    mixers = {"fused": FourierMixer(512, 4, (32, 32)).to(device)}
+    mixers["reference"] = ReferenceFourierMixer(512, 4, (32, 32)).to(device)
     mixers["reference"].load_state_dict(mixers["fused"].state_dict())
     z = torch.randn(batch, 512, latent, latent, device=device, requires_grad=True)  # (B, D, X, Y)
     times: dict[str, list[float]] = {name: [] for name in mixers}

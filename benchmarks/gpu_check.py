@@ -267,12 +267,13 @@ def time_official(size: str, batch: int, warmup: int, steps: int, device: str = 
 
     from pdeb_dpot import SIZES
     from pdeb_dpot.official import build_official
+    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
     from pdebench_core.devices import tf32_disabled
     from pdebench_core.losses import relative_l2_loss
 
     model = build_official(dict(img_size=GRID, patch_size=8, in_channels=CHANNELS, out_channels=CHANNELS,
-                                in_timesteps=FRAMES_IN, out_timesteps=1, modes=32, **SIZES[size]),
-                           fused_mixer=False).to(device)
+                                in_timesteps=FRAMES_IN, out_timesteps=1, modes=32, **SIZES[size]))
+    model = use_reference_mixers(model).to(device)  # the official-style mixer: the tests' oracle
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-6)
     x = torch.randn(batch, FRAMES_IN, GRID, GRID, CHANNELS, device=device)
     y = torch.randn(batch, 1, GRID, GRID, CHANNELS, device=device)

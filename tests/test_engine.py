@@ -187,12 +187,13 @@ def synthetic_loader(dims=(2,), batch_size=4, rank=0, world_size=1, grad_accum=1
 
 def tiny_dpot(dims=(2,), depth=2):
     """A DPOT (one dimension) or a MultiDimDPOT (several) on the synthetic windows."""
-    from pdeb_dpot.model import DPOT
+    from pdeb_dpot.model import DPOT, DPOTArchitecture
     from pdeb_dpot.multidim import MultiDimDPOT
 
     torch.manual_seed(0)
-    models = {ndim: DPOT(ndim=ndim, img_size=8, patch_size=4, in_channels=2, out_channels=2, in_timesteps=2,
-                         embed_dim=16, depth=depth, n_blocks=2, modes=2 if ndim < 3 else (2, 2, 2), out_layer_dim=4)
+    models = {ndim: DPOT(DPOTArchitecture(ndim=ndim, img_size=8, patch_size=4, in_channels=2, out_channels=2,
+                                          in_timesteps=2, embed_dim=16, depth=depth, n_blocks=2,
+                                          modes=2 if ndim < 3 else (2, 2, 2), out_layer_dim=4))
               for ndim in dims}
     return models[dims[0]] if len(dims) == 1 else MultiDimDPOT(models)
 

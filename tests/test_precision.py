@@ -56,8 +56,10 @@ def recorder(monkeypatch):
 
 def _dpot(fused: bool, spec: DataSpec):
     from pdeb_dpot import DPOTConfig, PROFILES, build
+    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
 
-    return build(DPOTConfig(**{**PROFILES["smoke"], "fused_mixer": fused}), spec)
+    model = build(DPOTConfig(**PROFILES["smoke"]), spec)
+    return model if fused else use_reference_mixers(model)  # the reference: the tests' oracle
 
 
 def _fno(spec: DataSpec):

@@ -1,7 +1,9 @@
 """pdeb plugin: DPOT, the Auto-Regressive Denoising Operator Transformer (Hao et al., ICML 2024).
 
 Registers the model ``dpot`` (1D, 2D and 3D). Importing this module is cheap: torch is
-imported by the factory. The model itself lives in :mod:`pdeb_dpot.model`, official
+imported by the factory. The settings here (:class:`DPOTConfig`, a size preset and the
+data) become the network's :class:`pdeb_dpot.model.DPOTArchitecture` in one place,
+:func:`architecture`. The model itself lives in :mod:`pdeb_dpot.model`, official
 compatibility in :mod:`pdeb_dpot.official`, checkpoint loading and the 2D -> 3D transfer
 in :mod:`pdeb_dpot.checkpoint`.
 """
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from pdebench_core.spec import DataSpec
+    from pdeb_dpot.model import DPOTArchitecture
 
 PAPER = ("Zhongkai Hao, Chang Su, Songming Liu, Julius Berner, Chengyang Ying, Hang Su, "
          "Anima Anandkumar, Jian Song, Jun Zhu. DPOT: Auto-Regressive Denoising Operator "
@@ -68,8 +71,6 @@ class DPOTConfig:
             normalisation on the output.
         act: Activation: gelu, tanh, sigmoid, relu, leaky_relu, softplus, elu or silu.
         time_agg: Temporal aggregation: ``exp_mlp`` (official: learned frequencies) or ``mlp``.
-        fused_mixer: Use the fused Fourier mixer (same numbers as the reference form, faster
-            and leaner); False selects the straightforward implementation.
         init: Path of a checkpoint to start from: a released DPOT file, a pdeb run
             checkpoint or a saved state dict ("" = random initialisation).
         init_components: Components to take from ``init``: any of patch_embed, pos,
@@ -93,7 +94,6 @@ class DPOTConfig:
     normalize: bool = False
     act: str = "gelu"
     time_agg: str = "exp_mlp"
-    fused_mixer: bool = True
     init: str = ""
     init_components: List[str] = field(default_factory=list)
 
@@ -146,42 +146,60 @@ def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
     """
     from pdeb_dpot.checkpoint import load_pretrained, read_state_dict
     from pdeb_dpot.model import DPOT, check_divisible
-    from pdeb_dpot.official import infer_official_config
 
-    groups = dict(spec.params.get("groups") or {}) if spec.params else {}
-    if len(groups) > 1:
-        return _build_multidim(cfg, spec, groups)
+    if len(spec.groups) > 1:
+        return _build_multidim(cfg, spec.groups)
     ndim = len(spec.spatial_shape)
     if ndim not in (1, 2, 3):
         raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, the data has {ndim}")
-    arch = resolve_architecture(cfg)
     check_divisible(spec.spatial_shape, cfg.patch_size)
     state = read_state_dict(cfg.init) if cfg.init else None
-    in_channels = int(cfg.in_channels)
-    if in_channels == 0:
-        in_channels = spec.n_channels
-        if state is not None and "patch_embed.proj.0.weight" in state:
-            source = infer_official_config(state)
-            if source["ndim"] == ndim:
-                in_channels = source["in_channels"]
-    if spec.n_channels > in_channels:
-        raise UsageError(f"the data has {spec.n_channels} channels but DPOT in_channels is "
-                         f"{in_channels}; raise in_channels or leave it at 0")
-    modes = (cfg.modes, cfg.modes, cfg.modes_z) if ndim == 3 else cfg.modes
-    model = DPOT(
-        ndim=ndim, img_size=tuple(spec.spatial_shape), patch_size=cfg.patch_size,
-        in_channels=in_channels, out_channels=in_channels, in_timesteps=spec.t_in,
-        out_timesteps=spec.t_out, modes=modes, n_cls=cfg.n_cls, normalize=cfg.normalize,
-        act=cfg.act, time_agg=cfg.time_agg, symmetric_modes=cfg.symmetric_modes,
-        fused_mixer=cfg.fused_mixer, **arch,
-    )
+    model = DPOT(architecture(cfg, spec, _in_channels(cfg, spec, state)))
     if state is not None:
         components = list(cfg.init_components) if cfg.init_components else None
         load_pretrained(model, state, components, source_name=cfg.init)
     return model
 
 
-def _build_multidim(cfg: Any, spec: "DataSpec", groups: dict) -> "torch.nn.Module":
+def architecture(cfg: Any, spec: "DataSpec", in_channels: int) -> "DPOTArchitecture":
+    """The network a :class:`DPOTConfig` describes for data with ``spec`` (one dimension).
+
+    Args:
+        cfg: The settings; the size preset fills the architecture fields left at None.
+        spec: Grid, ``t_in`` and ``t_out`` of the data.
+        in_channels: Channels the model reads (see :func:`_in_channels`).
+    """
+    from pdeb_dpot.model import DPOTArchitecture
+
+    ndim = len(spec.spatial_shape)
+    modes = (cfg.modes, cfg.modes, cfg.modes_z) if ndim == 3 else cfg.modes
+    return DPOTArchitecture(
+        ndim=ndim, img_size=tuple(spec.spatial_shape), patch_size=cfg.patch_size,
+        in_channels=in_channels, out_channels=in_channels, in_timesteps=spec.t_in,
+        out_timesteps=spec.t_out, modes=modes, n_cls=cfg.n_cls, normalize=cfg.normalize,
+        act=cfg.act, time_agg=cfg.time_agg, symmetric_modes=cfg.symmetric_modes,
+        **resolve_architecture(cfg),
+    )
+
+
+def _in_channels(cfg: Any, spec: "DataSpec", state: Optional[dict]) -> int:
+    """``cfg.in_channels``, or when 0 the checkpoint's count (same dimension) or the data's."""
+    from pdeb_dpot.official import infer_official_config
+
+    in_channels = int(cfg.in_channels)
+    if in_channels == 0:
+        in_channels = spec.n_channels
+        if state is not None and "patch_embed.proj.0.weight" in state:
+            source = infer_official_config(state)
+            if source["ndim"] == len(spec.spatial_shape):
+                in_channels = source["in_channels"]
+    if spec.n_channels > in_channels:
+        raise UsageError(f"the data has {spec.n_channels} channels but DPOT in_channels is "
+                         f"{in_channels}; raise in_channels or leave it at 0")
+    return in_channels
+
+
+def _build_multidim(cfg: Any, groups: "tuple[DataSpec, ...]") -> "torch.nn.Module":
     """One DPOT per spatial dimension sharing blocks and time aggregator (see ``multidim``).
 
     ``init`` loads into the model of the checkpoint's dimension; the others see its
@@ -198,15 +216,11 @@ def _build_multidim(cfg: Any, spec: "DataSpec", groups: dict) -> "torch.nn.Modul
         init_ndim = infer_official_config(read_state_dict(cfg.init)).get("ndim")
     models = {}
     # The checkpoint's dimension comes first so that it owns the shared weights.
-    order = sorted(groups, key=lambda nd: (int(nd) != init_ndim, int(nd)))
-    for ndim in order:
-        group = groups[ndim]
-        sub_spec = spec.replace(spatial_shape=tuple(group["spatial_shape"]), fields=tuple(group["fields"]),
-                                params={})
+    for group in sorted(groups, key=lambda g: (g.ndim != init_ndim, g.ndim)):
         sub_cfg = OmegaConf.create(OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else asdict(cfg))
-        if int(ndim) != init_ndim:
+        if group.ndim != init_ndim:
             sub_cfg.init = ""
-        models[int(ndim)] = build(sub_cfg, sub_spec)
+        models[group.ndim] = build(sub_cfg, group)
     return MultiDimDPOT(models)
 
 
@@ -227,7 +241,7 @@ def register_models(register: Any) -> None:
                     "(AFNO-style), pre-trained by auto-regressive denoising; loads the "
                     "official checkpoints (Ti/S/M/L/H)",
         paper=PAPER,
-        dims=(1, 2, 3),
+        dims=(1, 2, 3),  # registration parameters: pdeb checks the data against them
         mixed_dims=True,
         default_task="pretrain",
         sizes=list(SIZES),

@@ -50,7 +50,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a DPOT checkpoint file into a plain state dict on the CPU.
 
     Args:
-        path: A released DPOT checkpoint, a pdeb run checkpoint or a saved state dict.
+        path: A released DPOT checkpoint, a pdeb run checkpoint or a saved state dict;
+            a file or a URL (downloaded once into the cache, see ``pdebench_core.data.remote``).
 
     Returns:
         Parameter name -> tensor, with wrapper prefixes (``module.``) removed.
@@ -59,11 +60,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         UsageError: missing file, a file that pickles Python objects (e.g. a whole
             ``nn.Module``), an unreadable file, or contents without a state dict.
     """
+    from pdebench_core.data.remote import as_url, local_copy
+
+    url = as_url(path)
     path = os.path.expanduser(os.fspath(path))
-    if not os.path.isfile(path):
+    if not url and not os.path.isfile(path):
         raise UsageError(f"DPOT checkpoint '{path}' does not exist")
+    local = local_copy(url, why="a checkpoint is read whole") if url else path
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(local, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if found is None:  # the unpickler choked on bytes, not on a class: a damaged file
@@ -191,9 +196,9 @@ def load_pretrained(model: DPOT, source: str | os.PathLike | Mapping[str, torch.
     name = source_name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "state dict")
     state = read_state_dict(source) if isinstance(source, (str, os.PathLike)) else \
         unwrap_state_dict(source, name)
-    source_ndim = state["pos_embed"].ndim - 2 if "pos_embed" in state else model.ndim
+    source_ndim = state["pos_embed"].ndim - 2 if "pos_embed" in state else model.arch.ndim
     explicit = components is not None and components != [] and components != ()
-    if source_ndim < model.ndim and not explicit:
+    if source_ndim < model.arch.ndim and not explicit:
         components = TRANSFER_COMPONENTS
     components = normalize_components(components)
 
@@ -240,6 +245,6 @@ def transfer_2d_to_3d(model_3d: DPOT, state_dict_2d: Mapping[str, torch.Tensor] 
     Returns:
         The parameter names that were copied.
     """
-    if model_3d.ndim != 3:
-        raise UsageError(f"transfer_2d_to_3d needs a 3D DPOT, got a {model_3d.ndim}D one")
+    if model_3d.arch.ndim != 3:
+        raise UsageError(f"transfer_2d_to_3d needs a 3D DPOT, got a {model_3d.arch.ndim}D one")
     return load_pretrained(model_3d, state_dict_2d, components=list(components))

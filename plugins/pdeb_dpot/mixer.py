@@ -6,13 +6,14 @@ of modes, zeroes every other mode, transforms back and adds its input (the inner
 It works on 1, 2 or 3 spatial axes and holds the official parameters ``w1``, ``b1``,
 ``w2``, ``b2`` so official checkpoints load unchanged.
 
-Two implementations share those parameters:
+The kept modes are gathered once and each complex layer runs as one batched real matmul
+over heads (the complex product written as a 2x2 real block matrix); the inverse FFT then
+zero-pads the modes that were dropped, so no full-spectrum buffer is ever built. The
+straightforward form (einsums over the whole spectrum, then a mask) lives with the tests
+as the oracle this one is checked against (``pdeb_dpot/tests/mixer_oracle.py``).
 
-- ``fused=True`` (default): gathers the kept modes once and runs each complex layer as one
-  batched real matmul over heads (the complex product written as a 2x2 real block matrix),
-  then lets the inverse FFT zero-pad the missing modes. No full-spectrum buffers.
-- ``fused=False``: the straightforward form, one einsum per real/imaginary product on the
-  whole spectrum followed by a mask; kept as the reference the fused path is tested against.
+One mixer serves inputs of several spatial dimensions when it is given a mode budget for
+each (:meth:`FourierMixer.add_modes`); its weights do not depend on the dimension.
 
 The FFTs and the spectral MLP always run in IEEE float32 (``fp32_exact``: autocast and TF32
 off; the mode products through ``exact_bmm``), because bf16 FFTs are unsupported on most
@@ -100,20 +101,19 @@ class FourierMixer(nn.Module):
             ``spectrum[:m0, :m1, ...]`` (non-negative frequencies on every axis).
         act: Activation applied to the real and imaginary parts of the hidden layer.
         symmetric: Keep ``|k| < m`` on the two-sided axes instead (not the official rule).
-        fused: Use the batched-matmul implementation (same numbers, less memory).
     """
 
     def __init__(self, width: int, n_heads: int, modes: Sequence[int], act: str = "gelu",
-                 symmetric: bool = False, fused: bool = True) -> None:
+                 symmetric: bool = False) -> None:
         super().__init__()
         if width % n_heads:
             raise ValueError(f"width {width} is not divisible by n_heads {n_heads}")
         self.width = width
         self.n_heads = n_heads
         self.head_dim = width // n_heads
-        self.modes = tuple(int(m) for m in modes)
+        self.modes_by_ndim: dict[int, tuple[int, ...]] = {}
+        self.add_modes(modes)
         self.symmetric = symmetric
-        self.fused = fused
         self.act = make_activation(act)
         # Official initialisation: uniform in [0, 1 / head_dim^2).
         scale = 1.0 / (self.head_dim * self.head_dim)
@@ -122,80 +122,73 @@ class FourierMixer(nn.Module):
         self.w2 = nn.Parameter(scale * torch.rand(2, n_heads, self.head_dim, self.head_dim))
         self.b2 = nn.Parameter(scale * torch.rand(2, n_heads, self.head_dim))
 
+    def add_modes(self, modes: Sequence[int]) -> None:
+        """Serve inputs with ``len(modes)`` spatial axes too, keeping ``modes`` per axis."""
+        self.modes_by_ndim[len(modes)] = tuple(int(m) for m in modes)
+
     def extra_repr(self) -> str:
-        return (f"width={self.width}, n_heads={self.n_heads}, modes={self.modes}, "
-                f"symmetric={self.symmetric}, fused={self.fused}")
+        budgets = ", ".join(f"{ndim}D {modes}" for ndim, modes in self.modes_by_ndim.items())
+        return f"width={self.width}, n_heads={self.n_heads}, modes {budgets}, symmetric={self.symmetric}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mix ``x`` of shape ``(B, D, *S)``; returns the same shape and dtype."""
-        if x.ndim - 2 != len(self.modes):
-            raise ValueError(f"mixer built for {len(self.modes)} spatial axes got input {tuple(x.shape)}")
+        modes = self.modes_by_ndim.get(x.ndim - 2)
+        if modes is None:
+            raise ValueError(f"mixer built for {sorted(self.modes_by_ndim)} spatial axes got input "
+                             f"{tuple(x.shape)}")
         spatial = x.shape[2:]
         fft_dims = tuple(range(2, x.ndim))
         with fp32_exact(x.device.type):
             x32 = x.float()  # (B, D, *S)
             spectrum = torch.fft.rfftn(x32, dim=fft_dims, norm="ortho")  # (B, D, *K)
-            mix = self._mix_fused if self.fused else self._mix_reference
-            mixed = mix(spectrum)  # (B, D, *K') with K' <= K; missing modes are zero
+            mixed = self.mix_modes(spectrum, modes)  # (B, D, *K') with K' <= K; missing modes are zero
             # irfftn zero-pads every axis up to the full spectrum, which zeroes the dropped modes.
             out = torch.fft.irfftn(mixed, s=spatial, dim=fft_dims, norm="ortho")  # (B, D, *S)
             out = out + x32
         return out.to(x.dtype)
 
-    def _weights(self) -> tuple[torch.Tensor, ...]:
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        """``w1, b1, w2, b2`` in float32: ``(2, H, E, E)``, ``(2, H, E)``, twice; index 0 real, 1 imaginary."""
         return self.w1.float(), self.b1.float(), self.w2.float(), self.b2.float()
 
-    def _mix_fused(self, spectrum: torch.Tensor) -> torch.Tensor:
+    def mix_modes(self, spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+        """Apply the spectral MLP to the kept modes of ``spectrum`` ``(B, D, *K)``.
+
+        Returns:
+            ``(B, D, *K')``: every axis cut after its last kept mode; the modes not kept are zero.
+        """
         B, D = spectrum.shape[:2]
+        kept, scattered = self._gather_kept(spectrum, modes)  # (B, D, *M)
+        kept_shape = kept.shape[2:]
+        H, E = self.n_heads, self.head_dim
+        z = torch.view_as_real(kept).unflatten(1, (H, E))  # (B, H, E, *M, 2)
+        z = z.movedim(2, -1).movedim(1, 0).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
+        w1, b1, w2, b2 = self.weights()
+        hidden = self.act(exact_bmm(z, _complex_as_real_block(w1), _stacked_bias(b1)))  # (H, N, 2E)
+        out = exact_bmm(hidden, _complex_as_real_block(w2), _stacked_bias(b2))  # (H, N, 2E)
+        out = out.view(H, B, *kept_shape, 2, E).movedim(0, 1).movedim(-1, 2)  # (B, H, E, *M, 2)
+        out = out.reshape(B, D, *kept_shape, 2)  # (B, D, *M, 2)
+        for axis, index_t, n in reversed(scattered):
+            # Only the symmetric option gets here: put the two frequency ranges back in place.
+            shape = list(out.shape)
+            shape[2 + axis] = n
+            out = out.new_zeros(shape).index_copy(2 + axis, index_t, out)
+        return torch.view_as_complex(out.contiguous())  # (B, D, *K')
+
+    def _gather_kept(self, spectrum: torch.Tensor, modes: Sequence[int]
+                     ) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor, int]]]:
+        """The kept modes ``(B, D, *M)``, and ``(axis, indices, length)`` of each gathered (not sliced) axis."""
         full_shape = spectrum.shape[2:]
-        n_axes = len(full_shape)
         kept = spectrum
-        scattered: list[tuple[int, torch.Tensor]] = []
-        for axis, (n, m) in enumerate(zip(full_shape, self.modes)):
-            index = kept_indices(n, m, self.symmetric, half_axis=axis == n_axes - 1)
+        scattered: list[tuple[int, torch.Tensor, int]] = []
+        for axis, (n, m) in enumerate(zip(full_shape, modes)):
+            index = kept_indices(n, m, self.symmetric, half_axis=axis == len(full_shape) - 1)
             if index == list(range(len(index))):
                 kept = kept.narrow(2 + axis, 0, len(index))  # a prefix: a view, no copy
             else:
                 # Symmetric option: [0, m) and [n - m + 1, n), built on the device (no host copy).
                 device = spectrum.device
-                index_t = torch.cat([torch.arange(m, device=device),
-                                     torch.arange(n - m + 1, n, device=device)])
+                index_t = torch.cat([torch.arange(m, device=device), torch.arange(n - m + 1, n, device=device)])
                 kept = kept.index_select(2 + axis, index_t)
-                scattered.append((axis, index_t))
-        kept_shape = kept.shape[2:]
-        H, E = self.n_heads, self.head_dim
-        z = torch.view_as_real(kept).unflatten(1, (H, E))  # (B, H, E, *M, 2)
-        z = z.movedim(2, -1).movedim(1, 0).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
-        w1, b1, w2, b2 = self._weights()
-        hidden = self.act(exact_bmm(z, _complex_as_real_block(w1), _stacked_bias(b1)))  # (H, N, 2E)
-        out = exact_bmm(hidden, _complex_as_real_block(w2), _stacked_bias(b2))  # (H, N, 2E)
-        out = out.view(H, B, *kept_shape, 2, E).movedim(0, 1).movedim(-1, 2)  # (B, H, E, *M, 2)
-        out = out.reshape(B, D, *kept_shape, 2)  # (B, D, *M, 2)
-        for axis, index_t in reversed(scattered):
-            # Only the symmetric option gets here: put the two frequency ranges back in place.
-            shape = list(out.shape)
-            shape[2 + axis] = full_shape[axis]
-            out = out.new_zeros(shape).index_copy(2 + axis, index_t, out)
-        return torch.view_as_complex(out.contiguous())  # (B, D, *K')
-
-    def _mix_reference(self, spectrum: torch.Tensor) -> torch.Tensor:
-        B, D = spectrum.shape[:2]
-        full_shape = spectrum.shape[2:]
-        n_axes = len(full_shape)
-        H, E = self.n_heads, self.head_dim
-        s = spectrum.movedim(1, -1).unflatten(-1, (H, E))  # (B, *K, H, E)
-        re, im = s.real, s.imag
-        w1, b1, w2, b2 = self._weights()
-        mm = lambda a, w: torch.einsum("...hi,hio->...ho", a, w)  # noqa: E731
-        h_re = self.act(mm(re, w1[0]) - mm(im, w1[1]) + b1[0])  # (B, *K, H, E)
-        h_im = self.act(mm(im, w1[0]) + mm(re, w1[1]) + b1[1])
-        o_re = mm(h_re, w2[0]) - mm(h_im, w2[1]) + b2[0]
-        o_im = mm(h_im, w2[0]) + mm(h_re, w2[1]) + b2[1]
-        mask = torch.ones((), device=spectrum.device)
-        for axis, (n, m) in enumerate(zip(full_shape, self.modes)):
-            keep = torch.zeros(n, device=spectrum.device)
-            keep[kept_indices(n, m, self.symmetric, half_axis=axis == n_axes - 1)] = 1.0
-            mask = mask.unsqueeze(-1) * keep  # (*K[:axis+1])
-        mask = mask[..., None, None]  # (*K, 1, 1)
-        out = torch.complex(o_re * mask, o_im * mask)  # (B, *K, H, E)
-        return out.flatten(-2).movedim(-1, 1)  # (B, D, *K)
+                scattered.append((axis, index_t, n))
+        return kept, scattered

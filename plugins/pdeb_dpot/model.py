@@ -5,6 +5,9 @@ the official code (thu-ml/DPOT ``models/dpot.py`` and ``models/dpot3d.py``), so 
 state dicts load with ``strict=True``; the official layout ``(B, *S, T, C)`` differs from
 ours, ``(B, T, *S, C)``, only at the boundary (see :mod:`pdeb_dpot.official`).
 
+``DPOT(DPOTArchitecture(...))`` builds a network: the dataclass holds every setting that
+decides its parameters and forward pass, checked once when it is created.
+
 Forward pass, for ``x`` of shape ``(B, T_in, *S, C)``:
 
 1. pad missing channels with ones up to ``in_channels`` (the official convention);
@@ -18,7 +21,8 @@ Forward pass, for ``x`` of shape ``(B, T_in, *S, C)``:
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -29,7 +33,90 @@ from pdeb_dpot.mixer import FourierMixer, make_activation
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+@dataclass
+class DPOTArchitecture:
+    """Everything that decides a DPOT network's parameters and forward pass.
+
+    The field names are those of the official constructors (``DPOTNet``, ``DPOTNet3D``).
+
+    Attributes:
+        ndim: Spatial dimensions (1, 2 or 3).
+        img_size: Grid the model is built for (one int for every axis, or one per axis); it
+            sizes the positional embedding, which is interpolated for any other grid.
+        patch_size: Patch edge ``P``; every spatial size must be a multiple of it.
+        in_channels: Channels the model reads; inputs with fewer are padded with ones.
+        out_channels: Channels it predicts per frame (official models use ``in_channels``).
+        in_timesteps: Input frames ``T_in``.
+        out_timesteps: Frames predicted per call ``T_out``.
+        embed_dim: Latent width ``D`` (a multiple of 8 and of ``n_blocks``).
+        depth: Number of blocks.
+        n_blocks: Mixer heads (channel groups of the block-diagonal spectral MLP).
+        mlp_ratio: Block MLP width as a multiple of ``D``.
+        out_layer_dim: Width of the output head.
+        modes: Fourier modes kept per axis: one int, or one per axis. The official 3D model
+            keeps ``(modes, modes, 8)``; pass that tuple for 3D.
+        n_cls: Outputs of the dataset-class head (untrained in DPOT, kept for checkpoints).
+        normalize: Normalise each sample and channel over space and time, with an AdaIN-like
+            latent scale and shift predicted from the statistics, and undo it on the output.
+        act: Activation of the embedding, block MLPs and heads.
+        time_agg: ``"exp_mlp"`` (official) or ``"mlp"``.
+        symmetric_modes: Keep ``|k| < modes`` on two-sided FFT axes (not official).
+        mixer_act: Activation inside the mixer; None means ``act`` (the official 3D code
+            always uses GELU there).
+
+    Raises:
+        UsageError: on creation, for settings no DPOT can have; ``img_size`` and ``modes``
+            become one value per axis.
+    """
+
+    ndim: int = 2
+    img_size: Union[int, Sequence[int]] = 128
+    patch_size: int = 8
+    in_channels: int = 4
+    out_channels: int = 4
+    in_timesteps: int = 10
+    out_timesteps: int = 1
+    embed_dim: int = 512
+    depth: int = 4
+    n_blocks: int = 4
+    mlp_ratio: float = 1.0
+    out_layer_dim: int = 32
+    modes: Union[int, Sequence[int]] = 32
+    n_cls: int = 12
+    normalize: bool = False
+    act: str = "gelu"
+    time_agg: str = "exp_mlp"
+    symmetric_modes: bool = False
+    mixer_act: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.ndim not in _CONV:
+            raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, not {self.ndim}")
+        self.img_size = _per_axis(self.img_size, self.ndim)
+        self.modes = _per_axis(self.modes, self.ndim)
+        if len(self.img_size) != self.ndim or len(self.modes) != self.ndim:
+            raise UsageError(f"img_size {self.img_size} and modes {self.modes} need one value per "
+                             f"axis ({self.ndim})")
+        if self.embed_dim % 8 or self.embed_dim % self.n_blocks:
+            raise UsageError(f"DPOT embed_dim {self.embed_dim} must be a multiple of 8 (GroupNorm "
+                             f"groups) and of n_blocks {self.n_blocks}")
+        if self.normalize and self.out_channels != self.in_channels:
+            raise UsageError("DPOT normalize=True needs out_channels == in_channels (the output is "
+                             "de-normalised with the input statistics)")
+        check_divisible(self.img_size, self.patch_size)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The latent grid ``s = img_size / patch_size``."""
+        return tuple(n // self.patch_size for n in self.img_size)
+
+
+def _per_axis(value: Union[int, Sequence[int]], ndim: int) -> tuple[int, ...]:
+    return (int(value),) * ndim if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, latent_shape: Sequence[int]) -> torch.Tensor:
@@ -109,32 +196,46 @@ class TimeAggregator(nn.Module):
         return torch.matmul(w.reshape(T * D, D).t(), z.reshape(B, T * D, N))  # (B, D, N)
 
 
+class PointwiseConv(nn.Module):
+    """A 1x1 convolution that accepts any number of spatial axes.
+
+    The weight keeps the shape of an ``ndim``-D 1x1 convolution, e.g. ``(out, in, 1, 1)`` in
+    2D, and its initialisation, so official state dicts load unchanged; an input with another
+    number of axes sees it reshaped. That keeps a block dimension-agnostic, so one block can
+    serve 2D and 3D data alike (:mod:`pdeb_dpot.multidim`).
+    """
+
+    def __init__(self, ndim: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        template = _CONV[ndim](in_channels, out_channels, kernel_size=1)  # the standard initialisation
+        self.weight = template.weight  # (out, in, *1)
+        self.bias = template.bias  # (out,)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel_size=1"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ndim = x.ndim - 2
+        weight = self.weight.reshape(*self.weight.shape[:2], *([1] * ndim))  # a view
+        return _CONV_FN[ndim](x, weight, self.bias)  # (B, out, *S)
+
+
 class Block(nn.Module):
     """``z + MLP(GN(FourierMixer(GN(z))))`` with GroupNorm(8, D) and a 1x1-conv MLP.
 
-    Args:
-        ndim: Spatial dimensions.
-        width: Latent width ``D`` (a multiple of 8 and of ``n_heads``).
-        n_heads: Mixer channel groups.
-        mlp_ratio: Hidden width of the MLP as a multiple of ``D``.
-        modes: Mixer mode budget per axis.
-        act: Activation of the MLP.
-        mixer_act: Activation inside the mixer.
-        symmetric_modes: Symmetric mode truncation (non-official option).
-        fused_mixer: Use the fused mixer implementation.
+    Nothing in it depends on the number of spatial axes except the mixer's mode budget, so
+    one block serves several dimensions once the mixer has a budget for each.
     """
 
-    def __init__(self, ndim: int, width: int, n_heads: int, mlp_ratio: float, modes: Sequence[int],
-                 act: str, mixer_act: str, symmetric_modes: bool, fused_mixer: bool) -> None:
+    def __init__(self, arch: DPOTArchitecture) -> None:
         super().__init__()
-        conv = _CONV[ndim]
-        hidden = int(width * mlp_ratio)
+        width, hidden = arch.embed_dim, int(arch.embed_dim * arch.mlp_ratio)
         self.norm1 = nn.GroupNorm(8, width)
-        self.filter = FourierMixer(width, n_heads, modes, act=mixer_act, symmetric=symmetric_modes,
-                                   fused=fused_mixer)
+        self.filter = FourierMixer(width, arch.n_blocks, arch.modes, act=arch.mixer_act or arch.act,
+                                   symmetric=arch.symmetric_modes)
         self.norm2 = nn.GroupNorm(8, width)
-        self.mlp = nn.Sequential(conv(width, hidden, kernel_size=1), make_activation(act),
-                                 conv(hidden, width, kernel_size=1))
+        self.mlp = nn.Sequential(PointwiseConv(arch.ndim, width, hidden), make_activation(arch.act),
+                                 PointwiseConv(arch.ndim, hidden, width))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         mixed = self.filter(self.norm1(z))  # (B, D, *s), includes the mixer's inner skip
@@ -145,94 +246,38 @@ class DPOT(nn.Module):
     """DPOT for 1, 2 or 3 spatial dimensions; maps ``(B, T_in, *S, C)`` to ``(B, T_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        img_size: Grid the model is built for (one int for every axis, or one per axis); it
-            sizes the positional embedding, which is interpolated for any other grid.
-        patch_size: Patch edge ``P``; every spatial size must be a multiple of it.
-        in_channels: Channels the model reads; inputs with fewer are padded with ones.
-        out_channels: Channels it predicts per frame (official models use ``in_channels``).
-        in_timesteps: Input frames ``T_in``.
-        out_timesteps: Frames predicted per call ``T_out``.
-        embed_dim: Latent width ``D``.
-        depth: Number of blocks.
-        n_blocks: Mixer heads (channel groups of the block-diagonal spectral MLP).
-        mlp_ratio: Block MLP width as a multiple of ``D``.
-        out_layer_dim: Width of the output head.
-        modes: Fourier modes kept per axis: one int, or one per axis. The official 3D model
-            keeps ``(modes, modes, 8)``; pass that tuple for 3D.
-        n_cls: Outputs of the dataset-class head (untrained in DPOT, kept for checkpoints).
-        normalize: Normalise each sample and channel over space and time, with an AdaIN-like
-            latent scale and shift predicted from the statistics, and undo it on the output.
-        act: Activation of the embedding, block MLPs and heads.
-        time_agg: ``"exp_mlp"`` (official) or ``"mlp"``.
-        symmetric_modes: Keep ``|k| < modes`` on two-sided FFT axes (not official).
-        fused_mixer: Use the fused Fourier mixer (same numbers as the reference form).
-        mixer_act: Activation inside the mixer; ``None`` means ``act`` (the official 3D code
-            always uses GELU there).
+        arch: The architecture; kept as ``self.arch``.
     """
 
-    def __init__(self, ndim: int = 2, img_size: int | Sequence[int] = 128, patch_size: int = 8,
-                 in_channels: int = 4, out_channels: int = 4, in_timesteps: int = 10,
-                 out_timesteps: int = 1, embed_dim: int = 512, depth: int = 4, n_blocks: int = 4,
-                 mlp_ratio: float = 1.0, out_layer_dim: int = 32, modes: int | Sequence[int] = 32,
-                 n_cls: int = 12, normalize: bool = False, act: str = "gelu",
-                 time_agg: str = "exp_mlp", symmetric_modes: bool = False, fused_mixer: bool = True,
-                 mixer_act: str | None = None) -> None:
+    def __init__(self, arch: DPOTArchitecture) -> None:
         super().__init__()
-        if ndim not in _CONV:
-            raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, not {ndim}")
-        img = (int(img_size),) * ndim if isinstance(img_size, int) else tuple(int(n) for n in img_size)
-        modes_t = (int(modes),) * ndim if isinstance(modes, int) else tuple(int(m) for m in modes)
-        if len(img) != ndim or len(modes_t) != ndim:
-            raise UsageError(f"img_size {img_size} and modes {modes} need one value per axis ({ndim})")
-        if embed_dim % 8 or embed_dim % n_blocks:
-            raise UsageError(f"DPOT embed_dim {embed_dim} must be a multiple of 8 (GroupNorm "
-                             f"groups) and of n_blocks {n_blocks}")
-        if normalize and out_channels != in_channels:
-            raise UsageError("DPOT normalize=True needs out_channels == in_channels (the output is "
-                             "de-normalised with the input statistics)")
-        check_divisible(img, patch_size)
-        self.ndim = ndim
-        self.img_size = img
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.in_timesteps = in_timesteps
-        self.out_timesteps = out_timesteps
-        self.embed_dim = embed_dim
-        self.modes = modes_t
-        self.normalize = normalize
-        n_coords = ndim + 1  # one per spatial axis, plus time
-
-        self.patch_embed = PatchEmbed(ndim, in_channels + n_coords, out_channels * patch_size + n_coords,
-                                      embed_dim, patch_size, act)
-        latent = tuple(n // patch_size for n in img)
-        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *latent))
+        self.arch = arch
+        D, P, act = arch.embed_dim, arch.patch_size, arch.act
+        n_coords = arch.ndim + 1  # one per spatial axis, plus time
+        self.patch_embed = PatchEmbed(arch.ndim, arch.in_channels + n_coords,
+                                      arch.out_channels * P + n_coords, D, P, act)
+        self.pos_embed = nn.Parameter(torch.zeros(1, D, *arch.latent_shape))  # (1, D, *s)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.blocks = nn.ModuleList([
-            Block(ndim, embed_dim, n_blocks, mlp_ratio, modes_t, act, mixer_act or act,
-                  symmetric_modes, fused_mixer)
-            for _ in range(depth)
-        ])
-        if normalize:
-            self.scale_feats_mu = nn.Linear(2 * in_channels, embed_dim)
-            self.scale_feats_sigma = nn.Linear(2 * in_channels, embed_dim)
+        self.blocks = nn.ModuleList([Block(arch) for _ in range(arch.depth)])
+        if arch.normalize:
+            self.scale_feats_mu = nn.Linear(2 * arch.in_channels, D)
+            self.scale_feats_sigma = nn.Linear(2 * arch.in_channels, D)
         self.cls_head = nn.Sequential(
-            nn.Linear(embed_dim, embed_dim), make_activation(act),
-            nn.Linear(embed_dim, embed_dim), make_activation(act),
-            nn.Linear(embed_dim, n_cls),
+            nn.Linear(D, D), make_activation(act),
+            nn.Linear(D, D), make_activation(act),
+            nn.Linear(D, arch.n_cls),
         )
         # DPOT never trains the class head (its loss weight is 0); freezing it keeps it out
         # of optimisers and lets DDP run without find_unused_parameters.
         self.cls_head.requires_grad_(False)
-        self.time_agg_layer = TimeAggregator(in_timesteps, embed_dim, time_agg)
-        conv = _CONV[ndim]
+        self.time_agg_layer = TimeAggregator(arch.in_timesteps, D, arch.time_agg)
+        conv, width = _CONV[arch.ndim], arch.out_layer_dim
         self.out_layer = nn.Sequential(
-            _CONV_TRANSPOSE[ndim](embed_dim, out_layer_dim, kernel_size=patch_size, stride=patch_size),
+            _CONV_TRANSPOSE[arch.ndim](D, width, kernel_size=P, stride=P),
             make_activation(act),
-            conv(out_layer_dim, out_layer_dim, kernel_size=1),
+            conv(width, width, kernel_size=1),
             make_activation(act),
-            conv(out_layer_dim, out_channels * out_timesteps, kernel_size=1),
+            conv(width, arch.out_channels * arch.out_timesteps, kernel_size=1),
         )
 
     def forward(self, x: torch.Tensor, return_cls_logits: bool = False
@@ -248,37 +293,38 @@ class DPOT(nn.Module):
             ``(B, T_out, *S, C)`` (only the real channels when the input was padded), and the
             logits when asked.
         """
+        arch = self.arch
         B, T, *spatial, C = x.shape
         self._check_input(x.shape)
-        if C < self.in_channels:
+        if C < arch.in_channels:
             # Official convention: absent channels are constant ones.
-            pad = x.new_ones(B, T, *spatial, self.in_channels - C)
+            pad = x.new_ones(B, T, *spatial, arch.in_channels - C)
             x = torch.cat([x, pad], dim=-1)  # (B, T, *S, C_in)
-        if self.normalize:
+        if arch.normalize:
             reduce_dims = tuple(range(1, x.ndim - 1))  # time and space
             mu = x.mean(dim=reduce_dims, keepdim=True)  # (B, 1, *1, C_in)
             sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
-            x = (x - mu) / sigma
-            stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)
-            latent_shift = self.scale_feats_mu(stats)  # (B, D)
-            latent_scale = self.scale_feats_sigma(stats)  # (B, D)
+            x = (x - mu) / sigma  # (B, T, *S, C_in)
         x = torch.cat([x, self._coordinates(B, T, spatial, x)], dim=-1)  # (B, T, *S, C_in + ndim + 1)
         x = x.movedim(-1, 2).reshape(B * T, -1, *spatial)  # (B*T, C', *S)
         z = self.patch_embed(x)  # (B*T, D, *s)
         latent = z.shape[2:]
         z = z + resize_pos_embed(self.pos_embed, latent)  # (B*T, D, *s)
-        z = self.time_agg_layer(z.reshape(B, T, self.embed_dim, -1))  # (B, D, prod(s))
-        z = z.reshape(B, self.embed_dim, *latent)  # (B, D, *s)
-        if self.normalize:
-            ones = (1,) * self.ndim
-            z = latent_scale.view(B, -1, *ones) * z + latent_shift.view(B, -1, *ones)
+        z = self.time_agg_layer(z.reshape(B, T, arch.embed_dim, -1))  # (B, D, prod(s))
+        z = z.reshape(B, arch.embed_dim, *latent)  # (B, D, *s)
+        if arch.normalize:
+            stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)
+            ones = (1,) * arch.ndim
+            latent_scale = self.scale_feats_sigma(stats).view(B, -1, *ones)  # (B, D, *1)
+            latent_shift = self.scale_feats_mu(stats).view(B, -1, *ones)  # (B, D, *1)
+            z = latent_scale * z + latent_shift  # (B, D, *s)
         for block in self.blocks:
             z = block(z)  # (B, D, *s)
         y = self.out_layer(z)  # (B, T_out * C_out, *S)
-        y = y.unflatten(1, (self.out_timesteps, self.out_channels)).movedim(2, -1)  # (B, T_out, *S, C_out)
-        if self.normalize:
-            y = y * sigma + mu
-        if self.out_channels == self.in_channels and C < self.in_channels:
+        y = y.unflatten(1, (arch.out_timesteps, arch.out_channels)).movedim(2, -1)  # (B, T_out, *S, C_out)
+        if arch.normalize:
+            y = y * sigma + mu  # (B, T_out, *S, C_out)
+        if arch.out_channels == arch.in_channels and C < arch.in_channels:
             y = y[..., :C]  # drop the padding channels
         y = y.contiguous()
         if return_cls_logits:
@@ -287,16 +333,17 @@ class DPOT(nn.Module):
         return y
 
     def _check_input(self, shape: torch.Size) -> None:
-        if len(shape) != self.ndim + 3:
-            raise UsageError(f"DPOT ({self.ndim}D) expects input (B, T, {', '.join('S' * self.ndim)}, C), "
+        arch = self.arch
+        if len(shape) != arch.ndim + 3:
+            raise UsageError(f"DPOT ({arch.ndim}D) expects input (B, T, {', '.join('S' * arch.ndim)}, C), "
                              f"got shape {tuple(shape)}")
         T, spatial, C = shape[1], tuple(shape[2:-1]), shape[-1]
-        if T != self.in_timesteps:
-            raise UsageError(f"DPOT was built for {self.in_timesteps} input frames, got {T}")
-        if C > self.in_channels:
+        if T != arch.in_timesteps:
+            raise UsageError(f"DPOT was built for {arch.in_timesteps} input frames, got {T}")
+        if C > arch.in_channels:
             raise UsageError(f"input has {C} channels but the DPOT model reads at most "
-                             f"{self.in_channels}; set in_channels >= {C}")
-        check_divisible(spatial, self.patch_size)
+                             f"{arch.in_channels}; set in_channels >= {C}")
+        check_divisible(spatial, arch.patch_size)
 
     @staticmethod
     def _coordinates(batch: int, time: int, spatial: Sequence[int], like: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from pdebench_core.errors import UsageError
-from pdeb_dpot.model import DPOT
+from pdeb_dpot.model import DPOT, DPOTArchitecture
 
 # Defaults of the official constructors, so a partial argument dict means the same thing.
 OFFICIAL_DEFAULTS_2D: dict[str, Any] = dict(
@@ -26,7 +26,7 @@ OFFICIAL_DEFAULTS_3D: dict[str, Any] = {**OFFICIAL_DEFAULTS_2D, "out_channels": 
 OFFICIAL_3D_LAST_AXIS_MODES = 8
 
 
-def build_official(kwargs: Mapping[str, Any], ndim: int = 2, fused_mixer: bool = True) -> DPOT:
+def build_official(kwargs: Mapping[str, Any], ndim: int = 2) -> DPOT:
     """Build our DPOT from the official constructor arguments.
 
     Args:
@@ -34,7 +34,6 @@ def build_official(kwargs: Mapping[str, Any], ndim: int = 2, fused_mixer: bool =
             ``patch_size``, ``in_channels``, ``embed_dim``, ...; missing ones take the
             official defaults).
         ndim: 2 for ``DPOTNet``, 3 for ``DPOTNet3D`` (1 builds the natural 1D analogue).
-        fused_mixer: Use the fused Fourier mixer.
 
     Returns:
         A model whose ``state_dict`` has the official keys and shapes, mapping
@@ -44,6 +43,11 @@ def build_official(kwargs: Mapping[str, Any], ndim: int = 2, fused_mixer: bool =
         UsageError: an argument the official constructor does not have, or an unsupported
             mixer type.
     """
+    return DPOT(official_architecture(kwargs, ndim))
+
+
+def official_architecture(kwargs: Mapping[str, Any], ndim: int = 2) -> DPOTArchitecture:
+    """The :class:`DPOTArchitecture` of the official constructor arguments (see :func:`build_official`)."""
     defaults = OFFICIAL_DEFAULTS_3D if ndim == 3 else OFFICIAL_DEFAULTS_2D
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
@@ -54,8 +58,8 @@ def build_official(kwargs: Mapping[str, Any], ndim: int = 2, fused_mixer: bool =
     modes = args.pop("modes")
     if ndim == 3:
         modes = (modes, modes, OFFICIAL_3D_LAST_AXIS_MODES)
-    return DPOT(ndim=ndim, modes=modes, fused_mixer=fused_mixer,
-                mixer_act="gelu" if ndim == 3 else None, **args)
+    # The official 3D mixer always uses GELU, whatever `act` says.
+    return DPOTArchitecture(ndim=ndim, modes=modes, mixer_act="gelu" if ndim == 3 else None, **args)
 
 
 def from_official_layout(x: torch.Tensor) -> torch.Tensor:

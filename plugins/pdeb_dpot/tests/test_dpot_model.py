@@ -7,14 +7,16 @@ import torch
 
 from pdebench_core.errors import UsageError
 from pdeb_dpot.mixer import FourierMixer, kept_indices
-from pdeb_dpot.model import DPOT
+from pdeb_dpot.model import DPOT, Block, DPOTArchitecture
+from pdeb_dpot.multidim import MultiDimDPOT
+from pdeb_dpot.tests.mixer_oracle import ReferenceFourierMixer
 
 
 def tiny(ndim: int = 2, **overrides) -> DPOT:
     args = dict(ndim=ndim, img_size=16, patch_size=4, in_channels=3, out_channels=3, in_timesteps=4,
                 out_timesteps=1, embed_dim=16, depth=2, n_blocks=2, out_layer_dim=8, modes=8, n_cls=5)
     args.update(overrides)
-    return DPOT(**args)
+    return DPOT(DPOTArchitecture(**args))
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])
@@ -108,8 +110,8 @@ def test_input_errors_are_one_line_usage_errors() -> None:
 ])
 def test_fused_mixer_equals_reference(shape, modes, symmetric: bool) -> None:
     torch.manual_seed(0)
-    fused = FourierMixer(16, 4, modes, symmetric=symmetric, fused=True)
-    reference = FourierMixer(16, 4, modes, symmetric=symmetric, fused=False)
+    fused = FourierMixer(16, 4, modes, symmetric=symmetric)
+    reference = ReferenceFourierMixer(16, 4, modes, symmetric=symmetric)
     reference.load_state_dict(fused.state_dict())
     x = torch.randn(3, 16, *shape, requires_grad=True)
     y_fused = fused(x)
@@ -131,7 +133,7 @@ def test_kept_indices() -> None:
 
 def bias_only_mixer(modes, symmetric: bool, fused: bool) -> FourierMixer:
     """A mixer with zero weights: it adds its bias b2 on every kept mode and nothing else."""
-    mixer = FourierMixer(8, 1, modes, symmetric=symmetric, fused=fused)
+    mixer = (FourierMixer if fused else ReferenceFourierMixer)(8, 1, modes, symmetric=symmetric)
     with torch.no_grad():
         for p in (mixer.w1, mixer.b1, mixer.w2):
             p.zero_()
@@ -205,3 +207,64 @@ def test_smoke_model_learns_a_travelling_wave() -> None:
         losses.append(loss.item())
     assert losses[0] > 0.8
     assert max(losses[-10:]) < 0.2
+
+
+def two_and_three_d(**overrides) -> MultiDimDPOT:
+    torch.manual_seed(0)
+    return MultiDimDPOT({2: tiny(2, **overrides), 3: tiny(3, img_size=8, modes=(4, 4, 2), **overrides)})
+
+
+def test_multidim_shares_a_parameter_added_to_a_block_without_other_changes(monkeypatch) -> None:
+    def with_gain(cls, forward_name: str) -> None:
+        """Give every instance of ``cls`` a new scalar parameter that scales its output."""
+        init, forward = cls.__init__, getattr(cls, forward_name)
+
+        def patched_init(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self.gain = torch.nn.Parameter(torch.full((), 1.5))
+
+        monkeypatch.setattr(cls, "__init__", patched_init)
+        monkeypatch.setattr(cls, forward_name, lambda self, *args: self.gain * forward(self, *args))
+
+    with_gain(Block, "forward")
+    with_gain(FourierMixer, "mix_modes")
+    model = two_and_three_d()
+    two, three = model.by_dim["2"], model.by_dim["3"]
+    for index in range(2):
+        assert two.blocks[index].gain is three.blocks[index].gain
+        assert two.blocks[index].filter.gain is three.blocks[index].filter.gain
+    three_only = {id(p) for p in three.parameters()} - {id(p) for p in two.parameters()}
+    assert three_only == {id(p) for name, p in three.named_parameters()
+                          if not name.startswith(("blocks.", "time_agg_layer."))}
+    model(torch.randn(1, 4, 8, 8, 8, 3)).square().mean().backward()  # 3D data only
+    for block in two.blocks:  # the 2D model's (shared) parameters learn from 3D data
+        assert block.gain.grad is not None and block.filter.gain.grad is not None
+
+
+def test_multidim_mixers_keep_each_dimensions_modes() -> None:
+    model = two_and_three_d()
+    mixer = model.by_dim["3"].blocks[0].filter
+    assert mixer.modes_by_ndim == {2: (8, 8), 3: (4, 4, 2)}
+    # The 3D model computes what a lone 3D model with the same weights computes.
+    alone = tiny(3, img_size=8, modes=(4, 4, 2)).eval()
+    own = alone.state_dict()  # the shared 1x1 convs keep the owner's 2D kernel shape
+    alone.load_state_dict({key: value.reshape(own[key].shape) for key, value in model.by_dim["3"].state_dict().items()})
+    x = torch.randn(2, 4, 8, 8, 8, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), alone(x))
+
+
+def test_multidim_refuses_models_that_cannot_share() -> None:
+    with pytest.raises(UsageError, match="cannot share blocks: depth 2 vs 3"):
+        MultiDimDPOT({2: tiny(2), 3: tiny(3, img_size=8, depth=3)})
+
+
+def test_architecture_is_checked_when_created() -> None:
+    arch = DPOTArchitecture(ndim=3, img_size=16, modes=(8, 8, 4), patch_size=4)
+    assert arch.img_size == (16, 16, 16) and arch.modes == (8, 8, 4) and arch.latent_shape == (4, 4, 4)
+    with pytest.raises(UsageError, match="one value per axis"):
+        DPOTArchitecture(ndim=3, modes=(8, 8))
+    with pytest.raises(UsageError, match="1, 2 or 3 spatial dimensions"):
+        DPOTArchitecture(ndim=4)
+    with pytest.raises(UsageError, match="normalize=True needs out_channels == in_channels"):
+        DPOTArchitecture(normalize=True, in_channels=4, out_channels=2)

@@ -64,7 +64,7 @@ def test_smoke_profile_builds_every_dimension(shape) -> None:
     x = torch.randn(2, 10, *shape, 2)
     y = model(x)
     assert y.shape == (2, 2, *shape, 2)
-    assert model.in_channels == 2  # from the data when no checkpoint is given
+    assert model.arch.in_channels == 2  # from the data when no checkpoint is given
 
 
 def test_size_preset_and_explicit_overrides() -> None:
@@ -102,7 +102,7 @@ def test_init_from_official_checkpoint_pads_channels(tmp_path: Path) -> None:
     # One-field data at another resolution: channels come from the checkpoint, the
     # positional embedding is interpolated.
     model = build(cfg, spec((16, 16), fields=("u",)))
-    assert model.in_channels == 4
+    assert model.arch.in_channels == 4
     assert torch.equal(model.blocks[0].filter.w1, ref["state_dict"]["blocks.0.filter.w1"])
     y = model(torch.randn(2, 10, 16, 16, 1))
     assert y.shape == (2, 1, 16, 16, 1)
@@ -126,7 +126,7 @@ def test_init_3d_from_2d_checkpoint(tmp_path: Path) -> None:
     assert torch.equal(model.blocks[1].mlp[2].weight, block_weight.unsqueeze(-1))
     # The official default (finetune3d.py's load_components=['blocks']) leaves time aggregation fresh.
     assert not torch.equal(model.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])
-    assert model.in_channels == 5  # not taken from a checkpoint of another dimension
+    assert model.arch.in_channels == 5  # not taken from a checkpoint of another dimension
     with_time = build(config("paper", patch_size=4, modes=4, init=str(path), init_components=["blocks", "time_agg"],
                              **arch), spec((8, 8, 8), fields=("a", "b", "c", "d", "e")))
     assert torch.equal(with_time.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])

@@ -11,6 +11,7 @@ import torch
 from pdeb_dpot import SIZES
 from pdeb_dpot.checkpoint import transfer_2d_to_3d
 from pdeb_dpot.official import build_official, from_official_layout, to_official_layout
+from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
 
 DATA = Path(__file__).parent / "data"
 MODEL_FILES = {
@@ -35,7 +36,9 @@ def load(name: str) -> dict:
 @pytest.mark.parametrize("name", list(MODEL_FILES))
 def test_reproduces_official_output(name: str, fused: bool) -> None:
     ref = load(name)
-    model = build_official(ref["config"], ndim=MODEL_FILES[name], fused_mixer=fused).eval()
+    model = build_official(ref["config"], ndim=MODEL_FILES[name]).eval()
+    if not fused:
+        use_reference_mixers(model)
     model.load_state_dict(ref["state_dict"], strict=True)
     with torch.no_grad():
         out, logits = model(from_official_layout(ref["input"]), return_cls_logits=True)

@@ -1,0 +1,59 @@
+"""The straightforward Fourier mixer: the oracle the fused :class:`FourierMixer` is checked against.
+
+It computes the same spectral MLP the obvious way, one einsum per real/imaginary product on
+the whole spectrum followed by a mask of the kept modes, which is how the official DPOT code
+computes it. It shares everything else (parameters, FFTs, skip, float32 policy) with the
+model's mixer, so it checks exactly the part that is written differently.
+
+Tests import it as ``pdeb_dpot.tests.mixer_oracle``; ``benchmarks/dpot_step.py`` uses it as
+the baseline it times the fused mixer against.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from pdeb_dpot.mixer import FourierMixer, kept_indices
+
+
+class ReferenceFourierMixer(FourierMixer):
+    """:class:`FourierMixer` whose spectral MLP runs as full-spectrum einsums and a mask."""
+
+    def mix_modes(self, spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+        """Apply the spectral MLP to every mode of ``(B, D, *K)``, then zero the modes not kept."""
+        full_shape = spectrum.shape[2:]
+        H, E = self.n_heads, self.head_dim
+        s = spectrum.movedim(1, -1).unflatten(-1, (H, E))  # (B, *K, H, E)
+        re, im = s.real, s.imag
+        w1, b1, w2, b2 = self.weights()
+        mm = lambda a, w: torch.einsum("...hi,hio->...ho", a, w)  # noqa: E731
+        h_re = self.act(mm(re, w1[0]) - mm(im, w1[1]) + b1[0])  # (B, *K, H, E)
+        h_im = self.act(mm(im, w1[0]) + mm(re, w1[1]) + b1[1])  # (B, *K, H, E)
+        o_re = mm(h_re, w2[0]) - mm(h_im, w2[1]) + b2[0]  # (B, *K, H, E)
+        o_im = mm(h_im, w2[0]) + mm(h_re, w2[1]) + b2[1]  # (B, *K, H, E)
+        mask = torch.ones((), device=spectrum.device)
+        for axis, (n, m) in enumerate(zip(full_shape, modes)):
+            keep = torch.zeros(n, device=spectrum.device)
+            keep[kept_indices(n, m, self.symmetric, half_axis=axis == len(full_shape) - 1)] = 1.0
+            mask = mask.unsqueeze(-1) * keep  # (*K[:axis+1])
+        mask = mask[..., None, None]  # (*K, 1, 1)
+        out = torch.complex(o_re * mask, o_im * mask)  # (B, *K, H, E)
+        return out.flatten(-2).movedim(-1, 1)  # (B, D, *K)
+
+
+def use_reference_mixers(model: nn.Module) -> nn.Module:
+    """Switch every Fourier mixer of ``model`` to the reference form, in place.
+
+    Only the class changes: parameters, mode budgets and state-dict keys stay, so a model
+    with loaded weights computes the same function the straightforward way.
+
+    Returns:
+        ``model`` itself.
+    """
+    for module in model.modules():
+        if type(module) is FourierMixer:
+            module.__class__ = ReferenceFourierMixer
+    return model
