@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -112,32 +112,33 @@ def models(
     _console().print(table)
 
 
-@app.command()
-@friendly
-def datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List registered datasets."""
-    _print_components("dataset", as_json, ["dims", "fields", "description"])
+def _listing(kind: str, columns: list[str], summary: str) -> Callable[..., None]:
+    """The command that lists the registered components of ``kind`` as a table or JSON.
+
+    Args:
+        kind: Component kind (``"dataset"``).
+        columns: Card fields shown as table columns.
+        summary: The command's one-line help.
+
+    Returns:
+        The command function, ready for ``app.command``.
+    """
+
+    def command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+        _print_components(kind, as_json, columns)
+
+    command.__doc__ = summary
+    return command
 
 
-@app.command()
-@friendly
-def tasks(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List registered tasks."""
-    _print_components("task", as_json, ["description"])
-
-
-@app.command()
-@friendly
-def metrics(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List registered metrics."""
-    _print_components("metric", as_json, ["description", "reduction"])
-
-
-@app.command()
-@friendly
-def sinks(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List registered result sinks."""
-    _print_components("sink", as_json, ["description"])
+# pdeb datasets, tasks, metrics and sinks ('models' above also counts parameters)
+for _kind, _columns, _summary in (
+    ("dataset", ["dims", "fields", "description"], "List registered datasets."),
+    ("task", ["description"], "List registered tasks."),
+    ("metric", ["description", "reduction"], "List registered metrics."),
+    ("sink", ["description"], "List registered result sinks."),
+):
+    app.command(f"{_kind}s")(friendly(_listing(_kind, _columns, _summary)))
 
 
 @app.command()
@@ -269,12 +270,14 @@ def _resume_config(run_id, model, data, task, profile, config, overrides, seed, 
     from pdebench_core.config import build_config
     from pdebench_core.errors import UsageError
     from pdebench_core.resume import check_changes
+    from pdebench_core.rundir import RunDir
     from pdebench_core.runs import run_dir_for
 
     run_dir = run_dir_for(run_id)
-    if not (run_dir / "config.yaml").is_file():
+    config_file = RunDir(run_dir).config_file
+    if not config_file.is_file():
         raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}")
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    saved = OmegaConf.to_container(OmegaConf.load(config_file))
     # The saved settings, with whatever was given on top; resume.check_changes then refuses
     # any change to what the run optimises, naming the key.
     cfg = build_config(model=model or saved["model"]["name"], data=data or list(saved["data"]),

@@ -224,7 +224,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
 
 
 def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException) -> None:
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = RunDir(run_dir).checkpoints
     has_checkpoint = checkpoints.exists() and any(checkpoints.iterdir())
     if isinstance(exc, PdebError) and not resume and not has_checkpoint:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping was written

@@ -90,10 +90,12 @@ class RunContext:
 
     def log(self, message: str) -> None:
         """Append a line to the run log (and print it unless quiet)."""
+        from pdebench_core.rundir import RunDir
+
         if not self.is_main:
             return
         line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}"
-        with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+        with open(RunDir(self.run_dir).log_file, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         if not self.quiet:
             from rich.console import Console

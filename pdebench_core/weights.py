@@ -19,8 +19,10 @@ def resolve_checkpoint(ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.is_file():
         return path
-    run_last = paths.runs_dir() / ref / "checkpoints" / "last.pt"
-    if run_last.is_file():
+    from pdebench_core.rundir import RunDir
+
+    run_last = RunDir(paths.runs_dir() / ref).last_checkpoint if "/" not in ref and ref not in (".", "..") else None
+    if run_last is not None and run_last.is_file():
         return run_last
     raise UsageError(f"no checkpoint file or finished run named '{ref}'; give a .pt path, a URL or a run id from 'pdeb leaderboard'")
 

@@ -9,6 +9,7 @@ from pdebench_core import plugins
 from pdebench_core.config import config_hash
 from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
 from pdebench_core.errors import DataError, UsageError
+from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, versions
 
 
@@ -266,7 +267,7 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
         device=ctx.device if cfg.train.data_on_device else None,
     )
     trainer = Trainer(
-        model, loader, sampler, cfg.train, ctx.device, ctx.run_dir / "checkpoints", log=ctx.log,
+        model, loader, sampler, cfg.train, ctx.device, RunDir(ctx.run_dir).checkpoints, log=ctx.log,
         log_step=ctx.log_step, input_noise=input_noise, objective=objective, seed=int(cfg.run.seed),
         world_size=ctx.world_size, is_main=ctx.is_main,
         extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
@@ -276,7 +277,7 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
     if ctx.resume:
         from pdebench_core.checkpoint import newest_intact
 
-        start = newest_intact(ctx.run_dir / "checkpoints", warn=ctx.log)  # a damaged last.pt falls back
+        start = newest_intact(RunDir(ctx.run_dir).checkpoints, warn=ctx.log)  # a damaged last.pt falls back
         if start is not None:
             trainer.load(start)
             ctx.log(f"resumed from step {trainer.step}")

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from pdebench_core import paths
 from pdebench_core.errors import UsageError, did_you_mean
+from pdebench_core.rundir import RunDir
 from pdebench_core.runs import run_dir_for
 
 # Options of the original command that choose how a run is launched rather than what it
@@ -61,7 +62,7 @@ class RunInfo:
     @property
     def checkpoint(self) -> Path | None:
         """``checkpoints/last.pt`` when the run saved one."""
-        path = self.run_dir / "checkpoints" / "last.pt"
+        path = RunDir(self.run_dir).last_checkpoint
         return path if path.is_file() else None
 
 
@@ -89,7 +90,7 @@ def load_run(run_id: str) -> RunInfo:
     import yaml
 
     run_dir = run_dir_for(run_id)
-    config_file = run_dir / "config.yaml"
+    config_file = RunDir(run_dir).config_file
     if not config_file.is_file():
         known = known_run_ids()
         where = "has no config.yaml" if run_dir.is_dir() else f"does not exist under {run_dir.parent}"
@@ -98,7 +99,7 @@ def load_run(run_id: str) -> RunInfo:
     text = config_file.read_text(encoding="utf-8")
     config = yaml.safe_load(text) or {}
     command_file = run_dir / "command.txt"
-    status_file = run_dir / "status.json"
+    status_file = RunDir(run_dir).status_file
     evals = {}
     for path in sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []:
         try:
@@ -185,7 +186,7 @@ def reproduction(run_id: str, new_run_id: str | None = None) -> Reproduction:
     """
     info = load_run(run_id)
     new_id = new_run_id or new_repro_id(run_id)
-    argv = ["pdeb", "run", "--config", str(info.run_dir / "config.yaml"), "--run-id", new_id,
+    argv = ["pdeb", "run", "--config", str(RunDir(info.run_dir).config_file), "--run-id", new_id,
             *launch_options(info.command)]
     first = info.rows[0] if info.rows else {}
     seed = (info.config.get("run") or {}).get("seed")

@@ -45,10 +45,11 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     from pdebench_core.data.normalization import to_physical
     from pdebench_core.data.windows import conform
     from pdebench_core.evaluation import rollout
+    from pdebench_core.rundir import RunDir
     from pdebench_core.spec import DataSpec
     from pdebench_core.weights import resolve_checkpoint, state_dict_of
 
-    cfg = build_config(config_file=info.run_dir / "config.yaml")
+    cfg = build_config(config_file=RunDir(info.run_dir).config_file)
     datasets = {name: _dataset(name, section) for name, section in cfg.data.items()}
     mixture = plan_mixture(datasets, t_out=int(cfg.train.t_out), resolution=int(cfg.train.resolution))
     notes = []
