@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -210,3 +211,19 @@ def test_report_renders_in_chromium(smoke_home, tmp_path):
     images, sized, rows, errors = map(int, probe.groups())
     assert images == sized == 3 and errors == 0
     assert rows >= 12  # overview, metric and per-channel tables
+
+
+def test_rebuild_uses_the_runs_own_steps_and_weights(smoke_home):
+    """The report's rollouts come from rebuild(): the run's datasets, mixture and trained weights,
+    without writing anything to the run."""
+    from pdebench_core.checkpoint import load_checkpoint
+    from pdebench_core.rebuild import rebuild
+
+    run_dir = smoke_home / "runs" / SMOKE_RUN
+    log_before = (run_dir / "log.txt").read_text()
+    rebuilt = rebuild(run_dir)
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    for key, value in rebuilt.model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert list(rebuilt.datasets) == ["ns2d"] and rebuilt.notes == ["weights: checkpoints/last.pt"]
+    assert (run_dir / "log.txt").read_text() == log_before

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .provenance import RunInfo
 
@@ -29,7 +28,7 @@ class Rollout:
 
 
 def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") -> tuple[dict[str, Rollout], list[str]]:
-    """Rebuild the run's datasets and model from its config, load its weights and roll out.
+    """Rebuild the run (:func:`pdebench_core.rebuild.rebuild`: the run's own workflow steps) and roll out.
 
     Returns:
         ``({dataset: Rollout}, notes)``; the notes say which weights were used.
@@ -39,39 +38,14 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     """
     import torch
 
-    from pdebench_core import plugins
-    from pdebench_core.config import build_config
-    from pdebench_core.data.pipeline import plan_mixture
     from pdebench_core.data.normalization import to_physical
     from pdebench_core.data.windows import conform
     from pdebench_core.evaluation import rollout
-    from pdebench_core.rundir import RunDir
-    from pdebench_core.spec import DataSpec
-    from pdebench_core.weights import resolve_checkpoint, state_dict_of
+    from pdebench_core.rebuild import rebuild
 
-    cfg = build_config(config_file=RunDir(info.run_dir).config_file)
-    datasets = {name: _dataset(name, section) for name, section in cfg.data.items()}
-    mixture = plan_mixture(datasets, t_out=int(cfg.train.t_out), resolution=int(cfg.train.resolution))
-    notes = []
-    state = None
-    if info.checkpoint is not None:
-        state = _load_state(info.checkpoint)
-        notes.append(f"weights: {info.checkpoint.relative_to(info.run_dir)}")
-    elif cfg.task.get("checkpoint"):
-        path = resolve_checkpoint(str(cfg.task.checkpoint))
-        state = _load_state(path)
-        notes.append(f"weights: {path} (task.checkpoint)")
-    spec = mixture.model_spec
-    if state is not None and isinstance(state.get("spec"), Mapping):
-        spec = DataSpec.from_dict(state["spec"])
-    model = plugins.get("model", cfg.model.name).factory(cfg.model, spec)
-    if state is not None:
-        model.load_state_dict(state_dict_of(state))
-    elif any(p.requires_grad for p in model.parameters()):
-        notes.append("no checkpoint: the model was rolled out as built from its config (untrained weights "
-                     "unless the model loads them itself)")
-    else:
-        notes.append("no checkpoint: the model has no trained weights (e.g. persistence); rolled out as built")
+    rebuilt = rebuild(info.run_dir, device)
+    cfg, datasets, mixture, model, notes = (rebuilt.cfg, rebuilt.datasets, rebuilt.mixture, rebuilt.model,
+                                             rebuilt.notes)
     target = torch.device(device)
     model = model.to(target).eval()
     out = {}
@@ -100,27 +74,3 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
         out[name] = Rollout(name, list(dataset.spec.fields), pred[..., :real].cpu().numpy(),
                             true[..., :real].cpu().numpy(), mixture.t_in)
     return out, notes
-
-
-def _load_state(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``, also accepting a ``TorchVersion`` (a ``str``
-    subclass) among its version information, as checkpoints of earlier pdeb versions stored."""
-    import torch
-
-    from pdebench_core.checkpoint import load_checkpoint
-
-    allowed = [torch.torch_version.TorchVersion]
-    with torch.serialization.safe_globals(allowed):
-        return load_checkpoint(path)
-
-
-def _dataset(name: str, section: Any):
-    """A run's dataset as it trained on it (normalised when ``data.<name>.normalize`` was set)."""
-    from pdebench_core import plugins
-
-    dataset = plugins.get("dataset", name).factory(section)
-    if section.get("normalize"):
-        from pdebench_core.data.normalization import normalized
-
-        dataset = normalized(dataset)
-    return dataset

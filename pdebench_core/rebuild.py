@@ -1,0 +1,82 @@
+"""Rebuild a finished run -- its config, datasets, mixture and model with its weights -- from
+its directory, through the same workflow steps the run itself took (read-only: nothing is
+written to the run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from pdebench_core.rundir import RunDir
+
+
+@dataclass
+class Rebuilt:
+    """A run as rebuilt: ``model`` holds the run's weights when it saved any (see ``notes``)."""
+
+    cfg: Any
+    datasets: dict[str, Any]
+    mixture: Any
+    model: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
+    """The run's datasets (normalised as it trained), mixture and model with its last weights.
+
+    Raises:
+        PdebError: The config, data or checkpoint cannot be rebuilt.
+    """
+    import torch
+
+    from pdebench_core import workflow
+    from pdebench_core.config import build_config
+    from pdebench_core.runs import RunContext
+
+    run = RunDir(run_dir)
+    cfg = build_config(config_file=run.config_file)
+    # rank 1: a context that never writes to the run it reads (logs, rows, files are rank 0's)
+    ctx = RunContext(cfg=cfg, run_id=run.run_id, run_dir=run.path, device=torch.device(device), rank=1, quiet=True)
+    datasets = workflow._build_datasets(ctx)
+    mixture = workflow.plan(ctx, datasets)
+    state, notes = _saved_state(run, cfg)
+    if state is not None and isinstance(state.get("spec"), Mapping):
+        from pdebench_core.spec import DataSpec
+
+        mixture.model_spec = DataSpec.from_dict(state["spec"])  # the spec the weights were built for
+    model = workflow.build_model(ctx, mixture)
+    if state is not None:
+        from pdebench_core.weights import state_dict_of
+
+        model.load_state_dict(state_dict_of(state))
+    elif any(p.requires_grad for p in model.parameters()):
+        notes.append("no checkpoint: the model was rolled out as built from its config (untrained weights "
+                     "unless the model loads them itself)")
+    else:
+        notes.append("no checkpoint: the model has no trained weights (e.g. persistence); rolled out as built")
+    return Rebuilt(cfg, datasets, mixture, model.eval(), notes)
+
+
+def _saved_state(run: RunDir, cfg: Any) -> tuple[dict | None, list[str]]:
+    """The weights the run ended with (``last.pt``) or started from (``task.checkpoint``)."""
+    if run.last_checkpoint.is_file():
+        return _load_state(run.last_checkpoint), [f"weights: {run.last_checkpoint.relative_to(run.path)}"]
+    if cfg.task.get("checkpoint"):
+        from pdebench_core.weights import resolve_checkpoint
+
+        path = resolve_checkpoint(str(cfg.task.checkpoint))
+        return _load_state(path), [f"weights: {path} (task.checkpoint)"]
+    return None, []
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``, also accepting a ``TorchVersion`` (a ``str``
+    subclass) among its version information, as checkpoints of earlier pdeb versions stored."""
+    import torch
+
+    from pdebench_core.checkpoint import load_checkpoint
+
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        return load_checkpoint(path)
