@@ -285,9 +285,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pdebench_core.errors import UsageError
+    from pdebench_core.cli_common import run_script
 
-    try:
-        main()
-    except UsageError as exc:  # unknown dataset or model, bad setting: one line, not a traceback
-        raise SystemExit(f"error: {exc}") from None
+    run_script(main)

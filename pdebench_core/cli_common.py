@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -33,3 +34,19 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def run_script(main: Callable[[], Any]) -> None:
+    """Run a standalone script's ``main`` (the benchmarks) with the error handling of a command.
+
+    A :class:`PdebError` (an unknown dataset or model, a bad setting) prints ``error: ...``
+    as one line on stderr and exits with its code (2 for usage errors), never a traceback.
+
+    Args:
+        main: The script's entry point.
+    """
+    try:
+        main()
+    except PdebError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

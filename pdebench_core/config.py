@@ -150,23 +150,16 @@ def build_config(
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return _build_config(model, data, task, profile, config_file, overrides, **run_options)
+        return _resolve(model, data, task, profile, config_file, overrides, run_options)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         where = f" at '{key}'" if key else ""
         raise UsageError(f"invalid configuration{where}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def _build_config(
-    model: str | None = None,
-    data: str | Sequence[str] | None = None,
-    task: str | None = None,
-    profile: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: Iterable[str] = (),
-    **run_options: Any,
-):
-    """See :func:`build_config`."""
+def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | None, profile: str | None,
+             config_file: str | Path | None, overrides: Iterable[str], run_options: Mapping[str, Any]):
+    """:func:`build_config` without the translation of omegaconf's errors."""
     OmegaConf = _omegaconf()
     user: dict[str, Any] = load_yaml(config_file) if config_file else {}
     check_sections(user, f"config file {config_file}")

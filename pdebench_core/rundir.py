@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pdebench_core import paths
+from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import UsageError
 
 STATES = ("running", "finished", "failed", "interrupted", "damaged", "unknown")
@@ -75,33 +76,14 @@ class RunDir:
         return self.path.name
 
     # -- layout --------------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def status_file(self) -> Path:
-        return self.path / "status.json"
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / "log.txt"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / "eval"
+    config_file = Entry("config.yaml")
+    status_file = Entry("status.json")
+    log_file = Entry("log.txt")
+    metrics_file = Entry("metrics.jsonl")
+    checkpoints = Entry("checkpoints")
+    last_checkpoint = Entry("checkpoints", "last.pt")
+    eval_dir = Entry("eval")
+    resume_lock_file = Entry("resume.lock")
 
     # -- status --------------------------------------------------------------------------
     def read_status(self) -> dict[str, Any]:
@@ -147,7 +129,7 @@ class RunDir:
 
         A lock left by a process that died is taken over.
         """
-        lock = self.path / "resume.lock"
+        lock = self.resume_lock_file
         mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         for _ in range(2):
             try:

@@ -11,6 +11,7 @@ from pdebench_core import paths
 from pdebench_core.data.canonical import write_canonical
 from pdebench_core.data.integrity import discard_if_damaged, first_non_finite
 from pdebench_core.errors import DataError
+from pdebench_core.rundir import process_alive
 from pdebench_core.spec import DataSpec
 
 
@@ -68,7 +69,7 @@ def remove_stale_scratch(folder: Path) -> None:
         return
     for entry in folder.iterdir():
         pid = _writer_pid(entry.name)
-        if pid is None or _alive(pid):
+        if pid is None or process_alive(pid):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -83,15 +84,3 @@ def _writer_pid(name: str) -> int | None:
     if name.startswith(".") and name.endswith(".tmp") and len(parts) > 2 and parts[-2].isdigit():
         return int(parts[-2])
     return None
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

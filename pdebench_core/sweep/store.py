@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pdebench_core import paths
+from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import UsageError
 from pdebench_core.rundir import process_alive
 from pdebench_core.sweep.plan import Plan
@@ -70,17 +71,9 @@ class SweepDir:
         self.sweep_id = sweep_id
         self.path = (root or sweeps_dir()) / sweep_id
 
-    @property
-    def plan_file(self) -> Path:
-        return self.path / "plan.json"
-
-    @property
-    def submitit_dir(self) -> Path:
-        return self.path / "submitit"
-
-    @property
-    def submissions_file(self) -> Path:
-        return self.path / "submitted.json"
+    plan_file = Entry("plan.json")
+    submitit_dir = Entry("submitit")
+    submissions_file = Entry("submitted.json")
 
     def job_file(self, index: int) -> Path:
         return self.path / "jobs" / f"{index:03d}.json"

@@ -10,17 +10,13 @@ all layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pdebench_core import hookimpl
-from pdebench_core.models import check_dims, check_min_grid, folded_sizes, require_positive
+from pdebench_core.model_plugin import folded_model
+from pdebench_core.models import check_min_grid
 
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
+if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
 
 
 @dataclass
@@ -55,50 +51,28 @@ PROFILES = {
 }
 
 
-def build(cfg: FFNOConfig, spec: "DataSpec") -> "nn.Module":
-    """Build an F-FNO for the data described by ``spec``.
+def fitted_arguments(cfg: FFNOConfig, spec: "DataSpec") -> dict[str, Any]:
+    """The F-FNO's own check and the modes per axis that ``spec``'s grid holds.
 
     Args:
         cfg: Hyperparameters (a :class:`FFNOConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
+        spec: Dataset description.
 
     Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+        ``{"modes": ...}``: ``cfg.modes`` clipped to ``n // 2 + 1`` on every axis of ``n`` points.
 
     Raises:
-        UsageError: On an unsupported number of spatial axes or invalid sizes.
+        UsageError: On a grid with fewer than two points on an axis.
     """
-    check_dims(spec, SUPPORTED_DIMS, "ffno")
-    require_positive(cfg, "width", "modes", "n_layers", "ff_mult", "projection_width", model="ffno")
     check_min_grid(spec, "ffno")
-
-    from pdeb_ffno.model import FFNO
-
-    modes = tuple(min(int(cfg.modes), n // 2 + 1) for n in spec.spatial_shape)
-    return FFNO(
-        **folded_sizes(spec),
-        width=int(cfg.width),
-        modes=modes,
-        n_layers=int(cfg.n_layers),
-        ff_mult=int(cfg.ff_mult),
-        share_weights=bool(cfg.share_weights),
-        projection_width=int(cfg.projection_width),
-        use_grid=bool(cfg.use_grid),
-    )
+    return {"modes": tuple(min(int(cfg.modes), n // 2 + 1) for n in spec.spatial_shape)}
 
 
-@hookimpl
-def register_models(register):
-    """Register the ``ffno`` model."""
-    register(
-        "ffno",
-        build,
-        config=FFNOConfig,
-        profiles=PROFILES,
-        description="Factorised FNO: per-axis spectral mixing, residual feed-forward, optional weight sharing",
-        paper="Tran et al., Factorized Fourier Neural Operators, ICLR 2023",
-        dims=SUPPORTED_DIMS,
-    )
+build, register_models = folded_model(
+    "ffno", FFNOConfig, PROFILES, "pdeb_ffno.model:FFNO", derive=fitted_arguments,
+    positive=("width", "modes", "n_layers", "ff_mult", "projection_width"),
+    description="Factorised FNO: per-axis spectral mixing, residual feed-forward, optional weight sharing",
+    paper="Tran et al., Factorized Fourier Neural Operators, ICLR 2023",
+)
 
-
-__all__ = ["FFNOConfig", "PROFILES", "build", "register_models"]
+__all__ = ["FFNOConfig", "PROFILES", "build", "fitted_arguments", "register_models"]

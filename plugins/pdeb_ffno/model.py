@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from pdebench_core.devices import exact_bmm, fp32_exact
-from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
 
 
 class AxisSpectralWeights(nn.Module):
@@ -61,20 +61,17 @@ class FeedForward(nn.Module):
 
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.net = two_layer_mlp(width, hidden, width)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
 
 
-class FFNO(nn.Module):
+class FFNO(FoldedFrameModel):
     """Factorised FNO mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``.
-        n_fields: ``C``.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         width: Hidden channels.
         modes: Modes kept per axis (already fitted to the grid).
         n_layers: Factorised Fourier layers.
@@ -84,36 +81,25 @@ class FFNO(nn.Module):
         use_grid: Append normalised coordinates to the input.
     """
 
+    label = "F-FNO"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, width: int,
                  modes: tuple[int, ...], n_layers: int, ff_mult: int, share_weights: bool,
                  projection_width: int, use_grid: bool = True) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
-        self.use_grid = use_grid
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
         self.n_layers = n_layers
-        self.lift = nn.Linear(in_channels + (ndim if use_grid else 0), width)
+        self.lift = nn.Linear(self.body_channels, width)
         n_weight_sets = 1 if share_weights else n_layers
         self.spectral = nn.ModuleList(AxisSpectralWeights(width, modes) for _ in range(n_weight_sets))
         self.feed_forward = nn.ModuleList(FeedForward(width, ff_mult * width) for _ in range(n_layers))
-        self.project = nn.Sequential(
-            nn.Linear(width, projection_width), nn.GELU(), nn.Linear(projection_width, out_frames * n_fields)
-        )
+        self.project = two_layer_mlp(width, projection_width, self.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "F-FNO")
-        grid = x.shape[2:-1]
-        h = fold_time(x)  # (B, *S, T*C)
-        if self.use_grid:
-            h = append_coordinates(h)  # (B, *S, T*C + ndim)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
         h = self.lift(h)  # (B, *S, W)
         for i, feed_forward in enumerate(self.feed_forward):
             weights = self.spectral[0 if len(self.spectral) == 1 else i].weights
-            with fp32_exact(x.device.type):  # FFTs and the mode products in IEEE float32, never bf16 or TF32
+            with fp32_exact(h.device.type):  # FFTs and the mode products in IEEE float32, never bf16 or TF32
                 h32 = h.float()
                 mixed = sum(axis_spectral_conv(h32, w, axis=1 + j) for j, w in enumerate(weights))  # (B, *S, W)
             h = h + feed_forward(mixed)  # (B, *S, W)
-        out = self.project(h)  # (B, *S, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.project(h)  # (B, *S, t_out * C)

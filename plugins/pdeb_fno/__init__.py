@@ -9,18 +9,14 @@ predicts ``t_out`` frames at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
-from pdebench_core.models import check_dims, check_min_grid, folded_sizes, require_positive
+from pdebench_core.model_plugin import folded_model
+from pdebench_core.models import check_min_grid
 
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
+if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
 
 
 @dataclass
@@ -74,51 +70,31 @@ def fitted_modes(modes: int, grid: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(modes, n // 2) for n in grid[:-1]) + (min(modes, grid[-1] // 2 + 1),)
 
 
-def build(cfg: FNOConfig, spec: "DataSpec") -> "nn.Module":
-    """Build an FNO for the data described by ``spec``.
+def padded_arguments(cfg: FNOConfig, spec: "DataSpec") -> dict[str, Any]:
+    """The FNO's own checks and the modes per axis that the padded grid holds.
 
     Args:
-        cfg: Hyperparameters (a :class:`FNOConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
+        cfg: Hyperparameters (an :class:`FNOConfig` or an omegaconf object alike).
+        spec: Dataset description.
 
     Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+        ``{"modes": ...}`` from :func:`fitted_modes` on the grid plus ``padding``.
 
     Raises:
-        UsageError: On an unsupported number of spatial axes or invalid sizes.
+        UsageError: On a negative padding or a grid too coarse for the spectral layers.
     """
-    check_dims(spec, SUPPORTED_DIMS, "fno")
-    require_positive(cfg, "width", "modes", "n_layers", "projection_width", model="fno")
     if int(cfg.padding) < 0:
         raise UsageError(f"model.fno.padding must be >= 0, got {cfg.padding}")
     check_min_grid(spec, "fno", padding=int(cfg.padding))
     grid = tuple(n + int(cfg.padding) for n in spec.spatial_shape)
-
-    from pdeb_fno.model import FNO
-
-    return FNO(
-        **folded_sizes(spec),
-        width=int(cfg.width),
-        modes=fitted_modes(int(cfg.modes), grid),
-        n_layers=int(cfg.n_layers),
-        projection_width=int(cfg.projection_width),
-        padding=int(cfg.padding),
-        use_grid=bool(cfg.use_grid),
-    )
+    return {"modes": fitted_modes(int(cfg.modes), grid)}
 
 
-@hookimpl
-def register_models(register):
-    """Register the ``fno`` model."""
-    register(
-        "fno",
-        build,
-        config=FNOConfig,
-        profiles=PROFILES,
-        description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
-        paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
-        dims=SUPPORTED_DIMS,
-    )
+build, register_models = folded_model(
+    "fno", FNOConfig, PROFILES, "pdeb_fno.model:FNO", derive=padded_arguments,
+    positive=("width", "modes", "n_layers", "projection_width"),
+    description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
+    paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
+)
 
-
-__all__ = ["FNOConfig", "PROFILES", "build", "fitted_modes", "register_models"]
+__all__ = ["FNOConfig", "PROFILES", "build", "fitted_modes", "padded_arguments", "register_models"]

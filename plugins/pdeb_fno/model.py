@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pdebench_core.devices import exact_bmm, fp32_exact
-from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
 
 _POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -124,14 +124,11 @@ class SpectralConv(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
 
 
-class FNO(nn.Module):
+class FNO(FoldedFrameModel):
     """Fourier Neural Operator mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``: input frames and fields folded into channels.
-        out_frames: ``t_out``, frames predicted per call.
-        n_fields: ``C``, the number of physical fields.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         width: Hidden channels.
         modes: Modes kept per axis (already fitted to the grid).
         n_layers: Fourier layers.
@@ -140,29 +137,20 @@ class FNO(nn.Module):
         use_grid: Append normalised coordinates to the input.
     """
 
+    label = "FNO"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, width: int,
                  modes: tuple[int, ...], n_layers: int, projection_width: int, padding: int = 0,
                  use_grid: bool = True) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
         self.padding = padding
-        self.use_grid = use_grid
-        self.lift = nn.Linear(in_channels + (ndim if use_grid else 0), width)
+        self.lift = nn.Linear(self.body_channels, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes) for _ in range(n_layers))
         self.pointwise = nn.ModuleList(_POINTWISE[ndim](width, width, 1) for _ in range(n_layers))
-        self.project = nn.Sequential(
-            nn.Linear(width, projection_width), nn.GELU(), nn.Linear(projection_width, out_frames * n_fields)
-        )
+        self.project = two_layer_mlp(width, projection_width, self.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "FNO")
-        grid = x.shape[2:-1]
-        h = fold_time(x)  # (B, *S, T*C)
-        if self.use_grid:
-            h = append_coordinates(h)  # (B, *S, T*C + ndim)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        grid = h.shape[1:-1]
         h = self.lift(h).movedim(-1, 1)  # (B, W, *S)
         if self.padding:
             h = F.pad(h, (0, self.padding) * self.ndim)  # (B, W, *(S + pad))
@@ -172,5 +160,4 @@ class FNO(nn.Module):
                 h = F.gelu(h)
         if self.padding:
             h = h[(Ellipsis, *(slice(0, n) for n in grid))]  # (B, W, *S)
-        out = self.project(h.movedim(1, -1))  # (B, *S, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.project(h.movedim(1, -1))  # (B, *S, t_out * C)

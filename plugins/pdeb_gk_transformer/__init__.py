@@ -9,18 +9,8 @@ fit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pdebench_core import hookimpl
-from pdebench_core.errors import UsageError
-from pdebench_core.models import check_dims, folded_sizes, require_positive
-
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
-    from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
+from pdebench_core.model_plugin import folded_model
 
 
 @dataclass
@@ -51,49 +41,11 @@ PROFILES = {
 }
 
 
-def build(cfg: GKTransformerConfig, spec: "DataSpec") -> "nn.Module":
-    """Build a Galerkin Transformer for the data described by ``spec``.
-
-    Args:
-        cfg: Hyperparameters (a :class:`GKTransformerConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
-
-    Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
-
-    Raises:
-        UsageError: On an unsupported number of spatial axes or invalid sizes.
-    """
-    check_dims(spec, SUPPORTED_DIMS, "gk-transformer")
-    require_positive(cfg, "dim", "depth", "heads", "ffn_mult", "decoder_width", model="gk-transformer")
-    if int(cfg.dim) % int(cfg.heads):
-        raise UsageError(f"model.gk-transformer.heads ({cfg.heads}) must divide dim ({cfg.dim})")
-
-    from pdeb_gk_transformer.model import GalerkinTransformer
-
-    return GalerkinTransformer(
-        **folded_sizes(spec),
-        dim=int(cfg.dim),
-        depth=int(cfg.depth),
-        heads=int(cfg.heads),
-        ffn_mult=int(cfg.ffn_mult),
-        decoder_width=int(cfg.decoder_width),
-        use_grid=bool(cfg.use_grid),
-    )
-
-
-@hookimpl
-def register_models(register):
-    """Register the ``gk-transformer`` model."""
-    register(
-        "gk-transformer",
-        build,
-        config=GKTransformerConfig,
-        profiles=PROFILES,
-        description="Galerkin Transformer: softmax-free linear attention with normalised keys and values",
-        paper="Cao, Choose a Transformer: Fourier or Galerkin, NeurIPS 2021",
-        dims=SUPPORTED_DIMS,
-    )
-
+build, register_models = folded_model(
+    "gk-transformer", GKTransformerConfig, PROFILES, "pdeb_gk_transformer.model:GalerkinTransformer",
+    positive=("dim", "depth", "heads", "ffn_mult", "decoder_width"), heads_divide=("dim",),
+    description="Galerkin Transformer: softmax-free linear attention with normalised keys and values",
+    paper="Cao, Choose a Transformer: Fourier or Galerkin, NeurIPS 2021",
+)
 
 __all__ = ["GKTransformerConfig", "PROFILES", "build", "register_models"]

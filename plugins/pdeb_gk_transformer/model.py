@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
 
 
 class GalerkinAttention(nn.Module):
@@ -51,21 +51,18 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attn = GalerkinAttention(dim, heads)
         self.norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+        self.ffn = two_layer_mlp(dim, ffn_mult * dim, dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(h)  # (B, N, D)
         return h + self.ffn(self.norm(h))  # (B, N, D)
 
 
-class GalerkinTransformer(nn.Module):
+class GalerkinTransformer(FoldedFrameModel):
     """Galerkin Transformer mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``.
-        n_fields: ``C``.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         dim: Token width.
         depth: Encoder layers.
         heads: Attention heads.
@@ -74,28 +71,17 @@ class GalerkinTransformer(nn.Module):
         use_grid: Append normalised coordinates to every token.
     """
 
+    label = "Galerkin Transformer"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, dim: int, depth: int,
                  heads: int, ffn_mult: int, decoder_width: int, use_grid: bool = True) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
-        self.use_grid = use_grid
-        self.embed = nn.Linear(in_channels + (ndim if use_grid else 0), dim)
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
+        self.embed = nn.Linear(self.body_channels, dim)
         self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn_mult) for _ in range(depth))
-        self.decoder = nn.Sequential(
-            nn.Linear(dim, decoder_width), nn.GELU(), nn.Linear(decoder_width, out_frames * n_fields)
-        )
+        self.decoder = two_layer_mlp(dim, decoder_width, self.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "Galerkin Transformer")
-        batch, grid = x.shape[0], x.shape[2:-1]
-        h = fold_time(x)  # (B, *S, T*C)
-        if self.use_grid:
-            h = append_coordinates(h)  # (B, *S, T*C + ndim)
-        h = self.embed(h.reshape(batch, -1, h.shape[-1]))  # (B, N, D)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.embed(h.reshape(h.shape[0], -1, h.shape[-1]))  # (B, N, D): every grid point is a token
         for layer in self.layers:
             h = layer(h)  # (B, N, D)
-        out = self.decoder(h)  # (B, N, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.decoder(h)  # (B, N, t_out * C)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from pdebench_core.models import check_folded_input, fold_time, grid_coordinates, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
+from pdebench_core.models import grid_coordinates
 
 
 class NormalizedAttention(nn.Module):
@@ -54,9 +55,7 @@ class GatedExperts(nn.Module):
 
     def __init__(self, dim: int, hidden: int, n_experts: int, ndim: int, gate_width: int) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)) for _ in range(n_experts)
-        )
+        self.experts = nn.ModuleList(two_layer_mlp(dim, hidden, dim) for _ in range(n_experts))
         self.gate = nn.Sequential(
             nn.Linear(ndim, gate_width), nn.GELU(), nn.Linear(gate_width, gate_width), nn.GELU(),
             nn.Linear(gate_width, n_experts),
@@ -91,17 +90,14 @@ class Block(nn.Module):
         return z + self.self_ffn(self.norm_self_ffn(z), coords)  # (B, N, D)
 
 
-class GNOT(nn.Module):
+class GNOT(FoldedFrameModel):
     """GNOT mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     The output points are the input grid's points; the input function is the
     ``t_in`` frames of every field at each point.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``.
-        n_fields: ``C``.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         dim: Token width.
         depth: Blocks.
         heads: Attention heads.
@@ -110,30 +106,27 @@ class GNOT(nn.Module):
         gate_width: Hidden width of the gates.
     """
 
+    label = "GNOT"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, dim: int, depth: int,
                  heads: int, n_experts: int, ffn_mult: int, gate_width: int) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
-        self.query_embed = nn.Sequential(nn.Linear(ndim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.input_embed = nn.Sequential(nn.Linear(ndim + in_channels, dim), nn.GELU(), nn.Linear(dim, dim))
+        super().__init__(ndim, in_channels, out_frames, n_fields)
+        self.query_embed = two_layer_mlp(ndim, dim, dim)
+        self.input_embed = two_layer_mlp(ndim + in_channels, dim, dim)
         self.blocks = nn.ModuleList(
             Block(dim, heads, n_experts, ffn_mult, ndim, gate_width) for _ in range(depth)
         )
         self.head = nn.Sequential(
-            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_frames * n_fields)
+            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, self.out_channels)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "GNOT")
-        batch, t_in, *grid, n_fields = x.shape
-        coords = grid_coordinates(grid, x).reshape(-1, self.ndim)  # (N, ndim)
-        values = fold_time(x).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        # the coordinates enter as their own inputs (queries, gates), not as appended channels
+        batch, *grid, channels = h.shape
+        coords = grid_coordinates(grid, h).reshape(-1, self.ndim)  # (N, ndim)
+        values = h.reshape(batch, -1, channels)  # (B, N, T*C)
         context = self.input_embed(torch.cat([coords.expand(batch, *coords.shape), values], dim=-1))  # (B, N, D)
         z = self.query_embed(coords).expand(batch, -1, -1)  # (B, N, D)
         for block in self.blocks:
             z = block(z, context, coords)  # (B, N, D)
-        out = self.head(z)  # (B, N, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.head(z)  # (B, N, t_out * C)

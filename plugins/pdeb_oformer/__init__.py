@@ -11,18 +11,8 @@ frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pdebench_core import hookimpl
-from pdebench_core.errors import UsageError
-from pdebench_core.models import check_dims, folded_sizes, require_positive
-
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
-    from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
+from pdebench_core.model_plugin import folded_model
 
 
 @dataclass
@@ -63,54 +53,11 @@ PROFILES = {
 }
 
 
-def build(cfg: OFormerConfig, spec: "DataSpec") -> "nn.Module":
-    """Build an OFormer for the data described by ``spec``.
-
-    Args:
-        cfg: Hyperparameters (an :class:`OFormerConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
-
-    Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
-
-    Raises:
-        UsageError: On an unsupported number of spatial axes or invalid sizes.
-    """
-    check_dims(spec, SUPPORTED_DIMS, "oformer")
-    require_positive(cfg, "dim", "depth", "heads", "ffn_mult", "latent_dim", "fourier_features", "propagator_width",
-                     model="oformer")
-    if int(cfg.dim) % int(cfg.heads) or int(cfg.latent_dim) % int(cfg.heads):
-        raise UsageError(
-            f"model.oformer.heads ({cfg.heads}) must divide dim ({cfg.dim}) and latent_dim ({cfg.latent_dim})"
-        )
-
-    from pdeb_oformer.model import OFormer
-
-    return OFormer(
-        **folded_sizes(spec),
-        dim=int(cfg.dim),
-        depth=int(cfg.depth),
-        heads=int(cfg.heads),
-        ffn_mult=int(cfg.ffn_mult),
-        latent_dim=int(cfg.latent_dim),
-        fourier_features=int(cfg.fourier_features),
-        fourier_scale=float(cfg.fourier_scale),
-        propagator_width=int(cfg.propagator_width),
-    )
-
-
-@hookimpl
-def register_models(register):
-    """Register the ``oformer`` model."""
-    register(
-        "oformer",
-        build,
-        config=OFormerConfig,
-        profiles=PROFILES,
-        description="OFormer: linear-attention encoder, cross-attention query decoder, latent MLP propagator",
-        paper="Li, Meidani, Farimani, Transformer for Partial Differential Equations' Operator Learning, TMLR 2023",
-        dims=SUPPORTED_DIMS,
-    )
-
+build, register_models = folded_model(
+    "oformer", OFormerConfig, PROFILES, "pdeb_oformer.model:OFormer", heads_divide=("dim", "latent_dim"),
+    positive=("dim", "depth", "heads", "ffn_mult", "latent_dim", "fourier_features", "propagator_width"),
+    description="OFormer: linear-attention encoder, cross-attention query decoder, latent MLP propagator",
+    paper="Li, Meidani, Farimani, Transformer for Partial Differential Equations' Operator Learning, TMLR 2023",
+)
 
 __all__ = ["OFormerConfig", "PROFILES", "build", "register_models"]

@@ -16,7 +16,8 @@ import math
 import torch
 import torch.nn as nn
 
-from pdebench_core.models import check_folded_input, fold_time, grid_coordinates
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
+from pdebench_core.models import grid_coordinates
 
 
 class LinearAttention(nn.Module):
@@ -48,10 +49,6 @@ class LinearAttention(nn.Module):
         return self.out(mixed.transpose(1, 2).reshape(batch, n_query, width))  # (B, Nq, D)
 
 
-def _mlp(width: int, hidden: int, out: int | None = None) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width if out is None else out))
-
-
 class EncoderLayer(nn.Module):
     """``h + attn(h, h)``, then ``h + FFN(LN(h))``."""
 
@@ -59,21 +56,18 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attn = LinearAttention(dim, dim, heads)
         self.norm = nn.LayerNorm(dim)
-        self.ffn = _mlp(dim, ffn_mult * dim)
+        self.ffn = two_layer_mlp(dim, ffn_mult * dim, dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(h, h)  # (B, N, D)
         return h + self.ffn(self.norm(h))  # (B, N, D)
 
 
-class OFormer(nn.Module):
+class OFormer(FoldedFrameModel):
     """OFormer mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``: propagator steps per call.
-        n_fields: ``C``.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         dim: Encoder token width.
         depth: Encoder layers.
         heads: Attention heads.
@@ -84,37 +78,30 @@ class OFormer(nn.Module):
         propagator_width: Hidden width of the propagator MLP.
     """
 
+    label = "OFormer"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, dim: int, depth: int,
                  heads: int, ffn_mult: int, latent_dim: int, fourier_features: int, fourier_scale: float,
                  propagator_width: int) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
-        self.embed = nn.Sequential(nn.Linear(in_channels + ndim, dim), nn.GELU(), nn.Linear(dim, dim))
+        super().__init__(ndim, in_channels, out_frames, n_fields)
+        self.embed = two_layer_mlp(in_channels + ndim, dim, dim)
         self.encoder = nn.ModuleList(EncoderLayer(dim, heads, ffn_mult) for _ in range(depth))
         self.encoder_norm = nn.LayerNorm(dim)
         # fixed random frequencies, stored with the weights so a checkpoint reproduces the embedding
         self.register_buffer("frequencies", fourier_scale * torch.randn(ndim, fourier_features))
-        self.query_embed = nn.Sequential(
-            nn.Linear(2 * fourier_features, latent_dim), nn.GELU(), nn.Linear(latent_dim, latent_dim)
-        )
+        self.query_embed = two_layer_mlp(2 * fourier_features, latent_dim, latent_dim)
         self.cross_attn = LinearAttention(latent_dim, dim, heads)
         self.cross_norm = nn.LayerNorm(latent_dim)
-        self.cross_ffn = _mlp(latent_dim, ffn_mult * latent_dim)
+        self.cross_ffn = two_layer_mlp(latent_dim, ffn_mult * latent_dim, latent_dim)
         self.propagator_norm = nn.LayerNorm(latent_dim)
-        self.propagator = _mlp(latent_dim, propagator_width)
-        self.readout = nn.Sequential(
-            nn.Linear(latent_dim, latent_dim // 2), nn.GELU(), nn.Linear(latent_dim // 2, n_fields)
-        )
+        self.propagator = two_layer_mlp(latent_dim, propagator_width, latent_dim)
+        self.readout = two_layer_mlp(latent_dim, latent_dim // 2, n_fields)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "OFormer")
-        batch, t_in, *grid, n_fields = x.shape
-        coords = grid_coordinates(grid, x).reshape(-1, self.ndim)  # (N, ndim)
-        values = fold_time(x).reshape(batch, -1, t_in * n_fields)  # (B, N, T*C)
-        h = self.embed(torch.cat([values, coords.expand(batch, *coords.shape)], dim=-1))  # (B, N, D)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        # the coordinates enter the encoder tokens and, Fourier-embedded, the decoder queries
+        batch, *grid, channels = h.shape
+        coords = grid_coordinates(grid, h).reshape(-1, self.ndim)  # (N, ndim)
+        h = self.embed(torch.cat([h.reshape(batch, -1, channels), coords.expand(batch, *coords.shape)], dim=-1))
         for layer in self.encoder:
             h = layer(h)  # (B, N, D)
         h = self.encoder_norm(h)  # (B, N, D)
@@ -128,5 +115,4 @@ class OFormer(nn.Module):
         for _ in range(self.out_frames):
             z = z + self.propagator(self.propagator_norm(z))  # (B, N, L)
             frames.append(self.readout(z))  # (B, N, C)
-        out = torch.stack(frames, dim=1)  # (B, t_out, N, C)
-        return out.reshape(batch, self.out_frames, *grid, n_fields)  # (B, t_out, *S, C)
+        return torch.stack(frames, dim=2).flatten(2)  # (B, N, t_out * C), frame-major like a folded output

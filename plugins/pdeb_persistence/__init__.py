@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pdebench_core import hookimpl
+from pdebench_core.model_plugin import ALL_DIMS, model_registration
 from pdebench_core.models import check_dims
 
 if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
     import torch.nn as nn
 
     from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
 
 
 @dataclass
@@ -40,24 +38,17 @@ def build(cfg: PersistenceConfig, spec: "DataSpec") -> "nn.Module":
     Raises:
         UsageError: If the data has an unsupported number of spatial axes.
     """
-    check_dims(spec, SUPPORTED_DIMS, "persistence")
+    check_dims(spec, ALL_DIMS, "persistence")
     from pdeb_persistence.model import Persistence
 
     return Persistence(t_out=spec.t_out, ndim=spec.ndim)
 
 
-@hookimpl
-def register_models(register):
-    """Register the ``persistence`` model."""
-    register(
-        "persistence",
-        build,
-        config=PersistenceConfig,
-        profiles={"smoke": {}, "small": {}, "paper": {}},
-        description="Repeats the last input frame t_out times; no parameters, no training.",
-        paper="Persistence (naive) forecast, the floor every PDE surrogate must beat",
-        dims=SUPPORTED_DIMS,
-    )
+register_models = model_registration(
+    "persistence", build, PersistenceConfig, {"smoke": {}, "small": {}, "paper": {}},
+    description="Repeats the last input frame t_out times; no parameters, no training.",
+    paper="Persistence (naive) forecast, the floor every PDE surrogate must beat",
+)
 
 
 __all__ = ["PersistenceConfig", "build", "register_models"]

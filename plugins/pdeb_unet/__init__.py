@@ -10,18 +10,13 @@ channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pdebench_core import hookimpl
-from pdebench_core.errors import UsageError
-from pdebench_core.models import check_dims, folded_sizes, require_positive
+from pdebench_core.model_plugin import folded_model, require_choice, require_grid_divisible
 
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
+if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
 
-SUPPORTED_DIMS = (1, 2, 3)
 NORMS = ("group", "batch", "none")
 PADDING_MODES = ("auto", "zeros", "circular", "replicate", "reflect")
 
@@ -56,62 +51,34 @@ PROFILES = {
 }
 
 
-def build(cfg: UNetConfig, spec: "DataSpec") -> "nn.Module":
-    """Build a U-Net for the data described by ``spec``.
+def level_arguments(cfg: UNetConfig, spec: "DataSpec") -> dict[str, Any]:
+    """The U-Net's own checks and the padding mode that fits ``spec``'s boundary.
 
     Args:
         cfg: Hyperparameters (a :class:`UNetConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``, boundary.
+        spec: Dataset description, boundary included.
 
     Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+        ``{"padding_mode": ...}``, ``"auto"`` resolved to circular (periodic data) or zeros.
 
     Raises:
-        UsageError: On an unsupported number of spatial axes, a grid that is not
-            divisible by ``2 ** levels``, or invalid settings.
+        UsageError: On an unknown norm or padding mode, or a grid that is not divisible
+            by ``2 ** levels``.
     """
-    check_dims(spec, SUPPORTED_DIMS, "unet")
-    require_positive(cfg, "width", "levels", model="unet")
-    if cfg.norm not in NORMS:
-        raise UsageError(f"model.unet.norm must be one of {', '.join(NORMS)}, got '{cfg.norm}'")
-    if cfg.padding_mode not in PADDING_MODES:
-        raise UsageError(
-            f"model.unet.padding_mode must be one of {', '.join(PADDING_MODES)}, got '{cfg.padding_mode}'"
-        )
-    factor = 2 ** int(cfg.levels)
-    if any(n % factor for n in spec.spatial_shape):
-        raise UsageError(
-            f"model 'unet' with {cfg.levels} levels needs grid sizes divisible by {factor}; "
-            f"dataset '{spec.name}' has {tuple(spec.spatial_shape)} (lower model.unet.levels or resize the data)"
-        )
-    padding_mode = cfg.padding_mode
+    require_choice(cfg, "norm", NORMS, model="unet")
+    require_choice(cfg, "padding_mode", PADDING_MODES, model="unet")
+    require_grid_divisible(spec, 2 ** int(cfg.levels), "unet", setting="levels", reason=f"levels={cfg.levels}")
+    padding_mode = str(cfg.padding_mode)
     if padding_mode == "auto":
         padding_mode = "circular" if spec.boundary == "periodic" else "zeros"
-
-    from pdeb_unet.model import UNet
-
-    return UNet(
-        **folded_sizes(spec),
-        width=int(cfg.width),
-        levels=int(cfg.levels),
-        norm=str(cfg.norm),
-        padding_mode=padding_mode,
-        use_grid=bool(cfg.use_grid),
-    )
+    return {"padding_mode": padding_mode}
 
 
-@hookimpl
-def register_models(register):
-    """Register the ``unet`` model."""
-    register(
-        "unet",
-        build,
-        config=UNetConfig,
-        profiles=PROFILES,
-        description="Convolutional U-Net encoder-decoder with skip connections; frames folded into channels",
-        paper="Ronneberger et al., U-Net, MICCAI 2015; PDE baseline of Takamoto et al., PDEBench, NeurIPS 2022",
-        dims=SUPPORTED_DIMS,
-    )
+build, register_models = folded_model(
+    "unet", UNetConfig, PROFILES, "pdeb_unet.model:UNet", derive=level_arguments,
+    positive=("width", "levels"),
+    description="Convolutional U-Net encoder-decoder with skip connections; frames folded into channels",
+    paper="Ronneberger et al., U-Net, MICCAI 2015; PDE baseline of Takamoto et al., PDEBench, NeurIPS 2022",
+)
 
-
-__all__ = ["PROFILES", "UNetConfig", "build", "register_models"]
+__all__ = ["PROFILES", "UNetConfig", "build", "level_arguments", "register_models"]

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
-from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _UP = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -49,14 +49,11 @@ class ConvBlock(nn.Module):
         return self.net(h)
 
 
-class UNet(nn.Module):
+class UNet(FoldedFrameModel):
     """U-Net mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``.
-        n_fields: ``C``.
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         width: Channels of the first level.
         levels: Down-samplings.
         norm: ``"group"``, ``"batch"`` or ``"none"``.
@@ -64,19 +61,15 @@ class UNet(nn.Module):
         use_grid: Append normalised coordinates to the input.
     """
 
+    label = "U-Net"
+
     def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, width: int,
                  levels: int, norm: str = "group", padding_mode: str = "zeros", use_grid: bool = False) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
         self.levels = levels
-        self.use_grid = use_grid
         widths = [width * 2**k for k in range(levels + 1)]
-        first_in = in_channels + (ndim if use_grid else 0)
         self.encoder = nn.ModuleList(
-            ConvBlock(ndim, first_in if k == 0 else widths[k - 1], widths[k], norm, padding_mode)
+            ConvBlock(ndim, self.body_channels if k == 0 else widths[k - 1], widths[k], norm, padding_mode)
             for k in range(levels + 1)
         )
         self.pool = _POOL[ndim](2)
@@ -84,16 +77,12 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(
             ConvBlock(ndim, 2 * widths[k], widths[k], norm, padding_mode) for k in range(levels)
         )
-        self.head = _CONV[ndim](width, out_frames * n_fields, 1)
+        self.head = _CONV[ndim](width, self.out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "U-Net")
-        grid = list(x.shape[2:-1])
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        grid = list(h.shape[1:-1])
         if any(n % 2**self.levels for n in grid):
             raise ValueError(f"U-Net with {self.levels} levels needs grid sizes divisible by {2**self.levels}, got {grid}")
-        h = fold_time(x)  # (B, *S, T*C)
-        if self.use_grid:
-            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = h.movedim(-1, 1)  # (B, T*C, *S)
         skips = []
         for k, block in enumerate(self.encoder):
@@ -102,5 +91,4 @@ class UNet(nn.Module):
         for k in reversed(range(self.levels)):
             h = self.up[k](h)  # (B, width * 2**k, *S / 2**k)
             h = self.decoder[k](torch.cat([skips[k], h], dim=1))  # (B, width * 2**k, *S / 2**k)
-        out = self.head(h).movedim(1, -1)  # (B, *S, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.head(h).movedim(1, -1)  # (B, *S, t_out * C)

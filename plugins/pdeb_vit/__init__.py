@@ -11,18 +11,13 @@ are folded into the channels).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pdebench_core import hookimpl
 from pdebench_core.errors import UsageError
-from pdebench_core.models import check_dims, folded_sizes, require_positive
+from pdebench_core.model_plugin import folded_model, require_grid_divisible
 
-if TYPE_CHECKING:  # torch is imported inside the factory, never at plugin import
-    import torch.nn as nn
-
+if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
-
-SUPPORTED_DIMS = (1, 2, 3)
 
 
 @dataclass
@@ -55,59 +50,31 @@ PROFILES = {
 }
 
 
-def build(cfg: ViTConfig, spec: "DataSpec") -> "nn.Module":
-    """Build a patch transformer for the data described by ``spec``.
+def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
+    """The patch transformer's own checks and the grid its positional embedding is made for.
 
     Args:
         cfg: Hyperparameters (a :class:`ViTConfig` or an omegaconf object alike).
-        spec: Dataset description: fields, spatial shape, ``t_in``, ``t_out``.
+        spec: Dataset description.
 
     Returns:
-        A module mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+        ``{"grid": spec.spatial_shape}``.
 
     Raises:
-        UsageError: On an unsupported number of spatial axes, a grid not divisible
-            by the patch size, or invalid sizes.
+        UsageError: On a non-positive ``mlp_ratio`` or a grid not divisible by the patch size.
     """
-    check_dims(spec, SUPPORTED_DIMS, "vit")
-    require_positive(cfg, "patch_size", "dim", "depth", "heads", "out_hidden", model="vit")
     if float(cfg.mlp_ratio) <= 0:
         raise UsageError(f"model.vit.mlp_ratio must be positive, got {cfg.mlp_ratio}")
-    if int(cfg.dim) % int(cfg.heads):
-        raise UsageError(f"model.vit.heads ({cfg.heads}) must divide model.vit.dim ({cfg.dim})")
-    if any(n % int(cfg.patch_size) for n in spec.spatial_shape):
-        raise UsageError(
-            f"model 'vit' needs grid sizes divisible by patch_size={cfg.patch_size}; dataset "
-            f"'{spec.name}' has {tuple(spec.spatial_shape)} (change model.vit.patch_size or resize the data)"
-        )
-
-    from pdeb_vit.model import ViT
-
-    return ViT(
-        **folded_sizes(spec),
-        grid=tuple(spec.spatial_shape),
-        patch_size=int(cfg.patch_size),
-        dim=int(cfg.dim),
-        depth=int(cfg.depth),
-        heads=int(cfg.heads),
-        mlp_ratio=float(cfg.mlp_ratio),
-        out_hidden=int(cfg.out_hidden),
-        use_grid=bool(cfg.use_grid),
-    )
+    require_grid_divisible(spec, int(cfg.patch_size), "vit", setting="patch_size",
+                           reason=f"patch_size={cfg.patch_size}")
+    return {"grid": tuple(spec.spatial_shape)}
 
 
-@hookimpl
-def register_models(register):
-    """Register the ``vit`` model."""
-    register(
-        "vit",
-        build,
-        config=ViTConfig,
-        profiles=PROFILES,
-        description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
-        paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
-        dims=SUPPORTED_DIMS,
-    )
+build, register_models = folded_model(
+    "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments, heads_divide=("dim",),
+    positive=("patch_size", "dim", "depth", "heads", "out_hidden"),
+    description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
+    paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
+)
 
-
-__all__ = ["PROFILES", "ViTConfig", "build", "register_models"]
+__all__ = ["PROFILES", "ViTConfig", "build", "patch_arguments", "register_models"]

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pdebench_core.models import append_coordinates, check_folded_input, fold_time, unfold_time
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _UP = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -45,22 +45,19 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.mlp = two_layer_mlp(dim, hidden, dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(self.norm1(h))  # (B, N, D)
         return h + self.mlp(self.norm2(h))  # (B, N, D)
 
 
-class ViT(nn.Module):
+class ViT(FoldedFrameModel):
     """Patch transformer mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
 
     Args:
-        ndim: Spatial dimensions (1, 2 or 3).
+        ndim, in_channels, out_frames, n_fields: Folded sizes, see :class:`FoldedFrameModel`.
         grid: Spatial shape the positional embedding is made for.
-        in_channels: ``t_in * C``.
-        out_frames: ``t_out``.
-        n_fields: ``C``.
         patch_size: Patch edge in grid points.
         dim: Token width.
         depth: Transformer blocks.
@@ -70,19 +67,16 @@ class ViT(nn.Module):
         use_grid: Append normalised coordinates to the input.
     """
 
+    label = "ViT"
+
     def __init__(self, ndim: int, grid: tuple[int, ...], in_channels: int, out_frames: int, n_fields: int,
                  patch_size: int, dim: int, depth: int, heads: int, mlp_ratio: float, out_hidden: int,
                  use_grid: bool = True) -> None:
-        super().__init__()
-        self.ndim = ndim
-        self.in_channels = in_channels
-        self.out_frames = out_frames
-        self.n_fields = n_fields
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
         self.patch_size = patch_size
-        self.use_grid = use_grid
         conv = _CONV[ndim]
         self.patch_embed = nn.Sequential(
-            conv(in_channels + (ndim if use_grid else 0), dim, patch_size, stride=patch_size),
+            conv(self.body_channels, dim, patch_size, stride=patch_size),
             nn.GELU(),
             conv(dim, dim, 1),
         )
@@ -95,17 +89,13 @@ class ViT(nn.Module):
             nn.GELU(),
             conv(out_hidden, out_hidden, 1),
             nn.GELU(),
-            conv(out_hidden, out_frames * n_fields, 1),
+            conv(out_hidden, self.out_channels, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_folded_input(x, self.ndim, self.in_channels, self.n_fields, "ViT")
-        batch, grid = x.shape[0], x.shape[2:-1]
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        batch, grid = h.shape[0], h.shape[1:-1]
         if any(n % self.patch_size for n in grid):
             raise ValueError(f"ViT with patch_size={self.patch_size} cannot take grid {tuple(grid)}")
-        h = fold_time(x)  # (B, *S, T*C)
-        if self.use_grid:
-            h = append_coordinates(h)  # (B, *S, T*C + ndim)
         h = self.patch_embed(h.movedim(-1, 1))  # (B, D, *P)
         patches = h.shape[2:]
         pos = self.pos_embed
@@ -115,5 +105,4 @@ class ViT(nn.Module):
         for block in self.blocks:
             h = block(h)  # (B, N, D)
         h = self.norm(h).transpose(1, 2).reshape(batch, -1, *patches)  # (B, D, *P)
-        out = self.head(h).movedim(1, -1)  # (B, *S, t_out * C)
-        return unfold_time(out, grid, self.out_frames)  # (B, t_out, *S, C)
+        return self.head(h).movedim(1, -1)  # (B, *S, t_out * C)

@@ -1,0 +1,193 @@
+"""What a frames-as-channels model plugin shares: its checks, build arguments and registration.
+
+A baseline model plugin declares a config dataclass, its profiles and, where it has
+any, its own checks and the arguments it derives from the data; :func:`folded_model`
+turns these into the factory (common checks, then the module built from
+:func:`folded_arguments`) and the ``register_models`` hook (:func:`model_registration`).
+The tensor side (fold, coordinates, unfold) lives in :mod:`pdebench_core.folded_model`.
+
+Importing this module is cheap: it never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from pdebench_core.errors import UsageError
+from pdebench_core.hookspecs import hookimpl
+from pdebench_core.models import check_dims, folded_sizes, require_positive
+
+if TYPE_CHECKING:
+    from pdebench_core.spec import DataSpec
+
+ALL_DIMS = (1, 2, 3)
+_PLAIN_TYPES = (int, float, bool, str)
+
+
+def check_folded_config(cfg: Any, spec: "DataSpec", model: str, positive: Sequence[str],
+                        heads_divide: Sequence[str] = (), dims: Sequence[int] = ALL_DIMS) -> None:
+    """The checks every folded-frame model runs before it is built.
+
+    Args:
+        cfg: The model's config (dataclass or omegaconf object).
+        spec: The dataset's self-description.
+        model: Registered model name, used in the messages.
+        positive: Config entries that must be positive integers.
+        heads_divide: Widths that ``cfg.heads`` must divide (empty: no attention heads).
+        dims: Supported numbers of spatial axes.
+
+    Raises:
+        UsageError: On unsupported data, a non-positive size or heads that do not divide a width.
+    """
+    check_dims(spec, dims, model)
+    require_positive(cfg, *positive, model=model)
+    heads = int(cfg.heads) if heads_divide else 1
+    if any(int(getattr(cfg, width)) % heads for width in heads_divide):
+        widths = " and ".join(f"{width} ({getattr(cfg, width)})" for width in heads_divide)
+        raise UsageError(f"model.{model}.heads ({cfg.heads}) must divide {widths}")
+
+
+def require_choice(cfg: Any, name: str, choices: Sequence[str], model: str) -> None:
+    """Refuse a config entry that is not one of ``choices``.
+
+    Args:
+        cfg: The model's config.
+        name: The entry to check.
+        choices: Its allowed values.
+        model: Registered model name; the message names the key ``model.<model>.<name>``.
+
+    Raises:
+        UsageError: If the value is not among ``choices``.
+    """
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise UsageError(f"model.{model}.{name} must be one of {', '.join(choices)}, got '{value}'")
+
+
+def require_grid_divisible(spec: "DataSpec", factor: int, model: str, setting: str, reason: str) -> None:
+    """Refuse data whose grid sizes a model's down-sampling or patching cannot divide.
+
+    Args:
+        spec: The dataset's self-description.
+        factor: What every grid size must be a multiple of.
+        model: Registered model name.
+        setting: The config entry that sets ``factor``, named in the fix.
+        reason: Where ``factor`` comes from, e.g. ``"levels=4"``.
+
+    Raises:
+        UsageError: If a spatial size is not a multiple of ``factor``.
+    """
+    if any(n % factor for n in spec.spatial_shape):
+        raise UsageError(
+            f"model '{model}' needs grid sizes divisible by {factor} ({reason}); dataset '{spec.name}' has "
+            f"{tuple(spec.spatial_shape)} (change model.{model}.{setting} or resize the data)"
+        )
+
+
+def folded_arguments(cfg: Any, config: type, spec: "DataSpec", **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of a folded-frame model: data sizes, then every config field.
+
+    Each field of ``config`` is read from ``cfg``; one declared ``int``, ``float``, ``bool``
+    or ``str`` is cast to that type, so an omegaconf value reaches the module as a plain one
+    (other fields pass as they are).
+
+    Args:
+        cfg: The model's config (dataclass or omegaconf object).
+        config: The config dataclass; its fields must be the module's keyword arguments.
+        spec: The dataset's self-description (see :func:`~pdebench_core.models.folded_sizes`).
+        **overrides: Arguments derived from the data that replace a field (e.g. fitted modes).
+
+    Returns:
+        ``ndim``, ``in_channels``, ``out_frames``, ``n_fields``, the config fields and ``overrides``.
+    """
+    hints = typing.get_type_hints(config)
+    values = {}
+    for f in dataclasses.fields(config):
+        value = getattr(cfg, f.name)
+        values[f.name] = hints[f.name](value) if hints[f.name] in _PLAIN_TYPES else value
+    return {**folded_sizes(spec), **values, **overrides}
+
+
+def model_registration(name: str, build: Callable[..., Any], config: type,
+                       profiles: Mapping[str, Mapping[str, Any]], description: str, paper: str,
+                       dims: Sequence[int] = ALL_DIMS) -> Callable[..., None]:
+    """The ``register_models`` hook of a plugin that registers one model.
+
+    Assign it at module level (``register_models = model_registration(...)``): pluggy finds
+    the hook by that name.
+
+    Args:
+        name: The name users type (``--model fno``).
+        build: The factory ``build(cfg, spec) -> nn.Module``.
+        config: Its config dataclass.
+        profiles: Per-profile overrides of the config defaults.
+        description: One line for ``pdeb models``.
+        paper: Where the architecture comes from.
+        dims: Supported numbers of spatial axes.
+
+    Returns:
+        The hook implementation ``register_models(register)``.
+    """
+
+    @hookimpl
+    def register_models(register: Callable[..., Any]) -> None:
+        register(name, build, config=config, profiles=profiles, description=description, paper=paper,
+                 dims=tuple(dims))
+
+    register_models.__doc__ = f"Register the ``{name}`` model."
+    return register_models
+
+
+def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, Any]], target: str, *,
+                 positive: Sequence[str], description: str, paper: str, heads_divide: Sequence[str] = (),
+                 derive: Callable[[Any, "DataSpec"], dict[str, Any]] | None = None,
+                 dims: Sequence[int] = ALL_DIMS) -> tuple[Callable[..., Any], Callable[..., None]]:
+    """The factory and the ``register_models`` hook of a folded-frame model plugin.
+
+    The factory runs :func:`check_folded_config`, then ``derive`` (the model's own checks
+    and the arguments it derives from the data), imports ``target`` and builds it from
+    :func:`folded_arguments`. Use it as ``build, register_models = folded_model(...)`` at
+    module level.
+
+    Args:
+        name: The name users type (``--model fno``).
+        config: The config dataclass; its fields are the module's keyword arguments.
+        profiles: Per-profile overrides of the config defaults.
+        target: ``"package.module:Class"`` of the ``nn.Module``, imported when a model is
+            built so that importing the plugin stays free of torch.
+        positive: Config entries that must be positive integers.
+        description: One line for ``pdeb models``.
+        paper: Where the architecture comes from.
+        heads_divide: Widths that ``cfg.heads`` must divide.
+        derive: ``derive(cfg, spec) -> dict``: further checks (raising :class:`UsageError`)
+            and module arguments that replace config fields or come on top of them.
+        dims: Supported numbers of spatial axes.
+
+    Returns:
+        ``(build, register_models)``.
+    """
+
+    def build(cfg: Any, spec: "DataSpec") -> Any:
+        check_folded_config(cfg, spec, name, positive, heads_divide, dims)
+        derived = derive(cfg, spec) if derive is not None else {}
+        module, _, class_name = target.partition(":")
+        model_class = getattr(importlib.import_module(module), class_name)
+        return model_class(**folded_arguments(cfg, config, spec, **derived))
+
+    build.__doc__ = (f"Build the ``{name}`` model for ``spec`` from a :class:`{config.__name__}` (or an omegaconf "
+                     "object alike); raises UsageError on unsupported data or settings.")
+    return build, model_registration(name, build, config, profiles, description, paper, dims)
+
+
+__all__ = [
+    "ALL_DIMS",
+    "check_folded_config",
+    "folded_arguments",
+    "folded_model",
+    "model_registration",
+    "require_choice",
+    "require_grid_divisible",
+]

@@ -1,0 +1,116 @@
+"""Tests of the declaration helpers of frames-as-channels model plugins (``pdebench_core.model_plugin``)
+and their base module (``pdebench_core.folded_model``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from pdebench_core.errors import UsageError
+from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
+from pdebench_core.model_plugin import folded_model, require_choice, require_grid_divisible
+from pdebench_core.model_testing import check_model_card, check_model_contract, toy_spec
+from pdebench_core.models import append_coordinates, fold_time, unfold_time
+
+
+@dataclass
+class ToyConfig:
+    """Config of the toy model.
+
+    Attributes:
+        width: Hidden width.
+        heads: Heads; must divide ``width``.
+        scale: Output scale.
+        use_grid: Append the coordinates.
+    """
+
+    width: int = 8
+    heads: int = 2
+    scale: float = 1.0
+    use_grid: bool = True
+
+
+class Toy(FoldedFrameModel):
+    label = "Toy"
+
+    def __init__(self, ndim: int, in_channels: int, out_frames: int, n_fields: int, width: int, heads: int,
+                 scale: float, use_grid: bool, extra: str = "") -> None:
+        super().__init__(ndim, in_channels, out_frames, n_fields, use_grid)
+        self.received = {"width": width, "heads": heads, "scale": scale, "use_grid": use_grid, "extra": extra}
+        self.net = two_layer_mlp(self.body_channels, width, self.out_channels)
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        return self.received["scale"] * self.net(h)
+
+
+PROFILES = {"smoke": {"width": 4}, "small": {}, "paper": {"width": 16}}
+
+
+def _derive(cfg, spec) -> dict:
+    if spec.spatial_shape[0] < 4:
+        raise UsageError("model.toy needs 4 points")
+    return {"extra": f"grid {spec.spatial_shape}"}
+
+
+build, register_models = folded_model(
+    "toy", ToyConfig, PROFILES, f"{__name__}:Toy", derive=_derive, heads_divide=("width",),
+    positive=("width", "heads"), dims=(1, 2), description="a toy", paper="none",
+)
+
+
+def test_registration_carries_the_card_and_the_factory():
+    card = check_model_card(register_models, "toy", build, ToyConfig, dims=(1, 2))
+    assert card["description"] == "a toy" and card["paper"] == "none" and card["profiles"] is PROFILES
+    assert register_models.__doc__ == "Register the ``toy`` model."
+
+
+def test_build_passes_sizes_typed_fields_and_derived_arguments():
+    cfg = OmegaConf.structured(ToyConfig(width=6, scale=2))  # omegaconf values, as a run passes them
+    spec = toy_spec((8, 4), fields=("u", "v"), t_out=3)
+    model = build(cfg, spec)
+    assert (model.ndim, model.in_channels, model.out_frames, model.n_fields) == (2, spec.t_in * 2, 3, 2)
+    assert model.received == {"width": 6, "heads": 2, "scale": 2.0, "use_grid": True, "extra": "grid (8, 4)"}
+    assert [type(v) for v in model.received.values()] == [int, int, float, bool, str]
+    check_model_contract(build, ToyConfig(), spec)
+
+
+def test_build_runs_the_common_checks_then_the_derived_ones():
+    with pytest.raises(UsageError, match=r"model 'toy' supports 1D and 2D data"):
+        build(ToyConfig(), toy_spec((4, 4, 4)))
+    with pytest.raises(UsageError, match=r"model.toy.width must be a positive integer, got 0"):
+        build(ToyConfig(width=0), toy_spec((8,)))
+    with pytest.raises(UsageError, match=r"model.toy.heads \(3\) must divide width \(8\)"):
+        build(ToyConfig(heads=3), toy_spec((8,)))
+    with pytest.raises(UsageError, match="needs 4 points"):
+        build(ToyConfig(), toy_spec((2,)))
+
+
+def test_folded_frame_model_folds_appends_coordinates_and_unfolds():
+    torch.manual_seed(0)
+    model = Toy(ndim=2, in_channels=6, out_frames=2, n_fields=3, width=5, heads=1, scale=1.0, use_grid=True)
+    x = torch.randn(2, 2, 6, 4, 3)  # (B, t_in, *S, C)
+    expected = unfold_time(model.net(append_coordinates(fold_time(x))), (6, 4), 2)
+    torch.testing.assert_close(model(x), expected)
+    assert model.body_channels == 6 + 2 and model.out_channels == 6
+    with pytest.raises(ValueError, match=r"Toy built for \(B, 2, <2 axes>, 3\) inputs"):
+        model(torch.randn(2, 3, 6, 4, 3))
+
+
+def test_base_holds_no_parameters_of_its_own():
+    model = Toy(ndim=1, in_channels=2, out_frames=1, n_fields=1, width=3, heads=1, scale=1.0, use_grid=False)
+    assert [name for name, _ in model.named_parameters()] == ["net.0.weight", "net.0.bias", "net.2.weight",
+                                                               "net.2.bias"]
+    assert isinstance(model.net[1], nn.GELU)
+
+
+def test_choice_and_divisibility_messages_name_the_setting():
+    with pytest.raises(UsageError, match=r"model.toy.norm must be one of group, none, got 'layer'"):
+        require_choice(OmegaConf.create({"norm": "layer"}), "norm", ("group", "none"), model="toy")
+    with pytest.raises(UsageError, match=r"divisible by 8 \(patch_size=8\); dataset 'toy' has \(12,\) "
+                                         r"\(change model.toy.patch_size or resize the data\)"):
+        require_grid_divisible(toy_spec((12,)), 8, "toy", setting="patch_size", reason="patch_size=8")
+    require_grid_divisible(toy_spec((16,)), 8, "toy", setting="patch_size", reason="patch_size=8")
