@@ -100,9 +100,11 @@ class StreamingHandler(http.server.BaseHTTPRequestHandler):
         if behaviour == "drop":
             chunk = chunk[: len(chunk) // 2]
             self.close_connection = True
+        # Counted before writing: once the client has the bytes it may reset the counters, and a
+        # count made after the write would then land in the next phase of the test.
+        served.sent.append(len(chunk))
         try:
             self.wfile.write(chunk)
-            served.sent.append(len(chunk))
         except (BrokenPipeError, ConnectionResetError):  # the client hung up (it asked for less)
             pass
 
@@ -324,7 +326,8 @@ def test_weights_from_a_url_are_downloaded_once(served, private_home):
     assert torch.equal(target.weight, source.weight) and torch.equal(target.bias, source.bias)
     served.reset()
     load_weights(torch.nn.Linear(3, 2), f"{served.url}/w.pt")
-    assert [method for method, _, _ in served.requests] == ["HEAD"]  # the cached copy is still current
+    methods = [method for method, _, _ in served.requests]
+    assert methods and set(methods) == {"HEAD"}  # only asked whether the cached copy is still current
 
 
 def test_dpot_init_reads_a_url(served, private_home):

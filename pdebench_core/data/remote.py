@@ -182,7 +182,22 @@ def stat(url: str) -> RemoteInfo:
                         f"ranges; download it and pass the local file")
     version = next((str(info[k]) for k in _VERSION_KEYS if info.get(k)), None)
     modified = next((str(info[k]) for k in _MODIFIED_KEYS if info.get(k)), None)
+    if (version is None or modified is None) and url.split(":", 1)[0].lower() in ("http", "https"):
+        # Older fsspec releases leave HTTP validators out of info(): ask the server itself.
+        head_version, head_modified = _http_validators(url)
+        version, modified = version or head_version, modified or head_modified
     return RemoteInfo(url, int(info["size"]), version, modified)
+
+
+def _http_validators(url: str) -> tuple[str | None, str | None]:
+    """``(ETag, Last-Modified)`` from one HEAD request (``(None, None)`` when it fails)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20) as response:
+            return response.headers.get("ETag"), response.headers.get("Last-Modified")
+    except Exception:  # the file was reached through fsspec already; validators are a bonus
+        return None, None
 
 
 class RangesRefused(DataError):
