@@ -122,6 +122,47 @@ def build_model(ctx: RunContext, mixture: Mixture):
     return model
 
 
+def prepare(ctx: RunContext, training: bool = True) -> tuple[dict[str, Any], Mixture, Any]:
+    """The first steps of every task recipe: datasets, their plan and the model on ``ctx.device``.
+
+    Args:
+        ctx: The run.
+        training: The task trains: its settings are checked before any data is built, and
+            training data that holds an evaluation trajectory is refused (unless allowed).
+
+    Returns:
+        ``(datasets, mixture, model)``.
+    """
+    if training:
+        from pdebench_core.objectives import check_training_settings
+
+        check_training_settings(ctx.cfg)  # fail fast, before any data is generated
+    datasets = build_datasets(ctx)
+    mixture = plan(ctx, datasets)
+    if training:
+        guard_evaluation_split(ctx, datasets)
+    return datasets, mixture, build_model(ctx, mixture)
+
+
+def evaluate_trained(ctx: RunContext, model, mixture: Mixture, trainer, **extra: Any) -> dict[str, Any]:
+    """The last step of a training recipe: evaluate on every dataset unless ``task.evaluate`` is off.
+
+    Args:
+        ctx: The run.
+        model: The trained model.
+        mixture: The run's plan.
+        trainer: The finished trainer; its time and step count join every result row.
+        **extra: More values for every result row.
+
+    Returns:
+        The evaluation results (empty when ``task.evaluate`` is off).
+    """
+    if not ctx.cfg.task.evaluate:
+        return {}
+    return evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
+                                                    **extra})
+
+
 def data_hash(datasets: dict[str, Any], paths: dict[str, str | None] | None = None) -> str:
     """Content fingerprint of everything the run saw: per dataset its generated-data fingerprint
     or file bytes (``paths``: the file each was read from), plus which trajectories form each

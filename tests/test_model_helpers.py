@@ -1,16 +1,18 @@
 """Tests of the shared model-plugin helpers (``pdebench_core.models``) and the model
-test helpers (``pdebench_core.model_testing``)."""
+test helpers (``pdebench_core.testing.models``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
+from pdebench_core.testing.models import (
+    ModelPlugin,
     check_model_card,
     check_model_contract,
     check_model_learns,
@@ -182,7 +184,7 @@ def test_check_folded_input_message():
         assert str(error.value) == f"Toy built for (B, 3, <2 axes>, 2) inputs, got {tuple(bad.shape)}"
 
 
-# ---- pdebench_core.model_testing -------------------------------------------------------
+# ---- pdebench_core.testing.models -------------------------------------------------------
 
 
 def test_fixture_runs_on_one_thread():
@@ -286,3 +288,20 @@ def test_unsupported_dims_check():
 
     with pytest.raises(AssertionError, match="does not name"):
         check_rejects_unsupported_dims(vague, None)
+
+
+def test_model_plugin_binds_the_checks_to_its_factory_and_profiles():
+    profiles = {"smoke": {"hidden": 3}, "small": {"hidden": 5}, "paper": {}}
+    package = SimpleNamespace(build=build_pointwise, PROFILES=profiles, register_models=_register_hook(profiles=profiles))
+    plugin = ModelPlugin.of(package, "pointwise", PointwiseConfig)
+    assert plugin.smoke == PointwiseConfig(hidden=3)
+    assert plugin.check_card()["paper"] == "Nobody, 2024"
+    model = plugin.check_contract(plugin.smoke, toy_spec((8,), t_out=2))
+    assert model.net[0].out_features == 3
+    assert "pointwise" in plugin.check_rejects_unsupported_dims(plugin.smoke)
+    with pytest.raises(AssertionError, match="not 'other'"):
+        ModelPlugin.of(package, "other", PointwiseConfig).check_card()
+    wrong = ModelPlugin(name="wrong", build=lambda cfg, spec: WrongFrames(), config=PointwiseConfig, profiles=profiles,
+                        register_models=package.register_models)
+    with pytest.raises(AssertionError, match="output shape"):
+        wrong.check_contract(wrong.smoke, toy_spec((8,)))

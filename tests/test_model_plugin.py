@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from pdebench_core.errors import UsageError
 from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
 from pdebench_core.model_plugin import folded_model, require_choice, require_grid_divisible
-from pdebench_core.model_testing import check_model_card, check_model_contract, toy_spec
+from pdebench_core.testing.models import check_model_card, check_model_contract, toy_spec
 from pdebench_core.models import append_coordinates, fold_time, unfold_time
 
 

@@ -45,18 +45,10 @@ class EvaluateTaskConfig:
 def run_train(ctx) -> dict[str, Any]:
     """Train the model on the datasets, then evaluate it on each."""
     from pdebench_core import workflow
-    from pdebench_core.objectives import check_training_settings
 
-    check_training_settings(ctx.cfg)  # before any data is built
-    datasets = workflow.build_datasets(ctx)
-    mixture = workflow.plan(ctx, datasets)
-    workflow.guard_evaluation_split(ctx, datasets)
-    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    _, mixture, model = workflow.prepare(ctx)
     trainer = workflow.train_model(ctx, model, mixture)
-    if not ctx.cfg.task.evaluate:
-        return {}
-    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time,
-                                                             "steps": trainer.step})
+    return workflow.evaluate_trained(ctx, model, mixture, trainer)
 
 
 def run_evaluate(ctx) -> dict[str, Any]:
@@ -64,9 +56,7 @@ def run_evaluate(ctx) -> dict[str, Any]:
     from pdebench_core import workflow
     from pdebench_core.weights import load_weights
 
-    datasets = workflow.build_datasets(ctx)
-    mixture = workflow.plan(ctx, datasets)
-    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    _, mixture, model = workflow.prepare(ctx, training=False)
     if ctx.cfg.task.checkpoint:
         load_weights(model, ctx.cfg.task.checkpoint)
     return workflow.evaluate_all(ctx, model, mixture)

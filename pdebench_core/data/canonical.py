@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pdebench_core.data.trajectories import LazyTrajectories
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
@@ -100,7 +101,7 @@ def _as_split(array: Any) -> Any:
     return array if isinstance(array, np.ndarray) else np.asarray(array, dtype=np.float32)
 
 
-class H5Trajectories(Sequence):
+class H5Trajectories(LazyTrajectories):
     """Lazy sequence of trajectories stored in one HDF5 dataset.
 
     ``traj[i]`` reads trajectory ``i`` as float32 ``(T, *S, C)``; ``window(i, start,
@@ -126,7 +127,9 @@ class H5Trajectories(Sequence):
         if indices is None:
             indices = range(int(self._dataset().shape[0]))
         self.indices = list(indices)
-        self._cache = [self._read(i) for i in range(len(self))] if preload else None
+        self._cache = None
+        if preload:
+            self._preload()
 
     def _dataset(self):
         import h5py
@@ -148,9 +151,6 @@ class H5Trajectories(Sequence):
         state["_pid"] = None
         return state
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of one trajectory after ``transform``."""
@@ -163,23 +163,6 @@ class H5Trajectories(Sequence):
         else:
             array = self.transform(self._dataset()[index], index)[frames]
         return np.asarray(array, dtype=np.float32)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        if self._cache is not None:
-            return self._cache[i]
-        return self._read(i)
-
-    def window(self, i: int, start: int, length: int) -> np.ndarray:
-        """Frames ``start:start+length`` of trajectory ``i``, reading only those."""
-        if self._cache is not None:
-            return self._cache[i][start:start + length]
-        return self._read(i, slice(start, start + length))
 
 
 def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""Settings every dataset shares (dataset plugins subclass :class:`DatasetConfig`), and
-reading a dataset config's fields as plain values."""
+"""Settings every dataset shares (dataset plugins subclass :class:`DatasetConfig`, generated
+ones :class:`GeneratedConfig`), and reading a dataset config's fields as plain values."""
 
 from __future__ import annotations
 
@@ -40,6 +40,30 @@ class DatasetConfig:
     weight: float = 1.0
     preload: bool = False
     normalize: bool = False
+
+
+@dataclass
+class GeneratedConfig(DatasetConfig):
+    """Settings every generated dataset shares: how its solver runs, never what it solves.
+
+    A plugin subclasses it with its physics and may override a default (e.g. a larger
+    ``batch_size``). Only ``solver_dtype`` enters the cache key; the other three are
+    left out of it (:data:`pdebench_core.data.generation.GENERATION_ONLY`).
+
+    Attributes:
+        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data is
+            float32 either way.
+        batch_size: Trajectories solved together; bounds memory and, on the CPU, never
+            changes the numbers (each trajectory steps on its own clock).
+        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
+        progress: Show a progress bar while generating (only on a terminal).
+    """
+
+    solver_dtype: str = "float32"
+    batch_size: int = 64
+    device: str = "auto"
+    progress: bool = True
 
 
 #: :class:`DatasetConfig` settings that change how data is used, never the numbers in it.

@@ -46,8 +46,29 @@ IN_MEMORY_LIMIT = 1 << 30
 GENERATION_ONLY = ("batch_size", "device", "progress")
 SOLVER_DTYPES = ("float32", "float64")
 
+#: Split sizes of every generated dataset's ``smoke`` profile: each split exists, and tests stay fast.
+SMOKE_SPLITS = {"n_train": 4, "n_val": 2, "n_test": 2}
+
 Job = tuple[str, int]
 """One trajectory to generate: ``(split, index within the split)``."""
+
+
+def check_explicit_solver(cfg: Any, where: str, max_cfl: float, min_resolution: int = 1) -> None:
+    """Refuse a grid, end time or Courant number that an explicit time-stepping solver cannot honour.
+
+    Args:
+        cfg: Settings with ``resolution``, ``t_end`` and ``cfl``.
+        where: The settings' full name for error messages, e.g. ``"data.dr2d"``.
+        max_cfl: The largest stable Courant number of the scheme.
+        min_resolution: The fewest cells per axis the scheme's stencil needs.
+
+    Raises:
+        UsageError: ``resolution < min_resolution``, ``t_end <= 0`` or ``cfl`` outside ``(0, max_cfl]``.
+    """
+    if int(cfg.resolution) < min_resolution:
+        raise UsageError(f"{where}.resolution must be at least {min_resolution}, got {cfg.resolution}")
+    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= max_cfl:
+        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= {max_cfl:g}")
 
 
 def split_sizes(cfg: Any) -> dict[str, int]:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
-from pdebench_core.data.generation import GeneratedDataset, SolverBatch
+from pdebench_core.data.config import GeneratedConfig
+from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -32,7 +33,7 @@ FIELDS = ("u",)
 
 
 @dataclass
-class Burgers1dConfig(DatasetConfig):
+class Burgers1dConfig(GeneratedConfig):
     """Settings of the generated Burgers data (``data.burgers1d.<key>``).
 
     The defaults are the ``small`` profile. ``resolution`` (inherited) is the number of
@@ -53,18 +54,8 @@ class Burgers1dConfig(DatasetConfig):
             box (PDEBench: 0.1).
         cfl: Courant number ``dt max|u| / dx`` of the convective step, in ``(0, 0.5]``; viscosity is
             integrated exactly and does not limit the step.
-        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data is
-            float32 either way.
-        batch_size: Trajectories integrated together; bounds memory and, on the CPU,
-            never changes the numbers (each trajectory steps on its own clock).
-        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
-        progress: Show a progress bar while generating (only on a terminal).
     """
 
-    n_train: int = 64
-    n_val: int = 8
-    n_test: int = 8
     resolution: int = 256
     nu: float = 0.01
     length: float = 1.0
@@ -75,26 +66,18 @@ class Burgers1dConfig(DatasetConfig):
     p_abs: float = 0.1
     p_window: float = 0.1
     cfl: float = 0.4
-    solver_dtype: str = "float32"
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = True
 
 
-PROFILES = {
-    "smoke": {"resolution": 128, "n_frames": 14, "t_end": 0.13, "n_train": 4, "n_val": 2, "n_test": 2},
-    "small": {"resolution": 256, "n_frames": 201, "t_end": 2.0, "n_train": 64, "n_val": 8, "n_test": 8},
-    "paper": {"resolution": 1024, "n_frames": 201, "t_end": 2.0, "n_train": 9000, "n_val": 500, "n_test": 1000,
-              "batch_size": 2500},
-}
+PROFILES = profiles_around_defaults(
+    Burgers1dConfig, "small", smoke={"resolution": 128, "n_frames": 14, "t_end": 0.13, **SMOKE_SPLITS},
+    paper={"resolution": 1024, "n_frames": 201, "t_end": 2.0, "n_train": 9000, "n_val": 500, "n_test": 1000,
+           "batch_size": 2500},
+)
 
 
 def _check(cfg: Any, where: str) -> None:
     """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    if int(cfg.resolution) < 8:
-        raise UsageError(f"{where}.resolution must be at least 8, got {cfg.resolution}")
-    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 0.5:
-        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 0.5")
+    check_explicit_solver(cfg, where, max_cfl=0.5, min_resolution=8)
     if cfg.nu < 0 or not cfg.length > 0:
         raise UsageError(f"{where}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):

@@ -21,6 +21,8 @@ from typing import Callable, Optional
 
 import torch
 
+from pdebench_core.data.stepping import frame_times, march  # noqa: F401 (frame_times is re-exported)
+
 
 def _mc_slope(w: torch.Tensor) -> torch.Tensor:
     """MC-limited slopes of the cells ``1 .. n-2`` of ``w`` ``(B, n)``."""
@@ -120,29 +122,13 @@ def solve(
     Returns:
         Frames ``(B, T, N)``.
     """
-    times = torch.as_tensor(times, dtype=torch.float64)
-    if times.ndim != 1 or times[0] != 0 or bool((times.diff() <= 0).any()):
-        raise ValueError("times must be increasing and start at 0")
-    batch, n = u0.shape
-    system = ViscousBurgers1D(nu, length / n, cfl)
-    u = u0
-    frames = [u]
-    t = torch.zeros(batch, dtype=torch.float64, device=u.device)
-    for index, target in enumerate(times[1:].tolist(), start=1):
-        while True:
-            remaining = target - t
-            if not bool((remaining > 0).any()):
-                break
-            n_steps = torch.ceil(remaining / system.stable_dt(u)).clamp(min=1)
-            dt = torch.where(remaining > 0, remaining / n_steps, torch.zeros_like(remaining))
-            u = system.step(u, dt)
-            t = torch.where(n_steps <= 1, torch.full_like(t, target), t + dt)
+    system = ViscousBurgers1D(nu, length / u0.shape[1], cfl)
+
+    def check(u: torch.Tensor, t: float) -> None:
         if not bool(torch.isfinite(u).all()):
-            raise FloatingPointError(f"Burgers solver diverged before t={target:g}")
-        frames.append(u)
-        if on_frame is not None:
-            on_frame(index)
-    return torch.stack(frames, dim=1)  # (B, T, N)
+            raise FloatingPointError(f"Burgers solver diverged before t={t:g}")
+
+    return torch.stack(march(u0, times, system.stable_dt, system.step, check, on_frame), dim=1)  # (B, T, N)
 
 
 def cell_centres(n: int, length: float = 1.0) -> torch.Tensor:
@@ -198,9 +184,3 @@ def random_initial_condition(
         u = u * 0.5 * (torch.tanh((x - x_left) / (0.01 * length)) - torch.tanh((x - x_right) / (0.01 * length)))
     return u
 
-
-def frame_times(t_end: float, n_frames: int) -> torch.Tensor:
-    """``n_frames`` equally spaced output times on ``[0, t_end]``."""
-    if n_frames < 2 or not math.isfinite(t_end) or t_end <= 0:
-        raise ValueError("need n_frames >= 2 and t_end > 0")
-    return torch.linspace(0.0, t_end, n_frames, dtype=torch.float64)

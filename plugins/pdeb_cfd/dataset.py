@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pdebench_core.data.config import DatasetConfig
-from pdebench_core.data.generation import SolverBatch
+from pdebench_core.data.config import GeneratedConfig
+from pdebench_core.data.generation import SMOKE_SPLITS, SolverBatch, check_explicit_solver
 from pdebench_core.errors import UsageError
+from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
     import numpy as np
@@ -39,7 +40,7 @@ AUTO_BATCH_CELLS = {"cpu": 1 << 14, "cuda": 1 << 22}
 
 
 @dataclass
-class CfdConfig(DatasetConfig):
+class CfdConfig(GeneratedConfig):
     """Settings of generated compressible Navier-Stokes data (``data.<name>.<key>``).
 
     The inherited ``resolution`` is the number of cells per axis (0 means the
@@ -64,13 +65,8 @@ class CfdConfig(DatasetConfig):
             random box (PDEBench: 0.5).
         limiter: Slope limiter of the MUSCL reconstruction, ``"mc"`` or ``"minmod"``.
         integrator: Time stepping, ``"ssprk2"`` or ``"ssprk3"``.
-        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data
-            is float32 either way.
-        batch_size: Trajectories solved together (0 = choose from the grid size and
-            device); bounds memory, never changes the numbers.
-        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
-        progress: Show a progress bar while generating (only on a terminal).
+        batch_size: Trajectories solved together; 0 (the default here) chooses from the
+            grid size and device.
     """
 
     n_train: int = 16
@@ -88,10 +84,7 @@ class CfdConfig(DatasetConfig):
     window_prob: float = 0.5
     limiter: str = "mc"
     integrator: str = "ssprk2"
-    solver_dtype: str = "float32"
     batch_size: int = 0
-    device: str = "auto"
-    progress: bool = True
 
 
 @dataclass
@@ -126,22 +119,16 @@ class Cfd3dConfig(CfdConfig):
     zeta: float = 1e-8
 
 
-_SMOKE = {"n_frames": 12, "t_end": 0.55, "n_train": 4, "n_val": 2, "n_test": 2}
+_SMOKE = {"n_frames": 12, "t_end": 0.55, **SMOKE_SPLITS}
 PROFILES = {
-    2: {
-        "smoke": {"resolution": 32, **_SMOKE},
-        "small": {"resolution": 64, "n_frames": 21, "t_end": 1.0, "n_train": 16, "n_val": 4, "n_test": 4},
-        # PDEBench 2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_128: 10000 trajectories.
-        "paper": {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000, "n_val": 1000,
-                  "n_test": 1000, "mach": 1.0, "eta": 0.01, "zeta": 0.01},
-    },
-    3: {
-        "smoke": {"resolution": 16, **_SMOKE},
-        "small": {"resolution": 32, "n_frames": 21, "t_end": 1.0, "n_train": 4, "n_val": 1, "n_test": 1},
-        # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
-        "paper": {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10, "n_test": 10,
-                  "mach": 1.0, "eta": 1e-8, "zeta": 1e-8},
-    },
+    # PDEBench 2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_128: 10000 trajectories.
+    2: profiles_around_defaults(Cfd2dConfig, "small", smoke={"resolution": 32, **_SMOKE},
+                                paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000,
+                                       "n_val": 1000, "n_test": 1000, "mach": 1.0, "eta": 0.01, "zeta": 0.01}),
+    # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
+    3: profiles_around_defaults(Cfd3dConfig, "small", smoke={"resolution": 16, **_SMOKE},
+                                paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10,
+                                       "n_test": 10, "mach": 1.0, "eta": 1e-8, "zeta": 1e-8}),
 }
 DEFAULT_RESOLUTION = {2: 64, 3: 32}
 
@@ -151,8 +138,7 @@ def check_config(cfg: Any, where: str) -> None:
     res = int(cfg.resolution)
     if int(cfg.k_max) < 1 or res <= 2 * int(cfg.k_max):
         raise UsageError(f"{where}: resolution {res} must exceed 2 * k_max = {2 * int(cfg.k_max)} (k_max >= 1)")
-    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
-        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 1")
+    check_explicit_solver(cfg, where, max_cfl=1)
     if float(cfg.eta) < 0 or float(cfg.zeta) < 0 or float(cfg.mach) < 0:
         raise UsageError(f"{where}: eta, zeta and mach must be non-negative")
     if not float(cfg.gamma) > 1:

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pdebench_core.builtin.tasks import TrainTaskConfig
 from pdebench_core.errors import UsageError
 
 # Official noise scales: the input gets noise_scale * ||x||_2 * N(0, I).
@@ -17,8 +18,11 @@ DEFAULT_NOISE_SCALE = 5e-4
 
 
 @dataclass
-class PretrainConfig:
-    """Settings of the ``pretrain`` task (``task.<key>``).
+class PretrainConfig(TrainTaskConfig):
+    """Settings of the ``pretrain`` task (``task.<key>``): those of ``train`` and the input noise.
+
+    ``t_ar`` is 1 in every released recipe; ``pushforward`` is not part of the official
+    recipe. Any noise is injected at every auto-regressive call.
 
     Attributes:
         noise_scale: Scale of the input noise; None = the official value for
@@ -26,44 +30,23 @@ class PretrainConfig:
         noise_mode: ``norm`` (official: ``noise_scale * ||x||_2 * N(0, I)``, the norm per
             sample and channel over time and space, so it grows with the grid) or ``rms``
             (``noise_scale * RMS(x) * N(0, I)``: the same relative noise at any resolution).
-        evaluate: Roll out on every dataset's evaluation split at the end.
-        allow_test_overlap: Allow evaluation trajectories that also appear in the training
-            data of any dataset of the mixture (refused by default).
-        t_ar: Auto-regressive calls per training window (official ``T_ar``, 1 in every
-            released recipe): each prediction is fed back as input, the noise is injected
-            at every call, and the losses of all calls are summed.
-        pushforward: Unroll ``t_ar - 1`` calls without gradient and train only the last one
-            (PDEBench, Brandstetter et al.; not part of the official recipe); needs
-            ``t_ar >= 2`` and ``train.t_out=1``.
     """
 
     noise_scale: Optional[float] = None
     noise_mode: str = "norm"
-    evaluate: bool = True
-    allow_test_overlap: bool = False
-    t_ar: int = 1
-    pushforward: bool = False
 
 
 @dataclass
-class FinetuneConfig:
-    """Settings of the ``finetune`` task (``task.<key>``).
+class FinetuneConfig(TrainTaskConfig):
+    """Settings of the ``finetune`` task (``task.<key>``): those of ``train`` and the starting weights.
 
     Attributes:
         checkpoint: Weights to start from: a checkpoint file (ours or a released DPOT file)
             or a run id. Loaded strictly into the whole model. For DPOT, ``model.init`` with
             ``model.init_components`` selects components instead (e.g. 2D -> 3D).
-        evaluate: Roll out on every dataset's evaluation split at the end.
-        allow_test_overlap: See ``pretrain``.
-        t_ar: See ``pretrain``.
-        pushforward: See ``pretrain``.
     """
 
     checkpoint: Optional[str] = None
-    evaluate: bool = True
-    allow_test_overlap: bool = False
-    t_ar: int = 1
-    pushforward: bool = False
 
 
 def resolve_noise_scale(task_cfg: Any, model_cfg: Any) -> float:
@@ -105,45 +88,29 @@ def make_input_noise(scale: float, mode: str):
 def run_pretrain(ctx) -> dict[str, Any]:
     """Next-frame pre-training with input noise over a mixture of datasets."""
     from pdebench_core import workflow
-    from pdebench_core.objectives import check_training_settings
 
-    check_training_settings(ctx.cfg)  # before any data is built
-    datasets = workflow.build_datasets(ctx)
-    mixture = workflow.plan(ctx, datasets)
-    workflow.guard_evaluation_split(ctx, datasets)
-    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    datasets, mixture, model = workflow.prepare(ctx)
     scale = resolve_noise_scale(ctx.cfg.task, ctx.cfg.model)
     ctx.log(f"pre-training on {list(datasets)} with input noise {scale:g} ({ctx.cfg.task.noise_mode})")
     trainer = workflow.train_model(ctx, model, mixture, input_noise=make_input_noise(scale, ctx.cfg.task.noise_mode))
-    if not ctx.cfg.task.evaluate:
-        return {}
-    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
-                                                             "noise_scale": scale})
+    return workflow.evaluate_trained(ctx, model, mixture, trainer, noise_scale=scale)
 
 
 def run_finetune(ctx) -> dict[str, Any]:
     """Train from pre-trained weights without noise, then evaluate."""
     from pdebench_core import workflow
-    from pdebench_core.objectives import check_training_settings
     from pdebench_core.weights import load_weights
 
     cfg = ctx.cfg
     if not cfg.task.checkpoint and not cfg.model.get("init"):
         raise UsageError("finetune needs weights to start from: set task.checkpoint=FILE_OR_RUN_ID "
                          "(or model.init=FILE for dpot)")
-    check_training_settings(cfg)  # before any data is built
-    datasets = workflow.build_datasets(ctx)
-    mixture = workflow.plan(ctx, datasets)
-    workflow.guard_evaluation_split(ctx, datasets)
-    model = workflow.build_model(ctx, mixture).to(ctx.device)
+    _, mixture, model = workflow.prepare(ctx)
     if cfg.task.checkpoint and not ctx.resume:
         load_weights(model, cfg.task.checkpoint)
         ctx.log(f"starting from {cfg.task.checkpoint}")
     trainer = workflow.train_model(ctx, model, mixture)
-    if not cfg.task.evaluate:
-        return {}
-    return workflow.evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
-                                                             "init": cfg.task.checkpoint or cfg.model.get("init")})
+    return workflow.evaluate_trained(ctx, model, mixture, trainer, init=cfg.task.checkpoint or cfg.model.get("init"))
 
 
 # The official recipe (train_temporal.py, finetune.py and their configs): Adam with betas
@@ -156,19 +123,17 @@ RECIPE = {"optimizer": "adam", "betas": [0.9, 0.9], "weight_decay": 1e-6, "sched
           "sampling": "trajectory", "loss_on_padding": True, "loss": "rel_l2"}
 
 
+def _recipe_profiles(small_lr: float) -> dict[str, Any]:
+    """The official recipe in every profile; ``small`` and ``paper`` set their learning rates."""
+    return {"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": small_lr}},
+            "paper": {"train": {**RECIPE, "lr": 1e-3}}}
+
+
 def register(register_task) -> None:
     """Register ``pretrain`` and ``finetune``."""
-    register_task(
-        "pretrain", run_pretrain, config=PretrainConfig,
-        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 2e-3}},
-                  "paper": {"train": {**RECIPE, "lr": 1e-3}}},
-        description="DPOT's denoising auto-regressive pre-training over a mixture of datasets",
-        paper="Hao et al., DPOT, ICML 2024",
-    )
-    register_task(
-        "finetune", run_finetune, config=FinetuneConfig,
-        profiles={"smoke": {"train": dict(RECIPE)}, "small": {"train": {**RECIPE, "lr": 1e-3}},
-                  "paper": {"train": {**RECIPE, "lr": 1e-3}}},
-        description="fine-tune pre-trained weights (ours or official) without noise",
-        paper="Hao et al., DPOT, ICML 2024",
-    )
+    register_task("pretrain", run_pretrain, config=PretrainConfig, profiles=_recipe_profiles(small_lr=2e-3),
+                  description="DPOT's denoising auto-regressive pre-training over a mixture of datasets",
+                  paper="Hao et al., DPOT, ICML 2024")
+    register_task("finetune", run_finetune, config=FinetuneConfig, profiles=_recipe_profiles(small_lr=1e-3),
+                  description="fine-tune pre-trained weights (ours or official) without noise",
+                  paper="Hao et al., DPOT, ICML 2024")

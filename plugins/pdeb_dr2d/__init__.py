@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
-from pdebench_core.data.generation import GeneratedDataset, SolverBatch
+from pdebench_core.data.config import GeneratedConfig
+from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -32,7 +33,7 @@ DOMAIN = ((-1.0, 1.0), (-1.0, 1.0))
 
 
 @dataclass
-class Dr2dConfig(DatasetConfig):
+class Dr2dConfig(GeneratedConfig):
     """Settings of the generated diffusion-reaction data (``data.dr2d.<key>``).
 
     The defaults are the ``small`` profile. ``resolution`` (inherited) is the number of
@@ -47,18 +48,8 @@ class Dr2dConfig(DatasetConfig):
         n_frames: Stored frames, equally spaced on ``[0, t_end]``, the initial state
             included (PDEBench: 101, so frames are 0.05 apart).
         cfl: Fraction of the RK4 stability limit used as time step, in ``(0, 1]``.
-        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data is
-            float32 either way.
-        batch_size: Trajectories integrated together; bounds memory and, on the CPU,
-            never changes the numbers (each trajectory steps on its own clock).
-        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
-        progress: Show a progress bar while generating (only on a terminal).
     """
 
-    n_train: int = 64
-    n_val: int = 8
-    n_test: int = 8
     resolution: int = 64
     du: float = 1e-3
     dv: float = 5e-3
@@ -66,26 +57,18 @@ class Dr2dConfig(DatasetConfig):
     t_end: float = 5.0
     n_frames: int = 101
     cfl: float = 0.8
-    solver_dtype: str = "float32"
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = True
 
 
-PROFILES = {
-    "smoke": {"resolution": 32, "n_frames": 14, "t_end": 0.65, "n_train": 4, "n_val": 2, "n_test": 2},
-    "small": {"resolution": 64, "n_frames": 101, "t_end": 5.0, "n_train": 64, "n_val": 8, "n_test": 8},
-    "paper": {"resolution": 128, "n_frames": 101, "t_end": 5.0, "n_train": 900, "n_val": 50, "n_test": 100,
-              "batch_size": 256},
-}
+PROFILES = profiles_around_defaults(
+    Dr2dConfig, "small", smoke={"resolution": 32, "n_frames": 14, "t_end": 0.65, **SMOKE_SPLITS},
+    paper={"resolution": 128, "n_frames": 101, "t_end": 5.0, "n_train": 900, "n_val": 50, "n_test": 100,
+           "batch_size": 256},
+)
 
 
 def _check(cfg: Any, where: str) -> None:
     """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    if int(cfg.resolution) < 4:
-        raise UsageError(f"{where}.resolution must be at least 4, got {cfg.resolution}")
-    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 1:
-        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 1")
+    check_explicit_solver(cfg, where, max_cfl=1, min_resolution=4)
     if min(cfg.du, cfg.dv) < 0:
         raise UsageError(f"{where}: diffusion coefficients must be non-negative")
 

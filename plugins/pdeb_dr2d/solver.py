@@ -17,11 +17,12 @@ trajectory's numbers do not depend on which others share its batch.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+
+from pdebench_core.data.stepping import frame_times, march  # noqa: F401 (frame_times is re-exported)
 
 # Length of RK4's stability interval on the negative real axis.
 RK4_REAL_STABILITY = 2.785
@@ -124,30 +125,16 @@ def solve(
     Returns:
         Frames ``(B, T, X, Y, 2)`` at ``times``.
     """
-    times = torch.as_tensor(times, dtype=torch.float64)
-    if times.ndim != 1 or times[0] != 0 or bool((times.diff() <= 0).any()):
-        raise ValueError("times must be increasing and start at 0")
-    batch, nx, ny, _ = q0.shape
+    _, nx, ny, _ = q0.shape
     (x0, x1), (y0, y1) = extent
     system = DiffusionReaction2D(du, dv, k, (x1 - x0) / nx, (y1 - y0) / ny, cfl)
-    q = q0.permute(0, 3, 1, 2).contiguous()  # (B, 2, X, Y)
-    frames = [q]
-    t = torch.zeros(batch, dtype=torch.float64, device=q.device)  # (B,)
-    for index, target in enumerate(times[1:].tolist(), start=1):
-        while True:
-            remaining = target - t  # (B,)
-            if not bool((remaining > 0).any()):
-                break
-            # Equal sub-steps that land exactly on the frame time; 0 for finished trajectories.
-            n_steps = torch.ceil(remaining / system.stable_dt(q)).clamp(min=1)
-            dt = torch.where(remaining > 0, remaining / n_steps, torch.zeros_like(remaining))
-            q = system.rk4_step(q, dt)
-            t = torch.where(n_steps <= 1, torch.full_like(t, target), t + dt)
+
+    def check(q: torch.Tensor, t: float) -> None:
         if not bool(torch.isfinite(q).all()):
-            raise FloatingPointError(f"diffusion-reaction solver diverged before t={target:g}")
-        frames.append(q)
-        if on_frame is not None:
-            on_frame(index)
+            raise FloatingPointError(f"diffusion-reaction solver diverged before t={t:g}")
+
+    frames = march(q0.permute(0, 3, 1, 2).contiguous(), times, system.stable_dt, system.rk4_step, check,
+                   on_frame)  # each (B, 2, X, Y)
     return torch.stack(frames, dim=1).permute(0, 1, 3, 4, 2)  # (B, T, X, Y, 2)
 
 
@@ -169,10 +156,3 @@ def random_initial_state(generator: torch.Generator, nx: int, ny: int) -> torch.
         ``(X, Y, 2)`` float64 on the CPU.
     """
     return torch.randn(nx, ny, 2, generator=generator, dtype=torch.float64)
-
-
-def frame_times(t_end: float, n_frames: int) -> torch.Tensor:
-    """``n_frames`` equally spaced output times on ``[0, t_end]``."""
-    if n_frames < 2 or not math.isfinite(t_end) or t_end <= 0:
-        raise ValueError("need n_frames >= 2 and t_end > 0")
-    return torch.linspace(0.0, t_end, n_frames, dtype=torch.float64)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pdebench_core.errors import UsageError
 from pdebench_core.model_plugin import folded_model
 from pdebench_core.models import check_min_grid
+from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
@@ -48,11 +49,12 @@ class FNOConfig:
     use_grid: bool = True
 
 
-PROFILES = {
-    "smoke": {"width": 8, "modes": 4, "n_layers": 2, "projection_width": 16},
-    "small": {},  # the defaults: the FNO paper's Navier-Stokes setting
-    "paper": {"width": 20, "modes": 12, "n_layers": 4, "projection_width": 128},
-}
+# `small` and `paper` are the config defaults: the FNO paper's Navier-Stokes setting.
+PROFILES = profiles_around_defaults(
+    FNOConfig, "paper",
+    smoke={"width": 8, "modes": 4, "n_layers": 2, "projection_width": 16},
+    small={},
+)
 
 
 def fitted_modes(modes: int, grid: tuple[int, ...]) -> tuple[int, ...]:

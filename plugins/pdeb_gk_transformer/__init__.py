@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pdebench_core.model_plugin import folded_model
+from pdebench_core.profiles import profiles_around_defaults
 
 
 @dataclass
@@ -34,11 +35,12 @@ class GKTransformerConfig:
     use_grid: bool = True
 
 
-PROFILES = {
-    "smoke": {"dim": 16, "depth": 1, "heads": 2, "ffn_mult": 2, "decoder_width": 16},
-    "small": {"dim": 64, "depth": 4, "heads": 4, "ffn_mult": 2, "decoder_width": 128},
-    "paper": {"dim": 128, "depth": 8, "heads": 4, "ffn_mult": 4, "decoder_width": 256},
-}
+# `paper` is the config defaults.
+PROFILES = profiles_around_defaults(
+    GKTransformerConfig, "paper",
+    smoke={"dim": 16, "depth": 1, "heads": 2, "ffn_mult": 2, "decoder_width": 16},
+    small={"dim": 64, "depth": 4, "heads": 4, "ffn_mult": 2, "decoder_width": 128},
+)
 
 
 build, register_models = folded_model(

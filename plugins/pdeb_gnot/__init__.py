@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pdebench_core.model_plugin import folded_model
+from pdebench_core.profiles import profiles_around_defaults
 
 
 @dataclass
@@ -36,11 +37,12 @@ class GNOTConfig:
     gate_width: int = 128
 
 
-PROFILES = {
-    "smoke": {"dim": 16, "depth": 1, "heads": 2, "n_experts": 2, "ffn_mult": 2, "gate_width": 8},
-    "small": {"dim": 48, "depth": 2, "heads": 4, "n_experts": 2, "ffn_mult": 2, "gate_width": 32},
-    "paper": {"dim": 128, "depth": 3, "heads": 4, "n_experts": 3, "ffn_mult": 2, "gate_width": 128},
-}
+# `paper` is the config defaults.
+PROFILES = profiles_around_defaults(
+    GNOTConfig, "paper",
+    smoke={"dim": 16, "depth": 1, "heads": 2, "n_experts": 2, "ffn_mult": 2, "gate_width": 8},
+    small={"dim": 48, "depth": 2, "heads": 4, "n_experts": 2, "ffn_mult": 2, "gate_width": 32},
+)
 
 
 build, register_models = folded_model(

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.config import GeneratedConfig
 from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import DataError, UsageError
+from pdebench_core.profiles import profiles_around_defaults
 
 from pdeb_ns2d.solver import SCHEMES  # cheap: the solver imports torch only when called
 
@@ -32,7 +33,7 @@ FIELDS = ("vorticity",)
 
 
 @dataclass
-class Ns2dConfig(DatasetConfig):
+class Ns2dConfig(GeneratedConfig):
     """Settings of the generated Navier-Stokes data (``data.ns2d.<key>``).
 
     The defaults are the ``small`` profile. ``resolution`` (inherited) is the stored
@@ -54,12 +55,10 @@ class Ns2dConfig(DatasetConfig):
             times larger, used by the quick profiles).
         alpha: Smoothness exponent of the Gaussian random field initial vorticity.
         tau: Inverse correlation length of the initial vorticity field.
-        solver_dtype: ``"float32"`` (torch's default precision, in which the protocol's
-            generator ran) or ``"float64"``; stored data is float32 either way.
-        batch_size: Trajectories integrated together; bounds the solver's memory.
-        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ...; it does not change the cache key.
-        progress: Show a progress bar while generating (only on a terminal).
+        batch_size: Trajectories integrated together (128 here); bounds the solver's memory.
+
+    The inherited ``solver_dtype`` defaults to ``"float32"``, torch's default precision, in
+    which the protocol's generator ran.
 
     The inherited ``horizon`` defaults to DPOT's test horizon (:data:`TEST_HORIZON`: 20
     frames, 10 for ``ns2d-nu1e-5``), capped by the frames after ``t_in``.
@@ -76,10 +75,7 @@ class Ns2dConfig(DatasetConfig):
     scheme: str = "if-rk3"
     alpha: float = 2.5
     tau: float = 7.0
-    solver_dtype: str = "float32"
     batch_size: int = 128
-    device: str = "auto"
-    progress: bool = True
 
 
 @dataclass
@@ -106,26 +102,24 @@ class Ns2dNu1e5Config(Ns2dConfig):
     T: int = 20
 
 
-def _profiles(paper_frames: int, small_frames: int) -> dict[str, dict[str, Any]]:
+def _profiles(config: type, paper_frames: int) -> dict[str, dict[str, Any]]:
     """Profiles of one preset: ``smoke`` for tests, ``small`` (= the config defaults), ``paper`` = the protocol."""
-    return {
-        "smoke": {"resolution": 32, "solver_resolution": 32, "delta_t": 5e-2, "scheme": "if-rk3", "T": 14,
-                  "n_train": 8, "n_val": 2, "n_test": 2, "solver_dtype": "float32", "batch_size": 12},
-        "small": {"resolution": 64, "solver_resolution": 64, "delta_t": 5e-2, "scheme": "if-rk3",
-                  "T": small_frames, "n_train": 64, "n_val": 8, "n_test": 16, "solver_dtype": "float32",
-                  "batch_size": 128},
-        "paper": {"resolution": 64, "solver_resolution": 256, "delta_t": 1e-4, "scheme": "cn-euler",
-                  "T": paper_frames, "n_train": 1000, "n_val": 100, "n_test": 200, "solver_dtype": "float32",
-                  "batch_size": 650},
-    }
+    return profiles_around_defaults(
+        config, "small",
+        smoke={"resolution": 32, "solver_resolution": 32, "delta_t": 5e-2, "scheme": "if-rk3", "T": 14,
+               "n_train": 8, "n_val": 2, "n_test": 2, "solver_dtype": "float32", "batch_size": 12},
+        paper={"resolution": 64, "solver_resolution": 256, "delta_t": 1e-4, "scheme": "cn-euler", "T": paper_frames,
+               "n_train": 1000, "n_val": 100, "n_test": 200, "solver_dtype": "float32", "batch_size": 650},
+    )
 
 
-# name -> (config class, frames in the published data and the paper profile, frames in `small`)
-PRESETS: dict[str, tuple[type, int, int]] = {
-    "ns2d": (Ns2dConfig, 50, 30),
-    "ns2d-nu1e-3": (Ns2dNu1e3Config, 50, 30),
-    "ns2d-nu1e-4": (Ns2dNu1e4Config, 30, 30),
-    "ns2d-nu1e-5": (Ns2dNu1e5Config, 20, 20),
+# name -> (config class, frames in the published data and the paper profile); `small` keeps the
+# config's own frame count
+PRESETS: dict[str, tuple[type, int]] = {
+    "ns2d": (Ns2dConfig, 50),
+    "ns2d-nu1e-3": (Ns2dNu1e3Config, 50),
+    "ns2d-nu1e-4": (Ns2dNu1e4Config, 30),
+    "ns2d-nu1e-5": (Ns2dNu1e5Config, 20),
 }
 
 # name -> frames rolled out at evaluation unless data.<name>.horizon says otherwise: DPOT's test
@@ -136,7 +130,7 @@ TEST_HORIZON: dict[str, int] = {"ns2d": 20, "ns2d-nu1e-3": 20, "ns2d-nu1e-4": 20
 
 # name -> {"smoke": {...}, "small": {...}, "paper": {...}}: overrides of the config defaults.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    name: _profiles(paper_frames, small_frames) for name, (_, paper_frames, small_frames) in PRESETS.items()
+    name: _profiles(config, paper_frames) for name, (config, paper_frames) in PRESETS.items()
 }
 
 
@@ -212,7 +206,7 @@ NS2D = GeneratedDataset(
 # Presets and `ns2d` with identical settings share one file: they share the cache name "ns2d".
 DATASETS: dict[str, GeneratedDataset] = {"ns2d": NS2D, **{
     name: NS2D.variant(name=name, config=config, profiles=PROFILES[name], default_horizon=TEST_HORIZON[name])
-    for name, (config, _, _) in PRESETS.items() if name != "ns2d"
+    for name, (config, _) in PRESETS.items() if name != "ns2d"
 }}
 
 
@@ -237,7 +231,7 @@ _CARD = dict(
 @hookimpl
 def register_datasets(register) -> None:
     """Register ``ns2d`` and the protocol presets ``ns2d-nu1e-3``, ``ns2d-nu1e-4``, ``ns2d-nu1e-5``."""
-    for name, (config, paper_frames, _) in PRESETS.items():
+    for name, (config, paper_frames) in PRESETS.items():
         nu = f"{config.nu:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
         what = ("vorticity on the periodic unit square, FNO protocol; any viscosity via data.ns2d.nu"
                 if name == "ns2d" else f"FNO protocol preset: viscosity {nu}, {paper_frames} frames")

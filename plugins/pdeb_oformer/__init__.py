@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pdebench_core.model_plugin import folded_model
+from pdebench_core.profiles import profiles_around_defaults
 
 
 @dataclass
@@ -43,14 +44,14 @@ class OFormerConfig:
     propagator_width: int = 256
 
 
-PROFILES = {
-    "smoke": {"dim": 16, "depth": 1, "heads": 2, "ffn_mult": 2, "latent_dim": 16, "fourier_features": 8,
-              "propagator_width": 16},
-    "small": {"dim": 64, "depth": 3, "heads": 4, "ffn_mult": 2, "latent_dim": 64, "fourier_features": 16,
-              "propagator_width": 128},
-    "paper": {"dim": 128, "depth": 8, "heads": 4, "ffn_mult": 4, "latent_dim": 128, "fourier_features": 32,
-              "propagator_width": 256},
-}
+# `paper` is the config defaults.
+PROFILES = profiles_around_defaults(
+    OFormerConfig, "paper",
+    smoke={"dim": 16, "depth": 1, "heads": 2, "ffn_mult": 2, "latent_dim": 16, "fourier_features": 8,
+           "propagator_width": 16},
+    small={"dim": 64, "depth": 3, "heads": 4, "ffn_mult": 2, "latent_dim": 64, "fourier_features": 16,
+           "propagator_width": 128},
+)
 
 
 build, register_models = folded_model(

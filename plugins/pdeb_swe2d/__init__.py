@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
-from pdebench_core.data.generation import GeneratedDataset, SolverBatch
+from pdebench_core.data.config import GeneratedConfig
+from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -33,7 +34,7 @@ FIELDS = ("h",)
 
 
 @dataclass
-class Swe2dConfig(DatasetConfig):
+class Swe2dConfig(GeneratedConfig):
     """Settings of the generated radial dam-break data (``data.swe2d.<key>``).
 
     The defaults are the ``small`` profile. ``resolution`` (inherited) is the number of
@@ -54,18 +55,8 @@ class Swe2dConfig(DatasetConfig):
         n_frames: Stored frames, equally spaced on ``[0, t_end]``, the initial state
             included (PDEBench: 101, so frames are 0.01 apart).
         cfl: Courant number ``dt (max(|u|+c)/dx + max(|v|+c)/dy)``, in ``(0, 0.5]``.
-        solver_dtype: Solver arithmetic, ``"float32"`` or ``"float64"``; stored data is
-            float32 either way.
-        batch_size: Trajectories integrated together; bounds memory and, on the CPU,
-            never changes the numbers (each trajectory steps on its own clock).
-        device: Where the solver runs: ``"auto"`` (CUDA when available), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ...; not part of the cache key.
-        progress: Show a progress bar while generating (only on a terminal).
     """
 
-    n_train: int = 64
-    n_val: int = 8
-    n_test: int = 8
     resolution: int = 64
     gravity: float = 1.0
     inner_height: float = 2.0
@@ -77,18 +68,13 @@ class Swe2dConfig(DatasetConfig):
     t_end: float = 1.0
     n_frames: int = 101
     cfl: float = 0.4
-    solver_dtype: str = "float32"
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = True
 
 
-PROFILES = {
-    "smoke": {"resolution": 32, "n_frames": 14, "t_end": 0.13, "n_train": 4, "n_val": 2, "n_test": 2},
-    "small": {"resolution": 64, "n_frames": 101, "t_end": 1.0, "n_train": 64, "n_val": 8, "n_test": 8},
-    "paper": {"resolution": 128, "n_frames": 101, "t_end": 1.0, "n_train": 900, "n_val": 50, "n_test": 100,
-              "batch_size": 256},
-}
+PROFILES = profiles_around_defaults(
+    Swe2dConfig, "small", smoke={"resolution": 32, "n_frames": 14, "t_end": 0.13, **SMOKE_SPLITS},
+    paper={"resolution": 128, "n_frames": 101, "t_end": 1.0, "n_train": 900, "n_val": 50, "n_test": 100,
+           "batch_size": 256},
+)
 
 
 def dam_radius(cfg: Any, seed: int) -> float:
@@ -101,10 +87,7 @@ def dam_radius(cfg: Any, seed: int) -> float:
 
 def _check(cfg: Any, where: str) -> None:
     """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    if int(cfg.resolution) < 4:
-        raise UsageError(f"{where}.resolution must be at least 4, got {cfg.resolution}")
-    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= 0.5:
-        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= 0.5")
+    check_explicit_solver(cfg, where, max_cfl=0.5, min_resolution=4)
     if not (cfg.gravity > 0 and cfg.inner_height > 0 and cfg.outer_height > 0 and cfg.half_width > 0):
         raise UsageError(f"{where}: gravity, depths and half_width must be positive")
     if not 0 <= cfg.radius_min <= cfg.radius_max:

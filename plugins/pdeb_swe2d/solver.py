@@ -21,6 +21,8 @@ from typing import Callable, Optional
 
 import torch
 
+from pdebench_core.data.stepping import frame_times, march  # noqa: F401 (frame_times is re-exported)
+
 BOUNDARIES = ("transmissive", "reflective")
 GHOST = 2  # ghost cells per side needed by the MUSCL stencil
 
@@ -165,38 +167,26 @@ def solve(
     Returns:
         Frames ``(B, T, X, Y, 3)``, plus the outflow when asked.
     """
-    times = torch.as_tensor(times, dtype=torch.float64)
-    if times.ndim != 1 or times[0] != 0 or bool((times.diff() <= 0).any()):
-        raise ValueError("times must be increasing and start at 0")
     if not bool((q0[..., 0] > 0).all()):
         raise ValueError("the water depth h must be positive everywhere")
     batch, nx, ny, _ = q0.shape
     (x0, x1), (y0, y1) = extent
     system = ShallowWater2D(gravity, (x1 - x0) / nx, (y1 - y0) / ny, boundary, cfl)
-    q = q0.permute(0, 3, 1, 2).contiguous()  # (B, 3, X, Y)
-    frames = [q]
-    t = torch.zeros(batch, dtype=torch.float64, device=q.device)
-    left = torch.zeros(batch, dtype=torch.float64, device=q.device)  # volume that left so far
-    outflow = [left]
-    for index, target in enumerate(times[1:].tolist(), start=1):
-        while True:
-            remaining = target - t
-            if not bool((remaining > 0).any()):
-                break
-            n_steps = torch.ceil(remaining / system.stable_dt(q)).clamp(min=1)
-            dt = torch.where(remaining > 0, remaining / n_steps, torch.zeros_like(remaining))
-            q, volume_out = system.heun_step(q, dt)
-            left = left + volume_out
-            t = torch.where(n_steps <= 1, torch.full_like(t, target), t + dt)
+
+    def step(state: tuple[torch.Tensor, torch.Tensor], dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, volume_out = system.heun_step(state[0], dt)
+        return q, state[1] + volume_out  # the volume that left so far rides along
+
+    def check(state: tuple[torch.Tensor, torch.Tensor], t: float) -> None:
+        q = state[0]
         if not bool(torch.isfinite(q).all()) or not bool((q[:, 0] > 0).all()):
-            raise FloatingPointError(f"shallow-water solver lost positivity or diverged before t={target:g}")
-        frames.append(q)
-        outflow.append(left)
-        if on_frame is not None:
-            on_frame(index)
-    out = torch.stack(frames, dim=1).permute(0, 1, 3, 4, 2)  # (B, T, X, Y, 3)
+            raise FloatingPointError(f"shallow-water solver lost positivity or diverged before t={t:g}")
+
+    start = (q0.permute(0, 3, 1, 2).contiguous(), torch.zeros(batch, dtype=torch.float64, device=q0.device))
+    frames = march(start, times, lambda state: system.stable_dt(state[0]), step, check, on_frame)
+    out = torch.stack([q for q, _ in frames], dim=1).permute(0, 1, 3, 4, 2)  # (B, T, X, Y, 3)
     if return_outflow:
-        return out, torch.stack(outflow, dim=1)  # (B, T, X, Y, 3), (B, T)
+        return out, torch.stack([left for _, left in frames], dim=1)  # (B, T, X, Y, 3), (B, T)
     return out
 
 
@@ -242,10 +232,3 @@ def dam_break_state(radius: float, nx: int, ny: int,
                      + _disc_cover(radius, ny, nx, (y0, y1), (x0, x1), subsamples).T)  # (X, Y)
     h = outer_height + (inner_height - outer_height) * covered
     return torch.stack((h, torch.zeros_like(h), torch.zeros_like(h)), dim=-1)  # (X, Y, 3)
-
-
-def frame_times(t_end: float, n_frames: int) -> torch.Tensor:
-    """``n_frames`` equally spaced output times on ``[0, t_end]``."""
-    if n_frames < 2 or not t_end > 0:
-        raise ValueError("need n_frames >= 2 and t_end > 0")
-    return torch.linspace(0.0, t_end, n_frames, dtype=torch.float64)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core.errors import UsageError
 from pdebench_core.model_plugin import folded_model, require_grid_divisible
+from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:
     from pdebench_core.spec import DataSpec
@@ -43,11 +44,12 @@ class ViTConfig:
     use_grid: bool = True
 
 
-PROFILES = {
-    "smoke": {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "out_hidden": 8},
-    "small": {"patch_size": 8, "dim": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0, "out_hidden": 32},
-    "paper": {"patch_size": 8, "dim": 512, "depth": 4, "heads": 4, "mlp_ratio": 1.0, "out_hidden": 32},
-}
+# `paper` is the config defaults.
+PROFILES = profiles_around_defaults(
+    ViTConfig, "paper",
+    smoke={"patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "out_hidden": 8},
+    small={"patch_size": 8, "dim": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0, "out_hidden": 32},
+)
 
 
 def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:

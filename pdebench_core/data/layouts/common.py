@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from pdebench_core.data.trajectories import LazyTrajectories
 from pdebench_core.errors import DataError
 
 #: Largest block, in bytes, that readers and writers move at once when streaming.
@@ -132,7 +133,7 @@ class Reader:
         return size
 
 
-class Trajectories(Sequence):
+class Trajectories(LazyTrajectories):
     """Lazy, picklable sequence of float32 trajectories ``(T, *S, C)``.
 
     ``seq[i]`` reads one trajectory; ``seq.window(i, start, length)`` reads only
@@ -148,10 +149,9 @@ class Trajectories(Sequence):
     def __init__(self, reader: Reader, indices: Sequence[int] | None = None, preload: bool = False) -> None:
         self.reader = reader
         self.indices = list(range(reader.n) if indices is None else indices)
-        self._cache = [reader.read(i) for i in self.indices] if preload else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
+        self._cache = None
+        if preload:
+            self._preload()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -163,22 +163,8 @@ class Trajectories(Sequence):
         """The file or folder the trajectories come from."""
         return self.reader.label
 
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        if self._cache is not None:
-            return self._cache[i]
-        return self.reader.read(self.indices[i])
-
-    def window(self, i: int, start: int, length: int):
-        """Frames ``start:start+length`` of trajectory ``i``."""
-        if self._cache is not None:
-            return self._cache[i][start:start + length]
-        return self.reader.read(self.indices[i], slice(start, start + length))
+    def _read(self, position: int, frames: slice = slice(None)):
+        return self.reader.read(self.indices[position], frames)
 
     def subset(self, positions: Sequence[int], preload: bool = False) -> "Trajectories":
         """The trajectories at ``positions`` of this sequence, as a new lazy sequence."""

@@ -21,7 +21,7 @@ class SplitWarning(UserWarning):
 
 
 def _openers() -> dict[str, Callable[[str], Found]]:
-    from pdebench_core.data.layouts.canonical import open_canonical_layout
+    from pdebench_core.data.layouts.canonical_reader import open_canonical_layout
     from pdebench_core.data.layouts.cfdbench import open_cfdbench
     from pdebench_core.data.layouts.dpot import open_dpot_file, open_dpot_folder
     from pdebench_core.data.layouts.matlab import open_fno_mat

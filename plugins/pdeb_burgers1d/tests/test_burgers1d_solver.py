@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from pdeb_burgers1d.solver import ViscousBurgers1D, cell_centres, frame_times, random_initial_condition, solve
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These grids are small: on a busy 2-core machine torch's thread pool costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _random_batch(seeds, n):

@@ -19,15 +19,6 @@ GASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small grids run fastest on one thread, and timing stays stable on busy machines.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- conservation
 
 @pytest.mark.parametrize("gas_name", sorted(GASES))

@@ -11,15 +11,6 @@ import torch
 from pdeb_dr2d.solver import frame_times, laplacian_neumann, random_initial_state, solve
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These grids are small: on a busy 2-core machine torch's thread pool costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _noise(seeds, n, dtype=torch.float64):
     return torch.stack([random_initial_state(torch.Generator().manual_seed(s), n, n) for s in seeds]).to(dtype)
 

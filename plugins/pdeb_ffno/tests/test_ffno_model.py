@@ -8,22 +8,17 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_ffno import PROFILES, FFNOConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_ffno
+from pdeb_ffno import FFNOConfig, build
 from pdeb_ffno.model import axis_spectral_conv
 
-SMOKE = FFNOConfig(**PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_ffno, "ffno", FFNOConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "ffno", build, FFNOConfig)
+    MODEL.check_card()
 
 
 @pytest.mark.parametrize("axis", [1, 2])
@@ -44,7 +39,7 @@ def test_axis_spectral_conv_equals_einsum(axis):
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 6, 10)])
 @pytest.mark.parametrize("share", [False, True])
 def test_output_shape_every_dimension(shape, share):
-    model = check_model_contract(build, replace(SMOKE, share_weights=share), toy_spec(shape, fields=("u", "v"), t_out=2))
+    model = MODEL.check_contract(replace(SMOKE, share_weights=share), toy_spec(shape, fields=("u", "v"), t_out=2))
     assert model(torch.randn(1, 3, *(n // 2 for n in shape), 2)).shape[2:-1] == tuple(n // 2 for n in shape)
 
 
@@ -58,10 +53,10 @@ def test_param_count_of_default_on_ns2d():
 
 
 def test_training_steps_lower_the_loss():
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5)
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5)
 
 
 def test_unsupported_dimension_and_bad_config():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="width"):
         build(replace(SMOKE, width=0), toy_spec((16,)))

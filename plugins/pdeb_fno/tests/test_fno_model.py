@@ -9,18 +9,13 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_fno import PROFILES, FNOConfig, build, fitted_modes, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_fno
+from pdeb_fno import PROFILES, FNOConfig, build, fitted_modes
 from pdeb_fno.model import SpectralConv
 
-SMOKE = FNOConfig(**PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_fno, "fno", FNOConfig)
+SMOKE = MODEL.smoke
 
 
 def _naive_spectral_conv(layer: SpectralConv, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +40,7 @@ def _naive_spectral_conv(layer: SpectralConv, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_card_and_profiles():
-    card = check_model_card(register_models, "fno", build, FNOConfig)
+    card = MODEL.check_card()
     assert card["paper"].startswith("Li et al.")
 
 
@@ -78,7 +73,7 @@ def test_coarser_grid_uses_the_matching_modes():
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 8, 6)])
 @pytest.mark.parametrize("padding", [0, 3])
 def test_output_shape_every_dimension(shape, padding):
-    check_model_contract(build, replace(SMOKE, padding=padding), toy_spec(shape, fields=("u", "v"), t_out=2))
+    MODEL.check_contract(replace(SMOKE, padding=padding), toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_discretisation_invariant_forward():
@@ -128,11 +123,11 @@ def test_param_count_of_default_on_ns2d():
 
 def test_training_steps_lower_the_loss():
     # a shift of smooth periodic fields: it lives in the kept modes
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5)
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5)
 
 
 def test_unsupported_dimension_and_bad_config():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="modes"):
         build(replace(SMOKE, modes=0), toy_spec((16,)))
     with pytest.raises(UsageError, match="padding"):

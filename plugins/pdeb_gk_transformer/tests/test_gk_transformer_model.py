@@ -8,22 +8,17 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_gk_transformer import PROFILES, GKTransformerConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_gk_transformer
+from pdeb_gk_transformer import GKTransformerConfig, build
 from pdeb_gk_transformer.model import GalerkinAttention
 
-SMOKE = replace(GKTransformerConfig(), **PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_gk_transformer, "gk-transformer", GKTransformerConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "gk-transformer", build, GKTransformerConfig)
+    MODEL.check_card()
 
 
 def test_galerkin_attention_formula():
@@ -50,12 +45,12 @@ def test_attention_averages_over_tokens():
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 6, 4)])
 def test_output_shape_every_dimension(shape):
-    model = check_model_contract(build, SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
+    model = MODEL.check_contract(SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
     assert model(torch.randn(1, 3, *(2 * n for n in shape), 2)).shape == (1, 2, *(2 * n for n in shape), 2)
 
 
 def test_unsupported_dimension_and_bad_config():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="heads"):
         build(replace(SMOKE, heads=3), toy_spec((16,)))
 
@@ -66,4 +61,4 @@ def test_param_count_of_default_on_ns2d():
 
 
 def test_training_steps_lower_the_loss():
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=40, factor=0.5)
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=40, factor=0.5)

@@ -8,22 +8,17 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_gnot import PROFILES, GNOTConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_gnot
+from pdeb_gnot import GNOTConfig, build
 from pdeb_gnot.model import GatedExperts, NormalizedAttention
 
-SMOKE = replace(GNOTConfig(), **PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_gnot, "gnot", GNOTConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "gnot", build, GNOTConfig)
+    MODEL.check_card()
 
 
 def test_normalized_attention_equals_quadratic_form():
@@ -48,11 +43,11 @@ def test_gate_is_a_partition_of_unity():
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 6, 4)])
 def test_output_shape_every_dimension(shape):
-    check_model_contract(build, SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
+    MODEL.check_contract(SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_unsupported_dimension_and_bad_config():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="n_experts"):
         build(replace(SMOKE, n_experts=0), toy_spec((16,)))
 
@@ -65,4 +60,4 @@ def test_param_count_of_default_on_ns2d():
 def test_training_steps_lower_the_loss():
     # queries carry only coordinates, so every value must be routed through attention:
     # it starts near the field's mean and learns more slowly than the convolutional models
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=200, factor=0.7)
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=200, factor=0.7)

@@ -42,7 +42,7 @@ def test_registers_ns2d_and_the_protocol_presets():
 def test_configs_are_omegaconf_structured_configs():
     from omegaconf import OmegaConf
 
-    for name, (config_class, _, _) in PRESETS.items():
+    for name, (config_class, _) in PRESETS.items():
         merged = OmegaConf.merge(OmegaConf.structured(config_class), PROFILES[name]["smoke"], {"nu": 2e-3})
         assert merged.nu == 2e-3 and merged.resolution == 32
 

@@ -8,22 +8,17 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_oformer import PROFILES, OFormerConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_oformer
+from pdeb_oformer import OFormerConfig, build
 from pdeb_oformer.model import LinearAttention
 
-SMOKE = replace(OFormerConfig(), **PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_oformer, "oformer", OFormerConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "oformer", build, OFormerConfig)
+    MODEL.check_card()
 
 
 def test_cross_attention_formula():
@@ -37,7 +32,7 @@ def test_cross_attention_formula():
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 6, 4)])
 def test_output_shape_every_dimension(shape):
-    check_model_contract(build, SMOKE, toy_spec(shape, fields=("u", "v"), t_out=3))
+    MODEL.check_contract(SMOKE, toy_spec(shape, fields=("u", "v"), t_out=3))
 
 
 def test_frames_come_from_successive_propagator_steps():
@@ -51,7 +46,7 @@ def test_frames_come_from_successive_propagator_steps():
 
 
 def test_unsupported_dimension_and_bad_config():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="heads"):
         build(replace(SMOKE, latent_dim=15), toy_spec((16,)))
 
@@ -62,4 +57,4 @@ def test_param_count_of_default_on_ns2d():
 
 
 def test_training_steps_lower_the_loss():
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=150, factor=0.5)
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=150, factor=0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pdebench_core.model_testing import check_model_card, check_rejects_unsupported_dims, param_count, toy_spec
+from pdebench_core.testing.models import check_model_card, check_rejects_unsupported_dims, param_count, toy_spec
 from pdeb_persistence import PersistenceConfig, build, register_models
 
 

@@ -10,15 +10,6 @@ import torch
 from pdeb_swe2d.solver import dam_break_state, frame_times, solve
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These grids are small: on a busy 2-core machine torch's thread pool costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _volume(frames: torch.Tensor, extent: float, n: int) -> torch.Tensor:
     """Water volume per frame, ``(B, T)``."""
     return frames[..., 0].sum(dim=(2, 3)) * (2 * extent / n) ** 2

@@ -8,27 +8,22 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_unet import PROFILES, UNetConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_unet
+from pdeb_unet import PROFILES, UNetConfig, build
 
-SMOKE = UNetConfig(**PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_unet, "unet", UNetConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "unet", build, UNetConfig)
+    MODEL.check_card()
 
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 8, 4)])
 @pytest.mark.parametrize("norm", ["group", "batch", "none"])
 def test_output_shape_every_dimension(shape, norm):
-    check_model_contract(build, replace(SMOKE, norm=norm, use_grid=True), toy_spec(shape, fields=("u", "v"), t_out=2))
+    MODEL.check_contract(replace(SMOKE, norm=norm, use_grid=True), toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_grid_must_divide_by_two_to_the_levels():
@@ -38,7 +33,7 @@ def test_grid_must_divide_by_two_to_the_levels():
 
 
 def test_unsupported_dimension_and_bad_settings():
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
     with pytest.raises(UsageError, match="norm"):
         build(replace(SMOKE, norm="layer"), toy_spec((16,)))
     with pytest.raises(UsageError, match="padding_mode"):
@@ -63,5 +58,5 @@ def test_training_steps_lower_the_loss():
     torch.manual_seed(0)
     x = torch.randn(4, 2, 16, 16, 1)
     target = torch.roll(x[:, -1:], shifts=1, dims=2)  # a shift: local, so a 3-point stencil can learn it
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5, inputs=x, target=target,
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=30, factor=0.5, inputs=x, target=target,
                        seed=None)

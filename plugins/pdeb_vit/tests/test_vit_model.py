@@ -8,22 +8,17 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdebench_core.model_testing import (
-    check_model_card,
-    check_model_contract,
-    check_model_learns,
-    check_rejects_unsupported_dims,
-    param_count,
-    toy_spec,
-)
-from pdeb_vit import PROFILES, ViTConfig, build, register_models
+from pdebench_core.testing.models import ModelPlugin, param_count, toy_spec
+import pdeb_vit
+from pdeb_vit import PROFILES, ViTConfig, build
 from pdeb_vit.model import SelfAttention
 
-SMOKE = replace(ViTConfig(), **PROFILES["smoke"])
+MODEL = ModelPlugin.of(pdeb_vit, "vit", ViTConfig)
+SMOKE = MODEL.smoke
 
 
 def test_card_and_profiles():
-    check_model_card(register_models, "vit", build, ViTConfig)
+    MODEL.check_card()
 
 
 def test_attention_is_softmax_attention():
@@ -40,7 +35,7 @@ def test_attention_is_softmax_attention():
 
 @pytest.mark.parametrize("shape", [(32,), (16, 12), (8, 8, 4)])
 def test_output_shape_every_dimension(shape):
-    check_model_contract(build, SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
+    MODEL.check_contract(SMOKE, toy_spec(shape, fields=("u", "v"), t_out=2))
 
 
 def test_other_resolution_resamples_the_position_embedding():
@@ -66,7 +61,7 @@ def test_grid_must_divide_by_patch_and_heads_must_divide_dim():
         build(replace(SMOKE, patch_size=8), toy_spec((64, 60)))
     with pytest.raises(UsageError, match="heads"):
         build(replace(SMOKE, heads=3), toy_spec((16,)))
-    check_rejects_unsupported_dims(build, SMOKE)
+    MODEL.check_rejects_unsupported_dims(SMOKE)
 
 
 def test_param_count_of_default_on_ns2d():
@@ -80,5 +75,5 @@ def test_training_steps_lower_the_loss():
     torch.manual_seed(0)
     x = torch.randn(4, 2, 16, 16, 1)
     target = x[:, -1:] * 0.5 + 0.25  # pointwise: reachable through the patch embedding and head
-    check_model_learns(build, SMOKE, toy_spec((16, 16), t_in=2), steps=60, factor=0.5, inputs=x, target=target,
+    MODEL.check_learns(SMOKE, toy_spec((16, 16), t_in=2), steps=60, factor=0.5, inputs=x, target=target,
                        seed=None)

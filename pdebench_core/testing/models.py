@@ -3,7 +3,7 @@
 A model plugin's tests can check the parts of the contract every model shares in a
 few lines and spend the rest on what is particular to the model::
 
-    from pdebench_core.model_testing import check_model_contract, toy_spec
+    from pdebench_core.testing.models import check_model_contract, toy_spec
 
     def test_output_shape():
         check_model_contract(build, SMOKE, toy_spec((16, 12), fields=("u", "v"), t_out=2))
@@ -17,19 +17,19 @@ third-party plugin's ``tests/conftest.py`` (pdeb's own plugin tests get the same
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import pytest
 
 from pdebench_core.errors import UsageError
 from pdebench_core.models import describe_dims
+from pdebench_core.profiles import PROFILE_NAMES
 from pdebench_core.spec import DataSpec
 
 if TYPE_CHECKING:
     import torch
 
 ModelFactory = Callable[[Any, DataSpec], "torch.nn.Module"]
-PROFILE_NAMES = ("smoke", "small", "paper")
 
 
 @pytest.fixture(autouse=True)
@@ -275,7 +275,63 @@ def check_rejects_unsupported_dims(build: ModelFactory, cfg: Any, dims: Sequence
     return message
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelPlugin:
+    """A model plugin under test, with the shared checks bound to its factory and config.
+
+    A plugin's tests declare it once and check it in a line each::
+
+        import pdeb_mymodel
+        from pdeb_mymodel import MyConfig
+
+        MODEL = ModelPlugin.of(pdeb_mymodel, "mymodel", MyConfig)
+
+        def test_output_shape():
+            MODEL.check_contract(MODEL.smoke, toy_spec((16, 12), fields=("u", "v"), t_out=2))
+
+    Attributes:
+        name: The model name its ``register_models`` hook registers.
+        build: Model factory ``build(cfg, spec)``.
+        config: Its config dataclass.
+        profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``.
+        register_models: Its ``register_models`` hook.
+    """
+
+    name: str
+    build: ModelFactory
+    config: type
+    profiles: Mapping[str, Mapping[str, Any]]
+    register_models: Callable[..., Any]
+
+    @classmethod
+    def of(cls, package: Any, name: str, config: type) -> "ModelPlugin":
+        """The plugin whose package exposes ``build``, ``register_models`` and ``PROFILES``."""
+        return cls(name, package.build, config, package.PROFILES, package.register_models)
+
+    @property
+    def smoke(self) -> Any:
+        """The config of the ``smoke`` profile."""
+        return dataclasses.replace(self.config(), **self.profiles["smoke"])
+
+    def check_card(self, dims: Sequence[int] = (1, 2, 3)) -> dict[str, Any]:
+        """:func:`check_model_card` for this plugin."""
+        return check_model_card(self.register_models, self.name, self.build, self.config, dims=dims)
+
+    def check_contract(self, cfg: Any, spec: DataSpec, batch: int = 2) -> "torch.nn.Module":
+        """:func:`check_model_contract` of this plugin's factory."""
+        return check_model_contract(self.build, cfg, spec, batch=batch)
+
+    def check_learns(self, cfg: Any, spec: DataSpec, steps: int, factor: float, **options: Any) -> list[float]:
+        """:func:`check_model_learns` of this plugin's factory; ``options`` pass through."""
+        return check_model_learns(self.build, cfg, spec, steps, factor, **options)
+
+    def check_rejects_unsupported_dims(self, cfg: Any, dims: Sequence[int] = (1, 2, 3)) -> str:
+        """:func:`check_rejects_unsupported_dims` of this plugin's factory."""
+        return check_rejects_unsupported_dims(self.build, cfg, dims=dims)
+
+
 __all__ = [
+    "ModelPlugin",
     "check_model_card",
     "check_model_contract",
     "check_model_learns",

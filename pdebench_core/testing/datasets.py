@@ -1,38 +1,22 @@
-"""Checks and fixtures for the tests of plugins, bundled and third-party alike.
+"""Checks for the tests of dataset plugins: the dataset contract, registration, cache keys.
 
-Each check raises ``AssertionError`` with a message that says what is wrong, so it
-reads naturally inside a pytest test::
-
-    from pdebench_core.testing import check_dataset_contract, check_dataset_registration
-
-    def test_smoke_dataset_keeps_the_contract():
-        arrays = check_dataset_contract(MY_DATASET(MY_DATASET.config_for("smoke")),
-                                        expected_fields=("u", "v"), spatial_shape=(32, 32))
-        assert arrays["train"].std() > 0
-
-The checks read every trajectory into memory: use them on ``smoke``-sized data.
-
-The module is also a pytest plugin (pdeb's ``pyproject.toml`` loads it with
-``-p pdebench_core.testing``; elsewhere, name it in ``pytest_plugins`` of a root
-``conftest.py``). It provides the fixture :func:`private_home` and runs every test
-under the folders of the ini option ``pdeb_single_thread_paths`` on one intra-op
-torch thread (see :func:`single_thread_where_configured`).
+Each check raises ``AssertionError`` with a message that says what is wrong; they read
+every trajectory into memory, so use them on ``smoke``-sized data. Import them from
+:mod:`pdebench_core.testing`, which re-exports them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-import pytest
+from pdebench_core.profiles import PROFILE_NAMES
 
 SPLITS = ("train", "val", "test")
 # Card entries every registered dataset fills in (``pdeb data list`` and the docs show them).
 DATASET_CARD_KEYS = ("description", "pde", "dims", "fields", "resolution", "dt", "boundary", "parameters",
                      "source", "license", "horizon")
-PROFILE_NAMES = ("smoke", "small", "paper")
 
 
 def _as_numpy(item: Any, where: str):
@@ -373,44 +357,3 @@ def _another_value(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return type(value)(value * 2 + 1)
     return f"{value}-other"
-
-
-# --- pytest plugin -------------------------------------------------------------------------------------
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register the ini option ``pdeb_single_thread_paths``."""
-    parser.addini("pdeb_single_thread_paths", type="paths", default=[],
-                  help="folders whose tests run on one intra-op torch thread (pdebench_core.testing)")
-
-
-@pytest.fixture(autouse=True)
-def single_thread_where_configured(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Run tests under ``pdeb_single_thread_paths`` on one intra-op torch thread.
-
-    Plugin tests solve and train tiny problems: extra threads only add overhead, and on
-    a busy machine threads that spin while others hold the cores make them many times
-    slower. Other tests keep torch's setting.
-    """
-    folders = request.config.getini("pdeb_single_thread_paths")
-    if not any(Path(request.node.path).is_relative_to(folder) for folder in folders):
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture
-def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty ``PDEB_HOME`` for one test, so every data cache starts empty.
-
-    Returns:
-        The home folder (created on first use by the code under test).
-    """
-    home = tmp_path / "pdeb-home"
-    monkeypatch.setenv("PDEB_HOME", str(home))
-    return home

@@ -1,0 +1,48 @@
+"""The lazy trajectory sequence every reader returns: selection, optional preload, item and window access.
+
+Subclasses say only how one selected trajectory, or some of its frames, is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class LazyTrajectories(Sequence):
+    """Base of lazy sequences of float32 trajectories ``(T, *S, C)``.
+
+    ``seq[i]`` reads trajectory ``i`` of the selection; ``seq.window(i, start, length)``
+    reads only frames ``start:start+length``. Subclasses set ``indices`` (the selected
+    trajectories of the source, in order), call :meth:`_preload` when asked to hold
+    everything in memory, and implement :meth:`_read`.
+    """
+
+    indices: list[int]
+    _cache: list[Any] | None = None
+
+    def _read(self, position: int, frames: slice = slice(None)) -> Any:
+        """Frames ``frames`` of the trajectory at ``position`` of the selection, from the source."""
+        raise NotImplementedError
+
+    def _preload(self) -> None:
+        self._cache = [self._read(position) for position in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if self._cache is not None:
+            return self._cache[i]
+        return self._read(i)
+
+    def window(self, i: int, start: int, length: int) -> Any:
+        """Frames ``start:start+length`` of trajectory ``i``, reading only those where the source allows."""
+        if self._cache is not None:
+            return self._cache[i][start:start + length]
+        return self._read(i, slice(start, start + length))
