@@ -1,41 +1,38 @@
-"""Time one DPOT training step and its memory, fused vs reference Fourier mixer.
+"""Time DPOT's training step and rollout against the official DPOT model, in one process.
 
-The fused mixer is the model's own; the reference is the straightforward form the tests
-check it against (``pdeb_dpot/tests/mixer_oracle.py``), imported from the source checkout.
+Each comparison builds pdeb's DPOT and a baseline with the same weights and alternates
+them step by step (interleaved repetitions), so load from other processes on the machine
+hits both alike; the ratio of their times is the figure to read. The baseline is the
+official model (``--official DIR``: a local checkout of thu-ml/DPOT holding
+``models/dpot.py`` and ``models/dpot3d.py``); without it, the baseline is pdeb's DPOT with
+the reference Fourier mixer (the tests' oracle, ``pdeb_dpot/tests/mixer_oracle.py``), which
+measures the fused mixer only.
 
-A step is: forward, DPOT's relative-L2 loss, backward, Adam step. Defaults: DPOT-Ti
-(official settings: patch 8, modes 32), batch 4, 10 input frames, 4 channels, grids
-64x64 and 128x128, on the CPU and, when present, on CUDA (float32, plus bf16 autocast
-with ``--amp``).
+Reported per configuration: median and minimum ms per step of each model, their ratio
+(baseline / pdeb), the bytes autograd saves for the backward pass (deduplicated by
+storage), the maximum output difference, and the fraction of this machine's matmul peak
+each model reaches: the step's matmul FLOPs (counted with ``FlopCounterMode``) over its
+fastest step, divided by the GFLOP/s of the fastest 2048x2048 float32 matmul timed
+interleaved with the steps.
 
-Memory, three figures:
-
-- ``saved``: bytes of the tensors autograd keeps for the backward pass (deduplicated by
-  storage), the activation memory of training; exact and identical on every device.
-- CPU ``peak``: the peak resident set size of a fresh process per configuration (each runs
-  in its own subprocess), so it includes the Python and torch runtime (``baseline``, measured
-  before the model is built).
-- CUDA ``peak``: ``torch.cuda.max_memory_allocated`` over the timed steps.
-
-A second table times the Fourier mixer of one Ti block alone (forward + backward), with the
-fused and reference forms interleaved step by step so a busy machine affects both alike.
+A training step is forward, DPOT's relative-L2 loss, backward and an Adam step. A rollout
+is ``--rollout`` autoregressive forward passes without gradients. Defaults: DPOT-Ti, batch
+4, 10 input frames, 4 channels, patch 8, 32 modes, 2D grids 64 and 128, 3D grid 32.
 
 Usage::
 
-    python benchmarks/dpot_step.py                     # everything available
-    python benchmarks/dpot_step.py --device cpu --res 64 --steps 5 --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/dpot_step.py --official DIR --threads 1 2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
+import importlib.util
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 # Run from a source checkout without installing: the repository root and its bundled plugins.
 _ROOT = Path(__file__).resolve().parents[1]
@@ -43,180 +40,205 @@ for _path in (_ROOT, _ROOT / "plugins"):
     if str(_path) not in sys.path:
         sys.path.append(str(_path))
 
+import torch  # noqa: E402
 
-def relative_l2(pred, target):
+from pdebench_core.errors import UsageError  # noqa: E402
+
+OFFICIAL_FILES = {2: ("models/dpot.py", "DPOTNet"), 3: ("models/dpot3d.py", "DPOTNet3D")}
+
+
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """DPOT's training loss: per sample and channel ||pred - y|| / ||y||, channel mean, batch sum."""
-    import torch
-
     dims = tuple(range(1, pred.ndim - 1))  # time and space
     error = torch.linalg.vector_norm(pred - target, dim=dims) / torch.linalg.vector_norm(
         target, dim=dims).clamp_min(1e-12)  # (B, C)
     return error.mean(dim=1).sum()
 
 
-def saved_for_backward_mib(fn):
-    """Run ``fn()`` and return its result and the MiB of tensors autograd saved meanwhile."""
-    import torch
+def load_official_class(directory: Path, ndim: int) -> type:
+    """Import the official ``DPOTNet`` (2D) or ``DPOTNet3D`` from a local checkout."""
+    relative, name = OFFICIAL_FILES[ndim]
+    path = directory / relative
+    if not path.is_file():
+        raise UsageError(f"--official {directory}: no {relative} there; pass the root of a checkout "
+                         f"of the official DPOT code")
+    spec = importlib.util.spec_from_file_location(f"official_dpot_{ndim}d", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {path}: {exc}; install what it needs (e.g. einops)") from None
+    return getattr(module, name)
 
+
+class Contender:
+    """One model with its own layout: ``forward(x)`` takes and returns pdeb's ``(B, T, *S, C)``."""
+
+    def __init__(self, name: str, model: torch.nn.Module, official_layout: bool) -> None:
+        self.name, self.model, self.official_layout = name, model, official_layout
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                          weight_decay=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.official_layout:
+            return self.model(x)
+        out = self.model(x.movedim(1, -2))  # official (B, *S, T, C)
+        out = out[0] if isinstance(out, tuple) else out  # the 2D model also returns class logits
+        return out.movedim(-2, 1)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        relative_l2(self.forward(x), y).backward()
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def rollout(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        window = x
+        for _ in range(steps):
+            window = torch.cat([window[:, 1:], self.forward(window)], dim=1)
+        return window
+
+
+def build_pair(ndim: int, grid: int, size: str, official_dir: Path | None) -> tuple[Contender, Contender]:
+    """pdeb's DPOT and the baseline, with the same weights."""
+    from pdeb_dpot import SIZES
+    from pdeb_dpot.official import build_official
+
+    config = dict(img_size=grid, patch_size=8, in_channels=4, out_channels=4, in_timesteps=10,
+                  out_timesteps=1, modes=32, n_cls=12, **SIZES[size])
+    torch.manual_seed(0)
+    ours = build_official(config, ndim=ndim)
+    if official_dir is None:
+        from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
+
+        baseline = use_reference_mixers(build_official(config, ndim=ndim))
+        baseline.load_state_dict(ours.state_dict(), strict=True)
+        return Contender("pdeb", ours, False), Contender("reference mixer", baseline, False)
+    official = load_official_class(official_dir, ndim)(**config)
+    official.load_state_dict(ours.state_dict(), strict=True)  # the official keys and shapes
+    return Contender("pdeb", ours, False), Contender("official", official, True)
+
+
+def saved_for_backward_mib(fn: Callable[[], torch.Tensor]) -> float:
+    """MiB of the tensors autograd saves while ``fn()`` runs (each storage counted once)."""
     storages: dict[int, int] = {}
 
-    def pack(tensor):
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        result = fn()
-    return result, sum(storages.values()) / 2 ** 20
+        fn()
+    return sum(storages.values()) / 2 ** 20
 
 
-def run_one(device: str, res: int, fused: bool, amp: bool, size: str, batch: int, steps: int,
-            warmup: int, threads: int = 0) -> dict:
-    """Build the model, time ``steps`` training steps after ``warmup`` ones, return the figures."""
-    import torch
+def matmul_flops(fn: Callable[[], None]) -> int:
+    """FLOPs of the matmuls and convolutions ``fn()`` runs (FFTs and elementwise work are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    if threads:
-        torch.set_num_threads(threads)
-    from pdeb_dpot import SIZES
-    from pdeb_dpot.model import DPOT, DPOTArchitecture
-    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
-
-    baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    torch.manual_seed(0)
-    model = DPOT(DPOTArchitecture(ndim=2, img_size=res, patch_size=8, in_channels=4, out_channels=4,
-                                  in_timesteps=10, out_timesteps=1, modes=32, n_cls=12, **SIZES[size]))
-    if not fused:
-        use_reference_mixers(model)
-    model.to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                 weight_decay=1e-6)
-    x = torch.randn(batch, 10, res, res, 4, device=device)  # (B, T_in, X, Y, C)
-    y = torch.randn(batch, 1, res, res, 4, device=device)  # (B, T_out, X, Y, C)
-
-    def loss_fn():
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
-            return relative_l2(model(x).float(), y)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
-        optimizer.step()
-
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    loss, saved_mib = saved_for_backward_mib(loss_fn)
-    del loss
-    for _ in range(warmup):
-        step()
-    sync()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    if device == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times.sort()
-    return dict(device=device, res=res, mixer="fused" if fused else "reference",
-                precision="bf16-autocast" if amp else "fp32", size=size, batch=batch,
-                ms_median=1e3 * times[len(times) // 2], ms_min=1e3 * times[0], peak_mib=peak_mib,
-                saved_mib=saved_mib, baseline_mib=baseline_mib if device == "cpu" else 0.0,
-                threads=torch.get_num_threads(), n_params=sum(p.numel() for p in model.parameters()))
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
-def time_mixers(device: str, latent: int, batch: int, steps: int, warmup: int) -> dict[str, tuple]:
-    """Median ms and saved MiB of forward + backward of a DPOT-Ti Fourier mixer, both forms."""
-    import torch
+def matmul_task() -> tuple[Callable[[], object], Callable[[list[float]], float]]:
+    """A 2048x2048 float32 matmul to time among the others, and ms -> GFLOP/s (of the fastest)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return (lambda: a @ b), (lambda ms: 2 * 2048 ** 3 / min(ms) / 1e6)
 
-    from pdeb_dpot.mixer import FourierMixer
-    from pdeb_dpot.tests.mixer_oracle import ReferenceFourierMixer
 
-    torch.manual_seed(0)
-    mixers = {"fused": FourierMixer(512, 4, (32, 32)).to(device)}
-    mixers["reference"] = ReferenceFourierMixer(512, 4, (32, 32)).to(device)
-    mixers["reference"].load_state_dict(mixers["fused"].state_dict())
-    z = torch.randn(batch, 512, latent, latent, device=device, requires_grad=True)  # (B, D, X, Y)
-    times: dict[str, list[float]] = {name: [] for name in mixers}
-    saved = {name: saved_for_backward_mib(lambda: mixer(z))[1] for name, mixer in mixers.items()}
-    for i in range(warmup + steps):
-        for name, mixer in mixers.items():  # interleaved: load drift hits both forms alike
+def interleaved_ms(tasks: dict[str, Callable[[], object]], repeats: int,
+                   warmup: int) -> dict[str, list[float]]:
+    """Run the tasks in turn ``warmup + repeats`` times; ms of each timed repetition."""
+    times: dict[str, list[float]] = {name: [] for name in tasks}
+    for i in range(warmup + repeats):
+        for name, task in tasks.items():
             start = time.perf_counter()
-            mixer(z).square().mean().backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
+            task()
             if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: (1e3 * sorted(t)[len(t) // 2], saved[name]) for name, t in times.items()}
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return times
 
 
-def main() -> None:
+def compare(ndim: int, grid: int, args: argparse.Namespace) -> None:
+    """Print the training-step and rollout rows of one configuration.
+
+    The matmul that sets the peak runs interleaved with the models, so it sees the same load.
+    """
+    ours, base = build_pair(ndim, grid, args.size, args.official)
+    shape = (args.batch, 10, *([grid] * ndim), 4)
+    torch.manual_seed(1)
+    x, y = torch.randn(shape), torch.randn(args.batch, 1, *shape[2:])
+    with torch.no_grad():
+        diff = (ours.forward(x) - base.forward(x)).abs().max().item()
+    label = f"{ndim}D {grid}^{ndim}"
+    saved = {c.name: saved_for_backward_mib(lambda c=c: relative_l2(c.forward(x), y)) for c in (ours, base)}
+    flops = {c.name: matmul_flops(lambda c=c: c.train_step(x, y)) for c in (ours, base)}
+    matmul, gflops = matmul_task()
+    tasks = {c.name: (lambda c=c: c.train_step(x, y)) for c in (ours, base)}
+    times = interleaved_ms({**tasks, "matmul": matmul}, args.steps, args.warmup)
+    peak = gflops(times.pop("matmul"))
+    print_rows(f"{label} train", times, base.name, ours.name, saved, flops, peak,
+               f"max |diff| {diff:.1e}; 2048^2 matmul {peak:.0f} GFLOP/s")
+    tasks = {c.name: (lambda c=c: c.rollout(x, args.rollout)) for c in (ours, base)}
+    times = interleaved_ms(tasks, args.steps, 1)
+    print_rows(f"{label} rollout x{args.rollout}", times, base.name, ours.name, None, None, peak, "")
+
+
+def print_rows(label: str, times: dict[str, list[float]], base: str, ours: str, saved: dict | None,
+               flops: dict | None, peak: float, note: str) -> None:
+    """One line per model, then the ratio baseline / pdeb of medians and of minima."""
+    for name, ms in times.items():
+        line = f"  {label:22s} {name:15s} median {statistics.median(ms):8.1f} ms  min {min(ms):8.1f} ms"
+        if saved is not None:
+            line += f"  saved {saved[name]:6.1f} MiB"
+        if flops is not None:
+            fraction = flops[name] / min(ms) / 1e6 / peak
+            line += f"  {flops[name] / 1e9:5.2f} GFLOP, {fraction:4.0%} of peak (at min)"
+        print(line, flush=True)
+    ratio_median = statistics.median(times[base]) / statistics.median(times[ours])
+    ratio_min = min(times[base]) / min(times[ours])
+    print(f"  {label:22s} {base} / pdeb: {ratio_median:.2f}x (medians), {ratio_min:.2f}x (minima)  {note}",
+          flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    parser.add_argument("--res", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--official", type=Path, default=None, metavar="DIR",
+                        help="root of a local checkout of the official DPOT code (thu-ml/DPOT)")
+    parser.add_argument("--res", type=int, nargs="*", default=[64, 128], help="2D grids")
+    parser.add_argument("--res3d", type=int, nargs="*", default=[32], help="3D grids")
     parser.add_argument("--size", default="ti", choices=["ti", "s", "m", "l", "h"])
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
+    parser.add_argument("--steps", type=int, default=7, help="timed repetitions of each model")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--amp", action="store_true", help="also time bf16 autocast on CUDA")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration as JSON
-    args = parser.parse_args()
+    parser.add_argument("--rollout", type=int, default=5, help="autoregressive steps per rollout")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="CPU thread counts to run")
+    return parser.parse_args(argv)
 
-    if args.one:
-        print(json.dumps(run_one(**json.loads(args.one))))
-        return
 
-    import torch
-
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    if "cuda" in devices and not torch.cuda.is_available():
-        print("CUDA not available: CPU only", file=sys.stderr)
-        devices.remove("cuda")
-    print(f"Training step, DPOT-{args.size}, batch {args.batch}, 10 frames, 4 channels "
-          f"(median of {args.steps} steps after {args.warmup} warm-up):")
-    for device in devices:
-        for res in args.res:
-            precisions = [False, True] if (device == "cuda" and args.amp) else [False]
-            for amp in precisions:
-                for fused in (True, False):
-                    job = dict(device=device, res=res, fused=fused, amp=amp, size=args.size,
-                               batch=args.batch, steps=args.steps, warmup=args.warmup,
-                               threads=args.threads if device == "cpu" else 0)
-                    if device == "cpu":  # a fresh process, so its peak RSS is this configuration's
-                        out = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)],
-                                             capture_output=True, text=True, env=os.environ)
-                        if out.returncode:
-                            sys.exit(f"configuration {job} failed:\n{out.stderr.strip()}")
-                        row = json.loads(out.stdout.strip().splitlines()[-1])
-                    else:
-                        row = run_one(**job)
-                    extra = (f" (baseline {row['baseline_mib']:.0f}, {row['threads']} threads)"
-                             if device == "cpu" else "")
-                    print(f"  {row['device']:4s} {row['res']:4d}^2 {row['precision']:13s} {row['mixer']:9s} "
-                          f"{row['ms_median']:8.1f} ms/step (min {row['ms_min']:7.1f})  "
-                          f"saved {row['saved_mib']:7.1f} MiB  peak {row['peak_mib']:7.1f} MiB{extra}",
-                          flush=True)
-    print(f"Fourier mixer of one Ti block alone (D=512, 4 heads, modes 32), forward + backward, "
-          f"batch {args.batch}:")
-    for device in devices:
-        if device == "cpu" and args.threads:
-            torch.set_num_threads(args.threads)
-        for res in args.res:
-            latent = res // 8
-            figures = time_mixers(device, latent, args.batch, 3 * args.steps, args.warmup)
-            print(f"  {device:4s} latent {latent:2d}x{latent:<2d}: " + ", ".join(
-                f"{name} {ms:7.2f} ms, saved {mib:5.1f} MiB" for name, (ms, mib) in figures.items()),
-                flush=True)
-    if "cuda" in devices:
-        print(f"GPU: {torch.cuda.get_device_name()}")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.official is not None and not args.official.is_dir():
+        print(f"error: --official {args.official} is not a directory; pass a checkout of thu-ml/DPOT",
+              file=sys.stderr)
+        return 2
+    if args.official is None:
+        print("no --official DIR given: comparing with pdeb's DPOT using the reference Fourier mixer only")
+    try:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            print(f"DPOT-{args.size}, batch {args.batch}, 10 frames, 4 channels, {threads} thread(s); "
+                  f"{args.steps} interleaved repetitions after {args.warmup} warm-up", flush=True)
+            for ndim, grids in ((2, args.res), (3, args.res3d)):
+                for grid in grids:
+                    compare(ndim, grid, args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -144,7 +144,7 @@ class FourierMixer(nn.Module):
             mixed = self.mix_modes(spectrum, modes)  # (B, D, *K') with K' <= K; missing modes are zero
             # irfftn zero-pads every axis up to the full spectrum, which zeroes the dropped modes.
             out = torch.fft.irfftn(mixed, s=spatial, dim=fft_dims, norm="ortho")  # (B, D, *S)
-            out = out + x32
+            out = x32 + out  # x32 first: the sum keeps the input's memory layout
         return out.to(x.dtype)
 
     def weights(self) -> tuple[torch.Tensor, ...]:

@@ -17,10 +17,17 @@ Forward pass, for ``x`` of shape ``(B, T_in, *S, C)``:
 5. aggregate the ``T_in`` frames into one latent field (:class:`TimeAggregator`);
 6. ``depth`` blocks ``z + MLP(GN(FourierMixer(GN(z))))``;
 7. project back to ``T_out * C_out`` channels at full resolution.
+
+Every layer that acts on channels alone (the patch embedding, the block MLPs, the output
+head) runs as a matmul over a channels-last tensor, with the official parameter shapes kept;
+the latent field stays channels-last through the blocks (GroupNorm and the mixer accept that
+layout), and an exact-GELU followed by a linear layer recomputes the GELU in backward instead
+of saving it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -33,7 +40,6 @@ from pdeb_dpot.mixer import FourierMixer, make_activation
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -136,8 +142,45 @@ def resize_pos_embed(pos_embed: torch.Tensor, latent_shape: Sequence[int]) -> to
     return F.interpolate(pos_embed, size=latent_shape, mode=mode, align_corners=False)
 
 
+class _GeluLinear(torch.autograd.Function):
+    """``F.linear(gelu(x), weight, bias)`` that saves ``x`` only and recomputes ``gelu(x)`` for backward.
+
+    Autograd would save both ``x`` (for GELU's derivative) and ``gelu(x)`` (for the weight
+    gradient); recomputing the cheap activation halves what this pair keeps.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.linear(F.gelu(x), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        grad_weight = rows.t() @ F.gelu(x).reshape(-1, x.shape[-1])  # (out, in)
+        grad_x = torch.ops.aten.gelu_backward(grad @ weight, x)  # (..., in)
+        return grad_x, grad_weight, rows.sum(0)
+
+
+def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear(act(x), weight, bias)`` over the last axis; ``weight`` is ``(out, in)``.
+
+    Exact GELU outside autocast runs as :class:`_GeluLinear` (fewer saved activations, the
+    same numbers); anything else runs as written.
+    """
+    exact_gelu = type(act) is nn.GELU and act.approximate == "none"
+    if exact_gelu and not torch.is_autocast_enabled(x.device.type) and torch.is_grad_enabled():
+        return _GeluLinear.apply(x, weight, bias)
+    return F.linear(act(x), weight, bias)
+
+
 class PatchEmbed(nn.Module):
     """Per-frame patch embedding: Conv(kernel=stride=P) -> act -> 1x1 Conv.
+
+    The modules keep the official convolutions (and so their state-dict keys and shapes);
+    the forward pass runs both layers as matmuls over patches laid out channels-last,
+    since a stride-P convolution with a P-wide kernel is a matmul on non-overlapping patches.
 
     Args:
         ndim: Spatial dimensions.
@@ -152,6 +195,7 @@ class PatchEmbed(nn.Module):
                  act: str) -> None:
         super().__init__()
         conv = _CONV[ndim]
+        self.ndim, self.patch_size = ndim, patch_size
         self.proj = nn.Sequential(
             conv(in_chans, hidden, kernel_size=patch_size, stride=patch_size),
             make_activation(act),
@@ -159,7 +203,28 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)  # (N, C', *S) -> (N, D, *S/P)
+        """Embed ``x`` of shape ``(B, T, *S, C')``; returns ``(B, *s, T, D)`` with ``s = S / P``."""
+        patch_conv, act, pointwise = self.proj
+        patches = to_patches(x, self.patch_size)  # (B, *s, T, P^ndim * C')
+        weight = patch_conv.weight.movedim(1, -1).flatten(1)  # (hidden, P^ndim * C'), a small copy
+        hidden = F.linear(patches, weight, patch_conv.bias)  # (B, *s, T, hidden)
+        return act_linear(act, hidden, pointwise.weight.flatten(1), pointwise.bias)  # (B, *s, T, D)
+
+
+def to_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, T, *S, C)`` -> ``(B, *s, T, P^ndim * C)``, each patch flattened as ``(*P, C)``.
+
+    Channels stay innermost, so the one copy moves runs of ``P * C`` contiguous values; a
+    patch convolution is then ``F.linear(patches, weight.movedim(1, -1).flatten(1), bias)``.
+    """
+    B, T, *spatial, C = x.shape
+    ndim, P = len(spatial), patch_size
+    split = [B, T] + [n for size in spatial for n in (size // P, P)] + [C]
+    coarse = [2 + 2 * i for i in range(ndim)]  # the s axes
+    fine = [3 + 2 * i for i in range(ndim)]  # the P axes
+    order = [0, *coarse, 1, *fine, 2 + 2 * ndim]  # (B, *s, T, *P, C)
+    latent = [size // P for size in spatial]
+    return x.reshape(split).permute(order).reshape(B, *latent, T, C * P ** ndim)
 
 
 class TimeAggregator(nn.Module):
@@ -183,26 +248,31 @@ class TimeAggregator(nn.Module):
             self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, width).unsqueeze(0))  # (1, D)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Aggregate ``z`` of shape ``(B, T, D, N)`` into ``(B, D, N)``."""
-        B, T, D, N = z.shape
+        """Aggregate ``z`` of shape ``(B, N, T, D)`` (channels last) into ``(B, N, D)``."""
+        B, N, T, D = z.shape
         w = self.w  # (T, D_in, D_out)
         if self.kind == "exp_mlp":
             t = torch.linspace(0, 1, T, device=z.device).unsqueeze(-1)  # (T, 1)
             # An elementwise product, not a matmul, so autocast never runs this in bf16:
             # gamma reaches 2^10 and cos() of a rounded argument is noise.
             modulation = torch.cos(t * self.gamma.float())  # (T, D_in)
-            w = w * modulation.to(w.dtype).unsqueeze(-1)  # scaling W's input rows == scaling z_t
-        # One GEMM over (t, d_in): (D_out, T*D_in) @ (B, T*D_in, N).
-        return torch.matmul(w.reshape(T * D, D).t(), z.reshape(B, T * D, N))  # (B, D, N)
+            # Scaling z_t equals scaling W_t's input rows; scale whichever is smaller, since
+            # the product and its backward are memory-bound passes over it.
+            if B * N < D:
+                z = z * modulation.to(z.dtype)  # (B, N, T, D)
+            else:
+                w = w * modulation.to(w.dtype).unsqueeze(-1)  # (T, D_in, D_out)
+        # One GEMM over (t, d_in): (B*N, T*D_in) @ (T*D_in, D_out).
+        return torch.matmul(z.reshape(B, N, T * D), w.reshape(T * D, D))  # (B, N, D)
 
 
 class PointwiseConv(nn.Module):
-    """A 1x1 convolution that accepts any number of spatial axes.
+    """A 1x1 convolution that accepts any number of spatial axes, run as a matmul.
 
     The weight keeps the shape of an ``ndim``-D 1x1 convolution, e.g. ``(out, in, 1, 1)`` in
-    2D, and its initialisation, so official state dicts load unchanged; an input with another
-    number of axes sees it reshaped. That keeps a block dimension-agnostic, so one block can
-    serve 2D and 3D data alike (:mod:`pdeb_dpot.multidim`).
+    2D, and its initialisation, so official state dicts load unchanged; an input with any
+    number of axes sees it as an ``(out, in)`` matrix. That keeps a block dimension-agnostic,
+    so one block can serve 2D and 3D data alike (:mod:`pdeb_dpot.multidim`).
     """
 
     def __init__(self, ndim: int, in_channels: int, out_channels: int) -> None:
@@ -215,16 +285,21 @@ class PointwiseConv(nn.Module):
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel_size=1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ndim = x.ndim - 2
-        weight = self.weight.reshape(*self.weight.shape[:2], *([1] * ndim))  # a view
-        return _CONV_FN[ndim](x, weight, self.bias)  # (B, out, *S)
+        """``(B, in, *S)`` -> ``(B, out, *S)``; no copy when ``x`` is laid out channels-last."""
+        return self.channels_last(x.movedim(1, -1)).movedim(-1, 1)
+
+    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in)`` -> ``(..., out)``: one GEMM."""
+        return F.linear(x, self.weight.flatten(1), self.bias)
 
 
 class Block(nn.Module):
     """``z + MLP(GN(FourierMixer(GN(z))))`` with GroupNorm(8, D) and a 1x1-conv MLP.
 
     Nothing in it depends on the number of spatial axes except the mixer's mode budget, so
-    one block serves several dimensions once the mixer has a budget for each.
+    one block serves several dimensions once the mixer has a budget for each. It reads and
+    writes ``(B, D, *s)``; given a channels-last tensor (as :class:`DPOT` passes), its output
+    is channels-last too and the MLP runs as two GEMMs without a copy.
     """
 
     def __init__(self, arch: DPOTArchitecture) -> None:
@@ -239,7 +314,10 @@ class Block(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         mixed = self.filter(self.norm1(z))  # (B, D, *s), includes the mixer's inner skip
-        return z + self.mlp(self.norm2(mixed))  # (B, D, *s)
+        expand, act, contract = self.mlp
+        h = self.norm2(mixed).movedim(1, -1)  # (B, *s, D)
+        h = act_linear(act, expand.channels_last(h), contract.weight.flatten(1), contract.bias)  # (B, *s, D)
+        return z + h.movedim(-1, 1)  # (B, D, *s), z's layout
 
 
 class DPOT(nn.Module):
@@ -306,22 +384,21 @@ class DPOT(nn.Module):
             sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
             x = (x - mu) / sigma  # (B, T, *S, C_in)
         x = torch.cat([x, self._coordinates(B, T, spatial, x)], dim=-1)  # (B, T, *S, C_in + ndim + 1)
-        x = x.movedim(-1, 2).reshape(B * T, -1, *spatial)  # (B*T, C', *S)
-        z = self.patch_embed(x)  # (B*T, D, *s)
-        latent = z.shape[2:]
-        z = z + resize_pos_embed(self.pos_embed, latent)  # (B*T, D, *s)
-        z = self.time_agg_layer(z.reshape(B, T, arch.embed_dim, -1))  # (B, D, prod(s))
-        z = z.reshape(B, arch.embed_dim, *latent)  # (B, D, *s)
+        z = self.patch_embed(x)  # (B, *s, T, D)
+        latent = z.shape[1:-2]
+        z = z + resize_pos_embed(self.pos_embed, latent).movedim(1, -1).unsqueeze(-2)  # (B, *s, T, D)
+        z = self.time_agg_layer(z.reshape(B, -1, T, arch.embed_dim))  # (B, prod(s), D)
+        z = z.reshape(B, *latent, arch.embed_dim)  # (B, *s, D)
         if arch.normalize:
             stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)
             ones = (1,) * arch.ndim
-            latent_scale = self.scale_feats_sigma(stats).view(B, -1, *ones)  # (B, D, *1)
-            latent_shift = self.scale_feats_mu(stats).view(B, -1, *ones)  # (B, D, *1)
-            z = latent_scale * z + latent_shift  # (B, D, *s)
+            latent_scale = self.scale_feats_sigma(stats).view(B, *ones, -1)  # (B, *1, D)
+            latent_shift = self.scale_feats_mu(stats).view(B, *ones, -1)  # (B, *1, D)
+            z = latent_scale * z + latent_shift  # (B, *s, D)
+        z = z.movedim(-1, 1)  # (B, D, *s), laid out channels-last
         for block in self.blocks:
             z = block(z)  # (B, D, *s)
-        y = self.out_layer(z)  # (B, T_out * C_out, *S)
-        y = y.unflatten(1, (arch.out_timesteps, arch.out_channels)).movedim(2, -1)  # (B, T_out, *S, C_out)
+        y = self._head(z.movedim(1, -1))  # (B, T_out, *S, C_out)
         if arch.normalize:
             y = y * sigma + mu  # (B, T_out, *S, C_out)
         if arch.out_channels == arch.in_channels and C < arch.in_channels:
@@ -331,6 +408,36 @@ class DPOT(nn.Module):
             logits = self.cls_head(z.mean(dim=tuple(range(2, z.ndim))))  # (B, n_cls)
             return y, logits
         return y
+
+    def _head(self, z: torch.Tensor) -> torch.Tensor:
+        """The output layer on channels-last latents: ``(B, *s, D)`` -> ``(B, T_out, *S, C_out)``.
+
+        The transposed convolution (kernel = stride = P) is a matmul to ``P^ndim * width``
+        values per latent cell, which are then pixels of its patch, ``(B, *s, *P, width)``
+        (one copy, of the weight or of the activations, whichever is smaller); the 1x1
+        convolutions act on those pixels where they lie, and one copy at the end puts the
+        patches in place.
+        """
+        arch = self.arch
+        unpatch, act1, mix, act2, out = self.out_layer
+        B, *latent, D = z.shape
+        P, ndim = arch.patch_size, arch.ndim
+        patch = [P] * ndim
+        if B * math.prod(latent) < D:
+            # Fewer activations than weights: lay out the output pixel-major and copy it.
+            y = F.linear(z, unpatch.weight.flatten(1).t(), unpatch.bias.repeat_interleave(P ** ndim))
+            y = y.unflatten(-1, (-1, *patch)).movedim(-1 - ndim, -1).contiguous()  # (B, *s, *P, width)
+        else:
+            # Fewer weights: permute the weight so the matmul writes width last.
+            weight = unpatch.weight.movedim(1, -1).reshape(D, -1)  # (D, P^ndim * width)
+            y = F.linear(z, weight.t(), unpatch.bias.repeat(P ** ndim)).unflatten(-1, (*patch, -1))
+        y = act_linear(act1, y, mix.weight.flatten(1), mix.bias)  # (B, *s, *P, width)
+        y = act_linear(act2, y, out.weight.flatten(1), out.bias)  # (B, *s, *P, T_out * C_out)
+        y = y.unflatten(-1, (arch.out_timesteps, arch.out_channels))  # (B, *s, *P, T_out, C_out)
+        interleaved = [axis for i in range(ndim) for axis in (1 + i, 1 + ndim + i)]  # s_0, P_0, s_1, P_1, ...
+        order = [0, 1 + 2 * ndim, *interleaved, 2 + 2 * ndim]  # (B, T_out, s_0, P_0, ..., C_out)
+        spatial = [n * P for n in latent]
+        return y.permute(order).reshape(B, arch.out_timesteps, *spatial, arch.out_channels)
 
     def _check_input(self, shape: torch.Size) -> None:
         arch = self.arch
