@@ -29,7 +29,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from pdebench_core.config import build_config
-    from pdebench_core.engine import count_parameters
     from pdebench_core.runner import execute
 
     rows = []
