@@ -253,7 +253,9 @@ def test_channels_last_converts_only_2d_convolutions(name, tmp_path):
         else:  # Conv1d/Conv3d, complex spectral weights, linear layers, biases: untouched
             assert _layouts(model)[pname] == before[pname], pname
     assert bool(converted) == (ndim == 2)
-    assert all(seen) and (bool(seen) == (ndim == 2))  # 2D convolutions see NHWC activations
+    assert all(seen)  # every 2D convolution that runs sees NHWC activations
+    if kind == "fno":  # DPOT runs its convolutions as matmuls over channels-last data: none is called
+        assert bool(seen) == (ndim == 2)
 
 
 def test_activation_checkpointing_recomputes_each_block_and_changes_nothing(tmp_path):

@@ -163,6 +163,14 @@ class _GeluLinear(torch.autograd.Function):
         return grad_x, grad_weight, rows.sum(0)
 
 
+def _autocast_on(x: torch.Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device (devices without autocast, e.g. ``meta``, have none)."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:
+        return False
+
+
 def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.linear(act(x), weight, bias)`` over the last axis; ``weight`` is ``(out, in)``.
 
@@ -170,7 +178,7 @@ def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torc
     same numbers); anything else runs as written.
     """
     exact_gelu = type(act) is nn.GELU and act.approximate == "none"
-    if exact_gelu and not torch.is_autocast_enabled(x.device.type) and torch.is_grad_enabled():
+    if exact_gelu and not _autocast_on(x) and torch.is_grad_enabled():
         return _GeluLinear.apply(x, weight, bias)
     return F.linear(act(x), weight, bias)
 
