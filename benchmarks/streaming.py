@@ -25,60 +25,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import http.server
 import os
-import re
 import tempfile
-import threading
 from pathlib import Path
-
-
-class CountingHandler(http.server.BaseHTTPRequestHandler):
-    """HEAD and GET with ``Range: bytes=a-b``; adds the size of every body it sends to ``server.sent``."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_HEAD(self):
-        self._answer(body=False)
-
-    def do_GET(self):
-        self._answer(body=True)
-
-    def _answer(self, body: bool) -> None:
-        path = Path(self.server.root) / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        size = path.stat().st_size
-        start, end = 0, size - 1
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-        if match:
-            start, end = int(match.group(1)), min(int(match.group(2) or end), end)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{path.stat().st_mtime_ns:x}"')
-        self.end_headers()
-        if body:
-            with open(path, "rb") as f:
-                f.seek(start)
-                chunk = f.read(end - start + 1)
-            self.wfile.write(chunk)
-            self.server.sent.append(len(chunk))
-
-
-def serve(root: Path) -> http.server.ThreadingHTTPServer:
-    """A counting ranged HTTP server for ``root`` on a free port of 127.0.0.1 (runs in a thread)."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CountingHandler)
-    httpd.root, httpd.sent, httpd.daemon_threads = root, [], True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return httpd
 
 
 def write_file(path: Path, n: int, frames: int, grid: int) -> None:
@@ -129,6 +78,7 @@ def main() -> None:
 
     from pdebench_core.data import remote
     from pdebench_core.diskspace import human_bytes
+    from pdebench_core.testing.http import serve_folder
 
     remote.BLOCK_BYTES = args.block_kib * 1024
     with tempfile.TemporaryDirectory(prefix="pdeb-streaming-") as scratch:
@@ -136,8 +86,8 @@ def main() -> None:
         root.mkdir()
         write_file(root / "ns2d.h5", args.trajectories, args.frames, args.grid)
         size = (root / "ns2d.h5").stat().st_size
-        httpd = serve(root)
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/ns2d.h5"
+        server = serve_folder(root)
+        url = f"{server.url}/ns2d.h5"
         cases = [("subset", "subset", args.n_train), ("subset, again", "subset", args.n_train),
                  ("all", "all", args.trajectories)]
         print(f"file: {human_bytes(size)}, {args.trajectories} trajectories per split of "
@@ -145,13 +95,12 @@ def main() -> None:
         print("| case | train trajectories | windows | bytes sent | file size | sent / size |")
         print("|---|---|---|---|---|---|")
         for label, cache, n_train in cases:
-            httpd.sent.clear()
+            server.reset()
             n, count = one_epoch(url, Path(scratch) / cache, n_train, args.t_in)
-            sent = sum(httpd.sent)
+            sent = server.bytes_sent
             print(f"| {label} | {n} | {count} | {human_bytes(sent)} ({sent:,} B) | {human_bytes(size)} "
                   f"({size:,} B) | {sent / size:.3f} |", flush=True)
-        httpd.shutdown()
-        httpd.server_close()
+        server.close()
 
 
 if __name__ == "__main__":

@@ -3,14 +3,10 @@ errors. Everything runs against a local HTTP server on 127.0.0.1 that counts wha
 
 from __future__ import annotations
 
-import email.utils
-import http.server
 import importlib.util
 import re
 import socket
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -26,101 +22,20 @@ from pdebench_core.data.layouts import open_layout
 from pdebench_core.data.layouts.fixtures import write_cfdbench, write_pdearena_shard
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.spec import DataSpec
+from pdebench_core.testing.http import serve_folder
 
 SHAPE = (32, 12, 32, 32, 1)  # (N, T, X, Y, C) per split: 1.5 MiB, 48 KiB a trajectory
 BLOCK = 64 * 1024
 runner = CliRunner()
 
 
-@dataclass
-class Served:
-    """The test server: its URL, the folder it serves, and what it did."""
-
-    url: str
-    root: Path
-    behaviour: dict = field(default_factory=dict)
-    requests: list = field(default_factory=list)  # (method, name, Range header)
-    sent: list = field(default_factory=list)  # body bytes of every answer
-
-    @property
-    def bytes_sent(self) -> int:
-        return sum(self.sent)
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.sent.clear()
-
-
-class StreamingHandler(http.server.BaseHTTPRequestHandler):
-    """HEAD and GET with ``Range: bytes=a-b``, ETag and Last-Modified.
-
-    ``served.behaviour[name]``: ``"no-range"`` answers every GET with the whole file;
-    ``"drop"`` stops every answer half-way and closes the connection.
-    """
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_HEAD(self):
-        self._answer(body=False)
-
-    def do_GET(self):
-        self._answer(body=True)
-
-    def _answer(self, body: bool) -> None:
-        served: Served = self.server.served
-        name = self.path.lstrip("/")
-        served.requests.append((self.command, name, self.headers.get("Range")))
-        path = served.root / name
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data, st = path.read_bytes(), path.stat()
-        behaviour = served.behaviour.get(name)
-        start, end = 0, len(data) - 1
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-        if match and behaviour != "no-range":
-            start = int(match.group(1))
-            end = min(int(match.group(2) or end), end)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        else:
-            self.send_response(200)
-        chunk = data[start:end + 1]
-        self.send_header("Content-Length", str(len(chunk)))
-        self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
-        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
-        if behaviour != "no-range":
-            self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if not body:
-            return
-        if behaviour == "drop":
-            chunk = chunk[: len(chunk) // 2]
-            self.close_connection = True
-        # Counted before writing: once the client has the bytes it may reset the counters, and a
-        # count made after the write would then land in the next phase of the test.
-        served.sent.append(len(chunk))
-        try:
-            self.wfile.write(chunk)
-        except (BrokenPipeError, ConnectionResetError):  # the client hung up (it asked for less)
-            pass
-
-
 @pytest.fixture
 def served(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StreamingHandler)
-    httpd.daemon_threads = True
-    httpd.served = Served(f"http://127.0.0.1:{httpd.server_address[1]}", root)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd.served
-    httpd.shutdown()
-    httpd.server_close()
+    server = serve_folder(root)
+    yield server
+    server.close()
 
 
 @pytest.fixture
