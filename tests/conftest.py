@@ -41,6 +41,30 @@ def pdeb():
     return run_pdeb
 
 
+#: The run the leaderboard and report tests read: an FNO smoke run on ns2d.
+SMOKE_RUN = "fno-smoke-results"
+
+
+@pytest.fixture(scope="session")
+def smoke_run_home(tmp_path_factory) -> Path:
+    """A pdeb home holding the FNO smoke run, made once per session for every test that reads it."""
+    home = tmp_path_factory.mktemp("smoke-run-home")
+    run_pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
+             "--device", "cpu", env={"PDEB_HOME": str(home)}, check=True)
+    return home
+
+
+@pytest.fixture
+def smoke_home(smoke_run_home, tmp_path, monkeypatch) -> Path:
+    """A private copy of the smoke run's home for one test: what a test adds, no other test sees."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_run_home, home)
+    monkeypatch.setenv("PDEB_HOME", str(home))
+    return home
+
+
 def write_fake_distribution(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
     """Make an installed-looking distribution (dist-info + modules) under ``root``.
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "registry" / "published"
 DPOT = "Hao et al. 2024 (DPOT), Table 1"
 PDEBENCH = "Takamoto et al. 2022 (PDEBench), v7"
-SMOKE_RUN = "fno-smoke-results"
+SMOKE_RUN = "fno-smoke-results"  # the run conftest.py's smoke_run_home makes
 
 
 def _app() -> typer.Typer:
@@ -483,25 +483,6 @@ def test_leaderboard_does_not_import_torch(fresh_home):
 
 
 # --------------------------------------------------------------------------- a real smoke run
-
-
-def _smoke_home(pdeb, tmp_path_factory) -> Path:
-    """A pdeb home holding one FNO smoke run on ns2d (made once per session)."""
-    home = tmp_path_factory.getbasetemp() / "leaderboard-smoke-home"
-    if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
-        shutil.rmtree(home, ignore_errors=True)
-        pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
-             "--device", "cpu", env={"PDEB_HOME": str(home)}, check=True)
-    return home
-
-
-@pytest.fixture
-def smoke_home(pdeb, tmp_path_factory, tmp_path, monkeypatch) -> Path:
-    """A private copy of the smoke run's home for one test, so no test sees another's runs."""
-    home = tmp_path / "home"
-    shutil.copytree(_smoke_home(pdeb, tmp_path_factory), home)
-    monkeypatch.setenv("PDEB_HOME", str(home))
-    return home
 
 
 def test_smoke_run_rows_appear_beside_dpot_and_pdebench(smoke_home):

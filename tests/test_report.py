@@ -22,7 +22,7 @@ from pdebench_core.cli_results import register
 from pdebench_core.config import build_config
 from pdebench_core.runner import execute
 
-SMOKE_RUN = "fno-smoke-results"
+SMOKE_RUN = "fno-smoke-results"  # the run conftest.py's smoke_run_home makes
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -103,25 +103,6 @@ def test_report_page_escapes_what_it_shows(tmp_path):
 
 
 # --------------------------------------------------------------------------- a smoke run's report
-
-
-def _smoke_home(pdeb, tmp_path_factory) -> Path:
-    """A pdeb home holding one FNO smoke run on ns2d (made once per session)."""
-    home = tmp_path_factory.getbasetemp() / "report-smoke-home"
-    if not (home / "runs" / SMOKE_RUN / "checkpoints" / "last.pt").is_file():
-        shutil.rmtree(home, ignore_errors=True)
-        pdeb("run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", "--run-id", SMOKE_RUN,
-             "--device", "cpu", env={"PDEB_HOME": str(home)}, check=True)
-    return home
-
-
-@pytest.fixture
-def smoke_home(pdeb, tmp_path_factory, tmp_path, monkeypatch) -> Path:
-    """A private copy of the smoke run's home for one test: what a test adds, no other test sees."""
-    home = tmp_path / "home"
-    shutil.copytree(_smoke_home(pdeb, tmp_path_factory), home)
-    monkeypatch.setenv("PDEB_HOME", str(home))
-    return home
 
 
 def smoke_report(home: Path, tmp_path: Path) -> Path:
