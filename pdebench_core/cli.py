@@ -186,9 +186,13 @@ def run(
     try:
         ctx = execute(cfg, resume=bool(resume), quiet=quiet)
     finally:
-        _leave_process_group()
+        worker = _leave_process_group()
     if ctx.is_main:
         _print_results(ctx)
+    if worker:
+        from pdebench_core.distributed import end_worker
+
+        end_worker(0)
 
 
 def _check_process_count(nproc: int, device: str) -> None:
@@ -255,12 +259,13 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -
     return subprocess.call(command)
 
 
-def _leave_process_group() -> None:
-    if "torch.distributed" in sys.modules:
-        import torch.distributed as dist
+def _leave_process_group() -> bool:
+    """Destroy the process group of a multi-process run; whether there was one."""
+    if "torch.distributed" not in sys.modules:
+        return False
+    from pdebench_core.distributed import leave_process_group
 
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    return leave_process_group()
 
 
 def _resume_config(run_id, model, data, task, profile, config, overrides, seed, device):

@@ -8,10 +8,12 @@ of an accumulated step.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import torch
 
@@ -138,6 +140,40 @@ def gather_from_ranks(value: Any, world_size: int) -> list[Any]:
     out: list[Any] = [None] * world_size
     dist.all_gather_object(out, value)
     return out
+
+
+def leave_process_group() -> bool:
+    """Destroy the default process group, if there is one.
+
+    Returns:
+        Whether there was one (the process is a worker of a multi-process run).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.destroy_process_group()
+    return True
+
+
+def end_worker(code: int) -> NoReturn:
+    """End a worker of a multi-process run now, without interpreter shutdown.
+
+    Gloo finishes each collective on a worker thread of its own, and that thread may still be
+    releasing the collective's tensors (which takes the GIL) when the main thread shuts the
+    interpreter down; the process then aborts with "terminate called without an active
+    exception" although its work succeeded. Those threads live until the process ends
+    (destroying the group does not join them), so a finished worker flushes its output and
+    leaves at once.
+
+    Args:
+        code: The exit status.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def is_peer_failure(exc: BaseException) -> bool:

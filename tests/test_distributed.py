@@ -27,6 +27,7 @@ if str(HERE) not in sys.path:  # the synthetic-data helpers live in test_engine
     sys.path.insert(0, str(HERE))
 
 from pdebench_core.checkpoint import export_full_checkpoint, load_checkpoint, read_checkpoint  # noqa: E402
+from pdebench_core.distributed import end_worker, leave_process_group  # noqa: E402
 from test_engine import make_trainer, tiny_dpot  # noqa: E402
 
 MIXED = ["--model", "dpot", "--data", "ns2d,cfd3d", "--task", "train", "--profile", "smoke", "--device", "cpu",
@@ -69,7 +70,8 @@ def _worker_main(worker: str, timeout_s: str, *args: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(timeout_s)))
     globals()[worker](dist.get_rank(), dist.get_world_size(), *args)
-    dist.destroy_process_group()
+    leave_process_group()
+    end_worker(0)
 
 
 def _full_weights(trainer) -> dict:
@@ -253,6 +255,15 @@ def test_fsdp_checkpoints_are_sharded_resume_exactly_and_export_one_file(tmp_pat
     load_weights(direct, str(checkpoints / "last.pt"))
     for key, value in direct.state_dict().items():
         assert torch.equal(value, final[key]), key
+
+
+def test_a_finished_worker_leaves_with_its_output_and_status():
+    # end_worker skips interpreter shutdown (which races gloo's threads); buffered output
+    # written just before must still arrive, and the status must be the one given.
+    code = ("import sys; from pdebench_core.distributed import end_worker; "
+            "sys.stdout.write('final metrics'); sys.stderr.write('a warning'); end_worker(3)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "final metrics", "a warning")
 
 
 # --------------------------------------------------------------------------- waiting and stopping

@@ -245,6 +245,7 @@ import json, os, sys
 import torch
 import torch.distributed as dist
 from pdebench_core import metrics
+from pdebench_core.distributed import end_worker, leave_process_group
 from pdebench_core.evaluation import evaluate_dataset
 
 class Step(torch.nn.Module):
@@ -269,8 +270,8 @@ out = evaluate_dataset(model, data, fns, t_in=3, t_out=1, horizon=5, device=torc
 if rank == 0:
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)
-if world > 1:
-    dist.destroy_process_group()
+if leave_process_group():
+    end_worker(0)
 """
 
 
