@@ -167,6 +167,7 @@ def run(
 ) -> None:
     """Train, pre-train, fine-tune or evaluate a model on one or more datasets."""
     from pdebench_core.config import build_config
+    from pdebench_core.resume import resumed_config
     from pdebench_core.runner import execute
 
     if horizon is not None:
@@ -175,7 +176,7 @@ def run(
         if run_id is not None:
             raise UsageError(f"--run-id {run_id} and --resume {resume} together: a resumed run keeps its id; "
                              f"drop --run-id")
-        cfg = _resume_config(resume, model, data, task, profile, config, overrides, seed, device)
+        cfg = resumed_config(resume, model, data, task, profile, config, overrides or [], seed, device)
     else:
         cfg = build_config(model=model, data=data, task=task, profile=profile, config_file=config,
                            overrides=overrides or [], seed=seed, device=device, run_id=run_id)
@@ -266,42 +267,6 @@ def _leave_process_group() -> bool:
     from pdebench_core.distributed import leave_process_group
 
     return leave_process_group()
-
-
-def _resume_config(run_id, model, data, task, profile, config, overrides, seed, device):
-    """The saved config of ``run_id``, or the new one when options are given (checked for conflicts)."""
-    from omegaconf import OmegaConf
-
-    from pdebench_core.config import build_config
-    from pdebench_core.errors import UsageError
-    from pdebench_core.resume import check_changes
-    from pdebench_core.rundir import RunDir
-    from pdebench_core.runs import run_dir_for
-
-    run_dir = run_dir_for(run_id)
-    config_file = RunDir(run_dir).config_file
-    if not config_file.is_file():
-        raise UsageError(f"cannot resume: no run '{run_id}' under {run_dir.parent}")
-    saved = OmegaConf.to_container(OmegaConf.load(config_file))
-    # The saved settings, with whatever was given on top; resume.check_changes then refuses
-    # any change to what the run optimises, naming the key.
-    cfg = build_config(model=model or saved["model"]["name"], data=data or list(saved["data"]),
-                       task=task or saved["run"]["task"], profile=profile or saved["run"]["profile"],
-                       config_file=config, overrides=[*_as_dotlist(saved), *(overrides or [])], seed=seed,
-                       device=device, run_id=run_id)
-    check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))
-    return cfg
-
-
-def _as_dotlist(tree: dict, prefix: str = "") -> list[str]:
-    items = []
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            items.extend(_as_dotlist(value, path + "."))
-        elif path not in {"model.name", "run.task", "run.profile"}:
-            items.append(f"{path}={json.dumps(value) if not isinstance(value, str) else value}")
-    return items
 
 
 def _print_results(ctx) -> None:

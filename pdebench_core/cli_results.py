@@ -157,6 +157,8 @@ def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: 
     from pdebench_core.report import reproduction
 
     repro = reproduction(run_id, new_run_id)
+    if repro.problem is not None:
+        raise UsageError(f"cannot rerun '{run_id}': its saved config no longer builds: {repro.problem}")
     if as_json and not execute:
         typer.echo(json.dumps({"run_id": repro.run_id, "new_run_id": repro.new_run_id, "command": repro.command,
                                "argv": repro.argv, "original_command": repro.original,

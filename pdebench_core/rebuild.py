@@ -1,5 +1,10 @@
-"""Rebuild a finished run -- its config, datasets, mixture and model with its weights -- from
-its directory, through the same workflow steps the run itself took (read-only: nothing is
+"""Rebuild a run from its directory, through the same steps the run itself took.
+
+:func:`saved_config` is the one way a run's saved ``config.yaml`` becomes a config again:
+resuming (:func:`pdebench_core.resume.resumed_config`), reproducing (the rerun command runs
+``pdeb run --config`` on that same file, and :func:`pdebench_core.report.reproduction` checks
+first that it still builds) and reporting (:func:`rebuild`) all start there. :func:`rebuild`
+goes on to the run's datasets, mixture and model with its weights (read-only: nothing is
 written to the run).
 """
 
@@ -7,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from pdebench_core.errors import UsageError
 from pdebench_core.rundir import RunDir
 
 
@@ -23,6 +29,42 @@ class Rebuilt:
     notes: list[str] = field(default_factory=list)
 
 
+def saved_config(run_dir: str | Path, config_file: str | Path | None = None, overrides: Iterable[str] = (),
+                 **options: Any):
+    """The run's saved config, built again by :func:`~pdebench_core.config.build_config`
+    (so today's plugins validate it), with any given settings on top.
+
+    Layers, lowest first: the saved ``config.yaml``, then ``config_file``, then
+    ``overrides``; ``options`` are ``build_config``'s own (``model``, ``data``, ``task``,
+    ``profile``, ``seed``, ``device``, ``run_id``).
+
+    Raises:
+        UsageError: The run has no ``config.yaml``, or the result does not build.
+    """
+    from pdebench_core.config import build_config, load_yaml
+
+    run = RunDir(run_dir)
+    if not run.config_file.is_file():
+        raise UsageError(f"no run '{run.run_id}' under {run.path.parent} (no config.yaml)")
+    given = as_dotlist(load_yaml(config_file)) if config_file else []
+    return build_config(config_file=run.config_file, overrides=[*given, *overrides], **options)
+
+
+def as_dotlist(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{"train": {"lr": 0.1}}`` -> ``["train.lr=0.1"]``, values written so that an
+    override reads them back as they were (lists and numbers as JSON)."""
+    import json
+
+    items = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            items.extend(as_dotlist(value, path + "."))
+        else:
+            items.append(f"{path}={value if isinstance(value, str) else json.dumps(value)}")
+    return items
+
+
 def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
     """The run's datasets (normalised as it trained), mixture and model with its last weights.
 
@@ -32,11 +74,10 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
     import torch
 
     from pdebench_core import workflow
-    from pdebench_core.config import build_config
     from pdebench_core.runs import RunContext
 
     run = RunDir(run_dir)
-    cfg = build_config(config_file=run.config_file)
+    cfg = saved_config(run.path)
     # rank 1: a context that never writes to the run it reads (logs, rows, files are rank 0's)
     ctx = RunContext(cfg=cfg, run_id=run.run_id, run_dir=run.path, device=torch.device(device), rank=1, quiet=True)
     datasets = workflow._build_datasets(ctx)

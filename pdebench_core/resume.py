@@ -8,13 +8,50 @@ was started with. A few only say how the run is watched or fed, and may change:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from pdebench_core.errors import UsageError
 
 SAFE_ON_RESUME = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.num_workers",
                   "train.prefetch_factor", "train.dist_timeout", "train.eval_every", "run.sinks",
                   "train.data_on_device")
+
+
+def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[str] | None = None,
+                   task: str | None = None, profile: str | None = None, config_file: str | Path | None = None,
+                   overrides: Iterable[str] = (), seed: int | None = None, device: str | None = None):
+    """The config a resumed run continues with: its saved one
+    (:func:`pdebench_core.rebuild.saved_config`) with what the command gives on top.
+
+    Raises:
+        UsageError: No such run, or a given setting changes what the run optimises (named).
+    """
+    from omegaconf import OmegaConf
+
+    from pdebench_core.config import load_yaml, split_names
+    from pdebench_core.rebuild import saved_config
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runs import run_dir_for
+
+    run = RunDir(run_dir_for(run_id))
+    if not run.config_file.is_file():
+        raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}")
+    saved = OmegaConf.to_container(OmegaConf.load(run.config_file))
+    user = load_yaml(config_file) if config_file else {}
+    given = {"model.name": model or (user.get("model") or {}).get("name"),
+             "data": split_names(data) or list(user.get("data") or {}) or None,
+             "run.task": task or (user.get("run") or {}).get("task"),
+             "run.profile": profile or (user.get("run") or {}).get("profile")}
+    kept = {"model.name": saved["model"]["name"], "data": list(saved["data"]), "run.task": saved["run"]["task"],
+            "run.profile": saved["run"]["profile"]}
+    for key, value in given.items():
+        if value is not None and value != kept[key]:
+            raise UsageError(f"cannot resume '{run_id}': {key}={value} differs from the run's {key}={kept[key]}; "
+                             f"a resumed run keeps its model, data, task and profile")
+    cfg = saved_config(run.path, config_file, overrides, seed=seed, device=device, run_id=run_id)
+    check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))
+    return cfg
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

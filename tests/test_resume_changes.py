@@ -29,6 +29,8 @@ def finished_run(tmp_path, monkeypatch):
     (["train.lr=0.5"], r"train.lr=0.5 differs from the run's train.lr="),
     (["train.max_steps=40"], r"train.max_steps=40 differs .*more steps need train.scheduler=constant"),
     (["--run-id", "other"], r"--run-id other and --resume base together"),
+    (["--data", "dr2d"], r"data=\['dr2d'\] differs from the run's data=\['ns2d'\]"),
+    (["--model", "ffno"], r"model.name=ffno differs from the run's model.name=fno"),
 ])
 def test_conflicting_resume_options_are_named(finished_run, args, message):
     import re
@@ -53,3 +55,43 @@ def test_plain_resume_still_works(finished_run):
     finished_run("plain")
     result = runner.invoke(app, ["run", "--resume", "plain", "--quiet"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_config_file_given_on_resume_is_checked_like_overrides(finished_run, tmp_path):
+    finished_run("filed")
+    changed, safe = tmp_path / "changed.yaml", tmp_path / "safe.yaml"
+    changed.write_text("train:\n  lr: 0.5\n")
+    safe.write_text("train:\n  log_every: 3\n")
+    refused = runner.invoke(app, ["run", "--resume", "filed", "--config", str(changed)])
+    assert refused.exit_code == 2 and "train.lr=0.5 differs from the run's train.lr" in " ".join(refused.output.split())
+    accepted = runner.invoke(app, ["run", "--resume", "filed", "--quiet", "--config", str(safe)])
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_resume_reproduce_and_report_rebuild_the_same_config(finished_run):
+    from omegaconf import OmegaConf
+
+    from pdebench_core.config import build_config
+    from pdebench_core.rebuild import rebuild
+    from pdebench_core.report import reproduction
+    from pdebench_core.resume import resumed_config
+
+    ctx = finished_run("same")
+    original = OmegaConf.to_container(ctx.cfg, resolve=True)
+    repro = reproduction("same", "rerun")
+    assert repro.problem is None
+    rerun = build_config(config_file=repro.argv[repro.argv.index("--config") + 1], run_id="rerun")
+    for cfg in (resumed_config("same"), rebuild(ctx.run_dir).cfg, rerun):
+        rebuilt = OmegaConf.to_container(cfg, resolve=True)
+        assert rebuilt == {**original, "run": {**original["run"], "run_id": cfg.run.run_id}}
+    assert rerun.run.run_id == "rerun"
+
+
+def test_a_saved_config_that_no_longer_builds_is_named_before_a_rerun(finished_run):
+    ctx = finished_run("stale")
+    config = ctx.run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("train:\n", "train:\n  renamed_setting: 1\n", 1))
+    result = runner.invoke(app, ["reproduce", "stale", "--execute"])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "cannot rerun 'stale': its saved config no longer builds" in output and "renamed_setting" in output

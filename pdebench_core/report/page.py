@@ -121,6 +121,9 @@ def render_report(info: RunInfo, rollouts: Mapping[str, Rollout], notes: Sequenc
     parts = [_table([], overview(info), "overview"), "<h2>Reproduce</h2>"]
     if repro is not None:
         parts.append(f"<pre>{esc(repro.command)}</pre>")
+        if repro.problem is not None:
+            parts.append(f"<p>This command cannot run as it is: the saved config no longer builds "
+                         f"({esc(repro.problem)}).</p>")
     if info.command:
         parts.append(f"<p>Original command:</p><pre>{esc(info.command)}</pre>")
     parts += [f'<p class="warning">{esc(note)}</p>' for note in notes]

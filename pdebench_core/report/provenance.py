@@ -163,6 +163,8 @@ class Reproduction:
         original: The original command line (for reference; may be empty).
         config_hash: The original's config hash (a rerun must report the same).
         seed: The original's seed.
+        problem: Why the saved config no longer builds (e.g. a plugin was uninstalled or a
+            setting renamed), or None when the rerun can start.
     """
 
     run_id: str
@@ -171,6 +173,7 @@ class Reproduction:
     original: str
     config_hash: str | None = None
     seed: int | None = None
+    problem: str | None = None
 
     @property
     def command(self) -> str:
@@ -183,14 +186,25 @@ def reproduction(run_id: str, new_run_id: str | None = None) -> Reproduction:
 
     The saved ``config.yaml`` pins every setting (profile defaults included), so the
     rerun does not depend on how defaults may have changed since; only the run id is new.
+    The config is built here the way the rerun will build it
+    (:func:`pdebench_core.rebuild.saved_config`), so a config that no longer builds is
+    reported now (``problem``) rather than when the rerun starts.
     """
+    from pdebench_core.errors import PdebError
+    from pdebench_core.rebuild import saved_config
+
     info = load_run(run_id)
+    try:
+        saved_config(info.run_dir)
+        problem = None
+    except PdebError as exc:
+        problem = str(exc)
     new_id = new_run_id or new_repro_id(run_id)
     argv = ["pdeb", "run", "--config", str(RunDir(info.run_dir).config_file), "--run-id", new_id,
             *launch_options(info.command)]
     first = info.rows[0] if info.rows else {}
     seed = (info.config.get("run") or {}).get("seed")
-    return Reproduction(run_id, new_id, argv, info.command, first.get("config_hash"), seed)
+    return Reproduction(run_id, new_id, argv, info.command, first.get("config_hash"), seed, problem)
 
 
 def config_differences(first: Mapping[str, Any], second: Mapping[str, Any], prefix: str = "") -> list[str]:
