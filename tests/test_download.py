@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import re
 import shutil
-import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -18,73 +16,18 @@ from typer.testing import CliRunner
 from pdebench_core.cli_data import data_app
 from pdebench_core.data import download as dl
 from pdebench_core.errors import DataError, UsageError
+from pdebench_core.testing.http import serve_folder
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, not a multiple of the chunk size
-Server = namedtuple("Server", "url root requests behaviour")
-
-
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves files from ``server.root`` with ``Range: bytes=a-`` / ``a-b`` support.
-
-    ``server.behaviour[name]`` can be ``"drop"`` (the first response stops half-way and
-    closes the connection) or ``"no-range"`` (Range is ignored, 200 with everything).
-    """
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        name = self.path.lstrip("/")
-        self.server.requests.append((name, self.headers.get("Range")))
-        path = Path(self.server.root) / name
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data = path.read_bytes()
-        behaviour = self.server.behaviour.get(name)
-        start, end = 0, len(data) - 1
-        ranged = self.headers.get("Range") and behaviour != "no-range"
-        if ranged:
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers["Range"])
-            start = int(match.group(1))
-            end = int(match.group(2)) if match.group(2) else len(data) - 1
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:end + 1]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if behaviour == "drop":
-            self.server.behaviour.pop(name)  # only the first response fails
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
 
 
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.root, httpd.requests, httpd.behaviour = root, [], {}
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd.requests, httpd.behaviour)
-    httpd.shutdown()
-    httpd.server_close()
+    served = serve_folder(root)
+    yield served
+    served.close()
 
 
 def card_for(server, name="sample.hdf5", payload=PAYLOAD, checksum="md5", **extra):
@@ -100,7 +43,7 @@ def test_download_verifies_and_renames(server, tmp_path):
     assert paths == [dest / "sample.hdf5"]
     assert paths[0].read_bytes() == PAYLOAD
     assert not (dest / "sample.hdf5.part").exists()
-    assert server.requests == [("sample.hdf5", None)]
+    assert server.requests == [("GET", "sample.hdf5", None)]
     dl.download(card_for(server), dest, progress=False)  # present and verified: not fetched again
     assert len(server.requests) == 1
 
@@ -115,18 +58,18 @@ def test_resume_partial_file_with_range(server, tmp_path):
     dest.mkdir()
     (dest / "sample.hdf5.part").write_bytes(PAYLOAD[:300_000])
     dl.download(card_for(server), dest, progress=False)
-    assert server.requests == [("sample.hdf5", "bytes=300000-")]
+    assert server.requests == [("GET", "sample.hdf5", "bytes=300000-")]
     assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
 
 
 def test_dropped_connection_resumes(server, tmp_path):
     card = card_for(server)
-    server.behaviour["sample.hdf5"] = "drop"
+    server.behaviour["sample.hdf5"] = "drop-once"
     dest = tmp_path / "dest"
     dl.download(card, dest, progress=False)
     assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
-    assert server.requests[0] == ("sample.hdf5", None)
-    assert server.requests[1][1] == f"bytes={len(PAYLOAD) // 2}-"
+    assert server.requests[0] == ("GET", "sample.hdf5", None)
+    assert server.requests[1][2] == f"bytes={len(PAYLOAD) // 2}-"
 
 
 def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
@@ -144,7 +87,7 @@ def test_complete_part_file_is_only_verified(server, tmp_path):
     dest.mkdir()
     (dest / "sample.hdf5.part").write_bytes(PAYLOAD)
     dl.download(card_for(server), dest, progress=False)
-    assert server.requests == [("sample.hdf5", f"bytes={len(PAYLOAD)}-")]  # answered 416
+    assert server.requests == [("GET", "sample.hdf5", f"bytes={len(PAYLOAD)}-")]  # answered 416
     assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
 
 
@@ -362,7 +305,7 @@ def test_resumed_download_is_checked_against_the_lock(server, tmp_path):
     server.requests.clear()
     with pytest.raises(DataError, match=r"checksum mismatch for data/train/a\.hdf5"):
         dl.download(card, dest, progress=False)
-    assert server.requests == [("data/train/a.hdf5", "bytes=1000-")]
+    assert server.requests == [("GET", "data/train/a.hdf5", "bytes=1000-")]
     dl.download(card, dest, progress=False)  # the bad part was removed: a clean download now matches
     assert (dest / "data/train/a.hdf5").read_bytes() == PAYLOAD
 

@@ -2,9 +2,10 @@
 
 It serves a folder on a free port of 127.0.0.1 (never anything else), answers ``HEAD`` and
 ``GET`` with ``Range: bytes=a-b``, sends ``ETag`` and ``Last-Modified``, and records every
-request and the bytes of every answer. ``behaviour[name]`` makes one file misbehave:
-``"no-range"`` answers every GET with the whole file, ``"drop"`` stops every answer
-half-way and closes the connection.
+request and the bytes of every answer. A range that starts past the end is answered 416.
+``behaviour[name]`` makes one file misbehave: ``"no-range"`` answers every GET with the
+whole file, ``"drop"`` stops every answer half-way and closes the connection,
+``"drop-once"`` does so to the next answer only.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         if match and behaviour != "no-range":
             start = int(match.group(1))
+            if start >= len(data):
+                self._unsatisfiable(len(data))
+                return
             end = min(int(match.group(2) or end), end)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
@@ -87,7 +91,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if not body:
             return
-        if behaviour == "drop":
+        if behaviour in ("drop", "drop-once"):
+            if behaviour == "drop-once":
+                served.behaviour.pop(name)
             chunk = chunk[: len(chunk) // 2]
             self.close_connection = True
         # Counted before writing: once the client has the bytes it may reset the counters, and a
@@ -97,6 +103,12 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(chunk)
         except (BrokenPipeError, ConnectionResetError):  # the client hung up (it asked for less)
             pass
+
+    def _unsatisfiable(self, size: int) -> None:
+        self.send_response(416)
+        self.send_header("Content-Range", f"bytes */{size}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 def serve_folder(root: str | Path) -> Served:
