@@ -15,7 +15,11 @@ each model reaches: the step's matmul FLOPs (counted with ``FlopCounterMode``) o
 fastest step, divided by the GFLOP/s of the fastest 2048x2048 float32 matmul timed
 interleaved with the steps.
 
-A training step is forward, DPOT's relative-L2 loss, backward and an Adam step. A rollout
+A training step is forward, DPOT's relative-L2 loss, backward and an Adam step, each model
+with the optimizer its own training code builds: pdeb's ``make_optimizer`` (fused Adam where
+torch has the kernel) and, for the official model and the reference-mixer baseline,
+``torch.optim.Adam`` with default settings as the official ``train_temporal.py`` builds it
+(on the CPU torch then updates one tensor at a time). A rollout
 is ``--rollout`` autoregressive forward passes without gradients. Defaults: DPOT-Ti, batch
 4, 10 input frames, 4 channels, patch 8, 32 modes, 2D grids 64 and 128, 3D grid 32.
 
@@ -74,10 +78,17 @@ def load_official_class(directory: Path, ndim: int) -> type:
 class Contender:
     """One model with its own layout: ``forward(x)`` takes and returns pdeb's ``(B, T, *S, C)``."""
 
-    def __init__(self, name: str, model: torch.nn.Module, official_layout: bool) -> None:
+    def __init__(self, name: str, model: torch.nn.Module, official_layout: bool, pdeb_optimizer: bool) -> None:
         self.name, self.model, self.official_layout = name, model, official_layout
-        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                          weight_decay=1e-6)
+        if pdeb_optimizer:
+            from pdebench_core.optim import make_optimizer
+            from pdebench_core.settings import TrainSection
+
+            train = TrainSection(optimizer="adam", lr=1e-4, weight_decay=1e-6, betas=[0.9, 0.9])
+            self.optimizer = make_optimizer(model, train, torch.device("cpu"))
+        else:  # as the official train_temporal.py builds it
+            self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                              betas=(0.9, 0.9), weight_decay=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.official_layout:
@@ -113,10 +124,10 @@ def build_pair(ndim: int, grid: int, size: str, official_dir: Path | None) -> tu
 
         baseline = use_reference_mixers(build_official(config, ndim=ndim))
         baseline.load_state_dict(ours.state_dict(), strict=True)
-        return Contender("pdeb", ours, False), Contender("reference mixer", baseline, False)
+        return Contender("pdeb", ours, False, True), Contender("reference mixer", baseline, False, False)
     official = load_official_class(official_dir, ndim)(**config)
     official.load_state_dict(ours.state_dict(), strict=True)  # the official keys and shapes
-    return Contender("pdeb", ours, False), Contender("official", official, True)
+    return Contender("pdeb", ours, False, True), Contender("official", official, True, False)
 
 
 def saved_for_backward_mib(fn: Callable[[], torch.Tensor]) -> float:
