@@ -86,3 +86,16 @@ def write_fake_distribution(root: Path, dist: str, entry_points: dict[str, str],
 def fake_distribution():
     """See :func:`write_fake_distribution`."""
     return write_fake_distribution
+
+
+@pytest.fixture
+def served_folder(tmp_path):
+    """An empty folder ``tmp_path/www`` served over HTTP on 127.0.0.1
+    (:func:`pdebench_core.testing.http.serve_folder`); ``.root`` is the folder, ``.url`` its address."""
+    from pdebench_core.testing.http import serve_folder
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = serve_folder(root)
+    yield server
+    server.close()

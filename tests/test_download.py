@@ -16,18 +16,13 @@ from typer.testing import CliRunner
 from pdebench_core.cli_data import data_app
 from pdebench_core.data import download as dl
 from pdebench_core.errors import DataError, UsageError
-from pdebench_core.testing.http import serve_folder
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, not a multiple of the chunk size
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    served = serve_folder(root)
-    yield served
-    served.close()
+def server(served_folder):
+    return served_folder
 
 
 def card_for(server, name="sample.hdf5", payload=PAYLOAD, checksum="md5", **extra):

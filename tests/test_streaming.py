@@ -22,7 +22,6 @@ from pdebench_core.data.layouts import open_layout
 from pdebench_core.data.layouts.fixtures import write_cfdbench, write_pdearena_shard
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.spec import DataSpec
-from pdebench_core.testing.http import serve_folder
 
 SHAPE = (32, 12, 32, 32, 1)  # (N, T, X, Y, C) per split: 1.5 MiB, 48 KiB a trajectory
 BLOCK = 64 * 1024
@@ -30,12 +29,8 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def served(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    server = serve_folder(root)
-    yield server
-    server.close()
+def served(served_folder):
+    return served_folder
 
 
 @pytest.fixture
