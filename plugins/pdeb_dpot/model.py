@@ -210,12 +210,20 @@ class PatchEmbed(nn.Module):
             conv(hidden, embed_dim, kernel_size=1, stride=1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed ``x`` of shape ``(B, T, *S, C')``; returns ``(B, *s, T, D)`` with ``s = S / P``."""
+    def forward(self, x: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """Embed ``x`` ``(B, T, *S, C)`` and the channels ``shared`` ``(1, T, *S, C')`` that every
+        sample has alike (DPOT's coordinates), which follow ``x``'s channels in the official
+        layout; returns ``(B, *s, T, D)`` with ``s = S / P``.
+
+        The patch convolution is linear in its input channels, so the shared channels' part is
+        computed once and broadcast over the batch instead of being concatenated to every sample.
+        """
         patch_conv, act, pointwise = self.proj
-        patches = to_patches(x, self.patch_size)  # (B, *s, T, P^ndim * C')
-        weight = patch_conv.weight.movedim(1, -1).flatten(1)  # (hidden, P^ndim * C'), a small copy
-        hidden = F.linear(patches, weight, patch_conv.bias)  # (B, *s, T, hidden)
+        P, C = self.patch_size, x.shape[-1]
+        weight = patch_conv.weight.movedim(1, -1)  # (hidden, *P, C + C')
+        hidden = F.linear(to_patches(x, P), weight[..., :C].flatten(1), patch_conv.bias)  # (B, *s, T, hidden)
+        if shared is not None:
+            hidden = hidden + F.linear(to_patches(shared, P), weight[..., C:].flatten(1))  # + (1, *s, T, hidden)
         return act_linear(act, hidden, pointwise.weight.flatten(1), pointwise.bias)  # (B, *s, T, D)
 
 
@@ -391,8 +399,8 @@ class DPOT(nn.Module):
             mu = x.mean(dim=reduce_dims, keepdim=True)  # (B, 1, *1, C_in)
             sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
             x = (x - mu) / sigma  # (B, T, *S, C_in)
-        x = torch.cat([x, self._coordinates(B, T, spatial, x)], dim=-1)  # (B, T, *S, C_in + ndim + 1)
-        z = self.patch_embed(x)  # (B, *s, T, D)
+        coordinates = self._coordinates(1, T, spatial, x)  # (1, T, *S, ndim + 1), alike for every sample
+        z = self.patch_embed(x, coordinates)  # (B, *s, T, D)
         latent = z.shape[1:-2]
         z = z + resize_pos_embed(self.pos_embed, latent).movedim(1, -1).unsqueeze(-2)  # (B, *s, T, D)
         z = self.time_agg_layer(z.reshape(B, -1, T, arch.embed_dim))  # (B, prod(s), D)
