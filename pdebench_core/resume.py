@@ -40,7 +40,7 @@ def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[s
     saved = OmegaConf.to_container(OmegaConf.load(run.config_file))
     user = load_yaml(config_file) if config_file else {}
     given = {"model.name": model or (user.get("model") or {}).get("name"),
-             "data": split_names(data) or list(user.get("data") or {}) or None,
+             "data": split_names(data) or None,  # a config file may set some datasets only
              "run.task": task or (user.get("run") or {}).get("task"),
              "run.profile": profile or (user.get("run") or {}).get("profile")}
     kept = {"model.name": saved["model"]["name"], "data": list(saved["data"]), "run.task": saved["run"]["task"],
