@@ -68,7 +68,14 @@ def _worker_main(worker: str, timeout_s: str, *args: str) -> None:
     import datetime
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(timeout_s)))
+    # The rendezvous gets a store with its own generous timeout: on a busy machine one process
+    # may start seconds after the other, and a short collective timeout (the tests' subject)
+    # would otherwise also bound the wait for it to join.
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0, timeout=datetime.timedelta(seconds=120))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=float(timeout_s)))
     globals()[worker](dist.get_rank(), dist.get_world_size(), *args)
     leave_process_group()
     end_worker(0)
