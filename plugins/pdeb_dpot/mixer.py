@@ -183,6 +183,8 @@ class FourierMixer(nn.Module):
         scattered: list[tuple[int, torch.Tensor, int]] = []
         for axis, (n, m) in enumerate(zip(full_shape, modes)):
             index = kept_indices(n, m, self.symmetric, half_axis=axis == len(full_shape) - 1)
+            if index == list(range(n)):
+                continue  # every mode: no slice, whose backward would zero-fill a copy of the gradient
             if index == list(range(len(index))):
                 kept = kept.narrow(2 + axis, 0, len(index))  # a prefix: a view, no copy
             else:

@@ -263,10 +263,19 @@ class TimeAggregator(nn.Module):
         if kind == "exp_mlp":
             self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, width).unsqueeze(0))  # (1, D)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Aggregate ``z`` of shape ``(B, N, T, D)`` (channels last) into ``(B, N, D)``."""
+    def forward(self, z: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Aggregate ``z + shift`` into ``(B, N, D)``: ``z`` ``(B, N, T, D)`` channels last, and
+        ``shift`` ``(N, D)`` (DPOT's positional embedding) added to every sample and frame.
+
+        Where the weight is scaled (large inputs), the aggregation of ``shift`` is computed
+        once from ``sum_t W_t`` instead of adding it to every sample and frame: the
+        aggregation is linear, so ``sum_t W_t^T (z_t + shift) = sum_t W_t^T z_t + (sum_t W_t)^T shift``.
+        """
         B, N, T, D = z.shape
         w = self.w  # (T, D_in, D_out)
+        scale_weight = B * N >= D
+        if shift is not None and not scale_weight:
+            z = z + shift.unsqueeze(-2)  # (B, N, T, D)
         if self.kind == "exp_mlp":
             t = torch.linspace(0, 1, T, device=z.device).unsqueeze(-1)  # (T, 1)
             # An elementwise product, not a matmul, so autocast never runs this in bf16:
@@ -274,12 +283,15 @@ class TimeAggregator(nn.Module):
             modulation = torch.cos(t * self.gamma.float())  # (T, D_in)
             # Scaling z_t equals scaling W_t's input rows; scale whichever is smaller, since
             # the product and its backward are memory-bound passes over it.
-            if B * N < D:
-                z = z * modulation.to(z.dtype)  # (B, N, T, D)
-            else:
+            if scale_weight:
                 w = w * modulation.to(w.dtype).unsqueeze(-1)  # (T, D_in, D_out)
+            else:
+                z = z * modulation.to(z.dtype)  # (B, N, T, D)
         # One GEMM over (t, d_in): (B*N, T*D_in) @ (T*D_in, D_out).
-        return torch.matmul(z.reshape(B, N, T * D), w.reshape(T * D, D))  # (B, N, D)
+        out = torch.matmul(z.reshape(B, N, T * D), w.reshape(T * D, D))  # (B, N, D)
+        if shift is not None and scale_weight:
+            out = out + shift @ w.sum(0)  # + (N, D), alike for every sample
+        return out
 
 
 class PointwiseConv(nn.Module):
@@ -402,8 +414,8 @@ class DPOT(nn.Module):
         coordinates = self._coordinates(1, T, spatial, x)  # (1, T, *S, ndim + 1), alike for every sample
         z = self.patch_embed(x, coordinates)  # (B, *s, T, D)
         latent = z.shape[1:-2]
-        z = z + resize_pos_embed(self.pos_embed, latent).movedim(1, -1).unsqueeze(-2)  # (B, *s, T, D)
-        z = self.time_agg_layer(z.reshape(B, -1, T, arch.embed_dim))  # (B, prod(s), D)
+        pos = resize_pos_embed(self.pos_embed, latent).flatten(2)[0].t()  # (prod(s), D)
+        z = self.time_agg_layer(z.reshape(B, -1, T, arch.embed_dim), pos)  # (B, prod(s), D)
         z = z.reshape(B, *latent, arch.embed_dim)  # (B, *s, D)
         if arch.normalize:
             stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)
