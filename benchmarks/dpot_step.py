@@ -23,6 +23,9 @@ torch has the kernel) and, for the official model and the reference-mixer baseli
 is ``--rollout`` autoregressive forward passes without gradients. Defaults: DPOT-Ti, batch
 4, 10 input frames, 4 channels, patch 8, 32 modes, 2D grids 64 and 128, 3D grid 32.
 
+Like ``pdeb run`` on the CPU, the benchmark first makes glibc keep freed memory for reuse
+(:func:`pdebench_core.host_memory.keep_freed_memory`); both models run under that setting.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/dpot_step.py --official DIR --threads 1 2
@@ -237,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.official is None:
         print("no --official DIR given: comparing with pdeb's DPOT using the reference Fourier mixer only")
+    from pdebench_core.host_memory import keep_freed_memory
+
+    kept = keep_freed_memory()  # as pdeb run does on the CPU
+    print(f"freed host memory kept for reuse: {'yes' if kept else 'no (not glibc, or PDEB_KEEP_FREED_MEMORY=0)'}")
     try:
         for threads in args.threads:
             torch.set_num_threads(threads)

@@ -154,6 +154,10 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
     apply_determinism(bool(cfg.train.deterministic))
     rank, world_size, device_name = init_distributed(cfg.run.device, float(cfg.train.dist_timeout))
     device = resolve_device(device_name)
+    if device.type == "cpu":
+        from pdebench_core.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # training on the host reallocates its activations every step
     _shared_run_id(cfg, world_size)
     failure: list = [None]
     if rank == 0:
