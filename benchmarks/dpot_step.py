@@ -81,7 +81,7 @@ def load_official_class(directory: Path, ndim: int) -> type:
 class Contender:
     """One model with its own layout: ``forward(x)`` takes and returns pdeb's ``(B, T, *S, C)``."""
 
-    def __init__(self, name: str, model: torch.nn.Module, official_layout: bool, pdeb_optimizer: bool) -> None:
+    def __init__(self, name: str, model: torch.nn.Module, *, official_layout: bool, pdeb_optimizer: bool) -> None:
         self.name, self.model, self.official_layout = name, model, official_layout
         if pdeb_optimizer:
             from pdebench_core.optim import make_optimizer
@@ -127,10 +127,12 @@ def build_pair(ndim: int, grid: int, size: str, official_dir: Path | None) -> tu
 
         baseline = use_reference_mixers(build_official(config, ndim=ndim))
         baseline.load_state_dict(ours.state_dict(), strict=True)
-        return Contender("pdeb", ours, False, True), Contender("reference mixer", baseline, False, False)
+        return (Contender("pdeb", ours, official_layout=False, pdeb_optimizer=True),
+                Contender("reference mixer", baseline, official_layout=False, pdeb_optimizer=False))
     official = load_official_class(official_dir, ndim)(**config)
     official.load_state_dict(ours.state_dict(), strict=True)  # the official keys and shapes
-    return Contender("pdeb", ours, False, True), Contender("official", official, True, False)
+    return (Contender("pdeb", ours, official_layout=False, pdeb_optimizer=True),
+            Contender("official", official, official_layout=True, pdeb_optimizer=False))
 
 
 def saved_for_backward_mib(fn: Callable[[], torch.Tensor]) -> float:

@@ -50,19 +50,15 @@ def saved_config(run_dir: str | Path, config_file: str | Path | None = None, ove
     return build_config(config_file=run.config_file, overrides=[*given, *overrides], **options)
 
 
-def as_dotlist(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """``{"train": {"lr": 0.1}}`` -> ``["train.lr=0.1"]``, values written so that an
-    override reads them back as they were (lists and numbers as JSON)."""
+def as_dotlist(tree: Mapping[str, Any]) -> list[str]:
+    """``{"train": {"lr": 0.1}}`` -> ``["train.lr=0.1"]`` (:func:`pdebench_core.resume.flatten`'s
+    keys, so the run id is left out), values written so that an override reads them back as
+    they were (lists and numbers as JSON)."""
     import json
 
-    items = []
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            items.extend(as_dotlist(value, path + "."))
-        else:
-            items.append(f"{path}={value if isinstance(value, str) else json.dumps(value)}")
-    return items
+    from pdebench_core.resume import flatten
+
+    return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in flatten(tree).items()]
 
 
 def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:

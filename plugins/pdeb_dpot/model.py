@@ -411,7 +411,7 @@ class DPOT(nn.Module):
             mu = x.mean(dim=reduce_dims, keepdim=True)  # (B, 1, *1, C_in)
             sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
             x = (x - mu) / sigma  # (B, T, *S, C_in)
-        coordinates = self._coordinates(1, T, spatial, x)  # (1, T, *S, ndim + 1), alike for every sample
+        coordinates = self._coordinates(T, spatial, x)  # (1, T, *S, ndim + 1), alike for every sample
         z = self.patch_embed(x, coordinates)  # (B, *s, T, D)
         latent = z.shape[1:-2]
         pos = resize_pos_embed(self.pos_embed, latent).flatten(2)[0].t()  # (prod(s), D)
@@ -481,10 +481,11 @@ class DPOT(nn.Module):
         check_divisible(spatial, arch.patch_size)
 
     @staticmethod
-    def _coordinates(batch: int, time: int, spatial: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-        """Coordinate channels ``(B, T, *S, ndim + 1)``: each spatial axis, then time, in [0, 1]."""
+    def _coordinates(time: int, spatial: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """Coordinate channels ``(1, T, *S, ndim + 1)``, alike for every sample: each spatial
+        axis, then time, in [0, 1]."""
         sizes = (*spatial, time)
-        out_shape = (batch, time, *spatial, 1)
+        out_shape = (1, time, *spatial, 1)
         grids = []
         for axis, n in enumerate(sizes):
             # Computed in float64 and rounded, like the official numpy grid, and on the device
