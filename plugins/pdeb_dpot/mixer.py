@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 
 from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.errors import UsageError
@@ -78,11 +79,33 @@ def kept_indices(n: int, modes: int, symmetric: bool, half_axis: bool) -> list[i
     return list(range(modes)) + list(range(n - modes + 1, n))
 
 
-def _complex_as_real_block(w: torch.Tensor) -> torch.Tensor:
-    """``(2, H, I, O)`` real/imag weights -> ``(H, 2I, 2O)`` real matrix acting on ``[re, im]``."""
-    top = torch.cat([w[0], w[1]], dim=-1)  # (H, I, 2O): rows that multiply the real part
-    bottom = torch.cat([-w[1], w[0]], dim=-1)  # (H, I, 2O): rows that multiply the imaginary part
-    return torch.cat([top, bottom], dim=1)  # (H, 2I, 2O)
+class _ComplexAsRealBlock(torch.autograd.Function):
+    """``(2, H, I, O)`` real/imag weights -> ``(H, 2I, 2O)`` real matrix acting on ``[re | im]``.
+
+    The block is ``[[re, im], [-im, re]]``. Written with ``cat`` and ``select`` its backward
+    zero-fills a weight-sized gradient for each of the six selects and sums them; here the
+    backward reads each quarter of the incoming gradient once.
+    """
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor) -> torch.Tensor:
+        _, H, I, O = w.shape
+        block = w.new_empty(H, 2, I, 2, O)
+        block[:, 0, :, 0] = w[0]  # rows multiplying the real part
+        block[:, 0, :, 1] = w[1]
+        torch.neg(w[1], out=block[:, 1, :, 0])  # rows multiplying the imaginary part
+        block[:, 1, :, 1] = w[0]
+        return block.view(H, 2 * I, 2 * O)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        H, two_i, two_o = grad.shape
+        quarters = grad.reshape(H, 2, two_i // 2, 2, two_o // 2)
+        grad_w = grad.new_empty(2, H, two_i // 2, two_o // 2)
+        torch.add(quarters[:, 0, :, 0], quarters[:, 1, :, 1], out=grad_w[0])
+        torch.sub(quarters[:, 0, :, 1], quarters[:, 1, :, 0], out=grad_w[1])
+        return grad_w
 
 
 def _stacked_bias(b: torch.Tensor) -> torch.Tensor:
@@ -164,8 +187,8 @@ class FourierMixer(nn.Module):
         z = torch.view_as_real(kept).unflatten(1, (H, E))  # (B, H, E, *M, 2)
         z = z.movedim(2, -1).movedim(1, 0).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
         w1, b1, w2, b2 = self.weights()
-        hidden = self.act(exact_bmm(z, _complex_as_real_block(w1), _stacked_bias(b1)))  # (H, N, 2E)
-        out = exact_bmm(hidden, _complex_as_real_block(w2), _stacked_bias(b2))  # (H, N, 2E)
+        hidden = self.act(exact_bmm(z, _ComplexAsRealBlock.apply(w1), _stacked_bias(b1)))  # (H, N, 2E)
+        out = exact_bmm(hidden, _ComplexAsRealBlock.apply(w2), _stacked_bias(b2))  # (H, N, 2E)
         out = out.view(H, B, *kept_shape, 2, E).movedim(0, 1).movedim(-1, 2)  # (B, H, E, *M, 2)
         out = out.reshape(B, D, *kept_shape, 2)  # (B, D, *M, 2)
         for axis, index_t, n in reversed(scattered):
