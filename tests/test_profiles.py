@@ -24,3 +24,19 @@ def test_a_profile_at_the_defaults_changes_nothing():
     profiles = profiles_around_defaults(ToyConfig, "small", smoke={"lr": 0.1}, paper={"name": "big", "lr": 0.1})
     assert ToyConfig(**profiles["small"]) == ToyConfig()
     assert profiles["small"] == {"lr": 1e-3, "name": "toy"}
+
+
+@dataclass
+class SteppedConfig:
+    resolution: int = 64
+    t_end: float = 5.0
+    n_frames: int = 101
+
+
+def test_a_smoke_profile_keeps_the_frame_spacing_over_fewer_frames():
+    from pdebench_core.data.generation import SMOKE_SPLITS, smoke_profile
+
+    profile = smoke_profile(SteppedConfig, n_frames=14, resolution=32)
+    assert profile == {"n_frames": 14, "t_end": 0.65, "resolution": 32, **SMOKE_SPLITS}
+    smoke, defaults = SteppedConfig(**{k: profile[k] for k in ("t_end", "n_frames")}), SteppedConfig()
+    assert smoke.t_end / (smoke.n_frames - 1) == defaults.t_end / (defaults.n_frames - 1)

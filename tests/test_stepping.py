@@ -1,5 +1,5 @@
 """Pieces shared by the bundled explicit solvers: time stepping (``pdebench_core.data.stepping``) and the
-checks of their settings (``check_explicit_solver``)."""
+checks of their settings (``ExplicitScheme``)."""
 
 import pytest
 import torch
@@ -70,10 +70,11 @@ def test_frame_times_refuse_too_few_frames_or_a_bad_end(t_end, n_frames):
 def test_explicit_solver_settings_are_refused_in_one_line(changes, message):
     from types import SimpleNamespace
 
-    from pdebench_core.data.generation import check_explicit_solver
+    from pdebench_core.data.generation import ExplicitScheme
     from pdebench_core.errors import UsageError
 
     good = {"resolution": 4, "t_end": 1.0, "cfl": 0.5}
-    check_explicit_solver(SimpleNamespace(**good), "data.toy", max_cfl=0.5, min_resolution=4)
+    scheme = ExplicitScheme(max_cfl=0.5, min_resolution=4)
+    scheme.check(SimpleNamespace(**good), "data.toy")
     with pytest.raises(UsageError, match=message):
-        check_explicit_solver(SimpleNamespace(**{**good, **changes}), "data.toy", max_cfl=0.5, min_resolution=4)
+        scheme.check(SimpleNamespace(**{**good, **changes}), "data.toy")

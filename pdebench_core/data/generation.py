@@ -53,22 +53,54 @@ Job = tuple[str, int]
 """One trajectory to generate: ``(split, index within the split)``."""
 
 
-def check_explicit_solver(cfg: Any, where: str, max_cfl: float, min_resolution: int = 1) -> None:
-    """Refuse a grid, end time or Courant number that an explicit time-stepping solver cannot honour.
+@dataclass(frozen=True)
+class ExplicitScheme:
+    """The limits of an explicit time-stepping solver, checked before any compute.
 
-    Args:
-        cfg: Settings with ``resolution``, ``t_end`` and ``cfl``.
-        where: The settings' full name for error messages, e.g. ``"data.dr2d"``.
+    A :class:`GeneratedDataset` declaring one refuses a grid, end time or Courant number
+    the scheme cannot honour; its config needs ``resolution``, ``t_end`` and ``cfl``.
+
+    Attributes:
         max_cfl: The largest stable Courant number of the scheme.
         min_resolution: The fewest cells per axis the scheme's stencil needs.
-
-    Raises:
-        UsageError: ``resolution < min_resolution``, ``t_end <= 0`` or ``cfl`` outside ``(0, max_cfl]``.
     """
-    if int(cfg.resolution) < min_resolution:
-        raise UsageError(f"{where}.resolution must be at least {min_resolution}, got {cfg.resolution}")
-    if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= max_cfl:
-        raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= {max_cfl:g}")
+
+    max_cfl: float
+    min_resolution: int = 1
+
+    def check(self, cfg: Any, where: str) -> None:
+        """Refuse ``cfg`` unless the scheme can step it.
+
+        Args:
+            cfg: Settings with ``resolution``, ``t_end`` and ``cfl``.
+            where: The settings' full name for error messages, e.g. ``"data.dr2d"``.
+
+        Raises:
+            UsageError: ``resolution < min_resolution``, ``t_end <= 0`` or ``cfl`` outside ``(0, max_cfl]``.
+        """
+        if int(cfg.resolution) < self.min_resolution:
+            raise UsageError(f"{where}.resolution must be at least {self.min_resolution}, got {cfg.resolution}")
+        if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= self.max_cfl:
+            raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= {self.max_cfl:g}")
+
+
+def smoke_profile(config: type, n_frames: int, **overrides: Any) -> dict[str, Any]:
+    """The ``smoke`` profile of a dataset stored as ``n_frames`` frames on ``[0, t_end]``.
+
+    It keeps the defaults' frame spacing over fewer frames, so a smoke run steps the same
+    physics for a shorter time, and uses :data:`SMOKE_SPLITS`.
+
+    Args:
+        config: The config dataclass, with ``t_end`` and ``n_frames`` defaults.
+        n_frames: Frames of a smoke trajectory.
+        **overrides: Further settings of the profile, e.g. a coarser ``resolution``.
+
+    Returns:
+        The profile's overrides of the config defaults.
+    """
+    defaults = config()
+    spacing = float(defaults.t_end) / (int(defaults.n_frames) - 1)
+    return {"n_frames": n_frames, "t_end": round((n_frames - 1) * spacing, 12), **SMOKE_SPLITS, **overrides}
 
 
 def split_sizes(cfg: Any) -> dict[str, int]:
@@ -408,9 +440,11 @@ class GeneratedDataset:
         profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``, overrides of the
             config defaults.
         default_resolution: What ``resolution=0`` stands for.
+        scheme: The limits of an explicit time-stepping solver (:class:`ExplicitScheme`),
+            checked here; ``None`` for other solvers.
         check: ``check(cfg, where)`` raises :class:`~pdebench_core.errors.UsageError` for
             settings the solver cannot honour; frames, horizon, split sizes, batch size,
-            ``solver_dtype`` and ``device`` are checked here.
+            ``solver_dtype``, ``device`` and the :attr:`scheme`'s limits are checked here.
         provenance: Written into the cache file, e.g. ``{"version": __version__, "reference": ...}``.
         family: Generator name: ``pdeb_<family>`` in cache keys and provenance, ``pdeb-<family>``
             as the seed namespace (default: ``name``).
@@ -436,6 +470,7 @@ class GeneratedDataset:
     version: int
     profiles: Mapping[str, Mapping[str, Any]]
     default_resolution: int
+    scheme: Optional[ExplicitScheme] = None
     check: Optional[Callable[[Any, str], None]] = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     family: str = ""
@@ -498,6 +533,8 @@ class GeneratedDataset:
         """
         settings = self.settings(cfg)
         where = f"data.{self.name}"
+        if self.scheme is not None:
+            self.scheme.check(settings, where)
         if self.check is not None:
             self.check(settings, where)
         physics = self.spec(settings)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
 from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
@@ -69,15 +69,14 @@ class Burgers1dConfig(GeneratedConfig):
 
 
 PROFILES = profiles_around_defaults(
-    Burgers1dConfig, "small", smoke={"resolution": 128, "n_frames": 14, "t_end": 0.13, **SMOKE_SPLITS},
+    Burgers1dConfig, "small", smoke=smoke_profile(Burgers1dConfig, n_frames=14, resolution=128),
     paper={"resolution": 1024, "n_frames": 201, "t_end": 2.0, "n_train": 9000, "n_val": 500, "n_test": 1000,
            "batch_size": 2500},
 )
 
 
-def _check(cfg: Any, where: str) -> None:
-    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    check_explicit_solver(cfg, where, max_cfl=0.5, min_resolution=8)
+def _check_physics(cfg: Any, where: str) -> None:
+    """Refuse a negative viscosity, an empty domain or initial modes that cannot be drawn."""
     if cfg.nu < 0 or not cfg.length > 0:
         raise UsageError(f"{where}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):
@@ -114,7 +113,8 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 BURGERS1D = GeneratedDataset(
     name=NAME, config=Burgers1dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=256, check=_check,
+    profiles=PROFILES, default_resolution=256, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=8),
+    check=_check_physics,
     provenance={"version": __version__, "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"},
 )
 

@@ -16,7 +16,7 @@ from pdebench_core import hookimpl
 from pdebench_core.data.generation import GeneratedDataset
 
 from pdeb_cfd.dataset import (DEFAULT_RESOLUTION, GENERATOR_VERSION, PROFILES, Cfd2dConfig, Cfd3dConfig,
-                              auto_batch_size, check_config, physics_spec, solve_trajectories)
+                              SCHEME, auto_batch_size, check_config, physics_spec, solve_trajectories)
 
 __version__ = "0.1.0"
 
@@ -33,7 +33,7 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
     return GeneratedDataset(
         name=name, config=config, solve=partial(solve_trajectories, ndim=ndim), spec=partial(physics_spec, ndim=ndim),
         version=GENERATOR_VERSION, profiles=PROFILES[ndim], default_resolution=DEFAULT_RESOLUTION[ndim],
-        check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
+        scheme=SCHEME, check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
         seed_parts=(name,), identity={"name": name, "ndim": ndim}, work_per_trajectory=_simulated_time,
         auto_batch_size=partial(auto_batch_size, ndim=ndim),
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import SMOKE_SPLITS, SolverBatch, check_explicit_solver
+from pdebench_core.data.generation import ExplicitScheme, SolverBatch, smoke_profile
 from pdebench_core.errors import UsageError
 from pdebench_core.profiles import profiles_around_defaults
 
@@ -119,26 +119,28 @@ class Cfd3dConfig(CfdConfig):
     zeta: float = 1e-8
 
 
-_SMOKE = {"n_frames": 12, "t_end": 0.55, **SMOKE_SPLITS}
 PROFILES = {
     # PDEBench 2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_128: 10000 trajectories.
-    2: profiles_around_defaults(Cfd2dConfig, "small", smoke={"resolution": 32, **_SMOKE},
+    2: profiles_around_defaults(Cfd2dConfig, "small", smoke=smoke_profile(Cfd2dConfig, n_frames=12, resolution=32),
                                 paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000,
                                        "n_val": 1000, "n_test": 1000, "mach": 1.0, "eta": 0.01, "zeta": 0.01}),
     # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
-    3: profiles_around_defaults(Cfd3dConfig, "small", smoke={"resolution": 16, **_SMOKE},
+    3: profiles_around_defaults(Cfd3dConfig, "small", smoke=smoke_profile(Cfd3dConfig, n_frames=12, resolution=16),
                                 paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10,
                                        "n_test": 10, "mach": 1.0, "eta": 1e-8, "zeta": 1e-8}),
 }
 DEFAULT_RESOLUTION = {2: 64, 3: 32}
 
 
+#: Limits of the finite-volume scheme: ``cfl`` up to 1 (see :attr:`CfdConfig.cfl`).
+SCHEME = ExplicitScheme(max_cfl=1)
+
+
 def check_config(cfg: Any, where: str) -> None:
-    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
+    """Refuse initial modes the grid cannot hold, negative viscosities, ``gamma <= 1`` or unknown choices."""
     res = int(cfg.resolution)
     if int(cfg.k_max) < 1 or res <= 2 * int(cfg.k_max):
         raise UsageError(f"{where}: resolution {res} must exceed 2 * k_max = {2 * int(cfg.k_max)} (k_max >= 1)")
-    check_explicit_solver(cfg, where, max_cfl=1)
     if float(cfg.eta) < 0 or float(cfg.zeta) < 0 or float(cfg.mach) < 0:
         raise UsageError(f"{where}: eta, zeta and mach must be non-negative")
     if not float(cfg.gamma) > 1:

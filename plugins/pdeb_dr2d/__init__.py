@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
 from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
@@ -60,15 +60,14 @@ class Dr2dConfig(GeneratedConfig):
 
 
 PROFILES = profiles_around_defaults(
-    Dr2dConfig, "small", smoke={"resolution": 32, "n_frames": 14, "t_end": 0.65, **SMOKE_SPLITS},
+    Dr2dConfig, "small", smoke=smoke_profile(Dr2dConfig, n_frames=14, resolution=32),
     paper={"resolution": 128, "n_frames": 101, "t_end": 5.0, "n_train": 900, "n_val": 50, "n_test": 100,
            "batch_size": 256},
 )
 
 
-def _check(cfg: Any, where: str) -> None:
-    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    check_explicit_solver(cfg, where, max_cfl=1, min_resolution=4)
+def _check_physics(cfg: Any, where: str) -> None:
+    """Refuse negative diffusion coefficients."""
     if min(cfg.du, cfg.dv) < 0:
         raise UsageError(f"{where}: diffusion coefficients must be non-negative")
 
@@ -99,7 +98,8 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 DR2D = GeneratedDataset(
     name=NAME, config=Dr2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=64, check=_check,
+    profiles=PROFILES, default_resolution=64, scheme=ExplicitScheme(max_cfl=1, min_resolution=4),
+    check=_check_physics,
     provenance={"version": __version__, "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"},
 )
 make_spec = DR2D.make_spec  # the checked spec of generated data with given settings

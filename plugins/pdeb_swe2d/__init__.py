@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import SMOKE_SPLITS, GeneratedDataset, SolverBatch, check_explicit_solver
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
 from pdebench_core.profiles import profiles_around_defaults
 from pdebench_core.errors import UsageError
 
@@ -71,7 +71,7 @@ class Swe2dConfig(GeneratedConfig):
 
 
 PROFILES = profiles_around_defaults(
-    Swe2dConfig, "small", smoke={"resolution": 32, "n_frames": 14, "t_end": 0.13, **SMOKE_SPLITS},
+    Swe2dConfig, "small", smoke=smoke_profile(Swe2dConfig, n_frames=14, resolution=32),
     paper={"resolution": 128, "n_frames": 101, "t_end": 1.0, "n_train": 900, "n_val": 50, "n_test": 100,
            "batch_size": 256},
 )
@@ -85,9 +85,8 @@ def dam_radius(cfg: Any, seed: int) -> float:
     return float(cfg.radius_min) + (float(cfg.radius_max) - float(cfg.radius_min)) * u
 
 
-def _check(cfg: Any, where: str) -> None:
-    """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
-    check_explicit_solver(cfg, where, max_cfl=0.5, min_resolution=4)
+def _check_physics(cfg: Any, where: str) -> None:
+    """Refuse non-positive depths, gravity or domain, a dam radius range upside down, or an unknown wall."""
     if not (cfg.gravity > 0 and cfg.inner_height > 0 and cfg.outer_height > 0 and cfg.half_width > 0):
         raise UsageError(f"{where}: gravity, depths and half_width must be positive")
     if not 0 <= cfg.radius_min <= cfg.radius_max:
@@ -129,7 +128,8 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 SWE2D = GeneratedDataset(
     name=NAME, config=Swe2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=64, check=_check,
+    profiles=PROFILES, default_resolution=64, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=4),
+    check=_check_physics,
     provenance={"version": __version__,
                 "reference": "PDEBench 2D shallow water, radial dam break (Takamoto et al., 2022)"},
 )
