@@ -141,8 +141,14 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
     return register_models
 
 
+def integer_fields(config: type) -> tuple[str, ...]:
+    """The fields of a config dataclass declared ``int`` (not ``bool``, not optional), in order."""
+    hints = typing.get_type_hints(config)
+    return tuple(f.name for f in dataclasses.fields(config) if hints[f.name] is int)
+
+
 def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, Any]], target: str, *,
-                 positive: Sequence[str], description: str, paper: str, heads_divide: Sequence[str] = (),
+                 description: str, paper: str, positive: Sequence[str] | None = None, heads_divide: Sequence[str] = (),
                  derive: Callable[[Any, "DataSpec"], dict[str, Any]] | None = None,
                  dims: Sequence[int] = ALL_DIMS) -> tuple[Callable[..., Any], Callable[..., None]]:
     """The factory and the ``register_models`` hook of a folded-frame model plugin.
@@ -158,9 +164,10 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
         profiles: Per-profile overrides of the config defaults.
         target: ``"package.module:Class"`` of the ``nn.Module``, imported when a model is
             built so that importing the plugin stays free of torch.
-        positive: Config entries that must be positive integers.
         description: One line for ``pdeb models``.
         paper: Where the architecture comes from.
+        positive: Config entries that must be positive integers (default: every ``int``
+            field of ``config``, the sizes of most models; list them where one may be 0).
         heads_divide: Widths that ``cfg.heads`` must divide.
         derive: ``derive(cfg, spec) -> dict``: further checks (raising :class:`UsageError`)
             and module arguments that replace config fields or come on top of them.
@@ -170,8 +177,10 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
         ``(build, register_models)``.
     """
 
+    sizes = integer_fields(config) if positive is None else tuple(positive)
+
     def build(cfg: Any, spec: "DataSpec") -> Any:
-        check_folded_config(cfg, spec, name, positive, heads_divide, dims)
+        check_folded_config(cfg, spec, name, sizes, heads_divide, dims)
         derived = derive(cfg, spec) if derive is not None else {}
         module, _, class_name = target.partition(":")
         model_class = getattr(importlib.import_module(module), class_name)
@@ -187,6 +196,7 @@ __all__ = [
     "check_folded_config",
     "folded_arguments",
     "folded_model",
+    "integer_fields",
     "model_registration",
     "require_choice",
     "require_grid_divisible",

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from pdebench_core.errors import UsageError
 from pdebench_core.folded_model import FoldedFrameModel, two_layer_mlp
-from pdebench_core.model_plugin import folded_model, require_choice, require_grid_divisible
+from pdebench_core.model_plugin import folded_model, integer_fields, require_choice, require_grid_divisible
 from pdebench_core.testing.models import check_model_card, check_model_contract, toy_spec
 from pdebench_core.models import append_coordinates, fold_time, unfold_time
 
@@ -58,7 +58,7 @@ def _derive(cfg, spec) -> dict:
 
 build, register_models = folded_model(
     "toy", ToyConfig, PROFILES, f"{__name__}:Toy", derive=_derive, heads_divide=("width",),
-    positive=("width", "heads"), dims=(1, 2), description="a toy", paper="none",
+    dims=(1, 2), description="a toy", paper="none",
 )
 
 
@@ -87,6 +87,17 @@ def test_build_runs_the_common_checks_then_the_derived_ones():
         build(ToyConfig(heads=3), toy_spec((8,)))
     with pytest.raises(UsageError, match="needs 4 points"):
         build(ToyConfig(), toy_spec((2,)))
+
+
+def test_every_integer_field_is_a_size_that_must_be_positive_unless_the_plugin_says_which():
+    assert integer_fields(ToyConfig) == ("width", "heads")  # not the float, not the bool
+    with pytest.raises(UsageError, match=r"model.toy.heads must be a positive integer, got 0"):
+        build(ToyConfig(heads=0), toy_spec((8,)))
+    named, _ = folded_model("toy", ToyConfig, PROFILES, f"{__name__}:Toy", positive=("width",), description="",
+                            paper="")
+    with pytest.raises(UsageError, match=r"model.toy.width must be a positive integer, got -1"):
+        named(ToyConfig(width=-1), toy_spec((8,)))
+    assert isinstance(named(ToyConfig(heads=-1), toy_spec((8,))), Toy)  # heads is not a size here
 
 
 def test_folded_frame_model_folds_appends_coordinates_and_unfolds():

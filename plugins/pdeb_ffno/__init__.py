@@ -70,7 +70,6 @@ def fitted_arguments(cfg: FFNOConfig, spec: "DataSpec") -> dict[str, Any]:
 
 build, register_models = folded_model(
     "ffno", FFNOConfig, PROFILES, "pdeb_ffno.model:FFNO", derive=fitted_arguments,
-    positive=("width", "modes", "n_layers", "ff_mult", "projection_width"),
     description="Factorised FNO: per-axis spectral mixing, residual feed-forward, optional weight sharing",
     paper="Tran et al., Factorized Fourier Neural Operators, ICLR 2023",
 )

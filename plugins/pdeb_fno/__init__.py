@@ -94,7 +94,7 @@ def padded_arguments(cfg: FNOConfig, spec: "DataSpec") -> dict[str, Any]:
 
 build, register_models = folded_model(
     "fno", FNOConfig, PROFILES, "pdeb_fno.model:FNO", derive=padded_arguments,
-    positive=("width", "modes", "n_layers", "projection_width"),
+    positive=("width", "modes", "n_layers", "projection_width"),  # padding may be 0
     description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
     paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
 )

@@ -45,7 +45,7 @@ PROFILES = profiles_around_defaults(
 
 build, register_models = folded_model(
     "gk-transformer", GKTransformerConfig, PROFILES, "pdeb_gk_transformer.model:GalerkinTransformer",
-    positive=("dim", "depth", "heads", "ffn_mult", "decoder_width"), heads_divide=("dim",),
+    heads_divide=("dim",),
     description="Galerkin Transformer: softmax-free linear attention with normalised keys and values",
     paper="Cao, Choose a Transformer: Fourier or Galerkin, NeurIPS 2021",
 )

@@ -47,7 +47,7 @@ PROFILES = profiles_around_defaults(
 
 build, register_models = folded_model(
     "gnot", GNOTConfig, PROFILES, "pdeb_gnot.model:GNOT",
-    positive=("dim", "depth", "heads", "n_experts", "ffn_mult", "gate_width"), heads_divide=("dim",),
+    heads_divide=("dim",),
     description="GNOT: normalised linear cross/self-attention with coordinate-gated mixture-of-experts FFNs",
     paper="Hao et al., GNOT: A General Neural Operator Transformer for Operator Learning, ICML 2023",
 )

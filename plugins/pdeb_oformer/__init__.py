@@ -56,7 +56,6 @@ PROFILES = profiles_around_defaults(
 
 build, register_models = folded_model(
     "oformer", OFormerConfig, PROFILES, "pdeb_oformer.model:OFormer", heads_divide=("dim", "latent_dim"),
-    positive=("dim", "depth", "heads", "ffn_mult", "latent_dim", "fourier_features", "propagator_width"),
     description="OFormer: linear-attention encoder, cross-attention query decoder, latent MLP propagator",
     paper="Li, Meidani, Farimani, Transformer for Partial Differential Equations' Operator Learning, TMLR 2023",
 )

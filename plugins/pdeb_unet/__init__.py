@@ -76,7 +76,6 @@ def level_arguments(cfg: UNetConfig, spec: "DataSpec") -> dict[str, Any]:
 
 build, register_models = folded_model(
     "unet", UNetConfig, PROFILES, "pdeb_unet.model:UNet", derive=level_arguments,
-    positive=("width", "levels"),
     description="Convolutional U-Net encoder-decoder with skip connections; frames folded into channels",
     paper="Ronneberger et al., U-Net, MICCAI 2015; PDE baseline of Takamoto et al., PDEBench, NeurIPS 2022",
 )

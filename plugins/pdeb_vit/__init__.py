@@ -74,7 +74,6 @@ def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
 
 build, register_models = folded_model(
     "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments, heads_divide=("dim",),
-    positive=("patch_size", "dim", "depth", "heads", "out_hidden"),
     description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
     paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
 )
