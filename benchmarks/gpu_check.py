@@ -132,17 +132,29 @@ def flop_mapping() -> dict[Any, Callable[..., int]]:
 def training_flops(model, x, autocast: bool = True) -> dict[str, int]:
     """FLOPs of forward and backward of ``model`` on ``x`` (counted on any device, ``meta`` too).
 
+    DPOT's Fourier mixers are counted on FFTs, as they run on a GPU (on the CPU they compute
+    the same modes with matmuls).
+
     Returns:
         ``{"total": ..., "fft": ...}`` for the whole batch.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from pdeb_dpot.mixer import FourierMixer, use_transform
+
     counter = FlopCounterMode(display=False, custom_mapping=flop_mapping())
-    with counter:
-        with torch.autocast(device_type="cuda" if x.is_cuda else "cpu", dtype=torch.bfloat16, enabled=autocast):
-            pred = model(x)
-        pred.float().square().sum().backward()
+    transforms = {mixer: mixer.transform for mixer in model.modules() if isinstance(mixer, FourierMixer)}
+    use_transform(model, "fft")
+    try:
+        with counter:
+            with torch.autocast(device_type="cuda" if x.is_cuda else "cpu", dtype=torch.bfloat16,
+                                enabled=autocast):
+                pred = model(x)
+            pred.float().square().sum().backward()
+    finally:
+        for mixer, transform in transforms.items():
+            mixer.transform = transform
     counts = counter.get_flop_counts()["Global"]
     fft = sum(v for op, v in counts.items() if "_fft_" in str(op))
     return {"total": counter.get_total_flops(), "fft": fft}

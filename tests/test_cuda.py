@@ -109,13 +109,15 @@ def _spectral_layers() -> dict[str, tuple]:
     with torch.no_grad():  # unit-gain weights: the official initialisation hides the MLP behind the skip
         for p in mixer.parameters():
             p.copy_(torch.randn_like(p) / 4)
-    return {"dpot-mixer": (mixer, (2, 64, 32, 32)),
+    on_matmuls = copy.deepcopy(mixer)
+    on_matmuls.transform = "dft"  # the CPU's choice, forced: its basis products must be IEEE too
+    return {"dpot-mixer": (mixer, (2, 64, 32, 32)), "dpot-mixer-dft": (on_matmuls, (2, 64, 32, 32)),
             "fno-spectral-conv": (SpectralConv(64, 64, (12, 12)), (2, 64, 32, 32)),
             "ffno-axis-conv": (AxisConv(), (2, 32, 32, 64))}
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-@pytest.mark.parametrize("name", ["dpot-mixer", "fno-spectral-conv", "ffno-axis-conv"])
+@pytest.mark.parametrize("name", ["dpot-mixer", "dpot-mixer-dft", "fno-spectral-conv", "ffno-axis-conv"])
 def test_spectral_products_stay_ieee_float32_with_tf32_on(name, compiled, tf32_on):
     layer, shape = _spectral_layers()[name]
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))

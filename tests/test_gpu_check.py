@@ -108,6 +108,7 @@ def test_exact_spectral_product_is_counted(gpu_check):
 
 def test_dpot_flops_on_meta_equal_a_real_count_and_include_the_ffts(gpu_check):
     from pdeb_dpot import SIZES, DPOTConfig, build
+    from pdeb_dpot.mixer import FourierMixer, use_transform
     from pdebench_core.spec import DataSpec
 
     counted = gpu_check.dpot_flops_per_sample("ti", batch=1)
@@ -117,8 +118,10 @@ def test_dpot_flops_on_meta_equal_a_real_count_and_include_the_ffts(gpu_check):
     real = gpu_check.training_flops(model, x, autocast=False)
     assert real["total"] == counted["flops"]
     assert counted["params"] == sum(p.numel() for p in model.parameters())
-    # Forward FFTs of DPOT-Ti: per block one real FFT and one inverse over the 16x16 latent grid, 512 channels.
-    _, forward = _forward_flops(gpu_check, lambda: model(x))
+    assert all(m.transform == "auto" for m in model.modules() if isinstance(m, FourierMixer))  # restored
+    # Forward FFTs of DPOT-Ti: per block one real FFT and one inverse over the 16x16 latent grid, 512 channels,
+    # with the mixers on FFTs as on a GPU (on the CPU they use matmuls).
+    _, forward = _forward_flops(gpu_check, lambda: use_transform(model, "fft")(x))
     fft = sum(v for op, v in forward.items() if "_fft_" in str(op))
     assert fft == 2 * gpu_check.fft_flops(16 * 16, 512 * SIZES["ti"]["depth"], real=True)
     assert 0 < counted["fft_share"] < 0.05

@@ -54,12 +54,15 @@ def recorder(monkeypatch):
     return calls
 
 
-def _dpot(fused: bool, spec: DataSpec):
+def _dpot(transform: str, spec: DataSpec):
     from pdeb_dpot import DPOTConfig, PROFILES, build
+    from pdeb_dpot.mixer import use_transform
     from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
 
     model = build(DPOTConfig(**PROFILES["smoke"]), spec)
-    return model if fused else use_reference_mixers(model)  # the reference: the tests' oracle
+    if transform == "reference":
+        return use_reference_mixers(model)  # the tests' oracle
+    return use_transform(model, transform)
 
 
 def _fno(spec: DataSpec):
@@ -75,8 +78,9 @@ def _ffno(spec: DataSpec):
 
 
 MODELS = {
-    "dpot-fused": functools.partial(_dpot, True),
-    "dpot-reference": functools.partial(_dpot, False),
+    "dpot-fused-fft": functools.partial(_dpot, "fft"),
+    "dpot-fused-dft": functools.partial(_dpot, "dft"),  # modes from basis products: no FFT at all
+    "dpot-reference": functools.partial(_dpot, "reference"),
     "fno": _fno,
     "ffno": _ffno,
 }
@@ -93,7 +97,7 @@ def test_spectral_layers_see_float32_with_tf32_and_autocast_off(name, shape, tf3
         out = model(x)
     out.float().square().mean().backward()
     ffts = [c for c in recorder if c["kind"] == "fft"]
-    assert ffts, "no FFT was called"
+    assert bool(ffts) == (name != "dpot-fused-dft"), "an FFT was called, or none"
     assert {c["dtype"] for c in ffts} <= {torch.float32, torch.complex64}, ffts
     products = [c for c in recorder if c["kind"] == "product"]
     if name != "dpot-reference":  # the reference mixer multiplies with einsum

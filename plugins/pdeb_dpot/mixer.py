@@ -1,23 +1,24 @@
 """DPOT's Fourier mixer: an AFNO-style block-diagonal complex MLP over Fourier modes.
 
-The mixer transforms the latent field with a real FFT, applies a two-layer complex MLP
-(shared by every kept mode, block-diagonal over ``n_heads`` channel groups) to a subset
-of modes, zeroes every other mode, transforms back and adds its input (the inner skip).
-It works on 1, 2 or 3 spatial axes and holds the official parameters ``w1``, ``b1``,
+The mixer transforms the latent field with a real Fourier transform, applies a two-layer
+complex MLP (shared by every kept mode, block-diagonal over ``n_heads`` channel groups) to a
+subset of modes, zeroes every other mode, transforms back and adds its input (the inner
+skip). It works on 1, 2 or 3 spatial axes and holds the official parameters ``w1``, ``b1``,
 ``w2``, ``b2`` so official checkpoints load unchanged.
 
-The kept modes are gathered once and each complex layer runs as one batched real matmul
-over heads (the complex product written as a 2x2 real block matrix); the inverse FFT then
-zero-pads the modes that were dropped, so no full-spectrum buffer is ever built. The
-straightforward form (einsums over the whole spectrum, then a mask) lives with the tests
-as the oracle this one is checked against (``pdeb_dpot/tests/mixer_oracle.py``).
+Only the kept modes are ever computed (:mod:`pdeb_dpot.spectral`: matmuls with a basis of
+the kept modes on the CPU, FFTs elsewhere), on the channels-last field, and each complex
+layer runs as one batched real matmul over heads (the complex product written as a 2x2 real
+block matrix). The straightforward form (FFTs, einsums over the whole spectrum, then a
+mask, as the official code computes it) lives with the tests as the oracle this one is
+checked against (``pdeb_dpot/tests/mixer_oracle.py``).
 
 One mixer serves inputs of several spatial dimensions when it is given a mode budget for
 each (:meth:`FourierMixer.add_modes`); its weights do not depend on the dimension.
 
-The FFTs and the spectral MLP always run in IEEE float32 (``fp32_exact``: autocast and TF32
-off; the mode products through ``exact_bmm``), because bf16 FFTs are unsupported on most
-devices and bf16 or TF32 products lose too many digits.
+The transforms and the spectral MLP always run in IEEE float32 (``fp32_exact``: autocast
+and TF32 off; the products through ``exact_bmm``), because bf16 FFTs are unsupported on
+most devices and bf16 or TF32 products lose too many digits.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from torch.autograd.function import once_differentiable
 
 from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.errors import UsageError
+
+from pdeb_dpot.spectral import forward_modes, inverse_modes, transform_for
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
@@ -124,7 +127,14 @@ class FourierMixer(nn.Module):
             ``spectrum[:m0, :m1, ...]`` (non-negative frequencies on every axis).
         act: Activation applied to the real and imaginary parts of the hidden layer.
         symmetric: Keep ``|k| < m`` on the two-sided axes instead (not the official rule).
+
+    Attributes:
+        transform: How the kept modes are computed: ``"auto"`` (the default),
+            ``"fft"`` or ``"dft"`` (see :mod:`pdeb_dpot.spectral`); the numbers agree to
+            float32 rounding. :func:`use_transform` sets it for a whole model.
     """
+
+    transform = "auto"
 
     def __init__(self, width: int, n_heads: int, modes: Sequence[int], act: str = "gelu",
                  symmetric: bool = False) -> None:
@@ -154,66 +164,58 @@ class FourierMixer(nn.Module):
         return f"width={self.width}, n_heads={self.n_heads}, modes {budgets}, symmetric={self.symmetric}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix ``x`` of shape ``(B, D, *S)``; returns the same shape and dtype."""
+        """Mix ``x`` of shape ``(B, D, *S)``; returns the same shape and dtype.
+
+        The work happens channels-last: given a channels-last ``x`` (as :class:`DPOT` passes
+        it), no copy of the field is made besides the transforms' own.
+        """
         modes = self.modes_by_ndim.get(x.ndim - 2)
         if modes is None:
             raise ValueError(f"mixer built for {sorted(self.modes_by_ndim)} spatial axes got input "
                              f"{tuple(x.shape)}")
-        spatial = x.shape[2:]
-        fft_dims = tuple(range(2, x.ndim))
+        spatial = tuple(x.shape[2:])
+        kept = self.kept_modes(spatial, modes)
+        transform = transform_for(x.device, self.transform)
         with fp32_exact(x.device.type):
-            x32 = x.float()  # (B, D, *S)
-            spectrum = torch.fft.rfftn(x32, dim=fft_dims, norm="ortho")  # (B, D, *K)
-            mixed = self.mix_modes(spectrum, modes)  # (B, D, *K') with K' <= K; missing modes are zero
-            # irfftn zero-pads every axis up to the full spectrum, which zeroes the dropped modes.
-            out = torch.fft.irfftn(mixed, s=spatial, dim=fft_dims, norm="ortho")  # (B, D, *S)
-            out = x32 + out  # x32 first: the sum keeps the input's memory layout
-        return out.to(x.dtype)
+            x32 = x.float().movedim(1, -1)  # (B, *S, D)
+            spectrum = forward_modes(x32, kept, transform)  # (B, *M, D): the kept modes only
+            out = x32 + inverse_modes(self.mix_modes(spectrum), spatial, kept, transform)  # (B, *S, D)
+        return out.movedim(-1, 1).to(x.dtype)
+
+    def kept_modes(self, spatial: Sequence[int], modes: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+        """Indices of the kept modes per axis of the ``rfftn`` spectrum of a ``spatial`` grid."""
+        last = len(spatial) - 1
+        return tuple(tuple(kept_indices(n // 2 + 1 if axis == last else n, m, self.symmetric, half_axis=axis == last))
+                     for axis, (n, m) in enumerate(zip(spatial, modes)))
 
     def weights(self) -> tuple[torch.Tensor, ...]:
         """``w1, b1, w2, b2`` in float32: ``(2, H, E, E)``, ``(2, H, E)``, twice; index 0 real, 1 imaginary."""
         return self.w1.float(), self.b1.float(), self.w2.float(), self.b2.float()
 
-    def mix_modes(self, spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
-        """Apply the spectral MLP to the kept modes of ``spectrum`` ``(B, D, *K)``.
-
-        Returns:
-            ``(B, D, *K')``: every axis cut after its last kept mode; the modes not kept are zero.
-        """
-        B, D = spectrum.shape[:2]
-        kept, scattered = self._gather_kept(spectrum, modes)  # (B, D, *M)
-        kept_shape = kept.shape[2:]
+    def mix_modes(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Apply the spectral MLP to every mode of ``spectrum``: complex ``(B, *M, D)`` -> the same."""
         H, E = self.n_heads, self.head_dim
-        z = torch.view_as_real(kept).unflatten(1, (H, E))  # (B, H, E, *M, 2)
-        z = z.movedim(2, -1).movedim(1, 0).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
+        z = torch.view_as_real(spectrum).unflatten(-2, (H, E))  # (B, *M, H, E, 2)
+        z = z.movedim(-3, 0).transpose(-1, -2).reshape(H, -1, 2 * E)  # (H, B*prod(M), 2E) = [re | im]
         w1, b1, w2, b2 = self.weights()
         hidden = self.act(exact_bmm(z, _ComplexAsRealBlock.apply(w1), _stacked_bias(b1)))  # (H, N, 2E)
         out = exact_bmm(hidden, _ComplexAsRealBlock.apply(w2), _stacked_bias(b2))  # (H, N, 2E)
-        out = out.view(H, B, *kept_shape, 2, E).movedim(0, 1).movedim(-1, 2)  # (B, H, E, *M, 2)
-        out = out.reshape(B, D, *kept_shape, 2)  # (B, D, *M, 2)
-        for axis, index_t, n in reversed(scattered):
-            # Only the symmetric option gets here: put the two frequency ranges back in place.
-            shape = list(out.shape)
-            shape[2 + axis] = n
-            out = out.new_zeros(shape).index_copy(2 + axis, index_t, out)
-        return torch.view_as_complex(out.contiguous())  # (B, D, *K')
+        out = out.view(H, *spectrum.shape[:-1], 2, E).movedim(0, -3).transpose(-1, -2)  # (B, *M, H, E, 2)
+        return torch.view_as_complex(out.reshape(*spectrum.shape, 2).contiguous())  # (B, *M, D)
 
-    def _gather_kept(self, spectrum: torch.Tensor, modes: Sequence[int]
-                     ) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor, int]]]:
-        """The kept modes ``(B, D, *M)``, and ``(axis, indices, length)`` of each gathered (not sliced) axis."""
-        full_shape = spectrum.shape[2:]
-        kept = spectrum
-        scattered: list[tuple[int, torch.Tensor, int]] = []
-        for axis, (n, m) in enumerate(zip(full_shape, modes)):
-            index = kept_indices(n, m, self.symmetric, half_axis=axis == len(full_shape) - 1)
-            if index == list(range(n)):
-                continue  # every mode: no slice, whose backward would zero-fill a copy of the gradient
-            if index == list(range(len(index))):
-                kept = kept.narrow(2 + axis, 0, len(index))  # a prefix: a view, no copy
-            else:
-                # Symmetric option: [0, m) and [n - m + 1, n), built on the device (no host copy).
-                device = spectrum.device
-                index_t = torch.cat([torch.arange(m, device=device), torch.arange(n - m + 1, n, device=device)])
-                kept = kept.index_select(2 + axis, index_t)
-                scattered.append((axis, index_t, n))
-        return kept, scattered
+
+def use_transform(model: nn.Module, transform: str) -> nn.Module:
+    """Make every Fourier mixer of ``model`` compute its modes with ``transform``.
+
+    Args:
+        model: A model holding :class:`FourierMixer` modules.
+        transform: ``"auto"``, ``"fft"`` or ``"dft"``.
+
+    Returns:
+        ``model`` itself.
+    """
+    transform_for(torch.device("cpu"), transform)  # refuses an unknown name
+    for module in model.modules():
+        if isinstance(module, FourierMixer):
+            module.transform = transform
+    return model

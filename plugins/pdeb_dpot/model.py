@@ -14,7 +14,9 @@ Forward pass, for ``x`` of shape ``(B, T_in, *S, C)``:
 2. optionally normalise per sample and channel (``normalize``);
 3. append coordinate channels (each spatial axis and time, ``linspace(0, 1)``);
 4. embed each frame by patches, add a learned positional embedding;
-5. aggregate the ``T_in`` frames into one latent field (:class:`TimeAggregator`);
+5. aggregate the ``T_in`` frames into one latent field (:class:`TimeAggregator`, which
+   folds the embedding's last linear layer into its own, so the per-frame latents are never
+   formed);
 6. ``depth`` blocks ``z + MLP(GN(FourierMixer(GN(z))))``;
 7. project back to ``T_out * C_out`` channels at full resolution.
 
@@ -150,17 +152,18 @@ class _GeluLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
         return F.linear(F.gelu(x), weight, bias)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         x, weight = ctx.saved_tensors
         rows = grad.reshape(-1, grad.shape[-1])  # (N, out)
         grad_weight = rows.t() @ F.gelu(x).reshape(-1, x.shape[-1])  # (out, in)
         grad_x = torch.ops.aten.gelu_backward(grad @ weight, x)  # (..., in)
-        return grad_x, grad_weight, rows.sum(0)
+        return grad_x, grad_weight, rows.sum(0) if ctx.has_bias else None
 
 
 def _autocast_on(x: torch.Tensor) -> bool:
@@ -171,8 +174,8 @@ def _autocast_on(x: torch.Tensor) -> bool:
         return False
 
 
-def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``F.linear(act(x), weight, bias)`` over the last axis; ``weight`` is ``(out, in)``.
+def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``F.linear(act(x), weight, bias)`` over the last axis; ``weight`` is ``(out, in)``, ``bias`` may be ``None``.
 
     Exact GELU outside autocast runs as :class:`_GeluLinear` (fewer saved activations, the
     same numbers); anything else runs as written.
@@ -186,9 +189,11 @@ def act_linear(act: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torc
 class PatchEmbed(nn.Module):
     """Per-frame patch embedding: Conv(kernel=stride=P) -> act -> 1x1 Conv.
 
-    The modules keep the official convolutions (and so their state-dict keys and shapes);
-    the forward pass runs both layers as matmuls over patches laid out channels-last,
-    since a stride-P convolution with a P-wide kernel is a matmul on non-overlapping patches.
+    The modules keep the official convolutions (and so their state-dict keys and shapes).
+    :meth:`forward` runs the patch convolution as a matmul over patches laid out
+    channels-last, since a stride-P convolution with a P-wide kernel is a matmul on
+    non-overlapping patches, and returns its output: the activation and the 1x1 convolution
+    are applied by :class:`TimeAggregator`, which folds that linear layer into its own.
 
     Args:
         ndim: Spatial dimensions.
@@ -211,20 +216,20 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
-        """Embed ``x`` ``(B, T, *S, C)`` and the channels ``shared`` ``(1, T, *S, C')`` that every
-        sample has alike (DPOT's coordinates), which follow ``x``'s channels in the official
-        layout; returns ``(B, *s, T, D)`` with ``s = S / P``.
+        """The patch convolution of ``x`` ``(B, T, *S, C)`` and of the channels ``shared``
+        ``(1, T, *S, C')`` that every sample has alike (DPOT's coordinates), which follow
+        ``x``'s channels in the official layout; returns ``(B, *s, T, hidden)`` with ``s = S / P``.
 
-        The patch convolution is linear in its input channels, so the shared channels' part is
+        The convolution is linear in its input channels, so the shared channels' part is
         computed once and broadcast over the batch instead of being concatenated to every sample.
         """
-        patch_conv, act, pointwise = self.proj
+        patch_conv = self.proj[0]
         P, C = self.patch_size, x.shape[-1]
         weight = patch_conv.weight.movedim(1, -1)  # (hidden, *P, C + C')
         hidden = F.linear(to_patches(x, P), weight[..., :C].flatten(1), patch_conv.bias)  # (B, *s, T, hidden)
         if shared is not None:
             hidden = hidden + F.linear(to_patches(shared, P), weight[..., C:].flatten(1))  # + (1, *s, T, hidden)
-        return act_linear(act, hidden, pointwise.weight.flatten(1), pointwise.bias)  # (B, *s, T, D)
+        return hidden
 
 
 def to_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -263,35 +268,43 @@ class TimeAggregator(nn.Module):
         if kind == "exp_mlp":
             self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, width).unsqueeze(0))  # (1, D)
 
-    def forward(self, z: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-        """Aggregate ``z + shift`` into ``(B, N, D)``: ``z`` ``(B, N, T, D)`` channels last, and
-        ``shift`` ``(N, D)`` (DPOT's positional embedding) added to every sample and frame.
+    def forward(self, hidden: torch.Tensor, act: nn.Module, embed_weight: torch.Tensor,
+                embed_bias: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Aggregate the latent frames ``z_t = act(hidden_t) @ embed_weight^T + embed_bias + shift``.
 
-        Where the weight is scaled (large inputs), the aggregation of ``shift`` is computed
-        once from ``sum_t W_t`` instead of adding it to every sample and frame: the
-        aggregation is linear, so ``sum_t W_t^T (z_t + shift) = sum_t W_t^T z_t + (sum_t W_t)^T shift``.
+        In DPOT the frames are the output of the patch embedding's last layer (a linear map
+        from ``H`` to ``D`` channels) plus the positional embedding ``shift``. Everything from
+        that layer to the aggregation is linear, so it folds into one ``(T * H, D)`` matrix and
+        the ``(B, N, T, D)`` frames are never formed::
+
+            sum_t W_t^T ((P a_t + p + s) * m_t) = sum_t (P^T diag(m_t) W_t)^T a_t + (sum_t diag(m_t) W_t)^T (p + s)
+
+        with ``a_t = act(hidden_t)``, ``P`` = ``embed_weight``, ``p`` = ``embed_bias``, ``s`` =
+        ``shift`` and ``m_t = cos(gamma t)``. That saves the ``(B*N, T*D) @ (T*D, D)`` product
+        of the straightforward form, most of the embedding's cost.
+
+        Args:
+            hidden: ``(B, N, T, H)``, the patch convolution's output, before ``act``.
+            act: The embedding's activation.
+            embed_weight: ``(D, H)``.
+            embed_bias: ``(D,)``.
+            shift: ``(N, D)``, added to every sample and frame.
+
+        Returns:
+            ``(B, N, D)``.
         """
-        B, N, T, D = z.shape
+        B, N, T, H = hidden.shape
         w = self.w  # (T, D_in, D_out)
-        scale_weight = B * N >= D
-        if shift is not None and not scale_weight:
-            z = z + shift.unsqueeze(-2)  # (B, N, T, D)
+        D = w.shape[-1]
         if self.kind == "exp_mlp":
-            t = torch.linspace(0, 1, T, device=z.device).unsqueeze(-1)  # (T, 1)
+            t = torch.linspace(0, 1, T, device=w.device).unsqueeze(-1)  # (T, 1)
             # An elementwise product, not a matmul, so autocast never runs this in bf16:
             # gamma reaches 2^10 and cos() of a rounded argument is noise.
             modulation = torch.cos(t * self.gamma.float())  # (T, D_in)
-            # Scaling z_t equals scaling W_t's input rows; scale whichever is smaller, since
-            # the product and its backward are memory-bound passes over it.
-            if scale_weight:
-                w = w * modulation.to(w.dtype).unsqueeze(-1)  # (T, D_in, D_out)
-            else:
-                z = z * modulation.to(z.dtype)  # (B, N, T, D)
-        # One GEMM over (t, d_in): (B*N, T*D_in) @ (T*D_in, D_out).
-        out = torch.matmul(z.reshape(B, N, T * D), w.reshape(T * D, D))  # (B, N, D)
-        if shift is not None and scale_weight:
-            out = out + shift @ w.sum(0)  # + (N, D), alike for every sample
-        return out
+            w = w * modulation.to(w.dtype).unsqueeze(-1)  # (T, D_in, D_out): diag(m_t) W_t
+        folded = torch.matmul(embed_weight.t(), w)  # (T, H, D_out): P^T diag(m_t) W_t
+        frames = act_linear(act, hidden.reshape(B, N, T * H), folded.reshape(T * H, D).t(), None)  # (B, N, D)
+        return frames + (embed_bias + shift) @ w.sum(0)  # + (N, D), alike for every sample
 
 
 class PointwiseConv(nn.Module):
@@ -412,10 +425,12 @@ class DPOT(nn.Module):
             sigma = x.std(dim=reduce_dims, keepdim=True) + 1e-6  # (B, 1, *1, C_in)
             x = (x - mu) / sigma  # (B, T, *S, C_in)
         coordinates = self._coordinates(T, spatial, x)  # (1, T, *S, ndim + 1), alike for every sample
-        z = self.patch_embed(x, coordinates)  # (B, *s, T, D)
-        latent = z.shape[1:-2]
+        hidden = self.patch_embed(x, coordinates)  # (B, *s, T, H)
+        latent = hidden.shape[1:-2]
         pos = resize_pos_embed(self.pos_embed, latent).flatten(2)[0].t()  # (prod(s), D)
-        z = self.time_agg_layer(z.reshape(B, -1, T, arch.embed_dim), pos)  # (B, prod(s), D)
+        _, act, pointwise = self.patch_embed.proj
+        z = self.time_agg_layer(hidden.flatten(1, -3), act, pointwise.weight.flatten(1), pointwise.bias,
+                                pos)  # (B, prod(s), D)
         z = z.reshape(B, *latent, arch.embed_dim)  # (B, *s, D)
         if arch.normalize:
             stats = torch.cat([mu, sigma], dim=-1).reshape(B, -1)  # (B, 2 C_in)

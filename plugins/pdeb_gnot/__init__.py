@@ -46,8 +46,7 @@ PROFILES = profiles_around_defaults(
 
 
 build, register_models = folded_model(
-    "gnot", GNOTConfig, PROFILES, "pdeb_gnot.model:GNOT",
-    heads_divide=("dim",),
+    "gnot", GNOTConfig, PROFILES, "pdeb_gnot.model:GNOT", heads_divide=("dim",),
     description="GNOT: normalised linear cross/self-attention with coordinate-gated mixture-of-experts FFNs",
     paper="Hao et al., GNOT: A General Neural Operator Transformer for Operator Learning, ICML 2023",
 )

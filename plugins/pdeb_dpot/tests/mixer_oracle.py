@@ -1,9 +1,10 @@
 """The straightforward Fourier mixer: the oracle the fused :class:`FourierMixer` is checked against.
 
-It computes the same spectral MLP the obvious way, one einsum per real/imaginary product on
-the whole spectrum followed by a mask of the kept modes, which is how the official DPOT code
-computes it. It shares everything else (parameters, FFTs, skip, float32 policy) with the
-model's mixer, so it checks exactly the part that is written differently.
+It computes the mixer the obvious way, as the official DPOT code does: ``rfftn`` of the
+channels-first field, one einsum per real/imaginary product on the whole spectrum, a mask
+of the kept modes, ``irfftn``. It shares only the parameters, the mode rule
+(``kept_indices``) and the float32 policy with the model's mixer, so it checks the
+transforms, the gathering of modes and the fused products.
 
 Tests import it as ``pdeb_dpot.tests.mixer_oracle``; ``benchmarks/dpot_step.py`` uses it as
 the baseline it times the fused mixer against.
@@ -16,13 +17,26 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from pdebench_core.devices import fp32_exact
+
 from pdeb_dpot.mixer import FourierMixer, kept_indices
 
 
 class ReferenceFourierMixer(FourierMixer):
-    """:class:`FourierMixer` whose spectral MLP runs as full-spectrum einsums and a mask."""
+    """:class:`FourierMixer` computed with full-grid FFTs, full-spectrum einsums and a mask."""
 
-    def mix_modes(self, spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix ``x`` of shape ``(B, D, *S)``."""
+        modes = self.modes_by_ndim[x.ndim - 2]
+        fft_dims = tuple(range(2, x.ndim))
+        with fp32_exact(x.device.type):
+            x32 = x.float()
+            spectrum = torch.fft.rfftn(x32, dim=fft_dims, norm="ortho")  # (B, D, *K)
+            mixed = self.mix_full_spectrum(spectrum, modes)  # (B, D, *K)
+            out = x32 + torch.fft.irfftn(mixed, s=x.shape[2:], dim=fft_dims, norm="ortho")
+        return out.to(x.dtype)
+
+    def mix_full_spectrum(self, spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
         """Apply the spectral MLP to every mode of ``(B, D, *K)``, then zero the modes not kept."""
         full_shape = spectrum.shape[2:]
         H, E = self.n_heads, self.head_dim

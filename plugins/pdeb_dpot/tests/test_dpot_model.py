@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdeb_dpot.mixer import FourierMixer, kept_indices
+from pdeb_dpot.mixer import FourierMixer, kept_indices, use_transform
 from pdeb_dpot.model import DPOT, Block, DPOTArchitecture
 from pdeb_dpot.multidim import MultiDimDPOT
 from pdeb_dpot.tests.mixer_oracle import ReferenceFourierMixer
@@ -101,16 +101,19 @@ def test_input_errors_are_one_line_usage_errors() -> None:
         tiny(time_agg="attention")
 
 
+@pytest.mark.parametrize("transform", ["fft", "dft"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["official", "symmetric"])
 @pytest.mark.parametrize("shape,modes", [
     ((16,), (5,)),
     ((12, 10), (4, 3)),  # truncated on both axes
     ((8, 8), (32, 32)),  # nothing truncated
     ((6, 8, 10), (3, 3, 2)),
+    ((7, 9), (2, 5)),  # odd grids: no Nyquist mode
 ])
-def test_fused_mixer_equals_reference(shape, modes, symmetric: bool) -> None:
+def test_fused_mixer_equals_reference(shape, modes, symmetric: bool, transform: str) -> None:
     torch.manual_seed(0)
     fused = FourierMixer(16, 4, modes, symmetric=symmetric)
+    fused.transform = transform
     reference = ReferenceFourierMixer(16, 4, modes, symmetric=symmetric)
     reference.load_state_dict(fused.state_dict())
     x = torch.randn(3, 16, *shape, requires_grad=True)
@@ -123,6 +126,16 @@ def test_fused_mixer_equals_reference(shape, modes, symmetric: bool) -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_the_transform_is_the_dft_on_the_cpu_and_the_fft_elsewhere() -> None:
+    from pdeb_dpot.spectral import transform_for
+
+    assert transform_for(torch.device("cpu")) == "dft"
+    assert transform_for(torch.device("meta")) == "fft" and transform_for(torch.device("cuda")) == "fft"
+    assert transform_for(torch.device("cpu"), "fft") == "fft"
+    with pytest.raises(ValueError, match="unknown spectral transform 'fast'"):
+        use_transform(tiny(), "fast")
+
+
 def test_kept_indices() -> None:
     assert kept_indices(16, 5, symmetric=False, half_axis=False) == [0, 1, 2, 3, 4]
     assert kept_indices(16, 5, symmetric=True, half_axis=False) == [0, 1, 2, 3, 4, 12, 13, 14, 15]
@@ -131,9 +144,11 @@ def test_kept_indices() -> None:
     assert kept_indices(4, 32, symmetric=False, half_axis=False) == [0, 1, 2, 3]
 
 
-def bias_only_mixer(modes, symmetric: bool, fused: bool) -> FourierMixer:
+def bias_only_mixer(modes, symmetric: bool, fused: str) -> FourierMixer:
     """A mixer with zero weights: it adds its bias b2 on every kept mode and nothing else."""
     mixer = (FourierMixer if fused else ReferenceFourierMixer)(8, 1, modes, symmetric=symmetric)
+    if fused:
+        mixer.transform = fused
     with torch.no_grad():
         for p in (mixer.w1, mixer.b1, mixer.w2):
             p.zero_()
@@ -141,8 +156,8 @@ def bias_only_mixer(modes, symmetric: bool, fused: bool) -> FourierMixer:
     return mixer
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_truncation_keeps_the_right_frequencies(fused: bool) -> None:
+@pytest.mark.parametrize("fused", ["fft", "dft", ""], ids=["fft", "dft", "reference"])
+def test_truncation_keeps_the_right_frequencies(fused: str) -> None:
     n = 12
 
     def kept(mixer: FourierMixer) -> tuple[set[int], set[int]]:
@@ -157,9 +172,10 @@ def test_truncation_keeps_the_right_frequencies(fused: bool) -> None:
     assert kept(bias_only_mixer((32, 32), symmetric=False, fused=fused)) == (set(range(n)), set(range(7)))
 
 
-def test_ffts_run_in_float32_under_bf16() -> None:
+@pytest.mark.parametrize("transform", ["fft", "dft"])
+def test_transforms_run_in_float32_under_bf16(transform: str) -> None:
     torch.manual_seed(0)
-    model = tiny().eval()
+    model = use_transform(tiny(), transform).eval()
     x = torch.randn(2, 4, 16, 16, 3)
     with torch.no_grad():
         exact = model(x)
@@ -170,7 +186,7 @@ def test_ffts_run_in_float32_under_bf16() -> None:
         assert torch.isfinite(approx).all()
         rel = ((approx.float() - exact).norm() / exact.norm()).item()
         assert rel < 0.05
-    mixer = FourierMixer(16, 2, (4, 4)).to(torch.bfloat16)
+    mixer = use_transform(FourierMixer(16, 2, (4, 4)), transform).to(torch.bfloat16)
     assert mixer(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
