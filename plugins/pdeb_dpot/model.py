@@ -300,11 +300,15 @@ class TimeAggregator(nn.Module):
             t = torch.linspace(0, 1, T, device=w.device).unsqueeze(-1)  # (T, 1)
             # An elementwise product, not a matmul, so autocast never runs this in bf16:
             # gamma reaches 2^10 and cos() of a rounded argument is noise.
-            modulation = torch.cos(t * self.gamma.float())  # (T, D_in)
-            w = w * modulation.to(w.dtype).unsqueeze(-1)  # (T, D_in, D_out): diag(m_t) W_t
-        folded = torch.matmul(embed_weight.t(), w)  # (T, H, D_out): P^T diag(m_t) W_t
+            modulation = torch.cos(t * self.gamma.float()).to(w.dtype)  # (T, D_in)
+        else:
+            modulation = torch.ones(T, D, device=w.device, dtype=w.dtype)
+        # The modulation scales the small factors, never W itself: W is the largest tensor here.
+        embed_rows = embed_weight.t().unsqueeze(0) * modulation.unsqueeze(1)  # (T, H, D_in): P^T diag(m_t)
+        folded = torch.matmul(embed_rows, w)  # (T, H, D_out)
         frames = act_linear(act, hidden.reshape(B, N, T * H), folded.reshape(T * H, D).t(), None)  # (B, N, D)
-        return frames + (embed_bias + shift) @ w.sum(0)  # + (N, D), alike for every sample
+        modulated_sum = torch.einsum("td,tde->de", modulation, w)  # (D_in, D_out): sum_t diag(m_t) W_t
+        return frames + (embed_bias + shift) @ modulated_sum  # + (N, D), alike for every sample
 
 
 class PointwiseConv(nn.Module):
