@@ -143,8 +143,11 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
 
 def integer_fields(config: type) -> tuple[str, ...]:
     """The fields of a config dataclass declared ``int`` (not ``bool``, not optional), in order."""
-    hints = typing.get_type_hints(config)
-    return tuple(f.name for f in dataclasses.fields(config) if hints[f.name] is int)
+    try:
+        hints = typing.get_type_hints(config)
+    except NameError:  # an annotation names a type imported only for type checkers
+        hints = {f.name: f.type for f in dataclasses.fields(config)}
+    return tuple(f.name for f in dataclasses.fields(config) if hints[f.name] in (int, "int"))
 
 
 def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, Any]], target: str, *,

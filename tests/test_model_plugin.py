@@ -125,3 +125,10 @@ def test_choice_and_divisibility_messages_name_the_setting():
                                          r"\(change model.toy.patch_size or resize the data\)"):
         require_grid_divisible(toy_spec((12,)), 8, "toy", setting="patch_size", reason="patch_size=8")
     require_grid_divisible(toy_spec((16,)), 8, "toy", setting="patch_size", reason="patch_size=8")
+
+
+def test_integer_fields_tolerate_annotations_only_type_checkers_can_resolve():
+    namespace: dict = {}
+    exec("from __future__ import annotations\nfrom dataclasses import dataclass\n"
+         "@dataclass\nclass Hinted:\n    width: int = 4\n    table: Unresolvable | None = None\n", namespace)
+    assert integer_fields(namespace["Hinted"]) == ("width",)

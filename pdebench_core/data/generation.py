@@ -99,6 +99,9 @@ def smoke_profile(config: type, n_frames: int, **overrides: Any) -> dict[str, An
         The profile's overrides of the config defaults.
     """
     defaults = config()
+    if int(defaults.n_frames) < 2:
+        raise ValueError(f"smoke_profile: {config.__name__}'s default n_frames ({defaults.n_frames}) has no "
+                         f"frame spacing; write the smoke profile's t_end by hand")
     spacing = float(defaults.t_end) / (int(defaults.n_frames) - 1)
     return {"n_frames": n_frames, "t_end": round((n_frames - 1) * spacing, 12), **SMOKE_SPLITS, **overrides}
 

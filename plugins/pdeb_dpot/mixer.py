@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
-from torch.autograd.function import once_differentiable
 
 from pdebench_core.devices import exact_bmm, fp32_exact
 from pdebench_core.errors import UsageError
@@ -85,30 +84,29 @@ def kept_indices(n: int, modes: int, symmetric: bool, half_axis: bool) -> list[i
 class _ComplexAsRealBlock(torch.autograd.Function):
     """``(2, H, I, O)`` real/imag weights -> ``(H, 2I, 2O)`` real matrix acting on ``[re | im]``.
 
-    The block is ``[[re, im], [-im, re]]``. Written with ``cat`` and ``select`` its backward
-    zero-fills a weight-sized gradient for each of the six selects and sums them; here the
-    backward reads each quarter of the incoming gradient once.
+    The block is ``[[re, im], [-im, re]]``. Written with ``cat`` and ``select``, autograd's
+    backward zero-fills a weight-sized gradient for each of six selects and sums them; this
+    backward adds the four quarters of the incoming gradient pairwise instead. It is itself
+    differentiable and works under ``torch.func`` transforms.
     """
 
-    @staticmethod
-    def forward(ctx, w: torch.Tensor) -> torch.Tensor:
-        _, H, I, O = w.shape
-        block = w.new_empty(H, 2, I, 2, O)
-        block[:, 0, :, 0] = w[0]  # rows multiplying the real part
-        block[:, 0, :, 1] = w[1]
-        torch.neg(w[1], out=block[:, 1, :, 0])  # rows multiplying the imaginary part
-        block[:, 1, :, 1] = w[0]
-        return block.view(H, 2 * I, 2 * O)
+    generate_vmap_rule = True
 
     @staticmethod
-    @once_differentiable
+    def forward(w: torch.Tensor) -> torch.Tensor:
+        top = torch.cat([w[0], w[1]], dim=-1)  # (H, I, 2O): rows that multiply the real part
+        bottom = torch.cat([-w[1], w[0]], dim=-1)  # (H, I, 2O): rows that multiply the imaginary part
+        return torch.cat([top, bottom], dim=1)  # (H, 2I, 2O)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass  # linear: the backward needs nothing from the forward pass
+
+    @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        H, two_i, two_o = grad.shape
-        quarters = grad.reshape(H, 2, two_i // 2, 2, two_o // 2)
-        grad_w = grad.new_empty(2, H, two_i // 2, two_o // 2)
-        torch.add(quarters[:, 0, :, 0], quarters[:, 1, :, 1], out=grad_w[0])
-        torch.sub(quarters[:, 0, :, 1], quarters[:, 1, :, 0], out=grad_w[1])
-        return grad_w
+        quarters = grad.unflatten(1, (2, -1)).unflatten(-1, (2, -1))  # (H, 2, I, 2, O)
+        return torch.stack([quarters[:, 0, :, 0] + quarters[:, 1, :, 1],
+                            quarters[:, 0, :, 1] - quarters[:, 1, :, 0]])  # (2, H, I, O)
 
 
 def _stacked_bias(b: torch.Tensor) -> torch.Tensor:

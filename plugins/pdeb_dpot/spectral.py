@@ -11,8 +11,9 @@ implementations give the same numbers (to float32 rounding):
   channels-last field where it lies (a batched left-multiplication over the axis). On a
   CPU the latent grids of DPOT (4 to 32 cells an axis) are small enough that these
   matmuls beat the FFTs and their copies: a DPOT-Ti training step at 64x64 takes about
-  5% less time, in 3D (32^3) about 11% less. On a GPU the FFTs stay cheaper, since the
-  transforms run in exact float32 beside a bf16 network.
+  5% less time, in 3D (32^3) about 11% less. On a GPU the FFTs are expected to stay
+  cheaper, since the transforms run in exact float32 beside a bf16 network; that has not
+  been measured.
 
 ``"auto"`` (:func:`transform_for`) picks the DFT on the CPU and the FFT elsewhere.
 
@@ -22,10 +23,10 @@ the one-sided (real-input) axis, as in ``rfftn``.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from pdebench_core.devices import exact_bmm
@@ -83,10 +84,12 @@ def _fft_forward(x: torch.Tensor, kept: Kept) -> torch.Tensor:
     axes = tuple(range(1, x.ndim - 1))
     spectrum = torch.fft.rfftn(x, dim=axes, norm="ortho")  # (B, *K, D)
     for axis, index in zip(axes, kept):
+        if len(index) == spectrum.shape[axis]:
+            continue  # every mode: no slice, whose backward would zero-fill a copy of the gradient
         if index == tuple(range(len(index))):
             spectrum = spectrum.narrow(axis, 0, len(index))  # a prefix: a view, no copy
         else:  # the symmetric option: [0, m) and [n - m + 1, n)
-            spectrum = spectrum.index_select(axis, torch.tensor(index, device=x.device))
+            spectrum = spectrum.index_select(axis, _index(index, x.device))
     return spectrum
 
 
@@ -97,7 +100,7 @@ def _fft_inverse(modes: torch.Tensor, spatial: tuple[int, ...], kept: Kept) -> t
             # Put the two frequency ranges of the symmetric option back in place.
             shape = list(modes.shape)
             shape[axis] = n
-            modes = modes.new_zeros(shape).index_copy(axis, torch.tensor(index, device=modes.device), modes)
+            modes = modes.new_zeros(shape).index_copy(axis, _index(index, modes.device), modes)
     # irfftn zero-pads every axis up to the full spectrum, which zeroes the dropped modes.
     return torch.fft.irfftn(modes, s=spatial, dim=axes, norm="ortho")
 
@@ -133,35 +136,67 @@ def _along(basis: torch.Tensor, field: torch.Tensor, axis: int) -> torch.Tensor:
     return out.view(shape)
 
 
-def _angles(n: int, kept: tuple[int, ...]) -> torch.Tensor:
+# --- constants: bases and indices ---------------------------------------------------------------
+#
+# Built with numpy and cached per device, but only when torch returned a plain tensor, so a
+# first call under inference mode, a fake-tensor mode or a tracer cannot leave a stand-in
+# behind for later real calls.
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(key: tuple, build: Callable[[], "np.ndarray"], device: torch.device) -> torch.Tensor:
+    """The array ``build()`` makes, as a tensor on ``device``; made once per ``key`` and device."""
+    cached = _CONSTANTS.get((*key, device))
+    if cached is not None:
+        return cached
+    with torch.inference_mode(False):
+        if device.type == "cpu":
+            tensor = torch.from_numpy(np.ascontiguousarray(build()))
+        else:
+            tensor = _constant(key, build, torch.device("cpu")).to(device)
+    if type(tensor) is torch.Tensor:
+        _CONSTANTS[(*key, device)] = tensor
+    return tensor
+
+
+def _index(index: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The kept indices as a tensor on ``device``, for ``index_select`` and ``index_copy``."""
+    return _constant(("index", index), lambda: np.asarray(index, dtype=np.int64), device)
+
+
+def _angles(n: int, kept: tuple[int, ...]) -> "np.ndarray":
     """``2 pi k x / n`` in float64: ``(len(kept), n)``."""
-    k = torch.tensor(kept, dtype=torch.float64).unsqueeze(1)
-    return 2 * math.pi * k * torch.arange(n, dtype=torch.float64) / n
+    return 2 * np.pi * np.outer(np.asarray(kept, dtype=np.float64), np.arange(n, dtype=np.float64)) / n
 
 
-@functools.lru_cache(maxsize=None)
 def _real_basis(n: int, kept: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Real input to ``[re; im]`` of the kept one-sided modes: ``(2k, n)`` float32."""
-    angle = _angles(n, kept)
-    return (torch.cat([angle.cos(), -angle.sin()]) / math.sqrt(n)).to(device, torch.float32)
+    def build() -> "np.ndarray":
+        angle = _angles(n, kept)
+        return (np.concatenate([np.cos(angle), -np.sin(angle)]) / math.sqrt(n)).astype(np.float32)
+
+    return _constant(("real", n, kept), build, device)
 
 
-@functools.lru_cache(maxsize=None)
 def _real_inverse_basis(n: int, kept: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``[re; im]`` of one-sided modes to the real signal: ``(n, 2k)`` float32.
 
     Each mode but the zero and Nyquist ones stands for itself and its conjugate, so counts
     twice; the imaginary parts of those two are ignored, as ``irfft`` does.
     """
-    angle = _angles(n, kept)
-    twice = torch.tensor([1.0 if k == 0 or 2 * k == n else 2.0 for k in kept], dtype=torch.float64).unsqueeze(1)
-    basis = torch.cat([twice * angle.cos(), -twice * angle.sin()]).t() / math.sqrt(n)
-    return basis.contiguous().to(device, torch.float32)
+    def build() -> "np.ndarray":
+        angle = _angles(n, kept)
+        twice = np.asarray([1.0 if k == 0 or 2 * k == n else 2.0 for k in kept])[:, None]
+        return (np.concatenate([twice * np.cos(angle), -twice * np.sin(angle)]).T / math.sqrt(n)).astype(np.float32)
+
+    return _constant(("real-inverse", n, kept), build, device)
 
 
-@functools.lru_cache(maxsize=None)
 def _complex_basis(n: int, kept: tuple[int, ...], device: torch.device, inverse: bool) -> torch.Tensor:
     """``exp(-2 pi i k x / n) / sqrt(n)``: ``(k, n)`` forward, or its adjoint ``(n, k)``; complex64."""
-    angle = _angles(n, kept)
-    basis = torch.polar(torch.full_like(angle, 1 / math.sqrt(n)), -angle)
-    return (basis.t().conj() if inverse else basis).resolve_conj().contiguous().to(device, torch.complex64)
+    def build() -> "np.ndarray":
+        basis = np.exp(-1j * _angles(n, kept)) / math.sqrt(n)  # (k, n)
+        return (basis.conj().T if inverse else basis).astype(np.complex64)
+
+    return _constant(("complex", n, kept, inverse), build, device)

@@ -284,3 +284,13 @@ def test_architecture_is_checked_when_created() -> None:
         DPOTArchitecture(ndim=4)
     with pytest.raises(UsageError, match="normalize=True needs out_channels == in_channels"):
         DPOTArchitecture(normalize=True, in_channels=4, out_channels=2)
+
+
+def test_the_cpu_transform_trains_after_its_first_call_ran_in_inference_mode() -> None:
+    mixer = FourierMixer(8, 2, (3, 2))  # a grid no other test uses, so its bases are built here
+    mixer.transform = "dft"
+    x = torch.randn(1, 8, 13, 11)
+    with torch.inference_mode():
+        mixer(x)
+    mixer(x.requires_grad_()).square().sum().backward()  # the cached bases are not inference tensors
+    assert torch.isfinite(x.grad).all() and mixer.w1.grad is not None
