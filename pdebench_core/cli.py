@@ -186,14 +186,37 @@ def run(
         raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume, nodes))
     try:
         ctx = execute(cfg, resume=bool(resume), quiet=quiet)
-    finally:
-        worker = _leave_process_group()
+    except BaseException as exc:
+        if _leave_process_group():
+            _end_failed_worker(exc)
+        raise
+    worker = _leave_process_group()
     if ctx.is_main:
         _print_results(ctx)
     if worker:
         from pdebench_core.distributed import end_worker
 
         end_worker(0)
+
+
+def _end_failed_worker(exc: BaseException) -> None:
+    """Report the error of a worker of a multi-process run and end it with its exit code.
+
+    Like a finished worker, a failed one leaves without interpreter shutdown, where gloo's
+    threads could turn its exit status into an abort (see ``end_worker``).
+    """
+    import traceback
+
+    from pdebench_core.cli_common import report_error
+    from pdebench_core.distributed import end_worker
+
+    if isinstance(exc, (SystemExit, typer.Exit)):
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        end_worker(code if isinstance(code, int) else 1)
+    code = report_error(exc)
+    if code is None:
+        traceback.print_exception(exc)
+    end_worker(1 if code is None else code)
 
 
 def _check_process_count(nproc: int, device: str) -> None:
@@ -236,8 +259,6 @@ def _check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[s
 def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
     """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
     (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
-    import subprocess
-
     from pdebench_core.runs import new_run_id
 
     argv = list(sys.argv[1:])
@@ -255,9 +276,31 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -
     if not resume and "--run-id" not in cleaned:
         cleaned += ["--run-id", cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
     launch = nodes or ["--standalone"]
-    command = [sys.executable, "-m", "torch.distributed.run", *launch, f"--nproc-per-node={nproc}",
-               "-m", "pdebench_core.cli", *cleaned]
-    return subprocess.call(command)
+    return _torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned])
+
+
+def _torchrun(arguments: list[str]) -> int:
+    """Run torch's launcher in this process; the exit status of the run.
+
+    Each worker reports its own error in one line (:func:`_end_failed_worker`), so the
+    launcher's own account of a failure (log lines and a ``ChildFailedError`` traceback) is
+    not shown; a worker killed by a signal, which could not report, is named in one line.
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(arguments))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode >= 0:
+            return failure.exitcode or 1
+        typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)
+        return 128 - failure.exitcode
+    return 0
 
 
 def _leave_process_group() -> bool:

@@ -5,11 +5,27 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
 from pdebench_core.errors import PdebError
+
+
+def report_error(exc: BaseException) -> Optional[int]:
+    """Print a :class:`PdebError` as ``error: ...`` (or an interruption as one word) on stderr.
+
+    Returns:
+        Its exit code (2 for usage errors, 130 for an interruption), or ``None`` for any
+        other exception, which this does not print.
+    """
+    if isinstance(exc, PdebError):
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    return None
 
 
 @contextmanager
@@ -17,12 +33,8 @@ def user_errors() -> Iterator[None]:
     """Turn :class:`PdebError` into ``error: ...`` on stderr and its exit code (2 for usage errors)."""
     try:
         yield
-    except PdebError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
+    except (PdebError, KeyboardInterrupt) as exc:
+        raise typer.Exit(report_error(exc)) from None
 
 
 def friendly(fn: Callable) -> Callable:

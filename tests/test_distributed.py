@@ -384,3 +384,16 @@ def test_pdeb_run_names_a_stopped_process(fresh_home):
 
 if __name__ == "__main__":
     _worker_main(*sys.argv[1:])
+
+
+def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fresh_home):
+    import subprocess
+
+    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
+               "smoke", "--device", "cpu", "--quiet", "--nproc-per-node", "2", "train.max_steps=2",
+               "model.width=0"]  # refused when the model is built, inside every worker
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and set(errors) == {"error: model.fno.width must be a positive integer, got 0"}
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
