@@ -5,8 +5,8 @@ them step by step (interleaved repetitions), so load from other processes on the
 hits both alike; the ratio of their times is the figure to read. The baseline is the
 official model (``--official DIR``: a local checkout of thu-ml/DPOT holding
 ``models/dpot.py`` and ``models/dpot3d.py``); without it, the baseline is pdeb's DPOT with
-the reference Fourier mixer (the tests' oracle, ``pdeb_dpot/tests/mixer_oracle.py``), which
-measures the fused mixer only.
+its mixer and time aggregation in their straightforward forms (the tests' oracles,
+``pdeb_dpot/tests/oracle.py``), which measures what the fused layers gain, not the rest.
 
 Reported per configuration: median and minimum ms per step of each model, their ratio
 (baseline / pdeb), the bytes autograd saves for the backward pass (deduplicated by
@@ -19,7 +19,7 @@ its row also gives the fraction counted in the official model's FLOPs.
 
 A training step is forward, DPOT's relative-L2 loss, backward and an Adam step, each model
 with the optimizer its own training code builds: pdeb's ``make_optimizer`` (fused Adam where
-torch has the kernel) and, for the official model and the reference-mixer baseline,
+torch has the kernel) and, for the official model and the reference baseline,
 ``torch.optim.Adam`` with default settings as the official ``train_temporal.py`` builds it
 (on the CPU torch then updates one tensor at a time). A rollout
 is ``--rollout`` autoregressive forward passes without gradients. Defaults: DPOT-Ti, batch
@@ -125,12 +125,12 @@ def build_pair(ndim: int, grid: int, size: str, official_dir: Path | None) -> tu
     torch.manual_seed(0)
     ours = build_official(config, ndim=ndim)
     if official_dir is None:
-        from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
+        from pdeb_dpot.tests.oracle import use_reference_layers
 
-        baseline = use_reference_mixers(build_official(config, ndim=ndim))
+        baseline = use_reference_layers(build_official(config, ndim=ndim))
         baseline.load_state_dict(ours.state_dict(), strict=True)
         return (Contender("pdeb", ours, official_layout=False, pdeb_optimizer=True),
-                Contender("reference mixer", baseline, official_layout=False, pdeb_optimizer=False))
+                Contender("reference", baseline, official_layout=False, pdeb_optimizer=False))
     official = load_official_class(official_dir, ndim)(**config)
     official.load_state_dict(ours.state_dict(), strict=True)  # the official keys and shapes
     return (Contender("pdeb", ours, official_layout=False, pdeb_optimizer=True),
@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.official is None:
-        print("no --official DIR given: comparing with pdeb's DPOT using the reference Fourier mixer only")
+        print("no --official DIR given: comparing with pdeb's DPOT using the reference mixer and time "
+              "aggregation only")
     from pdebench_core.host_memory import keep_freed_memory
 
     kept = keep_freed_memory()  # as pdeb run does on the CPU

@@ -49,7 +49,7 @@ from typing import Any, Callable, Optional
 
 # Run from a source checkout without installing: the repository root and its bundled plugins.
 _ROOT = Path(__file__).resolve().parents[1]
-for _path in (_ROOT, _ROOT / "plugins"):
+for _path in (_ROOT, _ROOT / "plugins", _ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.append(str(_path))
 
@@ -273,22 +273,47 @@ def time_engine(size: str, batch: int, warmup: int, steps: int, compile_model: b
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "timed_steps": len(rates) * log_every}
 
 
-def time_official(size: str, batch: int, warmup: int, steps: int, device: str = "cuda") -> dict[str, float]:
-    """Samples/s of the official-style float32 model: reference mixer, no autocast, no TF32."""
+def official_config(size: str) -> dict[str, Any]:
+    """The official constructor's arguments for DPOT-``size`` at the check's grid."""
+    from pdeb_dpot import SIZES
+
+    return dict(img_size=GRID, patch_size=8, in_channels=CHANNELS, out_channels=CHANNELS,
+                in_timesteps=FRAMES_IN, out_timesteps=1, modes=32, n_cls=12, **SIZES[size])
+
+
+def official_model(size: str, official_dir: Optional[Path]) -> tuple["torch.nn.Module", bool]:
+    """The official DPOT-``size`` from a checkout of thu-ml/DPOT, or else pdeb's DPOT computing as the
+    official code does (the tests' reference layers); and whether it takes the official ``(B, *S, T, C)``."""
+    from pdeb_dpot.official import build_official
+    from pdeb_dpot.tests.oracle import use_reference_layers
+
+    config = official_config(size)
+    if official_dir is None:
+        return use_reference_layers(build_official(config)), False
+    from dpot_step import load_official_class  # the same loader as the CPU step benchmark
+
+    return load_official_class(official_dir, 2)(**config), True
+
+
+def time_official(size: str, batch: int, warmup: int, steps: int, device: str = "cuda",
+                  official_dir: Optional[Path] = None) -> dict[str, float]:
+    """Samples/s of the official float32 model (or the official-style one): no autocast, no TF32."""
     import torch
 
-    from pdeb_dpot import SIZES
-    from pdeb_dpot.official import build_official
-    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
     from pdebench_core.devices import tf32_disabled
     from pdebench_core.losses import relative_l2_loss
 
-    model = build_official(dict(img_size=GRID, patch_size=8, in_channels=CHANNELS, out_channels=CHANNELS,
-                                in_timesteps=FRAMES_IN, out_timesteps=1, modes=32, **SIZES[size]))
-    model = use_reference_mixers(model).to(device)  # the official-style mixer: the tests' oracle
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-6)
+    model, official_layout = official_model(size, official_dir)
+    model = model.to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.9),
+                                 weight_decay=1e-6)
     x = torch.randn(batch, FRAMES_IN, GRID, GRID, CHANNELS, device=device)
     y = torch.randn(batch, 1, GRID, GRID, CHANNELS, device=device)
+    if official_layout:  # (B, X, Y, T, C) in and out; the 2D model also returns class logits
+        x, y = x.movedim(1, -2).contiguous(), y.movedim(1, -2).contiguous()
+        forward = lambda inputs: model(inputs)[0]  # noqa: E731
+    else:
+        forward = model
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     with tf32_disabled():  # the official scripts leave torch's default (no TF32 matmuls)
@@ -297,7 +322,7 @@ def time_official(size: str, batch: int, warmup: int, steps: int, device: str = 
                 torch.cuda.synchronize()
                 start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            relative_l2_loss(model(x), y).backward()
+            relative_l2_loss(forward(x), y).backward()
             optimizer.step()
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -334,7 +359,7 @@ def measure(size: str, args: argparse.Namespace, peak: Optional[tuple[str, float
         row["tflops"] = ours["samples_per_s"] * counted["flops"] / 1e12
         row["mfu"] = row["tflops"] / peak[1] if peak else None
     if not args.no_official:
-        row["official"] = _guarded(time_official, size, batch, 3, max(5, args.steps // 3))
+        row["official"] = _guarded(time_official, size, batch, 3, max(5, args.steps // 3), "cuda", args.official)
         if "samples_per_s" in row["official"] and "samples_per_s" in ours:
             row["ratio"] = ours["samples_per_s"] / row["official"]["samples_per_s"]
     row["seconds"] = time.perf_counter() - started
@@ -388,7 +413,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help=f"torch.compile: auto = models up to {COMPILE_LIMIT / 1e6:.0f}M parameters")
-    parser.add_argument("--no-official", action="store_true", help="skip the official-style fp32 model")
+    parser.add_argument("--official", type=Path, default=None, metavar="DIR",
+                        help="a checkout of thu-ml/DPOT: time its model as the fp32 baseline (default: pdeb's DPOT "
+                             "with the official forms of the mixer and time aggregation)")
+    parser.add_argument("--no-official", action="store_true", help="skip the fp32 baseline")
     parser.add_argument("--no-tests", action="store_true", help="skip the CUDA-only tests")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     parser.add_argument("--flops-only", action="store_true", help="print the FLOP counts only (no GPU needed)")
@@ -397,6 +425,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     unknown = sorted(set(sizes) - set(OFFICIAL_BATCH))
     if unknown or args.warmup < 1 or args.steps < 1:
         parser.error(f"unknown size {unknown}" if unknown else "--warmup and --steps must be at least 1")
+    if args.official is not None and not (args.official / "models" / "dpot.py").is_file():
+        parser.error(f"--official {args.official}: no models/dpot.py there; pass the root of a checkout of thu-ml/DPOT")
     args.sizes = sizes
     return args
 

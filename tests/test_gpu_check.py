@@ -49,9 +49,27 @@ def test_flop_counts_print_without_a_gpu(gpu_check):
     assert f"| DPOT-TI | 7.5M | {counted['flops'] / 1e9:.2f} | {counted['fft_share']:.2%} |" in result.stdout
 
 
-def test_bad_arguments_are_refused():
+def test_bad_arguments_are_refused(tmp_path):
     result = _run("--sizes", "xl")
     assert result.returncode == 2 and "unknown size ['xl']" in result.stderr
+    result = _run("--official", str(tmp_path))
+    assert result.returncode == 2 and "no models/dpot.py there" in result.stderr
+
+
+def test_without_the_official_code_the_baseline_computes_as_the_official_model(gpu_check):
+    from pdeb_dpot.tests.oracle import ReferenceFourierMixer, ReferenceTimeAggregator
+
+    baseline, official_layout = gpu_check.official_model("ti", None)
+    assert not official_layout
+    assert isinstance(baseline.time_agg_layer, ReferenceTimeAggregator)
+    assert all(isinstance(block.filter, ReferenceFourierMixer) for block in baseline.blocks)
+    from pdeb_dpot.official import build_official
+
+    fused = build_official(gpu_check.official_config("ti"))  # pdeb's own layers, the same weights
+    fused.load_state_dict(baseline.state_dict())
+    x = torch.randn(1, 10, 128, 128, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), baseline(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, card, tflops", [

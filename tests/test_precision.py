@@ -57,7 +57,7 @@ def recorder(monkeypatch):
 def _dpot(transform: str, spec: DataSpec):
     from pdeb_dpot import DPOTConfig, PROFILES, build
     from pdeb_dpot.mixer import use_transform
-    from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
+    from pdeb_dpot.tests.oracle import use_reference_mixers
 
     model = build(DPOTConfig(**PROFILES["smoke"]), spec)
     if transform == "reference":

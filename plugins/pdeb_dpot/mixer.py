@@ -11,7 +11,7 @@ the kept modes on the CPU, FFTs elsewhere), on the channels-last field, and each
 layer runs as one batched real matmul over heads (the complex product written as a 2x2 real
 block matrix). The straightforward form (FFTs, einsums over the whole spectrum, then a
 mask, as the official code computes it) lives with the tests as the oracle this one is
-checked against (``pdeb_dpot/tests/mixer_oracle.py``).
+checked against (``pdeb_dpot/tests/oracle.py``).
 
 One mixer serves inputs of several spatial dimensions when it is given a mode budget for
 each (:meth:`FourierMixer.add_modes`); its weights do not depend on the dimension.

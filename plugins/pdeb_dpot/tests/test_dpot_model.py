@@ -9,7 +9,7 @@ from pdebench_core.errors import UsageError
 from pdeb_dpot.mixer import FourierMixer, kept_indices, use_transform
 from pdeb_dpot.model import DPOT, Block, DPOTArchitecture
 from pdeb_dpot.multidim import MultiDimDPOT
-from pdeb_dpot.tests.mixer_oracle import ReferenceFourierMixer
+from pdeb_dpot.tests.oracle import ReferenceFourierMixer, use_reference_layers
 
 
 def tiny(ndim: int = 2, **overrides) -> DPOT:
@@ -294,3 +294,22 @@ def test_the_cpu_transform_trains_after_its_first_call_ran_in_inference_mode() -
         mixer(x)
     mixer(x.requires_grad_()).square().sum().backward()  # the cached bases are not inference tensors
     assert torch.isfinite(x.grad).all() and mixer.w1.grad is not None
+
+
+@pytest.mark.parametrize("time_agg", ["exp_mlp", "mlp"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_the_folded_time_aggregation_equals_the_official_form(ndim: int, time_agg: str) -> None:
+    torch.manual_seed(0)
+    fused = tiny(ndim, img_size=8, time_agg=time_agg)
+    reference = use_reference_layers(tiny(ndim, img_size=8, time_agg=time_agg))
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 4, *(8,) * ndim, 3)
+    results = []
+    for model in (fused, reference):
+        out = model(x)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        results.append((out, torch.autograd.grad(out.sin().sum(), trainable)))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    names = [name for name, p in fused.named_parameters() if p.requires_grad]
+    for name, a, b in zip(names, results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

@@ -11,7 +11,7 @@ import torch
 from pdeb_dpot import SIZES
 from pdeb_dpot.checkpoint import transfer_2d_to_3d
 from pdeb_dpot.official import build_official, from_official_layout, to_official_layout
-from pdeb_dpot.tests.mixer_oracle import use_reference_mixers
+from pdeb_dpot.tests.oracle import use_reference_layers
 
 DATA = Path(__file__).parent / "data"
 MODEL_FILES = {
@@ -32,13 +32,13 @@ def load(name: str) -> dict:
     return torch.load(DATA / f"{name}.pt", weights_only=True)
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference-mixer"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference-layers"])
 @pytest.mark.parametrize("name", list(MODEL_FILES))
 def test_reproduces_official_output(name: str, fused: bool) -> None:
     ref = load(name)
     model = build_official(ref["config"], ndim=MODEL_FILES[name]).eval()
     if not fused:
-        use_reference_mixers(model)
+        use_reference_layers(model)  # the mixer and the time aggregation as the official code computes them
     model.load_state_dict(ref["state_dict"], strict=True)
     with torch.no_grad():
         out, logits = model(from_official_layout(ref["input"]), return_cls_logits=True)

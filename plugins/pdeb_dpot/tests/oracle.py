@@ -1,13 +1,17 @@
-"""The straightforward Fourier mixer: the oracle the fused :class:`FourierMixer` is checked against.
+"""The straightforward forms of DPOT's fused layers: the oracles they are checked against.
 
-It computes the mixer the obvious way, as the official DPOT code does: ``rfftn`` of the
-channels-first field, one einsum per real/imaginary product on the whole spectrum, a mask
-of the kept modes, ``irfftn``. It shares only the parameters, the mode rule
-(``kept_indices``) and the float32 policy with the model's mixer, so it checks the
-transforms, the gathering of modes and the fused products.
+- :class:`ReferenceFourierMixer` computes the mixer the obvious way, as the official DPOT
+  code does: ``rfftn`` of the channels-first field, one einsum per real/imaginary product on
+  the whole spectrum, a mask of the kept modes, ``irfftn``. It shares only the parameters,
+  the mode rule (``kept_indices``) and the float32 policy with the model's mixer, so it
+  checks the transforms, the gathering of modes and the fused products.
+- :class:`ReferenceTimeAggregator` forms the latent frames (the embedding's 1x1 layer plus
+  the positional embedding), modulates them and sums ``W_t^T z_t`` over frames, as the
+  official code does, instead of folding the embedding's layer into the weight.
 
-Tests import it as ``pdeb_dpot.tests.mixer_oracle``; ``benchmarks/dpot_step.py`` uses it as
-the baseline it times the fused mixer against.
+Tests import it as ``pdeb_dpot.tests.oracle``; ``benchmarks/dpot_step.py`` and
+``benchmarks/gpu_check.py`` use :func:`use_reference_layers` for an official-style model
+when the official code is not at hand.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch.nn as nn
 from pdebench_core.devices import fp32_exact
 
 from pdeb_dpot.mixer import FourierMixer, kept_indices
+from pdeb_dpot.model import TimeAggregator
 
 
 class ReferenceFourierMixer(FourierMixer):
@@ -58,6 +63,20 @@ class ReferenceFourierMixer(FourierMixer):
         return out.flatten(-2).movedim(-1, 1)  # (B, D, *K)
 
 
+class ReferenceTimeAggregator(TimeAggregator):
+    """:class:`TimeAggregator` that forms the ``(B, N, T, D)`` latent frames and sums over them."""
+
+    def forward(self, hidden: torch.Tensor, act: nn.Module, embed_weight: torch.Tensor,
+                embed_bias: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The same arguments and result as :meth:`TimeAggregator.forward`."""
+        T = hidden.shape[2]
+        z = nn.functional.linear(act(hidden), embed_weight, embed_bias) + shift.unsqueeze(1)  # (B, N, T, D)
+        if self.kind == "exp_mlp":
+            t = torch.linspace(0, 1, T, device=z.device).unsqueeze(-1)  # (T, 1)
+            z = z * torch.cos(t * self.gamma.float())  # (B, N, T, D)
+        return torch.einsum("bntd,tde->bne", z, self.w)  # (B, N, D)
+
+
 def use_reference_mixers(model: nn.Module) -> nn.Module:
     """Switch every Fourier mixer of ``model`` to the reference form, in place.
 
@@ -70,4 +89,18 @@ def use_reference_mixers(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is FourierMixer:
             module.__class__ = ReferenceFourierMixer
+    return model
+
+
+def use_reference_layers(model: nn.Module) -> nn.Module:
+    """Switch every Fourier mixer and time aggregator of ``model`` to the reference form, in place.
+
+    The model then computes as the official code does, with the same parameters.
+
+    Returns:
+        ``model`` itself.
+    """
+    for module in use_reference_mixers(model).modules():
+        if type(module) is TimeAggregator:
+            module.__class__ = ReferenceTimeAggregator
     return model
