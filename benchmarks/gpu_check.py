@@ -16,9 +16,10 @@ engine's own step log after the warm-up steps, which hold the compilation. Per m
 - MFU: achieved FLOP/s over the card's dense bf16 peak, looked up by the card's name
   (FFT and float32 spectral FLOPs are counted against that same peak).
 
-Then the official-style float32 model (``build_official`` with the reference mixer, no
-autocast, no TF32, Adam) is timed in a plain loop on one fixed batch for the ratio; it
-loads no data, so the ratio is conservative. Last, the CUDA-only tests run
+Then the official float32 model (no autocast, no TF32, Adam) is timed in a plain loop on
+one fixed batch for the ratio: the official code itself with ``--official DIR`` (a checkout
+of thu-ml/DPOT), else pdeb's DPOT with its mixer and time aggregation in the official forms
+(the tests' oracles). It loads no data, so the ratio is conservative. Last, the CUDA-only tests run
 (``python -m pytest -q -m cuda tests/test_cuda.py``).
 
 Without a CUDA device it says so and exits 0; with ``--require-cuda`` it exits 1.
@@ -314,20 +315,26 @@ def time_official(size: str, batch: int, warmup: int, steps: int, device: str = 
         forward = lambda inputs: model(inputs)[0]  # noqa: E731
     else:
         forward = model
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     with tf32_disabled():  # the official scripts leave torch's default (no TF32 matmuls)
         for i in range(warmup + steps):
             if i == warmup:
-                torch.cuda.synchronize()
+                if on_cuda:
+                    torch.cuda.synchronize()
                 start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             relative_l2_loss(forward(x), y).backward()
             optimizer.step()
-        torch.cuda.synchronize()
+        if on_cuda:
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"samples_per_s": batch * steps / seconds, "ms_per_step": 1e3 * seconds / steps,
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+    figures = {"samples_per_s": batch * steps / seconds, "ms_per_step": 1e3 * seconds / steps}
+    if on_cuda:
+        figures["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return figures
 
 
 # ----------------------------------------------------------------------------- report
@@ -449,6 +456,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.flops_only:
         print_flops(args.sizes)
         return 0
+    if args.official is not None:  # refuse code that will not import before any GPU time is spent
+        from dpot_step import load_official_class
+
+        from pdebench_core.errors import UsageError
+
+        try:
+            load_official_class(args.official, 2)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not torch.cuda.is_available():
         if args.require_cuda:
             print("error: no CUDA device is available; run this check on a machine with an NVIDIA GPU",

@@ -143,3 +143,8 @@ def test_dpot_flops_on_meta_equal_a_real_count_and_include_the_ffts(gpu_check):
     fft = sum(v for op, v in forward.items() if "_fft_" in str(op))
     assert fft == 2 * gpu_check.fft_flops(16 * 16, 512 * SIZES["ti"]["depth"], real=True)
     assert 0 < counted["fft_share"] < 0.05
+
+
+def test_the_fp32_baseline_trains_and_is_timed(gpu_check):
+    figures = gpu_check.time_official("ti", batch=1, warmup=1, steps=1, device="cpu")
+    assert figures["samples_per_s"] > 0 and figures["ms_per_step"] > 0
