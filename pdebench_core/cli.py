@@ -289,11 +289,17 @@ def _torchrun(arguments: list[str]) -> int:
     import logging
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(parse_args(arguments))
+    except RendezvousError as exc:
+        reason = str(exc) or type(exc).__name__
+        typer.echo(f"error: the processes of this run did not all join ({reason}); start the same command on "
+                   f"every node with the same --rdzv-endpoint, which every node must reach", err=True)
+        return 1
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         if failure.exitcode >= 0:
