@@ -77,6 +77,8 @@ def load_official_class(directory: Path, ndim: int) -> type:
         spec.loader.exec_module(module)
     except ImportError as exc:
         raise UsageError(f"cannot import {path}: {exc}; install what it needs (e.g. einops)") from None
+    except Exception as exc:  # a broken or foreign checkout: say so in one line
+        raise UsageError(f"cannot import {path}: {type(exc).__name__}: {exc}; pass a checkout of thu-ml/DPOT") from None
     return getattr(module, name)
 
 

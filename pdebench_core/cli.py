@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 
@@ -210,9 +212,13 @@ def _end_failed_worker(exc: BaseException) -> None:
     from pdebench_core.cli_common import report_error
     from pdebench_core.distributed import end_worker
 
-    if isinstance(exc, (SystemExit, typer.Exit)):
-        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
-        end_worker(code if isinstance(code, int) else 1)
+    if isinstance(exc, typer.Exit):
+        end_worker(exc.exit_code)
+    if isinstance(exc, SystemExit):  # as Python treats it: None is success, other values are printed
+        if exc.code is None or isinstance(exc.code, int):
+            end_worker(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        end_worker(1)
     code = report_error(exc)
     if code is None:
         traceback.print_exception(exc)
@@ -284,29 +290,53 @@ def _torchrun(arguments: list[str]) -> int:
 
     Each worker reports its own error in one line (:func:`_end_failed_worker`), so the
     launcher's own account of a failure (log lines and a ``ChildFailedError`` traceback) is
-    not shown; a worker killed by a signal, which could not report, is named in one line.
+    not shown; a worker killed by a signal, which could not report, is named in one line, and
+    a signal to ``pdeb`` itself ends it with ``128 + signal``, as for any command.
     """
-    import logging
-
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    try:
-        run(parse_args(arguments))
-    except RendezvousError as exc:
-        reason = str(exc) or type(exc).__name__
-        typer.echo(f"error: the processes of this run did not all join ({reason}); start the same command on "
-                   f"every node with the same --rdzv-endpoint, which every node must reach", err=True)
-        return 1
-    except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        if failure.exitcode >= 0:
-            return failure.exitcode or 1
-        typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)
-        return 128 - failure.exitcode
+    with _launcher_state_restored():
+        try:
+            run(parse_args(arguments))
+        except SignalException as exc:
+            typer.echo("interrupted" if exc.sigval == signal.SIGINT else f"stopped by {exc.sigval.name}", err=True)
+            return 128 + int(exc.sigval)
+        except RendezvousError as exc:
+            reason = str(exc) or type(exc).__name__
+            typer.echo(f"error: the processes of this run did not all join ({reason}); start the same command "
+                       f"on every node with the same --rdzv-endpoint, which every node must reach", err=True)
+            return 1
+        except ChildFailedError as exc:
+            rank, failure = exc.get_first_failure()
+            if failure.exitcode >= 0:
+                return failure.exitcode or 1
+            typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)
+            return 128 - failure.exitcode
     return 0
+
+
+@contextlib.contextmanager
+def _launcher_state_restored() -> Iterator[None]:
+    """Quiet the launcher's loggers, and give back the signal handlers it installs, afterwards."""
+    import logging
+
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.startswith(prefixes)]
+    levels = [logger.level for logger in loggers]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _leave_process_group() -> bool:

@@ -273,6 +273,18 @@ def test_a_finished_worker_leaves_with_its_output_and_status():
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "final metrics", "a warning")
 
 
+@pytest.mark.parametrize("error, status, stderr", [
+    ("SystemExit(None)", 0, ""),  # as Python treats them
+    ("SystemExit('a message')", 1, "a message\n"),
+    ("KeyboardInterrupt()", 130, "interrupted\n"),
+    ("__import__('pdebench_core.errors').errors.UsageError('bad setting')", 2, "error: bad setting\n"),
+])
+def test_a_failed_worker_reports_its_error_and_leaves_with_its_code(error, status, stderr):
+    code = f"from pdebench_core.cli import _end_failed_worker; _end_failed_worker({error})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (status, stderr)
+
+
 # --------------------------------------------------------------------------- waiting and stopping
 
 
@@ -397,3 +409,22 @@ def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and set(errors) == {"error: model.fno.width must be a positive integer, got 0"}
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+
+
+def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fresh_home):
+    import subprocess
+
+    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
+               "smoke", "--device", "cpu", "--quiet", "--run-id", "stopped-by-term", "--nproc-per-node", "2",
+               "train.max_steps=100000", "train.log_every=1", "model.width=6", "model.modes=3"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = fresh_home / "runs" / "stopped-by-term" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: to the launcher alone
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr

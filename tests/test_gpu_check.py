@@ -148,3 +148,11 @@ def test_dpot_flops_on_meta_equal_a_real_count_and_include_the_ffts(gpu_check):
 def test_the_fp32_baseline_trains_and_is_timed(gpu_check):
     figures = gpu_check.time_official("ti", batch=1, warmup=1, steps=1, device="cpu")
     assert figures["samples_per_s"] > 0 and figures["ms_per_step"] > 0
+
+
+def test_an_official_checkout_that_does_not_import_is_one_line(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "dpot.py").write_text("def broken(:\n")
+    result = _run("--official", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: cannot import") and result.stderr.count("\n") == 1, result.stderr
