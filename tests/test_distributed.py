@@ -366,20 +366,40 @@ def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-@pytest.mark.slow
-def test_pdeb_run_names_a_stopped_process(fresh_home):
+def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fresh_home):
     import subprocess
 
     command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
-               "smoke", "--device", "cpu", "--quiet", "--run-id", "stopped", "--nproc-per-node", "2",
-               "train.max_steps=100000", "train.log_every=1", "train.dist_timeout=5", "model.width=6", "model.modes=3"]
+               "smoke", "--device", "cpu", "--quiet", "--nproc-per-node", "2", "train.max_steps=2",
+               "model.width=0"]  # refused when the model is built, inside every worker
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and set(errors) == {"error: model.fno.width must be a positive integer, got 0"}
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+
+
+def _training_run(home: Path, run_id: str, *settings: str):
+    """A two-process ``pdeb run`` that trains until stopped, once it has logged two steps."""
+    import subprocess
+
+    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
+               "smoke", "--device", "cpu", "--quiet", "--run-id", run_id, "--nproc-per-node", "2",
+               "train.max_steps=100000", "train.log_every=1", "model.width=6", "model.modes=3", *settings]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    metrics = fresh_home / "runs" / "stopped" / "metrics.jsonl"
+    metrics = home / "runs" / run_id / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
+    return proc
+
+
+@pytest.mark.slow
+def test_pdeb_run_names_a_stopped_process(fresh_home):
+    proc = _training_run(fresh_home, "stopped", "train.dist_timeout=5")
+    deadline = time.time() + 120
     rank1 = next(pid for pid in _descendants(proc.pid)
                  if b"LOCAL_RANK=1\x00" in Path(f"/proc/{pid}/environ").read_bytes())
     os.kill(rank1, signal.SIGSTOP)
@@ -394,37 +414,13 @@ def test_pdeb_run_names_a_stopped_process(fresh_home):
     assert "error: rank 1 stopped responding" in stderr and "train.dist_timeout=5 s" in stderr
 
 
-if __name__ == "__main__":
-    _worker_main(*sys.argv[1:])
-
-
-def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fresh_home):
-    import subprocess
-
-    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
-               "smoke", "--device", "cpu", "--quiet", "--nproc-per-node", "2", "train.max_steps=2",
-               "model.width=0"]  # refused when the model is built, inside every worker
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors and set(errors) == {"error: model.fno.width must be a positive integer, got 0"}
-    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
-
-
 def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fresh_home):
-    import subprocess
-
-    command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
-               "smoke", "--device", "cpu", "--quiet", "--run-id", "stopped-by-term", "--nproc-per-node", "2",
-               "train.max_steps=100000", "train.log_every=1", "model.width=6", "model.modes=3"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    metrics = fresh_home / "runs" / "stopped-by-term" / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
+    proc = _training_run(fresh_home, "stopped-by-term")
     proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: to the launcher alone
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr
+
+
+if __name__ == "__main__":
+    _worker_main(*sys.argv[1:])
