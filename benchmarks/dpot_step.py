@@ -161,14 +161,10 @@ def matmul_flops(fn: Callable[[], None], model: torch.nn.Module) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pdeb_dpot.mixer import use_transform
+    from pdeb_dpot.mixer import transform_in
 
-    use_transform(model, "fft")
-    try:
-        with FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        use_transform(model, "auto")
+    with transform_in(model, "fft"), FlopCounterMode(display=False) as counter:
+        fn()
     return counter.get_total_flops()
 
 

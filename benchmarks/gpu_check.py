@@ -142,20 +142,13 @@ def training_flops(model, x, autocast: bool = True) -> dict[str, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pdeb_dpot.mixer import FourierMixer, use_transform
+    from pdeb_dpot.mixer import transform_in
 
     counter = FlopCounterMode(display=False, custom_mapping=flop_mapping())
-    transforms = {mixer: mixer.transform for mixer in model.modules() if isinstance(mixer, FourierMixer)}
-    use_transform(model, "fft")
-    try:
-        with counter:
-            with torch.autocast(device_type="cuda" if x.is_cuda else "cpu", dtype=torch.bfloat16,
-                                enabled=autocast):
-                pred = model(x)
-            pred.float().square().sum().backward()
-    finally:
-        for mixer, transform in transforms.items():
-            mixer.transform = transform
+    with transform_in(model, "fft"), counter:
+        with torch.autocast(device_type="cuda" if x.is_cuda else "cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = model(x)
+        pred.float().square().sum().backward()
     counts = counter.get_flop_counts()["Global"]
     fft = sum(v for op, v in counts.items() if "_fft_" in str(op))
     return {"total": counter.get_total_flops(), "fft": fft}

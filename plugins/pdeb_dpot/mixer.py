@@ -23,7 +23,8 @@ most devices and bf16 or TF32 products lose too many digits.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -217,3 +218,19 @@ def use_transform(model: nn.Module, transform: str) -> nn.Module:
         if isinstance(module, FourierMixer):
             module.transform = transform
     return model
+
+
+@contextlib.contextmanager
+def transform_in(model: nn.Module, transform: str) -> Iterator[nn.Module]:
+    """Every Fourier mixer of ``model`` on ``transform`` inside the block, as it was after.
+
+    FLOP counts use it with ``"fft"``, so that the CPU's basis products, an implementation of
+    the same transform, are not counted as the model's work.
+    """
+    before = {module: module.transform for module in model.modules() if isinstance(module, FourierMixer)}
+    use_transform(model, transform)
+    try:
+        yield model
+    finally:
+        for module, choice in before.items():
+            module.transform = choice

@@ -86,7 +86,7 @@ def _fft_forward(x: torch.Tensor, kept: Kept) -> torch.Tensor:
     for axis, index in zip(axes, kept):
         if len(index) == spectrum.shape[axis]:
             continue  # every mode: no slice, whose backward would zero-fill a copy of the gradient
-        if index == tuple(range(len(index))):
+        if _is_prefix(index):
             spectrum = spectrum.narrow(axis, 0, len(index))  # a prefix: a view, no copy
         else:  # the symmetric option: [0, m) and [n - m + 1, n)
             spectrum = spectrum.index_select(axis, _index(index, x.device))
@@ -96,13 +96,18 @@ def _fft_forward(x: torch.Tensor, kept: Kept) -> torch.Tensor:
 def _fft_inverse(modes: torch.Tensor, spatial: tuple[int, ...], kept: Kept) -> torch.Tensor:
     axes = tuple(range(1, modes.ndim - 1))
     for axis, index, n in zip(axes[:-1], kept[:-1], spatial[:-1]):
-        if index != tuple(range(len(index))):
+        if not _is_prefix(index):
             # Put the two frequency ranges of the symmetric option back in place.
             shape = list(modes.shape)
             shape[axis] = n
             modes = modes.new_zeros(shape).index_copy(axis, _index(index, modes.device), modes)
     # irfftn zero-pads every axis up to the full spectrum, which zeroes the dropped modes.
     return torch.fft.irfftn(modes, s=spatial, dim=axes, norm="ortho")
+
+
+def _is_prefix(index: tuple[int, ...]) -> bool:
+    """Whether the kept modes are the first ones of their axis (else the symmetric option's two ranges)."""
+    return index == tuple(range(len(index)))
 
 
 # --- DFT as matmuls ----------------------------------------------------------------------------
