@@ -114,24 +114,29 @@ def reproduce_command(
                                              "the protocol scores)."),
     finetune_batch_size: Optional[int] = typer.Option(
         None, "--finetune-batch-size", min=1, help="Protocol: fine-tuning batch (default: the protocol's)."),
+    finetune_epochs: int = typer.Option(
+        0, "--finetune-epochs", help="Protocol: fine-tune for N epochs of each dataset instead of "
+                                     "--finetune-steps (the published fine-tuned cells are 200)."),
 ) -> None:
     """Rerun a run from its saved config, or run a protocol on a released checkpoint.
 
     With a run id: print the exact command that reruns the run (and run it with --execute).
-    With a protocol name: evaluate --checkpoint zero-shot (and after --finetune-steps) on every
+    With a protocol name: evaluate --checkpoint zero-shot (and after --finetune-steps or
+    --finetune-epochs) on every
     dataset of the protocol under --data-root, beside the published numbers.
     """
     from pdebench_core.protocols import find_protocol
 
     if checkpoint is not None or data_root is not None or find_protocol(target) is not None:
-        _reproduce_protocol(target, checkpoint, data_root, finetune_steps, fmt, device, published,
-                            max_trajectories, finetune_batch_size, execute or new_run_id is not None or as_json)
+        _reproduce_protocol(target, checkpoint, data_root, (finetune_steps, finetune_epochs), fmt, device,
+                            published, max_trajectories, finetune_batch_size,
+                            execute or new_run_id is not None or as_json)
         return
     _reproduce_run(target, execute, new_run_id, as_json)
 
 
-def _reproduce_protocol(name: str, checkpoint: Path | None, data_root: Path | None, finetune_steps: int, fmt: str,
-                        device: str, published: str | None, max_trajectories: int, finetune_batch_size: int | None,
+def _reproduce_protocol(name: str, checkpoint: Path | None, data_root: Path | None, finetune: tuple[int, int],
+                        fmt: str, device: str, published: str | None, max_trajectories: int, finetune_batch_size: int | None,
                         run_options: bool) -> None:
     from pdebench_core import protocol_report
     from pdebench_core.protocol_runs import reproduce
@@ -144,8 +149,9 @@ def _reproduce_protocol(name: str, checkpoint: Path | None, data_root: Path | No
     if checkpoint is None or data_root is None:
         raise UsageError(f"protocol '{name}' needs --checkpoint FILE and --data-root DIR")
     quiet = fmt != "table"
-    rep = reproduce(name, checkpoint, data_root, finetune_steps=finetune_steps, device=device, published=published,
-                    max_trajectories=max_trajectories, finetune_batch_size=finetune_batch_size,
+    rep = reproduce(name, checkpoint, data_root, finetune_steps=finetune[0], finetune_epochs=finetune[1],
+                    device=device, published=published, max_trajectories=max_trajectories,
+                    finetune_batch_size=finetune_batch_size,
                     log=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
     if fmt == "table":
         protocol_report.print_reproduction(rep)

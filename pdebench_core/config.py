@@ -202,12 +202,13 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
 
     task_comp = regs["task"].get(run.task)
     task_profile = profile_of(task_comp, prof)
-    # A task's profile may also set train defaults (e.g. pre-training's optimizer) under "train".
-    task_train = task_profile.pop("train", None)
+    # A task's profile may also set train and eval defaults (e.g. pre-training's optimizer)
+    # under "train" and "eval".
+    task_train, task_eval = task_profile.pop("train", None), task_profile.pop("eval", None)
     task_cfg = _section(task_comp.config, "task", task_profile, user.get("task"), cli.get("task"))
     core = CORE_PROFILES[prof]
     train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
-    evaluation = _section(EvalSection, "eval", core.get("eval"), user.get("eval"), cli.get("eval"))
+    evaluation = _section(EvalSection, "eval", core.get("eval"), task_eval, user.get("eval"), cli.get("eval"))
 
     sinks = _sink_sections(list(run.sinks), user, cli, regs, prof)
     cfg = OmegaConf.create({

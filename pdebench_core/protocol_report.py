@@ -24,8 +24,9 @@ def relative_difference(ours: float | None, published: float | None) -> float | 
 
 
 def _row(column: str, dataset: str, n: int, horizon: int, values: dict[str, float | None],
-         published: dict[str, float | None], notes: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"column": column, "dataset": dataset, "n": n, "horizon": horizon}
+         published: dict[str, float | None], notes: str, n_finetuned: int | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"column": column, "dataset": dataset, "n": n, "n_finetuned": n_finetuned,
+                           "horizon": horizon}
     for kind in KINDS:
         row[kind] = values.get(kind)
         row[f"published_{kind}"] = published.get(kind)
@@ -43,7 +44,7 @@ def table_rows(rep: Reproduction) -> list[dict[str, Any]]:
         values = {"zero_shot": result.zero_shot, "finetuned": result.finetuned}
         published = {kind: rep.published[kind].get(key) for kind in KINDS}
         rows.append(_row(key, result.column.dataset, result.n, result.horizon, values, published,
-                         "; ".join(result.notes)))
+                         "; ".join(result.notes), result.n_finetuned))
     for key, members in (rep.protocol.published.get("averages") or {}).items():
         if not all(m in by_key for m in members):
             continue
@@ -51,8 +52,9 @@ def table_rows(rep: Reproduction) -> list[dict[str, Any]]:
         values = {kind: statistics.fmean(getattr(p, kind) for p in parts)
                   if all(getattr(p, kind) is not None for p in parts) else None for kind in KINDS}
         published = {kind: rep.published[kind].get(key) for kind in KINDS}
+        tuned = [p.n_finetuned for p in parts]
         rows.append(_row(key, f"mean of {', '.join(members)}", sum(p.n for p in parts), parts[0].horizon,
-                         values, published, ""))
+                         values, published, "", None if None in tuned else sum(tuned)))
     return rows
 
 
@@ -79,9 +81,10 @@ def protocol_lines(rep: Reproduction) -> list[str]:
         f"zero-shot compared with {_label(rep.rows['zero_shot'])}" + (
             "" if rep.rows["zero_shot"] else " (no released size matches; choose a row with --published DPOT-Ti)"),
     ]
-    if rep.finetune_steps:
-        lines.append(f"fine-tuned {rep.finetune_steps} steps per dataset "
-                     f"({', '.join(f'{k} {v}' for k, v in rep.recipe.items())}), compared with "
+    if _finetuned(rep):
+        lines.append(f"fine-tuned {_length(rep)} per dataset "
+                     f"({', '.join(f'{k} {v}' for k, v in rep.recipe.items())}), scored on the official "
+                     f"fine-tuning's test set (test_size), compared with "
                      f"{_label(rep.rows['finetuned'])}, which was fine-tuned for 200 epochs")
     lines.append(f"published: {source.get('label', proto.published['source'])}; "
                  f"{' '.join(str(source.get('version', '')).split())}")
@@ -90,11 +93,19 @@ def protocol_lines(rep: Reproduction) -> list[str]:
     return lines
 
 
+def _finetuned(rep: Reproduction) -> bool:
+    return bool(rep.finetune_steps or rep.finetune_epochs)
+
+
+def _length(rep: Reproduction) -> str:
+    return f"{rep.finetune_epochs} epochs" if rep.finetune_epochs else f"{rep.finetune_steps} steps"
+
+
 def _columns(rep: Reproduction) -> list[str]:
     columns = ["column", "dataset", "n", "horizon", "zero_shot", "published_zero_shot",
                "relative_difference_zero_shot"]
-    if rep.finetune_steps:
-        columns += ["finetuned", "published_finetuned", "relative_difference_finetuned"]
+    if _finetuned(rep):
+        columns += ["n_finetuned", "finetuned", "published_finetuned", "relative_difference_finetuned"]
     return columns + ["notes"]
 
 
@@ -109,8 +120,9 @@ def _text(key: str, value: Any) -> str:
 
 
 def _headers(rep: Reproduction) -> dict[str, str]:
-    ft = f"fine-tuned ({rep.finetune_steps} steps)"
-    return {"column": "column", "dataset": "dataset", "n": "n", "horizon": "horizon", "zero_shot": "ours",
+    ft = f"fine-tuned ({_length(rep)})"
+    return {"column": "column", "dataset": "dataset", "n": "n", "n_finetuned": "n (fine-tuned)",
+            "horizon": "horizon", "zero_shot": "ours",
             "published_zero_shot": "published", "relative_difference_zero_shot": "rel. diff", "finetuned": ft,
             "published_finetuned": "published (200 epochs)", "relative_difference_finetuned": "rel. diff",
             "notes": "notes"}
@@ -123,7 +135,7 @@ def render(rep: Reproduction, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({
             "protocol": rep.protocol.name, "checkpoint": rep.checkpoint, "size": rep.size, "device": rep.device,
-            "finetune_steps": rep.finetune_steps, "compared_with": rep.rows, "settings": protocol_lines(rep),
+            "finetune_steps": rep.finetune_steps, "finetune_epochs": rep.finetune_epochs, "compared_with": rep.rows, "settings": protocol_lines(rep),
             "rows": [{k: r[k] for k in columns} for r in rows],
             "absent": [{"column": c.key, "dataset": c.dataset, "expected": c.test} for c in rep.absent],
         }, indent=2) + "\n"

@@ -35,6 +35,9 @@ class ColumnResult:
         horizon: Frames rolled out and scored.
         zero_shot: The metric of the checkpoint as released.
         finetuned: The metric after fine-tuning (``None`` without fine-tuning).
+        n_finetuned: Test trajectories the fine-tuned copy is scored on: the smaller test set
+            of the official fine-tuning script (``test_size``), not the released-checkpoint
+            evaluation's (``eval_test_size``).
         notes: Where the files differ from the protocol (grid, frames, trajectories).
     """
 
@@ -44,6 +47,7 @@ class ColumnResult:
     horizon: int
     zero_shot: float
     finetuned: float | None = None
+    n_finetuned: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,7 +59,8 @@ class Reproduction:
         protocol: The protocol run.
         checkpoint: The checkpoint file.
         size: The checkpoint's DPOT size (``ti``, ``s``, ...) or ``None``.
-        finetune_steps: Optimizer steps of fine-tuning per dataset (0 = none).
+        finetune_steps: Optimizer steps of fine-tuning per dataset (0 = none, or by epochs).
+        finetune_epochs: Epochs of fine-tuning per dataset (0 = none, or by steps).
         device: Where it ran.
         rows: ``{"zero_shot": published row, "finetuned": published row}`` compared with.
         published: ``{"zero_shot": {column: value}, "finetuned": {...}}``.
@@ -68,6 +73,7 @@ class Reproduction:
     checkpoint: str
     size: str | None
     finetune_steps: int
+    finetune_epochs: int
     device: str
     rows: dict[str, dict[str, Any] | None]
     published: dict[str, dict[str, float]]
@@ -145,14 +151,20 @@ def _file_notes(column: Column, shape: tuple[int, ...], n_found: int, wanted: in
 
 
 def evaluate_column(model: torch.nn.Module, protocol: Protocol, located: Located, device: torch.device,
-                    max_trajectories: int = 0) -> ColumnResult:
-    """Roll the model out on one dataset's test split as the protocol says and score it."""
+                    max_trajectories: int = 0, finetuned: bool = False) -> ColumnResult:
+    """Roll the model out on one dataset's test split as the protocol says and score it.
+
+    A released checkpoint is scored on the first ``eval_test_size`` test trajectories (the
+    official ``evaluate.py``), a fine-tuned copy (``finetuned``) on the first ``test_size``
+    (the official ``finetune.py`` reports on that test set).
+    """
     from pdebench_core import metrics
     from pdebench_core.evaluation import evaluate_dataset
 
     column, settings = located.column, protocol.evaluation
     pool = open_split(located.test, "test")
-    wanted = column.eval_test_size if not max_trajectories else min(max_trajectories, column.eval_test_size)
+    size = column.test_size if finetuned else column.eval_test_size
+    wanted = size if not max_trajectories else min(max_trajectories, size)
     n = min(wanted, len(pool))
     name = str(settings.get("metric", "l2re"))
     out = evaluate_dataset(
@@ -170,7 +182,7 @@ def evaluate_column(model: torch.nn.Module, protocol: Protocol, located: Located
 # --------------------------------------------------------------------------- fine-tuning
 
 
-def _train_section(protocol: Protocol, steps: int, batch_size: int | None):
+def _train_section(protocol: Protocol, steps: int, batch_size: int):
     from omegaconf import OmegaConf
 
     from pdebench_core.settings import TrainSection
@@ -178,17 +190,17 @@ def _train_section(protocol: Protocol, steps: int, batch_size: int | None):
     known = set(TrainSection.__dataclass_fields__)
     recipe = {k: v for k, v in protocol.finetune.items() if k in known}
     recipe.update(max_steps=int(steps), num_workers=0, checkpoint_every=0, eval_every=0, log_every=max(1, steps),
-                  precision=str(protocol.evaluation.get("precision", "fp32")), t_out=1)
-    if batch_size:
-        recipe["batch_size"] = int(batch_size)
+                  precision=str(protocol.evaluation.get("precision", "fp32")), t_out=1, batch_size=int(batch_size))
     return OmegaConf.merge(OmegaConf.structured(TrainSection), recipe)
 
 
 def finetune_column(pretrained: torch.nn.Module, protocol: Protocol, located: Located, steps: int,
                     device: torch.device, batch_size: int | None = None, seed: int = 0,
-                    log: Callable[[str], None] = print) -> torch.nn.Module:
-    """A copy of ``pretrained`` trained ``steps`` optimizer steps on one dataset's training split,
-    with the protocol's recipe (the engine's own training loop)."""
+                    log: Callable[[str], None] = print, epochs: int = 0) -> torch.nn.Module:
+    """A copy of ``pretrained`` trained on one dataset's training split with the protocol's
+    recipe (the engine's own training loop): ``steps`` optimizer steps, or with ``epochs`` that
+    many epochs of the split (each trajectory drawn once per epoch, the last partial batch
+    dropped)."""
     from pdebench_core.data.base import TrajectoryDataset
     from pdebench_core.data.pipeline import Group, Mixture, training_loader
     from pdebench_core.engine import Trainer
@@ -206,9 +218,16 @@ def finetune_column(pretrained: torch.nn.Module, protocol: Protocol, located: Lo
     group = Group(len(protocol.grid), protocol.grid, int(protocol.evaluation["channels"]), on_grid)
     mixture = Mixture({column.key: TrajectoryDataset(spec, {"train": pool})}, {group.ndim: group}, column.t_in, 1,
                       on_grid, {column.key: 1.0})
-    train = _train_section(protocol, steps, batch_size)
-    loader, sampler = training_loader(mixture, "train", int(train.batch_size), seed=seed, num_workers=0,
-                                      sampling=str(train.sampling))
+    batch = int(batch_size or protocol.finetune.get("batch_size", 32))
+    loader, sampler = training_loader(mixture, "train", batch, seed=seed, num_workers=0,
+                                      sampling=str(protocol.finetune.get("sampling", "trajectory")))
+    if epochs:
+        if sampler.steps_per_epoch() == 0:
+            raise UsageError(f"{column.key}: {len(pool)} training trajectories are fewer than one fine-tuning "
+                             f"batch of {batch}; lower --finetune-batch-size")
+        steps = epochs * sampler.steps_per_epoch()
+        log(f"{column.key}: {epochs} epochs are {steps} optimizer steps")
+    train = _train_section(protocol, steps, batch)
     objective = next_frames_objective(LOSSES[str(train.loss)], loss_on_padding=bool(train.loss_on_padding))
     noise = None
     scale = float(protocol.finetune.get("noise_scale", 0.0) or 0.0)
@@ -229,7 +248,8 @@ def finetune_column(pretrained: torch.nn.Module, protocol: Protocol, located: Lo
 
 def reproduce(name: str, checkpoint: str | Path, data_root: str | Path, finetune_steps: int = 0,
               device: str = "auto", published: str | None = None, max_trajectories: int = 0,
-              finetune_batch_size: int | None = None, log: Callable[[str], None] = print) -> Reproduction:
+              finetune_batch_size: int | None = None, log: Callable[[str], None] = print,
+              finetune_epochs: int = 0) -> Reproduction:
     """Evaluate ``checkpoint`` on every dataset of protocol ``name`` found under ``data_root``.
 
     Args:
@@ -242,34 +262,43 @@ def reproduce(name: str, checkpoint: str | Path, data_root: str | Path, finetune
         max_trajectories: Score at most this many test trajectories per dataset (0 = the protocol's).
         finetune_batch_size: Batch of fine-tuning (default: the protocol's).
         log: Receives progress lines.
+        finetune_epochs: Fine-tune for this many epochs of each dataset instead (the published
+            fine-tuned cells are 200); not together with ``finetune_steps``.
 
     Raises:
         UsageError: unknown protocol, no dataset under ``data_root``, a checkpoint that does not fit,
-            a negative step count.
+            a negative step or epoch count, or both given.
     """
     from pdebench_core.devices import resolve_device
 
-    if finetune_steps < 0:
-        raise UsageError(f"--finetune-steps must be >= 0, got {finetune_steps}")
+    for flag, value in (("--finetune-steps", finetune_steps), ("--finetune-epochs", finetune_epochs)):
+        if value < 0:
+            raise UsageError(f"{flag} must be >= 0, got {value}")
+    if finetune_steps and finetune_epochs:
+        raise UsageError("give --finetune-steps or --finetune-epochs, not both")
+    tune = bool(finetune_steps or finetune_epochs)
+    length = f"{finetune_epochs} epochs" if finetune_epochs else f"{finetune_steps} steps"
     protocol = load_protocol(name)
     found, absent = locate(protocol, data_root)
     model, size = load_model(protocol, checkpoint)
     target = resolve_device(device)
     model = model.to(target)
     rows = {"zero_shot": published_row_for(protocol, "zero_shot", size, published),
-            "finetuned": published_row_for(protocol, "finetuned", size, published) if finetune_steps else None}
+            "finetuned": published_row_for(protocol, "finetuned", size, published) if tune else None}
     cells = {kind: published_cells(protocol, row) if row else {} for kind, row in rows.items()}
     results = []
     for located in found:
         log(f"{located.column.key}: evaluating {located.test}")
         result = evaluate_column(model, protocol, located, target, max_trajectories)
-        if finetune_steps and located.train is None:
+        if tune and located.train is None:
             result.notes.append(f"no training files ({located.column.train}): not fine-tuned")
-        elif finetune_steps:
-            log(f"{located.column.key}: fine-tuning {finetune_steps} steps on {located.train}")
-            tuned = finetune_column(model, protocol, located, finetune_steps, target, finetune_batch_size, log=log)
-            result.finetuned = evaluate_column(tuned, protocol, located, target, max_trajectories).zero_shot
+        elif tune:
+            log(f"{located.column.key}: fine-tuning {length} on {located.train}")
+            tuned = finetune_column(model, protocol, located, finetune_steps, target, finetune_batch_size, log=log,
+                                    epochs=finetune_epochs)
+            scored = evaluate_column(tuned, protocol, located, target, max_trajectories, finetuned=True)
+            result.finetuned, result.n_finetuned = scored.zero_shot, scored.n
         results.append(result)
     recipe = {**protocol.finetune, **({"batch_size": finetune_batch_size} if finetune_batch_size else {})}
-    return Reproduction(protocol, str(checkpoint), size, int(finetune_steps), str(target), rows, cells, results,
-                        absent, recipe if finetune_steps else {})
+    return Reproduction(protocol, str(checkpoint), size, int(finetune_steps), int(finetune_epochs), str(target),
+                        rows, cells, results, absent, recipe if tune else {})

@@ -83,6 +83,8 @@ class Protocol:
         model: What a checkpoint must be to fit (family and constructor arguments).
         evaluation: Model grid, channels, grid mode, metric, precision, batch size.
         finetune: The fine-tuning recipe (``train.*`` values).
+        pretraining: How the released checkpoints were pre-trained: epochs, grid, and per size
+            the processes, windows per process, noise scale and dataset weights by column.
         columns: The datasets, in the published table's order.
     """
 
@@ -93,6 +95,7 @@ class Protocol:
     model: Mapping[str, Any]
     evaluation: Mapping[str, Any]
     finetune: Mapping[str, Any]
+    pretraining: Mapping[str, Any]
     columns: tuple[Column, ...]
 
     @property
@@ -169,7 +172,7 @@ def parse_protocol(data: Mapping[str, Any], path: Path) -> Protocol:
     return Protocol(name=str(data["name"]), title=str(data.get("title", data["name"])), path=path,
                     published=dict(data["published"]), model=dict(data["model"]),
                     evaluation=dict(data["evaluation"]), finetune=dict(data.get("finetune") or {}),
-                    columns=columns)
+                    pretraining=dict(data.get("pretraining") or {}), columns=columns)
 
 
 def _column(entry: Mapping[str, Any], path: Path) -> Column:

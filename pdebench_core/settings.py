@@ -34,7 +34,10 @@ class TrainSection:
     """``train.<key>``: the optimisation loop shared by every training task.
 
     Attributes:
-        max_steps: Optimizer steps.
+        max_steps: Optimizer steps (unless ``epochs`` is set).
+        epochs: Train this many epochs of the mixture instead of ``max_steps``: ``epochs`` x
+            the optimizer steps of one epoch (see ``sampling``; each epoch drops its last
+            partial batch). 0 = use ``max_steps``.
         batch_size: Windows per optimizer step, summed over processes and accumulation
             steps (so changing either leaves the optimisation unchanged).
         grad_accum: Micro-batches accumulated per optimizer step on each process.
@@ -90,6 +93,7 @@ class TrainSection:
     """
 
     max_steps: int = 1000
+    epochs: int = 0
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 1e-3

@@ -18,6 +18,7 @@ SEED_MAX = 2**63 - 1
 BOUNDS: dict[tuple[str, str], tuple[float, float]] = {
     ("run", "seed"): (0, SEED_MAX),
     ("train", "max_steps"): (1, 10**9),
+    ("train", "epochs"): (0, 10**6),
     ("train", "batch_size"): (1, 10**7),
     ("train", "grad_accum"): (1, 10**5),
     ("train", "t_out"): (1, 10**4),

@@ -284,6 +284,25 @@ def loader_workers(requested: int, device) -> int:
     return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
+def training_length(ctx: RunContext, sampler) -> "Any":
+    """``train`` with ``max_steps`` set from ``train.epochs`` when that is given (the official
+    DPOT recipes count epochs); otherwise ``train`` as it is."""
+    from omegaconf import OmegaConf
+
+    train = ctx.cfg.train
+    if not int(train.epochs):
+        return train
+    per_epoch = sampler.steps_per_epoch()
+    if per_epoch == 0:
+        raise UsageError(f"train.epochs={train.epochs}: one epoch of the training data holds fewer windows "
+                         f"than one batch (train.batch_size={train.batch_size}); lower train.batch_size or add "
+                         f"trajectories")
+    steps = int(train.epochs) * per_epoch
+    ctx.log(f"train.epochs={train.epochs}: {per_epoch} optimizer steps per epoch, {steps} in all "
+            f"(train.max_steps is not used)")
+    return OmegaConf.merge(train, {"max_steps": steps})
+
+
 def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "Any":
     """Train ``model`` on the mixture's train split with the core engine; returns the trainer.
 
@@ -308,7 +327,8 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
         device=ctx.device if cfg.train.data_on_device else None,
     )
     trainer = Trainer(
-        model, loader, sampler, cfg.train, ctx.device, RunDir(ctx.run_dir).checkpoints, log=ctx.log,
+        model, loader, sampler, training_length(ctx, sampler), ctx.device, RunDir(ctx.run_dir).checkpoints,
+        log=ctx.log,
         log_step=ctx.log_step, input_noise=input_noise, objective=objective, seed=int(cfg.run.seed),
         world_size=ctx.world_size, is_main=ctx.is_main,
         extra_state={"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),

@@ -178,6 +178,21 @@ def _reader_spec(tmp_path: Path, name: str, n_frames: int):
 
 
 @pytest.mark.filterwarnings("ignore:.*trajectories.*asked")  # the tiny PDEArena file has fewer than asked
+def test_pretraining_record_matches_the_pretrain_task(protocol):
+    from pdeb_dpot.tasks import NOISE_SCALE_BY_SIZE, PAPER_PRETRAIN, RECIPE
+
+    record = protocol.pretraining
+    keys = {c.key for c in protocol.columns}
+    for size, entry in record["sizes"].items():
+        assert set(entry["data_weights"]) <= keys, size  # weights name columns
+        assert entry["noise_scale"] == NOISE_SCALE_BY_SIZE[size]
+    ti = record["sizes"]["ti"]
+    assert PAPER_PRETRAIN == {"epochs": record["epochs"], "batch_size": ti["num_gpus"] * ti["batch_per_gpu"],
+                              "resolution": record["resolution"]}
+    assert RECIPE["grad_clip"] == record["grad_clip"] == protocol.finetune["grad_clip"]
+    assert RECIPE["warmup_frac"] == record["warmup_epochs"] / record["epochs"]
+
+
 def test_pdeb_datasets_sharing_a_name_evaluate_like_the_protocol(protocol, tmp_path):
     """Same-named pdeb datasets roll out the protocol's horizon from the same t_in and score the
     same channels, unless the protocol file states the difference (ns2d at nu=1e-3 rolled out
@@ -325,6 +340,38 @@ def test_finetuning_trains_a_copy_per_dataset(tmp_path, checkpoint, protocol):
         assert row["published_finetuned"] == cells[row["column"]]
     zero = _json_run("--checkpoint", str(checkpoint), "--data-root", str(tmp_path), "--published", "DPOT-Ti")
     assert [r["zero_shot"] for r in zero["rows"]] == [r["zero_shot"] for r in out["rows"]]  # the original is untouched
+
+
+def test_finetuning_by_epochs_and_on_the_official_finetuning_test_set(tmp_path, checkpoint, protocol):
+    """--finetune-epochs N trains N passes over the training trajectories; the fine-tuned copy is
+    scored on the first test_size test trajectories (finetune.py's test set), the released
+    checkpoint on the first eval_test_size (evaluate.py's)."""
+    import dataclasses
+
+    from pdebench_core import protocol_runs
+    from pdebench_core.protocol_report import table_rows
+
+    column = next(c for c in protocol.columns if c.key == "ns2d_nu1e-5")
+    write_column(tmp_path, column, n_test=3, n_train=4)
+    smaller = dataclasses.replace(column, test_size=1, eval_test_size=3)
+    narrowed = dataclasses.replace(protocol, columns=[smaller])
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(protocol_runs, "load_protocol", lambda name: narrowed)
+        rep = protocol_runs.reproduce(PROTOCOL, checkpoint, tmp_path, finetune_epochs=3, finetune_batch_size=2,
+                                      device="cpu", published="DPOT-Ti", log=lines.append)
+    (result,) = rep.results
+    assert (result.n, result.n_finetuned) == (3, 1)
+    assert "ns2d_nu1e-5: 3 epochs are 6 optimizer steps" in lines  # 4 trajectories / batch 2, 3 times
+    row = table_rows(rep)[0]
+    assert row["n_finetuned"] == 1 and row["finetuned"] == result.finetuned
+
+
+def test_finetune_steps_and_epochs_together_are_refused(tmp_path, full_root, checkpoint):
+    result = invoke("reproduce", PROTOCOL, "--checkpoint", str(checkpoint), "--data-root", str(full_root),
+                    "--finetune-steps", "3", "--finetune-epochs", "2", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.output == "error: give --finetune-steps or --finetune-epochs, not both\n"
 
 
 def test_released_sizes_pick_their_published_row(tmp_path, protocol):

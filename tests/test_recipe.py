@@ -272,6 +272,33 @@ def test_auto_regressive_training_runs_for_any_model(fresh_home, model, extra):
     assert math.isfinite(ctx.results["ns2d"]["l2re"])
 
 
+@pytest.mark.parametrize("task, epochs, batch", [("pretrain", 1000, 120), ("finetune", 200, 32)])
+def test_paper_profiles_train_the_official_length_batch_and_grid_and_score_like_the_official_mask(task, epochs,
+                                                                                                   batch):
+    # configs/pretrain_tiny.yaml: 1000 epochs, 20 per GPU on 6 GPUs, res 128, grad_clip 1e4;
+    # configs/dpot_finetune.yaml: 200 epochs, batch 32, res 128.
+    cfg = build_config(model="dpot", data="ns2d", task=task, profile="paper")
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.resolution) == (epochs, batch, 128)
+    assert cfg.train.grad_clip == 1e4 and cfg.eval.grid == "strided"
+    mine = build_config(model="dpot", data="ns2d", task=task, profile="paper",
+                        overrides=["eval.grid=model", "train.epochs=0"])
+    assert mine.eval.grid == "model" and mine.train.epochs == 0  # the user's settings win
+    core = build_config(model="dpot", data="ns2d", task="train", profile="paper")
+    assert core.train.epochs == 0 and core.eval.grid == "model" and core.train.grad_clip == 0
+
+
+def test_epochs_set_the_number_of_optimizer_steps(fresh_home):
+    from pdebench_core.checkpoint import load_checkpoint
+
+    overrides = [*SMOKE_FNO, "train.sampling=trajectory", "train.batch_size=4", "train.epochs=3",
+                 "data.ns2d.n_train=10"]
+    ctx = execute(build_config(model="fno", data="ns2d", profile="smoke", device="cpu", overrides=overrides),
+                  quiet=True)
+    assert ctx.cfg.train.max_steps == 20  # the profile's, not used
+    # 10 trajectories, one window each per epoch, in batches of 4: 2 steps (the last 2 dropped), 3 times.
+    assert load_checkpoint(ctx.run_dir / "checkpoints" / "last.pt")["step"] == 6
+
+
 def test_official_recipe_resumes_mid_run_to_identical_weights(fresh_home):
     import shutil
 

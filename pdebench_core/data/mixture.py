@@ -126,9 +126,13 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
                 out.append(batch[piece * size:(piece + 1) * size])
         return out
 
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps (global batches) in one epoch; the same for every epoch."""
+        return len(self.global_batches(0))
+
     def batches_per_epoch(self) -> int:
         """Micro-batches this rank sees in one epoch."""
-        return len(self.global_batches(0)) * self.grad_accum
+        return self.steps_per_epoch() * self.grad_accum
 
     def __iter__(self) -> Iterator[list[int]]:
         while True:
