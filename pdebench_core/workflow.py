@@ -31,7 +31,7 @@ def build_datasets(ctx: RunContext) -> dict[str, Any]:
 
 
 def _build_datasets(ctx: RunContext) -> dict[str, Any]:
-    from pdebench_core.data.integrity import check_finite
+    from pdebench_core.data.integrity import check_finite, check_shapes
 
     out = {}
     for name, section in ctx.cfg.data.items():
@@ -48,6 +48,7 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
                              f"lower data.{name}.resolution, its frames or its trajectory counts") from None
         for note in notes:
             ctx.log(f"dataset {name}: note: {note}")
+        check_shapes(name, dataset)
         check_finite(name, dataset)  # remembered per file: a second run does not scan again
         if section.get("normalize"):
             from pdebench_core.data.normalization import normalized

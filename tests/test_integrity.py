@@ -103,6 +103,20 @@ def test_nan_in_a_plugins_in_memory_arrays(home):
         integrity.check_finite("mine", Dataset())
 
 
+@pytest.mark.parametrize("trajectory_shape", [(5, 1, 16, 16), (5, 16, 16), (5, 16, 16, 2), (5, 20, 20, 1)])
+def test_trajectories_unlike_their_spec_are_refused_before_training(trajectory_shape):
+    from pdebench_core.data.base import TrajectoryDataset
+
+    spec = DataSpec(name="mine", fields=("u",), spatial_shape=(16, 16), t_in=2)
+    good = TrajectoryDataset(spec, {s: [np.zeros((5, 16, 16, 1), np.float32)] for s in ("train", "val", "test")})
+    integrity.check_shapes("mine", good)
+    bad = TrajectoryDataset(spec, {"train": [np.zeros(trajectory_shape, np.float32)], "val": [], "test": []})
+    with pytest.raises(DataError, match=rf"dataset 'mine': split 'train' holds trajectories of shape "
+                                        rf"\({', '.join(map(str, trajectory_shape))}\), but its spec says "
+                                        rf"\(T, 16, 16, 1\)"):
+        integrity.check_shapes("mine", bad)
+
+
 def _corrupt_middle(path: Path) -> None:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2

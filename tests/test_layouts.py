@@ -26,8 +26,8 @@ from pdebench_core.data.verify import verify_file
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.spec import DataSpec
 
-DEFAULTS = DataSpec(name="toy", fields=("a", "b"), spatial_shape=(8,), dt=0.5, boundary="periodic",
-                    params={"nu": 0.01})
+# A dataset that reads data of any grid and fields (it states neither).
+DEFAULTS = DataSpec(name="toy", fields=(), spatial_shape=(), dt=0.5, boundary="periodic", params={"nu": 0.01})
 
 
 def coded(shape, offset=0.0):
@@ -279,7 +279,7 @@ def test_pdearena_own_splits(tmp_path):
     assert detect_layout(path) == "pdearena"
     with pytest.warns(SplitWarning, match="split 'train' has only 4 trajectories"):
         ds = load_path(config(path, n_train=10, n_val=2, n_test=3), "pdearena_ns",
-                       DataSpec(name="pdearena_ns", fields=("x",), spatial_shape=(8, 8)))
+                       DataSpec(name="pdearena_ns", fields=(), spatial_shape=(8, 8)))
     assert ds.spec.fields == ("u", "vx", "vy") and ds.spec.dt == pytest.approx(1.5)
     assert [len(ds.split(s)) for s in ("train", "val", "test")] == [4, 2, 3]
     traj = ds.split("val")[1]
@@ -499,7 +499,7 @@ def test_spec_combines_file_and_defaults(tmp_path):
     with h5py.File(path, "w") as f:
         f["tensor"] = coded((6, 5, 8))
     ds = load_path(config(path), "toy", DEFAULTS)
-    # The file has one unnamed channel; the defaults name two, so they cannot apply.
+    # The file has one unnamed channel and the defaults name none: it is u.
     assert ds.spec.fields == ("u",) and ds.spec.dt == 0.5 and ds.spec.params == {"nu": 0.01}
     assert ds.spec.name == "toy" and ds.spec.boundary == "periodic"
     with pytest.raises(DataError, match="t_in=5 leaves none"):
@@ -509,6 +509,28 @@ def test_spec_combines_file_and_defaults(tmp_path):
     assert ds.spec.horizon == 3
     with pytest.raises(UsageError, match="path is not set"):
         load_path(DatasetConfig(), "toy", DEFAULTS)
+
+
+def test_a_file_of_another_dimension_or_channel_count_than_the_dataset_is_refused(tmp_path):
+    path = tmp_path / "one.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((6, 5, 8, 8))  # 2D, one channel
+    two_fields_1d = DEFAULTS.replace(fields=("a", "b"), spatial_shape=(8,))
+    with pytest.raises(DataError, match=r"holds 2D trajectories \(grid 8x8\); dataset 'toy' is 1D"):
+        load_path(config(path), "toy", two_fields_1d)
+    with pytest.raises(DataError, match=r"holds 1 channels; dataset 'toy' has 2 \(a, b\)"):
+        load_path(config(path), "toy", two_fields_1d.replace(spatial_shape=(8, 8)))
+
+
+def test_layout_fields_name_unnamed_channels_in_the_layouts_own_order(tmp_path):
+    path = tmp_path / "dpot.hdf5"
+    with h5py.File(path, "w") as f:
+        f["data"] = coded((3, 8, 8, 12, 4))  # DPOT: (N, X, Y, T, C), channels unnamed
+    own = DEFAULTS.replace(fields=("density", "pressure", "Vx", "Vy"), spatial_shape=(8, 8))
+    order = {"dpot": ("Vx", "Vy", "density", "pressure")}
+    ds = load_path(config(path, n_train=1, n_val=1, n_test=1), "cfd", own, layout_fields=order)
+    assert ds.spec.fields == ("Vx", "Vy", "density", "pressure")  # named as stored, not reordered
+    assert load_path(config(path, n_train=1, n_val=1, n_test=1), "cfd", own).spec.fields == own.fields
 
 
 def test_lazy_sequences_pickle_and_preload(tmp_path):

@@ -370,21 +370,25 @@ def cached_dataset(
                              fingerprint=key_digest(key))
 
 
-def read_published(cfg: Any, name: str, defaults: "DataSpec") -> "TrajectoryDataset":
+def read_published(cfg: Any, name: str, defaults: "DataSpec",
+                   layout_fields: Optional[Mapping[str, Sequence[str]]] = None) -> "TrajectoryDataset":
     """Read ``cfg.path`` (a published file or folder) through the core's layout readers.
 
     Args:
         cfg: The dataset config; ``path``, ``format``, split sizes and ``t_in`` are used.
         name: Registered dataset name.
         defaults: What the file does not say about itself (fields, domain, boundary,
-            parameters, ...).
+            parameters, ...). A file of another spatial dimension or channel count than
+            ``defaults`` states is refused.
+        layout_fields: Field names by layout, for layouts that store channels unnamed in an
+            order of their own (see :func:`pdebench_core.data.layouts.make_spec`).
 
     Returns:
         The dataset read from the file.
     """
     from pdebench_core.data.layouts import load_path
 
-    return load_path(cfg, name, defaults)
+    return load_path(cfg, name, defaults, layout_fields)
 
 
 @dataclass
@@ -464,6 +468,9 @@ class GeneratedDataset:
             stored frames (a finer solver grid), for the memory check.
         auto_batch_size: ``f(cfg, device)``: the batch when ``batch_size=0``; without it
             ``batch_size`` must be at least 1.
+        layout_fields: Field names by layout for ``path=`` files that store channels unnamed
+            in another order than :attr:`spec`'s (``{"dpot": ("Vx", "Vy", "density",
+            "pressure")}``); the channels keep the file's order, named as they are.
     """
 
     name: str
@@ -485,6 +492,7 @@ class GeneratedDataset:
     work_per_trajectory: Optional[Callable[[Any], float]] = None
     working_shape: Optional[Callable[[Any], Sequence[int]]] = None
     auto_batch_size: Optional[Callable[[Any, "torch.device"], int]] = None
+    layout_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.family = self.family or self.name
@@ -608,7 +616,7 @@ class GeneratedDataset:
         """
         settings = self.settings(cfg)
         if settings.path:
-            return read_published(settings, self.name, self.published_defaults(settings))
+            return read_published(settings, self.name, self.published_defaults(settings), self.layout_fields)
         spec = self.make_spec(settings)
         provenance = {**dict(self.provenance), "generator": f"pdeb_{self.family}",
                       "generator_version": self.version, "seed": int(settings.seed)}

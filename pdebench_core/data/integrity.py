@@ -108,6 +108,32 @@ def _split_identity(trajectories: Sequence) -> dict[str, Any] | None:
     return identity
 
 
+def check_shapes(name: str, dataset: Any, splits: Sequence[str] = ("train", "val", "test")) -> None:
+    """Refuse a dataset whose trajectories are not ``(T, *S, C)`` as its spec says.
+
+    The first trajectory of each split is compared with ``spec.spatial_shape`` and
+    ``spec.fields`` (only its shape is read where the split knows it).
+
+    Raises:
+        DataError: Naming the split, the shape found and the shape the spec implies.
+    """
+    from pdebench_core.data.trajectories import LazyTrajectories
+
+    spec = dataset.spec
+    for split in splits:
+        trajectories = dataset.split(split)
+        if len(trajectories) == 0:
+            continue
+        lazy = isinstance(trajectories, LazyTrajectories)  # knows one trajectory's shape
+        shape = tuple(trajectories.shape) if lazy else tuple(np.shape(trajectories[0]))
+        wanted = (*spec.spatial_shape, len(spec.fields))
+        if len(shape) != len(wanted) + 1 or tuple(shape[1:]) != wanted:
+            raise DataError(
+                f"dataset '{name}': split '{split}' holds trajectories of shape {tuple(shape)}, but its spec "
+                f"says (T, {', '.join(map(str, wanted))}): time first, then the grid {list(spec.spatial_shape)}, "
+                f"then one channel per field ({', '.join(spec.fields)}); fix the dataset or its spec")
+
+
 def check_finite(name: str, dataset: Any, splits: Sequence[str] = ("train", "val", "test")) -> None:
     """Refuse a dataset whose trajectories hold NaN or Inf, naming file, split and trajectory.
 

@@ -15,8 +15,8 @@ from typing import Any
 from pdebench_core import hookimpl
 from pdebench_core.data.generation import GeneratedDataset
 
-from pdeb_cfd.dataset import (DEFAULT_RESOLUTION, GENERATOR_VERSION, PROFILES, Cfd2dConfig, Cfd3dConfig,
-                              SCHEME, auto_batch_size, check_config, physics_spec, solve_trajectories)
+from pdeb_cfd.dataset import (DEFAULT_RESOLUTION, DPOT_FIELDS, GENERATOR_VERSION, PROFILES, SCHEME, Cfd2dConfig,
+                              Cfd3dConfig, auto_batch_size, check_config, physics_spec, solve_trajectories)
 
 __version__ = "0.1.0"
 
@@ -35,7 +35,7 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
         version=GENERATOR_VERSION, profiles=PROFILES[ndim], default_resolution=DEFAULT_RESOLUTION[ndim],
         scheme=SCHEME, check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
         seed_parts=(name,), identity={"name": name, "ndim": ndim}, work_per_trajectory=_simulated_time,
-        auto_batch_size=partial(auto_batch_size, ndim=ndim),
+        auto_batch_size=partial(auto_batch_size, ndim=ndim), layout_fields={"dpot": DPOT_FIELDS[ndim]},
     )
 
 

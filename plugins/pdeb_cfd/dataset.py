@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
 # so that stale cached files are never reused.
 GENERATOR_VERSION = 1
 FIELDS = {2: ("density", "pressure", "Vx", "Vy"), 3: ("density", "pressure", "Vx", "Vy", "Vz")}
+# The order DPOT's preprocessing (data_generation/preprocess.py) stacks PDEBench's CFD fields in;
+# its files name no channels.
+DPOT_FIELDS = {2: ("Vx", "Vy", "density", "pressure"), 3: ("Vx", "Vy", "Vz", "pressure", "density")}
 # Spectral decay of the initial modes, as in PDEBench's 2D and 3D "Rand" generators.
 DECAY = {2: 0.5, 3: 1.0}
 # Cells solved together when batch_size is 0 (auto): small batches stay in the CPU

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from pdebench_core.data.layouts.common import Found, first_line
 from pdebench_core.data.remote import as_url, local_copy, open_for_reading, stat
@@ -294,7 +294,8 @@ def _domain_from_coords(coords: list[Any] | None, n_space: int, notes: list[str]
 
 
 def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = None,
-              horizon: int | None = None, check: bool = True) -> DataSpec:
+              horizon: int | None = None, check: bool = True,
+              layout_fields: Mapping[str, Sequence[str]] | None = None) -> DataSpec:
     """Combine what the file states with the dataset's defaults.
 
     The file decides the shape, the number of frames, ``dt`` (from its time
@@ -308,13 +309,27 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
         defaults: The dataset plugin's own spec.
         t_in: Frames a model receives (default: the stored or default spec's).
         horizon: Evaluation horizon (default: the stored or default spec's).
-        check: Raise when ``t_in`` leaves no frame to predict; cap ``horizon``.
+        check: Raise when ``t_in`` leaves no frame to predict, or when the file's spatial
+            dimension or channel count is not the dataset's (``defaults``, where it states
+            them); cap ``horizon``.
+        layout_fields: Field names by layout, for layouts that store channels unnamed in an
+            order of their own (DPOT's preprocessed CFD files: ``Vx, Vy, density, pressure``).
+
+    Raises:
+        DataError: With ``check``: the file holds data of another dimension or channel count
+            than the dataset's, or too few frames for ``t_in``.
     """
     shape = found.traj_shape
     n_frames, spatial, n_channels = shape[0], tuple(shape[1:-1]), shape[-1]
     base = DataSpec.from_dict(found.spec) if found.spec else defaults
+    if check:
+        check_fits_dataset(found, name, defaults)
+    in_layout_order = (layout_fields or {}).get(found.layout)
     if found.fields and len(found.fields) == n_channels:
         fields = tuple(found.fields)
+    elif in_layout_order and len(in_layout_order) == n_channels:
+        fields = tuple(in_layout_order)
+        found.notes.append(f"channels named in the order the {found.layout} layout stores them: {', '.join(fields)}")
     elif defaults.fields and len(defaults.fields) == n_channels:
         fields = tuple(defaults.fields)
     else:
@@ -325,6 +340,12 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
     domain = base.domain if base.domain and len(base.domain) == len(spatial) else None
     domain = domain or _domain_from_coords(found.coords, len(spatial), found.notes)
     mask = base.channel_mask if base.channel_mask and len(base.channel_mask) == n_channels else None
+    for key, value in found.params.items():
+        setting = defaults.params.get(key)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, setting))
+        if numbers and setting != value:
+            found.notes.append(f"the file states {key}={value:g}; that is used, not the dataset's setting "
+                               f"{key}={setting:g}")
     t_in = int(t_in if t_in is not None else base.t_in)
     horizon = horizon if horizon is not None else base.horizon
     if check:
@@ -343,6 +364,25 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
     )
 
 
+def check_fits_dataset(found: Found, name: str, defaults: DataSpec) -> None:
+    """Refuse a file whose spatial dimension or channel count is not the dataset's.
+
+    Only what ``defaults`` states is checked: a dataset that reads any data (no grid or no
+    fields in its spec) accepts any.
+    """
+    shape = found.traj_shape
+    spatial, n_channels = tuple(shape[1:-1]), shape[-1]
+    if defaults.spatial_shape and len(defaults.spatial_shape) != len(spatial):
+        raise DataError(f"{found.path} holds {len(spatial)}D trajectories (grid {'x'.join(map(str, spatial))}); "
+                        f"dataset '{name}' is {len(defaults.spatial_shape)}D: point data.{name}.path at "
+                        f"{len(defaults.spatial_shape)}D data, or read this file with a {len(spatial)}D dataset")
+    if defaults.fields and len(defaults.fields) != n_channels:
+        stated = f" ({', '.join(found.fields)})" if found.fields else ""
+        raise DataError(f"{found.path} holds {n_channels} channels{stated}; dataset '{name}' has "
+                        f"{len(defaults.fields)} ({', '.join(defaults.fields)}): point data.{name}.path at "
+                        f"{name} data, or read this file with a dataset of its fields")
+
+
 def as_spec(defaults: DataSpec | Mapping[str, Any] | None, name: str) -> DataSpec:
     """A :class:`DataSpec` from a spec, a dict of spec fields (missing ones empty) or ``None``."""
     if isinstance(defaults, DataSpec):
@@ -354,7 +394,8 @@ def as_spec(defaults: DataSpec | Mapping[str, Any] | None, name: str) -> DataSpe
     raise UsageError(f"spec defaults for '{name}' must be a DataSpec or a dict, not {type(defaults).__name__}")
 
 
-def load_path(cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
+def load_path(cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any],
+              layout_fields: Mapping[str, Sequence[str]] | None = None):
     """Open a published file or folder as a dataset (lazily).
 
     Args:
@@ -363,26 +404,31 @@ def load_path(cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
             ``n_test``, ``t_in``, ``horizon``, ``preload``.
         name: The registered dataset name.
         spec_defaults: The dataset's own spec (field names, parameters, boundary...);
-            a dict of :class:`DataSpec` fields is accepted too.
+            a dict of :class:`DataSpec` fields is accepted too. Where it states a grid or
+            fields, a file of another dimension or channel count is refused.
+        layout_fields: See :func:`make_spec`.
 
     Returns:
         A :class:`~pdebench_core.data.base.TrajectoryDataset` whose splits read one
         trajectory at a time (everything in memory when ``cfg.preload``).
 
     Raises:
-        DataError: unreadable file, unknown layout, too few trajectories or frames.
+        DataError: unreadable file, unknown layout, too few trajectories or frames, data of
+            another dimension or channel count than the dataset's.
     """
     path = getattr(cfg, "path", None)
     if not path:
         raise UsageError(f"data.{name}.path is not set")
-    return load_found(open_layout(path, getattr(cfg, "format", "auto")), cfg, name, spec_defaults)
+    return load_found(open_layout(path, getattr(cfg, "format", "auto")), cfg, name, spec_defaults, layout_fields)
 
 
-def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any]):
+def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapping[str, Any],
+               layout_fields: Mapping[str, Sequence[str]] | None = None):
     """The dataset :func:`load_path` makes, from a path already opened with :func:`open_layout`.
 
     Lets a dataset plugin look at what the file holds (its layout, parameters) before
-    the splits are cut. ``cfg`` and ``spec_defaults`` are as for :func:`load_path`.
+    the splits are cut. ``cfg``, ``spec_defaults`` and ``layout_fields`` are as for
+    :func:`load_path`.
     """
     from pdebench_core.data.base import TrajectoryDataset
 
@@ -393,7 +439,7 @@ def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapp
     preload = bool(getattr(cfg, "preload", False))
     splits = {s: found.pools[pool].subset(list(r), preload=preload) for s, (pool, r) in plan.items()}
     spec = make_spec(found, name, as_spec(spec_defaults, name), t_in=getattr(cfg, "t_in", None),
-                     horizon=getattr(cfg, "horizon", None))
+                     horizon=getattr(cfg, "horizon", None), layout_fields=layout_fields)
     return TrajectoryDataset(spec, splits)
 
 

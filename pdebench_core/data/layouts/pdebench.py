@@ -18,6 +18,9 @@ from pdebench_core.errors import DataError
 
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
 COORD_KEYS = ("x-coordinate", "y-coordinate", "z-coordinate")
+# PDEBench's merged files state their PDE parameters as root attributes (Data_Merge.py); the
+# two whose pdeb name differs are renamed.
+PARAM_NAMES = {"M": "mach", "Nu": "nu"}
 
 
 class TensorReader(Reader):
@@ -85,11 +88,25 @@ def open_pdebench(path: str) -> Found:
         n_t, n_frames = f["t-coordinate"].size, reader.traj_shape[0]
         if n_t == n_frames + 1:
             notes.append(f"t-coordinate holds {n_t} values for {n_frames} frames (PDEBench stores the end time too)")
+    params = stated_params(f.attrs)
     files.close()
     return Found(
         layout="pdebench", path=path, pools={"all": Trajectories(reader)}, fields=fields, dt=dt,
-        coords=coords if len(coords) == n_space else None, notes=notes,
+        coords=coords if len(coords) == n_space else None, notes=notes, params=params,
     )
+
+
+def stated_params(attrs) -> dict[str, float]:
+    """The numeric scalar attributes of a PDEBench file (``M``, ``eta``, ``zeta``, ``Nu``, ``beta``,
+    ...), under pdeb's parameter names."""
+    import numpy as np
+
+    params = {}
+    for key, value in attrs.items():
+        value = np.asarray(value)
+        if value.shape == () and np.issubdtype(value.dtype, np.number):
+            params[PARAM_NAMES.get(key, key)] = float(value)
+    return params
 
 
 class GroupsReader(Reader):

@@ -14,7 +14,7 @@ import pdeb_cfd
 from pdeb_cfd import CFD2D, CFD3D
 from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig
 from pdebench_core.data.cache import cache_path
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import DataError, UsageError
 from pdebench_core.testing import (check_cache_key, check_dataset_contract, check_dataset_registration,
                                    generation_forbidden)
 
@@ -115,6 +115,41 @@ def test_published_pdebench_file_is_read_in_field_order(tmp_path):
     expected = np.stack([values[k] for k in ["density", "pressure", "Vx", "Vy"]], axis=-1)  # (N, T, X, Y, C)
     for item in everything:
         assert any(np.array_equal(item, row) for row in expected)
+
+
+def test_the_parameters_a_pdebench_file_states_are_its_specs(tmp_path):
+    # PDEBench's Data_Merge.py writes M, eta and zeta as root attributes of the merged file.
+    path = tmp_path / "2D_CFD_Rand_M0.1_Eta0.1_Zeta0.1_periodic_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        for i, key in enumerate(["density", "pressure", "Vx", "Vy"]):
+            f[key] = np.full((5, 12, 8, 8), 1.0 + i, dtype=np.float32)
+        f.attrs.update(M=0.1, eta=0.1, zeta=0.1)
+    ds = CFD2D(Cfd2dConfig(path=str(path), n_train=3, n_val=1, n_test=1, progress=False))
+    assert {k: ds.spec.params[k] for k in ("mach", "eta", "zeta")} == {"mach": 0.1, "eta": 0.1, "zeta": 0.1}
+
+
+@pytest.mark.parametrize("dataset, order", [(CFD2D, ("Vx", "Vy", "density", "pressure")),
+                                            (CFD3D, ("Vx", "Vy", "Vz", "pressure", "density"))])
+def test_dpot_preprocessed_files_keep_their_channel_order_under_their_names(tmp_path, dataset, order):
+    # DPOT's data_generation/preprocess.py stacks [vx, vy, density, pressure] (3D: vx, vy, vz,
+    # pressure, density) and stores no names: the channels are labelled in that order.
+    ndim = len(order) - 2
+    path = tmp_path / "ns_pdb_test.hdf5"
+    data = np.stack([np.full((3, *(4,) * ndim, 12), float(c)) for c in range(len(order))], axis=-1)
+    with h5py.File(path, "w") as f:
+        f["data"] = data.astype(np.float32)  # (N, *S, T, C)
+    ds = dataset(dataset.config(path=str(path), n_train=1, n_val=1, n_test=1, progress=False))
+    assert ds.spec.fields == order
+    assert ds.split("test")[0][..., order.index("density")].max() == order.index("density")
+
+
+def test_files_of_another_dimension_are_refused(tmp_path):
+    path = tmp_path / "1D_CFD_Rand_Eta0.01_Zeta0.01_periodic_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        for key in ["density", "pressure", "Vx"]:
+            f[key] = np.ones((4, 12, 16), dtype=np.float32)
+    with pytest.raises(DataError, match="holds 1D trajectories .*dataset 'cfd2d' is 2D"):
+        CFD2D(Cfd2dConfig(path=str(path), n_train=2, n_val=1, n_test=1, progress=False))
 
 
 def test_registration_card_and_configs():
