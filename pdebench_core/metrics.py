@@ -25,6 +25,8 @@ registering metrics (``pdeb metrics``, the leaderboard) does not load it.
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
@@ -319,6 +321,14 @@ class Metric:
     def _partial_sums(self, pair: Pair) -> tuple[torch.Tensor, ...]:
         sums = self.values(pair)
         parts = tuple(sums) if isinstance(sums, (tuple, list)) else (sums,)
+        try:
+            inspect.signature(self.finish).bind(*parts)
+        except TypeError:
+            raise UsageError(f"metric '{self.name}' returned {len(parts)} partial sum(s), which its finish "
+                             f"{inspect.signature(self.finish)} cannot take; return a tuple with one (B, T, C) "
+                             f"tensor per argument of finish") from None
+        except ValueError:  # a builtin without a readable signature: let the call speak
+            pass
         return tuple(self._checked(part, pair) for part in parts)
 
     def _checked(self, values: Any, pair: Pair) -> torch.Tensor:

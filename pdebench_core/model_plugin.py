@@ -47,7 +47,7 @@ def check_folded_config(cfg: Any, spec: "DataSpec", model: str, positive: Sequen
     heads = int(cfg.heads) if heads_divide else 1
     if any(int(getattr(cfg, width)) % heads for width in heads_divide):
         widths = " and ".join(f"{width} ({getattr(cfg, width)})" for width in heads_divide)
-        raise UsageError(f"model.{model}.heads ({cfg.heads}) must divide {widths}")
+        raise UsageError(f"model.heads ({cfg.heads}) must divide {widths} for {model}")
 
 
 def require_choice(cfg: Any, name: str, choices: Sequence[str], model: str) -> None:
@@ -64,7 +64,7 @@ def require_choice(cfg: Any, name: str, choices: Sequence[str], model: str) -> N
     """
     value = getattr(cfg, name)
     if value not in choices:
-        raise UsageError(f"model.{model}.{name} must be one of {', '.join(choices)}, got '{value}'")
+        raise UsageError(f"model.{name} of {model} must be one of {', '.join(choices)}, got '{value}'")
 
 
 def require_grid_divisible(spec: "DataSpec", factor: int, model: str, setting: str, reason: str) -> None:
@@ -83,7 +83,7 @@ def require_grid_divisible(spec: "DataSpec", factor: int, model: str, setting: s
     if any(n % factor for n in spec.spatial_shape):
         raise UsageError(
             f"model '{model}' needs grid sizes divisible by {factor} ({reason}); dataset '{spec.name}' has "
-            f"{tuple(spec.spatial_shape)} (change model.{model}.{setting} or resize the data)"
+            f"{tuple(spec.spatial_shape)} (change model.{setting} or resize the data)"
         )
 
 
@@ -116,8 +116,9 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
                        dims: Sequence[int] = ALL_DIMS) -> Callable[..., None]:
     """The ``register_models`` hook of a plugin that registers one model.
 
-    Assign it at module level (``register_models = model_registration(...)``): pluggy finds
-    the hook by that name.
+    Assign it at module level under any name (``register_models = model_registration(...)``,
+    or ``register_mlp`` beside a second model's hook): it is marked as an implementation of
+    ``register_models`` whatever it is called.
 
     Args:
         name: The name users type (``--model fno``).
@@ -132,7 +133,7 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
         The hook implementation ``register_models(register)``.
     """
 
-    @hookimpl
+    @hookimpl(specname="register_models")
     def register_models(register: Callable[..., Any]) -> None:
         register(name, build, config=config, profiles=profiles, description=description, paper=paper,
                  dims=tuple(dims))
@@ -159,7 +160,8 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
     The factory runs :func:`check_folded_config`, then ``derive`` (the model's own checks
     and the arguments it derives from the data), imports ``target`` and builds it from
     :func:`folded_arguments`. Use it as ``build, register_models = folded_model(...)`` at
-    module level.
+    module level (two models in one module: bind the second pair to other names, e.g.
+    ``build_mlp, register_mlp``; both hooks are found).
 
     Args:
         name: The name users type (``--model fno``).

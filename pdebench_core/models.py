@@ -67,7 +67,7 @@ def require_positive(cfg: Any, *names: str, model: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if int(value) < 1:
-            raise UsageError(f"model.{model}.{name} must be a positive integer, got {value}")
+            raise UsageError(f"model.{name} must be a positive integer for {model}, got {value}")
 
 
 def check_min_grid(spec: "DataSpec", model: str, minimum: int = 2, padding: int = 0) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 import pluggy
 
 from pdebench_core import hookspecs
+from pdebench_core.errors import did_you_mean
 from pdebench_core.registry import KINDS, Component, Registry
 
 ENTRY_POINT_GROUP = "pdeb"
@@ -94,6 +95,9 @@ def load_plugins() -> pluggy.PluginManager:
             _disable(ep.name, f"failed to load: {_one_line(exc)}")
             continue
         _infos[ep.name].hooks = _hooks_of(ep.name)
+        if not _infos[ep.name].hooks:
+            print(f"warning: pdeb plugin '{ep.name}' implements no hook; mark its register_* functions with "
+                  f"@hookimpl (from pdebench_core import hookimpl)", file=sys.stderr)
     return pm
 
 
@@ -181,6 +185,25 @@ def _check_settings(kind: str, name: str, config: Any, profiles: Any) -> None:
             isinstance(k, str) and isinstance(v, Mapping) for k, v in profiles.items())):
         raise _BadRegistration(f"{kind} '{name}' has profiles={profiles!r}; pass a mapping such as "
                                f"{{'smoke': {{'width': 8}}}}")
+    _check_profile_keys(kind, name, config, profiles or {})
+
+
+def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """Profiles are named after pdeb's profiles and set fields of the config (a task's also the
+    ``train`` and ``eval`` sections), so a typo is the plugin's error, not the user's."""
+    from pdebench_core.settings import PROFILES
+
+    for profile, overrides in profiles.items():
+        if profile not in PROFILES:
+            raise _BadRegistration(f"{kind} '{name}' has a profile '{profile}'; profiles are "
+                                   f"{', '.join(PROFILES)}{did_you_mean(profile, PROFILES)}")
+        if config is None:
+            continue
+        known = {f.name for f in dataclasses.fields(config)} | ({"train", "eval"} if kind == "task" else set())
+        unknown = [key for key in overrides if key not in known]
+        if unknown:
+            raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{unknown[0]}', which is not a "
+                                   f"field of {config.__name__}{did_you_mean(str(unknown[0]), sorted(known))}")
 
 
 def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, factory: Callable[..., Any],

@@ -48,6 +48,10 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
                              f"lower data.{name}.resolution, its frames or its trajectory counts") from None
         for note in notes:
             ctx.log(f"dataset {name}: note: {note}")
+        if not (hasattr(dataset, "spec") and callable(getattr(dataset, "split", None))):
+            raise UsageError(f"dataset '{name}' (plugin '{comp.plugin}'): its factory returned "
+                             f"{type(dataset).__name__}, not a dataset; return an object with .spec and "
+                             f".split(name), e.g. pdebench_core.data.base.TrajectoryDataset")
         check_shapes(name, dataset)
         check_finite(name, dataset)  # remembered per file: a second run does not scan again
         if section.get("normalize"):
@@ -107,6 +111,17 @@ def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
                         weights={name: float(section.get("weight", 1.0)) for name, section in ctx.cfg.data.items()})
 
 
+def built_module(comp, cfg, spec):
+    """What the model factory returns, refused in one line unless it is a ``torch.nn.Module``."""
+    import torch
+
+    model = comp.factory(cfg, spec)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"model '{comp.name}' (plugin '{comp.plugin}'): its factory returned "
+                         f"{type(model).__name__}, not a torch.nn.Module; return the built network")
+    return model
+
+
 def build_model(ctx: RunContext, mixture: Mixture):
     """Build the configured model for the mixture's spec (refused first if it cannot fit in memory)."""
     from pdebench_core.models import check_output_contract
@@ -115,8 +130,8 @@ def build_model(ctx: RunContext, mixture: Mixture):
 
     comp = plugins.get("model", ctx.cfg.model.name)
     check_mixture_fits(comp, mixture)
-    check_model_fits(lambda: comp.factory(ctx.cfg.model, mixture.model_spec), comp.name, ctx.device)
-    model = comp.factory(ctx.cfg.model, mixture.model_spec).to(ctx.device)
+    check_model_fits(lambda: built_module(comp, ctx.cfg.model, mixture.model_spec), comp.name, ctx.device)
+    model = built_module(comp, ctx.cfg.model, mixture.model_spec).to(ctx.device)
     for group in mixture.groups.values():  # one dummy pass per dimension, before any training
         check_output_contract(model, comp.name, comp.plugin, (1, mixture.t_in, *group.grid, group.n_channels),
                               mixture.t_out, ctx.device)

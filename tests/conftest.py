@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from pdebench_core.testing import run_pdeb
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,22 +23,6 @@ def fresh_home(tmp_path, monkeypatch) -> Path:
     """A pdeb home for one test (empty results store)."""
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-def run_pdeb(*args: str, env: dict | None = None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the ``pdeb`` CLI in a subprocess, as a user would."""
-    full_env = {**os.environ, **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "pdebench_core.cli", *args], capture_output=True, text=True,
-                            env=full_env, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"pdeb {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture
-def pdeb():
-    """Callable running the CLI in a subprocess: ``pdeb("models", "--json")``."""
-    return run_pdeb
 
 
 #: The run the leaderboard and report tests read: an FNO smoke run on ns2d.

@@ -375,7 +375,7 @@ def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fr
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors and set(errors) == {"error: model.fno.width must be a positive integer, got 0"}
+    assert errors and set(errors) == {"error: model.width must be a positive integer for fno, got 0"}
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
 
 

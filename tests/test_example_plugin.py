@@ -24,7 +24,7 @@ def test_example_plugin_is_listed_with_its_distribution(pdeb):
     assert datasets["heat1d"]["dims"] == [1]  # one type for models and datasets
 
 
-def test_example_plugin_trains_and_reports(fresh_home, pdeb):
+def test_example_plugin_trains_and_reports(private_home, pdeb):
     pdeb("run", "--model", "conv-stepper", "--data", "heat1d", "--profile", "smoke", "--run-id", "example",
          "--quiet", "--device", "cpu", "train.max_steps=30", check=True)
     rows = json.loads(pdeb("leaderboard", "--format", "json", "--model", "conv-stepper", check=True).stdout)
@@ -37,7 +37,7 @@ def test_example_plugin_can_be_left_out(pdeb):
     assert "conv-stepper" not in {m["name"] for m in json.loads(result.stdout)}
 
 
-def test_example_plugin_honours_data_path(fresh_home, pdeb, tmp_path):
+def test_example_plugin_honours_data_path(private_home, pdeb, tmp_path):
     import numpy as np
 
     from pdebench_core.data import write_canonical
@@ -54,6 +54,19 @@ def test_example_plugin_honours_data_path(fresh_home, pdeb, tmp_path):
     write_canonical(path, splits, spec, {"generator": "test"})
     pdeb("run", "--model", "conv-stepper", "--data", "heat1d", "--profile", "smoke", "--device", "cpu",
          "--run-id", "from-file", "--quiet", f"data.heat1d.path={path}", "train.max_steps=3", check=True)
-    log = (fresh_home / "runs" / "from-file" / "log.txt").read_text()
+    log = (private_home / "runs" / "from-file" / "log.txt").read_text()
     assert "grid [24]" in log  # the file's grid, not the generator's default
-    assert not list(fresh_home.rglob("heat1d-*.h5"))  # nothing was generated
+    assert not list(private_home.rglob("heat1d-*.h5"))  # nothing was generated
+
+
+def test_example_plugin_passes_the_checks_the_docs_recommend():
+    import pdeb_example
+    from pdeb_example import ConvStepperConfig, Heat1dConfig, build_heat1d
+
+    from pdebench_core.testing import check_dataset_registration
+    from pdebench_core.testing.models import ModelPlugin, toy_spec
+
+    check_dataset_registration(pdeb_example.register_datasets, "heat1d", factory=build_heat1d, config=Heat1dConfig)
+    model = ModelPlugin.of(pdeb_example, "conv-stepper", ConvStepperConfig)
+    model.check_card(dims=(1, 2))
+    model.check_contract(model.smoke, toy_spec((16, 16), fields=("u", "v"), t_out=2))

@@ -500,3 +500,4 @@ def test_registration_check_passes_a_full_card_and_catches_gaps():
         check_dataset_registration(_hook(profile_changes={"paper": {"nu": "fast"}})[0], "toy")
     with pytest.raises(AssertionError, match="registered 2 times"):
         check_dataset_registration(_hook(twice=True)[0], "toy")
+    assert check_dataset_registration(_hook(card_changes={"horizon": None})[0], "toy")["card"]["horizon"] is None

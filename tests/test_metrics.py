@@ -422,6 +422,13 @@ def test_a_metric_returning_one_value_per_sample_is_told_the_contract():
         old_style.score(M.Pair(PRED_1D, TARGET_1D))
 
 
+def test_partial_sums_that_finish_cannot_take_are_told_the_contract():
+    one_sum = M.Metric("rel", lambda pair: pair.error.abs().sum(dim=pair.spatial), finish=lambda a, b: a / b)
+    with pytest.raises(UsageError, match=r"metric 'rel' returned 1 partial sum\(s\), which its finish \(a, b\) "
+                                         r"cannot take; return a tuple with one \(B, T, C\) tensor per argument"):
+        one_sum.score(M.Pair(PRED_1D, TARGET_1D))
+
+
 # ------------------------------------------------------------- the builtin plugin
 
 

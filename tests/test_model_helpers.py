@@ -117,14 +117,14 @@ def test_require_positive_reports_the_first_bad_key():
     require_positive(Cfg(b=3, c=1), "a", "b", "c", model="m")
     with pytest.raises(UsageError) as error:
         require_positive(Cfg(), "a", "c", "b", model="my-model")
-    assert str(error.value) == "model.my-model.c must be a positive integer, got -2"
+    assert str(error.value) == "model.c must be a positive integer for my-model, got -2"
 
 
 def test_require_positive_reads_omegaconf_sections():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.merge(OmegaConf.structured(PointwiseConfig), {"hidden": 0})
-    with pytest.raises(UsageError, match="model.pointwise.hidden must be a positive integer, got 0"):
+    with pytest.raises(UsageError, match="model.hidden must be a positive integer for pointwise, got 0"):
         require_positive(cfg, "hidden", model="pointwise")
 
 
@@ -292,15 +292,19 @@ def test_unsupported_dims_check():
 
 def test_model_plugin_binds_the_checks_to_its_factory_and_profiles():
     profiles = {"smoke": {"hidden": 3}, "small": {"hidden": 5}, "paper": {}}
-    package = SimpleNamespace(build=build_pointwise, PROFILES=profiles, register_models=_register_hook(profiles=profiles))
+    # Only the hook is needed: the factory and profiles are what it registers.
+    package = SimpleNamespace(register_models=_register_hook(profiles=profiles))
     plugin = ModelPlugin.of(package, "pointwise", PointwiseConfig)
+    assert plugin.build is build_pointwise and plugin.profiles == profiles
     assert plugin.smoke == PointwiseConfig(hidden=3)
     assert plugin.check_card()["paper"] == "Nobody, 2024"
     model = plugin.check_contract(plugin.smoke, toy_spec((8,), t_out=2))
     assert model.net[0].out_features == 3
     assert "pointwise" in plugin.check_rejects_unsupported_dims(plugin.smoke)
     with pytest.raises(AssertionError, match="not 'other'"):
-        ModelPlugin.of(package, "other", PointwiseConfig).check_card()
+        ModelPlugin.of(package, "other", PointwiseConfig)
+    elsewhere = ModelPlugin.of(SimpleNamespace(), "pointwise", PointwiseConfig, register_models=package.register_models)
+    assert elsewhere.smoke == plugin.smoke
     wrong = ModelPlugin(name="wrong", build=lambda cfg, spec: WrongFrames(), config=PointwiseConfig, profiles=profiles,
                         register_models=package.register_models)
     with pytest.raises(AssertionError, match="output shape"):

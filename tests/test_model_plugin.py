@@ -68,6 +68,26 @@ def test_registration_carries_the_card_and_the_factory():
     assert register_models.__doc__ == "Register the ``toy`` model."
 
 
+def test_two_folded_models_in_one_module_are_both_found_whatever_their_hooks_are_called():
+    import types
+
+    import pluggy
+
+    from pdebench_core import hookspecs
+
+    module = types.ModuleType("two_models")
+    module.build, module.register_models = build, register_models
+    module.build_wide, module.register_wide = folded_model(
+        "toy-wide", ToyConfig, PROFILES, f"{__name__}:Toy", description="a wide toy", paper="none")
+    manager = pluggy.PluginManager("pdeb")
+    manager.add_hookspecs(hookspecs)
+    manager.register(module)
+    manager.check_pending()  # a hook under another name is not an unknown hook
+    names: list[str] = []
+    manager.hook.register_models(register=lambda name, factory, **card: names.append(name))
+    assert sorted(names) == ["toy", "toy-wide"]
+
+
 def test_build_passes_sizes_typed_fields_and_derived_arguments():
     cfg = OmegaConf.structured(ToyConfig(width=6, scale=2))  # omegaconf values, as a run passes them
     spec = toy_spec((8, 4), fields=("u", "v"), t_out=3)
@@ -81,9 +101,9 @@ def test_build_passes_sizes_typed_fields_and_derived_arguments():
 def test_build_runs_the_common_checks_then_the_derived_ones():
     with pytest.raises(UsageError, match=r"model 'toy' supports 1D and 2D data"):
         build(ToyConfig(), toy_spec((4, 4, 4)))
-    with pytest.raises(UsageError, match=r"model.toy.width must be a positive integer, got 0"):
+    with pytest.raises(UsageError, match=r"model.width must be a positive integer for toy, got 0"):
         build(ToyConfig(width=0), toy_spec((8,)))
-    with pytest.raises(UsageError, match=r"model.toy.heads \(3\) must divide width \(8\)"):
+    with pytest.raises(UsageError, match=r"model.heads \(3\) must divide width \(8\) for toy"):
         build(ToyConfig(heads=3), toy_spec((8,)))
     with pytest.raises(UsageError, match="needs 4 points"):
         build(ToyConfig(), toy_spec((2,)))
@@ -91,11 +111,11 @@ def test_build_runs_the_common_checks_then_the_derived_ones():
 
 def test_every_integer_field_is_a_size_that_must_be_positive_unless_the_plugin_says_which():
     assert integer_fields(ToyConfig) == ("width", "heads")  # not the float, not the bool
-    with pytest.raises(UsageError, match=r"model.toy.heads must be a positive integer, got 0"):
+    with pytest.raises(UsageError, match=r"model.heads must be a positive integer for toy, got 0"):
         build(ToyConfig(heads=0), toy_spec((8,)))
     named, _ = folded_model("toy", ToyConfig, PROFILES, f"{__name__}:Toy", positive=("width",), description="",
                             paper="")
-    with pytest.raises(UsageError, match=r"model.toy.width must be a positive integer, got -1"):
+    with pytest.raises(UsageError, match=r"model.width must be a positive integer for toy, got -1"):
         named(ToyConfig(width=-1), toy_spec((8,)))
     assert isinstance(named(ToyConfig(heads=-1), toy_spec((8,))), Toy)  # heads is not a size here
 
@@ -119,10 +139,10 @@ def test_base_holds_no_parameters_of_its_own():
 
 
 def test_choice_and_divisibility_messages_name_the_setting():
-    with pytest.raises(UsageError, match=r"model.toy.norm must be one of group, none, got 'layer'"):
+    with pytest.raises(UsageError, match=r"model.norm of toy must be one of group, none, got 'layer'"):
         require_choice(OmegaConf.create({"norm": "layer"}), "norm", ("group", "none"), model="toy")
     with pytest.raises(UsageError, match=r"divisible by 8 \(patch_size=8\); dataset 'toy' has \(12,\) "
-                                         r"\(change model.toy.patch_size or resize the data\)"):
+                                         r"\(change model.patch_size or resize the data\)"):
         require_grid_divisible(toy_spec((12,)), 8, "toy", setting="patch_size", reason="patch_size=8")
     require_grid_divisible(toy_spec((16,)), 8, "toy", setting="patch_size", reason="patch_size=8")
 

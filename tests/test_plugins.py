@@ -172,3 +172,48 @@ def test_failing_entry_point_plugin_is_disabled_alone(tmp_path, pdeb, fake_distr
     assert len(warning) == 1 and reason in warning[0]
     status = {p["name"]: p for p in json.loads(pdeb("plugins", "--json", env=env, check=True).stdout)}
     assert reason in status["badplug"]["error"] and status["fno"]["error"] is None
+
+
+UNMARKED_PLUGIN = textwrap.dedent('''
+    def register_models(register):  # no @hookimpl: pluggy never calls it
+        register("unseen", None)
+''')
+
+
+def test_a_plugin_without_marked_hooks_is_pointed_at_hookimpl(tmp_path, pdeb, fake_distribution):
+    root = fake_distribution(tmp_path / "site", "pdeb-unmarked", {"unmarked": "unmarked"},
+                             {"unmarked": UNMARKED_PLUGIN})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    result = pdeb("models", env=env, check=True)
+    warning = [line for line in result.stderr.splitlines() if "unmarked" in line]
+    assert warning == ["warning: pdeb plugin 'unmarked' implements no hook; mark its register_* functions with "
+                       "@hookimpl (from pdebench_core import hookimpl)"]
+
+
+JUNK_FACTORIES_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("returns-none", lambda cfg, spec: None, dims=(2,))
+
+    @hookimpl
+    def register_datasets(register):
+        register("returns-list", lambda cfg: [1, 2, 3], dims=(2,))
+''')
+
+
+@pytest.mark.parametrize("model, data, message", [
+    ("returns-none", "ns2d", "error: model 'returns-none' (plugin 'junk'): its factory returned NoneType, not a "
+                             "torch.nn.Module; return the built network"),
+    ("fno", "returns-list", "error: dataset 'returns-list' (plugin 'junk'): its factory returned list, not a "
+                            "dataset; return an object with .spec and .split(name)"),
+])
+def test_a_factory_returning_something_else_is_one_line(tmp_path, pdeb, fake_distribution, model, data, message):
+    root = fake_distribution(tmp_path / "site", "pdeb-junk", {"junk": "junk"}, {"junk": JUNK_FACTORIES_PLUGIN})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "PDEB_HOME": str(tmp_path / "home")}
+    result = pdeb("run", "--model", model, "--data", data, "--profile", "smoke", "--quiet", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr

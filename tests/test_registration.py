@@ -33,6 +33,11 @@ def _build(cfg, spec):
     return None
 
 
+@dataclass
+class _Width:
+    width: int = 4
+
+
 @pytest.mark.parametrize("kind, call, parameter", [
     ("models", lambda r: r("bad-dims", _build, dims=(4,)), "dims=(4,)"),
     ("models", lambda r: r("bad-dims", _build, dims="2"), "dims='2'"),
@@ -41,6 +46,10 @@ def _build(cfg, spec):
     ("models", lambda r: r("bad-mixed", _build, mixed_dims=1), "mixed_dims=1"),
     ("models", lambda r: r("bad-config", _build, config={"width": 3}), "config={'width': 3}"),
     ("datasets", lambda r: r("bad-dims", _build, dims=0), "dims=0"),
+    ("models", lambda r: r("bad-profile", _build, config=_Width, profiles={"smok": {}}),
+     "a profile 'smok'; profiles are smoke, small, paper (did you mean 'smoke'?)"),
+    ("models", lambda r: r("bad-profile", _build, config=_Width, profiles={"smoke": {"widht": 2}}),
+     "profile 'smoke' sets 'widht', which is not a field of _Width (did you mean 'width'?)"),
     ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
      "higher_is_better='yes'"),
 ])

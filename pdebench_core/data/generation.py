@@ -402,7 +402,8 @@ class SolverBatch:
         device: Where to solve (the checked ``device`` setting).
         dtype: Solver precision (the ``solver_dtype`` setting).
         advance: Report work done, summed over the batch, in the units of
-            :attr:`GeneratedDataset.work_per_trajectory` (by default: one per frame and trajectory).
+            :attr:`GeneratedDataset.work_per_trajectory` (by default: one per frame after the
+            initial one, and trajectory).
     """
 
     jobs: list[Job]

@@ -16,15 +16,19 @@ Model plugins find their checks in :mod:`pdebench_core.testing.models`.
 
 The package is also a pytest plugin (pdeb's ``pyproject.toml`` loads it with
 ``-p pdebench_core.testing``; elsewhere, name it in ``pytest_plugins`` of a root
-``conftest.py``). It provides the fixture :func:`private_home` and runs every test
+``conftest.py``). It provides the fixtures :func:`private_home` and :func:`pdeb` (the CLI
+in a subprocess) and runs every test
 under the folders of the ini option ``pdeb_single_thread_paths`` on one intra-op
 torch thread (see :func:`single_thread_where_configured`).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -36,7 +40,7 @@ from pdebench_core.testing.datasets import (DATASET_CARD_KEYS, PROFILE_NAMES, SP
 __all__ = [
     "DATASET_CARD_KEYS", "PROFILE_NAMES", "SPLITS", "assert_same_splits", "assert_splits_disjoint", "check_cache_key",
     "check_dataset_contract", "check_dataset_registration", "check_generated_dataset", "generation_forbidden",
-    "private_home", "pytest_addoption", "single_thread_where_configured", "split_arrays",
+    "pdeb", "private_home", "pytest_addoption", "run_pdeb", "single_thread_where_configured", "split_arrays",
 ]
 
 
@@ -79,3 +83,29 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "pdeb-home"
     monkeypatch.setenv("PDEB_HOME", str(home))
     return home
+
+
+def run_pdeb(*args: str, env: dict[str, str] | None = None, check: bool = False,
+             timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``pdeb`` CLI in a subprocess, as a user would, with this environment plus ``env``.
+
+    Args:
+        *args: The command line after ``pdeb``.
+        env: Variables set on top of the current environment.
+        check: Fail with the command's output when it exits non-zero.
+        timeout: Seconds before the command is killed.
+
+    Returns:
+        The finished process (``returncode``, ``stdout``, ``stderr`` as text).
+    """
+    result = subprocess.run([sys.executable, "-m", "pdebench_core.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"pdeb {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def pdeb() -> Callable[..., subprocess.CompletedProcess]:
+    """:func:`run_pdeb`: ``pdeb("run", "--model", "mymodel", "--data", "ns2d", "--profile", "smoke", check=True)``."""
+    return run_pdeb

@@ -231,7 +231,8 @@ def check_dataset_registration(
         name: The dataset name to look for.
         factory: The factory it must register (not checked when ``None``).
         config: The config class it must register (not checked when ``None``).
-        card_keys: Card entries that must be present and non-empty.
+        card_keys: Card entries that must be present and non-empty (``horizon`` may be ``None``:
+            every frame after ``t_in``).
 
     Returns:
         ``{"factory": ..., "config": ..., "profiles": ..., "card": {...}}`` as registered.
@@ -258,6 +259,8 @@ def check_dataset_registration(
         assert entry["config"] is config, f"'{name}' registered config {entry['config']!r}, expected {config!r}"
     card = entry["card"]
     for key in card_keys:
+        if key == "horizon" and key in card:  # None says "every frame after t_in", a value like any other
+            continue
         assert card.get(key) not in (None, "", [], ()), f"'{name}': card entry '{key}' is missing or empty"
     if "dims" in card:  # register(dims=...) takes one dimension or several
         dims = (card["dims"],) if isinstance(card["dims"], int) else tuple(card["dims"])

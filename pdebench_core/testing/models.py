@@ -304,9 +304,27 @@ class ModelPlugin:
     register_models: Callable[..., Any]
 
     @classmethod
-    def of(cls, package: Any, name: str, config: type) -> "ModelPlugin":
-        """The plugin whose package exposes ``build``, ``register_models`` and ``PROFILES``."""
-        return cls(name, package.build, config, package.PROFILES, package.register_models)
+    def of(cls, package: Any, name: str, config: type,
+           register_models: Callable[..., Any] | None = None) -> "ModelPlugin":
+        """The plugin model ``name`` of ``package``, with the factory and profiles its hook registers.
+
+        Args:
+            package: The plugin's module.
+            name: The model name.
+            config: Its config dataclass.
+            register_models: The hook that registers ``name`` (default:
+                ``package.register_models``; pass it when the module binds it to another name).
+
+        Raises:
+            AssertionError: The hook does not register ``name``.
+        """
+        hook = register_models if register_models is not None else package.register_models
+        found: dict[str, tuple[Any, dict[str, Any]]] = {}
+        hook(register=lambda model, factory, **kw: found.setdefault(model, (factory, kw)))
+        if name not in found:
+            raise AssertionError(f"register_models registered {sorted(found)}, not '{name}'")
+        factory, card = found[name]
+        return cls(name, factory, config, card.get("profiles") or {}, hook)
 
     @property
     def smoke(self) -> Any:

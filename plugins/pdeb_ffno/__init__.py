@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class FFNOConfig:
-    """Hyperparameters of the F-FNO (``model.ffno.<key>``).
+    """Hyperparameters of the F-FNO (``model.<key>``).
 
     Attributes:
         width: Channels of the hidden representation.

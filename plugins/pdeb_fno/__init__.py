@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class FNOConfig:
-    """Hyperparameters of the FNO (``model.fno.<key>``).
+    """Hyperparameters of the FNO (``model.<key>``).
 
     Attributes:
         width: Channels of the hidden representation after lifting.
@@ -86,7 +86,7 @@ def padded_arguments(cfg: FNOConfig, spec: "DataSpec") -> dict[str, Any]:
         UsageError: On a negative padding or a grid too coarse for the spectral layers.
     """
     if int(cfg.padding) < 0:
-        raise UsageError(f"model.fno.padding must be >= 0, got {cfg.padding}")
+        raise UsageError(f"model.padding must be >= 0, got {cfg.padding}")
     check_min_grid(spec, "fno", padding=int(cfg.padding))
     grid = tuple(n + int(cfg.padding) for n in spec.spatial_shape)
     return {"modes": fitted_modes(int(cfg.modes), grid)}

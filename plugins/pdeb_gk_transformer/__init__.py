@@ -16,7 +16,7 @@ from pdebench_core.profiles import profiles_around_defaults
 
 @dataclass
 class GKTransformerConfig:
-    """Hyperparameters of the Galerkin Transformer (``model.gk-transformer.<key>``).
+    """Hyperparameters of the Galerkin Transformer (``model.<key>``).
 
     Attributes:
         dim: Token width.

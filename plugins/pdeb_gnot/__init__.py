@@ -17,7 +17,7 @@ from pdebench_core.profiles import profiles_around_defaults
 
 @dataclass
 class GNOTConfig:
-    """Hyperparameters of GNOT (``model.gnot.<key>``).
+    """Hyperparameters of GNOT (``model.<key>``).
 
     Attributes:
         dim: Token width.

@@ -18,7 +18,7 @@ from pdebench_core.profiles import profiles_around_defaults
 
 @dataclass
 class OFormerConfig:
-    """Hyperparameters of the OFormer (``model.oformer.<key>``).
+    """Hyperparameters of the OFormer (``model.<key>``).
 
     Attributes:
         dim: Token width of the encoder.

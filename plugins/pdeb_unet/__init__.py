@@ -23,7 +23,7 @@ PADDING_MODES = ("auto", "zeros", "circular", "replicate", "reflect")
 
 @dataclass
 class UNetConfig:
-    """Hyperparameters of the U-Net (``model.unet.<key>``).
+    """Hyperparameters of the U-Net (``model.<key>``).
 
     Attributes:
         width: Channels of the first level; every level below doubles them.

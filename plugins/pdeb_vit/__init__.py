@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class ViTConfig:
-    """Hyperparameters of the patch transformer (``model.vit.<key>``).
+    """Hyperparameters of the patch transformer (``model.<key>``).
 
     Attributes:
         patch_size: Patch edge in grid points; every grid size must be divisible by it.
@@ -66,7 +66,7 @@ def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
         UsageError: On a non-positive ``mlp_ratio`` or a grid not divisible by the patch size.
     """
     if float(cfg.mlp_ratio) <= 0:
-        raise UsageError(f"model.vit.mlp_ratio must be positive, got {cfg.mlp_ratio}")
+        raise UsageError(f"model.mlp_ratio must be positive, got {cfg.mlp_ratio}")
     require_grid_divisible(spec, int(cfg.patch_size), "vit", setting="patch_size",
                            reason=f"patch_size={cfg.patch_size}")
     return {"grid": tuple(spec.spatial_shape)}

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 from pdebench_core import hookimpl
 from pdebench_core.data.config import DatasetConfig
 
+# Defaults per profile: `smoke` finishes in seconds (tests use it), `small` is the config
+# defaults, `paper` a larger setting for GPUs.
+HEAT1D_PROFILES = {
+    "smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2},
+    "small": {},
+    "paper": {"resolution": 256, "n_frames": 50, "n_train": 1024, "n_val": 128, "n_test": 128},
+}
+CONV_STEPPER_PROFILES = {"smoke": {"width": 8, "depth": 2}, "small": {}, "paper": {"width": 64, "depth": 5}}
+
 
 @dataclass
 class Heat1dConfig(DatasetConfig):
@@ -62,10 +71,11 @@ def build_conv_stepper(cfg: ConvStepperConfig, spec):
 def register_datasets(register):
     """Add ``heat1d``."""
     register(
-        "heat1d", build_heat1d, config=Heat1dConfig,
-        profiles={"smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2}},
-        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", dims=(1,),
-        fields=["u"], resolution=64, boundary="periodic", license="MIT",
+        "heat1d", build_heat1d, config=Heat1dConfig, profiles=HEAT1D_PROFILES, dims=(1,),
+        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", fields=["u"],
+        resolution="32 (smoke), 64 (small), 256 (paper)", dt=0.05, boundary="periodic",
+        parameters="kappa = 0.01; 8 random Fourier modes", source="generated (exact solution)", license="MIT",
+        horizon=None,
     )
 
 
@@ -73,7 +83,6 @@ def register_datasets(register):
 def register_models(register):
     """Add ``conv-stepper``."""
     register(
-        "conv-stepper", build_conv_stepper, config=ConvStepperConfig,
-        profiles={"smoke": {"width": 8, "depth": 2}},
-        description="residual CNN predicting the next frames", dims=(1, 2),
+        "conv-stepper", build_conv_stepper, config=ConvStepperConfig, profiles=CONV_STEPPER_PROFILES,
+        description="residual CNN predicting the next frames", paper="none (an example)", dims=(1, 2),
     )
