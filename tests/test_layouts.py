@@ -494,6 +494,23 @@ def test_load_path_warns_and_documents_fallback(tmp_path):
     assert [len(ds.split(s)) for s in ("train", "val", "test")] == [8, 1, 1]
 
 
+def test_time_steps_from_float32_coordinates_lose_their_storage_noise():
+    from pdebench_core.data.layouts.common import uniform_step
+
+    assert uniform_step((np.arange(21) * 0.05).astype(np.float32), "t", []) == 0.05
+    assert uniform_step((np.arange(11) * 0.1).astype(np.float32), "t", []) == 0.1
+    assert uniform_step(np.arange(11) * 0.01, "t", []) == 0.01
+
+
+def test_a_file_too_small_for_the_splits_names_itself_and_the_fix(tmp_path):
+    path = tmp_path / "one.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = coded((1, 5, 8))
+    with pytest.raises(DataError, match=rf"{path}: 'all' holds 1 trajectories, too few for the splits train, val, "
+                                        rf"test; point data.toy.path at a file or folder with more trajectories"):
+        load_path(config(path), "toy", DEFAULTS)
+
+
 def test_spec_combines_file_and_defaults(tmp_path):
     path = tmp_path / "two.hdf5"
     with h5py.File(path, "w") as f:

@@ -81,6 +81,23 @@ def test_spec_comes_from_dimensions_boundary_conditions_and_scalars(tmp_path, fr
     assert open_layout(root / "data/train/dummy_1.hdf5").boundary == "x: periodic, y: wall"
 
 
+def test_each_end_of_an_axis_gets_the_kind_its_mask_marks(tmp_path):
+    root = write_well_dataset(tmp_path, files={"train": 1, "valid": 1, "test": 1})
+    path = root / "data/train/dummy_0.hdf5"
+    with h5py.File(path, "r+") as f:
+        n = f["dimensions/y"].shape[0]
+        del f["boundary_conditions/y_periodic"]
+        for name, kind, end in (("a_open", "OPEN", -1), ("b_wall", "WALL", 0)):  # names sort open first
+            group = f["boundary_conditions"].create_group(name)
+            group.attrs.update(bc_type=kind, associated_dims=["y"], associated_fields=[], sample_varying=False,
+                               time_varying=False)
+            mask = np.zeros(n, dtype=bool)
+            mask[end] = True
+            group.create_dataset("mask", data=mask)
+            group.create_dataset("values", data=np.zeros(1, np.float32))
+    assert open_layout(path).boundary == "x: periodic, y: wall/open"  # wall at y = 0, open at the top
+
+
 def test_constant_fields_can_be_dropped_and_a_single_file_is_read(tmp_path, fresh_home):
     path = write_well_file(tmp_path / "flat" / "one.hdf5", smooth=False)
     found = open_well(str(path), constants="drop")
@@ -123,15 +140,18 @@ def test_convert_keeps_splits_values_and_the_files_boundary(tmp_path, fresh_home
         np.testing.assert_array_equal(f["val"][0], found.pools["val"][0])
         assert f["train"].shape == (4, 10, 32, 32, 3)
     assert spec["boundary"] == "periodic" and spec["params"]["scored_fields"] == ["field_x", "field_y"]
+    converted = build_dataset("well", "smoke", [f"path={dest}"])  # the converted file reads as the original
+    original = build_dataset("well", "smoke", [f"path={root}"])
+    assert converted.spec.fields == original.spec.fields
+    assert converted.spec.channel_mask == original.spec.channel_mask
+    np.testing.assert_array_equal(converted.split("val")[0], original.split("val")[0])
 
 
 def test_the_well_dataset_refuses_other_layouts_and_a_missing_path(tmp_path, fresh_home):
-    from pdebench_core.data.canonical import write_canonical
-    from pdebench_core.spec import DataSpec
-
-    other = write_canonical(tmp_path / "c.h5", {"train": np.zeros((2, 6, 4, 1), np.float32)},
-                            DataSpec(name="c", fields=("u",), spatial_shape=(4,)))
-    with pytest.raises(UsageError, match="holds the 'canonical' layout, not The Well's"):
+    other = tmp_path / "1D_Advection.hdf5"
+    with h5py.File(other, "w") as f:
+        f["tensor"] = np.zeros((2, 6, 4), np.float32)  # PDEBench
+    with pytest.raises(UsageError, match="holds the 'pdebench' layout, not The Well's"):
         build_dataset("well", "smoke", [f"path={other}"])
     with pytest.raises(UsageError, match=r"well has no built-in solver; .* data.well.path="):
         build_dataset("well", "smoke")

@@ -68,15 +68,18 @@ def build(cfg: Any):
     if not cfg.path:
         raise UsageError(f"{NAME} has no built-in solver; download a Well dataset and pass "
                          f"data.{NAME}.path=DATASET_FOLDER_OR_FILE")
-    from pdebench_core.data.layouts import detect_layout, load_found, open_well
+    from pdebench_core.data.layouts import detect_layout, load_found, open_layout, open_well
 
     format = str(cfg.format or "auto").strip().lower()
-    if format not in ("auto", "well"):
-        raise UsageError(f"data.{NAME}.format={cfg.format} is not The Well's layout; leave it at auto or set well")
+    if format not in ("auto", "well", "canonical"):
+        raise UsageError(f"data.{NAME}.format={cfg.format} is not a layout {NAME} reads; leave it at auto, or set "
+                         f"well, or canonical (a Well file converted by 'pdeb data convert')")
     layout = detect_layout(cfg.path) if format == "auto" else format
+    if layout == "canonical":  # converted from a Well file: it keeps the fields, grid and spec
+        return load_found(open_layout(str(cfg.path), "canonical"), cfg, NAME, make_spec(cfg))
     if layout != "well":
         raise UsageError(f"{cfg.path} holds the '{layout}' layout, not The Well's; read it with the dataset made for "
-                         f"it (see 'pdeb datasets') or leave data.{NAME}.format=auto")
+                         f"it (see 'pdeb datasets'; 'pdeb data info {cfg.path}' shows what it holds)")
     return load_found(open_well(str(cfg.path), constants=str(cfg.constants)), cfg, NAME, make_spec(cfg))
 
 

@@ -221,6 +221,7 @@ def uniform_step(values, what: str, notes: list[str]) -> float | None:
     """Spacing of a 1-D coordinate array; notes it when the spacing is not uniform."""
     import numpy as np
 
+    single = np.asarray(values).dtype == np.float32
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.size < 2:
         return None
@@ -231,7 +232,11 @@ def uniform_step(values, what: str, notes: list[str]) -> float | None:
         return None
     if np.max(np.abs(steps - step)) > 1e-3 * abs(step):
         notes.append(f"{what} is not uniformly spaced; using its median spacing {step:g}")
-    return float(f"{step:.10g}")  # drop the rounding noise of differences (0.010000000000000009)
+    else:  # the whole span over the steps: far less storage noise than one difference
+        step = float((values[-1] - values[0]) / (values.size - 1))
+    # Drop the rounding noise of differences (0.010000000000000009); float32 coordinates hold
+    # only about 7 digits.
+    return float(f"{step:.7g}") if single else float(f"{step:.10g}")
 
 
 def frame_blocks(n_frames: int, frame_bytes: int, budget: int = BLOCK_BYTES) -> list[slice]:

@@ -433,7 +433,11 @@ def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapp
     from pdebench_core.data.base import TrajectoryDataset
 
     wanted = {s: getattr(cfg, f"n_{s}", None) for s in SPLITS}
-    plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    try:
+        plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    except DataError as exc:
+        raise DataError(f"{found.path}: {exc}; point data.{name}.path at a file or folder with more "
+                        f"trajectories (a dataset's folder rather than one of its files)") from None
     for message in messages:
         warnings.warn(f"{found.path}: {message}", SplitWarning, stacklevel=3)
     preload = bool(getattr(cfg, "preload", False))

@@ -339,21 +339,42 @@ def _same_layout(first: WellFile, other: WellFile) -> None:
 
 
 def _boundary(f) -> str | None:
-    """``periodic`` when every axis is, else ``x: periodic, y: wall/open`` in axis order."""
+    """``periodic`` when every axis is, else ``x: periodic, y: wall/open`` in axis order, the
+    kind at the low end of an axis first (from each group's ``mask``; in group order without one)."""
     dims = _names(f["dimensions"].attrs.get("spatial_dims"))
-    kinds: dict[str, list[str]] = {d: [] for d in dims}
+    kinds: dict[str, list[tuple[int, str]]] = {d: [] for d in dims}  # (position, kind)
     for name in f["boundary_conditions"]:
         group = f["boundary_conditions"][name]
         kind = _names(group.attrs.get("bc_type"))
-        for dim in _names(group.attrs.get("associated_dims")):
-            if kind and dim in kinds and kind[0].lower() not in kinds[dim]:
-                kinds[dim].append(kind[0].lower())
-    stated = {d: "/".join(k) for d, k in kinds.items() if k}
+        if not kind:
+            continue
+        for position in _sides(group):
+            for dim in _names(group.attrs.get("associated_dims")):
+                if dim in kinds:
+                    kinds[dim].append((position, kind[0].lower()))
+    stated = {}
+    for dim, found in kinds.items():
+        ordered = [kind for _, kind in sorted(found, key=lambda item: item[0])]
+        unique = [kind for i, kind in enumerate(ordered) if kind not in ordered[:i]]
+        if unique:
+            stated[dim] = "/".join(unique)
     if not stated:
         return None
     if len(set(stated.values())) == 1 and len(stated) == len(dims):
         return next(iter(stated.values()))
     return ", ".join(f"{d}: {stated.get(d, 'not stated')}" for d in dims)
+
+
+def _sides(group) -> tuple[int, ...]:
+    """Where a boundary group sits along its axis: 0 (low end), 1 (high end) or both, from its
+    one-dimensional ``mask``; (2,) when it has none (after the masked ones, in group order)."""
+    import numpy as np
+
+    mask = group.get("mask")
+    if mask is None or mask.ndim != 1 or mask.shape[0] < 2:
+        return (2,)
+    values = np.asarray(mask[()], dtype=bool)
+    return tuple(side for side, on in ((0, values[0]), (1, values[-1])) if on) or (2,)
 
 
 def _scalar_values(f, values: dict[str, list[float]], notes: list[str]) -> None:
