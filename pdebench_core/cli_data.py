@@ -110,6 +110,7 @@ def convert(
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Train trajectories (default: rule below)."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation trajectories."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test trajectories."),
+    force: bool = typer.Option(False, "--force", help="Replace DEST if it is an existing file."),
 ) -> None:
     """Convert SRC to a canonical pdeb file, streaming trajectory by trajectory.
 
@@ -121,7 +122,7 @@ def convert(
 
     counts = {"train": n_train, "val": n_val, "test": n_test}
     with user_errors():
-        written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True)
+        written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force)
         description = describe_path(written)
     splits = ", ".join(f"{k} {v}" for k, v in description["splits"].items())
     _console().print(f"wrote {written}: {splits} trajectories of {tuple(description['trajectory_shape'])}",

@@ -57,6 +57,24 @@ def test_resume_partial_file_with_range(server, tmp_path):
     assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
 
 
+def test_links_planted_in_the_destination_are_never_written_through(server, tmp_path):
+    victim, lock_victim = tmp_path / "victim.txt", tmp_path / "victim-lock.txt"
+    victim.write_text("keep me")
+    lock_victim.write_text("keep me too")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5.part").symlink_to(victim)
+    (dest / (dl.LOCK_FILE + ".tmp")).symlink_to(lock_victim)
+    card = card_for(server)
+    del card["files"][0]["md5"]  # no published checksum: the lock file is written
+    card["checksums"] = "unpublished"
+    paths = dl.download(card, dest, progress=False, trust_first_download=True)
+    assert victim.read_text() == "keep me" and lock_victim.read_text() == "keep me too"
+    assert not paths[0].is_symlink() and paths[0].read_bytes() == PAYLOAD
+    assert not (dest / dl.LOCK_FILE).is_symlink()
+    assert server.requests == [("GET", "sample.hdf5", None)]  # the link was not taken for a partial file
+
+
 def test_dropped_connection_resumes(server, tmp_path):
     card = card_for(server)
     server.behaviour["sample.hdf5"] = "drop-once"

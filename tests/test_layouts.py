@@ -737,6 +737,23 @@ def test_cli_convert(tmp_path):
     assert {k: len(v) for k, v in splits.items()} == {"train": 6, "val": 2, "test": 3}
 
 
+def test_cli_convert_never_overwrites_unasked_nor_writes_over_a_non_file(tmp_path):
+    src = tmp_path / "t.hdf5"
+    with h5py.File(src, "w") as f:
+        f["tensor"] = coded((12, 4, 8))
+    precious = tmp_path / "notes.txt"
+    precious.write_text("precious")
+    result = runner.invoke(data_app, ["convert", str(src), str(precious)])
+    assert result.exit_code == 2 and precious.read_text() == "precious"
+    assert f"{precious} already exists; pass --force to replace it" in result.output
+    assert runner.invoke(data_app, ["convert", str(src), str(precious), "--force"]).exit_code == 0
+    assert open_canonical(precious)[0].n_frames == 4
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = runner.invoke(data_app, ["convert", str(src), str(folder), "--force"])
+    assert result.exit_code == 2 and "exists and is not a regular file" in result.output and folder.is_dir()
+
+
 def test_cli_generate_uses_build_dataset(tmp_path, monkeypatch):
     path = tmp_path / "gen.h5"
     spec = DataSpec(name="toy", fields=("u",), spatial_shape=(8,))

@@ -269,8 +269,19 @@ class ChecksumLock:
         self.entries[name] = digest.lower()
         self.recorded.append(name)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(f"{self.entries[n]}  {n}\n" for n in sorted(self.entries)))
+        with _open_own(tmp, "w") as out:
+            out.write("".join(f"{self.entries[n]}  {n}\n" for n in sorted(self.entries)))
         os.replace(tmp, self.path)
+
+
+def _open_own(path: Path, mode: str):
+    """Open one of the download's own scratch files (``w``, ``wb`` or ``ab``) without following a
+    link: a symlink left at its name (pointing anywhere) is removed first, never written through."""
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC
+    return os.fdopen(os.open(path, flags, 0o644), mode)
 
 
 def _hash_file(path: Path, hasher) -> None:
@@ -298,6 +309,8 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
     final = folder / f.name
     part = folder / (f.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
+    if part.is_symlink():  # not a partial download of ours: never resumed, read or written through
+        part.unlink()
     offset = part.stat().st_size if part.exists() else 0
     check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
     task = progress.add_task(f.name, total=None) if progress else None
@@ -344,7 +357,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
             if progress:
                 progress.update(task, total=total, completed=offset)
             try:
-                with open(part, "ab" if offset else "wb") as out:
+                with _open_own(part, "ab" if offset else "wb") as out:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
                         hasher.update(chunk)

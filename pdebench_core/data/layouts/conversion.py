@@ -83,7 +83,7 @@ class CanonicalWriter:
 def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
             counts: Mapping[str, int | None] | None = None,
             spec_defaults: DataSpec | Mapping[str, Any] | None = None,
-            progress: bool = False) -> Path:
+            progress: bool = False, overwrite: bool = True) -> Path:
     """Convert a published file or folder into a canonical pdeb file.
 
     Args:
@@ -95,15 +95,24 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
             the file's own splits whole and cuts unsplit files 80/10/10.
         spec_defaults: Field names, parameters, boundary... for what the file lacks.
         progress: Show a rich progress bar.
+        overwrite: Replace an existing ``dest`` file (else refuse it).
 
     Returns:
         ``dest`` as a :class:`Path`.
+
+    Raises:
+        DataError: ``dest`` is ``src``, exists and is not a regular file (a folder, a
+            device), or exists while ``overwrite`` is off.
     """
     from pdebench_core import __version__
 
     src, dest = Path(src), Path(dest)
     if src.resolve() == dest.resolve():
         raise DataError(f"{dest}: convert would overwrite its own source")
+    if dest.exists() and not dest.is_file():
+        raise DataError(f"{dest} exists and is not a regular file; write the canonical file to a new path")
+    if dest.exists() and not overwrite:
+        raise DataError(f"{dest} already exists; pass --force to replace it, or choose another path")
     found = open_layout(src, format)
     wanted = {s: (counts or {}).get(s) for s in SPLITS}
     plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
