@@ -104,8 +104,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} is not a plain state dict (it holds pickled objects: {first[:160]}); "
             f"save model.state_dict() instead"
         ) from None
-    except Exception as exc:  # truncated or corrupt bytes: torch's zip reader refuses them
-        raise DamagedCheckpoint(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    except PermissionError as exc:
+        raise UsageError(f"checkpoint {path} cannot be opened ({exc.strerror}); fix its permissions") from None
+    except Exception as exc:  # empty, truncated or corrupt bytes: torch's zip reader refuses them
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
+        raise DamagedCheckpoint(f"checkpoint {path} cannot be read: {reason}") from None
     if not isinstance(state, dict):
         raise UsageError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     stored = state.pop(INTEGRITY, None)
@@ -139,7 +142,7 @@ def newest_intact(folder: str | os.PathLike, warn=print) -> Path | None:
         return manifest
     if damaged:
         raise DamagedCheckpoint(f"every checkpoint in {folder} is damaged ({', '.join(damaged)}); "
-                                f"start the run again without --resume")
+                                f"start a new run instead (without --resume, under another --run-id)")
     return None
 
 

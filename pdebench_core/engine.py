@@ -49,6 +49,13 @@ def _own_entry(saved: Any, my_rank: int) -> Any:
     return saved[my_rank] if my_rank < len(saved) else None
 
 
+def _first_problem(exc: BaseException) -> str:
+    """The first line of a load error that names a problem (torch's starts with a bare header)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    return (useful or lines or [type(exc).__name__])[0][:200]
+
+
 class Trainer:
     """Optimises a model on micro-batches of ``(x, y, mask)`` windows.
 
@@ -200,9 +207,14 @@ class Trainer:
         try:
             self._load_weights(path, state)
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise UsageError(f"checkpoint {path} does not fit this model: {str(exc).splitlines()[0][:200]}") from None
+            raise UsageError(f"checkpoint {path} does not fit this model: {_first_problem(exc)}") from None
         if self.scheduler and state.get("scheduler"):
-            self.scheduler.load_state_dict(state["scheduler"])
+            try:
+                self.scheduler.load_state_dict(state["scheduler"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise UsageError(f"checkpoint {path} was written with another learning-rate schedule "
+                                 f"({type(exc).__name__}: {exc}); resume it with the settings it was written "
+                                 f"with") from None
         self.step = int(state["step"])
         self.micro_batches = int(state.get("micro_batches", 0))
         self.train_time = float(state.get("train_time", 0.0))

@@ -97,9 +97,16 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
 
 
 def _saved_state(run: RunDir, cfg: Any) -> tuple[dict | None, list[str]]:
-    """The weights the run ended with (``last.pt``) or started from (``task.checkpoint``)."""
-    if run.last_checkpoint.is_file():
-        return _load_state(run.last_checkpoint), [f"weights: {run.last_checkpoint.relative_to(run.path)}"]
+    """The weights the run ended with (``last.pt``, else its newest intact checkpoint) or
+    started from (``task.checkpoint``)."""
+    from pdebench_core.checkpoint import newest_intact
+
+    notes: list[str] = []
+    newest = newest_intact(run.checkpoints, warn=notes.append) if run.checkpoints.is_dir() else None
+    if newest is not None:
+        if newest != run.last_checkpoint:
+            notes.append(f"checkpoints/last.pt is missing or damaged: the weights are those of {newest.name}")
+        return _load_state(newest), [f"weights: {newest.relative_to(run.path)}", *notes]
     if cfg.task.get("checkpoint"):
         from pdebench_core.weights import resolve_checkpoint
 

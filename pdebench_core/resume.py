@@ -37,14 +37,14 @@ def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[s
     run = RunDir(run_dir_for(run_id))
     if not run.config_file.is_file():
         raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}")
-    saved = OmegaConf.to_container(OmegaConf.load(run.config_file))
+    saved, _ = run.read_config()
     user = load_yaml(config_file) if config_file else {}
     given = {"model.name": model or (user.get("model") or {}).get("name"),
              "data": split_names(data) or None,  # a config file may set some datasets only
              "run.task": task or (user.get("run") or {}).get("task"),
              "run.profile": profile or (user.get("run") or {}).get("profile")}
-    kept = {"model.name": saved["model"]["name"], "data": list(saved["data"]), "run.task": saved["run"]["task"],
-            "run.profile": saved["run"]["profile"]}
+    kept = {"model.name": saved["model"].get("name"), "data": list(saved["data"]),
+            "run.task": saved["run"].get("task"), "run.profile": saved["run"].get("profile")}
     for key, value in given.items():
         if value is not None and value != kept[key]:
             raise UsageError(f"cannot resume '{run_id}': {key}={value} differs from the run's {key}={kept[key]}; "
@@ -97,3 +97,26 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
 def _extendable(saved: Mapping[str, Any], old: Any, value: Any) -> bool:
     schedule = (saved.get("train") or {}).get("scheduler")
     return schedule == "constant" and isinstance(value, int) and isinstance(old, int) and value >= old
+
+
+def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None, cfg: Any) -> None:
+    """Refuse to resume from a checkpoint another run wrote (another model, data, seed, recipe).
+
+    Args:
+        path: The checkpoint.
+        written_with: The config stored in it (``None`` for checkpoints that store none).
+        cfg: The resumed run's config.
+
+    Raises:
+        UsageError: Naming the first setting that differs.
+    """
+    from omegaconf import OmegaConf
+
+    if not isinstance(written_with, Mapping):
+        return
+    now = OmegaConf.to_container(cfg, resolve=True)
+    for key, (theirs, ours) in changes(written_with, now).items():
+        if key in SAFE_ON_RESUME or key.startswith("sinks.") or key in ("train.max_steps", "train.epochs"):
+            continue
+        raise UsageError(f"checkpoint {path} was written by another run ({key}={theirs} there, {ours} in this "
+                         f"run); resume a run from its own checkpoints")

@@ -122,6 +122,45 @@ class RunDir:
             tmp.unlink(missing_ok=True)
             raise write_failed(self.status_file, exc) from None
 
+    # -- config ----------------------------------------------------------------------------
+    def read_config(self) -> tuple[dict[str, Any], str]:
+        """The saved config as a mapping, and its text.
+
+        Raises:
+            UsageError: The file is missing, unreadable or not a YAML mapping of sections.
+        """
+        import yaml
+
+        try:
+            text = self.config_file.read_text(encoding="utf-8")
+            config = yaml.safe_load(text)
+        except FileNotFoundError:
+            raise UsageError(f"run '{self.run_id}' has no config.yaml") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+            raise UsageError(f"run '{self.run_id}': config.yaml cannot be read ({reason}); the run cannot be "
+                             f"resumed, rerun or reported") from None
+        if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("run", "model", "data")):
+            raise UsageError(f"run '{self.run_id}': config.yaml is damaged (not a mapping with run, model and data "
+                             f"sections); the run cannot be resumed, rerun or reported")
+        return config, text
+
+    # -- step records ----------------------------------------------------------------------
+    def drop_step_records_after(self, step: int) -> int:
+        """Remove the ``metrics.jsonl`` records of steps after ``step`` (logged by a process that
+        died before its next checkpoint; the resumed run logs them again). Returns how many."""
+        path = self.metrics_file
+        try:
+            lines = path.read_text().splitlines(keepends=True)
+        except (FileNotFoundError, UnicodeDecodeError):
+            return 0
+        kept = [line for line in lines if _record_step(line) <= step]
+        if len(kept) < len(lines):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
+        return len(lines) - len(kept)
+
     # -- resume lock ---------------------------------------------------------------------
     @contextmanager
     def resume_lock(self) -> Iterator[None]:
@@ -140,16 +179,46 @@ class RunDir:
                 if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
                     lock.unlink(missing_ok=True)  # stale: its process died
                     continue
+                if pid is None and _age(lock) > STALE_EMPTY_LOCK_S:
+                    lock.unlink(missing_ok=True)  # never written (a full disk): nobody holds it
+                    continue
                 raise UsageError(f"run '{self.run_id}' is already being resumed by process {pid} on {host}; "
                                  f"wait for it, or remove {lock} if that process is gone") from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(mine)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(mine)
+            except OSError as exc:
+                lock.unlink(missing_ok=True)
+                from pdebench_core.diskspace import write_failed
+
+                raise write_failed(lock, exc) from None
             break
         try:
             yield
         finally:
             if _read_json(lock).get("pid") == os.getpid():
                 lock.unlink(missing_ok=True)
+
+
+#: Seconds after which a resume lock that names no holder is taken for abandoned (a process
+#: writes its name right after creating the lock).
+STALE_EMPTY_LOCK_S = 5.0
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _record_step(line: str) -> float:
+    """The step of one ``metrics.jsonl`` line (a line that names none is kept: -inf)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return float("-inf")
+    return step if isinstance(step, (int, float)) else float("-inf")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -33,9 +33,8 @@ def prepare_run_dir(cfg, resume: bool = False):
         run = RunDir.of(run_id)
         if not run.path.is_dir():
             raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}; check the id with 'pdeb runs'")
-        saved = OmegaConf.to_container(OmegaConf.load(run.config_file))
-        if check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True)):
-            run.config_file.write_text(OmegaConf.to_yaml(cfg))  # e.g. more steps: the config says what ran
+        saved, _ = run.read_config()
+        check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))  # refused before any change
     else:
         run = RunDir.create(run_id)
     OmegaConf.set_struct(cfg, False)
@@ -209,6 +208,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     """
     run_dir, resume = ctx.run_dir, ctx.resume
     before = RunDir(run_dir).read_status() if resume and ctx.is_main else {}
+    previous_config = _save_resumed_config(ctx) if resume and ctx.is_main else None
     try:
         _open_sinks(ctx, stack)
         task = plugins.registries()["task"].get(ctx.cfg.run.task)
@@ -220,14 +220,29 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
         ctx.results = _run_task(task, ctx)
     except BaseException as exc:
         if ctx.is_main:
-            _record_failure(run_dir, resume, before, exc)
+            _record_failure(run_dir, resume, before, exc, previous_config)
         raise
     if ctx.is_main:
         _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
         ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
 
 
-def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException) -> None:
+def _save_resumed_config(ctx: RunContext) -> str | None:
+    """Write the resumed run's config (e.g. more steps: the config says what runs); returns the
+    text it replaced, for :func:`_record_failure` to put back, or None when nothing changed."""
+    from omegaconf import OmegaConf
+
+    run = RunDir(ctx.run_dir)
+    previous = run.config_file.read_text()
+    now = OmegaConf.to_container(ctx.cfg, resolve=True)
+    if not check_changes(ctx.run_id, OmegaConf.to_container(OmegaConf.create(previous)), now):
+        return None
+    run.config_file.write_text(OmegaConf.to_yaml(ctx.cfg))
+    return previous
+
+
+def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
+                    previous_config: str | None = None) -> None:
     checkpoints = RunDir(run_dir).checkpoints
     has_checkpoint = checkpoints.exists() and any(checkpoints.iterdir())
     if isinstance(exc, PdebError) and not resume and not has_checkpoint:
@@ -235,6 +250,8 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException) -> 
         return
     if resume and before.get("state") == "finished":
         _write_status(run_dir, **before)  # a failed extension does not undo a finished run
+        if previous_config is not None:
+            RunDir(run_dir).config_file.write_text(previous_config)  # nor does its config
         return
     error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     _write_status(run_dir, state="failed", error=error)

@@ -319,6 +319,25 @@ def training_length(ctx: RunContext, sampler) -> "Any":
     return OmegaConf.merge(train, {"max_steps": steps})
 
 
+def resume_trainer(ctx: RunContext, trainer) -> None:
+    """Continue ``trainer`` from the run's newest intact checkpoint (from step 0 when it has none,
+    saying so), after checking that the checkpoint was written by this run; step records past
+    the checkpoint's step (written after it by the interrupted process) are dropped."""
+    from pdebench_core.checkpoint import newest_intact, read_checkpoint
+    from pdebench_core.resume import check_checkpoint_config
+
+    run = RunDir(ctx.run_dir)
+    start = newest_intact(run.checkpoints, warn=ctx.log)  # a damaged last.pt falls back
+    if start is None:
+        ctx.log("no checkpoint to resume from: training from step 0")
+    else:
+        check_checkpoint_config(start, read_checkpoint(start).get("config"), ctx.cfg)
+        trainer.load(start)
+        ctx.log(f"resumed from step {trainer.step}")
+    if ctx.is_main:
+        run.drop_step_records_after(trainer.step)
+
+
 def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "Any":
     """Train ``model`` on the mixture's train split with the core engine; returns the trainer.
 
@@ -352,12 +371,7 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
         show_progress=not ctx.quiet and ctx.is_main,
     )
     if ctx.resume:
-        from pdebench_core.checkpoint import newest_intact
-
-        start = newest_intact(RunDir(ctx.run_dir).checkpoints, warn=ctx.log)  # a damaged last.pt falls back
-        if start is not None:
-            trainer.load(start)
-            ctx.log(f"resumed from step {trainer.step}")
+        resume_trainer(ctx, trainer)
     started = time.perf_counter()
     trainer.fit(on_eval=validation_hook(ctx, model, mixture))
     ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")

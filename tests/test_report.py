@@ -151,6 +151,29 @@ def test_report_survives_a_model_that_cannot_be_rebuilt(smoke_home):
     assert len(embedded_pngs(metrics_only)) == 1 and "weights:" not in metrics_only
 
 
+def test_report_without_last_pt_rolls_out_the_newest_step_checkpoint(smoke_home):
+    run = smoke_home / "runs" / "no-last"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    (run / "checkpoints" / "last.pt").unlink()
+    step = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+    page = report.build_report("no-last", out=run / "r.html").read_text()
+    assert f"weights: checkpoints/{step.name}" in page and "untrained" not in page
+
+
+@pytest.mark.parametrize("damage", [b"run: [unclosed", b"\xff\xfe\x00binary", b"- a list\n", b"run: 5\n"])
+def test_a_damaged_config_is_one_line_for_report_reproduce_and_resume(smoke_home, damage):
+    run = smoke_home / "runs" / "damaged-config"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    (run / "config.yaml").write_bytes(damage)
+    from pdebench_core.cli import app
+
+    for args in (["report", "damaged-config"], ["reproduce", "damaged-config"],
+                 ["run", "--resume", "damaged-config"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "run 'damaged-config': config.yaml" in result.output and "Traceback" not in result.output
+
+
 def test_report_of_an_unknown_run_is_a_usage_error(smoke_home):
     result = invoke("report", "fno-smoke-resuls")
     assert result.exit_code == 2 and f"did you mean '{SMOKE_RUN}'" in result.output

@@ -95,3 +95,38 @@ def test_a_saved_config_that_no_longer_builds_is_named_before_a_rerun(finished_r
     assert result.exit_code == 2
     output = " ".join(result.output.split())
     assert "cannot rerun 'stale': its saved config no longer builds" in output and "renamed_setting" in output
+
+
+def test_a_checkpoint_of_another_run_is_refused(finished_run):
+    import shutil
+
+    mine = finished_run("mine", "train.scheduler=constant")
+    other = finished_run("other", "train.scheduler=constant", "train.lr=0.002")
+    shutil.copyfile(other.run_dir / "checkpoints" / "last.pt", mine.run_dir / "checkpoints" / "last.pt")
+    result = runner.invoke(app, ["run", "--resume", "mine", "--quiet", "train.max_steps=6"])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "was written by another run (train.lr=0.002 there, 0.001 in this run)" in output
+
+
+def test_a_failed_extension_leaves_the_finished_runs_config_and_results(finished_run):
+    ctx = finished_run("kept", "train.scheduler=constant", "train.checkpoint_every=2")
+    config = (ctx.run_dir / "config.yaml").read_text()
+    for checkpoint in (ctx.run_dir / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # every checkpoint damaged
+    result = runner.invoke(app, ["run", "--resume", "kept", "--quiet", "train.max_steps=6"])
+    assert result.exit_code == 2 and "every checkpoint" in " ".join(result.output.split())
+    assert (ctx.run_dir / "config.yaml").read_text() == config  # still the 4 steps that ran
+    assert '"state": "finished"' in (ctx.run_dir / "status.json").read_text()
+
+
+def test_steps_logged_after_the_last_checkpoint_are_not_logged_twice(finished_run):
+    import json
+
+    ctx = finished_run("twice", "train.scheduler=constant", "train.checkpoint_every=2", "train.log_every=1")
+    (ctx.run_dir / "checkpoints" / "last.pt").unlink()  # as if killed between checkpoints 2 and 4
+    (ctx.run_dir / "checkpoints" / "step-00000004.pt").unlink()
+    result = runner.invoke(app, ["run", "--resume", "twice", "--quiet"])
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in (ctx.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 4

@@ -87,8 +87,6 @@ def load_run(run_id: str) -> RunInfo:
     Raises:
         UsageError: No such run directory (with the closest known id), or no ``config.yaml``.
     """
-    import yaml
-
     run_dir = run_dir_for(run_id)
     config_file = RunDir(run_dir).config_file
     if not config_file.is_file():
@@ -96,16 +94,14 @@ def load_run(run_id: str) -> RunInfo:
         where = "has no config.yaml" if run_dir.is_dir() else f"does not exist under {run_dir.parent}"
         raise UsageError(f"run '{run_id}' {where}{did_you_mean(run_id, known)}; "
                          f"list runs with 'pdeb runs' or 'pdeb leaderboard --source local'")
-    text = config_file.read_text(encoding="utf-8")
-    config = yaml.safe_load(text) or {}
+    config, text = RunDir(run_dir).read_config()
     command_file = run_dir / "command.txt"
     status_file = RunDir(run_dir).status_file
     evals = {}
     for path in sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []:
-        try:
-            evals[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            continue
+        evaluation = _read_json(path)  # a damaged file is left out, not fatal
+        if evaluation:
+            evals[path.stem] = evaluation
     ordered = {name: evals[name] for name in list((config.get("data") or {})) if name in evals}
     ordered.update({k: v for k, v in evals.items() if k not in ordered})
     try:
@@ -125,7 +121,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON
         return {}
 
 
