@@ -85,8 +85,9 @@ def _emit(text: str, out: Path | None) -> None:
     if out is None:
         typer.echo(text, nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    from pdebench_core.diskspace import write_text_atomically
+
+    write_text_atomically(out, text)
     typer.echo(f"wrote {out}", err=True)
 
 

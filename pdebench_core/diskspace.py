@@ -58,6 +58,27 @@ def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -
     return DataError(f"could not write {path} ({free}): {reason[:200]}" + (f"; {after}" if after else ""))
 
 
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a full disk or a
+    crash leaves any previous file intact.
+
+    Raises:
+        DataError: The write failed (one line naming the file and the free space).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failed(path, exc, "any previous file there is untouched") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def fsync_file(path: str | os.PathLike) -> None:
     """Flush a closed file's bytes to the disk, so a crash after the rename cannot leave it empty."""
     with open(path, "rb+") as handle:

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from pdebench_core import paths
 from pdebench_core.diskspace import write_failed
+from pdebench_core.errors import DataError
 
 #: Version 1: the store before versions were recorded (``user_version`` 0). Version 2 adds the
 #: provenance columns below.
@@ -169,17 +170,31 @@ class ResultsStore:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise write_failed(self.path, exc) from None  # e.g. "database or disk is full"
                 time.sleep(0.05 * (attempt + 1))
-            except (sqlite3.DatabaseError, OSError) as exc:
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
+            except OSError as exc:
                 raise write_failed(self.path, exc) from None
         raise sqlite3.OperationalError(f"results store {self.path} stayed locked; try again")
+
+    def _damaged(self, exc: Exception) -> DataError:
+        """The one-line error for a store SQLite cannot read (not a database, corrupt pages)."""
+        return DataError(f"results store {self.path} is damaged ({str(exc).splitlines()[0][:120]}); move it aside "
+                         f"and rerun: each run directory keeps its rows in results.jsonl")
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, JSON columns decoded, oldest first."""
         if not self.path.exists():
             return []
-        with closing(self._connect()) as conn:
-            conn.row_factory = sqlite3.Row
-            fetched = conn.execute("SELECT * FROM results ORDER BY id").fetchall()
+        try:
+            with closing(self._connect()) as conn:
+                conn.row_factory = sqlite3.Row
+                fetched = conn.execute("SELECT * FROM results ORDER BY id").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise self._damaged(exc) from None
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
         out = []
         for r in fetched:
             row = dict(r)

@@ -63,11 +63,15 @@ class RunDir:
         """Create a new run directory atomically; an existing id is refused, even when two
         processes pick the same id at the same moment."""
         run = cls.of(run_id)
-        run.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            run.path.parent.mkdir(parents=True, exist_ok=True)
             run.path.mkdir()
         except FileExistsError:
             raise UsageError(f"run '{run_id}' already exists in {run.path}; pick another --run-id or --resume it") from None
+        except OSError as exc:
+            from pdebench_core.diskspace import write_failed
+
+            raise write_failed(run.path, exc) from None
         return run
 
     @property
@@ -173,6 +177,9 @@ class RunDir:
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except PermissionError as exc:
+                raise UsageError(f"run '{self.run_id}' cannot be resumed: {self.path} is not writable "
+                                 f"({exc.strerror})") from None
             except FileExistsError:
                 holder = _read_json(lock)
                 pid, host = holder.get("pid"), holder.get("host")
@@ -233,7 +240,11 @@ def list_runs() -> list[dict[str, Any]]:
     """Every run directory with its state and error; damaged entries are listed, not fatal."""
     root = paths.runs_dir()
     items = []
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except PermissionError as exc:
+        raise UsageError(f"the runs folder {root} cannot be read ({exc.strerror}); fix its permissions") from None
+    for path in entries:
         if not path.is_dir() or path.name.startswith("."):
             continue
         run = RunDir(path)

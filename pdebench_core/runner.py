@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from pdebench_core import plugins
+from pdebench_core.diskspace import write_failed
 from pdebench_core.errors import PdebError, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
@@ -41,8 +42,12 @@ def prepare_run_dir(cfg, resume: bool = False):
     cfg.run.run_id = run_id
     OmegaConf.set_struct(cfg, True)
     if not resume:
-        run.config_file.write_text(OmegaConf.to_yaml(cfg))
-        (run.path / "command.txt").write_text(command_line() + "\n")
+        try:
+            run.config_file.write_text(OmegaConf.to_yaml(cfg))
+            (run.path / "command.txt").write_text(command_line() + "\n")
+        except OSError as exc:
+            shutil.rmtree(run.path, ignore_errors=True)  # a run without its config is no run
+            raise write_failed(run.config_file, exc) from None
     return run_id, run.path
 
 
@@ -162,14 +167,14 @@ def execute(cfg, resume: bool = False, quiet: bool = False) -> RunContext:
     if rank == 0:
         try:
             run_id, run_dir = prepare_run_dir(cfg, resume=resume)
-        except UsageError as exc:
-            failure[0] = str(exc)
+        except PdebError as exc:  # a bad id, a damaged config, a full disk: every rank stops with it
+            failure[0] = exc
     if world_size > 1:
         import torch.distributed as dist
 
         dist.broadcast_object_list(failure, src=0)  # the run directory exists before any rank uses it
     if failure[0] is not None:
-        raise UsageError(failure[0])
+        raise failure[0]
     if rank != 0:
         run_id, run_dir = cfg.run.run_id, run_dir_for(cfg.run.run_id)
     torch.manual_seed(int(cfg.run.seed))

@@ -248,3 +248,25 @@ def test_jsonl_sink_on_a_full_disk_is_one_line(home, tmp_path, monkeypatch):
         sink.log_step(2, {"loss": 0.5})
     monkeypatch.setattr(builtins, "open", real_open)
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+
+
+def test_a_run_whose_config_cannot_be_written_leaves_no_directory(home, monkeypatch):
+    import errno
+    import pathlib
+
+    from pdebench_core.config import build_config
+    from pdebench_core.runner import execute
+
+    real = pathlib.Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                       run_id="no-room")
+    with pytest.raises(DataError, match=r"could not write .*no-room/config.yaml .*No space left on device"):
+        execute(cfg, quiet=True)
+    assert not (home / "runs" / "no-room").exists()

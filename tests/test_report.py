@@ -231,3 +231,23 @@ def test_rebuild_uses_the_runs_own_steps_and_weights(smoke_home):
         assert torch.equal(value, saved[key]), key
     assert list(rebuilt.datasets) == ["ns2d"] and rebuilt.notes == ["weights: checkpoints/last.pt"]
     assert (run_dir / "log.txt").read_text() == log_before
+
+
+def test_a_report_that_cannot_be_written_keeps_the_previous_one(smoke_home, monkeypatch):
+    import errno
+    import pathlib
+
+    run = smoke_home / "runs" / SMOKE_RUN
+    good = report.build_report(SMOKE_RUN, rollout=False)
+    before = good.read_text()
+    real = pathlib.Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        real(self, "<html>half a pa", encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    result = invoke("report", SMOKE_RUN, "--no-rollout")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"could not write {run / 'report.html'}" in result.output and "No space left on device" in result.output
+    assert good.read_text() == before and not list(run.glob(".report.html.*"))

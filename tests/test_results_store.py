@@ -80,3 +80,15 @@ def test_a_new_store_has_the_provenance_columns(fresh_home):
     assert {k: row[k] for k in results.PROVENANCE_COLUMNS} == {
         "data_source": "file.h5", "dataset_hash": "abc", "n_train": 8, "t_in": 10, "horizon": 20, "grid": "64x64"}
     assert not list(fresh_home.glob("*.bak"))  # nothing to migrate
+
+
+def test_a_damaged_store_is_one_line_for_the_leaderboard_and_for_a_run(fresh_home, pdeb):
+    fresh_home.mkdir(parents=True, exist_ok=True)
+    (fresh_home / "results.sqlite").write_bytes(b"\x00garbage, not SQLite" * 100)
+    env = {"PDEB_HOME": str(fresh_home)}
+    for args in (("leaderboard",), ("run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate",
+                                    "--profile", "smoke", "--quiet")):
+        result = pdeb(*args, env=env)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert len(errors) == 1 and "results.sqlite is damaged (file is not a database); move it aside" in errors[0]

@@ -171,7 +171,6 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
                              f"{str(exc).splitlines()[0] if str(exc) else ''}")
         advance(1)
         page = render_report(info, rollouts, notes, reproduction(run_id), advance)
-    path = Path(out) if out else info.run_dir / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    from pdebench_core.diskspace import write_text_atomically
+
+    return write_text_atomically(Path(out) if out else info.run_dir / "report.html", page)
