@@ -67,15 +67,14 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
     Raises:
         PdebError: The config, data or checkpoint cannot be rebuilt.
     """
-    import torch
-
     from pdebench_core import workflow
+    from pdebench_core.devices import resolve_device
     from pdebench_core.runs import RunContext
 
     run = RunDir(run_dir)
     cfg = saved_config(run.path)
     # rank 1: a context that never writes to the run it reads (logs, rows, files are rank 0's)
-    ctx = RunContext(cfg=cfg, run_id=run.run_id, run_dir=run.path, device=torch.device(device), rank=1, quiet=True)
+    ctx = RunContext(cfg=cfg, run_id=run.run_id, run_dir=run.path, device=resolve_device(device), rank=1, quiet=True)
     datasets = workflow._build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
     state, notes = _saved_state(run, cfg)

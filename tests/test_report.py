@@ -251,3 +251,12 @@ def test_a_report_that_cannot_be_written_keeps_the_previous_one(smoke_home, monk
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert f"could not write {run / 'report.html'}" in result.output and "No space left on device" in result.output
     assert good.read_text() == before and not list(run.glob(".report.html.*"))
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "unknown device 'tpu'"),
+                                             ("cuda", "no CUDA device is available")])
+def test_a_device_the_machine_lacks_is_a_usage_error(smoke_home, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = invoke("report", SMOKE_RUN, "--device", device)
+    assert result.exit_code == 2 and message in result.output and result.output.strip().count("\n") == 0

@@ -158,6 +158,10 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
     from pdebench_core.progress import progress
 
     info = load_run(run_id)
+    if rollout and n_trajectories > 0:
+        from pdebench_core.devices import resolve_device
+
+        resolve_device(device)  # an unknown or absent device is the user's error, before any work
     rollouts: dict[str, Rollout] = {}
     notes: list[str] = []
     with progress(f"report {run_id}", len(info.evals) + 1) as advance:  # plain lines when logged

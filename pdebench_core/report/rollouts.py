@@ -41,12 +41,13 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     from pdebench_core.data.normalization import to_physical
     from pdebench_core.data.windows import conform
     from pdebench_core.evaluation import rollout
+    from pdebench_core.devices import resolve_device
     from pdebench_core.rebuild import rebuild
 
     rebuilt = rebuild(info.run_dir, device)
     cfg, datasets, mixture, model, notes = (rebuilt.cfg, rebuilt.datasets, rebuilt.mixture, rebuilt.model,
                                              rebuilt.notes)
-    target = torch.device(device)
+    target = resolve_device(device)
     model = model.to(target).eval()
     out = {}
     split = str(cfg.eval.split)
