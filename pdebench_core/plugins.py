@@ -12,6 +12,7 @@ plugins, then third-party ones).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
@@ -86,10 +87,11 @@ def load_plugins() -> pluggy.PluginManager:
             continue
         _infos[ep.name] = PluginInfo(ep.name, "entry point", version, [])
         try:
-            module = ep.load()
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the commands' (--json)
+                module = ep.load()
             pm.register(module, name=ep.name)
             pm.check_pending()  # a hook name with no specification (a misspelling)
-        except Exception as exc:  # a broken plugin must not take the others down
+        except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
             _disable(ep.name, f"failed to load: {_one_line(exc)}")
@@ -277,11 +279,12 @@ def _collect() -> tuple[dict[str, list[Component]], dict[str, str]]:
                 continue
             mine: list[Component] = []
             try:
-                impl.function(register=_register_for(mine, kind, impl.plugin_name))
+                with contextlib.redirect_stdout(sys.stderr):
+                    impl.function(register=_register_for(mine, kind, impl.plugin_name))
             except _BadRegistration as exc:  # names the parameter and the fix
                 failures[impl.plugin_name] = f"register_{kind}s: {exc}"
                 continue
-            except Exception as exc:  # a plugin's bug disables that plugin only
+            except (Exception, SystemExit) as exc:  # a plugin's bug disables that plugin only
                 failures[impl.plugin_name] = f"register_{kind}s raised {_one_line(exc)}"
                 continue
             staged.setdefault(impl.plugin_name, []).extend(mine)
@@ -335,10 +338,28 @@ def get(kind: str, name: str) -> Component:
 
 
 def register_commands(app: Any) -> None:
-    """Let every plugin add its CLI commands to ``app``."""
+    """Let every plugin add its CLI commands to ``app``; a command that would replace one
+    already there (``run``, another plugin's) is left out with a warning."""
     load_plugins()
     for impl in pm.hook.register_commands.get_hookimpls():
+        taken = set(_command_names(app.registered_commands, app.registered_groups))
+        commands, groups = len(app.registered_commands), len(app.registered_groups)
         try:
-            impl.function(app=app)
-        except Exception as exc:
-            print(f"warning: plugin '{impl.plugin_name}' failed to add commands: {exc}", file=sys.stderr)
+            with contextlib.redirect_stdout(sys.stderr):
+                impl.function(app=app)
+        except (Exception, SystemExit) as exc:
+            print(f"warning: plugin '{impl.plugin_name}' failed to add commands: {_one_line(exc)}", file=sys.stderr)
+        added = [(app.registered_commands, entry, name) for entry, name in
+                 zip(app.registered_commands[commands:], _command_names(app.registered_commands[commands:], []))]
+        added += [(app.registered_groups, entry, entry.name) for entry in app.registered_groups[groups:]]
+        for entries, entry, name in added:
+            if name in taken:
+                entries.remove(entry)
+                print(f"warning: plugin '{impl.plugin_name}' tried to replace the command '{name}'; it was left out",
+                      file=sys.stderr)
+
+
+def _command_names(commands: Any, groups: Any) -> list[str]:
+    """The names typer gives registered commands (a callback's name with dashes) and groups."""
+    names = [c.name or (c.callback.__name__.replace("_", "-") if c.callback else "") for c in commands]
+    return names + [g.name or "" for g in groups]

@@ -217,3 +217,41 @@ def test_a_factory_returning_something_else_is_one_line(tmp_path, pdeb, fake_dis
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr
+
+
+NOISY_PLUGIN = textwrap.dedent('''
+    import typer
+    from pdebench_core import hookimpl
+
+    print("hello from a chatty plugin")
+
+    @hookimpl
+    def register_commands(app):
+        @app.command("run")
+        def run():
+            """A takeover."""
+            print("not pdeb's run")
+
+        @app.command("hello")
+        def hello():
+            """A command of its own."""
+            print("hello")
+''')
+
+EXITING_PLUGIN = "import sys\nsys.exit(7)\n"
+
+
+def test_plugins_cannot_take_over_commands_stdout_or_the_exit_code(tmp_path, pdeb, fake_distribution):
+    root = fake_distribution(tmp_path / "site", "pdeb-rude", {"noisy": "noisy", "exiting": "exiting"},
+                             {"noisy": NOISY_PLUGIN, "exiting": EXITING_PLUGIN})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    listed = pdeb("models", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)  # stdout stays JSON
+    assert "hello from a chatty plugin" in listed.stderr
+    status = {p["name"]: p for p in json.loads(pdeb("plugins", "--json", env=env, check=True).stdout)}
+    assert "SystemExit: 7" in status["exiting"]["error"]
+    help_text = pdeb("--help", env=env, check=True)
+    assert "tried to replace the command 'run'; it was left out" in help_text.stderr
+    assert pdeb("hello", env=env, check=True).stdout.strip() == "hello"
+    run_help = pdeb("run", "--help", env=env, check=True).stdout
+    assert "--model" in run_help  # still pdeb's run
