@@ -22,6 +22,10 @@ class DataError(UsageError):
     """A data file that cannot be read or does not fit the request."""
 
 
+class PluginError(PdebError):
+    """A plugin's code raised: one line naming the component and its plugin. Exit code 1."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import pluggy
 
@@ -330,6 +330,38 @@ def _first_clash(built: dict[str, Registry], components: list[Component]) -> str
             return f"{c.kind} '{c.name}' is registered twice by this plugin"
         seen.add((c.kind, c.name))
     return None
+
+
+@contextlib.contextmanager
+def plugin_code(component: Component, what: str = "raised") -> Iterator[None]:
+    """Run a component's own code (factory, sink method, task): an exception it raises becomes
+    one line naming the component and its plugin (:func:`plugin_failure`).
+
+    Raises:
+        PluginError: What the component raised, in one line (a :class:`PdebError` passes as it is).
+    """
+    from pdebench_core.errors import PdebError
+
+    try:
+        yield
+    except PdebError:
+        raise
+    except Exception as exc:
+        failure = plugin_failure(component, exc, what)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def plugin_failure(component: Component, exc: Exception, what: str = "raised") -> Exception | None:
+    """The one-line :class:`PluginError` for an exception of a component's code; ``None`` with
+    ``PDEB_DEBUG=1``, for the caller to let the exception and its traceback through."""
+    from pdebench_core.errors import PluginError
+
+    if os.environ.get("PDEB_DEBUG"):
+        return None
+    return PluginError(f"{component.kind} '{component.name}' (plugin '{component.plugin}') {what} "
+                       f"{_one_line(exc)}; PDEB_DEBUG=1 shows the traceback")
 
 
 def get(kind: str, name: str) -> Component:

@@ -6,11 +6,11 @@ import contextlib
 import math
 import shutil
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed
-from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.errors import PdebError, PluginError, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -200,9 +200,32 @@ def _open_sinks(ctx: RunContext, stack: contextlib.ExitStack) -> None:
         settings = None
         if comp.config is not None:  # the sinks.<name> settings as the sink's own dataclass
             settings = OmegaConf.to_object(sections[name]) if name in sections else comp.config()
-        sink = comp.factory(settings, ctx.run_dir)
+        with plugins.plugin_code(comp):
+            sink = GuardedSink(comp, comp.factory(settings, ctx.run_dir))
         ctx.sinks.append(sink)
         stack.callback(sink.close)
+
+
+class GuardedSink:
+    """A sink whose methods' exceptions become one line naming the sink and its plugin."""
+
+    def __init__(self, component: Any, sink: Any) -> None:
+        self.component, self.sink = component, sink
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        """The sink's ``log_step``."""
+        with plugins.plugin_code(self.component):
+            self.sink.log_step(step, values)
+
+    def write_result(self, row: dict[str, Any]) -> None:
+        """The sink's ``write_result``."""
+        with plugins.plugin_code(self.component):
+            self.sink.write_result(row)
+
+    def close(self) -> None:
+        """The sink's ``close``."""
+        with plugins.plugin_code(self.component):
+            self.sink.close()
 
 
 def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
@@ -267,12 +290,22 @@ def _run_task(task, ctx: RunContext) -> Any:
     refused by ``train.deterministic`` becomes one clear line instead of a traceback."""
     try:
         generate_data_first(ctx.cfg, ctx.rank, ctx.world_size)
-        return task.factory(ctx)
-    except RuntimeError as exc:
+        results = task.factory(ctx)
+    except PdebError:
+        raise
+    except Exception as exc:
         from pdebench_core.distributed import is_peer_failure, stopped_peer_message
 
         if "does not have a deterministic implementation" in str(exc):
             raise PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model") from None
-        if ctx.world_size > 1 and is_peer_failure(exc):
+        if ctx.world_size > 1 and isinstance(exc, RuntimeError) and is_peer_failure(exc):
             raise PdebError(stopped_peer_message(ctx.rank, ctx.world_size, float(ctx.cfg.train.dist_timeout))) from None
-        raise
+        failure = plugins.plugin_failure(task, exc)
+        if failure is None:  # PDEB_DEBUG: the traceback
+            raise
+        raise failure from exc
+    if results is not None and not (isinstance(results, Mapping) and all(
+            isinstance(v, Mapping) for v in results.values())):
+        raise PluginError(f"task '{task.name}' (plugin '{task.plugin}') returned {type(results).__name__}, not "
+                          f"{{dataset: {{metric: value}}}}")
+    return results

@@ -8,7 +8,7 @@ from typing import Any
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
 from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
-from pdebench_core.errors import DataError, UsageError
+from pdebench_core.errors import DataError, PdebError, UsageError
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, versions
 
@@ -39,13 +39,13 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"dataset {name}: preparing")
         try:
             dataset, notes = _read_with_notes(comp.factory, section)
-        except OSError as exc:
-            raise DataError(f"dataset '{name}' could not be read: {exc}") from None
-        except (MemoryError, RuntimeError) as exc:  # an allocation the settings cannot have meant
-            if isinstance(exc, RuntimeError) and "allocate" not in str(exc) and "out of memory" not in str(exc):
+        except PdebError:
+            raise
+        except Exception as exc:
+            failure = _dataset_failure(comp, exc)
+            if failure is None:  # PDEB_DEBUG: the traceback
                 raise
-            raise UsageError(f"dataset '{name}' does not fit in memory ({str(exc).splitlines()[0][:160]}); "
-                             f"lower data.{name}.resolution, its frames or its trajectory counts") from None
+            raise failure from exc
         for note in notes:
             ctx.log(f"dataset {name}: note: {note}")
         if not (hasattr(dataset, "spec") and callable(getattr(dataset, "split", None))):
@@ -67,6 +67,19 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
                 f"splits {sizes}")
         out[name] = dataset
     return out
+
+
+def _dataset_failure(comp, exc: Exception) -> Exception | None:
+    """What a dataset factory's exception means: an unreadable file, settings that cannot fit in
+    memory, or a bug of its plugin (:func:`pdebench_core.plugins.plugin_failure`)."""
+    name = comp.name
+    if isinstance(exc, OSError):
+        return DataError(f"dataset '{name}' could not be read: {exc}")
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+            text in str(exc) for text in ("allocate", "out of memory"))):
+        return UsageError(f"dataset '{name}' does not fit in memory ({str(exc).splitlines()[0][:160]}); "
+                          f"lower data.{name}.resolution, its frames or its trajectory counts")
+    return plugins.plugin_failure(comp, exc)
 
 
 def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
@@ -115,7 +128,8 @@ def built_module(comp, cfg, spec):
     """What the model factory returns, refused in one line unless it is a ``torch.nn.Module``."""
     import torch
 
-    model = comp.factory(cfg, spec)
+    with plugins.plugin_code(comp):
+        model = comp.factory(cfg, spec)
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"model '{comp.name}' (plugin '{comp.plugin}'): its factory returned "
                          f"{type(model).__name__}, not a torch.nn.Module; return the built network")

@@ -255,3 +255,66 @@ def test_plugins_cannot_take_over_commands_stdout_or_the_exit_code(tmp_path, pde
     assert pdeb("hello", env=env, check=True).stdout.strip() == "hello"
     run_help = pdeb("run", "--help", env=env, check=True).stdout
     assert "--model" in run_help  # still pdeb's run
+
+
+RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    def broken_model(cfg, spec):
+        raise ValueError("bug in the model factory")
+
+    def broken_data(cfg):
+        raise KeyError("bug in the dataset factory")
+
+    class BrokenSink:
+        def __init__(self, cfg, run_dir):
+            pass
+        def log_step(self, step, values):
+            pass
+        def write_result(self, row):
+            raise ZeroDivisionError("bug in the sink")
+        def close(self):
+            pass
+
+    def junk_task(ctx):
+        return ["not", "results"]
+
+    @hookimpl
+    def register_models(register):
+        register("broken-model", broken_model, dims=(2,))
+
+    @hookimpl
+    def register_datasets(register):
+        register("broken-data", broken_data, dims=(2,))
+
+    @hookimpl
+    def register_sinks(register):
+        register("broken-sink", BrokenSink)
+
+    @hookimpl
+    def register_tasks(register):
+        register("junk-task", junk_task)
+''')
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "broken-model", "--data", "ns2d"],
+     "error: model 'broken-model' (plugin 'raising') raised ValueError: bug in the model factory; PDEB_DEBUG=1"),
+    (["--model", "fno", "--data", "broken-data"],
+     "error: dataset 'broken-data' (plugin 'raising') raised KeyError: 'bug in the dataset factory'; PDEB_DEBUG=1"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-sink]"],
+     "error: sink 'broken-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
+     "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
+])
+def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fake_distribution, args, message):
+    root = fake_distribution(tmp_path / "site", "pdeb-raising", {"raising": "raising"},
+                             {"raising": RAISING_COMPONENTS_PLUGIN})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "PDEB_HOME": str(tmp_path / "home")}
+    result = pdeb("run", *args, "--profile", "smoke", "--quiet", env=env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr
+    debug = pdeb("run", *args, "--profile", "smoke", "--quiet", env={**env, "PDEB_DEBUG": "1"})
+    assert ("Traceback" in debug.stderr) == ("PDEB_DEBUG" in message)
