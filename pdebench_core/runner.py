@@ -281,6 +281,9 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
         if previous_config is not None:
             RunDir(run_dir).config_file.write_text(previous_config)  # nor does its config
         return
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the run can be resumed, nothing failed
+        _write_status(run_dir, state="interrupted", error="interrupted by the user")
+        return
     error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     _write_status(run_dir, state="failed", error=error)
 

@@ -187,6 +187,19 @@ def test_bundled_pdebench_cards(monkeypatch, tmp_path):
     assert cards["pdebench-2d-shallow-water"].layout == "pdebench-multi"
 
 
+def test_one_unreadable_card_blocks_no_other(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("PDEB_REGISTRY", raising=False)
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    cards = tmp_path / "home" / "registry" / "datasets"
+    cards.mkdir(parents=True)
+    (cards / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01 not text")
+    (cards / "nameless.yaml").write_text("- just a list\n")
+    assert dl.find_card("pdebench-2d-cfd").name == "pdebench-2d-cfd"
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") and w.endswith("; left out") for w in warnings)
+    assert "binary.yaml" in warnings[0] and "nameless.yaml: a source card needs a 'name'" in warnings[1]
+
+
 runner = CliRunner()
 
 

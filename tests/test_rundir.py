@@ -91,3 +91,28 @@ def test_second_concurrent_resume_is_refused_and_stale_lock_taken_over(home):
     with run.resume_lock():  # the holder died: its lock is stale
         assert json.loads((run.path / "resume.lock").read_text())["pid"] == os.getpid()
     assert not (run.path / "resume.lock").exists()
+
+
+def test_ctrl_c_marks_the_run_interrupted_not_failed(home, monkeypatch):
+    from pdebench_core import runner
+    from pdebench_core.config import build_config
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "generate_data_first", interrupt)
+    cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                       run_id="stopped")
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(cfg, quiet=True)
+    status = RunDir.of("stopped").read_status()
+    assert status["state"] == "interrupted" and status["error"] == "interrupted by the user"
+
+
+def test_an_empty_resume_lock_left_by_a_full_disk_is_taken_over(home):
+    run = RunDir.create("half-locked")
+    run.resume_lock_file.write_text("")
+    old = run.resume_lock_file.stat().st_mtime - 60
+    os.utime(run.resume_lock_file, (old, old))
+    with run.resume_lock():
+        assert json.loads(run.resume_lock_file.read_text())["pid"] == os.getpid()

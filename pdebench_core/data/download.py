@@ -178,20 +178,25 @@ def read_card(path: str | Path) -> SourceCard:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DataError(f"cannot read source card {path}: {str(exc).splitlines()[0]}") from None
     return SourceCard.from_dict(data, str(path))
 
 
 def list_cards() -> list[SourceCard]:
-    """Every card found, by name (earlier folders shadow later ones)."""
+    """Every card found, by name (earlier folders shadow later ones). A card that cannot be
+    read is left out with a one-line warning, so that it blocks no other card."""
     cards: dict[str, SourceCard] = {}
     for folder in card_dirs():
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.y*ml")):
-            card = read_card(path)
+            try:
+                card = read_card(path)
+            except DataError as exc:
+                print(f"warning: {exc}; left out", file=sys.stderr)
+                continue
             cards.setdefault(card.name, card)
     return [cards[k] for k in sorted(cards)]
 
