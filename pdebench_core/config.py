@@ -52,8 +52,10 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a run config file (YAML)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"config file {path} does not exist; pass an existing YAML file to --config")
+    if not path.is_file():
+        raise UsageError(f"config file {path} is not a file; pass a YAML file to --config")
     try:
         data = _omegaconf().to_container(_omegaconf().load(path))
     except Exception as exc:

@@ -68,6 +68,10 @@ def _selected_entry_points() -> list[importlib.metadata.EntryPoint]:
     if wanted is None:
         return eps
     names = {n.strip() for n in wanted.split(",") if n.strip()}
+    unknown = sorted(names - {ep.name for ep in eps})
+    if unknown:
+        print(f"warning: PDEB_LOAD_PLUGINS names {', '.join(unknown)}, which no installed plugin is called; "
+              f"installed: {', '.join(sorted(ep.name for ep in eps))}", file=sys.stderr)
     return [ep for ep in eps if ep.name in names]
 
 

@@ -82,3 +82,13 @@ def test_config_hash_ignores_run_id_only():
 
 def test_parse_overrides_nested():
     assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+def test_a_config_path_that_is_missing_or_not_a_file_is_named(tmp_path):
+    from pdebench_core.config import build_config
+    from pdebench_core.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"config file {tmp_path / 'nope.yaml'} does not exist"):
+        build_config(model="fno", data="ns2d", config_file=tmp_path / "nope.yaml")
+    with pytest.raises(UsageError, match=f"config file {tmp_path} is not a file; pass a YAML file"):
+        build_config(model="fno", data="ns2d", config_file=tmp_path)

@@ -135,6 +135,8 @@ def test_pdeb_load_plugins_limits_entry_points(pdeb):
     assert [m["name"] for m in json.loads(result.stdout)] == ["fno"]
     none = pdeb("plugins", "--json", env={"PDEB_LOAD_PLUGINS": ""}, check=True)
     assert {p["origin"] for p in json.loads(none.stdout)} == {"builtin"}
+    typo = pdeb("models", "--json", env={"PDEB_LOAD_PLUGINS": "fno,nosuch"}, check=True)
+    assert "warning: PDEB_LOAD_PLUGINS names nosuch, which no installed plugin is called; installed: " in typo.stderr
 
 
 RAISING_PLUGIN = textwrap.dedent('''

@@ -138,7 +138,9 @@ def _check(cfg: Any, where: str) -> None:
     """Refuse settings the solver cannot honour, before any compute (the common ones are checked by the core)."""
     res, solver_res = int(cfg.resolution), int(cfg.solver_resolution)
     if res < 4 or res % 2 or solver_res % res:
-        raise UsageError(f"{where}: resolution={res} must be even and divide solver_resolution={solver_res}")
+        raise UsageError(f"{where}: resolution={res} must be even and divide solver_resolution={solver_res}, the "
+                         f"grid the solver works on (resolution=0 stands for the dataset's default); lower "
+                         f"resolution or raise solver_resolution")
     if cfg.scheme not in SCHEMES:
         raise UsageError(f"{where}.scheme must be one of {', '.join(SCHEMES)}, got '{cfg.scheme}'")
     if cfg.nu <= 0 or cfg.delta_t <= 0 or cfg.delta_t > 1:
