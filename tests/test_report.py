@@ -260,3 +260,11 @@ def test_a_device_the_machine_lacks_is_a_usage_error(smoke_home, device, message
         pytest.skip("this machine has CUDA")
     result = invoke("report", SMOKE_RUN, "--device", device)
     assert result.exit_code == 2 and message in result.output and result.output.strip().count("\n") == 0
+
+
+def test_a_damaged_eval_file_is_noted_not_fatal(smoke_home):
+    run = smoke_home / "runs" / "damaged-eval"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    (run / "eval" / "ns2d.json").write_text(json.dumps({"summary": "not a mapping", "per_step": 3}))
+    page = report.build_report("damaged-eval", out=run / "r.html", rollout=False).read_text()
+    assert "eval/ns2d.json does not hold what pdeb writes" in page

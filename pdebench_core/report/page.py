@@ -96,12 +96,17 @@ def _dataset_section(name: str, evaluation: Mapping[str, Any] | None, sample: Ro
     esc = html_page.esc
     parts = [f"<h2>{esc(name)}</h2>"]
     if evaluation:
-        parts.append(f"<p>{esc(evaluation.get('split', 'test'))} split, {esc(evaluation.get('n_samples', '?'))} "
-                     f"trajectories, {esc(evaluation.get('horizon', '?'))} rollout steps.</p>")
-        parts.append(metric_tables(evaluation))
-        if evaluation.get("per_step"):
-            parts.append("<h3>Error per rollout step</h3>"
-                         + _image(png_data_uri(error_curve_figure(evaluation, name)), f"{name} error per step"))
+        try:
+            shown = [f"<p>{esc(evaluation.get('split', 'test'))} split, {esc(evaluation.get('n_samples', '?'))} "
+                     f"trajectories, {esc(evaluation.get('horizon', '?'))} rollout steps.</p>",
+                     metric_tables(evaluation)]
+            if evaluation.get("per_step"):
+                shown.append("<h3>Error per rollout step</h3>"
+                             + _image(png_data_uri(error_curve_figure(evaluation, name)), f"{name} error per step"))
+            parts += shown
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:  # edited or damaged file
+            parts.append(f'<p class="warning">eval/{esc(name)}.json does not hold what pdeb writes '
+                         f"({esc(type(exc).__name__)}: {esc(str(exc)[:120])}); its metrics are not shown.</p>")
     else:
         parts.append(f"<p>No evaluation output (eval/{esc(name)}.json) for this dataset.</p>")
     if sample is not None:
