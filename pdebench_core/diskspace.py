@@ -43,8 +43,8 @@ def check_free_space(folder: str | os.PathLike, needed: int | None, what: str) -
         return
     free = free_bytes(folder)
     if needed + SPACE_MARGIN > free:
-        raise DataError(f"not enough free space in {folder} for {what}: need {human_bytes(needed)}, "
-                        f"{human_bytes(free)} free")
+        raise DataError(f"not enough free space in {folder} for {what}: need {human_bytes(needed)} and "
+                        f"{human_bytes(SPACE_MARGIN)} to spare, {human_bytes(free)} free")
 
 
 def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -> DataError:

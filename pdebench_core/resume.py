@@ -86,7 +86,7 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
         if key == "train.max_steps" and _extendable(saved, old, value):
             continue
         hint = ""
-        if key == "train.max_steps":
+        if key == "train.max_steps" and isinstance(value, int) and isinstance(old, int) and value > old:
             hint = (" (more steps need train.scheduler=constant: a one-cycle or cosine schedule spans the "
                     "original steps; fine-tune from this run instead, task.checkpoint=RUN_ID)")
         raise UsageError(f"cannot resume '{run_id}': {key}={value} differs from the run's {key}={old}{hint}; "
