@@ -303,6 +303,14 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(total) if total.isdigit() else None
 
 
+def _partial_size(part: Path) -> int:
+    """Bytes of an earlier partial download at ``part``; a link there is not one of ours: it is
+    removed, never resumed, read or written through."""
+    if part.is_symlink():
+        part.unlink()
+    return part.stat().st_size if part.exists() else 0
+
+
 def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, lock: ChecksumLock) -> Path:
     """Fetch one file into ``folder`` (resuming, retrying, verifying); returns its path."""
     import http.client
@@ -314,9 +322,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
     final = folder / f.name
     part = folder / (f.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
-    if part.is_symlink():  # not a partial download of ours: never resumed, read or written through
-        part.unlink()
-    offset = part.stat().st_size if part.exists() else 0
+    offset = _partial_size(part)
     check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
     task = progress.add_task(f.name, total=None) if progress else None
     hasher = None
