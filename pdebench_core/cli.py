@@ -39,6 +39,8 @@ def _print_components(kind: str, as_json: bool, columns: list[str]) -> None:
     for column in ["name", *columns, "plugin"]:
         table.add_column(column)
     for item in items:
+        if "higher_is_better" in item:  # a metric's direction, in words
+            item["better"] = "higher" if item["higher_is_better"] else "lower"
         table.add_row(*[_cell(item.get(c)) for c in ["name", *columns, "plugin"]])
     _console().print(table)
 
@@ -137,7 +139,7 @@ def _listing(kind: str, columns: list[str], summary: str) -> Callable[..., None]
 for _kind, _columns, _summary in (
     ("dataset", ["dims", "fields", "description"], "List registered datasets."),
     ("task", ["description"], "List registered tasks."),
-    ("metric", ["description", "reduction"], "List registered metrics."),
+    ("metric", ["description", "reduction", "better"], "List registered metrics."),
     ("sink", ["description"], "List registered result sinks."),
 ):
     app.command(f"{_kind}s")(friendly(_listing(_kind, _columns, _summary)))

@@ -209,7 +209,8 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     task_train, task_eval = task_profile.pop("train", None), task_profile.pop("eval", None)
     task_cfg = _section(task_comp.config, "task", task_profile, user.get("task"), cli.get("task"))
     core = CORE_PROFILES[prof]
-    train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"))
+    train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"),
+                     _steps_given(task_train, user.get("train"), cli.get("train")))
     evaluation = _section(EvalSection, "eval", core.get("eval"), task_eval, user.get("eval"), cli.get("eval"))
 
     sinks = _sink_sections(list(run.sinks), user, cli, regs, prof)
@@ -224,6 +225,28 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     check_required(cfg)
     check_values(cfg)
     return cfg
+
+
+def _absolute_path(section: Any) -> None:
+    """A local ``path`` setting made absolute, so that a rerun, a resume or a report from another
+    folder reads the same file (URLs stay as they are)."""
+    import os
+
+    from pdebench_core.data.remote import is_url
+
+    path = section.get("path") if "path" in section else None
+    if path and not is_url(str(path)):
+        section.path = os.path.abspath(os.path.expanduser(str(path)))
+
+
+def _steps_given(profile: Mapping[str, Any] | None, *given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``train.epochs=0`` when the user sets ``train.max_steps`` but not ``train.epochs``, over a
+    profile that counts epochs: the length the user asks for wins over the profile's."""
+    said = [layer or {} for layer in given]
+    if (profile or {}).get("epochs") and any("max_steps" in layer for layer in said) \
+            and not any("epochs" in layer for layer in said):
+        return {"epochs": 0}
+    return {}
 
 
 def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cli: Mapping[str, Any],
@@ -244,6 +267,7 @@ def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cl
         comp = regs["dataset"].get(name)
         layers = [(layer.get("data") or {}).get(name) for layer in (user, cli)]
         sections[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof), *layers)
+        _absolute_path(sections[name])
         check_generator_settings_with_path(name, comp, sections[name], {k: v for layer in layers for k, v in
                                                                          (layer or {}).items()})
     return sections

@@ -368,6 +368,14 @@ def plugin_failure(component: Component, exc: Exception, what: str = "raised") -
                        f"{_one_line(exc)}; PDEB_DEBUG=1 shows the traceback")
 
 
+def build_dataset_from(name: str, section: Any) -> Any:
+    """Dataset ``name`` built by its factory from a copy of its settings ``section``, so that a
+    factory filling in a setting cannot change the run's config (and its hash) behind its back."""
+    import copy
+
+    return get("dataset", name).factory(copy.deepcopy(section))
+
+
 def get(kind: str, name: str) -> Component:
     """Look up one component by kind and name."""
     return registries()[kind].get(name)

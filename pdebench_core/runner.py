@@ -123,7 +123,7 @@ def generate_data_first(cfg, rank: int, world_size: int) -> None:
     if rank == 0:
         try:
             for name, section in cfg.data.items():
-                plugins.get("dataset", name).factory(section)
+                plugins.build_dataset_from(name, section)
         except (PdebError, OSError) as exc:
             failure[0] = f"dataset preparation failed on rank 0: {exc}"
     dist.broadcast_object_list(failure, src=0, group=group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from pdebench_core import plugins
@@ -38,7 +39,7 @@ def _build_datasets(ctx: RunContext) -> dict[str, Any]:
         comp = plugins.get("dataset", name)
         ctx.log(f"dataset {name}: preparing")
         try:
-            dataset, notes = _read_with_notes(comp.factory, section)
+            dataset, notes = _read_with_notes(partial(plugins.build_dataset_from, name), section)
         except PdebError:
             raise
         except Exception as exc:

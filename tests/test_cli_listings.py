@@ -15,7 +15,7 @@ from pdebench_core.errors import UsageError
 
 @pytest.mark.parametrize("command, member, column", [
     ("datasets", "ns2d", "fields"), ("tasks", "train", "description"), ("metrics", "l2re", "reduction"),
-    ("sinks", "jsonl", "description"),
+    ("metrics", "l2re", "better"), ("sinks", "jsonl", "description"),
 ])
 def test_each_listing_prints_its_kind_as_json_and_as_a_table(command, member, column):
     as_json = CliRunner().invoke(app, [command, "--json"])

@@ -92,3 +92,13 @@ def test_a_config_path_that_is_missing_or_not_a_file_is_named(tmp_path):
         build_config(model="fno", data="ns2d", config_file=tmp_path / "nope.yaml")
     with pytest.raises(UsageError, match=f"config file {tmp_path} is not a file; pass a YAML file"):
         build_config(model="fno", data="ns2d", config_file=tmp_path)
+
+
+def test_a_relative_data_path_is_kept_absolute_and_a_url_as_given(tmp_path, monkeypatch):
+    from pdebench_core.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(model="fno", data="ns2d", overrides=["data.ns2d.path=files/ns.h5"])
+    assert cfg.data.ns2d.path == str(tmp_path / "files" / "ns.h5")  # a rerun from elsewhere finds it
+    url = build_config(model="fno", data="ns2d", overrides=["data.ns2d.path=http://127.0.0.1:9/ns.h5"])
+    assert url.data.ns2d.path == "http://127.0.0.1:9/ns.h5"

@@ -283,6 +283,8 @@ def test_paper_profiles_train_the_official_length_batch_and_grid_and_score_like_
     mine = build_config(model="dpot", data="ns2d", task=task, profile="paper",
                         overrides=["eval.grid=model", "train.epochs=0"])
     assert mine.eval.grid == "model" and mine.train.epochs == 0  # the user's settings win
+    steps = build_config(model="dpot", data="ns2d", task=task, profile="paper", overrides=["train.max_steps=2000"])
+    assert steps.train.epochs == 0 and steps.train.max_steps == 2000  # a given length wins over the profile's
     core = build_config(model="dpot", data="ns2d", task="train", profile="paper")
     assert core.train.epochs == 0 and core.eval.grid == "model" and core.train.grad_clip == 0
 

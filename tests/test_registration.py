@@ -227,3 +227,30 @@ def test_best_checkpoint_honours_higher_is_better(fresh_home):
     values = {r["step"]: r["val_l2re_higher"] for r in records if "val_l2re_higher" in r}
     assert sorted(values) == [2, 4, 6] and len(set(values.values())) == 3
     assert best["best"]["metric"] == "l2re_higher" and best["best"]["step"] == max(values, key=values.get)
+
+
+class FillsInItsSettings:
+    @staticmethod
+    @hookimpl
+    def register_datasets(register):
+        def build(cfg):
+            from pdebench_core.data.base import TrajectoryDataset
+            import numpy as np
+
+            cfg.seed = 99  # a factory filling in a setting
+            traj = [np.zeros((6, 8, 1), np.float32)]
+            return TrajectoryDataset(DataSpec(name="fills", fields=("u",), spatial_shape=(8,), t_in=2),
+                                     {"train": traj, "val": traj, "test": traj})
+
+        from pdebench_core.data.config import DatasetConfig
+
+        register("fills-in", build, config=DatasetConfig, dims=1)
+
+
+def test_a_factory_that_changes_its_settings_does_not_change_the_runs_config():
+    from omegaconf import OmegaConf
+
+    with plugin(FillsInItsSettings, "fills-in"):
+        cfg = build_config(model="fno", data="fills-in", profile="smoke")
+        plugins.build_dataset_from("fills-in", cfg.data["fills-in"])
+        assert cfg.data["fills-in"].seed == 0 and OmegaConf.is_config(cfg.data["fills-in"])

@@ -101,6 +101,13 @@ def test_a_wider_sweep_reuses_finished_runs_of_another(fresh_home):
     assert reused["run_id"] == first["combinations"][0]["run_id"] and reused["reused"]
 
 
+def test_the_default_seed_named_or_not_is_the_same_sweep(fresh_home):
+    _, first = sweep("--model", "fno", "--data", "ns2d", *SMOKE)
+    result, again = sweep("--model", "fno", "--data", "ns2d", "--seed", "0", *SMOKE)
+    assert result.exit_code == 0, result.output
+    assert again["sweep_id"] == first["sweep_id"] and again["started"] == 0
+
+
 def test_finished_run_on_other_data_is_run_again(fresh_home, monkeypatch):
     args = ["--model", "fno", "--data", "ns2d", "--seed", "0", *SMOKE]
     _, first = sweep(*args)

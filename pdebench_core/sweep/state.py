@@ -74,7 +74,7 @@ def current_data_hash(cfg: Any) -> str:
     from pdebench_core import plugins
     from pdebench_core.workflow import data_hash
 
-    datasets = {name: plugins.get("dataset", name).factory(section) for name, section in cfg.data.items()}
+    datasets = {name: plugins.build_dataset_from(name, section) for name, section in cfg.data.items()}
     return data_hash(datasets, {name: section.get("path") for name, section in cfg.data.items()})
 
 
