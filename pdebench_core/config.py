@@ -268,8 +268,10 @@ def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cl
         layers = [(layer.get("data") or {}).get(name) for layer in (user, cli)]
         sections[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof), *layers)
         _absolute_path(sections[name])
-        check_generator_settings_with_path(name, comp, sections[name], {k: v for layer in layers for k, v in
-                                                                         (layer or {}).items()})
+        # A setting equal to its default was not chosen (a saved config, rerun or resumed, holds them all).
+        defaults = _section(comp.config, f"data.{name}", profile_of(comp, prof))
+        given = {k: v for layer in layers for k, v in (layer or {}).items() if k not in defaults or v != defaults[k]}
+        check_generator_settings_with_path(name, comp, sections[name], given)
     return sections
 
 

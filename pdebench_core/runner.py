@@ -34,6 +34,10 @@ def prepare_run_dir(cfg, resume: bool = False):
         run = RunDir.of(run_id)
         if not run.path.is_dir():
             raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}; check the id with 'pdeb runs'")
+        if run.state() == "running":  # its process is alive (or on another host): two trainers would collide
+            status = run.read_status()
+            raise UsageError(f"cannot resume '{run_id}': it is still running (process {status.get('pid')} on "
+                             f"{status.get('host')}); wait for it, or stop it first")
         saved, _ = run.read_config()
         check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))  # refused before any change
     else:

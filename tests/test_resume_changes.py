@@ -130,3 +130,37 @@ def test_steps_logged_after_the_last_checkpoint_are_not_logged_twice(finished_ru
     assert result.exit_code == 0, result.output
     steps = [json.loads(line)["step"] for line in (ctx.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 4
+
+
+def test_a_run_still_training_is_not_resumed_by_a_second_process(finished_run):
+    import json
+    import subprocess
+    import sys
+
+    ctx = finished_run("busy")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        status = json.loads((ctx.run_dir / "status.json").read_text())
+        status.update(state="running", pid=holder.pid)
+        (ctx.run_dir / "status.json").write_text(json.dumps(status))
+        result = runner.invoke(app, ["run", "--resume", "busy", "--quiet"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    assert f"cannot resume 'busy': it is still running (process {holder.pid}" in " ".join(result.output.split())
+
+
+def test_a_run_that_read_a_file_can_be_resumed_and_rerun(finished_run, tmp_path):
+    from pdebench_core.data import write_canonical
+    from pdebench_core.spec import DataSpec
+    import numpy as np
+
+    traj = np.random.default_rng(0).random((5, 14, 16, 16, 1)).astype("float32")
+    path = write_canonical(tmp_path / "ns.h5", {"train": traj[:3], "val": traj[3:4], "test": traj[4:]},
+                           DataSpec(name="ns2d", fields=("vorticity",), spatial_shape=(16, 16), t_in=10))
+    finished_run("from-file", f"data.ns2d.path={path}", "train.scheduler=constant")
+    result = runner.invoke(app, ["run", "--resume", "from-file", "--quiet", "train.max_steps=6"])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["reproduce", "from-file"])
+    assert again.exit_code == 0, again.output
