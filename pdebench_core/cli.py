@@ -100,7 +100,9 @@ def models(
         if not comp.supports(spec.ndim):
             item["parameters"] = None
         else:
-            model = comp.factory(component_config(comp, profile), spec)
+            from pdebench_core.workflow import built_module
+
+            model = built_module(comp, component_config(comp, profile), spec)
             item["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         rows.append(item)
     if as_json:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -179,7 +180,7 @@ class ResultsStore:
     def _damaged(self, exc: Exception) -> DataError:
         """The one-line error for a store SQLite cannot read (not a database, corrupt pages)."""
         return DataError(f"results store {self.path} is damaged ({str(exc).splitlines()[0][:120]}); move it aside "
-                         f"and rerun: each run directory keeps its rows in results.jsonl")
+                         f"and pdeb starts a new, empty one (each run directory keeps its own rows in results.jsonl)")
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, JSON columns decoded, oldest first."""
@@ -198,8 +199,13 @@ class ResultsStore:
         out = []
         for r in fetched:
             row = dict(r)
-            for key in JSON_COLUMNS:
-                row[key] = json.loads(row[key]) if row.get(key) else {}
+            try:
+                for key in JSON_COLUMNS:
+                    row[key] = json.loads(row[key]) if row.get(key) else {}
+            except ValueError:  # an edited or damaged row: left out, said once per row
+                print(f"warning: results store {self.path}: row {row.get('id')} ({row.get('run_id')}, "
+                      f"{row.get('dataset')}) holds damaged JSON in '{key}'; left out", file=sys.stderr)
+                continue
             out.append(row)
         return out
 

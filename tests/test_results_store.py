@@ -92,3 +92,13 @@ def test_a_damaged_store_is_one_line_for_the_leaderboard_and_for_a_run(fresh_hom
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
         assert len(errors) == 1 and "results.sqlite is damaged (file is not a database); move it aside" in errors[0]
+
+
+def test_a_row_with_damaged_json_is_left_out_with_a_warning(fresh_home, capsys):
+    store = ResultsStore()
+    store.add({"run_id": "good", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.1}})
+    store.add({"run_id": "bad", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.2}})
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE results SET metrics='{bad' WHERE run_id='bad'")
+    assert [r["run_id"] for r in store.rows()] == ["good"]
+    assert "holds damaged JSON in 'metrics'; left out" in capsys.readouterr().err

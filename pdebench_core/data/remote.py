@@ -147,6 +147,8 @@ def filesystem(url: str) -> tuple[Any, str]:
         return url_to_fs(url, **_storage_options(protocol))
     except ImportError as exc:  # fsspec's own message names the package to install
         raise UsageError(f"cannot read {protocol}:// URLs: {str(exc).strip() or 'a package is missing'}") from None
+    except OSError as exc:  # an unknown host, a refused connection
+        raise DataError(f"cannot reach {url}: {exc}") from None
 
 
 def _reason(exc: BaseException) -> str:
