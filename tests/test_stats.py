@@ -72,6 +72,24 @@ def test_remembered_until_the_file_changes(tmp_path, fresh_home):
     np.testing.assert_allclose(changed.mean, _numpy_stats(splits["train"])[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("damage", [{"mean": [1, 2], "std": [1], "rms": [1], "count": 5},
+                                    {"mean": None, "std": None, "rms": None, "count": 5},
+                                    {"mean": [float("nan")] * 2, "std": [1, 1], "rms": [1, 1], "count": 5}])
+def test_a_damaged_statistics_record_is_computed_again(tmp_path, fresh_home, damage):
+    import json
+
+    rng = np.random.default_rng(2)
+    splits = _offset_splits(rng)
+    path = write_canonical(tmp_path / "toy.h5", splits, SPEC)
+    first = channel_stats(path)
+    records = list((fresh_home / "data" / ".checks").glob("stats-*.json"))
+    assert records
+    for record in records:
+        record.write_text(json.dumps(damage))
+    again = channel_stats(path)
+    assert again.source == "computed" and again.mean == first.mean
+
+
 def test_a_file_without_splits_contributes_its_train_share_and_datasets_work_in_memory(tmp_path, fresh_home):
     rng = np.random.default_rng(3)
     trajectories = [rng.standard_normal((6, 8, 1)).astype(np.float32) + i for i in range(10)]

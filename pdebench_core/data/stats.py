@@ -204,7 +204,7 @@ def split_stats(trajectories: Sequence, fields: Sequence[str], compute: bool = F
     identity = _identity(trajectories, fields)
     where = getattr(trajectories, "path", None)
     known = remembered("stats", identity) if use_cache else None
-    if known:
+    if known and _usable(known, len(fields)):  # a damaged or edited record is computed again
         return ChannelStats(fields, tuple(known["mean"]), tuple(known["std"]), tuple(known["rms"]),
                             int(known["count"]), CACHED, where)
     moments, blocks = compute_moments(trajectories, chunk_bytes)
@@ -213,6 +213,17 @@ def split_stats(trajectories: Sequence, fields: Sequence[str], compute: bool = F
     remember("stats", identity, {"mean": list(result.mean), "std": list(result.std), "rms": list(result.rms),
                                  "count": result.count})
     return result
+
+
+def _usable(record: Any, n_channels: int) -> bool:
+    """Whether a remembered statistics record holds finite values for every channel (std >= 0)."""
+    try:
+        values = [np.asarray(record[key], dtype=np.float64) for key in ("mean", "std", "rms")]
+        count = int(record["count"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return count > 0 and all(v.shape == (n_channels,) and np.isfinite(v).all() for v in values) \
+        and bool((values[1] >= 0).all())
 
 
 def _train_of_path(path: str | Path, format: str) -> tuple[Sequence, tuple[str, ...]]:
