@@ -201,9 +201,13 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save` (each rank restores its own
-        random state; a sharded checkpoint is read shard by shard)."""
+        random state; a sharded checkpoint is read shard by shard). A checkpoint whose stored
+        config is another run's (not this trainer's ``extra_state`` config) is refused first."""
+        from pdebench_core.resume import check_checkpoint_config
+
         path = Path(path)
         state = read_checkpoint(path)
+        check_checkpoint_config(path, state.get("config"), self.extra_state.get("config"))
         try:
             self._load_weights(path, state)
         except (RuntimeError, KeyError, ValueError) as exc:

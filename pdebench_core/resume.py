@@ -99,22 +99,20 @@ def _extendable(saved: Mapping[str, Any], old: Any, value: Any) -> bool:
     return schedule == "constant" and isinstance(value, int) and isinstance(old, int) and value >= old
 
 
-def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None, cfg: Any) -> None:
+def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None,
+                            now: Mapping[str, Any] | None) -> None:
     """Refuse to resume from a checkpoint another run wrote (another model, data, seed, recipe).
 
     Args:
         path: The checkpoint.
         written_with: The config stored in it (``None`` for checkpoints that store none).
-        cfg: The resumed run's config.
+        now: The resumed run's resolved config (``None``: nothing to compare with).
 
     Raises:
         UsageError: Naming the first setting that differs.
     """
-    from omegaconf import OmegaConf
-
-    if not isinstance(written_with, Mapping):
+    if not isinstance(written_with, Mapping) or not isinstance(now, Mapping):
         return
-    now = OmegaConf.to_container(cfg, resolve=True)
     for key, (theirs, ours) in changes(written_with, now).items():
         if key in SAFE_ON_RESUME or key.startswith("sinks.") or key in ("train.max_steps", "train.epochs"):
             continue

@@ -160,9 +160,9 @@ class RunDir:
             return 0
         kept = [line for line in lines if _record_step(line) <= step]
         if len(kept) < len(lines):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, path)
+            from pdebench_core.diskspace import write_text_atomically
+
+            write_text_atomically(path, "".join(kept))
         return len(lines) - len(kept)
 
     # -- resume lock ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import time
 from typing import Any, Mapping
 
 from pdebench_core import plugins
-from pdebench_core.diskspace import write_failed
+from pdebench_core.diskspace import write_failed, write_text_atomically
 from pdebench_core.errors import PdebError, PluginError, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
@@ -265,11 +265,10 @@ def _save_resumed_config(ctx: RunContext) -> str | None:
     from omegaconf import OmegaConf
 
     run = RunDir(ctx.run_dir)
-    previous = run.config_file.read_text()
-    now = OmegaConf.to_container(ctx.cfg, resolve=True)
-    if not check_changes(ctx.run_id, OmegaConf.to_container(OmegaConf.create(previous)), now):
+    saved, previous = run.read_config()
+    if not check_changes(ctx.run_id, saved, OmegaConf.to_container(ctx.cfg, resolve=True)):
         return None
-    run.config_file.write_text(OmegaConf.to_yaml(ctx.cfg))
+    write_text_atomically(run.config_file, OmegaConf.to_yaml(ctx.cfg))
     return previous
 
 
@@ -283,7 +282,7 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
     if resume and before.get("state") == "finished":
         _write_status(run_dir, **before)  # a failed extension does not undo a finished run
         if previous_config is not None:
-            RunDir(run_dir).config_file.write_text(previous_config)  # nor does its config
+            write_text_atomically(RunDir(run_dir).config_file, previous_config)  # nor does its config
         return
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the run can be resumed, nothing failed
         _write_status(run_dir, state="interrupted", error="interrupted by the user")

@@ -336,17 +336,16 @@ def training_length(ctx: RunContext, sampler) -> "Any":
 
 def resume_trainer(ctx: RunContext, trainer) -> None:
     """Continue ``trainer`` from the run's newest intact checkpoint (from step 0 when it has none,
-    saying so), after checking that the checkpoint was written by this run; step records past
-    the checkpoint's step (written after it by the interrupted process) are dropped."""
-    from pdebench_core.checkpoint import newest_intact, read_checkpoint
-    from pdebench_core.resume import check_checkpoint_config
+    saying so); :meth:`~pdebench_core.engine.Trainer.load` refuses another run's checkpoint.
+    Step records past the checkpoint's step (written after it by the interrupted process) are
+    dropped."""
+    from pdebench_core.checkpoint import newest_intact
 
     run = RunDir(ctx.run_dir)
     start = newest_intact(run.checkpoints, warn=ctx.log)  # a damaged last.pt falls back
     if start is None:
         ctx.log("no checkpoint to resume from: training from step 0")
     else:
-        check_checkpoint_config(start, read_checkpoint(start).get("config"), ctx.cfg)
         trainer.load(start)
         ctx.log(f"resumed from step {trainer.step}")
     if ctx.is_main:
