@@ -9,18 +9,21 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from pdebench_core.errors import PdebError
+from pdebench_core.errors import PdebError, Stopped
 
 
 def report_error(exc: BaseException) -> Optional[int]:
     """Print a :class:`PdebError` as ``error: ...`` (or an interruption as one word) on stderr.
 
     Returns:
-        Its exit code (2 for usage errors, 130 for an interruption), or ``None`` for any
-        other exception, which this does not print.
+        Its exit code (2 for usage errors, 130 for Ctrl-C, 128 + the signal for a
+        termination signal), or ``None`` for any other exception, which this does not print.
     """
     if isinstance(exc, PdebError):
         typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    if isinstance(exc, Stopped):
+        typer.echo(str(exc), err=True)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         typer.echo("interrupted", err=True)

@@ -91,9 +91,20 @@ def _section(schema: type | None, where: str, *layers: Mapping[str, Any] | None,
             base = OmegaConf.merge(base, layer)
         except (ValidationError, ConfigKeyError, ConfigAttributeError) as exc:
             key = getattr(exc, "full_key", None) or "?"
-            message = str(exc).splitlines()[0]
-            raise UsageError(f"bad value for '{where}.{key}': {message}") from None
+            raise UsageError(f"bad value for '{where}.{key}': {_reason(exc, base, f'{where}.{key}')}") from None
     return base
+
+
+def _reason(exc: Exception, base: Any, dotted: str) -> str:
+    """omegaconf's complaint, in the user's words where it speaks of its own node types."""
+    message = str(exc).splitlines()[0]
+    if "is not a ListConfig" in message:
+        current = _omegaconf().select(base, dotted.split(".", 1)[1], default=None)
+        example = ",".join(map(str, current)) if current else "a,b"
+        return f"needs a list, e.g. {dotted}=[{example}]"
+    if "of type 'ListConfig'" in message or "of type 'DictConfig'" in message:
+        return "needs a single value, not a list or mapping"
+    return message
 
 
 def profile_of(component: Component | None, profile: str) -> dict[str, Any]:

@@ -26,6 +26,20 @@ class PluginError(PdebError):
     """A plugin's code raised: one line naming the component and its plugin. Exit code 1."""
 
 
+class Stopped(KeyboardInterrupt):
+    """A run ended by a termination signal (SIGTERM from a scheduler, SIGHUP from a closed
+    terminal): handled as Ctrl-C is, so the run is marked interrupted and can be resumed.
+
+    Attributes:
+        signal_name: ``"SIGTERM"`` or ``"SIGHUP"``.
+        exit_code: ``128 +`` the signal's number, as a shell reports a process it ended.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        super().__init__(f"stopped by {signal_name}")
+        self.signal_name, self.exit_code = signal_name, 128 + signal_number
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from pdebench_core.curated_files import list_at, mapping_at, mappings_at, read_yaml_mapping
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
 COLUMN_KEYS = ("key", "title", "dataset", "official_name", "source", "layout", "test", "train", "grid", "fields",
@@ -146,19 +147,13 @@ def load_protocol(name: str) -> Protocol:
         UsageError: no such protocol (with the closest name).
         DataError: the file is not a valid protocol.
     """
-    import yaml
-
     path = find_protocol(name)
     if path is None or protocol_kind(path) != "reproduce":
         known = protocol_names()
         what = (f"protocol '{name}' only records how a published table was measured (the leaderboard "
                 f"reads it)" if path is not None else f"unknown protocol '{name}'{did_you_mean(name, known)}")
         raise UsageError(f"{what}; pdeb reproduce runs: {', '.join(known) or 'none'}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_protocol(data, path)
+    return parse_protocol(read_yaml_mapping(path), path)
 
 
 def parse_protocol(data: Mapping[str, Any], path: Path) -> Protocol:
@@ -166,13 +161,16 @@ def parse_protocol(data: Mapping[str, Any], path: Path) -> Protocol:
     for key in ("name", "published", "model", "evaluation", "columns"):
         if key not in data:
             raise DataError(f"{path}: protocol has no '{key}'")
-    columns = tuple(_column(entry, path) for entry in data["columns"])
+    columns = tuple(_column(entry, path) for entry in mappings_at(data["columns"], path, "columns"))
     if len({c.key for c in columns}) != len(columns):
         raise DataError(f"{path}: two columns share a key")
+    sections = {key: mapping_at(data.get(key), path, key)
+                for key in ("published", "model", "evaluation", "finetune", "pretraining")}
+    for section, key in (("published", "source"), ("evaluation", "grid"), ("evaluation", "channels")):
+        if key not in sections[section]:
+            raise DataError(f"{path}: protocol has no '{section}.{key}'")
     return Protocol(name=str(data["name"]), title=str(data.get("title", data["name"])), path=path,
-                    published=dict(data["published"]), model=dict(data["model"]),
-                    evaluation=dict(data["evaluation"]), finetune=dict(data.get("finetune") or {}),
-                    pretraining=dict(data.get("pretraining") or {}), columns=columns)
+                    columns=columns, **sections)
 
 
 def _column(entry: Mapping[str, Any], path: Path) -> Column:
@@ -180,10 +178,14 @@ def _column(entry: Mapping[str, Any], path: Path) -> Column:
     if missing:
         raise DataError(f"{path}: column '{entry.get('key', '?')}' has no {', '.join(missing)}")
     values = {k: entry[k] for k in COLUMN_KEYS}
-    values["grid"] = tuple(int(n) for n in entry["grid"])
-    values["fields"] = tuple(str(f) for f in entry["fields"])
-    for key in ("n_frames", "t_in", "horizon", "train_size", "test_size", "eval_test_size"):
-        values[key] = int(entry[key])
+    try:
+        values["grid"] = tuple(int(n) for n in list_at(entry["grid"], path, f"column '{entry['key']}'.grid"))
+        values["fields"] = tuple(str(f) for f in list_at(entry["fields"], path, f"column '{entry['key']}'.fields"))
+        for key in ("n_frames", "t_in", "horizon", "train_size", "test_size", "eval_test_size"):
+            values[key] = int(entry[key])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: column '{entry['key']}' needs whole numbers for grid, n_frames, t_in, horizon "
+                        f"and the sizes") from None
     if values["t_in"] + values["horizon"] > values["n_frames"]:
         raise DataError(f"{path}: column '{values['key']}' scores {values['horizon']} frames after t_in="
                         f"{values['t_in']}, more than its {values['n_frames']} frames")

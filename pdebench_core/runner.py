@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import signal
+import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
-from pdebench_core.errors import PdebError, PluginError, UsageError
+from pdebench_core.errors import PdebError, PluginError, Stopped, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -242,6 +244,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     before = RunDir(run_dir).read_status() if resume and ctx.is_main else {}
     previous_config = _save_resumed_config(ctx) if resume and ctx.is_main else None
     try:
+        stack.enter_context(termination_signals_interrupt())
         _open_sinks(ctx, stack)
         task = plugins.registries()["task"].get(ctx.cfg.run.task)
         if ctx.is_main:
@@ -257,6 +260,29 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     if ctx.is_main:
         _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
         ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
+
+
+@contextlib.contextmanager
+def termination_signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` while a run runs, so that a run ended by a
+    scheduler (SLURM's time limit, ``kill``) or a closed terminal is recorded as interrupted,
+    like Ctrl-C, instead of staying "running". Signals whose handler is not the default are
+    left to their owner; outside the main thread nothing can be installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(number: int, frame: Any) -> None:
+        raise Stopped(signal.Signals(number).name, number)
+
+    wanted = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+              if sig is not None and signal.getsignal(sig) == signal.SIG_DFL]
+    previous = {sig: signal.signal(sig, stop) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _save_resumed_config(ctx: RunContext) -> str | None:
@@ -284,8 +310,9 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
         if previous_config is not None:
             write_text_atomically(RunDir(run_dir).config_file, previous_config)  # nor does its config
         return
-    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the run can be resumed, nothing failed
-        _write_status(run_dir, state="interrupted", error="interrupted by the user")
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a scheduler's SIGTERM: the run can be resumed
+        _write_status(run_dir, state="interrupted",
+                      error=str(exc) if isinstance(exc, Stopped) else "interrupted by the user")
         return
     error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     _write_status(run_dir, state="failed", error=error)

@@ -44,15 +44,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
 def validate_run_id(run_id: str) -> str:
-    """Refuse run ids that are not plain directory names: letters, digits, '-', '_' and '.'
-    (not first), at most 128 characters."""
+    """Refuse run ids that are not plain directory names: letters, digits, '-', '_' and '.',
+    at most 128 characters. A leading '.' would hide the run, a leading '-' would read as an
+    option in every later command that names it."""
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
         raise UsageError(f"run id '{run_id}' is not a valid directory name; use letters, digits, '-', '_' and '.' "
-                         f"(at most 128 characters, not starting with '.')")
+                         f"(at most 128 characters, not starting with '.' or '-')")
     return run_id
 
 

@@ -608,3 +608,67 @@ def test_html_leaderboard_sorts_and_filters_in_chromium(fresh_home, tmp_path):
     assert int(visible) == 2  # the two rows whose text holds 'browser'
     assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
     assert "&lt;script&gt;" in dom  # the hostile model name is shown as text, not run
+
+
+def _user_tables(home: Path, sources: str, csv_text: str | bytes = "model,ns2d\nFNO,0.1\n",
+                 protocol: str | None = None) -> Path:
+    """A published folder under ``home/registry`` as a user adds one: sources.yaml, one CSV, a protocol."""
+    folder = home / "registry" / "published"
+    folder.mkdir(parents=True)
+    (folder / "sources.yaml").write_text(sources, encoding="utf-8")
+    data = csv_text if isinstance(csv_text, bytes) else csv_text.encode()
+    (folder / "mine.csv").write_bytes(data)
+    if protocol is not None:
+        (home / "registry" / "protocols").mkdir(parents=True)
+        (home / "registry" / "protocols" / "mine.yaml").write_text(protocol, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("sources, csv_text, protocol, says", [
+    ("- mine.csv\n", None, None, "the file must be a mapping of names to values, not a list"),
+    ("sources: [mine.csv]\n", None, None, "sources must be a mapping"),
+    ("sources:\n  mine: mine.csv\n", None, None, "sources.mine must be a mapping"),
+    ("sources:\n  mine: {label: x}\n", None, None, "sources.mine needs 'file'"),
+    ("sources:\n  mine: {file: mine.csv, layout: tall}\n", None, None, "layout must be 'wide' or 'long'"),
+    ("sources:\n  mine: {file: mine.csv, layout: long, dataset_column: d}\n", None, None, "needs 'value_column'"),
+    ("sources:\n  mine: {file: mine.csv}\n", "name,ns2d\nFNO,0.1\n", None, "has no column 'model'"),
+    ("sources:\n  mine: {file: mine.csv, layout: long, value_column: v, dataset_column: d}\n",
+     "d,value\nns2d,0.1\n", None, "has no column 'v'"),
+    ("sources:\n  mine: {file: mine.csv}\n", "model,ns2d\nFNO \xe9,0.1\n".encode("latin-1"), None, "is not UTF-8"),
+    ("sources:\n  mine: {file: mine.csv}\nmodels: [FNO]\n", None, None, "models must be a mapping"),
+    ("sources:\n  mine: {file: mine.csv}\ndatasets: {ns2d: {aliases: {a: 1}}}\n", None, None,
+     "datasets.ns2d.aliases must be a list"),
+    ("sources:\n  mine: {file: mine.csv, protocol: mine}\n", None, "- key: ns2d\n", "mine.yaml: the file must be a mapping"),
+    ("sources:\n  mine: {file: mine.csv, protocol: mine}\n", None, "columns: {ns2d: 1}\n", "columns must be a list"),
+])
+def test_a_malformed_user_table_is_one_line_naming_the_file_and_key(tmp_path, monkeypatch, sources, csv_text,
+                                                                      protocol, says):
+    """Tables a user adds under $PDEB_HOME/registry/published are hand-written: whatever is wrong with
+    them is one DataError naming the file and the key, never a traceback from the reader."""
+    from pdebench_core.errors import DataError
+
+    folder = _user_tables(tmp_path, sources, **({} if csv_text is None else {"csv_text": csv_text}),
+                          protocol=protocol)
+    with pytest.raises(DataError, match=re.escape(says)) as caught:
+        lb.published_rows(lb.load_published(folder))
+    assert "\n" not in str(caught.value) and str(folder.parent) in str(caught.value)
+
+
+def test_a_well_formed_user_table_shows_beside_local_rows(tmp_path):
+    """A wide table with a stray blank-padded header, a short row and a non-numeric cell is read."""
+    folder = _user_tables(tmp_path, "sources:\n  mine: {file: mine.csv, label: Mine, metric: l2re}\n"
+                                    "models: {FNO: fno}\n",
+                          csv_text="# my notes\nmodel , ns2d,dr2d\nFNO,0.1,n/a\nUNet,0.2\n")
+    rows = lb.published_rows(lb.load_published(folder))
+    assert sorted((r.model, r.model_key, r.dataset, r.metrics["l2re"]) for r in rows) == \
+        [("FNO", "fno", "ns2d", 0.1), ("UNet", None, "ns2d", 0.2)]
+
+
+def test_the_leaderboard_command_reports_a_malformed_user_table_in_one_line(tmp_path):
+    from pdebench_core.testing import run_pdeb
+
+    _user_tables(tmp_path, "sources:\n  mine: {file: mine.csv}\n", csv_text="name,ns2d\nFNO,0.1\n")
+    result = run_pdeb("leaderboard", env={"PDEB_HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "mine.csv has no column 'model'" in result.stderr

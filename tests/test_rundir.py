@@ -109,6 +109,39 @@ def test_ctrl_c_marks_the_run_interrupted_not_failed(home, monkeypatch):
     assert status["state"] == "interrupted" and status["error"] == "interrupted by the user"
 
 
+def test_sigterm_marks_the_run_interrupted_and_exits_like_a_killed_command(home):
+    """A scheduler's SIGTERM (SLURM's time limit, kill) is recorded like Ctrl-C, not left "running"."""
+    code = (
+        "import os, signal, time\n"
+        "from pdebench_core import runner\n"
+        "from pdebench_core.cli import app\n"
+        "def terminated(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "runner.generate_data_first = terminated\n"
+        "app(['run', '--model', 'persistence', '--data', 'ns2d', '--task', 'evaluate', '--profile', 'smoke',\n"
+        "     '--device', 'cpu', '--run-id', 'terminated'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PDEB_HOME": str(home)})
+    assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (143, "stopped by SIGTERM"), proc.stderr
+    status = RunDir.of("terminated").read_status()
+    assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
+
+
+def test_a_run_gives_back_the_termination_handlers_it_installs(home):
+    import signal
+
+    from pdebench_core import runner
+    from pdebench_core.config import build_config
+
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                       run_id="handlers")
+    runner.execute(cfg, quiet=True)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_an_empty_resume_lock_left_by_a_full_disk_is_taken_over(home):
     run = RunDir.create("half-locked")
     run.resume_lock_file.write_text("")

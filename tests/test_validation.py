@@ -62,6 +62,9 @@ def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     (["--data", "ns2d", "--run-id", ""], "--run-id is empty"),
     (["--data", "ns2d", "--run-id", "a" * 129], "not a valid directory name"),
     (["--data", "ns2d", "--run-id", "bad id!"], "not a valid directory name"),
+    (["--data", "ns2d", "--run-id=-x"], "not starting with '.' or '-'"),  # later `pdeb report -x` reads an option
+    (["--data", "ns2d", "run.sinks=sqlite"], "'run.sinks': needs a list, e.g. run.sinks=[sqlite,jsonl]"),
+    (["--data", "ns2d", "train.lr=[1,2]"], "'train.lr': needs a single value, not a list"),
 ])
 def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pdebench_core.curated_files import list_at, mapping_at, mappings_at, read_yaml_mapping
 from pdebench_core.errors import DataError
 
 PAPER_PROFILE = "paper"
@@ -116,20 +117,17 @@ def load_table_protocol(name: str, near: Path | None = None) -> TableProtocol | 
     Published columns that average others (``published.averages``) take the measure of their
     members when all members agree.
     """
-    import yaml
-
     path = _protocol_file(name, near)
     if path is None:
         return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    columns = _column_measures(data.get("columns") or [], path)
-    published = data.get("published") or {}
-    for key, members in (published.get("averages") or {}).items():
-        measures = {columns.get(str(m)) for m in members}
+    data = read_yaml_mapping(path)
+    columns = _column_measures(mappings_at(data.get("columns"), path, "columns"), path)
+    published = mapping_at(data.get("published"), path, "published")
+    averages = mapping_at(published.get("averages"), path, "published.averages")
+    for key, members in averages.items():
+        measures = {columns.get(str(m)) for m in list_at(members, path, f"published.averages.{key}")}
         if len(measures) == 1 and None not in measures:
             columns[str(key)] = measures.pop()
-    metric = str((data.get("evaluation") or {}).get("metric") or published.get("metric") or "")
+    evaluation = mapping_at(data.get("evaluation"), path, "evaluation")
+    metric = str(evaluation.get("metric") or published.get("metric") or "")
     return TableProtocol(str(data.get("name", name)), metric, columns, path)

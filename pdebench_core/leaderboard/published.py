@@ -8,12 +8,12 @@ layout) and maps published dataset and model names to ours. Everything here is p
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pdebench_core.curated_files import list_at, mapping_at, read_csv_records, read_yaml_mapping
 from pdebench_core.errors import DataError
 
 from .measures import TableProtocol, load_table_protocol
@@ -62,32 +62,53 @@ def load_published(directory: str | Path | None = None) -> PublishedTables:
     its tables name.
 
     Returns empty tables when no published folder is found, so local rows still show.
-    """
-    import yaml
 
+    Raises:
+        DataError: ``sources.yaml`` or a protocol it names is malformed (one line naming the key).
+    """
     folder = Path(directory) if directory is not None else published_dir()
     if folder is None or not (folder / "sources.yaml").is_file():
         return PublishedTables(directory=folder)
-    try:
-        data = yaml.safe_load((folder / "sources.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{folder / 'sources.yaml'} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    sources = {str(k): dict(v or {}) for k, v in (data.get("sources") or {}).items()}
+    path = folder / "sources.yaml"
+    data = read_yaml_mapping(path)
+    sources = {key: _checked_source(spec, path, f"sources.{key}")
+               for key, spec in mapping_at(data.get("sources"), path, "sources").items()}
     protocols = {key: load_table_protocol(str(spec["protocol"]), folder) if spec.get("protocol") else None
                  for key, spec in sources.items()}
-    return PublishedTables(
-        directory=folder, sources=sources,
-        datasets={str(k): dict(v or {}) for k, v in (data.get("datasets") or {}).items()},
-        setting_keys={str(k): list(v or []) for k, v in (data.get("setting_keys") or {}).items()},
-        models={str(k): v for k, v in (data.get("models") or {}).items()}, protocols=protocols,
-    )
+    datasets = {name: mapping_at(entry, path, f"datasets.{name}")
+                for name, entry in mapping_at(data.get("datasets"), path, "datasets").items()}
+    for name, entry in datasets.items():
+        entry["aliases"] = [str(a) for a in list_at(entry.get("aliases"), path, f"datasets.{name}.aliases")]
+    setting_keys = {name: [str(k) for k in list_at(keys, path, f"setting_keys.{name}")]
+                    for name, keys in mapping_at(data.get("setting_keys"), path, "setting_keys").items()}
+    models = {label: (None if ours is None else str(ours))
+              for label, ours in mapping_at(data.get("models"), path, "models").items()}
+    return PublishedTables(directory=folder, sources=sources, datasets=datasets, setting_keys=setting_keys,
+                           models=models, protocols=protocols)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    """CSV rows as dicts; lines starting with ``#`` are the source's own comments."""
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
-    return list(csv.DictReader(lines))
+def _checked_source(spec: Any, path: Path, where: str) -> dict[str, Any]:
+    """One ``sources`` entry, with the keys the reader relies on checked."""
+    spec = mapping_at(spec, path, where)
+    if not isinstance(spec.get("file"), str) or not spec["file"].strip():
+        raise DataError(f"{path}: {where} needs 'file', the name of its CSV file in that folder")
+    layout = spec.setdefault("layout", "wide")
+    if layout not in ("wide", "long"):
+        raise DataError(f"{path}: {where}.layout must be 'wide' or 'long', not {layout!r}")
+    if layout == "long":
+        for key in ("value_column", "dataset_column"):
+            if not isinstance(spec.get(key), str):
+                raise DataError(f"{path}: {where} is a long table and needs '{key}', the CSV column that holds it")
+    spec["unchecked"] = mapping_at(spec.get("unchecked"), path, f"{where}.unchecked")
+    spec["unchecked"]["datasets"] = list_at(spec["unchecked"].get("datasets"), path, f"{where}.unchecked.datasets")
+    return spec
+
+
+def _columns_read(spec: Mapping[str, Any]) -> list[str]:
+    """The CSV columns a table's layout reads; each must be in its header."""
+    if spec["layout"] == "long":
+        return [spec["value_column"], spec["dataset_column"]]
+    return [str(spec.get("model_column", "model"))]
 
 
 def _number(text: str | None) -> float | None:
@@ -147,7 +168,7 @@ def _cells_long(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Itera
         value = _number(rec.get(spec["value_column"]))
         if value is not None:
             yield _Cell(str(spec.get("model", "")), str(spec.get("task", "")),
-                        str(rec.get(spec.get("params_column", "")) or ""), rec[spec["dataset_column"]].strip(),
+                        str(rec.get(spec.get("params_column", "")) or ""), (rec[spec["dataset_column"]] or "").strip(),
                         (rec.get(spec.get("setting_column", "")) or "").strip(), value)
 
 
@@ -157,7 +178,7 @@ def _cells_wide(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Itera
     meta = {spec.get("model_column", "model"), spec.get("task_column", "group"), spec.get("params_column", "params"),
             part_column}
     for rec in records:
-        model = rec[spec.get("model_column", "model")].strip()
+        model = (rec[spec.get("model_column", "model")] or "").strip()
         task = (rec.get(spec.get("task_column", "group")) or spec.get("task") or "").strip()
         size = (rec.get(spec.get("params_column", "params")) or "").strip()
         part = ((rec.get(part_column) or "").strip() or None) if part_column else None
@@ -171,8 +192,8 @@ def _rows_of_source(tables: PublishedTables, key: str, spec: Mapping[str, Any]) 
     path = (tables.directory or Path(".")) / str(spec.get("file", ""))
     if not path.is_file():
         raise DataError(f"published table {path} named in sources.yaml is missing")
-    records = _read_csv(path)
-    cells = _cells_long(spec, records) if spec.get("layout") == "long" else _cells_wide(spec, records)
+    records = read_csv_records(path, _columns_read(spec))
+    cells = _cells_long(spec, records) if spec["layout"] == "long" else _cells_wide(spec, records)
     protocol = tables.protocols.get(key)
     unchecked = {str(n) for n in (spec.get("unchecked") or {}).get("datasets", [])}
     metric = str(spec.get("metric") or "value")
