@@ -14,7 +14,6 @@ from typing import List, Optional
 import typer
 
 from pdebench_core.cli_common import user_errors
-
 from pdebench_core.errors import PdebError
 
 data_app = typer.Typer(
@@ -38,9 +37,16 @@ def _size(n: Optional[int]) -> str:
     return _human(n)
 
 
+def _path_or_url(text: str) -> str | Path:
+    """A URL as typed (a ``Path`` would fold its ``//``), anything else as a local path."""
+    from pdebench_core.data.remote import is_url
+
+    return text if is_url(text) else Path(text)
+
+
 @data_app.command()
 def info(
-    path: Path = typer.Argument(..., help="A data file or folder in any supported layout."),
+    path: str = typer.Argument(..., help="A data file or folder in any supported layout, or a file's URL."),
     format: str = typer.Option("auto", "--format", "-f", help="Layout; 'auto' detects it."),
     as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
 ) -> None:
@@ -48,7 +54,7 @@ def info(
     from pdebench_core.data.layouts import describe_path
 
     with user_errors():
-        description = describe_path(path, format)
+        description = describe_path(_path_or_url(path), format)
     if as_json:
         typer.echo(json.dumps(description, indent=2, default=str))
         return
@@ -71,7 +77,7 @@ def info(
 
 @data_app.command()
 def verify(
-    path: Path = typer.Argument(..., help="A canonical pdeb HDF5 file."),
+    path: str = typer.Argument(..., help="A canonical pdeb HDF5 file, or its URL."),
     strict: bool = typer.Option(False, "--strict", help="Fail on warnings too."),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
     quick: bool = typer.Option(False, "--quick", help="Check structure and metadata only; read no values."),
@@ -83,7 +89,7 @@ def verify(
     from pdebench_core.data.verify import verify_file
 
     with user_errors():
-        problems = verify_file(path, scan=not quick)
+        problems = verify_file(_path_or_url(path), scan=not quick)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if as_json:
@@ -134,7 +140,7 @@ def _stats_of(target: str, overrides: List[str], profile: str, format: str, comp
     from pdebench_core.data.stats import channel_stats
     from pdebench_core.errors import UsageError
 
-    if Path(target).exists():
+    if Path(target).exists() or isinstance(_path_or_url(target), str):
         if overrides:
             raise UsageError(f"key=value settings ({overrides[0]}, ...) apply to a dataset name, not to the path "
                              f"{target}; drop them or pass a registered dataset name")
@@ -155,7 +161,8 @@ def _stats_of(target: str, overrides: List[str], profile: str, format: str, comp
 
 @data_app.command()
 def stats(
-    target: str = typer.Argument(..., metavar="NAME_OR_FILE", help="A registered dataset or a data file or folder."),
+    target: str = typer.Argument(..., metavar="NAME_OR_FILE",
+                                 help="A registered dataset, a data file or folder, or a file's URL."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Dataset settings key=value (with a NAME)."),
     profile: str = typer.Option("small", "--profile", "-p", help="Profile of a NAME: smoke, small or paper."),
     format: str = typer.Option("auto", "--format", "-f", help="Layout of a path; 'auto' detects it."),
@@ -250,6 +257,8 @@ def generate(
         dataset = build_dataset(name, profile, list(overrides or []))
     from rich.table import Table
 
+    from pdebench_core.data.layouts.common import split_label
+
     spec = dataset.spec
     console = _console()
     console.print(f"[bold]{spec.name}[/bold] ({profile}): fields {', '.join(spec.fields)}, grid "
@@ -263,7 +272,7 @@ def generate(
             continue
         shape = getattr(seq, "shape", None) or (tuple(seq[0].shape) if len(seq) else ())
         location = getattr(seq, "path", None)
-        locations.add(str(location).split(":/")[0] if location else "(in memory, no file)")
+        locations.add(split_label(location)[0] if location else "(in memory, no file)")
         table.add_row(split, str(len(seq)), str(tuple(shape)))
     console.print(table)
     for location in sorted(locations):

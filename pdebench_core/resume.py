@@ -90,7 +90,8 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
             hint = (" (more steps need train.scheduler=constant: a one-cycle or cosine schedule spans the "
                     "original steps; fine-tune from this run instead, task.checkpoint=RUN_ID)")
         raise UsageError(f"cannot resume '{run_id}': {key}={value} differs from the run's {key}={old}{hint}; "
-                         f"only {', '.join(('train.max_steps', *SAFE_ON_RESUME))} may change when resuming")
+                         f"only {', '.join(SAFE_ON_RESUME)} may change when resuming, and train.max_steps may "
+                         f"grow under train.scheduler=constant")
     return found
 
 

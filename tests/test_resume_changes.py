@@ -28,6 +28,8 @@ def finished_run(tmp_path, monkeypatch):
     (["--seed", "5"], r"run.seed=5 differs from the run's run.seed=0"),
     (["train.lr=0.5"], r"train.lr=0.5 differs from the run's train.lr="),
     (["train.max_steps=40"], r"train.max_steps=40 differs .*more steps need train.scheduler=constant"),
+    (["train.max_steps=2"], r"train.max_steps=2 differs .*may change when resuming, and train.max_steps may grow "
+                            r"under train.scheduler=constant"),
     (["--run-id", "other"], r"--run-id other and --resume base together"),
     (["--data", "dr2d"], r"data=\['dr2d'\] differs from the run's data=\['ns2d'\]"),
     (["--model", "ffno"], r"model.name=ffno differs from the run's model.name=fno"),

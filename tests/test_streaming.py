@@ -270,3 +270,38 @@ def test_verify_reads_a_url(served, private_home):
 
     _ns2d_file(served.root / "ns.h5")
     assert [p for p in verify_file(f"{served.url}/ns.h5") if p.severity == "error"] == []
+
+
+def test_data_commands_read_a_url_and_stats_caches_it_by_the_servers_version(served, private_home):
+    """`pdeb data info`, `verify` and `stats` take a file's URL as they take a local path."""
+    import json
+
+    _ns2d_file(served.root / "ns.h5")
+    url = f"{served.url}/ns.h5"
+    info = runner.invoke(app, ["data", "info", url, "--json"])
+    assert info.exit_code == 0 and json.loads(info.output)["splits"] == {"train": 32, "val": 32, "test": 32}
+    verify = runner.invoke(app, ["data", "verify", url])
+    assert verify.exit_code == 0 and f"ok {url}: no problems found" in " ".join(verify.output.split())
+    first = runner.invoke(app, ["data", "stats", url, "--json"])
+    again = runner.invoke(app, ["data", "stats", url, "--json"])
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    computed, cached = json.loads(first.output), json.loads(again.output)
+    assert (computed["source"], cached["source"]) == ("computed", "cache")
+    assert cached["channels"] == computed["channels"]
+    with h5py.File(served.root / "ns.h5", "r") as f:
+        train = f["train"][:].astype(np.float64)
+    assert computed["channels"]["vorticity"]["mean"] == pytest.approx(train.mean(), rel=1e-9)
+    assert computed["channels"]["vorticity"]["std"] == pytest.approx(train.std(), rel=1e-9)
+
+
+@pytest.mark.parametrize("label, parts", [
+    ("data/a.h5:/train", ("data/a.h5", "train")),
+    ("data/a.h5", ("data/a.h5", None)),
+    ("http://127.0.0.1:8000/a.h5:/test", ("http://127.0.0.1:8000/a.h5", "test")),
+    ("https://host/a.h5", ("https://host/a.h5", None)),
+    ("C:/a.h5", ("C:/a.h5", None)),
+])
+def test_a_readers_label_splits_into_file_and_dataset(label, parts):
+    from pdebench_core.data.layouts.common import split_label
+
+    assert split_label(label) == parts

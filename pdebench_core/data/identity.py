@@ -92,13 +92,15 @@ def file_content_hash(path: str | Path) -> str:
 
 def _pool_of(trajectories: Any, roots: Sequence[str]) -> str:
     """Which stored array a split reads, without the folder it lies in (moving data keeps its hash)."""
+    from pdebench_core.data.layouts.common import split_label
+
     key = getattr(trajectories, "key", None) or getattr(getattr(trajectories, "reader", None), "key", None)
     label = str(getattr(trajectories, "path", "") or "")
     root = next((r for r in roots if r and label.startswith(r)), None)
     if root:
         label = label[len(root):].lstrip("/\\")
     else:
-        label = Path(label.split(":/")[0]).name if label else ""
+        label = Path(split_label(label)[0]).name if label else ""
     return f"{label}|{key or ''}"
 
 
@@ -133,6 +135,8 @@ def _shape_of(dataset: Any) -> dict[str, Any]:
 
 def _source_files(dataset: Any) -> list[str]:
     """Files the splits are read from, when every split reads a file (generated data's cache)."""
+    from pdebench_core.data.layouts.common import split_label
+
     files = set()
     for split in SPLITS:
         try:
@@ -141,7 +145,7 @@ def _source_files(dataset: Any) -> list[str]:
             continue
         if not label:
             return []
-        file = str(label).split(":/")[0]
+        file = split_label(label)[0]
         if not Path(file).exists():
             return []
         files.add(file)

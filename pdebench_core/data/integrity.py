@@ -93,12 +93,13 @@ def first_non_finite(trajectories: Iterable[Any]) -> int | None:
 
 def _split_identity(trajectories: Sequence) -> dict[str, Any] | None:
     """What a lazy split reads (file identity and trajectory indices), or None for in-memory data."""
+    from pdebench_core.data.layouts.common import split_label
+
     source = getattr(trajectories, "path", None)
-    identity = file_identity(source) if source else None
-    if identity is None and source and ":/" in str(source):  # a reader's label "FILE:/dataset"
-        identity = file_identity(str(source).rsplit(":/", 1)[0])
-        if identity is not None:
-            identity["dataset"] = str(source).rsplit(":/", 1)[1]
+    file, dataset = split_label(source) if source else ("", None)
+    identity = file_identity(file) if source else None
+    if identity is not None and dataset is not None:
+        identity["dataset"] = dataset
     if identity is None:
         return None
     indices = getattr(trajectories, "indices", None)

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
+from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks, split_label
 from pdebench_core.errors import DataError, UsageError
 
 STATS_VERSION = 1
@@ -162,8 +162,7 @@ def _identity(trajectories: Sequence, fields: Sequence[str]) -> dict[str, Any] |
     from pdebench_core.data.integrity import file_identity
 
     source = getattr(trajectories, "path", None)
-    # A canonical file's split is labelled "file.h5:/train": the file is what changes.
-    identity = file_identity(str(source).split(":/")[0]) if source else None
+    identity = file_identity(split_label(source)[0]) if source else None  # the file is what changes
     if identity is None:
         return None
     identity["label"] = str(source)

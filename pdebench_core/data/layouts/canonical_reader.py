@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, first_line
+from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label, first_line
 from pdebench_core.errors import DataError
 
 SPLIT_KEYS = ("train", "val", "test")
@@ -18,7 +18,7 @@ class DatasetReader(Reader):
         self.n = int(shape[0])
         self.traj_shape = tuple(int(s) for s in shape[1:])
         self.dtype = dtype
-        self.label = f"{path}:/{key}"
+        self.label = dataset_label(path, key)
         self.files = H5Files()
 
     def _read(self, index: int, frames: slice):

@@ -11,6 +11,7 @@ the lazy sequence that datasets hand out.
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -93,6 +94,22 @@ class H5Files:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["max_open"])
+
+
+_DATASET_LABEL = re.compile(r"(.{2,}):/([^/:]+)")  # two characters at least: "C:/x.h5" is a drive
+
+
+def dataset_label(path: str, dataset: str) -> str:
+    """The label of one HDF5 dataset of a file, as readers show it: ``"FILE:/dataset"``."""
+    return f"{path}:/{dataset}"
+
+
+def split_label(label: str) -> tuple[str, str | None]:
+    """A reader's label as ``(file, dataset)``: ``"a.h5:/train"`` -> ``("a.h5", "train")``,
+    ``"a.h5"`` -> ``("a.h5", None)``; a URL keeps its ``://`` (``"http://h/a.h5:/train"`` ->
+    ``("http://h/a.h5", "train")``)."""
+    match = _DATASET_LABEL.fullmatch(str(label))
+    return (match.group(1), match.group(2)) if match else (str(label), None)
 
 
 class Reader:
