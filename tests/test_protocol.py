@@ -153,7 +153,7 @@ def _default_spec(name: str, setting: dict):
     cfg = component_config(plugins.get("dataset", name), "paper", setting or None)
     if name.startswith("ns2d"):
         return pdeb_ns2d.make_spec(cfg, name)
-    if name == "cfd2d":
+    if name.startswith("cfd2d"):  # cfd2d and its presets
         return pdeb_cfd.dataset.make_spec(cfg, name, 2)
     return {"dr2d": pdeb_dr2d, "swe2d": pdeb_swe2d}[name].make_spec(cfg)
 
@@ -217,7 +217,8 @@ def test_pdeb_datasets_sharing_a_name_evaluate_like_the_protocol(protocol, tmp_p
             assert (spec.t_in, horizon) == (column.t_in, expected), name
             assert scored_channels_of(spec) == column.scored_channels, name
             checked.append(name)
-    assert set(checked) == {"ns2d", "ns2d-nu1e-3", "ns2d-nu1e-4", "ns2d-nu1e-5", "cfd2d", "dr2d", "swe2d",
+    assert set(checked) == {"ns2d", "ns2d-nu1e-3", "ns2d-nu1e-4", "ns2d-nu1e-5", "cfd2d", "cfd2d-m1-eta0.1",
+                            "cfd2d-m1-eta0.01", "cfd2d-m0.1-eta0.1", "cfd2d-m0.1-eta0.01", "dr2d", "swe2d",
                             "pdearena-ns", "pdearena-ns-cond", "cfdbench"}
 
 

@@ -15,7 +15,7 @@ factories, so importing the plugin stays cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core.data.config import GeneratedConfig
@@ -122,11 +122,40 @@ class Cfd3dConfig(CfdConfig):
     zeta: float = 1e-8
 
 
+def cfd2d_profiles(config: type) -> dict[str, dict[str, Any]]:
+    """The profiles of ``cfd2d`` or one of its presets; ``paper`` keeps the config's PDE parameters.
+
+    PDEBench's 2D Rand sets (``2D_CFD_Rand_M*_Eta*_Zeta*_periodic_128``) hold 10000
+    trajectories each.
+    """
+    physics = {key: getattr(config(), key) for key in ("mach", "eta", "zeta")}
+    return profiles_around_defaults(config, "small", smoke=smoke_profile(config, n_frames=12, resolution=32),
+                                    paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000,
+                                           "n_val": 1000, "n_test": 1000, **physics})
+
+
+#: DPOT's four Table 1 columns of PDEBench's 2D Rand sets, each a ``cfd2d`` preset:
+#: name -> (mach, eta = zeta).
+CNS_PRESETS: dict[str, tuple[float, float]] = {
+    "cfd2d-m1-eta0.1": (1.0, 0.1), "cfd2d-m1-eta0.01": (1.0, 0.01),
+    "cfd2d-m0.1-eta0.1": (0.1, 0.1), "cfd2d-m0.1-eta0.01": (0.1, 0.01),
+}
+
+
+def preset_config(name: str) -> type:
+    """:class:`Cfd2dConfig` with the Mach number and viscosities of preset ``name`` as defaults."""
+    mach, viscosity = CNS_PRESETS[name]
+    config = make_dataclass(
+        "Cfd2dConfig_" + name.split("-", 1)[1].replace("-", "_").replace(".", "p"),
+        [("mach", float, field(default=mach)), ("eta", float, field(default=viscosity)),
+         ("zeta", float, field(default=viscosity))], bases=(Cfd2dConfig,))
+    config.__doc__ = f"``{name}`` settings: :class:`Cfd2dConfig` with M = {mach:g}, eta = zeta = {viscosity:g}."
+    config.__module__ = __name__
+    return config
+
+
 PROFILES = {
-    # PDEBench 2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_128: 10000 trajectories.
-    2: profiles_around_defaults(Cfd2dConfig, "small", smoke=smoke_profile(Cfd2dConfig, n_frames=12, resolution=32),
-                                paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000,
-                                       "n_val": 1000, "n_test": 1000, "mach": 1.0, "eta": 0.01, "zeta": 0.01}),
+    2: cfd2d_profiles(Cfd2dConfig),
     # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
     3: profiles_around_defaults(Cfd3dConfig, "small", smoke=smoke_profile(Cfd3dConfig, n_frames=12, resolution=16),
                                 paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10,

@@ -12,7 +12,7 @@ import pytest
 
 import pdeb_cfd
 from pdeb_cfd import CFD2D, CFD3D
-from pdeb_cfd.dataset import PROFILES, Cfd2dConfig, Cfd3dConfig
+from pdeb_cfd.dataset import CNS_PRESETS, PROFILES, Cfd2dConfig, Cfd3dConfig
 from pdebench_core.data.cache import cache_path
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.testing import (check_cache_key, check_dataset_contract, check_dataset_registration,
@@ -159,7 +159,7 @@ def test_registration_card_and_configs():
         seen[name] = (factory, config, profiles, card)
 
     pdeb_cfd.register_datasets(register)
-    assert set(seen) == {"cfd2d", "cfd3d"}
+    assert set(seen) == {"cfd2d", "cfd3d", *CNS_PRESETS}
     for name, dims, build, config_class in (("cfd2d", 2, CFD2D, Cfd2dConfig), ("cfd3d", 3, CFD3D, Cfd3dConfig)):
         check_dataset_registration(pdeb_cfd.register_datasets, name, factory=build, config=config_class)
         factory, config, profiles, card = seen[name]
@@ -173,6 +173,27 @@ def test_registration_card_and_configs():
 
     merged = OmegaConf.merge(OmegaConf.structured(Cfd3dConfig), PROFILES[3]["paper"])
     assert merged.resolution == 128 and merged.eta == pytest.approx(1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(CNS_PRESETS))
+def test_each_table1_column_is_a_preset_that_shares_cfd2ds_cache(name):
+    """DPOT pre-trains on all four PDEBench 2D sets at once: each is a dataset name of its own
+    (so one --data mixture holds them, each with its weight), and its data is cfd2d's with
+    those parameters, down to the cache file."""
+    from pdebench_core import plugins
+
+    mach, viscosity = CNS_PRESETS[name]
+    preset = pdeb_cfd.DATASETS[name]
+    component = plugins.get("dataset", name)
+    assert component.config is preset.config and component.dims == (2,)
+    for profile in ("smoke", "small", "paper"):
+        settings = preset.config_for(profile)
+        assert (settings.mach, settings.eta, settings.zeta) == (mach, viscosity, viscosity)
+        same = CFD2D.config_for(profile, mach=mach, eta=viscosity, zeta=viscosity)
+        assert preset.fingerprint(settings) == CFD2D.fingerprint(same)
+        assert preset.make_spec(settings).params["mach"] == mach
+    paper = preset.config_for("paper")
+    assert (paper.resolution, paper.n_frames, paper.n_train) == (128, 21, 8000)
 
 
 def test_importing_the_plugin_is_cheap():
