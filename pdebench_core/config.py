@@ -286,6 +286,16 @@ def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cl
     return sections
 
 
+def _all_defaults(regs: Mapping[str, Any], name: str, settings: Any, prof: str) -> bool:
+    """Whether a config file's settings of sink ``name`` are all its defaults: a saved config holds
+    every sink's section, so a resumed or rerun run may leave that sink out of ``run.sinks``."""
+    comp = regs["sink"].get(name) if name in regs["sink"] else None
+    if comp is None or comp.config is None or not isinstance(settings, Mapping):
+        return False
+    defaults = _section(comp.config, f"sinks.{name}", profile_of(comp, prof))
+    return all(key in defaults and defaults[key] == value for key, value in settings.items())
+
+
 def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[str, Any],
                    regs: Mapping[str, Any], prof: str) -> dict[str, Any]:
     """``{sink: validated section}`` for the sinks of ``run.sinks`` that declare settings.
@@ -294,8 +304,8 @@ def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[s
     that choosing other sinks when resuming a run is no change of its settings.
     """
     for layer, origin in ((user, "config file"), (cli, "overrides")):
-        for name in (layer.get("sinks") or {}):
-            if name not in names:
+        for name, settings in (layer.get("sinks") or {}).items():
+            if name not in names and not (layer is user and _all_defaults(regs, str(name), settings, prof)):
                 raise UsageError(f"settings for sink '{name}' in {origin}, but it is not in run.sinks "
                                  f"({', '.join(names)}){did_you_mean(str(name), names)}; add it to run.sinks")
     sections = {}

@@ -237,8 +237,9 @@ class GuardedSink:
 def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     """Run the task, keeping ``status.json`` true: running, then finished or failed.
 
-    A new run that fails before writing a checkpoint leaves nothing behind; a resumed run
-    that fails keeps a finished run's status (and its results) as they were.
+    A new run refused for its input before any step leaves nothing behind; one that fails
+    later (a diverged loss, a plugin's error) keeps its log and step records as ``failed``. A
+    resumed run that fails keeps a finished run's status (and its results) as they were.
     """
     run_dir, resume = ctx.run_dir, ctx.resume
     before = RunDir(run_dir).read_status() if resume and ctx.is_main else {}
@@ -300,15 +301,16 @@ def _save_resumed_config(ctx: RunContext) -> str | None:
 
 def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
                     previous_config: str | None = None) -> None:
-    checkpoints = RunDir(run_dir).checkpoints
-    has_checkpoint = checkpoints.exists() and any(checkpoints.iterdir())
-    if isinstance(exc, PdebError) and not resume and not has_checkpoint:
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping was written
+    run = RunDir(run_dir)
+    has_checkpoint = run.checkpoints.exists() and any(run.checkpoints.iterdir())
+    trained = run.metrics_file.exists() and run.metrics_file.stat().st_size > 0
+    if isinstance(exc, UsageError) and not resume and not has_checkpoint and not trained:
+        shutil.rmtree(run_dir, ignore_errors=True)  # refused input, before any step: nothing worth keeping
         return
     if resume and before.get("state") == "finished":
         _write_status(run_dir, **before)  # a failed extension does not undo a finished run
         if previous_config is not None:
-            write_text_atomically(RunDir(run_dir).config_file, previous_config)  # nor does its config
+            write_text_atomically(run.config_file, previous_config)  # nor does its config
         return
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a scheduler's SIGTERM: the run can be resumed
         _write_status(run_dir, state="interrupted",
@@ -316,6 +318,11 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
         return
     error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     _write_status(run_dir, state="failed", error=error)
+    try:  # the log tells the whole story; the console has the error line already
+        with open(run.log_file, "a", encoding="utf-8") as log:
+            log.write(f"[{time.strftime('%H:%M:%S')}] run {run.run_id} failed: {error}\n")
+    except OSError:
+        pass
 
 
 def _run_task(task, ctx: RunContext) -> Any:

@@ -39,9 +39,16 @@ def state_dict_of(state: dict) -> dict:
 
 
 def load_weights(model, ref: str) -> None:
-    """Load weights into ``model`` strictly, naming the first mismatches on failure."""
+    """Load weights into ``model`` strictly, naming the first mismatches on failure.
+
+    A model may name its weights in a checkpoint of another layout through a method
+    ``weights_from(state_dict) -> state_dict`` (DPOT picks its dimension out of a 2D+3D
+    pre-training); the result is then loaded strictly.
+    """
     path = resolve_checkpoint(ref)
     weights = state_dict_of(load_checkpoint(path))
+    if callable(getattr(model, "weights_from", None)):
+        weights = model.weights_from(weights)
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]

@@ -15,6 +15,7 @@ import torch
 from pdebench_core.checkpoint import load_checkpoint, save_checkpoint
 from pdebench_core.config import build_config
 from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.rundir import RunDir
 from pdebench_core.runner import execute
 
 SMOKE_FNO = ["model.width=6", "model.modes=3", "model.n_layers=1", "train.log_every=1"]
@@ -137,6 +138,10 @@ def test_pickled_module_checkpoint_is_refused(tmp_path):
 def test_nan_loss_halts_with_a_message(fresh_home):
     with pytest.raises(PdebError, match=r"training diverged at step \d+: loss is (nan|inf)"):
         _train("diverge-halt", "train.lr=1e30", "train.scheduler=constant")
+    # the failed run stays to inspect: its log and the loss curve up to the failure
+    diverged = RunDir.of("diverge-halt")
+    assert diverged.read_status()["state"] == "failed" and "diverged" in diverged.read_status()["error"]
+    assert diverged.metrics_file.read_text().strip() and "diverged" in diverged.log_file.read_text()
     with pytest.raises(UsageError, match=r"train.lr must be a positive (finite )?number"):
         _train("bad-lr", "train.lr=nan")
 

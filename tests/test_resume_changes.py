@@ -53,6 +53,20 @@ def test_more_steps_on_a_constant_schedule_extend_the_run(finished_run, tmp_path
     assert "max_steps: 6" in (ctx.run_dir / "config.yaml").read_text()
 
 
+def test_resume_may_choose_other_sinks(finished_run):
+    """run.sinks is where results go, not what is optimised: the saved config's default sqlite
+    section does not make a resume with other sinks refuse."""
+    import json
+
+    ctx = finished_run("resinked")
+    result = runner.invoke(app, ["run", "--resume", "resinked", "--quiet", "run.sinks=[jsonl]"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((ctx.run_dir / "results.jsonl").read_text().splitlines()[-1])["run_id"] == "resinked"
+    refused = runner.invoke(app, ["run", "--resume", "resinked", "--quiet", "run.sinks=[jsonl]",
+                                  "sinks.sqlite.path=/tmp/x.sqlite"])
+    assert refused.exit_code == 2 and "not in run.sinks" in refused.output
+
+
 def test_plain_resume_still_works(finished_run):
     finished_run("plain")
     result = runner.invoke(app, ["run", "--resume", "plain", "--quiet"])

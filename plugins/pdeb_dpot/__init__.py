@@ -144,7 +144,7 @@ def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
         UsageError: bad sizes, a grid not divisible by the patch size, more data channels
             than ``in_channels``, or a checkpoint that does not fit.
     """
-    from pdeb_dpot.checkpoint import load_pretrained, read_state_dict
+    from pdeb_dpot.checkpoint import load_pretrained, one_dimension, read_state_dict
     from pdeb_dpot.model import DPOT, check_divisible
 
     if len(spec.groups) > 1:
@@ -153,7 +153,7 @@ def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
     if ndim not in (1, 2, 3):
         raise UsageError(f"DPOT supports 1, 2 or 3 spatial dimensions, the data has {ndim}")
     check_divisible(spec.spatial_shape, cfg.patch_size)
-    state = read_state_dict(cfg.init) if cfg.init else None
+    state = one_dimension(read_state_dict(cfg.init), ndim, cfg.init) if cfg.init else None
     model = DPOT(architecture(cfg, spec, _in_channels(cfg, spec, state)))
     if state is not None:
         components = list(cfg.init_components) if cfg.init_components else None

@@ -154,6 +154,12 @@ def _adapt(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def fitted(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each tensor made to fit ``own`` where DPOT allows it (a shared block's 1x1
+    kernel stored in 2D shape serves a 3D model; a position embedding of another grid)."""
+    return {k: _adapt(k, v, own[k]) if k in own else v for k, v in state.items()}
+
+
 def _describe(state: Mapping[str, torch.Tensor]) -> str:
     from pdeb_dpot import SIZES
     from pdeb_dpot.official import infer_official_config
@@ -170,6 +176,29 @@ def _describe(state: Mapping[str, torch.Tensor]) -> str:
             f"patch_size={cfg['patch_size']}, in_channels={cfg['in_channels']}, "
             f"in_timesteps={cfg['in_timesteps']}, out_timesteps={cfg['out_timesteps']}, "
             f"n_cls={cfg['n_cls']}, normalize={cfg['normalize']}; set the model to match")
+
+
+def one_dimension(state: Mapping[str, torch.Tensor], ndim: int, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The weights of one dimension's DPOT out of a 2D+3D checkpoint (``by_dim.<n>.`` entries);
+    any other checkpoint is returned as it is.
+
+    A mixed pre-training shares its blocks between dimensions, so each dimension's entries are
+    a whole single-dimension DPOT: fine-tuning on one dataset starts from them. When the
+    checkpoint has no model of ``ndim`` dimensions, the largest lower one is taken (a 2D -> 3D
+    transfer, see :func:`load_pretrained`).
+
+    Raises:
+        UsageError: the checkpoint's models are all of more dimensions than ``ndim``.
+    """
+    dims = sorted({int(k.split(".")[1]) for k in state if k.startswith("by_dim.") and k.split(".")[1].isdigit()})
+    if not dims:
+        return dict(state)
+    lower = [d for d in dims if d <= ndim]
+    if not lower:
+        raise UsageError(f"'{source}' holds DPOT for {', '.join(f'{d}D' for d in dims)} data, none for "
+                         f"{ndim}D or fewer dimensions to start a {ndim}D model from")
+    prefix = f"by_dim.{lower[-1]}."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_pretrained(model: DPOT, source: str | os.PathLike | Mapping[str, torch.Tensor],

@@ -403,6 +403,13 @@ class DPOT(nn.Module):
             conv(width, arch.out_channels * arch.out_timesteps, kernel_size=1),
         )
 
+    def weights_from(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint's weights as this model names them: this dimension's DPOT out of a
+        2D+3D pre-training (read by ``task.checkpoint``; see :func:`pdeb_dpot.checkpoint.one_dimension`)."""
+        from pdeb_dpot.checkpoint import fitted, one_dimension
+
+        return fitted(one_dimension(state, self.arch.ndim), self.state_dict())
+
     def forward(self, x: torch.Tensor, return_cls_logits: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict the next ``T_out`` frames.

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pdebench_core.errors import UsageError
-from pdeb_dpot.checkpoint import load_pretrained, read_state_dict
+from pdeb_dpot.checkpoint import load_pretrained, one_dimension, read_state_dict
 from pdeb_dpot.official import build_official, from_official_layout, infer_official_config, to_official_layout
 
 DATA = Path(__file__).parent / "data"
@@ -140,3 +140,36 @@ def test_2d_checkpoint_in_3d_model_copies_blocks_by_default_and_time_agg_on_requ
     both = build_official(ref["config_3d"], ndim=3)
     load_pretrained(both, two_d, components=["blocks", "time_agg"])
     assert torch.equal(both.time_agg_layer.w, two_d["time_agg_layer.w"])
+
+
+def _dpot(ndim: int, seed: int):
+    from pdeb_dpot.model import DPOT, DPOTArchitecture
+
+    torch.manual_seed(seed)
+    return DPOT(DPOTArchitecture(ndim=ndim, img_size=8, patch_size=4, in_channels=2, out_channels=2, in_timesteps=2,
+                                 embed_dim=16, depth=2, n_blocks=2, modes=2 if ndim < 3 else (2, 2, 2),
+                                 out_layer_dim=4))
+
+
+def test_one_dataset_fine_tunes_from_a_2d_plus_3d_pretraining(tmp_path: Path) -> None:
+    """The paper's workflow: pre-train one DPOT on 2D and 3D data, fine-tune it on one dataset.
+    task.checkpoint and model.init both take that dimension's model out of the mixed checkpoint."""
+    from pdeb_dpot.multidim import MultiDimDPOT
+
+    from pdebench_core.weights import load_weights
+
+    mixed = MultiDimDPOT({2: _dpot(2, 0), 3: _dpot(3, 1)})
+    path = tmp_path / "last.pt"
+    torch.save({"model": mixed.state_dict(), "step": 7}, path)
+    for ndim in (2, 3):
+        single = _dpot(ndim, 5)
+        load_weights(single, str(path))  # task.checkpoint
+        theirs = mixed.by_dim[str(ndim)].state_dict()
+        assert all(torch.equal(v, theirs[k].reshape(v.shape)) for k, v in single.state_dict().items())
+        x = torch.randn(1, 2, *(8,) * ndim, 2)
+        assert torch.equal(single(x), mixed(x))
+        init = _dpot(ndim, 6)
+        load_pretrained(init, one_dimension(read_state_dict(path), ndim))  # model.init
+        assert torch.equal(init(x), mixed(x))
+    with pytest.raises(UsageError, match="holds DPOT for 2D, 3D data, none for 1D"):
+        load_weights(_dpot(1, 0), str(path))
