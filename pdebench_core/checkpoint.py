@@ -219,8 +219,8 @@ def load_sharded(directory: Path, model, optimizer) -> None:
     the checkpoint was written (never trained yet, e.g. one dimension of a mixture) have none.
     """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
-                                                         set_model_state_dict, set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict, set_model_state_dict)
 
     weights = get_model_state_dict(model)
     dcp.load(weights, checkpoint_id=directory / "model")
@@ -235,7 +235,41 @@ def load_sharded(directory: Path, model, optimizer) -> None:
     dcp.load(states, checkpoint_id=directory / "optimizer",
              planner=dcp.DefaultLoadPlanner(allow_partial_load=True))
     states["state"] = {name: value for name, value in states["state"].items() if name in with_state}
-    set_optimizer_state_dict(model, optimizer, states)
+    _set_optimizer_states(model, optimizer, states, with_state, StateDictOptions(strict=False))
+
+
+def load_full_optimizer_state(model, optimizer, saved: dict[str, Any]) -> None:
+    """Give a sharded model's optimizer the state a one-process run saved (torch's own
+    ``optimizer.state_dict()``, parameters numbered in the order of its groups); each rank
+    keeps the part of its shards. Parameters without a saved state get none."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    names = {parameter: _plain_name(name) for name, parameter in model.named_parameters()}
+    number_to_name = {}
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups, strict=True):
+        number_to_name.update(zip(saved_group["params"], (names[p] for p in group["params"]), strict=True))
+    states = {"state": {number_to_name[number]: value for number, value in saved["state"].items()},
+              "param_groups": [{**group, "params": [number_to_name[n] for n in group["params"]]}
+                               for group in saved["param_groups"]]}
+    _set_optimizer_states(model, optimizer, states, set(states["state"]),
+                          StateDictOptions(full_state_dict=True, strict=False))
+
+
+def _set_optimizer_states(model, optimizer, states: dict[str, Any], with_state: set[str], options) -> None:
+    """``set_optimizer_state_dict`` with only the parameters in ``with_state`` left holding a state:
+    torch gives every parameter one first (a zero step), which a parameter that had none when the
+    checkpoint was written must not keep (its first real step would then count as its second)."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, states, options=options)
+    for name, parameter in model.named_parameters():
+        if _plain_name(name) not in with_state:
+            optimizer.state.pop(parameter, None)
+
+
+def _plain_name(name: str) -> str:
+    """A parameter's name without the wrappers' prefixes (``_orig_mod.`` of torch.compile)."""
+    return ".".join(part for part in name.split(".") if part not in ("_orig_mod", "module"))
 
 
 def full_weights(directory: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from pdebench_core.acceleration import CompiledOrEager, apply_channels_last, checkpoint_blocks
-from pdebench_core.checkpoint import (SHARDED, load_sharded, read_checkpoint, save_checkpoint, save_sharded,
+from pdebench_core.checkpoint import (SHARDED, load_full_optimizer_state, load_sharded, read_checkpoint, save_checkpoint, save_sharded,
                                       sharded_directory)
 from pdebench_core.devices import autocast_for
 from pdebench_core.distributed import DataParallel, gather_from_ranks, rank, uses_bf16
@@ -236,14 +236,12 @@ class Trainer:
                 raise UsageError(f"checkpoint {path} is sharded (written with train.strategy=fsdp on several "
                                  f"processes); continue it the same way")
             load_sharded(sharded_directory(path, state), self.model, self.optimizer)
-        elif self.sharded:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                                 set_optimizer_state_dict)
+        elif self.sharded:  # a one-process checkpoint continued on several: each rank takes its shards
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-            options = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.model, state["model"], options=options)
+            set_model_state_dict(self.model, state["model"], options=StateDictOptions(full_state_dict=True))
             if self.optimizer and state.get("optimizer"):
-                set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+                load_full_optimizer_state(self.model, self.optimizer, state["optimizer"])
         else:
             self.model.load_state_dict(state["model"])
             if self.optimizer and state.get("optimizer"):

@@ -230,6 +230,57 @@ def _train_sharded(rank: int, world_size: int, out: str, resume_from: str = "") 
         torch.save(weights, folder / "final.pt")
 
 
+def _train_sharded_mixed(rank: int, world_size: int, out: str, resume_from: str = "") -> None:
+    folder = Path(out)
+    trainer = make_trainer(tiny_dpot((2, 3)), folder / "checkpoints", dims=(2, 3), rank=rank, world_size=world_size,
+                           strategy="fsdp", max_steps=4, checkpoint_every=1, keep_checkpoints=5,
+                           scheduler="constant")
+    if resume_from:
+        trainer.load(Path(resume_from))
+        assert trainer.step == 1
+    trainer.fit()
+    weights = _full_weights(trainer)
+    if rank == 0:
+        torch.save(weights, folder / "final.pt")
+
+
+def _continue_one_process_run(rank: int, world_size: int, out: str, strategy: str, resume_from: str = "") -> None:
+    folder = Path(out)
+    trainer = make_trainer(tiny_dpot((2,)), folder / "checkpoints", rank=rank, world_size=world_size,
+                           strategy=strategy, max_steps=6 if resume_from else 3, checkpoint_every=3,
+                           scheduler="constant", batch_size=4)
+    if resume_from:
+        trainer.load(Path(resume_from))
+        assert trainer.step == 3
+    trainer.fit()
+    weights = _full_weights(trainer)
+    if rank == 0:
+        torch.save(weights, folder / "final.pt")
+
+
+def test_a_one_process_checkpoint_continues_sharded_on_two(tmp_path):
+    """A run started on one process (its optimizer state numbered, not named) continues under
+    FSDP on two processes with that state, as it does under DDP."""
+    spawn("_continue_one_process_run", tmp_path / "one", "fsdp", world_size=1)
+    start = tmp_path / "one" / "checkpoints" / "last.pt"
+    spawn("_continue_one_process_run", tmp_path / "fsdp", "fsdp", start)
+    spawn("_continue_one_process_run", tmp_path / "ddp", "ddp", start)
+    sharded, replicated = torch.load(tmp_path / "fsdp" / "final.pt"), torch.load(tmp_path / "ddp" / "final.pt")
+    for key, value in replicated.items():
+        torch.testing.assert_close(sharded[key], value, atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_fsdp_resumes_a_mixed_run_exactly_from_before_every_dimension_trained(tmp_path):
+    """Step 1 of a 2D+3D run trains one dimension: the other's embedding and head have no
+    optimizer state in that checkpoint, and must get none back (not a zero step's state)."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    spawn("_train_sharded_mixed", straight)
+    spawn("_train_sharded_mixed", resumed, straight / "checkpoints" / "step-00000001" / "trainer.pt")
+    final = torch.load(straight / "final.pt")
+    for key, value in torch.load(resumed / "final.pt").items():
+        assert torch.equal(value, final[key]), key
+
+
 def test_fsdp_checkpoints_are_sharded_resume_exactly_and_export_one_file(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     spawn("_train_sharded", straight)
