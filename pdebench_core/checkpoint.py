@@ -206,8 +206,14 @@ def save_sharded(folder: Path, name: str, model, optimizer, state: dict[str, Any
             save_checkpoint({**state, SHARDED: name}, partial / TRAINER_STATE)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
+            for stale in folder.glob(".*.partial"):  # left by a save that a lost process broke off
+                shutil.rmtree(stale, ignore_errors=True)
         dist.barrier()  # the directory exists before any rank may read it back
     except (OSError, RuntimeError) as exc:
+        from pdebench_core.distributed import is_peer_failure
+
+        if is_peer_failure(exc):
+            raise  # a lost process, not the disk: the run reports which rank stopped
         raise write_failed(final, exc, "the previous checkpoint is untouched") from None
     return final
 

@@ -314,7 +314,10 @@ def _torchrun(arguments: list[str]) -> int:
                        f"on every node with the same --rdzv-endpoint, which every node must reach", err=True)
             return 1
         except ChildFailedError as exc:
-            rank, failure = exc.get_first_failure()
+            # A rank killed by a signal is the cause; the others' errors (a lost peer) follow from it.
+            killed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode < 0),
+                            key=lambda item: item[0])
+            rank, failure = killed[0] if killed else exc.get_first_failure()
             if failure.exitcode >= 0:
                 return failure.exitcode or 1
             typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)

@@ -315,6 +315,44 @@ def test_fsdp_checkpoints_are_sharded_resume_exactly_and_export_one_file(tmp_pat
         assert torch.equal(value, final[key]), key
 
 
+def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch, capsys):
+    """When rank 1 is killed, rank 0 fails too (its peer is gone), maybe first: the command names
+    the killed rank and exits 128 + the signal, not with rank 0's lost-peer code."""
+    import signal as signals
+
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pdebench_core import cli
+
+    def launch(args):
+        raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 2, "<N/A>"),
+                                        1: ProcessFailure(1, 102, -int(signals.SIGKILL), "<N/A>")})
+
+    monkeypatch.setattr(torch.distributed.run, "run", launch)
+    assert cli._torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"]) == 128 + int(signals.SIGKILL)
+    assert capsys.readouterr().err.strip() == "error: process of rank 1 was killed by SIGKILL"
+
+
+def test_a_peer_lost_during_a_sharded_save_is_not_called_a_disk_failure(tmp_path, monkeypatch):
+    from pdebench_core.checkpoint import save_sharded
+    from pdebench_core.errors import DataError
+
+    def lost(*args, **kwargs):
+        raise dist.DistBackendError("Connection closed by peer [127.0.0.1]:4000")
+
+    monkeypatch.setattr(dist, "barrier", lost)
+    with pytest.raises(dist.DistBackendError):
+        save_sharded(tmp_path, "step-00000001", torch.nn.Linear(2, 2), None, {}, is_main=True)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dist, "barrier", full)
+    with pytest.raises(DataError, match="could not write .*step-00000002"):
+        save_sharded(tmp_path, "step-00000002", torch.nn.Linear(2, 2), None, {}, is_main=True)
+
+
 def test_a_finished_worker_leaves_with_its_output_and_status():
     # end_worker skips interpreter shutdown (which races gloo's threads); buffered output
     # written just before must still arrive, and the status must be the one given.
