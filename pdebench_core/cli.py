@@ -269,7 +269,7 @@ def _check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[s
 def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
     """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
     (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
-    from pdebench_core.runs import new_run_id
+    from pdebench_core.runs import LAUNCHER_COMMAND, command_line, new_run_id
 
     argv = list(sys.argv[1:])
     cleaned, skip = [], False
@@ -286,7 +286,11 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -
     if not resume and "--run-id" not in cleaned:
         cleaned += ["--run-id", cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
     launch = nodes or ["--standalone"]
-    return _torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned])
+    os.environ[LAUNCHER_COMMAND] = command_line()  # the workers record it, launch options included
+    try:
+        return _torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned])
+    finally:
+        os.environ.pop(LAUNCHER_COMMAND, None)
 
 
 def _torchrun(arguments: list[str]) -> int:

@@ -36,7 +36,8 @@ def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[s
 
     run = RunDir(run_dir_for(run_id))
     if not run.config_file.is_file():
-        raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}")
+        where = f"{run.path} has no config.yaml" if run.path.is_dir() else f"no run '{run_id}' under {run.path.parent}"
+        raise UsageError(f"cannot resume '{run_id}': {where}")
     saved, _ = run.read_config()
     user = load_yaml(config_file) if config_file else {}
     given = {"model.name": model or (user.get("model") or {}).get("name"),

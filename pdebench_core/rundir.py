@@ -83,6 +83,7 @@ class RunDir:
     config_file = Entry("config.yaml")
     status_file = Entry("status.json")
     log_file = Entry("log.txt")
+    command_file = Entry("command.txt")
     metrics_file = Entry("metrics.jsonl")
     checkpoints = Entry("checkpoints")
     last_checkpoint = Entry("checkpoints", "last.pt")

@@ -50,7 +50,7 @@ def prepare_run_dir(cfg, resume: bool = False):
     if not resume:
         try:
             run.config_file.write_text(OmegaConf.to_yaml(cfg))
-            (run.path / "command.txt").write_text(command_line() + "\n")
+            run.command_file.write_text(command_line() + "\n")
         except OSError as exc:
             shutil.rmtree(run.path, ignore_errors=True)  # a run without its config is no run
             raise write_failed(run.config_file, exc) from None

@@ -131,10 +131,18 @@ def run_dir_for(run_id: str) -> Path:
     return paths.runs_dir() / validate_run_id(run_id)
 
 
+#: Environment variable through which ``pdeb run --nproc-per-node N`` hands its own command
+#: line to the processes it launches (theirs lacks the launch options).
+LAUNCHER_COMMAND = "PDEB_LAUNCHER_COMMAND"
+
+
 def command_line() -> str:
-    """The command that started this process, for reproduction."""
+    """The command that started this run, for reproduction: that of the ``pdeb`` that launched
+    this process when there is one (with its ``--nproc-per-node``), else this process's own."""
     import shlex
 
+    if os.environ.get(LAUNCHER_COMMAND):
+        return os.environ[LAUNCHER_COMMAND]
     argv = list(sys.argv)
     if argv and argv[0].endswith(("pdeb", "__main__.py", "cli.py")):
         argv[0] = "pdeb"

@@ -136,6 +136,11 @@ def test_two_processes_train_2d_and_3d_like_one(pdeb, mixed_home, strategy, comp
         torch.testing.assert_close(weights[key], reference[key], atol=1e-5, rtol=1e-5, msg=key)
     log = (mixed_home / "runs" / run_id / "log.txt").read_text()
     assert "could not compile" not in log
+    # the run records the command that launched it, so that a rerun launches the same processes
+    from pdebench_core.report.provenance import launch_options
+
+    command = (mixed_home / "runs" / run_id / "command.txt").read_text()
+    assert launch_options(command) == ["--nproc-per-node", "2"], command
 
 
 # --------------------------------------------------------------------------- gradient syncs

@@ -91,14 +91,17 @@ def load_run(run_id: str) -> RunInfo:
     config_file = RunDir(run_dir).config_file
     if not config_file.is_file():
         known = known_run_ids()
-        where = "has no config.yaml" if run_dir.is_dir() else f"does not exist under {run_dir.parent}"
-        raise UsageError(f"run '{run_id}' {where}{did_you_mean(run_id, known)}; "
+        if run_dir.is_dir():  # the run is there, its config is not: no other name to suggest
+            raise UsageError(f"run '{run_id}' has no config.yaml in {run_dir}; it cannot be reported, reproduced "
+                             f"or resumed")
+        raise UsageError(f"run '{run_id}' does not exist under {run_dir.parent}{did_you_mean(run_id, known)}; "
                          f"list runs with 'pdeb runs' or 'pdeb leaderboard --source local'")
-    config, text = RunDir(run_dir).read_config()
-    command_file = run_dir / "command.txt"
-    status_file = RunDir(run_dir).status_file
+    run = RunDir(run_dir)
+    config, text = run.read_config()
+    command_file = run.command_file
+    status_file = run.status_file
     evals = {}
-    for path in sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []:
+    for path in sorted(run.eval_dir.glob("*.json")) if run.eval_dir.is_dir() else []:
         evaluation = _read_json(path)  # a damaged file is left out, not fatal
         if evaluation:
             evals[path.stem] = evaluation
