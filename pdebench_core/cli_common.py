@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
@@ -38,6 +39,22 @@ def user_errors() -> Iterator[None]:
         yield
     except (PdebError, KeyboardInterrupt) as exc:
         raise typer.Exit(report_error(exc)) from None
+
+
+def check_output_file(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that would replace an existing file (unless ``force``) or is a folder,
+    before any work: a results store, a data file or a run's config must not be overwritten by
+    a typo.
+
+    Raises:
+        UsageError: ``out`` is a folder, or an existing file without ``force``.
+    """
+    from pdebench_core.errors import UsageError
+
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the path of the file to write")
+    if out.exists() and not force:
+        raise UsageError(f"--out {out} exists; pass --force to replace it, or give another path")
 
 
 def friendly(fn: Callable) -> Callable:

@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from pdebench_core.cli_common import friendly
+from pdebench_core.cli_common import check_output_file, friendly
 from pdebench_core.errors import UsageError
 
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json", ".html": "html",
@@ -44,10 +44,14 @@ def leaderboard_command(
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="table, markdown, csv, json or html (default: table, or from --out's suffix)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of the terminal."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep (see 'pdeb sweep')."),
 ) -> None:
     """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked among rows measured alike."""
     from pdebench_core import leaderboard as lb
+
+    if out is not None:
+        check_output_file(out, force)
 
     store_rows = None
     if sweep:
@@ -231,9 +235,13 @@ def report_command(
     rollout: bool = typer.Option(True, "--rollout/--no-rollout",
                                  help="Reload the model and roll out for the figures (else metrics and curves only)."),
     device: str = typer.Option("cpu", "--device", help="Device for the rollout: cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Write a self-contained HTML report of a run: metrics, error curves, fields and spectra."""
     from pdebench_core.report import build_report
+
+    if out is not None:
+        check_output_file(out, force)
 
     path = build_report(run_id, out=out, n_trajectories=trajectories, rollout=rollout, device=device)
     typer.echo(str(path))

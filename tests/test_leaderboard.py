@@ -424,6 +424,14 @@ def test_every_format_renders_the_rows(fresh_home, tmp_path):
     out = tmp_path / "board.html"
     assert invoke(*args, "--out", str(out)).exit_code == 0  # format taken from the suffix
     assert out.read_text().startswith("<!DOCTYPE html>")
+    # an existing file is replaced only with --force: a typo must not overwrite the results store
+    store = fresh_home / "results.sqlite"
+    before = store.read_bytes()
+    refused = invoke(*args, "--format", "csv", "--out", str(store))
+    assert refused.exit_code == 2 and "exists; pass --force" in refused.output and store.read_bytes() == before
+    assert invoke(*args, "--out", str(out)).exit_code == 2
+    assert invoke(*args, "--out", str(out), "--force").exit_code == 0
+    assert invoke(*args, "--format", "csv", "--out", str(tmp_path)).exit_code == 2  # a folder
 
 
 def test_per_run_view_shows_where_each_number_comes_from(fresh_home):

@@ -114,6 +114,14 @@ def smoke_report(home: Path, tmp_path: Path) -> Path:
     return out
 
 
+def test_report_does_not_replace_an_existing_file_without_force(smoke_home, tmp_path):
+    config = smoke_home / "runs" / SMOKE_RUN / "config.yaml"
+    before = config.read_text()
+    refused = invoke("report", SMOKE_RUN, "--no-rollout", "--out", str(config))
+    assert refused.exit_code == 2 and "exists; pass --force" in refused.output
+    assert config.read_text() == before
+
+
 def test_report_of_a_smoke_run(smoke_home, tmp_path):
     page = smoke_report(smoke_home, tmp_path).read_text()
     evaluation = json.loads((smoke_home / "runs" / SMOKE_RUN / "eval" / "ns2d.json").read_text())
