@@ -185,14 +185,16 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
                     f"unknown section '{key}' in {origin}{did_you_mean(key, SECTIONS)}; "
                     f"sections are {', '.join(SECTIONS)}"
                 )
+    for option, value, section, key in (("--model", model, "model", "name"), ("--task", task, "run", "task"),
+                                        ("--profile", profile, "run", "profile")):
+        _check_not_contradicted(option, value, section, key, user, cli)
     run_cli = {k: v for k, v in run_options.items() if v is not None}
     if task:
         run_cli["task"] = task
     if profile:
         run_cli["profile"] = profile
     run = _section(RunSection, "run", user.get("run"), cli.get("run"), run_cli)
-    if run.profile not in PROFILES:
-        raise UsageError(f"unknown profile '{run.profile}'{did_you_mean(run.profile, PROFILES)}; choose one of {', '.join(PROFILES)}")
+    check_profile(run.profile)
     prof = run.profile
     regs = plugins.registries()
 
@@ -328,8 +330,30 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _check_not_contradicted(option: str, value: Any, section: str, key: str, *layers: Mapping[str, Any]) -> None:
+    """Refuse ``--model fno model.name=unet`` and the like: one of the two would be dropped in silence."""
+    if not value:
+        return
+    for layer in layers:
+        given = (layer.get(section) or {}).get(key) if isinstance(layer.get(section), Mapping) else None
+        if given is not None and str(given) != str(value):
+            raise UsageError(f"{option} {value} and {section}.{key}={given} contradict each other; give one of them")
+
+
+def check_profile(profile: str) -> None:
+    """Refuse a profile name that is not one of :data:`PROFILES` (a typo would silently give defaults)."""
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile '{profile}'{did_you_mean(str(profile), PROFILES)}; choose one of "
+                         f"{', '.join(PROFILES)}")
+
+
 def component_config(component: Component, profile: str = "small", overrides: Mapping[str, Any] | None = None):
-    """One component's validated config (profile defaults then ``overrides``)."""
+    """One component's validated config (profile defaults then ``overrides``).
+
+    Raises:
+        UsageError: an unknown profile, or a bad setting.
+    """
+    check_profile(profile)
     return _section(component.config, component.name, profile_of(component, profile), overrides)
 
 

@@ -65,6 +65,8 @@ def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     (["--data", "ns2d", "--run-id=-x"], "not starting with '.' or '-'"),  # later `pdeb report -x` reads an option
     (["--data", "ns2d", "run.sinks=sqlite"], "'run.sinks': needs a list, e.g. run.sinks=[sqlite,jsonl]"),
     (["--data", "ns2d", "train.lr=[1,2]"], "'train.lr': needs a single value, not a list"),
+    (["--data", "ns2d", "run.profile=paper"], "--profile smoke and run.profile=paper contradict each other"),
+    (["--data", "ns2d", "model.name=unet"], "--model fno and model.name=unet contradict each other"),
 ])
 def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
@@ -199,3 +201,17 @@ def test_process_count_is_bounded(nproc, message, tmp_path, monkeypatch):
     result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "cpu",
                                  "--nproc-per-node", nproc])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "generate", "ns2d", "--profile", "smok"],
+    ["data", "stats", "ns2d", "--profile", "smok"],
+    ["models", "--data", "ns2d", "--profile", "smok"],
+])
+def test_every_command_refuses_an_unknown_profile_before_any_work(args, tmp_path, monkeypatch):
+    """A typo in --profile would otherwise give the base defaults (and generate data for them)."""
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "unknown profile 'smok' (did you mean 'smoke'?)" in result.output
+    assert not (tmp_path / "home" / "data").exists() or not any((tmp_path / "home" / "data").glob("*.h5"))
