@@ -126,10 +126,17 @@ def convert(
     from pdebench_core.data.layouts import convert as convert_file
     from pdebench_core.data.layouts import describe_path
 
+    import warnings
+
+    from pdebench_core.data.layouts import SplitWarning
+
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    with user_errors():
+    with user_errors(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)
         written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force)
         description = describe_path(written)
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
     splits = ", ".join(f"{k} {v}" for k, v in description["splits"].items())
     _console().print(f"wrote {written}: {splits} trajectories of {tuple(description['trajectory_shape'])}",
                      highlight=False)

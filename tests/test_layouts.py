@@ -700,6 +700,29 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     assert result.exit_code == 2 and "unknown data format" in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--n-train", "-1"], "--n-train -1: a split holds a whole number of trajectories, at least 1"),
+    (["--n-train", "0"], "--n-train 0: a split holds a whole number of trajectories, at least 1"),
+    (["--n-val", "-5"], "--n-val -5: a split holds a whole number of trajectories, at least 0"),
+])
+def test_convert_refuses_split_sizes_that_make_no_sense(tmp_path, args, message):
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    dest = tmp_path / "out.h5"
+    result = runner.invoke(data_app, ["convert", str(tmp_path / "cfdbench"), str(dest), *args])
+    assert result.exit_code == 2 and message in result.output and not dest.exists()
+
+
+def test_convert_says_when_it_cannot_give_the_split_sizes_asked_for(tmp_path):
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    dest = tmp_path / "out.h5"
+    result = runner.invoke(data_app, ["convert", str(tmp_path / "cfdbench"), str(dest), "--n-train", "100"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "warning: " in output and "asked for 100/all train/val trajectories" in output
+    with h5py.File(dest, "r") as f:
+        assert len(f["train"]) == 4  # the file's train split, shared 80/10/10 with the val split it lacks
+
+
 def test_cli_info_convert_and_verify_new_layouts(tmp_path):
     fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
     fixtures.write_pdearena_ns_cond(tmp_path / "cond")

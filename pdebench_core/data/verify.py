@@ -129,6 +129,8 @@ def _check_structure(f, spec: dict | None, problems: list[Problem]) -> list[str]
     if not present:
         problems.append(Problem("error", "no split: expected at least one of train, val, test"))
         return []
+    if "train" not in present:
+        problems.append(Problem("warning", "no train split: a model cannot train on this file (it can be scored)"))
     scannable = []
     for split in present:
         ds = f[split]

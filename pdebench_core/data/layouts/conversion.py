@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
-from pdebench_core.data.layouts.loading import SPLITS, as_spec, make_spec, open_layout, plan_splits
+from pdebench_core.data.layouts.loading import SPLITS, SplitWarning, as_spec, make_spec, open_layout, plan_splits
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
@@ -113,9 +114,15 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         raise DataError(f"{dest} exists and is not a regular file; write the canonical file to a new path")
     if dest.exists() and not overwrite:
         raise DataError(f"{dest} already exists; pass --force to replace it, or choose another path")
-    found = open_layout(src, format)
     wanted = {s: (counts or {}).get(s) for s in SPLITS}
+    for split, count in wanted.items():
+        if count is not None and (count < 0 or (split == "train" and count == 0)):
+            raise DataError(f"--n-{split} {count}: a split holds a whole number of trajectories, at least "
+                            f"{1 if split == 'train' else 0}" + (" (a model trains on it)" if split == "train" else ""))
+    found = open_layout(src, format)
     plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    for message in messages:  # the split sizes differ from those asked for: say so
+        warnings.warn(f"{src}: {message}", SplitWarning, stacklevel=2)
     if isinstance(spec_defaults, Mapping):
         spec_defaults = as_spec(spec_defaults, name or str(spec_defaults.get("name") or src.stem))
     name = name or (spec_defaults.name if spec_defaults else src.stem)
