@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import PdebError, UsageError
 from pdebench_core.rundir import RunDir
 
 
@@ -87,12 +87,20 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
         from pdebench_core.weights import state_dict_of
 
         model.load_state_dict(state_dict_of(state))
+    elif _trained(run) and any(p.requires_grad for p in model.parameters()):
+        raise PdebError(f"run '{run.run_id}' trained, but no intact checkpoint of it is left in {run.checkpoints}; "
+                        f"its weights cannot be rebuilt")
     elif any(p.requires_grad for p in model.parameters()):
         notes.append("no checkpoint: the model was rolled out as built from its config (untrained weights "
                      "unless the model loads them itself)")
     else:
         notes.append("no checkpoint: the model has no trained weights (e.g. persistence); rolled out as built")
     return Rebuilt(cfg, datasets, mixture, model.eval(), notes)
+
+
+def _trained(run: RunDir) -> bool:
+    """Whether the run took optimizer steps (its ``metrics.jsonl`` holds step records)."""
+    return run.metrics_file.is_file() and run.metrics_file.stat().st_size > 0
 
 
 def _saved_state(run: RunDir, cfg: Any) -> tuple[dict | None, list[str]]:

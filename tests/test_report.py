@@ -168,6 +168,16 @@ def test_report_without_last_pt_rolls_out_the_newest_step_checkpoint(smoke_home)
     assert f"weights: checkpoints/{step.name}" in page and "untrained" not in page
 
 
+def test_report_of_a_trained_run_whose_checkpoints_are_gone_draws_no_untrained_model(smoke_home, capsys):
+    run = smoke_home / "runs" / "no-checkpoints"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    shutil.rmtree(run / "checkpoints")
+    page = report.build_report("no-checkpoints", out=run / "r.html").read_text()
+    assert "no rollout figures: run &#x27;no-checkpoints&#x27; trained, but no intact checkpoint" in page
+    assert len(embedded_pngs(page)) == 1 and "untrained" not in page  # only the stored error curve
+    assert "(2/1)" not in capsys.readouterr().err  # the progress count holds
+
+
 @pytest.mark.parametrize("damage", [b"run: [unclosed", b"\xff\xfe\x00binary", b"- a list\n", b"run: 5\n"])
 def test_a_damaged_config_is_one_line_for_report_reproduce_and_resume(smoke_home, damage):
     run = smoke_home / "runs" / "damaged-config"

@@ -169,7 +169,8 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
         resolve_device(device)  # an unknown or absent device is the user's error, before any work
     rollouts: dict[str, Rollout] = {}
     notes: list[str] = []
-    with progress(f"report {run_id}", len(info.evals) + 1) as advance:  # plain lines when logged
+    drawn = set(info.evals) | set(info.config.get("data") or {})  # datasets render_report may draw
+    with progress(f"report {run_id}", len(drawn) + 1) as advance:  # plain lines when logged
         if rollout and n_trajectories > 0:
             try:
                 rollouts, notes = rerun_rollouts(info, n_trajectories, device)
