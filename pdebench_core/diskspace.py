@@ -51,11 +51,24 @@ def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -
     """The one-line error for a write that failed (full disk, permissions, I/O); ``after`` is
     appended (e.g. what was kept)."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not _may_be_space(exc):  # a folder in the way, no permission: free space is beside the point
+        return DataError(f"could not write {path}: {reason[:200]}" + (f"; {after}" if after else ""))
     try:
         free = f"{human_bytes(free_bytes(Path(path).parent))} free"
     except OSError:
         free = "free space unknown"
     return DataError(f"could not write {path} ({free}): {reason[:200]}" + (f"; {after}" if after else ""))
+
+
+def _may_be_space(exc: BaseException) -> bool:
+    """Whether a failed write may be a full disk or quota (or says nothing that rules it out)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+    text = str(exc).lower()
+    return not any(word in text for word in ("permission", "is a directory", "read-only", "unable to open",
+                                             "not a directory"))
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

@@ -148,6 +148,25 @@ class ResultsStore:
             conn.execute("ROLLBACK")
             raise
 
+    def check_writable(self) -> None:
+        """Open the store (creating it if needed), so that a path that cannot hold it is refused
+        before a run computes anything.
+
+        Raises:
+            DataError: the path cannot hold a database (a folder, no permission, a damaged file).
+        """
+        try:
+            with closing(self._connect()):
+                pass
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return  # another process writes: the store is there and writable
+            raise write_failed(self.path, exc, "set sinks.sqlite.path to a file you can write") from None
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+        except OSError as exc:
+            raise write_failed(self.path, exc, "set sinks.sqlite.path to a file you can write") from None
+
     def add(self, row: dict[str, Any]) -> None:
         """Insert (or replace, for the same run, dataset and task) one row."""
         values = dict(row)

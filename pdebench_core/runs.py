@@ -110,10 +110,18 @@ class RunContext:
                 sink.log_step(step, values)
 
     def write_result(self, row: dict[str, Any]) -> None:
-        """Send one result row to every sink."""
-        if self.is_main:
-            for sink in self.sinks:
+        """Send one result row to every sink; a sink that fails does not keep the row from the
+        others (``results.jsonl`` still gets it), and the first failure is raised after."""
+        if not self.is_main:
+            return
+        failure: BaseException | None = None
+        for sink in self.sinks:
+            try:
                 sink.write_result(row)
+            except Exception as exc:  # noqa: BLE001 - raised again below, once every sink had the row
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def save_json(self, relative: str, data: Any) -> Path:
         """Write JSON under the run directory atomically."""

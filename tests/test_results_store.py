@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from typer.testing import CliRunner
 
 from pdebench_core import results
@@ -102,3 +104,41 @@ def test_a_row_with_damaged_json_is_left_out_with_a_warning(fresh_home, capsys):
         conn.execute("UPDATE results SET metrics='{bad' WHERE run_id='bad'")
     assert [r["run_id"] for r in store.rows()] == ["good"]
     assert "holds damaged JSON in 'metrics'; left out" in capsys.readouterr().err
+
+
+def test_an_unusable_store_path_is_refused_before_the_run_computes(tmp_path, monkeypatch):
+    """sinks.sqlite.path that cannot hold a database (here a folder) stops the run at once, with
+    no talk of free space, instead of after training and evaluation."""
+    from typer.testing import CliRunner
+
+    from pdebench_core.cli import app
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate",
+                                      "--profile", "smoke", "--quiet", f"sinks.sqlite.path={folder}"])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert f"could not write {folder}:" in output and "free" not in output
+    assert not (tmp_path / "home" / "data").exists() or not list((tmp_path / "home" / "data").glob("*.h5"))
+
+
+def test_a_failing_sink_does_not_keep_the_row_from_the_others(tmp_path):
+    from pdebench_core.runs import RunContext
+
+    class Failing:
+        def write_result(self, row):
+            raise RuntimeError("store unreachable")
+
+    class Keeping:
+        rows: list = []
+
+        def write_result(self, row):
+            self.rows.append(row)
+
+    keeping = Keeping()
+    ctx = RunContext(cfg=None, run_id="r", run_dir=tmp_path, device=None, sinks=[Failing(), keeping])
+    with pytest.raises(RuntimeError, match="store unreachable"):
+        ctx.write_result({"run_id": "r"})
+    assert keeping.rows == [{"run_id": "r"}]

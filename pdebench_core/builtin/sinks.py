@@ -28,6 +28,7 @@ class SqliteSink:
         from pdebench_core.results import ResultsStore
 
         self.store = ResultsStore(getattr(cfg, "path", None))
+        self.store.check_writable()  # before the run computes anything
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """Step logs are kept by the ``jsonl`` sink."""
