@@ -39,8 +39,9 @@ def _size(n: Optional[int]) -> str:
 
 def _path_or_url(text: str) -> str | Path:
     """A URL as typed (a ``Path`` would fold its ``//``), anything else as a local path."""
-    from pdebench_core.data.remote import is_url
+    from pdebench_core.data.remote import is_url, local_or_url
 
+    text = local_or_url(text)
     return text if is_url(text) else Path(text)
 
 

@@ -245,11 +245,11 @@ def _absolute_path(section: Any) -> None:
     folder reads the same file (URLs stay as they are)."""
     import os
 
-    from pdebench_core.data.remote import is_url
+    from pdebench_core.data.remote import is_url, local_or_url
 
-    path = section.get("path") if "path" in section else None
-    if path and not is_url(str(path)):
-        section.path = os.path.abspath(os.path.expanduser(str(path)))
+    path = local_or_url(str(section.get("path"))) if "path" in section and section.get("path") else None
+    if path and not is_url(path):
+        section.path = os.path.abspath(os.path.expanduser(path))
 
 
 def _steps_given(profile: Mapping[str, Any] | None, *given: Mapping[str, Any] | None) -> dict[str, Any]:

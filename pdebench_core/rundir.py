@@ -65,6 +65,14 @@ class RunDir:
         run = cls.of(run_id)
         try:
             run.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"{run.path.parent} is not a folder; runs are kept under $PDEB_HOME/runs, move what "
+                             f"is there aside") from None
+        except OSError as exc:
+            from pdebench_core.diskspace import write_failed
+
+            raise write_failed(run.path.parent, exc) from None
+        try:
             run.path.mkdir()
         except FileExistsError:
             raise UsageError(f"run '{run_id}' already exists in {run.path}; pick another --run-id or --resume it") from None

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from pdebench_core import paths
 from pdebench_core.checkpoint import load_checkpoint
-from pdebench_core.data.remote import as_url, local_copy
+from pdebench_core.data.remote import as_url, local_copy, local_or_url
 from pdebench_core.errors import UsageError
 
 
 def resolve_checkpoint(ref: str) -> Path:
     """A checkpoint path, a URL (downloaded once into the cache), or a run id whose
     ``checkpoints/last.pt`` to use."""
+    ref = local_or_url(ref)
     url = as_url(ref)
     if url is not None:
         return local_copy(url, why="a checkpoint is read whole")

@@ -142,6 +142,13 @@ def test_a_run_gives_back_the_termination_handlers_it_installs(home):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_a_file_where_the_runs_folder_belongs_is_named(home):
+    home.mkdir(parents=True)
+    (home / "runs").write_text("not a folder")
+    with pytest.raises(UsageError, match="runs is not a folder; runs are kept under"):
+        RunDir.create("first")
+
+
 def test_an_empty_resume_lock_left_by_a_full_disk_is_taken_over(home):
     run = RunDir.create("half-locked")
     run.resume_lock_file.write_text("")

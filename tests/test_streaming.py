@@ -305,3 +305,15 @@ def test_a_readers_label_splits_into_file_and_dataset(label, parts):
     from pdebench_core.data.layouts.common import split_label
 
     assert split_label(label) == parts
+
+
+def test_a_file_url_is_the_local_path_and_an_unknown_protocol_is_one_line(tmp_path, private_home):
+    _ns2d_file(tmp_path / "local.h5")
+    info = runner.invoke(app, ["data", "info", (tmp_path / "local.h5").as_uri(), "--json"])
+    assert info.exit_code == 0, info.output
+    unknown = runner.invoke(app, ["data", "info", "nosuch://host/a.h5"])
+    assert unknown.exit_code == 2 and "no fsspec backend reads 'nosuch://' URLs" in unknown.output
+    from pdebench_core.config import build_config
+
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={(tmp_path / 'local.h5').as_uri()}"])
+    assert cfg.data.ns2d.path == str(tmp_path / "local.h5")

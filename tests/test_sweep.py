@@ -273,3 +273,25 @@ def test_slurm_launcher_submits_one_job_array_and_tracks_it(fresh_home, tmp_path
     retried, fourth = sweep(*args, "--retry-failed")
     assert fourth["started"] == 2 and (fake / "sbatch-1.sh").exists()
     assert fourth["combinations"][0]["run_id"].endswith("-r2")
+
+
+def test_a_damaged_plan_is_named_and_the_same_command_recovers_once_it_is_moved_aside(fresh_home):
+    args = ["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "--sweep-id", "planned", *SMOKE]
+    result, _ = sweep(*args)
+    assert result.exit_code == 0, result.output
+    plan = fresh_home / "sweeps" / "planned" / "plan.json"
+    plan.write_text("{")  # cut off
+    result, _ = sweep(*args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "the plan of sweep 'planned'" in output and "is damaged; move it aside" in output
+    plan.rename(plan.with_name("plan.json.damaged"))
+    result, outcome = sweep(*args)
+    assert result.exit_code == 0, result.output
+    assert outcome["started"] == 0 and [e["state"] for e in outcome["combinations"]] == ["finished"]
+
+
+def test_a_file_where_the_sweeps_folder_belongs_is_one_line(fresh_home):
+    (fresh_home / "sweeps").parent.mkdir(parents=True, exist_ok=True)
+    (fresh_home / "sweeps").write_text("not a folder")
+    result, _ = sweep("--model", "persistence", "--data", "ns2d", "--task", "evaluate", *SMOKE)
+    assert result.exit_code == 2 and "is not a folder" in result.output and "Traceback" not in result.output

@@ -71,6 +71,34 @@ def as_url(path: Any) -> str | None:
     return f"{protocol}://{match.group(3)}"
 
 
+def local_or_url(text: str) -> str:
+    """A path or URL as pdeb reads it: ``file:///data/a.h5`` is the local path ``/data/a.h5``;
+    a URL of a protocol fsspec does not know is refused (it would read as a local path).
+
+    Raises:
+        UsageError: ``text`` is ``scheme://...`` with a scheme no installed fsspec backend knows.
+    """
+    from urllib.parse import unquote, urlparse
+
+    if "://" not in text:
+        return text
+    parts = urlparse(text)
+    protocol = parts.scheme.lower()
+    if protocol in LOCAL_PROTOCOLS:
+        if parts.netloc not in ("", "localhost"):
+            from pdebench_core.errors import UsageError
+
+            raise UsageError(f"{text} names a file on host '{parts.netloc}'; give a local path (file:///path) "
+                             f"or an http(s):// URL")
+        return unquote(parts.path)
+    if _URL.match(text) and protocol not in _known_protocols():
+        from pdebench_core.errors import UsageError
+
+        raise UsageError(f"{text}: no fsspec backend reads '{protocol}://' URLs; give a local path or an "
+                         f"http(s)://, s3://, gs://, hf:// ... URL (see docs/streaming.md)")
+    return text
+
+
 def is_url(path: Any) -> bool:
     """Whether ``path`` is a URL that pdeb reads through fsspec (see :func:`as_url`)."""
     return as_url(path) is not None

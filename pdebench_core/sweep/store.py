@@ -88,16 +88,19 @@ class SweepDir:
         Raises:
             UsageError: There is no such sweep, or its plan is unreadable.
         """
-        data = _read_json(self.plan_file)
-        if not isinstance(data, dict):
-            known = ", ".join(sweep_ids()[-5:]) or "none yet"
+        damaged = UsageError(f"the plan of sweep '{self.sweep_id}' ({self.plan_file}) is damaged; move it aside "
+                             f"and run the same 'pdeb sweep' command again (finished runs are kept and skipped)")
+        if not self.plan_file.exists():
+            known = ", ".join(i for i in sweep_ids()[-5:] if i != self.sweep_id) or "none yet"
             raise UsageError(f"no sweep '{self.sweep_id}' under {self.path.parent} (known: {known}); "
                              f"start one with 'pdeb sweep'")
+        data = _read_json(self.plan_file)
+        if not isinstance(data, dict):
+            raise damaged
         try:
             return Plan.from_dict(data)
         except (KeyError, TypeError, ValueError):
-            raise UsageError(f"the plan of sweep '{self.sweep_id}' ({self.plan_file}) is damaged; "
-                             f"start the sweep again under another --sweep-id") from None
+            raise damaged from None
 
     def save_plan(self, plan: Plan) -> None:
         """Keep the plan; a sweep of this id with other runs is refused."""
@@ -143,7 +146,11 @@ class SweepDir:
         """Hold the sweep's lock: a second process driving the same sweep is refused, naming the
         first; a lock left by a process that died is taken over."""
         lock = self.path / "driver.lock"
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"{self.path.parent} is not a folder; sweeps are kept under $PDEB_HOME/sweeps, move "
+                             f"what is there aside") from None
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
