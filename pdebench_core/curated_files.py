@@ -96,6 +96,10 @@ def read_csv_records(path: Path, required: Iterable[str] = ()) -> list[dict[str,
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     header = [name.strip() for name in reader.fieldnames or []]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path} names the column {', '.join(repr(r) for r in repeated)} twice; give each column "
+                        f"its own name")
     missing = [name for name in required if name not in header]
     if missing:
         raise DataError(f"{path} has no column {', '.join(repr(m) for m in missing)} (its header: "

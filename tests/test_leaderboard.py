@@ -649,6 +649,11 @@ def _user_tables(home: Path, sources: str, csv_text: str | bytes = "model,ns2d\n
      "datasets.ns2d.aliases must be a list"),
     ("sources:\n  mine: {file: mine.csv, protocol: mine}\n", None, "- key: ns2d\n", "mine.yaml: the file must be a mapping"),
     ("sources:\n  mine: {file: mine.csv, protocol: mine}\n", None, "columns: {ns2d: 1}\n", "columns must be a list"),
+    ("sources:\n  mine: {file: mine.csv}\n", "model,ns2d,ns2d\nFNO,0.1,0.2\n", None, "names the column 'ns2d' twice"),
+    ("sources:\n  local: {file: mine.csv}\n", None, None, "table 'local' may not be called 'local'"),
+    ("sources:\n  mine: {file: mine.csv, label: local}\n", None, None, "may not be called 'local'"),
+    ("sources:\n  a: {file: mine.csv, label: Mine}\n  b: {file: mine.csv, label: Mine}\n", None, None,
+     "tables 'a' and 'b' share the label 'Mine'"),
 ])
 def test_a_malformed_user_table_is_one_line_naming_the_file_and_key(tmp_path, monkeypatch, sources, csv_text,
                                                                       protocol, says):
@@ -671,6 +676,22 @@ def test_a_well_formed_user_table_shows_beside_local_rows(tmp_path):
     rows = lb.published_rows(lb.load_published(folder))
     assert sorted((r.model, r.model_key, r.dataset, r.metrics["l2re"]) for r in rows) == \
         [("FNO", "fno", "ns2d", 0.1), ("UNet", None, "ns2d", 0.2)]
+
+
+def test_a_users_tables_join_the_bundled_ones(tmp_path, monkeypatch):
+    """A table added under $PDEB_HOME/registry/published is shown beside DPOT's and PDEBench's,
+    not instead of them; a key it shares with a bundled table replaces that one."""
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    _user_tables(tmp_path, "sources:\n  mine: {file: mine.csv, label: Mine, metric: l2re}\nmodels: {FNO: fno}\n",
+                 csv_text="model,ns2d\nFNO,0.1\nUNet,nan\n")
+    tables = lb.load_published()
+    assert {"dpot", "pdebench", "mine"} <= set(tables.sources)
+    assert tables.folders["mine"] == tmp_path / "registry" / "published" and tables.folders["dpot"] == PUBLISHED
+    rows = lb.published_rows(tables)
+    mine = [(r.model, r.metrics["l2re"]) for r in rows if r.source == "Mine"]
+    assert mine == [("FNO", 0.1)]  # a non-finite cell is not reported
+    assert {r.source for r in rows} == {"Mine", DPOT, PDEBENCH}
+    assert tables.models["FNO"] == "fno" and tables.models["DPOT-Ti"] == "dpot"  # bundled labels are kept
 
 
 def test_the_leaderboard_command_reports_a_malformed_user_table_in_one_line(tmp_path):

@@ -20,6 +20,10 @@ from .measures import TableProtocol, load_table_protocol
 from .rows import Row
 
 
+#: Names of the leaderboard's own row groups (``--source local``, ...); no table may take them.
+RESERVED_LABELS = ("local", "published", "all")
+
+
 def published_dirs() -> list[Path]:
     """Where the published tables may live, most specific first (see :func:`paths.registry_dirs`)."""
     from pdebench_core import paths
@@ -47,6 +51,7 @@ class PublishedTables:
         setting_keys: Parameter name in a setting -> config keys of our datasets.
         models: Published model label -> registered model name (or ``None``).
         protocols: Source key -> the measures of its columns (``None`` when it names no protocol).
+        folders: Source key -> the folder of its ``sources.yaml`` (its CSV file lies there).
     """
 
     directory: Path | None = None
@@ -55,20 +60,39 @@ class PublishedTables:
     setting_keys: dict[str, list[str]] = field(default_factory=dict)
     models: dict[str, str | None] = field(default_factory=dict)
     protocols: dict[str, TableProtocol | None] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)
 
 
 def load_published(directory: str | Path | None = None) -> PublishedTables:
-    """Read ``sources.yaml`` from ``directory`` (default: :func:`published_dir`) and the protocols
-    its tables name.
+    """Read ``sources.yaml`` from ``directory``, or from every folder of :func:`published_dirs`
+    that holds one, and the protocols its tables name.
 
-    Returns empty tables when no published folder is found, so local rows still show.
+    Folders are merged, the more specific first: a table, dataset mapping or model label a user
+    adds under ``$PDEB_HOME/registry/published`` joins the bundled ones, and replaces one of the
+    same key. Returns empty tables when no folder has a ``sources.yaml``, so local rows still show.
 
     Raises:
-        DataError: ``sources.yaml`` or a protocol it names is malformed (one line naming the key).
+        DataError: a ``sources.yaml``, CSV header or protocol is malformed (one line naming the
+            file and key), or two tables share a label.
     """
-    folder = Path(directory) if directory is not None else published_dir()
-    if folder is None or not (folder / "sources.yaml").is_file():
-        return PublishedTables(directory=folder)
+    folders = [Path(directory)] if directory is not None else \
+        [path for path in published_dirs() if (path / "sources.yaml").is_file()]
+    folders = [f for f in folders if (f / "sources.yaml").is_file()]
+    merged = PublishedTables(directory=folders[0] if folders else (Path(directory) if directory else None))
+    for folder in reversed(folders):  # the most specific last, so that it wins
+        one = _load_folder(folder)
+        merged.sources.update(one.sources)
+        merged.folders.update(one.folders)
+        merged.protocols.update(one.protocols)
+        merged.datasets.update(one.datasets)
+        merged.setting_keys.update(one.setting_keys)
+        merged.models.update(one.models)
+    _check_labels(merged)
+    return merged
+
+
+def _load_folder(folder: Path) -> PublishedTables:
+    """The tables of one folder's ``sources.yaml``."""
     path = folder / "sources.yaml"
     data = read_yaml_mapping(path)
     sources = {key: _checked_source(spec, path, f"sources.{key}")
@@ -84,7 +108,22 @@ def load_published(directory: str | Path | None = None) -> PublishedTables:
     models = {label: (None if ours is None else str(ours))
               for label, ours in mapping_at(data.get("models"), path, "models").items()}
     return PublishedTables(directory=folder, sources=sources, datasets=datasets, setting_keys=setting_keys,
-                           models=models, protocols=protocols)
+                           models=models, protocols=protocols, folders={key: folder for key in sources})
+
+
+def _check_labels(tables: PublishedTables) -> None:
+    """Each table's label (its ``source`` column) names it alone, and never local rows."""
+    seen: dict[str, str] = {}
+    for key, spec in tables.sources.items():
+        label = str(spec.get("label") or key)
+        where = tables.folders.get(key, tables.directory)
+        if label.lower() in RESERVED_LABELS or key.lower() in RESERVED_LABELS:
+            raise DataError(f"{where}/sources.yaml: table '{key}' may not be called '{label}' ({', '.join(RESERVED_LABELS)} "
+                            f"name the leaderboard's own rows); give it another key and label")
+        if label in seen:
+            raise DataError(f"{where}/sources.yaml: tables '{seen[label]}' and '{key}' share the label '{label}'; "
+                            f"give each its own")
+        seen[label] = key
 
 
 def _checked_source(spec: Any, path: Path, where: str) -> dict[str, Any]:
@@ -112,12 +151,14 @@ def _columns_read(spec: Mapping[str, Any]) -> list[str]:
 
 
 def _number(text: str | None) -> float | None:
+    """A published cell's value; ``None`` (not reported) for an empty, textual or non-finite cell."""
     if text is None or not str(text).strip():
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def parse_setting(text: str) -> dict[str, float]:
@@ -166,7 +207,7 @@ def _cells_long(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Itera
     """A long table: one record per (dataset, setting), one value column, one model."""
     for rec in records:
         value = _number(rec.get(spec["value_column"]))
-        if value is not None:
+        if value is not None and (rec[spec["dataset_column"]] or "").strip():
             yield _Cell(str(spec.get("model", "")), str(spec.get("task", "")),
                         str(rec.get(spec.get("params_column", "")) or ""), (rec[spec["dataset_column"]] or "").strip(),
                         (rec.get(spec.get("setting_column", "")) or "").strip(), value)
@@ -189,7 +230,7 @@ def _cells_wide(spec: Mapping[str, Any], records: list[dict[str, str]]) -> Itera
 
 
 def _rows_of_source(tables: PublishedTables, key: str, spec: Mapping[str, Any]) -> list[Row]:
-    path = (tables.directory or Path(".")) / str(spec.get("file", ""))
+    path = (tables.folders.get(key) or tables.directory or Path(".")) / str(spec.get("file", ""))
     if not path.is_file():
         raise DataError(f"published table {path} named in sources.yaml is missing")
     records = read_csv_records(path, _columns_read(spec))
