@@ -29,15 +29,33 @@ from pdebench_core.errors import UsageError
 STATES = ("running", "finished", "failed", "interrupted", "damaged", "unknown")
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
+def process_alive(pid: int, identity: str | None = None) -> bool:
+    """Whether a process with this id exists on this machine (and, given the ``identity``
+    :func:`process_identity` recorded for it, is still that process: after a reboot, or once
+    the id is reused, another process may hold it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if identity:
+        now = process_identity(pid)
+        return now is None or now == identity
     return True
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """``"<boot id>:<start time>"`` of a process on Linux (``None`` where ``/proc`` lacks them):
+    two processes that share an id never share both."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{start}"
 
 
 class RunDir:
@@ -117,7 +135,7 @@ class RunDir:
         state = status["state"]
         if state == "running" and status.get("host") == socket.gethostname():
             pid = status.get("pid")
-            if isinstance(pid, int) and not process_alive(pid):
+            if isinstance(pid, int) and not process_alive(pid, status.get("process")):
                 return "interrupted"
         return state
 
@@ -125,8 +143,8 @@ class RunDir:
         """Replace ``status.json`` atomically, recording this process and host."""
         from pdebench_core.diskspace import write_failed
 
-        status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(),
-                  **fields}
+        status = {"state": state, "pid": os.getpid(), "process": process_identity(), "host": socket.gethostname(),
+                  "updated": time.time(), **fields}
         tmp = self.status_file.with_name(f".status.json.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(status, indent=2, default=str))
@@ -182,7 +200,7 @@ class RunDir:
         A lock left by a process that died is taken over.
         """
         lock = self.resume_lock_file
-        mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        mine = json.dumps({"pid": os.getpid(), "process": process_identity(), "host": socket.gethostname()})
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -192,7 +210,8 @@ class RunDir:
             except FileExistsError:
                 holder = _read_json(lock)
                 pid, host = holder.get("pid"), holder.get("host")
-                if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
+                if host == socket.gethostname() and isinstance(pid, int) and \
+                        not process_alive(pid, holder.get("process")):
                     lock.unlink(missing_ok=True)  # stale: its process died
                     continue
                 if pid is None and _age(lock) > STALE_EMPTY_LOCK_S:

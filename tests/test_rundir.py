@@ -71,6 +71,19 @@ def test_dead_running_process_shows_as_interrupted(home):
     assert {i["run_id"]: i["state"] for i in list_runs()} == {"killed": "interrupted"}
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux's /proc")
+def test_a_reused_process_id_does_not_keep_a_dead_run_running(home):
+    """After a reboot (or once the id is reused) another live process may hold the recorded pid:
+    the recorded process identity tells them apart, so the run can be resumed."""
+    run = RunDir.create("rebooted")
+    run.write_status("running")
+    status = json.loads(run.status_file.read_text())
+    assert status["process"] and run.state() == "running"
+    status["process"] = "another-boot:12345"  # this pid, but not this process
+    run.status_file.write_text(json.dumps(status))
+    assert run.state() == "interrupted"
+
+
 def test_run_ids_are_created_exclusively(home):
     RunDir.create("taken")
     with pytest.raises(UsageError, match="run 'taken' already exists"):

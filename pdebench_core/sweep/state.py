@@ -115,7 +115,7 @@ def still_running(sweep: SweepDir, index: int, record: dict[str, Any]) -> bool:
     # this process is deciding, so it runs nothing yet: its own pid (a sweep stopped and started
     # again in one Python session) does not count
     return record.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() \
-        and process_alive(pid)
+        and process_alive(pid, record.get("process"))
 
 
 class Judge:

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 from pdebench_core import paths
 from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import UsageError
-from pdebench_core.rundir import process_alive
+from pdebench_core.rundir import process_alive, process_identity
 from pdebench_core.sweep.plan import Plan
 
 #: States of a job record. ``queued``: handed to a launcher; ``interrupted``: stopped by the user.
@@ -122,13 +122,15 @@ class SweepDir:
 
     def write_job(self, index: int, **fields: Any) -> dict[str, Any]:
         """Replace the record of combination ``index``, stamping this process and host."""
-        record = {"index": index, **fields, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()}
+        record = {"index": index, **fields, "pid": os.getpid(), "process": process_identity(),
+                  "host": socket.gethostname(), "updated": time.time()}
         _write_json(self.job_file(index), record)
         return record
 
     def update_job(self, index: int, **fields: Any) -> dict[str, Any]:
         """Change some fields of a record, keeping the others."""
-        kept = {k: v for k, v in (self.read_job(index) or {}).items() if k not in ("index", "pid", "host", "updated")}
+        kept = {k: v for k, v in (self.read_job(index) or {}).items()
+                if k not in ("index", "pid", "process", "host", "updated")}
         return self.write_job(index, **{**kept, **fields})
 
     def read_submissions(self) -> dict[str, Any]:
@@ -157,13 +159,14 @@ class SweepDir:
             except FileExistsError:
                 holder = _read_json(lock) or {}
                 pid, host = holder.get("pid"), holder.get("host")
-                if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
+                if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid, holder.get("process")):
                     lock.unlink(missing_ok=True)
                     continue
                 raise UsageError(f"sweep '{self.sweep_id}' is being run by process {pid} on {host}; wait for it, "
                                  f"or remove {lock} if that process is gone") from None
             with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+                handle.write(json.dumps({"pid": os.getpid(), "process": process_identity(),
+                                         "host": socket.gethostname()}))
             break
         try:
             yield
