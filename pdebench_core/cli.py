@@ -223,6 +223,8 @@ def _end_failed_worker(exc: BaseException) -> None:
             end_worker(exc.code or 0)
         print(exc.code, file=sys.stderr)
         end_worker(1)
+    if isinstance(exc, KeyboardInterrupt) and int(os.environ.get("RANK", "0")) > 0:
+        end_worker(getattr(exc, "exit_code", 130))  # every process got the signal: rank 0 says it once
     code = report_error(exc)
     if code is None:
         traceback.print_exception(exc)

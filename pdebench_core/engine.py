@@ -306,9 +306,12 @@ class Trainer:
     def _handle_divergence(self, step: int, loss: float) -> None:
         message = f"training diverged at step {step}: loss is {loss}"
         last = self.checkpoint_dir / "last.pt"
-        if self.train.on_divergence == "halt" or self.rollbacks >= self.train.max_rollbacks:
+        if self.train.on_divergence == "halt":
             raise PdebError(f"{message}; lower train.lr, enable train.grad_clip, or set "
                             f"train.on_divergence=rollback")
+        if self.rollbacks >= self.train.max_rollbacks:
+            raise PdebError(f"{message} after {self.rollbacks} rollbacks (train.max_rollbacks); lower train.lr or "
+                            f"enable train.grad_clip")
         if not last.exists():
             raise PdebError(f"{message} before any checkpoint to roll back to; lower train.lr or set "
                             f"train.checkpoint_every")

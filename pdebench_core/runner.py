@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
-from pdebench_core.errors import PdebError, PluginError, Stopped, UsageError
+from pdebench_core.errors import DataError, PdebError, PluginError, Stopped, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -130,12 +130,13 @@ def generate_data_first(cfg, rank: int, world_size: int) -> None:
         try:
             for name, section in cfg.data.items():
                 plugins.build_dataset_from(name, section)
-        except (PdebError, OSError) as exc:
-            failure[0] = f"dataset preparation failed on rank 0: {exc}"
+        except (PdebError, OSError) as exc:  # the kind travels too: bad data stays a usage error (exit 2)
+            failure[0] = (isinstance(exc, (UsageError, OSError)), f"dataset preparation failed on rank 0: {exc}")
     dist.broadcast_object_list(failure, src=0, group=group)
     dist.destroy_process_group(group)
     if failure[0] is not None:
-        raise PdebError(failure[0])
+        bad_input, message = failure[0]
+        raise (DataError if bad_input else PdebError)(message)
 
 
 def _shared_run_id(cfg, world_size: int) -> None:

@@ -299,7 +299,10 @@ def validation_hook(ctx: RunContext, model, mixture: Mixture):
         scored = [o for o in outputs.values() if o["n_samples"]]  # a dataset may have no val trajectory
         names = scored[0]["summary"].keys() if scored else []
         values = {k: sum(o["summary"][k] for o in scored) / len(scored) for k in names}
-        ctx.log(f"step {step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        if values:
+            ctx.log(f"step {step}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        else:
+            ctx.log(f"step {step}: no validation trajectories (data.<name>.n_val is 0); best.pt is not chosen")
         return values
 
     return on_eval

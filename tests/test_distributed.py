@@ -411,13 +411,14 @@ def _generate_first(rank: int, world_size: int, out: str) -> None:
     try:
         runner.generate_data_first(cfg, rank, world_size)
     except PdebError as exc:
-        Path(out, f"rank{rank}.txt").write_text(str(exc))
+        Path(out, f"rank{rank}.txt").write_text(f"{exc.exit_code} {exc}")
 
 
 def test_other_ranks_wait_for_data_generation_beyond_the_collective_timeout(tmp_path):
     spawn("_generate_first", tmp_path, timeout_s=0.5)
     texts = {Path(tmp_path, f"rank{r}.txt").read_text() for r in (0, 1)}
-    assert texts == {"dataset preparation failed on rank 0: no space left for the cache"}  # every rank stops
+    # every rank stops, with the exit code of bad data (2), as one process would
+    assert texts == {"2 dataset preparation failed on rank 0: no space left for the cache"}
 
 
 def _stop_rank_one(rank: int, world_size: int, out: str) -> None:
