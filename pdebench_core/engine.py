@@ -248,10 +248,14 @@ class Trainer:
                 self.optimizer.load_state_dict(state["optimizer"])
 
     def _restore_random_state(self, state: dict[str, Any]) -> None:
+        saved = len(state["rng"]) if isinstance(state["rng"], list) else self.world_size
+        if saved != self.world_size:  # rank 0 logs for all: only its log reaches the run
+            fate = (f"ranks {saved}..{self.world_size - 1} start their noise afresh" if saved < self.world_size
+                    else f"the streams of ranks {self.world_size}..{saved - 1} are dropped")
+            self.log(f"the checkpoint holds the random state of {saved} processes, this run has "
+                     f"{self.world_size}: {fate}")
         rng, noise = _own_entry(state["rng"], self.rank), _own_entry(state["noise_rng"], self.rank)
         if rng is None or noise is None:
-            self.log(f"the checkpoint holds no random state for rank {self.rank} (it was written by fewer "
-                     f"processes); this rank's noise starts afresh")
             return
         set_rng_state(rng)
         self.noise_gen.set_state(noise)

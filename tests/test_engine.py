@@ -420,3 +420,22 @@ def test_dist_timeout_reaches_the_process_group(monkeypatch):
     assert calls == [{"backend": "gloo", "timeout": datetime.timedelta(seconds=42)}]
     with pytest.raises(UsageError, match="train.dist_timeout must be a positive number of seconds"):
         init_distributed("cpu", 0.0)
+
+
+def test_a_resume_on_another_process_count_says_what_becomes_of_the_noise_streams(tmp_path):
+    """Each process keeps its own noise stream in a checkpoint; rank 0 says which ranks start
+    afresh (more processes) or whose streams are dropped (fewer)."""
+    from pdebench_core.checkpoint import load_checkpoint, save_checkpoint
+
+    trainer = make_trainer(tiny_dpot(), tmp_path / "one", max_steps=2, checkpoint_every=2)
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "one" / "last.pt")
+    written_by_two = {**state, "rng": [state["rng"][0]] * 2, "noise_rng": [state["noise_rng"][0]] * 2}
+    save_checkpoint(written_by_two, tmp_path / "two.pt")
+    lines = []
+    make_trainer(tiny_dpot(), tmp_path / "resumed", max_steps=4, log=lines.append).load(tmp_path / "two.pt")
+    assert any("holds the random state of 2 processes, this run has 1: the streams of ranks 1..1 are dropped" in line
+               for line in lines), lines
+    lines.clear()
+    make_trainer(tiny_dpot(), tmp_path / "same", max_steps=4, log=lines.append).load(tmp_path / "one" / "last.pt")
+    assert not any("random state" in line for line in lines)
