@@ -133,6 +133,12 @@ def check_values(cfg: Any) -> None:
         validate_run_id(str(cfg.run.run_id))
     check_data_sections(cfg)
     check_choices(cfg)
+    if not list(cfg.eval.metrics):
+        raise UsageError("eval.metrics is empty; name at least one metric, e.g. eval.metrics=[l2re] "
+                         "('pdeb metrics' lists them)")
+    if not list(cfg.run.sinks):
+        raise UsageError("run.sinks is empty, so no result would be kept; name one, e.g. run.sinks=[jsonl] "
+                         "('pdeb sinks' lists them)")
     if not (cfg.train.lr > 0 and cfg.train.lr < float("inf")):
         raise UsageError(f"train.lr must be a positive finite number, got {cfg.train.lr}")
 
