@@ -99,7 +99,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
-        first = lines[0].split(" was not")[0] if lines else "unsafe content"
+        if not lines:  # the unpickler choked on the bytes themselves (a web page, a text file)
+            raise DamagedCheckpoint(f"checkpoint {path} cannot be read: it is not a torch checkpoint (a web page, "
+                                    f"a text file or damaged bytes?)") from None
+        first = lines[0].split(" was not")[0]
         raise UsageError(
             f"checkpoint {path} is not a plain state dict (it holds pickled objects: {first[:160]}); "
             f"save model.state_dict() instead"

@@ -32,6 +32,9 @@ def test_damaged_tensor_bytes_are_found_on_load(tmp_path):
     (tmp_path / "t.pt").write_bytes(path.read_bytes()[:100])  # truncated
     with pytest.raises(DamagedCheckpoint, match="cannot be read"):
         load_checkpoint(tmp_path / "t.pt")
+    (tmp_path / "page.pt").write_text("<!DOCTYPE html><html><body>Not Found</body></html>")  # a server's answer
+    with pytest.raises(DamagedCheckpoint, match="cannot be read: it is not a torch checkpoint"):
+        load_checkpoint(tmp_path / "page.pt")
 
 
 def _smoke(run_id, *extra):
