@@ -295,3 +295,14 @@ def test_a_file_where_the_sweeps_folder_belongs_is_one_line(fresh_home):
     (fresh_home / "sweeps").write_text("not a folder")
     result, _ = sweep("--model", "persistence", "--data", "ns2d", "--task", "evaluate", *SMOKE)
     assert result.exit_code == 2 and "is not a folder" in result.output and "Traceback" not in result.output
+
+
+def test_the_leaderboard_of_a_sweep_without_a_finished_run_says_so(fresh_home):
+    args = ["--model", "fno", "--data", "ns2d", "--sweep-id", "all-failed", *SMOKE, "train.lr=1e30",
+            "train.scheduler=constant"]
+    result, _ = sweep(*args)
+    assert result.exit_code == 1, result.output  # the one point diverged
+    from pdebench_core.cli import app
+
+    board = CliRunner().invoke(app, ["leaderboard", "--sweep", "all-failed"])
+    assert board.exit_code == 2 and "sweep 'all-failed' has no finished run yet" in " ".join(board.output.split())

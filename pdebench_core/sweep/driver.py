@@ -150,8 +150,16 @@ def sweep_run_ids(sweep_id: str) -> list[str]:
 
 
 def sweep_rows(sweep_id: str) -> list[dict[str, Any]]:
-    """The results-store rows of a sweep's finished runs."""
+    """The results-store rows of a sweep's finished runs.
+
+    Raises:
+        UsageError: no such sweep, or none of its runs has a result yet.
+    """
     from pdebench_core.results import ResultsStore
 
     wanted = set(sweep_run_ids(sweep_id))
-    return [row for row in ResultsStore().rows() if row["run_id"] in wanted]
+    rows = [row for row in ResultsStore().rows() if row["run_id"] in wanted]
+    if not rows:
+        raise UsageError(f"sweep '{sweep_id}' has no finished run yet; the logs of its runs are in "
+                         f"{SweepDir(sweep_id).path / 'logs'}")
+    return rows
