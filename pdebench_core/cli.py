@@ -188,6 +188,7 @@ def run(
                            overrides=overrides or [], seed=seed, device=device, run_id=run_id)
     _check_process_count(nproc_per_node, cfg.run.device)
     nodes = _check_nodes(nnodes, node_rank, rdzv_endpoint)
+    _check_batch_split(cfg, nproc_per_node * nnodes)
     if (nproc_per_node > 1 or nodes) and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch_torchrun(nproc_per_node, cfg, resume, nodes))
     try:
@@ -229,6 +230,14 @@ def _end_failed_worker(exc: BaseException) -> None:
     if code is None:
         traceback.print_exception(exc)
     end_worker(1 if code is None else code)
+
+
+def _check_batch_split(cfg, processes: int) -> None:
+    """Refuse, before launching anything, a global batch the processes cannot share evenly."""
+    batch, accum = int(cfg.train.batch_size), int(cfg.train.grad_accum)
+    if processes > 1 and batch % (processes * accum):
+        raise UsageError(f"train.batch_size={batch} must be divisible by processes x train.grad_accum = {processes} x "
+                         f"{accum}; pick a batch that is, or another process count")
 
 
 def _check_process_count(nproc: int, device: str) -> None:

@@ -69,6 +69,8 @@ def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     (["--data", "ns2d", "model.name=unet"], "--model fno and model.name=unet contradict each other"),
     (["--data", "ns2d", "eval.metrics=[]"], "eval.metrics is empty; name at least one metric"),
     (["--data", "ns2d", "run.sinks=[]"], "run.sinks is empty, so no result would be kept"),
+    (["--data", "ns2d", "--nproc-per-node", "2", "train.batch_size=3"],
+     "train.batch_size=3 must be divisible by processes x train.grad_accum = 2 x 1"),  # before launching
 ])
 def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
