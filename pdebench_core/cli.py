@@ -388,13 +388,21 @@ def _print_results(ctx) -> None:
 
 @app.command()
 @friendly
-def runs(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def runs(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    mark_interrupted: Optional[str] = typer.Option(
+        None, "--mark-interrupted", metavar="RUN_ID",
+        help="Record a run whose process is gone (its machine stopped, its job was killed) as interrupted, so "
+             "that it can be resumed."),
+) -> None:
     """List run directories with their state (running, finished, failed, interrupted, damaged)."""
     from rich.table import Table
 
     from pdebench_core import paths
-    from pdebench_core.rundir import list_runs
+    from pdebench_core.rundir import RunDir, list_runs
 
+    if mark_interrupted is not None:
+        RunDir.of(mark_interrupted).mark_interrupted()
     items = list_runs()
     if as_json:
         typer.echo(json.dumps(items, indent=2))

@@ -139,6 +139,25 @@ class RunDir:
                 return "interrupted"
         return state
 
+    def mark_interrupted(self) -> None:
+        """Record a ``running`` run whose process is gone as ``interrupted`` (a run on another
+        machine cannot be checked from here; the user knows its job ended).
+
+        Raises:
+            UsageError: no such run, it is not running, or its process is alive on this machine.
+        """
+        status = self.read_status()
+        if not self.path.is_dir():
+            raise UsageError(f"no run '{self.run_id}' under {self.path.parent}; check the id with 'pdeb runs'")
+        if status["state"] != "running":
+            raise UsageError(f"run '{self.run_id}' is {self.state()}, not running; nothing to mark")
+        if self.state() == "running" and status.get("host") == socket.gethostname():
+            raise UsageError(f"run '{self.run_id}' is still running (process {status.get('pid')} on this machine); "
+                             f"stop it first")
+        kept = {k: v for k, v in status.items() if k not in ("state", "pid", "process", "host", "updated")}
+        self.write_status("interrupted", **{**kept, "error": f"marked interrupted (process {status.get('pid')} on "
+                                                             f"{status.get('host')} was gone)"})
+
     def write_status(self, state: str, **fields: Any) -> None:
         """Replace ``status.json`` atomically, recording this process and host."""
         from pdebench_core.diskspace import write_failed

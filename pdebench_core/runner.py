@@ -6,6 +6,7 @@ import contextlib
 import math
 import shutil
 import signal
+import socket
 import threading
 import time
 from typing import Any, Iterator, Mapping
@@ -38,8 +39,11 @@ def prepare_run_dir(cfg, resume: bool = False):
             raise UsageError(f"cannot resume: no run '{run_id}' under {run.path.parent}; check the id with 'pdeb runs'")
         if run.state() == "running":  # its process is alive (or on another host): two trainers would collide
             status = run.read_status()
+            elsewhere = "" if status.get("host") == socket.gethostname() else (
+                f"; if it is gone (its machine stopped, its job was killed), 'pdeb runs --mark-interrupted "
+                f"{run_id}' records that")
             raise UsageError(f"cannot resume '{run_id}': it is still running (process {status.get('pid')} on "
-                             f"{status.get('host')}); wait for it, or stop it first")
+                             f"{status.get('host')}); wait for it, or stop it first{elsewhere}")
         saved, _ = run.read_config()
         check_changes(run_id, saved, OmegaConf.to_container(cfg, resolve=True))  # refused before any change
     else:

@@ -182,3 +182,30 @@ def test_a_run_that_read_a_file_can_be_resumed_and_rerun(finished_run, tmp_path)
     assert result.exit_code == 0, result.output
     again = runner.invoke(app, ["reproduce", "from-file"])
     assert again.exit_code == 0, again.output
+
+
+def test_a_run_left_running_on_another_machine_can_be_marked_interrupted_and_resumed(finished_run):
+    """From here a process on another machine cannot be checked: the user, who knows its job
+    ended, marks the run interrupted, and --resume then takes it."""
+    import json
+
+    from pdebench_core.rundir import RunDir
+
+    finished_run("elsewhere")
+    run = RunDir.of("elsewhere")
+    run.write_status("running", started=1.0)
+    status = json.loads(run.status_file.read_text())
+    status["host"] = "node-a"
+    run.status_file.write_text(json.dumps(status))
+    refused = runner.invoke(app, ["run", "--resume", "elsewhere", "--quiet"])
+    assert refused.exit_code == 2 and "pdeb runs --mark-interrupted elsewhere" in " ".join(refused.output.split())
+    marked = runner.invoke(app, ["runs", "--mark-interrupted", "elsewhere", "--json"])
+    assert marked.exit_code == 0, marked.output
+    status = run.read_status()
+    assert status["state"] == "interrupted" and status["started"] == 1.0 and "node-a was gone" in status["error"]
+    again = runner.invoke(app, ["runs", "--mark-interrupted", "elsewhere"])
+    assert again.exit_code == 2 and "is interrupted, not running" in again.output
+    assert runner.invoke(app, ["run", "--resume", "elsewhere", "--quiet"]).exit_code == 0
+    run.write_status("running")  # this very process, alive here
+    alive = runner.invoke(app, ["runs", "--mark-interrupted", "elsewhere"])
+    assert alive.exit_code == 2 and "still running" in alive.output
