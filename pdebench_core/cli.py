@@ -457,13 +457,42 @@ def _mount_plugin_commands() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: errors are one ``error:`` line, command-line mistakes
+    (an unknown option, a missing argument) included."""
     _mount_plugin_commands()
     try:
-        app()
+        result = app(standalone_mode=False, prog_name="pdeb")
     except PdebError as exc:  # raised outside a command, e.g. while loading plugins
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except _click_usage_errors() as exc:  # click would draw a box of several lines
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "pdeb"
+        print(f"error: {exc.format_message().rstrip('.')}; see '{command} --help'", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, *_click_aborts()):  # Ctrl-C at a prompt
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _click_usage_errors() -> tuple[type, ...]:
+    """Click's usage-error class: typer's own copy of click (typer >= 0.26) and click's."""
+    import click
+
+    found = [click.exceptions.UsageError]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return tuple(found)
+    return (*found, vendored.UsageError)
+
+
+def _click_aborts() -> tuple[type, ...]:
+    import click
+
+    return (click.exceptions.Abort,)
 
 
 if __name__ == "__main__":

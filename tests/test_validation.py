@@ -219,3 +219,14 @@ def test_every_command_refuses_an_unknown_profile_before_any_work(args, tmp_path
     assert result.exit_code == 2, result.output
     assert "unknown profile 'smok' (did you mean 'smoke'?)" in result.output
     assert not (tmp_path / "home" / "data").exists() or not any((tmp_path / "home" / "data").glob("*.h5"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["runs", "extra"], "error: Got unexpected extra argument(s) (extra); see 'pdeb runs --help'"),
+    (["run", "--bogus"], "error: No such option: --bogus; see 'pdeb run --help'"),
+    (["report"], "error: Missing argument 'run_id'; see 'pdeb report --help'"),
+    (["nosuchcmd"], "error: No such command 'nosuchcmd'; see 'pdeb --help'"),
+])
+def test_command_line_mistakes_are_one_line_too(pdeb, args, message):
+    result = pdeb(*args)
+    assert (result.returncode, result.stderr.strip()) == (2, message)
