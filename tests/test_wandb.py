@@ -94,3 +94,14 @@ def test_wandb_sink_without_the_package_says_what_to_install(fresh_home, monkeyp
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["error: the wandb sink needs the wandb package; pip install 'pdeb[wandb]' "
                      "(or leave wandb out of run.sinks)"]
+
+
+def test_a_wandb_mode_wandb_does_not_know_is_named(fresh_home, monkeypatch):
+    pytest.importorskip("wandb")
+    from pdebench_core.cli import app
+
+    monkeypatch.setenv("WANDB_MODE", "ofline")
+    result = CliRunner().invoke(app, ["run", "--model", "persistence", "--data", "ns2d", "--task", "evaluate",
+                                      *SMOKE, "run.sinks=[jsonl,wandb]"])
+    assert result.exit_code == 2
+    assert "WANDB_MODE=ofline is not a mode wandb knows; use one of online, offline" in " ".join(result.output.split())

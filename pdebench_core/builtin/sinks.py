@@ -68,6 +68,10 @@ class JsonlSink:
         """Files are opened per write."""
 
 
+#: The values of ``WANDB_MODE`` that wandb accepts.
+WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")
+
+
 class TensorBoardSink:
     """Step metrics and result metrics as TensorBoard scalars (needs ``tensorboard``)."""
 
@@ -116,6 +120,9 @@ class WandbSink:
                              "(or leave wandb out of run.sinks)") from None
         import os
 
+        mode = os.environ.get("WANDB_MODE")
+        if mode and mode not in WANDB_MODES:
+            raise UsageError(f"WANDB_MODE={mode} is not a mode wandb knows; use one of {', '.join(WANDB_MODES)}")
         self.wandb, self.run_dir, self.rows = wandb, Path(run_dir), []
         config = _run_config(self.run_dir)
         try:
