@@ -312,20 +312,26 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
     if isinstance(exc, UsageError) and not resume and not has_checkpoint and not trained:
         shutil.rmtree(run_dir, ignore_errors=True)  # refused input, before any step: nothing worth keeping
         return
+    error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     if resume and before.get("state") == "finished":
         _write_status(run_dir, **before)  # a failed extension does not undo a finished run
         if previous_config is not None:
             write_text_atomically(run.config_file, previous_config)  # nor does its config
+        _log_line(run, f"resuming run {run.run_id} failed ({error or 'interrupted'}); it stays finished")
         return
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a scheduler's SIGTERM: the run can be resumed
         _write_status(run_dir, state="interrupted",
                       error=str(exc) if isinstance(exc, Stopped) else "interrupted by the user")
         return
-    error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
     _write_status(run_dir, state="failed", error=error)
-    try:  # the log tells the whole story; the console has the error line already
+    _log_line(run, f"run {run.run_id} failed: {error}")
+
+
+def _log_line(run: RunDir, message: str) -> None:
+    """Append to the run's log without printing (the console has the error line already)."""
+    try:
         with open(run.log_file, "a", encoding="utf-8") as log:
-            log.write(f"[{time.strftime('%H:%M:%S')}] run {run.run_id} failed: {error}\n")
+            log.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
     except OSError:
         pass
 
