@@ -9,8 +9,9 @@ names the file and the key, never as a traceback from deep inside the reader.
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pdebench_core.errors import DataError
 
@@ -24,15 +25,23 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """
     import yaml
 
+    with _read_as_text(path):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise DataError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return mapping_at(data, path, "the file")
+
+
+@contextmanager
+def _read_as_text(path: Path) -> Iterator[None]:
+    """Turn a file that cannot be read, or is not UTF-8, into one :class:`DataError` line."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        yield
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text; save it as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return mapping_at(data, path, "the file")
 
 
 def mapping_at(value: Any, path: Path, where: str) -> dict[str, Any]:
@@ -84,17 +93,14 @@ def read_csv_records(path: Path, required: Iterable[str] = ()) -> list[dict[str,
     Raises:
         DataError: the file is not UTF-8, is not CSV, or lacks a required column.
     """
-    try:
+    with _read_as_text(path):
         with open(path, newline="", encoding="utf-8") as f:
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
         reader = csv.DictReader(lines)
-        records = list(reader)
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; save the table as UTF-8 CSV") from None
-    except csv.Error as exc:
-        raise DataError(f"{path} is not a readable CSV file: {exc}") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            records = list(reader)
+        except csv.Error as exc:
+            raise DataError(f"{path} is not a readable CSV file: {exc}") from None
     header = [name.strip() for name in reader.fieldnames or []]
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:

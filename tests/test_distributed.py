@@ -221,18 +221,24 @@ def test_accumulation_syncs_gradients_once_per_step(tmp_path):
 # --------------------------------------------------------------------------- sharded checkpoints
 
 
+def _fit_and_keep(trainer, folder: Path, resume_from: str, resumed_step: int) -> None:
+    """Resume ``trainer`` (at ``resumed_step``) when ``resume_from`` is given, train it, and keep
+    the full final weights in ``folder/final.pt``."""
+    if resume_from:
+        trainer.load(Path(resume_from))
+        assert trainer.step == resumed_step
+    trainer.fit()
+    weights = _full_weights(trainer)  # a collective under FSDP: every rank takes part
+    if trainer.is_main:
+        torch.save(weights, folder / "final.pt")
+
+
 def _train_sharded(rank: int, world_size: int, out: str, resume_from: str = "") -> None:
     folder = Path(out)
     trainer = make_trainer(tiny_dpot((2,)), folder / "checkpoints", rank=rank, world_size=world_size,
                            input_noise=_noise(), strategy="fsdp", grad_accum=2, max_steps=6, checkpoint_every=3,
                            keep_checkpoints=5, activation_checkpointing=True)
-    if resume_from:
-        trainer.load(Path(resume_from))
-        assert trainer.step == 3
-    trainer.fit()
-    weights = _full_weights(trainer)
-    if rank == 0:
-        torch.save(weights, folder / "final.pt")
+    _fit_and_keep(trainer, folder, resume_from, 3)
 
 
 def _train_sharded_mixed(rank: int, world_size: int, out: str, resume_from: str = "") -> None:
@@ -240,13 +246,7 @@ def _train_sharded_mixed(rank: int, world_size: int, out: str, resume_from: str 
     trainer = make_trainer(tiny_dpot((2, 3)), folder / "checkpoints", dims=(2, 3), rank=rank, world_size=world_size,
                            strategy="fsdp", max_steps=4, checkpoint_every=1, keep_checkpoints=5,
                            scheduler="constant")
-    if resume_from:
-        trainer.load(Path(resume_from))
-        assert trainer.step == 1
-    trainer.fit()
-    weights = _full_weights(trainer)
-    if rank == 0:
-        torch.save(weights, folder / "final.pt")
+    _fit_and_keep(trainer, folder, resume_from, 1)
 
 
 def _continue_one_process_run(rank: int, world_size: int, out: str, strategy: str, resume_from: str = "") -> None:
@@ -254,13 +254,7 @@ def _continue_one_process_run(rank: int, world_size: int, out: str, strategy: st
     trainer = make_trainer(tiny_dpot((2,)), folder / "checkpoints", rank=rank, world_size=world_size,
                            strategy=strategy, max_steps=6 if resume_from else 3, checkpoint_every=3,
                            scheduler="constant", batch_size=4)
-    if resume_from:
-        trainer.load(Path(resume_from))
-        assert trainer.step == 3
-    trainer.fit()
-    weights = _full_weights(trainer)
-    if rank == 0:
-        torch.save(weights, folder / "final.pt")
+    _fit_and_keep(trainer, folder, resume_from, 3)
 
 
 def test_a_one_process_checkpoint_continues_sharded_on_two(tmp_path):
