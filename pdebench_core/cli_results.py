@@ -137,6 +137,8 @@ def reproduce_command(
                             published, max_trajectories, finetune_batch_size,
                             execute or new_run_id is not None or as_json)
         return
+    if fmt != "table":
+        raise UsageError(f"--format {fmt} applies to a protocol; '{target}' is a run: use --json for JSON")
     _reproduce_run(target, execute, new_run_id, as_json)
 
 
@@ -166,7 +168,10 @@ def _reproduce_protocol(name: str, checkpoint: Path | None, data_root: Path | No
 
 def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: bool) -> None:
     from pdebench_core.report import reproduction
+    from pdebench_core.rundir import RunDir
 
+    if new_run_id is not None and RunDir.of(new_run_id).path.exists():  # RunDir.of checks the name itself
+        raise UsageError(f"--run-id {new_run_id} exists already; the rerun needs a new id")
     repro = reproduction(run_id, new_run_id)
     if repro.problem is not None:
         raise UsageError(f"cannot rerun '{run_id}': its saved config no longer builds: {repro.problem}")

@@ -286,3 +286,15 @@ def test_a_damaged_eval_file_is_noted_not_fatal(smoke_home):
     (run / "eval" / "ns2d.json").write_text(json.dumps({"summary": "not a mapping", "per_step": 3}))
     page = report.build_report("damaged-eval", out=run / "r.html", rollout=False).read_text()
     assert "eval/ns2d.json does not hold what pdeb writes" in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run-id", SMOKE_RUN], f"--run-id {SMOKE_RUN} exists already; the rerun needs a new id"),
+    (["--run-id", "../x"], "is not a valid directory name"),
+    (["--format", "csv"], "--format csv applies to a protocol"),
+])
+def test_reproduce_refuses_a_rerun_that_could_not_start(smoke_home, args, message):
+    from pdebench_core.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", SMOKE_RUN, *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
