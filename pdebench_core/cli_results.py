@@ -61,6 +61,9 @@ def leaderboard_command(
 
     fmt = fmt or (SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out else "table")
     lb.check_format(fmt)
+    implied = SUFFIX_FORMATS.get(out.suffix.lower()) if out is not None else None
+    if implied is not None and implied != fmt:
+        raise UsageError(f"--out {out} names a {implied} file, but --format is {fmt}; make them agree")
     if out is not None and fmt == "table":
         raise UsageError(f"--out {out} needs a file format: add --format markdown, csv, json or html")
     if pivot:

@@ -432,6 +432,8 @@ def test_every_format_renders_the_rows(fresh_home, tmp_path):
     assert invoke(*args, "--out", str(out)).exit_code == 2
     assert invoke(*args, "--out", str(out), "--force").exit_code == 0
     assert invoke(*args, "--format", "csv", "--out", str(tmp_path)).exit_code == 2  # a folder
+    mismatch = invoke(*args, "--format", "html", "--out", str(tmp_path / "board.csv"))
+    assert mismatch.exit_code == 2 and "names a csv file, but --format is html" in mismatch.output
 
 
 def test_per_run_view_shows_where_each_number_comes_from(fresh_home):
