@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -212,12 +213,18 @@ def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str
                                    f"field of {config.__name__}{did_you_mean(str(unknown[0]), sorted(known))}")
 
 
+_COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
 def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, factory: Callable[..., Any],
            config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
            typed: Mapping[str, Any] | None = None, **card: Any) -> None:
     """Stage one component; ``typed`` holds its validated registration parameters, ``card`` its description."""
     if not isinstance(name, str) or not name:
         raise _BadRegistration(f"a {kind} was registered with name={name!r}; pass a non-empty string")
+    if not _COMPONENT_NAME.match(name):  # '.' splits data.<name>.<key>, ',' and '+' split --data lists
+        raise _BadRegistration(f"a {kind} was registered as '{name}'; a name may hold letters, digits, '_' and "
+                               f"'-' only (users type it in --{kind} and in {kind}.<name>.<key> settings)")
     _check_settings(kind, name, config, profiles)
     info = _infos.get(plugin_name)
     staged.append(Component(

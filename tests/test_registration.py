@@ -52,6 +52,8 @@ class _Width:
      "profile 'smoke' sets 'widht', which is not a field of _Width (did you mean 'width'?)"),
     ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
      "higher_is_better='yes'"),
+    ("datasets", lambda r: r("flow-m0.1", _build), "registered as 'flow-m0.1'; a name may hold letters, digits"),
+    ("models", lambda r: r("a,b", _build), "registered as 'a,b'; a name may hold"),
 ])
 def test_a_bad_registration_parameter_disables_the_plugin_naming_it(capsys, kind, call, parameter):
     hook = f"register_{kind}"

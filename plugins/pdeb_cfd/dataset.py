@@ -137,8 +137,8 @@ def cfd2d_profiles(config: type) -> dict[str, dict[str, Any]]:
 #: DPOT's four Table 1 columns of PDEBench's 2D Rand sets, each a ``cfd2d`` preset:
 #: name -> (mach, eta = zeta).
 CNS_PRESETS: dict[str, tuple[float, float]] = {
-    "cfd2d-m1-eta0.1": (1.0, 0.1), "cfd2d-m1-eta0.01": (1.0, 0.01),
-    "cfd2d-m0.1-eta0.1": (0.1, 0.1), "cfd2d-m0.1-eta0.01": (0.1, 0.01),
+    "cfd2d-m1-eta1e-1": (1.0, 0.1), "cfd2d-m1-eta1e-2": (1.0, 0.01),
+    "cfd2d-m1e-1-eta1e-1": (0.1, 0.1), "cfd2d-m1e-1-eta1e-2": (0.1, 0.01),
 }
 
 
@@ -146,7 +146,7 @@ def preset_config(name: str) -> type:
     """:class:`Cfd2dConfig` with the Mach number and viscosities of preset ``name`` as defaults."""
     mach, viscosity = CNS_PRESETS[name]
     config = make_dataclass(
-        "Cfd2dConfig_" + name.split("-", 1)[1].replace("-", "_").replace(".", "p"),
+        "Cfd2dConfig_" + name.split("-", 1)[1].replace("-", "_"),
         [("mach", float, field(default=mach)), ("eta", float, field(default=viscosity)),
          ("zeta", float, field(default=viscosity))], bases=(Cfd2dConfig,))
     config.__doc__ = f"``{name}`` settings: :class:`Cfd2dConfig` with M = {mach:g}, eta = zeta = {viscosity:g}."

@@ -200,3 +200,14 @@ def test_importing_the_plugin_is_cheap():
     code = "import sys, pdeb_cfd; print('torch' in sys.modules, 'h5py' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_mixture_of_the_four_presets_takes_a_weight_each():
+    """One --data list holds the four columns of Table 1, each with a weight of its own."""
+    from pdebench_core.config import build_config
+
+    names = ",".join(sorted(CNS_PRESETS))
+    cfg = build_config(model="dpot", data=names, profile="smoke",
+                       overrides=[f"data.{name}.weight={i + 1}" for i, name in enumerate(sorted(CNS_PRESETS))])
+    assert [cfg.data[name].weight for name in sorted(CNS_PRESETS)] == [1.0, 2.0, 3.0, 4.0]
+    assert [cfg.data[name].mach for name in sorted(CNS_PRESETS)] == [CNS_PRESETS[n][0] for n in sorted(CNS_PRESETS)]
