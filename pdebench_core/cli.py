@@ -216,6 +216,7 @@ def _end_failed_worker(exc: BaseException) -> None:
 
     from pdebench_core.cli_common import report_error
     from pdebench_core.distributed import end_worker
+    from pdebench_core.runs import LAUNCHER_COMMAND
 
     if isinstance(exc, typer.Exit):
         end_worker(exc.exit_code)
@@ -224,8 +225,9 @@ def _end_failed_worker(exc: BaseException) -> None:
             end_worker(exc.code or 0)
         print(exc.code, file=sys.stderr)
         end_worker(1)
-    if isinstance(exc, KeyboardInterrupt) and int(os.environ.get("RANK", "0")) > 0:
-        end_worker(getattr(exc, "exit_code", 130))  # every process got the signal: rank 0 says it once
+    under_pdeb = LAUNCHER_COMMAND in os.environ  # pdeb's own launcher reports a signal itself
+    if isinstance(exc, KeyboardInterrupt) and (int(os.environ.get("RANK", "0")) > 0 or under_pdeb):
+        end_worker(getattr(exc, "exit_code", 130))  # every process got the signal: one line, pdeb's or rank 0's
     code = report_error(exc)
     if code is None:
         traceback.print_exception(exc)
@@ -294,17 +296,43 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -
         if item.startswith(tuple(f"{option}=" for option in _LAUNCH_OPTIONS)):
             continue
         cleaned.append(item)
+    run_id = resume or cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))
     if not resume and "--run-id" not in cleaned:
-        cleaned += ["--run-id", cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))]
+        cleaned += ["--run-id", run_id]
     launch = nodes or ["--standalone"]
     os.environ[LAUNCHER_COMMAND] = command_line()  # the workers record it, launch options included
+    failures: list[str] = []
     try:
-        return _torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned])
+        code = _torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
+                         failures.append)
     finally:
         os.environ.pop(LAUNCHER_COMMAND, None)
+    if code:
+        _record_launch_outcome(run_id, code, failures)
+    return code
 
 
-def _torchrun(arguments: list[str]) -> int:
+def _record_launch_outcome(run_id: str, code: int, failures: list[str]) -> None:
+    """Keep ``status.json`` true after a multi-process run ended badly. When one process fails,
+    torchrun stops the others with SIGTERM: process 0 may then have recorded "stopped by
+    SIGTERM", or nothing at all; the launcher knows which process failed."""
+    from pdebench_core.rundir import RunDir
+
+    run = RunDir.of(run_id)
+    if not run.status_file.is_file():
+        return  # refused before the run directory was made
+    status = run.read_status()
+    stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
+    if not stopped:
+        return  # process 0 recorded its own error (or the run finished)
+    kept = {k: v for k, v in status.items() if k not in ("state", "error", "pid", "process", "host", "updated")}
+    if failures:
+        run.write_status("failed", **kept, error=failures[0])
+    elif code in (128 + int(signal.SIGINT), 128 + int(signal.SIGTERM)):
+        run.write_status("interrupted", **kept, error=f"stopped by {signal.Signals(code - 128).name}")
+
+
+def _torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda reason: None) -> int:
     """Run torch's launcher in this process; the exit status of the run.
 
     Each worker reports its own error in one line (:func:`_end_failed_worker`), so the
@@ -334,7 +362,10 @@ def _torchrun(arguments: list[str]) -> int:
                             key=lambda item: item[0])
             rank, failure = killed[0] if killed else exc.get_first_failure()
             if failure.exitcode >= 0:
+                on_failure(f"process of rank {rank} failed with exit code {failure.exitcode} (its error is in the "
+                           f"command's output)")
                 return failure.exitcode or 1
+            on_failure(f"process of rank {rank} was killed by {failure.signal_name()}")
             typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)
             return 128 - failure.exitcode
     return 0

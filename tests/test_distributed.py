@@ -329,8 +329,37 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
                                         1: ProcessFailure(1, 102, -int(signals.SIGKILL), "<N/A>")})
 
     monkeypatch.setattr(torch.distributed.run, "run", launch)
-    assert cli._torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"]) == 128 + int(signals.SIGKILL)
+    failures = []
+    code = cli._torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    assert code == 128 + int(signals.SIGKILL) and failures == ["process of rank 1 was killed by SIGKILL"]
     assert capsys.readouterr().err.strip() == "error: process of rank 1 was killed by SIGKILL"
+
+
+@pytest.mark.parametrize("recorded, code, failures, expected", [
+    # rank 1 failed; torchrun stopped rank 0, which recorded the signal: the launcher names rank 1
+    ({"state": "interrupted", "error": "stopped by SIGTERM"}, 2, ["process of rank 1 failed with exit code 2"],
+     ("failed", "process of rank 1 failed with exit code 2")),
+    # rank 0 was killed before it could write anything
+    ({"state": "running"}, 137, ["process of rank 0 was killed by SIGKILL"],
+     ("failed", "process of rank 0 was killed by SIGKILL")),
+    # the launcher itself was stopped, and the workers died with it
+    ({"state": "running"}, 143, [], ("interrupted", "stopped by SIGTERM")),
+    # rank 0 recorded its own error: kept
+    ({"state": "failed", "error": "training diverged at step 3"}, 1, ["process of rank 0 failed with exit code 1"],
+     ("failed", "training diverged at step 3")),
+])
+def test_the_launcher_keeps_the_status_of_a_failed_multi_process_run_true(tmp_path, monkeypatch, recorded, code,
+                                                                          failures, expected):
+    from pdebench_core import cli
+    from pdebench_core.rundir import RunDir
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    run = RunDir.create("launched")
+    fields = {k: v for k, v in recorded.items() if k != "state"}
+    run.write_status(recorded["state"], started=1.0, **fields)
+    cli._record_launch_outcome("launched", code, failures)
+    status = run.read_status()
+    assert (status["state"], status["error"]) == expected and status["started"] == 1.0
 
 
 def test_a_peer_lost_during_a_sharded_save_is_not_called_a_disk_failure(tmp_path, monkeypatch):
