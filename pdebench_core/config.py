@@ -187,7 +187,7 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
                 )
     for option, value, section, key in (("--model", model, "model", "name"), ("--task", task, "run", "task"),
                                         ("--profile", profile, "run", "profile")):
-        _check_not_contradicted(option, value, section, key, user, cli)
+        _check_not_contradicted(option, value, section, key, cli)  # a config file's value yields to the option
     run_cli = {k: v for k, v in run_options.items() if v is not None}
     if task:
         run_cli["task"] = task
@@ -331,7 +331,8 @@ def config_hash(cfg: Any) -> str:
 
 
 def _check_not_contradicted(option: str, value: Any, section: str, key: str, *layers: Mapping[str, Any]) -> None:
-    """Refuse ``--model fno model.name=unet`` and the like: one of the two would be dropped in silence."""
+    """Refuse ``--model fno model.name=unet`` and the like on one command line: one of the two
+    would be dropped in silence. (A config file's value yields to the option, as documented.)"""
     if not value:
         return
     for layer in layers:

@@ -102,3 +102,13 @@ def test_a_relative_data_path_is_kept_absolute_and_a_url_as_given(tmp_path, monk
     assert cfg.data.ns2d.path == str(tmp_path / "files" / "ns.h5")  # a rerun from elsewhere finds it
     url = build_config(model="fno", data="ns2d", overrides=["data.ns2d.path=http://127.0.0.1:9/ns.h5"])
     assert url.data.ns2d.path == "http://127.0.0.1:9/ns.h5"
+
+
+def test_an_option_wins_over_the_config_file(tmp_path):
+    """A shared base config that pins a profile or task still takes a quick --profile smoke."""
+    from pdebench_core.config import build_config
+
+    base = tmp_path / "base.yaml"
+    base.write_text("run:\n  profile: small\n  task: train\n  seed: 3\n")
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", task="evaluate", config_file=base, seed=5)
+    assert (cfg.run.profile, cfg.run.task, cfg.run.seed) == ("smoke", "evaluate", 5)
