@@ -77,7 +77,8 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
     ctx = RunContext(cfg=cfg, run_id=run.run_id, run_dir=run.path, device=resolve_device(device), rank=1, quiet=True)
     datasets = workflow._build_datasets(ctx)
     mixture = workflow.plan(ctx, datasets)
-    state, notes = _saved_state(run, cfg)
+    trained = run.took_steps()
+    state, notes = _saved_state(run, cfg, trained)
     if state is not None and isinstance(state.get("spec"), Mapping):
         from pdebench_core.spec import DataSpec
 
@@ -87,7 +88,7 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
         from pdebench_core.weights import state_dict_of
 
         model.load_state_dict(state_dict_of(state))
-    elif _trained(run) and any(p.requires_grad for p in model.parameters()):
+    elif trained and any(p.requires_grad for p in model.parameters()):
         raise PdebError(f"run '{run.run_id}' trained, but no intact checkpoint of it is left in {run.checkpoints}; "
                         f"its weights cannot be rebuilt")
     elif any(p.requires_grad for p in model.parameters()):
@@ -98,14 +99,9 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
     return Rebuilt(cfg, datasets, mixture, model.eval(), notes)
 
 
-def _trained(run: RunDir) -> bool:
-    """Whether the run took optimizer steps (its ``metrics.jsonl`` holds step records)."""
-    return run.metrics_file.is_file() and run.metrics_file.stat().st_size > 0
-
-
-def _saved_state(run: RunDir, cfg: Any) -> tuple[dict | None, list[str]]:
-    """The weights the run ended with (``last.pt``, else its newest intact checkpoint) or
-    started from (``task.checkpoint``)."""
+def _saved_state(run: RunDir, cfg: Any, trained: bool) -> tuple[dict | None, list[str]]:
+    """The weights the run ended with (``last.pt``, else its newest intact checkpoint) or, for
+    a run that took no step of its own, started from (``task.checkpoint``)."""
     from pdebench_core.checkpoint import newest_intact
 
     notes: list[str] = []
@@ -114,7 +110,7 @@ def _saved_state(run: RunDir, cfg: Any) -> tuple[dict | None, list[str]]:
         if newest != run.last_checkpoint:
             notes.append(f"checkpoints/last.pt is missing or damaged: the weights are those of {newest.name}")
         return _load_state(newest), [f"weights: {newest.relative_to(run.path)}", *notes]
-    if cfg.task.get("checkpoint"):
+    if cfg.task.get("checkpoint") and not trained:  # a fine-tune's own weights are not its start
         from pdebench_core.weights import resolve_checkpoint
 
         path = resolve_checkpoint(str(cfg.task.checkpoint))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import UsageError
 
 STATES = ("running", "finished", "failed", "interrupted", "damaged", "unknown")
+_STEP_LINE = re.compile(r"\] step \d+/\d+ loss ")  # the trainer's log line of a step taken
 
 
 def process_alive(pid: int, identity: str | None = None) -> bool:
@@ -138,6 +140,17 @@ class RunDir:
             if isinstance(pid, int) and not process_alive(pid, status.get("process")):
                 return "interrupted"
         return state
+
+    def took_steps(self) -> bool:
+        """Whether the run took optimizer steps: its step records (the ``jsonl`` sink) or the step
+        lines of its log (written whatever the sinks), so that it does not depend on the sinks."""
+        if self.metrics_file.is_file() and self.metrics_file.stat().st_size > 0:
+            return True
+        try:
+            with open(self.log_file, encoding="utf-8", errors="replace") as log:
+                return any(_STEP_LINE.search(line) for line in log)
+        except OSError:
+            return False
 
     def mark_interrupted(self) -> None:
         """Record a ``running`` run whose process is gone as ``interrupted`` (a run on another

@@ -308,8 +308,7 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
                     previous_config: str | None = None) -> None:
     run = RunDir(run_dir)
     has_checkpoint = run.checkpoints.exists() and any(run.checkpoints.iterdir())
-    trained = run.metrics_file.exists() and run.metrics_file.stat().st_size > 0
-    if isinstance(exc, UsageError) and not resume and not has_checkpoint and not trained:
+    if isinstance(exc, UsageError) and not resume and not has_checkpoint and not run.took_steps():
         shutil.rmtree(run_dir, ignore_errors=True)  # refused input, before any step: nothing worth keeping
         return
     error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"

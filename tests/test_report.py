@@ -298,3 +298,14 @@ def test_reproduce_refuses_a_rerun_that_could_not_start(smoke_home, args, messag
 
     result = CliRunner().invoke(app, ["reproduce", SMOKE_RUN, *args])
     assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+def test_a_run_without_the_jsonl_sink_is_still_known_to_have_trained(smoke_home):
+    """Whether a run trained is read from its log too: without step records (no jsonl sink) a
+    report of it, its checkpoints gone, still draws no untrained model."""
+    run = smoke_home / "runs" / "no-jsonl"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.jsonl").unlink()
+    page = report.build_report("no-jsonl", out=run / "r.html").read_text()
+    assert "trained, but no intact checkpoint" in page and "untrained" not in page
