@@ -154,12 +154,6 @@ def _adapt(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def fitted(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with each tensor made to fit ``own`` where DPOT allows it (a shared block's 1x1
-    kernel stored in 2D shape serves a 3D model; a position embedding of another grid)."""
-    return {k: _adapt(k, v, own[k]) if k in own else v for k, v in state.items()}
-
-
 def _describe(state: Mapping[str, torch.Tensor]) -> str:
     from pdeb_dpot import SIZES
     from pdeb_dpot.official import infer_official_config
@@ -178,6 +172,11 @@ def _describe(state: Mapping[str, torch.Tensor]) -> str:
             f"n_cls={cfg['n_cls']}, normalize={cfg['normalize']}; set the model to match")
 
 
+def mixed_dimensions(state: Mapping[str, torch.Tensor]) -> list[int]:
+    """The dimensions of a 2D+3D (or other mixed) checkpoint's models; ``[]`` for a single one."""
+    return sorted({int(k.split(".")[1]) for k in state if k.startswith("by_dim.") and k.split(".")[1].isdigit()})
+
+
 def one_dimension(state: Mapping[str, torch.Tensor], ndim: int, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The weights of one dimension's DPOT out of a 2D+3D checkpoint (``by_dim.<n>.`` entries);
     any other checkpoint is returned as it is.
@@ -190,7 +189,7 @@ def one_dimension(state: Mapping[str, torch.Tensor], ndim: int, source: str = "c
     Raises:
         UsageError: the checkpoint's models are all of more dimensions than ``ndim``.
     """
-    dims = sorted({int(k.split(".")[1]) for k in state if k.startswith("by_dim.") and k.split(".")[1].isdigit()})
+    dims = mixed_dimensions(state)
     if not dims:
         return dict(state)
     lower = [d for d in dims if d <= ndim]

@@ -171,5 +171,11 @@ def test_one_dataset_fine_tunes_from_a_2d_plus_3d_pretraining(tmp_path: Path) ->
         init = _dpot(ndim, 6)
         load_pretrained(init, one_dimension(read_state_dict(path), ndim))  # model.init
         assert torch.equal(init(x), mixed(x))
-    with pytest.raises(UsageError, match="holds DPOT for 2D, 3D data, none for 1D"):
+    with pytest.raises(UsageError, match="holds DPOT for 2D, 3D data, not 1D; start a 1D model from it with "
+                                         "model.init"):
         load_weights(_dpot(1, 0), str(path))
+    lower = tmp_path / "mixed12.pt"
+    torch.save({"model": MultiDimDPOT({1: _dpot(1, 0), 2: _dpot(2, 1)}).state_dict()}, lower)
+    with pytest.raises(UsageError, match="holds DPOT for 1D, 2D data, not 3D"):
+        load_weights(_dpot(3, 0), str(lower))  # a whole-model load cannot transfer; model.init can
+    load_pretrained(_dpot(3, 0), one_dimension(read_state_dict(lower), 3))  # the 2D blocks
