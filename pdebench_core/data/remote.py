@@ -78,7 +78,8 @@ def local_or_url(text: str) -> str:
     Raises:
         UsageError: ``text`` is ``scheme://...`` with a scheme no installed fsspec backend knows.
     """
-    from urllib.parse import unquote, urlparse
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
 
     if "://" not in text:
         return text
@@ -90,7 +91,7 @@ def local_or_url(text: str) -> str:
 
             raise UsageError(f"{text} names a file on host '{parts.netloc}'; give a local path (file:///path) "
                              f"or an http(s):// URL")
-        return unquote(parts.path)
+        return url2pathname(parts.path)  # unquoted; on Windows "/C:/a%20b" becomes "C:\\a b"
     if _URL.match(text) and protocol not in _known_protocols():
         from pdebench_core.errors import UsageError
 

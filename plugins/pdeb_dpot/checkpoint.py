@@ -60,10 +60,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         UsageError: missing file, a file that pickles Python objects (e.g. a whole
             ``nn.Module``), an unreadable file, or contents without a state dict.
     """
-    from pdebench_core.data.remote import as_url, local_copy
+    from pdebench_core.data.remote import as_url, local_copy, local_or_url
 
+    path = local_or_url(os.fspath(path))  # file:///x is the local path /x; an unknown protocol is refused
     url = as_url(path)
-    path = os.path.expanduser(os.fspath(path))
+    path = os.path.expanduser(path)
     if not url and not os.path.isfile(path):
         raise UsageError(f"DPOT checkpoint '{path}' does not exist")
     local = local_copy(url, why="a checkpoint is read whole") if url else path

@@ -179,3 +179,11 @@ def test_one_dataset_fine_tunes_from_a_2d_plus_3d_pretraining(tmp_path: Path) ->
     with pytest.raises(UsageError, match="holds DPOT for 1D, 2D data, not 3D"):
         load_weights(_dpot(3, 0), str(lower))  # a whole-model load cannot transfer; model.init can
     load_pretrained(_dpot(3, 0), one_dimension(read_state_dict(lower), 3))  # the 2D blocks
+
+
+def test_model_init_reads_a_file_url_as_the_local_path(tmp_path: Path) -> None:
+    path = tmp_path / "init weights.pt"
+    torch.save({"model": _dpot(2, 0).state_dict()}, path)
+    assert read_state_dict(path.as_uri()).keys() == _dpot(2, 1).state_dict().keys()
+    with pytest.raises(UsageError, match="no fsspec backend reads 'nosuch://' URLs"):
+        read_state_dict("nosuch://host/model.pt")
