@@ -41,20 +41,25 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(report_error(exc)) from None
 
 
-def check_output_file(out: Path, force: bool) -> None:
-    """Refuse an ``--out`` that would replace an existing file (unless ``force``) or is a folder,
-    before any work: a results store, a data file or a run's config must not be overwritten by
-    a typo.
+def check_output_file(out: Path, force: bool, own_suffixes: tuple[str, ...] = ()) -> None:
+    """Refuse, before any work, an ``--out`` that would replace a file of another kind.
+
+    A file with one of ``own_suffixes`` (an earlier output of this format) is replaced; any
+    other existing file (a results store, a data file, a run's config) only with ``force``, so a
+    typo cannot destroy it. A folder or a device is never written to.
 
     Raises:
-        UsageError: ``out`` is a folder, or an existing file without ``force``.
+        UsageError: ``out`` is a folder or not a regular file, or another kind of file without ``force``.
     """
     from pdebench_core.errors import UsageError
 
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the path of the file to write")
-    if out.exists() and not force:
-        raise UsageError(f"--out {out} exists; pass --force to replace it, or give another path")
+    if out.exists() and not out.is_file():
+        raise UsageError(f"--out {out} is not a regular file; leave --out out to print to the terminal")
+    if out.exists() and not force and out.suffix.lower() not in own_suffixes:
+        raise UsageError(f"--out {out} exists and is no {'/'.join(own_suffixes) or 'output'} file; pass --force to "
+                         f"replace it, or give another path")
 
 
 def friendly(fn: Callable) -> Callable:

@@ -50,8 +50,6 @@ def leaderboard_command(
     """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked among rows measured alike."""
     from pdebench_core import leaderboard as lb
 
-    if out is not None:
-        check_output_file(out, force)
 
     store_rows = None
     if sweep:
@@ -64,6 +62,8 @@ def leaderboard_command(
     implied = SUFFIX_FORMATS.get(out.suffix.lower()) if out is not None else None
     if implied is not None and implied != fmt:
         raise UsageError(f"--out {out} names a {implied} file, but --format is {fmt}; make them agree")
+    if out is not None:
+        check_output_file(out, force, tuple(k for k, v in SUFFIX_FORMATS.items() if v == fmt))
     if out is not None and fmt == "table":
         raise UsageError(f"--out {out} needs a file format: add --format markdown, csv, json or html")
     if pivot:
@@ -249,7 +249,7 @@ def report_command(
     from pdebench_core.report import build_report
 
     if out is not None:
-        check_output_file(out, force)
+        check_output_file(out, force, (".html", ".htm"))
 
     path = build_report(run_id, out=out, n_trajectories=trajectories, rollout=rollout, device=device)
     typer.echo(str(path))

@@ -424,13 +424,15 @@ def test_every_format_renders_the_rows(fresh_home, tmp_path):
     out = tmp_path / "board.html"
     assert invoke(*args, "--out", str(out)).exit_code == 0  # format taken from the suffix
     assert out.read_text().startswith("<!DOCTYPE html>")
-    # an existing file is replaced only with --force: a typo must not overwrite the results store
+    # an earlier output is replaced; another kind of file only with --force: a typo must not
+    # overwrite the results store
     store = fresh_home / "results.sqlite"
     before = store.read_bytes()
     refused = invoke(*args, "--format", "csv", "--out", str(store))
-    assert refused.exit_code == 2 and "exists; pass --force" in refused.output and store.read_bytes() == before
-    assert invoke(*args, "--out", str(out)).exit_code == 2
-    assert invoke(*args, "--out", str(out), "--force").exit_code == 0
+    assert refused.exit_code == 2 and "exists and is no .csv file; pass --force" in refused.output
+    assert store.read_bytes() == before
+    assert invoke(*args, "--out", str(out)).exit_code == 0  # board.html again
+    assert invoke(*args, "--format", "html", "--out", "/dev/null").exit_code == 2  # a device
     assert invoke(*args, "--format", "csv", "--out", str(tmp_path)).exit_code == 2  # a folder
     mismatch = invoke(*args, "--format", "html", "--out", str(tmp_path / "board.csv"))
     assert mismatch.exit_code == 2 and "names a csv file, but --format is html" in mismatch.output

@@ -118,8 +118,10 @@ def test_report_does_not_replace_an_existing_file_without_force(smoke_home, tmp_
     config = smoke_home / "runs" / SMOKE_RUN / "config.yaml"
     before = config.read_text()
     refused = invoke("report", SMOKE_RUN, "--no-rollout", "--out", str(config))
-    assert refused.exit_code == 2 and "exists; pass --force" in refused.output
+    assert refused.exit_code == 2 and "exists and is no .html/.htm file; pass --force" in refused.output
     assert config.read_text() == before
+    smoke_report(smoke_home, tmp_path)
+    smoke_report(smoke_home, tmp_path)  # its own earlier report is replaced
 
 
 def test_report_of_a_smoke_run(smoke_home, tmp_path):
