@@ -254,9 +254,13 @@ def load_full_optimizer_state(model, optimizer, saved: dict[str, Any]) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     names = {parameter: _plain_name(name) for name, parameter in model.named_parameters()}
+    shape = [len(group["params"]) for group in optimizer.param_groups]
+    if [len(group["params"]) for group in saved["param_groups"]] != shape:
+        raise UsageError(f"the checkpoint's optimizer has parameter groups of other sizes than this run's {shape}; "
+                         f"resume it with the settings it was written with")
     number_to_name = {}
-    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups, strict=True):
-        number_to_name.update(zip(saved_group["params"], (names[p] for p in group["params"]), strict=True))
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
+        number_to_name.update(zip(saved_group["params"], (names[p] for p in group["params"])))
     states = {"state": {number_to_name[number]: value for number, value in saved["state"].items()},
               "param_groups": [{**group, "params": [number_to_name[n] for n in group["params"]]}
                                for group in saved["param_groups"]]}

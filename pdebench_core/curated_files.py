@@ -62,15 +62,21 @@ def mapping_at(value: Any, path: Path, where: str) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def list_at(value: Any, path: Path, where: str) -> list[Any]:
-    """``value`` as a list (``None`` is empty, a lone string a list of one).
+def list_at(value: Any, path: Path, where: str, lone_name: bool = False) -> list[Any]:
+    """``value`` as a list (``None`` is empty).
+
+    Args:
+        value: What the YAML holds at ``where``.
+        path: The file, for the message.
+        where: The key path inside the file.
+        lone_name: Take a lone string as a list of one name (``aliases: ns2d``).
 
     Raises:
-        DataError: ``value`` is a mapping or another non-list.
+        DataError: ``value`` is not a list (nor, with ``lone_name``, a string).
     """
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, str) and lone_name:
         return [value]
     if not isinstance(value, list):
         raise DataError(f"{path}: {where} must be a list, not a {_kind(value)}")

@@ -67,8 +67,8 @@ def _may_be_space(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
     text = str(exc).lower()
-    return not any(word in text for word in ("permission", "is a directory", "read-only", "unable to open",
-                                             "not a directory"))
+    return not any(word in text for word in ("permission", "is a directory", "read-only", "readonly",
+                                             "unable to open", "not a directory"))
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

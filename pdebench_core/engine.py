@@ -49,6 +49,11 @@ def _own_entry(saved: Any, my_rank: int) -> Any:
     return saved[my_rank] if my_rank < len(saved) else None
 
 
+def _ranks(first: int, stop: int) -> str:
+    """``"rank 1"`` or ``"ranks 2..3"``: the ranks ``first`` to ``stop - 1``."""
+    return f"rank {first}" if stop - first == 1 else f"ranks {first}..{stop - 1}"
+
+
 def _first_problem(exc: BaseException) -> str:
     """The first line of a load error that names a problem (torch's starts with a bare header)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -250,8 +255,8 @@ class Trainer:
     def _restore_random_state(self, state: dict[str, Any]) -> None:
         saved = len(state["rng"]) if isinstance(state["rng"], list) else self.world_size
         if saved != self.world_size:  # rank 0 logs for all: only its log reaches the run
-            fate = (f"ranks {saved}..{self.world_size - 1} start their noise afresh" if saved < self.world_size
-                    else f"the streams of ranks {self.world_size}..{saved - 1} are dropped")
+            fate = (f"{_ranks(saved, self.world_size)} start their noise afresh" if saved < self.world_size
+                    else f"the streams of {_ranks(self.world_size, saved)} are dropped")
             self.log(f"the checkpoint holds the random state of {saved} processes, this run has "
                      f"{self.world_size}: {fate}")
         rng, noise = _own_entry(state["rng"], self.rank), _own_entry(state["noise_rng"], self.rank)

@@ -172,7 +172,8 @@ class RunDir:
                                                              f"{status.get('host')} was gone)"})
 
     def write_status(self, state: str, **fields: Any) -> None:
-        """Replace ``status.json`` atomically, recording this process and host."""
+        """Replace ``status.json`` atomically, recording this process and host. ``pid`` and
+        ``process`` (its identity) go together: a caller that passes one passes both."""
         from pdebench_core.diskspace import write_failed
 
         status = {"state": state, "pid": os.getpid(), "process": process_identity(), "host": socket.gethostname(),

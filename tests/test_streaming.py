@@ -300,6 +300,7 @@ def test_data_commands_read_a_url_and_stats_caches_it_by_the_servers_version(ser
     ("http://127.0.0.1:8000/a.h5:/test", ("http://127.0.0.1:8000/a.h5", "test")),
     ("https://host/a.h5", ("https://host/a.h5", None)),
     ("C:/a.h5", ("C:/a.h5", None)),
+    ("data/a.h5:/group/train", ("data/a.h5", "group/train")),
 ])
 def test_a_readers_label_splits_into_file_and_dataset(label, parts):
     from pdebench_core.data.layouts.common import split_label

@@ -125,7 +125,7 @@ def load_table_protocol(name: str, near: Path | None = None) -> TableProtocol | 
     published = mapping_at(data.get("published"), path, "published")
     averages = mapping_at(published.get("averages"), path, "published.averages")
     for key, members in averages.items():
-        measures = {columns.get(str(m)) for m in list_at(members, path, f"published.averages.{key}")}
+        measures = {columns.get(str(m)) for m in list_at(members, path, f"published.averages.{key}", lone_name=True)}
         if len(measures) == 1 and None not in measures:
             columns[str(key)] = measures.pop()
     evaluation = mapping_at(data.get("evaluation"), path, "evaluation")

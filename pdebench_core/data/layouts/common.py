@@ -96,7 +96,9 @@ class H5Files:
         self.__init__(state["max_open"])
 
 
-_DATASET_LABEL = re.compile(r"(.{2,}):/([^/:]+)")  # two characters at least: "C:/x.h5" is a drive
+# "FILE:/dataset", the dataset maybe in a group ("a.h5:/group/train"); two characters at least
+# before ":/" ("C:/x.h5" is a drive) and none after it ("http://..." keeps its "//")
+_DATASET_LABEL = re.compile(r"(.{2,}?):/([^/:][^:]*)")
 
 
 def dataset_label(path: str, dataset: str) -> str:
