@@ -260,7 +260,6 @@ def _check_process_count(nproc: int, device: str) -> None:
                          f"use at most {limit} processes on CPU")
 
 
-_LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint")
 
 
 def _check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[str]:
@@ -282,7 +281,7 @@ def _check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[s
 def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
     """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
     (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
-    from pdebench_core.runs import LAUNCHER_COMMAND, command_line, new_run_id
+    from pdebench_core.runs import LAUNCH_OPTIONS, LAUNCHER_COMMAND, command_line, new_run_id
 
     argv = list(sys.argv[1:])
     cleaned, skip = [], False
@@ -290,10 +289,10 @@ def _launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -
         if skip:
             skip = False
             continue
-        if item in _LAUNCH_OPTIONS:
+        if item in LAUNCH_OPTIONS:
             skip = True
             continue
-        if item.startswith(tuple(f"{option}=" for option in _LAUNCH_OPTIONS)):
+        if item.startswith(tuple(f"{option}=" for option in LAUNCH_OPTIONS)):
             continue
         cleaned.append(item)
     run_id = resume or cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))

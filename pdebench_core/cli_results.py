@@ -187,8 +187,14 @@ def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: 
     typer.echo(repro.command)
     if repro.original:
         typer.echo(f"# original command: {repro.original}")
+    several_nodes = "--nnodes" in " ".join(repro.argv)
+    if several_nodes:
+        typer.echo("# a run on several machines: start this command on every one, each with its own --node-rank")
     if not execute:
         return
+    if several_nodes:
+        raise UsageError(f"'{run_id}' ran on several machines: --execute cannot start them; run the printed command "
+                         f"on each machine")
     argv = [sys.executable, "-m", "pdebench_core.cli", *repro.argv[1:]]
     code = subprocess.call(argv)
     if code != 0:

@@ -139,6 +139,10 @@ def run_dir_for(run_id: str) -> Path:
     return paths.runs_dir() / validate_run_id(run_id)
 
 
+#: Options of ``pdeb run`` that choose how a run is launched rather than what it computes; a
+#: rerun carries them over (the saved config holds the rest).
+LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
 #: Environment variable through which ``pdeb run --nproc-per-node N`` hands its own command
 #: line to the processes it launches (theirs lacks the launch options).
 LAUNCHER_COMMAND = "PDEB_LAUNCHER_COMMAND"

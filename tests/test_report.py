@@ -312,3 +312,17 @@ def test_a_run_without_the_jsonl_sink_is_still_known_to_have_trained(smoke_home)
     (run / "metrics.jsonl").unlink()
     page = report.build_report("no-jsonl", out=run / "r.html").read_text()
     assert "trained, but no intact checkpoint" in page and "untrained" not in page
+
+
+def test_a_run_on_several_machines_is_rerun_by_hand_on_each(smoke_home):
+    from pdebench_core.cli import app
+
+    run = smoke_home / "runs" / "two-nodes"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    (run / "command.txt").write_text("pdeb run --model fno --data ns2d --nnodes 2 --node-rank 0 "
+                                     "--rdzv-endpoint head:29500 --nproc-per-node 2\n")
+    shown = CliRunner().invoke(app, ["reproduce", "two-nodes"])
+    assert shown.exit_code == 0 and "--nnodes 2 --node-rank 0 --rdzv-endpoint head:29500" in shown.output
+    assert "start this command on every one, each with its own --node-rank" in shown.output
+    refused = CliRunner().invoke(app, ["reproduce", "two-nodes", "--execute"])
+    assert refused.exit_code == 2 and "--execute cannot start them" in " ".join(refused.output.split())

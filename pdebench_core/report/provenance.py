@@ -17,12 +17,8 @@ from typing import Any, Mapping
 from pdebench_core import paths
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.rundir import RunDir
-from pdebench_core.runs import run_dir_for
+from pdebench_core.runs import LAUNCH_OPTIONS, run_dir_for
 
-# Options of the original command that choose how a run is launched rather than what it
-# computes (the saved config holds the rest); they are carried over to the rerun.
-LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port",
-                  "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id")
 
 
 @dataclass
