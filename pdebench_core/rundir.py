@@ -310,5 +310,8 @@ def list_runs() -> list[dict[str, Any]]:
             continue
         run = RunDir(path)
         status = run.read_status()
-        items.append({"run_id": path.name, "state": run.state(), "error": status.get("error"), "path": str(path)})
+        state, error = run.state(), status.get("error")
+        if state != "running" and not run.config_file.is_file():  # it cannot be resumed, rerun or reported
+            state, error = "damaged", "config.yaml is missing"
+        items.append({"run_id": path.name, "state": state, "error": error, "path": str(path)})
     return items

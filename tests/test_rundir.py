@@ -33,6 +33,9 @@ def _dead_pid() -> int:
 def test_runs_lists_damaged_entries_instead_of_crashing(home):
     good = RunDir.create("good-run")
     good.write_status("finished")
+    good.config_file.write_text("run: {task: train}\n")
+    unconfigured = RunDir.create("no-config")
+    unconfigured.write_status("finished")  # its config.yaml was deleted: it cannot be resumed or reported
     broken = RunDir.create("broken-run")
     broken.status_file.write_text('{"state": "finis')  # cut off mid-write by an older version
     odd = RunDir.create("odd-run")
@@ -40,7 +43,7 @@ def test_runs_lists_damaged_entries_instead_of_crashing(home):
     result = runner.invoke(app, ["runs", "--json"])
     assert result.exit_code == 0, result.output
     states = {item["run_id"]: item["state"] for item in json.loads(result.stdout)}
-    assert states == {"good-run": "finished", "broken-run": "damaged", "odd-run": "damaged"}
+    assert states == {"good-run": "finished", "broken-run": "damaged", "odd-run": "damaged", "no-config": "damaged"}
     table = runner.invoke(app, ["runs"], terminal_width=60)
     assert table.exit_code == 0 and "broken-run" in table.output and "Traceback" not in table.output
 
@@ -62,6 +65,7 @@ def test_status_is_written_atomically_with_pid_and_host(home, monkeypatch):
 
 def test_dead_running_process_shows_as_interrupted(home):
     run = RunDir.create("killed")
+    run.config_file.write_text("run: {task: train}\n")
     run.write_status("running")
     assert run.state() == "running"  # this process is alive
     status = json.loads(run.status_file.read_text())
