@@ -180,7 +180,8 @@ def _column(entry: Mapping[str, Any], path: Path) -> Column:
     values = {k: entry[k] for k in COLUMN_KEYS}
     try:
         values["grid"] = tuple(int(n) for n in list_at(entry["grid"], path, f"column '{entry['key']}'.grid"))
-        values["fields"] = tuple(str(f) for f in list_at(entry["fields"], path, f"column '{entry['key']}'.fields", lone_name=True))
+        fields = list_at(entry["fields"], path, f"column '{entry['key']}'.fields", lone_name=True)
+        values["fields"] = tuple(str(f) for f in fields)
         for key in ("n_frames", "t_in", "horizon", "train_size", "test_size", "eval_test_size"):
             values[key] = int(entry[key])
     except (TypeError, ValueError):

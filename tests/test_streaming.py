@@ -316,5 +316,6 @@ def test_a_file_url_is_the_local_path_and_an_unknown_protocol_is_one_line(tmp_pa
     assert unknown.exit_code == 2 and "no fsspec backend reads 'nosuch://' URLs" in unknown.output
     from pdebench_core.config import build_config
 
-    cfg = build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={(tmp_path / 'local.h5').as_uri()}"])
+    uri = (tmp_path / "local.h5").as_uri()
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={uri}"])
     assert cfg.data.ns2d.path == str(tmp_path / "local.h5")

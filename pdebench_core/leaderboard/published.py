@@ -102,7 +102,8 @@ def _load_folder(folder: Path) -> PublishedTables:
     datasets = {name: mapping_at(entry, path, f"datasets.{name}")
                 for name, entry in mapping_at(data.get("datasets"), path, "datasets").items()}
     for name, entry in datasets.items():
-        entry["aliases"] = [str(a) for a in list_at(entry.get("aliases"), path, f"datasets.{name}.aliases", lone_name=True)]
+        aliases = list_at(entry.get("aliases"), path, f"datasets.{name}.aliases", lone_name=True)
+        entry["aliases"] = [str(a) for a in aliases]
     setting_keys = {name: [str(k) for k in list_at(keys, path, f"setting_keys.{name}", lone_name=True)]
                     for name, keys in mapping_at(data.get("setting_keys"), path, "setting_keys").items()}
     models = {label: (None if ours is None else str(ours))
@@ -118,8 +119,9 @@ def _check_labels(tables: PublishedTables) -> None:
         label = str(spec.get("label") or key)
         where = tables.folders.get(key, tables.directory)
         if label.lower() in RESERVED_LABELS or key.lower() in RESERVED_LABELS:
-            raise DataError(f"{where}/sources.yaml: table '{key}' may not be called '{label}' ({', '.join(RESERVED_LABELS)} "
-                            f"name the leaderboard's own rows); give it another key and label")
+            raise DataError(f"{where}/sources.yaml: table '{key}' may not be called '{label}' "
+                            f"({', '.join(RESERVED_LABELS)} name the leaderboard's own rows); give it another key "
+                            f"and label")
         if label.lower() in seen:  # told apart by case alone, they read as one in the source column
             raise DataError(f"{where}/sources.yaml: tables '{seen[label.lower()]}' and '{key}' share the label "
                             f"'{label}'; give each its own")
@@ -139,7 +141,8 @@ def _checked_source(spec: Any, path: Path, where: str) -> dict[str, Any]:
             if not isinstance(spec.get(key), str):
                 raise DataError(f"{path}: {where} is a long table and needs '{key}', the CSV column that holds it")
     spec["unchecked"] = mapping_at(spec.get("unchecked"), path, f"{where}.unchecked")
-    spec["unchecked"]["datasets"] = list_at(spec["unchecked"].get("datasets"), path, f"{where}.unchecked.datasets", lone_name=True)
+    spec["unchecked"]["datasets"] = list_at(spec["unchecked"].get("datasets"), path, f"{where}.unchecked.datasets",
+                                            lone_name=True)
     return spec
 
 

@@ -159,7 +159,8 @@ class SweepDir:
             except FileExistsError:
                 holder = _read_json(lock) or {}
                 pid, host = holder.get("pid"), holder.get("host")
-                if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid, holder.get("process")):
+                gone = isinstance(pid, int) and not process_alive(pid, holder.get("process"))
+                if host == socket.gethostname() and gone:
                     lock.unlink(missing_ok=True)
                     continue
                 raise UsageError(f"sweep '{self.sweep_id}' is being run by process {pid} on {host}; wait for it, "
