@@ -701,9 +701,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--n-train", "-1"], "--n-train -1: a split holds a whole number of trajectories, at least 1"),
-    (["--n-train", "0"], "--n-train 0: a split holds a whole number of trajectories, at least 1"),
-    (["--n-val", "-5"], "--n-val -5: a split holds a whole number of trajectories, at least 0"),
+    (["--n-train", "-1"], "-1 train trajectories (--n-train): a split holds at least 1"),
+    (["--n-train", "0"], "0 train trajectories (--n-train): a split holds at least 1 (a model trains on it)"),
+    (["--n-val", "-5"], "-5 val trajectories (--n-val): a split holds at least 0"),
 ])
 def test_convert_refuses_split_sizes_that_make_no_sense(tmp_path, args, message):
     fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)

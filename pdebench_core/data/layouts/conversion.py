@@ -117,8 +117,9 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     wanted = {s: (counts or {}).get(s) for s in SPLITS}
     for split, count in wanted.items():
         if count is not None and (count < 0 or (split == "train" and count == 0)):
-            raise DataError(f"--n-{split} {count}: a split holds a whole number of trajectories, at least "
-                            f"{1 if split == 'train' else 0}" + (" (a model trains on it)" if split == "train" else ""))
+            least = 1 if split == "train" else 0
+            raise DataError(f"{count} {split} trajectories (--n-{split}): a split holds at least {least}"
+                            + (" (a model trains on it)" if split == "train" else ""))
     found = open_layout(src, format)
     plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
     for message in messages:  # the split sizes differ from those asked for: say so
