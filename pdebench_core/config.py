@@ -16,8 +16,6 @@ Layout of a resolved config::
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -322,12 +320,10 @@ def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[s
 
 
 def config_hash(cfg: Any) -> str:
-    """Stable hash of everything that changes results (the run id is left out)."""
-    OmegaConf = _omegaconf()
-    data = OmegaConf.to_container(cfg, resolve=True)
-    data.get("run", {}).pop("run_id", None)
-    data.pop("sinks", None)  # where results are written does not change them
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stable hash of everything that changes results (see :func:`settings.settings_digest`)."""
+    from pdebench_core.settings import settings_digest
+
+    return settings_digest(_omegaconf().to_container(cfg, resolve=True))
 
 
 def _check_not_contradicted(option: str, value: Any, section: str, key: str, *layers: Mapping[str, Any]) -> None:

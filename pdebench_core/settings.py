@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional
 
 PROFILES = ("smoke", "small", "paper")
+
+
+def settings_digest(config: Mapping[str, Any], without_seed: bool = False) -> str:
+    """16 hex digits of the settings that change a run's results: its resolved config without
+    the run id and where results go (``run.sinks`` and every ``sinks.<name>`` section).
+
+    Args:
+        config: A resolved config as plain data.
+        without_seed: Leave ``run.seed`` out too (repeats of one experiment share the digest).
+    """
+    data = json.loads(json.dumps(dict(config), default=str))
+    data.pop("sinks", None)
+    run = data.get("run")
+    if isinstance(run, dict):
+        for key in ("run_id", "sinks", *(("seed",) if without_seed else ())):
+            run.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -265,7 +265,8 @@ def test_non_finite_rows_are_failed_and_never_pooled(fresh_home):
 def test_pooling_needs_the_same_config_and_the_same_data(fresh_home):
     base = store_row("x", seed=1)["config"]
     other = json.loads(json.dumps(base))
-    other["run"].update(seed=7, run_id="y", sinks=["jsonl"])
+    other["run"].update(seed=7, run_id="y", sinks=["jsonl", "csv"])
+    other["sinks"] = {"csv": {"filename": "other.csv"}}  # where results go: not another experiment
     assert lb.seedless_hash(base) == lb.seedless_hash(other)
     other["data"]["ns2d"]["n_train"] = 16
     assert lb.seedless_hash(base) != lb.seedless_hash(other)

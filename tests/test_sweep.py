@@ -306,3 +306,21 @@ def test_the_leaderboard_of_a_sweep_without_a_finished_run_says_so(fresh_home):
 
     board = CliRunner().invoke(app, ["leaderboard", "--sweep", "all-failed"])
     assert board.exit_code == 2 and "sweep 'all-failed' has no finished run yet" in " ".join(board.output.split())
+
+
+def test_a_run_with_other_sinks_counts_as_the_same_experiment(fresh_home):
+    """Where results go does not change them: a finished 'pdeb run' with an extra sink is the
+    sweep's combination, and it is pooled with it on the leaderboard."""
+    from pdebench_core.cli import app
+    from pdebench_core.config import build_config, config_hash
+
+    base = build_config(model="fno", data="ns2d", profile="smoke", device="cpu", overrides=["train.max_steps=2"])
+    other = build_config(model="fno", data="ns2d", profile="smoke", device="cpu",
+                         overrides=["train.max_steps=2", "run.sinks=[jsonl,sqlite,tensorboard]"])
+    assert config_hash(base) == config_hash(other)
+    run = CliRunner().invoke(app, ["run", "--model", "fno", "--data", "ns2d", *SMOKE, "run.sinks=[sqlite]",
+                                   "--run-id", "sqlite-only", "--quiet"])
+    assert run.exit_code == 0, run.output
+    result, outcome = sweep("--model", "fno", "--data", "ns2d", *SMOKE)
+    assert result.exit_code == 0, result.output
+    assert outcome["started"] == 0 and outcome["combinations"][0]["run_id"] == "sqlite-only"

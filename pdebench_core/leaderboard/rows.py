@@ -9,18 +9,17 @@ parameter count, from which ``size`` is derived.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+
+from pdebench_core.settings import settings_digest
 
 from .measures import PAPER_PROFILE, Measure, grid_text
 
 LOCAL = "local"
 
 # Parts of a run config that never change the numbers: left out when pooling seeds.
-SEED_KEYS = ("seed", "run_id", "sinks")
 
 
 @dataclass
@@ -169,19 +168,14 @@ def size_label(n_params: Any) -> str | None:
 
 
 def seedless_hash(config: Mapping[str, Any] | None, fallback: str = "") -> str:
-    """Hash of a resolved run config with ``run.seed``, ``run.run_id`` and ``run.sinks`` left out.
+    """Hash of a resolved run config with ``run.seed``, the run id and the sinks left out.
 
     Runs with the same seedless hash (and model, dataset, task, data hash) are repeats of one
     experiment with different seeds, pooled into one leaderboard row.
     """
     if not config:
         return fallback
-    data = json.loads(json.dumps(config, default=str))
-    run = data.get("run")
-    if isinstance(run, dict):
-        for key in SEED_KEYS:
-            run.pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_digest(config, without_seed=True)
 
 
 def _int_or_none(value: Any) -> int | None:

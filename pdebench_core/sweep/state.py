@@ -14,7 +14,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pdebench_core.rundir import RunDir, process_alive
 from pdebench_core.sweep.jobs import JobSpec, run_id_for
@@ -155,7 +155,7 @@ class Judge:
         """A finished run with this combination's config and data, if there is one."""
         wanted = self.plan.config_hashes[index]
         candidates = [record["run_id"]] if record and record.get("run_id") else []
-        candidates += [r["run_id"] for r in self.rows if r.get("config_hash") == wanted]
+        candidates += [r["run_id"] for r in self.rows if _stored_hash(r) == wanted]
         current: Callable[[], str] = _once(lambda: current_data_hash(
             build_point_config(self.plan.shared, self.plan.points[index])))
         for run_id in dict.fromkeys(candidates):
@@ -196,6 +196,15 @@ def _once(compute: Callable[[], str]) -> Callable[[], str]:
         return box[0]
 
     return value
+
+
+def _stored_hash(row: Mapping[str, Any]) -> str | None:
+    """A result row's config hash, computed again from its stored config: rows written by an
+    earlier pdeb may hold a hash that counted settings no longer counted (``run.sinks``)."""
+    from pdebench_core.settings import settings_digest
+
+    config = row.get("config")
+    return settings_digest(config) if isinstance(config, Mapping) and config else row.get("config_hash")
 
 
 def _config_hash_of(run: RunDir) -> str | None:
