@@ -23,8 +23,8 @@ from pdebench_core import plugins
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
 from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
-from pdebench_core.validation import (check_generator_settings_with_path, check_required, check_sections,
-                                      check_values, resolve_interpolations)
+from pdebench_core.validation import (check_declared_dims, check_generator_settings_with_path, check_required,
+                                      check_sections, check_values, resolve_interpolations)
 
 SECTIONS = ("run", "model", "data", "train", "eval", "task", "sinks")
 
@@ -235,6 +235,7 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
         regs["metric"].get(str(metric))
     check_required(cfg)
     check_values(cfg)
+    check_declared_dims(model_comp, [regs["dataset"].get(name) for name in cfg.data])
     return cfg
 
 

@@ -200,3 +200,19 @@ def _differs(given: Any, stated: Any) -> bool:
         return abs(float(given) - float(stated)) > 1e-12 * max(1.0, abs(float(stated)))
     except (TypeError, ValueError):
         return str(given) != str(stated)
+
+
+def check_declared_dims(model: Any, datasets: list[Any]) -> None:
+    """Refuse, before any data is generated or read, data whose registered dimension the model's
+    registered ``dims`` exclude, or datasets of several dimensions for a model without
+    ``mixed_dims`` (the same checks run again on the built data, for undeclared dimensions)."""
+    for dataset in datasets:
+        if dataset.dims and model.dims and not set(dataset.dims) & set(model.dims):
+            ndim = "/".join(f"{d}D" for d in dataset.dims)
+            raise UsageError(f"model '{model.name}' supports {', '.join(f'{d}D' for d in model.dims)} data, but "
+                             f"'{dataset.name}' is {ndim}; pick a model that lists {dataset.dims[0]} in 'pdeb models'")
+    fixed = {dataset.name: dataset.dims[0] for dataset in datasets if len(dataset.dims) == 1}
+    if len(set(fixed.values())) > 1 and not model.mixed_dims:
+        listing = ", ".join(f"{name} ({ndim}D)" for name, ndim in fixed.items())
+        raise UsageError(f"model '{model.name}' cannot train on datasets of different dimensions at once: {listing}; "
+                         f"run them separately or use a model with mixed-dimension support (dpot)")

@@ -121,10 +121,16 @@ def cube_plugin():
 
 
 def test_model_refuses_data_of_another_dimension(fresh_home, cube_plugin):
+    # both declare their dimensions: refused with the config, before any data is built
+    with pytest.raises(UsageError, match=r"model 'flat2d' supports 2D data, but 'cube3d' is 3D"):
+        build_config(model="flat2d", data="cube3d", profile="smoke", device="cpu")
+    assert not (fresh_home / "runs").exists() or not any((fresh_home / "runs").iterdir())
+    # a dataset that declares none is refused once its data shows its dimension, nothing half-written
+    plugins.get("dataset", "cube3d").dims = ()
     cfg = build_config(model="flat2d", data="cube3d", profile="smoke", device="cpu")
     with pytest.raises(UsageError, match=r"model 'flat2d' supports 2D data, but 'cube3d' is 3D"):
         execute(cfg, quiet=True)
-    assert not any((fresh_home / "runs").iterdir())  # nothing half-written
+    assert not any((fresh_home / "runs").iterdir())
 
 
 def test_persistence_evaluates_in_3d(fresh_home, cube_plugin):

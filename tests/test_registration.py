@@ -110,9 +110,9 @@ def test_bundled_plugins_declare_dims_as_parameters_and_no_dead_keys():
 def test_default_task_comes_from_the_registration(fresh_home):
     with plugin(Typed, "typed"):
         # typed-model builds nothing, but the config is resolved before any model exists
-        cfg = build_config(model="typed-model", data="burgers1d", profile="smoke")
+        cfg = build_config(model="typed-model", data="ns2d", profile="smoke")
         assert cfg.run.task == "evaluate"
-        assert build_config(model="typed-model", data="burgers1d", task="train", profile="smoke").run.task == "train"
+        assert build_config(model="typed-model", data="ns2d", task="train", profile="smoke").run.task == "train"
 
 
 def _dataset(name, shape, fields=("u",)):
