@@ -309,3 +309,23 @@ def test_model_plugin_binds_the_checks_to_its_factory_and_profiles():
                         register_models=package.register_models)
     with pytest.raises(AssertionError, match="output shape"):
         wrong.check_contract(wrong.smoke, toy_spec((8,)))
+
+
+def test_the_plugin_checks_default_to_the_dimensions_the_model_registers():
+    """A model registered for 2D data only passes the shared checks without restating its dims."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from pdebench_core.model_plugin import folded_model
+    from pdebench_core.testing.models import ModelPlugin
+
+    @dataclass
+    class FlatConfig:
+        width: int = 4
+
+    build, register_models = folded_model(
+        "flat-2d", FlatConfig, {"smoke": {}, "small": {}, "paper": {}}, "pdeb_fno.model:FNO",
+        description="a 2D-only model", paper="none", dims=(2,))
+    model = ModelPlugin.of(SimpleNamespace(register_models=register_models), "flat-2d", FlatConfig)
+    assert model.dims == (2,)
+    assert "supports 2D data" in model.check_rejects_unsupported_dims(model.smoke)

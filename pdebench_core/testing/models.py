@@ -295,6 +295,8 @@ class ModelPlugin:
         config: Its config dataclass.
         profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``.
         register_models: Its ``register_models`` hook.
+        dims: The dimensions the hook registers for it (``(1, 2, 3)`` when it declares none); the
+            checks that name dimensions default to these.
     """
 
     name: str
@@ -302,6 +304,7 @@ class ModelPlugin:
     config: type
     profiles: Mapping[str, Mapping[str, Any]]
     register_models: Callable[..., Any]
+    dims: tuple[int, ...] = (1, 2, 3)
 
     @classmethod
     def of(cls, package: Any, name: str, config: type,
@@ -324,16 +327,18 @@ class ModelPlugin:
         if name not in found:
             raise AssertionError(f"register_models registered {sorted(found)}, not '{name}'")
         factory, card = found[name]
-        return cls(name, factory, config, card.get("profiles") or {}, hook)
+        declared = card.get("dims")
+        dims = (declared,) if isinstance(declared, int) else tuple(declared or (1, 2, 3))
+        return cls(name, factory, config, card.get("profiles") or {}, hook, dims)
 
     @property
     def smoke(self) -> Any:
         """The config of the ``smoke`` profile."""
         return dataclasses.replace(self.config(), **self.profiles["smoke"])
 
-    def check_card(self, dims: Sequence[int] = (1, 2, 3)) -> dict[str, Any]:
-        """:func:`check_model_card` for this plugin."""
-        return check_model_card(self.register_models, self.name, self.build, self.config, dims=dims)
+    def check_card(self, dims: Sequence[int] | None = None) -> dict[str, Any]:
+        """:func:`check_model_card` for this plugin (``dims``: default the registered ones)."""
+        return check_model_card(self.register_models, self.name, self.build, self.config, dims=dims or self.dims)
 
     def check_contract(self, cfg: Any, spec: DataSpec, batch: int = 2) -> "torch.nn.Module":
         """:func:`check_model_contract` of this plugin's factory."""
@@ -343,9 +348,10 @@ class ModelPlugin:
         """:func:`check_model_learns` of this plugin's factory; ``options`` pass through."""
         return check_model_learns(self.build, cfg, spec, steps, factor, **options)
 
-    def check_rejects_unsupported_dims(self, cfg: Any, dims: Sequence[int] = (1, 2, 3)) -> str:
-        """:func:`check_rejects_unsupported_dims` of this plugin's factory."""
-        return check_rejects_unsupported_dims(self.build, cfg, dims=dims)
+    def check_rejects_unsupported_dims(self, cfg: Any, dims: Sequence[int] | None = None) -> str:
+        """:func:`check_rejects_unsupported_dims` of this plugin's factory (``dims``: default the
+        registered ones)."""
+        return check_rejects_unsupported_dims(self.build, cfg, dims=dims or self.dims)
 
 
 __all__ = [
