@@ -389,7 +389,9 @@ def train_model(ctx: RunContext, model, mixture: Mixture, input_noise=None) -> "
     )
     if ctx.resume:
         resume_trainer(ctx, trainer)
-    started = time.perf_counter()
+    started, first_step = time.perf_counter(), trainer.step
     trainer.fit(on_eval=validation_hook(ctx, model, mixture))
-    ctx.log(f"trained {trainer.step} steps in {time.perf_counter() - started:.1f}s")
+    taken = trainer.step - first_step
+    since = f" (from step {first_step} to {trainer.step})" if first_step else ""
+    ctx.log(f"trained {taken} steps{since} in {time.perf_counter() - started:.1f}s")
     return trainer

@@ -49,7 +49,7 @@ def test_more_steps_on_a_constant_schedule_extend_the_run(finished_run, tmp_path
     result = runner.invoke(app, ["run", "--resume", "grow", "--quiet", "train.max_steps=6", "train.log_every=3"])
     assert result.exit_code == 0, result.output
     log = (ctx.run_dir / "log.txt").read_text()
-    assert "resumed from step 4" in log and "trained 6 steps" in log
+    assert "resumed from step 4" in log and "trained 2 steps (from step 4 to 6)" in log
     assert "max_steps: 6" in (ctx.run_dir / "config.yaml").read_text()
 
 
