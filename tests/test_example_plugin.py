@@ -59,14 +59,15 @@ def test_example_plugin_honours_data_path(private_home, pdeb, tmp_path):
     assert not list(private_home.rglob("heat1d-*.h5"))  # nothing was generated
 
 
-def test_example_plugin_passes_the_checks_the_docs_recommend():
+def test_example_plugin_passes_the_checks_the_docs_recommend(private_home):
     import pdeb_example
-    from pdeb_example import ConvStepperConfig, Heat1dConfig, build_heat1d
+    from pdeb_example import HEAT1D, ConvStepperConfig, Heat1dConfig
 
-    from pdebench_core.testing import check_dataset_registration
+    from pdebench_core.testing import check_dataset_registration, check_generated_dataset
     from pdebench_core.testing.models import ModelPlugin, toy_spec
 
-    check_dataset_registration(pdeb_example.register_datasets, "heat1d", factory=build_heat1d, config=Heat1dConfig)
+    check_dataset_registration(pdeb_example.register_datasets, "heat1d", factory=HEAT1D, config=Heat1dConfig)
+    check_generated_dataset(HEAT1D, HEAT1D.config_for("smoke"))  # the cache key, the cache, batch sizes
     model = ModelPlugin.of(pdeb_example, "conv-stepper", ConvStepperConfig)
     model.check_card(dims=(1, 2))
     model.check_contract(model.smoke, toy_spec((16, 16), fields=("u", "v"), t_out=2))

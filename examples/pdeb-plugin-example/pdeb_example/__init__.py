@@ -8,21 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
-
-# Defaults per profile: `smoke` finishes in seconds (tests use it), `small` is the config
-# defaults, `paper` a larger setting for GPUs.
-HEAT1D_PROFILES = {
-    "smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2},
-    "small": {},
-    "paper": {"resolution": 256, "n_frames": 50, "n_train": 1024, "n_val": 128, "n_test": 128},
-}
-CONV_STEPPER_PROFILES = {"smoke": {"width": 8, "depth": 2}, "small": {}, "paper": {"width": 64, "depth": 5}}
+from pdebench_core.data.config import GeneratedConfig
+from pdebench_core.data.generation import GeneratedDataset
 
 
 @dataclass
-class Heat1dConfig(DatasetConfig):
-    """Settings of ``heat1d`` (``data.heat1d.<key>``).
+class Heat1dConfig(GeneratedConfig):
+    """Settings of ``heat1d`` (``data.heat1d.<key>``); the defaults are the ``small`` profile.
 
     Attributes:
         diffusivity: Heat diffusivity ``kappa`` in ``u_t = kappa * u_xx``.
@@ -36,6 +28,35 @@ class Heat1dConfig(DatasetConfig):
     n_frames: int = 30
     dt: float = 0.05
     n_modes: int = 8
+
+
+# Defaults per profile: `smoke` finishes in seconds (tests use it), `small` is the config
+# defaults, `paper` a larger setting for GPUs.
+HEAT1D_PROFILES = {
+    "smoke": {"resolution": 32, "n_frames": 14, "n_train": 8, "n_val": 2, "n_test": 2},
+    "small": {},
+    "paper": {"resolution": 256, "n_frames": 50, "n_train": 1024, "n_val": 128, "n_test": 128},
+}
+CONV_STEPPER_PROFILES = {"smoke": {"width": 8, "depth": 2}, "small": {}, "paper": {"width": 64, "depth": 5}}
+
+
+def _solve(cfg, batch):
+    from pdeb_example.heat import solve_trajectories  # torch is imported only when data is made
+
+    return solve_trajectories(cfg, batch)
+
+
+def _spec(cfg):
+    from pdeb_example.heat import heat_spec
+
+    return heat_spec(cfg)
+
+
+# The core derives the cache key from every setting (and this version: bump it when the
+# solver's numbers change), seeds each trajectory, cuts the splits, reads `path=` files.
+HEAT1D = GeneratedDataset(name="heat1d", config=Heat1dConfig, solve=_solve, spec=_spec, version=1,
+                          profiles=HEAT1D_PROFILES, default_resolution=64,
+                          provenance={"generator": "pdeb_example.heat"})
 
 
 @dataclass
@@ -53,13 +74,6 @@ class ConvStepperConfig:
     kernel_size: int = 5
 
 
-def build_heat1d(cfg: Heat1dConfig):
-    """Generate (or reuse) the cached heat-equation trajectories."""
-    from pdeb_example.heat import build_dataset
-
-    return build_dataset(cfg)
-
-
 def build_conv_stepper(cfg: ConvStepperConfig, spec):
     """Build the convolutional stepper for ``spec``."""
     from pdeb_example.stepper import ConvStepper
@@ -70,8 +84,8 @@ def build_conv_stepper(cfg: ConvStepperConfig, spec):
 @hookimpl
 def register_datasets(register):
     """Add ``heat1d``."""
-    register(
-        "heat1d", build_heat1d, config=Heat1dConfig, profiles=HEAT1D_PROFILES, dims=(1,),
+    HEAT1D.register(
+        register, dims=(1,),
         description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", fields=["u"],
         resolution="32 (smoke), 64 (small), 256 (paper)", dt=0.05, boundary="periodic",
         parameters="kappa = 0.01; 8 random Fourier modes", source="generated (exact solution)", license="MIT",
