@@ -68,7 +68,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
         return
     table = Table(title="plugins")
     for column in ("name", "origin", "version", "hooks", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name", overflow="fold")
     for i in infos:
         status = f"[red]failed: {i.error}[/red]" if i.error else "[green]ok[/green]"
         table.add_row(i.name, i.origin, i.version, ", ".join(h.replace("register_", "") for h in i.hooks), status)
@@ -407,13 +407,15 @@ def _print_results(ctx) -> None:
     if not results:
         return
     names = sorted({m for values in results.values() for m in values})
-    table = Table(title=f"run {ctx.run_id}")
+    console = _console()
+    console.print(f"run {ctx.run_id}", highlight=False, soft_wrap=True)  # whole, to copy into other commands
+    table = Table()
     table.add_column("dataset")
     for name in names:
         table.add_column(name, justify="right")
     for dataset, values in results.items():
         table.add_row(dataset, *[f"{values[n]:.4g}" if n in values else "" for n in names])
-    _console().print(table)
+    console.print(table)
 
 
 @app.command()
