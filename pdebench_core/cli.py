@@ -324,11 +324,10 @@ def _record_launch_outcome(run_id: str, code: int, failures: list[str]) -> None:
     stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
     if not stopped:
         return  # process 0 recorded its own error (or the run finished)
-    kept = {k: v for k, v in status.items() if k not in ("state", "error", "pid", "process", "host", "updated")}
     if failures:
-        run.write_status("failed", **kept, error=failures[0])
+        run.restate("failed", failures[0])
     elif code in (128 + int(signal.SIGINT), 128 + int(signal.SIGTERM)):
-        run.write_status("interrupted", **kept, error=f"stopped by {signal.Signals(code - 128).name}")
+        run.restate("interrupted", f"stopped by {signal.Signals(code - 128).name}")
 
 
 def _torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda reason: None) -> int:

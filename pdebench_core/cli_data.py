@@ -124,12 +124,10 @@ def convert(
     The file's own splits are kept whole; a file without splits is cut in index
     order: train first, then val, then test (80/10/10 unless counts are given).
     """
-    from pdebench_core.data.layouts import convert as convert_file
-    from pdebench_core.data.layouts import describe_path
-
     import warnings
 
-    from pdebench_core.data.layouts import SplitWarning
+    from pdebench_core.data.layouts import SplitWarning, describe_path
+    from pdebench_core.data.layouts import convert as convert_file
 
     counts = {"train": n_train, "val": n_val, "test": n_test}
     with user_errors(), warnings.catch_warnings(record=True) as caught:

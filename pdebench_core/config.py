@@ -280,11 +280,17 @@ def _data_sections(data: str | Sequence[str] | None, user: Mapping[str, Any], cl
         layers = [(layer.get("data") or {}).get(name) for layer in (user, cli)]
         sections[name] = _section(comp.config, f"data.{name}", profile_of(comp, prof), *layers)
         _absolute_path(sections[name])
-        # A setting equal to its default was not chosen (a saved config, rerun or resumed, holds them all).
-        defaults = _section(comp.config, f"data.{name}", profile_of(comp, prof))
-        given = {k: v for layer in layers for k, v in (layer or {}).items() if k not in defaults or v != defaults[k]}
+        given = _chosen(comp, f"data.{name}", prof, *layers)
         check_generator_settings_with_path(name, comp, sections[name], given)
     return sections
+
+
+def _chosen(comp: Component, where: str, prof: str, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings of ``layers`` that differ from the component's defaults under profile
+    ``prof``: one equal to its default was not chosen (a saved config, rerun or resumed, holds
+    them all)."""
+    defaults = _section(comp.config, where, profile_of(comp, prof))
+    return {k: v for layer in layers for k, v in (layer or {}).items() if k not in defaults or v != defaults[k]}
 
 
 def _all_defaults(regs: Mapping[str, Any], name: str, settings: Any, prof: str) -> bool:
@@ -293,8 +299,7 @@ def _all_defaults(regs: Mapping[str, Any], name: str, settings: Any, prof: str) 
     comp = regs["sink"].get(name) if name in regs["sink"] else None
     if comp is None or comp.config is None or not isinstance(settings, Mapping):
         return False
-    defaults = _section(comp.config, f"sinks.{name}", profile_of(comp, prof))
-    return all(key in defaults and defaults[key] == value for key, value in settings.items())
+    return not _chosen(comp, f"sinks.{name}", prof, settings)
 
 
 def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[str, Any],

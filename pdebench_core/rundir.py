@@ -159,17 +159,34 @@ class RunDir:
         Raises:
             UsageError: no such run, it is not running, or its process is alive on this machine.
         """
-        status = self.read_status()
         if not self.path.is_dir():
             raise UsageError(f"no run '{self.run_id}' under {self.path.parent}; check the id with 'pdeb runs'")
+        status, state = self.read_status(), self.state()
         if status["state"] != "running":
-            raise UsageError(f"run '{self.run_id}' is {self.state()}, not running; nothing to mark")
-        if self.state() == "running" and status.get("host") == socket.gethostname():
+            raise UsageError(f"run '{self.run_id}' is {state}, not running; nothing to mark")
+        if state == "running" and status.get("host") == socket.gethostname():
             raise UsageError(f"run '{self.run_id}' is still running (process {status.get('pid')} on this machine); "
                              f"stop it first")
-        kept = {k: v for k, v in status.items() if k not in ("state", "pid", "process", "host", "updated")}
-        self.write_status("interrupted", **{**kept, "error": f"marked interrupted (process {status.get('pid')} on "
-                                                             f"{status.get('host')} was gone)"})
+        self.restate("interrupted", f"marked interrupted (process {status.get('pid')} on {status.get('host')} was "
+                                    f"gone)")
+
+    def restate(self, state: str, error: str) -> None:
+        """Replace the state and error of ``status.json``, keeping what else it records (when the
+        run started, its results); written by this process, for one whose own record is stale."""
+        kept = {k: v for k, v in self.read_status().items()
+                if k not in ("state", "error", "pid", "process", "host", "updated")}
+        self.write_status(state, **kept, error=error)
+
+    def append_log(self, message: str) -> str:
+        """Append ``[HH:MM:SS] message`` to ``log.txt``; the line written.
+
+        Raises:
+            OSError: the log cannot be written.
+        """
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        with open(self.log_file, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+        return line
 
     def write_status(self, state: str, **fields: Any) -> None:
         """Replace ``status.json`` atomically, recording this process and host. ``pid`` and

@@ -328,11 +328,8 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
 
 def _log_line(run: RunDir, message: str) -> None:
     """Append to the run's log without printing (the console has the error line already)."""
-    try:
-        with open(run.log_file, "a", encoding="utf-8") as log:
-            log.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # the status holds the error whatever happens to the log
+        run.append_log(message)
 
 
 def _run_task(task, ctx: RunContext) -> Any:

@@ -95,9 +95,7 @@ class RunContext:
 
         if not self.is_main:
             return
-        line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}"
-        with open(RunDir(self.run_dir).log_file, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        line = RunDir(self.run_dir).append_log(message)
         if not self.quiet:
             from rich.console import Console
 

@@ -87,14 +87,10 @@ def local_or_url(text: str) -> str:
     protocol = parts.scheme.lower()
     if protocol in LOCAL_PROTOCOLS:
         if parts.netloc not in ("", "localhost"):
-            from pdebench_core.errors import UsageError
-
             raise UsageError(f"{text} names a file on host '{parts.netloc}'; give a local path (file:///path) "
                              f"or an http(s):// URL")
         return url2pathname(parts.path)  # unquoted; on Windows "/C:/a%20b" becomes "C:\\a b"
     if _URL.match(text) and protocol not in _known_protocols():
-        from pdebench_core.errors import UsageError
-
         raise UsageError(f"{text}: no fsspec backend reads '{protocol}://' URLs; give a local path or an "
                          f"http(s)://, s3://, gs://, hf:// ... URL (see docs/streaming.md)")
     return text

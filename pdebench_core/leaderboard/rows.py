@@ -19,8 +19,6 @@ from .measures import PAPER_PROFILE, Measure, grid_text
 
 LOCAL = "local"
 
-# Parts of a run config that never change the numbers: left out when pooling seeds.
-
 
 @dataclass
 class Row:

@@ -134,6 +134,9 @@ class Judge:
 
         self.sweep, self.plan, self.retry_failed = sweep, plan, retry_failed
         self.rows = store_rows if store_rows is not None else ResultsStore().rows()
+        self.runs_by_hash: dict[str | None, list[str]] = {}  # each row's hash, computed once per sweep
+        for row in self.rows:
+            self.runs_by_hash.setdefault(_stored_hash(row), []).append(row["run_id"])
 
     def decide(self, index: int) -> Decision:
         """The verdict for combination ``index``."""
@@ -155,7 +158,7 @@ class Judge:
         """A finished run with this combination's config and data, if there is one."""
         wanted = self.plan.config_hashes[index]
         candidates = [record["run_id"]] if record and record.get("run_id") else []
-        candidates += [r["run_id"] for r in self.rows if _stored_hash(r) == wanted]
+        candidates += self.runs_by_hash.get(wanted, [])
         current: Callable[[], str] = _once(lambda: current_data_hash(
             build_point_config(self.plan.shared, self.plan.points[index])))
         for run_id in dict.fromkeys(candidates):

@@ -45,8 +45,12 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
 CFD2D = _declare(2, Cfd2dConfig)
 CFD3D = _declare(3, Cfd3dConfig)
 # Presets and `cfd2d` with identical settings share one file: they share the cache name "cfd2d".
-PRESETS = {name: CFD2D.variant(name=name, config=config, profiles=cfd2d_profiles(config))
-           for name, config in ((name, preset_config(name)) for name in CNS_PRESETS)}
+def _preset(name: str) -> GeneratedDataset:
+    config = preset_config(name)
+    return CFD2D.variant(name=name, config=config, profiles=cfd2d_profiles(config))
+
+
+PRESETS = {name: _preset(name) for name in CNS_PRESETS}
 DATASETS = {"cfd2d": CFD2D, "cfd3d": CFD3D, **PRESETS}
 
 _CARD = dict(

@@ -148,10 +148,16 @@ def _adapt(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if key == "pos_embed" and value.ndim == target.ndim and value.shape[:2] == target.shape[:2]:
         # Trained on another grid: interpolate, as for evaluation at another resolution.
         return resize_pos_embed(value, target.shape[2:]).to(value.dtype)
+    return lift_block_kernel(key, value, target)
+
+
+def lift_block_kernel(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A block's 1x1 conv kernel of a lower dimension in the shape of ``target`` (trailing
+    singleton axes, 2D -> 3D); any other tensor as it is."""
     if _is_block_conv_weight(key) and value.ndim < target.ndim:
         lifted = value.reshape(*value.shape, *([1] * (target.ndim - value.ndim)))
         if lifted.shape == target.shape:
-            return lifted  # a 1x1 conv kernel gains trailing singleton axes (2D -> 3D)
+            return lifted
     return value
 
 

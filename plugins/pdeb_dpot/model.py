@@ -406,7 +406,7 @@ class DPOT(nn.Module):
     def weights_from(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A checkpoint's weights as this model names them: this dimension's DPOT out of a
         2D+3D pre-training (read by ``task.checkpoint``; see :func:`pdeb_dpot.checkpoint.one_dimension`)."""
-        from pdeb_dpot.checkpoint import mixed_dimensions, one_dimension
+        from pdeb_dpot.checkpoint import lift_block_kernel, mixed_dimensions, one_dimension
 
         dims = mixed_dimensions(state)
         if not dims:
@@ -416,7 +416,7 @@ class DPOT(nn.Module):
                              f"{self.arch.ndim}D; start a {self.arch.ndim}D model from it with model.init=FILE, "
                              f"which copies its blocks (task.checkpoint loads a whole model)")
         own = self.state_dict()  # a block shared with a lower dimension is stored in that one's shape
-        return {k: v.reshape(own[k].shape) if k in own and v.numel() == own[k].numel() else v
+        return {k: lift_block_kernel(k, v, own[k]) if k in own else v
                 for k, v in one_dimension(state, self.arch.ndim).items()}
 
     def forward(self, x: torch.Tensor, return_cls_logits: bool = False
