@@ -264,8 +264,26 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
             _record_failure(run_dir, resume, before, exc, previous_config)
         raise
     if ctx.is_main:
-        _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results)
+        undelivered = undelivered_results(ctx)
+        _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results,
+                      **({"error": str(undelivered)} if undelivered else {}))
         ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
+        if undelivered:
+            raise undelivered
+
+
+def undelivered_results(ctx: RunContext) -> PdebError | None:
+    """The one-line error of a finished run whose result rows some sink refused, or None.
+
+    The run stays finished (its results are computed and in the sinks that took them); the
+    command still fails, so that a script notices, and says how to send the rows again.
+    """
+    if not ctx.undelivered:
+        return None
+    failures = "; ".join(str(exc) for exc in ctx.undelivered.values())
+    return PdebError(f"run {ctx.run_id} finished, but its results did not reach sink(s) "
+                     f"{', '.join(ctx.undelivered)}: {failures}; they are in {ctx.run_dir / 'eval'}, and "
+                     f"'pdeb run --resume {ctx.run_id}' evaluates again and sends them to every sink")
 
 
 @contextlib.contextmanager

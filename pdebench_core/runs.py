@@ -70,6 +70,7 @@ class RunContext:
         resume: Whether the run continues a previous one.
         rank: Process rank (0 in a single process).
         world_size: Number of processes.
+        undelivered: Sink name -> the error of the first result row that sink refused.
     """
 
     cfg: Any
@@ -83,6 +84,7 @@ class RunContext:
     started: float = field(default_factory=time.time)
     quiet: bool = False
     results: dict = field(default_factory=dict)
+    undelivered: dict = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:
@@ -108,18 +110,18 @@ class RunContext:
                 sink.log_step(step, values)
 
     def write_result(self, row: dict[str, Any]) -> None:
-        """Send one result row to every sink; a sink that fails does not keep the row from the
-        others (``results.jsonl`` still gets it), and the first failure is raised after."""
+        """Send one result row to every sink. A sink that fails keeps the row from no other sink
+        and stops nothing; its first error is kept in :attr:`undelivered`, which the run
+        reports when it ends (the results are computed, only their delivery failed)."""
         if not self.is_main:
             return
-        failure: BaseException | None = None
         for sink in self.sinks:
             try:
                 sink.write_result(row)
-            except Exception as exc:  # noqa: BLE001 - raised again below, once every sink had the row
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+            except Exception as exc:  # noqa: BLE001 - reported when the run ends, see runner
+                if os.environ.get("PDEB_DEBUG"):
+                    raise
+                self.undelivered.setdefault(sink_name(sink), exc)
 
     def save_json(self, relative: str, data: Any) -> Path:
         """Write JSON under the run directory atomically."""
@@ -130,6 +132,12 @@ class RunContext:
             tmp.write_text(json.dumps(data, indent=2, default=float))
             os.replace(tmp, path)
         return path
+
+
+def sink_name(sink: Any) -> str:
+    """A sink's registered name (that of its component when wrapped), else its class name."""
+    component = getattr(sink, "component", None)
+    return str(getattr(component, "name", None) or type(sink).__name__)
 
 
 def run_dir_for(run_id: str) -> Path:

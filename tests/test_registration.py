@@ -256,3 +256,47 @@ def test_a_factory_that_changes_its_settings_does_not_change_the_runs_config():
         cfg = build_config(model="fno", data="fills-in", profile="smoke")
         plugins.build_dataset_from("fills-in", cfg.data["fills-in"])
         assert cfg.data["fills-in"].seed == 0 and OmegaConf.is_config(cfg.data["fills-in"])
+
+
+class Refusing:
+    def __init__(self, cfg, run_dir):
+        pass
+
+    def log_step(self, step, values):
+        pass
+
+    def write_result(self, row):
+        raise ConnectionError("tracking server unreachable")
+
+    def close(self):
+        pass
+
+
+class RefusingPlugin:
+    @staticmethod
+    @hookimpl
+    def register_sinks(register):
+        register("refusing", Refusing, description="refuses every result row")
+
+
+def test_a_sink_refusing_results_leaves_the_run_finished_and_says_so(fresh_home):
+    """The results are computed and stored by the other sinks: the run is finished (and ranked),
+    the command fails naming the sink, and a resume sends the rows again."""
+    from pdebench_core.errors import PdebError
+    from pdebench_core.results import ResultsStore
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runner import execute
+
+    with plugin(RefusingPlugin, "refusing-plugin"):
+        cfg = build_config(model="fno", data="ns2d", profile="smoke", run_id="undelivered", device="cpu",
+                           overrides=[*SMOKE_FNO, "train.max_steps=2", "train.batch_size=4",
+                                      "run.sinks=[sqlite,refusing,jsonl]"])
+        with pytest.raises(PdebError, match=r"run undelivered finished, but its results did not reach sink\(s\) "
+                                            r"refusing: sink 'refusing' \(plugin 'refusing-plugin'\) raised "
+                                            r"ConnectionError.*'pdeb run --resume undelivered'"):
+            execute(cfg, quiet=True)
+    run = RunDir.of("undelivered")
+    status = run.read_status()
+    assert status["state"] == "finished" and "did not reach sink(s) refusing" in status["error"]
+    assert [r["run_id"] for r in ResultsStore().rows()] == ["undelivered"]
+    assert (run.path / "results.jsonl").read_text().count("\n") == 1  # the sink after the failing one has it too
