@@ -322,7 +322,7 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
     import torch.distributed.run
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from pdebench_core import cli
+    from pdebench_core import launcher
 
     def launch(args):
         raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 2, "<N/A>"),
@@ -330,7 +330,7 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
 
     monkeypatch.setattr(torch.distributed.run, "run", launch)
     failures = []
-    code = cli._torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
     assert code == 128 + int(signals.SIGKILL) and failures == ["process of rank 1 was killed by SIGKILL"]
     assert capsys.readouterr().err.strip() == "error: process of rank 1 was killed by SIGKILL"
 
@@ -350,14 +350,14 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
 ])
 def test_the_launcher_keeps_the_status_of_a_failed_multi_process_run_true(tmp_path, monkeypatch, recorded, code,
                                                                           failures, expected):
-    from pdebench_core import cli
+    from pdebench_core import launcher
     from pdebench_core.rundir import RunDir
 
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
     run = RunDir.create("launched")
     fields = {k: v for k, v in recorded.items() if k != "state"}
     run.write_status(recorded["state"], started=1.0, **fields)
-    cli._record_launch_outcome("launched", code, failures)
+    launcher.record_launch_outcome("launched", code, failures)
     status = run.read_status()
     assert (status["state"], status["error"]) == expected and status["started"] == 1.0
 
@@ -397,9 +397,32 @@ def test_a_finished_worker_leaves_with_its_output_and_status():
     ("__import__('pdebench_core.errors').errors.UsageError('bad setting')", 2, "error: bad setting\n"),
 ])
 def test_a_failed_worker_reports_its_error_and_leaves_with_its_code(error, status, stderr):
-    code = f"from pdebench_core.cli import _end_failed_worker; _end_failed_worker({error})"
+    code = f"from pdebench_core.launcher import end_failed_worker; end_failed_worker({error})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stderr) == (status, stderr)
+
+
+def test_a_worker_under_pdebs_launcher_hands_its_error_line_over(tmp_path):
+    code = ("from pdebench_core.launcher import end_failed_worker; "
+            "end_failed_worker(__import__('pdebench_core.errors').errors.UsageError('bad setting'))")
+    env = {**os.environ, "PDEB_WORKER_ERRORS": str(tmp_path), "RANK": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert (proc.returncode, proc.stderr) == (2, "")
+    assert (tmp_path / "3").read_text() == "bad setting"
+
+
+def test_the_launcher_prints_an_error_all_processes_raised_once(tmp_path, capsys):
+    from pdebench_core.launcher import print_worker_errors
+
+    for rank in (0, 1):
+        (tmp_path / str(rank)).write_text("training diverged at step 2: loss is nan")
+    print_worker_errors(tmp_path, processes=2)
+    assert capsys.readouterr().err == "error: training diverged at step 2: loss is nan\n"
+    (tmp_path / "1").write_text("lost the connection to rank 0")
+    (tmp_path / "2").write_text("lost the connection to rank 0")
+    print_worker_errors(tmp_path, processes=3)
+    assert capsys.readouterr().err == ("error: rank 0: training diverged at step 2: loss is nan\n"
+                                       "error: ranks 1, 2: lost the connection to rank 0\n")
 
 
 # --------------------------------------------------------------------------- waiting and stopping

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pdebench_core import cli as cli_module
+from pdebench_core import launcher as launcher_module
 from pdebench_core import runner as runner_module
 from pdebench_core.cli import app
 
@@ -45,7 +45,7 @@ def stop_before_compute(monkeypatch):
         raise SystemExit(0)
 
     monkeypatch.setattr(runner_module, "execute", stop)
-    monkeypatch.setattr(cli_module, "_launch_torchrun", lambda *a, **k: 0)
+    monkeypatch.setattr(launcher_module, "launch_torchrun", lambda *a, **k: 0)
 
 
 def _run_args(rng: random.Random, tmp_path) -> list[str]:

@@ -56,9 +56,9 @@ def test_bad_node_options_are_one_line(args, message, tmp_path, monkeypatch):
 
 
 def test_a_node_whose_peers_never_join_says_so_in_one_line(capsys):
-    from pdebench_core.cli import _torchrun
+    from pdebench_core.launcher import torchrun
 
-    code = _torchrun(["--nnodes=2", "--node-rank=0", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+    code = torchrun(["--nnodes=2", "--node-rank=0", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
                       "--rdzv-id=lonely", "--rdzv-conf=join_timeout=2", "--nproc-per-node=1",
                       "-m", "pdebench_core.cli", "models"])
     err = capsys.readouterr().err

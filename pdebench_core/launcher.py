@@ -1,0 +1,239 @@
+"""Launching a run on several processes (torchrun) and reporting how its processes ended.
+
+``pdeb run --nproc-per-node N`` re-runs its own command under torch's launcher; each worker
+hands its error line to the launcher, which prints each distinct error once (not once per
+process) and keeps the run's ``status.json`` true when a process failed or was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+
+from pdebench_core.errors import PdebError, UsageError
+
+#: Environment variable naming the folder where each worker of ``pdeb run --nproc-per-node``
+#: leaves its error line (a file named after its rank) for the launcher to print.
+WORKER_ERRORS = "PDEB_WORKER_ERRORS"
+
+
+def end_failed_worker(exc: BaseException) -> None:
+    """Report the error of a worker of a multi-process run and end it with its exit code.
+
+    Like a finished worker, a failed one leaves without interpreter shutdown, where gloo's
+    threads could turn its exit status into an abort (see ``end_worker``).
+    """
+    import traceback
+
+    from pdebench_core.cli_common import report_error
+    from pdebench_core.distributed import end_worker
+    from pdebench_core.runs import LAUNCHER_COMMAND
+
+    if isinstance(exc, typer.Exit):
+        end_worker(exc.exit_code)
+    if isinstance(exc, SystemExit):  # as Python treats it: None is success, other values are printed
+        if exc.code is None or isinstance(exc.code, int):
+            end_worker(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        end_worker(1)
+    under_pdeb = LAUNCHER_COMMAND in os.environ  # pdeb's own launcher reports a signal itself
+    if isinstance(exc, KeyboardInterrupt) and (int(os.environ.get("RANK", "0")) > 0 or under_pdeb):
+        end_worker(getattr(exc, "exit_code", 130))  # every process got the signal: one line, pdeb's or rank 0's
+    if isinstance(exc, PdebError) and _leave_error_line(str(exc)):
+        end_worker(exc.exit_code)  # the launcher prints it, once for every process that raised it
+    code = report_error(exc)
+    if code is None:
+        traceback.print_exception(exc)
+    end_worker(1 if code is None else code)
+
+
+def _leave_error_line(message: str) -> bool:
+    """Hand this worker's error line to pdeb's launcher (a file named after the rank);
+    False when the worker was not started by it, or the line could not be written."""
+    folder = os.environ.get(WORKER_ERRORS)
+    if not folder:
+        return False
+    try:
+        Path(folder, os.environ.get("RANK", "0")).write_text(message, encoding="utf-8")
+    except OSError:
+        return False
+    return True
+
+
+def print_worker_errors(folder: Path, processes: int) -> None:
+    """Print each distinct error line the workers left in ``folder`` once, in rank order,
+    naming the ranks unless every process of this machine raised it."""
+    by_message: dict[str, list[int]] = {}
+    for path in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        message = path.read_text(encoding="utf-8", errors="replace").strip()
+        if message:
+            by_message.setdefault(message, []).append(int(path.name))
+    for message, ranks in by_message.items():
+        who = "" if len(ranks) == processes else f"{'rank' if len(ranks) == 1 else 'ranks'} " \
+            f"{', '.join(map(str, ranks))}: "
+        typer.echo(f"error: {who}{message}", err=True)
+
+
+def check_batch_split(cfg, processes: int) -> None:
+    """Refuse, before launching anything, a global batch the processes cannot share evenly."""
+    batch, accum = int(cfg.train.batch_size), int(cfg.train.grad_accum)
+    if processes > 1 and batch % (processes * accum):
+        raise UsageError(f"train.batch_size={batch} must be divisible by processes x train.grad_accum = {processes} x "
+                         f"{accum}; pick a batch that is, or another process count")
+
+
+def check_process_count(nproc: int, device: str) -> None:
+    """At least one process; on GPUs at most one per visible GPU, on CPUs at most twice the
+    cores (gloo processes beyond that only compete for the cores and multiply memory)."""
+    if nproc < 1:
+        raise UsageError(f"--nproc-per-node {nproc} must be at least 1")
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        if nproc > torch.cuda.device_count():
+            raise UsageError(f"--nproc-per-node {nproc} asks for more processes than the "
+                             f"{torch.cuda.device_count()} visible GPUs; lower it or use --device cpu")
+        return
+    limit = 2 * (os.cpu_count() or 1)
+    if nproc > limit:
+        raise UsageError(f"--nproc-per-node {nproc} is more than twice the {os.cpu_count()} CPU cores; "
+                         f"use at most {limit} processes on CPU")
+
+
+def check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[str]:
+    """torchrun's multi-node arguments (empty for one machine), after checking them."""
+    if nnodes < 1:
+        raise UsageError(f"--nnodes {nnodes} must be at least 1")
+    if not 0 <= node_rank < nnodes:
+        raise UsageError(f"--node-rank {node_rank} must lie in 0..{nnodes - 1} for --nnodes {nnodes}")
+    if nnodes == 1:
+        return []
+    host, _, port = (endpoint or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT that every machine can reach "
+                         f"(got {endpoint!r})")
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={endpoint}", f"--rdzv-id=pdeb-{endpoint}"]
+
+
+def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
+    (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
+    from pdebench_core.runs import LAUNCH_OPTIONS, LAUNCHER_COMMAND, command_line, new_run_id
+
+    argv = list(sys.argv[1:])
+    cleaned, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in LAUNCH_OPTIONS:
+            skip = True
+            continue
+        if item.startswith(tuple(f"{option}=" for option in LAUNCH_OPTIONS)):
+            continue
+        cleaned.append(item)
+    run_id = resume or cfg.run.run_id or new_run_id(cfg.model.name, list(cfg.data.keys()))
+    if not resume and "--run-id" not in cleaned:
+        cleaned += ["--run-id", run_id]
+    launch = nodes or ["--standalone"]
+    os.environ[LAUNCHER_COMMAND] = command_line()  # the workers record it, launch options included
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors:
+        os.environ[WORKER_ERRORS] = errors
+        try:
+            code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
+                            failures.append)
+        finally:
+            os.environ.pop(LAUNCHER_COMMAND, None)
+            os.environ.pop(WORKER_ERRORS, None)
+        print_worker_errors(Path(errors), nproc)
+    if code:
+        record_launch_outcome(run_id, code, failures)
+    return code
+
+
+def record_launch_outcome(run_id: str, code: int, failures: list[str]) -> None:
+    """Keep ``status.json`` true after a multi-process run ended badly. When one process fails,
+    torchrun stops the others with SIGTERM: process 0 may then have recorded "stopped by
+    SIGTERM", or nothing at all; the launcher knows which process failed."""
+    from pdebench_core.rundir import RunDir
+
+    run = RunDir.of(run_id)
+    if not run.status_file.is_file():
+        return  # refused before the run directory was made
+    status = run.read_status()
+    stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
+    if not stopped:
+        return  # process 0 recorded its own error (or the run finished)
+    if failures:
+        run.restate("failed", failures[0])
+    elif code in (128 + int(signal.SIGINT), 128 + int(signal.SIGTERM)):
+        run.restate("interrupted", f"stopped by {signal.Signals(code - 128).name}")
+
+
+def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda reason: None) -> int:
+    """Run torch's launcher in this process; the exit status of the run.
+
+    Each worker reports its own error in one line (:func:`end_failed_worker`), so the
+    launcher's own account of a failure (log lines and a ``ChildFailedError`` traceback) is
+    not shown; a worker killed by a signal, which could not report, is named in one line, and
+    a signal to ``pdeb`` itself ends it with ``128 + signal``, as for any command.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.run import parse_args, run
+
+    with launcher_state_restored():
+        try:
+            run(parse_args(arguments))
+        except SignalException as exc:
+            typer.echo("interrupted" if exc.sigval == signal.SIGINT else f"stopped by {exc.sigval.name}", err=True)
+            return 128 + int(exc.sigval)
+        except RendezvousError as exc:
+            reason = str(exc) or type(exc).__name__
+            typer.echo(f"error: the processes of this run did not all join ({reason}); start the same command "
+                       f"on every node with the same --rdzv-endpoint, which every node must reach", err=True)
+            return 1
+        except ChildFailedError as exc:
+            # A rank killed by a signal is the cause; the others' errors (a lost peer) follow from it.
+            killed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode < 0),
+                            key=lambda item: item[0])
+            rank, failure = killed[0] if killed else exc.get_first_failure()
+            if failure.exitcode >= 0:
+                on_failure(f"process of rank {rank} failed with exit code {failure.exitcode} (its error is in the "
+                           f"command's output)")
+                return failure.exitcode or 1
+            on_failure(f"process of rank {rank} was killed by {failure.signal_name()}")
+            typer.echo(f"error: process of rank {rank} was killed by {failure.signal_name()}", err=True)
+            return 128 - failure.exitcode
+    return 0
+
+
+@contextlib.contextmanager
+def launcher_state_restored() -> Iterator[None]:
+    """Quiet the launcher's loggers, and give back the signal handlers it installs, afterwards."""
+    import logging
+
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.startswith(prefixes)]
+    levels = [logger.level for logger in loggers]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
