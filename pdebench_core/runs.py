@@ -156,7 +156,8 @@ LAUNCHER_COMMAND = "PDEB_LAUNCHER_COMMAND"
 
 def command_line() -> str:
     """The command that started this run, for reproduction: that of the ``pdeb`` that launched
-    this process when there is one (with its ``--nproc-per-node``), else this process's own."""
+    this process when there is one (with its ``--nproc-per-node``), else this process's own,
+    with the process layout of a ``torchrun`` started by hand written as pdeb's own options."""
     import shlex
 
     if os.environ.get(LAUNCHER_COMMAND):
@@ -164,4 +165,17 @@ def command_line() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith(("pdeb", "__main__.py", "cli.py")):
         argv[0] = "pdeb"
-    return " ".join(shlex.quote(a) for a in argv)
+    return " ".join(shlex.quote(a) for a in [*argv, *_torchrun_layout(argv)])
+
+
+def _torchrun_layout(argv: list[str]) -> list[str]:
+    """``--nproc-per-node N`` (and ``--nnodes M --node-rank R``) of a worker that torch's
+    launcher started directly, read from the variables it sets; empty for one process."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1 or any(a.split("=", 1)[0] in LAUNCH_OPTIONS for a in argv):
+        return []
+    layout = ["--nproc-per-node", str(per_node)]
+    if world > per_node:
+        layout += ["--nnodes", str(world // per_node), "--node-rank", os.environ.get("GROUP_RANK", "0")]
+    return layout

@@ -326,3 +326,24 @@ def test_a_run_on_several_machines_is_rerun_by_hand_on_each(smoke_home):
     assert "start this command on every one, each with its own --node-rank" in shown.output
     refused = CliRunner().invoke(app, ["reproduce", "two-nodes", "--execute"])
     assert refused.exit_code == 2 and "--execute cannot start them" in " ".join(refused.output.split())
+
+
+@pytest.mark.parametrize("world, per_node, expected", [
+    ("1", "1", []),
+    ("2", "2", ["--nproc-per-node", "2"]),
+    ("4", "2", ["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "1"]),
+])
+def test_a_run_started_by_hand_under_torchrun_records_its_process_layout(monkeypatch, world, per_node, expected):
+    """``torchrun -m pdebench_core.cli run ...`` has no pdeb launcher to hand over its command;
+    the worker writes the layout torchrun gave it as pdeb's own options, so a rerun keeps it."""
+    from pdebench_core.report.provenance import launch_options
+    from pdebench_core.runs import LAUNCHER_COMMAND, command_line
+
+    monkeypatch.delenv(LAUNCHER_COMMAND, raising=False)
+    monkeypatch.setattr("sys.argv", ["/site/pdebench_core/cli.py", "run", "--model", "fno", "--data", "ns2d"])
+    monkeypatch.setenv("WORLD_SIZE", world)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)
+    monkeypatch.setenv("GROUP_RANK", "1")
+    command = command_line()
+    assert command.startswith("pdeb run --model fno --data ns2d")
+    assert launch_options(command) == expected
