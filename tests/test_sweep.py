@@ -150,6 +150,18 @@ def test_submitit_launcher_without_submitit_says_what_to_install(fresh_home, mon
     assert not (fresh_home / "sweeps").exists()
 
 
+def test_submitit_local_refuses_more_gpus_than_the_machine_has(fresh_home, monkeypatch):
+    pytest.importorskip("submitit")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result, _ = sweep("--model", "fno", "--data", "ns2d", "--launcher", "submitit-local", "--gpus", "1", *SMOKE)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --gpus 1 asks for more GPUs than the 0 this machine has; --launcher submitit-local runs the jobs "
+        "here: lower --gpus, or use --launcher submitit-slurm"]
+
+
 def test_failed_job_is_reported_with_its_log_and_retried_on_request(fresh_home, monkeypatch):
     from pdebench_core import runner
 

@@ -64,6 +64,8 @@ def make_executor(launcher: str, sweep: SweepDir, options: ClusterOptions):
     """A submitit executor for ``submitit-local`` or ``submitit-slurm`` with the job resources set."""
     submitit = require_submitit(launcher)
     cluster = "slurm" if launcher == "submitit-slurm" else "local"
+    if cluster == "local" and options.gpus:
+        check_local_gpus(options.gpus)
     try:
         executor = submitit.AutoExecutor(folder=sweep.submitit_dir, cluster=cluster)
     except RuntimeError as exc:  # submitit found no SLURM here (no 'srun' on PATH)
@@ -77,6 +79,18 @@ def make_executor(launcher: str, sweep: SweepDir, options: ClusterOptions):
                     "slurm_array_parallelism": options.max_parallel or None}
     executor.update_parameters(**generic, **specific)
     return executor
+
+
+def check_local_gpus(gpus: int) -> None:
+    """Refuse ``--gpus`` beyond what this machine has: submitit-local runs the jobs here, and
+    would otherwise start them on the CPU (or fail inside each job)."""
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > available:
+        raise UsageError(f"--gpus {gpus} asks for more GPUs than the {available} this machine has; "
+                         f"--launcher submitit-local runs the jobs here: lower --gpus, or use --launcher "
+                         f"submitit-slurm")
 
 
 def run_local(sweep: SweepDir, jobs: list[JobSpec], report: Reporter) -> None:
