@@ -168,11 +168,26 @@ def prepare(ctx: RunContext, training: bool = True) -> tuple[dict[str, Any], Mix
         from pdebench_core.objectives import check_training_settings
 
         check_training_settings(ctx.cfg)  # fail fast, before any data is generated
+    check_split_sizes(ctx.cfg, training)
     datasets = build_datasets(ctx)
     mixture = plan(ctx, datasets)
     if training:
         guard_evaluation_split(ctx, datasets)
     return datasets, mixture, build_model(ctx, mixture)
+
+
+def check_split_sizes(cfg: Any, training: bool) -> None:
+    """Refuse, before any data is built, a split the task needs that a setting left empty:
+    the train split of a training task, the evaluation split of one that evaluates."""
+    evaluates = not training or bool(cfg.task.get("evaluate", True))
+    split = str(cfg.eval.split)
+    for name, section in cfg.data.items():
+        if training and section.get("n_train") == 0:
+            raise UsageError(f"data.{name}.n_train=0 leaves no trajectory to train on; give at least 1 "
+                             f"(or evaluate only, with --task evaluate)")
+        if evaluates and section.get(f"n_{split}") == 0:
+            raise UsageError(f"data.{name}.n_{split}=0 leaves nothing to evaluate on (eval.split={split}); give "
+                             f"at least 1" + (", or task.evaluate=false" if training else ""))
 
 
 def evaluate_trained(ctx: RunContext, model, mixture: Mixture, trainer, **extra: Any) -> dict[str, Any]:
@@ -240,6 +255,18 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
     return outputs
 
 
+def scored_outputs(ctx: RunContext, outputs: dict[str, dict[str, Any]], split: str) -> dict[str, dict[str, Any]]:
+    """The outputs of the datasets that had a trajectory to score; the others are named in the
+    log (a published file may lack a split). None at all is an error: nothing was measured."""
+    scored = {name: out for name, out in outputs.items() if out["n_samples"]}
+    for name in outputs.keys() - scored.keys():
+        ctx.log(f"warning: dataset {name} has no trajectory in its '{split}' split; it is not scored")
+    if not scored:
+        raise DataError(f"no dataset of this run has a trajectory in its '{split}' split, so nothing was scored; "
+                        f"check the datasets' n_{split} settings or files ('pdeb data info FILE' shows the splits)")
+    return scored
+
+
 def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = None,
                  write_rows: bool = True, extra: dict | None = None) -> dict[str, dict[str, float]]:
     """Roll out on every dataset's evaluation split; save outputs and write one row per dataset.
@@ -265,7 +292,8 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
     resolved = OmegaConf.to_container(cfg, resolve=True)
     n_params = count_parameters(model)
     results: dict[str, dict[str, float]] = {}
-    for name, out in score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)).items():
+    for name, out in scored_outputs(ctx, score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)),
+                                    split).items():
         ctx.save_json(f"eval/{name}.json", out)
         summary = out["summary"]
         results[name] = summary

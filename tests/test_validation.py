@@ -230,3 +230,32 @@ def test_every_command_refuses_an_unknown_profile_before_any_work(args, tmp_path
 def test_command_line_mistakes_are_one_line_too(pdeb, args, message):
     result = pdeb(*args)
     assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data.ns2d.n_train=0"], "data.ns2d.n_train=0 leaves no trajectory to train on; give at least 1"),
+    (["data.ns2d.n_test=0"], "data.ns2d.n_test=0 leaves nothing to evaluate on (eval.split=test); give at least 1, "
+                             "or task.evaluate=false"),
+    (["--task", "evaluate", "eval.split=val", "data.ns2d.n_val=0"], "data.ns2d.n_val=0 leaves nothing to evaluate"),
+])
+def test_an_empty_split_the_task_needs_is_refused_before_data_is_made(tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()).startswith(f"error: {message}")
+    assert not list(tmp_path.glob("data/*.h5")) and not list(tmp_path.glob("runs/*"))
+
+
+def test_a_dataset_without_trajectories_to_score_is_named_and_left_out(tmp_path):
+    from types import SimpleNamespace
+
+    from pdebench_core.errors import DataError
+    from pdebench_core.workflow import scored_outputs
+
+    lines = []
+    ctx = SimpleNamespace(log=lines.append)
+    kept = scored_outputs(ctx, {"ns2d": {"n_samples": 3}, "cfd3d": {"n_samples": 0}}, "test")
+    assert list(kept) == ["ns2d"]
+    assert lines == ["warning: dataset cfd3d has no trajectory in its 'test' split; it is not scored"]
+    with pytest.raises(DataError, match="no dataset of this run has a trajectory in its 'test' split"):
+        scored_outputs(ctx, {"cfd3d": {"n_samples": 0}}, "test")
