@@ -475,6 +475,25 @@ def test_default_view_fits_100_columns_local_first(fresh_home):
     assert any(long_id in line for line in wide.splitlines()) and "DPOT-H" in wide  # ids never wrap
 
 
+def test_default_view_tells_tasks_apart_and_never_cuts_a_word(fresh_home):
+    """A pre-trained and a fine-tuned model on one dataset get a task column; long dataset
+    names and run ids are never folded inside a word, even when the table must grow past 100."""
+    pretrained = "dpot-cfd2d-m1-eta1e-1-pretrain-20250101-120000-a1b2c3d4"
+    finetuned = "dpot-cfd2d-m1-eta1e-1-finetune-20250101-130000-e5f6a7b8"
+    fill([store_row(pretrained, model="dpot", dataset="cfd2d-m1-eta1e-1", task="pretrain", l2re=0.3),
+          store_row(finetuned, model="dpot", dataset="cfd2d-m1-eta1e-1", task="finetune", l2re=0.1)])
+    result = invoke("leaderboard")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert next(line for line in lines if "run_id" in line).split()[:4] == ["rank", "dataset", "model", "task"]
+    rows = {line.split()[3]: line.split() for line in lines if pretrained in line or finetuned in line}
+    assert rows["finetune"][1] == rows["pretrain"][1] == "cfd2d-m1-eta1e-1"
+    assert rows["finetune"][-1] == finetuned and rows["pretrain"][-1] == pretrained
+    fill([store_row("fno-alone", model="fno", dataset="ns2d")])
+    alone = invoke("leaderboard", "--data", "ns2d").output
+    assert "task" not in next(line for line in alone.splitlines() if "run_id" in line).split()
+
+
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script>"
 
 

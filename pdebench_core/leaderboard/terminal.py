@@ -1,7 +1,8 @@
 """The leaderboard on the terminal (rich tables).
 
 The default view puts the local runs first, in a table that fits 100 columns (rank, dataset,
-model, size, seeds, the ranking metric, a note, the run id), and summarises the published
+model, the task or table part where rows differ in it, size, seeds, the ranking metric, a note,
+the run id), and summarises the published
 tables below it; ``--wide`` draws every row and every column; ``--pivot`` the model x dataset
 table. Run ids never wrap, so they can be copied into ``pdeb report`` and ``pdeb reproduce``.
 """
@@ -33,17 +34,21 @@ def _fitted(console, width: int):
                    color_system=console.color_system if console.is_terminal else None)
 
 
-def _table(columns: Sequence[str], title: str | None, caption: str | None, run_ids: Sequence[str] = ()):
+def _table(columns: Sequence[str], title: str | None, caption: str | None, lines: Sequence[Sequence[str]]):
+    """A rich table of ``lines`` (cell texts): run ids never wrap; dataset, note, source and
+    setting wrap between words, never inside one (a name cut in two reads as two names)."""
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
                   caption_justify="left")
-    for column in columns:
+    for position, column in enumerate(columns):
+        cells = [line[position] for line in lines]
         if column == "run_id":  # copied into other commands: never wrapped, never cut
-            table.add_column(column, no_wrap=True, min_width=max([len(r) for r in run_ids] + [len(column)]))
+            table.add_column(column, no_wrap=True, min_width=max([len(c) for c in cells] + [len(column)]))
         elif column in ("note", "dataset", "source", "setting"):
-            table.add_column(column, overflow="fold", ratio=1)
+            longest_word = max([len(word) for cell in cells for word in cell.split()] + [len(column)])
+            table.add_column(column, overflow="fold", ratio=1, min_width=longest_word)
         else:
             table.add_column(column, no_wrap=True)
     return table
@@ -57,11 +62,25 @@ def _add_rows(table, lines: Sequence[Sequence[str]], bold: Sequence[Sequence[boo
                       style="green" if is_local else None)
 
 
-def _compact_columns(board: Board, per_run: bool) -> list[str]:
+def _compact_columns(board: Board, rows: Sequence[Row], per_run: bool) -> list[str]:
+    """The 100-column view's columns; ``task`` and ``part`` only where two rows of one dataset
+    and model differ in them (a pre-trained and a fine-tuned DPOT, or the two parts of a
+    paper's table, would otherwise look like the same row twice)."""
     metric = [board.rank_metric] if board.rank_metric else []
+    varying = [c for c in ("task", "part") if _tells_apart(board, rows, c)]
     if per_run:
-        return ["rank", "dataset", "model", "size", "profile", *PROVENANCE, *metric, "note", "run_id"]
-    return ["rank", "dataset", "model", "size", "n", *metric, "note", "run_id"]
+        return ["rank", "dataset", "model", *varying, "size", "profile", *PROVENANCE, *metric, "note", "run_id"]
+    return ["rank", "dataset", "model", *varying, "size", "n", *metric, "note", "run_id"]
+
+
+def _tells_apart(board: Board, rows: Sequence[Row], column: str) -> bool:
+    """Whether two rows of the same dataset and model differ in ``column``."""
+    seen: dict[tuple[str, str], str] = {}
+    for row in rows:
+        value = cell_text(board, row, column)
+        if seen.setdefault((column_label(row), row.model), value) != value:
+            return True
+    return False
 
 
 def _compact_cell(board: Board, row: Row, column: str, markers: dict[str, str]) -> str:
@@ -112,15 +131,14 @@ def print_default(board: Board, console=None, per_run: bool = False, list_publis
         return
     if not board.local:
         title = "published rows"
-    columns = _compact_columns(board, per_run)
-    table = _table(columns, title, rank_note(board.rank_metric, board.higher_is_better),
-                   [r.run_id or "" for r in rows])
+    columns = _compact_columns(board, rows, per_run)
     markers: dict[str, str] = {}
     lines = [[_compact_cell(board, r, c, markers) for c in columns] for r in rows]
+    table = _table(columns, title, rank_note(board.rank_metric, board.higher_is_better), lines)
     _add_rows(table, lines, [[c == "rank" and r.rank == 1 for c in columns] for r in rows],
               [r.is_local for r in rows])
     width = min(console.width, DEFAULT_WIDTH) if console.is_terminal and not per_run else DEFAULT_WIDTH
-    out = _fitted(console, max(width, _needed(console, table)) if per_run else width)
+    out = _fitted(console, max(width, _needed(console, table)) if per_run else max(width, _least(console, table)))
     out.print(table)
     for text, marker in markers.items():
         out.print(Text(f"{marker} {text}"))
@@ -133,6 +151,13 @@ def _needed(console, table) -> int:
     from rich.measure import Measurement
 
     return Measurement.get(console, console.options.update_width(100_000), table).maximum
+
+
+def _least(console, table) -> int:
+    """The narrowest width the table takes without cutting a word or a run id."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(100_000), table).minimum
 
 
 def _print_wide_table(console, table) -> None:
@@ -159,8 +184,7 @@ def print_wide(board: Board, console=None, title: str = "leaderboard") -> None:
     columns = wide_columns(board)
     lines = [[short.get(r.source, r.source) if c == "source" else cell_text(board, r, c) for c in columns]
              for r in board.rows]
-    table = _table(columns, title, rank_note(board.rank_metric, board.higher_is_better),
-                   [r.run_id or "" for r in board.rows])
+    table = _table(columns, title, rank_note(board.rank_metric, board.higher_is_better), lines)
     _add_rows(table, lines, [[c == "rank" and r.rank == 1 for c in columns] for r in board.rows],
               [r.is_local for r in board.rows])
     _print_wide_table(console, table)
@@ -183,7 +207,7 @@ def print_pivot(table: Pivot, console=None, title: str = "leaderboard") -> None:
     bold = [[False] * len(keys) + [is_best(table, e, c) for c in table.columns] for e in table.rows]
     caption = (f"{table.metric}, {'higher' if table.higher_is_better else 'lower'} is better; (rank) among the "
                f"cells of the column measured alike; [..] names how a cell was measured otherwise")
-    rich_table = _table(keys + table.columns, title, caption)
+    rich_table = _table(keys + table.columns, title, caption, lines)
     _add_rows(rich_table, lines, bold, [e.is_local for e in table.rows])
     _print_wide_table(console, rich_table)
     for label, info in table.sources.items():
