@@ -18,7 +18,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pdebench_core.diskspace import write_failed
 from pdebench_core.errors import UsageError
@@ -96,7 +96,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # Earlier pdeb versions stored torch's version as a TorchVersion, a plain str subclass.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
         if not lines:  # the unpickler choked on the bytes themselves (a web page, a text file)
@@ -121,7 +123,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def newest_intact(folder: str | os.PathLike, warn=print) -> Path | None:
+class IntactCheckpoint(NamedTuple):
+    """A checkpoint found intact, and what was read to tell (so it need not be read again).
+
+    Attributes:
+        path: The file (a sharded checkpoint's manifest, ``trainer.pt``).
+        state: Its contents, as :func:`read_checkpoint` returns them.
+    """
+
+    path: Path
+    state: dict
+
+
+def newest_intact(folder: str | os.PathLike, warn=print) -> IntactCheckpoint | None:
     """The checkpoint to resume from: ``last.pt`` when intact, else the newest intact
     ``step-*`` checkpoint (saying so through ``warn``); None when there is none at all.
 
@@ -136,29 +150,33 @@ def newest_intact(folder: str | os.PathLike, warn=print) -> Path | None:
     for path in candidates:
         manifest = path / TRAINER_STATE if path.is_dir() else path
         try:
-            read_checkpoint(manifest)
+            state = read_checkpoint(manifest)
         except DamagedCheckpoint:
             damaged.append(path.name)
             continue
         if damaged:
             warn(f"warning: checkpoint {', '.join(damaged)} in {folder} is damaged; resuming from {path.name}")
-        return manifest
+        return IntactCheckpoint(manifest, state)
     if damaged:
         raise DamagedCheckpoint(f"every checkpoint in {folder} is damaged ({', '.join(damaged)}); "
                                 f"start a new run instead (without --resume, under another --run-id)")
     return None
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; pickled code is refused.
 
     A sharded checkpoint (its manifest, or its directory) comes back with the full model
     weights under ``model``, assembled in this process without a process group.
+
+    Args:
+        path: The checkpoint file, or a sharded checkpoint's directory.
+        state: What :func:`read_checkpoint` already read from ``path`` (it is not read again).
     """
     path = Path(path).expanduser()
     if path.is_dir() and (path / TRAINER_STATE).is_file():
         path = path / TRAINER_STATE
-    state = read_checkpoint(path)
+    state = read_checkpoint(path) if state is None else state
     if SHARDED in state:
         state["model"] = full_weights(sharded_directory(path, state))
     return state

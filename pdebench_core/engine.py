@@ -204,14 +204,15 @@ class Trainer:
             else:
                 old.unlink(missing_ok=True)
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path, state: dict[str, Any] | None = None) -> None:
         """Continue from a checkpoint written by :meth:`save` (each rank restores its own
         random state; a sharded checkpoint is read shard by shard). A checkpoint whose stored
-        config is another run's (not this trainer's ``extra_state`` config) is refused first."""
+        config is another run's (not this trainer's ``extra_state`` config) is refused first.
+        ``state`` is the file's contents when already read (e.g. by ``newest_intact``)."""
         from pdebench_core.resume import check_checkpoint_config
 
         path = Path(path)
-        state = read_checkpoint(path)
+        state = read_checkpoint(path) if state is None else state
         check_checkpoint_config(path, state.get("config"), self.extra_state.get("config"))
         try:
             self._load_weights(path, state)

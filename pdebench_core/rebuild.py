@@ -102,28 +102,17 @@ def rebuild(run_dir: str | Path, device: str = "cpu") -> Rebuilt:
 def _saved_state(run: RunDir, cfg: Any, trained: bool) -> tuple[dict | None, list[str]]:
     """The weights the run ended with (``last.pt``, else its newest intact checkpoint) or, for
     a run that took no step of its own, started from (``task.checkpoint``)."""
-    from pdebench_core.checkpoint import newest_intact
+    from pdebench_core.checkpoint import load_checkpoint, newest_intact
 
     notes: list[str] = []
     newest = newest_intact(run.checkpoints, warn=notes.append) if run.checkpoints.is_dir() else None
     if newest is not None:
-        if newest != run.last_checkpoint:
-            notes.append(f"checkpoints/last.pt is missing or damaged: the weights are those of {newest.name}")
-        return _load_state(newest), [f"weights: {newest.relative_to(run.path)}", *notes]
+        if newest.path != run.last_checkpoint:
+            notes.append(f"checkpoints/last.pt is missing or damaged: the weights are those of {newest.path.name}")
+        return load_checkpoint(*newest), [f"weights: {newest.path.relative_to(run.path)}", *notes]
     if cfg.task.get("checkpoint") and not trained:  # a fine-tune's own weights are not its start
         from pdebench_core.weights import resolve_checkpoint
 
         path = resolve_checkpoint(str(cfg.task.checkpoint))
-        return _load_state(path), [f"weights: {path} (task.checkpoint)"]
+        return load_checkpoint(path), [f"weights: {path} (task.checkpoint)"]
     return None, []
-
-
-def _load_state(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``, also accepting a ``TorchVersion`` (a ``str``
-    subclass) among its version information, as checkpoints of earlier pdeb versions stored."""
-    import torch
-
-    from pdebench_core.checkpoint import load_checkpoint
-
-    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-        return load_checkpoint(path)

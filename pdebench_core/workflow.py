@@ -377,7 +377,7 @@ def resume_trainer(ctx: RunContext, trainer) -> None:
     if start is None:
         ctx.log("no checkpoint to resume from: training from step 0")
     else:
-        trainer.load(start)
+        trainer.load(start.path, start.state)
         ctx.log(f"resumed from step {trainer.step}")
     if ctx.is_main:
         run.drop_step_records_after(trainer.step)

@@ -49,7 +49,8 @@ def test_resume_falls_back_from_a_damaged_last_checkpoint(tmp_path, monkeypatch)
     folder = ctx.run_dir / "checkpoints"
     _flip_tensor_bytes(folder / "last.pt")
     messages = []
-    assert newest_intact(folder, warn=messages.append).name == "step-00000008.pt"
+    found = newest_intact(folder, warn=messages.append)
+    assert found.path.name == "step-00000008.pt" and found.state["step"] == 8  # read once, handed over
     assert "last.pt" in messages[0] and "resuming from step-00000008.pt" in messages[0]
     resumed = execute(_smoke("fallback"), resume=True, quiet=True)
     assert resumed.results  # the run resumed (from step 8, already complete) and evaluated
@@ -94,3 +95,15 @@ def test_a_refused_sink_leaves_no_empty_run_directory(tmp_path, monkeypatch):
     finally:
         plugins.unregister_plugin("refusing-sink")
     assert not (tmp_path / "home" / "runs" / "no-sink").exists()
+
+
+def test_a_checkpoint_of_an_earlier_version_holding_a_torch_version_object_is_read(tmp_path):
+    """Earlier pdeb versions stored ``torch.__version__`` itself (a ``TorchVersion``, a str
+    subclass); ``weights_only`` loading must still accept such a checkpoint everywhere."""
+    import torch
+
+    path = tmp_path / "old.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "step": 3,
+                "versions": {"torch": torch.torch_version.TorchVersion("2.3.0")}}, path)
+    state = load_checkpoint(path)
+    assert state["step"] == 3 and state["versions"]["torch"] == "2.3.0"
