@@ -7,6 +7,7 @@ line naming the setting, the value and what would be accepted.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 from pdebench_core.errors import UsageError
@@ -90,6 +91,9 @@ def check_data_sections(cfg: Any) -> None:
         if fmt not in (None, "auto") and not section.get("path"):
             raise UsageError(f"data.{name}.format={fmt} has no file to read; set data.{name}.path=FILE "
                              f"or drop the format")
+        path = section.get("path")
+        if path and "://" not in str(path) and not Path(str(path)).exists():  # URLs are checked when opened
+            raise UsageError(f"data.{name}.path={path}: no such file or folder; give an existing file or folder")
         device = section.get("device")
         if device is not None and not _DEVICE.match(str(device)):
             raise UsageError(f"data.{name}.device={device} is not a device; use auto, cpu, cuda or cuda:N")

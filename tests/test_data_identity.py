@@ -122,3 +122,45 @@ def test_run_rows_record_provenance_and_reader_notes(fresh_home, tmp_path):
     log = (fresh_home / "runs" / "file-a" / "log.txt").read_text()
     assert "dataset burgers1d: note:" in log and "80/10/10" in log  # a split that did not fit
     assert "t-coordinate is not uniformly spaced" in log  # what the reader noted about the file
+
+
+def _file_dataset(folder: Path, names: dict[str, list[str]]):
+    from pdebench_core.data import FileTrajectories, TrajectoryDataset
+    from pdebench_core.spec import DataSpec
+
+    spec = DataSpec(name="lab", fields=("u", "v"), spatial_shape=(4, 4), n_frames=6, t_in=2)
+    return TrajectoryDataset(spec, {split: FileTrajectories([folder / n for n in listed])
+                                    for split, listed in names.items()})
+
+
+def test_a_plugin_reading_one_file_per_trajectory_is_identified_by_those_files(tmp_path):
+    """Not labelled 'generated': the source is the folder, the hash the files' bytes by name, so
+    moving the folder keeps it and changing or reassigning a file changes it."""
+    folder = tmp_path / "lab-data"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        np.save(folder / f"t{i}.npy", rng.standard_normal((6, 4, 4, 2)).astype(np.float32))
+    names = {"train": ["t0.npy", "t1.npy"], "val": ["t2.npy"], "test": ["t3.npy"]}
+    first = identity.dataset_identity(_file_dataset(folder, names))
+    assert (first.source, first.basis, first.note, first.n_train) == ("lab-data", "files", None, 2)
+    moved = tmp_path / "elsewhere" / "lab-data"
+    shutil.move(str(folder), str(moved))
+    assert identity.dataset_identity(_file_dataset(moved, names)).hash == first.hash
+    swapped = {"train": ["t0.npy", "t3.npy"], "val": ["t2.npy"], "test": ["t1.npy"]}
+    assert identity.dataset_identity(_file_dataset(moved, swapped)).hash != first.hash
+    np.save(moved / "t3.npy", rng.standard_normal((6, 4, 4, 2)).astype(np.float32))
+    assert identity.dataset_identity(_file_dataset(moved, names)).hash != first.hash
+
+
+def test_file_trajectories_keep_the_dataset_contract(tmp_path):
+    from pdebench_core.errors import DataError
+    from pdebench_core.testing import check_dataset_contract
+
+    for i in range(4):
+        np.save(tmp_path / f"t{i}.npy", np.full((6, 4, 4, 2), float(i), dtype=np.float64))
+    dataset = _file_dataset(tmp_path, {"train": ["t0.npy", "t1.npy"], "val": ["t2.npy"], "test": ["t3.npy"]})
+    arrays = check_dataset_contract(dataset, spatial_shape=(4, 4), split_sizes={"train": 2, "val": 1, "test": 1})
+    assert arrays["train"].dtype == np.float32 and dataset.split("train").window(1, 2, 3).shape == (3, 4, 4, 2)
+    with pytest.raises(DataError, match=r"trajectory file .*missing\.npy does not exist"):
+        _file_dataset(tmp_path, {"train": ["missing.npy"], "val": [], "test": []})

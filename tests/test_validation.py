@@ -259,3 +259,11 @@ def test_a_dataset_without_trajectories_to_score_is_named_and_left_out(tmp_path)
     assert lines == ["warning: dataset cfd3d has no trajectory in its 'test' split; it is not scored"]
     with pytest.raises(DataError, match="no dataset of this run has a trajectory in its 'test' split"):
         scored_outputs(ctx, {"cfd3d": {"n_samples": 0}}, "test")
+
+
+def test_a_data_path_that_does_not_exist_is_refused_with_the_config(tmp_path):
+    """Even for a dataset plugin that reads the path itself, where no loader would notice."""
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(UsageError, match=rf"data.ns2d.path={missing}: no such file or folder; give an existing "):
+        build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={missing}"])
+

@@ -11,6 +11,7 @@ from typing import Any
 _EXPORTS = {
     "TrajectoryDataset": "pdebench_core.data.base",
     "H5Trajectories": "pdebench_core.data.canonical",
+    "FileTrajectories": "pdebench_core.data.trajectories",
     "open_canonical": "pdebench_core.data.canonical",
     "write_canonical": "pdebench_core.data.canonical",
 }

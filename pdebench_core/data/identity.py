@@ -7,6 +7,8 @@ Two runs share a data hash exactly when they saw the same trajectories in the sa
 * data read from a file (``path=``) by the SHA-256 of the file's bytes (every file, with its
   relative name, for a folder), streamed once and remembered by path, size and modification
   time, so a second run does not read the file again;
+* data a plugin reads one file per trajectory (``FileTrajectories``) by each file's bytes and
+  its name in their common folder;
 * generated data of a plugin that exposes no fingerprint by the bytes of the cache file its
   splits are read from, and in-memory data by the bytes of its trajectories.
 
@@ -27,6 +29,7 @@ from typing import Any, Mapping, Sequence
 SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 8 * 2**20
 GENERATED = "generated"
+IN_MEMORY = "in memory"
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,12 @@ class DataIdentity:
     """The identity of one dataset of a run.
 
     Attributes:
-        source: ``generated`` or the name of the file or folder the data was read from.
+        source: The name of the file or folder the data was read from, ``generated``, or
+            ``in memory`` (trajectories a plugin made itself).
         hash: 16 hex digits: content fingerprint plus split plan.
-        basis: What the content part is: ``fingerprint``, ``file``, ``cache file``, ``arrays``
-            or ``spec`` (the fallback that does not see the values).
+        basis: What the content part is: ``fingerprint``, ``file``, ``files`` (one file per
+            trajectory), ``cache file``, ``arrays`` or ``spec`` (the fallback that does not see
+            the values).
         note: Why the fallback was used (``None`` otherwise).
         n_train: Trajectories in the train split.
     """
@@ -170,6 +175,26 @@ def _arrays_hash(dataset: Any) -> str:
     return digest.hexdigest()
 
 
+def _split_files(dataset: Any) -> dict[str, list[Path]]:
+    """``{split: files}`` when every split reads one trajectory per file (``FileTrajectories``)."""
+    found = {}
+    for split in SPLITS:
+        try:
+            files = getattr(dataset.split(split), "files", None)
+        except Exception:  # a dataset without this split
+            continue
+        if files is None:
+            return {}
+        found[split] = [Path(f) for f in files]
+    return found if any(found.values()) else {}
+
+
+def _folder_of(files: Mapping[str, list[Path]]) -> Path:
+    import os
+
+    return Path(os.path.commonpath([str(f.resolve().parent) for listed in files.values() for f in listed]))
+
+
 def _content(dataset: Any, path: str | None) -> tuple[str, str, str | None]:
     """``(basis, content digest, note)`` for one dataset, by the first rule that applies."""
     if path:
@@ -177,6 +202,11 @@ def _content(dataset: Any, path: str | None) -> tuple[str, str, str | None]:
     fingerprint = getattr(dataset, "fingerprint", None)
     if fingerprint:
         return "fingerprint", str(fingerprint), None
+    per_file = _split_files(dataset)
+    if per_file:  # the bytes of each file, by its name in the common folder (moving the folder keeps the hash)
+        folder = _folder_of(per_file)
+        return "files", _digest({split: [(str(f.resolve().relative_to(folder)), file_content_hash(f)) for f in files]
+                                 for split, files in per_file.items()}), None
     files = _source_files(dataset)
     if files:
         return "cache file", _digest([file_content_hash(f) for f in files]), None
@@ -198,8 +228,18 @@ def dataset_identity(dataset: Any, path: str | None = None) -> DataIdentity:
     basis, content, note = _content(dataset, path)
     plan = split_plan(dataset, (str(path), str(Path(path).resolve())) if path else ())
     value = _digest({"basis": basis, "content": content, "plan": plan, "shape": _shape_of(dataset)})[:16]
-    source = Path(path).name if path else GENERATED
-    return DataIdentity(source, value, basis, note, int((plan.get("train") or {}).get("n", 0)))
+    return DataIdentity(_source_label(dataset, path, basis), value, basis, note,
+                        int((plan.get("train") or {}).get("n", 0)))
+
+
+def _source_label(dataset: Any, path: str | None, basis: str) -> str:
+    """Where the data came from, for the leaderboard: the file or folder read, ``generated``
+    for pdeb-generated data, else ``in memory`` (trajectories a plugin made itself)."""
+    if path:
+        return Path(path).name
+    if basis == "files":
+        return _folder_of(_split_files(dataset)).name
+    return GENERATED if basis in ("fingerprint", "cache file") else IN_MEMORY
 
 
 def combined_hash(identities: Mapping[str, DataIdentity]) -> str:

@@ -46,3 +46,47 @@ class LazyTrajectories(Sequence):
         if self._cache is not None:
             return self._cache[i][start:start + length]
         return self._read(i, slice(start, start + length))
+
+
+class FileTrajectories(LazyTrajectories):
+    """One trajectory per file, read when asked for: what a dataset plugin over its own folder
+    of files returns as a split.
+
+    ``.npy`` files are memory-mapped, so a training window reads only its frames; any other
+    file needs ``read``. Every trajectory comes back as float32 ``(T, *S, C)``.
+
+    Args:
+        files: The split's files, in order.
+        read: ``read(path)`` returns one file's ``(T, *S, C)`` array (e.g. from an ``.h5``
+            key); default: ``numpy.load(path, mmap_mode="r")``.
+        preload: Read every file now and keep them in memory (small splits).
+    """
+
+    def __init__(self, files: Sequence[Any], read: Any = None, preload: bool = False) -> None:
+        from pathlib import Path
+
+        self.files = [Path(f) for f in files]
+        self.indices = list(range(len(self.files)))
+        self.reader = read
+        missing = [str(f) for f in self.files if not f.is_file()]
+        if missing:
+            from pdebench_core.errors import DataError
+
+            raise DataError(f"trajectory file {missing[0]} does not exist"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        if preload:
+            self._preload()
+
+    def _read(self, position: int, frames: slice = slice(None)) -> Any:
+        import numpy as np
+
+        path = self.files[self.indices[position]]
+        if self.reader is not None:
+            array = self.reader(path)
+        elif path.suffix == ".npy":
+            array = np.load(path, mmap_mode="r")
+        else:
+            from pdebench_core.errors import DataError
+
+            raise DataError(f"{path}: FileTrajectories reads .npy files by itself; pass read=... for other files")
+        return np.ascontiguousarray(array[frames], dtype=np.float32)

@@ -169,7 +169,7 @@ def check_dataset_contract(
         if lazy:
             in_memory = isinstance(trajectories, (list, tuple, np.ndarray)) or hasattr(trajectories, "detach")
             assert not in_memory, (f"split '{split}' is a {type(trajectories).__name__} held in memory; "
-                                   "return a lazily read sequence such as H5Trajectories")
+                                   "return a lazily read sequence such as FileTrajectories or H5Trajectories")
 
     arrays = split_arrays(dataset)
     for split, array in arrays.items():
