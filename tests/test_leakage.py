@@ -29,6 +29,17 @@ def test_overlap_between_datasets_is_found():
         check_no_leakage(leaky)
 
 
+def test_a_parameter_sweep_sharing_initial_conditions_is_not_leakage():
+    """Trajectories that start from one initial condition under other parameters (the Well's
+    Rayleigh-Benard, shear flow, MHD sets) share their first frame only: not the same data."""
+    rng = np.random.default_rng(2)
+    start = rng.standard_normal((1, 8, 1)).astype(np.float32)
+    sweep = [np.concatenate([start, rng.standard_normal((11, 8, 1)).astype(np.float32)]) for _ in range(3)]
+    check_no_leakage({"rb": _dataset("rb", sweep[:2], sweep[2:])})
+    with pytest.raises(UsageError, match=r"test trajectory 0 of 'rb' is also train trajectory 1 of 'rb'"):
+        check_no_leakage({"rb": _dataset("rb", sweep[:2], [sweep[1].copy()])})
+
+
 def test_two_datasets_reading_one_file_with_different_splits_are_refused(fresh_home, tmp_path):
     path = tmp_path / "shared.hdf5"
     rng = np.random.default_rng(1)

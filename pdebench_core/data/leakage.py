@@ -10,33 +10,44 @@ import numpy as np
 from pdebench_core.errors import UsageError
 
 
-def _fingerprints(trajectories) -> dict[str, int]:
-    """Hash of each trajectory's first frame -> its index (reads one frame per trajectory)."""
-    out = {}
-    for i in range(len(trajectories)):
-        first = trajectories.window(i, 0, 1) if hasattr(trajectories, "window") else trajectories[i][:1]
-        array = np.ascontiguousarray(np.asarray(first, dtype=np.float32))
-        out[hashlib.sha1(array.tobytes()).hexdigest()] = i
-    return out
+def _digest(trajectories, i: int, start: int = 0, length: int = 1) -> str:
+    """Hash of frames ``start:start+length`` of trajectory ``i`` (reads only those frames)."""
+    if hasattr(trajectories, "window"):
+        frames = trajectories.window(i, start, length)
+    else:
+        frames = trajectories[i][start:start + length]
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(frames, dtype=np.float32)).tobytes()).hexdigest()
 
 
 def check_no_leakage(datasets: Mapping[str, Any], train_split: str = "train", eval_split: str = "test") -> None:
     """Refuse a run whose training trajectories include one it is evaluated on.
 
-    Compares every evaluation trajectory of every dataset with every training
-    trajectory of every dataset in the run (two datasets may read the same file, or
-    generate the same physics), by the bytes of their first frame.
+    Compares every evaluation trajectory of every dataset with every training trajectory of
+    every dataset in the run (two datasets may read the same file, or generate the same
+    physics): first by the bytes of their first frame, then, where those agree, by the next
+    two frames. Parameter sweeps (the Well's Rayleigh-Benard and shear flow, for instance)
+    start several trajectories from one initial condition under other parameters: those
+    share a first frame but are different data.
     """
-    seen: dict[str, tuple[str, int]] = {}
+    starts: dict[str, list[tuple[str, int]]] = {}
     for name, dataset in datasets.items():
-        for digest, index in _fingerprints(dataset.split(train_split)).items():
-            seen.setdefault(digest, (name, index))
+        train = dataset.split(train_split)
+        for index in range(len(train)):
+            starts.setdefault(_digest(train, index), []).append((name, index))
+    continued: dict[tuple[str, int], str] = {}  # the next frames of train trajectories with a shared start
     for name, dataset in datasets.items():
-        for digest, index in _fingerprints(dataset.split(eval_split)).items():
-            if digest in seen:
-                source, source_index = seen[digest]
-                raise UsageError(
-                    f"{eval_split} trajectory {index} of '{name}' is also {train_split} trajectory {source_index} "
-                    f"of '{source}': the run would be evaluated on data it trains on; change the splits or "
-                    f"set task.allow_test_overlap=true"
-                )
+        evaluated = dataset.split(eval_split)
+        for index in range(len(evaluated)):
+            candidates = starts.get(_digest(evaluated, index), [])
+            if not candidates:
+                continue
+            later = _digest(evaluated, index, 1, 2)
+            for source, source_index in candidates:
+                key = (source, source_index)
+                if key not in continued:
+                    continued[key] = _digest(datasets[source].split(train_split), source_index, 1, 2)
+                if continued[key] == later:
+                    raise UsageError(
+                        f"{eval_split} trajectory {index} of '{name}' is also {train_split} trajectory {source_index} "
+                        f"of '{source}': the run would be evaluated on data it trains on; change the splits or "
+                        f"set task.allow_test_overlap=true")
