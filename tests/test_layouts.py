@@ -473,6 +473,18 @@ def test_plan_splits_falls_back_to_80_10_10():
     assert [len(plan[s][1]) for s in ("train", "val", "test")] == [9, 0, 1]
 
 
+@pytest.mark.parametrize("wanted, expected", [
+    ({"train": 5, "val": None, "test": None}, [5, 1, 1]),  # the open splits take their 10 %
+    ({"train": None, "val": None, "test": 3}, [8, 1, 3]),  # train takes what the others leave
+    ({"train": None, "val": 0, "test": 0}, [12, 0, 0]),
+    ({"train": None, "val": None, "test": None}, [10, 1, 1]),
+])
+def test_plan_splits_honours_the_counts_given_and_fills_in_the_others(wanted, expected):
+    """``pdeb data convert --n-train 5`` gets 5 train trajectories, with no warning."""
+    plan, messages = plan_splits({"all": 12}, wanted)
+    assert [len(plan[s][1]) for s in ("train", "val", "test")] == expected and messages == []
+
+
 def test_plan_splits_own_splits_and_carved_val():
     plan, messages = plan_splits({"train": 10, "val": 2, "test": 4}, {"train": 5, "val": 5, "test": 3})
     assert {s: (p, len(r)) for s, (p, r) in plan.items()} == {"train": ("train", 5), "val": ("val", 2),

@@ -186,3 +186,16 @@ def test_huge_declared_but_unwritten_split_is_reported_without_scanning(tmp_path
         f.create_dataset("train", shape=(100000, 100, 4096, 4096, 1), dtype="f4", chunks=(1, 1, 256, 256, 1))
     problems = verify_file(path)  # returns at once: the 610 TiB are never read
     assert any("declares 610.4 TiB but stores 0 B: most of it was never written" in str(p) for p in problems)
+
+
+def test_a_file_of_another_layout_is_named_not_listed_as_broken(tmp_path):
+    """A PDEBench file is not a damaged canonical one: one line saying what it is and what to run."""
+    from pdebench_core.errors import DataError
+
+    path = tmp_path / "burgers.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.zeros((4, 6, 16), dtype=np.float32)
+        f["t-coordinate"] = np.arange(7, dtype=np.float32)
+    with pytest.raises(DataError, match=r"burgers.hdf5 is a pdebench file, not a canonical pdeb one; .*pdeb data "
+                                        r"convert .* OUT.h5"):
+        verify_file(path)

@@ -230,7 +230,11 @@ def _train_of_path(path: str | Path, format: str) -> tuple[Sequence, tuple[str, 
     from pdebench_core.data.layouts import open_layout, plan_splits
 
     found = open_layout(path, format)
-    plan, _ = plan_splits({k: len(v) for k, v in found.pools.items()}, {})
+    try:
+        plan, _ = plan_splits({k: len(v) for k, v in found.pools.items()}, {})
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}, so it has no train split to describe; 'pdeb data info {path}' shows what "
+                        f"it holds") from None
     pool, indices = plan["train"]
     trajectories = found.pools[pool].subset(list(indices))
     n_channels = found.traj_shape[-1]

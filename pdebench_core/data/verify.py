@@ -256,6 +256,20 @@ def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, i
             problems.append(Problem("error", f"... and {counts[kind] - MAX_REPORTS} more trajectories {text}", split))
 
 
+def _refuse_other_layout(path: str | Path) -> None:
+    """A file of another layout is not a damaged canonical one: say what it is, in one line."""
+    from pdebench_core.data.layouts import detect_layout
+    from pdebench_core.errors import DataError
+
+    try:
+        layout = detect_layout(path)
+    except DataError:
+        return  # no known layout either: the structural checks say what is missing
+    if layout != "canonical":
+        raise DataError(f"{path} is a {layout} file, not a canonical pdeb one; 'pdeb data info {path}' checks "
+                        f"that it reads, or 'pdeb data convert {path} OUT.h5' writes a canonical copy to verify")
+
+
 def verify_file(path: str | Path, scan: bool = True) -> list[Problem]:
     """Check a canonical file; an empty list means no problem was found.
 
@@ -266,6 +280,9 @@ def verify_file(path: str | Path, scan: bool = True) -> list[Problem]:
 
     Returns:
         The problems found, structural ones first.
+
+    Raises:
+        DataError: the file is one of another layout (PDEBench, the Well, ...).
     """
     import h5py
 
@@ -281,6 +298,8 @@ def verify_file(path: str | Path, scan: bool = True) -> list[Problem]:
     except (OSError, ValueError) as exc:
         return [Problem("error", f"cannot open {path} as HDF5: {first_line(exc)}")]
     with f:
+        if "pdeb_format" not in f.attrs:
+            _refuse_other_layout(path)
         try:
             spec = _check_attributes(f, problems)
             splits = _check_structure(f, spec, problems)

@@ -121,7 +121,11 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
             raise DataError(f"{count} {split} trajectories (--n-{split}): a split holds at least {least}"
                             + (" (a model trains on it)" if split == "train" else ""))
     found = open_layout(src, format)
-    plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    try:
+        plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
+    except DataError as exc:
+        raise DataError(f"{src}: {exc}; ask for fewer (--n-val 0 --n-test 0 keeps every trajectory for "
+                        f"training)") from None
     for message in messages:  # the split sizes differ from those asked for: say so
         warnings.warn(f"{src}: {message}", SplitWarning, stacklevel=2)
     if isinstance(spec_defaults, Mapping):

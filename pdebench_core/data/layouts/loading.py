@@ -221,9 +221,10 @@ def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
     Splits the file defines are used as they are (the first ``n`` of each). A split
     the file lacks is cut from the ``"all"`` pool (files without splits) or else from
     ``"train"``, in the order train, val, test: first ``n_train``, then ``n_val``, then
-    ``n_test`` trajectories. When the requested counts do not fit, the pool is shared
-    80/10/10: val and test get 10 % each (at least one trajectory unless 0 was asked
-    for), train the rest.
+    ``n_test`` trajectories. A count left open (``None``) takes its share by the 80/10/10
+    rule (val and test 10 % each, at least one trajectory; train what the others leave).
+    When the requested counts do not fit, the whole pool is shared by that rule (a split
+    asked for 0 stays empty).
 
     Args:
         pool_sizes: Trajectories per pool (``"all"`` or the file's own split names).
@@ -250,9 +251,8 @@ def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
                                 f"({asked[0]} asked); using all {size}")
             plan[splits[0]] = (pool, range(n))
             continue
-        if all(a is not None for a in asked) and sum(asked) <= size:
-            counts = [int(a) for a in asked]
-        else:
+        counts = _asked_counts(size, splits, asked)
+        if counts is None:
             counts = _fractional_counts(size, splits, asked, pool)
             if any(a is not None for a in asked):
                 requested = "/".join("all" if a is None else str(a) for a in asked)
@@ -265,6 +265,16 @@ def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]
     return plan, messages
 
 
+def _asked_counts(size: int, splits: list[str], asked: list[int | None]) -> list[int] | None:
+    """The counts asked for, a split left open (``None``) taking its share of the pool by the
+    80/10/10 rule (the first split: what the others leave); None when they do not fit."""
+    counts = [int(a) if a is not None else max(1, int(size * FRACTIONS[split]))
+              for split, a in zip(splits, asked, strict=True)]
+    if asked[0] is None:
+        counts[0] = size - sum(counts[1:])
+    return counts if counts[0] >= 0 and sum(counts) <= size and (asked[0] is not None or counts[0] >= 1) else None
+
+
 def _fractional_counts(size: int, splits: list[str], asked: list[int | None], pool: str) -> list[int]:
     """Each split after the first gets its share of the pool (at least 1); the first the rest."""
     counts = [0] * len(splits)
@@ -273,7 +283,8 @@ def _fractional_counts(size: int, splits: list[str], asked: list[int | None], po
             counts[i] = max(1, int(size * FRACTIONS[split]))
     counts[0] = size - sum(counts) if asked[0] != 0 else 0
     if asked[0] != 0 and counts[0] < 1:
-        raise DataError(f"'{pool}' holds {size} trajectories, too few for the splits {', '.join(splits)}")
+        raise DataError(f"'{pool}' holds {size} trajector{'y' if size == 1 else 'ies'}, too few for the splits "
+                        f"{', '.join(splits)}")
     return counts
 
 
