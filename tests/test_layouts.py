@@ -518,7 +518,7 @@ def test_a_file_too_small_for_the_splits_names_itself_and_the_fix(tmp_path):
     path = tmp_path / "one.hdf5"
     with h5py.File(path, "w") as f:
         f["tensor"] = coded((1, 5, 8))
-    with pytest.raises(DataError, match=rf"{path}: 'all' holds 1 trajectories, too few for the splits train, val, "
+    with pytest.raises(DataError, match=rf"{path}: 'all' holds 1 trajectory, too few for the splits train, val, "
                                         rf"test; point data.toy.path at a file or folder with more trajectories"):
         load_path(config(path), "toy", DEFAULTS)
 
