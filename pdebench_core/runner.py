@@ -269,6 +269,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
                       **({"error": str(undelivered)} if undelivered else {}))
         ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
         if undelivered:
+            _log_line(RunDir(run_dir), f"error: {undelivered}")
             raise undelivered
 
 

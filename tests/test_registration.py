@@ -300,3 +300,4 @@ def test_a_sink_refusing_results_leaves_the_run_finished_and_says_so(fresh_home)
     assert status["state"] == "finished" and "did not reach sink(s) refusing" in status["error"]
     assert [r["run_id"] for r in ResultsStore().rows()] == ["undelivered"]
     assert (run.path / "results.jsonl").read_text().count("\n") == 1  # the sink after the failing one has it too
+    assert "error: run undelivered finished, but its results did not reach" in (run.path / "log.txt").read_text()
