@@ -242,14 +242,18 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
     outputs = {}
     for name, dataset in mixture.datasets.items():
         group = mixture.group_of(name)
-        out = evaluate_dataset(
-            model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out,
-            horizon=int(cfg.eval.horizon) or dataset.spec.horizon, device=ctx.device, grid=group.grid,
-            n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size), max_trajectories=max_trajectories,
-            precision=str(cfg.eval.precision), rank=rank, world_size=world_size,
-            grid_mode=str(cfg.eval.grid), scored_channels=scored_channels_of(dataset.spec),
-            normalization=getattr(dataset, "normalization", None),
-        )
+        try:
+            out = evaluate_dataset(
+                model, dataset.split(split), fns, t_in=mixture.t_in, t_out=mixture.t_out,
+                horizon=int(cfg.eval.horizon) or dataset.spec.horizon, device=ctx.device, grid=group.grid,
+                n_channels=group.n_channels, batch_size=int(cfg.eval.batch_size),
+                max_trajectories=max_trajectories, precision=str(cfg.eval.precision), rank=rank,
+                world_size=world_size, grid_mode=str(cfg.eval.grid), scored_channels=scored_channels_of(dataset.spec),
+                normalization=getattr(dataset, "normalization", None),
+            )
+        except UsageError as exc:  # e.g. too few frames: say which dataset and split, and what to set
+            hint = f"; lower data.{name}.t_in" if "t_in=" in str(exc) else ""
+            raise type(exc)(f"dataset '{name}', {split} split: {exc}{hint}") from None
         out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid)})
         outputs[name] = out
     return outputs

@@ -147,3 +147,36 @@ def test_corrupt_data_file_is_one_line_exit_2(fresh_home, pdeb, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "corrupt.h5" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def _build_short_test(cfg):
+    import torch
+
+    from pdebench_core.data import TrajectoryDataset
+    from pdebench_core.spec import DataSpec
+
+    gen = torch.Generator().manual_seed(0)
+    long = [torch.randn(12, 8, 1, generator=gen) for _ in range(2)]
+    spec = DataSpec(name="short-test", fields=("u",), spatial_shape=(8,), t_in=int(cfg.t_in))
+    return TrajectoryDataset(spec, {"train": long[:1], "val": [], "test": [torch.randn(3, 8, 1, generator=gen)]})
+
+
+class ShortTestPlugin:
+    @staticmethod
+    @hookimpl
+    def register_datasets(register):
+        from pdebench_core.data.config import DatasetConfig
+
+        register("short-test", _build_short_test, config=DatasetConfig, dims=1)
+
+
+def test_a_test_split_too_short_for_t_in_names_the_dataset_split_and_setting(fresh_home):
+    plugins.register_plugin(ShortTestPlugin, name="short-test-plugin")
+    try:
+        cfg = build_config(model="persistence", data="short-test", task="evaluate", profile="smoke", device="cpu",
+                           overrides=["data.short-test.t_in=3", "data.short-test.n_val=0"])
+        with pytest.raises(UsageError, match=r"dataset 'short-test', test split: trajectories have 3 frames, not more "
+                                             r"than t_in=3; nothing to roll out; lower data.short-test.t_in"):
+            execute(cfg, quiet=True)
+    finally:
+        plugins.unregister_plugin("short-test-plugin")
