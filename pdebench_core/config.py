@@ -106,10 +106,19 @@ def _reason(exc: Exception, base: Any, dotted: str) -> str:
 
 
 def profile_of(component: Component | None, profile: str) -> dict[str, Any]:
-    """A component's overrides for ``profile`` (empty when it declares none)."""
-    if component is None:
+    """A component's overrides for ``profile`` (empty when it declares no profile at all).
+
+    Raises:
+        UsageError: the component declares profiles, but not this one: running on its
+            defaults instead would pass a smoke- or small-sized setting off as ``paper``.
+    """
+    if component is None or not component.profiles:
         return {}
-    return dict(component.profiles.get(profile, {}))
+    if profile not in component.profiles:
+        raise UsageError(f"{component.kind} '{component.name}' (plugin '{component.plugin}') has no '{profile}' "
+                         f"profile, only {', '.join(component.profiles)}; use --profile with one of those, or "
+                         f"ask its author to add '{profile}'")
+    return dict(component.profiles[profile])
 
 
 def split_names(text: str | Sequence[str] | None) -> list[str]:

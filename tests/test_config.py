@@ -98,6 +98,8 @@ def test_a_relative_data_path_is_kept_absolute_and_a_url_as_given(tmp_path, monk
     from pdebench_core.config import build_config
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "ns.h5").touch()
     cfg = build_config(model="fno", data="ns2d", overrides=["data.ns2d.path=files/ns.h5"])
     assert cfg.data.ns2d.path == str(tmp_path / "files" / "ns.h5")  # a rerun from elsewhere finds it
     url = build_config(model="fno", data="ns2d", overrides=["data.ns2d.path=http://127.0.0.1:9/ns.h5"])

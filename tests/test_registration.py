@@ -301,3 +301,18 @@ def test_a_sink_refusing_results_leaves_the_run_finished_and_says_so(fresh_home)
     assert [r["run_id"] for r in ResultsStore().rows()] == ["undelivered"]
     assert (run.path / "results.jsonl").read_text().count("\n") == 1  # the sink after the failing one has it too
     assert "error: run undelivered finished, but its results did not reach" in (run.path / "log.txt").read_text()
+
+
+class TwoProfilesPlugin:
+    @staticmethod
+    @hookimpl
+    def register_models(register):
+        register("two-profiles", _build, config=_Width, profiles={"smoke": {"width": 2}, "small": {}}, dims=(1, 2))
+
+
+def test_a_profile_a_component_lacks_is_refused_not_replaced_by_its_defaults():
+    with plugin(TwoProfilesPlugin, "two-profiles-plugin"):
+        assert build_config(model="two-profiles", data="ns2d", profile="smoke").model.width == 2
+        with pytest.raises(UsageError, match=r"model 'two-profiles' \(plugin 'two-profiles-plugin'\) has no 'paper' "
+                                             r"profile, only smoke, small; use --profile with one of those"):
+            build_config(model="two-profiles", data="ns2d", profile="paper")
