@@ -66,11 +66,15 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
         return
     table = Table(title="plugins")
     for column in ("name", "origin", "version", "hooks", "status"):
-        table.add_column(column, no_wrap=column == "name", overflow="fold")
+        table.add_column(column, no_wrap=column in ("name", "status"), overflow="fold")
     for i in infos:
-        status = f"[red]failed: {i.error}[/red]" if i.error else "[green]ok[/green]"
+        status = "[red]failed (below)[/red]" if i.error else "[green]ok[/green]"
         table.add_row(i.name, i.origin, i.version, ", ".join(h.replace("register_", "") for h in i.hooks), status)
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    for i in infos:  # whole, under the table: a reason cut into a narrow column is unreadable
+        if i.error:
+            console.print(f"[red]{i.name}[/red]: {i.error}", highlight=False, markup=True, soft_wrap=True)
 
 
 @app.command()

@@ -99,13 +99,40 @@ def load_plugins() -> pluggy.PluginManager:
         except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
-            _disable(ep.name, f"failed to load: {_one_line(exc)}")
+            _disable(ep.name, f"failed to load: {_load_failure(exc)}")
             continue
         _infos[ep.name].hooks = _hooks_of(ep.name)
-        if not _infos[ep.name].hooks:
-            print(f"warning: pdeb plugin '{ep.name}' implements no hook; mark its register_* functions with "
-                  f"@hookimpl (from pdebench_core import hookimpl)", file=sys.stderr)
+        _warn_unmarked_hooks(ep.name, module, _infos[ep.name].hooks)
     return pm
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why a plugin could not load; a misspelt hook name gets the closest real one."""
+    import re
+
+    from pdebench_core.errors import did_you_mean
+
+    found = re.match(r"unknown hook '([^']+)'", str(exc)) if isinstance(exc, pluggy.PluginValidationError) else None
+    if found is None:
+        return _one_line(exc)
+    return (f"'{found.group(1)}' is not a pdeb hook{did_you_mean(found.group(1), _hook_names())}; the hooks are "
+            f"{', '.join(_hook_names())}")
+
+
+def _warn_unmarked_hooks(name: str, module: Any, hooks: list[str]) -> None:
+    """Functions named like a hook but not marked ``@hookimpl`` are never called: say so."""
+    unmarked = [hook for hook in _hook_names() if hook not in hooks and callable(getattr(module, hook, None))]
+    if unmarked:
+        print(f"warning: pdeb plugin '{name}': {', '.join(unmarked)} not marked @hookimpl, so pdeb never calls "
+              f"{'it' if len(unmarked) == 1 else 'them'}; decorate with @hookimpl (from pdebench_core import "
+              f"hookimpl)", file=sys.stderr)
+    elif not hooks:
+        print(f"warning: pdeb plugin '{name}' implements no hook; mark its register_* functions with "
+              f"@hookimpl (from pdebench_core import hookimpl)", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -326,6 +353,9 @@ def registries() -> dict[str, Registry]:
             built[component.kind].add(component)
     for plugin_name, reason in failures.items():
         _disable(plugin_name, reason)
+    disabled = sorted(name for name, info in _infos.items() if info.error)
+    for registry in built.values():
+        registry.disabled = disabled
     _registries = built
     return built
 

@@ -73,6 +73,7 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, Component] = {}
+        self.disabled: list[str] = []  # plugins that failed to load: an unknown name may be theirs
 
     def add(self, component: Component) -> None:
         """Add a component; a name registered twice is an error naming both plugins."""
@@ -91,8 +92,11 @@ class Registry:
             return self._items[name]
         except KeyError:
             hint = did_you_mean(name, self._items)
+            broken = (f" ({'plugins' if len(self.disabled) > 1 else 'plugin'} {', '.join(self.disabled)} "
+                      f"{'are' if len(self.disabled) > 1 else 'is'} disabled "
+                      f"and may hold it: 'pdeb plugins' says why)") if self.disabled else ""
             raise UsageError(
-                f"unknown {self.kind} '{name}'{hint}; run 'pdeb {self.kind}s' to list them"
+                f"unknown {self.kind} '{name}'{hint}{broken}; run 'pdeb {self.kind}s' to list them"
             ) from None
 
     def __contains__(self, name: object) -> bool:
