@@ -79,7 +79,7 @@ class TrainSection:
         loss: ``rel_l2`` (relative L2 per channel, DPOT's) or ``mse``.
         resolution: Model grid per spatial axis when datasets differ (0 = first dataset's).
         log_every: Steps between log lines and metric records.
-        eval_every: Steps between validation passes (0 = only at the end).
+        eval_every: Steps between validation passes, and one at the last step (0 = no validation).
         checkpoint_every: Steps between checkpoints (0 = only at the end).
         keep_checkpoints: How many recent step checkpoints to keep.
         num_workers: DataLoader worker processes (-1 = automatic: several on CUDA, none on CPU).

@@ -30,6 +30,13 @@ class LazyTrajectories(Sequence):
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(T, *S, C)`` of one trajectory (the first); readers that know it from metadata override this."""
+        import numpy as np
+
+        return tuple(int(n) for n in np.shape(self[0]))
+
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
@@ -77,16 +84,31 @@ class FileTrajectories(LazyTrajectories):
         if preload:
             self._preload()
 
-    def _read(self, position: int, frames: slice = slice(None)) -> Any:
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(T, *S, C)`` of the first file (an ``.npy`` file's header only)."""
+        return tuple(int(n) for n in self._open(0).shape)
+
+    def _open(self, position: int) -> Any:
         import numpy as np
 
         path = self.files[self.indices[position]]
         if self.reader is not None:
-            array = self.reader(path)
-        elif path.suffix == ".npy":
-            array = np.load(path, mmap_mode="r")
-        else:
+            return self.reader(path)
+        if path.suffix == ".npy":
+            return np.load(path, mmap_mode="r")
+        from pdebench_core.errors import DataError
+
+        raise DataError(f"{path}: FileTrajectories reads .npy files by itself; pass read=... for other files")
+
+    def _read(self, position: int, frames: slice = slice(None)) -> Any:
+        import numpy as np
+
+        array = self._open(position)
+        if position and tuple(array.shape[1:]) != self.shape[1:]:  # one odd file would be rolled out as it is
             from pdebench_core.errors import DataError
 
-            raise DataError(f"{path}: FileTrajectories reads .npy files by itself; pass read=... for other files")
-        return np.ascontiguousarray(array[frames], dtype=np.float32)
+            raise DataError(f"{self.files[self.indices[position]]}: a trajectory of shape {tuple(array.shape)}, but "
+                            f"{self.files[self.indices[0]].name} is {self.shape}: every trajectory of a split needs "
+                            f"the same grid and channels")
+        return np.array(array[frames], dtype=np.float32)  # a copy: a memory map is read-only

@@ -138,6 +138,8 @@ class Reader:
             raise
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise DataError(f"cannot read trajectory {index} of {self.label}: {first_line(exc)}") from None
+        if np.iscomplexobj(array):  # float32 would keep the real part and drop the rest without a word
+            raise complex_data(self.label, np.asarray(array).dtype)
         return np.ascontiguousarray(array, dtype=np.float32)
 
     def _read(self, index: int, frames: slice):
@@ -150,6 +152,12 @@ class Reader:
         for n in self.traj_shape:
             size *= n
         return size
+
+
+def complex_data(label: str, dtype: Any) -> DataError:
+    """The error for complex-valued data, which pdeb does not read as real."""
+    return DataError(f"{label} stores complex values ({dtype}); pdeb reads real data: store the real and imaginary "
+                     f"parts as two channels")
 
 
 class Trajectories(LazyTrajectories):
