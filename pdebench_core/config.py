@@ -249,8 +249,8 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
 
 
 def _absolute_path(section: Any) -> None:
-    """A local ``path`` setting made absolute, so that a rerun, a resume or a report from another
-    folder reads the same file (URLs stay as they are)."""
+    """A local ``path`` setting (of a dataset or a sink) made absolute, so that a rerun, a resume
+    or a report from another folder uses the same file (URLs stay as they are)."""
     import os
 
     from pdebench_core.data.remote import is_url, local_or_url
@@ -331,6 +331,8 @@ def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[s
             raise UsageError(f"sink '{name}' has no settings; remove sinks.{name} from the config")
         if comp.config is not None:  # only sinks with settings get a section
             sections[str(name)] = _section(comp.config, f"sinks.{name}", profile_of(comp, prof), *layers)
+            if any("path" in (layer or {}) for layer in layers):  # the user's, from where the user stands
+                _absolute_path(sections[str(name)])  # a resume from another folder writes to the same file
     return sections
 
 

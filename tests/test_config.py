@@ -106,6 +106,14 @@ def test_a_relative_data_path_is_kept_absolute_and_a_url_as_given(tmp_path, monk
     assert url.data.ns2d.path == "http://127.0.0.1:9/ns.h5"
 
 
+def test_a_relative_sink_path_is_kept_absolute(tmp_path, monkeypatch):
+    from pdebench_core.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(model="fno", data="ns2d", overrides=["sinks.sqlite.path=results/mine.sqlite"])
+    assert cfg.sinks.sqlite.path == str(tmp_path / "results" / "mine.sqlite")  # a resume elsewhere adds to it
+
+
 def test_an_option_wins_over_the_config_file(tmp_path):
     """A shared base config that pins a profile or task still takes a quick --profile smoke."""
     from pdebench_core.config import build_config
