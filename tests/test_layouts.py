@@ -806,3 +806,17 @@ def test_cli_generate_uses_build_dataset(tmp_path, monkeypatch):
     assert "gen.h5" in result.stdout and "(4, 8, 1)" in result.stdout
     result = runner.invoke(data_app, ["generate", "toy", "resolution"])
     assert result.exit_code == 2 and "key=value" in result.stderr
+
+
+def test_complex_valued_data_is_refused_not_cut_to_its_real_part(tmp_path):
+    """float32 would silently keep the real part; pdeb says so and how to store such data."""
+    path = tmp_path / "complex.hdf5"
+    values = (np.ones((4, 6, 16)) + 1j * np.ones((4, 6, 16))).astype(np.complex64)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = values
+        f["t-coordinate"] = np.arange(7, dtype=np.float32)
+    found = open_layout(path)  # metadata only: pdeb data info still describes it
+    assert found.dtype == "complex64"
+    with pytest.raises(DataError, match=r"complex.hdf5 stores complex values \(complex64\); pdeb reads real data: "
+                                        r"store the real and imaginary parts as two channels"):
+        found.pools["all"][0]

@@ -211,8 +211,6 @@ def open_layout(path: str | Path, format: str | None = "auto") -> Found:
         raise DataError(f"cannot read {path} as {name}: {first_line(exc)}") from None
     if url is not None and as_url(found.path) == url:
         found.path = url  # readers that go through pathlib fold '//' to '/'
-    if "complex" in str(found.dtype):
-        raise complex_data(str(found.path), found.dtype)
     return found
 
 
