@@ -85,30 +85,24 @@ def _dataset_failure(comp, exc: Exception) -> Exception | None:
 
 def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
     """Build a dataset, keeping what the file readers noted about it for the run log: fallbacks
-    of the splitting rule (``SplitWarning``) and how a file was interpreted (non-uniform
-    spacing, unnamed channels; the notes ``pdeb data info`` prints too)."""
+    of the splitting rule (``SplitWarning``) and how a file was read (``ReadingNote``: a file's
+    parameter over a setting, non-uniform spacing, unnamed channels; what ``pdeb data info``
+    prints too)."""
     import warnings
 
-    from pdebench_core.data.layouts import SplitWarning
+    from pdebench_core.data.layouts import ReadingNote, SplitWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
+        warnings.simplefilter("always", ReadingNote)
         dataset = factory(section)
     notes = []
     for warning in caught:
-        if issubclass(warning.category, SplitWarning):
+        if issubclass(warning.category, (SplitWarning, ReadingNote)):
             notes.append(str(warning.message))
         else:  # not ours to keep: shown as it would have been
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    path = section.get("path") if hasattr(section, "get") else None
-    if path:
-        from pdebench_core.data.layouts import open_layout
-
-        try:
-            notes += list(open_layout(str(path), str(section.get("format", "auto") or "auto")).notes)
-        except Exception:  # the dataset was read; a second look that fails costs only the notes
-            pass
-    return dataset, notes
+    return dataset, list(dict.fromkeys(notes))
 
 
 def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:

@@ -109,6 +109,8 @@ def test_run_rows_record_provenance_and_reader_notes(fresh_home, tmp_path):
     from pdebench_core.runner import execute
 
     path = write_pdebench_1d(tmp_path / "burgers.hdf5", n=6, frames=12, uneven_time=True)
+    with h5py.File(path, "r+") as f:
+        f.attrs["Nu"] = 0.5  # PDEBench's own attribute: it wins over data.burgers1d.nu, with a note
     for run_id, seed in (("file-a", 0), ("file-b", 1)):
         execute(build_config(model="persistence", data="burgers1d", task="evaluate", profile="smoke", run_id=run_id,
                              device="cpu", seed=seed,
@@ -122,6 +124,7 @@ def test_run_rows_record_provenance_and_reader_notes(fresh_home, tmp_path):
     log = (fresh_home / "runs" / "file-a" / "log.txt").read_text()
     assert "dataset burgers1d: note:" in log and "80/10/10" in log  # a split that did not fit
     assert "t-coordinate is not uniformly spaced" in log  # what the reader noted about the file
+    assert "the file states nu=0.5; that is used, not the dataset's setting nu=0.01" in log  # and the spec
 
 
 def _file_dataset(folder: Path, names: dict[str, list[str]]):
