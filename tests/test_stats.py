@@ -152,6 +152,16 @@ def test_a_stats_yaml_lacking_a_field_is_not_used(tmp_path, fresh_home):
     assert stats.source == "computed" and stats.fields == ("field_x", "field_y", "constant_field")
 
 
+def test_an_unreadable_stats_yaml_is_not_used(tmp_path, fresh_home):
+    """A damaged stats.yaml does not stop a normalised run: the statistics come from the data."""
+    pytest.importorskip("the_well")
+    from pdebench_core.data.layouts.well_fixtures import write_well_dataset
+
+    root = write_well_dataset(tmp_path, stats=_well_stats({"field": np.array([3.0, 4.0])}))
+    (root / "stats.yaml").write_text("mean: [unclosed\n")
+    assert channel_stats(root).source == "computed"
+
+
 def test_cli_prints_json_and_refuses_an_unknown_name(tmp_path, fresh_home, pdeb):
     splits = _offset_splits(np.random.default_rng(5))
     path = write_canonical(tmp_path / "toy.h5", splits, SPEC)

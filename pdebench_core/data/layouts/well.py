@@ -531,18 +531,16 @@ def published_stats(stats_file: str | Path, sources: Sequence[tuple[str, int]]) 
 
     Returns:
         ``{"mean": [...], "std": [...], "rms": [...]}`` in channel order, or ``None`` when
-        the file lacks a statistic or a field.
-
-    Raises:
-        DataError: the file is not readable YAML.
+        the file lacks a statistic or a field, or cannot be read as YAML: the statistics are
+        then computed from the data, as for a dataset without the file.
     """
     import numpy as np
     import yaml
 
     try:
         stats = yaml.safe_load(Path(stats_file).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"cannot read {stats_file}: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
     out: dict[str, list[float]] = {}
     for key in ("mean", "std", "rms"):
         table = (stats or {}).get(key) if isinstance(stats, dict) else None
