@@ -821,3 +821,15 @@ def test_complex_valued_data_is_refused_not_cut_to_its_real_part(tmp_path):
     with pytest.raises(DataError, match=r"complex.hdf5 stores complex values \(complex64\); pdeb reads real data: "
                                         r"store the real and imaginary parts as two channels"):
         found.pools["all"][0]
+
+
+def test_a_wrong_format_names_the_layout_the_file_has(tmp_path):
+    """Not "download the file again" for a PDEBench file opened as a Well file."""
+    path = tmp_path / "burgers.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.zeros((4, 6, 16), dtype=np.float32)
+    for wrong in ("well", "canonical"):
+        with pytest.raises(DataError, match=r"; auto-detection reads it as a pdebench file: give format auto or "
+                                            r"pdebench$") as refused:
+            open_layout(path, wrong)
+        assert "download" not in str(refused.value)

@@ -213,14 +213,33 @@ def open_layout(path: str | Path, format: str | None = "auto") -> Found:
     if url is not None and name == "fno-mat" and _remote_mat_version(url) == "5":
         path = local_copy(url, why="MATLAB v5 files cannot be read in ranges")
     try:
-        found = _openers()[name](str(path))
-    except DataError:
-        raise
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise DataError(f"cannot read {path} as {name}: {first_line(exc)}") from None
+        try:
+            found = _openers()[name](str(path))
+        except DataError:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise DataError(f"cannot read {path} as {name}: {first_line(exc)}") from None
+    except DataError as exc:
+        detected = _detected_otherwise(path, name, format)
+        if detected is None:
+            raise
+        raise DataError(f"{exc}; auto-detection reads it as a {detected} file: give format auto or {detected}"
+                        ) from None
     if url is not None and as_url(found.path) == url:
         found.path = url  # readers that go through pathlib fold '//' to '/'
     return found
+
+
+def _detected_otherwise(path: str | Path, name: str, format: str | None) -> str | None:
+    """The layout detection finds where a layout the user named failed, if another one: the
+    likely cause is then the format, not the file."""
+    if _normalise_format(format) == "auto":
+        return None
+    try:
+        detected = detect_layout(path)
+    except DataError:
+        return None
+    return detected if detected != name else None
 
 
 def plan_splits(pool_sizes: Mapping[str, int], wanted: Mapping[str, int | None]

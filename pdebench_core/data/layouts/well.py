@@ -211,6 +211,8 @@ class WellFile:
 def _describe_file(f, path: str) -> WellFile:
     """Check one open file's structure and list its fields (metadata only)."""
     missing = [g for g in REQUIRED_GROUPS if g not in f]
+    if len(missing) == len(REQUIRED_GROUPS):
+        raise DataError(f"{path}: not a Well file: it has none of the groups {', '.join(REQUIRED_GROUPS)}")
     if missing:
         raise DataError(f"{path}: not a complete Well file: group '{missing[0]}' is missing (a Well file has "
                         f"{', '.join(REQUIRED_GROUPS)}); download the file again")
