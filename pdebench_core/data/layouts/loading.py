@@ -152,8 +152,9 @@ def _file_layout(path: str, version: str | None) -> str:
     if layout is not None:
         return layout
     shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
-    raise DataError(f"{path}: unknown data layout (top-level keys: {shown or 'none'}); "
-                    f"pass a format: {', '.join(LAYOUTS)}")
+    raise DataError(f"{path}: no layout pdeb reads matches it (top-level keys: {shown or 'none'}); if it is meant "
+                    f"to be one of {', '.join(LAYOUTS)}, give that format to see what does not fit, else write "
+                    f"the arrays as a canonical file (docs/data-format.md)")
 
 
 def _remote_mat_version(url: str) -> str | None:
