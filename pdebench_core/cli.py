@@ -80,32 +80,30 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
 @app.command()
 @friendly
 def models(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Settings of the --data dataset, key=value "
+                                                                "(e.g. data.mydata.path=FOLDER)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     data: Optional[str] = typer.Option(None, "--data", help="Also show parameter counts on this dataset."),
     profile: str = typer.Option("small", "--profile", help="Profile whose model settings to count."),
 ) -> None:
     """List registered models (with parameter counts for --data)."""
     if data is None:
+        if overrides:
+            raise UsageError(f"settings ({overrides[0]}, ...) apply to the dataset of --data; add --data NAME")
         _print_components("model", as_json, ["dims", "description"])
         return
     from rich.table import Table
 
     from pdebench_core import plugins as plugin_manager
-    from pdebench_core.config import build_dataset, component_config
+    from pdebench_core.config import build_dataset
     from pdebench_core.data.pipeline import plan_mixture
 
-    dataset = build_dataset(data, profile)
+    dataset = build_dataset(data, profile, overrides or [])
     spec = plan_mixture({data: dataset}, t_out=1).model_spec
     rows = []
     for comp in plugin_manager.registries()["model"]:
         item = comp.summary()
-        if not comp.supports(spec.ndim):
-            item["parameters"] = None
-        else:
-            from pdebench_core.workflow import built_module
-
-            model = built_module(comp, component_config(comp, profile), spec)
-            item["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        item["parameters"] = _parameter_count(comp, profile, spec) if comp.supports(spec.ndim) else None
         rows.append(item)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -118,6 +116,18 @@ def models(
         table.add_row(item["name"], "n/a" if count is None else f"{count:,}", _cell(item.get("dims")),
                       _cell(item.get("description")))
     _console().print(table)
+
+
+def _parameter_count(component, profile: str, spec) -> int | None:
+    """Trainable parameters of a model built for ``spec``; None for one without this profile."""
+    from pdebench_core.config import component_config
+    from pdebench_core.workflow import built_module
+
+    try:
+        cfg = component_config(component, profile)
+    except UsageError:  # a plugin model that lacks the profile: listed, not counted
+        return None
+    return sum(p.numel() for p in built_module(component, cfg, spec).parameters() if p.requires_grad)
 
 
 def _listing(kind: str, columns: list[str], summary: str) -> Callable[..., None]:

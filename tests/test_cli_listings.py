@@ -45,3 +45,21 @@ def test_run_script_lets_a_normal_main_finish():
     calls = []
     run_script(lambda: calls.append(1))
     assert calls == [1]
+
+
+def test_models_counts_parameters_on_a_dataset_read_from_a_file(tmp_path, monkeypatch):
+    """A dataset that needs a path takes its settings after --data, as pdeb run does."""
+    import h5py
+    import numpy as np
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    path = tmp_path / "burgers.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.random.default_rng(0).standard_normal((12, 21, 32)).astype(np.float32)
+    result = CliRunner().invoke(app, ["models", "--data", "burgers1d", f"data.burgers1d.path={path}", "--profile",
+                                      "smoke", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = {item["name"]: item["parameters"] for item in json.loads(result.output)}
+    assert counts["fno"] > 0 and counts["persistence"] == 0
+    alone = CliRunner().invoke(app, ["models", "data.burgers1d.path=x"])
+    assert alone.exit_code == 2 and "add --data NAME" in alone.output
