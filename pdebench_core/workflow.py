@@ -248,7 +248,8 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
         except UsageError as exc:  # e.g. too few frames: say which dataset and split, and what to set
             hint = f"; lower data.{name}.t_in" if "t_in=" in str(exc) else ""
             raise type(exc)(f"dataset '{name}', {split} split: {exc}{hint}") from None
-        out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid)})
+        out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid),
+                    "horizon_asked": int(cfg.eval.horizon) or dataset.spec.horizon})
         outputs[name] = out
     return outputs
 
@@ -259,6 +260,11 @@ def scored_outputs(ctx: RunContext, outputs: dict[str, dict[str, Any]], split: s
     scored = {name: out for name, out in outputs.items() if out["n_samples"]}
     for name in outputs.keys() - scored.keys():
         ctx.log(f"warning: dataset {name} has no trajectory in its '{split}' split; it is not scored")
+    for name, out in scored.items():
+        asked = out.get("horizon_asked")
+        if asked and asked > out["horizon"]:
+            ctx.log(f"warning: dataset {name}: horizon {asked} asked, but its {split} trajectories hold "
+                    f"{out['horizon']} frames after t_in; rolled out {out['horizon']}")
     if not scored:
         raise DataError(f"no dataset of this run has a trajectory in its '{split}' split, so nothing was scored; "
                         f"check the datasets' n_{split} settings or files ('pdeb data info FILE' shows the splits)")
