@@ -108,12 +108,28 @@ def verify(
         raise typer.Exit(1)
 
 
+def _registered_spec(name: Optional[str]):
+    """``(spec, layout_fields)`` of a registered generated dataset of this name, whose field
+    names, boundary, domain and parameters a converted file should carry; ``(None, None)``
+    for any other name."""
+    from pdebench_core import plugins
+    from pdebench_core.config import component_config
+    from pdebench_core.data.generation import GeneratedDataset
+
+    datasets = plugins.registries()["dataset"]
+    if not name or name not in datasets or not isinstance(datasets.get(name).factory, GeneratedDataset):
+        return None, None
+    component = datasets.get(name)
+    return component.factory.spec(component_config(component, "small")), component.factory.layout_fields
+
+
 @data_app.command()
 def convert(
     src: Path = typer.Argument(..., help="Source file or folder in any supported layout."),
     dest: Path = typer.Argument(..., help="Canonical HDF5 file to write."),
     format: str = typer.Option("auto", "--format", "-f", help="Layout of SRC; 'auto' detects it."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name stored in the file (default: SRC's stem)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name stored in the file (default: SRC's stem); "
+                                       "a registered dataset's name also gives its field names, boundary and domain."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Train trajectories (default: rule below)."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation trajectories."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test trajectories."),
@@ -132,7 +148,9 @@ def convert(
     counts = {"train": n_train, "val": n_val, "test": n_test}
     with user_errors(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
-        written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force)
+        defaults, layout_fields = _registered_spec(name)
+        written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force,
+                               spec_defaults=defaults, layout_fields=layout_fields)
         description = describe_path(written)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)

@@ -833,3 +833,19 @@ def test_a_wrong_format_names_the_layout_the_file_has(tmp_path):
                                             r"pdebench$") as refused:
             open_layout(path, wrong)
         assert "download" not in str(refused.value)
+
+
+def test_convert_under_a_registered_name_keeps_that_datasets_field_names_and_boundary(tmp_path):
+    """Not c0/c1 and a periodic placeholder, which a later run on the file would then believe."""
+    src = tmp_path / "dr.h5"
+    axis = np.linspace(-1 + 1 / 16, 1 - 1 / 16, 16)
+    with h5py.File(src, "w") as f:  # PDEBench's diffusion-reaction layout: one group per seed
+        for seed in range(6):
+            f[f"{seed:04d}/data"] = coded((8, 16, 16, 2), offset=seed)
+            for name, values in (("x", axis), ("y", axis), ("t", np.linspace(0, 1, 8))):
+                f[f"{seed:04d}/grid/{name}"] = values.astype(np.float32)
+    dest = tmp_path / "dr2d.h5"
+    result = CliRunner().invoke(data_app, ["convert", str(src), str(dest), "--name", "dr2d"])
+    assert result.exit_code == 0, result.output
+    spec = open_canonical(dest)[0]
+    assert spec.fields == ("u", "v") and spec.boundary == "neumann" and spec.name == "dr2d"

@@ -12,7 +12,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
@@ -84,7 +84,8 @@ class CanonicalWriter:
 def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
             counts: Mapping[str, int | None] | None = None,
             spec_defaults: DataSpec | Mapping[str, Any] | None = None,
-            progress: bool = False, overwrite: bool = True) -> Path:
+            progress: bool = False, overwrite: bool = True,
+            layout_fields: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Convert a published file or folder into a canonical pdeb file.
 
     Args:
@@ -97,6 +98,8 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         spec_defaults: Field names, parameters, boundary... for what the file lacks.
         progress: Show a rich progress bar.
         overwrite: Replace an existing ``dest`` file (else refuse it).
+        layout_fields: Field names by layout, for layouts that store channels unnamed in an
+            order of their own (see :func:`~pdebench_core.data.layouts.make_spec`).
 
     Returns:
         ``dest`` as a :class:`Path`.
@@ -132,7 +135,7 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         spec_defaults = as_spec(spec_defaults, name or str(spec_defaults.get("name") or src.stem))
     name = name or (spec_defaults.name if spec_defaults else src.stem)
     defaults = as_spec(spec_defaults, name)
-    spec = make_spec(found, name, defaults, check=False)
+    spec = make_spec(found, name, defaults, check=False, layout_fields=layout_fields)
     if spec.t_in >= spec.n_frames > 1:  # keep the stored default usable; runs set t_in anyway
         found.notes.append(f"t_in {spec.t_in} leaves no frame to predict; stored t_in {spec.n_frames - 1}")
         spec = spec.replace(t_in=spec.n_frames - 1)
