@@ -41,16 +41,30 @@ def check_free_space(folder: str | os.PathLike, needed: int | None, what: str) -
     """
     if needed is None or needed <= 0:
         return
+    limit = file_size_limit()
+    if limit is not None and needed > limit:  # HDF5 crashes on a write the limit cuts short: refuse first
+        raise DataError(f"{what} needs about {human_bytes(needed)}, more than this process may write to one file "
+                        f"({human_bytes(limit)}, 'ulimit -f'); raise the limit")
     free = free_bytes(folder)
     if needed + SPACE_MARGIN > free:
         raise DataError(f"not enough free space in {folder} for {what}: need {human_bytes(needed)} and "
                         f"{human_bytes(SPACE_MARGIN)} to spare, {human_bytes(free)} free")
 
 
+def file_size_limit() -> int | None:
+    """The largest file this process may write (``ulimit -f``), or None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -> DataError:
     """The one-line error for a write that failed (full disk, permissions, I/O); ``after`` is
     appended (e.g. what was kept)."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = _reason(exc)
     if not _may_be_space(exc):  # a folder in the way, no permission: free space is beside the point
         return DataError(f"could not write {path}: {reason[:200]}" + (f"; {after}" if after else ""))
     try:
@@ -58,6 +72,19 @@ def write_failed(path: str | os.PathLike, exc: BaseException, after: str = "") -
     except OSError:
         free = "free space unknown"
     return DataError(f"could not write {path} ({free}): {reason[:200]}" + (f"; {after}" if after else ""))
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in a few words: HDF5's own report spans lines, with the system's message
+    (``No space left on device``) inside; that is what the user needs."""
+    import re
+
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    found = re.search(r"error message = '([^']+)'", text)
+    head = text.splitlines()[0].split(" (file write failed")[0]
+    return f"{head}: {found.group(1)}" if found else head
 
 
 def _may_be_space(exc: BaseException) -> bool:

@@ -270,3 +270,34 @@ def test_a_run_whose_config_cannot_be_written_leaves_no_directory(home, monkeypa
     with pytest.raises(DataError, match=r"could not write .*no-room/config.yaml .*No space left on device"):
         execute(cfg, quiet=True)
     assert not (home / "runs" / "no-room").exists()
+
+
+def test_a_file_size_limit_too_small_for_the_data_is_one_line_before_writing(tmp_path):
+    """HDF5 cannot recover from a write the limit cuts short (it crashes closing the file):
+    the limit is checked first, like free space."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200 * 1024, 200 * 1024))
+
+    env = {**os.environ, "PDEB_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "pdebench_core.cli", "data", "generate", "ns2d", "--profile",
+                             "smoke"], capture_output=True, text=True, env=env, preexec_fn=limited, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: generating ns2d needs about ")
+    assert "ulimit -f" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "home").rglob("*.h5"))
+
+
+def test_hdf5s_report_of_a_failed_write_keeps_the_systems_reason():
+    """HDF5 spreads its report over lines; the one line keeps the system's message."""
+    from pdebench_core.diskspace import write_failed
+
+    exc = RuntimeError("Can't close dataset (file write failed: time = Wed Dec  2 03:12:02 2026\n, filename = 'x', "
+                       "errno = 28, error message = 'No space left on device', buf = 0x5)")
+    assert str(write_failed("/data/ns2d.h5", exc)).endswith("): Can't close dataset: No space left on device")
+
