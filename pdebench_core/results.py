@@ -107,6 +107,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+#: Seconds SQLite waits for another process's lock before a statement gives up.
+BUSY_TIMEOUT_S = 60.0
+#: Tries of a write that finds the store locked, each after the busy timeout.
+LOCK_ATTEMPTS = 3
+
+
+def _locked(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class ResultsStore:
     """Read and write result rows.
 
@@ -120,16 +130,19 @@ class ResultsStore:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         if not self._current:
             self._bring_up_to_date(conn)
             self._current = True
         return conn
 
     def _bring_up_to_date(self, conn: sqlite3.Connection) -> None:
-        """Create the table, or migrate one of an older schema (after keeping a copy)."""
+        """Create the table, or migrate one of an older schema (after keeping a copy). A store
+        that is up to date is only read, so a reader never waits for another process's write."""
+        if self._up_to_date(conn):
+            return
         conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others then see the new version
         try:
             exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='results'").fetchone()
@@ -148,6 +161,11 @@ class ResultsStore:
             conn.execute("ROLLBACK")
             raise
 
+    @staticmethod
+    def _up_to_date(conn: sqlite3.Connection) -> bool:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='results'").fetchone()
+        return bool(exists) and int(conn.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION
+
     def check_writable(self) -> None:
         """Open the store (creating it if needed), so that a path that cannot hold it is refused
         before a run computes anything.
@@ -159,11 +177,11 @@ class ResultsStore:
             with closing(self._connect()):
                 pass
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if _locked(exc):
                 return  # another process writes: the store is there and writable
             raise write_failed(self.path, exc, "set sinks.sqlite.path to a file you can write") from None
         except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from None
+            raise self._unusable(exc) from None
         except OSError as exc:
             raise write_failed(self.path, exc, "set sinks.sqlite.path to a file you can write") from None
 
@@ -179,7 +197,7 @@ class ResultsStore:
         cols = [c for c in COLUMNS if c in values]
         sql = (f"INSERT OR REPLACE INTO results ({', '.join(cols)}) "
                f"VALUES ({', '.join('?' for _ in cols)})")
-        for attempt in range(20):
+        for attempt in range(LOCK_ATTEMPTS):  # each waits up to the busy timeout for the lock
             try:
                 with closing(self._connect()) as conn:
                     conn.execute("BEGIN IMMEDIATE")
@@ -187,18 +205,27 @@ class ResultsStore:
                     conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not _locked(exc):
                     raise write_failed(self.path, exc) from None  # e.g. "database or disk is full"
                 time.sleep(0.05 * (attempt + 1))
             except sqlite3.DatabaseError as exc:
-                raise self._damaged(exc) from None
+                raise self._unusable(exc) from None
             except OSError as exc:
                 raise write_failed(self.path, exc) from None
-        raise sqlite3.OperationalError(f"results store {self.path} stayed locked; try again")
+        raise self._locked_error()
 
-    def _damaged(self, exc: Exception) -> DataError:
-        """The one-line error for a store SQLite cannot read (not a database, corrupt pages)."""
-        return DataError(f"results store {self.path} is damaged ({str(exc).splitlines()[0][:120]}); move it aside "
+    def _locked_error(self) -> DataError:
+        return DataError(f"results store {self.path} stayed locked by another process; try again (a run's rows are "
+                         f"also in its results.jsonl, and 'pdeb run --resume RUN_ID' sends them again)")
+
+    def _unusable(self, exc: Exception) -> DataError:
+        """The one-line error for a store SQLite cannot use: damaged (not a database, corrupt
+        pages), or a disk that is full or failing, which is no reason to give the store up."""
+        reason = str(exc).splitlines()[0][:120]
+        if any(word in reason for word in ("disk I/O error", "disk is full", "unable to open")):
+            return DataError(f"cannot use results store {self.path} ({reason}); if the disk is full, free space and "
+                             f"try again: the store itself is kept as it is")
+        return DataError(f"results store {self.path} is damaged ({reason}); move it aside "
                          f"and pdeb starts a new, empty one (each run directory keeps its own rows in results.jsonl)")
 
     def rows(self) -> list[dict[str, Any]]:
@@ -210,11 +237,11 @@ class ResultsStore:
                 conn.row_factory = sqlite3.Row
                 fetched = conn.execute("SELECT * FROM results ORDER BY id").fetchall()
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise
-            raise self._damaged(exc) from None
+            if _locked(exc):
+                raise self._locked_error() from None
+            raise self._unusable(exc) from None
         except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from None
+            raise self._unusable(exc) from None
         out = []
         for r in fetched:
             row = dict(r)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-
+import pytest
 from typer.testing import CliRunner
 
 from pdebench_core import results
@@ -142,3 +142,37 @@ def test_a_failing_sink_does_not_keep_the_row_from_the_others(tmp_path):
     ctx.write_result({"run_id": "r2"})
     assert keeping.rows == [{"run_id": "r"}, {"run_id": "r2"}]
     assert list(ctx.undelivered) == ["Failing"] and str(ctx.undelivered["Failing"]) == "store unreachable"
+
+
+def test_a_store_another_process_writes_to_is_read_without_waiting_and_a_write_waits_boundedly(tmp_path,
+                                                                                                monkeypatch):
+    """The leaderboard reads while a run holds the write lock; a writer that never gets the lock
+    ends with one line naming the store, not a traceback after twenty minutes."""
+    import sqlite3
+    import time
+
+    from pdebench_core.errors import DataError
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    store.add({"run_id": "r1", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.1}})
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        monkeypatch.setattr(results, "BUSY_TIMEOUT_S", 0.2)
+        started = time.monotonic()
+        assert [r["run_id"] for r in ResultsStore(store.path).rows()] == ["r1"]
+        assert time.monotonic() - started < 5
+        with pytest.raises(DataError, match=r"results store .* stayed locked by another process; try again"):
+            ResultsStore(store.path).add({"run_id": "r2", "model": "fno", "dataset": "ns2d", "task": "train",
+                                          "metrics": {"l2re": 0.2}})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_full_disk_is_not_called_a_damaged_store(tmp_path):
+    """Moving the store aside, as for a damaged one, would throw away every result."""
+    import sqlite3
+
+    message = str(ResultsStore(tmp_path / "r.sqlite")._unusable(sqlite3.OperationalError("disk I/O error")))
+    assert "damaged" not in message and "free space and try again: the store itself is kept" in message
