@@ -21,6 +21,7 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pluggy
@@ -401,8 +402,43 @@ def plugin_failure(component: Component, exc: Exception, what: str = "raised") -
 
     if os.environ.get("PDEB_DEBUG"):
         return None
+    origin = raising_plugin(exc)
+    if origin is not None and origin[0] != component.plugin:  # e.g. a model's forward, run by a builtin task
+        plugin, where = origin
+        return PluginError(f"plugin '{plugin}' raised {_one_line(exc)} (at {where}, during {component.kind} "
+                           f"'{component.name}'); PDEB_DEBUG=1 shows the traceback")
     return PluginError(f"{component.kind} '{component.name}' (plugin '{component.plugin}') {what} "
                        f"{_one_line(exc)}; PDEB_DEBUG=1 shows the traceback")
+
+
+def raising_plugin(exc: BaseException) -> tuple[str, str] | None:
+    """``(plugin, "file:line in function")`` of the innermost traceback frame that lies in a
+    plugin's own source, or None: whose code raised, however deep in pdeb or torch it surfaced."""
+    import inspect
+
+    sources: dict[str, str] = {}
+    for name, plugin in pm.list_name_plugin():
+        try:
+            file = inspect.getsourcefile(plugin) if plugin is not None else None
+        except TypeError:  # a builtin object
+            continue
+        if file:  # a package's whole folder, a module or class its own file
+            sources[name] = str(Path(file).parent) + os.sep if Path(file).name == "__init__.py" else file
+    found = None
+    for frame, line in traceback_frames(exc):
+        file = frame.f_code.co_filename
+        for name, source in sources.items():
+            if file == source or (source.endswith(os.sep) and file.startswith(source)):
+                found = (name, f"{Path(file).name}:{line} in {frame.f_code.co_name}")
+    return found
+
+
+def traceback_frames(exc: BaseException) -> Iterator[tuple[Any, int]]:
+    """``(frame, line)`` from the outermost to the innermost call of an exception's traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        yield tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
 
 
 def build_dataset_from(name: str, section: Any) -> Any:

@@ -291,9 +291,23 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
     def junk_task(ctx):
         return ["not", "results"]
 
+    def model_with_broken_forward(cfg, spec):
+        import torch
+
+        class Broken(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = torch.nn.Parameter(torch.ones(1))
+
+            def forward(self, x, *args, **kwargs):
+                raise RuntimeError("bug in forward")
+
+        return Broken()
+
     @hookimpl
     def register_models(register):
         register("broken-model", broken_model, dims=(2,))
+        register("broken-forward", model_with_broken_forward, dims=(2,))
 
     @hookimpl
     def register_datasets(register):
@@ -317,6 +331,9 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
     (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-sink]"],
      "finished, but its results did not reach sink(s) broken-sink: sink 'broken-sink' (plugin 'raising') raised "
      "ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
+    (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
+     "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:32 in forward, during task "
+     "'train'); PDEB_DEBUG=1"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
 ])
