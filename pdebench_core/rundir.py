@@ -229,18 +229,27 @@ class RunDir:
     # -- step records ----------------------------------------------------------------------
     def drop_step_records_after(self, step: int) -> int:
         """Remove the ``metrics.jsonl`` records of steps after ``step`` (logged by a process that
-        died before its next checkpoint; the resumed run logs them again). Returns how many."""
+        died before its next checkpoint; the resumed run logs them again), and a last line cut
+        short (a full disk, a kill mid-write), which the next record would otherwise be glued
+        to. Returns how many lines went."""
         path = self.metrics_file
         try:
-            lines = path.read_text().splitlines(keepends=True)
-        except (FileNotFoundError, UnicodeDecodeError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return 0
+        lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
+        before = len(lines)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"  # whole or not, the next record starts on a line of its own
+            if _record_step(lines[-1]) == float("-inf"):
+                lines.pop()
         kept = [line for line in lines if _record_step(line) <= step]
-        if len(kept) < len(lines):
+        text = "".join(kept)
+        if text.encode("utf-8") != raw:
             from pdebench_core.diskspace import write_text_atomically
 
-            write_text_atomically(path, "".join(kept))
-        return len(lines) - len(kept)
+            write_text_atomically(path, text)
+        return before - len(kept)
 
     # -- resume lock ---------------------------------------------------------------------
     @contextmanager

@@ -301,3 +301,22 @@ def test_hdf5s_report_of_a_failed_write_keeps_the_systems_reason():
                        "errno = 28, error message = 'No space left on device', buf = 0x5)")
     assert str(write_failed("/data/ns2d.h5", exc)).endswith("): Can't close dataset: No space left on device")
 
+
+
+def test_a_resume_drops_a_step_record_cut_short_and_the_records_after_its_checkpoint(tmp_path):
+    """A full disk mid-line left '{"step": 30, "loss": 0.0' without a newline: the resumed run's
+    record of step 30 must not be glued to it, and records past the checkpoint go."""
+    import json
+
+    from pdebench_core.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    records = [json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (10, 20, 30)]
+    run.metrics_file.write_bytes("".join(records).encode() + b'{"step": 40, "loss": 0.0')
+    assert run.drop_step_records_after(20) == 2
+    assert run.metrics_file.read_text() == "".join(records[:2])
+    run.metrics_file.write_bytes(records[0].encode() + b'{"step": 15, "loss": 0.5}')  # whole, but no newline
+    assert run.drop_step_records_after(20) == 0
+    assert run.metrics_file.read_text().splitlines() == [records[0].strip(), '{"step": 15, "loss": 0.5}']
+    run.metrics_file.write_bytes(records[0].encode() + b'{"step": 25, "note": "\xff"}\n')  # not UTF-8
+    assert run.drop_step_records_after(20) == 1 and run.metrics_file.read_text() == records[0]
