@@ -112,8 +112,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except PermissionError as exc:
         raise UsageError(f"checkpoint {path} cannot be opened ({exc.strerror}); fix its permissions") from None
     except Exception as exc:  # empty, truncated or corrupt bytes: torch's zip reader refuses them
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200] or type(exc).__name__
-        raise DamagedCheckpoint(f"checkpoint {path} cannot be read: {reason}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0][:200] or type(exc).__name__
+        raise DamagedCheckpoint(f"checkpoint {path} cannot be read ({reason}): it is truncated or damaged") from None
     if not isinstance(state, dict):
         raise UsageError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     stored = state.pop(INTEGRITY, None)
@@ -121,6 +121,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise DamagedCheckpoint(f"checkpoint {path} is damaged: its contents no longer match the checksum "
                                 f"stored when it was written")
     return state
+
+
+def is_training_state(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint holds what training continues from (a step, weights), not bare weights."""
+    return isinstance(state.get("step"), int) and (isinstance(state.get("model"), dict) or SHARDED in state)
 
 
 class IntactCheckpoint(NamedTuple):
@@ -136,30 +141,35 @@ class IntactCheckpoint(NamedTuple):
 
 
 def newest_intact(folder: str | os.PathLike, warn=print) -> IntactCheckpoint | None:
-    """The checkpoint to resume from: ``last.pt`` when intact, else the newest intact
-    ``step-*`` checkpoint (saying so through ``warn``); None when there is none at all.
+    """The checkpoint to continue from: ``last.pt`` when intact, else the newest intact
+    ``step-*`` checkpoint (saying which and why through ``warn``); None when there is none.
+
+    A file that cannot be read, fails its checksum, or holds no training state (bare
+    weights saved over ``last.pt``, a folder in its place) is passed over.
 
     Raises:
-        DamagedCheckpoint: every checkpoint in ``folder`` is damaged.
+        DamagedCheckpoint: no checkpoint in ``folder`` can be used.
     """
     folder = Path(folder)
     candidates = [folder / "last.pt"] + sorted((p for p in folder.glob("step-*") if not p.name.startswith(".")),
                                                reverse=True)
-    candidates = [p for p in candidates if p.exists()]
-    damaged = []
-    for path in candidates:
+    unusable: list[str] = []
+    for path in (p for p in candidates if p.exists()):
         manifest = path / TRAINER_STATE if path.is_dir() else path
         try:
             state = read_checkpoint(manifest)
-        except DamagedCheckpoint:
-            damaged.append(path.name)
+        except UsageError as exc:  # damaged bytes, a folder without a manifest, no permission
+            unusable.append(f"{path.name}: {exc}")
             continue
-        if damaged:
-            warn(f"warning: checkpoint {', '.join(damaged)} in {folder} is damaged; resuming from {path.name}")
+        if not is_training_state(state):
+            unusable.append(f"{path.name}: holds no training state (no step or weights)")
+            continue
+        if unusable:
+            warn(f"warning: passed over {'; '.join(unusable)}; using {path.name}")
         return IntactCheckpoint(manifest, state)
-    if damaged:
-        raise DamagedCheckpoint(f"every checkpoint in {folder} is damaged ({', '.join(damaged)}); "
-                                f"start a new run instead (without --resume, under another --run-id)")
+    if unusable:
+        raise DamagedCheckpoint(f"no checkpoint in {folder} can be used ({'; '.join(unusable)}); start a new run "
+                                f"instead (without --resume, under another --run-id)")
     return None
 
 

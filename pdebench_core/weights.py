@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pdebench_core import paths
@@ -20,12 +21,17 @@ def resolve_checkpoint(ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.is_file():
         return path
+    from pdebench_core.checkpoint import newest_intact
     from pdebench_core.rundir import RunDir
 
-    run_last = RunDir(paths.runs_dir() / ref).last_checkpoint if "/" not in ref and ref not in (".", "..") else None
-    if run_last is not None and run_last.is_file():
-        return run_last
-    raise UsageError(f"no checkpoint file or finished run named '{ref}'; give a .pt path, a URL or a run id from 'pdeb leaderboard'")
+    run = RunDir(paths.runs_dir() / ref) if "/" not in ref and ref not in (".", "..") else None
+    if run is not None and run.checkpoints.is_dir():
+        found = newest_intact(run.checkpoints, warn=lambda line: print(line, file=sys.stderr))  # a damaged last.pt
+        if found is not None:
+            return found.path
+        raise UsageError(f"run '{ref}' has no checkpoint in {run.checkpoints}; give another run or a .pt path")
+    raise UsageError(f"no checkpoint file or run named '{ref}'; give a .pt path, a URL or a run id from "
+                     f"'pdeb leaderboard'")
 
 
 def state_dict_of(state: dict) -> dict:

@@ -51,14 +51,37 @@ def test_resume_falls_back_from_a_damaged_last_checkpoint(tmp_path, monkeypatch)
     messages = []
     found = newest_intact(folder, warn=messages.append)
     assert found.path.name == "step-00000008.pt" and found.state["step"] == 8  # read once, handed over
-    assert "last.pt" in messages[0] and "resuming from step-00000008.pt" in messages[0]
+    assert messages[0].startswith("warning: passed over last.pt: checkpoint ") and "is damaged" in messages[0]
+    assert messages[0].endswith("; using step-00000008.pt")
     resumed = execute(_smoke("fallback"), resume=True, quiet=True)
     assert resumed.results  # the run resumed (from step 8, already complete) and evaluated
-    assert "is damaged; resuming from step-00000008.pt" in (ctx.run_dir / "log.txt").read_text()
+    assert "; using step-00000008.pt" in (ctx.run_dir / "log.txt").read_text()
     for step in folder.glob("*.pt"):
         _flip_tensor_bytes(step)
-    with pytest.raises(DamagedCheckpoint, match="every checkpoint in .* is damaged"):
+    with pytest.raises(DamagedCheckpoint, match="no checkpoint in .* can be used"):
         newest_intact(folder)
+
+
+@pytest.mark.parametrize("replace", ["folder", "bare weights"])
+def test_a_last_checkpoint_that_holds_no_training_state_is_passed_over(tmp_path, monkeypatch, replace):
+    """A folder in place of last.pt, or bare weights saved over it, is no reason to lose the run."""
+    import torch
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    ctx = execute(_smoke("replaced"), quiet=True)
+    last = ctx.run_dir / "checkpoints" / "last.pt"
+    weights = load_checkpoint(last)["model"]
+    last.unlink()
+    if replace == "folder":
+        last.mkdir()
+    else:
+        torch.save(weights, last)
+    messages = []
+    found = newest_intact(last.parent, warn=messages.append)
+    assert found.path.name == "step-00000008.pt" and messages[0].startswith("warning: passed over last.pt: ")
+    evaluated = execute(build_config(model="fno", data="ns2d", profile="smoke", device="cpu", task="evaluate",
+                                     overrides=["task.checkpoint=replaced"]), quiet=True)
+    assert evaluated.results  # a run id as task.checkpoint takes its newest usable checkpoint too
 
 
 def test_failed_resume_keeps_a_finished_runs_status(tmp_path, monkeypatch):

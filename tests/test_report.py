@@ -156,7 +156,7 @@ def test_report_survives_a_model_that_cannot_be_rebuilt(smoke_home):
     for checkpoint in (broken / "checkpoints").glob("*.pt"):  # every one: none is left to fall back to
         checkpoint.write_bytes(b"not a checkpoint")
     page = report.build_report("broken-checkpoint", out=broken / "r.html").read_text()
-    assert "no rollout figures: every checkpoint in" in page and "broken-checkpoint/checkpoints" in page
+    assert "no rollout figures: no checkpoint in" in page and "broken-checkpoint/checkpoints" in page
     assert len(embedded_pngs(page)) == 1 and "Per channel" in page  # metrics and the error curve remain
     metrics_only = report.build_report(SMOKE_RUN, out=broken / "m.html", rollout=False).read_text()
     assert len(embedded_pngs(metrics_only)) == 1 and "weights:" not in metrics_only
