@@ -68,7 +68,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where the checkpoints folder should be, no permission
+        raise write_failed(path, exc, "the previous checkpoint is untouched") from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {**state, INTEGRITY: {"sha256": state_digest(state)}}  # verified by read_checkpoint
     try:

@@ -181,11 +181,16 @@ class RunDir:
         """Append ``[HH:MM:SS] message`` to ``log.txt``; the line written.
 
         Raises:
-            OSError: the log cannot be written.
+            DataError: the log cannot be written (one line naming it and why).
         """
+        from pdebench_core.diskspace import write_failed
+
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        with open(self.log_file, "a", encoding="utf-8") as log:
-            log.write(line + "\n")
+        try:
+            with open(self.log_file, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        except OSError as exc:
+            raise write_failed(self.log_file, exc) from None
         return line
 
     def write_status(self, state: str, **fields: Any) -> None:

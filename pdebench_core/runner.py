@@ -326,7 +326,7 @@ def _save_resumed_config(ctx: RunContext) -> str | None:
 def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
                     previous_config: str | None = None) -> None:
     run = RunDir(run_dir)
-    has_checkpoint = run.checkpoints.exists() and any(run.checkpoints.iterdir())
+    has_checkpoint = run.checkpoints.is_dir() and any(run.checkpoints.iterdir())
     if isinstance(exc, UsageError) and not resume and not has_checkpoint and not run.took_steps():
         shutil.rmtree(run_dir, ignore_errors=True)  # refused input, before any step: nothing worth keeping
         return

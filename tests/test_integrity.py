@@ -320,3 +320,32 @@ def test_a_resume_drops_a_step_record_cut_short_and_the_records_after_its_checkp
     assert run.metrics_file.read_text().splitlines() == [records[0].strip(), '{"step": 15, "loss": 0.5}']
     run.metrics_file.write_bytes(records[0].encode() + b'{"step": 25, "note": "\xff"}\n')  # not UTF-8
     assert run.drop_step_records_after(20) == 1 and run.metrics_file.read_text() == records[0]
+
+
+def test_run_directory_entries_that_cannot_be_written_are_one_line(home):
+    """A file where the checkpoints folder should be, or a log that cannot be appended to: one
+    line naming it, and the run's status stays true (no traceback, no 'running' left behind)."""
+    from pdebench_core.config import build_config
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runner import execute
+
+    def cfg(steps):
+        return build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id="entries",
+                            overrides=[f"train.max_steps={steps}", "train.checkpoint_every=2",
+                                       "train.scheduler=constant", "model.width=4", "model.modes=2"])
+
+    execute(cfg(2), quiet=True)
+    run = RunDir.of("entries")
+    for child in run.checkpoints.iterdir():
+        child.unlink()
+    run.checkpoints.rmdir()
+    run.checkpoints.write_text("in the way")
+    with pytest.raises(DataError, match=r"could not write .*checkpoints/step-00000002.pt: .*File exists"):
+        execute(cfg(4), resume=True, quiet=True)
+    assert run.read_status()["state"] == "finished"  # a failed extension keeps the finished run
+    run.checkpoints.unlink()
+    run.log_file.unlink()
+    run.log_file.mkdir()  # a folder where the log should be
+    with pytest.raises(DataError, match=r"could not write .*log.txt: .*Is a directory"):
+        execute(cfg(4), resume=True, quiet=True)
+    assert run.read_status()["state"] == "finished"
