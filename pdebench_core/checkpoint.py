@@ -88,6 +88,22 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def _torch_version_allowed():
+    """Let ``weights_only`` loading accept a ``TorchVersion`` (a plain str subclass), which
+    earlier pdeb versions stored as torch's version: scoped on torch >= 2.5, process-wide on
+    2.4 (``add_safe_globals``); torch 2.3 has no allow-list, and refuses such a file."""
+    import contextlib
+
+    import torch
+
+    serialization = torch.serialization
+    if hasattr(serialization, "safe_globals"):
+        return serialization.safe_globals([torch.torch_version.TorchVersion])
+    if hasattr(serialization, "add_safe_globals"):
+        serialization.add_safe_globals([torch.torch_version.TorchVersion])
+    return contextlib.nullcontext()
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read one checkpoint file with ``weights_only=True`` as it is (a sharded checkpoint's
     manifest without its weights); pickled code is refused."""
@@ -99,8 +115,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
-        # Earlier pdeb versions stored torch's version as a TorchVersion, a plain str subclass.
-        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        with _torch_version_allowed():
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
