@@ -119,8 +119,10 @@ class RunContext:
             try:
                 sink.write_result(row)
             except Exception as exc:  # noqa: BLE001 - reported when the run ends, see runner
-                if os.environ.get("PDEB_DEBUG"):
-                    raise
+                if os.environ.get("PDEB_DEBUG"):  # the traceback, without changing what happens
+                    import traceback
+
+                    traceback.print_exception(exc.__cause__ or exc)
                 self.undelivered.setdefault(sink_name(sink), exc)
 
     def save_json(self, relative: str, data: Any) -> Path:

@@ -157,6 +157,7 @@ def test_a_plugin_reading_one_file_per_trajectory_is_identified_by_those_files(t
 
 
 def test_file_trajectories_keep_the_dataset_contract(tmp_path):
+    from pdebench_core.data import FileTrajectories
     from pdebench_core.errors import DataError
     from pdebench_core.testing import check_dataset_contract
 
@@ -165,5 +166,27 @@ def test_file_trajectories_keep_the_dataset_contract(tmp_path):
     dataset = _file_dataset(tmp_path, {"train": ["t0.npy", "t1.npy"], "val": ["t2.npy"], "test": ["t3.npy"]})
     arrays = check_dataset_contract(dataset, spatial_shape=(4, 4), split_sizes={"train": 2, "val": 1, "test": 1})
     assert arrays["train"].dtype == np.float32 and dataset.split("train").window(1, 2, 3).shape == (3, 4, 4, 2)
+    opened = []
+    counting = FileTrajectories([tmp_path / f"t{i}.npy" for i in range(3)],
+                                read=lambda path: opened.append(path.name) or np.load(path))
+    counting[2], counting.window(1, 0, 2)
+    assert opened == ["t2.npy", "t0.npy", "t1.npy"]  # the first file's shape is read once, not per access
     with pytest.raises(DataError, match=r"trajectory file .*missing\.npy does not exist"):
         _file_dataset(tmp_path, {"train": ["missing.npy"], "val": [], "test": []})
+
+
+def test_a_plugins_own_canonical_file_is_labelled_by_its_folder_not_generated(tmp_path, fresh_home):
+    """Only files in pdeb's own data cache are 'generated'; a plugin reading a canonical file of
+    its own (H5Trajectories, as the docs showed before FileTrajectories) names its folder."""
+    from pdebench_core.data import TrajectoryDataset, open_canonical, write_canonical
+    from pdebench_core.spec import DataSpec
+
+    spec = DataSpec(name="lab", fields=("u",), spatial_shape=(8,), n_frames=6, t_in=2)
+    rng = np.random.default_rng(3)
+    splits = {s: rng.standard_normal((2, 6, 8, 1)).astype(np.float32) for s in ("train", "val", "test")}
+    own = write_canonical(tmp_path / "lab-files" / "lab.h5", splits, spec)
+    cached = write_canonical(fresh_home / "data" / "lab-0123.h5", splits, spec)
+    for path, label in ((own, "lab-files"), (cached, "generated")):
+        dataset = TrajectoryDataset(spec, open_canonical(path)[1])
+        found = identity.dataset_identity(dataset)
+        assert (found.basis, found.source) == ("cache file", label)

@@ -182,13 +182,14 @@ def test_a_test_split_too_short_for_t_in_names_the_dataset_split_and_setting(fre
         plugins.unregister_plugin("short-test-plugin")
 
 
-def _build_folder(cfg):
-    from pathlib import Path
+_LAB_FOLDER: list = []  # where the folder plugin finds its files (it takes no path setting)
 
+
+def _build_folder(cfg):
     from pdebench_core.data import FileTrajectories, TrajectoryDataset
     from pdebench_core.spec import DataSpec
 
-    folder = Path(cfg.path)
+    folder = _LAB_FOLDER[0]
     names = {"train": ["a.npy", "b.npy", "c.npy"], "val": ["d.npy"], "test": ["e.npy"]}
     spec = DataSpec(name="lab-folder", fields=("u", "v"), spatial_shape=(8, 8), t_in=int(cfg.t_in),
                     horizon=cfg.horizon)
@@ -215,14 +216,15 @@ def test_a_dataset_plugin_over_a_folder_of_npy_files_trains_and_names_its_folder
     for name in "abcde":
         np.save(folder / f"{name}.npy", rng.standard_normal((8, 8, 8, 2)))  # float64, as numpy saves by default
     plugins.register_plugin(FolderPlugin, name="folder-plugin")
+    _LAB_FOLDER[:] = [folder]
     try:
         cfg = build_config(model="fno", data="lab-folder", profile="smoke", device="cpu", run_id="folder-run",
-                           overrides=[f"data.lab-folder.path={folder}", "data.lab-folder.t_in=2",
-                                      "model.width=4", "model.modes=2", "model.n_layers=1", "train.max_steps=2",
-                                      "train.batch_size=2"])
+                           overrides=["data.lab-folder.t_in=2", "model.width=4", "model.modes=2",
+                                      "model.n_layers=1", "train.max_steps=2", "train.batch_size=2"])
         ctx = execute(cfg, quiet=True)
     finally:
         plugins.unregister_plugin("folder-plugin")
     assert ctx.results["lab-folder"]["l2re"] > 0
     row = ResultsStore().rows()[0]
-    assert row["data_source"] == "my-lab-data" and row["n_train"] == 3
+    assert row["data_source"] == "my-lab-data" and row["n_train"] == 3  # the files' folder, not 'generated'
+    assert row["extra"]["data_basis"] == "files"

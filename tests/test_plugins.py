@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import textwrap
@@ -329,8 +330,8 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
     (["--model", "fno", "--data", "broken-data"],
      "error: dataset 'broken-data' (plugin 'raising') raised KeyError: 'bug in the dataset factory'; PDEB_DEBUG=1"),
     (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-sink]"],
-     "finished, but its results did not reach sink(s) broken-sink: sink 'broken-sink' (plugin 'raising') raised "
-     "ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
+     "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-sink: sink "
+     "'broken-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
     (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
      "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:32 in forward, during task "
      "'train'); PDEB_DEBUG=1"),
@@ -345,6 +346,6 @@ def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fa
     result = pdeb("run", *args, "--profile", "smoke", "--quiet", env=env)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert len(errors) == 1 and fnmatch.fnmatchcase(errors[0], message + "*"), result.stderr
     debug = pdeb("run", *args, "--profile", "smoke", "--quiet", env={**env, "PDEB_DEBUG": "1"})
     assert ("Traceback" in debug.stderr) == ("PDEB_DEBUG" in message)

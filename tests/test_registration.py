@@ -303,6 +303,22 @@ def test_a_sink_refusing_results_leaves_the_run_finished_and_says_so(fresh_home)
     assert "error: run undelivered finished, but its results did not reach" in (run.path / "log.txt").read_text()
 
 
+def test_pdeb_debug_shows_a_refusing_sinks_traceback_without_changing_the_outcome(fresh_home, monkeypatch, capsys):
+    from pdebench_core.errors import PdebError
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runner import execute
+
+    monkeypatch.setenv("PDEB_DEBUG", "1")
+    with plugin(RefusingPlugin, "refusing-plugin"):
+        cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", run_id="debugged",
+                           device="cpu", overrides=["run.sinks=[refusing,jsonl]"])
+        with pytest.raises(PdebError, match="did not reach sink"):
+            execute(cfg, quiet=True)
+    run = RunDir.of("debugged")
+    assert run.read_status()["state"] == "finished" and (run.path / "results.jsonl").is_file()
+    assert "Traceback" in capsys.readouterr().err and "tracking server unreachable" in run.read_status()["error"]
+
+
 class TwoProfilesPlugin:
     @staticmethod
     @hookimpl

@@ -268,15 +268,11 @@ def test_a_data_path_that_does_not_exist_is_refused_with_the_config(tmp_path):
         build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={missing}"])
 
 
-def test_a_horizon_longer_than_the_trajectories_is_capped_with_a_warning():
-    from types import SimpleNamespace
-
-    from pdebench_core.workflow import scored_outputs
-
-    lines = []
-    scored_outputs(SimpleNamespace(log=lines.append), {"lab": {"n_samples": 2, "horizon": 14, "horizon_asked": 50},
-                                                       "ns2d": {"n_samples": 2, "horizon": 4, "horizon_asked": 4}},
-                   "test")
-    assert lines == ["warning: dataset lab: horizon 50 asked, but its test trajectories hold 14 frames after t_in; "
-                     "rolled out 14"]
-
+def test_a_horizon_longer_than_the_trajectories_is_capped_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    result = runner.invoke(app, ["run", "--model", "persistence", "--task", "evaluate", "--data", "ns2d", "--profile",
+                                 "smoke", "--run-id", "long", "--quiet", "eval.horizon=50"])
+    assert result.exit_code == 0, result.output
+    log = (tmp_path / "runs" / "long" / "log.txt").read_text()
+    assert "warning: dataset ns2d: horizon 50 asked, but its test trajectories hold 4 frames after t_in; " \
+           "rolled out 4" in log

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,7 @@ SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 8 * 2**20
 GENERATED = "generated"
 IN_MEMORY = "in memory"
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class DataIdentity:
     """The identity of one dataset of a run.
 
     Attributes:
-        source: The name of the file or folder the data was read from, ``generated``, or
-            ``in memory`` (trajectories a plugin made itself).
+        source: The name of the file or folder the data was read from, ``generated``,
+            ``in memory`` (trajectories a plugin made itself) or ``unknown``.
         hash: 16 hex digits: content fingerprint plus split plan.
         basis: What the content part is: ``fingerprint``, ``file``, ``files`` (one file per
             trajectory), ``cache file``, ``arrays`` or ``spec`` (the fallback that does not see
@@ -234,12 +236,21 @@ def dataset_identity(dataset: Any, path: str | None = None) -> DataIdentity:
 
 def _source_label(dataset: Any, path: str | None, basis: str) -> str:
     """Where the data came from, for the leaderboard: the file or folder read, ``generated``
-    for pdeb-generated data, else ``in memory`` (trajectories a plugin made itself)."""
+    for data pdeb generated (a fingerprint, or files in pdeb's data cache), ``in memory`` for
+    trajectories a plugin made itself, ``unknown`` when they could not be read."""
+    from pdebench_core import paths
+
     if path:
         return Path(path).name
     if basis == "files":
         return _folder_of(_split_files(dataset)).name
-    return GENERATED if basis in ("fingerprint", "cache file") else IN_MEMORY
+    if basis == "cache file":
+        files = [Path(f).resolve() for f in _source_files(dataset)]
+        cache = paths.data_dir().resolve()
+        if all(cache in f.parents for f in files):
+            return GENERATED
+        return Path(os.path.commonpath([str(f.parent) for f in files])).name  # a plugin's own files
+    return {"fingerprint": GENERATED, "arrays": IN_MEMORY}.get(basis, UNKNOWN)
 
 
 def combined_hash(identities: Mapping[str, DataIdentity]) -> str:

@@ -75,6 +75,7 @@ class FileTrajectories(LazyTrajectories):
         self.files = [Path(f) for f in files]
         self.indices = list(range(len(self.files)))
         self.reader = read
+        self._first_shape: tuple[int, ...] | None = None
         missing = [str(f) for f in self.files if not f.is_file()]
         if missing:
             from pdebench_core.errors import DataError
@@ -86,8 +87,10 @@ class FileTrajectories(LazyTrajectories):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """``(T, *S, C)`` of the first file (an ``.npy`` file's header only)."""
-        return tuple(int(n) for n in self._open(0).shape)
+        """``(T, *S, C)`` of the first file (an ``.npy`` file's header only), read once."""
+        if self._first_shape is None:
+            self._first_shape = tuple(int(n) for n in self._open(0).shape)
+        return self._first_shape
 
     def _open(self, position: int) -> Any:
         import numpy as np
