@@ -114,6 +114,37 @@ def test_a_relative_sink_path_is_kept_absolute(tmp_path, monkeypatch):
     assert cfg.sinks.sqlite.path == str(tmp_path / "results" / "mine.sqlite")  # a resume elsewhere adds to it
 
 
+def test_a_sinks_own_relative_default_path_stays_as_it_is(tmp_path, monkeypatch):
+    """A sink may keep its default relative to the run directory; neither a run nor its resume
+    (which rebuilds from the saved config, default included) makes it absolute."""
+    from dataclasses import dataclass
+
+    from pdebench_core import hookimpl, plugins
+    from pdebench_core.config import build_config
+
+    @dataclass
+    class CsvConfig:
+        path: str = "results.csv"
+
+    class CsvPlugin:
+        @staticmethod
+        @hookimpl
+        def register_sinks(register):
+            register("csv-test", lambda cfg, run_dir: None, config=CsvConfig)
+
+    monkeypatch.chdir(tmp_path)
+    plugins.register_plugin(CsvPlugin, name="csv-test-plugin")
+    try:
+        given = ["run.sinks=[jsonl,csv-test]"]
+        assert build_config(model="fno", data="ns2d", overrides=given).sinks["csv-test"].path == "results.csv"
+        saved = build_config(model="fno", data="ns2d", overrides=[*given, "sinks.csv-test.path=results.csv"])
+        assert saved.sinks["csv-test"].path == "results.csv"  # as a resume re-reads it from config.yaml
+        mine = build_config(model="fno", data="ns2d", overrides=[*given, "sinks.csv-test.path=out/mine.csv"])
+        assert mine.sinks["csv-test"].path == str(tmp_path / "out" / "mine.csv")
+    finally:
+        plugins.unregister_plugin("csv-test-plugin")
+
+
 def test_an_option_wins_over_the_config_file(tmp_path):
     """A shared base config that pins a profile or task still takes a quick --profile smoke."""
     from pdebench_core.config import build_config
