@@ -110,8 +110,9 @@ def verify(
 
 def _registered_spec(name: Optional[str]):
     """``(spec, layout_fields)`` of a registered generated dataset of this name, whose field
-    names, boundary, domain and parameters a converted file should carry; ``(None, None)``
-    for any other name."""
+    names, boundary and domain a converted file should carry (not its parameters or time
+    step: those of its own settings, which the file need not share); ``(None, None)`` for any
+    other name."""
     from pdebench_core import plugins
     from pdebench_core.config import component_config
     from pdebench_core.data.generation import GeneratedDataset
@@ -120,7 +121,8 @@ def _registered_spec(name: Optional[str]):
     if not name or name not in datasets or not isinstance(datasets.get(name).factory, GeneratedDataset):
         return None, None
     component = datasets.get(name)
-    return component.factory.spec(component_config(component, "small")), component.factory.layout_fields
+    spec = component.factory.spec(component_config(component, "small"))
+    return spec.replace(params={}, dt=1.0), component.factory.layout_fields
 
 
 @data_app.command()
@@ -150,7 +152,7 @@ def convert(
         warnings.simplefilter("always", SplitWarning)
         defaults, layout_fields = _registered_spec(name)
         written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force,
-                               spec_defaults=defaults, layout_fields=layout_fields)
+                               spec_defaults=defaults, layout_fields=layout_fields, must_fit=defaults is not None)
         description = describe_path(written)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)

@@ -849,3 +849,7 @@ def test_convert_under_a_registered_name_keeps_that_datasets_field_names_and_bou
     assert result.exit_code == 0, result.output
     spec = open_canonical(dest)[0]
     assert spec.fields == ("u", "v") and spec.boundary == "neumann" and spec.name == "dr2d"
+    assert spec.params == {}  # dr2d's own coefficients are its settings, not facts about this file
+    refused = CliRunner().invoke(data_app, ["convert", str(src), str(tmp_path / "ns.h5"), "--name", "burgers1d"])
+    assert refused.exit_code == 2 and "dataset 'burgers1d' is 1D: give --name a dataset of this data" in \
+        " ".join(refused.output.split())

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
-from pdebench_core.data.layouts.loading import SPLITS, SplitWarning, as_spec, make_spec, open_layout, plan_splits
+from pdebench_core.data.layouts.loading import (SPLITS, SplitWarning, as_spec, check_fits_dataset, make_spec,
+                                                open_layout, plan_splits)
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
@@ -85,7 +86,7 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
             counts: Mapping[str, int | None] | None = None,
             spec_defaults: DataSpec | Mapping[str, Any] | None = None,
             progress: bool = False, overwrite: bool = True,
-            layout_fields: Mapping[str, Sequence[str]] | None = None) -> Path:
+            layout_fields: Mapping[str, Sequence[str]] | None = None, must_fit: bool = False) -> Path:
     """Convert a published file or folder into a canonical pdeb file.
 
     Args:
@@ -100,6 +101,8 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         overwrite: Replace an existing ``dest`` file (else refuse it).
         layout_fields: Field names by layout, for layouts that store channels unnamed in an
             order of their own (see :func:`~pdebench_core.data.layouts.make_spec`).
+        must_fit: Refuse a file of another spatial dimension or channel count than
+            ``spec_defaults`` states (they are a registered dataset's).
 
     Returns:
         ``dest`` as a :class:`Path`.
@@ -135,6 +138,8 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         spec_defaults = as_spec(spec_defaults, name or str(spec_defaults.get("name") or src.stem))
     name = name or (spec_defaults.name if spec_defaults else src.stem)
     defaults = as_spec(spec_defaults, name)
+    if must_fit:
+        check_fits_dataset(found, name, defaults, fix="give --name a dataset of this data, or another name")
     spec = make_spec(found, name, defaults, check=False, layout_fields=layout_fields)
     if spec.t_in >= spec.n_frames > 1:  # keep the stored default usable; runs set t_in anyway
         found.notes.append(f"t_in {spec.t_in} leaves no frame to predict; stored t_in {spec.n_frames - 1}")

@@ -404,23 +404,26 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
     )
 
 
-def check_fits_dataset(found: Found, name: str, defaults: DataSpec) -> None:
+def check_fits_dataset(found: Found, name: str, defaults: DataSpec, fix: str | None = None) -> None:
     """Refuse a file whose spatial dimension or channel count is not the dataset's.
 
     Only what ``defaults`` states is checked: a dataset that reads any data (no grid or no
-    fields in its spec) accepts any.
+    fields in its spec) accepts any. ``fix`` replaces the advice (pointing
+    ``data.<name>.path`` at other data).
     """
     shape = found.traj_shape
     spatial, n_channels = tuple(shape[1:-1]), shape[-1]
     if defaults.spatial_shape and len(defaults.spatial_shape) != len(spatial):
         raise DataError(f"{found.path} holds {len(spatial)}D trajectories (grid {'x'.join(map(str, spatial))}); "
-                        f"dataset '{name}' is {len(defaults.spatial_shape)}D: point data.{name}.path at "
-                        f"{len(defaults.spatial_shape)}D data, or read this file with a {len(spatial)}D dataset")
+                        f"dataset '{name}' is {len(defaults.spatial_shape)}D: " + (fix or (
+                            f"point data.{name}.path at {len(defaults.spatial_shape)}D data, or read this file "
+                            f"with a {len(spatial)}D dataset")))
     if defaults.fields and len(defaults.fields) != n_channels:
         stated = f" ({', '.join(found.fields)})" if found.fields else ""
         raise DataError(f"{found.path} holds {n_channels} channels{stated}; dataset '{name}' has "
-                        f"{len(defaults.fields)} ({', '.join(defaults.fields)}): point data.{name}.path at "
-                        f"{name} data, or read this file with a dataset of its fields")
+                        f"{len(defaults.fields)} ({', '.join(defaults.fields)}): " + (fix or (
+                            f"point data.{name}.path at {name} data, or read this file with a dataset of its "
+                            f"fields")))
 
 
 def as_spec(defaults: DataSpec | Mapping[str, Any] | None, name: str) -> DataSpec:
