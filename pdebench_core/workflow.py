@@ -85,24 +85,32 @@ def _dataset_failure(comp, exc: Exception) -> Exception | None:
 
 def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
     """Build a dataset, keeping what the file readers noted about it for the run log: fallbacks
-    of the splitting rule (``SplitWarning``) and how a file was read (``ReadingNote``: a file's
-    parameter over a setting, non-uniform spacing, unnamed channels; what ``pdeb data info``
-    prints too)."""
+    of the splitting rule (``SplitWarning``) and how a file was read (the dataset's ``notes``:
+    a file's parameter over a setting, non-uniform spacing, unnamed channels; what ``pdeb data
+    info`` prints too). A dataset that keeps no notes but read a ``path`` gets the reader's."""
     import warnings
 
-    from pdebench_core.data.layouts import ReadingNote, SplitWarning
+    from pdebench_core.data.layouts import SplitWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
-        warnings.simplefilter("always", ReadingNote)
         dataset = factory(section)
     notes = []
     for warning in caught:
-        if issubclass(warning.category, (SplitWarning, ReadingNote)):
+        if issubclass(warning.category, SplitWarning):
             notes.append(str(warning.message))
         else:  # not ours to keep: shown as it would have been
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return dataset, list(dict.fromkeys(notes))
+    kept = list(getattr(dataset, "notes", None) or [])
+    path = section.get("path") if hasattr(section, "get") else None
+    if not kept and path:  # a plugin's own dataset object around a layout reader
+        from pdebench_core.data.layouts import open_layout
+
+        try:
+            kept = list(open_layout(str(path), str(section.get("format", "auto") or "auto")).notes)
+        except Exception:  # the dataset was read; a second look that fails costs only the notes
+            pass
+    return dataset, list(dict.fromkeys(notes + kept))
 
 
 def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:

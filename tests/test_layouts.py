@@ -18,8 +18,8 @@ from pdebench_core.cli_data import data_app
 from pdebench_core.data.canonical import open_canonical, write_canonical
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.data.layouts import (
-    ReadingNote, SplitWarning, buoyancy_of, convert, describe_path, detect_layout, is_cfdbench, load_path,
-    ns_variant, open_layout, plan_splits,
+    SplitWarning, buoyancy_of, convert, describe_path, detect_layout, is_cfdbench, load_path, ns_variant,
+    open_layout, plan_splits,
 )
 from pdebench_core.data.layouts import fixtures
 from pdebench_core.data.verify import verify_file
@@ -572,7 +572,6 @@ def test_lazy_sequences_pickle_and_preload(tmp_path):
     np.testing.assert_array_equal(copy[1], samples[1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warnings.simplefilter("ignore", ReadingNote)  # how the file was read: a run logs these
         pre = load_path(config(path, n_train=2, n_val=1, n_test=1, preload=True), "toy", DEFAULTS)
     path.unlink()  # preloaded data no longer needs the file
     np.testing.assert_array_equal(pre.split("test")[0], samples[3])

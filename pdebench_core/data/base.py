@@ -23,12 +23,15 @@ class TrajectoryDataset:
 
     Attributes:
         fingerprint: As given.
+        notes: How the data was read (a file's parameter over a setting, channels named by
+            the layout, a split that did not fit), for the run's log; empty by default.
     """
 
     def __init__(self, spec: DataSpec, splits: Mapping[str, Sequence], fingerprint: Optional[str] = None) -> None:
         self.spec = spec
         self._splits = dict(splits)
         self.fingerprint = fingerprint
+        self.notes: list[str] = []
 
     def split(self, name: str) -> Sequence:
         """Trajectories of one split."""

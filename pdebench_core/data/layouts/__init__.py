@@ -27,15 +27,14 @@ from pdebench_core.data.layouts.cfdbench import is_cfdbench
 from pdebench_core.data.layouts.common import Found, Trajectories
 from pdebench_core.data.layouts.conversion import CanonicalWriter, convert
 from pdebench_core.data.layouts.loading import (
-    FRACTIONS, LAYOUTS, ReadingNote, SplitWarning, describe_path, detect_layout, load_found, load_path, make_spec,
+    FRACTIONS, LAYOUTS, SplitWarning, describe_path, detect_layout, load_found, load_path, make_spec,
     open_layout, plan_splits,
 )
 from pdebench_core.data.layouts.pdearena import buoyancy_of, ns_variant
 from pdebench_core.data.layouts.well import open_well
 
 __all__ = [
-    "FRACTIONS", "LAYOUTS", "CanonicalWriter", "Found", "ReadingNote", "SplitWarning", "Trajectories", "buoyancy_of",
-    "convert",
+    "FRACTIONS", "LAYOUTS", "CanonicalWriter", "Found", "SplitWarning", "Trajectories", "buoyancy_of", "convert",
     "describe_path", "detect_layout", "is_cfdbench", "load_found", "load_path", "make_spec", "ns_variant",
     "open_layout", "open_well", "plan_splits",
 ]

@@ -20,14 +20,6 @@ class SplitWarning(UserWarning):
     """A request did not fit the file (split sizes, horizon); a documented fallback was used."""
 
 
-class ReadingNote(UserWarning):
-    """How a file was read (its parameter won over a setting, channels named by the layout,
-    a domain estimated): what ``pdeb data info`` lists, sent to the run's log. Silent unless
-    caught (as a run does): outside a run they are facts, not warnings."""
-
-
-warnings.filterwarnings("ignore", category=ReadingNote)
-
 
 def _openers() -> dict[str, Callable[[str], Found]]:
     from pdebench_core.data.layouts.canonical_reader import open_canonical_layout
@@ -487,9 +479,9 @@ def load_found(found: Found, cfg: Any, name: str, spec_defaults: DataSpec | Mapp
     splits = {s: found.pools[pool].subset(list(r), preload=preload) for s, (pool, r) in plan.items()}
     spec = make_spec(found, name, as_spec(spec_defaults, name), t_in=getattr(cfg, "t_in", None),
                      horizon=getattr(cfg, "horizon", None), layout_fields=layout_fields)
-    for note in found.notes:  # the reader's and make_spec's, for whoever builds the dataset to log
-        warnings.warn(note, ReadingNote, stacklevel=3)
-    return TrajectoryDataset(spec, splits)
+    dataset = TrajectoryDataset(spec, splits)
+    dataset.notes = list(found.notes)  # the reader's and make_spec's, for the run's log
+    return dataset
 
 
 def describe_path(path: str | Path, format: str = "auto") -> dict[str, Any]:
