@@ -384,6 +384,13 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
     """
     comp = plugins.get("dataset", name)
     parsed = parse_overrides(overrides)
-    section = ((parsed.get("data") or {}).get(name)) if "data" in parsed else parsed
+    if "data" in parsed or set(parsed) & set(SECTIONS):  # the run's spelling: data.<name>.<key> only
+        others = sorted(set(parsed) - {"data"}) + sorted(set(parsed.get("data") or {}) - {name})
+        if others:
+            raise UsageError(f"setting '{others[0]}' is not one of dataset '{name}'; give data.{name}.<key>=value "
+                             f"or <key>=value")
+        section = parsed["data"][name]
+    else:
+        section = parsed
     cfg = component_config(comp, profile, section)
     return comp.factory(cfg)

@@ -63,3 +63,6 @@ def test_models_counts_parameters_on_a_dataset_read_from_a_file(tmp_path, monkey
     assert counts["fno"] > 0 and counts["persistence"] == 0
     alone = CliRunner().invoke(app, ["models", "data.burgers1d.path=x"])
     assert alone.exit_code == 2 and "add --data NAME" in alone.output
+    for stray in (f"data.burgers.path={path}", "model.width=999"):  # never ignored: pdeb run would refuse them
+        refused = CliRunner().invoke(app, ["models", "--data", "burgers1d", f"data.burgers1d.path={path}", stray])
+        assert refused.exit_code == 2 and "is not one of dataset 'burgers1d'" in refused.output, refused.output
