@@ -233,8 +233,9 @@ def _train_of_path(path: str | Path, format: str) -> tuple[Sequence, tuple[str, 
     try:
         plan, _ = plan_splits({k: len(v) for k, v in found.pools.items()}, {})
     except DataError as exc:
-        raise DataError(f"{path}: {exc}, so it has no train split to describe; 'pdeb data info {path}' shows what "
-                        f"it holds") from None
+        raise DataError(f"{path}: {exc}, so it has no train split to describe; convert it with every trajectory "
+                        f"for training ('pdeb data convert {path} OUT.h5 --n-val 0 --n-test 0') and ask for the "
+                        f"statistics of OUT.h5") from None
     pool, indices = plan["train"]
     trajectories = found.pools[pool].subset(list(indices))
     n_channels = found.traj_shape[-1]
