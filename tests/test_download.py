@@ -95,6 +95,58 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
 
 
+def test_a_server_resuming_from_byte_zero_restarts_the_file(server, tmp_path):
+    """A 206 from byte 0 to a request for byte 1000 is the whole file: start over, do not
+    fail on every rerun."""
+    card = card_for(server)
+    server.behaviour["sample.hdf5"] = "range-from-zero"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5.part").write_bytes(b"x" * 1000)
+    dl.download(card, dest, progress=False)
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD
+
+
+def test_a_full_disk_during_a_download_is_the_disks_error_not_the_networks(server, tmp_path, monkeypatch):
+    """No retries, no 'interrupted', the partial file kept for a resume once there is space."""
+    import builtins
+
+    real_open = builtins.open
+
+    class FullFile:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, chunk):
+            if self.written > 100_000:
+                raise OSError(28, "No space left on device")
+            self.written += len(chunk)
+            return self.handle.write(chunk)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(dl, "_open_own", lambda path, mode: FullFile(real_open(path, mode)))
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"could not write .*sample.hdf5.part .*No space left on device; the partial "
+                                        r"file is kept"):
+        dl.download(card_for(server), dest, progress=False)
+    assert len(server.requests) == 1 and (dest / "sample.hdf5.part").stat().st_size > 0
+
+
+def test_a_link_in_the_destination_is_named_not_blamed_on_the_card(server, tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sample.hdf5").symlink_to(tmp_path / "elsewhere.hdf5")
+    with pytest.raises(UsageError, match=r"dest/sample.hdf5 in the destination is a link leading outside .*; "
+                                         r"remove it"):
+        dl.download(card_for(server), dest, progress=False)
+    assert server.requests == []
+
+
 def test_complete_part_file_is_only_verified(server, tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()

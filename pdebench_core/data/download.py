@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pdebench_core import paths
-from pdebench_core.diskspace import check_free_space, human_bytes
+from pdebench_core.diskspace import check_free_space, human_bytes, write_failed
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
 CHUNK = 1 << 20
@@ -351,30 +351,17 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
                 continue
             raise DataError(f"cannot download {f.name} from {f.url}: {reason}") from None
         with response:
-            if response.status == 206:
-                total = _total_from_content_range(response.headers.get("Content-Range"))
-                start = response.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
-                if not start.isdigit() or int(start) != offset:
-                    raise DataError(f"download of {f.name}: the server resumed at byte {start}, not {offset}")
-            else:  # 200: the server sent the whole file, so start over
-                offset = 0
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+            offset, total = _resumed_at(f, part, response, offset)
             check_free_space(folder, (total - offset) if total is not None else
-                         (f.approx_size - offset if f.approx_size else None), f.name)
+                             (f.approx_size - offset if f.approx_size else None), f.name)
             hasher = _hasher(f)
             if offset:
                 _hash_file(part, hasher)
             if progress:
                 progress.update(task, total=total, completed=offset)
             try:
-                with _open_own(part, "ab" if offset else "wb") as out:
-                    while chunk := response.read(CHUNK):
-                        out.write(chunk)
-                        hasher.update(chunk)
-                        if progress:
-                            progress.advance(task, len(chunk))
-            except (http.client.HTTPException, OSError) as exc:
+                _stream(response, part, offset, hasher, lambda n: progress.advance(task, n) if progress else None)
+            except (http.client.HTTPException, OSError) as exc:  # the network's: the disk's are one line already
                 if attempt < retries:
                     attempt += 1
                     continue
@@ -391,6 +378,40 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
             raise DataError(f"download of {f.name} is larger than the server's {total} bytes; removed it, try again")
         break
     return _verify_and_publish(f, part, final, hasher, lock)
+
+
+def _resumed_at(f: SourceFile, part: Path, response, offset: int) -> tuple[int, int | None]:
+    """``(offset, total size)`` the response continues from: ``offset`` for a range that starts
+    there, 0 for a whole file (a 200, or a range from byte 0: servers that ignore ``Range``)."""
+    if response.status == 206:
+        total = _total_from_content_range(response.headers.get("Content-Range"))
+        start = response.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
+        if start == "0":
+            return 0, total
+        if not start.isdigit() or int(start) != offset:
+            raise DataError(f"download of {f.name}: the server resumed at byte {start}, not {offset}; delete "
+                            f"{part} and run the command again to start over")
+        return offset, total
+    length = response.headers.get("Content-Length")  # 200: the server sent the whole file, so start over
+    return 0, int(length) if length and length.isdigit() else None
+
+
+def _stream(response, part: Path, offset: int, hasher, advance) -> None:
+    """Append (or, from byte 0, write) the response's bytes to ``part``. A read that fails is
+    the network's (raised as it is, for a retry); a write that fails is the disk's (one line)."""
+    try:
+        out = _open_own(part, "ab" if offset else "wb")
+    except OSError as exc:
+        raise write_failed(part, exc) from None
+    with out:
+        while chunk := response.read(CHUNK):
+            try:
+                out.write(chunk)
+            except OSError as exc:  # a full disk or a file-size limit: retrying would not help
+                raise write_failed(part, exc, "the partial file is kept: free space and run the command again "
+                                              "to resume") from None
+            hasher.update(chunk)
+            advance(len(chunk))
 
 
 def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher, lock: ChecksumLock) -> Path:
@@ -502,6 +523,10 @@ def _check_inside(card: SourceCard, chosen: list[SourceFile], folder: Path) -> N
         if f.name in (LOCK_FILE, LOCK_FILE + ".tmp"):
             raise UsageError(f"{where}: file name '{f.name}' is reserved for pdeb's checksum record; rename it")
         if not (root / f.name).resolve().is_relative_to(root):
+            links = [p for p in (root / f.name, *(root / f.name).parents) if p.is_symlink() and root in p.parents]
+            if links:  # the card is fine: something in the destination points elsewhere
+                raise UsageError(f"{links[-1]} in the destination is a link leading outside {folder}; remove it "
+                                 f"(pdeb never writes through links)")
             raise UsageError(f"{where}: file '{f.name}' resolves outside {folder}; fix the card's 'name'")
 
 

@@ -4,8 +4,9 @@ It serves a folder on a free port of 127.0.0.1 (never anything else), answers ``
 ``GET`` with ``Range: bytes=a-b``, sends ``ETag`` and ``Last-Modified``, and records every
 request and the bytes of every answer. A range that starts past the end is answered 416.
 ``behaviour[name]`` makes one file misbehave: ``"no-range"`` answers every GET with the
-whole file, ``"drop"`` stops every answer half-way and closes the connection,
-``"drop-once"`` does so to the next answer only.
+whole file, ``"range-from-zero"`` answers a range with a 206 from byte 0, ``"drop"``
+stops every answer half-way and closes the connection, ``"drop-once"`` does so to the next
+answer only.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         start, end = 0, len(data) - 1
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         if match and behaviour != "no-range":
-            start = int(match.group(1))
+            start = 0 if behaviour == "range-from-zero" else int(match.group(1))
             if start >= len(data):
                 self._unsatisfiable(len(data))
                 return
