@@ -186,7 +186,11 @@ def _reason(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     if isinstance(status, int) and status >= 400:
         return f"the server answered HTTP {status}"
-    text = str(exc).strip()
+    if type(exc).__name__ == "TooManyRedirects":
+        return "too many redirects (a redirect loop?)"
+    message = getattr(exc, "message", None)  # aiohttp's own parse errors: "400, message:" then the reason
+    text = message if isinstance(message, str) and message.strip() else str(exc)
+    text = text.strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
