@@ -319,3 +319,14 @@ def test_a_file_url_is_the_local_path_and_an_unknown_protocol_is_one_line(tmp_pa
     uri = (tmp_path / "local.h5").as_uri()
     cfg = build_config(model="fno", data="ns2d", profile="smoke", overrides=[f"data.ns2d.path={uri}"])
     assert cfg.data.ns2d.path == str(tmp_path / "local.h5")
+
+
+def test_a_truncated_answer_is_named_not_taken_for_an_http_400():
+    """aiohttp reports a short body as '400, message:' and the reason on the next line."""
+    from aiohttp.http_exceptions import ContentLengthError
+
+    from pdebench_core.data.remote import _reason
+
+    wrapped = OSError("fsspec's own wrapper")
+    wrapped.__cause__ = ContentLengthError("Not enough data to satisfy content length header.")
+    assert _reason(wrapped) == "Not enough data to satisfy content length header."
