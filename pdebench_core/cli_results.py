@@ -257,7 +257,8 @@ def report_command(
     if out is not None:
         check_output_file(out, force, (".html", ".htm"))
 
-    path = build_report(run_id, out=out, n_trajectories=trajectories, rollout=rollout, device=device)
+    path = build_report(run_id, out=out, n_trajectories=trajectories, rollout=rollout, device=device,
+                        warn=lambda note: typer.echo(f"note: {note}", err=True))
     typer.echo(str(path))
 
 

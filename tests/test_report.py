@@ -347,3 +347,15 @@ def test_a_run_started_by_hand_under_torchrun_records_its_process_layout(monkeyp
     command = command_line()
     assert command.startswith("pdeb run --model fno --data ns2d")
     assert launch_options(command) == expected
+
+
+def test_the_report_command_says_on_the_console_what_the_page_lacks(smoke_home):
+    from pdebench_core.cli import app
+
+    broken = smoke_home / "runs" / "said-broken"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, broken)
+    for checkpoint in (broken / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(b"not a checkpoint")
+    result = CliRunner().invoke(app, ["report", "said-broken"])
+    assert result.exit_code == 0, result.output
+    assert "note: no rollout figures: no checkpoint in" in " ".join(result.output.split())

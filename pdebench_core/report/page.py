@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pdebench_core import html_page
 from pdebench_core.errors import PdebError
@@ -146,7 +146,7 @@ def render_report(info: RunInfo, rollouts: Mapping[str, Rollout], notes: Sequenc
 
 
 def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int = 2, rollout: bool = True,
-                 device: str = "cpu") -> Path:
+                 device: str = "cpu", warn: Callable[[str], None] | None = None) -> Path:
     """Write the HTML report of a run.
 
     Args:
@@ -155,6 +155,8 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
         n_trajectories: Test trajectories rolled out again for the field and spectrum figures.
         rollout: Rebuild data and model to draw fields and spectra (else metrics only).
         device: Where to roll out.
+        warn: Called with each note on what the report lacks or where it took its weights
+            from (the command line prints them; they are in the page too).
 
     Returns:
         The path written. A run whose data, model or checkpoint cannot be rebuilt still gets a
@@ -176,11 +178,13 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
                 rollouts, notes = rerun_rollouts(info, n_trajectories, device)
             except PdebError as exc:
                 notes.append(f"no rollout figures: {exc}")
-            except (OSError, RuntimeError, KeyError, ValueError) as exc:
-                notes.append(f"no rollout figures: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:  # torch's reason may start a line later
+                reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:240]
+                notes.append(f"no rollout figures: {type(exc).__name__}: {reason}")
         advance(1)
         page = render_report(info, rollouts, notes, reproduction(run_id), advance)
+    for note in notes if warn else ():
+        warn(note)
     from pdebench_core.diskspace import write_text_atomically
 
     return write_text_atomically(Path(out) if out else info.run_dir / "report.html", page)
