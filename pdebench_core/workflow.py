@@ -75,6 +75,16 @@ def _dataset_failure(comp, exc: Exception) -> Exception | None:
     memory, or a bug of its plugin (:func:`pdebench_core.plugins.plugin_failure`)."""
     name = comp.name
     if isinstance(exc, OSError):
+        from pathlib import Path
+
+        from pdebench_core import paths
+
+        cache = paths.data_dir().resolve()
+        if exc.filename and (cache == Path(exc.filename).resolve() or cache in Path(exc.filename).resolve().parents):
+            from pdebench_core.diskspace import write_failed  # the data cache: generating data writes there
+
+            return write_failed(exc.filename, exc, f"make {cache} writable, or set PDEB_HOME to a folder you can "
+                                                   f"write")
         return DataError(f"dataset '{name}' could not be read: {exc}")
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
             text in str(exc) for text in ("allocate", "out of memory"))):

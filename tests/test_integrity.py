@@ -349,3 +349,20 @@ def test_run_directory_entries_that_cannot_be_written_are_one_line(home):
     with pytest.raises(DataError, match=r"could not write .*log.txt: .*Is a directory"):
         execute(cfg(4), resume=True, quiet=True)
     assert run.read_status()["state"] == "finished"
+
+
+def test_a_data_cache_that_cannot_be_written_is_called_so(home):
+    """Generating data writes into the cache: a permission error there is not 'could not be read'."""
+    import errno
+    from types import SimpleNamespace
+
+    from pdebench_core import paths
+    from pdebench_core.workflow import _dataset_failure
+
+    scratch = paths.data_dir() / ".scratch-1-ns2d"
+    failure = _dataset_failure(SimpleNamespace(name="ns2d"), PermissionError(errno.EACCES, "Permission denied",
+                                                                             str(scratch)))
+    assert str(failure).startswith(f"could not write {scratch}: ") and "set PDEB_HOME" in str(failure)
+    elsewhere = _dataset_failure(SimpleNamespace(name="ns2d"), PermissionError(errno.EACCES, "Permission denied",
+                                                                               "/srv/data/ns.h5"))
+    assert str(elsewhere).startswith("dataset 'ns2d' could not be read: ")
