@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,11 +211,23 @@ class RunDir:
 
     # -- config ----------------------------------------------------------------------------
     def read_config(self) -> tuple[dict[str, Any], str]:
-        """The saved config as a mapping, and its text.
+        """The saved config as a mapping, and its text. A missing or damaged ``config.yaml`` is
+        restored from the config every checkpoint stores (the damaged file is kept beside it as
+        ``config.yaml.damaged``), saying so on stderr.
 
         Raises:
-            UsageError: The file is missing, unreadable or not a YAML mapping of sections.
+            UsageError: The file is missing, unreadable or not a YAML mapping of sections, and
+                no checkpoint holds a config.
         """
+        try:
+            return self._saved_config()
+        except UsageError as exc:
+            restored = self._restore_config(str(exc))
+            if restored is None:
+                raise
+            return restored
+
+    def _saved_config(self) -> tuple[dict[str, Any], str]:
         import yaml
 
         try:
@@ -226,9 +239,33 @@ class RunDir:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
             raise UsageError(f"run '{self.run_id}': config.yaml cannot be read ({reason}); the run cannot be "
                              f"resumed, rerun or reported") from None
-        if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("run", "model", "data")):
+        if not _is_run_config(config):
             raise UsageError(f"run '{self.run_id}': config.yaml is damaged (not a mapping with run, model and data "
                              f"sections); the run cannot be resumed, rerun or reported")
+        return config, text
+
+    def _restore_config(self, problem: str) -> tuple[dict[str, Any], str] | None:
+        """The config of the newest usable checkpoint, written back as ``config.yaml``; None
+        when no checkpoint holds one."""
+        from pdebench_core.checkpoint import newest_intact
+        from pdebench_core.diskspace import write_text_atomically
+
+        try:
+            found = newest_intact(self.checkpoints, warn=lambda line: None) if self.checkpoints.is_dir() else None
+        except UsageError:
+            return None
+        config = found.state.get("config") if found is not None else None
+        if not _is_run_config(config):
+            return None
+        from omegaconf import OmegaConf
+
+        text = OmegaConf.to_yaml(OmegaConf.create(config))
+        kept = self.config_file.exists()
+        if kept:
+            os.replace(self.config_file, self.config_file.with_name("config.yaml.damaged"))
+        write_text_atomically(self.config_file, text)
+        print(f"warning: {problem.split(';')[0]}; restored it from the config stored in {found.path.name}"
+              + (" (the damaged file is kept as config.yaml.damaged)" if kept else ""), file=sys.stderr)
         return config, text
 
     # -- step records ----------------------------------------------------------------------
@@ -311,6 +348,11 @@ def _age(path: Path) -> float:
         return 0.0
 
 
+def _is_run_config(config: Any) -> bool:
+    """Whether a loaded config is a run's: a mapping with run, model and data sections."""
+    return isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in ("run", "model", "data"))
+
+
 def _record_step(line: str) -> float:
     """The step of one ``metrics.jsonl`` line (a line that names none is kept: -inf)."""
     try:
@@ -342,7 +384,12 @@ def list_runs() -> list[dict[str, Any]]:
         run = RunDir(path)
         status = run.read_status()
         state, error = run.state(), status.get("error")
-        if state != "running" and not run.config_file.is_file():  # it cannot be resumed, rerun or reported
-            state, error = "damaged", "config.yaml is missing"
+        if state != "running":
+            try:
+                run._saved_config()
+            except UsageError as exc:  # it cannot be resumed, rerun or reported until restored
+                state, error = "damaged", str(exc).split(";")[0].replace(f"run '{path.name}': ", "") + (
+                    "; a checkpoint holds its config: 'pdeb reproduce RUN_ID' restores it"
+                    if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()) else "")
         items.append({"run_id": path.name, "state": state, "error": error, "path": str(path)})
     return items

@@ -183,8 +183,10 @@ def test_report_of_a_trained_run_whose_checkpoints_are_gone_draws_no_untrained_m
 
 @pytest.mark.parametrize("damage", [b"run: [unclosed", b"\xff\xfe\x00binary", b"- a list\n", b"run: 5\n"])
 def test_a_damaged_config_is_one_line_for_report_reproduce_and_resume(smoke_home, damage):
+    """Without a checkpoint to restore it from; with one, see the next test."""
     run = smoke_home / "runs" / "damaged-config"
     shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    shutil.rmtree(run / "checkpoints")
     (run / "config.yaml").write_bytes(damage)
     from pdebench_core.cli import app
 
@@ -193,6 +195,24 @@ def test_a_damaged_config_is_one_line_for_report_reproduce_and_resume(smoke_home
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "run 'damaged-config': config.yaml" in result.output and "Traceback" not in result.output
+
+
+def test_a_damaged_config_is_restored_from_the_config_its_checkpoints_store(smoke_home):
+    from pdebench_core.cli import app
+
+    run = smoke_home / "runs" / "restored-config"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    original = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_bytes(b"run: [unclosed")
+    result = CliRunner().invoke(app, ["reproduce", "restored-config"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "warning: run 'restored-config': config.yaml cannot be read" in output
+    assert "restored it from the config stored in last.pt (the damaged file is kept as config.yaml.damaged)" in output
+    assert (run / "config.yaml.damaged").read_bytes() == b"run: [unclosed"
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text()) == yaml.safe_load(original)
 
 
 def test_report_of_an_unknown_run_is_a_usage_error(smoke_home):

@@ -33,7 +33,10 @@ def _dead_pid() -> int:
 def test_runs_lists_damaged_entries_instead_of_crashing(home):
     good = RunDir.create("good-run")
     good.write_status("finished")
-    good.config_file.write_text("run: {task: train}\n")
+    good.config_file.write_text("run: {task: train}\nmodel: {name: fno}\ndata: {ns2d: {}}\n")
+    garbled = RunDir.create("garbled-config")
+    garbled.write_status("finished")
+    garbled.config_file.write_text("run: [unclosed")
     unconfigured = RunDir.create("no-config")
     unconfigured.write_status("finished")  # its config.yaml was deleted: it cannot be resumed or reported
     broken = RunDir.create("broken-run")
@@ -43,7 +46,8 @@ def test_runs_lists_damaged_entries_instead_of_crashing(home):
     result = runner.invoke(app, ["runs", "--json"])
     assert result.exit_code == 0, result.output
     states = {item["run_id"]: item["state"] for item in json.loads(result.stdout)}
-    assert states == {"good-run": "finished", "broken-run": "damaged", "odd-run": "damaged", "no-config": "damaged"}
+    assert states == {"good-run": "finished", "broken-run": "damaged", "odd-run": "damaged", "no-config": "damaged",
+                      "garbled-config": "damaged"}
     table = runner.invoke(app, ["runs"], terminal_width=60)
     assert table.exit_code == 0 and "broken-run" in table.output and "Traceback" not in table.output
 
@@ -65,7 +69,7 @@ def test_status_is_written_atomically_with_pid_and_host(home, monkeypatch):
 
 def test_dead_running_process_shows_as_interrupted(home):
     run = RunDir.create("killed")
-    run.config_file.write_text("run: {task: train}\n")
+    run.config_file.write_text("run: {task: train}\nmodel: {name: fno}\ndata: {ns2d: {}}\n")
     run.write_status("running")
     assert run.state() == "running"  # this process is alive
     status = json.loads(run.status_file.read_text())
