@@ -43,6 +43,18 @@ def test_download_verifies_and_renames(server, tmp_path):
     assert len(server.requests) == 1
 
 
+def test_a_present_file_that_no_longer_matches_is_set_aside_and_fetched_again(server, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    dl.download(card_for(server), dest, progress=False)
+    dl.download(card_for(server), dest, progress=False)
+    assert len(server.requests) == 1  # intact: its checksum is remembered, not fetched again
+    (dest / "sample.hdf5").write_bytes(b"junk")
+    dl.download(card_for(server), dest, progress=False)
+    assert (dest / "sample.hdf5").read_bytes() == PAYLOAD and (dest / "sample.hdf5.damaged").read_bytes() == b"junk"
+    assert len(server.requests) == 2
+    assert "sample.hdf5 no longer matches its checksum; kept as sample.hdf5.damaged" in capsys.readouterr().err
+
+
 def test_sha256_checksums(server, tmp_path):
     paths = dl.download(card_for(server, checksum="sha256"), tmp_path / "d", progress=False)
     assert paths[0].read_bytes() == PAYLOAD

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pdebench_core import paths
+from pdebench_core.data.integrity import file_identity, remember, remembered
 from pdebench_core.diskspace import check_free_space, human_bytes, write_failed
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
@@ -436,7 +437,33 @@ def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher, lock: Ch
         part.unlink()
         raise DataError(f"checksum mismatch for {f.name}: expected {kind} {expected}, got {got}; {fix}")
     os.replace(part, final)
+    remember(DOWNLOAD_CHECK, file_identity(final), {"digest": got.lower()})  # a later call need not read it again
     return final
+
+
+#: The remembered check of a downloaded file's checksum (see :mod:`pdebench_core.data.integrity`).
+DOWNLOAD_CHECK = "download-checksum"
+
+
+def _set_aside_if_changed(f: SourceFile, final: Path, lock: ChecksumLock) -> None:
+    """A file already present whose bytes no longer match its checksum (edited, cut short,
+    damaged on disk) is renamed ``<name>.damaged``, so that it is fetched again; the digest of
+    a file that matches is remembered by its size and modification time, so it is read once."""
+    expected = f.sha256 or f.md5 or lock.get(f.name)
+    if expected is None or not final.is_file() or final.is_symlink():
+        return
+    identity = file_identity(final)
+    known = (remembered(DOWNLOAD_CHECK, identity) or {}).get("digest")
+    if known is None:
+        hasher = _hasher(f)
+        _hash_file(final, hasher)
+        known = hasher.hexdigest().lower()
+        remember(DOWNLOAD_CHECK, identity, {"digest": known})
+    if known != str(expected).lower():
+        aside = final.with_name(final.name + ".damaged")
+        os.replace(final, aside)
+        print(f"warning: {final} no longer matches its checksum; kept as {aside.name} and fetched again",
+              file=sys.stderr)
 
 
 def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Path | None = None,
@@ -458,8 +485,9 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
             files are checked against the record.
 
     Returns:
-        Paths of the verified files, in card order. Files already present under
-        their final name are not fetched again.
+        Paths of the verified files, in card order. Files already present under their
+        final name are not fetched again unless their bytes no longer match their
+        checksum (checked once per version of the file, then remembered).
 
     Raises:
         DataError: HTTP errors (404...), checksum mismatch, not enough disk space,
@@ -477,6 +505,8 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     folder = Path(dest) if dest is not None else paths.data_dir() / "downloads" / card.name
     _check_inside(card, chosen, folder)
     lock = ChecksumLock(folder)
+    for f in chosen:
+        _set_aside_if_changed(f, folder / f.name, lock)
     missing = [f for f in chosen if not (folder / f.name).exists()]
     unverified = [f.name for f in missing if not (f.md5 or f.sha256 or lock.get(f.name))]
     if unverified and not trust_first_download:
