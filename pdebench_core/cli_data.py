@@ -68,6 +68,9 @@ def info(
                   f"trajectory (T, *S, C): {tuple(description['trajectory_shape'])} | "
                   f"dt: {description['dt'] if description['dt'] is not None else '(not stored)'} | "
                   f"stored as {description['dtype']}")
+    if description.get("params"):  # what the file states of its physics (PDEBench's Nu, M, eta; Well scalars)
+        console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in description["params"].items()),
+                      highlight=False)
     table = Table("split", "trajectories", title=None if description["own_splits"] else "(no splits in the file)")
     for split, n in description["splits"].items():
         table.add_row(split, str(n))

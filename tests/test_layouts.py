@@ -699,6 +699,11 @@ def test_cli_info_json_and_text(tmp_path):
     assert info["trajectory_shape"] == [5, 4, 4, 1]
     result = runner.invoke(data_app, ["info", str(path)])
     assert result.exit_code == 0 and "pdebench-multi" in result.stdout
+    burgers = tmp_path / "burgers.hdf5"
+    with h5py.File(burgers, "w") as f:
+        f["tensor"] = coded((3, 5, 8))
+        f.attrs["Nu"] = 0.5  # what the file states of its physics is shown without --json too
+    assert "parameters: nu=0.5" in runner.invoke(data_app, ["info", str(burgers)]).stdout
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):
