@@ -228,6 +228,7 @@ def _usable(record: Any, n_channels: int) -> bool:
 def _train_of_path(path: str | Path, format: str) -> tuple[Sequence, tuple[str, ...]]:
     """The train split of a published file, as ``pdeb data convert`` would cut it."""
     from pdebench_core.data.layouts import open_layout, plan_splits
+    from pdebench_core.data.layouts.loading import placeholder_fields
 
     found = open_layout(path, format)
     try:
@@ -240,7 +241,7 @@ def _train_of_path(path: str | Path, format: str) -> tuple[Sequence, tuple[str, 
     trajectories = found.pools[pool].subset(list(indices))
     n_channels = found.traj_shape[-1]
     fields = tuple(found.fields) if found.fields and len(found.fields) == n_channels else \
-        tuple(f"c{i}" for i in range(n_channels))
+        placeholder_fields(n_channels)
     return trajectories, fields
 
 

@@ -309,6 +309,11 @@ def _fractional_counts(size: int, splits: list[str], asked: list[int | None], po
     return counts
 
 
+def placeholder_fields(n_channels: int) -> tuple[str, ...]:
+    """Names for unnamed channels: ``u`` for one, ``c0``, ``c1``, ... for several."""
+    return ("u",) if n_channels == 1 else tuple(f"c{i}" for i in range(n_channels))
+
+
 def _domain_from_coords(coords: list[Any] | None, n_space: int, notes: list[str]):
     import numpy as np
 
@@ -365,7 +370,7 @@ def make_spec(found: Found, name: str, defaults: DataSpec, t_in: int | None = No
     elif defaults.fields and len(defaults.fields) == n_channels:
         fields = tuple(defaults.fields)
     else:
-        fields = ("u",) if n_channels == 1 else tuple(f"c{i}" for i in range(n_channels))
+        fields = placeholder_fields(n_channels)
         if defaults.fields:
             found.notes.append(f"the file has {n_channels} unnamed channels, the dataset names "
                                f"{len(defaults.fields)}; calling them {', '.join(fields)}")
