@@ -268,6 +268,27 @@ class RunDir:
               + (" (the damaged file is kept as config.yaml.damaged)" if kept else ""), file=sys.stderr)
         return config, text
 
+    def check_writable(self) -> None:
+        """Refuse, before any step, a run directory (or checkpoints folder) this process cannot
+        write: a run would otherwise train until its first checkpoint and fail there.
+
+        Raises:
+            DataError: one line naming the folder and why.
+        """
+        import tempfile
+
+        from pdebench_core.diskspace import write_failed
+
+        for folder in (self.path, self.checkpoints):
+            if not folder.is_dir():
+                continue
+            try:
+                handle, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+                os.close(handle)
+                os.unlink(probe)
+            except OSError as exc:
+                raise write_failed(folder, exc, "fix its permissions before the run starts") from None
+
     # -- step records ----------------------------------------------------------------------
     def drop_step_records_after(self, step: int) -> int:
         """Remove the ``metrics.jsonl`` records of steps after ``step`` (logged by a process that

@@ -251,6 +251,8 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     previous_config = _save_resumed_config(ctx) if resume and ctx.is_main else None
     try:
         stack.enter_context(termination_signals_interrupt())
+        if ctx.is_main:
+            RunDir(run_dir).check_writable()
         _open_sinks(ctx, stack)
         task = plugins.registries()["task"].get(ctx.cfg.run.task)
         if ctx.is_main:

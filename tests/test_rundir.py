@@ -177,3 +177,24 @@ def test_an_empty_resume_lock_left_by_a_full_disk_is_taken_over(home):
     os.utime(run.resume_lock_file, (old, old))
     with run.resume_lock():
         assert json.loads(run.resume_lock_file.read_text())["pid"] == os.getpid()
+
+
+def test_a_run_directory_that_cannot_be_written_is_refused_before_any_step(home, monkeypatch):
+    import errno
+    import tempfile
+
+    from pdebench_core.errors import DataError
+
+    run = RunDir.create("read-only")
+    run.checkpoints.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse_checkpoints(prefix="", dir=None, **kwargs):
+        if dir is not None and str(dir).endswith("checkpoints"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(prefix=prefix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_checkpoints)
+    with pytest.raises(DataError, match=r"could not write .*checkpoints: .*Permission denied.*fix its permissions"):
+        run.check_writable()
+    assert [p.name for p in run.checkpoints.iterdir()] == []  # no probe left behind
