@@ -114,18 +114,8 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     from pdebench_core import __version__
 
     src, dest = Path(src), Path(dest)
-    if src.resolve() == dest.resolve():
-        raise DataError(f"{dest}: convert would overwrite its own source")
-    if dest.exists() and not dest.is_file():
-        raise DataError(f"{dest} exists and is not a regular file; write the canonical file to a new path")
-    if dest.exists() and not overwrite:
-        raise DataError(f"{dest} already exists; pass --force to replace it, or choose another path")
-    wanted = {s: (counts or {}).get(s) for s in SPLITS}
-    for split, count in wanted.items():
-        if count is not None and (count < 0 or (split == "train" and count == 0)):
-            least = 1 if split == "train" else 0
-            raise DataError(f"{count} {split} trajectories (--n-{split}): a split holds at least {least}"
-                            + (" (a model trains on it)" if split == "train" else ""))
+    _check_destination(src, dest, overwrite)
+    wanted = _wanted_counts(counts)
     found = open_layout(src, format)
     try:
         plan, messages = plan_splits({k: len(v) for k, v in found.pools.items()}, wanted)
@@ -165,6 +155,27 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
             else:
                 _copy_trajectory_major(found.pools[pool], targets, writer, bar)
     return dest
+
+
+def _check_destination(src: Path, dest: Path, overwrite: bool) -> None:
+    """Refuse a destination that is the source, not a regular file, or taken (without ``overwrite``)."""
+    if src.resolve() == dest.resolve():
+        raise DataError(f"{dest}: convert would overwrite its own source")
+    if dest.exists() and not dest.is_file():
+        raise DataError(f"{dest} exists and is not a regular file; write the canonical file to a new path")
+    if dest.exists() and not overwrite:
+        raise DataError(f"{dest} already exists; pass --force to replace it, or choose another path")
+
+
+def _wanted_counts(counts: Mapping[str, int | None] | None) -> dict[str, int | None]:
+    """Trajectories asked for per split (``None``: the rule's share), after checking them."""
+    wanted = {s: (counts or {}).get(s) for s in SPLITS}
+    for split, count in wanted.items():
+        if count is not None and (count < 0 or (split == "train" and count == 0)):
+            least = 1 if split == "train" else 0
+            raise DataError(f"{count} {split} trajectories (--n-{split}): a split holds at least {least}"
+                            + (" (a model trains on it)" if split == "train" else ""))
+    return wanted
 
 
 def _copy_trajectory_major(pool, targets: Mapping[str, range], writer: CanonicalWriter, bar) -> None:
