@@ -67,17 +67,17 @@ def _leave_error_line(message: str) -> bool:
     return True
 
 
-def print_worker_errors(folder: Path, processes: int) -> None:
+def print_worker_errors(folder: Path) -> None:
     """Print each distinct error line the workers left in ``folder`` once, in rank order,
-    naming the ranks unless every process of this machine raised it."""
+    naming the ranks when the processes raised different errors. (A process stopped by the
+    launcher before it could write its line is not counted: one error is one error.)"""
     by_message: dict[str, list[int]] = {}
     for path in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         message = path.read_text(encoding="utf-8", errors="replace").strip()
         if message:
             by_message.setdefault(message, []).append(int(path.name))
     for message, ranks in by_message.items():
-        who = "" if len(ranks) == processes else f"{'rank' if len(ranks) == 1 else 'ranks'} " \
-            f"{', '.join(map(str, ranks))}: "
+        who = "" if len(by_message) == 1 else f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: "
         typer.echo(f"error: {who}{message}", err=True)
 
 
@@ -154,7 +154,7 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
         finally:
             os.environ.pop(LAUNCHER_COMMAND, None)
             os.environ.pop(WORKER_ERRORS, None)
-        print_worker_errors(Path(errors), nproc)
+        print_worker_errors(Path(errors))
     if code:
         record_launch_outcome(run_id, code, failures)
     return code

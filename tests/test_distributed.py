@@ -416,11 +416,11 @@ def test_the_launcher_prints_an_error_all_processes_raised_once(tmp_path, capsys
 
     for rank in (0, 1):
         (tmp_path / str(rank)).write_text("training diverged at step 2: loss is nan")
-    print_worker_errors(tmp_path, processes=2)
+    print_worker_errors(tmp_path)
     assert capsys.readouterr().err == "error: training diverged at step 2: loss is nan\n"
     (tmp_path / "1").write_text("lost the connection to rank 0")
     (tmp_path / "2").write_text("lost the connection to rank 0")
-    print_worker_errors(tmp_path, processes=3)
+    print_worker_errors(tmp_path)
     assert capsys.readouterr().err == ("error: rank 0: training diverged at step 2: loss is nan\n"
                                        "error: ranks 1, 2: lost the connection to rank 0\n")
 
