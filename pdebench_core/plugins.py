@@ -89,7 +89,7 @@ def load_plugins() -> pluggy.PluginManager:
         _infos[module_name] = PluginInfo(module_name, "builtin", _core_version(), _hooks_of(module_name))
     for ep in _selected_entry_points():
         version = ep.dist.version if ep.dist is not None else ""
-        if pm.has_plugin(ep.name):
+        if pm.has_plugin(ep.name) or ep.name in _infos:  # listed twice (an editable install seen twice): once
             continue
         _infos[ep.name] = PluginInfo(ep.name, "entry point", version, [])
         try:

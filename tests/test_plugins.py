@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import subprocess
+import sys
 import textwrap
 
 import pluggy
@@ -349,3 +351,21 @@ def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fa
     assert len(errors) == 1 and fnmatch.fnmatchcase(errors[0], message + "*"), result.stderr
     debug = pdeb("run", *args, "--profile", "smoke", "--quiet", env={**env, "PDEB_DEBUG": "1"})
     assert ("Traceback" in debug.stderr) == ("PDEB_DEBUG" in message)
+
+
+def test_an_entry_point_listed_twice_is_loaded_and_reported_once(tmp_path):
+    """An editable install can show the same entry point twice: one warning, not two."""
+    (tmp_path / "twice_broken.py").write_text("raise ImportError('broken on purpose')\n")
+    script = textwrap.dedent(f"""
+        import importlib.metadata, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        ep = importlib.metadata.EntryPoint(name="twice", value="twice_broken", group="pdeb")
+        real = importlib.metadata.entry_points
+        importlib.metadata.entry_points = lambda **kw: ([ep, ep] if kw.get("group") == "pdeb" else real(**kw))
+        from pdebench_core import plugins
+        plugins.registries()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PDEB_LOAD_PLUGINS": "twice"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("pdeb plugin 'twice' disabled") == 1, result.stderr
