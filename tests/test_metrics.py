@@ -76,7 +76,8 @@ def test_1d_per_step_curves():
 
 
 def test_1d_matches_pdebench_reference_at_batch_size_one():
-    """Values from PDEBench's metric_func on this input (batch of one sample).
+    """Values from PDEBench's metric_func on this input (batch of one sample, ``initial_step=0``:
+    the tensors hold predicted frames only).
 
     PDEBench and pdeb agree on rmse, nrmse, crmse and 1D brmse when the batch holds a
     single sample; PDEBench's "max" averages the per-step maxima (0.225 here) where
@@ -136,7 +137,7 @@ def test_padded_channel_changes_the_unmasked_result_and_not_the_masked_one():
 
 
 def test_2d_matches_pdebench_reference_at_batch_size_one():
-    """PDEBench's metric_func on this 8x8 input; its bRMSE counts the 4 corners twice
+    """PDEBench's metric_func (``initial_step=0``) on this 8x8 input; its bRMSE counts the 4 corners twice
     (0.0647071226277), pdeb counts each boundary point once."""
     g = torch.arange(8, dtype=torch.float64) / 8
     X, Y = torch.meshgrid(g, g, indexing="ij")
