@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from pdebench_core.cli_common import friendly
-from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.errors import PdebError, ResultsUndelivered, UsageError
 
 app = typer.Typer(
     help="pdeb: train and benchmark neural PDE solvers (DPOT, FNO, transformers) on PDE datasets.",
@@ -207,6 +207,8 @@ def run(
     try:
         ctx = execute(cfg, resume=bool(resume), quiet=quiet)
     except BaseException as exc:
+        if isinstance(exc, ResultsUndelivered):  # computed and kept: shown above the error, as for any run
+            _print_results(exc)
         if _leave_process_group() or launcher.WORKER_ERRORS in os.environ:
             launcher.end_failed_worker(exc)
         raise

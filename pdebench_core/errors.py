@@ -26,6 +26,19 @@ class PluginError(PdebError):
     """A plugin's code raised: one line naming the component and its plugin. Exit code 1."""
 
 
+class ResultsUndelivered(PdebError):
+    """A run finished, but some sink refused its result rows. Exit code 1.
+
+    Attributes:
+        run_id: The run.
+        results: ``{dataset: {metric: value}}``, computed and stored by the other sinks.
+    """
+
+    def __init__(self, message: str, run_id: str, results: dict) -> None:
+        super().__init__(message)
+        self.run_id, self.results = run_id, results
+
+
 class Stopped(KeyboardInterrupt):
     """A run ended by a termination signal (SIGTERM from a scheduler, SIGHUP from a closed
     terminal): handled as Ctrl-C is, so the run is marked interrupted and can be resumed.

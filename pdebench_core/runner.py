@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
-from pdebench_core.errors import DataError, PdebError, PluginError, Stopped, UsageError
+from pdebench_core.errors import DataError, PdebError, PluginError, ResultsUndelivered, Stopped, UsageError
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -275,7 +275,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
             raise undelivered
 
 
-def undelivered_results(ctx: RunContext) -> PdebError | None:
+def undelivered_results(ctx: RunContext) -> ResultsUndelivered | None:
     """The one-line error of a finished run whose result rows some sink refused, or None.
 
     The run stays finished (its results are computed and in the sinks that took them); the
@@ -284,9 +284,10 @@ def undelivered_results(ctx: RunContext) -> PdebError | None:
     if not ctx.undelivered:
         return None
     failures = "; ".join(str(exc) for exc in ctx.undelivered.values())
-    return PdebError(f"run {ctx.run_id} finished, but its results did not reach sink(s) "
-                     f"{', '.join(ctx.undelivered)}: {failures}; they are in {ctx.run_dir / 'eval'}, and "
-                     f"'pdeb run --resume {ctx.run_id}' evaluates again and sends them to every sink")
+    return ResultsUndelivered(f"run {ctx.run_id} finished, but its results did not reach sink(s) "
+                              f"{', '.join(ctx.undelivered)}: {failures}; they are in {ctx.run_dir / 'eval'}, and "
+                              f"'pdeb run --resume {ctx.run_id}' evaluates again and sends them to every sink",
+                              ctx.run_id, dict(ctx.results))
 
 
 @contextlib.contextmanager
