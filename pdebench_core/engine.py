@@ -117,6 +117,7 @@ class Trainer:
         self.trainable = count_parameters(model) > 0
         self._wrap_model(seed)
         self.step = 0
+        self._step_lr: float | None = None  # the learning rate of the last step taken
         self.micro_batches = 0
         self.train_time = 0.0
         self.compile_time = 0.0  # first steps of each input shape under train.compile
@@ -360,6 +361,7 @@ class Trainer:
         if self.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
         self.optimizer.step()
+        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used, for the log
         self.scheduler.step()
         self.step += 1
         return compiling
@@ -374,7 +376,7 @@ class Trainer:
 
     def _report(self, loss: float) -> dict[str, float]:
         """Log the window's loss and throughput (steps that compiled left out) and start a new window."""
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self._step_lr if self._step_lr is not None else self.optimizer.param_groups[0]["lr"]
         values = {"loss": loss, "lr": lr}
         line = f"step {self.step}/{self.train.max_steps} loss {loss:.4g} lr {lr:.3g}"
         if self._window_seconds > 0:  # a window of compiling steps only has no throughput

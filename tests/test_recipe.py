@@ -322,3 +322,21 @@ def test_official_recipe_resumes_mid_run_to_identical_weights(fresh_home):
     got = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
     for key, value in want.items():
         assert torch.equal(value, got[key]), key
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_used(tmp_path, monkeypatch):
+    """One-cycle over 6 steps: the first step runs at lr/div_factor, the last at
+    lr/div_factor/final_div_factor (the scheduler's next value, past the schedule, is not logged)."""
+    import json
+
+    from pdebench_core.runner import execute
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id="lr-log",
+                       overrides=["train.max_steps=6", "train.log_every=1", "train.lr=1e-3", "model.width=4",
+                                  "model.modes=2", "run.sinks=[jsonl]"])
+    execute(cfg, quiet=True)
+    records = [json.loads(line) for line in (tmp_path / "runs" / "lr-log" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert len(rates) == 6 and max(rates) <= 1e-3
+    assert rates[0] == pytest.approx(1e-3 / 25) and rates[-1] == pytest.approx(1e-3 / 25 / 1e4)
