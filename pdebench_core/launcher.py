@@ -204,10 +204,14 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
                        f"on every node with the same --rdzv-endpoint, which every node must reach", err=True)
             return 1
         except ChildFailedError as exc:
-            # A rank killed by a signal is the cause; the others' errors (a lost peer) follow from it.
-            killed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode < 0),
+            # A rank killed by a signal (the OOM killer's SIGKILL) is the cause; the others' errors (a lost
+            # peer) follow from it. SIGTERM is torchrun's own, sent to the rest once one rank failed.
+            killed = sorted(((rank, failure) for rank, failure in exc.failures.items()
+                             if failure.exitcode < 0 and -failure.exitcode != int(signal.SIGTERM)),
                             key=lambda item: item[0])
-            rank, failure = killed[0] if killed else exc.get_first_failure()
+            failed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode >= 0),
+                            key=lambda item: item[0])
+            rank, failure = (killed or failed or [exc.get_first_failure()])[0]
             if failure.exitcode >= 0:
                 on_failure(f"process of rank {rank} failed with exit code {failure.exitcode} (its error is in the "
                            f"command's output)")

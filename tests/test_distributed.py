@@ -335,6 +335,26 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
     assert capsys.readouterr().err.strip() == "error: process of rank 1 was killed by SIGKILL"
 
 
+def test_torchruns_own_sigterm_to_the_other_ranks_is_not_taken_for_the_cause(monkeypatch, capsys):
+    """Rank 0 failed with a usage error; torchrun then stopped rank 1 with SIGTERM: exit 2."""
+    import signal as signals
+
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pdebench_core import launcher
+
+    def launch(args):
+        raise ChildFailedError("pdeb", {1: ProcessFailure(1, 102, -int(signals.SIGTERM), "<N/A>"),
+                                        0: ProcessFailure(0, 101, 2, "<N/A>")})
+
+    monkeypatch.setattr(torch.distributed.run, "run", launch)
+    failures = []
+    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    assert code == 2 and failures == ["process of rank 0 failed with exit code 2 (its error is in the command's output)"]
+    assert capsys.readouterr().err == ""  # rank 0 printed its own error; no 'killed by SIGTERM' line
+
+
 @pytest.mark.parametrize("recorded, code, failures, expected", [
     # rank 1 failed; torchrun stopped rank 0, which recorded the signal: the launcher names rank 1
     ({"state": "interrupted", "error": "stopped by SIGTERM"}, 2, ["process of rank 1 failed with exit code 2"],
