@@ -373,8 +373,17 @@ def _run_task(task, ctx: RunContext) -> Any:
         if failure is None:  # PDEB_DEBUG: the traceback
             raise
         raise failure from exc
-    if results is not None and not (isinstance(results, Mapping) and all(
-            isinstance(v, Mapping) for v in results.values())):
-        raise PluginError(f"task '{task.name}' (plugin '{task.plugin}') returned {type(results).__name__}, not "
-                          f"{{dataset: {{metric: value}}}}")
+    check_task_results(task, results)
     return results
+
+
+def check_task_results(task: Any, results: Any) -> None:
+    """Refuse what a task returned unless it is ``{dataset: {metric: value}}`` (``{}`` when it
+    evaluated nothing), naming the first part that is not."""
+    where = f"task '{task.name}' (plugin '{task.plugin}') returned"
+    if not isinstance(results, Mapping):
+        raise PluginError(f"{where} {type(results).__name__}, not {{dataset: {{metric: value}}}} ({{}} when it "
+                          f"evaluates nothing)")
+    for dataset, values in results.items():
+        if not isinstance(values, Mapping):
+            raise PluginError(f"{where} {type(values).__name__} for '{dataset}', not {{metric: value}}")

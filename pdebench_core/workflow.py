@@ -215,7 +215,7 @@ def evaluate_trained(ctx: RunContext, model, mixture: Mixture, trainer, **extra:
     Returns:
         The evaluation results (empty when ``task.evaluate`` is off).
     """
-    if not ctx.cfg.task.evaluate:
+    if not ctx.cfg.task.get("evaluate", True):  # a plugin task's config need not have the setting
         return {}
     return evaluate_all(ctx, model, mixture, extra={"train_time_s": trainer.train_time, "steps": trainer.step,
                                                     **extra})

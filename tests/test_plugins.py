@@ -294,6 +294,12 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
     def junk_task(ctx):
         return ["not", "results"]
 
+    def forgetful_task(ctx):
+        pass  # no return: None
+
+    def flat_task(ctx):
+        return {"ns2d": 0.5}
+
     def model_with_broken_forward(cfg, spec):
         import torch
 
@@ -323,6 +329,8 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
     @hookimpl
     def register_tasks(register):
         register("junk-task", junk_task)
+        register("forgetful-task", forgetful_task)
+        register("flat-task", flat_task)
 ''')
 
 
@@ -335,10 +343,15 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-sink: sink "
      "'broken-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
     (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
-     "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:32 in forward, during task "
+     "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:* in forward, during task "
      "'train'); PDEB_DEBUG=1"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "forgetful-task"],
+     "error: task 'forgetful-task' (plugin 'raising') returned NoneType, not {dataset: {metric: value}} ({} when "
+     "it evaluates nothing)"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "flat-task"],
+     "error: task 'flat-task' (plugin 'raising') returned float for 'ns2d', not {metric: value}"),
 ])
 def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fake_distribution, args, message):
     root = fake_distribution(tmp_path / "site", "pdeb-raising", {"raising": "raising"},

@@ -332,3 +332,34 @@ def test_a_profile_a_component_lacks_is_refused_not_replaced_by_its_defaults():
         with pytest.raises(UsageError, match=r"model 'two-profiles' \(plugin 'two-profiles-plugin'\) has no 'paper' "
                                              r"profile, only smoke, small; use --profile with one of those"):
             build_config(model="two-profiles", data="ns2d", profile="paper")
+
+
+@dataclass
+class _StepsOnly:
+    steps: int = 1
+
+
+def _train_then_evaluate(ctx):
+    from pdebench_core import workflow
+
+    _, mixture, model = workflow.prepare(ctx)
+    trainer = workflow.train_model(ctx, model, mixture)
+    return workflow.evaluate_trained(ctx, model, mixture, trainer)
+
+
+class OwnTaskPlugin:
+    @staticmethod
+    @hookimpl
+    def register_tasks(register):
+        register("own-task", _train_then_evaluate, config=_StepsOnly)
+
+
+def test_a_plugin_task_without_an_evaluate_setting_composes_the_workflow_steps(fresh_home):
+    """evaluate_trained evaluates unless the task has task.evaluate=false: a task config
+    without that setting is not an error after all the training."""
+    from pdebench_core.runner import execute
+
+    with plugin(OwnTaskPlugin, "own-task-plugin"):
+        cfg = build_config(model="fno", data="ns2d", task="own-task", profile="smoke", device="cpu",
+                           overrides=[*SMOKE_FNO, "train.max_steps=2", "train.batch_size=4"])
+        assert execute(cfg, quiet=True).results["ns2d"]["l2re"] > 0
