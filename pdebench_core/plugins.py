@@ -474,6 +474,35 @@ def register_commands(app: Any) -> None:
                 entries.remove(entry)
                 print(f"warning: plugin '{impl.plugin_name}' tried to replace the command '{name}'; it was left out",
                       file=sys.stderr)
+            elif getattr(entry, "callback", None) is not None:
+                entry.callback = _guarded_command(entry.callback, name, impl.plugin_name)
+
+
+def _guarded_command(callback: Callable, name: str, plugin: str) -> Callable:
+    """A plugin command whose errors are one line: a :class:`PdebError` as ``error: ...`` with
+    its exit code, anything else naming the command and its plugin (exit code 1), as for any
+    plugin component; ``PDEB_DEBUG=1`` lets the traceback through."""
+    import functools
+
+    import typer
+
+    from pdebench_core.cli_common import report_error
+    from pdebench_core.errors import PdebError, PluginError
+
+    @functools.wraps(callback)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except (PdebError, KeyboardInterrupt) as exc:
+            raise typer.Exit(report_error(exc)) from None
+        except Exception as exc:
+            if os.environ.get("PDEB_DEBUG"):
+                raise
+            raise typer.Exit(report_error(PluginError(
+                f"command '{name}' (plugin '{plugin}') raised {_one_line(exc)}; PDEB_DEBUG=1 shows the "
+                f"traceback"))) from None
+
+    return guarded
 
 
 def _command_names(commands: Any, groups: Any) -> list[str]:

@@ -248,9 +248,14 @@ NOISY_PLUGIN = textwrap.dedent('''
             print("not pdeb's run")
 
         @app.command("hello")
-        def hello():
+        def hello(name: str = typer.Option("world", "--name")):
             """A command of its own."""
-            print("hello")
+            print(f"hello {name}")
+
+        @app.command("broken")
+        def broken():
+            """A command with a bug."""
+            raise RuntimeError("bug in the command")
 ''')
 
 EXITING_PLUGIN = "import sys\nsys.exit(7)\n"
@@ -267,7 +272,12 @@ def test_plugins_cannot_take_over_commands_stdout_or_the_exit_code(tmp_path, pde
     assert "SystemExit: 7" in status["exiting"]["error"]
     help_text = pdeb("--help", env=env, check=True)
     assert "tried to replace the command 'run'; it was left out" in help_text.stderr
-    assert pdeb("hello", env=env, check=True).stdout.strip() == "hello"
+    assert pdeb("hello", env=env, check=True).stdout.strip() == "hello world"
+    assert pdeb("hello", "--name", "pdeb", env=env, check=True).stdout.strip() == "hello pdeb"  # options kept
+    broken = pdeb("broken", env=env)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert broken.stderr.strip().splitlines()[-1] == ("error: command 'broken' (plugin 'noisy') raised RuntimeError: "
+                                                      "bug in the command; PDEB_DEBUG=1 shows the traceback")
     run_help = pdeb("run", "--help", env=env, check=True).stdout
     assert "--model" in run_help  # still pdeb's run
 
