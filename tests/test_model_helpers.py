@@ -270,6 +270,9 @@ def test_card_check():
         check_model_card(_register_hook(), "pointwise", lambda cfg, spec: None, PointwiseConfig)
     with pytest.raises(AssertionError, match="dims"):
         check_model_card(_register_hook(dims=(2,)), "pointwise", build_pointwise, PointwiseConfig)
+    assert check_model_card(_register_hook(dims=None), "pointwise", build_pointwise, PointwiseConfig)  # any data
+    with pytest.raises(AssertionError, match="dims"):
+        check_model_card(_register_hook(dims=None), "pointwise", build_pointwise, PointwiseConfig, dims=(2,))
     with pytest.raises(AssertionError, match="profiles"):
         check_model_card(_register_hook(profiles={"smoke": {}}), "pointwise", build_pointwise, PointwiseConfig)
     with pytest.raises(AssertionError, match="profile 'small'"):
@@ -329,3 +332,25 @@ def test_the_plugin_checks_default_to_the_dimensions_the_model_registers():
     model = ModelPlugin.of(SimpleNamespace(register_models=register_models), "flat-2d", FlatConfig)
     assert model.dims == (2,)
     assert "supports 2D data" in model.check_rejects_unsupported_dims(model.smoke)
+
+
+def test_the_learning_check_names_a_wrong_output_shape_first():
+    """(B, *S, C) instead of (B, t_out, *S, C) broadcasts in the loss; the check says so."""
+    spec = toy_spec((8,))
+
+    def squeezed(cfg, spec):
+        import torch
+
+        class Squeezed(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = torch.nn.Parameter(torch.ones(1))
+
+            def forward(self, x):
+                return self.scale * x[:, -1]  # (B, *S, C): the time axis dropped
+
+        return Squeezed()
+
+    with pytest.raises(AssertionError, match=r"the model returned shape \(3, 8, 1\) for targets \(3, 1, 8, 1\)"):
+        check_model_learns(squeezed, None, spec, steps=2, factor=0.9)
+

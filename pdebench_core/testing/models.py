@@ -80,7 +80,8 @@ def check_model_card(register_models: Callable[..., Any], name: str, build: Mode
         name: Model name it must register.
         build: The factory it must register.
         config: The config dataclass it must register.
-        dims: The spatial dimensions the card must declare.
+        dims: The spatial dimensions the card must declare (a card that declares none is
+            tried on any data: it counts as ``(1, 2, 3)``).
 
     Returns:
         The keyword arguments of the registration (``config``, ``profiles``, card fields).
@@ -99,7 +100,9 @@ def check_model_card(register_models: Callable[..., Any], name: str, build: Mode
         raise AssertionError(f"'{name}' is registered with factory {factory!r}, expected {build!r}")
     if card.get("config") is not config:
         raise AssertionError(f"'{name}' is registered with config {card.get('config')!r}, expected {config!r}")
-    if tuple(card.get("dims") or ()) != tuple(dims):
+    declared = card.get("dims")
+    declared = (declared,) if isinstance(declared, int) else tuple(declared or (1, 2, 3))  # none: any data
+    if tuple(sorted(declared)) != tuple(sorted(dims)):
         raise AssertionError(f"'{name}' declares dims {card.get('dims')!r}, expected {tuple(dims)}")
     profiles = card.get("profiles") or {}
     if set(profiles) != set(PROFILE_NAMES):
@@ -245,7 +248,11 @@ def _mse(model: "torch.nn.Module", inputs: "torch.Tensor", target: "torch.Tensor
     import torch
 
     with torch.no_grad():
-        return torch.mean((model(inputs) - target) ** 2).item()
+        out = model(inputs)
+    if tuple(out.shape) != tuple(target.shape):  # broadcasting would hide it and report "did not learn"
+        raise AssertionError(f"the model returned shape {tuple(out.shape)} for targets {tuple(target.shape)} "
+                             f"(B, t_out, *S, C); check_contract names the contract")
+    return torch.mean((out - target) ** 2).item()
 
 
 def check_rejects_unsupported_dims(build: ModelFactory, cfg: Any, dims: Sequence[int] = (1, 2, 3)) -> str:
