@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -95,8 +96,10 @@ class Registry:
             broken = (f" ({'plugins' if len(self.disabled) > 1 else 'plugin'} {', '.join(self.disabled)} "
                       f"{'are' if len(self.disabled) > 1 else 'is'} disabled "
                       f"and may hold it: 'pdeb plugins' says why)") if self.disabled else ""
+            loaded = os.environ.get("PDEB_LOAD_PLUGINS")
+            limited = f" (PDEB_LOAD_PLUGINS={loaded} loads only those plugins)" if loaded is not None else ""
             raise UsageError(
-                f"unknown {self.kind} '{name}'{hint}{broken}; run 'pdeb {self.kind}s' to list them"
+                f"unknown {self.kind} '{name}'{hint}{broken}{limited}; run 'pdeb {self.kind}s' to list them"
             ) from None
 
     def __contains__(self, name: object) -> bool:

@@ -138,6 +138,8 @@ def test_pdeb_load_plugins_limits_entry_points(pdeb):
     assert [m["name"] for m in json.loads(result.stdout)] == ["fno"]
     none = pdeb("plugins", "--json", env={"PDEB_LOAD_PLUGINS": ""}, check=True)
     assert {p["origin"] for p in json.loads(none.stdout)} == {"builtin"}
+    filtered = pdeb("run", "--model", "fno", "--data", "ns2d", env={"PDEB_LOAD_PLUGINS": "fno"})
+    assert filtered.returncode == 2 and "(PDEB_LOAD_PLUGINS=fno loads only those plugins)" in filtered.stderr
     typo = pdeb("models", "--json", env={"PDEB_LOAD_PLUGINS": "fno,nosuch"}, check=True)
     assert "warning: PDEB_LOAD_PLUGINS names nosuch, which no installed plugin is called; installed: " in typo.stderr
 
