@@ -50,6 +50,23 @@ class Component:
         """Whether a model or dataset declares ``ndim`` spatial dimensions (undeclared: yes)."""
         return not self.dims or ndim in self.dims
 
+    def settings(self) -> dict[str, Any]:
+        """``{setting: default}`` of the component's config dataclass (``model.<key>``,
+        ``data.<name>.<key>``, ``task.<key>``, ``sinks.<name>.<key>``); empty without one."""
+        import dataclasses
+
+        if self.config is None or not dataclasses.is_dataclass(self.config):
+            return {}
+        out = {}
+        for f in dataclasses.fields(self.config):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+            else:
+                out[f.name] = None  # required: no default
+        return out
+
     def summary(self) -> dict[str, Any]:
         """JSON-friendly description for ``pdeb models --json`` and friends."""
         out: dict[str, Any] = {"name": self.name, "plugin": self.plugin, "version": self.version}
@@ -59,6 +76,9 @@ class Component:
             elif isinstance(value, (list, tuple)):
                 out[key] = list(value)
         # The registered parameters come last: a card key cannot hide them.
+        settings = self.settings()
+        if settings:
+            out["settings"] = settings
         if self.kind in ("model", "dataset") and self.dims:
             out["dims"] = list(self.dims)
         if self.kind == "model":

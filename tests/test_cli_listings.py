@@ -66,3 +66,14 @@ def test_models_counts_parameters_on_a_dataset_read_from_a_file(tmp_path, monkey
     for stray in (f"data.burgers.path={path}", "model.width=999"):  # never ignored: pdeb run would refuse them
         refused = CliRunner().invoke(app, ["models", "--data", "burgers1d", f"data.burgers1d.path={path}", stray])
         assert refused.exit_code == 2 and "is not one of dataset 'burgers1d'" in refused.output, refused.output
+
+
+def test_listings_show_each_components_settings_and_defaults():
+    """What task.<key> (or model.<key>) a user can set, without reading the source."""
+    tasks = {t["name"]: t for t in json.loads(CliRunner().invoke(app, ["tasks", "--json"]).output)}
+    assert tasks["train"]["settings"] == {"evaluate": True, "allow_test_overlap": False, "t_ar": 1,
+                                          "pushforward": False}
+    models = {m["name"]: m for m in json.loads(CliRunner().invoke(app, ["models", "--json"]).output)}
+    assert models["fno"]["settings"]["width"] == 20
+    assert "settings" not in models["persistence"]  # a config without fields: nothing to set
+
