@@ -31,3 +31,31 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     assert "pdeb run --model dpot --data ns2d" in commands[0]
     assert "pytest" in commands[1]
     assert commands[1].strip() in (ROOT / ".ci" / "run").read_text()
+
+
+def _python_block_after(doc: str, heading: str) -> str:
+    text = (ROOT / "docs" / doc).read_text()
+    section = text[text.index(heading):]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_the_worked_task_of_writing_plugins_runs_as_documented(tmp_path, monkeypatch):
+    import types
+
+    from pdebench_core import plugins
+    from pdebench_core.config import build_config
+    from pdebench_core.results import ResultsStore
+    from pdebench_core.runner import execute
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    module = types.ModuleType("doc_task")
+    exec(compile(_python_block_after("writing-plugins.md", "### A task"), "doc_task", "exec"), module.__dict__)
+    plugins.register_plugin(module, name="doc-task")
+    try:
+        cfg = build_config(model="fno", data="ns2d", task="noisy-train", profile="smoke", device="cpu",
+                           overrides=["task.noise=0.01", "train.max_steps=2", "model.width=4", "model.modes=2"])
+        assert execute(cfg, quiet=True).results["ns2d"]["l2re"] > 0
+    finally:
+        plugins.unregister_plugin("doc-task")
+    row = ResultsStore().rows()[0]
+    assert row["task"] == "noisy-train" and row["extra"]["noise"] == 0.01
