@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from pathlib import Path
 
 from pdebench_core import hookspecs
@@ -49,6 +50,7 @@ def test_the_worked_task_of_writing_plugins_runs_as_documented(tmp_path, monkeyp
 
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
     module = types.ModuleType("doc_task")
+    monkeypatch.setitem(sys.modules, "doc_task", module)  # dataclasses look their module up there
     exec(compile(_python_block_after("writing-plugins.md", "### A task"), "doc_task", "exec"), module.__dict__)
     plugins.register_plugin(module, name="doc-task")
     try:
