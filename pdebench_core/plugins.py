@@ -223,22 +223,37 @@ def _check_settings(kind: str, name: str, config: Any, profiles: Any) -> None:
     _check_profile_keys(kind, name, config, profiles or {})
 
 
+def _shared_sections() -> dict[str, type]:
+    from pdebench_core.settings import EvalSection, TrainSection
+
+    return {"train": TrainSection, "eval": EvalSection}
+
+
 def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str, Mapping[str, Any]]) -> None:
     """Profiles are named after pdeb's profiles and set fields of the config (a task's also the
     ``train`` and ``eval`` sections), so a typo is the plugin's error, not the user's."""
     from pdebench_core.settings import PROFILES
 
+    shared = _shared_sections() if kind == "task" else {}  # a task's profiles may set these sections too
     for profile, overrides in profiles.items():
         if profile not in PROFILES:
             raise _BadRegistration(f"{kind} '{name}' has a profile '{profile}'; profiles are "
                                    f"{', '.join(PROFILES)}{did_you_mean(profile, PROFILES)}")
         if config is None:
             continue
-        known = {f.name for f in dataclasses.fields(config)} | ({"train", "eval"} if kind == "task" else set())
-        unknown = [key for key in overrides if key not in known]
+        known = {f.name for f in dataclasses.fields(config)}
+        unknown = [key for key in overrides if key not in known and key not in shared]
         if unknown:
-            raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{unknown[0]}', which is not a "
-                                   f"field of {config.__name__}{did_you_mean(str(unknown[0]), sorted(known))}")
+            allowed = sorted(known | set(shared))
+            where = f"a field of {config.__name__}" + (" nor a section train or eval" if shared else "")
+            raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{unknown[0]}', which is not "
+                                   f"{where}{did_you_mean(str(unknown[0]), allowed)}")
+        for section, section_config in shared.items():
+            fields = {f.name for f in dataclasses.fields(section_config)}
+            wrong = [key for key in (overrides.get(section) or {}) if key not in fields]
+            if wrong:
+                raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{section}.{wrong[0]}', which "
+                                       f"is not a {section} setting{did_you_mean(str(wrong[0]), sorted(fields))}")
 
 
 _COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
