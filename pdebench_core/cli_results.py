@@ -183,7 +183,8 @@ def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: 
                                "argv": repro.argv, "original_command": repro.original,
                                "config_hash": repro.config_hash, "seed": repro.seed}, indent=2))
         return
-    typer.echo(f"# rerun of {repro.run_id} from its saved config (seed {repro.seed}, config hash {repro.config_hash})")
+    digest = f", config hash {repro.config_hash}" if repro.config_hash else ""  # a run that wrote no result has none
+    typer.echo(f"# rerun of {repro.run_id} from its saved config (seed {repro.seed}{digest})")
     typer.echo(repro.command)
     if repro.original:
         typer.echo(f"# original command: {repro.original}")

@@ -79,7 +79,8 @@ def overview(info: RunInfo) -> list[tuple[str, Any]]:
         ("model", info.model), ("datasets", ", ".join(info.datasets)),
         ("task", run.get("task")), ("profile", run.get("profile")), ("seed", run.get("seed")),
         ("state", info.status.get("state", "unknown")),
-        ("parameters", f"{parameters} ({size_label(parameters)})" if parameters else None),
+        ("parameters", (f"{parameters:,} ({size_label(parameters)})" if size_label(parameters) != str(parameters)
+                        else f"{parameters:,}") if parameters else None),
         ("training time (s)", first.get("train_time_s")), ("device", first.get("device")),
         ("created", first.get("created_at")), ("config hash", first.get("config_hash")),
         ("data hash", first.get("data_hash")), ("data", _data_lines(info.rows)),
