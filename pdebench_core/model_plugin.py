@@ -188,8 +188,19 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
         check_folded_config(cfg, spec, name, sizes, heads_divide, dims)
         derived = derive(cfg, spec) if derive is not None else {}
         module, _, class_name = target.partition(":")
-        model_class = getattr(importlib.import_module(module), class_name)
-        return model_class(**folded_arguments(cfg, config, spec, **derived))
+        try:
+            model_class = getattr(importlib.import_module(module), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ImportError(f"folded_model '{name}': target '{target}' names no class ({exc}); give "
+                              f"'package.module:Class'") from exc
+        arguments = folded_arguments(cfg, config, spec, **derived)
+        try:
+            return model_class(**arguments)
+        except TypeError as exc:
+            if "keyword argument" not in str(exc):
+                raise
+            raise TypeError(f"{exc}; folded_model passes every config field and the data's sizes as keywords: "
+                            f"{', '.join(arguments)}") from exc
 
     build.__doc__ = (f"Build the ``{name}`` model for ``spec`` from a :class:`{config.__name__}` (or an omegaconf "
                      "object alike); raises UsageError on unsupported data or settings.")

@@ -152,3 +152,21 @@ def test_integer_fields_tolerate_annotations_only_type_checkers_can_resolve():
     exec("from __future__ import annotations\nfrom dataclasses import dataclass\n"
          "@dataclass\nclass Hinted:\n    width: int = 4\n    table: Unresolvable | None = None\n", namespace)
     assert integer_fields(namespace["Hinted"]) == ("width",)
+
+
+def test_a_folded_models_wrong_target_or_constructor_is_named(monkeypatch):
+    """A typo in 'module:Class', or a class that does not take every config field, says so."""
+    spec = toy_spec((8,))
+    typo, _ = folded_model("typo", ToyConfig, PROFILES, f"{__name__}:Tyo", description="x", paper="y")
+    with pytest.raises(ImportError, match=r"folded_model 'typo': target '.*:Tyo' names no class"):
+        typo(ToyConfig(), spec)
+
+    class Narrow(Toy):
+        def __init__(self, ndim, in_channels, out_frames, n_fields, width, heads, scale):  # no use_grid
+            super().__init__(ndim, in_channels, out_frames, n_fields, width, heads, scale, True)
+
+    monkeypatch.setitem(globals(), "Narrow", Narrow)  # importable as f"{__name__}:Narrow"
+    narrow, _ = folded_model("narrow", ToyConfig, PROFILES, f"{__name__}:Narrow", description="x", paper="y")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'use_grid'; folded_model passes every config "
+                                        r"field and the data's sizes as keywords: ndim, "):
+        narrow(ToyConfig(), spec)
