@@ -262,18 +262,9 @@ def test_a_factory_that_changes_its_settings_does_not_change_the_runs_config():
         assert cfg.data["fills-in"].seed == 0 and OmegaConf.is_config(cfg.data["fills-in"])
 
 
-class Refusing:
-    def __init__(self, cfg, run_dir):
-        pass
-
-    def log_step(self, step, values):
-        pass
-
+class Refusing(Recorder):
     def write_result(self, row):
         raise ConnectionError("tracking server unreachable")
-
-    def close(self):
-        pass
 
 
 class RefusingPlugin:
