@@ -87,3 +87,18 @@ def run_script(main: Callable[[], Any]) -> None:
     except PdebError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+
+
+def click_flow_exceptions() -> tuple[type, ...]:
+    """The exceptions typer and click use for control flow (an exit code, an abort, a usage
+    error), in click and in typer's own copy of it (typer >= 0.26): never a command's bug."""
+    import click
+
+    found: list[type] = [typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return tuple(found)
+    return (*found, *(getattr(vendored, name) for name in ("Exit", "Abort", "ClickException")
+                      if hasattr(vendored, name)))
+

@@ -489,8 +489,22 @@ def register_commands(app: Any) -> None:
                 entries.remove(entry)
                 print(f"warning: plugin '{impl.plugin_name}' tried to replace the command '{name}'; it was left out",
                       file=sys.stderr)
-            elif getattr(entry, "callback", None) is not None:
-                entry.callback = _guarded_command(entry.callback, name, impl.plugin_name)
+            else:
+                _guard_commands(entry, name, impl.plugin_name)
+
+
+def _guard_commands(entry: Any, name: str, plugin: str) -> None:
+    """Guard a plugin's command, or every command of a group it added (``app.add_typer``)."""
+    import inspect
+
+    callback = getattr(entry, "callback", None)
+    if callable(callback) and (inspect.isfunction(callback) or inspect.ismethod(callback)):
+        entry.callback = _guarded_command(callback, name, plugin)
+    group = getattr(entry, "typer_instance", None)
+    for command in getattr(group, "registered_commands", []) if group is not None else []:
+        _guard_commands(command, f"{name} {command.name or command.callback.__name__.replace('_', '-')}", plugin)
+    for sub in getattr(group, "registered_groups", []) if group is not None else []:
+        _guard_commands(sub, f"{name} {sub.name}", plugin)
 
 
 def _guarded_command(callback: Callable, name: str, plugin: str) -> Callable:
@@ -501,8 +515,10 @@ def _guarded_command(callback: Callable, name: str, plugin: str) -> Callable:
 
     import typer
 
-    from pdebench_core.cli_common import report_error
+    from pdebench_core.cli_common import click_flow_exceptions, report_error
     from pdebench_core.errors import PdebError, PluginError
+
+    flow = click_flow_exceptions()
 
     @functools.wraps(callback)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -510,6 +526,8 @@ def _guarded_command(callback: Callable, name: str, plugin: str) -> Callable:
             return callback(*args, **kwargs)
         except (PdebError, KeyboardInterrupt) as exc:
             raise typer.Exit(report_error(exc)) from None
+        except flow:
+            raise  # typer's own flow: an exit code, an abort, a usage error
         except Exception as exc:
             if os.environ.get("PDEB_DEBUG"):
                 raise

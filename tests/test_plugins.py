@@ -258,6 +258,27 @@ NOISY_PLUGIN = textwrap.dedent('''
         def broken():
             """A command with a bug."""
             raise RuntimeError("bug in the command")
+
+        @app.command("exit3")
+        def exit3():
+            """Ends with its own exit code."""
+            raise typer.Exit(3)
+
+        @app.command("odd")
+        def odd(n: int = typer.Option(1, "--n")):
+            """Refuses even numbers as click does."""
+            if n % 2 == 0:
+                raise typer.BadParameter("n must be odd")
+            print(n)
+
+        group = typer.Typer(help="A group of commands.")
+
+        @group.command("crash")
+        def crash():
+            """A group command with a bug."""
+            raise ValueError("bug in the group")
+
+        app.add_typer(group, name="mytool")
 ''')
 
 EXITING_PLUGIN = "import sys\nsys.exit(7)\n"
@@ -276,6 +297,13 @@ def test_plugins_cannot_take_over_commands_stdout_or_the_exit_code(tmp_path, pde
     assert "tried to replace the command 'run'; it was left out" in help_text.stderr
     assert pdeb("hello", env=env, check=True).stdout.strip() == "hello world"
     assert pdeb("hello", "--name", "pdeb", env=env, check=True).stdout.strip() == "hello pdeb"  # options kept
+    assert pdeb("exit3", env=env).returncode == 3  # typer's own flow passes untouched
+    assert pdeb("odd", "--n", "2", env=env).returncode == 2
+    assert pdeb("odd", "--n", "3", env=env, check=True).stdout.strip() == "3"
+    crash = pdeb("mytool", "crash", env=env)
+    assert crash.returncode == 1 and "Traceback" not in crash.stderr
+    assert "error: command 'mytool crash' (plugin 'noisy') raised ValueError: bug in the group" in crash.stderr
+    assert "mytool" in help_text.stdout
     broken = pdeb("broken", env=env)
     assert broken.returncode == 1 and "Traceback" not in broken.stderr
     assert broken.stderr.strip().splitlines()[-1] == ("error: command 'broken' (plugin 'noisy') raised RuntimeError: "
