@@ -239,6 +239,7 @@ def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str
         if profile not in PROFILES:
             raise _BadRegistration(f"{kind} '{name}' has a profile '{profile}'; profiles are "
                                    f"{', '.join(PROFILES)}{did_you_mean(profile, PROFILES)}")
+        _check_shared_sections(kind, name, profile, overrides, shared)
         if config is None:
             continue
         known = {f.name for f in dataclasses.fields(config)}
@@ -248,12 +249,17 @@ def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str
             where = f"a field of {config.__name__}" + (" nor a section train or eval" if shared else "")
             raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{unknown[0]}', which is not "
                                    f"{where}{did_you_mean(str(unknown[0]), allowed)}")
-        for section, section_config in shared.items():
-            fields = {f.name for f in dataclasses.fields(section_config)}
-            wrong = [key for key in (overrides.get(section) or {}) if key not in fields]
-            if wrong:
-                raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{section}.{wrong[0]}', which "
-                                       f"is not a {section} setting{did_you_mean(str(wrong[0]), sorted(fields))}")
+
+
+def _check_shared_sections(kind: str, name: str, profile: str, overrides: Mapping[str, Any],
+                           shared: Mapping[str, type]) -> None:
+    """A task profile's ``train`` and ``eval`` keys must be settings of those sections."""
+    for section, section_config in shared.items():
+        fields = {f.name for f in dataclasses.fields(section_config)}
+        wrong = [key for key in (overrides.get(section) or {}) if key not in fields]
+        if wrong:
+            raise _BadRegistration(f"{kind} '{name}': profile '{profile}' sets '{section}.{wrong[0]}', which "
+                                   f"is not a {section} setting{did_you_mean(str(wrong[0]), sorted(fields))}")
 
 
 _COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")

@@ -52,6 +52,8 @@ class _Width:
      "profile 'smoke' sets 'widht', which is not a field of _Width (did you mean 'width'?)"),
     ("tasks", lambda r: r("bad-recipe", _build, config=_Width, profiles={"smoke": {"train": {"max_stepz": 2}}}),
      "profile 'smoke' sets 'train.max_stepz', which is not a train setting (did you mean 'max_steps'?)"),
+    ("tasks", lambda r: r("no-config", _build, profiles={"smoke": {"train": {"max_stepz": 2}}}),
+     "profile 'smoke' sets 'train.max_stepz', which is not a train setting"),
     ("tasks", lambda r: r("bad-section", _build, config=_Width, profiles={"smoke": {"trian": {}}}),
      "sets 'trian', which is not a field of _Width nor a section train or eval (did you mean 'train'?)"),
     ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
@@ -358,3 +360,24 @@ def test_a_plugin_task_without_an_evaluate_setting_composes_the_workflow_steps(f
         cfg = build_config(model="fno", data="ns2d", task="own-task", profile="smoke", device="cpu",
                            overrides=[*SMOKE_FNO, "train.max_steps=2", "train.batch_size=4"])
         assert execute(cfg, quiet=True).results["ns2d"]["l2re"] > 0
+
+
+@dataclass
+class _RequiredSinkConfig:
+    name: str
+    path: str = "kept.txt"
+
+
+class RequiredSinkPlugin:
+    @staticmethod
+    @hookimpl
+    def register_sinks(register):
+        register("required", Recorder, config=_RequiredSinkConfig)
+
+
+def test_a_sink_config_with_a_required_field_is_built_when_the_user_gives_it(fresh_home):
+    with plugin(RequiredSinkPlugin, "required-sink-plugin"):
+        cfg = build_config(model="fno", data="ns2d", profile="smoke",
+                           overrides=["run.sinks=[jsonl,required]", "sinks.required.name=x"])
+    assert cfg.sinks.required.name == "x" and cfg.sinks.required.path == "kept.txt"  # its own default, as it is
+
