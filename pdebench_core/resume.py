@@ -35,10 +35,9 @@ def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[s
     from pdebench_core.runs import run_dir_for
 
     run = RunDir(run_dir_for(run_id))
-    if not run.config_file.is_file():
-        where = f"{run.path} has no config.yaml" if run.path.is_dir() else f"no run '{run_id}' under {run.path.parent}"
-        raise UsageError(f"cannot resume '{run_id}': {where}")
-    saved, _ = run.read_config()
+    if not run.path.is_dir():
+        raise UsageError(f"cannot resume '{run_id}': no run '{run_id}' under {run.path.parent}")
+    saved, _ = run.read_config()  # a missing or damaged config.yaml is restored from a checkpoint
     user = load_yaml(config_file) if config_file else {}
     given = {"model.name": model or (user.get("model") or {}).get("name"),
              "data": split_names(data) or None,  # a config file may set some datasets only

@@ -260,6 +260,8 @@ class RunDir:
         from omegaconf import OmegaConf
 
         text = OmegaConf.to_yaml(OmegaConf.create(config))
+        if os.environ.get("RANK", "0") != "0":  # one process restores the file; the others use the config
+            return config, text
         kept = self.config_file.exists()
         if kept:
             os.replace(self.config_file, self.config_file.with_name("config.yaml.damaged"))
@@ -409,8 +411,9 @@ def list_runs() -> list[dict[str, Any]]:
             try:
                 run._saved_config()
             except UsageError as exc:  # it cannot be resumed, rerun or reported until restored
-                state, error = "damaged", str(exc).split(";")[0].replace(f"run '{path.name}': ", "") + (
-                    "; a checkpoint holds its config: 'pdeb reproduce RUN_ID' restores it"
+                problem = str(exc).split(";")[0].replace(f"run '{path.name}': ", "").replace(f"run '{path.name}' ", "")
+                state, error = "damaged", problem + (
+                    f"; a checkpoint holds its config: 'pdeb reproduce {path.name}' restores it"
                     if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()) else "")
         items.append({"run_id": path.name, "state": state, "error": error, "path": str(path)})
     return items

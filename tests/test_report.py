@@ -379,3 +379,20 @@ def test_the_report_command_says_on_the_console_what_the_page_lacks(smoke_home):
     result = CliRunner().invoke(app, ["report", "said-broken"])
     assert result.exit_code == 0, result.output
     assert "note: no rollout figures: no checkpoint in" in " ".join(result.output.split())
+
+
+def test_a_missing_config_is_restored_too_and_pdeb_runs_says_how(smoke_home):
+    from pdebench_core.cli import app
+
+    run = smoke_home / "runs" / "lost-config"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    (run / "config.yaml").unlink()
+    listed = {r["run_id"]: r for r in json.loads(CliRunner().invoke(app, ["runs", "--json"]).stdout)}
+    assert listed["lost-config"]["state"] == "damaged"
+    assert listed["lost-config"]["error"] == ("has no config.yaml; a checkpoint holds its config: 'pdeb reproduce "
+                                              "lost-config' restores it")
+    for args in (["report", "lost-config"], ["reproduce", "lost-config"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    assert (run / "config.yaml").is_file() and not (run / "config.yaml.damaged").exists()
+

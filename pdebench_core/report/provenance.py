@@ -84,16 +84,11 @@ def load_run(run_id: str) -> RunInfo:
         UsageError: No such run directory (with the closest known id), or no ``config.yaml``.
     """
     run_dir = run_dir_for(run_id)
-    config_file = RunDir(run_dir).config_file
-    if not config_file.is_file():
-        known = known_run_ids()
-        if run_dir.is_dir():  # the run is there, its config is not: no other name to suggest
-            raise UsageError(f"run '{run_id}' has no config.yaml in {run_dir}; it cannot be reported, reproduced "
-                             f"or resumed")
-        raise UsageError(f"run '{run_id}' does not exist under {run_dir.parent}{did_you_mean(run_id, known)}; "
-                         f"list runs with 'pdeb runs' or 'pdeb leaderboard --source local'")
+    if not run_dir.is_dir():
+        raise UsageError(f"run '{run_id}' does not exist under {run_dir.parent}{did_you_mean(run_id, known_run_ids())}"
+                         f"; list runs with 'pdeb runs' or 'pdeb leaderboard --source local'")
     run = RunDir(run_dir)
-    config, text = run.read_config()
+    config, text = run.read_config()  # a missing or damaged config.yaml is restored from a checkpoint
     command_file = run.command_file
     status_file = run.status_file
     evals = {}
