@@ -33,18 +33,28 @@ def free_bytes(folder: str | os.PathLike) -> int:
     return shutil.disk_usage(_existing_parent(Path(folder))).free
 
 
-def check_free_space(folder: str | os.PathLike, needed: int | None, what: str) -> None:
-    """Refuse a write of ``needed`` bytes into ``folder`` that would fill the disk.
+def check_free_space(folder: str | os.PathLike, needed: int | None, what: str,
+                     largest_file: int | None = None) -> None:
+    """Refuse a write of ``needed`` bytes into ``folder`` that would fill the disk, or a file
+    larger than this process may write.
+
+    Args:
+        folder: Where the bytes go.
+        needed: Bytes still to write, over every file.
+        what: What is written, for the message.
+        largest_file: Final size of the largest single file (default: ``needed``, one file
+            written from its start), checked against ``ulimit -f``.
 
     Raises:
-        DataError: naming the folder, the size needed and the space free.
+        DataError: naming the folder, the size needed and the space free, or the limit.
     """
+    limit = file_size_limit()
+    largest = needed if largest_file is None else largest_file
+    if limit is not None and largest is not None and largest > limit:  # HDF5 crashes on a write the limit cuts
+        raise DataError(f"{what} needs a file of about {human_bytes(largest)}, more than this process may write to "
+                        f"one file ({human_bytes(limit)}, 'ulimit -f'); raise the limit")
     if needed is None or needed <= 0:
         return
-    limit = file_size_limit()
-    if limit is not None and needed > limit:  # HDF5 crashes on a write the limit cuts short: refuse first
-        raise DataError(f"{what} needs about {human_bytes(needed)}, more than this process may write to one file "
-                        f"({human_bytes(limit)}, 'ulimit -f'); raise the limit")
     free = free_bytes(folder)
     if needed + SPACE_MARGIN > free:
         raise DataError(f"not enough free space in {folder} for {what}: need {human_bytes(needed)} and "

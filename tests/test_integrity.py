@@ -288,7 +288,7 @@ def test_a_file_size_limit_too_small_for_the_data_is_one_line_before_writing(tmp
     result = subprocess.run([sys.executable, "-m", "pdebench_core.cli", "data", "generate", "ns2d", "--profile",
                              "smoke"], capture_output=True, text=True, env=env, preexec_fn=limited, timeout=300)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: generating ns2d needs about ")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: generating ns2d needs a file of about ")
     assert "ulimit -f" in result.stderr and "Traceback" not in result.stderr
     assert not list((tmp_path / "home").rglob("*.h5"))
 
@@ -366,3 +366,14 @@ def test_a_data_cache_that_cannot_be_written_is_called_so(home):
     elsewhere = _dataset_failure(SimpleNamespace(name="ns2d"), PermissionError(errno.EACCES, "Permission denied",
                                                                                "/srv/data/ns.h5"))
     assert str(elsewhere).startswith("dataset 'ns2d' could not be read: ")
+
+
+def test_the_file_size_limit_is_checked_against_the_largest_file_not_the_total(tmp_path, monkeypatch):
+    """Two files of 3 and 2 MB under a 4 MB limit: fine; one of 5 MB: refused."""
+    from pdebench_core import diskspace
+
+    monkeypatch.setattr(diskspace, "file_size_limit", lambda: 4 * 2**20)
+    diskspace.check_free_space(tmp_path, 5 * 2**20, "two files", largest_file=3 * 2**20)
+    with pytest.raises(DataError, match=r"one file needs a file of about 5.0 MiB, more than this process may write"):
+        diskspace.check_free_space(tmp_path, 5 * 2**20, "one file")
+

@@ -324,7 +324,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
     part = folder / (f.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
     offset = _partial_size(part)
-    check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name)
+    check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name, largest_file=f.approx_size)
     task = progress.add_task(f.name, total=None) if progress else None
     hasher = None
     attempt = 0
@@ -354,7 +354,8 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
         with response:
             offset, total = _resumed_at(f, part, response, offset)
             check_free_space(folder, (total - offset) if total is not None else
-                             (f.approx_size - offset if f.approx_size else None), f.name)
+                             (f.approx_size - offset if f.approx_size else None), f.name,
+                             largest_file=total if total is not None else f.approx_size)
             hasher = _hasher(f)
             if offset:
                 _hash_file(part, hasher)
@@ -518,7 +519,8 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     if missing and all(s is not None for s in sizes):
         partial = sum((folder / (f.name + ".part")).stat().st_size for f in missing
                       if (folder / (f.name + ".part")).exists())
-        check_free_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}")
+        check_free_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}",
+                         largest_file=max(sizes))
     bar = _progress_bar() if progress and missing else None
     results = []
     try:

@@ -254,7 +254,7 @@ def check_generation_fits(sizes: Mapping[str, int], trajectory_shape: Sequence[i
     needed = total - spilled + min(batch_size, max(sizes.values(), default=0)) * state * SOLVER_WORKING_SET
     check_fits_in_memory(needed, f"generating {label} (trajectories of shape {tuple(trajectory_shape)})",
                          "lower the resolution, the frames or the number of trajectories")
-    check_free_space(paths.data_dir(), total + spilled, f"generating {label}")
+    check_free_space(paths.data_dir(), total + spilled, f"generating {label}", largest_file=total)
 
 
 def generate_splits(
