@@ -55,6 +55,15 @@ def test_a_present_file_that_no_longer_matches_is_set_aside_and_fetched_again(se
     assert "sample.hdf5 no longer matches its checksum; kept as sample.hdf5.damaged" in capsys.readouterr().err
 
 
+def test_a_card_that_gains_a_sha256_keeps_the_files_its_md5_verified(server, tmp_path):
+    dest = tmp_path / "dest"
+    dl.download(card_for(server), dest, progress=False)  # md5 only
+    card = card_for(server)
+    card["files"][0]["sha256"] = hashlib.sha256(PAYLOAD).hexdigest()
+    dl.download(card, dest, progress=False)
+    assert len(server.requests) == 1 and not (dest / "sample.hdf5.damaged").exists()
+
+
 def test_sha256_checksums(server, tmp_path):
     paths = dl.download(card_for(server, checksum="sha256"), tmp_path / "d", progress=False)
     assert paths[0].read_bytes() == PAYLOAD

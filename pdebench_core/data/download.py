@@ -438,7 +438,8 @@ def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher, lock: Ch
         part.unlink()
         raise DataError(f"checksum mismatch for {f.name}: expected {kind} {expected}, got {got}; {fix}")
     os.replace(part, final)
-    remember(DOWNLOAD_CHECK, file_identity(final), {"digest": got.lower()})  # a later call need not read it again
+    # a later call need not read it again (with the same algorithm: a card may gain a sha256 later)
+    remember(DOWNLOAD_CHECK, file_identity(final), {"algorithm": hasher.name, "digest": got.lower()})
     return final
 
 
@@ -454,12 +455,13 @@ def _set_aside_if_changed(f: SourceFile, final: Path, lock: ChecksumLock) -> Non
     if expected is None or not final.is_file() or final.is_symlink():
         return
     identity = file_identity(final)
-    known = (remembered(DOWNLOAD_CHECK, identity) or {}).get("digest")
+    hasher = _hasher(f)
+    record = remembered(DOWNLOAD_CHECK, identity) or {}
+    known = record.get("digest") if record.get("algorithm") == hasher.name else None
     if known is None:
-        hasher = _hasher(f)
         _hash_file(final, hasher)
         known = hasher.hexdigest().lower()
-        remember(DOWNLOAD_CHECK, identity, {"digest": known})
+        remember(DOWNLOAD_CHECK, identity, {"algorithm": hasher.name, "digest": known})
     if known != str(expected).lower():
         aside = final.with_name(final.name + ".damaged")
         os.replace(final, aside)
