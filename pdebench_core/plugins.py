@@ -435,23 +435,33 @@ def plugin_failure(component: Component, exc: Exception, what: str = "raised") -
 def raising_plugin(exc: BaseException) -> tuple[str, str] | None:
     """``(plugin, "file:line in function")`` of the innermost traceback frame that lies in a
     plugin's own source, or None: whose code raised, however deep in pdeb or torch it surfaced."""
-    import inspect
-
-    sources: dict[str, str] = {}
-    for name, plugin in pm.list_name_plugin():
-        try:
-            file = inspect.getsourcefile(plugin) if plugin is not None else None
-        except TypeError:  # a builtin object
-            continue
-        if file:  # a package's whole folder, a module or class its own file
-            sources[name] = str(Path(file).parent) + os.sep if Path(file).name == "__init__.py" else file
+    sources = {name: _plugin_sources(plugin) for name, plugin in pm.list_name_plugin()}
     found = None
     for frame, line in traceback_frames(exc):
         file = frame.f_code.co_filename
-        for name, source in sources.items():
-            if file == source or (source.endswith(os.sep) and file.startswith(source)):
+        for name, roots in sources.items():
+            if any(file == root or (root.endswith(os.sep) and file.startswith(root)) for root in roots):
                 found = (name, f"{Path(file).name}:{line} in {frame.f_code.co_name}")
     return found
+
+
+def _plugin_sources(plugin: Any) -> list[str]:
+    """The files a plugin's code lives in: the folders of its top-level package (an entry point
+    may name ``mypkg.plugin`` while the model sits in ``mypkg/model.py``), a builtin's own
+    module, a class's own file."""
+    import inspect
+
+    module = sys.modules.get(getattr(plugin, "__name__", "")) if inspect.ismodule(plugin) else None
+    if module is not None and not module.__name__.startswith("pdebench_core."):
+        top = sys.modules.get(module.__name__.partition(".")[0])
+        folders = list(getattr(top, "__path__", []) or [])
+        if folders:
+            return [str(Path(folder)) + os.sep for folder in folders]
+    try:
+        file = inspect.getsourcefile(plugin) if plugin is not None else None
+    except TypeError:  # a builtin object
+        return []
+    return [file] if file else []
 
 
 def traceback_frames(exc: BaseException) -> Iterator[tuple[Any, int]]:

@@ -61,7 +61,8 @@ def write_fake_distribution(root: Path, dist: str, entry_points: dict[str, str],
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     lines = ["[pdeb]"] + [f"{name} = {target}" for name, target in entry_points.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for name, source in modules.items():
+    for name, source in modules.items():  # "pkg/module" makes a package's module
+        (root / f"{name}.py").parent.mkdir(parents=True, exist_ok=True)
         (root / f"{name}.py").write_text(source)
     return root
 

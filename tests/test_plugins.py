@@ -424,3 +424,45 @@ def test_an_entry_point_listed_twice_is_loaded_and_reported_once(tmp_path):
                             env={**os.environ, "PDEB_LOAD_PLUGINS": "twice"})
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("pdeb plugin 'twice' disabled") == 1, result.stderr
+
+
+PACKAGE_MODEL = textwrap.dedent('''
+    import torch
+
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x, *args, **kwargs):
+            raise RuntimeError("boom in forward")
+''')
+
+PACKAGE_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+
+    def build(cfg, spec):
+        from layered.model import Broken
+
+        return Broken()
+
+
+    @hookimpl
+    def register_models(register):
+        register("layered-model", build, dims=(2,))
+''')
+
+
+def test_a_plugin_whose_entry_point_is_a_submodule_is_named_for_its_packages_code(tmp_path, pdeb, fake_distribution):
+    """Entry point layered.plugin, the model in layered/model.py: still the plugin's code."""
+    root = fake_distribution(tmp_path / "site", "pdeb-layered", {"layered": "layered.plugin"},
+                             {"layered/__init__": "", "layered/plugin": PACKAGE_PLUGIN, "layered/model": PACKAGE_MODEL})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "PDEB_HOME": str(tmp_path / "home")}
+    result = pdeb("run", "--model", "layered-model", "--data", "ns2d", "--profile", "smoke", "--quiet",
+                  "train.max_steps=2", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "error: plugin 'layered' raised RuntimeError: boom in forward (at model.py:" in result.stderr
+
