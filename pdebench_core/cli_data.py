@@ -113,9 +113,9 @@ def verify(
 
 def _registered_spec(name: Optional[str]):
     """``(spec, layout_fields)`` of a registered generated dataset of this name, whose field
-    names, boundary and domain a converted file should carry (not its parameters or time
-    step: those of its own settings, which the file need not share); ``(None, None)`` for any
-    other name."""
+    names, boundary, domain and (where the file states none, with a note) time step a
+    converted file should carry; not its parameters, which are its own settings and which the
+    file need not share. ``(None, None)`` for any other name."""
     from pdebench_core import plugins
     from pdebench_core.config import component_config
     from pdebench_core.data.generation import GeneratedDataset
@@ -125,7 +125,7 @@ def _registered_spec(name: Optional[str]):
         return None, None
     component = datasets.get(name)
     spec = component.factory.spec(component_config(component, "small"))
-    return spec.replace(params={}, dt=1.0), component.factory.layout_fields
+    return spec.replace(params={}), component.factory.layout_fields
 
 
 @data_app.command()

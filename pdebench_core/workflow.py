@@ -97,7 +97,7 @@ def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
     """Build a dataset, keeping what the file readers noted about it for the run log: fallbacks
     of the splitting rule (``SplitWarning``) and how a file was read (the dataset's ``notes``:
     a file's parameter over a setting, non-uniform spacing, unnamed channels; what ``pdeb data
-    info`` prints too). A dataset that keeps no notes but read a ``path`` gets the reader's."""
+    info`` prints too). A dataset object without ``notes`` that read a ``path`` gets the reader's."""
     import warnings
 
     from pdebench_core.data.layouts import SplitWarning
@@ -113,7 +113,7 @@ def _read_with_notes(factory, section) -> tuple[Any, list[str]]:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     kept = list(getattr(dataset, "notes", None) or [])
     path = section.get("path") if hasattr(section, "get") else None
-    if not kept and path:  # a plugin's own dataset object around a layout reader
+    if not hasattr(dataset, "notes") and path:  # a plugin's own dataset object around a layout reader
         from pdebench_core.data.layouts import open_layout
 
         try:

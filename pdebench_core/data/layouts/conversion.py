@@ -131,6 +131,8 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     if must_fit:
         check_fits_dataset(found, name, defaults, fix="give --name a dataset of this data, or another name")
     spec = make_spec(found, name, defaults, check=False, layout_fields=layout_fields)
+    if must_fit and not found.dt:
+        found.notes.append(f"the file states no time step: dt {spec.dt:g} is dataset '{name}''s")
     if spec.t_in >= spec.n_frames > 1:  # keep the stored default usable; runs set t_in anyway
         found.notes.append(f"t_in {spec.t_in} leaves no frame to predict; stored t_in {spec.n_frames - 1}")
         spec = spec.replace(t_in=spec.n_frames - 1)
