@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from pdebench_core import paths
 from pdebench_core.dir_layout import Entry
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import DataError, UsageError
 
 STATES = ("running", "finished", "failed", "interrupted", "damaged", "unknown")
 _STEP_LINE = re.compile(r"\] step \d+/\d+ loss ")  # the trainer's log line of a step taken
@@ -281,6 +281,8 @@ class RunDir:
 
         from pdebench_core.diskspace import write_failed
 
+        if self.checkpoints.exists() and not self.checkpoints.is_dir():
+            raise DataError(f"{self.checkpoints} is a file where the run keeps its checkpoints; move it aside")
         for folder in (self.path, self.checkpoints):
             if not folder.is_dir():
                 continue

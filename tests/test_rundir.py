@@ -183,10 +183,18 @@ def test_a_run_directory_that_cannot_be_written_is_refused_before_any_step(home,
     import errno
     import tempfile
 
+    from pdebench_core.config import build_config
     from pdebench_core.errors import DataError
+    from pdebench_core.runner import execute
 
-    run = RunDir.create("read-only")
-    run.checkpoints.mkdir()
+    def cfg(steps):
+        return build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id="read-only",
+                            overrides=[f"train.max_steps={steps}", "train.checkpoint_every=2", "train.scheduler=constant",
+                                       "model.width=4", "model.modes=2"])
+
+    execute(cfg(2), quiet=True)
+    run = RunDir.of("read-only")
+    records = run.metrics_file.read_text()
     real = tempfile.mkstemp
 
     def refuse_checkpoints(prefix="", dir=None, **kwargs):
@@ -196,5 +204,12 @@ def test_a_run_directory_that_cannot_be_written_is_refused_before_any_step(home,
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse_checkpoints)
     with pytest.raises(DataError, match=r"could not write .*checkpoints: .*Permission denied.*fix its permissions"):
-        run.check_writable()
-    assert [p.name for p in run.checkpoints.iterdir()] == []  # no probe left behind
+        execute(cfg(40), resume=True, quiet=True)
+    assert run.metrics_file.read_text() == records  # refused before any step of the resumed run
+    monkeypatch.setattr(tempfile, "mkstemp", real)
+    for child in run.checkpoints.iterdir():
+        child.unlink()
+    run.checkpoints.rmdir()
+    run.checkpoints.write_text("in the way")
+    with pytest.raises(DataError, match=r"checkpoints is a file where the run keeps its checkpoints; move it aside"):
+        execute(cfg(40), resume=True, quiet=True)
