@@ -331,7 +331,7 @@ def _sink_sections(names: Sequence[str], user: Mapping[str, Any], cli: Mapping[s
             raise UsageError(f"sink '{name}' has no settings; remove sinks.{name} from the config")
         if comp.config is not None:  # only sinks with settings get a section
             sections[str(name)] = _section(comp.config, f"sinks.{name}", profile_of(comp, prof), *layers)
-            if sections[str(name)].get("path") != comp.settings().get("path"):
+            if sections[str(name)].get("path") != comp.settings(prof).get("path"):
                 _absolute_path(sections[str(name)])  # the user's, from where the user stands: a resume elsewhere
     return sections
 

@@ -50,9 +50,11 @@ class Component:
         """Whether a model or dataset declares ``ndim`` spatial dimensions (undeclared: yes)."""
         return not self.dims or ndim in self.dims
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self, profile: str | None = None) -> dict[str, Any]:
         """``{setting: default}`` of the component's config dataclass (``model.<key>``,
-        ``data.<name>.<key>``, ``task.<key>``, ``sinks.<name>.<key>``); empty without one."""
+        ``data.<name>.<key>``, ``task.<key>``, ``sinks.<name>.<key>``): the dataclass's own
+        defaults, or with ``profile`` those the profile sets over them; a required setting
+        without a value is left out (see :meth:`required`). Empty without a config."""
         import dataclasses
 
         if self.config is None or not dataclasses.is_dataclass(self.config):
@@ -63,9 +65,19 @@ class Component:
                 out[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = f.default_factory()
-            else:
-                out[f.name] = None  # required: no default
+        overrides = self.profiles.get(profile, {}) if profile else {}
+        out.update({key: value for key, value in overrides.items() if key in {f.name for f in
+                                                                             dataclasses.fields(self.config)}})
         return out
+
+    def required(self) -> list[str]:
+        """Settings the config leaves without a default, which every run must give."""
+        import dataclasses
+
+        if self.config is None or not dataclasses.is_dataclass(self.config):
+            return []
+        return [f.name for f in dataclasses.fields(self.config)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly description for ``pdeb models --json`` and friends."""
@@ -76,9 +88,11 @@ class Component:
             elif isinstance(value, (list, tuple)):
                 out[key] = list(value)
         # The registered parameters come last: a card key cannot hide them.
-        settings = self.settings()
+        settings = self.settings("small")  # the profile a run gets unless told otherwise
         if settings:
             out["settings"] = settings
+        if self.required():
+            out["required_settings"] = self.required()
         if self.kind in ("model", "dataset") and self.dims:
             out["dims"] = list(self.dims)
         if self.kind == "model":
