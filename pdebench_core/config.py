@@ -385,11 +385,16 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
     comp = plugins.get("dataset", name)
     parsed = parse_overrides(overrides)
     if "data" in parsed or set(parsed) & set(SECTIONS):  # the run's spelling: data.<name>.<key> only
-        others = sorted(set(parsed) - {"data"}) + sorted(set(parsed.get("data") or {}) - {name})
+        data = parsed.get("data")
+        mixed = sorted(set(parsed) - {"data"} - set(SECTIONS))
+        others = sorted(set(parsed) & set(SECTIONS) - {"data"}) + (
+            sorted(f"data.{key}" for key in set(data) - {name}) if isinstance(data, dict) else ["data"])
+        if mixed:
+            raise UsageError(f"the settings mix data.{name}.<key>=value and <key>=value ('{mixed[0]}'); give every "
+                             f"setting one way")
         if others:
-            raise UsageError(f"setting '{others[0]}' is not one of dataset '{name}'; give data.{name}.<key>=value "
-                             f"or <key>=value")
-        section = parsed["data"][name]
+            raise UsageError(f"setting '{others[0]}' is not one of dataset '{name}'; give data.{name}.<key>=value")
+        section = data[name]
     else:
         section = parsed
     cfg = component_config(comp, profile, section)

@@ -66,6 +66,8 @@ def test_models_counts_parameters_on_a_dataset_read_from_a_file(tmp_path, monkey
     for stray in (f"data.burgers.path={path}", "model.width=999"):  # never ignored: pdeb run would refuse them
         refused = CliRunner().invoke(app, ["models", "--data", "burgers1d", f"data.burgers1d.path={path}", stray])
         assert refused.exit_code == 2 and "is not one of dataset 'burgers1d'" in refused.output, refused.output
+    mixed = CliRunner().invoke(app, ["models", "--data", "burgers1d", f"data.burgers1d.path={path}", "n_train=4"])
+    assert mixed.exit_code == 2 and "the settings mix data.burgers1d.<key>=value and <key>=value" in mixed.output
 
 
 def test_listings_show_each_components_settings_and_defaults():
