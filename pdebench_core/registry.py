@@ -131,7 +131,8 @@ class Registry:
                       f"{'are' if len(self.disabled) > 1 else 'is'} disabled "
                       f"and may hold it: 'pdeb plugins' says why)") if self.disabled else ""
             loaded = os.environ.get("PDEB_LOAD_PLUGINS")
-            limited = f" (PDEB_LOAD_PLUGINS={loaded} loads only those plugins)" if loaded is not None else ""
+            limited = "" if loaded is None else (f" (PDEB_LOAD_PLUGINS={loaded} loads only those plugins)" if loaded
+                                                 else " (PDEB_LOAD_PLUGINS is empty: no plugin loads)")
             raise UsageError(
                 f"unknown {self.kind} '{name}'{hint}{broken}{limited}; run 'pdeb {self.kind}s' to list them"
             ) from None

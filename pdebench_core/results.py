@@ -222,9 +222,12 @@ class ResultsStore:
         """The one-line error for a store SQLite cannot use: damaged (not a database, corrupt
         pages), or a disk that is full or failing, which is no reason to give the store up."""
         reason = str(exc).splitlines()[0][:120]
-        if any(word in reason for word in ("disk I/O error", "disk is full", "unable to open")):
+        if any(word in reason for word in ("disk I/O error", "disk is full")):
             return DataError(f"cannot use results store {self.path} ({reason}); if the disk is full, free space and "
                              f"try again: the store itself is kept as it is")
+        if "unable to open" in reason:
+            return DataError(f"cannot open results store {self.path} ({reason}); check that its folder exists and "
+                             f"can be written (sinks.sqlite.path chooses another file)")
         return DataError(f"results store {self.path} is damaged ({reason}); move it aside "
                          f"and pdeb starts a new, empty one (each run directory keeps its own rows in results.jsonl)")
 

@@ -25,6 +25,9 @@ def resolve_checkpoint(ref: str) -> Path:
     from pdebench_core.rundir import RunDir
 
     run = RunDir(paths.runs_dir() / ref) if "/" not in ref and ref not in (".", "..") else None
+    if run is not None and run.path.is_dir() and not run.checkpoints.is_dir():
+        raise UsageError(f"run '{ref}' has no checkpoints (it trained no weights, e.g. an evaluate run); give a "
+                         f"run that trained, or a .pt path")
     if run is not None and run.checkpoints.is_dir():
         found = newest_intact(run.checkpoints, warn=lambda line: print(line, file=sys.stderr))  # a damaged last.pt
         if found is not None:

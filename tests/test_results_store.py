@@ -176,3 +176,5 @@ def test_a_full_disk_is_not_called_a_damaged_store(tmp_path):
 
     message = str(ResultsStore(tmp_path / "r.sqlite")._unusable(sqlite3.OperationalError("disk I/O error")))
     assert "damaged" not in message and "free space and try again: the store itself is kept" in message
+    closed = str(ResultsStore(tmp_path / "r.sqlite")._unusable(sqlite3.OperationalError("unable to open database")))
+    assert "damaged" not in closed and "free space" not in closed and "check that its folder exists" in closed
