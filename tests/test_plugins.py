@@ -312,7 +312,21 @@ def test_plugins_cannot_take_over_commands_stdout_or_the_exit_code(tmp_path, pde
     assert "--model" in run_help  # still pdeb's run
 
 
-RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
+# A model whose forward raises, module-level source shared by two fake plugins.
+BROKEN_FORWARD = textwrap.dedent('''
+    import torch
+
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x, *args, **kwargs):
+            raise RuntimeError("bug in forward")
+''')
+
+RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     from pdebench_core import hookimpl
 
     def broken_model(cfg, spec):
@@ -341,16 +355,6 @@ RAISING_COMPONENTS_PLUGIN = textwrap.dedent('''
         return {"ns2d": 0.5}
 
     def model_with_broken_forward(cfg, spec):
-        import torch
-
-        class Broken(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.scale = torch.nn.Parameter(torch.ones(1))
-
-            def forward(self, x, *args, **kwargs):
-                raise RuntimeError("bug in forward")
-
         return Broken()
 
     @hookimpl
@@ -426,19 +430,6 @@ def test_an_entry_point_listed_twice_is_loaded_and_reported_once(tmp_path):
     assert result.stderr.count("pdeb plugin 'twice' disabled") == 1, result.stderr
 
 
-PACKAGE_MODEL = textwrap.dedent('''
-    import torch
-
-
-    class Broken(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.ones(1))
-
-        def forward(self, x, *args, **kwargs):
-            raise RuntimeError("boom in forward")
-''')
-
 PACKAGE_PLUGIN = textwrap.dedent('''
     from pdebench_core import hookimpl
 
@@ -458,11 +449,11 @@ PACKAGE_PLUGIN = textwrap.dedent('''
 def test_a_plugin_whose_entry_point_is_a_submodule_is_named_for_its_packages_code(tmp_path, pdeb, fake_distribution):
     """Entry point layered.plugin, the model in layered/model.py: still the plugin's code."""
     root = fake_distribution(tmp_path / "site", "pdeb-layered", {"layered": "layered.plugin"},
-                             {"layered/__init__": "", "layered/plugin": PACKAGE_PLUGIN, "layered/model": PACKAGE_MODEL})
+                             {"layered/__init__": "", "layered/plugin": PACKAGE_PLUGIN, "layered/model": BROKEN_FORWARD})
     env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
            "PDEB_HOME": str(tmp_path / "home")}
     result = pdeb("run", "--model", "layered-model", "--data", "ns2d", "--profile", "smoke", "--quiet",
                   "train.max_steps=2", env=env)
     assert result.returncode == 1, result.stderr
-    assert "error: plugin 'layered' raised RuntimeError: boom in forward (at model.py:" in result.stderr
+    assert "error: plugin 'layered' raised RuntimeError: bug in forward (at model.py:" in result.stderr
 

@@ -206,10 +206,3 @@ def test_a_run_directory_that_cannot_be_written_is_refused_before_any_step(home,
     with pytest.raises(DataError, match=r"could not write .*checkpoints: .*Permission denied.*fix its permissions"):
         execute(cfg(40), resume=True, quiet=True)
     assert run.metrics_file.read_text() == records  # refused before any step of the resumed run
-    monkeypatch.setattr(tempfile, "mkstemp", real)
-    for child in run.checkpoints.iterdir():
-        child.unlink()
-    run.checkpoints.rmdir()
-    run.checkpoints.write_text("in the way")
-    with pytest.raises(DataError, match=r"checkpoints is a file where the run keeps its checkpoints; move it aside"):
-        execute(cfg(40), resume=True, quiet=True)
