@@ -197,27 +197,43 @@ def _folder_of(files: Mapping[str, list[Path]]) -> Path:
     return Path(os.path.commonpath([str(f.resolve().parent) for listed in files.values() for f in listed]))
 
 
-def _content(dataset: Any, path: str | None) -> tuple[str, str, str | None]:
-    """``(basis, content digest, note)`` for one dataset, by the first rule that applies."""
+def _content(dataset: Any, path: str | None) -> tuple[str, str, str | None, str]:
+    """``(basis, content digest, note, source label)`` for one dataset, by the first rule that
+    applies. The label says where the data came from, for the leaderboard: the file or folder
+    read, ``generated`` for data pdeb generated (a fingerprint, or files in pdeb's data
+    cache), ``in memory`` for trajectories a plugin made itself, ``unknown`` when they could
+    not be read."""
     if path:
-        return "file", file_content_hash(path), None
+        return "file", file_content_hash(path), None, Path(path).name
     fingerprint = getattr(dataset, "fingerprint", None)
     if fingerprint:
-        return "fingerprint", str(fingerprint), None
+        return "fingerprint", str(fingerprint), None, GENERATED
     per_file = _split_files(dataset)
     if per_file:  # the bytes of each file, by its name in the common folder (moving the folder keeps the hash)
         folder = _folder_of(per_file)
         return "files", _digest({split: [(str(f.resolve().relative_to(folder)), file_content_hash(f)) for f in files]
-                                 for split, files in per_file.items()}), None
+                                 for split, files in per_file.items()}), None, folder.name
     files = _source_files(dataset)
     if files:
-        return "cache file", _digest([file_content_hash(f) for f in files]), None
+        return "cache file", _digest([file_content_hash(f) for f in files]), None, _cache_files_label(files)
     try:
-        return "arrays", _arrays_hash(dataset), None
+        return "arrays", _arrays_hash(dataset), None, IN_MEMORY
     except Exception as exc:  # data that cannot be read here: say what the hash rests on
         note = (f"data hash from the spec and split sizes only: the trajectories could not be read "
                 f"({type(exc).__name__}), so two different data sets of one spec would share it")
-        return "spec", _digest(getattr(dataset.spec, "to_dict", dict)()), note
+        return "spec", _digest(getattr(dataset.spec, "to_dict", dict)()), note, UNKNOWN
+
+
+def _cache_files_label(files: list[str]) -> str:
+    """``generated`` for files in pdeb's data cache, else the name of their common folder (a
+    plugin's own canonical files)."""
+    from pdebench_core import paths
+
+    resolved = [Path(f).resolve() for f in files]
+    cache = paths.data_dir().resolve()
+    if all(cache in f.parents for f in resolved):
+        return GENERATED
+    return Path(os.path.commonpath([str(f.parent) for f in resolved])).name
 
 
 def dataset_identity(dataset: Any, path: str | None = None) -> DataIdentity:
@@ -227,30 +243,10 @@ def dataset_identity(dataset: Any, path: str | None = None) -> DataIdentity:
         dataset: A dataset object (``spec``, ``split(name)``, optionally ``fingerprint``).
         path: The file or folder it was read from (``data.<name>.path``), or ``None``.
     """
-    basis, content, note = _content(dataset, path)
+    basis, content, note, source = _content(dataset, path)
     plan = split_plan(dataset, (str(path), str(Path(path).resolve())) if path else ())
     value = _digest({"basis": basis, "content": content, "plan": plan, "shape": _shape_of(dataset)})[:16]
-    return DataIdentity(_source_label(dataset, path, basis), value, basis, note,
-                        int((plan.get("train") or {}).get("n", 0)))
-
-
-def _source_label(dataset: Any, path: str | None, basis: str) -> str:
-    """Where the data came from, for the leaderboard: the file or folder read, ``generated``
-    for data pdeb generated (a fingerprint, or files in pdeb's data cache), ``in memory`` for
-    trajectories a plugin made itself, ``unknown`` when they could not be read."""
-    from pdebench_core import paths
-
-    if path:
-        return Path(path).name
-    if basis == "files":
-        return _folder_of(_split_files(dataset)).name
-    if basis == "cache file":
-        files = [Path(f).resolve() for f in _source_files(dataset)]
-        cache = paths.data_dir().resolve()
-        if all(cache in f.parents for f in files):
-            return GENERATED
-        return Path(os.path.commonpath([str(f.parent) for f in files])).name  # a plugin's own files
-    return {"fingerprint": GENERATED, "arrays": IN_MEMORY}.get(basis, UNKNOWN)
+    return DataIdentity(source, value, basis, note, int((plan.get("train") or {}).get("n", 0)))
 
 
 def combined_hash(identities: Mapping[str, DataIdentity]) -> str:

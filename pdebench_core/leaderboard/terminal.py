@@ -138,7 +138,8 @@ def print_default(board: Board, console=None, per_run: bool = False, list_publis
     _add_rows(table, lines, [[c == "rank" and r.rank == 1 for c in columns] for r in rows],
               [r.is_local for r in rows])
     width = min(console.width, DEFAULT_WIDTH) if console.is_terminal and not per_run else DEFAULT_WIDTH
-    out = _fitted(console, max(width, _needed(console, table)) if per_run else max(width, _least(console, table)))
+    widths = _width_range(console, table)
+    out = _fitted(console, max(width, widths.maximum if per_run else widths.minimum))
     out.print(table)
     for text, marker in markers.items():
         out.print(Text(f"{marker} {text}"))
@@ -147,23 +148,18 @@ def print_default(board: Board, console=None, per_run: bool = False, list_publis
             out.print(Text(line, style="dim"))
 
 
-def _needed(console, table) -> int:
+def _width_range(console, table):
+    """The table's ``Measurement``: ``.minimum``, the narrowest width that cuts no word or run id;
+    ``.maximum``, the width it takes when nothing wraps."""
     from rich.measure import Measurement
 
-    return Measurement.get(console, console.options.update_width(100_000), table).maximum
-
-
-def _least(console, table) -> int:
-    """The narrowest width the table takes without cutting a word or a run id."""
-    from rich.measure import Measurement
-
-    return Measurement.get(console, console.options.update_width(100_000), table).minimum
+    return Measurement.get(console, console.options.update_width(100_000), table)
 
 
 def _print_wide_table(console, table) -> None:
     """On a terminal as wide as it is; elsewhere (a file, a pipe) as wide as the table needs."""
     if not console.is_terminal:
-        console = _fitted(console, max(console.width, _needed(console, table)))
+        console = _fitted(console, max(console.width, _width_range(console, table).maximum))
     console.print(table)
 
 
