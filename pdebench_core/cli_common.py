@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import select
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,26 @@ def user_errors() -> Iterator[None]:
         yield
     except (PdebError, KeyboardInterrupt) as exc:
         raise typer.Exit(report_error(exc)) from None
+    except (BrokenPipeError, SystemExit) as exc:
+        # rich meets a broken pipe with SystemExit(1), raised while handling the BrokenPipeError,
+        # and has already pointed stdout at the null device.
+        by_rich = isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError)
+        if not (by_rich or isinstance(exc, BrokenPipeError) and stdout_reader_gone()):
+            raise
+        # The reader stopped early (`pdeb leaderboard | head`): end quietly, as a Unix tool
+        # killed by SIGPIPE does (128 + 13), and keep Python from failing to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end was closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is no file
+        return False
 
 
 def check_output_file(out: Path, force: bool, own_suffixes: tuple[str, ...] = ()) -> None:

@@ -80,3 +80,19 @@ def test_listings_show_each_components_settings_and_defaults():
     assert models["ffno"]["settings"]["width"] == 32  # under the small profile, which a run gets by default
     assert "settings" not in models["persistence"]  # a config without fields: nothing to set
 
+
+
+@pytest.mark.parametrize("args", [("leaderboard", "--source", "pdebench"), ("models", "--json")])
+def test_a_reader_that_stops_early_ends_the_command_quietly(args, tmp_path):
+    """``pdeb leaderboard | head``: the closed pipe ends the command as SIGPIPE ends a Unix tool
+    (exit 141), with nothing on stderr, not rich's exit 1 or a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "pdebench_core.cli", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "PDEB_HOME": str(tmp_path)})
+    process.stdout.close()  # the reader is gone before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert stderr == ""
