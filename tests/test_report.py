@@ -294,6 +294,12 @@ def test_a_report_that_cannot_be_written_keeps_the_previous_one(smoke_home, monk
     assert good.read_text() == before and not list(run.glob(".report.html.*"))
 
 
+def test_a_metrics_only_report_shows_no_progress(smoke_home):
+    result = invoke("report", SMOKE_RUN, "--no-rollout")
+    assert result.exit_code == 0, result.output
+    assert f"report {SMOKE_RUN}:" not in result.output and "%" not in result.output
+
+
 @pytest.mark.parametrize("device, message", [("tpu", "unknown device 'tpu'"),
                                              ("cuda", "no CUDA device is available")])
 def test_a_device_the_machine_lacks_is_a_usage_error(smoke_home, device, message):

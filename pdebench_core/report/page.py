@@ -166,15 +166,17 @@ def build_report(run_id: str, out: str | Path | None = None, n_trajectories: int
     from pdebench_core.progress import progress
 
     info = load_run(run_id)
-    if rollout and n_trajectories > 0:
+    if rollout and n_trajectories > 0:  # checked before any work
         from pdebench_core.devices import resolve_device
 
         resolve_device(device)  # an unknown or absent device is the user's error, before any work
     rollouts: dict[str, Rollout] = {}
     notes: list[str] = []
     drawn = set(info.evals) | set(info.config.get("data") or {})  # datasets render_report may draw
-    with progress(f"report {run_id}", len(drawn) + 1) as advance:  # plain lines when logged
-        if rollout and n_trajectories > 0:
+    rerun = rollout and n_trajectories > 0
+    # Only a rollout takes long enough to want progress (plain lines when logged).
+    with progress(f"report {run_id}", len(drawn) + 1, enabled=rerun) as advance:
+        if rerun:
             try:
                 rollouts, notes = rerun_rollouts(info, n_trajectories, device)
             except PdebError as exc:
