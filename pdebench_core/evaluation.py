@@ -6,8 +6,10 @@ Where the rollout is scored is the *grid mode* (``eval.grid``):
 * ``native``: the prediction is resized back to the dataset's own grid and scored against
   the data as stored (no interpolation of the truth);
 * ``strided``: on the model's grid, but only at every ``model // native``-th point per axis,
-  i.e. the points that line up with the dataset's own grid. This is how the official DPOT
-  code scores (its target mask), and what the Table 1 protocol uses.
+  as many points as the dataset's own grid has. The truth there is still the data resized to
+  the model's grid: with ``align_corners=False`` those points sit a quarter cell off the
+  stored ones, so this is not the stored data. This is how the official DPOT code scores (its
+  target mask), and what the Table 1 protocol uses.
 
 On a dataset whose grid equals the model's the three agree exactly.
 """

@@ -247,6 +247,7 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
           metric_names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Roll out on one split of every dataset; ``{dataset: evaluation output}`` (nothing written)."""
     from pdebench_core.evaluation import evaluate_dataset, scored_channels_of
+    from pdebench_core.leaderboard.measures import scoring_label
 
     cfg = ctx.cfg
     fns = metric_functions(list(metric_names or cfg.eval.metrics))
@@ -267,6 +268,7 @@ def score(ctx: RunContext, model, mixture: Mixture, split: str, max_trajectories
             hint = f"; lower data.{name}.t_in" if "t_in=" in str(exc) else ""
             raise type(exc)(f"dataset '{name}', {split} split: {exc}{hint}") from None
         out.update({"dataset": name, "split": split, "fields": list(dataset.spec.fields), "grid": str(cfg.eval.grid),
+                    "scoring": scoring_label(str(cfg.eval.grid), group.grid, dataset.spec.spatial_shape),
                     "horizon_asked": int(cfg.eval.horizon) or dataset.spec.horizon})
         outputs[name] = out
     return outputs
@@ -333,7 +335,8 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
                 "t_in": int(mixture.t_in), "horizon": int(out["horizon"]),
                 "grid": grid_label(mixture.datasets[name].spec.spatial_shape),
                 "extra": {"split": split, "horizon": out["horizon"], "n_samples": out["n_samples"], "grid": out["grid"],
-                          "one_step": out["one_step"], "data_basis": identity.basis, **(extra or {})},
+                          "one_step": out["one_step"], "data_basis": identity.basis, "scoring": out["scoring"],
+                          "scored_data_hash": identity.split_hashes.get(split), **(extra or {})},
             })
     return results
 

@@ -190,3 +190,43 @@ def test_a_plugins_own_canonical_file_is_labelled_by_its_folder_not_generated(tm
         dataset = TrajectoryDataset(spec, open_canonical(path)[1])
         found = identity.dataset_identity(dataset)
         assert (found.basis, found.source) == ("cache file", label)
+
+
+def test_a_split_keeps_its_hash_when_only_the_other_splits_change(fresh_home, tmp_path):
+    """The leaderboard ranks on the scored split's own hash: more train trajectories leave the
+    test split's hash alone; other test trajectories change it."""
+    from pdebench_core.config import build_dataset
+
+    def splits(*settings: str) -> dict:
+        return identity.dataset_identity(build_dataset("burgers1d", "smoke", list(settings))).split_hashes
+
+    base, more_train, more_test = splits(), splits("n_train=6"), splits("n_test=3")
+    assert more_train["test"] == base["test"] and more_train["val"] == base["val"]
+    assert more_train["train"] != base["train"] and more_test["test"] != base["test"]
+    assert splits("seed=1")["test"] != base["test"]
+    # a file read in consecutive splits: the test split is the same trajectory after 3+2 or 4+1 others,
+    # another one after 3+1
+    from pdebench_core.data.layouts import load_path
+
+    path = write_pdebench_1d(tmp_path / "a.hdf5")
+
+    def file_splits(n_train: int, n_val: int) -> dict:
+        cfg = SimpleNamespace(path=str(path), format="pdebench", n_train=n_train, n_val=n_val, n_test=1, t_in=2,
+                              horizon=None, preload=False)
+        return identity.dataset_identity(load_path(cfg, "burgers1d", {"fields": ("u",)}), str(path)).split_hashes
+
+    assert file_splits(3, 2)["test"] == file_splits(4, 1)["test"] != file_splits(3, 1)["test"]
+    assert file_splits(3, 2)["train"] != file_splits(4, 1)["train"]
+
+
+def test_in_memory_splits_are_hashed_by_their_own_values():
+    spec = SimpleNamespace(fields=("u",), spatial_shape=(4,), n_frames=3, to_dict=dict)
+
+    def dataset(train_value: float):
+        arrays = {"train": [np.full((3, 4, 1), train_value, np.float32)], "val": [np.ones((3, 4, 1), np.float32)],
+                  "test": [np.zeros((3, 4, 1), np.float32)]}
+        return SimpleNamespace(spec=spec, split=lambda name: arrays[name])
+
+    one, two = identity.dataset_identity(dataset(1.0)), identity.dataset_identity(dataset(2.0))
+    assert one.hash != two.hash and one.split_hashes["test"] == two.split_hashes["test"]
+    assert one.split_hashes["train"] != two.split_hashes["train"]

@@ -40,6 +40,13 @@ def test_fno_smoke_run_writes_run_dir_and_row(fresh_home, pdeb):
     assert stored["n_params"] > 0 and stored["config"]["model"]["name"] == "fno"
     assert stored["versions"]["pdeb"] and stored["config_hash"] and stored["device"] == "cpu"
     assert "fno-smoke" in result.stdout
+    # what it was scored on: the stored 32x32 data itself, and the test split's own hash
+    from pdebench_core.config import build_dataset
+    from pdebench_core.data.identity import dataset_identity
+
+    assert row["scoring"] == "native" and stored["extra"]["scoring"] == "native"
+    test_split = dataset_identity(build_dataset("ns2d", "smoke")).split_hashes["test"]
+    assert stored["extra"]["scored_data_hash"] == row["scored_data_hash"] == test_split
 
 
 def test_run_id_that_exists_is_refused_without_touching_it(fresh_home, pdeb):

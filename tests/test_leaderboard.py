@@ -48,9 +48,9 @@ def invoke(*args: str):
 def store_row(run_id: str, seed: int = 0, l2re: float = 0.5, model: str = "fno", dataset: str = "ns2d",
               task: str = "train", lr: float = 1e-3, data_cfg: dict | None = None, profile: str = "paper",
               horizon: int = 20, grid: str = "64x64", data_hash: str = "data-1", n_params: int = 4505,
-              **metrics: float) -> dict:
+              scoring: str = "strided on 128x128", **metrics: float) -> dict:
     """A result row as the workflow writes it (a resolved config and the data's provenance); by default
-    measured like DPOT's Table 1 on ns2d (t_in 10, horizon 20, 64x64)."""
+    measured like DPOT's Table 1 on ns2d (t_in 10, horizon 20, 64x64 scored strided on 128x128)."""
     config = {
         "run": {"task": task, "seed": seed, "device": "auto", "run_id": run_id, "profile": profile,
                 "sinks": ["sqlite", "jsonl"]},
@@ -62,7 +62,8 @@ def store_row(run_id: str, seed: int = 0, l2re: float = 0.5, model: str = "fno",
         "run_id": run_id, "model": model, "dataset": dataset, "task": task, "metrics": {"l2re": l2re, **metrics},
         "seed": seed, "n_params": n_params, "train_time_s": 2.0 + seed, "device": "cpu",
         "versions": {"pdeb": "0.1.0"}, "config_hash": f"hash-{run_id}", "config": config, "profile": profile,
-        "data_hash": data_hash, "command": f"pdeb run --model {model} --data {dataset}", "extra": {},
+        "data_hash": data_hash, "command": f"pdeb run --model {model} --data {dataset}",
+        "extra": {"scoring": scoring, "scored_data_hash": f"test-of-{data_hash}"},
         "data_source": "generated", "dataset_hash": f"{data_hash}-{dataset}", "n_train": 8, "t_in": 10,
         "horizon": horizon, "grid": grid,
     }
@@ -120,9 +121,9 @@ def test_published_tables_carry_paper_version_date_and_protocol():
     rows = lb.published_rows(tables)
     assert all(r.published_measure is not None for r in rows)
     ns2d = {r.published_measure for r in rows if r.source_key == "dpot" and r.dataset == "ns2d"}
-    assert ns2d == {lb.Measure(t_in=10, horizon=20, grid="64x64")}
+    assert ns2d == {lb.Measure(t_in=10, horizon=20, grid="64x64", scoring="strided on 128x128")}
     burgers = {r.published_measure for r in rows if r.source_key == "pdebench" and r.dataset == "burgers1d"}
-    assert burgers == {lb.Measure(t_in=10, horizon=31, grid="256")}
+    assert burgers == {lb.Measure(t_in=10, horizon=31, grid="256", scoring="native")}
 
 
 def test_pdebench_rows_are_checked_or_marked_unchecked():
@@ -317,6 +318,47 @@ def test_local_rows_rank_against_published_only_when_measured_alike(fresh_home):
     cells = {e.cells["ns2d"].run_id: pivot_cell(table, e, "ns2d") for e in table.rows if e.is_local}
     assert cells["long-rollout"] == "0.0001 [horizon 40 vs 20]"  # both values shown, not ranked together
     assert cells["good"] == "0.001 (1)" and cells["small-profile"] == "0.002 (2) [profile small]"
+
+
+def test_local_rows_scored_on_other_trajectories_are_marked_and_ranked_apart_without_published_cells(fresh_home):
+    """cfd3d has no published cells: rows are ranked only among rows scored on the same test
+    trajectories; more train data with the same test split ranks together."""
+    fill([store_row("a", l2re=0.2, dataset="cfd3d", data_hash="d1"),
+          store_row("b", l2re=0.3, dataset="cfd3d", data_hash="d2", model="unet"),
+          store_row("c", l2re=0.1, dataset="cfd3d", data_hash="d3", model="vit")])
+    store = ResultsStore()
+    rows = store.rows()
+    for row in rows:  # a and b: other train data, one test split; c: another test split
+        row["extra"]["scored_data_hash"] = "test-shared" if row["run_id"] in ("a", "b") else "test-other"
+    board = lb.collect(rows, data="cfd3d")
+    mine = by_run(board)
+    assert (mine["a"].rank, mine["a"].ranked_among, mine["b"].rank) == (1, 2, 2)
+    assert (mine["c"].rank, mine["c"].ranked_among) == (1, 1)
+    assert mine["a"].differs == ["scored data test-sha"] and mine["c"].differs == ["scored data test-oth"]
+    # one test split for all: no note
+    for row in rows:
+        row["extra"]["scored_data_hash"] = "test-shared"
+    assert all(not r.differs and r.ranked_among == 3 for r in lb.collect(rows, data="cfd3d").rows)
+
+
+def test_beside_published_cells_rows_on_other_trajectories_are_marked_but_ranked_with_them(fresh_home):
+    fill([store_row("generated", l2re=0.001, data_hash="d1"), store_row("file", l2re=0.002, data_hash="d2")])
+    rows = ResultsStore().rows()
+    rows[1]["extra"]["scored_data_hash"] = "from-the-file"
+    mine = by_run(lb.collect(rows, data="ns2d"))
+    assert mine["generated"].differs == ["scored data test-of-"] and mine["file"].differs == ["scored data from-the"]
+    assert mine["generated"].ranked_among == mine["file"].ranked_among == 23  # 21 published cells and both
+
+
+def test_rows_written_before_scoring_was_recorded_take_it_from_their_config(fresh_home):
+    older = store_row("older")
+    del older["extra"]["scoring"]
+    strided = {**older, "config": {**older["config"], "eval": {"grid": "strided"}, "train": {"resolution": 128}}}
+    assert lb.collect([strided], data="ns2d").rows[-1].differs == []  # strided on 128x128, like Table 1
+    native = lb.collect([older], data="ns2d")  # no resolution, one dataset: the model saw the data's grid
+    assert by_run(native)["older"].differs == ["scoring native vs strided on 128x128"]
+    mixed = {**older, "config": {**older["config"], "data": {"ns2d": {}, "cfd2d": {}}}}
+    assert by_run(lb.collect([mixed], data="ns2d"))["older"].differs == ["scoring ? vs strided on 128x128"]
 
 
 # --------------------------------------------------------------------------- filters
@@ -531,7 +573,8 @@ def test_smoke_run_rows_appear_beside_dpot_and_pdebench(smoke_home):
     beside = [r for r in records if r["dataset"] == "ns2d"]
     assert {r["source"] for r in beside} == {"local", DPOT}
     # a smoke run is measured on another grid and horizon: marked, and not ranked among the paper's rows
-    assert mine["differs"] == [f"horizon {mine['horizon']} vs 20", "grid 32x32 vs 64x64", "profile smoke"]
+    assert mine["differs"] == [f"horizon {mine['horizon']} vs 20", "grid 32x32 vs 64x64", "scoring native vs strided on 128x128",
+                              "profile smoke"]
     assert mine["rank"] == 1 and mine["ranked_among"] == 1
     assert all(r["ranked_among"] == 21 for r in beside if r["source"] == DPOT)
     pivot = json.loads(invoke("leaderboard", "--pivot", "--format", "json").output)

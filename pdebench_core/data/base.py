@@ -23,6 +23,9 @@ class TrajectoryDataset:
 
     Attributes:
         fingerprint: As given.
+        split_fingerprints: ``{split: hex digest}`` identifying each split's numbers alone, when
+            the generator can tell (see :meth:`GeneratedDataset.split_fingerprints
+            <pdebench_core.data.generation.GeneratedDataset.split_fingerprints>`); empty otherwise.
         notes: How the data was read (a file's parameter over a setting, channels named by
             the layout, a split that did not fit), for the run's log; empty by default.
     """
@@ -31,6 +34,7 @@ class TrajectoryDataset:
         self.spec = spec
         self._splits = dict(splits)
         self.fingerprint = fingerprint
+        self.split_fingerprints: dict[str, str] = {}
         self.notes: list[str] = []
 
     def split(self, name: str) -> Sequence:

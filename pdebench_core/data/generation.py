@@ -533,6 +533,17 @@ class GeneratedDataset:
 
         return key_digest(self.cache_key(cfg))
 
+    def split_fingerprints(self, cfg: Any) -> dict[str, str]:
+        """``{split: hex digest}`` of what one split's trajectories depend on: :meth:`cache_key`
+        without the other splits' sizes. Each trajectory's seed depends only on its split and
+        index (:meth:`seed`), and batching never changes the numbers, so a split holds the
+        same trajectories whatever the sizes of the others."""
+        from pdebench_core.data.cache import key_digest
+
+        sizes = split_sizes(self.settings(cfg))
+        shared = {k: v for k, v in self.cache_key(cfg).items() if k not in {f"n_{split}" for split in sizes}}
+        return {split: key_digest({**shared, "split": split, "n": n}) for split, n in sizes.items()}
+
     def seed(self, cfg: Any, split: str, index: int) -> int:
         """Seed of one trajectory: a hash of ``(family, *seed_parts, seed, split, index)``."""
         return trajectory_seed(f"pdeb-{self.family}", *self.seed_parts, int(cfg.seed), split, index)
@@ -621,9 +632,11 @@ class GeneratedDataset:
         spec = self.make_spec(settings)
         provenance = {**dict(self.provenance), "generator": f"pdeb_{self.family}",
                       "generator_version": self.version, "seed": int(settings.seed)}
-        return cached_dataset(self.cache_name, self.cache_key(settings), spec,
-                              lambda scratch: self.generate(settings, scratch=scratch), provenance,
-                              preload=bool(settings.preload), stored_spec=spec.replace(name=self.cache_name))
+        dataset = cached_dataset(self.cache_name, self.cache_key(settings), spec,
+                                 lambda scratch: self.generate(settings, scratch=scratch), provenance,
+                                 preload=bool(settings.preload), stored_spec=spec.replace(name=self.cache_name))
+        dataset.split_fingerprints = self.split_fingerprints(settings)
+        return dataset
 
     def published_defaults(self, cfg: Any) -> "DataSpec":
         """What a published file does not say about itself: fields, domain, boundary, parameters.

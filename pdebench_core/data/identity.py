@@ -16,6 +16,16 @@ A file given with ``path=`` is always hashed by its bytes, whatever the dataset 
 The split plan says which trajectories form each split (their indices in the source), so a
 different ``n_train`` or another split of the same file changes the hash. Only when none of
 the above is possible does the hash fall back to the spec and the split sizes, with a note.
+
+Each split also gets a hash of its own (:attr:`DataIdentity.split_hashes`): equal exactly
+when the split holds the same trajectories, whatever the other splits hold. Two runs that
+trained on different data but were scored on the same test trajectories share the test
+split's hash, which is what the leaderboard ranks on. Generated data gets it from the
+dataset's ``split_fingerprints`` where the generator states them (each trajectory's numbers
+depending only on its split and index); where it cannot be told apart from the rest of the
+data (a plugin's cache file, the spec fallback) the split's hash changes with the whole
+dataset's, which may rank apart rows scored alike but never ranks together rows scored on
+different trajectories.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -47,6 +57,7 @@ class DataIdentity:
             the values).
         note: Why the fallback was used (``None`` otherwise).
         n_train: Trajectories in the train split.
+        split_hashes: ``{split: 16 hex digits}``, the identity of each split's trajectories alone.
     """
 
     source: str
@@ -54,6 +65,7 @@ class DataIdentity:
     basis: str
     note: str | None = None
     n_train: int = 0
+    split_hashes: Mapping[str, str] = field(default_factory=dict)
 
 
 def _digest(payload: Any) -> str:
@@ -159,22 +171,26 @@ def _source_files(dataset: Any) -> list[str]:
     return sorted(files)
 
 
-def _arrays_hash(dataset: Any) -> str:
-    """SHA-256 of every trajectory's float32 bytes, split by split."""
+def _arrays_hashes(dataset: Any) -> tuple[str, dict[str, str]]:
+    """SHA-256 of every trajectory's float32 bytes, split by split, and of each split's alone."""
     import numpy as np
 
-    digest = hashlib.sha256()
+    digest, per_split = hashlib.sha256(), {}
     for split in SPLITS:
         try:
             trajectories = dataset.split(split)
         except Exception:
             continue
         digest.update(split.encode())
+        own = hashlib.sha256()
         for trajectory in trajectories:
             if hasattr(trajectory, "detach"):
                 trajectory = trajectory.detach().cpu().numpy()
-            digest.update(np.ascontiguousarray(trajectory, dtype=np.float32).tobytes())
-    return digest.hexdigest()
+            data = np.ascontiguousarray(trajectory, dtype=np.float32).tobytes()
+            digest.update(data)
+            own.update(data)
+        per_split[split] = own.hexdigest()
+    return digest.hexdigest(), per_split
 
 
 def _split_files(dataset: Any) -> dict[str, list[Path]]:
@@ -197,31 +213,44 @@ def _folder_of(files: Mapping[str, list[Path]]) -> Path:
     return Path(os.path.commonpath([str(f.resolve().parent) for listed in files.values() for f in listed]))
 
 
-def _content(dataset: Any, path: str | None) -> tuple[str, str, str | None, str]:
-    """``(basis, content digest, note, source label)`` for one dataset, by the first rule that
-    applies. The label says where the data came from, for the leaderboard: the file or folder
-    read, ``generated`` for data pdeb generated (a fingerprint, or files in pdeb's data
-    cache), ``in memory`` for trajectories a plugin made itself, ``unknown`` when they could
-    not be read."""
+@dataclass(frozen=True)
+class _Content:
+    """What a dataset's hash rests on (see :func:`_content`)."""
+
+    basis: str
+    digest: str
+    source: str
+    note: str | None = None
+    per_split: Mapping[str, Any] = field(default_factory=dict)  # each split's own content, where known
+
+
+def _content(dataset: Any, path: str | None) -> _Content:
+    """What the data is, by the first rule that applies. The source label says where it came
+    from, for the leaderboard: the file or folder read, ``generated`` for data pdeb generated
+    (a fingerprint, or files in pdeb's data cache), ``in memory`` for trajectories a plugin
+    made itself, ``unknown`` when they could not be read."""
     if path:
-        return "file", file_content_hash(path), None, Path(path).name
+        return _Content("file", file_content_hash(path), Path(path).name)
     fingerprint = getattr(dataset, "fingerprint", None)
     if fingerprint:
-        return "fingerprint", str(fingerprint), None, GENERATED
+        return _Content("fingerprint", str(fingerprint), GENERATED,
+                        per_split=dict(getattr(dataset, "split_fingerprints", None) or {}))
     per_file = _split_files(dataset)
     if per_file:  # the bytes of each file, by its name in the common folder (moving the folder keeps the hash)
         folder = _folder_of(per_file)
-        return "files", _digest({split: [(str(f.resolve().relative_to(folder)), file_content_hash(f)) for f in files]
-                                 for split, files in per_file.items()}), None, folder.name
+        listed = {split: [(str(f.resolve().relative_to(folder)), file_content_hash(f)) for f in files]
+                  for split, files in per_file.items()}
+        return _Content("files", _digest(listed), folder.name, per_split=listed)
     files = _source_files(dataset)
     if files:
-        return "cache file", _digest([file_content_hash(f) for f in files]), None, _cache_files_label(files)
+        return _Content("cache file", _digest([file_content_hash(f) for f in files]), _cache_files_label(files))
     try:
-        return "arrays", _arrays_hash(dataset), None, IN_MEMORY
+        whole, per_split = _arrays_hashes(dataset)
+        return _Content("arrays", whole, IN_MEMORY, per_split=per_split)
     except Exception as exc:  # data that cannot be read here: say what the hash rests on
         note = (f"data hash from the spec and split sizes only: the trajectories could not be read "
                 f"({type(exc).__name__}), so two different data sets of one spec would share it")
-        return "spec", _digest(getattr(dataset.spec, "to_dict", dict)()), note, UNKNOWN
+        return _Content("spec", _digest(getattr(dataset.spec, "to_dict", dict)()), UNKNOWN, note)
 
 
 def _cache_files_label(files: list[str]) -> str:
@@ -243,10 +272,25 @@ def dataset_identity(dataset: Any, path: str | None = None) -> DataIdentity:
         dataset: A dataset object (``spec``, ``split(name)``, optionally ``fingerprint``).
         path: The file or folder it was read from (``data.<name>.path``), or ``None``.
     """
-    basis, content, note, source = _content(dataset, path)
+    content = _content(dataset, path)
     plan = split_plan(dataset, (str(path), str(Path(path).resolve())) if path else ())
-    value = _digest({"basis": basis, "content": content, "plan": plan, "shape": _shape_of(dataset)})[:16]
-    return DataIdentity(source, value, basis, note, int((plan.get("train") or {}).get("n", 0)))
+    shape = _shape_of(dataset)
+    value = _digest({"basis": content.basis, "content": content.digest, "plan": plan, "shape": shape})[:16]
+    return DataIdentity(content.source, value, content.basis, content.note, int((plan.get("train") or {}).get("n", 0)),
+                        _split_hashes(content, plan, shape))
+
+
+def _split_hashes(content: _Content, plan: Mapping[str, Any], shape: Mapping[str, Any]) -> dict[str, str]:
+    """Each split's own identity: its content alone where the basis tells it apart, else the
+    whole content with the split's place in the plan."""
+    out = {}
+    for split, placed in plan.items():
+        if split in content.per_split:
+            own = {"basis": content.basis, "split": split, "content": content.per_split[split], "shape": shape}
+        else:
+            own = {"basis": content.basis, "split": split, "content": content.digest, "plan": placed, "shape": shape}
+        out[split] = _digest(own)[:16]
+    return out
 
 
 def combined_hash(identities: Mapping[str, DataIdentity]) -> str:

@@ -14,7 +14,7 @@ Nothing here imports torch or pandas, so ``pdeb leaderboard`` answers at once.
 from __future__ import annotations
 
 from .board import DEFAULT_METRIC, SOURCES, Board, assign_ranks, collect, metric_directions, pool_seeds
-from .measures import Measure, differences
+from .measures import Measure, differences, scoring_label
 from .pivot import Pivot, PivotRow, column_label, pivot
 from .published import (PublishedTables, load_published, local_setting, parse_setting, published_dir,
                         published_dirs, published_rows, source_summary)
@@ -30,5 +30,5 @@ __all__ = [
     "assign_ranks", "check_format", "collect", "column_label", "differences", "format_metric", "format_number",
     "load_published", "local_setting", "metric_directions", "parse_setting", "pivot",
     "pool_seeds", "print_default", "print_pivot", "print_wide", "published_dir", "published_dirs", "published_rows",
-    "record", "render", "render_pivot", "seedless_hash", "size_label", "source_summary",
+    "record", "render", "render_pivot", "scoring_label", "seedless_hash", "size_label", "source_summary",
 ]

@@ -6,9 +6,15 @@ seed replaces the earlier run of that seed. A run whose metrics are not finite i
 failed, on its own, and never pooled or ranked.
 
 Rows are ranked only among rows measured alike: the same dataset and setting, and the same
-``t_in``, horizon and grid. A local row that was measured otherwise than the published cells
-of its dataset names the difference (``horizon 40 vs 20``), as does a local row of a profile
-smaller than ``paper`` (``profile smoke``), and is ranked apart from them.
+``t_in``, horizon, grid and scoring. A local row that was measured otherwise than the published
+cells of its dataset names the difference (``horizon 40 vs 20``), as does a local row of a
+profile smaller than ``paper`` (``profile smoke``), and is ranked apart from them.
+
+Local rows measured alike but scored on different trajectories (their evaluation split's
+content hash differs: another viscosity, another test file) say so (``scored data
+1a2b3c4d``). Where a dataset has no published cells they are also ranked apart; beside
+published cells, the published setting says what data the numbers stand for, and they are
+ranked with them.
 """
 
 from __future__ import annotations
@@ -158,7 +164,28 @@ def compare_with_published(rows: Sequence[Row], metric: str | None) -> None:
 
 def _rank_group(row: Row) -> tuple:
     measure = row.measure
-    return (row.dataset, row.setting, measure.key if measure is not None else ("no protocol", row.source_key))
+    return (row.dataset, row.setting, measure.key if measure is not None else ("no protocol", row.source_key),
+            row.data_group)
+
+
+def group_by_scored_data(rows: Sequence[Row], published_columns: set[tuple[str, str]]) -> None:
+    """Where local rows measured alike were scored on different trajectories, each names its
+    data in ``differs`` (``scored data 1a2b3c4d``, or ``scored data unrecorded`` for rows
+    written before it was recorded). In a column without published cells such rows are also
+    ranked apart (``data_group``); beside published cells, the published setting says what
+    data the numbers stand for, and they are ranked with them."""
+    alike: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if row.is_local and not row.failed:
+            alike.setdefault(_rank_group(row), []).append(row)
+    for members in alike.values():
+        if len({row.scored_data_hash for row in members}) < 2:
+            continue
+        for row in members:
+            data = row.scored_data_hash or "unrecorded"
+            row.differs = [*row.differs, f"scored data {data[:8]}"]
+            if (row.dataset, row.setting) not in published_columns:
+                row.data_group = data
 
 
 def assign_ranks(rows: Sequence[Row], metric: str, higher_is_better: bool = False) -> None:
@@ -280,8 +307,8 @@ def _settings_of(every_published: Sequence[Row]) -> dict[str, list[str]]:
 
 def _sort_key(row: Row, group_has_published: set[tuple]) -> tuple:
     group = _rank_group(row)
-    return (row.dataset, row.setting, group not in group_has_published, str(group[2]), row.rank is None,
-            row.rank or 0, row.is_local, row.model.lower())
+    return (row.dataset, row.setting, group not in group_has_published, str(group[2]), str(group[3]),
+            row.rank is None, row.rank or 0, row.is_local, row.model.lower())
 
 
 def collect(store_rows: Iterable[Mapping[str, Any]] | None = None, *, source: str = "all",
@@ -323,6 +350,7 @@ def collect(store_rows: Iterable[Mapping[str, Any]] | None = None, *, source: st
     rank_metric = shown[0] if shown else None
     higher = metric_directions([rank_metric]).get(rank_metric, False) if rank_metric else False
     compare_with_published(rows, rank_metric)
+    group_by_scored_data(rows, {(r.dataset, r.setting) for r in every})
     if rank_metric:
         assign_ranks(rows, rank_metric, higher)
     with_published = {_rank_group(r) for r in rows if not r.is_local}

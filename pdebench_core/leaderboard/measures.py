@@ -1,7 +1,8 @@
 """How a number was measured, and what differs between two measurements.
 
 A published cell is comparable with a local result only when both were measured alike: the
-same input frames (``t_in``), the same rollout horizon, on the same grid, with the same
+same input frames (``t_in``), the same rollout horizon, on the same grid, scored the same way
+(against the stored data, or against data interpolated to a model's grid), with the same
 metric. For published cells, these come from the protocol file their table names in
 ``sources.yaml`` (``registry/protocols/<name>.yaml``, one column per published dataset); for
 local rows, from what the run recorded in its result row.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from pdebench_core.curated_files import list_at, mapping_at, mappings_at, read_yaml_mapping
 from pdebench_core.errors import DataError
@@ -27,16 +28,30 @@ class Measure:
         t_in: Input frames before the rollout.
         horizon: Steps rolled out and scored.
         grid: Spatial grid of the scored data, ``"64x64"``.
+        scoring: ``native`` (against the data as stored) or ``<mode> on <model grid>``
+            (``strided on 128x128``: against the data interpolated to the model's grid); see
+            :func:`scoring_label`.
     """
 
     t_in: int | None = None
     horizon: int | None = None
     grid: str | None = None
+    scoring: str | None = None
 
     @property
     def key(self) -> tuple:
         """What ranks apart: rows are ranked only among rows of the same key."""
-        return (self.t_in, self.horizon, self.grid)
+        return (self.t_in, self.horizon, self.grid, self.scoring)
+
+
+def scoring_label(mode: str, model_grid: Sequence[int] | None, native_grid: Sequence[int]) -> str:
+    """How a rollout was scored, as numbers are compared: ``native`` when against the data as
+    stored, on its own grid (``eval.grid=native``, or a model that sees the data's own grid,
+    where the three modes agree); else ``<mode> on <model grid>`` (``strided on 128x128``),
+    against the truth interpolated to the model's grid."""
+    if mode == "native" or model_grid is None or tuple(int(n) for n in model_grid) == tuple(int(n) for n in native_grid):
+        return "native"
+    return f"{mode} on {'x'.join(str(int(n)) for n in model_grid)}"
 
 
 def _text(value: Any) -> str:
@@ -52,7 +67,7 @@ def differences(local: Measure, published: Measure | None) -> list[str]:
     if published is None:
         return ["published protocol unknown"]
     out = []
-    for name in ("t_in", "horizon", "grid"):
+    for name in ("t_in", "horizon", "grid", "scoring"):
         mine, theirs = getattr(local, name), getattr(published, name)
         if mine != theirs:
             out.append(f"{name} {_text(mine)} vs {_text(theirs)}")
@@ -101,11 +116,20 @@ def _protocol_file(name: str, near: Path | None) -> Path | None:
     return find_protocol(name)
 
 
-def _column_measures(columns: Iterable[Mapping[str, Any]], path: Path) -> dict[str, Measure]:
+def _column_measures(columns: Iterable[Mapping[str, Any]], evaluation: Mapping[str, Any], path: Path
+                     ) -> dict[str, Measure]:
+    """Each column's measure; its scoring follows the protocol's ``evaluation`` (``eval_grid``
+    on the model ``grid``), ``native`` where the protocol names none or the column's grid is
+    the model's."""
+    model_grid = evaluation.get("grid")
+    mode = str(evaluation.get("eval_grid") or "native")
     out = {}
     for entry in columns:
         try:
-            out[str(entry["key"])] = Measure(int(entry["t_in"]), int(entry["horizon"]), grid_text(entry["grid"]))
+            grid = [int(n) for n in entry["grid"]] if not isinstance(entry["grid"], str) else \
+                [int(n) for n in entry["grid"].split("x")]
+            scoring = scoring_label(mode, model_grid if model_grid and len(model_grid) == len(grid) else None, grid)
+            out[str(entry["key"])] = Measure(int(entry["t_in"]), int(entry["horizon"]), grid_text(grid), scoring)
         except (KeyError, TypeError, ValueError):
             raise DataError(f"{path}: column '{entry.get('key', '?')}' needs key, t_in, horizon and grid") from None
     return out
@@ -121,13 +145,13 @@ def load_table_protocol(name: str, near: Path | None = None) -> TableProtocol | 
     if path is None:
         return None
     data = read_yaml_mapping(path)
-    columns = _column_measures(mappings_at(data.get("columns"), path, "columns"), path)
+    evaluation = mapping_at(data.get("evaluation"), path, "evaluation")
+    columns = _column_measures(mappings_at(data.get("columns"), path, "columns"), evaluation, path)
     published = mapping_at(data.get("published"), path, "published")
     averages = mapping_at(published.get("averages"), path, "published.averages")
     for key, members in averages.items():
         measures = {columns.get(str(m)) for m in list_at(members, path, f"published.averages.{key}", lone_name=True)}
         if len(measures) == 1 and None not in measures:
             columns[str(key)] = measures.pop()
-    evaluation = mapping_at(data.get("evaluation"), path, "evaluation")
     metric = str(evaluation.get("metric") or published.get("metric") or "")
     return TableProtocol(str(data.get("name", name)), metric, columns, path)

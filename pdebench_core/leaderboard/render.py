@@ -96,11 +96,12 @@ COLUMN_TEXT: dict[str, Callable[[Row], str]] = {
     "t_in": lambda r: format_number(_measured(r, "t_in")),
     "horizon": lambda r: format_number(_measured(r, "horizon")),
     "grid": lambda r: _measured(r, "grid") or "",
+    "scoring": lambda r: _measured(r, "scoring") or "",
     "run_id": lambda r: r.run_id or "",
 }
 OPTIONAL = ("setting", "size", "part", "profile", "n", "note", "data", "data_hash", "n_train", "t_in", "horizon",
-            "grid")
-PROVENANCE = ("data", "data_hash", "n_train", "t_in", "horizon", "grid")
+            "grid", "scoring")
+PROVENANCE = ("data", "data_hash", "n_train", "t_in", "horizon", "grid", "scoring")
 
 
 def cell_text(board: Board, row: Row, column: str) -> str:
@@ -133,11 +134,12 @@ def record(row: Row) -> dict[str, Any]:
         "setting": row.setting or None, "size": row.size, "profile": row.profile, "n": row.n,
         "note": note_text(row) or None, "differs": list(row.differs), "failed": row.failed,
         "t_in": _measured(row, "t_in"), "horizon": _measured(row, "horizon"), "grid": _measured(row, "grid"),
+        "scoring": _measured(row, "scoring"),
     }
     if row.is_local:
         out.update({key: getattr(row, key) for key in (
             "run_ids", "seed", "seeds", "repeats", "n_params", "train_time_s", "device", "versions", "config_hash",
-            "group_hash", "data_hash", "data_source", "dataset_hash", "n_train", "created_at")})
+            "group_hash", "data_hash", "data_source", "dataset_hash", "scored_data_hash", "n_train", "created_at")})
     else:
         out.update({"published_name": row.published_name, "model_key": row.model_key, "citation": row.citation,
                     "url": row.url, "checked": row.checked})
@@ -150,8 +152,8 @@ def record(row: Row) -> dict[str, Any]:
 
 CSV_COLUMNS = ("rank", "ranked_among", "dataset", "setting", "model", "size", "source", "task", "part", "profile",
                "n", "note", "failed", "run_id", "run_ids", "seed", "seeds", "repeats", "n_params", "train_time_s",
-               "device", "config_hash", "group_hash", "data_hash", "data_source", "dataset_hash", "n_train", "t_in",
-               "horizon", "grid", "checked")
+               "device", "config_hash", "group_hash", "data_hash", "data_source", "dataset_hash", "scored_data_hash",
+               "n_train", "t_in", "horizon", "grid", "scoring", "checked")
 
 
 def _csv_value(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pdebench_core.settings import settings_digest
 
-from .measures import PAPER_PROFILE, Measure, grid_text
+from .measures import PAPER_PROFILE, Measure, grid_text, scoring_label
 
 LOCAL = "local"
 
@@ -60,6 +60,13 @@ class Row:
         t_in: Input frames of the rollout.
         horizon: Steps rolled out and scored.
         grid: Spatial grid of the scored data (``64x64``).
+        scoring: How the rollout was scored: ``native`` or ``<mode> on <model grid>`` (see
+            :class:`~.measures.Measure`).
+        scored_data_hash: Content hash of the trajectories the row was scored on (the
+            evaluation split alone).
+        data_group: What a local row is ranked among besides its measure: its scored data's
+            hash in a column without published cells, ``None`` beside published cells (whose
+            setting says what data they stand for).
         created_at: When the row was written.
         published_name: The dataset's name in the published table.
         citation: Full citation of the published table.
@@ -107,6 +114,9 @@ class Row:
     t_in: int | None = None
     horizon: int | None = None
     grid: str | None = None
+    scoring: str | None = None
+    scored_data_hash: str | None = None
+    data_group: str | None = None
     created_at: str | None = None
     published_name: str | None = None
     citation: str | None = None
@@ -135,7 +145,7 @@ class Row:
     def measure(self) -> Measure | None:
         """How the row's numbers were measured (``None`` for a published row without protocol)."""
         if self.is_local:
-            return Measure(self.t_in, self.horizon, self.grid)
+            return Measure(self.t_in, self.horizon, self.grid, self.scoring)
         return self.published_measure
 
     @property
@@ -203,8 +213,26 @@ def local_row(stored: Mapping[str, Any], setting: str = "") -> Row:
         data_hash=stored.get("data_hash"), data_source=stored.get("data_source"),
         dataset_hash=stored.get("dataset_hash"), n_train=_int_or_none(stored.get("n_train")),
         t_in=_int_or_none(stored.get("t_in")), horizon=_int_or_none(horizon),
-        grid=grid_text(stored.get("grid")), created_at=stored.get("created_at"),
+        grid=grid_text(stored.get("grid")), scoring=extra.get("scoring") or _scoring_of_older_row(stored),
+        scored_data_hash=extra.get("scored_data_hash"), created_at=stored.get("created_at"),
     )
+
+
+def _scoring_of_older_row(stored: Mapping[str, Any]) -> str | None:
+    """The scoring of a row written before it was recorded, from its config: ``native`` when
+    ``eval.grid=native`` or the model saw the data's own grid (no ``train.resolution``, and
+    the only dataset of the run, or a resolution equal to the grid); ``None`` when the config
+    cannot tell."""
+    config = stored.get("config") or {}
+    mode = str(((config.get("eval") or {}).get("grid")) or "model")
+    grid = grid_text(stored.get("grid"))
+    if grid is None:
+        return None
+    native = [int(n) for n in grid.split("x")]
+    resolution = (config.get("train") or {}).get("resolution")
+    if resolution:
+        return scoring_label(mode, [int(resolution)] * len(native), native)
+    return "native" if mode == "native" or len(config.get("data") or {}) == 1 else None
 
 
 def local_rows(store_rows: Iterable[Mapping[str, Any]], setting_of=None) -> list[Row]:
