@@ -8,7 +8,7 @@ from typing import Any
 
 from pdebench_core import plugins
 from pdebench_core.config import config_hash
-from pdebench_core.data.pipeline import Mixture, check_mixture_fits, plan_mixture
+from pdebench_core.data.pipeline import Mixture, check_mixture_fits, pad_for_model, plan_mixture
 from pdebench_core.errors import DataError, PdebError, UsageError
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, versions
@@ -185,7 +185,8 @@ def prepare(ctx: RunContext, training: bool = True) -> tuple[dict[str, Any], Mix
     mixture = plan(ctx, datasets)
     if training:
         guard_evaluation_split(ctx, datasets)
-    return datasets, mixture, build_model(ctx, mixture)
+    model = build_model(ctx, mixture)
+    return datasets, pad_for_model(mixture, model), model
 
 
 def check_split_sizes(cfg: Any, training: bool) -> None:

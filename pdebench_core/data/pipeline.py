@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pdebench_core.errors import UsageError
@@ -103,6 +103,23 @@ def plan_mixture(datasets: Mapping[str, Any], t_out: int, resolution: int = 0,
         model_spec = model_spec.replace(groups=tuple(g.spec for g in groups.values()))
     return Mixture(dict(datasets), groups, next(iter(t_ins)), t_out, model_spec,
                    {name: float((weights or {}).get(name, 1.0)) for name in datasets})
+
+
+def pad_for_model(mixture: Mixture, model: Any) -> Mixture:
+    """The mixture with each group padded to the channels the model pads its inputs to.
+
+    A model that fills absent channels itself (DPOT reads a fixed channel count and pads
+    with ones) says how many through a method ``padded_channels(ndim) -> int``. Batches then
+    carry those padding channels, as the official DPOT pipeline's do: the loss covers them
+    when ``train.loss_on_padding`` is on, and input noise reaches them. Without the method,
+    or where it returns no more than the data holds, the mixture is unchanged.
+    """
+    padded = getattr(model, "padded_channels", None)
+    if not callable(padded):
+        return mixture
+    groups = {ndim: replace(group, n_channels=max(group.n_channels, int(padded(ndim) or 0)))
+              for ndim, group in mixture.groups.items()}
+    return replace(mixture, groups=groups)
 
 
 def check_mixture_fits(model: "Component", mixture: Mixture) -> None:

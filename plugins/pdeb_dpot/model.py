@@ -403,6 +403,13 @@ class DPOT(nn.Module):
             conv(width, arch.out_channels * arch.out_timesteps, kernel_size=1),
         )
 
+    def padded_channels(self, ndim: int) -> int:
+        """Channels inputs of ``ndim`` axes are padded to with ones (``in_channels``), when
+        the model predicts as many; 0 otherwise. The core pads batches to it, so the loss
+        and the input noise see the padding as in the official recipe."""
+        same = ndim == self.arch.ndim and self.arch.out_channels == self.arch.in_channels
+        return self.arch.in_channels if same else 0
+
     def weights_from(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A checkpoint's weights as this model names them: this dimension's DPOT out of a
         2D+3D pre-training (read by ``task.checkpoint``; see :func:`pdeb_dpot.checkpoint.one_dimension`)."""

@@ -65,6 +65,11 @@ class MultiDimDPOT(nn.Module):
         share_blocks(models)
         self.by_dim = nn.ModuleDict({str(ndim): model for ndim, model in models.items()})
 
+    def padded_channels(self, ndim: int) -> int:
+        """:meth:`DPOT.padded_channels` of the model for ``ndim`` axes (0 for another dimension)."""
+        model = self.by_dim[str(ndim)] if str(ndim) in self.by_dim else None
+        return model.padded_channels(ndim) if model is not None else 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T_in, *S, C)`` -> ``(B, T_out, *S, C)`` with the model for ``len(S)`` axes."""
         key = str(x.ndim - 3)

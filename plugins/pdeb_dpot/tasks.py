@@ -125,7 +125,7 @@ RECIPE = {"optimizer": "adam", "betas": [0.9, 0.9], "weight_decay": 1e-6, "sched
 # What the `paper` profile adds: the official length, batch and grid. Pre-training is the Ti
 # recipe (configs/pretrain_tiny.yaml: 1000 epochs, 20 windows per GPU on 6 GPUs); fine-tuning
 # is configs/dpot_finetune.yaml (200 epochs, batch 32). Both train on a 128x128 grid and score
-# at the points of each dataset's own grid, as the official target mask does.
+# at every (128 / stored size)-th point of it, as the official target mask does.
 PAPER_PRETRAIN = {"epochs": 1000, "batch_size": 120, "resolution": 128}
 PAPER_FINETUNE = {"epochs": 200, "batch_size": 32, "resolution": 128}
 

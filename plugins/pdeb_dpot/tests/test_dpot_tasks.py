@@ -140,3 +140,35 @@ def test_headline_2d_plus_3d_pretraining(home):
     ctx = execute(cfg, quiet=True)
     assert set(ctx.results) == {"ns2d", "cfd3d"}
     assert all(math.isfinite(v["l2re"]) for v in ctx.results.values())
+
+
+def test_finetune_from_a_four_channel_model_scores_the_padding_like_the_official_loss(home):
+    """finetune.py pads every dataset to 4 channels with ones and its loss averages over all 4:
+    batches carry the padding, and the loss equals that formula; evaluation is unchanged."""
+    from pdebench_core import workflow
+    from pdebench_core.data.pipeline import training_loader
+    from pdebench_core.evaluation import evaluate_dataset
+    from pdebench_core.objectives import training_objective
+    from pdebench_core.runs import RunContext
+
+    cfg = build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="pad",
+                       overrides=[*TINY, "model.in_channels=4"])
+    home.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(cfg=cfg, run_id="pad", run_dir=home, device=torch.device("cpu"), quiet=True)
+    _, mixture, model = workflow.prepare(ctx)
+    assert mixture.n_channels == 4 and mixture.datasets["ns2d"].spec.n_channels == 1
+    loader, _ = training_loader(mixture, "train", 4, seed=0, sampling="trajectory")
+    x, y, mask = next(iter(loader))
+    assert x.shape[-1] == 4 and bool((x[..., 1:] == 1).all()) and mask[0].tolist() == [True, False, False, False]
+    with torch.no_grad():
+        loss = training_objective(cfg)(model, x, y, mask).item()
+        pred = model(x)
+        axes = tuple(range(1, pred.ndim - 1))  # time and space, per sample and channel
+        official = ((pred - y).pow(2).sum(dim=axes).sqrt() / y.pow(2).sum(dim=axes).sqrt()).mean(dim=-1).sum().item()
+    assert loss == pytest.approx(official, rel=1e-5)
+    # scoring pads the same ones the model would add itself: the metrics do not change
+    fns = workflow.metric_functions(["l2re"])
+    scored = [evaluate_dataset(model, mixture.datasets["ns2d"].split("test"), fns, t_in=mixture.t_in, t_out=1,
+                               horizon=3, device=torch.device("cpu"), grid=mixture.grid, n_channels=channels,
+                               batch_size=2, scored_channels=1)["summary"]["l2re"] for channels in (1, 4)]
+    assert scored[0] == pytest.approx(scored[1], rel=1e-6)
