@@ -215,6 +215,7 @@ def _compare(original: str, rerun: str, as_json: bool) -> None:
     before = {(r["dataset"], r["task"]): r["metrics"] for r in old_rows}
     after = {(r["dataset"], r["task"]): r["metrics"] for r in new_rows}
     changed = config_differences(old_rows[0]["config"], new_rows[0]["config"]) if old_rows and new_rows else []
+    data_changed = _changed_data(old_rows, new_rows)
     lines = []
     for key in sorted(set(before) | set(after)):
         for name in sorted(set(before.get(key, {})) | set(after.get(key, {}))):
@@ -223,7 +224,7 @@ def _compare(original: str, rerun: str, as_json: bool) -> None:
                           "difference": (b - a) if a is not None and b is not None else None})
     if as_json:
         typer.echo(json.dumps({"run_id": original, "new_run_id": rerun, "metrics": lines,
-                               "config_differences": changed}, indent=2))
+                               "config_differences": changed, "data_differences": data_changed}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -239,6 +240,17 @@ def _compare(original: str, rerun: str, as_json: bool) -> None:
     if changed:
         console.print(f"resolved configs differ (defaults changed since the original?): {', '.join(changed)}",
                       markup=False)
+    for line in data_changed:
+        console.print(f"the data differs: {line}", markup=False)
+
+
+def _changed_data(old_rows: list[dict], new_rows: list[dict]) -> list[str]:
+    """``["ns2d: hash 1a2b3c4d then, 5e6f7a8b now"]`` for each dataset whose content hash
+    differs between the original's rows and the rerun's (a file changed under its path)."""
+    before = {r["dataset"]: r.get("dataset_hash") for r in old_rows if r.get("dataset_hash")}
+    after = {r["dataset"]: r.get("dataset_hash") for r in new_rows if r.get("dataset_hash")}
+    return [f"{name}: hash {before[name][:8]} then, {after[name][:8]} now" for name in sorted(before.keys() & after.keys())
+            if before[name] != after[name]]
 
 
 def report_command(

@@ -615,7 +615,19 @@ def test_reproduce_execute_reruns_and_compares(smoke_home):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{\n"):])
     assert report["new_run_id"] == "executed" and report["config_differences"] == []
+    assert report["data_differences"] == []
     assert all(abs(line["difference"]) < 1e-6 for line in report["metrics"])
+
+
+def test_a_rerun_on_changed_data_says_so(fresh_home, capsys):
+    from pdebench_core.cli_results import _compare
+
+    fill([store_row("original", data_hash="before"), store_row("rerun", data_hash="after", l2re=0.7)])
+    _compare("original", "rerun", as_json=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["data_differences"] == ["ns2d: hash before-n then, after-ns now"]
+    _compare("original", "rerun", as_json=False)
+    assert "the data differs: ns2d: hash before-n then, after-ns now" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- in a real browser

@@ -162,6 +162,31 @@ def test_report_survives_a_model_that_cannot_be_rebuilt(smoke_home):
     assert len(embedded_pngs(metrics_only)) == 1 and "weights:" not in metrics_only
 
 
+def test_report_says_when_the_data_changed_since_the_run(tmp_path, monkeypatch):
+    import h5py
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    path = tmp_path / "burgers.hdf5"
+
+    def write(scale: float) -> None:
+        values = np.random.default_rng(0).standard_normal((8, 8, 16)).astype(np.float32)
+        with h5py.File(path, "w") as f:
+            f["tensor"] = scale * values
+            f["x-coordinate"] = (np.arange(16) + 0.5) / 16
+            f["t-coordinate"] = np.arange(9) * 0.1
+
+    write(1.0)
+    execute(build_config(model="fno", data="burgers1d", profile="smoke", run_id="on-file", overrides=[
+        f"data.burgers1d.path={path}", "data.burgers1d.t_in=2", "train.max_steps=2"]), quiet=True)
+    unchanged = report.build_report("on-file", out=tmp_path / "same.html").read_text()
+    assert "the data changed since the run" not in unchanged
+    write(3.0)  # the file changed under its path
+    notes = []
+    changed = report.build_report("on-file", out=tmp_path / "changed.html", warn=notes.append).read_text()
+    assert any("burgers1d: the data changed since the run" in n for n in notes)
+    assert "the data changed since the run" in changed
+
+
 def test_report_without_last_pt_rolls_out_the_newest_step_checkpoint(smoke_home):
     run = smoke_home / "runs" / "no-last"
     shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)

@@ -47,6 +47,7 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
     rebuilt = rebuild(info.run_dir, device)
     cfg, datasets, mixture, model, notes = (rebuilt.cfg, rebuilt.datasets, rebuilt.mixture, rebuilt.model,
                                              rebuilt.notes)
+    notes += changed_data_notes(info, datasets, cfg)
     target = resolve_device(device)
     model = model.to(target).eval()
     out = {}
@@ -75,3 +76,20 @@ def rerun_rollouts(info: RunInfo, n_trajectories: int = 2, device: str = "cpu") 
         out[name] = Rollout(name, list(dataset.spec.fields), pred[..., :real].cpu().numpy(),
                             true[..., :real].cpu().numpy(), mixture.t_in)
     return out, notes
+
+
+def changed_data_notes(info: RunInfo, datasets: dict[str, Any], cfg: Any) -> list[str]:
+    """A note per dataset whose content hash differs from the one its result row recorded: the
+    figures then show data the metrics were not measured on (a file changed under its path)."""
+    from pdebench_core.data.identity import dataset_identity
+
+    recorded = {str(row.get("dataset")): row.get("dataset_hash") for row in info.rows if row.get("dataset_hash")}
+    notes = []
+    for name, dataset in datasets.items():
+        if name not in recorded:
+            continue
+        now = dataset_identity(dataset, (cfg.data.get(name) or {}).get("path")).hash
+        if now != recorded[name]:
+            notes.append(f"{name}: the data changed since the run (hash {recorded[name][:8]} then, {now[:8]} now); "
+                         f"the figures show the data as it is now, the metrics were measured on the old data")
+    return notes
