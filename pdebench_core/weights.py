@@ -33,8 +33,11 @@ def resolve_checkpoint(ref: str) -> Path:
         if found is not None:
             return found.path
         raise UsageError(f"run '{ref}' has no checkpoint in {run.checkpoints}; give another run or a .pt path")
+    if "/" in ref or path.suffix in (".pt", ".pth", ".ckpt", ".bin"):  # meant as a file
+        raise UsageError(f"checkpoint file '{ref}' does not exist; check the path (or give a run id from "
+                         f"'pdeb runs')")
     raise UsageError(f"no checkpoint file or run named '{ref}'; give a .pt path, a URL or a run id from "
-                     f"'pdeb leaderboard'")
+                     f"'pdeb runs'")
 
 
 def state_dict_of(state: dict) -> dict:

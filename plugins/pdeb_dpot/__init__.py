@@ -71,8 +71,9 @@ class DPOTConfig:
             normalisation on the output.
         act: Activation: gelu, tanh, sigmoid, relu, leaky_relu, softplus, elu or silu.
         time_agg: Temporal aggregation: ``exp_mlp`` (official: learned frequencies) or ``mlp``.
-        init: Path of a checkpoint to start from: a released DPOT file, a pdeb run
-            checkpoint or a saved state dict ("" = random initialisation).
+        init: A checkpoint to start from: a released DPOT file, a pdeb run checkpoint, a
+            saved state dict, or a run id (its newest intact checkpoint); "" = random
+            initialisation.
         init_components: Components to take from ``init``: any of patch_embed, pos,
             blocks, time_agg, cls_head, scale_feats, out. Empty = all of them; for a 2D
             checkpoint in a 3D model, empty = blocks only (the official default of the 3D

@@ -51,7 +51,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Args:
         path: A released DPOT checkpoint, a pdeb run checkpoint or a saved state dict;
-            a file or a URL (downloaded once into the cache, see ``pdebench_core.data.remote``).
+            a file or a URL (downloaded once into the cache, see ``pdebench_core.data.remote``),
+            or a run id (its newest intact checkpoint, sharded ones assembled).
 
     Returns:
         Parameter name -> tensor, with wrapper prefixes (``module.``) removed.
@@ -65,8 +66,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = local_or_url(os.fspath(path))  # file:///x is the local path /x; an unknown protocol is refused
     url = as_url(path)
     path = os.path.expanduser(path)
-    if not url and not os.path.isfile(path):
-        raise UsageError(f"DPOT checkpoint '{path}' does not exist")
+    if not url and not os.path.isfile(path):  # a run id: its newest intact checkpoint, shards assembled
+        from pdebench_core.checkpoint import load_checkpoint
+        from pdebench_core.weights import resolve_checkpoint
+
+        found = resolve_checkpoint(path)  # else one line naming the fix
+        return unwrap_state_dict(load_checkpoint(found), source=str(found))
     local = local_copy(url, why="a checkpoint is read whole") if url else path
     try:
         content = torch.load(local, map_location="cpu", weights_only=True)

@@ -109,6 +109,9 @@ def run_finetune(ctx) -> dict[str, Any]:
     if cfg.task.checkpoint and not ctx.resume:
         load_weights(model, cfg.task.checkpoint)
         ctx.log(f"starting from {cfg.task.checkpoint}")
+    elif cfg.model.get("init") and not ctx.resume:
+        parts = list(cfg.model.get("init_components") or [])
+        ctx.log(f"starting from model.init={cfg.model.init} ({', '.join(parts) if parts else 'every component'})")
     trainer = workflow.train_model(ctx, model, mixture)
     return workflow.evaluate_trained(ctx, model, mixture, trainer, init=cfg.task.checkpoint or cfg.model.get("init"))
 

@@ -102,6 +102,14 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
     via_init = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="via-init",
                                     overrides=[*TINY, "train.max_steps=2", f"model.init={official}"]), quiet=True)
     assert math.isfinite(via_init.results["ns2d"]["l2re"])
+    assert f"starting from model.init={official} (every component)" in (via_init.run_dir / "log.txt").read_text()
+    by_run_id = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="init-run",
+                                     overrides=[*TINY, "train.max_steps=1", "model.init=base",
+                                                "model.init_components=[blocks]"]), quiet=True)
+    assert "starting from model.init=base (blocks)" in (by_run_id.run_dir / "log.txt").read_text()
+    with pytest.raises(UsageError, match="no checkpoint file or run named 'bsae'"):
+        execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="typo",
+                             overrides=[*TINY, "model.init=bsae"]), quiet=True)
     with pytest.raises(UsageError, match="finetune needs weights to start from"):
         build_and_run = build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="none",
                                      overrides=TINY)
