@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 from pdebench_core import paths
 from pdebench_core.checkpoint import load_checkpoint
@@ -51,29 +52,66 @@ def state_dict_of(state: dict) -> dict:
     return weights
 
 
-def load_weights(model, ref: str) -> None:
+def load_weights(model, ref: str, config: Mapping[str, Any] | None = None) -> None:
     """Load weights into ``model`` strictly, naming the first mismatches on failure.
 
     A model may name its weights in a checkpoint of another layout through a method
     ``weights_from(state_dict) -> state_dict`` (DPOT picks its dimension out of a 2D+3D
     pre-training); the result is then loaded strictly.
+
+    Args:
+        model: The built model.
+        ref: A checkpoint file, a URL or a run id (see :func:`resolve_checkpoint`).
+        config: This run's resolved config: a checkpoint that does not fit is then refused
+            with the settings its own run had otherwise (profile, model, input frames, grid).
     """
     path = resolve_checkpoint(ref)
-    weights = state_dict_of(load_checkpoint(path))
+    checkpoint = load_checkpoint(path)
+    weights = state_dict_of(checkpoint)
     if callable(getattr(model, "weights_from", None)):
         weights = model.weights_from(weights)
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
-    wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+    wrong = [f"{k}: checkpoint {tuple(weights[k].shape)}, model {tuple(v.shape)}" for k, v in own.items()
              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"missing {missing[:3]}")
+            parts.append(f"the model has {missing[:3]} that the checkpoint lacks")
         if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
+            parts.append(f"the checkpoint has {unexpected[:3]} that the model lacks")
         if wrong:
-            parts.append(f"shape {wrong[:3]}")
-        raise UsageError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}")
+            parts.append(f"shapes differ: {'; '.join(wrong[:3])}")
+        hint = fit_hint(checkpoint.get("config") if isinstance(checkpoint, Mapping) else None, config)
+        raise UsageError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}{hint}")
     model.load_state_dict(weights)
+
+
+#: Settings that shape a model's weights, besides ``model.*``.
+_SHAPING = ("run.profile", "train.resolution", "train.t_out")
+
+
+def fit_hint(written_with: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str:
+    """``"; its run had run.profile=smoke, model.embed_dim=32 (this run: small, 128): ..."``:
+    the settings that shape the weights and differ between the checkpoint's run and this one,
+    with what to do. Empty when the checkpoint stores no config or none of them differs."""
+    if not isinstance(written_with, Mapping) or not isinstance(now, Mapping):
+        return ""
+    from pdebench_core.resume import changes
+
+    differing = {key: values for key, values in changes(written_with, now).items()
+                 if key in _SHAPING or key.startswith("model.") and key not in ("model.init", "model.init_components")}
+    t_in = [{s.get("t_in") for s in (config.get("data") or {}).values() if isinstance(s, Mapping)}
+            for config in (written_with, now)]
+    if t_in[0] and t_in[1] and t_in[0] != t_in[1]:
+        differing["data.<name>.t_in"] = tuple(", ".join(str(v) for v in sorted(side, key=str)) for side in t_in)
+    if not differing:
+        return ""
+    shown = list(differing.items())[:4]
+    theirs = ", ".join(f"{key}={old}" for key, (old, _) in shown)
+    ours = ", ".join(str(new) for _, (_, new) in shown)
+    more = f" and {len(differing) - len(shown)} more" if len(differing) > len(shown) else ""
+    profile = f" (--profile {differing['run.profile'][0]})" if "run.profile" in differing else ""
+    return (f"; its run had {theirs}{more} (this run: {ours}): give the same settings{profile}, or for dpot "
+            f"start from it with model.init, which adapts the grid, input frames and channels")

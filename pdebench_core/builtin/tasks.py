@@ -58,7 +58,7 @@ def run_evaluate(ctx) -> dict[str, Any]:
 
     _, mixture, model = workflow.prepare(ctx, training=False)
     if ctx.cfg.task.checkpoint:
-        load_weights(model, ctx.cfg.task.checkpoint)
+        load_weights(model, ctx.cfg.task.checkpoint, config=ctx.cfg)
     elif any(p.requires_grad for p in model.parameters()):
         ctx.log(f"warning: no task.checkpoint: '{ctx.cfg.model.name}' is scored with the weights it was built with "
                 f"(untrained unless it loads some itself, e.g. model.init); pass task.checkpoint=RUN_ID or FILE")

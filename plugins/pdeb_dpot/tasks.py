@@ -107,7 +107,7 @@ def run_finetune(ctx) -> dict[str, Any]:
                          "(or model.init=FILE for dpot)")
     _, mixture, model = workflow.prepare(ctx)
     if cfg.task.checkpoint and not ctx.resume:
-        load_weights(model, cfg.task.checkpoint)
+        load_weights(model, cfg.task.checkpoint, config=cfg)
         ctx.log(f"starting from {cfg.task.checkpoint}")
     elif cfg.model.get("init") and not ctx.resume:
         parts = list(cfg.model.get("init_components") or [])

@@ -107,6 +107,12 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
                                      overrides=[*TINY, "train.max_steps=1", "model.init=base",
                                                 "model.init_components=[blocks]"]), quiet=True)
     assert "starting from model.init=base (blocks)" in (by_run_id.run_dir / "log.txt").read_text()
+    with pytest.raises(UsageError) as refused:  # another profile: other widths
+        execute(build_config(model="dpot", data="ns2d", task="finetune", profile="small", run_id="wider",
+                             overrides=["task.checkpoint=base", "train.max_steps=1"]), quiet=True)
+    message = str(refused.value)
+    assert "does not fit this model" in message and "shapes differ: " in message and ": checkpoint (" in message
+    assert "its run had model.depth=1" in message and "(--profile smoke)" in message and "model.init" in message
     with pytest.raises(UsageError, match="no checkpoint file or run named 'bsae'"):
         execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="typo",
                              overrides=[*TINY, "model.init=bsae"]), quiet=True)
