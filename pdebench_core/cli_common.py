@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from pdebench_core.errors import PdebError, Stopped
+from pdebench_core.errors import USAGE_ERRNOS, PdebError, Stopped, path_error_line
 
 
 def report_error(exc: BaseException) -> Optional[int]:
@@ -41,6 +41,12 @@ def user_errors() -> Iterator[None]:
         yield
     except (PdebError, KeyboardInterrupt) as exc:
         raise typer.Exit(report_error(exc)) from None
+    except OSError as exc:
+        line = path_error_line(exc)
+        if line is None or os.environ.get("PDEB_DEBUG") or isinstance(exc, BrokenPipeError):
+            raise
+        typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2 if exc.errno in USAGE_ERRNOS else 1) from None
     except (BrokenPipeError, SystemExit) as exc:
         # rich meets a broken pipe with SystemExit(1), raised while handling the BrokenPipeError,
         # and has already pointed stdout at the null device.

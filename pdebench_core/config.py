@@ -398,4 +398,8 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
     else:
         section = parsed
     cfg = component_config(comp, profile, section)
-    return comp.factory(cfg)
+    from pdebench_core.validation import check_data_counts
+
+    check_data_counts(name, cfg)
+    with plugins.plugin_code(comp):
+        return comp.factory(cfg)

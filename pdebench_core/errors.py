@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import errno
+from typing import Iterable, Optional
 
 
 class PdebError(Exception):
@@ -57,3 +58,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+#: Errors of a path the user gave (too long, a file where a folder belongs, missing, not
+#: permitted): usage errors, exit code 2. Others (a full disk, an I/O error) exit 1.
+USAGE_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EACCES,
+                errno.EPERM, errno.ELOOP}
+
+
+def path_error_line(exc: OSError) -> Optional[str]:
+    """``"'PATH...': File name too long; give a shorter path"`` for an OS error about a named
+    path (a long name shown by its first 60 characters); ``None`` when it names no path."""
+    if not exc.filename:
+        return None
+    name = str(exc.filename)
+    shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+    fixes = {errno.ENAMETOOLONG: "give a shorter path", errno.ENOTDIR: "a file stands where a folder is needed",
+             errno.EISDIR: "give a file, not a folder", errno.EEXIST: "it exists already; give another path",
+             errno.ENOENT: "check the path", errno.EACCES: "check its permissions",
+             errno.EPERM: "check its permissions", errno.ELOOP: "a link in it points to itself"}
+    fix = fixes.get(exc.errno)
+    return f"'{shown}': {exc.strerror or type(exc).__name__}" + (f"; {fix}" if fix else "")

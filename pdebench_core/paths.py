@@ -7,8 +7,19 @@ from pathlib import Path
 
 
 def home() -> Path:
-    """The pdeb home: ``$PDEB_HOME``, else ``~/.pdeb``."""
-    return Path(os.environ.get("PDEB_HOME") or Path.home() / ".pdeb").expanduser()
+    """The pdeb home: ``$PDEB_HOME``, else ``~/.pdeb``.
+
+    Raises:
+        UsageError: It exists and is not a folder.
+    """
+    path = Path(os.environ.get("PDEB_HOME") or Path.home() / ".pdeb").expanduser()
+    if path.exists() and not path.is_dir():
+        from pdebench_core.errors import UsageError
+
+        variable = "PDEB_HOME" if os.environ.get("PDEB_HOME") else "the pdeb home"
+        raise UsageError(f"{variable} {path} is a file, not a folder; point PDEB_HOME at a folder "
+                         f"(it is made when missing)")
+    return path
 
 
 def data_dir() -> Path:

@@ -97,10 +97,25 @@ def check_data_sections(cfg: Any) -> None:
         device = section.get("device")
         if device is not None and not _DEVICE.match(str(device)):
             raise UsageError(f"data.{name}.device={device} is not a device; use auto, cpu, cuda or cuda:N")
+        check_data_counts(name, section)
+
+
+#: Least value of the counts every dataset config may hold (``None`` leaves one to the dataset).
+DATA_COUNT_MINIMA = {"t_in": 1, "horizon": 1, "n_train": 0, "n_val": 0, "n_test": 0, "n_frames": 2}
+
+
+def check_data_counts(name: str, section: Any) -> None:
+    """Input frames, horizon, split sizes and stored frames of a dataset are in range
+    (``n_frames``: the initial state and at least one more)."""
+    for key, least in DATA_COUNT_MINIMA.items():
+        value = section.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            raise UsageError(f"data.{name}.{key}={value} is out of range; use at least {least}")
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("eval", "grid"): ("model", "native", "strided"),
+    ("eval", "split"): ("test", "val", "train"),
     ("eval", "precision"): ("fp32", "bf16", "auto"),
     ("train", "precision"): ("auto", "bf16", "fp32"),
     ("train", "strategy"): ("ddp", "fsdp"),

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from pdebench_core import paths
 from pdebench_core.checkpoint import load_checkpoint
 from pdebench_core.data.remote import as_url, local_copy, local_or_url
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import UsageError, path_error_line
 
 
 def resolve_checkpoint(ref: str) -> Path:
@@ -20,8 +20,11 @@ def resolve_checkpoint(ref: str) -> Path:
     if url is not None:
         return local_copy(url, why="a checkpoint is read whole")
     path = Path(ref).expanduser()
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as exc:  # a name too long, a file where a folder belongs
+        raise UsageError(f"checkpoint {path_error_line(exc) or exc}") from None
     from pdebench_core.checkpoint import newest_intact
     from pdebench_core.rundir import RunDir
 

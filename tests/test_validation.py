@@ -136,6 +136,9 @@ def test_memory_estimate_of_a_model_allocates_nothing():
     (["data.ns2d.format=dpot"], r"data.ns2d.format=dpot has no file to read; set data.ns2d.path=FILE"),
     (["data.ns2d.device=-7"], r"data.ns2d.device=-7 is not a device"),
     (["data.ns2d.device=gpu"], r"data.ns2d.device=gpu is not a device"),
+    (["data.ns2d.t_in=0"], r"data.ns2d.t_in=0 is out of range; use at least 1"),
+    (["data.ns2d.horizon=0"], r"data.ns2d.horizon=0 is out of range; use at least 1"),
+    (["data.ns2d.n_train=-1"], r"data.ns2d.n_train=-1 is out of range; use at least 0"),
 ])
 def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
     with pytest.raises(UsageError, match=message):
@@ -147,6 +150,7 @@ def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
     (["eval.grid=nativ"], r"unknown eval.grid 'nativ' \(did you mean 'native'\?\); use model, native, strided"),
     (["eval.precision=fp16"], r"unknown eval.precision 'fp16'"),
     (["train.strategy=zero"], r"unknown train.strategy 'zero'"),
+    (["eval.split=bogus"], r"unknown eval.split 'bogus'; use test, val, train"),
 ])
 def test_word_settings_are_checked_before_compute(overrides, message):
     with pytest.raises(UsageError, match=message):
@@ -276,3 +280,25 @@ def test_a_horizon_longer_than_the_trajectories_is_capped_with_a_warning(tmp_pat
     log = (tmp_path / "runs" / "long" / "log.txt").read_text()
     assert "warning: dataset ns2d: horizon 50 asked, but its test trajectories hold 4 frames after t_in; " \
            "rolled out 4" in log
+
+
+def test_paths_and_settings_commands_cannot_use_are_one_line_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    cases = [
+        (["data", "info", "/" + "a" * 5000], "File name too long; give a shorter path"),
+        (["data", "generate", "burgers1d", "--profile", "smoke", "n_frames=1"],
+         "data.burgers1d.n_frames=1 is out of range; use at least 2"),
+        (["run", "--model", "fno", "--data", "burgers1d", "--profile", "smoke", "--task", "evaluate",
+          "task.checkpoint=" + "/" + "b" * 5000], "checkpoint '/bbb"),
+        (["data", "download", "pdebench-1d-burgers", "--dest", str(tmp_path / "a-file")], "is a file; give a folder"),
+    ]
+    (tmp_path / "a-file").write_text("x")
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        last = result.output.strip().splitlines()[-1]  # a run logs its start before the task reads the checkpoint
+        assert "Traceback" not in result.output and last.startswith("error: ") and message in last
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "a-file"))
+    for args in (["runs"], ["data", "generate", "burgers1d", "--profile", "smoke"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "is a file, not a folder; point PDEB_HOME at a folder" in result.output

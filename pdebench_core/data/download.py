@@ -506,6 +506,8 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
         card = find_card(str(name_or_card))
     chosen = _select(card, files)
     folder = Path(dest) if dest is not None else paths.data_dir() / "downloads" / card.name
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--dest {folder} is a file; give a folder to download into (it is made when missing)")
     _check_inside(card, chosen, folder)
     lock = ChecksumLock(folder)
     for f in chosen:
