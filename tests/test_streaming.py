@@ -150,6 +150,22 @@ def test_smoke_training_run_on_a_url(served, small_blocks, private_home):
     assert 0 < served.bytes_sent < local.stat().st_size / 2  # the smoke splits, not the whole file
 
 
+def test_dataloader_workers_read_a_url_too(served, private_home):
+    """Forked workers must not wait on the parent's fsspec I/O thread (they used to hang forever)."""
+    import subprocess
+
+    from pdebench_core.testing import run_pdeb
+
+    _ns2d_file(served.root / "ns.h5")
+    try:
+        result = run_pdeb("run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={served.url}/ns.h5",
+                          "--profile", "smoke", "--device", "cpu", "--quiet", "train.num_workers=2",
+                          "train.max_steps=3", timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a run with train.num_workers=2 on a URL did not finish")
+    assert result.returncode == 0, result.stderr
+
+
 def test_server_ignoring_ranges_falls_back_to_one_full_download(served, small_blocks, private_home, capfd):
     local = _ns2d_file(served.root / "ns.h5")
     served.behaviour["ns.h5"] = "no-range"

@@ -159,6 +159,31 @@ def _storage_options(protocol: str) -> dict[str, Any]:
     return _OPTIONS.get(protocol, {})
 
 
+def _forget_event_loop_after_fork() -> None:
+    """In a forked child (a DataLoader worker), drop fsspec's event loop and cached filesystems:
+    they belong to an I/O thread of the parent that the child does not have, and a request
+    through them would wait for it forever. The child then makes its own on first use."""
+    import sys
+
+    asyn = sys.modules.get("fsspec.asyn")
+    if asyn is None:  # fsspec not used before the fork: nothing to forget
+        return
+    asyn.reset_lock()
+    from fsspec.spec import AbstractFileSystem
+
+    pending = [AbstractFileSystem]
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        cache = cls.__dict__.get("_cache")
+        if isinstance(cache, dict):
+            cache.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where workers are spawned afresh
+    os.register_at_fork(after_in_child=_forget_event_loop_after_fork)
+
+
 def filesystem(url: str) -> tuple[Any, str]:
     """``(fsspec filesystem, path inside it)`` for ``url``.
 
