@@ -344,6 +344,9 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
         _write_status(run_dir, state="interrupted",
                       error=str(exc) if isinstance(exc, Stopped) else "interrupted by the user")
         return
+    if isinstance(exc, SystemExit):  # the process is made to end (submitit after requeueing its job): resumable
+        _write_status(run_dir, state="interrupted", error=f"the process was made to exit (code {exc.code})")
+        return
     _write_status(run_dir, state="failed", error=error)
     _log_line(run, f"run {run.run_id} failed: {error}")
 

@@ -213,6 +213,40 @@ def test_interrupted_sweep_continues_and_resumes_the_interrupted_run(fresh_home,
     assert "resumed from step 2" in (fresh_home / "runs" / first["run_id"] / "log.txt").read_text()
 
 
+def test_a_job_submitit_ends_and_requeues_resumes_its_run(fresh_home, monkeypatch):
+    """SLURM's USR2 (time limit, preemption): submitit asks the job for its checkpoint, requeues it
+    and exits the process. The run is recorded interrupted, and the requeued job (also one SLURM
+    restarts by itself, whose run was left 'running' on another node) resumes it."""
+    pytest.importorskip("submitit")
+    import dataclasses
+
+    from pdebench_core import paths, workflow
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.sweep.jobs import JobSpec, RequeueableJob
+    from pdebench_core.sweep.store import SweepDir
+
+    real_evaluate = workflow.evaluate_all
+
+    def exit_once(*a, **k):  # what submitit does after requeueing: sys.exit(-1), mid-run
+        monkeypatch.setattr(workflow, "evaluate_all", real_evaluate)
+        raise SystemExit(-1)
+
+    monkeypatch.setattr(workflow, "evaluate_all", exit_once)
+    result, _ = sweep("--model", "fno", "--data", "ns2d", "--sweep-id", "rq", *SMOKE)
+    assert result.exit_code != 0
+    run = RunDir.of("rq-000")
+    assert run.read_status()["state"] == "interrupted"
+    assert json.loads((SweepDir("rq").path / "jobs" / "000.json").read_text())["state"] == "interrupted"
+    job_spec = JobSpec(0, 1, "rq-000", False, SweepDir("rq").load_plan().points[0].label())
+    requeued = RequeueableJob().checkpoint(str(paths.home()), "rq", job_spec)
+    assert requeued.args[2].resume is True
+    # SLURM restarted the job itself (no checkpoint asked): the status still says running, on another node
+    run.write_status("running", host="node17")
+    record = RequeueableJob()(str(paths.home()), "rq", dataclasses.replace(job_spec, resume=False))
+    assert record["state"] == "finished", record
+    assert "resumed from step 2" in (run.path / "log.txt").read_text()
+
+
 def test_submitit_local_runs_each_job_in_its_own_process(fresh_home):
     pytest.importorskip("submitit")
     result, outcome = sweep("--model", "fno", "--data", "ns2d", "--seed", "0,1", "--launcher", "submitit-local",

@@ -78,7 +78,40 @@ def _execute(sweep_id: str, index: int, run_id: str, resume: bool) -> dict[str, 
     if config_hash(cfg) != plan.config_hashes[index]:
         raise UsageError(f"the config of '{plan.points[index].label()}' differs from the one planned (pdeb, a plugin "
                          f"or the config file changed since); start a new sweep")
-    return dict(execute(cfg, resume=resume, quiet=False).results or {})
+    return dict(execute(cfg, resume=resume or _ran_before(run_id), quiet=False).results or {})
+
+
+def _ran_before(run_id: str) -> bool:
+    """Whether this attempt's run exists already: its job ran before and is running again (SLURM
+    requeued it after a time limit or a preemption), or the sweep resumes it. One job runs one
+    instance at a time, so a ``running`` status left on another machine is stale: it is
+    recorded as interrupted, for the run to resume. On this machine a live process is checked."""
+    import socket
+
+    from pdebench_core.rundir import RunDir
+
+    run = RunDir.of(run_id)
+    if not run.path.is_dir():
+        return False
+    if run.state() == "running" and run.read_status().get("host") != socket.gethostname():
+        run.restate("interrupted", "its job ended on another machine; resumed by the sweep")
+    return True
+
+
+class RequeueableJob:
+    """:func:`run_job` as submitit runs it: when SLURM signals a time limit or a preemption
+    (``USR2``), submitit asks :meth:`checkpoint` for the job to requeue, which resumes the run."""
+
+    def __call__(self, home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
+        return run_job(home, sweep_id, job)
+
+    def checkpoint(self, home: str, sweep_id: str, job: JobSpec) -> Any:
+        """The same attempt again, resuming its run from the last checkpoint."""
+        from dataclasses import replace
+
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, home, sweep_id, replace(job, resume=True))
 
 
 def run_job(home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
@@ -107,7 +140,7 @@ def run_job(home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
     try:
         with _output_to(log), _grouped_under(sweep_id):
             results = _execute(sweep_id, job.index, job.run_id, job.resume)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: submitit ends a job it requeued
         sweep.write_job(job.index, state="interrupted", **fields)
         raise
     except PdebError as exc:

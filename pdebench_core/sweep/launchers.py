@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from pdebench_core import paths
 from pdebench_core.errors import UsageError
-from pdebench_core.sweep.jobs import JobSpec, run_job
+from pdebench_core.sweep.jobs import JobSpec, RequeueableJob, run_job
 from pdebench_core.sweep.store import SweepDir
 
 LAUNCHERS = ("local", "submitit-local", "submitit-slurm")
@@ -126,7 +126,7 @@ def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, 
     home = str(paths.home())
     if launcher == "submitit-slurm":
         with executor.batch():  # one job array
-            handles = [executor.submit(run_job, home, sweep.sweep_id, job) for job in jobs]
+            handles = [executor.submit(RequeueableJob(), home, sweep.sweep_id, job) for job in jobs]
         sweep.write_submissions({job.index: _entry(launcher, job, h) for job, h in zip(jobs, handles)})
         for job, handle in zip(jobs, handles):
             report("submitted", job, {"job_id": handle.job_id})
@@ -138,7 +138,7 @@ def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, 
     while pending or running:
         while pending and len(running) < limit:
             job = pending.pop(0)
-            handle = executor.submit(run_job, home, sweep.sweep_id, job)
+            handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
             sweep.write_submissions({job.index: _entry(launcher, job, handle)})
             report("start", job, {"job_id": handle.job_id})
             running.append((job, handle))
