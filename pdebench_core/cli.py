@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from pdebench_core.cli_common import friendly
+from pdebench_core.cli_common import friendly, outlive_the_reader
 from pdebench_core.errors import PdebError, ResultsUndelivered, UsageError
 
 app = typer.Typer(
@@ -205,7 +205,8 @@ def run(
     if (nproc_per_node > 1 or nodes) and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(launcher.launch_torchrun(nproc_per_node, cfg, resume, nodes))
     try:
-        ctx = execute(cfg, resume=bool(resume), quiet=quiet)
+        with outlive_the_reader():
+            ctx = execute(cfg, resume=bool(resume), quiet=quiet)
     except BaseException as exc:
         if isinstance(exc, ResultsUndelivered):  # computed and kept: shown above the error, as for any run
             _print_results(exc)
@@ -336,6 +337,11 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except SystemExit as exc:  # a closed pipe met by click (it wraps stdout) or rich (`pdeb --help | head`)
+        closed = type(sys.stdout).__name__ == "PacifyFlushWrapper" or isinstance(exc.__context__, BrokenPipeError)
+        if exc.code == 1 and closed:
+            sys.exit(141)  # as for a command: see cli_common.user_errors
+        raise
     sys.exit(result if isinstance(result, int) else 0)
 
 

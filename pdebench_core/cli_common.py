@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
@@ -57,6 +58,47 @@ def user_errors() -> Iterator[None]:
         # killed by SIGPIPE does (128 + 13), and keep Python from failing to flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(141) from None
+
+
+class _OutlivesReader:
+    """A text stream that survives its reader: once a write meets a closed pipe, the stream's
+    file descriptor is pointed at the null device and writing goes on silently."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_null()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_null()
+
+    def _to_null(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def outlive_the_reader() -> Iterator[None]:
+    """For long commands (``pdeb run``, ``pdeb sweep``): output piped to a reader that stops early
+    (``pdeb run ... 2>&1 | head``, a closed terminal's ``tee``) no longer ends the work; what
+    is not printed is still in the run's log."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _OutlivesReader(sys.stdout), _OutlivesReader(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def stdout_reader_gone() -> bool:

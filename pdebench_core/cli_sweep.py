@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from pdebench_core.cli_common import friendly
+from pdebench_core.cli_common import friendly, outlive_the_reader
 from pdebench_core.errors import UsageError
 
 
@@ -121,8 +121,9 @@ def sweep_command(
     points = combinations(model, data, seed, settings or [])
     shared = Shared(task=task, profile=profile, config_file=str(config.resolve()) if config else None, device=device)
     plan = make_plan(points, shared, sweep_id=sweep_id, command=command_line())
-    outcome = run_sweep(plan, launcher, options, retry_failed=retry_failed, report=_report,
-                        announce=lambda line: typer.echo(line, err=True))
+    with outlive_the_reader():
+        outcome = run_sweep(plan, launcher, options, retry_failed=retry_failed, report=_report,
+                            announce=lambda line: typer.echo(line, err=True))
     if as_json:
         typer.echo(json.dumps(_as_json(outcome), indent=2, default=str))
     else:

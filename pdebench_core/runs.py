@@ -101,7 +101,11 @@ class RunContext:
         if not self.quiet:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)
+            try:
+                Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)
+            except (BrokenPipeError, SystemExit):  # rich's answer to a closed pipe (`pdeb run ... 2>&1 | head`)
+                # The reader is gone, not the run: it goes on, logging to log.txt only.
+                self.quiet = True
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """Send per-step training metrics to every sink."""

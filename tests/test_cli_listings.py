@@ -82,7 +82,7 @@ def test_listings_show_each_components_settings_and_defaults():
 
 
 
-@pytest.mark.parametrize("args", [("leaderboard", "--source", "pdebench"), ("models", "--json")])
+@pytest.mark.parametrize("args", [("leaderboard", "--source", "pdebench"), ("models", "--json"), ("--help",)])
 def test_a_reader_that_stops_early_ends_the_command_quietly(args, tmp_path):
     """``pdeb leaderboard | head``: the closed pipe ends the command as SIGPIPE ends a Unix tool
     (exit 141), with nothing on stderr, not rich's exit 1 or a traceback."""
@@ -96,3 +96,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(args, tmp_path):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141, stderr
     assert stderr == ""
+
+
+def test_a_run_outlives_a_reader_that_stops_early(tmp_path):
+    """``pdeb run ... 2>&1 | head -1``: the run goes on to the end, logging to its log only."""
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data",
+                                "burgers1d", "--profile", "smoke", "--run-id", "piped", "train.max_steps=3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PDEB_HOME": str(tmp_path)})
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=300) == 0
+    status = json.loads((tmp_path / "runs" / "piped" / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert "run piped finished" in (tmp_path / "runs" / "piped" / "log.txt").read_text()
