@@ -9,11 +9,12 @@ reads the SQLite store and the published CSV files without importing torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -197,11 +198,35 @@ def _reproduce_run(run_id: str, execute: bool, new_run_id: str | None, as_json: 
         raise UsageError(f"'{run_id}' ran on several machines: --execute cannot start them; run the printed command "
                          f"on each machine")
     argv = [sys.executable, "-m", "pdebench_core.cli", *repro.argv[1:]]
-    code = subprocess.call(argv)
-    if code != 0:
-        typer.echo(f"error: the rerun failed with exit code {code}", err=True)
-        raise typer.Exit(code)
+    code = _run_forwarding_signals(argv)
+    if code != 0:  # the rerun printed its own error line
+        raise typer.Exit(code if code > 0 else 128 - code)
     _compare(repro.run_id, repro.new_run_id, as_json)
+
+
+def _run_forwarding_signals(argv: list[str]) -> int:
+    """Run the rerun as a child and wait for it; SIGTERM, SIGHUP and Ctrl-C sent to this process
+    alone (``timeout``, a scheduler) are passed on, so the rerun ends as interrupted instead of
+    training on as an orphan or being killed with its status left ``running``."""
+    import signal
+
+    child = subprocess.Popen(argv)
+    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None]
+
+    def forward(number: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(number)
+
+    previous = {sig: signal.signal(sig, forward) for sig in wanted}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # only if a handler let it through; the child got it too
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _compare(original: str, rerun: str, as_json: bool) -> None:

@@ -782,3 +782,24 @@ def test_the_leaderboard_command_reports_a_malformed_user_table_in_one_line(tmp_
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "mine.csv has no column 'model'" in result.stderr
+
+
+def test_reproduce_execute_passes_a_termination_signal_on_to_the_rerun():
+    """``timeout`` or a scheduler signals the reproduce process alone: the rerun must get it too,
+    to end as interrupted rather than train on as an orphan."""
+    import signal
+    import sys
+    import threading
+
+    from pdebench_core.cli_results import _run_forwarding_signals
+
+    child = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+             "print('ready', flush=True); time.sleep(60)")
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert _run_forwarding_signals([sys.executable, "-c", child]) == 7
+    finally:
+        timer.cancel()
+    assert signal.getsignal(signal.SIGTERM) == before  # this process's own handling is back
