@@ -224,5 +224,5 @@ def stopped_peer_message(my_rank: int, world_size: int, timeout_s: float) -> str
                 f"still running; raise train.dist_timeout if steps, evaluation or checkpoints take that long")
     else:
         who = "rank " + ", ".join(map(str, silent))
-    return (f"{who} stopped responding: no answer to a collective within train.dist_timeout={timeout_s:g} s "
-            f"(killed, out of memory or hung); see that process's output, then resume with 'pdeb run --resume'")
+    return (f"{who} stopped taking part (stopped, killed, out of memory, or hung past train.dist_timeout="
+            f"{timeout_s:g} s); see that process's output, then resume with 'pdeb run --resume'")

@@ -119,6 +119,8 @@ def check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[st
     if not host or not port.isdigit():
         raise UsageError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT that every machine can reach "
                          f"(got {endpoint!r})")
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"--rdzv-endpoint {endpoint}: port {port} is not a TCP port; use one in 1..65535")
     return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
             f"--rdzv-endpoint={endpoint}", f"--rdzv-id=pdeb-{endpoint}"]
 
@@ -156,20 +158,25 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
             os.environ.pop(WORKER_ERRORS, None)
         print_worker_errors(Path(errors))
     if code:
-        record_launch_outcome(run_id, code, failures)
+        node_rank = next((int(a.split("=", 1)[1]) for a in nodes if a.startswith("--node-rank=")), 0)
+        record_launch_outcome(run_id, code, failures, node_rank)
     return code
 
 
-def record_launch_outcome(run_id: str, code: int, failures: list[str]) -> None:
+def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank: int = 0) -> None:
     """Keep ``status.json`` true after a multi-process run ended badly. When one process fails,
     torchrun stops the others with SIGTERM: process 0 may then have recorded "stopped by
-    SIGTERM", or nothing at all; the launcher knows which process failed."""
+    SIGTERM", or nothing at all; the launcher knows which process failed. On a machine other
+    than the first (``node_rank`` > 0), processes fail because the first one's were stopped: an
+    ``interrupted`` the first recorded stays."""
     from pdebench_core.rundir import RunDir
 
     run = RunDir.of(run_id)
     if not run.status_file.is_file():
         return  # refused before the run directory was made
     status = run.read_status()
+    if node_rank > 0 and status.get("state") == "interrupted":
+        return
     stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
     if not stopped:
         return  # process 0 recorded its own error (or the run finished)

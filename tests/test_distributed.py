@@ -382,6 +382,21 @@ def test_the_launcher_keeps_the_status_of_a_failed_multi_process_run_true(tmp_pa
     assert (status["state"], status["error"]) == expected and status["started"] == 1.0
 
 
+def test_a_second_machine_keeps_the_interrupted_the_first_recorded(tmp_path, monkeypatch):
+    """Node 0 stopped by SIGTERM: node 1's processes lose their peers and fail, which must not
+    turn the truthful 'interrupted' into 'failed'."""
+    from pdebench_core import launcher
+    from pdebench_core.rundir import RunDir
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    run = RunDir.create("two-nodes")
+    run.write_status("interrupted", error="stopped by SIGTERM")
+    launcher.record_launch_outcome("two-nodes", 1, ["process of rank 1 failed with exit code 1"], node_rank=1)
+    assert run.read_status()["state"] == "interrupted"
+    launcher.record_launch_outcome("two-nodes", 1, ["process of rank 1 failed with exit code 1"], node_rank=0)
+    assert run.read_status()["state"] == "failed"  # on one machine the launcher knows the failing rank
+
+
 def test_a_peer_lost_during_a_sharded_save_is_not_called_a_disk_failure(tmp_path, monkeypatch):
     from pdebench_core.checkpoint import save_sharded
     from pdebench_core.errors import DataError
@@ -512,7 +527,7 @@ def test_a_stopped_peer_is_named_instead_of_hanging(tmp_path):
         rank1.kill()
         rank1.wait()
     message = (tmp_path / "message.txt").read_text()
-    assert message.startswith("rank 1 stopped responding") and "train.dist_timeout=2 s" in message
+    assert message.startswith("rank 1 stopped taking part") and "train.dist_timeout=2 s" in message
     assert "\n" not in message
 
 
@@ -572,7 +587,7 @@ def test_pdeb_run_names_a_stopped_process(fresh_home):
         os.kill(rank1, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert "error: rank 1 stopped responding" in stderr and "train.dist_timeout=5 s" in stderr
+    assert "error: rank 1 stopped taking part" in stderr and "train.dist_timeout=5 s" in stderr
 
 
 def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fresh_home):

@@ -48,6 +48,7 @@ def test_two_nodes_train_like_one_process(tmp_path):
     (["--nnodes", "2", "--rdzv-endpoint", "nohost"], "needs --rdzv-endpoint HOST:PORT"),
     (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank 2 must lie in 0..1"),
     (["--nnodes", "0"], "--nnodes 0 must be at least 1"),
+    (["--nnodes", "2", "--rdzv-endpoint", "h:99999"], "port 99999 is not a TCP port; use one in 1..65535"),
 ])
 def test_bad_node_options_are_one_line(args, message, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
