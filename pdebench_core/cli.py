@@ -87,6 +87,9 @@ def models(
     profile: str = typer.Option("small", "--profile", help="Profile whose model settings to count."),
 ) -> None:
     """List registered models (with parameter counts for --data)."""
+    from pdebench_core.config import check_profile
+
+    check_profile(profile)
     if data is None:
         if overrides:
             raise UsageError(f"settings ({overrides[0]}, ...) apply to the dataset of --data; add --data NAME")
@@ -189,7 +192,12 @@ def run(
     from pdebench_core.resume import resumed_config
     from pdebench_core.runner import execute
 
+    if resume is not None and not resume.strip():
+        raise UsageError("--resume is empty; give the id of the run to continue ('pdeb runs' lists them)")
     if horizon is not None:
+        given = next((o for o in overrides or [] if o.startswith("eval.horizon=")), None)
+        if given is not None and given != f"eval.horizon={horizon}":
+            raise UsageError(f"--horizon {horizon} and {given} contradict each other; give one of them")
         overrides = [*(overrides or []), f"eval.horizon={horizon}"]
     if resume:
         if run_id is not None:
@@ -330,7 +338,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except _click_usage_errors() as exc:  # click would draw a box of several lines
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "pdeb"
-        print(f"error: {exc.format_message().rstrip('.')}; see '{command} --help'", file=sys.stderr)
+        message = exc.format_message().rstrip(".")
+        if message:  # none when a group was called without a command: its help is already printed
+            print(f"error: {message}; see '{command} --help'", file=sys.stderr)
         sys.exit(exc.exit_code)
     except (typer.Abort, *_click_aborts()):  # Ctrl-C at a prompt
         print("interrupted", file=sys.stderr)

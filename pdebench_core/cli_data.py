@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from pdebench_core.cli_common import user_errors
-from pdebench_core.errors import PdebError
+from pdebench_core.errors import PdebError, UsageError
 
 data_app = typer.Typer(
     help="Inspect, verify, convert, download and generate datasets; compute their statistics.",
@@ -41,6 +41,8 @@ def _path_or_url(text: str) -> str | Path:
     """A URL as typed (a ``Path`` would fold its ``//``), anything else as a local path."""
     from pdebench_core.data.remote import is_url, local_or_url
 
+    if not text.strip():  # Path("") is the current folder
+        raise UsageError("the path is empty; give a data file, a folder or a URL")
     text = local_or_url(text)
     return text if is_url(text) else Path(text)
 
@@ -93,7 +95,13 @@ def verify(
     from pdebench_core.data.verify import verify_file
 
     with user_errors():
-        problems = verify_file(_path_or_url(path), scan=not quick)
+        target = _path_or_url(path)
+        if isinstance(target, Path) and not target.exists():
+            raise UsageError(f"{path}: no such file; give a canonical pdeb HDF5 file or its URL")
+        if isinstance(target, Path) and target.is_dir():
+            raise UsageError(f"{path} is a folder; 'pdeb data verify' checks one canonical file ('pdeb data info' "
+                             f"describes a folder)")
+        problems = verify_file(target, scan=not quick)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if as_json:

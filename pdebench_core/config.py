@@ -38,13 +38,36 @@ def _omegaconf():
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """Turn ``["train.lr=1e-3", ...]`` into a nested dict; malformed items are usage errors."""
     items = list(overrides or [])
+    given: dict[str, str] = {}
     for item in items:
         if "=" not in item or item.startswith("="):
-            raise UsageError(f"override '{item}' is not key=value; write e.g. train.max_steps=100")
+            raise UsageError(f"override '{_shown(item)}' is not key=value; write e.g. train.max_steps=100")
+        key, value = item.split("=", 1)
+        if key in given and given[key] != value:  # one of the two would be dropped in silence
+            raise UsageError(f"setting '{key}' is given twice ({_shown(given[key])} and {_shown(value)}); give it once")
+        given[key] = value
     try:
         return _omegaconf().to_container(_omegaconf().from_dotlist(items))  # type: ignore[return-value]
     except Exception as exc:
-        raise UsageError(f"cannot parse overrides {items}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"cannot parse overrides {_shown(' '.join(items))}: {parse_problem(exc)}") from None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """``text``, or its first ``limit`` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def parse_problem(exc: BaseException) -> str:
+    """What a YAML or override parser found wrong, with where: ``found duplicate key 'lr' (line
+    3, column 1)``; the problem itself, not only the context line a parser starts with."""
+    problem = getattr(exc, "problem", None)
+    if problem:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        context = getattr(exc, "context", None)
+        return f"{context + ': ' if context else ''}{problem}{where}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return _shown(" ".join(lines[:3]) or type(exc).__name__, 200)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -57,7 +80,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = _omegaconf().to_container(_omegaconf().load(path))
     except Exception as exc:
-        raise UsageError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"config file {path} is not valid YAML: {parse_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a mapping with sections {', '.join(SECTIONS)}")
     return data
@@ -102,7 +125,9 @@ def _reason(exc: Exception, base: Any, dotted: str) -> str:
         return f"needs a list, e.g. {dotted}=[{example}]"
     if "of type 'ListConfig'" in message or "of type 'DictConfig'" in message:
         return "needs a single value, not a list or mapping"
-    return message
+    if message.startswith("Incompatible value 'None'"):
+        return f"needs a value ('{dotted}=' gives none); write {dotted}=VALUE"
+    return _shown(message, 200)
 
 
 def profile_of(component: Component | None, profile: str) -> dict[str, Any]:
@@ -192,8 +217,14 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
                     f"unknown section '{key}' in {origin}{did_you_mean(key, SECTIONS)}; "
                     f"sections are {', '.join(SECTIONS)}"
                 )
+    for option, value in (("--task", task), ("--profile", profile), ("--config", config_file)):
+        if value is not None and not str(value).strip():
+            raise UsageError(f"{option} is empty; give a value or leave the option out")
     for option, value, section, key in (("--model", model, "model", "name"), ("--task", task, "run", "task"),
-                                        ("--profile", profile, "run", "profile")):
+                                        ("--profile", profile, "run", "profile"),
+                                        ("--seed", run_options.get("seed"), "run", "seed"),
+                                        ("--device", run_options.get("device"), "run", "device"),
+                                        ("--run-id", run_options.get("run_id"), "run", "run_id")):
         _check_not_contradicted(option, value, section, key, cli)  # a config file's value yields to the option
     run_cli = {k: v for k, v in run_options.items() if v is not None}
     if task:
@@ -346,7 +377,7 @@ def config_hash(cfg: Any) -> str:
 def _check_not_contradicted(option: str, value: Any, section: str, key: str, *layers: Mapping[str, Any]) -> None:
     """Refuse ``--model fno model.name=unet`` and the like on one command line: one of the two
     would be dropped in silence. (A config file's value yields to the option, as documented.)"""
-    if not value:
+    if value is None or value == "":
         return
     for layer in layers:
         given = (layer.get(section) or {}).get(key) if isinstance(layer.get(section), Mapping) else None

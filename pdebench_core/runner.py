@@ -264,6 +264,9 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
     except BaseException as exc:
         if ctx.is_main:
             _record_failure(run_dir, resume, before, exc, previous_config)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) and RunDir(run_dir).state() == "interrupted":
+                with contextlib.suppress(Exception):  # a closed terminal must not hide the cause
+                    ctx.log(f"run {ctx.run_id} interrupted; 'pdeb run --resume {ctx.run_id}' continues it")
         raise
     if ctx.is_main:
         undelivered = undelivered_results(ctx)

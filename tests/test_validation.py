@@ -47,6 +47,8 @@ def test_seed_outside_torch_range_is_refused(seed):
     ("1: 2\n", "key 1 is not a name"),
     ("model: [1, 2]\n", "section 'model' must be a mapping"),
     ("train:\n  3: 4\n", "key 3 in section 'train' is not a setting name"),
+    ("train:\n  lr: 1\n  lr: 2\n", "found duplicate key lr (line 3, column 3)"),
+    ("train: {lr: 1\n", "line 2"),
 ])
 def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     path = tmp_path / "run.yaml"
@@ -68,6 +70,14 @@ def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     (["--data", "ns2d", "run.profile=paper"], "--profile smoke and run.profile=paper contradict each other"),
     (["--data", "ns2d", "model.name=unet"], "--model fno and model.name=unet contradict each other"),
     (["--data", "ns2d", "eval.metrics=[]"], "eval.metrics is empty; name at least one metric"),
+    (["--data", "ns2d", "train.lr=1", "train.lr=2"], "setting 'train.lr' is given twice (1 and 2); give it once"),
+    (["--data", "ns2d", "--seed", "4", "run.seed=3"], "--seed 4 and run.seed=3 contradict each other"),
+    (["--data", "ns2d", "--run-id", "a", "run.run_id=b"], "--run-id a and run.run_id=b contradict each other"),
+    (["--data", "ns2d", "--horizon", "2", "eval.horizon=3"], "--horizon 2 and eval.horizon=3 contradict"),
+    (["--data", "ns2d", "--task", ""], "--task is empty; give a value or leave the option out"),
+    (["--data", "ns2d", "--config", ""], "--config is empty"),
+    (["--data", "ns2d", "--resume", ""], "--resume is empty"),
+    (["--data", "ns2d", "train.lr="], "needs a value ('train.lr=' gives none)"),
     (["--data", "ns2d", "run.sinks=[]"], "run.sinks is empty, so no result would be kept"),
     (["--data", "ns2d", "--nproc-per-node", "2", "train.batch_size=3"],
      "train.batch_size=3 must be divisible by processes x train.grad_accum = 2 x 1"),  # before launching
@@ -190,11 +200,12 @@ def test_settings_the_file_agrees_with_and_split_sizes_are_allowed(tmp_path):
     assert cfg.data.burgers1d.n_train == 2
 
 
-@pytest.mark.parametrize("metric", [",", "l2re,rmse", " , "])
-def test_pivot_with_no_or_several_metrics_is_one_line(metric, tmp_path, monkeypatch):
+@pytest.mark.parametrize("metric, message", [(",", "--metric names nothing"), ("l2re,rmse", "--pivot shows one metric"),
+                                             (" , ", "--metric names nothing")])
+def test_pivot_with_no_or_several_metrics_is_one_line(metric, message, tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
     result = runner.invoke(app, ["leaderboard", "--metric", metric, "--pivot"])
-    assert result.exit_code == 2 and "--pivot shows one metric" in result.output, result.output
+    assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
 
 
