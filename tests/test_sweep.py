@@ -258,6 +258,10 @@ def test_submitit_local_runs_each_job_in_its_own_process(fresh_home):
     pids = {int(submitted[str(e["index"])]["job_id"]) for e in entries}
     assert len(pids) == 2 and os.getpid() not in pids
     assert len(store_rows(e["run_id"] for e in entries)) == 2
+    from pdebench_core.sweep.store import SweepDir
+
+    recorded = (fresh_home / "runs" / entries[0]["run_id"] / "command.txt").read_text().strip()
+    assert recorded == SweepDir(outcome["sweep_id"]).load_plan().command and "_submit" not in recorded
     again, second = sweep("--model", "fno", "--data", "ns2d", "--seed", "0,1", *SMOKE)  # local launcher: same runs
     assert second["started"] == 0
 
