@@ -118,3 +118,19 @@ def fit_hint(written_with: Mapping[str, Any] | None, now: Mapping[str, Any] | No
     profile = f" (--profile {differing['run.profile'][0]})" if "run.profile" in differing else ""
     return (f"; its run had {theirs}{more} (this run: {ours}): give the same settings{profile}, or for dpot "
             f"start from it with model.init, which adapts the grid, input frames and channels")
+
+
+def run_of_checkpoint(ref: str | None) -> str | None:
+    """The id of the run whose weights ``ref`` names: a run id, or a file in a run's
+    ``checkpoints`` folder; ``None`` for anything else (a released file, a URL)."""
+    if not ref or as_url(local_or_url(str(ref))) is not None:
+        return None
+    runs = paths.runs_dir()
+    if "/" not in str(ref) and (runs / str(ref)).is_dir():
+        return str(ref)
+    try:
+        path = Path(str(ref)).expanduser().resolve()
+        inside = path.relative_to(runs.resolve()).parts
+    except (OSError, ValueError):  # outside the runs folder, or a name the system refuses
+        return None
+    return inside[0] if len(inside) >= 3 and inside[1] == "checkpoints" else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from pdebench_core import plugins
@@ -131,6 +132,53 @@ def guard_evaluation_split(ctx: RunContext, datasets: dict[str, Any]) -> None:
         check_no_leakage(datasets, "train", ctx.cfg.eval.split)
 
 
+def guard_against_weights_source(ctx: RunContext, datasets: dict[str, Any], training: bool) -> None:
+    """Refuse (warn, for an evaluation) evaluation trajectories that the run whose weights this
+    one starts from (``task.checkpoint`` or ``model.init`` naming a run) trained on: a
+    pre-trained model scored on its own pre-training data looks better than it is.
+
+    Only data read from files can be shared between runs (generated splits are drawn from
+    seeds of their own), so the source run's datasets that read a file, and that have this
+    run's dataset name or file, are read again and compared (:func:`shared_trajectory`).
+    """
+    from pdebench_core.data.leakage import shared_trajectory
+    from pdebench_core.rebuild import saved_config
+    from pdebench_core.weights import run_of_checkpoint
+
+    sources = {run_of_checkpoint(ctx.cfg.task.get(key) if key == "checkpoint" else ctx.cfg.model.get(key))
+               for key in ("checkpoint", "init")} - {None, ctx.run_id}
+    mine = {name: _where(section.get("path")) for name, section in ctx.cfg.data.items()}
+    evaluated = {name: getattr(ds, "inner", ds) for name, ds in datasets.items()}  # as read, not normalised
+    for source in sorted(sources):
+        try:
+            theirs = saved_config(RunDir.of(source).path).data
+            trained = {f"{source}:{name}": plugins.build_dataset_from(name, section)
+                       for name, section in theirs.items() if section.get("path") and (
+                           name in mine or _where(section.get("path")) in mine.values())}
+            found = shared_trajectory(trained, evaluated, "train", str(ctx.cfg.eval.split)) if trained else None
+        except PdebError as exc:
+            ctx.log(f"warning: could not check whether run {source}, whose weights this run starts from, trained "
+                    f"on this run's {ctx.cfg.eval.split} trajectories: {exc}")
+            continue
+        if found is None:
+            continue
+        name, index, origin, origin_index = found
+        message = (f"{ctx.cfg.eval.split} trajectory {index} of '{name}' is train trajectory {origin_index} of "
+                   f"'{origin.split(':', 1)[1]}' in run {source}, whose weights this run starts from: it would be "
+                   f"scored on data it was trained on")
+        if training and not ctx.cfg.task.get("allow_test_overlap", False):
+            raise UsageError(f"{message}; split the data so that the runs do not share trajectories, or set "
+                             f"task.allow_test_overlap=true")
+        ctx.log(f"warning: {message}")
+
+
+def _where(path: Any) -> str | None:
+    """A data path as compared between runs: a local one resolved, a URL as given."""
+    if not path:
+        return None
+    return str(path) if "://" in str(path) else str(Path(str(path)).expanduser().resolve())
+
+
 def plan(ctx: RunContext, datasets: dict[str, Any]) -> Mixture:
     """The common grid/channels of the run's datasets and the model's spec."""
     return plan_mixture(datasets, t_out=int(ctx.cfg.train.t_out), resolution=int(ctx.cfg.train.resolution),
@@ -185,6 +233,7 @@ def prepare(ctx: RunContext, training: bool = True) -> tuple[dict[str, Any], Mix
     mixture = plan(ctx, datasets)
     if training:
         guard_evaluation_split(ctx, datasets)
+    guard_against_weights_source(ctx, datasets, training)
     model = build_model(ctx, mixture)
     return datasets, pad_for_model(mixture, model), model
 

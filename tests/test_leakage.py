@@ -57,3 +57,32 @@ def test_two_datasets_reading_one_file_with_different_splits_are_refused(fresh_h
                            overrides=[*overrides, "task.allow_test_overlap=true", "train.max_steps=1",
                                       "train.batch_size=2"])
     assert execute(allowed, quiet=True).results
+
+
+def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on(fresh_home, tmp_path):
+    """Pre-train on a file, then fine-tune (or evaluate) from that run on another split of the
+    same file: the test trajectories were pre-training data."""
+    path = tmp_path / "mine.hdf5"
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = rng.standard_normal((8, 12, 8, 8)).astype(np.float32)
+        f["t-coordinate"] = np.linspace(0, 1, 13, dtype=np.float32)
+        f["x-coordinate"] = np.linspace(0, 1, 8, dtype=np.float32)
+    tiny = ["model.width=4", "model.modes=2", "model.n_layers=1", "train.max_steps=1", "train.batch_size=2"]
+    data = [f"data.ns2d.path={path}", "data.ns2d.n_val=1", "data.ns2d.n_test=1"]
+    execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="pre", device="cpu",
+                         overrides=[*tiny, *data, "data.ns2d.n_train=6"]), quiet=True)
+    later = [*tiny, f"data.ns2d.path={path}", "data.ns2d.n_train=1", "data.ns2d.n_val=1", "data.ns2d.n_test=6"]
+    with pytest.raises(UsageError, match=r"test trajectory 0 of 'ns2d' is train trajectory 2 of 'ns2d' in run pre, "
+                                         r"whose weights this run starts from"):
+        execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="tuned",
+                             device="cpu", overrides=[*later, "task.checkpoint=pre"]), quiet=True)
+    evaluated = execute(build_config(model="fno", data="ns2d", task="evaluate", profile="smoke", run_id="scored",
+                                     device="cpu", overrides=[*later[:3], *later[5:], "task.checkpoint=pre"]),
+                        quiet=True)
+    assert "whose weights this run starts from" in (evaluated.run_dir / "log.txt").read_text()
+    # test trajectories the pre-training never saw: no word
+    apart = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="apart",
+                                 device="cpu", overrides=[*tiny, *data, "data.ns2d.n_train=6",
+                                                          "task.checkpoint=pre"]), quiet=True)
+    assert "whose weights" not in (apart.run_dir / "log.txt").read_text()
