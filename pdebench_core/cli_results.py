@@ -130,6 +130,10 @@ def reproduce_command(
     finetune_epochs: int = typer.Option(
         0, "--finetune-epochs", help="Protocol: fine-tune for N epochs of each dataset instead of "
                                      "--finetune-steps (the published fine-tuned cells are 200)."),
+    pretrain_command: bool = typer.Option(
+        False, "--pretrain-command", help="Protocol: print the 'pdeb run' command that pre-trains DPOT on the "
+                                          "training files under --data-root as the released checkpoints were."),
+    size: str = typer.Option("ti", "--size", help="Protocol, with --pretrain-command: the DPOT size (ti, s, m, l)."),
 ) -> None:
     """Rerun a run from its saved config, or run a protocol on a released checkpoint.
 
@@ -138,8 +142,15 @@ def reproduce_command(
     --finetune-epochs) on every
     dataset of the protocol under --data-root, beside the published numbers.
     """
-    from pdebench_core.protocols import find_protocol
+    from pdebench_core.protocols import find_protocol, load_protocol
 
+    if pretrain_command:
+        from pdebench_core.protocol_pretraining import pretraining_command
+
+        if data_root is None or checkpoint is not None:
+            raise UsageError("--pretrain-command needs --data-root DIR (the training files), and no --checkpoint")
+        typer.echo(pretraining_command(load_protocol(target), data_root, size))
+        return
     if checkpoint is not None or data_root is not None or find_protocol(target) is not None:
         _reproduce_protocol(target, checkpoint, data_root, (finetune_steps, finetune_epochs), fmt, device,
                             published, max_trajectories, finetune_batch_size,

@@ -408,3 +408,36 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, full_root, checkpoint, args,
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and message in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_the_pretraining_command_reads_every_training_file_as_the_official_loader(tmp_path, protocol):
+    """`pdeb reproduce dpot-table1 --pretrain-command`: every column's first train_size training
+    trajectories, no validation split, the size's batch, noise and weights; a config that builds."""
+    import shlex
+
+    from pdebench_core.config import build_config
+    from pdebench_core.protocol_pretraining import dataset_names
+
+    for column in protocol.columns:
+        write_column(tmp_path, column, n_train=2)
+    result = invoke("reproduce", "dpot-table1", "--pretrain-command", "--data-root", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    argv = shlex.split(result.output.strip())
+    names = dataset_names(protocol)
+    assert len(set(names.values())) == 12 and names["cns_M1_eta0.1"] == "cfd2d-m1-eta1e-1"
+    settings = dict(item.split("=", 1) for item in argv if "=" in item)
+    for column in protocol.columns:
+        name = names[column.key]
+        assert settings[f"data.{name}.path"] == str(tmp_path / column.train)
+        assert settings[f"data.{name}.n_train"] == str(column.train_size) and settings[f"data.{name}.n_val"] == "0"
+        assert settings[f"data.{name}.n_test"] == str(column.test_size)
+    ti = protocol.pretraining["sizes"]["ti"]
+    assert settings["train.batch_size"] == str(ti["num_gpus"] * ti["batch_per_gpu"]) == "120"
+    assert float(settings["task.noise_scale"]) == ti["noise_scale"] and settings["data.swe2d.weight"] == "20"
+    assert "data.cfdbench.weight" not in settings  # weight 1: left to the default
+    options = dict(zip(argv[2::2], argv[3::2]))
+    cfg = build_config(model="dpot", data=options["--data"], task="pretrain", profile="paper",
+                       overrides=[item for item in argv if "=" in item and not item.startswith("--")])
+    assert cfg.train.batch_size == 120 and cfg.data["ns2d-nu1e-4"].n_train == 9800
+    refused = invoke("reproduce", "dpot-table1", "--pretrain-command", "--data-root", str(tmp_path), "--size", "xl")
+    assert refused.exit_code == 2 and "no pre-training of size 'xl'" in refused.output
