@@ -277,8 +277,10 @@ class Trainer:
         with self.parallel.gradient_sync(sync):
             with autocast_for(self.device, self.train.precision):
                 loss = self.objective(self.forward_model, x, y, mask, perturb)
-            # Summed over samples (DPOT's convention); DDP and FSDP average over ranks, so
-            # scale back up: the gradient is the sum over the global batch however it is split.
+            # Summed over samples, as DPOT's loss is; DDP and FSDP average over ranks, so scale
+            # back up: the gradient is the sum over the global batch however it is split, and
+            # one process reproduces a multi-process run. (DPOT's own multi-GPU script lets DDP
+            # average: its gradient is that sum divided by its number of GPUs.)
             (loss * self.world_size).backward()
         self._step_loss = self._step_loss + loss.detach().double()
         return x.shape[0]
