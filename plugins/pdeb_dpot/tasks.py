@@ -44,9 +44,12 @@ class FinetuneConfig(TrainTaskConfig):
         checkpoint: Weights to start from: a checkpoint file (ours or a released DPOT file)
             or a run id. Loaded strictly into the whole model. For DPOT, ``model.init`` with
             ``model.init_components`` selects components instead (e.g. 2D -> 3D).
+        from_scratch: Train from the model's own initial weights with the fine-tuning recipe:
+            a baseline (FNO, a DPOT not pre-trained) on the same footing as a fine-tuned model.
     """
 
     checkpoint: Optional[str] = None
+    from_scratch: bool = False
 
 
 def resolve_noise_scale(task_cfg: Any, model_cfg: Any) -> float:
@@ -102,10 +105,17 @@ def run_finetune(ctx) -> dict[str, Any]:
     from pdebench_core.weights import load_weights
 
     cfg = ctx.cfg
-    if not cfg.task.checkpoint and not cfg.model.get("init"):
-        raise UsageError("finetune needs weights to start from: set task.checkpoint=FILE_OR_RUN_ID "
-                         "(or model.init=FILE for dpot)")
+    weights = cfg.task.checkpoint or cfg.model.get("init")
+    if not weights and not cfg.task.from_scratch:
+        raise UsageError("finetune needs weights to start from: set task.checkpoint=FILE_OR_RUN_ID (or model.init "
+                         "for dpot); for a baseline trained the same way from its own initial weights, set "
+                         "task.from_scratch=true")
+    if weights and cfg.task.from_scratch:
+        raise UsageError(f"task.from_scratch=true and weights to start from ({weights}) contradict each other; "
+                         f"give one of them")
     _, mixture, model = workflow.prepare(ctx)
+    if cfg.task.from_scratch:
+        ctx.log("training from the model's own initial weights with the fine-tuning recipe (task.from_scratch)")
     if cfg.task.checkpoint and not ctx.resume:
         load_weights(model, cfg.task.checkpoint, config=cfg)
         ctx.log(f"starting from {cfg.task.checkpoint}")

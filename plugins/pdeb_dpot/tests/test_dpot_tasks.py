@@ -116,10 +116,22 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
     with pytest.raises(UsageError, match="no checkpoint file or run named 'bsae'"):
         execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="typo",
                              overrides=[*TINY, "model.init=bsae"]), quiet=True)
-    with pytest.raises(UsageError, match="finetune needs weights to start from"):
+    with pytest.raises(UsageError, match="finetune needs weights to start from.*task.from_scratch=true"):
         build_and_run = build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="none",
                                      overrides=TINY)
         execute(build_and_run, quiet=True)
+
+
+def test_a_baseline_trains_from_scratch_with_the_fine_tuning_recipe(home):
+    """FNO beside a fine-tuned DPOT: the same task, recipe and length, from its own initial weights."""
+    fno = ["model.width=4", "model.modes=2", "model.n_layers=1", "train.max_steps=2"]
+    baseline = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="fno-base",
+                                    overrides=[*fno, "task.from_scratch=true"]), quiet=True)
+    assert baseline.cfg.train.optimizer == "adam" and list(baseline.cfg.train.betas) == [0.9, 0.9]
+    assert "with the fine-tuning recipe (task.from_scratch)" in (baseline.run_dir / "log.txt").read_text()
+    with pytest.raises(UsageError, match="task.from_scratch=true and weights to start from"):
+        execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="both",
+                             overrides=[*fno, "task.from_scratch=true", "task.checkpoint=fno-base"]), quiet=True)
 
 
 def test_mixed_dimensions_share_blocks(home):
