@@ -150,6 +150,8 @@ def check_values(cfg: Any) -> None:
         if not str(cfg.run.run_id).strip():
             raise UsageError("--run-id is empty; give a name or leave it out for a generated one")
         validate_run_id(str(cfg.run.run_id))
+    if not _DEVICE.match(str(cfg.run.device)):
+        raise UsageError(f"unknown device '{cfg.run.device}'; use auto, cpu, cuda or cuda:N")
     check_data_sections(cfg)
     check_choices(cfg)
     if not list(cfg.eval.metrics):

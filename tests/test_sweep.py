@@ -118,6 +118,13 @@ def test_finished_run_on_other_data_is_run_again(fresh_home, monkeypatch):
     assert again["combinations"][0]["run_id"] == first["combinations"][0]["run_id"] + "-r2"
 
 
+def test_an_unknown_device_and_a_folder_for_config_are_refused_before_any_job(fresh_home, tmp_path):
+    result, _ = sweep("--model", "fno", "--data", "ns2d", "--profile", "smoke", "--device", "tpu")
+    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output and not run_dirs(fresh_home)
+    result, _ = sweep("--model", "fno", "--data", "ns2d", "--config", str(tmp_path))
+    assert result.exit_code == 2 and "is not a file; pass a YAML file to --config" in result.output
+
+
 def test_unknown_model_is_refused_before_any_job(fresh_home):
     result, _ = sweep("--model", "fno,fnoo", "--data", "ns2d", *SMOKE)
     assert result.exit_code == 2

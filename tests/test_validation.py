@@ -161,6 +161,7 @@ def test_dataset_settings_that_would_be_ignored_are_refused(overrides, message):
     (["eval.precision=fp16"], r"unknown eval.precision 'fp16'"),
     (["train.strategy=zero"], r"unknown train.strategy 'zero'"),
     (["eval.split=bogus"], r"unknown eval.split 'bogus'; use test, val, train"),
+    (["run.device=tpu"], r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
 ])
 def test_word_settings_are_checked_before_compute(overrides, message):
     with pytest.raises(UsageError, match=message):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pdebench_core.errors import UsageError
@@ -105,8 +104,10 @@ def make_plan(points: list[Combination], shared: Shared, sweep_id: str | None = 
     from pdebench_core.config import config_hash
     from pdebench_core.runs import validate_run_id
 
-    if shared.config_file and not Path(shared.config_file).is_file():
-        raise UsageError(f"config file {shared.config_file} does not exist; pass an existing YAML file to --config")
+    if shared.config_file:
+        from pdebench_core.config import load_yaml
+
+        load_yaml(shared.config_file)  # a missing file, a folder or bad YAML: the message pdeb run gives
     hashes = []
     for point in points:
         try:
