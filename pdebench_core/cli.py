@@ -279,12 +279,18 @@ def runs(
         typer.echo(json.dumps(items, indent=2))
         return
     table = Table(title=f"runs in {paths.runs_dir()}")
-    table.add_column("run_id", no_wrap=True)  # copied into 'pdeb report' and '--resume'
-    table.add_column("state", no_wrap=True)
-    table.add_column("error")
+    # Ids and states are copied into 'pdeb report' and '--resume': never cut, whatever the width;
+    # the error column takes what is left and folds.
+    longest_id = max((len(item["run_id"]) for item in items), default=6)
+    table.add_column("run_id", no_wrap=True, min_width=longest_id)
+    table.add_column("state", no_wrap=True, min_width=max((len(item["state"]) for item in items), default=5))
+    table.add_column("error", overflow="fold", min_width=10)
     for item in items:
         table.add_row(item["run_id"], item["state"], item["error"] or "")
-    _console().print(table)
+    console = _console()
+    if not console.is_terminal:  # a pipe or a file: as wide as the ids need
+        console.width = max(console.width, longest_id + 40)
+    console.print(table)
 
 
 def _mount_data_commands() -> None:

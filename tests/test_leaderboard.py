@@ -803,3 +803,16 @@ def test_reproduce_execute_passes_a_termination_signal_on_to_the_rerun():
     finally:
         timer.cancel()
     assert signal.getsignal(signal.SIGTERM) == before  # this process's own handling is back
+
+
+def test_an_evaluation_of_a_runs_own_weights_is_shown_but_counted_once(fresh_home):
+    trained = store_row("trained", l2re=0.1)
+    again = {**store_row("again", l2re=0.1, task="evaluate"), "extra": {**trained["extra"], "weights_of_run": "trained"}}
+    elsewhere = {**store_row("elsewhere", l2re=0.2, task="evaluate", horizon=40, lr=0.5),
+                 "extra": {**trained["extra"], "weights_of_run": "trained"}}
+    mine = by_run(lb.collect([trained, again, elsewhere], data="ns2d"))
+    assert mine["again"].differs == ["scores the weights of trained again"] and mine["again"].rank is None
+    assert mine["trained"].ranked_among == 22  # the 21 published cells and it, not the evaluation again
+    assert mine["elsewhere"].rank == 1  # measured otherwise (another horizon): the only row of its ranking
+    table = lb.pivot(lb.collect([trained, again], data="ns2d"), "l2re")
+    assert [e.cells["ns2d"].run_id for e in table.rows if e.is_local] == ["trained"]

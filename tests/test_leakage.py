@@ -81,6 +81,9 @@ def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on
                                      device="cpu", overrides=[*later[:3], *later[5:], "task.checkpoint=pre"]),
                         quiet=True)
     assert "whose weights this run starts from" in (evaluated.run_dir / "log.txt").read_text()
+    from pdebench_core.results import ResultsStore
+
+    assert ResultsStore().run_rows("scored")[0]["extra"]["weights_of_run"] == "pre"  # counted once on the board
     # test trajectories the pre-training never saw: no word
     apart = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="apart",
                                  device="cpu", overrides=[*tiny, *data, "data.ns2d.n_train=6",

@@ -54,7 +54,7 @@ def run_train(ctx) -> dict[str, Any]:
 def run_evaluate(ctx) -> dict[str, Any]:
     """Evaluate a model (optionally from a checkpoint) on the datasets."""
     from pdebench_core import workflow
-    from pdebench_core.weights import load_weights
+    from pdebench_core.weights import load_weights, run_of_checkpoint
 
     _, mixture, model = workflow.prepare(ctx, training=False)
     if ctx.cfg.task.checkpoint:
@@ -62,7 +62,8 @@ def run_evaluate(ctx) -> dict[str, Any]:
     elif any(p.requires_grad for p in model.parameters()):
         ctx.log(f"warning: no task.checkpoint: '{ctx.cfg.model.name}' is scored with the weights it was built with "
                 f"(untrained unless it loads some itself, e.g. model.init); pass task.checkpoint=RUN_ID or FILE")
-    return workflow.evaluate_all(ctx, model, mixture)
+    source = run_of_checkpoint(ctx.cfg.task.checkpoint)  # the leaderboard counts its weights once
+    return workflow.evaluate_all(ctx, model, mixture, extra={"weights_of_run": source} if source else None)
 
 
 @hookimpl

@@ -130,8 +130,23 @@ def mark_repeats(rows: Sequence[Row]) -> list[Row]:
 
 
 def is_repeat(row: Row) -> bool:
-    """Marked by :func:`mark_repeats`."""
-    return any(text.startswith("repeat of ") for text in row.differs)
+    """Marked by :func:`mark_repeats` or :func:`mark_rescored`: shown, never ranked."""
+    return any(text.startswith(("repeat of ", "scores the weights of ")) for text in row.differs)
+
+
+def mark_rescored(rows: Sequence[Row]) -> None:
+    """An ``evaluate`` row that scored the weights of a run whose own row stands in the same
+    ranking (same model, dataset, setting, measure and data) is marked (``scores the weights of
+    <run> again``) and left out of the ranks: one model counts once."""
+    ranked: dict[tuple, set[str]] = {}
+    for row in rows:
+        if row.is_local and not row.failed:
+            ranked.setdefault((row.model, _rank_group(row)), set()).update(row.run_ids)
+    for row in rows:
+        source = row.weights_of_run
+        if source and row.is_local and source not in row.run_ids and source in ranked.get((row.model, _rank_group(row)),
+                                                                                            set()):
+            row.differs = [*row.differs, f"scores the weights of {source} again"]
 
 
 # --------------------------------------------------------------------------- comparison and ranks
@@ -351,6 +366,7 @@ def collect(store_rows: Iterable[Mapping[str, Any]] | None = None, *, source: st
     higher = metric_directions([rank_metric]).get(rank_metric, False) if rank_metric else False
     compare_with_published(rows, rank_metric)
     group_by_scored_data(rows, {(r.dataset, r.setting) for r in every})
+    mark_rescored(rows)
     if rank_metric:
         assign_ranks(rows, rank_metric, higher)
     with_published = {_rank_group(r) for r in rows if not r.is_local}

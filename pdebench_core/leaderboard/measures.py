@@ -49,7 +49,8 @@ def scoring_label(mode: str, model_grid: Sequence[int] | None, native_grid: Sequ
     stored, on its own grid (``eval.grid=native``, or a model that sees the data's own grid,
     where the three modes agree); else ``<mode> on <model grid>`` (``strided on 128x128``),
     against the truth interpolated to the model's grid."""
-    if mode == "native" or model_grid is None or tuple(int(n) for n in model_grid) == tuple(int(n) for n in native_grid):
+    own_grid = model_grid is None or [int(n) for n in model_grid] == [int(n) for n in native_grid]
+    if mode == "native" or own_grid:
         return "native"
     return f"{mode} on {'x'.join(str(int(n)) for n in model_grid)}"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .board import DEFAULT_METRIC, Board, _rank_group, metric_directions
+from .board import DEFAULT_METRIC, Board, _rank_group, is_repeat, metric_directions
 from .rows import Row, is_finite_number
 
 
@@ -122,7 +122,7 @@ def pivot(board: Board, metric: str | None = None) -> Pivot:
     in_order = sorted(board.rows, key=lambda r: (r.is_local, r.order))
     for row in in_order:  # published first, in the order of their tables
         value = row.metrics.get(metric)
-        if row.failed or not is_finite_number(value) or any(d.startswith("repeat of ") for d in row.differs):
+        if row.failed or not is_finite_number(value) or is_repeat(row):
             continue
         column = column_label(row)
         if column not in columns:

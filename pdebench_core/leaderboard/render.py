@@ -213,8 +213,8 @@ def rank_note(metric: str | None, higher: bool) -> str:
     if not metric:
         return ""
     return (f"Ranked by {metric} ({'higher' if higher else 'lower'} is better) among the rows of the same dataset "
-            f"and setting measured alike (t_in, horizon, grid); rank 3/22 = third of 22. Local rows pool runs that "
-            f"differ only in their seed: mean ± sample std over n seeds.")
+            f"and setting measured alike (t_in, horizon, grid, scoring); rank 3/22 = third of 22. Local rows pool "
+            f"runs that differ only in their seed: mean ± sample std over n seeds.")
 
 
 def render(board: Board, fmt: str, title: str = "pdeb leaderboard") -> str:

@@ -67,6 +67,8 @@ class Row:
         data_group: What a local row is ranked among besides its measure: its scored data's
             hash in a column without published cells, ``None`` beside published cells (whose
             setting says what data they stand for).
+        weights_of_run: For an ``evaluate`` row, the run whose weights it scored (``None``
+            when they came from elsewhere).
         created_at: When the row was written.
         published_name: The dataset's name in the published table.
         citation: Full citation of the published table.
@@ -117,6 +119,7 @@ class Row:
     scoring: str | None = None
     scored_data_hash: str | None = None
     data_group: str | None = None
+    weights_of_run: str | None = None
     created_at: str | None = None
     published_name: str | None = None
     citation: str | None = None
@@ -214,7 +217,8 @@ def local_row(stored: Mapping[str, Any], setting: str = "") -> Row:
         dataset_hash=stored.get("dataset_hash"), n_train=_int_or_none(stored.get("n_train")),
         t_in=_int_or_none(stored.get("t_in")), horizon=_int_or_none(horizon),
         grid=grid_text(stored.get("grid")), scoring=extra.get("scoring") or _scoring_of_older_row(stored),
-        scored_data_hash=extra.get("scored_data_hash"), created_at=stored.get("created_at"),
+        scored_data_hash=extra.get("scored_data_hash"), weights_of_run=extra.get("weights_of_run"),
+        created_at=stored.get("created_at"),
     )
 
 
