@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -396,7 +397,23 @@ class Trainer:
             self.log("model has no trainable parameters: nothing to train")
             return {}
         self.forward_model.train()
-        batches = iter(self.loader)
+        self._batches = iter(self.loader)
+        try:
+            last = self._steps(on_eval)
+        except BaseException:  # a signal, Ctrl-C, an error: stop the loader's workers before unwinding,
+            _stop_workers(self._batches)  # or their deaths are reported later as tracebacks of their own
+            raise
+        if on_eval is not None and train.eval_every and self.step % train.eval_every:
+            self._validate(on_eval)  # the final weights are a candidate for "best" too
+        if self.compile_time:
+            self.log(f"compilation took {self.compile_time:.1f}s (the first step of each input shape), "
+                     f"left out of the training time and samples/s")
+        self.save()
+        return last
+
+    def _steps(self, on_eval: Callable[[int], dict] | None) -> dict[str, float]:
+        """The optimizer steps up to ``train.max_steps`` from ``self._batches``; the last logged values."""
+        train = self.train
         last: dict[str, float] = {}
         self._reset_window()
         progress = _progress(enabled=self.show_progress)
@@ -405,7 +422,7 @@ class Trainer:
                                      lr=float("nan"), rate=0.0)
             while self.step < train.max_steps:
                 start = time.perf_counter()
-                compiled = self._optimizer_step(batches)
+                compiled = self._optimizer_step(self._batches)
                 seconds = time.perf_counter() - start
                 if compiled:
                     self.compile_time += seconds
@@ -420,7 +437,7 @@ class Trainer:
                 if first_bad:
                     self._handle_divergence(first_bad, loss)
                     self._reset_window()
-                    batches = iter(self.loader)
+                    self._batches = iter(self.loader)
                     continue
                 if self.step % train.log_every == 0 or self.step == train.max_steps:
                     last = self._report(loss)
@@ -429,12 +446,6 @@ class Trainer:
                     self.save()
                 if on_eval is not None and train.eval_every and self.step % train.eval_every == 0:
                     self._validate(on_eval)
-        if on_eval is not None and train.eval_every and self.step % train.eval_every:
-            self._validate(on_eval)  # the final weights are a candidate for "best" too
-        if self.compile_time:
-            self.log(f"compilation took {self.compile_time:.1f}s (the first step of each input shape), "
-                     f"left out of the training time and samples/s")
-        self.save()
         return last
 
     def _validate(self, on_eval: Callable[[int], dict]) -> None:
@@ -450,6 +461,14 @@ class Trainer:
             self.save(best=True)
             self.log(f"step {self.step}: best validation {metric} so far, {value:.4g}; saved best.pt")
         self.forward_model.train()
+
+
+def _stop_workers(batches: Any) -> None:
+    """Shut a DataLoader iterator's worker processes down now (a no-op for other iterators)."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if callable(shutdown):
+        with contextlib.suppress(Exception):  # workers a signal killed already: nothing left to stop
+            shutdown()
 
 
 def _better(value: float, best: float, metric: str) -> bool:

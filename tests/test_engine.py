@@ -33,8 +33,11 @@ def _assert_same_weights(a, b, atol=0.0):
 
 
 def _train(run_id, *overrides):
+    given = {item.split("=", 1)[0] for item in overrides}  # a setting given here replaces the default
+    defaults = [item for item in (*SMOKE_FNO, "train.max_steps=6", "train.batch_size=4")
+                if item.split("=", 1)[0] not in given]
     cfg = build_config(model="fno", data="ns2d", profile="smoke", run_id=run_id, device="cpu",
-                       overrides=[*SMOKE_FNO, "train.max_steps=6", "train.batch_size=4", *overrides])
+                       overrides=[*defaults, *overrides])
     return execute(cfg, quiet=True)
 
 
