@@ -15,6 +15,7 @@ import typer
 
 from pdebench_core.cli_common import user_errors
 from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.signals import termination_signals_interrupt
 
 data_app = typer.Typer(
     help="Inspect, verify, convert, download and generate datasets; compute their statistics.",
@@ -159,8 +160,8 @@ def convert(
     from pdebench_core.data.layouts import convert as convert_file
 
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    with user_errors(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SplitWarning)
+    with user_errors(), termination_signals_interrupt(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)  # SIGTERM unwinds too: the half-written file goes
         defaults, layout_fields = _registered_spec(name)
         written = convert_file(src, dest, format=format, name=name, counts=counts, progress=True, overwrite=force,
                                spec_defaults=defaults, layout_fields=layout_fields, must_fit=defaults is not None)
@@ -291,7 +292,8 @@ def generate(
             from pdebench_core.errors import UsageError
 
             raise UsageError(f"overrides must look like key=value, got {', '.join(bad)}")
-        dataset = build_dataset(name, profile, list(overrides or []))
+        with termination_signals_interrupt():  # SIGTERM unwinds: the generator's scratch folder goes
+            dataset = build_dataset(name, profile, list(overrides or []))
     from rich.table import Table
 
     from pdebench_core.data.layouts.common import split_label

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import signal
 import socket
-import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
@@ -17,6 +15,7 @@ from pdebench_core.errors import DataError, PdebError, PluginError, ResultsUndel
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
+from pdebench_core.signals import termination_signals_interrupt
 
 
 def _write_status(run_dir, **status: Any) -> None:
@@ -291,29 +290,6 @@ def undelivered_results(ctx: RunContext) -> ResultsUndelivered | None:
                               f"{', '.join(ctx.undelivered)}: {failures}; they are in {ctx.run_dir / 'eval'}, and "
                               f"'pdeb run --resume {ctx.run_id}' evaluates again and sends them to every sink",
                               ctx.run_id, dict(ctx.results))
-
-
-@contextlib.contextmanager
-def termination_signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`Stopped` while a run runs, so that a run ended by a
-    scheduler (SLURM's time limit, ``kill``) or a closed terminal is recorded as interrupted,
-    like Ctrl-C, instead of staying "running". Signals whose handler is not the default are
-    left to their owner; outside the main thread nothing can be installed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(number: int, frame: Any) -> None:
-        raise Stopped(signal.Signals(number).name, number)
-
-    wanted = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
-              if sig is not None and signal.getsignal(sig) == signal.SIG_DFL]
-    previous = {sig: signal.signal(sig, stop) for sig in wanted}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _save_resumed_config(ctx: RunContext) -> str | None:

@@ -729,6 +729,29 @@ def test_convert_refuses_split_sizes_that_make_no_sense(tmp_path, args, message)
     assert result.exit_code == 2 and message in result.output and not dest.exists()
 
 
+def test_a_convert_ended_by_sigterm_leaves_no_half_written_file(tmp_path, monkeypatch):
+    """SIGTERM (a scheduler, ``kill``) unwinds a conversion like Ctrl-C: exit 143, no temporary file."""
+    import os
+    import signal
+
+    from pdebench_core.data.layouts import conversion
+
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    real = conversion._copy_trajectory_major
+
+    def terminated_half_way(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the handler pdeb installed for the command
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(conversion, "_copy_trajectory_major", terminated_half_way)
+    dest = tmp_path / "out" / "converted.h5"
+    dest.parent.mkdir()
+    result = runner.invoke(data_app, ["convert", str(tmp_path / "cfdbench"), str(dest)])
+    assert result.exit_code == 143 and "stopped by SIGTERM" in result.output
+    assert list(dest.parent.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command's handler is gone again
+
+
 def test_convert_says_when_it_cannot_give_the_split_sizes_asked_for(tmp_path):
     fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
     dest = tmp_path / "out.h5"
