@@ -116,7 +116,7 @@ def reproduce_command(
     data_root: Optional[Path] = typer.Option(
         None, "--data-root", help="Protocol: the folder holding the datasets (the official code's data/large)."),
     finetune_steps: int = typer.Option(
-        0, "--finetune-steps", help="Protocol: also fine-tune a copy on each dataset for N steps, then evaluate."),
+        0, "--finetune-steps", min=0, help="Protocol: also fine-tune a copy on each dataset for N steps, then evaluate."),
     fmt: str = typer.Option("table", "--format", "-f", help="Protocol: table, markdown, csv or json."),
     device: str = typer.Option("auto", "--device", help="Protocol: auto, cpu or cuda."),
     published: Optional[str] = typer.Option(
@@ -128,7 +128,7 @@ def reproduce_command(
     finetune_batch_size: Optional[int] = typer.Option(
         None, "--finetune-batch-size", min=1, help="Protocol: fine-tuning batch (default: the protocol's)."),
     finetune_epochs: int = typer.Option(
-        0, "--finetune-epochs", help="Protocol: fine-tune for N epochs of each dataset instead of "
+        0, "--finetune-epochs", min=0, help="Protocol: fine-tune for N epochs of each dataset instead of "
                                      "--finetune-steps (the published fine-tuned cells are 200)."),
     pretrain_command: bool = typer.Option(
         False, "--pretrain-command", help="Protocol: print the 'pdeb run' command that pre-trains DPOT on the "
@@ -142,7 +142,10 @@ def reproduce_command(
     --finetune-epochs) on every
     dataset of the protocol under --data-root, beside the published numbers.
     """
-    from pdebench_core.protocols import find_protocol, load_protocol
+    from pdebench_core.errors import did_you_mean
+    from pdebench_core.protocols import find_protocol, load_protocol, protocol_names
+    from pdebench_core.report.provenance import known_run_ids
+    from pdebench_core.runs import run_dir_for
 
     if pretrain_command:
         from pdebench_core.protocol_pretraining import pretraining_command
@@ -151,7 +154,15 @@ def reproduce_command(
             raise UsageError("--pretrain-command needs --data-root DIR (the training files), and no --checkpoint")
         typer.echo(pretraining_command(load_protocol(target), data_root, size))
         return
-    if checkpoint is not None or data_root is not None or find_protocol(target) is not None:
+    is_protocol = find_protocol(target) is not None
+    if not is_protocol and (checkpoint is not None or data_root is not None) and run_dir_for(target).is_dir():
+        raise UsageError(f"'{target}' is a run; --checkpoint and --data-root apply to a protocol "
+                         f"({', '.join(protocol_names())}): drop them to rerun the run")
+    if not is_protocol and checkpoint is None and data_root is None and not run_dir_for(target).is_dir():
+        close = did_you_mean(target, [*protocol_names(), *known_run_ids()])
+        raise UsageError(f"no run or protocol named '{target}'{close}; 'pdeb runs' lists runs, protocols are "
+                         f"{', '.join(protocol_names())}")
+    if checkpoint is not None or data_root is not None or is_protocol:
         _reproduce_protocol(target, checkpoint, data_root, (finetune_steps, finetune_epochs), fmt, device,
                             published, max_trajectories, finetune_batch_size,
                             execute or new_run_id is not None or as_json)

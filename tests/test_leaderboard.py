@@ -603,6 +603,15 @@ def test_reproduce_prints_a_command_that_works(smoke_home, pdeb):
     assert info["config_hash"] == before["config_hash"] and info["seed"] == 0
 
 
+def test_reproduce_tells_runs_and_protocols_apart(smoke_home):
+    near_protocol = invoke("reproduce", "dpot-table")
+    assert near_protocol.exit_code == 2 and "did you mean 'dpot-table1'" in near_protocol.output
+    run_with_protocol_options = invoke("reproduce", SMOKE_RUN, "--checkpoint", "x.pt")
+    assert run_with_protocol_options.exit_code == 2
+    assert f"'{SMOKE_RUN}' is a run; --checkpoint and --data-root apply to a protocol" in run_with_protocol_options.output
+    assert invoke("reproduce", SMOKE_RUN, "--finetune-steps", "-3").exit_code == 2
+
+
 def test_reproduce_of_an_unknown_run_suggests_the_closest(smoke_home):
     result = invoke("reproduce", "fno-smoke-result")
     assert result.exit_code == 2 and f"did you mean '{SMOKE_RUN}'" in result.output
