@@ -545,4 +545,5 @@ def check_divisible(spatial: Sequence[int], patch_size: int) -> None:
     bad = [n for n in spatial if n % patch_size]
     if bad:
         raise UsageError(f"DPOT needs every spatial size divisible by patch_size {patch_size}, got "
-                         f"{tuple(spatial)}; choose a patch size that divides them or resize the data")
+                         f"{tuple(spatial)}; resize the data with train.resolution=N (a multiple of "
+                         f"{patch_size}), or choose a model.patch_size that divides them")

@@ -123,7 +123,8 @@ def detect_layout(path: str | Path) -> str:
             return "well"
         raise DataError(f"{path}: folder matches no known layout (expected DPOT data_<i>.hdf5 files, "
                         f"train/ and test/ folders of them, DPOT's CFDBench files, PDEArena .h5 shards or Well "
-                        f".hdf5 files)")
+                        f".hdf5 files); write the arrays as a canonical file, or read the folder in a dataset "
+                        f"plugin with FileTrajectories (docs/data-format.md, docs/writing-plugins.md)")
     return _file_layout(str(p), mat_version(str(p)))
 
 
