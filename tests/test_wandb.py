@@ -105,3 +105,34 @@ def test_a_wandb_mode_wandb_does_not_know_is_named(fresh_home, monkeypatch):
                                       *SMOKE, "run.sinks=[jsonl,wandb]"])
     assert result.exit_code == 2
     assert "WANDB_MODE=ofline is not a mode wandb knows; use one of online, offline" in " ".join(result.output.split())
+
+
+def test_a_lost_wandb_service_does_not_add_its_exit_traceback(monkeypatch):
+    """wandb's exit hook fails once its service is gone; after a sink call failed, that report
+    (and only that one) is left out, so the one-line error stays the last word."""
+    import sys
+    import types
+
+    from pdebench_core.builtin.sinks import WandbSink
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.object))
+    sink = WandbSink.__new__(WandbSink)
+
+    class LostRun:
+        def log(self, *args, **kwargs):
+            raise ConnectionResetError("Connection lost")
+
+    sink.run = LostRun()
+    with pytest.raises(ConnectionResetError):
+        sink.log_step(3, {"loss": 1.0})
+
+    def teardown_atexit():
+        """Stands for wandb's own exit hook."""
+
+    teardown_atexit.__module__ = "wandb.sdk.lib.service.service_connection"
+    other = types.SimpleNamespace(__module__="somewhere.else")
+    for obj in (teardown_atexit, other):
+        sys.unraisablehook(types.SimpleNamespace(object=obj, exc_value=ConnectionResetError(), exc_type=None,
+                                                 exc_traceback=None, err_msg=None))
+    assert seen == [other]

@@ -100,6 +100,38 @@ class TensorBoardSink:
         self.writer.close()
 
 
+def _drop_wandb_exit_reports() -> None:
+    """Once wandb's service is lost (killed, out of memory), its own exit hook fails as well and
+    Python prints that as a traceback after pdeb's one-line error; leave those reports out (and
+    only those: any other object's still reach the previous hook)."""
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if str(getattr(unraisable.object, "__module__", "") or "").startswith("wandb"):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def _reporting_wandb_failures(method: Any) -> Any:
+    """A sink method that, when wandb fails inside it, quiets wandb's exit reports (see
+    :func:`_drop_wandb_exit_reports`) before the error goes on to pdeb's own handling."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            _drop_wandb_exit_reports()
+            raise
+
+    return wrapper
+
+
 class WandbSink:
     """The run's config, step metrics, result rows and error-per-step figures in Weights & Biases.
 
@@ -135,10 +167,12 @@ class WandbSink:
             raise UsageError(f"the wandb sink could not start a run: {first}; run 'wandb login', or set "
                              f"WANDB_MODE=offline to keep the run on disk for 'wandb sync'") from None
 
+    @_reporting_wandb_failures
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """The step's training metrics, at that step."""
         self.run.log(dict(values), step=int(step))
 
+    @_reporting_wandb_failures
     def write_result(self, row: dict[str, Any]) -> None:
         """Final metrics into the run summary (``eval/<dataset>/<metric>``), the error-per-step
         figure of that dataset as an image, and the row for the results table sent at the end."""
@@ -152,6 +186,7 @@ class WandbSink:
             self.run.log({f"eval/{dataset}/error_per_step": self.wandb.Image(image, caption=f"{dataset}: error per "
                                                                                              f"rollout step")})
 
+    @_reporting_wandb_failures
     def close(self) -> None:
         """Send the results table and end the wandb run."""
         if self.rows:
