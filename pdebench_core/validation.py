@@ -86,6 +86,10 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 def check_data_sections(cfg: Any) -> None:
     """Dataset settings that would be silently ignored or are malformed are refused."""
+    t_ins = {name: section.get("t_in") for name, section in cfg.data.items() if section.get("t_in") is not None}
+    if len(set(t_ins.values())) > 1:  # one model reads one window length; refused before any data is read
+        listing = ", ".join(f"{name} {value}" for name, value in t_ins.items())
+        raise UsageError(f"datasets disagree on t_in ({listing}); set data.<name>.t_in to one value")
     for name, section in cfg.data.items():
         fmt = section.get("format")
         if fmt not in (None, "auto") and not section.get("path"):

@@ -78,6 +78,8 @@ def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     (["--data", "ns2d", "--config", ""], "--config is empty"),
     (["--data", "ns2d", "--resume", ""], "--resume is empty"),
     (["--data", "ns2d", "train.lr="], "needs a value ('train.lr=' gives none)"),
+    (["--data", "ns2d,dr2d", "data.dr2d.t_in=4"],
+     "datasets disagree on t_in (ns2d 10, dr2d 4); set data.<name>.t_in to one value"),
     (["--data", "ns2d", "run.sinks=[]"], "run.sinks is empty, so no result would be kept"),
     (["--data", "ns2d", "--nproc-per-node", "2", "train.batch_size=3"],
      "train.batch_size=3 must be divisible by processes x train.grad_accum = 2 x 1"),  # before launching
