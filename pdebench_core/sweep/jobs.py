@@ -114,6 +114,12 @@ class RequeueableJob:
     (``USR2``), submitit asks :meth:`checkpoint` for the job to requeue, which resumes the run."""
 
     def __call__(self, home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
+        import signal
+        import threading
+
+        # submitit-local's controller was started with Ctrl-C ignored (see launchers): take it back
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return run_job(home, sweep_id, job)
 
     def checkpoint(self, home: str, sweep_id: str, job: JobSpec) -> Any:

@@ -11,9 +11,12 @@ recorded as failed with submitit's error and its log file.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pdebench_core import paths
 from pdebench_core.errors import UsageError
@@ -119,6 +122,21 @@ def _settle(sweep: SweepDir, job: JobSpec, handle) -> dict[str, Any]:
     return sweep.read_job(job.index) or {}
 
 
+@contextlib.contextmanager
+def _ctrl_c_left_to_the_job() -> Iterator[None]:
+    """Start a submitit-local job controller with Ctrl-C ignored: the terminal's SIGINT then stops
+    the job (which takes Ctrl-C back, see :class:`RequeueableJob`) and this driver, but not the
+    controller, which would print a traceback of its own; it ends when its job has."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, options: ClusterOptions,
                  report: Reporter) -> None:
     """Submit the jobs to ``executor`` (:func:`make_executor`) and, unless ``options.wait`` is off,
@@ -138,7 +156,8 @@ def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, 
     while pending or running:
         while pending and len(running) < limit:
             job = pending.pop(0)
-            handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
+            with _ctrl_c_left_to_the_job():
+                handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
             sweep.write_submissions({job.index: _entry(launcher, job, handle)})
             report("start", job, {"job_id": handle.job_id})
             running.append((job, handle))
