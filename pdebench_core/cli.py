@@ -217,13 +217,15 @@ def run(
             ctx = execute(cfg, resume=bool(resume), quiet=quiet)
     except BaseException as exc:
         if isinstance(exc, ResultsUndelivered):  # computed and kept: shown above the error, as for any run
-            _print_results(exc)
+            with outlive_the_reader():
+                _print_results(exc)
         if _leave_process_group() or launcher.WORKER_ERRORS in os.environ:
             launcher.end_failed_worker(exc)
         raise
     worker = _leave_process_group()
     if ctx.is_main:
-        _print_results(ctx)
+        with outlive_the_reader():  # a reader gone by now does not turn a finished run into a failure
+            _print_results(ctx)
     if worker:
         from pdebench_core.distributed import end_worker
 

@@ -42,12 +42,6 @@ def user_errors() -> Iterator[None]:
         yield
     except (PdebError, KeyboardInterrupt) as exc:
         raise typer.Exit(report_error(exc)) from None
-    except OSError as exc:
-        line = path_error_line(exc)
-        if line is None or os.environ.get("PDEB_DEBUG") or isinstance(exc, BrokenPipeError):
-            raise
-        typer.echo(f"error: {line}", err=True)
-        raise typer.Exit(2 if exc.errno in USAGE_ERRNOS else 1) from None
     except (BrokenPipeError, SystemExit) as exc:
         # rich meets a broken pipe with SystemExit(1), raised while handling the BrokenPipeError,
         # and has already pointed stdout at the null device.
@@ -58,6 +52,12 @@ def user_errors() -> Iterator[None]:
         # killed by SIGPIPE does (128 + 13), and keep Python from failing to flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(141) from None
+    except OSError as exc:
+        line = path_error_line(exc)
+        if line is None or os.environ.get("PDEB_DEBUG"):
+            raise
+        typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2 if exc.errno in USAGE_ERRNOS else 1) from None
 
 
 class _OutlivesReader:
@@ -94,7 +94,8 @@ def outlive_the_reader() -> Iterator[None]:
     (``pdeb run ... 2>&1 | head``, a closed terminal's ``tee``) no longer ends the work; what
     is not printed is still in the run's log."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _OutlivesReader(sys.stdout), _OutlivesReader(sys.stderr)
+    # A stream closed before the start (`2>&-`) is None in Python: left as it is
+    sys.stdout, sys.stderr = (_OutlivesReader(s) if s is not None else s for s in saved)
     try:
         yield
     finally:

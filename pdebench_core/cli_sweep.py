@@ -124,10 +124,10 @@ def sweep_command(
     with outlive_the_reader():
         outcome = run_sweep(plan, launcher, options, retry_failed=retry_failed, report=_report,
                             announce=lambda line: typer.echo(line, err=True))
-    if as_json:
-        typer.echo(json.dumps(_as_json(outcome), indent=2, default=str))
-    else:
-        _print_table(outcome)
+        if as_json:
+            typer.echo(json.dumps(_as_json(outcome), indent=2, default=str))
+        else:
+            _print_table(outcome)
     if outcome.failed:
         typer.echo(f"{len(outcome.failed)} of {len(outcome.entries)} combinations failed; fix the cause and rerun "
                    f"with --retry-failed", err=True)

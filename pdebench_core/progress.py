@@ -53,7 +53,7 @@ def progress(description: str, total: float, enabled: bool = True) -> Iterator[C
         total: Work to do, in any unit.
         enabled: ``False`` shows nothing.
     """
-    if not enabled:
+    if not enabled or sys.stderr is None:  # None: standard error was closed before the start
         yield lambda amount: None
         return
     if not sys.stderr.isatty():

@@ -46,7 +46,10 @@ def saved_config(run_dir: str | Path, config_file: str | Path | None = None, ove
     run = RunDir(run_dir)
     if not run.config_file.is_file():
         raise UsageError(f"no run '{run.run_id}' under {run.path.parent} (no config.yaml)")
-    given = as_dotlist(load_yaml(config_file)) if config_file else []
+    overrides = list(overrides)
+    replaced = {item.split("=", 1)[0] for item in overrides}  # an override outranks the file's value
+    given = [item for item in (as_dotlist(load_yaml(config_file)) if config_file else [])
+             if item.split("=", 1)[0] not in replaced]
     return build_config(config_file=run.config_file, overrides=[*given, *overrides], **options)
 
 

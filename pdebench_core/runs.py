@@ -103,9 +103,10 @@ class RunContext:
 
             try:
                 Console(stderr=True, highlight=False, soft_wrap=True).print(line, markup=False)
-            except (BrokenPipeError, SystemExit):  # rich's answer to a closed pipe (`pdeb run ... 2>&1 | head`)
-                # The reader is gone, not the run: it goes on, logging to log.txt only.
-                self.quiet = True
+            except (BrokenPipeError, SystemExit) as exc:  # rich meets a closed pipe with SystemExit
+                if not isinstance(exc, BrokenPipeError) and not isinstance(exc.__context__, BrokenPipeError):
+                    raise  # a SystemExit of its own (submitit ending a requeued job) is not the pipe's
+                self.quiet = True  # the reader is gone, not the run: it goes on, logging to log.txt only
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """Send per-step training metrics to every sink."""

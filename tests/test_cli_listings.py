@@ -114,3 +114,20 @@ def test_a_run_outlives_a_reader_that_stops_early(tmp_path):
     status = json.loads((tmp_path / "runs" / "piped" / "status.json").read_text())
     assert status["state"] == "finished"
     assert "run piped finished" in (tmp_path / "runs" / "piped" / "log.txt").read_text()
+
+
+def test_a_run_with_its_output_streams_closed_finishes(tmp_path):
+    """``pdeb run ... >&- 2>&-`` (a daemon, a closed terminal): Python has no stdout or stderr at all;
+    the run still finishes, with exit 0, and its results printed nowhere."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    command = " ".join(shlex.quote(part) for part in [
+        sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "burgers1d", "--profile",
+        "smoke", "--run-id", "closed", "train.max_steps=2"])
+    result = subprocess.run(["bash", "-c", f"{command} >&- 2>&-"], env={**os.environ, "PDEB_HOME": str(tmp_path)},
+                            timeout=300)
+    assert result.returncode == 0
+    assert json.loads((tmp_path / "runs" / "closed" / "status.json").read_text())["state"] == "finished"

@@ -230,3 +230,26 @@ def test_in_memory_splits_are_hashed_by_their_own_values():
     one, two = identity.dataset_identity(dataset(1.0)), identity.dataset_identity(dataset(2.0))
     assert one.hash != two.hash and one.split_hashes["test"] == two.split_hashes["test"]
     assert one.split_hashes["train"] != two.split_hashes["train"]
+
+
+def test_the_test_file_paired_with_a_given_train_file_is_part_of_the_data(fresh_home, tmp_path):
+    """DPOT's <name>_train.hdf5 given, its <name>_test.hdf5 read for the test split: a changed test
+    file changes the test split's hash and the dataset's, though the given file is the same."""
+    from pdebench_core.data.layouts import load_path
+    from pdebench_core.spec import DataSpec
+
+    rng = np.random.default_rng(5)
+    train = tmp_path / "ns_train.hdf5"
+    with h5py.File(train, "w") as f:
+        f["data"] = rng.standard_normal((6, 4, 4, 5)).astype(np.float32)
+
+    def identity_with_test(scale: float):
+        with h5py.File(tmp_path / "ns_test.hdf5", "w") as f:
+            f["data"] = scale * np.ones((2, 4, 4, 5), np.float32)
+        cfg = SimpleNamespace(path=str(train), format="dpot", n_train=5, n_val=1, n_test=2, t_in=2, horizon=None,
+                              preload=False)
+        dataset = load_path(cfg, "ns", DataSpec(name="ns", fields=("w",), spatial_shape=(4, 4)))
+        return identity.dataset_identity(dataset, str(train))
+
+    before, after = identity_with_test(1.0), identity_with_test(2.0)
+    assert before.split_hashes["test"] != after.split_hashes["test"] and before.hash != after.hash

@@ -793,24 +793,31 @@ def test_the_leaderboard_command_reports_a_malformed_user_table_in_one_line(tmp_
     assert "mine.csv has no column 'model'" in result.stderr
 
 
-def test_reproduce_execute_passes_a_termination_signal_on_to_the_rerun():
+def test_reproduce_execute_passes_a_termination_signal_on_to_the_rerun(tmp_path):
     """``timeout`` or a scheduler signals the reproduce process alone: the rerun must get it too,
     to end as interrupted rather than train on as an orphan."""
     import signal
-    import sys
     import threading
+    import time
 
     from pdebench_core.cli_results import _run_forwarding_signals
 
-    child = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
-             "print('ready', flush=True); time.sleep(60)")
+    ready = tmp_path / "ready"
+    child = (f"import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+             f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
     before = signal.getsignal(signal.SIGTERM)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        assert _run_forwarding_signals([sys.executable, "-c", child]) == 7
-    finally:
-        timer.cancel()
+
+    def terminate_once_ready():  # as `timeout` would, to this process alone
+        for _ in range(600):
+            if ready.exists():
+                break
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=terminate_once_ready, daemon=True)
+    sender.start()
+    assert _run_forwarding_signals([sys.executable, "-c", child]) == 7
+    sender.join()
     assert signal.getsignal(signal.SIGTERM) == before  # this process's own handling is back
 
 

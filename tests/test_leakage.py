@@ -84,6 +84,11 @@ def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on
     from pdebench_core.results import ResultsStore
 
     assert ResultsStore().run_rows("scored")[0]["extra"]["weights_of_run"] == "pre"  # counted once on the board
+    from pdebench_core.builtin.tasks import _final_weights_of
+
+    checkpoints = fresh_home / "runs" / "pre" / "checkpoints"
+    assert _final_weights_of(str(checkpoints / "last.pt")) == {"weights_of_run": "pre"}
+    assert _final_weights_of(str(checkpoints / "best.pt")) is None  # an earlier model than the run's row scored
     # test trajectories the pre-training never saw: no word
     apart = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="apart",
                                  device="cpu", overrides=[*tiny, *data, "data.ns2d.n_train=6",

@@ -82,6 +82,10 @@ def test_a_config_file_given_on_resume_is_checked_like_overrides(finished_run, t
     assert refused.exit_code == 2 and "train.lr=0.5 differs from the run's train.lr" in " ".join(refused.output.split())
     accepted = runner.invoke(app, ["run", "--resume", "filed", "--quiet", "--config", str(safe)])
     assert accepted.exit_code == 0, accepted.output
+    from pdebench_core.resume import resumed_config
+
+    # an override outranks the --config file's value of the same key, as for a new run
+    assert resumed_config("filed", config_file=str(safe), overrides=["train.log_every=7"]).train.log_every == 7
 
 
 def test_resume_reproduce_and_report_rebuild_the_same_config(finished_run):

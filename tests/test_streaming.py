@@ -152,18 +152,24 @@ def test_smoke_training_run_on_a_url(served, small_blocks, private_home):
 
 def test_dataloader_workers_read_a_url_too(served, private_home):
     """Forked workers must not wait on the parent's fsspec I/O thread (they used to hang forever)."""
+    import os
+    import signal
     import subprocess
-
-    from pdebench_core.testing import run_pdeb
+    import sys
 
     _ns2d_file(served.root / "ns.h5")
+    process = subprocess.Popen(  # a session of its own: a hung run's workers can be stopped with it
+        [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d",
+         f"data.ns2d.path={served.url}/ns.h5", "--profile", "smoke", "--device", "cpu", "--quiet",
+         "train.num_workers=2", "train.max_steps=3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
     try:
-        result = run_pdeb("run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={served.url}/ns.h5",
-                          "--profile", "smoke", "--device", "cpu", "--quiet", "train.num_workers=2",
-                          "train.max_steps=3", timeout=180)
+        _, stderr = process.communicate(timeout=180)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         pytest.fail("a run with train.num_workers=2 on a URL did not finish")
-    assert result.returncode == 0, result.stderr
+    assert process.returncode == 0, stderr
 
 
 def test_server_ignoring_ranges_falls_back_to_one_full_download(served, small_blocks, private_home, capfd):

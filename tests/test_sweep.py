@@ -246,7 +246,7 @@ def test_a_job_submitit_ends_and_requeues_resumes_its_run(fresh_home, monkeypatc
     assert json.loads((SweepDir("rq").path / "jobs" / "000.json").read_text())["state"] == "interrupted"
     job_spec = JobSpec(0, 1, "rq-000", False, SweepDir("rq").load_plan().points[0].label())
     requeued = RequeueableJob().checkpoint(str(paths.home()), "rq", job_spec)
-    assert requeued.args[2].resume is True
+    assert requeued.args[2] == job_spec  # the same attempt: it resumes the run if it exists, else starts it
     # SLURM restarted the job itself (no checkpoint asked): the status still says running, on another node
     run.write_status("running", host="node17")
     record = RequeueableJob()(str(paths.home()), "rq", dataclasses.replace(job_spec, resume=False))

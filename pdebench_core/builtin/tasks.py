@@ -54,7 +54,7 @@ def run_train(ctx) -> dict[str, Any]:
 def run_evaluate(ctx) -> dict[str, Any]:
     """Evaluate a model (optionally from a checkpoint) on the datasets."""
     from pdebench_core import workflow
-    from pdebench_core.weights import load_weights, run_of_checkpoint
+    from pdebench_core.weights import load_weights
 
     _, mixture, model = workflow.prepare(ctx, training=False)
     if ctx.cfg.task.checkpoint:
@@ -62,8 +62,20 @@ def run_evaluate(ctx) -> dict[str, Any]:
     elif any(p.requires_grad for p in model.parameters()):
         ctx.log(f"warning: no task.checkpoint: '{ctx.cfg.model.name}' is scored with the weights it was built with "
                 f"(untrained unless it loads some itself, e.g. model.init); pass task.checkpoint=RUN_ID or FILE")
-    source = run_of_checkpoint(ctx.cfg.task.checkpoint)  # the leaderboard counts its weights once
-    return workflow.evaluate_all(ctx, model, mixture, extra={"weights_of_run": source} if source else None)
+    return workflow.evaluate_all(ctx, model, mixture, extra=_final_weights_of(ctx.cfg.task.checkpoint))
+
+
+def _final_weights_of(ref: Optional[str]) -> Optional[dict]:
+    """``{"weights_of_run": RUN_ID}`` when ``ref`` names a run's final weights (the run id, or its
+    ``last.pt``): the model that run's own row scored, which the leaderboard counts once. An
+    earlier checkpoint (``best.pt``, a step) is another model."""
+    from pathlib import Path
+
+    from pdebench_core.weights import run_of_checkpoint
+
+    source = run_of_checkpoint(ref)
+    final = source is not None and ("/" not in str(ref) or Path(str(ref)).name == "last.pt")
+    return {"weights_of_run": source} if final else None
 
 
 @hookimpl

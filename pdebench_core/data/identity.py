@@ -230,7 +230,10 @@ def _content(dataset: Any, path: str | None) -> _Content:
     (a fingerprint, or files in pdeb's data cache), ``in memory`` for trajectories a plugin
     made itself, ``unknown`` when they could not be read."""
     if path:
-        return _Content("file", file_content_hash(path), Path(path).name)
+        beside = _files_read_beside(dataset, path)  # DPOT's test file, paired with the train file given
+        digest = file_content_hash(path) if not beside else _digest(
+            [file_content_hash(path), *[(Path(f).name, file_content_hash(f)) for f in beside]])
+        return _Content("file", digest, Path(path).name)
     fingerprint = getattr(dataset, "fingerprint", None)
     if fingerprint:
         return _Content("fingerprint", str(fingerprint), GENERATED,
@@ -251,6 +254,26 @@ def _content(dataset: Any, path: str | None) -> _Content:
         note = (f"data hash from the spec and split sizes only: the trajectories could not be read "
                 f"({type(exc).__name__}), so two different data sets of one spec would share it")
         return _Content("spec", _digest(getattr(dataset.spec, "to_dict", dict)()), UNKNOWN, note)
+
+
+def _files_read_beside(dataset: Any, path: str) -> list[str]:
+    """Local files the splits read besides ``path`` (and outside it, for a folder): the test
+    file a layout pairs with the train file it was given. Their bytes are part of the data."""
+    from pdebench_core.data.layouts.common import split_label
+
+    if "://" in str(path):
+        return []
+    given = Path(path).resolve()
+    found = set()
+    for split in SPLITS:
+        try:
+            label = getattr(dataset.split(split), "path", None)
+        except Exception:  # a dataset without this split
+            continue
+        file = Path(split_label(str(label))[0]).resolve() if label else None
+        if file is not None and file.is_file() and file != given and given not in file.parents:
+            found.add(str(file))
+    return sorted(found)
 
 
 def _cache_files_label(files: list[str]) -> str:

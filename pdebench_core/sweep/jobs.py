@@ -123,12 +123,11 @@ class RequeueableJob:
         return run_job(home, sweep_id, job)
 
     def checkpoint(self, home: str, sweep_id: str, job: JobSpec) -> Any:
-        """The same attempt again, resuming its run from the last checkpoint."""
-        from dataclasses import replace
-
+        """The same attempt again: it resumes its run from the last checkpoint when the run
+        exists (see :func:`_ran_before`), and starts it when the signal came before it did."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(self, home, sweep_id, replace(job, resume=True))
+        return submitit.helpers.DelayedSubmission(self, home, sweep_id, job)
 
 
 def run_job(home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
