@@ -67,22 +67,59 @@ def fp32_exact(device_type: str) -> Iterator[None]:
     """
     # Devices without autocast (``meta``, used to count FLOPs) have nothing to switch off.
     no_autocast = (torch.autocast(device_type=device_type, enabled=False)
-                   if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext())
+                   if autocast_available(device_type) else contextlib.nullcontext())
     with tf32_disabled(), no_autocast:
         yield
 
 
-@torch.library.custom_op("pdeb::ieee_bmm", mutates_args=())
-def _ieee_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    # An opaque operator, so the flags are set when the kernel runs, also under
-    # torch.compile (which would otherwise pick TF32 kernels from the global flags).
+#: Attribute marking a parameter that bf16 must never round (see :func:`keep_float32`).
+KEEP_FLOAT32 = "pdeb_keep_float32"
+
+
+def keep_float32(*parameters: torch.nn.Parameter) -> None:
+    """Mark parameters that bf16 must never round: learned frequencies, spectral weights.
+
+    Autocast already spares what runs inside :func:`fp32_exact` or reads ``.float()``; under
+    FSDP with bf16 mixed precision (``train.strategy=fsdp``), the module holding a marked
+    parameter becomes a sharding unit of its own that gathers in float32.
+    """
+    for parameter in parameters:
+        setattr(parameter, KEEP_FLOAT32, True)
+
+
+def autocast_available(device_type: str) -> bool:
+    """Whether torch has autocast for this device type (torch < 2.4 knows CUDA, CPU and XPU only)."""
+    check = getattr(torch.amp, "is_autocast_available", None)
+    return bool(check(device_type)) if check is not None else device_type in ("cuda", "cpu", "xpu")
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for this device type (``False`` for devices without autocast)."""
+    if not autocast_available(device_type):
+        return False
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no argument, and a function of its own for the CPU
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
+
+
+def _eager_ieee_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     with tf32_disabled():
         return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
 
 
-@_ieee_bmm.register_fake
-def _(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    return a.new_empty((a.shape[0], a.shape[1], b.shape[2]))
+# An opaque operator, so the flags are set when the kernel runs, also under torch.compile
+# (which would otherwise pick TF32 kernels from the global flags). torch < 2.4 has no custom
+# operators: there the product runs eagerly with TF32 off, which a compiled graph may not honour.
+_CUSTOM_OPS = hasattr(torch.library, "custom_op")
+if _CUSTOM_OPS:
+    _ieee_bmm = torch.library.custom_op("pdeb::ieee_bmm", mutates_args=())(_eager_ieee_bmm)
+
+    @_ieee_bmm.register_fake
+    def _(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        return a.new_empty((a.shape[0], a.shape[1], b.shape[2]))
+else:
+    _ieee_bmm = _eager_ieee_bmm
 
 
 def _ieee_bmm_setup(ctx, inputs, output) -> None:
@@ -100,7 +137,8 @@ def _ieee_bmm_backward(ctx, grad: torch.Tensor):
     return grad_a, grad_b, grad_bias
 
 
-_ieee_bmm.register_autograd(_ieee_bmm_backward, setup_context=_ieee_bmm_setup)
+if _CUSTOM_OPS:
+    _ieee_bmm.register_autograd(_ieee_bmm_backward, setup_context=_ieee_bmm_setup)
 
 
 def exact_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:

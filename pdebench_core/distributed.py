@@ -112,14 +112,22 @@ def shard_model(model: torch.nn.Module, bf16: bool = False) -> None:
 
     A block reached a second time (a model that reuses its blocks, e.g. for several spatial
     dimensions) or one whose parameters an earlier block already sharded is left to that owner.
+    Under bf16, a module holding a parameter marked with
+    :func:`~pdebench_core.devices.keep_float32` is sharded first, as a float32 unit.
 
     Args:
         model: The model, on its device.
         bf16: Use bf16 mixed precision (see :func:`_mixed_precision`).
     """
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import DTensor
 
+    from pdebench_core.devices import KEEP_FLOAT32
+
+    for module in list(model.modules()) if bf16 else []:  # float32 units first, inside the bf16 ones
+        own = list(module.parameters(recurse=False))
+        if any(getattr(p, KEEP_FLOAT32, False) for p in own) and not any(isinstance(p, DTensor) for p in own):
+            fully_shard(module, mp_policy=MixedPrecisionPolicy())
     for module in list(model.modules()):
         if not isinstance(module, torch.nn.ModuleList):
             continue

@@ -27,19 +27,27 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def rng_state() -> dict[str, Any]:
-    """Torch RNG states (CPU and CUDA) for exact resumption."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Torch RNG states for exact resumption: the CPU's and, on CUDA, that of this process's
+    GPU (not every visible one: a resume may see fewer)."""
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore :func:`rng_state` (a list of per-GPU states, as older checkpoints hold, gives
+    this process's GPU its own entry when there is one)."""
     torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("cuda")
+    if saved is None or device is None or device.type != "cuda":
+        return
+    if isinstance(saved, (list, tuple)):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        saved = saved[index] if index < len(saved) else None
+    if saved is not None:
+        torch.cuda.set_rng_state(saved, device)
 
 
 def _own_entry(saved: Any, my_rank: int) -> Any:
@@ -151,7 +159,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
         """Everything but weights and optimizer; a collective call (every rank's random state)."""
-        mine = {"rng": rng_state(), "noise_rng": self.noise_gen.get_state()}
+        mine = {"rng": rng_state(self.device), "noise_rng": self.noise_gen.get_state()}
         ranks = gather_from_ranks(mine, self.world_size)
         return {
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
@@ -265,7 +273,7 @@ class Trainer:
         rng, noise = _own_entry(state["rng"], self.rank), _own_entry(state["noise_rng"], self.rank)
         if rng is None or noise is None:
             return
-        set_rng_state(rng)
+        set_rng_state(rng, self.device)
         self.noise_gen.set_state(noise)
 
     # -- the loop ----------------------------------------------------------------------
@@ -423,6 +431,8 @@ class Trainer:
             while self.step < train.max_steps:
                 start = time.perf_counter()
                 compiled = self._optimizer_step(self._batches)
+                if self.device.type == "cuda":  # the step's kernels, not only their launch: true samples/s
+                    torch.cuda.synchronize(self.device)
                 seconds = time.perf_counter() - start
                 if compiled:
                     self.compile_time += seconds

@@ -600,3 +600,41 @@ def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fre
 
 if __name__ == "__main__":
     _worker_main(*sys.argv[1:])
+
+
+FLOAT32_UNITS = """
+import os, sys, torch, torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1")
+dist.init_process_group("gloo")
+import pdeb_dpot
+from pdebench_core.config import build_config
+from pdebench_core.distributed import shard_model
+from pdebench_core.spec import DataSpec
+cfg = build_config(model="dpot", data="ns2d", profile="smoke", overrides=["model.embed_dim=16", "model.depth=1",
+                   "model.n_blocks=2", "model.out_layer_dim=4", "model.modes=4"])
+model = pdeb_dpot.build(cfg.model, DataSpec(name="ns2d", fields=("w",), spatial_shape=(16, 16), t_in=10, t_out=1))
+shard_model(model, bf16=True)
+seen = {}
+model.time_agg_layer.register_forward_pre_hook(lambda m, a: seen.update(gamma=m.gamma.dtype))
+model.blocks[0].filter.register_forward_pre_hook(lambda m, a: seen.update(spectral=m.w1.dtype))
+model.blocks[0].register_forward_pre_hook(
+    lambda m, a: seen.update(block=next(p for n, p in m.named_parameters() if "filter" not in n).dtype))
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    out = model(torch.randn(2, 10, 16, 16, 1))
+out.float().sum().backward()
+assert model.time_agg_layer.gamma.grad is not None
+print(" ".join(f"{k}={str(v).split('.')[-1]}" for k, v in sorted(seen.items())))
+dist.destroy_process_group()
+"""
+
+
+def test_fsdp_in_bf16_gathers_dpots_frequencies_and_spectral_weights_in_float32(tmp_path):
+    """gamma reaches 2^10 (cos of a bf16-rounded argument is noise) and the spectral weights are
+    meant to stay IEEE float32: under FSDP's bf16 policy they form float32 units of their own,
+    while the rest of a block is gathered in bf16."""
+    script = tmp_path / "units.py"
+    script.write_text(FLOAT32_UNITS)
+    result = subprocess.run([sys.executable, str(script), str(_free_port())], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PDEB_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "block=bfloat16 gamma=float32 spectral=float32"

@@ -442,3 +442,22 @@ def test_a_resume_on_another_process_count_says_what_becomes_of_the_noise_stream
     lines.clear()
     make_trainer(tiny_dpot(), tmp_path / "same", max_steps=4, log=lines.append).load(tmp_path / "one" / "last.pt")
     assert not any("random state" in line for line in lines)
+
+
+def test_a_checkpoint_of_more_gpus_resumes_on_fewer(monkeypatch):
+    """Older checkpoints hold every visible GPU's random state; a resume that sees fewer GPUs
+    (another CUDA_VISIBLE_DEVICES, fewer ranks) takes its own GPU's entry instead of failing."""
+    from pdebench_core import engine
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    cpu_state = torch.get_rng_state()
+    eight = [torch.full((4,), i, dtype=torch.uint8) for i in range(8)]
+    engine.set_rng_state({"cpu": cpu_state, "cuda": eight}, torch.device("cuda", 1))
+    assert torch.equal(restored[-1][0], eight[1]) and restored[-1][1] == torch.device("cuda", 1)
+    engine.set_rng_state({"cpu": cpu_state, "cuda": eight[:1]}, torch.device("cuda", 3))  # nothing of its own
+    assert len(restored) == 1
+    engine.set_rng_state({"cpu": cpu_state, "cuda": eight[2]}, torch.device("cuda", 0))  # this GPU's alone
+    assert torch.equal(restored[-1][0], eight[2])
+    engine.set_rng_state({"cpu": cpu_state, "cuda": eight}, torch.device("cpu"))  # a CPU resume: CUDA untouched
+    assert len(restored) == 2

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from pdebench_core.devices import exact_bmm, fp32_exact
+from pdebench_core.devices import exact_bmm, fp32_exact, keep_float32
 from pdebench_core.errors import UsageError
 
 from pdeb_dpot.spectral import forward_modes, inverse_modes, transform_for
@@ -153,6 +153,7 @@ class FourierMixer(nn.Module):
         self.b1 = nn.Parameter(scale * torch.rand(2, n_heads, self.head_dim))
         self.w2 = nn.Parameter(scale * torch.rand(2, n_heads, self.head_dim, self.head_dim))
         self.b2 = nn.Parameter(scale * torch.rand(2, n_heads, self.head_dim))
+        keep_float32(self.w1, self.b1, self.w2, self.b2)  # real and imaginary parts of spectral weights
 
     def add_modes(self, modes: Sequence[int]) -> None:
         """Serve inputs with ``len(modes)`` spatial axes too, keeping ``modes`` per axis."""

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pdebench_core.devices import autocast_enabled, keep_float32
 from pdebench_core.errors import UsageError
 from pdeb_dpot.mixer import FourierMixer, make_activation
 
@@ -169,7 +170,7 @@ class _GeluLinear(torch.autograd.Function):
 def _autocast_on(x: torch.Tensor) -> bool:
     """Whether autocast is on for ``x``'s device (devices without autocast, e.g. ``meta``, have none)."""
     try:
-        return torch.is_autocast_enabled(x.device.type)
+        return autocast_enabled(x.device.type)
     except RuntimeError:
         return False
 
@@ -267,6 +268,7 @@ class TimeAggregator(nn.Module):
         self.w = nn.Parameter(torch.randn(n_timesteps, width, width) / (n_timesteps * width ** 0.5))
         if kind == "exp_mlp":
             self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, width).unsqueeze(0))  # (1, D)
+            keep_float32(self.gamma)  # up to 2^10: cos(t * gamma) of a bf16-rounded gamma is noise
 
     def forward(self, hidden: torch.Tensor, act: nn.Module, embed_weight: torch.Tensor,
                 embed_bias: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
