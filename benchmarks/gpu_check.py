@@ -58,9 +58,11 @@ for _path in (_ROOT, _ROOT / "plugins", _ROOT / "benchmarks"):
 # in order against ``torch.cuda.get_device_name()``; GeForce figures use fp32 accumulation.
 BF16_PEAKS: list[tuple[str, str, float]] = [
     (r"GH200", "GH200", 989.0),
+    (r"H200.*NVL", "H200 NVL", 835.0),
     (r"H200", "H200", 989.0),
     (r"H100.*PCIe", "H100 PCIe", 756.0),
     (r"H100.*NVL", "H100 NVL", 835.0),
+    (r"H800.*PCIe", "H800 PCIe", 756.0),
     (r"H100|H800", "H100 SXM", 989.0),
     (r"GB200", "GB200", 2500.0),
     (r"B200", "B200", 2250.0),
@@ -154,8 +156,11 @@ def training_flops(model, x, autocast: bool = True) -> dict[str, int]:
     return {"total": counter.get_total_flops(), "fft": fft}
 
 
-def dpot_flops_per_sample(size: str, batch: int = 2) -> dict[str, float]:
-    """Training FLOPs per sample of DPOT-``size`` at 128x128, counted on the meta device."""
+def dpot_flops_per_sample(size: str, batch: int | None = None) -> dict[str, float]:
+    """Training FLOPs per sample of DPOT-``size`` at 128x128 and ``batch`` (default: the official
+    per-GPU batch), counted on the meta device. The time aggregation's weight-only products cost
+    the same at any batch, so the count per sample depends on it."""
+    batch = batch or OFFICIAL_BATCH[size]
     import torch
 
     from pdeb_dpot import DPOTConfig, build
@@ -334,12 +339,19 @@ def time_official(size: str, batch: int, warmup: int, steps: int, device: str = 
 
 
 def _guarded(fn: Callable[..., dict], *args) -> dict:
-    """Run one measurement; an out-of-memory error becomes a figure, not the end of the check."""
+    """Run one measurement; an out-of-memory error becomes a figure, not the end of the check
+    (also when pdeb reports it as a plugin's error: the run names the model that raised it)."""
     import torch
 
     try:
         return fn(*args)
-    except torch.cuda.OutOfMemoryError:
+    except Exception as exc:
+        causes, cause = [], exc
+        while cause is not None:
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if not any(isinstance(c, torch.cuda.OutOfMemoryError) or "out of memory" in str(c) for c in causes):
+            raise
         torch.cuda.empty_cache()
         return {"error": "out of GPU memory"}
 
@@ -347,7 +359,7 @@ def _guarded(fn: Callable[..., dict], *args) -> dict:
 def measure(size: str, args: argparse.Namespace, peak: Optional[tuple[str, float]]) -> dict[str, Any]:
     """Every figure for one DPOT size."""
     batch = args.batch or OFFICIAL_BATCH[size]
-    counted = dpot_flops_per_sample(size)
+    counted = dpot_flops_per_sample(size, batch)  # at the batch timed: some products cost the same at any batch
     compile_model = {"on": True, "off": False}.get(args.compile, counted["params"] <= COMPILE_LIMIT)
     row: dict[str, Any] = {"size": size, "batch": batch, "params_m": counted["params"] / 1e6,
                            "gflop_per_sample": counted["flops"] / 1e9, "fft_share": counted["fft_share"],

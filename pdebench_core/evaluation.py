@@ -16,6 +16,7 @@ On a dataset whose grid equals the model's the three agree exactly.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +24,7 @@ import torch
 
 from pdebench_core.data.normalization import to_physical
 from pdebench_core.data.windows import conform, n_frames_of, reset_padding, resize_frames
-from pdebench_core.devices import autocast_for
+from pdebench_core.devices import autocast_for, tf32_disabled
 from pdebench_core.errors import UsageError
 from pdebench_core.metrics import Metric, Pair
 
@@ -55,7 +56,8 @@ def rollout(model: torch.nn.Module, initial: torch.Tensor, steps: int, t_out: in
     preds = []
     produced = 0
     while produced < steps:
-        with autocast_for(initial.device, precision):
+        # fp32 means IEEE float32 here: TF32 (on for training matmuls on CUDA) is off too
+        with autocast_for(initial.device, precision), tf32_disabled() if precision == "fp32" else nullcontext():
             out = model(window)  # (B, t_out, *S, C)
         out = out.float()
         if channel_mask is not None:

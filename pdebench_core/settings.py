@@ -166,7 +166,8 @@ class EvalSection:
             resized to it), ``native`` (predictions resized back to each dataset's own grid)
             or ``strided`` (the model grid at every (model / native)-th point, as the official
             DPOT evaluation does).
-        precision: Rollout precision: ``fp32`` (default on every device), ``bf16`` or ``auto``.
+        precision: Rollout precision: ``fp32`` (default on every device; IEEE float32, TF32
+            off on CUDA too), ``bf16`` or ``auto``.
     """
 
     split: str = "test"

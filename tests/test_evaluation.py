@@ -331,3 +331,28 @@ def test_a_split_stacked_in_one_array_evaluates_like_a_list():
                                   grid=(16, 16), grid_mode=mode)
         assert stacked["n_samples"] == 3 and len(stacked["per_channel"]["l2re"]) == 2
         assert stacked == listed
+
+
+def test_an_fp32_rollout_runs_without_tf32_whatever_training_set():
+    """Training turns TF32 on for CUDA matmuls; a rollout at eval.precision=fp32 is IEEE float32
+    (and the setting is back afterwards)."""
+    import torch
+
+    from pdebench_core.evaluation import rollout
+
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.backends.cuda.matmul.allow_tf32)
+            return x[:, -1:]
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        rollout(Recording(), torch.zeros(1, 2, 4, 1), steps=2, t_out=1, precision="fp32")
+        assert seen == [False, False] and torch.backends.cuda.matmul.allow_tf32
+        rollout(Recording(), torch.zeros(1, 2, 4, 1), steps=1, t_out=1, precision="bf16")
+        assert seen[-1] is True  # bf16 asked for: the matmul flags are left as training set them
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

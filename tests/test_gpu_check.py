@@ -156,3 +156,32 @@ def test_an_official_checkout_that_does_not_import_is_one_line(tmp_path):
     result = _run("--official", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: cannot import") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_flops_are_counted_at_the_batch_timed(gpu_check):
+    """The time aggregation's weight-only products cost the same at any batch: per sample, the
+    count at the official batch of 20 is lower than at 2 (by about 6% for Ti)."""
+    at_two, at_twenty = gpu_check.dpot_flops_per_sample("ti", 2), gpu_check.dpot_flops_per_sample("ti", 20)
+    assert at_twenty["flops"] < 0.97 * at_two["flops"]
+    assert gpu_check.dpot_flops_per_sample("ti")["flops"] == at_twenty["flops"]  # the official per-GPU batch
+
+
+def test_an_out_of_memory_error_reported_as_a_plugins_is_still_a_figure(gpu_check):
+    """pdeb reports an error inside a model as the plugin's (PluginError, the OOM its cause): one
+    size running out of memory must not end the whole check."""
+    import torch
+
+    from pdebench_core.errors import PluginError
+
+    def runs_out(*args):
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except torch.cuda.OutOfMemoryError as exc:
+            raise PluginError("task 'pretrain' (plugin 'dpot') raised OutOfMemoryError") from exc
+
+    def other_bug(*args):
+        raise ValueError("a real bug")
+
+    assert gpu_check._guarded(runs_out) == {"error": "out of GPU memory"}
+    with pytest.raises(ValueError):
+        gpu_check._guarded(other_bug)
