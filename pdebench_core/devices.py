@@ -160,11 +160,24 @@ def exact_bmm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = N
     return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
 
 
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether ``precision`` (``train.precision``, ``eval.precision``) computes in bf16 here:
+    ``bf16``, or ``auto`` on a GPU that computes in it (Ampere and later; float32 on older ones)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda" and _bf16_supported(device))
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    try:
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported())
+    except (AssertionError, RuntimeError):  # no CUDA build, or no such device
+        return False
+
+
 def autocast_for(device: torch.device, precision: str):
     """bf16 autocast on CUDA under ``auto``/``bf16``; otherwise a no-op context."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if precision not in {"auto", "bf16", "fp32"}:
         raise UsageError(f"unknown train.precision '{precision}'; use auto, bf16 or fp32")
-    if use_bf16:
+    if uses_bf16(device, precision):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -29,11 +29,6 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def uses_bf16(device: torch.device, precision: str) -> bool:
-    """Whether training computes in bf16 (``train.precision`` bf16, or auto on CUDA)."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
 class DataParallel:
     """The model as every process runs it: plain, in DDP, or sharded with FSDP2.
 

@@ -14,8 +14,8 @@ import torch
 from pdebench_core.acceleration import CompiledOrEager, apply_channels_last, checkpoint_blocks
 from pdebench_core.checkpoint import (SHARDED, load_full_optimizer_state, load_sharded, read_checkpoint,
                                      save_checkpoint, save_sharded, sharded_directory)
-from pdebench_core.devices import autocast_for
-from pdebench_core.distributed import DataParallel, gather_from_ranks, rank, uses_bf16
+from pdebench_core.devices import autocast_for, uses_bf16
+from pdebench_core.distributed import DataParallel, gather_from_ranks, rank
 from pdebench_core.errors import PdebError, UsageError
 from pdebench_core.losses import LOSSES
 from pdebench_core.objectives import next_frames_objective

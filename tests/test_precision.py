@@ -190,3 +190,16 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_auto_precision_is_bf16_only_on_a_gpu_that_computes_in_it(monkeypatch):
+    import torch
+
+    from pdebench_core import devices
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(devices, "_bf16_supported", lambda device: False)  # a V100 or a T4
+    assert not devices.uses_bf16(cuda, "auto") and devices.uses_bf16(cuda, "bf16")
+    monkeypatch.setattr(devices, "_bf16_supported", lambda device: True)
+    assert devices.uses_bf16(cuda, "auto") and not devices.uses_bf16(cuda, "fp32")
+    assert not devices.uses_bf16(torch.device("cpu"), "auto")
