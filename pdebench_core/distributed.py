@@ -134,6 +134,28 @@ def shard_model(model: torch.nn.Module, bf16: bool = False) -> None:
     fully_shard(model, mp_policy=_mixed_precision(model, bf16))
 
 
+#: How long ranks wait for rank 0's one-off work (generating or scanning data): far longer
+#: than any collective should be allowed to take.
+LONG_WAIT_S = 24 * 3600.0
+
+
+@contextlib.contextmanager
+def long_wait_group() -> Iterator[Any]:
+    """A gloo process group with a timeout of :data:`LONG_WAIT_S`, for the ranks to wait on
+    while rank 0 does one-off work: ``train.dist_timeout`` stays short everywhere else, and
+    NCCL's watchdog (which would abort a process waiting that long) is not involved. Every
+    rank must enter it (creating a group is collective)."""
+    import datetime
+
+    import torch.distributed as dist
+
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=LONG_WAIT_S))
+    try:
+        yield group
+    finally:
+        dist.destroy_process_group(group)
+
+
 def gather_from_ranks(value: Any, world_size: int) -> list[Any]:
     """``value`` of every rank, in rank order (a collective call)."""
     if world_size <= 1:

@@ -111,32 +111,25 @@ def apply_determinism(enabled: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-# How long other ranks wait while rank 0 generates the run's data: generation at the paper
-# profile takes far longer than any collective should be allowed to.
-DATA_WAIT_S = 24 * 3600.0
-
-
 def generate_data_first(cfg, rank: int, world_size: int) -> None:
     """Under several processes, rank 0 builds every dataset (generating and caching what is
     missing) while the others wait without the short collective timeout; the task's own
     dataset building then reads the cache on every rank."""
     if world_size <= 1:
         return
-    import datetime
-
     import torch.distributed as dist
 
-    # A side group of its own, so the long wait does not loosen train.dist_timeout elsewhere.
-    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=DATA_WAIT_S))
+    from pdebench_core.distributed import long_wait_group
+
     failure: list = [None]
-    if rank == 0:
-        try:
-            for name, section in cfg.data.items():
-                plugins.build_dataset_from(name, section)
-        except (PdebError, OSError) as exc:  # the kind travels too: bad data stays a usage error (exit 2)
-            failure[0] = (isinstance(exc, (UsageError, OSError)), f"dataset preparation failed on rank 0: {exc}")
-    dist.broadcast_object_list(failure, src=0, group=group)
-    dist.destroy_process_group(group)
+    with long_wait_group() as group:  # generation at the paper profile outlasts any collective timeout
+        if rank == 0:
+            try:
+                for name, section in cfg.data.items():
+                    plugins.build_dataset_from(name, section)
+            except (PdebError, OSError) as exc:  # the kind travels too: bad data stays a usage error (exit 2)
+                failure[0] = (isinstance(exc, (UsageError, OSError)), f"dataset preparation failed on rank 0: {exc}")
+        dist.broadcast_object_list(failure, src=0, group=group)
     if failure[0] is not None:
         bad_input, message = failure[0]
         raise (DataError if bad_input else PdebError)(message)

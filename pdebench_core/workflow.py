@@ -21,11 +21,14 @@ def build_datasets(ctx: RunContext) -> dict[str, Any]:
     Under several processes rank 0 generates first and the others then read its cache.
     """
     if ctx.world_size > 1:
-        import torch.distributed as dist
+        from pdebench_core.distributed import long_wait_group
 
-        if ctx.rank == 0:
-            built = _build_datasets(ctx)
-        dist.barrier()
+        with long_wait_group() as group:  # rank 0's first scan of a large dataset outlasts any collective timeout
+            import torch.distributed as dist
+
+            if ctx.rank == 0:
+                built = _build_datasets(ctx)
+            dist.barrier(group=group)
         if ctx.rank != 0:
             built = _build_datasets(ctx)
         return built
@@ -355,6 +358,9 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
 
     cfg = ctx.cfg
     split = split or cfg.eval.split
+    # Scored first, the data hashed after: the other ranks take part in the scoring's collectives
+    # and need not wait in one while rank 0 reads the data's bytes (NCCL's watchdog would not).
+    outputs = scored_outputs(ctx, score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)), split)
     identities = {}
     if write_rows and ctx.is_main:  # only the main process writes rows: only it reads the data's bytes
         identities = dataset_identities(mixture.datasets, {name: (cfg.data.get(name) or {}).get("path")
@@ -366,8 +372,7 @@ def evaluate_all(ctx: RunContext, model, mixture: Mixture, split: str | None = N
     resolved = OmegaConf.to_container(cfg, resolve=True)
     n_params = count_parameters(model)
     results: dict[str, dict[str, float]] = {}
-    for name, out in scored_outputs(ctx, score(ctx, model, mixture, split, int(cfg.eval.max_trajectories)),
-                                    split).items():
+    for name, out in outputs.items():
         ctx.save_json(f"eval/{name}.json", out)
         summary = out["summary"]
         results[name] = summary
