@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -26,6 +28,23 @@ def compilation_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+@contextlib.contextmanager
+def _backward_compiled_with_forward() -> Iterator[None]:
+    """Compile a graph's backward when its forward is compiled (torch >= 2.9 lowers it lazily,
+    at the first ``backward()``): a compiler failure then happens here, where the fallback to
+    eager mode catches it, not in the middle of a training step."""
+    try:
+        from torch._functorch import config
+    except ImportError:  # pragma: no cover - functorch ships with torch
+        yield
+        return
+    if not hasattr(config, "force_non_lazy_backward_lowering"):
+        yield
+        return
+    with config.patch(force_non_lazy_backward_lowering=True):
+        yield
+
+
 class CompiledOrEager(torch.nn.Module):
     """Runs the ``torch.compile``d model; the first time compilation itself fails (e.g. on a
     layer the compiler cannot handle) it says so and runs eagerly from then on. Any other
@@ -46,7 +65,8 @@ class CompiledOrEager(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compiled is not None:
             try:
-                return self.compiled(x)
+                with _backward_compiled_with_forward():
+                    return self.compiled(x)
             except self._errors as exc:
                 first_line = (str(exc).strip().splitlines() or [""])[0][:160]
                 self.log(f"torch.compile could not compile this model ({type(exc).__name__}: {first_line}); "

@@ -308,6 +308,26 @@ def test_compile_falls_back_only_when_compilation_fails(monkeypatch):
     assert len(lines) == 1
 
 
+def test_the_backward_graph_is_compiled_where_a_failure_falls_back(monkeypatch):
+    """torch >= 2.9 lowers a compiled graph's backward lazily, at the first backward(), outside
+    the fallback; inside CompiledOrEager's call it is compiled with the forward."""
+    from torch._functorch import config
+
+    from pdebench_core.acceleration import CompiledOrEager
+
+    if not hasattr(config, "force_non_lazy_backward_lowering"):
+        pytest.skip("this torch compiles the backward with the forward anyway")
+    seen = []
+
+    def recording_compile(module, **kwargs):
+        return lambda inputs: (seen.append(config.force_non_lazy_backward_lowering), module(inputs))[1]
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    model = torch.nn.Linear(3, 2)
+    CompiledOrEager(model, print)(torch.randn(4, 3))
+    assert seen == [True] and not config.force_non_lazy_backward_lowering  # set only for the call
+
+
 def test_compilation_time_is_left_out_of_training_time_and_throughput(tmp_path, monkeypatch):
     # A stand-in compiler whose first call of each input shape takes an hour on the engine's clock,
     # as compilation does (a clock the test moves, so a busy machine cannot blur it).
