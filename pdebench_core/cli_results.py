@@ -45,8 +45,8 @@ def leaderboard_command(
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="table, markdown, csv, json or html (default: table, or from --out's suffix)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of the terminal."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --out file of another kind (an earlier "
-                                                      "output of the same format is replaced anyway)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file of another kind (one with "
+                                                      "the format's suffix is replaced anyway)."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Only the runs of this sweep (see 'pdeb sweep')."),
 ) -> None:
     """Compare local results with the published ones (DPOT Table 1, PDEBench), ranked among rows measured alike."""
@@ -313,8 +313,8 @@ def report_command(
     rollout: bool = typer.Option(True, "--rollout/--no-rollout",
                                  help="Reload the model and roll out for the figures (else metrics and curves only)."),
     device: str = typer.Option("cpu", "--device", help="Device for the rollout: cpu or cuda."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --out file of another kind (an earlier "
-                                                      "report is replaced anyway)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file of another kind (an .html "
+                                                      "file is replaced anyway)."),
 ) -> None:
     """Write a self-contained HTML report of a run: metrics, error curves, fields and spectra."""
     from pdebench_core.report import build_report

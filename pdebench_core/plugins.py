@@ -423,7 +423,7 @@ def plugin_failure(component: Component, exc: Exception, what: str = "raised") -
 
     if os.environ.get("PDEB_DEBUG"):
         return None
-    origin = raising_plugin(exc)
+    origin = raising_plugin(exc, prefer=component.plugin)
     if origin is not None and origin[0] != component.plugin:  # e.g. a model's forward, run by a builtin task
         plugin, where = origin
         return PluginError(f"plugin '{plugin}' raised {_one_line(exc)} (at {where}, during {component.kind} "
@@ -432,17 +432,45 @@ def plugin_failure(component: Component, exc: Exception, what: str = "raised") -
                        f"{_one_line(exc)}; PDEB_DEBUG=1 shows the traceback")
 
 
-def raising_plugin(exc: BaseException) -> tuple[str, str] | None:
+def raising_plugin(exc: BaseException, prefer: str | None = None) -> tuple[str, str] | None:
     """``(plugin, "file:line in function")`` of the innermost traceback frame that lies in a
-    plugin's own source, or None: whose code raised, however deep in pdeb or torch it surfaced."""
-    sources = {name: _plugin_sources(plugin) for name, plugin in pm.list_name_plugin()}
+    plugin's own source, or None: whose code raised, however deep in pdeb or torch it surfaced.
+
+    Several entry points of one package share its folders: the plugin whose own module (or
+    package) holds the file is taken first, then ``prefer`` (the component running) when it is
+    one of them, then any of them.
+    """
+    plugins = dict(pm.list_name_plugin())
+    sources = {name: _plugin_sources(plugin) for name, plugin in plugins.items()}
     found = None
     for frame, line in traceback_frames(exc):
         file = frame.f_code.co_filename
-        for name, roots in sources.items():
-            if any(file == root or (root.endswith(os.sep) and file.startswith(root)) for root in roots):
-                found = (name, f"{Path(file).name}:{line} in {frame.f_code.co_name}")
+        owners = [name for name, roots in sources.items() if any(_holds(root, file) for root in roots)]
+        if not owners:
+            continue
+        own = [name for name in owners if any(_holds(root, file) for root in _own_sources(plugins[name]))]
+        chosen = own or ([prefer] if prefer in owners else owners)
+        found = (prefer if prefer in chosen else chosen[0], f"{Path(file).name}:{line} in {frame.f_code.co_name}")
     return found
+
+
+def _holds(root: str, file: str) -> bool:
+    """Whether ``file`` is ``root`` or lies in the folder ``root`` (which ends in a separator)."""
+    return file == root or (root.endswith(os.sep) and file.startswith(root))
+
+
+def _own_sources(plugin: Any) -> list[str]:
+    """The entry point's own module file, or its package's folder: narrower than the top-level
+    package folders of :func:`_plugin_sources`."""
+    import inspect
+
+    if not inspect.ismodule(plugin):
+        return []
+    folders = list(getattr(plugin, "__path__", []) or [])
+    if folders:
+        return [str(Path(folder)) + os.sep for folder in folders]
+    file = getattr(plugin, "__file__", None)
+    return [file] if file else []
 
 
 def _plugin_sources(plugin: Any) -> list[str]:

@@ -88,11 +88,8 @@ class Component:
             elif isinstance(value, (list, tuple)):
                 out[key] = list(value)
         # The registered parameters come last: a card key cannot hide them.
-        settings = self.settings("small")  # the profile a run gets unless told otherwise
-        if settings:
-            out["settings"] = settings
-        if self.required():
-            out["required_settings"] = self.required()
+        out["settings"] = self.settings("small")  # the profile a run gets unless told otherwise
+        out["required_settings"] = self.required()
         if self.kind in ("model", "dataset") and self.dims:
             out["dims"] = list(self.dims)
         if self.kind == "model":

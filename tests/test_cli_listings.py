@@ -78,7 +78,7 @@ def test_listings_show_each_components_settings_and_defaults():
     models = {m["name"]: m for m in json.loads(CliRunner().invoke(app, ["models", "--json"]).output)}
     assert models["fno"]["settings"]["width"] == 20
     assert models["ffno"]["settings"]["width"] == 32  # under the small profile, which a run gets by default
-    assert "settings" not in models["persistence"]  # a config without fields: nothing to set
+    assert models["persistence"]["settings"] == {} and models["persistence"]["required_settings"] == []  # nothing to set
 
 
 

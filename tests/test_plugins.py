@@ -457,3 +457,51 @@ def test_a_plugin_whose_entry_point_is_a_submodule_is_named_for_its_packages_cod
     assert result.returncode == 1, result.stderr
     assert "error: plugin 'layered' raised RuntimeError: bug in forward (at model.py:" in result.stderr
 
+
+
+MULTI_MODELS = textwrap.dedent('''
+    import torch
+
+    from pdebench_core import hookimpl
+
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            raise RuntimeError("bug in the models module")
+
+
+    @hookimpl
+    def register_models(register):
+        register("multi-model", lambda cfg, spec: Broken(), dims=(2,))
+''')
+
+MULTI_TASKS = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+
+    @hookimpl
+    def register_tasks(register):
+        register("multi-task", lambda ctx: {}, description="does nothing")
+''')
+
+
+@pytest.mark.parametrize("models_first", [True, False])
+def test_of_two_entry_points_in_one_package_the_one_whose_module_raised_is_named(tmp_path, pdeb, fake_distribution,
+                                                                                models_first):
+    """One distribution, entry points for multi.tasks and multi.models, listed in either order:
+    an error in multi/models.py is the models plugin's."""
+    models, points = "mmodels", {"mtasks": "multi.tasks", "mmodels": "multi.models"}
+    if models_first:
+        points = dict(reversed(list(points.items())))
+    root = fake_distribution(tmp_path / "site", "pdeb-multi", points,
+                             {"multi/__init__": "", "multi/tasks": MULTI_TASKS, "multi/models": MULTI_MODELS})
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "PDEB_HOME": str(tmp_path / "home")}
+    result = pdeb("run", "--model", "multi-model", "--data", "ns2d", "--profile", "smoke", "--quiet",
+                  "train.max_steps=2", env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"plugin '{models}' raised RuntimeError: bug in the models module (at models.py:" in result.stderr

@@ -181,7 +181,9 @@ def _describe(state: Mapping[str, torch.Tensor]) -> str:
             f"mlp_ratio={cfg['mlp_ratio']}, out_layer_dim={cfg['out_layer_dim']}, "
             f"patch_size={cfg['patch_size']}, in_channels={cfg['in_channels']}, "
             f"in_timesteps={cfg['in_timesteps']}, out_timesteps={cfg['out_timesteps']}, "
-            f"n_cls={cfg['n_cls']}, normalize={cfg['normalize']}; set the model to match")
+            f"n_cls={cfg['n_cls']}, normalize={cfg['normalize']}; "
+            + (f"a released size: run with --profile paper model.size={size} (the smoke and small profiles set "
+               f"narrower widths), or set the model to match" if size else "set the model to match"))
 
 
 def mixed_dimensions(state: Mapping[str, torch.Tensor]) -> list[int]:
