@@ -24,7 +24,13 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu or auto")
         enable_tf32()
-        return torch.device(name)
+        device = torch.device(name)
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise UsageError(f"--device {name}: this machine shows {torch.cuda.device_count()} GPU(s) "
+                                 f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            torch.cuda.set_device(device)  # work without a device (pinned memory, streams) lands there too
+        return device
     if name == "cpu":
         return torch.device("cpu")
     raise UsageError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")

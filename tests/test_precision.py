@@ -203,3 +203,19 @@ def test_auto_precision_is_bf16_only_on_a_gpu_that_computes_in_it(monkeypatch):
     monkeypatch.setattr(devices, "_bf16_supported", lambda device: True)
     assert devices.uses_bf16(cuda, "auto") and not devices.uses_bf16(cuda, "fp32")
     assert not devices.uses_bf16(torch.device("cpu"), "auto")
+
+
+def test_cuda_n_becomes_this_processs_current_device(monkeypatch):
+    import torch
+
+    from pdebench_core import devices
+    from pdebench_core.errors import UsageError
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(devices, "enable_tf32", lambda: None)
+    assert devices.resolve_device("cuda:1") == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    with pytest.raises(UsageError, match=r"--device cuda:5: this machine shows 2 GPU\(s\)"):
+        devices.resolve_device("cuda:5")
