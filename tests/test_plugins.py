@@ -450,12 +450,17 @@ def test_a_plugin_whose_entry_point_is_a_submodule_is_named_for_its_packages_cod
     """Entry point layered.plugin, the model in layered/model.py: still the plugin's code."""
     root = fake_distribution(tmp_path / "site", "pdeb-layered", {"layered": "layered.plugin"},
                              {"layered/__init__": "", "layered/plugin": PACKAGE_PLUGIN, "layered/model": BROKEN_FORWARD})
-    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-           "PDEB_HOME": str(tmp_path / "home")}
-    result = pdeb("run", "--model", "layered-model", "--data", "ns2d", "--profile", "smoke", "--quiet",
-                  "train.max_steps=2", env=env)
+    result = _train_installed_model(pdeb, root, tmp_path, "layered-model")
     assert result.returncode == 1, result.stderr
     assert "error: plugin 'layered' raised RuntimeError: bug in forward (at model.py:" in result.stderr
+
+
+def _train_installed_model(pdeb, root, tmp_path, model: str):
+    """``pdeb run`` (smoke, 2 steps on ns2d) of a model of the distribution installed under ``root``."""
+    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "PDEB_HOME": str(tmp_path / "home")}
+    return pdeb("run", "--model", model, "--data", "ns2d", "--profile", "smoke", "--quiet", "train.max_steps=2",
+                env=env)
 
 
 
@@ -499,9 +504,6 @@ def test_of_two_entry_points_in_one_package_the_one_whose_module_raised_is_named
         points = dict(reversed(list(points.items())))
     root = fake_distribution(tmp_path / "site", "pdeb-multi", points,
                              {"multi/__init__": "", "multi/tasks": MULTI_TASKS, "multi/models": MULTI_MODELS})
-    env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-           "PDEB_HOME": str(tmp_path / "home")}
-    result = pdeb("run", "--model", "multi-model", "--data", "ns2d", "--profile", "smoke", "--quiet",
-                  "train.max_steps=2", env=env)
+    result = _train_installed_model(pdeb, root, tmp_path, "multi-model")
     assert result.returncode == 1, result.stderr
     assert f"plugin '{models}' raised RuntimeError: bug in the models module (at models.py:" in result.stderr
