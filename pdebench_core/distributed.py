@@ -119,15 +119,18 @@ def shard_model(model: torch.nn.Module, bf16: bool = False) -> None:
 
     from pdebench_core.devices import KEEP_FLOAT32
 
+    float32_units = []
     for module in list(model.modules()) if bf16 else []:  # float32 units first, inside the bf16 ones
         own = list(module.parameters(recurse=False))
         if any(getattr(p, KEEP_FLOAT32, False) for p in own) and not any(isinstance(p, DTensor) for p in own):
             fully_shard(module, mp_policy=MixedPrecisionPolicy())
+            float32_units.append(module)
+    in_float32_units = {id(p) for unit in float32_units for p in unit.parameters()}
     for module in list(model.modules()):
         if not isinstance(module, torch.nn.ModuleList):
             continue
-        for block in module:
-            params = list(block.parameters())
+        for block in module:  # a block's own float32 units do not make it sharded already
+            params = [p for p in block.parameters() if id(p) not in in_float32_units]
             if any(isinstance(p, DTensor) for p in params) or not any(p.requires_grad for p in params):
                 continue
             fully_shard(block, mp_policy=_mixed_precision(block, bf16))

@@ -623,6 +623,8 @@ with torch.autocast("cpu", dtype=torch.bfloat16):
     out = model(torch.randn(2, 10, 16, 16, 1))
 out.float().sum().backward()
 assert model.time_agg_layer.gamma.grad is not None
+from torch.distributed.fsdp import FSDPModule
+assert all(isinstance(block, FSDPModule) for block in model.blocks)  # each block still a unit of its own
 print(" ".join(f"{k}={str(v).split('.')[-1]}" for k, v in sorted(seen.items())))
 dist.destroy_process_group()
 """
