@@ -51,7 +51,7 @@ def reset_padding(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns:
         ``frames`` with every padded channel equal to :data:`PAD_VALUE`.
     """
-    if bool(mask.all()):
+    if mask.device.type == "cpu" and bool(mask.all()):  # on a GPU the check would wait for the device
         return frames
     keep = mask.to(frames.device)
     keep = keep.reshape(keep.shape[0] if keep.ndim == 2 else 1, *([1] * (frames.ndim - 2)), frames.shape[-1])
