@@ -347,7 +347,7 @@ def _guarded(fn: Callable[..., dict], *args) -> dict:
         return fn(*args)
     except Exception as exc:
         causes, cause = [], exc
-        while cause is not None:
+        while cause is not None and all(cause is not seen for seen in causes):  # a chain may loop
             causes.append(cause)
             cause = cause.__cause__ or cause.__context__
         if not any(isinstance(c, torch.cuda.OutOfMemoryError) or "out of memory" in str(c) for c in causes):

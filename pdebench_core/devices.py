@@ -173,9 +173,12 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
 
 
 def _bf16_supported(device: torch.device) -> bool:
+    """Whether the GPU computes in bf16 natively: compute capability 8 (Ampere) or later, or
+    ROCm. (``torch.cuda.is_bf16_supported()`` also says yes for emulated bf16 on a V100.)"""
     try:
-        with torch.cuda.device(device):
-            return bool(torch.cuda.is_bf16_supported())
+        if torch.version.hip:
+            return True
+        return torch.cuda.get_device_capability(device)[0] >= 8
     except (AssertionError, RuntimeError):  # no CUDA build, or no such device
         return False
 

@@ -448,8 +448,11 @@ def raising_plugin(exc: BaseException, prefer: str | None = None) -> tuple[str, 
         owners = [name for name, roots in sources.items() if any(_holds(root, file) for root in roots)]
         if not owners:
             continue
-        own = [name for name in owners if any(_holds(root, file) for root in _own_sources(plugins[name]))]
-        chosen = own or ([prefer] if prefer in owners else owners)
+        own = {name: max((len(root) for root in _own_sources(plugins[name]) if _holds(root, file)), default=0)
+               for name in owners}
+        deepest = max(own.values())  # pkg.sub's own folder before pkg's, when both hold the file
+        chosen = [name for name, depth in own.items() if depth and depth == deepest] or (
+            [prefer] if prefer in owners else owners)
         found = (prefer if prefer in chosen else chosen[0], f"{Path(file).name}:{line} in {frame.f_code.co_name}")
     return found
 

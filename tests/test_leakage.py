@@ -59,7 +59,7 @@ def test_two_datasets_reading_one_file_with_different_splits_are_refused(fresh_h
     assert execute(allowed, quiet=True).results
 
 
-def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on(fresh_home, tmp_path):
+def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on(fresh_home, tmp_path, monkeypatch):
     """Pre-train on a file, then fine-tune (or evaluate) from that run on another split of the
     same file: the test trajectories were pre-training data."""
     path = tmp_path / "mine.hdf5"
@@ -89,6 +89,9 @@ def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on
     checkpoints = fresh_home / "runs" / "pre" / "checkpoints"
     assert _final_weights_of(str(checkpoints / "last.pt")) == {"weights_of_run": "pre"}
     assert _final_weights_of(str(checkpoints / "best.pt")) is None  # an earlier model than the run's row scored
+    assert _final_weights_of("pre") == {"weights_of_run": "pre"}
+    monkeypatch.chdir(checkpoints)  # a bare file name relative to the run's checkpoints folder is no run id
+    assert _final_weights_of("best.pt") is None and _final_weights_of("last.pt") == {"weights_of_run": "pre"}
     # test trajectories the pre-training never saw: no word
     apart = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="apart",
                                  device="cpu", overrides=[*tiny, *data, "data.ns2d.n_train=6",

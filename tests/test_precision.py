@@ -198,9 +198,11 @@ def test_auto_precision_is_bf16_only_on_a_gpu_that_computes_in_it(monkeypatch):
     from pdebench_core import devices
 
     cuda = torch.device("cuda", 0)
-    monkeypatch.setattr(devices, "_bf16_supported", lambda device: False)  # a V100 or a T4
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated bf16 counts there
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # a V100
     assert not devices.uses_bf16(cuda, "auto") and devices.uses_bf16(cuda, "bf16")
-    monkeypatch.setattr(devices, "_bf16_supported", lambda device: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     assert devices.uses_bf16(cuda, "auto") and not devices.uses_bf16(cuda, "fp32")
     assert not devices.uses_bf16(torch.device("cpu"), "auto")
 

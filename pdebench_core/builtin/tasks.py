@@ -74,8 +74,13 @@ def _final_weights_of(ref: Optional[str]) -> Optional[dict]:
     from pdebench_core.weights import run_of_checkpoint
 
     source = run_of_checkpoint(ref)
-    final = source is not None and ("/" not in str(ref) or Path(str(ref)).name == "last.pt")
-    return {"weights_of_run": source} if final else None
+    if source is None:
+        return None
+    if str(ref) == source:  # the run id: its newest intact checkpoint, last.pt unless that is damaged
+        from pdebench_core.weights import resolve_checkpoint
+
+        ref = str(resolve_checkpoint(str(ref)))
+    return {"weights_of_run": source} if Path(str(ref)).name == "last.pt" else None
 
 
 @hookimpl
