@@ -55,7 +55,7 @@ def state_dict_of(state: dict) -> dict:
     return weights
 
 
-def load_weights(model, ref: str, config: Mapping[str, Any] | None = None) -> None:
+def load_weights(model, ref: str, config: Mapping[str, Any] | None = None) -> Path:
     """Load weights into ``model`` strictly, naming the first mismatches on failure.
 
     A model may name its weights in a checkpoint of another layout through a method
@@ -67,6 +67,9 @@ def load_weights(model, ref: str, config: Mapping[str, Any] | None = None) -> No
         ref: A checkpoint file, a URL or a run id (see :func:`resolve_checkpoint`).
         config: This run's resolved config: a checkpoint that does not fit is then refused
             with the settings its own run had otherwise (profile, model, input frames, grid).
+
+    Returns:
+        The checkpoint file read (for a run id, its newest intact checkpoint).
     """
     path = resolve_checkpoint(ref)
     checkpoint = load_checkpoint(path)
@@ -89,6 +92,7 @@ def load_weights(model, ref: str, config: Mapping[str, Any] | None = None) -> No
         hint = fit_hint(checkpoint.get("config") if isinstance(checkpoint, Mapping) else None, config)
         raise UsageError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}{hint}")
     model.load_state_dict(weights)
+    return path
 
 
 #: Settings that shape a model's weights, besides ``model.*``.

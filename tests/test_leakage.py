@@ -84,14 +84,21 @@ def test_fine_tuning_is_refused_on_test_trajectories_its_pre_training_trained_on
     from pdebench_core.results import ResultsStore
 
     assert ResultsStore().run_rows("scored")[0]["extra"]["weights_of_run"] == "pre"  # counted once on the board
+    from pathlib import Path
+
     from pdebench_core.builtin.tasks import _final_weights_of
+    from pdebench_core.weights import resolve_checkpoint
+
+    def final(ref: str, read: str | None = None):  # ``read``: the file load_weights read for ``ref``
+        return _final_weights_of(ref, Path(read) if read else resolve_checkpoint(ref))
 
     checkpoints = fresh_home / "runs" / "pre" / "checkpoints"
-    assert _final_weights_of(str(checkpoints / "last.pt")) == {"weights_of_run": "pre"}
-    assert _final_weights_of(str(checkpoints / "best.pt")) is None  # an earlier model than the run's row scored
-    assert _final_weights_of("pre") == {"weights_of_run": "pre"}
+    assert final(str(checkpoints / "last.pt")) == {"weights_of_run": "pre"}
+    assert final(str(checkpoints / "best.pt"), str(checkpoints / "best.pt")) is None  # an earlier model
+    assert final("pre") == {"weights_of_run": "pre"}  # the run id: its last.pt
+    assert final("pre", str(checkpoints / "step-00000001.pt")) is None  # last.pt damaged: an earlier one was read
     monkeypatch.chdir(checkpoints)  # a bare file name relative to the run's checkpoints folder is no run id
-    assert _final_weights_of("best.pt") is None and _final_weights_of("last.pt") == {"weights_of_run": "pre"}
+    assert final("best.pt", "best.pt") is None and final("last.pt") == {"weights_of_run": "pre"}
     # test trajectories the pre-training never saw: no word
     apart = execute(build_config(model="fno", data="ns2d", task="finetune", profile="smoke", run_id="apart",
                                  device="cpu", overrides=[*tiny, *data, "data.ns2d.n_train=6",

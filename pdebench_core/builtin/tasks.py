@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from pdebench_core.hookspecs import hookimpl
@@ -57,30 +58,25 @@ def run_evaluate(ctx) -> dict[str, Any]:
     from pdebench_core.weights import load_weights
 
     _, mixture, model = workflow.prepare(ctx, training=False)
+    extra = None
     if ctx.cfg.task.checkpoint:
-        load_weights(model, ctx.cfg.task.checkpoint, config=ctx.cfg)
+        read = load_weights(model, ctx.cfg.task.checkpoint, config=ctx.cfg)
+        extra = _final_weights_of(ctx.cfg.task.checkpoint, read)
     elif any(p.requires_grad for p in model.parameters()):
         ctx.log(f"warning: no task.checkpoint: '{ctx.cfg.model.name}' is scored with the weights it was built with "
                 f"(untrained unless it loads some itself, e.g. model.init); pass task.checkpoint=RUN_ID or FILE")
-    return workflow.evaluate_all(ctx, model, mixture, extra=_final_weights_of(ctx.cfg.task.checkpoint))
+    return workflow.evaluate_all(ctx, model, mixture, extra=extra)
 
 
-def _final_weights_of(ref: Optional[str]) -> Optional[dict]:
-    """``{"weights_of_run": RUN_ID}`` when ``ref`` names a run's final weights (the run id, or its
-    ``last.pt``): the model that run's own row scored, which the leaderboard counts once. An
-    earlier checkpoint (``best.pt``, a step) is another model."""
-    from pathlib import Path
-
+def _final_weights_of(ref: str, read: Path) -> Optional[dict]:
+    """``{"weights_of_run": RUN_ID}`` when ``ref`` names a run's final weights (the file ``read``
+    is its ``last.pt``): the model that run's own row scored, which the leaderboard counts once.
+    An earlier checkpoint (``best.pt``, a step, the newest intact one behind a damaged
+    ``last.pt``) is another model."""
     from pdebench_core.weights import run_of_checkpoint
 
     source = run_of_checkpoint(ref)
-    if source is None:
-        return None
-    if str(ref) == source:  # the run id: its newest intact checkpoint, last.pt unless that is damaged
-        from pdebench_core.weights import resolve_checkpoint
-
-        ref = str(resolve_checkpoint(str(ref)))
-    return {"weights_of_run": source} if Path(str(ref)).name == "last.pt" else None
+    return {"weights_of_run": source} if source is not None and read.name == "last.pt" else None
 
 
 @hookimpl
