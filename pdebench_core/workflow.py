@@ -148,8 +148,8 @@ def guard_against_weights_source(ctx: RunContext, datasets: dict[str, Any], trai
     from pdebench_core.rebuild import saved_config
     from pdebench_core.weights import run_of_checkpoint
 
-    sources = {run_of_checkpoint(ctx.cfg.task.get(key) if key == "checkpoint" else ctx.cfg.model.get(key))
-               for key in ("checkpoint", "init")} - {None, ctx.run_id}
+    sources = {run_of_checkpoint(ctx.cfg.task.get("checkpoint")),
+               run_of_checkpoint(ctx.cfg.model.get("init"))} - {None, ctx.run_id}
     mine = {name: _where(section.get("path")) for name, section in ctx.cfg.data.items()}
     evaluated = {name: getattr(ds, "inner", ds) for name, ds in datasets.items()}  # as read, not normalised
     for source in sorted(sources):

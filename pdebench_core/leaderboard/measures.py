@@ -127,10 +127,10 @@ def _column_measures(columns: Iterable[Mapping[str, Any]], evaluation: Mapping[s
     out = {}
     for entry in columns:
         try:
-            grid = [int(n) for n in entry["grid"]] if not isinstance(entry["grid"], str) else \
-                [int(n) for n in entry["grid"].split("x")]
-            scoring = scoring_label(mode, model_grid if model_grid and len(model_grid) == len(grid) else None, grid)
-            out[str(entry["key"])] = Measure(int(entry["t_in"]), int(entry["horizon"]), grid_text(grid), scoring)
+            grid = grid_text(entry["grid"])
+            native = [int(n) for n in (grid or "").split("x")]  # no grid: ValueError, named below
+            scoring = scoring_label(mode, model_grid if model_grid and len(model_grid) == len(native) else None, native)
+            out[str(entry["key"])] = Measure(int(entry["t_in"]), int(entry["horizon"]), grid, scoring)
         except (KeyError, TypeError, ValueError):
             raise DataError(f"{path}: column '{entry.get('key', '?')}' needs key, t_in, horizon and grid") from None
     return out
