@@ -152,23 +152,27 @@ def _shape_of(dataset: Any) -> dict[str, Any]:
     return {"fields": list(spec.fields), "spatial_shape": list(spec.spatial_shape), "n_frames": spec.n_frames}
 
 
-def _source_files(dataset: Any) -> list[str]:
-    """Files the splits are read from, when every split reads a file (generated data's cache)."""
+def _split_sources(dataset: Any) -> dict[str, str | None]:
+    """``{split: file}``: the file each split of the dataset reads, by its reader's label
+    (``None`` for a split whose trajectories name no file)."""
     from pdebench_core.data.layouts.common import split_label
 
-    files = set()
+    sources = {}
     for split in SPLITS:
         try:
             label = getattr(dataset.split(split), "path", None)
-        except Exception:
+        except Exception:  # a dataset without this split
             continue
-        if not label:
-            return []
-        file = split_label(label)[0]
-        if not Path(file).exists():
-            return []
-        files.add(file)
-    return sorted(files)
+        sources[split] = split_label(str(label))[0] if label else None
+    return sources
+
+
+def _source_files(dataset: Any) -> list[str]:
+    """Files the splits are read from, when every split reads a file (generated data's cache)."""
+    files = _split_sources(dataset).values()
+    if any(file is None or not Path(file).exists() for file in files):
+        return []
+    return sorted(set(files))
 
 
 def _arrays_hashes(dataset: Any) -> tuple[str, dict[str, str]]:
@@ -259,20 +263,14 @@ def _content(dataset: Any, path: str | None) -> _Content:
 def _files_read_beside(dataset: Any, path: str) -> list[str]:
     """Local files the splits read besides ``path`` (and outside it, for a folder): the test
     file a layout pairs with the train file it was given. Their bytes are part of the data."""
-    from pdebench_core.data.layouts.common import split_label
-
     if "://" in str(path):
         return []
     given = Path(path).resolve()
     found = set()
-    for split in SPLITS:
-        try:
-            label = getattr(dataset.split(split), "path", None)
-        except Exception:  # a dataset without this split
-            continue
-        file = Path(split_label(str(label))[0]).resolve() if label else None
-        if file is not None and file.is_file() and file != given and given not in file.parents:
-            found.add(str(file))
+    for file in filter(None, _split_sources(dataset).values()):
+        resolved = Path(file).resolve()
+        if resolved.is_file() and resolved != given and given not in resolved.parents:
+            found.add(str(resolved))
     return sorted(found)
 
 
