@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import signal
+import sys
 import threading
 from typing import Any, Iterator
 
@@ -16,7 +19,12 @@ def termination_signals_interrupt() -> Iterator[None]:
     scheduler (SLURM's time limit, ``kill``) or a closed terminal unwinds like Ctrl-C: a run is
     recorded as interrupted instead of staying "running", a half-written file is removed.
     Signals whose handler is not the default are left to their owner; outside the main thread
-    nothing can be installed."""
+    nothing can be installed.
+
+    A signal can arrive while Python runs code whose exceptions it drops (a weakref or garbage
+    collector callback, a ``__del__``); the stop (or Ctrl-C) it raised there is not lost but
+    raised again, by the same signal, in the code that runs next.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -27,8 +35,31 @@ def termination_signals_interrupt() -> Iterator[None]:
     wanted = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
               if sig is not None and signal.getsignal(sig) == signal.SIG_DFL]
     previous = {sig: signal.signal(sig, stop) for sig in wanted}
+    previous_hook = sys.unraisablehook
+
+    def stop_again(unraisable: Any) -> None:
+        number = _signal_behind(unraisable.exc_value)
+        if number is None:
+            previous_hook(unraisable)
+            return
+        # Sent again from a new thread, which waits for the interpreter lock that this code holds,
+        # so that the handler runs once this callback has returned (threading's start would wait).
+        _thread.start_new_thread(os.kill, (os.getpid(), number))
+
+    sys.unraisablehook = stop_again
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _signal_behind(exc: BaseException | None) -> int | None:
+    """The signal whose handler raised ``exc`` (a stop, or Ctrl-C's KeyboardInterrupt under Python's
+    own SIGINT handler), or None for any other exception."""
+    if isinstance(exc, Stopped):
+        return exc.exit_code - 128
+    if type(exc) is KeyboardInterrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        return int(signal.SIGINT)
+    return None

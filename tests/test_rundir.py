@@ -150,6 +150,30 @@ def test_sigterm_marks_the_run_interrupted_and_exits_like_a_killed_command(home)
     assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
 
 
+def test_sigterm_arriving_in_a_callback_whose_errors_python_drops_still_stops_the_run(home):
+    """A signal landing in a weakref callback (where Python prints and drops exceptions) is not lost."""
+    code = (
+        "import os, signal, time, weakref\n"
+        "from pdebench_core import runner\n"
+        "from pdebench_core.cli import app\n"
+        "class Thing: pass\n"
+        "def terminated(*args, **kwargs):\n"
+        "    thing = Thing()\n"
+        "    ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM))\n"
+        "    del thing\n"
+        "    end = time.time() + 30\n"
+        "    while time.time() < end: pass\n"
+        "runner.generate_data_first = terminated\n"
+        "app(['run', '--model', 'persistence', '--data', 'ns2d', '--task', 'evaluate', '--profile', 'smoke',\n"
+        "     '--device', 'cpu', '--run-id', 'terminated'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PDEB_HOME": str(home)})
+    assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (143, "stopped by SIGTERM"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert RunDir.of("terminated").read_status()["state"] == "interrupted"
+
+
 def test_a_run_gives_back_the_termination_handlers_it_installs(home):
     import signal
 
