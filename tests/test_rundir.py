@@ -130,37 +130,23 @@ def test_ctrl_c_marks_the_run_interrupted_not_failed(home, monkeypatch):
     assert status["state"] == "interrupted" and status["error"] == "interrupted by the user"
 
 
-def test_sigterm_marks_the_run_interrupted_and_exits_like_a_killed_command(home):
+TERMINATE_NOW = "    os.kill(os.getpid(), signal.SIGTERM)\n"
+# The signal lands in a weakref callback, where Python prints and drops the exceptions raised.
+TERMINATE_IN_A_CALLBACK = ("    thing = Thing()\n"
+                           "    ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM))\n"
+                           "    del thing\n")
+
+
+@pytest.mark.parametrize("terminate", [TERMINATE_NOW, TERMINATE_IN_A_CALLBACK], ids=["now", "in-a-callback"])
+def test_sigterm_marks_the_run_interrupted_and_exits_like_a_killed_command(home, terminate):
     """A scheduler's SIGTERM (SLURM's time limit, kill) is recorded like Ctrl-C, not left "running"."""
-    code = (
-        "import os, signal, time\n"
-        "from pdebench_core import runner\n"
-        "from pdebench_core.cli import app\n"
-        "def terminated(*args, **kwargs):\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    time.sleep(30)\n"
-        "runner.generate_data_first = terminated\n"
-        "app(['run', '--model', 'persistence', '--data', 'ns2d', '--task', 'evaluate', '--profile', 'smoke',\n"
-        "     '--device', 'cpu', '--run-id', 'terminated'])\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PDEB_HOME": str(home)})
-    assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (143, "stopped by SIGTERM"), proc.stderr
-    status = RunDir.of("terminated").read_status()
-    assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
-
-
-def test_sigterm_arriving_in_a_callback_whose_errors_python_drops_still_stops_the_run(home):
-    """A signal landing in a weakref callback (where Python prints and drops exceptions) is not lost."""
     code = (
         "import os, signal, time, weakref\n"
         "from pdebench_core import runner\n"
         "from pdebench_core.cli import app\n"
         "class Thing: pass\n"
         "def terminated(*args, **kwargs):\n"
-        "    thing = Thing()\n"
-        "    ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM))\n"
-        "    del thing\n"
+        f"{terminate}"
         "    end = time.time() + 30\n"
         "    while time.time() < end: pass\n"
         "runner.generate_data_first = terminated\n"
@@ -171,7 +157,8 @@ def test_sigterm_arriving_in_a_callback_whose_errors_python_drops_still_stops_th
                           env={**os.environ, "PDEB_HOME": str(home)})
     assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (143, "stopped by SIGTERM"), proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
-    assert RunDir.of("terminated").read_status()["state"] == "interrupted"
+    status = RunDir.of("terminated").read_status()
+    assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
 
 
 def test_a_run_gives_back_the_termination_handlers_it_installs(home):

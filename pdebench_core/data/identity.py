@@ -35,7 +35,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 8 * 2**20
@@ -123,17 +123,23 @@ def _pool_of(trajectories: Any, roots: Sequence[str]) -> str:
     return f"{label}|{key or ''}"
 
 
+def _present_splits(dataset: Any) -> Iterator[tuple[str, Any]]:
+    """``(split, trajectories)`` for each split the dataset has, in train, val, test order."""
+    for split in SPLITS:
+        try:
+            trajectories = dataset.split(split)
+        except Exception:  # a dataset without this split
+            continue
+        yield split, trajectories
+
+
 def split_plan(dataset: Any, roots: Sequence[str] = ()) -> dict[str, Any]:
     """``{split: {"pool", "n", "indices"}}``: which trajectories of the source form each split.
 
     ``roots`` are prefixes (the data's path as given and resolved) left out of the pool names.
     """
     plan = {}
-    for split in SPLITS:
-        try:
-            trajectories = dataset.split(split)
-        except Exception:  # a dataset without this split
-            continue
+    for split, trajectories in _present_splits(dataset):
         indices = getattr(trajectories, "indices", None)
         plan[split] = {
             "pool": _pool_of(trajectories, roots),
@@ -158,11 +164,8 @@ def _split_sources(dataset: Any) -> dict[str, str | None]:
     from pdebench_core.data.layouts.common import split_label
 
     sources = {}
-    for split in SPLITS:
-        try:
-            label = getattr(dataset.split(split), "path", None)
-        except Exception:  # a dataset without this split
-            continue
+    for split, trajectories in _present_splits(dataset):
+        label = getattr(trajectories, "path", None)
         sources[split] = split_label(str(label))[0] if label else None
     return sources
 
@@ -180,11 +183,7 @@ def _arrays_hashes(dataset: Any) -> tuple[str, dict[str, str]]:
     import numpy as np
 
     digest, per_split = hashlib.sha256(), {}
-    for split in SPLITS:
-        try:
-            trajectories = dataset.split(split)
-        except Exception:
-            continue
+    for split, trajectories in _present_splits(dataset):
         digest.update(split.encode())
         own = hashlib.sha256()
         for trajectory in trajectories:
@@ -200,11 +199,8 @@ def _arrays_hashes(dataset: Any) -> tuple[str, dict[str, str]]:
 def _split_files(dataset: Any) -> dict[str, list[Path]]:
     """``{split: files}`` when every split reads one trajectory per file (``FileTrajectories``)."""
     found = {}
-    for split in SPLITS:
-        try:
-            files = getattr(dataset.split(split), "files", None)
-        except Exception:  # a dataset without this split
-            continue
+    for split, trajectories in _present_splits(dataset):
+        files = getattr(trajectories, "files", None)
         if files is None:
             return {}
         found[split] = [Path(f) for f in files]
