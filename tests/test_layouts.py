@@ -752,6 +752,42 @@ def test_a_convert_ended_by_sigterm_leaves_no_half_written_file(tmp_path, monkey
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the command's handler is gone again
 
 
+def test_a_disk_filling_up_during_a_convert_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """HDF5's ENOSPC report (an OSError with no file name, many lines) becomes one line naming the file."""
+    import errno
+
+    import h5py
+
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    dest = tmp_path / "out" / "converted.h5"
+    dest.parent.mkdir()
+    dest.write_text("the previous file")
+
+    def disk_full(self, key, value):
+        raise OSError(errno.ENOSPC, "Can't synchronously write data (file write failed: time = now\n, filename = "
+                      "'x', errno = 28, error message = 'No space left on device', buf = 0x1)")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", disk_full)
+    result = runner.invoke(data_app, ["convert", str(tmp_path / "cfdbench"), str(dest), "--force"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not write {dest}"), result.output
+    assert "No space left on device" in lines[0] and "previous file there is untouched" in lines[0]
+    assert [p.name for p in dest.parent.iterdir()] == ["converted.h5"]
+    assert dest.read_text() == "the previous file"
+
+
+def test_convert_refuses_a_file_larger_than_the_free_space(tmp_path, monkeypatch):
+    from pdebench_core import diskspace
+
+    fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
+    monkeypatch.setattr(diskspace, "free_bytes", lambda folder: diskspace.SPACE_MARGIN)
+    dest = tmp_path / "new" / "converted.h5"
+    result = runner.invoke(data_app, ["convert", str(tmp_path / "cfdbench"), str(dest)])
+    assert result.exit_code == 2 and "not enough free space" in result.output and "converting cfdbench" in result.output
+    assert not dest.exists()
+
+
 def test_convert_says_when_it_cannot_give_the_split_sizes_asked_for(tmp_path):
     fixtures.write_cfdbench(tmp_path / "cfdbench", n_train=5, n_test=2)
     dest = tmp_path / "out.h5"

@@ -8,14 +8,17 @@ temporary name and renamed at the end, like :func:`write_canonical`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
+from pdebench_core.diskspace import check_free_space
 from pdebench_core.data.layouts.loading import (SPLITS, SplitWarning, as_spec, check_fits_dataset, make_spec,
                                                 open_layout, plan_splits)
 from pdebench_core.errors import DataError
@@ -49,37 +52,54 @@ class CanonicalWriter:
     def __enter__(self) -> "CanonicalWriter":
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # No chunk cache: every write goes straight to disk, so partial-chunk writes
-        # never read a chunk back (chunks are uncompressed).
-        self._file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
+        with self._writing():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # No chunk cache: every write goes straight to disk, so partial-chunk writes
+            # never read a chunk back (chunks are uncompressed).
+            self._file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
         return self
 
     def create(self, split: str, n: int, traj_shape: tuple[int, ...]) -> None:
         """Pre-create split ``split`` for ``n`` trajectories of shape ``(T, *S, C)``."""
         shape = (int(n),) + tuple(int(s) for s in traj_shape)
         chunks = (1,) + shape[1:] if n else None
-        self._file.create_dataset(split, shape=shape, dtype="float32", chunks=chunks, fill_time="never")
+        with self._writing():
+            self._file.create_dataset(split, shape=shape, dtype="float32", chunks=chunks, fill_time="never")
 
     def write(self, split: str, index: int, array, start: int = 0) -> None:
         """Store ``array`` as frames ``start:start+len(array)`` of trajectory ``index``."""
         import numpy as np
 
-        self._file[split][index, start:start + len(array)] = np.asarray(array, dtype=np.float32)
+        values = np.asarray(array, dtype=np.float32)
+        with self._writing():
+            self._file[split][index, start:start + len(values)] = values
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None:
+            if exc_type is not None:  # the temporary file goes; the error that stopped the writing stands
+                with contextlib.suppress(Exception):
+                    self._file.close()
+                return
+            with self._writing():
                 self._file.attrs["pdeb_format"] = FORMAT_NAME
                 self._file.attrs["format_version"] = FORMAT_VERSION
                 self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
                 self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
-            self._file.close()
-            if exc_type is None:
+                self._file.close()
                 os.replace(self.tmp, self.path)
         finally:
             if self.tmp.exists():
                 self.tmp.unlink()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (a full disk surfaces from h5py as OSError or RuntimeError) as one line."""
+        from pdebench_core.diskspace import write_failed
+
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            raise write_failed(self.path, exc, "any previous file there is untouched") from None
 
 
 def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
@@ -145,6 +165,7 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     }
     traj_shape = found.traj_shape
     total = sum(len(r) for _, r in plan.values())
+    check_free_space(dest.parent, total * 4 * math.prod(traj_shape), f"converting {src.name}")
     with CanonicalWriter(dest, spec, provenance) as writer, _Progress(progress, total, dest.name) as bar:
         for split in SPLITS:
             if split in plan:
