@@ -9,7 +9,8 @@ Run them on a GPU machine with ``python -m pytest -q -m cuda tests/test_cuda.py`
 - bf16 training through ``execute`` (what ``pdeb run`` calls) lowers the loss on 2D, 3D and mixed
   2D+3D data, with ``train.compile`` and with ``train.channels_last``;
 - with ``train.deterministic=true`` a run resumed from a mid-run checkpoint ends with the
-  same weights, bit for bit, as the run that was never interrupted.
+  same weights, bit for bit, as the run that was never interrupted;
+- ``train.data_on_device`` serves the host loader's batches without a synchronizing call.
 """
 
 from __future__ import annotations
@@ -226,3 +227,36 @@ def test_deterministic_resume_is_bitwise_exact(data):
     for key, value in want["model"].items():
         assert torch.equal(value, got["model"][key]), key
     assert resumed.results == straight.results
+
+
+# ----------------------------------------------------------------------------- data on the device
+
+
+def test_device_batches_never_wait_for_the_device():
+    """``train.data_on_device`` routes each batch on the host: no step waits for the GPU's queue."""
+    import itertools
+
+    import numpy as np
+
+    from pdebench_core.data.pipeline import plan_mixture, training_loader
+
+    class Windows:
+        def __init__(self, name, grid, seed):
+            rng = np.random.default_rng(seed)
+            self.spec = DataSpec(name=name, fields=("u",), spatial_shape=(grid, grid), t_in=3)
+            self._train = [rng.standard_normal((9, grid, grid, 1)).astype(np.float32) for _ in range(5)]
+
+        def split(self, name):
+            return self._train
+
+    # two datasets of one grid: batches that mix them take the several-part path too
+    mixture = plan_mixture({"a": Windows("a", 8, 0), "b": Windows("b", 8, 1)}, t_out=1)
+    loader, _ = training_loader(mixture, "train", batch_size=4, seed=0, device=torch.device(DEVICE))
+    host, _ = training_loader(mixture, "train", batch_size=4, seed=0)
+    torch.cuda.set_sync_debug_mode("error")  # any synchronizing call raises
+    try:
+        batches = [tuple(t.clone() for t in batch) for batch in itertools.islice(loader, 20)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for (dx, dy, dm), (hx, hy, hm) in zip(batches, itertools.islice(host, 20)):
+        assert torch.equal(dx.cpu(), hx) and torch.equal(dy.cpu(), hy) and torch.equal(dm.cpu(), hm)

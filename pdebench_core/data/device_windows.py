@@ -52,18 +52,19 @@ class DeviceWindows:
 
     def __init__(self, parts: Sequence[WindowDataset], device: torch.device) -> None:
         check_fits_on_device(parts, device)
-        self.device = device
+        self.device = torch.device(device)
         self.parts = [_Part(p, device) for p in parts]
-        self.offsets = torch.tensor([0, *[len(p) for p in parts]], device=device).cumsum(0)  # (P + 1,)
+        # On the host: a batch is routed to its parts without waiting for the device's queue.
+        self.offsets = torch.tensor([0, *[len(p) for p in parts]]).cumsum(0)  # (P + 1,)
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x, y, mask)`` for global window indices (the numbering of the host loader)."""
-        index = torch.as_tensor(list(indices), device=self.device)
+        index = torch.as_tensor(list(indices), dtype=torch.long)  # (b,) on the host
         part_of = torch.bucketize(index, self.offsets[1:], right=True)  # (b,)
         present = part_of.unique().tolist()
         if len(present) == 1:  # the usual case: one dataset, one gather
             part = self.parts[present[0]]
-            frames = part.gather(index - self.offsets[present[0]])
+            frames = part.gather(self._on_device(index - self.offsets[present[0]]))
             masks = part.mask.expand(len(index), -1)
         else:  # datasets of one grid share a batch: gather each, then put rows back in order
             first = self.parts[present[0]]
@@ -71,10 +72,17 @@ class DeviceWindows:
             masks = torch.empty((len(index), first.data.shape[-1]), dtype=torch.bool, device=self.device)
             for p in present:
                 rows = (part_of == p).nonzero().flatten()
-                frames[rows] = self.parts[p].gather(index[rows] - self.offsets[p])
-                masks[rows] = self.parts[p].mask
+                on_device = self._on_device(rows)
+                frames[on_device] = self.parts[p].gather(self._on_device(index[rows] - self.offsets[p]))
+                masks[on_device] = self.parts[p].mask
         t_in = self.parts[present[0]].t_in
         return frames[:, :t_in], frames[:, t_in:], masks  # (b, t_in, ...), (b, t_out, ...), (b, C)
+
+    def _on_device(self, host: torch.Tensor) -> torch.Tensor:
+        """An index tensor copied to the device without waiting for the work queued there."""
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        return host.to(self.device, non_blocking=True)
 
 
 class DeviceLoader:
