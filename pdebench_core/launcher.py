@@ -128,7 +128,7 @@ def check_nodes(nnodes: int, node_rank: int, endpoint: Optional[str]) -> list[st
 def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) -> int:
     """Re-run this command under torchrun with ``nproc`` processes per machine, on one machine
     (``--standalone``) or on several (``nodes``: c10d rendezvous); the config is already validated."""
-    from pdebench_core.runs import LAUNCH_OPTIONS, LAUNCHER_COMMAND, command_line, new_run_id
+    from pdebench_core.runs import LAUNCH_OPTIONS, command_line, new_run_id, recorded_command
 
     argv = list(sys.argv[1:])
     cleaned, skip = [], False
@@ -146,15 +146,14 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
     if not resume and "--run-id" not in cleaned:
         cleaned += ["--run-id", run_id]
     launch = nodes or ["--standalone"]
-    os.environ[LAUNCHER_COMMAND] = command_line()  # the workers record it, launch options included
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors:
+    # the workers record this command, launch options included
+    with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors, recorded_command(command_line()):
         os.environ[WORKER_ERRORS] = errors
         try:
             code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
                             failures.append)
         finally:
-            os.environ.pop(LAUNCHER_COMMAND, None)
             os.environ.pop(WORKER_ERRORS, None)
         print_worker_errors(Path(errors))
     if code:

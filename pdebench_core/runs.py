@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -12,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pdebench_core import paths, plugins
 from pdebench_core.errors import UsageError
@@ -159,6 +160,22 @@ LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoin
 #: Environment variable through which ``pdeb run --nproc-per-node N`` hands its own command
 #: line to the processes it launches (theirs lacks the launch options).
 LAUNCHER_COMMAND = "PDEB_LAUNCHER_COMMAND"
+
+
+@contextlib.contextmanager
+def recorded_command(command: str) -> Iterator[None]:
+    """Have every run started inside the block, in this process or the processes it starts,
+    record ``command`` as the command that started it (``command.txt``); the previous value is
+    put back afterwards."""
+    previous = os.environ.get(LAUNCHER_COMMAND)
+    os.environ[LAUNCHER_COMMAND] = command
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LAUNCHER_COMMAND, None)
+        else:
+            os.environ[LAUNCHER_COMMAND] = previous
 
 
 def command_line() -> str:

@@ -78,18 +78,11 @@ def _execute(sweep_id: str, index: int, run_id: str, resume: bool) -> dict[str, 
     if config_hash(cfg) != plan.config_hashes[index]:
         raise UsageError(f"the config of '{plan.points[index].label()}' differs from the one planned (pdeb, a plugin "
                          f"or the config file changed since); start a new sweep")
-    from pdebench_core.runs import LAUNCHER_COMMAND
+    from pdebench_core.runs import recorded_command
 
     # command.txt: the sweep that started the run (not submitit's job runner, nor a bare argv)
-    previous = os.environ.get(LAUNCHER_COMMAND)
-    os.environ[LAUNCHER_COMMAND] = plan.command or f"pdeb sweep ... (sweep {sweep_id})"
-    try:
+    with recorded_command(plan.command or f"pdeb sweep ... (sweep {sweep_id})"):
         return dict(execute(cfg, resume=resume or _ran_before(run_id), quiet=False).results or {})
-    finally:
-        if previous is None:
-            os.environ.pop(LAUNCHER_COMMAND, None)
-        else:
-            os.environ[LAUNCHER_COMMAND] = previous
 
 
 def _ran_before(run_id: str) -> bool:
