@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 import typer
 
 from pdebench_core.errors import PdebError, UsageError
+from pdebench_core.signals import dropped_stops_raised_again
 
 #: Environment variable naming the folder where each worker of ``pdeb run --nproc-per-node``
 #: leaves its error line (a file named after its rank) for the launcher to print.
@@ -198,7 +199,7 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
-    with launcher_state_restored():
+    with launcher_state_restored(), dropped_stops_raised_again():
         try:
             run(parse_args(arguments))
         except SignalException as exc:

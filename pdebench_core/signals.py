@@ -21,9 +21,8 @@ def termination_signals_interrupt() -> Iterator[None]:
     Signals whose handler is not the default are left to their owner; outside the main thread
     nothing can be installed.
 
-    A signal can arrive while Python runs code whose exceptions it drops (a weakref or garbage
-    collector callback, a ``__del__``); the stop (or Ctrl-C) it raised there is not lost but
-    raised again, by the same signal, in the code that runs next.
+    A stop that lands where Python drops exceptions is raised again (see
+    :func:`dropped_stops_raised_again`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -35,6 +34,23 @@ def termination_signals_interrupt() -> Iterator[None]:
     wanted = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
               if sig is not None and signal.getsignal(sig) == signal.SIG_DFL]
     previous = {sig: signal.signal(sig, stop) for sig in wanted}
+    try:
+        with dropped_stops_raised_again():
+            yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def dropped_stops_raised_again() -> Iterator[None]:
+    """While the block runs, a stop raised by a signal handler where Python drops exceptions (a
+    weakref or garbage-collector callback, a ``__del__``: it prints "Exception ignored" and goes
+    on) is raised again, by the same signal, in the code that runs next. Only in the main thread,
+    where signal handlers run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous_hook = sys.unraisablehook
 
     def stop_again(unraisable: Any) -> None:
@@ -51,15 +67,15 @@ def termination_signals_interrupt() -> Iterator[None]:
         yield
     finally:
         sys.unraisablehook = previous_hook
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _signal_behind(exc: BaseException | None) -> int | None:
-    """The signal whose handler raised ``exc`` (a stop, or Ctrl-C's KeyboardInterrupt under Python's
-    own SIGINT handler), or None for any other exception."""
+    """The signal whose handler raised ``exc``: a stop, Ctrl-C's KeyboardInterrupt under Python's
+    own SIGINT handler, or torch's launcher's ``SignalException``; None for any other exception."""
     if isinstance(exc, Stopped):
         return exc.exit_code - 128
     if type(exc) is KeyboardInterrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         return int(signal.SIGINT)
+    if type(exc).__name__ == "SignalException" and isinstance(getattr(exc, "sigval", None), signal.Signals):
+        return int(exc.sigval)
     return None

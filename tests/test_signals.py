@@ -1,0 +1,61 @@
+"""Stops raised by signal handlers reach the code they are meant to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import weakref
+
+import pytest
+
+from pdebench_core.errors import Stopped
+from pdebench_core.signals import dropped_stops_raised_again, termination_signals_interrupt
+
+
+class _Thing:
+    pass
+
+
+def _signal_inside_a_weakref_callback(number: int) -> None:
+    """Deliver ``number`` while Python runs a weakref callback, whose exceptions it drops."""
+    thing = _Thing()
+    ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), number))
+    del thing
+    assert ref() is None
+    end = time.time() + 20  # the stop must come long before
+    while time.time() < end:
+        pass
+
+
+def test_a_sigterm_landing_in_a_callback_stops_the_block():
+    with pytest.raises(Stopped, match="stopped by SIGTERM"):
+        with termination_signals_interrupt():
+            _signal_inside_a_weakref_callback(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_launchers_signal_exception_landing_in_a_callback_is_raised_again():
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    def launcher_handler(number, frame):  # as torch's launcher turns a signal into an exception
+        raise SignalException(f"process got signal {number}", signal.Signals(number))
+
+    previous = signal.signal(signal.SIGUSR1, launcher_handler)
+    try:
+        with pytest.raises(SignalException), dropped_stops_raised_again():
+            _signal_inside_a_weakref_callback(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_other_dropped_exceptions_still_reach_the_previous_hook(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(type(unraisable.exc_value)))
+    with dropped_stops_raised_again():
+        thing = _Thing()
+        ref = weakref.ref(thing, lambda _: 1 / 0)
+        del thing
+    assert seen == [ZeroDivisionError] and ref() is None
+    assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # given back
