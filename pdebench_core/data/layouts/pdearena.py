@@ -178,6 +178,13 @@ def buoyancy_params(values: Sequence[float], notes: list[str]) -> dict[str, obje
     return {"buoyancy": [distinct[0], distinct[-1]]}
 
 
+def _variant_by_buoyancy(values: Sequence[float]) -> str:
+    """``"ns"`` when every buoyancy is the unconditioned set's, else ``"ns-cond"``."""
+    distinct = _distinct([float(v) for v in values])
+    plain = len(distinct) == 1 and abs(distinct[0] - NS_BUOYANCY) <= BUOYANCY_TOLERANCE
+    return "ns" if plain else "ns-cond"
+
+
 def _distinct(values: Sequence[float]) -> list[float]:
     out: list[float] = []
     for v in sorted(values):
@@ -193,16 +200,21 @@ def variant_of(found: Found) -> str | None:
     (without ``buo_y``: when trajectories have 56 frames). DPOT's preprocessed folders
     (``dpot`` layout, three channels, two spatial axes): by DPOT's folder name
     (``ns2d_cond_pda``, ``ns2d_pda``), else 56 frames -> conditioned, 14 -> unconditioned.
-    Anything else is ``None``.
+    Canonical files (``pdeb data convert`` of either): by the buoyancy their spec states, when
+    their channels are PDEArena's. Anything else is ``None``.
     """
     shape = found.traj_shape
     if found.layout == "pdearena":
         values = [v for pool in found.pools.values() for v in (buoyancy_of(pool) or [])]
         if values:
-            distinct = _distinct(values)
-            plain = len(distinct) == 1 and abs(distinct[0] - NS_BUOYANCY) <= BUOYANCY_TOLERANCE
-            return "ns" if plain else "ns-cond"
+            return _variant_by_buoyancy(values)
         return "ns-cond" if shape[0] == COND_FRAMES else "ns"
+    if found.layout == "canonical":
+        spec = found.spec or {}
+        buoyancy = (spec.get("params") or {}).get("buoyancy")
+        if buoyancy is None or tuple(spec.get("fields") or ()) != FIELDS:
+            return None
+        return _variant_by_buoyancy(buoyancy if isinstance(buoyancy, (list, tuple)) else [buoyancy])
     if found.layout != "dpot" or len(shape) != 4 or shape[-1] != len(FIELDS):
         return None
     names = {Path(found.path).name, Path(found.path).parent.name}

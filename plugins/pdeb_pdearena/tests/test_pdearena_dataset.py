@@ -104,6 +104,31 @@ def test_each_dataset_refuses_the_other_set(tmp_path, monkeypatch):
         build_dataset("pdearena-ns-cond", "smoke")
 
 
+def test_converted_files_are_told_apart_by_the_buoyancy_they_state(tmp_path, monkeypatch):
+    """A canonical file made by ``pdeb data convert`` from either set is refused by the other dataset."""
+    import warnings
+
+    from pdebench_core.data.layouts import convert
+    from pdebench_core.data.layouts.fixtures import write_pdearena_ns_cond, write_pdearena_shard
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    write_pdearena_ns_cond(tmp_path / "cond", frames=12)
+    plain = tmp_path / "NavierStokes2D_train.h5"
+    write_pdearena_shard(plain, {"train": 3, "valid": 1, "test": 2})  # buoyancy 0.5, as published
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitWarning)
+        cond_file = convert(tmp_path / "cond", tmp_path / "cond.h5")
+        plain_file = convert(plain, tmp_path / "plain.h5")
+    with pytest.raises(UsageError, match="cond.h5 holds PDEArena's conditioned .* --data pdearena-ns-cond$"):
+        build_dataset("pdearena-ns", "smoke", [f"path={cond_file}"])
+    with pytest.raises(UsageError, match="plain.h5 holds PDEArena's Navier-Stokes set, .* --data pdearena-ns$"):
+        build_dataset("pdearena-ns-cond", "smoke", [f"path={plain_file}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitWarning)
+        assert build_dataset("pdearena-ns-cond", "smoke", [f"path={cond_file}"]).spec.fields == ("u", "vx", "vy")
+        assert len(build_dataset("pdearena-ns", "smoke", [f"path={plain_file}"]).split("test")) == 2
+
+
 def test_plain_set_from_dpot_folders_uses_pdearenas_frame_spacing(tmp_path, monkeypatch):
     from pdebench_core.data.layouts.fixtures import write_ns_cond_dpot
 
