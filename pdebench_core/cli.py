@@ -338,6 +338,7 @@ def _mount_plugin_commands() -> None:
 def main() -> None:
     """Console-script entry point: errors are one ``error:`` line, command-line mistakes
     (an unknown option, a missing argument) included."""
+    _quiet_torch_cpp_warnings_of_launched_runs()
     _mount_plugin_commands()
     try:
         result = app(standalone_mode=False, prog_name="pdeb")
@@ -361,6 +362,18 @@ def main() -> None:
             sys.exit(141)  # as for a command: see cli_common.user_errors
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _quiet_torch_cpp_warnings_of_launched_runs() -> None:
+    """A run pdeb launches over several processes reports a lost peer or node in one line; torch's
+    C++ warnings of the same event (each with a stack of C++ frames, from every process) would
+    bury it. They are read from ``TORCH_CPP_LOG_LEVEL`` when torch loads, so it is set here,
+    before anything imports torch, unless the user chose a level."""
+    from pdebench_core.runs import LAUNCH_OPTIONS
+
+    launched = any(arg.split("=", 1)[0] in LAUNCH_OPTIONS for arg in sys.argv[1:])
+    if launched and "TORCH_CPP_LOG_LEVEL" not in os.environ:
+        os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
 
 
 def _click_usage_errors() -> tuple[type, ...]:

@@ -153,7 +153,7 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
         os.environ[WORKER_ERRORS] = errors
         try:
             code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
-                            failures.append)
+                            failures.append, run_id)
         finally:
             os.environ.pop(WORKER_ERRORS, None)
         print_worker_errors(Path(errors))
@@ -186,7 +186,8 @@ def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank
         run.restate("interrupted", f"stopped by {signal.Signals(code - 128).name}")
 
 
-def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda reason: None) -> int:
+def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda reason: None,
+             run_id: str = "RUN_ID") -> int:
     """Run torch's launcher in this process; the exit status of the run.
 
     Each worker reports its own error in one line (:func:`end_failed_worker`), so the
@@ -196,7 +197,7 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError, RendezvousError
     from torch.distributed.run import parse_args, run
 
     with launcher_state_restored(), dropped_stops_raised_again():
@@ -205,6 +206,12 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
         except SignalException as exc:
             typer.echo("interrupted" if exc.sigval == signal.SIGINT else f"stopped by {exc.sigval.name}", err=True)
             return 128 + int(exc.sigval)
+        except RendezvousConnectionError:
+            endpoint = next((a.split("=", 1)[1] for a in arguments if a.startswith("--rdzv-endpoint=")), "?")
+            typer.echo(f"error: lost (or never reached) the run's rendezvous at {endpoint}: the node that hosts "
+                       f"it stopped, or the network between the nodes is down; start the same command on every "
+                       f"node again ('pdeb run --resume {run_id}' once the run has begun)", err=True)
+            return 1
         except RendezvousError as exc:
             reason = str(exc) or type(exc).__name__
             typer.echo(f"error: the processes of this run did not all join ({reason}); start the same command "

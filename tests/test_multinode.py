@@ -65,3 +65,39 @@ def test_a_node_whose_peers_never_join_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("error: the processes of this run did not all join") and err.count("\n") == 1, err
+
+
+def test_a_node_that_loses_the_rendezvous_says_which_and_how_to_resume(capsys, monkeypatch):
+    """The node hosting the rendezvous stops mid-run: the others say so (not "did not all join")."""
+    import torch.distributed.run as torch_run
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError
+
+    from pdebench_core.launcher import torchrun
+
+    def store_gone(args):
+        raise RendezvousConnectionError("The connection to the C10d store has failed.")
+
+    monkeypatch.setattr(torch_run, "run", store_gone)
+    code = torchrun(["--nnodes=2", "--node-rank=1", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29500",
+                     "--nproc-per-node=1", "-m", "pdebench_core.cli", "run"], run_id="two-nodes")
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("error: lost (or never reached) the run's rendezvous at node0:29500")
+    assert "'pdeb run --resume two-nodes'" in err
+
+
+def test_launched_runs_keep_torchs_cpp_warnings_out_of_the_way(monkeypatch):
+    """Stack frames of C++ warnings would bury the one-line report of a lost peer."""
+    from pdebench_core import cli
+
+    monkeypatch.delenv("TORCH_CPP_LOG_LEVEL", raising=False)
+    monkeypatch.setattr(sys, "argv", ["pdeb", "run", "--model", "fno", "--nproc-per-node", "2"])
+    cli._quiet_torch_cpp_warnings_of_launched_runs()
+    assert os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"
+    monkeypatch.setenv("TORCH_CPP_LOG_LEVEL", "INFO")  # a level the user chose stays
+    cli._quiet_torch_cpp_warnings_of_launched_runs()
+    assert os.environ["TORCH_CPP_LOG_LEVEL"] == "INFO"
+    monkeypatch.delenv("TORCH_CPP_LOG_LEVEL")
+    monkeypatch.setattr(sys, "argv", ["pdeb", "run", "--model", "fno"])  # one process: nothing to quiet
+    cli._quiet_torch_cpp_warnings_of_launched_runs()
+    assert "TORCH_CPP_LOG_LEVEL" not in os.environ
