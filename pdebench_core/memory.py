@@ -10,6 +10,8 @@ from pdebench_core.errors import UsageError
 
 #: Bytes of training state per parameter: the weight, its gradient and Adam's two moments.
 TRAINING_BYTES_PER_PARAMETER = 16
+#: Bytes of one float32 weight: what a model takes while it is built, before it is sharded.
+FLOAT32_BYTES = 4
 
 
 def available_memory() -> int | None:
@@ -65,19 +67,30 @@ def parameter_count_without_allocating(build: Callable[[], Any]) -> int | None:
     return sum(p.numel() for p in module.parameters())
 
 
-def check_model_fits(build: Callable[[], Any], name: str, device: Any) -> None:
-    """Refuse a model whose parameters and optimizer state cannot fit (CPU memory, or the GPU's)."""
+def check_model_fits(build: Callable[[], Any], name: str, device: Any, shards: int = 1) -> None:
+    """Refuse a model whose parameters and optimizer state cannot fit (CPU memory, or the GPU's).
+
+    Args:
+        build: Builds the model (called on the meta device only).
+        name: The model's registered name, for the message.
+        device: Where it trains.
+        shards: Processes that share the training state (FSDP's world size; 1 for DDP): each
+            GPU then holds its share of it, after holding the whole model once while it is built.
+    """
     import torch
 
     count = parameter_count_without_allocating(build)
     if count is None:
         return
-    needed = count * TRAINING_BYTES_PER_PARAMETER
-    if getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_available():
+    on_gpu = getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_available()
+    shards = max(int(shards), 1) if on_gpu else 1  # processes on one host share its memory
+    needed = max(count * TRAINING_BYTES_PER_PARAMETER // shards, count * FLOAT32_BYTES)
+    if on_gpu:
         free, _ = torch.cuda.mem_get_info(device)
         if needed > free:
-            raise UsageError(f"model '{name}' has {count:,} parameters and needs about {human_bytes(needed)} to train, "
-                             f"the GPU has {human_bytes(free)} free; choose a smaller size or width")
+            sharing = f" (its training state sharded over {shards} GPUs)" if shards > 1 else ""
+            raise UsageError(f"model '{name}' has {count:,} parameters and needs about {human_bytes(needed)} to train"
+                             f"{sharing}, the GPU has {human_bytes(free)} free; choose a smaller size or width")
         return
     check_fits_in_memory(needed, f"model '{name}' ({count:,} parameters, with gradients and optimizer state)",
                          "choose a smaller model.size or model.width")

@@ -208,7 +208,8 @@ def build_model(ctx: RunContext, mixture: Mixture):
 
     comp = plugins.get("model", ctx.cfg.model.name)
     check_mixture_fits(comp, mixture)
-    check_model_fits(lambda: built_module(comp, ctx.cfg.model, mixture.model_spec), comp.name, ctx.device)
+    shards = ctx.world_size if ctx.cfg.train.strategy == "fsdp" else 1
+    check_model_fits(lambda: built_module(comp, ctx.cfg.model, mixture.model_spec), comp.name, ctx.device, shards)
     model = built_module(comp, ctx.cfg.model, mixture.model_spec).to(ctx.device)
     for group in mixture.groups.values():  # one dummy pass per dimension, before any training
         check_output_contract(model, comp.name, comp.plugin, (1, mixture.t_in, *group.grid, group.n_channels),

@@ -144,6 +144,32 @@ def test_memory_estimate_of_a_model_allocates_nothing():
     assert count == 100_000 * 100_000 + 100_000
 
 
+def test_a_gpu_holds_its_share_of_a_sharded_models_training_state(monkeypatch):
+    """Under FSDP each GPU keeps 1/N of weights, gradients and Adam's moments (after building the
+    whole model once, in float32); under DDP each keeps all of them."""
+    import torch
+
+    from pdebench_core.memory import check_model_fits
+
+    count = 100_000 * 1_000 + 1_000  # a Linear(100_000, 1_000): 1.6 GB to train unsharded
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (count * 5, count * 5))  # 5 bytes each
+
+    def build():
+        return torch.nn.Linear(100_000, 1_000)
+
+    gpu = torch.device("cuda")
+    with pytest.raises(UsageError, match=r"model 'big' has 100,001,000 parameters and needs about 1.5 GiB to train, "
+                                         r"the GPU has 476.8 MiB free"):
+        check_model_fits(build, "big", gpu)
+    with pytest.raises(UsageError, match=r"needs about 762.9 MiB to train \(its training state sharded over 2 GPUs\)"):
+        check_model_fits(build, "big", gpu, shards=2)  # 8 bytes per parameter: more than 5
+    check_model_fits(build, "big", gpu, shards=4)  # 4 bytes each, the whole float32 model while it is built
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (count * 3, count * 3))
+    with pytest.raises(UsageError, match=r"needs about 381.5 MiB to train \(its training state sharded over 8 GPUs"):
+        check_model_fits(build, "big", gpu, shards=8)
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["data.ns2d.format=dpot"], r"data.ns2d.format=dpot has no file to read; set data.ns2d.path=FILE"),
     (["data.ns2d.device=-7"], r"data.ns2d.device=-7 is not a device"),
