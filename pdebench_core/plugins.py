@@ -414,6 +414,28 @@ def plugin_code(component: Component, what: str = "raised") -> Iterator[None]:
         if failure is None:
             raise
         raise failure from exc
+    except SystemExit as exc:  # a plugin ending the process would leave the run "interrupted", unnamed
+        failure = plugin_exit_failure(component, exc)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def plugin_exit_failure(component: Component, exc: SystemExit) -> Exception | None:
+    """The one-line :class:`PluginError` for ``sys.exit()`` called by a plugin's own code (it
+    names the line); None when the exit was raised elsewhere (a scheduler's signal handler, pdeb
+    itself), or with ``PDEB_DEBUG=1``, which lets the exit through as the plugin asked."""
+    from pdebench_core.errors import PluginError
+
+    frames = list(traceback_frames(exc))
+    origin = raising_plugin(exc, prefer=component.plugin)
+    if os.environ.get("PDEB_DEBUG") or not frames or origin is None:
+        return None
+    frame, line = frames[-1]
+    if origin[1] != f"{Path(frame.f_code.co_filename).name}:{line} in {frame.f_code.co_name}":
+        return None  # the innermost frame is not the plugin's: it did not call sys.exit itself
+    return PluginError(f"plugin '{origin[0]}' called sys.exit({exc.code!r}) (at {origin[1]}, during "
+                       f"{component.kind} '{component.name}'); a plugin should raise an exception instead")
 
 
 def plugin_failure(component: Component, exc: Exception, what: str = "raised") -> Exception | None:

@@ -348,6 +348,11 @@ def _run_task(task, ctx: RunContext) -> Any:
         if failure is None:  # PDEB_DEBUG: the traceback
             raise
         raise failure from exc
+    except SystemExit as exc:  # sys.exit in a plugin's code (a model's forward): a failure, named
+        failure = plugins.plugin_exit_failure(task, exc)
+        if failure is None:  # not a plugin's own exit (a scheduler's handler): as it was
+            raise
+        raise failure from None
     check_task_results(task, results)
     return results
 

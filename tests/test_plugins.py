@@ -357,10 +357,21 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     def model_with_broken_forward(cfg, spec):
         return Broken()
 
+    class Exiting(Broken):
+        def forward(self, x, *args, **kwargs):
+            import sys
+            sys.exit(3)
+
+    class ExitingSink(BrokenSink):
+        def write_result(self, row):
+            import sys
+            sys.exit("giving up")
+
     @hookimpl
     def register_models(register):
         register("broken-model", broken_model, dims=(2,))
         register("broken-forward", model_with_broken_forward, dims=(2,))
+        register("exiting-forward", lambda cfg, spec: Exiting(), dims=(2,))
 
     @hookimpl
     def register_datasets(register):
@@ -369,6 +380,7 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     @hookimpl
     def register_sinks(register):
         register("broken-sink", BrokenSink)
+        register("exiting-sink", ExitingSink)
 
     @hookimpl
     def register_tasks(register):
@@ -389,6 +401,12 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
      "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:* in forward, during task "
      "'train'); PDEB_DEBUG=1"),
+    (["--model", "exiting-forward", "--data", "ns2d", "train.max_steps=2"],
+     "error: plugin 'raising' called sys.exit(3) (at raising.py:* in forward, during task 'train'); a plugin "
+     "should raise an exception instead"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[exiting-sink,jsonl]"],
+     "error: run persistence-ns2d-* finished, but its results did not reach sink(s) exiting-sink: plugin 'raising' "
+     "called sys.exit('giving up') (at raising.py:* in write_result, during sink 'exiting-sink')"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
     (["--model", "persistence", "--data", "ns2d", "--task", "forgetful-task"],
