@@ -27,38 +27,10 @@ from typing import Any, Iterator
 from pdebench_core import paths
 from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import DataError, UsageError
+from pdebench_core.locks import holder_lock, process_alive, process_identity
 
 STATES = ("running", "finished", "failed", "interrupted", "damaged", "unknown")
 _STEP_LINE = re.compile(r"\] step \d+/\d+ loss ")  # the trainer's log line of a step taken
-
-
-def process_alive(pid: int, identity: str | None = None) -> bool:
-    """Whether a process with this id exists on this machine (and, given the ``identity``
-    :func:`process_identity` recorded for it, is still that process: after a reboot, or once
-    the id is reused, another process may hold it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if identity:
-        now = process_identity(pid)
-        return now is None or now == identity
-    return True
-
-
-def process_identity(pid: int | None = None) -> str | None:
-    """``"<boot id>:<start time>"`` of a process on Linux (``None`` where ``/proc`` lacks them):
-    two processes that share an id never share both."""
-    pid = os.getpid() if pid is None else pid
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        start = stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
-    except (OSError, IndexError):
-        return None
-    return f"{boot}:{start}"
 
 
 class RunDir:
@@ -323,54 +295,17 @@ class RunDir:
     def resume_lock(self) -> Iterator[None]:
         """Hold the run's resume lock; a second concurrent resume is refused, naming the holder.
 
-        A lock left by a process that died is taken over.
+        A lock left by a process that died is taken over (see :func:`~pdebench_core.locks.holder_lock`).
         """
-        lock = self.resume_lock_file
-        mine = json.dumps({"pid": os.getpid(), "process": process_identity(), "host": socket.gethostname()})
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except PermissionError as exc:
-                raise UsageError(f"run '{self.run_id}' cannot be resumed: {self.path} is not writable "
-                                 f"({exc.strerror})") from None
-            except FileExistsError:
-                holder = _read_json(lock)
-                pid, host = holder.get("pid"), holder.get("host")
-                if host == socket.gethostname() and isinstance(pid, int) and \
-                        not process_alive(pid, holder.get("process")):
-                    lock.unlink(missing_ok=True)  # stale: its process died
-                    continue
-                if pid is None and _age(lock) > STALE_EMPTY_LOCK_S:
-                    lock.unlink(missing_ok=True)  # never written (a full disk): nobody holds it
-                    continue
-                raise UsageError(f"run '{self.run_id}' is already being resumed by process {pid} on {host}; "
-                                 f"wait for it, or remove {lock} if that process is gone") from None
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(mine)
-            except OSError as exc:
-                lock.unlink(missing_ok=True)
-                from pdebench_core.diskspace import write_failed
+        def busy(pid: Any, host: Any) -> str:
+            return (f"run '{self.run_id}' is already being resumed by process {pid} on {host}; wait for it, or "
+                    f"remove {self.resume_lock_file} if that process is gone")
 
-                raise write_failed(lock, exc) from None
-            break
-        try:
+        def not_writable(reason: str) -> str:
+            return f"run '{self.run_id}' cannot be resumed: {self.path} is not writable ({reason})"
+
+        with holder_lock(self.resume_lock_file, busy, not_writable):
             yield
-        finally:
-            if _read_json(lock).get("pid") == os.getpid():
-                lock.unlink(missing_ok=True)
-
-
-#: Seconds after which a resume lock that names no holder is taken for abandoned (a process
-#: writes its name right after creating the lock).
-STALE_EMPTY_LOCK_S = 5.0
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def _is_run_config(config: Any) -> bool:

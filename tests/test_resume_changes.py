@@ -161,7 +161,7 @@ def test_a_run_still_training_is_not_resumed_by_a_second_process(finished_run):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         status = json.loads((ctx.run_dir / "status.json").read_text())
-        from pdebench_core.rundir import process_identity
+        from pdebench_core.locks import process_identity
 
         status.update(state="running", pid=holder.pid, process=process_identity(holder.pid))
         (ctx.run_dir / "status.json").write_text(json.dumps(status))

@@ -11,7 +11,7 @@ from pdebench_core import paths
 from pdebench_core.data.canonical import write_canonical
 from pdebench_core.data.integrity import discard_if_damaged, first_non_finite
 from pdebench_core.errors import DataError
-from pdebench_core.rundir import process_alive
+from pdebench_core.locks import process_alive
 from pdebench_core.spec import DataSpec
 
 

@@ -163,5 +163,7 @@ def run_job(home: str, sweep_id: str, job: JobSpec) -> dict[str, Any]:
 
 
 def _note(log: Path, text: str) -> None:
-    with open(log, "a", encoding="utf-8") as handle:
+    """Append to the job's log; a log that cannot take it (a full disk) is passed over, the job's
+    record keeping the error."""
+    with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as handle:
         handle.write(text.rstrip() + "\n")

@@ -16,7 +16,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from pdebench_core.rundir import RunDir, process_alive
+from pdebench_core.locks import process_alive
+from pdebench_core.rundir import RunDir
 from pdebench_core.sweep.jobs import JobSpec, run_id_for
 from pdebench_core.sweep.plan import Plan, build_point_config
 from pdebench_core.sweep.store import SweepDir

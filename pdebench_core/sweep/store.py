@@ -26,7 +26,7 @@ from typing import Any, Iterator
 from pdebench_core import paths
 from pdebench_core.dir_layout import Entry
 from pdebench_core.errors import UsageError
-from pdebench_core.rundir import process_alive, process_identity
+from pdebench_core.locks import holder_lock, process_identity
 from pdebench_core.sweep.plan import Plan
 
 #: States of a job record. ``queued``: handed to a launcher; ``interrupted``: stopped by the user.
@@ -153,27 +153,20 @@ class SweepDir:
         except (FileExistsError, NotADirectoryError):
             raise UsageError(f"{self.path.parent} is not a folder; sweeps are kept under $PDEB_HOME/sweeps, move "
                              f"what is there aside") from None
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read_json(lock) or {}
-                pid, host = holder.get("pid"), holder.get("host")
-                gone = isinstance(pid, int) and not process_alive(pid, holder.get("process"))
-                if host == socket.gethostname() and gone:
-                    lock.unlink(missing_ok=True)
-                    continue
-                raise UsageError(f"sweep '{self.sweep_id}' is being run by process {pid} on {host}; wait for it, "
-                                 f"or remove {lock} if that process is gone") from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "process": process_identity(),
-                                         "host": socket.gethostname()}))
-            break
-        try:
+        except OSError as exc:  # a full disk, a read-only file system
+            from pdebench_core.diskspace import write_failed
+
+            raise write_failed(self.path, exc) from None
+
+        def busy(pid: Any, host: Any) -> str:
+            return (f"sweep '{self.sweep_id}' is being run by process {pid} on {host}; wait for it, or remove "
+                    f"{lock} if that process is gone")
+
+        def not_writable(reason: str) -> str:
+            return f"sweep '{self.sweep_id}' cannot be run: {self.path} is not writable ({reason})"
+
+        with holder_lock(lock, busy, not_writable):
             yield
-        finally:
-            if (_read_json(lock) or {}).get("pid") == os.getpid():
-                lock.unlink(missing_ok=True)
 
 
 def sweep_ids() -> list[str]:

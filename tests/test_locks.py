@@ -1,0 +1,77 @@
+"""Lock files that name their holder: refused while held, taken over when abandoned."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pdebench_core.errors import DataError, UsageError
+from pdebench_core.locks import holder_lock
+
+
+def _busy(pid, host):
+    return f"held by {pid} on {host}"
+
+
+def _not_writable(reason):
+    return f"cannot write: {reason}"
+
+
+def _age(path, seconds):
+    old = path.stat().st_mtime - seconds
+    os.utime(path, (old, old))
+
+
+def test_a_live_holder_is_named_and_the_lock_is_given_back(tmp_path):
+    lock = tmp_path / "driver.lock"
+    with holder_lock(lock, _busy, _not_writable):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(UsageError, match=f"held by {os.getpid()} on "):
+            with holder_lock(lock, _busy, _not_writable):
+                pass
+    assert not lock.exists()
+
+
+def test_locks_of_dead_processes_and_empty_old_locks_are_taken_over(tmp_path):
+    import socket
+
+    lock = tmp_path / "driver.lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with holder_lock(lock, _busy, _not_writable):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    lock.write_text("")  # created, never written: a full disk
+    with pytest.raises(UsageError, match="held by None"):  # may still be written by its creator
+        with holder_lock(lock, _busy, _not_writable):
+            pass
+    _age(lock, 60)
+    with holder_lock(lock, _busy, _not_writable):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_a_full_disk_leaves_no_lock_and_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
+    lock = tmp_path / "driver.lock"
+
+    def disk_full(fd, mode):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fdopen", disk_full)
+        with pytest.raises(DataError, match=r"could not write .*driver.lock .*No space left on device"):
+            with holder_lock(lock, _busy, _not_writable):
+                pass
+    assert not lock.exists()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(UsageError, match="cannot write: Read-only file system"):
+        with holder_lock(lock, _busy, _not_writable):
+            pass
