@@ -12,6 +12,7 @@ recorded (their config and ``extra``), and nothing is refused.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -111,6 +112,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
 BUSY_TIMEOUT_S = 60.0
 #: Tries of a write that finds the store locked, each after the busy timeout.
 LOCK_ATTEMPTS = 3
+
+
+def _fetch_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    conn.row_factory = sqlite3.Row
+    return conn.execute("SELECT * FROM results ORDER BY id").fetchall()
 
 
 def _locked(exc: Exception) -> bool:
@@ -237,12 +243,11 @@ class ResultsStore:
             return []
         try:
             with closing(self._connect()) as conn:
-                conn.row_factory = sqlite3.Row
-                fetched = conn.execute("SELECT * FROM results ORDER BY id").fetchall()
+                fetched = _fetch_rows(conn)
         except sqlite3.OperationalError as exc:
             if _locked(exc):
                 raise self._locked_error() from None
-            raise self._unusable(exc) from None
+            fetched = self._read_only_rows(exc)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
         out = []
@@ -257,6 +262,20 @@ class ResultsStore:
                 continue
             out.append(row)
         return out
+
+    def _read_only_rows(self, failure: sqlite3.OperationalError) -> list[sqlite3.Row]:
+        """The rows of a store whose folder cannot be written (a read-only mount, an archive):
+        SQLite's write-ahead log needs a file beside it, so it is read as an immutable file. A store
+        of an older schema, which would need migrating, is refused like any unusable one."""
+        if os.access(self.path.parent, os.W_OK) and "readonly" not in str(failure):
+            raise self._unusable(failure) from None
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)) as conn:
+                if not self._up_to_date(conn):
+                    raise self._unusable(failure) from None
+                return _fetch_rows(conn)
+        except sqlite3.DatabaseError:
+            raise self._unusable(failure) from None
 
     def run_rows(self, run_id: str) -> list[dict[str, Any]]:
         """Rows of one run."""

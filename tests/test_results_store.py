@@ -105,6 +105,26 @@ def test_a_row_with_damaged_json_is_left_out_with_a_warning(fresh_home, capsys):
     assert "holds damaged JSON in 'metrics'; left out" in capsys.readouterr().err
 
 
+def test_a_store_in_a_folder_that_cannot_be_written_is_still_read(tmp_path, monkeypatch):
+    """A read-only mount or archive: SQLite cannot open its write-ahead log beside the store, so
+    the store is read as an immutable file; resuming from there is refused by the run, not here."""
+    import os
+
+    store = ResultsStore(tmp_path / "archive" / "results.sqlite")
+    store.add({"run_id": "kept", "model": "fno", "dataset": "ns2d", "task": "train", "metrics": {"l2re": 0.1}})
+    reader = ResultsStore(store.path)
+
+    def read_only_mount(self):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(ResultsStore, "_connect", read_only_mount)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert [(r["run_id"], r["metrics"]) for r in reader.rows()] == [("kept", {"l2re": 0.1})]
+    monkeypatch.setattr(os, "access", lambda path, mode: True)  # writable: the failure is the store's
+    with pytest.raises(results.DataError, match="cannot open results store .*unable to open database file"):
+        reader.rows()
+
+
 def test_an_unusable_store_path_is_refused_before_the_run_computes(tmp_path, monkeypatch):
     """sinks.sqlite.path that cannot hold a database (here a folder) stops the run at once, with
     no talk of free space, instead of after training and evaluation."""
