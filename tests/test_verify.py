@@ -37,6 +37,19 @@ def test_healthy_file_has_no_problems(tmp_path):
     assert verify_file(write(tmp_path)) == []
 
 
+def test_values_changed_after_writing_fail_the_stored_checksum(tmp_path):
+    """Bytes damaged on disk can still be finite, varied numbers: only the checksum tells."""
+    path = write(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f["val"][1, 4, 2, 3, 0] = 123.0
+    problems = only(verify_file(path))
+    assert [(p.split, p.trajectory) for p in problems] == [("val", None)]
+    assert "no longer match the checksum stored when the file was written" in problems[0].message
+    result = runner.invoke(data_app, ["verify", str(path), "--strict"])
+    assert result.exit_code != 0 and "checksum" in result.output
+    assert verify_file(path, scan=False) == []  # structure only: the values are not read
+
+
 def test_nan_and_inf_are_located(tmp_path):
     splits = healthy()
     splits["train"][2, 3, 1, 1, 0] = np.nan

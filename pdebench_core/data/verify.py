@@ -202,8 +202,12 @@ def _check_spec_against(spec: dict, shape: tuple[int, ...], problems: list[Probl
 
 
 def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, int]]) -> None:
-    """Read ``split`` block by block: non-finite values, constant frames, repeated trajectories."""
+    """Read ``split`` block by block: non-finite values, constant frames, repeated trajectories,
+    and bytes that no longer match the checksum stored when the file was written."""
     import numpy as np
+
+    expected = _stored_checksums(f).get(split)
+    content = hashlib.sha256()  # over the trajectories in order: what split_digest computes
 
     ds = f[split]
     n, n_frames = ds.shape[0], ds.shape[1]
@@ -221,6 +225,7 @@ def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, i
         for frames in blocks:
             block = np.asarray(ds[i, frames], dtype=np.float32)  # (t, *S, C)
             digest.update(block.tobytes())
+            content.update(np.ascontiguousarray(block).tobytes())
             flat = block.reshape(block.shape[0], -1)
             finite = np.isfinite(flat)
             if not finite.all():
@@ -254,6 +259,18 @@ def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, i
     for kind, text in (("nonfinite", "with NaN/Inf values"), ("constant", "with constant frames")):
         if counts[kind] > MAX_REPORTS:
             problems.append(Problem("error", f"... and {counts[kind] - MAX_REPORTS} more trajectories {text}", split))
+    if expected is not None and content.hexdigest() != expected:
+        problems.append(Problem("error", "the values no longer match the checksum stored when the file was written "
+                                "(damaged on disk or edited); write the file again", split))
+
+
+def _stored_checksums(f) -> dict[str, str]:
+    """``{split: sha256}`` stored by the writer (files written by pdeb's generators), or ``{}``."""
+    try:
+        stored = json.loads(f.attrs.get("content_sha256", "{}"))
+    except (TypeError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 def _refuse_other_layout(path: str | Path) -> None:
