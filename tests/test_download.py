@@ -158,6 +158,23 @@ def test_a_full_disk_during_a_download_is_the_disks_error_not_the_networks(serve
     assert len(server.requests) == 1 and (dest / "sample.hdf5.part").stat().st_size > 0
 
 
+def test_a_download_of_unknown_size_stops_before_the_disk_fills(server, tmp_path, monkeypatch):
+    """Without a size nothing can be checked up front: the free space is watched while writing."""
+    from pdebench_core import diskspace
+
+    card = card_for(server)
+    server.behaviour["sample.hdf5"] = "no-length"
+    free = iter([10 * diskspace.SPACE_MARGIN] + [diskspace.SPACE_MARGIN - 1] * 100)
+    monkeypatch.setattr(dl, "free_bytes", lambda folder: next(free))
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"stopped downloading sample.hdf5 at .*: the server states no size and the "
+                                        r"disk has .* free, under the 64.0 MiB pdeb keeps; the partial file is kept"):
+        dl.download(card, dest, progress=False)
+    assert (dest / "sample.hdf5.part").exists() and not (dest / "sample.hdf5").exists()
+    monkeypatch.setattr(dl, "free_bytes", lambda folder: 10 * diskspace.SPACE_MARGIN)
+    assert dl.download(card, dest, progress=False)[0].read_bytes() == PAYLOAD  # resumed once there is room
+
+
 def test_a_link_in_the_destination_is_named_not_blamed_on_the_card(server, tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -298,6 +315,8 @@ def test_cli_download_and_sources(server, tmp_path, monkeypatch):
     ("file", "/tmp/escape.pth", "not a plain relative name"),
     ("file", "sub/../../escape.pth", "not a plain relative name"),
     ("file", "..\\escape.pth", "not a plain relative name"),
+    ("file", "x.bin\n0123  other.bin", "holds control characters"),  # would forge a checksum-record line
+    ("file", "sample.hdf5.part", "the suffix of pdeb's partial downloads"),  # taken for another file's partial
     ("card", "../evil", "must be letters, digits"),
     ("card", "a/b", "must be letters, digits"),
     ("url", "file:///etc/passwd", "is not an http"),

@@ -37,13 +37,15 @@ from typing import Any, Iterable, Mapping
 
 from pdebench_core import paths
 from pdebench_core.data.integrity import file_identity, remember, remembered
-from pdebench_core.diskspace import check_free_space, human_bytes, write_failed
+from pdebench_core.diskspace import SPACE_MARGIN, check_free_space, free_bytes, human_bytes, write_failed
 from pdebench_core.errors import DataError, UsageError, did_you_mean
 
 CHUNK = 1 << 20
 #: Sidecar in the destination folder with the sha256 of files whose publisher gives no
 #: checksum, in ``sha256sum`` format (``sha256sum -c SHA256SUMS.lock`` checks it too).
 LOCK_FILE = "SHA256SUMS.lock"
+#: Suffix of a file being downloaded (resumed from where it stopped).
+PARTIAL_SUFFIX = ".part"
 _CHECKSUM_POLICIES = ("published", "unpublished")
 _LOCK_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
@@ -62,12 +64,17 @@ def check_file_name(name: str, where: str) -> str:
     ``..`` part, no absolute or drive-qualified path and no backslash; otherwise a shared
     card could write anywhere the user can, e.g. a ``.pth`` file into site-packages.
     """
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a newline would forge a line of the checksum record
+        raise UsageError(f"{where}: file name {name!r} holds control characters; fix the card's 'name'")
     parts = name.split("/")
-    bad = (not name or "\\" in name or "\x00" in name or name.startswith(("/", "~"))
+    bad = (not name or "\\" in name or name.startswith(("/", "~"))
            or any(part in ("", ".", "..") for part in parts) or ":" in parts[0])
     if bad:
         raise UsageError(f"{where}: file name '{name}' is not a plain relative name inside the destination; "
                          f"fix the card's 'name' (no '..', no absolute path)")
+    if name.endswith(PARTIAL_SUFFIX):
+        raise UsageError(f"{where}: file name '{name}' ends in '{PARTIAL_SUFFIX}', the suffix of pdeb's partial "
+                         f"downloads; rename it")
     return name
 
 
@@ -321,7 +328,7 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
     from pdebench_core import __version__
 
     final = folder / f.name
-    part = folder / (f.name + ".part")
+    part = folder / (f.name + PARTIAL_SUFFIX)
     part.parent.mkdir(parents=True, exist_ok=True)  # a card may keep files in sub-folders
     offset = _partial_size(part)
     check_free_space(folder, f.approx_size - offset if f.approx_size else None, f.name, largest_file=f.approx_size)
@@ -362,7 +369,8 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
             if progress:
                 progress.update(task, total=total, completed=offset)
             try:
-                _stream(response, part, offset, hasher, lambda n: progress.advance(task, n) if progress else None)
+                _stream(response, part, offset, hasher, lambda n: progress.advance(task, n) if progress else None,
+                        watch_space=total is None)
             except (http.client.HTTPException, OSError) as exc:  # the network's: the disk's are one line already
                 if attempt < retries:
                     attempt += 1
@@ -398,9 +406,11 @@ def _resumed_at(f: SourceFile, part: Path, response, offset: int) -> tuple[int, 
     return 0, int(length) if length and length.isdigit() else None
 
 
-def _stream(response, part: Path, offset: int, hasher, advance) -> None:
+def _stream(response, part: Path, offset: int, hasher, advance, watch_space: bool = False) -> None:
     """Append (or, from byte 0, write) the response's bytes to ``part``. A read that fails is
-    the network's (raised as it is, for a retry); a write that fails is the disk's (one line)."""
+    the network's (raised as it is, for a retry); a write that fails is the disk's (one line).
+    With ``watch_space`` (a file of unknown size, so not checked before), the writing stops
+    before it leaves less than :data:`~pdebench_core.diskspace.SPACE_MARGIN` free."""
     try:
         out = _open_own(part, "ab" if offset else "wb")
     except OSError as exc:
@@ -414,6 +424,11 @@ def _stream(response, part: Path, offset: int, hasher, advance) -> None:
                                               "to resume") from None
             hasher.update(chunk)
             advance(len(chunk))
+            if watch_space and free_bytes(part.parent) < SPACE_MARGIN:
+                raise DataError(f"stopped downloading {part.name[:-len(PARTIAL_SUFFIX)]} at "
+                                f"{human_bytes(part.stat().st_size)}: the server states no size and the disk has "
+                                f"{human_bytes(free_bytes(part.parent))} free, under the {human_bytes(SPACE_MARGIN)} "
+                                f"pdeb keeps; the partial file is kept: free space and run the command again to resume")
 
 
 def _verify_and_publish(f: SourceFile, part: Path, final: Path, hasher, lock: ChecksumLock) -> Path:
@@ -521,8 +536,8 @@ def download(name_or_card: str | SourceCard | Mapping[str, Any], dest: str | Pat
     folder.mkdir(parents=True, exist_ok=True)
     sizes = [f.approx_size for f in missing]
     if missing and all(s is not None for s in sizes):
-        partial = sum((folder / (f.name + ".part")).stat().st_size for f in missing
-                      if (folder / (f.name + ".part")).exists())
+        partial = sum((folder / (f.name + PARTIAL_SUFFIX)).stat().st_size for f in missing
+                      if (folder / (f.name + PARTIAL_SUFFIX)).exists())
         check_free_space(folder, sum(sizes) - partial, f"{len(missing)} file(s) of {card.name}",
                          largest_file=max(sizes))
     bar = _progress_bar() if progress and missing else None

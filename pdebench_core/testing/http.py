@@ -6,7 +6,8 @@ request and the bytes of every answer. A range that starts past the end is answe
 ``behaviour[name]`` makes one file misbehave: ``"no-range"`` answers every GET with the
 whole file, ``"range-from-zero"`` answers a range with a 206 from byte 0, ``"drop"``
 stops every answer half-way and closes the connection, ``"drop-once"`` does so to the next
-answer only.
+answer only, ``"no-length"`` states no ``Content-Length`` (the body ends when the connection
+closes, as from a server streaming something of unknown size).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         chunk = data[start:end + 1]
-        self.send_header("Content-Length", str(len(chunk)))
+        if behaviour == "no-length":
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(chunk)))
         self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
         self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
         if behaviour != "no-range":
