@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +379,40 @@ def test_the_file_size_limit_is_checked_against_the_largest_file_not_the_total(t
     with pytest.raises(DataError, match=r"one file needs a file of about 5.0 MiB, more than this process may write"):
         diskspace.check_free_space(tmp_path, 5 * 2**20, "one file")
 
+
+
+WRITE_PAST_THE_FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+import numpy as np
+from pdebench_core import diskspace
+from pdebench_core.data import canonical
+from pdebench_core.data.layouts import conversion
+from pdebench_core.spec import DataSpec
+
+diskspace.check_free_space = conversion.check_free_space = lambda *args, **kwargs: None  # let the writes meet it
+spec = DataSpec(name="toy", fields=("u",), spatial_shape=(32, 32), t_in=3, n_frames=10)
+source = canonical.write_canonical(sys.argv[1] + "/source.h5", {"train": np.ones((60, 10, 32, 32, 1), "float32")}, spec)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as one past a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+for write in (lambda: canonical.write_canonical(sys.argv[1] + "/big.h5", {"train": np.ones((100, 10, 32, 32, 1),
+                                                                          "float32")}, spec),
+              lambda: conversion.convert(source, sys.argv[1] + "/converted.h5")):
+    try:
+        write()
+    except Exception as exc:
+        print(type(exc).__name__, str(exc).splitlines()[0])
+print(sorted(os.listdir(sys.argv[1])))
+"""
+
+
+def test_a_write_that_fails_part_way_leaves_hdf5_nothing_to_retry(tmp_path):
+    """After a failed write, HDF5 flushed again at every object's release and at exit (printing
+    tracebacks, then crashing the process); the half-written file is closed cleanly instead."""
+    pytest.importorskip("resource")
+    proc = subprocess.run([sys.executable, "-c", WRITE_PAST_THE_FILE_SIZE_LIMIT, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    big, converted, left = proc.stdout.splitlines()
+    assert big.startswith(f"DataError could not write {tmp_path / 'big.h5'} (") and "File too large" in big
+    assert converted.startswith(f"DataError could not write {tmp_path / 'converted.h5'} (")
+    assert left == "['source.h5']"  # no temporary file left beside the source

@@ -65,7 +65,8 @@ def write_canonical(
     check_free_space(path.parent, sum(4 * int(np.prod(a.shape)) for a in arrays.values()), f"data file {path.name}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        f = h5py.File(tmp, "w", rdcc_nbytes=0)  # no chunk cache: nothing left to flush after a failed write
+        try:
             f.attrs["pdeb_format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["spec"] = json.dumps(spec.to_dict())
@@ -80,6 +81,14 @@ def write_canonical(
                 digests[name] = split_digest(array)
             # Checked when the file is reused as a cache: damaged bytes mean "generate again".
             f.attrs["content_sha256"] = json.dumps(digests)
+            f.close()
+        except (OSError, RuntimeError) as exc:  # a full disk surfaces as either, from h5py
+            failure = write_failed(path, exc)  # the free space as the write met it
+            close_abandoned(f, tmp)
+            raise failure from None
+        except BaseException:
+            close_abandoned(f, tmp)
+            raise
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_folder(path.parent)
@@ -89,6 +98,21 @@ def write_canonical(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def close_abandoned(handle: Any, tmp: Path) -> None:
+    """Close an HDF5 file whose writing failed, to be deleted.
+
+    The failure is often a full disk: closing flushes HDF5's metadata, which fails again, and
+    the library retries at every object's release and at exit (printing tracebacks, then
+    crashing the process). Emptying the file first gives back its space, so the flush succeeds.
+    """
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    with contextlib.suppress(Exception):
+        handle.close()
 
 
 _WRITE_BLOCK = 64  # trajectories written per HDF5 call

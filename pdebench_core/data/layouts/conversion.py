@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION
+from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION, close_abandoned
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
 from pdebench_core.diskspace import check_free_space
 from pdebench_core.data.layouts.loading import (SPLITS, SplitWarning, as_spec, check_fits_dataset, make_spec,
@@ -77,15 +77,19 @@ class CanonicalWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is not None:  # the temporary file goes; the error that stopped the writing stands
-                with contextlib.suppress(Exception):
-                    self._file.close()
+                close_abandoned(self._file, self.tmp)
                 return
+            try:
+                with self._writing():
+                    self._file.attrs["pdeb_format"] = FORMAT_NAME
+                    self._file.attrs["format_version"] = FORMAT_VERSION
+                    self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
+                    self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
+                    self._file.close()
+            except BaseException:
+                close_abandoned(self._file, self.tmp)
+                raise
             with self._writing():
-                self._file.attrs["pdeb_format"] = FORMAT_NAME
-                self._file.attrs["format_version"] = FORMAT_VERSION
-                self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
-                self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
-                self._file.close()
                 os.replace(self.tmp, self.path)
         finally:
             if self.tmp.exists():
