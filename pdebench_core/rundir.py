@@ -212,8 +212,8 @@ class RunDir:
             raise UsageError(f"run '{self.run_id}': config.yaml cannot be read ({reason}); the run cannot be "
                              f"resumed, rerun or reported") from None
         if not _is_run_config(config):
-            raise UsageError(f"run '{self.run_id}': config.yaml is damaged (not a mapping with run, model and data "
-                             f"sections); the run cannot be resumed, rerun or reported")
+            raise UsageError(f"run '{self.run_id}': config.yaml is damaged (not a mapping with the sections "
+                             f"{', '.join(RUN_CONFIG_SECTIONS)}); the run cannot be resumed, rerun or reported")
         return config, text
 
     def _restore_config(self, problem: str) -> tuple[dict[str, Any], str] | None:
@@ -308,9 +308,14 @@ class RunDir:
             yield
 
 
+#: Sections every saved run config has; a file missing one was cut short (the writer's rename
+#: never leaves half a file, so something else damaged it), even if what is left parses.
+RUN_CONFIG_SECTIONS = ("run", "model", "data", "train", "eval")
+
+
 def _is_run_config(config: Any) -> bool:
-    """Whether a loaded config is a run's: a mapping with run, model and data sections."""
-    return isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in ("run", "model", "data"))
+    """Whether a loaded config is a whole run config: a mapping with every section a run saves."""
+    return isinstance(config, dict) and all(isinstance(config.get(k), dict) for k in RUN_CONFIG_SECTIONS)
 
 
 def _record_step(line: str) -> float:

@@ -222,19 +222,23 @@ def test_a_damaged_config_is_one_line_for_report_reproduce_and_resume(smoke_home
         assert "run 'damaged-config': config.yaml" in result.output and "Traceback" not in result.output
 
 
-def test_a_damaged_config_is_restored_from_the_config_its_checkpoints_store(smoke_home):
+@pytest.mark.parametrize("cut", ["unparseable", "truncated"])
+def test_a_damaged_config_is_restored_from_the_config_its_checkpoints_store(smoke_home, cut):
+    """Also a file cut short that still parses: its missing sections are not filled with defaults."""
     from pdebench_core.cli import app
 
     run = smoke_home / "runs" / "restored-config"
     shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
     original = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_bytes(b"run: [unclosed")
+    damage = b"run: [unclosed" if cut == "unparseable" else original[:original.index("\ntrain:")].encode()
+    (run / "config.yaml").write_bytes(damage)
     result = CliRunner().invoke(app, ["reproduce", "restored-config"])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
-    assert "warning: run 'restored-config': config.yaml cannot be read" in output
+    reason = "cannot be read" if cut == "unparseable" else "is damaged (not a mapping with the sections"
+    assert f"warning: run 'restored-config': config.yaml {reason}" in output
     assert "restored it from the config stored in last.pt (the damaged file is kept as config.yaml.damaged)" in output
-    assert (run / "config.yaml.damaged").read_bytes() == b"run: [unclosed"
+    assert (run / "config.yaml.damaged").read_bytes() == damage
     import yaml
 
     assert yaml.safe_load((run / "config.yaml").read_text()) == yaml.safe_load(original)

@@ -30,10 +30,14 @@ def _dead_pid() -> int:
     return child.pid
 
 
+#: The sections every saved run config has, and no more.
+MINIMAL_CONFIG = "run: {task: train}\nmodel: {name: fno}\ndata: {ns2d: {}}\ntrain: {}\neval: {}\n"
+
+
 def test_runs_lists_damaged_entries_instead_of_crashing(home):
     good = RunDir.create("good-run")
     good.write_status("finished")
-    good.config_file.write_text("run: {task: train}\nmodel: {name: fno}\ndata: {ns2d: {}}\n")
+    good.config_file.write_text(MINIMAL_CONFIG)
     garbled = RunDir.create("garbled-config")
     garbled.write_status("finished")
     garbled.config_file.write_text("run: [unclosed")
@@ -69,7 +73,7 @@ def test_status_is_written_atomically_with_pid_and_host(home, monkeypatch):
 
 def test_dead_running_process_shows_as_interrupted(home):
     run = RunDir.create("killed")
-    run.config_file.write_text("run: {task: train}\nmodel: {name: fno}\ndata: {ns2d: {}}\n")
+    run.config_file.write_text(MINIMAL_CONFIG)
     run.write_status("running")
     assert run.state() == "running"  # this process is alive
     status = json.loads(run.status_file.read_text())
