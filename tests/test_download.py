@@ -210,6 +210,15 @@ def test_404_is_a_clear_error(server, tmp_path):
         dl.download(card, tmp_path / "dest", progress=False)
 
 
+def test_a_redirect_loop_is_one_line(server, tmp_path):
+    card = card_for(server)
+    server.behaviour["sample.hdf5"] = "redirect-loop"
+    with pytest.raises(DataError) as caught:
+        dl.download(card, tmp_path / "dest", progress=False)
+    assert str(caught.value).startswith("download of sample.hdf5 failed: HTTP 30") and "\n" not in str(caught.value)
+    assert "infinite loop" in str(caught.value)
+
+
 def test_no_space_is_checked_before_writing(server, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))

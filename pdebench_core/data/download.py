@@ -350,7 +350,8 @@ def _fetch(f: SourceFile, folder: Path, progress, retries: int, timeout: float, 
                     break
                 part.unlink()
                 continue
-            raise DataError(f"download of {f.name} failed: HTTP {exc.code} {exc.reason} ({f.url})") from None
+            reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
+            raise DataError(f"download of {f.name} failed: HTTP {exc.code} {reason} ({f.url})") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if attempt < retries:

@@ -7,7 +7,8 @@ request and the bytes of every answer. A range that starts past the end is answe
 whole file, ``"range-from-zero"`` answers a range with a 206 from byte 0, ``"drop"``
 stops every answer half-way and closes the connection, ``"drop-once"`` does so to the next
 answer only, ``"no-length"`` states no ``Content-Length`` (the body ends when the connection
-closes, as from a server streaming something of unknown size).
+closes, as from a server streaming something of unknown size), ``"redirect-loop"`` answers
+every request with a redirect to itself.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             return
         data, st = path.read_bytes(), path.stat()
         behaviour = served.behaviour.get(name)
+        if behaviour == "redirect-loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         start, end = 0, len(data) - 1
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         if match and behaviour != "no-range":
