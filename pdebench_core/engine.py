@@ -221,9 +221,13 @@ class Trainer:
         ``state`` is the file's contents when already read (e.g. by ``newest_intact``)."""
         from pdebench_core.resume import check_checkpoint_config
 
+        from pdebench_core.locks import remove_left_by_dead_writers
+
         path = Path(path)
         state = read_checkpoint(path) if state is None else state
         check_checkpoint_config(path, state.get("config"), self.extra_state.get("config"))
+        if self.is_main:  # a save killed mid-write (kill -9, a lost node) left its temporary file
+            remove_left_by_dead_writers(self.checkpoint_dir)
         try:
             self._load_weights(path, state)
         except (RuntimeError, KeyError, ValueError) as exc:

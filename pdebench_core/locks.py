@@ -112,3 +112,33 @@ def _age(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def remove_left_by_dead_writers(folder: Path) -> None:
+    """Remove temporary files and scratch folders whose writer was killed (``kill -9``, the
+    OOM killer) before it could clean up.
+
+    Their names carry the writing process's id (``.<file>.<pid>.tmp``, ``.scratch-<pid>-...``);
+    those of processes still alive on this machine are left alone.
+    """
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        pid = _writer_pid(entry.name)
+        if pid is None or process_alive(pid):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _writer_pid(name: str) -> int | None:
+    parts = name.split(".") if name.endswith(".tmp") else name.split("-")
+    if name.startswith(".scratch-") and len(parts) > 2 and parts[1].isdigit():
+        return int(parts[1])
+    if name.startswith(".") and name.endswith(".tmp") and len(parts) > 2 and parts[-2].isdigit():
+        return int(parts[-2])
+    return None

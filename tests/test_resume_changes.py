@@ -67,10 +67,18 @@ def test_resume_may_choose_other_sinks(finished_run):
     assert refused.exit_code == 2 and "not in run.sinks" in refused.output
 
 
-def test_plain_resume_still_works(finished_run):
-    finished_run("plain")
+def test_plain_resume_still_works_and_clears_what_a_killed_save_left(finished_run):
+    import subprocess
+    import sys
+
+    ctx = finished_run("plain")
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = ctx.run_dir / "checkpoints" / f".step-00000004.pt.{dead}.tmp"  # a save killed with kill -9
+    left.write_bytes(b"half a checkpoint")
     result = runner.invoke(app, ["run", "--resume", "plain", "--quiet"])
     assert result.exit_code == 0, result.output
+    assert not left.exists()
 
 
 def test_a_config_file_given_on_resume_is_checked_like_overrides(finished_run, tmp_path):

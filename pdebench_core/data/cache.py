@@ -11,7 +11,6 @@ from pdebench_core import paths
 from pdebench_core.data.canonical import write_canonical
 from pdebench_core.data.integrity import discard_if_damaged, first_non_finite
 from pdebench_core.errors import DataError
-from pdebench_core.locks import process_alive
 from pdebench_core.spec import DataSpec
 
 
@@ -57,30 +56,3 @@ def cached_generate(
     return path
 
 
-def remove_stale_scratch(folder: Path) -> None:
-    """Remove scratch folders and temporary files left by generations that were killed.
-
-    Their names carry the writing process's id (``.scratch-<pid>-...``,
-    ``.<file>.<pid>.tmp``); those of processes still alive are left alone.
-    """
-    import shutil
-
-    if not folder.is_dir():
-        return
-    for entry in folder.iterdir():
-        pid = _writer_pid(entry.name)
-        if pid is None or process_alive(pid):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def _writer_pid(name: str) -> int | None:
-    parts = name.split(".") if name.endswith(".tmp") else name.split("-")
-    if name.startswith(".scratch-") and len(parts) > 2 and parts[1].isdigit():
-        return int(parts[1])
-    if name.startswith(".") and name.endswith(".tmp") and len(parts) > 2 and parts[-2].isdigit():
-        return int(parts[-2])
-    return None

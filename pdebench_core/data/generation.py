@@ -354,7 +354,8 @@ def cached_dataset(
 
     from pdebench_core import paths
     from pdebench_core.data.base import TrajectoryDataset
-    from pdebench_core.data.cache import cache_path, cached_generate, key_digest, remove_stale_scratch
+    from pdebench_core.data.cache import cache_path, cached_generate, key_digest
+    from pdebench_core.locks import remove_left_by_dead_writers
     from pdebench_core.data.canonical import H5Trajectories
     from pdebench_core.data.integrity import discard_if_damaged
 
@@ -362,7 +363,7 @@ def cached_dataset(
     discard_if_damaged(path)
     if not path.exists():
         paths.data_dir().mkdir(parents=True, exist_ok=True)
-        remove_stale_scratch(paths.data_dir())
+        remove_left_by_dead_writers(paths.data_dir())
         prefix = f".scratch-{os.getpid()}-{name}-"  # the pid tells a later run whether it is stale
         with tempfile.TemporaryDirectory(prefix=prefix, dir=paths.data_dir()) as scratch:
             path = cached_generate(name, key, lambda: (generate(scratch), stored_spec or spec, provenance))
