@@ -287,6 +287,19 @@ def test_data_hash_of_a_url_follows_the_servers_version(served, private_home):
     assert file_content_hash(f"{served.url}/a.h5") != first
 
 
+def test_a_server_without_validators_is_said_once_naming_the_cache_to_delete(served, private_home, capfd):
+    from pdebench_core.data import remote
+
+    _ns2d_file(served.root / "plain.h5")
+    served.behaviour["plain.h5"] = "no-validators"
+    info = remote.stat(f"{served.url}/plain.h5")
+    remote.stat(f"{served.url}/plain.h5")
+    err = capfd.readouterr().err
+    assert (info.version, info.modified) == (None, None)
+    assert err.count("warning:") == 1 and "states no ETag or Last-Modified" in err
+    assert f"delete {info.folder} to read it again" in " ".join(err.split())
+
+
 def test_verify_reads_a_url(served, private_home):
     from pdebench_core.data.verify import verify_file
 

@@ -242,7 +242,16 @@ def stat(url: str) -> RemoteInfo:
         # Older fsspec releases leave HTTP validators out of info(): ask the server itself.
         head_version, head_modified = _http_validators(url)
         version, modified = version or head_version, modified or head_modified
-    return RemoteInfo(url, int(info["size"]), version, modified)
+    found = RemoteInfo(url, int(info["size"]), version, modified)
+    if version is None and modified is None and url not in _UNVERSIONED_SAID:
+        _UNVERSIONED_SAID.add(url)
+        print(f"warning: {url}: the server states no ETag or Last-Modified, so pdeb tells versions of the file "
+              f"apart by its size alone; if it changes keeping its size, delete {found.folder} to read it again",
+              file=sys.stderr)
+    return found
+
+
+_UNVERSIONED_SAID: set[str] = set()  # URLs warned about, once per process
 
 
 def _http_validators(url: str) -> tuple[str | None, str | None]:

@@ -7,8 +7,9 @@ request and the bytes of every answer. A range that starts past the end is answe
 whole file, ``"range-from-zero"`` answers a range with a 206 from byte 0, ``"drop"``
 stops every answer half-way and closes the connection, ``"drop-once"`` does so to the next
 answer only, ``"no-length"`` states no ``Content-Length`` (the body ends when the connection
-closes, as from a server streaming something of unknown size), ``"redirect-loop"`` answers
-every request with a redirect to itself.
+closes, as from a server streaming something of unknown size), ``"no-validators"`` sends
+neither ``ETag`` nor ``Last-Modified``, ``"redirect-loop"`` answers every request with a
+redirect to itself.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(len(chunk)))
-        self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
-        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        if behaviour != "no-validators":
+            self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
+            self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
         if behaviour != "no-range":
             self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
