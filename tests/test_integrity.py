@@ -252,6 +252,45 @@ def test_jsonl_sink_on_a_full_disk_is_one_line(home, tmp_path, monkeypatch):
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 
+def test_a_jsonl_line_cut_by_a_full_disk_is_taken_back(home, tmp_path, monkeypatch):
+    """Half a line left behind would run into the next record, damaging it too."""
+    import builtins
+    import json
+
+    from pdebench_core.builtin.sinks import JsonlSink
+
+    sink = JsonlSink(None, tmp_path)
+    sink.write_result({"dataset": "ns2d", "l2re": 0.1})
+    real_open = builtins.open
+
+    class HalfWritten:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            self.handle.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(builtins, "open", lambda path, mode="r", *a, **k: HalfWritten(real_open(path, mode, *a, **k))
+                        if "a" in mode else real_open(path, mode, *a, **k))
+    with pytest.raises(DataError, match=r"could not write .*results\.jsonl .*No space left"):
+        sink.write_result({"dataset": "dr2d", "l2re": 0.2})
+    monkeypatch.setattr(builtins, "open", real_open)
+    sink.write_result({"dataset": "swe2d", "l2re": 0.3})  # space again
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["dataset"] for line in lines] == ["ns2d", "swe2d"]
+
+
 def test_a_run_whose_config_cannot_be_written_leaves_no_directory(home, monkeypatch):
     import errno
     import pathlib

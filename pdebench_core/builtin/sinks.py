@@ -50,11 +50,19 @@ class JsonlSink:
     def _append(self, name: str, record: dict[str, Any]) -> None:
         from pdebench_core.diskspace import write_failed
 
+        path = self.run_dir / name
+        line = (json.dumps(record, default=str) + "\n").encode()
         try:
-            with open(self.run_dir / name, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=str) + "\n")
+            with open(path, "ab") as f:
+                start = f.tell()
+                try:
+                    f.write(line)
+                    f.flush()
+                except OSError:  # no half line left for the next record to run into
+                    f.truncate(start)
+                    raise
         except OSError as exc:  # a full disk: one line, earlier lines stay
-            raise write_failed(self.run_dir / name, exc) from None
+            raise write_failed(path, exc) from None
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """One JSON object per logged step."""
