@@ -262,8 +262,13 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
         raise
     if ctx.is_main:
         undelivered = undelivered_results(ctx)
-        _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results,
-                      **({"error": str(undelivered)} if undelivered else {}))
+        try:
+            _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results,
+                          **({"error": str(undelivered)} if undelivered else {}))
+        except PdebError as exc:  # a full disk at the very end: the work is done and kept
+            raise DataError(f"{exc}; run {ctx.run_id} finished its work (evaluations in {run_dir / 'eval'}) but "
+                            f"could not record it: free space, then 'pdeb run --resume {ctx.run_id}' records "
+                            f"it") from None
         ctx.log(f"run {ctx.run_id} finished; directory {run_dir}")
         if undelivered:
             _log_line(RunDir(run_dir), f"error: {undelivered}")

@@ -291,6 +291,39 @@ def test_a_jsonl_line_cut_by_a_full_disk_is_taken_back(home, tmp_path, monkeypat
     assert [json.loads(line)["dataset"] for line in lines] == ["ns2d", "swe2d"]
 
 
+def test_a_finished_status_that_cannot_be_written_says_how_to_record_it(home, monkeypatch):
+    import json
+
+    from pdebench_core.config import build_config
+    from pdebench_core.diskspace import write_failed
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runner import execute
+
+    real = RunDir.write_status
+
+    def full_at_the_end(self, state, **fields):
+        if state == "finished":
+            raise write_failed(self.status_file, OSError(28, "No space left on device"))
+        return real(self, state, **fields)
+
+    monkeypatch.setattr(RunDir, "write_status", full_at_the_end)
+    cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                       run_id="full-at-the-end")
+    with pytest.raises(DataError, match=r"could not write .*status\.json .*; run full-at-the-end finished its work "
+                                        r"\(evaluations in .*eval\) but could not record it: free space, then "
+                                        r"'pdeb run --resume full-at-the-end' records it"):
+        execute(cfg, quiet=True)
+    monkeypatch.setattr(RunDir, "write_status", real)
+    status = json.loads(RunDir.of("full-at-the-end").status_file.read_text())
+    assert status["state"] == "running"  # as the process that has ended left it
+    status["pid"] = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                       text=True).stdout)
+    RunDir.of("full-at-the-end").status_file.write_text(json.dumps(status))
+    ctx = execute(build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                               run_id="full-at-the-end"), resume=True, quiet=True)
+    assert RunDir.of("full-at-the-end").state() == "finished" and ctx.results
+
+
 def test_a_run_whose_config_cannot_be_written_leaves_no_directory(home, monkeypatch):
     import errno
     import pathlib
