@@ -6,6 +6,7 @@ import contextlib
 import math
 import shutil
 import socket
+import sys
 import time
 from typing import Any, Mapping
 
@@ -206,7 +207,7 @@ def _open_sinks(ctx: RunContext, stack: contextlib.ExitStack) -> None:
         with plugins.plugin_code(comp):
             sink = GuardedSink(comp, comp.factory(settings, ctx.run_dir))
         ctx.sinks.append(sink)
-        stack.callback(sink.close)
+        stack.push(sink.close_after)
 
 
 class GuardedSink:
@@ -229,6 +230,18 @@ class GuardedSink:
         """The sink's ``close``."""
         with plugins.plugin_code(self.component):
             self.sink.close()
+
+    def close_after(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        """Close at the end of the run (an exit callback). When the run already fails, a failing
+        ``close`` is said on stderr instead of hiding the run's own error."""
+        if exc is None:
+            self.close()
+            return False
+        try:
+            self.close()
+        except PdebError as failure:
+            print(f"warning: {failure}", file=sys.stderr)
+        return False
 
 
 def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:

@@ -362,6 +362,10 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
             import sys
             sys.exit(3)
 
+    class BrokenTwiceSink(BrokenSink):
+        def close(self):
+            raise OSError("bug in close")
+
     class ExitingSink(BrokenSink):
         def write_result(self, row):
             import sys
@@ -381,6 +385,7 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     def register_sinks(register):
         register("broken-sink", BrokenSink)
         register("exiting-sink", ExitingSink)
+        register("broken-twice-sink", BrokenTwiceSink)
 
     @hookimpl
     def register_tasks(register):
@@ -407,6 +412,9 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[exiting-sink,jsonl]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) exiting-sink: plugin 'raising' "
      "called sys.exit('giving up') (at raising.py:* in write_result, during sink 'exiting-sink')"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-twice-sink]"],
+     "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-twice-sink: sink "
+     "'broken-twice-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
     (["--model", "persistence", "--data", "ns2d", "--task", "forgetful-task"],
