@@ -244,6 +244,17 @@ def test_a_damaged_config_is_restored_from_the_config_its_checkpoints_store(smok
     assert yaml.safe_load((run / "config.yaml").read_text()) == yaml.safe_load(original)
 
 
+def test_a_damaged_evaluation_file_is_named_not_silently_dropped(smoke_home, tmp_path):
+    run = smoke_home / "runs" / "damaged-eval"
+    shutil.copytree(smoke_home / "runs" / SMOKE_RUN, run)
+    evaluation = next((run / "eval").glob("*.json"))
+    evaluation.write_text('{"metrics": {"l2')
+    result = invoke("report", "damaged-eval", "--out", str(tmp_path / "r.html"), "--no-rollout")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"warning: {evaluation} is damaged or empty" in output and "'pdeb run --resume damaged-eval'" in output
+
+
 def test_report_of_an_unknown_run_is_a_usage_error(smoke_home):
     result = invoke("report", "fno-smoke-resuls")
     assert result.exit_code == 2 and f"did you mean '{SMOKE_RUN}'" in result.output

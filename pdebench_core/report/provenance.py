@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -93,9 +94,12 @@ def load_run(run_id: str) -> RunInfo:
     status_file = run.status_file
     evals = {}
     for path in sorted(run.eval_dir.glob("*.json")) if run.eval_dir.is_dir() else []:
-        evaluation = _read_json(path)  # a damaged file is left out, not fatal
+        evaluation = _read_json(path)  # a damaged file is left out, not fatal, and said
         if evaluation:
             evals[path.stem] = evaluation
+        else:
+            print(f"warning: {path} is damaged or empty; its evaluation is left out of the report ('pdeb run "
+                  f"--resume {run_id}' evaluates again)", file=sys.stderr)
     ordered = {name: evals[name] for name in list((config.get("data") or {})) if name in evals}
     ordered.update({k: v for k, v in evals.items() if k not in ordered})
     try:
