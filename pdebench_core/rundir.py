@@ -327,14 +327,6 @@ def _record_step(line: str) -> float:
     return step if isinstance(step, (int, float)) else float("-inf")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def list_runs() -> list[dict[str, Any]]:
     """Every run directory with its state and error; damaged entries are listed, not fatal."""
     root = paths.runs_dir()
