@@ -236,15 +236,22 @@ def _run_forwarding_signals(argv: list[str]) -> int:
     training on as an orphan or being killed with its status left ``running``."""
     import signal
 
-    child = subprocess.Popen(argv)
     wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None]
+    child: subprocess.Popen | None = None
+    early: list[int] = []  # signals that came before the child existed: sent to it once it does
 
     def forward(number: int, frame: Any) -> None:
+        if child is None:
+            early.append(number)
+            return
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(number)
 
-    previous = {sig: signal.signal(sig, forward) for sig in wanted}
+    previous = {sig: signal.signal(sig, forward) for sig in wanted}  # before the child: no window left
     try:
+        child = subprocess.Popen(argv)
+        for number in early:
+            forward(number, None)
         while True:
             try:
                 return child.wait()

@@ -821,6 +821,25 @@ def test_reproduce_execute_passes_a_termination_signal_on_to_the_rerun(tmp_path)
     assert signal.getsignal(signal.SIGTERM) == before  # this process's own handling is back
 
 
+def test_a_termination_signal_arriving_before_the_rerun_starts_still_reaches_it(monkeypatch):
+    """The handlers are in place before the child exists: a signal in between is kept for it,
+    rather than killing this process and leaving the rerun to train on as an orphan."""
+    import signal
+    import subprocess
+
+    from pdebench_core import cli_results
+
+    real_popen = subprocess.Popen
+
+    def signalled_while_starting(argv):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled here; the child does not exist yet
+        return real_popen(argv)
+
+    monkeypatch.setattr(cli_results.subprocess, "Popen", signalled_while_starting)
+    code = cli_results._run_forwarding_signals([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert code == -signal.SIGTERM  # the child got the signal as soon as it existed
+
+
 def test_an_evaluation_of_a_runs_own_weights_is_shown_but_counted_once(fresh_home):
     trained = store_row("trained", l2re=0.1)
     again = {**store_row("again", l2re=0.1, task="evaluate"), "extra": {**trained["extra"], "weights_of_run": "trained"}}
