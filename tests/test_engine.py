@@ -73,16 +73,26 @@ def test_killed_run_resumes_to_identical_weights(fresh_home, pdeb):
     common = ["--model", "fno", "--data", "ns2d", "--profile", "smoke", "--quiet", *CPU, *SMOKE_FNO,
               "train.max_steps=150", "train.batch_size=2", "train.checkpoint_every=3", "train.keep_checkpoints=50"]
     pdeb("run", *common, "--run-id", "straight", check=True)
-    cmd = [sys.executable, "-m", "pdebench_core.cli", "run", *common, "--run-id", "killed"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    # Killed at a fixed point, however slow the machine: right after the step-12 checkpoint is
+    # written (last.pt then holds step 9), as kill -9 or the OOM killer would.
+    kill_after_step_12 = (
+        "import os, signal, sys\n"
+        "from pdebench_core import engine\n"
+        "real = engine.save_checkpoint\n"
+        "def save_then_die(state, path):\n"
+        "    written = real(state, path)\n"
+        "    if os.path.basename(str(path)) == 'step-00000012.pt':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return written\n"
+        "engine.save_checkpoint = save_then_die\n"
+        "from pdebench_core.cli import main\n"
+        "sys.argv = ['pdeb', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", kill_after_step_12, "run", *common, "--run-id", "killed"]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
+                          timeout=300)
     checkpoints = fresh_home / "runs" / "killed" / "checkpoints"
-    deadline = time.time() + 300
-    # step-12 appears only after last.pt was rewritten at step 9, so last.pt is at step >= 9.
-    while time.time() < deadline and not (checkpoints / "step-00000012.pt").exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stopped_at = load_checkpoint(checkpoints / "last.pt")["step"]
     assert 9 <= stopped_at < 150
