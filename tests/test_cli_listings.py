@@ -90,9 +90,13 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(args, tmp_path):
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-m", "pdebench_core.cli", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env={**os.environ, "PDEB_HOME": str(tmp_path)})
-    process.stdout.close()  # the reader is gone before the first line is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command starts, however fast it writes
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "pdebench_core.cli", *args], stdout=write_end,
+                                   stderr=subprocess.PIPE, env={**os.environ, "PDEB_HOME": str(tmp_path)})
+    finally:
+        os.close(write_end)
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141, stderr
     assert stderr == ""
