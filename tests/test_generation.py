@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,8 @@ def test_progress_in_a_log_is_periodic_plain_lines(monkeypatch):
     log = io.StringIO()  # not a terminal
     monkeypatch.setattr("sys.stderr", log)
     clock = iter([0.0, 0.0, 3.0, 11.0, 12.0, 25.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    # the progress module's own clock, not the global time.monotonic other threads may read
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
     with generation.progress_bar("ns2d: 8 trajectories", 8, enabled=True) as advance:
         for _ in range(4):
             advance(2)
