@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,19 +36,19 @@ MIXED = ["--model", "dpot", "--data", "ns2d,cfd3d", "--task", "train", "--profil
 # --------------------------------------------------------------------------- workers
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+#: Variable naming the file through which rank 0 tells the other ranks its store's port.
+PORT_FILE = "PDEB_TEST_STORE_PORT_FILE"
 
 
 def spawn(worker: str, *args, world_size: int = 2, timeout_s: float = 60.0, wait: bool = True):
     """Run ``worker(rank, world_size, *args)`` of this file in ``world_size`` processes joined by
     gloo; with ``wait``, check that every one succeeds."""
-    port = _free_port()
+    # Rank 0's store takes a free port itself and writes it here for the others: a port chosen
+    # beforehand could be taken by another process before rank 0 binds it.
+    port_file = Path(tempfile.mkdtemp(prefix="pdeb-test-store-")) / "port"
     procs = []
     for rank in range(world_size):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", PORT_FILE: str(port_file), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
         # Output goes to files: a full pipe would block one rank while the test waits on another.
         output = tempfile.TemporaryFile(mode="w+")
@@ -72,8 +71,19 @@ def _worker_main(worker: str, timeout_s: str, *args: str) -> None:
     # may start seconds after the other, and a short collective timeout (the tests' subject)
     # would otherwise also bound the wait for it to join.
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
-                          is_master=rank == 0, timeout=datetime.timedelta(seconds=120))
+    port_file = Path(os.environ[PORT_FILE])
+    if rank == 0:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], 0, world_size, is_master=True,
+                              timeout=datetime.timedelta(seconds=120), wait_for_workers=False)
+        port_file.with_suffix(".tmp").write_text(str(store.port))
+        port_file.with_suffix(".tmp").replace(port_file)
+    else:
+        deadline = time.time() + 120
+        while not port_file.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(port_file.read_text()), world_size, is_master=False,
+                              timeout=datetime.timedelta(seconds=120))
+    os.environ["MASTER_PORT"] = str(store.port)  # as torchrun sets it: pdeb's roll-call reaches the store there
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
                             timeout=datetime.timedelta(seconds=float(timeout_s)))
     globals()[worker](dist.get_rank(), dist.get_world_size(), *args)
@@ -473,7 +483,7 @@ class _SlowDataset:
         from pdebench_core.errors import DataError
 
         if self.rank == 0:
-            time.sleep(2.0)
+            time.sleep(5.0)
             if self.fail:
                 raise DataError("no space left for the cache")
 
@@ -486,7 +496,7 @@ def _generate_first(rank: int, world_size: int, out: str) -> None:
 
     cfg = OmegaConf.create({"data": {"slow": {}}})
     runner.plugins.get = lambda kind, name: _SlowDataset(rank, fail=False)
-    runner.generate_data_first(cfg, rank, world_size)  # 2 s on rank 0, with a 0.5 s collective timeout
+    runner.generate_data_first(cfg, rank, world_size)  # 5 s on rank 0, with a 2 s collective timeout
     dist.barrier()  # the ordinary group is still fine afterwards
     runner.plugins.get = lambda kind, name: _SlowDataset(rank, fail=True)
     try:
@@ -496,7 +506,7 @@ def _generate_first(rank: int, world_size: int, out: str) -> None:
 
 
 def test_other_ranks_wait_for_data_generation_beyond_the_collective_timeout(tmp_path):
-    spawn("_generate_first", tmp_path, timeout_s=0.5)
+    spawn("_generate_first", tmp_path, timeout_s=2.0)  # not so short that a loaded machine stalls past it
     texts = {Path(tmp_path, f"rank{r}.txt").read_text() for r in (0, 1)}
     # every rank stops, with the exit code of bad data (2), as one process would
     assert texts == {"2 dataset preparation failed on rank 0: no space left for the cache"}
@@ -604,8 +614,7 @@ if __name__ == "__main__":
 
 FLOAT32_UNITS = """
 import os, sys, torch, torch.distributed as dist
-os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1")
-dist.init_process_group("gloo")
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)  # no port to take
 import pdeb_dpot
 from pdebench_core.config import build_config
 from pdebench_core.distributed import shard_model
@@ -636,7 +645,7 @@ def test_fsdp_in_bf16_gathers_dpots_frequencies_and_spectral_weights_in_float32(
     while the rest of a block is gathered in bf16."""
     script = tmp_path / "units.py"
     script.write_text(FLOAT32_UNITS)
-    result = subprocess.run([sys.executable, str(script), str(_free_port())], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "PDEB_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "block=bfloat16 gamma=float32 spectral=float32"
