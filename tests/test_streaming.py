@@ -53,10 +53,13 @@ def _pdebench_file(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def _closed_port() -> int:
+@pytest.fixture
+def closed_port():
+    """A port of 127.0.0.1 that refuses connections for the whole test: bound, never listening,
+    so no other process can take it meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 def test_url_forms():
@@ -214,8 +217,8 @@ def test_a_file_changed_on_the_server_is_read_and_scanned_again(served, small_bl
         np.testing.assert_array_equal(Dataset().split("all").window(1, 0, 2)[..., 0], f["tensor"][1, 0:2])
 
 
-def test_unreachable_host_is_one_line_and_quick(private_home):
-    url = f"http://127.0.0.1:{_closed_port()}/ns.h5"
+def test_unreachable_host_is_one_line_and_quick(private_home, closed_port):
+    url = f"http://127.0.0.1:{closed_port}/ns.h5"
     started = time.monotonic()
     result = runner.invoke(app, ["run", "--model", "fno", "--data", "ns2d", f"data.ns2d.path={url}",
                                  "--profile", "smoke", "--device", "cpu"])
@@ -262,7 +265,7 @@ def test_weights_from_a_url_are_downloaded_once(served, private_home):
     assert methods and set(methods) == {"HEAD"}  # only asked whether the cached copy is still current
 
 
-def test_dpot_init_reads_a_url(served, private_home):
+def test_dpot_init_reads_a_url(served, private_home, closed_port):
     from pdeb_dpot.checkpoint import read_state_dict
 
     state = {"model": {"module.pos_embed": torch.arange(6.0).reshape(1, 2, 3)}}
@@ -270,7 +273,7 @@ def test_dpot_init_reads_a_url(served, private_home):
     loaded = read_state_dict(f"{served.url}/dpot.pth")
     assert list(loaded) == ["pos_embed"] and torch.equal(loaded["pos_embed"], state["model"]["module.pos_embed"])
     with pytest.raises(UsageError, match="cannot reach"):
-        read_state_dict(f"http://127.0.0.1:{_closed_port()}/dpot.pth")
+        read_state_dict(f"http://127.0.0.1:{closed_port}/dpot.pth")
 
 
 def test_data_hash_of_a_url_follows_the_servers_version(served, private_home):
