@@ -200,17 +200,19 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
     from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError, RendezvousError
     from torch.distributed.run import parse_args, run
 
-    with launcher_state_restored(), dropped_stops_raised_again():
+    with launcher_state_restored():
         try:
-            run(parse_args(arguments))
+            with dropped_stops_raised_again():  # inside the try: a stop it raises is reported below
+                run(parse_args(arguments))
         except SignalException as exc:
             typer.echo("interrupted" if exc.sigval == signal.SIGINT else f"stopped by {exc.sigval.name}", err=True)
             return 128 + int(exc.sigval)
         except RendezvousConnectionError:
             endpoint = next((a.split("=", 1)[1] for a in arguments if a.startswith("--rdzv-endpoint=")), "?")
             typer.echo(f"error: lost (or never reached) the run's rendezvous at {endpoint}: the node that hosts "
-                       f"it stopped, or the network between the nodes is down; start the same command on every "
-                       f"node again ('pdeb run --resume {run_id}' once the run has begun)", err=True)
+                       f"it stopped, the network between the nodes is down, or the endpoint is not one every node "
+                       f"can reach; start the same command on every node again, with '--resume {run_id}' in place "
+                       f"of '--run-id {run_id}' once the run has begun", err=True)
             return 1
         except RendezvousError as exc:
             reason = str(exc) or type(exc).__name__

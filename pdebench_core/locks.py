@@ -92,6 +92,9 @@ def holder_lock(lock: Path, busy: Callable[[Any, Any], str], not_writable: Calla
             lock.unlink(missing_ok=True)
             raise write_failed(lock, exc) from None
         break
+    else:  # taken over twice and still not ours: another process is taking it over too
+        holder = _read_holder(lock)
+        raise UsageError(busy(holder.get("pid"), holder.get("host")))
     try:
         yield
     finally:

@@ -265,17 +265,20 @@ class ResultsStore:
 
     def _read_only_rows(self, failure: sqlite3.OperationalError) -> list[sqlite3.Row]:
         """The rows of a store whose folder cannot be written (a read-only mount, an archive):
-        SQLite's write-ahead log needs a file beside it, so it is read as an immutable file. A store
-        of an older schema, which would need migrating, is refused like any unusable one."""
+        opened read-only, or, where SQLite cannot make the files its write-ahead log needs beside
+        it, as an immutable file. A store of an older schema, which would need migrating, is
+        refused like any unusable one."""
         if os.access(self.path.parent, os.W_OK) and "readonly" not in str(failure):
             raise self._unusable(failure) from None
-        try:
-            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)) as conn:
-                if not self._up_to_date(conn):
-                    raise self._unusable(failure) from None
-                return _fetch_rows(conn)
-        except sqlite3.DatabaseError:
-            raise self._unusable(failure) from None
+        for mode in ("mode=ro", "mode=ro&immutable=1"):  # read-only with the log's rows; else the file alone
+            try:
+                with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True)) as conn:
+                    if not self._up_to_date(conn):
+                        raise self._unusable(failure) from None
+                    return _fetch_rows(conn)
+            except sqlite3.DatabaseError:
+                continue
+        raise self._unusable(failure) from None
 
     def run_rows(self, run_id: str) -> list[dict[str, Any]]:
         """Rows of one run."""

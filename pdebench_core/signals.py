@@ -46,27 +46,39 @@ def termination_signals_interrupt() -> Iterator[None]:
 def dropped_stops_raised_again() -> Iterator[None]:
     """While the block runs, a stop raised by a signal handler where Python drops exceptions (a
     weakref or garbage-collector callback, a ``__del__``: it prints "Exception ignored" and goes
-    on) is raised again, by the same signal, in the code that runs next. Only in the main thread,
-    where signal handlers run."""
+    on) is raised again, by the same signal, in the code that runs next; if the block ends first,
+    the stop is raised as it leaves. Only in the main thread, where signal handlers run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous_hook = sys.unraisablehook
+    dropped: list[BaseException] = []
+    active, sending = [True], threading.Lock()
+
+    def send_again(number: int) -> None:
+        with sending:  # never after the block: its handlers may be gone by then
+            if active[0]:
+                os.kill(os.getpid(), number)
 
     def stop_again(unraisable: Any) -> None:
         number = _signal_behind(unraisable.exc_value)
         if number is None:
             previous_hook(unraisable)
             return
+        dropped.append(unraisable.exc_value)
         # Sent again from a new thread, which waits for the interpreter lock that this code holds,
         # so that the handler runs once this callback has returned (threading's start would wait).
-        _thread.start_new_thread(os.kill, (os.getpid(), number))
+        _thread.start_new_thread(send_again, (number,))
 
     sys.unraisablehook = stop_again
     try:
         yield
     finally:
+        with sending:
+            active[0] = False
         sys.unraisablehook = previous_hook
+    if dropped:  # the block ended normally before the signal came again: the stop is raised here
+        raise dropped[0]
 
 
 def _signal_behind(exc: BaseException | None) -> int | None:

@@ -325,6 +325,7 @@ def test_cli_download_and_sources(server, tmp_path, monkeypatch):
     ("file", "sub/../../escape.pth", "not a plain relative name"),
     ("file", "..\\escape.pth", "not a plain relative name"),
     ("file", "x.bin\n0123  other.bin", "holds control characters"),  # would forge a checksum-record line
+    ("file", "x.bin\u20280123  other.bin", "holds control characters"),  # a line break to str.splitlines too
     ("file", "sample.hdf5.part", "the suffix of pdeb's partial downloads"),  # taken for another file's partial
     ("card", "../evil", "must be letters, digits"),
     ("card", "a/b", "must be letters, digits"),

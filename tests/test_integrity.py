@@ -232,60 +232,45 @@ def test_results_store_on_a_full_disk_is_one_line(home, monkeypatch):
 
 
 def test_jsonl_sink_on_a_full_disk_is_one_line(home, tmp_path, monkeypatch):
-    import builtins
-
     from pdebench_core.builtin.sinks import JsonlSink
 
     sink = JsonlSink(None, tmp_path)
     sink.log_step(1, {"loss": 1.0})
-    real_open = builtins.open
+    real_open = os.open
 
-    def full(path, mode="r", *args, **kwargs):
-        if "a" in mode:
-            raise OSError(28, "No space left on device")
-        return real_open(path, mode, *args, **kwargs)
+    def full(path, flags, *args):
+        if str(path).endswith(".jsonl"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, flags, *args)
 
-    monkeypatch.setattr(builtins, "open", full)
+    monkeypatch.setattr(os, "open", full)
     with pytest.raises(DataError, match=r"could not write .*metrics\.jsonl .*No space left"):
         sink.log_step(2, {"loss": 0.5})
-    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 
 def test_a_jsonl_line_cut_by_a_full_disk_is_taken_back(home, tmp_path, monkeypatch):
     """Half a line left behind would run into the next record, damaging it too."""
-    import builtins
     import json
 
     from pdebench_core.builtin.sinks import JsonlSink
 
     sink = JsonlSink(None, tmp_path)
     sink.write_result({"dataset": "ns2d", "l2re": 0.1})
-    real_open = builtins.open
+    real_write = os.write
+    calls = []
 
-    class HalfWritten:
-        def __init__(self, handle):
-            self.handle = handle
+    def half_then_full(fd, data):  # the disk takes half the line, then nothing
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
 
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            self.handle.flush()
-            raise OSError(28, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    monkeypatch.setattr(builtins, "open", lambda path, mode="r", *a, **k: HalfWritten(real_open(path, mode, *a, **k))
-                        if "a" in mode else real_open(path, mode, *a, **k))
+    monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(DataError, match=r"could not write .*results\.jsonl .*No space left"):
         sink.write_result({"dataset": "dr2d", "l2re": 0.2})
-    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(os, "write", real_write)
     sink.write_result({"dataset": "swe2d", "l2re": 0.3})  # space again
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["dataset"] for line in lines] == ["ns2d", "swe2d"]

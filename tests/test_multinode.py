@@ -83,7 +83,7 @@ def test_a_node_that_loses_the_rendezvous_says_which_and_how_to_resume(capsys, m
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err
     assert err.startswith("error: lost (or never reached) the run's rendezvous at node0:29500")
-    assert "'pdeb run --resume two-nodes'" in err
+    assert "with '--resume two-nodes' in place of '--run-id two-nodes' once the run has begun" in err
 
 
 def test_launched_runs_keep_torchs_cpp_warnings_out_of_the_way(monkeypatch):

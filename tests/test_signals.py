@@ -59,3 +59,15 @@ def test_other_dropped_exceptions_still_reach_the_previous_hook(monkeypatch):
         del thing
     assert seen == [ZeroDivisionError] and ref() is None
     assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # given back
+
+
+def test_a_stop_dropped_just_before_the_block_ends_is_raised_as_it_leaves():
+    """The signal is not sent again once the block's handlers are gone (it would kill the process
+    without unwinding): the stop is raised where the block ends instead."""
+    with pytest.raises(Stopped, match="stopped by SIGTERM"):
+        with termination_signals_interrupt():
+            thing = _Thing()
+            ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+            del thing  # the block ends at once, before the signal could come again
+    assert ref() is None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    time.sleep(0.5)  # nothing arrives later to kill this process

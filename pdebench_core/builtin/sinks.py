@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -53,16 +55,20 @@ class JsonlSink:
         path = self.run_dir / name
         line = (json.dumps(record, default=str) + "\n").encode()
         try:
-            with open(path, "ab") as f:
-                start = f.tell()
-                try:
-                    f.write(line)
-                    f.flush()
-                except OSError:  # no half line left for the next record to run into
-                    f.truncate(start)
-                    raise
-        except OSError as exc:  # a full disk: one line, earlier lines stay
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
             raise write_failed(path, exc) from None
+        try:
+            start = os.fstat(fd).st_size
+            written = 0
+            while written < len(line):  # unbuffered: what failed is known, and taken back
+                written += os.write(fd, line[written:])
+        except OSError as exc:  # a full disk: one line; earlier lines stay, no half line is left
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise write_failed(path, exc) from None
+        finally:
+            os.close(fd)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """One JSON object per logged step."""

@@ -64,8 +64,9 @@ def check_file_name(name: str, where: str) -> str:
     ``..`` part, no absolute or drive-qualified path and no backslash; otherwise a shared
     card could write anywhere the user can, e.g. a ``.pth`` file into site-packages.
     """
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a newline would forge a line of the checksum record
-        raise UsageError(f"{where}: file name {name!r} holds control characters; fix the card's 'name'")
+    if not name.isprintable():  # a line break would forge a line of the checksum record
+        raise UsageError(f"{where}: file name {name!r} holds control characters or line breaks; fix the card's "
+                         f"'name'")
     parts = name.split("/")
     bad = (not name or "\\" in name or name.startswith(("/", "~"))
            or any(part in ("", ".", "..") for part in parts) or ":" in parts[0])
@@ -265,7 +266,7 @@ class ChecksumLock:
             self._read()
 
     def _read(self) -> None:
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        for number, line in enumerate(self.path.read_text().split("\n"), 1):  # as written: \n alone ends a line
             if not line.strip():
                 continue
             match = _LOCK_LINE.match(line.strip())
