@@ -234,12 +234,11 @@ class GuardedSink:
     def close_after(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         """Close at the end of the run (an exit callback). When the run already fails, a failing
         ``close`` is said on stderr instead of hiding the run's own error."""
-        if exc is None:
-            self.close()
-            return False
         try:
             self.close()
         except PdebError as failure:
+            if exc is None:
+                raise
             print(f"warning: {failure}", file=sys.stderr)
         return False
 

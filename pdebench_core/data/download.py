@@ -426,10 +426,11 @@ def _stream(response, part: Path, offset: int, hasher, advance, watch_space: boo
                                               "to resume") from None
             hasher.update(chunk)
             advance(len(chunk))
-            if watch_space and free_bytes(part.parent) < SPACE_MARGIN:
+            free = free_bytes(part.parent) if watch_space else SPACE_MARGIN
+            if free < SPACE_MARGIN:
                 raise DataError(f"stopped downloading {part.name[:-len(PARTIAL_SUFFIX)]} at "
                                 f"{human_bytes(part.stat().st_size)}: the server states no size and the disk has "
-                                f"{human_bytes(free_bytes(part.parent))} free, under the {human_bytes(SPACE_MARGIN)} "
+                                f"{human_bytes(free)} free, under the {human_bytes(SPACE_MARGIN)} "
                                 f"pdeb keeps; the partial file is kept: free space and run the command again to resume")
 
 

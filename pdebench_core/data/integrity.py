@@ -169,6 +169,16 @@ def split_digest(array: Any, chunk_trajectories: int = 1) -> str:
     return digest.hexdigest()
 
 
+def stored_split_digests(handle: Any) -> dict[str, str]:
+    """``{split: sha256}`` a canonical writer stored in an open file (``content_sha256``), or ``{}``
+    for a file written without them (or whose record is unreadable)."""
+    try:
+        stored = json.loads(handle.attrs.get("content_sha256", "{}"))
+    except (TypeError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
 def canonical_file_damage(path: Path) -> str | None:
     """Why a canonical cache file is unusable (unreadable, truncated, bytes that no longer
     match the digest stored when it was written), or None when it is intact."""
@@ -179,7 +189,7 @@ def canonical_file_damage(path: Path) -> str | None:
         return None
     try:
         with h5py.File(path, "r") as f:
-            stored = json.loads(f.attrs.get("content_sha256", "{}"))
+            stored = stored_split_digests(f)
             for key, expected in stored.items():
                 if split_digest(f[key]) != expected:
                     return f"split '{key}' does not match the checksum stored when it was written"

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pdebench_core.data.integrity import stored_split_digests
 from pdebench_core.data.layouts.common import BLOCK_BYTES, first_line, frame_blocks
 from pdebench_core.diskspace import human_bytes
 
@@ -206,7 +207,7 @@ def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, i
     and bytes that no longer match the checksum stored when the file was written."""
     import numpy as np
 
-    expected = _stored_checksums(f).get(split)
+    expected = stored_split_digests(f).get(split)
     content = hashlib.sha256()  # over the trajectories in order: what split_digest computes
 
     ds = f[split]
@@ -262,15 +263,6 @@ def _scan(f, split: str, problems: list[Problem], seen: dict[bytes, tuple[str, i
     if expected is not None and content.hexdigest() != expected:
         problems.append(Problem("error", "the values no longer match the checksum stored when the file was written "
                                 "(damaged on disk or edited); write the file again", split))
-
-
-def _stored_checksums(f) -> dict[str, str]:
-    """``{split: sha256}`` stored by the writer (files written by pdeb's generators), or ``{}``."""
-    try:
-        stored = json.loads(f.attrs.get("content_sha256", "{}"))
-    except (TypeError, ValueError):
-        return {}
-    return stored if isinstance(stored, dict) else {}
 
 
 def _refuse_other_layout(path: str | Path) -> None:
