@@ -268,6 +268,8 @@ class Metric:
             values. ``None`` for metrics whose rollout value combines their step values.
         description: One line for ``pdeb metrics``.
         formula: The definition, in the notation of ``docs/metrics.md``.
+        plugin: The plugin that registered it (named in errors of its values); empty for
+            a metric built by hand.
 
     Raises:
         UsageError: a field is invalid (the message names the metric and the fix).
@@ -279,6 +281,7 @@ class Metric:
     finish: Callable[..., Any] | None = None
     description: str = ""
     formula: str = ""
+    plugin: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -324,18 +327,22 @@ class Metric:
         try:
             inspect.signature(self.finish).bind(*parts)
         except TypeError:
-            raise UsageError(f"metric '{self.name}' returned {len(parts)} partial sum(s), which its finish "
+            raise UsageError(f"{self._label} returned {len(parts)} partial sum(s), which its finish "
                              f"{inspect.signature(self.finish)} cannot take; return a tuple with one (B, T, C) "
                              f"tensor per argument of finish") from None
         except ValueError:  # a builtin without a readable signature: let the call speak
             pass
         return tuple(self._checked(part, pair) for part in parts)
 
+    @property
+    def _label(self) -> str:
+        return f"metric '{self.name}'" + (f" (plugin '{self.plugin}')" if self.plugin else "")
+
     def _checked(self, values: Any, pair: Pair) -> torch.Tensor:
         """``values`` as a ``(B, T, C)`` tensor in the pair's dtype, or a one-line error."""
         shape = tuple(getattr(values, "shape", ()))
         if shape != pair.values_shape:
-            raise UsageError(f"metric '{self.name}' gave values of shape {shape}; a metric returns "
+            raise UsageError(f"{self._label} gave values of shape {shape}; a metric returns "
                              f"{pair.values_shape}, one value per sample, step and channel (B, T, C)")
         return values.to(pair.pred.dtype)
 

@@ -310,7 +310,7 @@ def _stage_metric(staged: list[Component], plugin_name: str, name: str, fn: Call
     from pdebench_core.metrics import Metric  # torch-free, like every registration
 
     typed = {"higher_is_better": _check_flag("metric", name, "higher_is_better", higher_is_better)}
-    metric = Metric(name, fn, reduction=reduction, finish=finish)
+    metric = Metric(name, fn, reduction=reduction, finish=finish, plugin=plugin_name)
     # The card's copy of the reduction is for display (``pdeb metrics``); scoring reads the Metric.
     _stage(staged, "metric", plugin_name, name, metric, typed=typed, reduction=metric.reduction, **card)
 

@@ -103,6 +103,26 @@ def test_registration_parameters_are_typed_fields_and_the_card_is_description():
         assert "higher_is_better" not in metric.card
 
 
+class WrongShapePlugin:
+    @staticmethod
+    @hookimpl
+    def register_metrics(register):
+        register("per-sample", lambda pair: pair.mse.mean(dim=(1, 2)), description="one value per sample")
+
+
+def test_a_registered_metric_of_the_wrong_shape_is_named_with_its_plugin():
+    import torch
+
+    from pdebench_core.metrics import Pair
+
+    with plugin(WrongShapePlugin, "shape-plugin") as regs:
+        metric = regs["metric"].get("per-sample").factory
+        pair = Pair(torch.ones(2, 3, 4, 1), torch.zeros(2, 3, 4, 1))
+        with pytest.raises(UsageError, match=r"^metric 'per-sample' \(plugin 'shape-plugin'\) gave values of "
+                                             r"shape \(2,\); a metric returns \(2, 3, 1\)"):
+            metric.score(pair)
+
+
 def test_bundled_plugins_declare_dims_as_parameters_and_no_dead_keys():
     regs = plugins.registries()
     for kind in ("model", "dataset"):
