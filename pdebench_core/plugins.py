@@ -427,15 +427,14 @@ def plugin_exit_failure(component: Component, exc: SystemExit) -> Exception | No
     itself), or with ``PDEB_DEBUG=1``, which lets the exit through as the plugin asked."""
     from pdebench_core.errors import PluginError
 
-    frames = list(traceback_frames(exc))
-    origin = raising_plugin(exc, prefer=component.plugin)
-    if os.environ.get("PDEB_DEBUG") or not frames or origin is None:
+    origin = _raising_frame(exc, prefer=component.plugin)
+    if os.environ.get("PDEB_DEBUG") or origin is None:
         return None
-    frame, line = frames[-1]
-    if origin[1] != f"{Path(frame.f_code.co_filename).name}:{line} in {frame.f_code.co_name}":
+    plugin, frame, line = origin
+    if frame is not list(traceback_frames(exc))[-1][0]:
         return None  # the innermost frame is not the plugin's: it did not call sys.exit itself
-    return PluginError(f"plugin '{origin[0]}' called sys.exit({exc.code!r}) (at {origin[1]}, during "
-                       f"{component.kind} '{component.name}'); a plugin should raise an exception instead")
+    return PluginError(f"plugin '{plugin}' called sys.exit({exc.code!r}) (at {_frame_label(frame, line)}, "
+                       f"during {component.kind} '{component.name}'); a plugin should raise an exception instead")
 
 
 def plugin_failure(component: Component, exc: Exception, what: str = "raised") -> Exception | None:
@@ -462,6 +461,12 @@ def raising_plugin(exc: BaseException, prefer: str | None = None) -> tuple[str, 
     package) holds the file is taken first, then ``prefer`` (the component running) when it is
     one of them, then any of them.
     """
+    origin = _raising_frame(exc, prefer)
+    return None if origin is None else (origin[0], _frame_label(origin[1], origin[2]))
+
+
+def _raising_frame(exc: BaseException, prefer: str | None) -> tuple[str, Any, int] | None:
+    """``(plugin, frame, line)`` of :func:`raising_plugin`'s frame, or None."""
     plugins = dict(pm.list_name_plugin())
     sources = {name: _plugin_sources(plugin) for name, plugin in plugins.items()}
     found = None
@@ -475,8 +480,12 @@ def raising_plugin(exc: BaseException, prefer: str | None = None) -> tuple[str, 
         deepest = max(own.values())  # pkg.sub's own folder before pkg's, when both hold the file
         chosen = [name for name, depth in own.items() if depth and depth == deepest] or (
             [prefer] if prefer in owners else owners)
-        found = (prefer if prefer in chosen else chosen[0], f"{Path(file).name}:{line} in {frame.f_code.co_name}")
+        found = (prefer if prefer in chosen else chosen[0], frame, line)
     return found
+
+
+def _frame_label(frame: Any, line: int) -> str:
+    return f"{Path(frame.f_code.co_filename).name}:{line} in {frame.f_code.co_name}"
 
 
 def _holds(root: str, file: str) -> bool:

@@ -348,30 +348,30 @@ def _log_line(run: RunDir, message: str) -> None:
 
 def _run_task(task, ctx: RunContext) -> Any:
     """The task's results (after rank 0 has generated the data); a lost peer or a kernel
-    refused by ``train.deterministic`` becomes one clear line instead of a traceback."""
-    try:
-        generate_data_first(ctx.cfg, ctx.rank, ctx.world_size)
-        results = task.factory(ctx)
-    except PdebError:
-        raise
-    except Exception as exc:
-        from pdebench_core.distributed import is_peer_failure, stopped_peer_message
-
-        if "does not have a deterministic implementation" in str(exc):
-            raise PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model") from None
-        if ctx.world_size > 1 and isinstance(exc, RuntimeError) and is_peer_failure(exc):
-            raise PdebError(stopped_peer_message(ctx.rank, ctx.world_size, float(ctx.cfg.train.dist_timeout))) from None
-        failure = plugins.plugin_failure(task, exc)
-        if failure is None:  # PDEB_DEBUG: the traceback
-            raise
-        raise failure from exc
-    except SystemExit as exc:  # sys.exit in a plugin's code (a model's forward): a failure, named
-        failure = plugins.plugin_exit_failure(task, exc)
-        if failure is None:  # not a plugin's own exit (a scheduler's handler): as it was
-            raise
-        raise failure from None
+    refused by ``train.deterministic`` becomes one clear line, and any other failure (or a
+    ``sys.exit``) one line naming the plugin whose code raised it."""
+    with plugins.plugin_code(task):
+        try:
+            generate_data_first(ctx.cfg, ctx.rank, ctx.world_size)
+            results = task.factory(ctx)
+        except Exception as exc:
+            known = _known_failure(exc, ctx)
+            if known is None:
+                raise
+            raise known from None
     check_task_results(task, results)
     return results
+
+
+def _known_failure(exc: Exception, ctx: RunContext) -> PdebError | None:
+    """The one-line error of a failure that is nobody's bug in particular, or None."""
+    from pdebench_core.distributed import is_peer_failure, stopped_peer_message
+
+    if "does not have a deterministic implementation" in str(exc):
+        return PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model")
+    if ctx.world_size > 1 and isinstance(exc, RuntimeError) and is_peer_failure(exc):
+        return PdebError(stopped_peer_message(ctx.rank, ctx.world_size, float(ctx.cfg.train.dist_timeout)))
+    return None
 
 
 def check_task_results(task: Any, results: Any) -> None:

@@ -413,6 +413,22 @@ def test_noise_generator_lives_on_the_training_device_and_differs_per_rank(tmp_p
     assert not torch.equal(trainers[0].noise_gen.get_state(), trainers[1].noise_gen.get_state())
 
 
+def test_a_kernel_refused_in_deterministic_mode_is_one_line_with_the_fix(monkeypatch):
+    from types import SimpleNamespace
+
+    from pdebench_core import runner
+
+    def train(ctx):
+        raise RuntimeError("upsample_bicubic2d_backward_out_cuda does not have a deterministic implementation, but "
+                           "you set 'torch.use_deterministic_algorithms(True)'.\nYou can turn off determinism ...")
+
+    monkeypatch.setattr(runner, "generate_data_first", lambda *args: None)
+    task = SimpleNamespace(kind="task", name="train", plugin="builtin", factory=train)
+    with pytest.raises(PdebError, match=r"^upsample_bicubic2d_backward_out_cuda does not have a deterministic "
+                                        r"implementation, .*; set train.deterministic=false for this model$"):
+        runner._run_task(task, SimpleNamespace(cfg=None, rank=0, world_size=1))
+
+
 def test_deterministic_setting_turns_on_deterministic_algorithms(fresh_home, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = {}
