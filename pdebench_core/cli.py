@@ -212,6 +212,7 @@ def run(
     launcher.check_batch_split(cfg, nproc_per_node * nnodes)
     if (nproc_per_node > 1 or nodes) and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(launcher.launch_torchrun(nproc_per_node, cfg, resume, nodes))
+    launcher.stop_with_the_launcher()
     try:
         with outlive_the_reader():
             ctx = execute(cfg, resume=bool(resume), quiet=quiet)

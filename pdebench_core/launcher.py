@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -23,6 +25,45 @@ from pdebench_core.signals import dropped_stops_raised_again
 #: Environment variable naming the folder where each worker of ``pdeb run --nproc-per-node``
 #: leaves its error line (a file named after its rank) for the launcher to print.
 WORKER_ERRORS = "PDEB_WORKER_ERRORS"
+#: Environment variable holding the process id of ``pdeb run --nproc-per-node``'s launcher, which
+#: its workers follow (:func:`stop_with_the_launcher`).
+LAUNCHER_PID = "PDEB_LAUNCHER_PID"
+# prctl(2) option: a signal the kernel sends this process when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_the_launcher() -> None:
+    """In a worker started by pdeb's launcher: be sent SIGTERM when the launcher dies.
+
+    A launcher killed outright (SIGKILL, the OOM killer) cannot stop its workers, which would
+    go on training, holding their devices, with nobody to report to. The SIGTERM stops a
+    worker as a scheduler's does: the run is recorded as interrupted and can be resumed. On
+    Linux the kernel sends it at once; elsewhere a thread looks for the launcher every second.
+    """
+    launcher = os.environ.get(LAUNCHER_PID, "")
+    if "LOCAL_RANK" not in os.environ or not launcher.isdigit():
+        return
+    if not sys.platform.startswith("linux") or not _parent_death_signal(signal.SIGTERM):
+        threading.Thread(target=_watch_launcher, args=(int(launcher),), name="pdeb-launcher-watch",
+                         daemon=True).start()
+    elif os.getppid() != int(launcher):  # it died before the kernel was told
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _parent_death_signal(number: int) -> bool:
+    """Ask the kernel to send ``number`` to this process when its parent dies; whether it took."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_launcher(launcher: int) -> None:
+    while os.getppid() == launcher:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def end_failed_worker(exc: BaseException) -> None:
@@ -150,12 +191,13 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
     failures: list[str] = []
     # the workers record this command, launch options included
     with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors, recorded_command(command_line()):
-        os.environ[WORKER_ERRORS] = errors
+        os.environ[WORKER_ERRORS], os.environ[LAUNCHER_PID] = errors, str(os.getpid())
         try:
             code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
                             failures.append, run_id)
         finally:
             os.environ.pop(WORKER_ERRORS, None)
+            os.environ.pop(LAUNCHER_PID, None)
         print_worker_errors(Path(errors))
     if code:
         node_rank = next((int(a.split("=", 1)[1]) for a in nodes if a.startswith("--node-rank=")), 0)

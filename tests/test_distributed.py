@@ -9,6 +9,7 @@ torchrun with real smoke data.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -606,6 +607,40 @@ def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fre
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr
+
+
+def test_workers_stop_when_the_launcher_is_killed_outright(fresh_home):
+    proc = _training_run(fresh_home, "launcher-killed")
+    workers = [pid for pid in _descendants(proc.pid) if b"LOCAL_RANK=" in Path(f"/proc/{pid}/environ").read_bytes()]
+    assert len(workers) == 2
+    proc.kill()  # SIGKILL: the launcher can tell nobody
+    proc.communicate(timeout=60)
+    deadline = time.time() + 60
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in workers), "workers outlived it"
+    status = json.loads(_read(fresh_home / "runs" / "launcher-killed" / "status.json"))
+    assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["prctl", "watching-thread"])
+def test_a_worker_whose_launcher_is_gone_already_stops(kernel):
+    """The launcher may die before a worker has asked to follow it; without prctl (not Linux)
+    a thread watches for it."""
+    code = ("import os, signal, time; from pdebench_core import launcher; "
+            f"launcher._parent_death_signal = lambda number: {kernel}; "
+            "launcher.stop_with_the_launcher(); time.sleep(30)")
+    env = {**os.environ, "LOCAL_RANK": "0", "PDEB_LAUNCHER_PID": str(os.getpid() + 10**6)}  # not its parent
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
+    assert result.returncode == -signal.SIGTERM and time.time() - started < 20
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 if __name__ == "__main__":
