@@ -193,7 +193,8 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
     with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors, recorded_command(command_line()):
         os.environ[WORKER_ERRORS], os.environ[LAUNCHER_PID] = errors, str(os.getpid())
         try:
-            code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
+            logs = f"--log-dir={Path(errors, 'launcher')}"  # torch's own, else a folder left in /tmp each run
+            code = torchrun([*launch, f"--nproc-per-node={nproc}", logs, "-m", "pdebench_core.cli", *cleaned],
                             failures.append, run_id)
         finally:
             os.environ.pop(WORKER_ERRORS, None)

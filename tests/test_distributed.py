@@ -39,6 +39,7 @@ MIXED = ["--model", "dpot", "--data", "ns2d,cfd3d", "--task", "train", "--profil
 
 #: Variable naming the file through which rank 0 tells the other ranks its store's port.
 PORT_FILE = "PDEB_TEST_STORE_PORT_FILE"
+_PORT_FILES: list[tempfile.TemporaryDirectory] = []  # made by the test process alone, removed when it ends
 
 
 def spawn(worker: str, *args, world_size: int = 2, timeout_s: float = 60.0, wait: bool = True):
@@ -46,7 +47,9 @@ def spawn(worker: str, *args, world_size: int = 2, timeout_s: float = 60.0, wait
     gloo; with ``wait``, check that every one succeeds."""
     # Rank 0's store takes a free port itself and writes it here for the others: a port chosen
     # beforehand could be taken by another process before rank 0 binds it.
-    port_file = Path(tempfile.mkdtemp(prefix="pdeb-test-store-")) / "port"
+    if not _PORT_FILES:
+        _PORT_FILES.append(tempfile.TemporaryDirectory(prefix="pdeb-test-store-"))
+    port_file = Path(tempfile.mkdtemp(dir=_PORT_FILES[0].name)) / "port"
     procs = []
     for rank in range(world_size):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", PORT_FILE: str(port_file), "RANK": str(rank),
@@ -559,11 +562,16 @@ def test_a_usage_error_inside_a_multi_process_run_is_one_line_and_exit_code_2(fr
     command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
                "smoke", "--device", "cpu", "--quiet", "--nproc-per-node", "2", "train.max_steps=2",
                "model.width=0"]  # refused when the model is built, inside every worker
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    scratch = fresh_home / "tmp"
+    scratch.mkdir(parents=True)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and set(errors) == {"error: model.width must be a positive integer for fno, got 0"}
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    leftovers = [p.name for p in scratch.iterdir() if p.name.startswith(("torchelastic_", "pdeb-"))]
+    assert not leftovers  # neither the workers' error lines nor the launcher's log folders stay behind
 
 
 def _training_run(home: Path, run_id: str, *settings: str):
