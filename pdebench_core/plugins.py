@@ -92,6 +92,7 @@ def load_plugins() -> pluggy.PluginManager:
         if pm.has_plugin(ep.name) or ep.name in _infos:  # listed twice (an editable install seen twice): once
             continue
         _infos[ep.name] = PluginInfo(ep.name, "entry point", version, [])
+        module = None
         try:
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the commands' (--json)
                 module = ep.load()
@@ -100,7 +101,7 @@ def load_plugins() -> pluggy.PluginManager:
         except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
-            _disable(ep.name, f"failed to load: {_load_failure(exc)}")
+            _disable(ep.name, f"failed to load: {_load_failure(exc, module)}")
             continue
         _infos[ep.name].hooks = _hooks_of(ep.name)
         _warn_unmarked_hooks(ep.name, module, _infos[ep.name].hooks)
@@ -111,8 +112,9 @@ def _hook_names() -> list[str]:
     return sorted(name for name in dir(hookspecs) if name.startswith("register_"))
 
 
-def _load_failure(exc: BaseException) -> str:
-    """Why a plugin could not load; a misspelt hook name gets the closest real one."""
+def _load_failure(exc: BaseException, plugin: Any = None) -> str:
+    """Why a plugin could not load; a misspelt hook name gets the closest real one, a hook
+    imported under another name the way to keep it."""
     import re
 
     from pdebench_core.errors import did_you_mean
@@ -120,7 +122,12 @@ def _load_failure(exc: BaseException) -> str:
     found = re.match(r"unknown hook '([^']+)'", str(exc)) if isinstance(exc, pluggy.PluginValidationError) else None
     if found is None:
         return _one_line(exc)
-    return (f"'{found.group(1)}' is not a pdeb hook{did_you_mean(found.group(1), _hook_names())}; the hooks are "
+    attribute = found.group(1)
+    original = getattr(getattr(plugin, attribute, None), "__name__", "")
+    if original in _hook_names():  # e.g. `from .folder import register_datasets as register_folder`
+        return (f"'{attribute}' is {original} under another name, and pluggy goes by the name: mark it "
+                f"@hookimpl(specname=\"{original}\"), or call it from the plugin's own {original}")
+    return (f"'{attribute}' is not a pdeb hook{did_you_mean(attribute, _hook_names())}; the hooks are "
             f"{', '.join(_hook_names())}")
 
 
@@ -263,6 +270,10 @@ def _check_shared_sections(kind: str, name: str, profile: str, overrides: Mappin
 
 
 _COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_WHERE_NAMES_ARE_TYPED = {
+    "model": "--model", "dataset": "--data lists and data.<name>.<key> settings", "task": "--task",
+    "metric": "eval.metrics lists", "sink": "run.sinks lists and sinks.<name>.<key> settings",
+}
 
 
 def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, factory: Callable[..., Any],
@@ -273,7 +284,7 @@ def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, fact
         raise _BadRegistration(f"a {kind} was registered with name={name!r}; pass a non-empty string")
     if not _COMPONENT_NAME.match(name):  # '.' splits data.<name>.<key>, ',' and '+' split --data lists
         raise _BadRegistration(f"a {kind} was registered as '{name}'; a name may hold letters, digits, '_' and "
-                               f"'-' only (users type it in --{kind} and in {kind}.<name>.<key> settings)")
+                               f"'-' only (users type it in {_WHERE_NAMES_ARE_TYPED.get(kind, 'lists and settings')})")
     _check_settings(kind, name, config, profiles)
     info = _infos.get(plugin_name)
     staged.append(Component(

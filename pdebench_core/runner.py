@@ -213,8 +213,15 @@ def _open_sinks(ctx: RunContext, stack: contextlib.ExitStack) -> None:
 class GuardedSink:
     """A sink whose methods' exceptions become one line naming the sink and its plugin."""
 
+    METHODS = ("log_step", "write_result", "close")
+
     def __init__(self, component: Any, sink: Any) -> None:
-        self.component, self.sink = component, sink
+        missing = [name for name in self.METHODS if not callable(getattr(sink, name, None))]
+        if missing:  # found now, before any compute, not when the first step is logged
+            raise PluginError(f"sink '{component.name}' (plugin '{component.plugin}'): its factory returned a "
+                              f"{type(sink).__name__} without {', '.join(missing)}; a sink has log_step(step, "
+                              f"values), write_result(row) and close(), any of which may do nothing")
+        self.component, self.sink, self.closed = component, sink, False
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """The sink's ``log_step``."""
@@ -227,12 +234,15 @@ class GuardedSink:
             self.sink.write_result(row)
 
     def close(self) -> None:
-        """The sink's ``close``."""
+        """The sink's ``close`` (once)."""
+        if self.closed:
+            return
+        self.closed = True
         with plugins.plugin_code(self.component):
             self.sink.close()
 
     def close_after(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        """Close at the end of the run (an exit callback). When the run already fails, a failing
+        """Close when the run ends another way than finishing (an exit callback): a failing
         ``close`` is said on stderr instead of hiding the run's own error."""
         try:
             self.close()
@@ -241,6 +251,16 @@ class GuardedSink:
                 raise
             print(f"warning: {failure}", file=sys.stderr)
         return False
+
+
+def _close_sinks(ctx: RunContext) -> None:
+    """Close the sinks of a run that finished its work. A sink that fails to close may not have
+    stored the rows it took: it counts as one the results did not reach."""
+    for sink in ctx.sinks:
+        try:
+            sink.close()
+        except PdebError as exc:
+            ctx.undelivered.setdefault(sink.component.name, exc)
 
 
 def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
@@ -273,6 +293,7 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
                     ctx.log(f"run {ctx.run_id} interrupted; 'pdeb run --resume {ctx.run_id}' continues it")
         raise
     if ctx.is_main:
+        _close_sinks(ctx)
         undelivered = undelivered_results(ctx)
         try:
             _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results,

@@ -170,6 +170,18 @@ def test_generate_splits_with_progress_scratch_and_empty_splits(tmp_path):
         generation.generate_splits(sizes, TRAJECTORY, _toy_solve([]), batch_size=0, label="toy")
 
 
+def test_a_solver_returning_the_wrong_shape_is_told_the_contract():
+    solve = _toy_solve([])
+
+    def without_channel(jobs, advance):
+        return solve(jobs, advance)[..., 0]
+
+    with pytest.raises(UsageError, match=r"^generating toy: the solver returned shape \(2, 5, 4, 6\) for 2 "
+                                         r"trajectories; expected \(2, 5, 4, 6, 2\): \(b, T, \*S, C\)"):
+        generation.generate_splits({"train": 2, "val": 0, "test": 0}, TRAJECTORY, without_channel, batch_size=2,
+                                   label="toy")
+
+
 def test_split_sizes_reads_a_dataset_config():
     assert generation.split_sizes(DatasetConfig(n_train=5, n_val=2, n_test=3)) == {"train": 5, "val": 2, "test": 3}
 

@@ -161,7 +161,21 @@ MISSPELT_PLUGIN = textwrap.dedent('''
 ''')
 
 
+RENAMED_HOOK_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    @hookimpl
+    def register_datasets(register):
+        register("never", None)
+
+    register_folder = register_datasets  # as `from .folder import register_datasets as register_folder` does
+''')
+
+
 @pytest.mark.parametrize("source, reason", [
+    (RENAMED_HOOK_PLUGIN, "'register_folder' is register_datasets under another name, and pluggy goes by the name: "
+                          "mark it @hookimpl(specname=\"register_datasets\"), or call it from the plugin's own "
+                          "register_datasets"),
     (DUPLICATE_PLUGIN, "model 'fno' is already registered by plugin 'fno'"),
     (RAISING_PLUGIN, "register_datasets raised ValueError: bug inside the hook"),
     (MISSPELT_PLUGIN, "'register_modles' is not a pdeb hook (did you mean 'register_models'?)"),
@@ -366,6 +380,18 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
         def close(self):
             raise OSError("bug in close")
 
+    class FailingCloseSink(BrokenSink):
+        def write_result(self, row):
+            pass
+        def close(self):
+            raise OSError("disk gone at close")
+
+    class PartialSink:
+        def __init__(self, cfg, run_dir):
+            pass
+        def write_result(self, row):
+            pass
+
     class ExitingSink(BrokenSink):
         def write_result(self, row):
             import sys
@@ -386,6 +412,8 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
         register("broken-sink", BrokenSink)
         register("exiting-sink", ExitingSink)
         register("broken-twice-sink", BrokenTwiceSink)
+        register("failing-close-sink", FailingCloseSink)
+        register("partial-sink", PartialSink)
 
     @hookimpl
     def register_tasks(register):
@@ -415,6 +443,12 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-twice-sink]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-twice-sink: sink "
      "'broken-twice-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[failing-close-sink]"],
+     "error: run persistence-ns2d-* finished, but its results did not reach sink(s) failing-close-sink: sink "
+     "'failing-close-sink' (plugin 'raising') raised OSError: disk gone at close; PDEB_DEBUG=1"),
+    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[partial-sink]"],
+     "error: sink 'partial-sink' (plugin 'raising'): its factory returned a PartialSink without log_step, close; "
+     "a sink has log_step(step, values), write_result(row) and close(), any of which may do nothing"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
     (["--model", "persistence", "--data", "ns2d", "--task", "forgetful-task"],

@@ -58,7 +58,8 @@ class _Width:
      "sets 'trian', which is not a field of _Width nor a section train or eval (did you mean 'train'?)"),
     ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
      "higher_is_better='yes'"),
-    ("datasets", lambda r: r("flow-m0.1", _build), "registered as 'flow-m0.1'; a name may hold letters, digits"),
+    ("datasets", lambda r: r("flow-m0.1", _build), "registered as 'flow-m0.1'; a name may hold letters, digits, '_' "
+                                                   "and '-' only (users type it in --data lists and data.<name>"),
     ("models", lambda r: r("a,b", _build), "registered as 'a,b'; a name may hold"),
 ])
 def test_a_bad_registration_parameter_disables_the_plugin_naming_it(capsys, kind, call, parameter):

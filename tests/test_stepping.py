@@ -63,9 +63,9 @@ def test_frame_times_refuse_too_few_frames_or_a_bad_end(t_end, n_frames):
 
 @pytest.mark.parametrize("changes, message", [
     ({"resolution": 3}, "data.toy.resolution must be at least 4, got 3"),
-    ({"t_end": 0.0}, r"data.toy: need t_end > 0 and 0 < cfl <= 0.5"),
-    ({"cfl": 0.6}, r"data.toy: need t_end > 0 and 0 < cfl <= 0.5"),
-    ({"cfl": 0.0}, r"data.toy: need t_end > 0 and 0 < cfl <= 0.5"),
+    ({"t_end": 0.0}, r"^data.toy.t_end must be positive, got 0.0$"),
+    ({"cfl": 0.6}, r"^data.toy.cfl must be in \(0, 0.5\] for this scheme to stay stable, got 0.6$"),
+    ({"cfl": 0.0}, r"^data.toy.cfl must be in \(0, 0.5\] for this scheme to stay stable, got 0.0$"),
 ])
 def test_explicit_solver_settings_are_refused_in_one_line(changes, message):
     from types import SimpleNamespace
@@ -78,3 +78,24 @@ def test_explicit_solver_settings_are_refused_in_one_line(changes, message):
     scheme.check(SimpleNamespace(**good), "data.toy")
     with pytest.raises(UsageError, match=message):
         scheme.check(SimpleNamespace(**{**good, **changes}), "data.toy")
+
+
+def test_a_scheme_or_smoke_profile_over_a_config_without_their_settings_is_refused_at_once():
+    from dataclasses import dataclass
+
+    from pdebench_core.data.config import GeneratedConfig
+    from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, smoke_profile
+    from pdebench_core.errors import UsageError
+
+    @dataclass
+    class StepConfig(GeneratedConfig):
+        n_frames: int = 20
+        dt: float = 0.1
+
+    with pytest.raises(UsageError, match=r"^dataset 'toy' declares an ExplicitScheme: StepConfig needs the "
+                                         r"settings resolution, t_end, cfl \(it lacks t_end, cfl\)$"):
+        GeneratedDataset(name="toy", config=StepConfig, solve=print, spec=print, version=1, profiles={},
+                         default_resolution=8, scheme=ExplicitScheme(max_cfl=0.5))
+    with pytest.raises(UsageError, match=r"^smoke_profile\(StepConfig\): StepConfig needs the settings t_end, "
+                                         r"n_frames \(it lacks t_end\)$"):
+        smoke_profile(StepConfig, n_frames=5)

@@ -68,6 +68,9 @@ class ExplicitScheme:
     max_cfl: float
     min_resolution: int = 1
 
+    #: The settings a config stepped by an explicit scheme must have.
+    SETTINGS = ("resolution", "t_end", "cfl")
+
     def check(self, cfg: Any, where: str) -> None:
         """Refuse ``cfg`` unless the scheme can step it.
 
@@ -80,8 +83,11 @@ class ExplicitScheme:
         """
         if int(cfg.resolution) < self.min_resolution:
             raise UsageError(f"{where}.resolution must be at least {self.min_resolution}, got {cfg.resolution}")
-        if not float(cfg.t_end) > 0 or not 0 < float(cfg.cfl) <= self.max_cfl:
-            raise UsageError(f"{where}: need t_end > 0 and 0 < cfl <= {self.max_cfl:g}")
+        if not float(cfg.t_end) > 0:
+            raise UsageError(f"{where}.t_end must be positive, got {cfg.t_end}")
+        if not 0 < float(cfg.cfl) <= self.max_cfl:
+            raise UsageError(f"{where}.cfl must be in (0, {self.max_cfl:g}] for this scheme to stay stable, "
+                             f"got {cfg.cfl}")
 
 
 def smoke_profile(config: type, n_frames: int, **overrides: Any) -> dict[str, Any]:
@@ -98,12 +104,22 @@ def smoke_profile(config: type, n_frames: int, **overrides: Any) -> dict[str, An
     Returns:
         The profile's overrides of the config defaults.
     """
+    _require_fields(config, ("t_end", "n_frames"), f"smoke_profile({getattr(config, '__name__', config)})")
     defaults = config()
     if int(defaults.n_frames) < 2:
         raise ValueError(f"smoke_profile: {config.__name__}'s default n_frames ({defaults.n_frames}) has no "
                          f"frame spacing; write the smoke profile's t_end by hand")
     spacing = float(defaults.t_end) / (int(defaults.n_frames) - 1)
     return {"n_frames": n_frames, "t_end": round((n_frames - 1) * spacing, 12), **SMOKE_SPLITS, **overrides}
+
+
+def _require_fields(config: type, names: Sequence[str], who: str) -> None:
+    """Refuse a config dataclass that lacks any of ``names``, in one line naming them."""
+    have = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    missing = [name for name in names if name not in have]
+    if missing:
+        name = getattr(config, "__name__", config)
+        raise UsageError(f"{who}: {name} needs the settings {', '.join(names)} (it lacks {', '.join(missing)})")
 
 
 def split_sizes(cfg: Any) -> dict[str, int]:
@@ -307,9 +323,18 @@ def generate_splits(
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start:start + batch_size]
             solution = solve(batch, advance)  # (b, T, *S, C)
+            _check_solution_shape(solution, (len(batch), *trajectory_shape), label)
             for row, (split, i) in enumerate(batch):
                 out[split][i] = solution[row]
     return out
+
+
+def _check_solution_shape(solution: Any, expected: tuple[int, ...], label: str) -> None:
+    shape = tuple(getattr(solution, "shape", ()))
+    if shape != expected:
+        raise UsageError(f"generating {label}: the solver returned shape {shape} for {expected[0]} trajectories; "
+                         f"expected {expected}: (b, T, *S, C) with the spec's n_frames, grid and one channel "
+                         f"per field")
 
 
 def torch_dtype(name: str) -> "torch.dtype":
@@ -499,6 +524,8 @@ class GeneratedDataset:
     def __post_init__(self) -> None:
         self.family = self.family or self.name
         self.cache_name = self.cache_name or self.name
+        if self.scheme is not None:
+            _require_fields(self.config, ExplicitScheme.SETTINGS, f"dataset '{self.name}' declares an ExplicitScheme")
 
     def variant(self, **changes: Any) -> "GeneratedDataset":
         """A copy with some attributes changed (a preset: another name, config and profiles)."""
