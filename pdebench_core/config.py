@@ -431,6 +431,7 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
     cfg = component_config(comp, profile, section)
     from pdebench_core.validation import check_data_counts
 
+    check_required(cfg, prefix=f"data.{name}.")
     check_data_counts(name, cfg)
     with plugins.plugin_code(comp):
         return comp.factory(cfg)

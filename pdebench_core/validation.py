@@ -70,11 +70,16 @@ def resolve_interpolations(cfg: Any) -> None:
                          f"write the value itself") from None
 
 
-def check_required(cfg: Any) -> None:
-    """Every setting declared without a default (``width: int``) has been given a value."""
+def check_required(cfg: Any, prefix: str = "") -> None:
+    """Every setting declared without a default (``width: int``) has been given a value.
+
+    Args:
+        cfg: A run's config, or one section of it.
+        prefix: The section's place in a run's config (``"data.well."``), for the message.
+    """
     from omegaconf import OmegaConf
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(prefix + key for key in OmegaConf.missing_keys(cfg))
     if missing:
         listing = ", ".join(missing)
         raise UsageError(f"required setting{'s' if len(missing) > 1 else ''} {listing} not given; "

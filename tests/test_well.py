@@ -153,7 +153,7 @@ def test_the_well_dataset_refuses_other_layouts_and_a_missing_path(tmp_path, fre
         f["tensor"] = np.zeros((2, 6, 4), np.float32)  # PDEBench
     with pytest.raises(UsageError, match="holds the 'pdebench' layout, not The Well's"):
         build_dataset("well", "smoke", [f"path={other}"])
-    with pytest.raises(UsageError, match=r"well has no built-in solver; .* data.well.path="):
+    with pytest.raises(UsageError, match=r"^required setting data.well.path not given; set data.well.path=VALUE"):
         build_dataset("well", "smoke")
 
 

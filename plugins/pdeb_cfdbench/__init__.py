@@ -9,7 +9,7 @@ the folder holding them. The train file gives train (and val, cut after the firs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pdebench_core import hookimpl
@@ -32,6 +32,7 @@ class CfdbenchConfig(DatasetConfig):
     first ``n_train`` (0 by default).
     """
 
+    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 9000
     n_val: int = 0
     n_test: int = 1000

@@ -17,7 +17,7 @@ folder (``ns2d_pda``, ``ns2d_cond_pda``: ``train/`` and ``test/`` of ``data_<i>.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pdebench_core import hookimpl
@@ -38,6 +38,7 @@ class PdearenaNsConfig(DatasetConfig):
     the file's own splits are used.
     """
 
+    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 5200
     n_val: int = 1300
     n_test: int = 1300
@@ -52,6 +53,7 @@ class PdearenaNsCondConfig(DatasetConfig):
     from ``train/`` after the first ``n_train``.
     """
 
+    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 6656
     n_val: int = 1664
     n_test: int = 1664

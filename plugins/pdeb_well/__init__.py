@@ -16,7 +16,7 @@ out (``constants=drop``). The spec takes ``dt`` from ``dimensions/time``, the bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from pdebench_core import hookimpl
@@ -40,6 +40,7 @@ class WellConfig(DatasetConfig):
             every frame and never scored) or ``drop`` (left out).
     """
 
+    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: Optional[int] = None
     n_val: Optional[int] = None
     n_test: Optional[int] = None

@@ -44,7 +44,7 @@ def test_defaults_follow_dpot_and_keep_no_validation(tmp_path, monkeypatch):
 
 def test_without_a_path_the_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
-    with pytest.raises(UsageError, match=r"cfdbench has no built-in solver; .* data.cfdbench.path="):
+    with pytest.raises(UsageError, match=r"^required setting data.cfdbench.path not given; set data.cfdbench.path="):
         build_dataset("cfdbench", "smoke")
 
 

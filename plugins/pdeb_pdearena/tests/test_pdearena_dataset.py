@@ -34,7 +34,8 @@ def test_reads_the_files_own_splits_in_channel_order(tmp_path, monkeypatch):
 
 def test_without_a_path_the_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
-    with pytest.raises(UsageError, match=r"pdearena-ns has no built-in solver; .* data.pdearena-ns.path="):
+    with pytest.raises(UsageError, match=r"^required setting data.pdearena-ns.path not given; "
+                                         r"set data.pdearena-ns.path=VALUE"):
         build_dataset("pdearena-ns", "smoke")
 
 
@@ -100,7 +101,7 @@ def test_each_dataset_refuses_the_other_set(tmp_path, monkeypatch):
     write_ns_cond_dpot(tmp_path / "ns2d_pda", frames=14)
     with pytest.raises(UsageError, match="--data pdearena-ns$"):
         build_dataset("pdearena-ns-cond", "smoke", [f"path={tmp_path / 'ns2d_pda'}"])
-    with pytest.raises(UsageError, match=r"pdearena-ns-cond has no built-in solver; .* data.pdearena-ns-cond.path="):
+    with pytest.raises(UsageError, match=r"^required setting data.pdearena-ns-cond.path not given"):
         build_dataset("pdearena-ns-cond", "smoke")
 
 
