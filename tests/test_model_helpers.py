@@ -304,7 +304,8 @@ def test_model_plugin_binds_the_checks_to_its_factory_and_profiles():
     model = plugin.check_contract(plugin.smoke, toy_spec((8,), t_out=2))
     assert model.net[0].out_features == 3
     assert "pointwise" in plugin.check_rejects_unsupported_dims(plugin.smoke)
-    with pytest.raises(AssertionError, match="not 'other'"):
+    with pytest.raises(AssertionError, match=r"registered \['pointwise'\], not 'other'; if another hook of .* "
+                                             r"registers it, pass that hook: ModelPlugin.of\(\.\.\., register_models="):
         ModelPlugin.of(package, "other", PointwiseConfig)
     elsewhere = ModelPlugin.of(SimpleNamespace(), "pointwise", PointwiseConfig, register_models=package.register_models)
     assert elsewhere.smoke == plugin.smoke

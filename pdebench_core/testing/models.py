@@ -332,7 +332,10 @@ class ModelPlugin:
         found: dict[str, tuple[Any, dict[str, Any]]] = {}
         hook(register=lambda model, factory, **kw: found.setdefault(model, (factory, kw)))
         if name not in found:
-            raise AssertionError(f"register_models registered {sorted(found)}, not '{name}'")
+            hint = "" if register_models is not None else (
+                f"; if another hook of {getattr(package, '__name__', 'the module')} registers it, pass that "
+                f"hook: ModelPlugin.of(..., register_models=<that hook>)")
+            raise AssertionError(f"register_models registered {sorted(found)}, not '{name}'{hint}")
         factory, card = found[name]
         declared = card.get("dims")
         dims = (declared,) if isinstance(declared, int) else tuple(declared or (1, 2, 3))
