@@ -61,3 +61,39 @@ def test_the_worked_task_of_writing_plugins_runs_as_documented(tmp_path, monkeyp
         plugins.unregister_plugin("doc-task")
     row = ResultsStore().rows()[0]
     assert row["task"] == "noisy-train" and row["extra"]["noise"] == 0.01
+
+
+def test_the_dataset_over_your_own_files_runs_as_documented(tmp_path, monkeypatch):
+    import types
+
+    import numpy as np
+    import pytest
+
+    from pdebench_core import plugins
+    from pdebench_core.config import build_config
+    from pdebench_core.errors import UsageError
+    from pdebench_core.runner import execute
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "my-data"
+    folder.mkdir()
+    names = [f"run{k:02d}.npy" for k in range(7)]
+    for k, name in enumerate(names):
+        np.save(folder / name, np.random.default_rng(k).random((12, 8, 1), dtype=np.float32))
+    for split, chosen in (("train", names[:4]), ("val", names[4:5]), ("test", names[5:])):
+        (folder / f"{split}.txt").write_text("\n".join(chosen))
+    module = types.ModuleType("doc_folder")
+    monkeypatch.setitem(sys.modules, "doc_folder", module)
+    block = _python_block_after("writing-plugins.md", "### A dataset over your own files")
+    exec(compile(block, "doc_folder", "exec"), module.__dict__)
+    plugins.register_plugin(module, name="doc-folder")
+    try:
+        assert plugins.get("dataset", "myfolder").required() == ["path"]
+        with pytest.raises(UsageError, match="required setting data.myfolder.path not given"):
+            build_config(model="fno", data="myfolder", profile="smoke")
+        cfg = build_config(model="fno", data="myfolder", profile="smoke", device="cpu",
+                           overrides=[f"data.myfolder.path={folder}", "train.max_steps=2", "model.width=4",
+                                      "model.modes=2"])
+        assert execute(cfg, quiet=True).results["myfolder"]["l2re"] > 0
+    finally:
+        plugins.unregister_plugin("doc-folder")

@@ -4,7 +4,7 @@ ones :class:`GeneratedConfig`), and reading a dataset config's fields as plain v
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 
@@ -40,6 +40,17 @@ class DatasetConfig:
     weight: float = 1.0
     preload: bool = False
     normalize: bool = False
+
+
+@dataclass
+class FileDatasetConfig(DatasetConfig):
+    """Settings of a dataset read from files only, with no solver to fall back on.
+
+    ``path`` has no default (not even :class:`DatasetConfig`'s ``None``): a run without it
+    stops before any work, and ``pdeb datasets --json`` lists it under ``required_settings``.
+    """
+
+    path: str = field()
 
 
 @dataclass

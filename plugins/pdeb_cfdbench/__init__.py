@@ -9,11 +9,11 @@ the folder holding them. The train file gives train (and val, cut after the firs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.config import FileDatasetConfig
 from pdebench_core.errors import UsageError
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ FIELDS = ("u", "v", "mask")
 
 
 @dataclass
-class CfdbenchConfig(DatasetConfig):
+class CfdbenchConfig(FileDatasetConfig):
     """Settings of ``cfdbench`` (``data.cfdbench.<key>``); ``path`` is required.
 
     Defaults follow DPOT's dataset table: the first 9000 trajectories of the train file
@@ -32,7 +32,6 @@ class CfdbenchConfig(DatasetConfig):
     first ``n_train`` (0 by default).
     """
 
-    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 9000
     n_val: int = 0
     n_test: int = 1000

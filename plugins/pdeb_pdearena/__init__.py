@@ -17,11 +17,11 @@ folder (``ns2d_pda``, ``ns2d_cond_pda``: ``train/`` and ``test/`` of ``data_<i>.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.config import FileDatasetConfig
 from pdebench_core.errors import UsageError
 
 NAME = "pdearena-ns"
@@ -31,21 +31,20 @@ _VARIANTS = {NAME: "ns", COND_NAME: "ns-cond"}
 
 
 @dataclass
-class PdearenaNsConfig(DatasetConfig):
+class PdearenaNsConfig(FileDatasetConfig):
     """Settings of ``pdearena-ns`` (``data.pdearena-ns.<key>``); ``path`` is required.
 
     The inherited ``n_train``/``n_val``/``n_test`` cap how many trajectories of each of
     the file's own splits are used.
     """
 
-    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 5200
     n_val: int = 1300
     n_test: int = 1300
 
 
 @dataclass
-class PdearenaNsCondConfig(DatasetConfig):
+class PdearenaNsCondConfig(FileDatasetConfig):
     """Settings of ``pdearena-ns-cond`` (``data.pdearena-ns-cond.<key>``); ``path`` is required.
 
     Defaults are PDEArena's split sizes (6656/1664/1664). With DPOT's preprocessed
@@ -53,7 +52,6 @@ class PdearenaNsCondConfig(DatasetConfig):
     from ``train/`` after the first ``n_train``.
     """
 
-    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: int = 6656
     n_val: int = 1664
     n_test: int = 1664

@@ -16,11 +16,11 @@ out (``constants=drop``). The spec takes ``dt`` from ``dimensions/time``, the bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from pdebench_core import hookimpl
-from pdebench_core.data.config import DatasetConfig
+from pdebench_core.data.config import FileDatasetConfig
 from pdebench_core.errors import UsageError
 
 __version__ = "0.1.0"
@@ -29,7 +29,7 @@ NAME = "well"
 
 
 @dataclass
-class WellConfig(DatasetConfig):
+class WellConfig(FileDatasetConfig):
     """Settings of ``well`` (``data.well.<key>``); ``path`` is required.
 
     ``n_train``/``n_val``/``n_test`` cap how many trajectories of each split are used
@@ -40,7 +40,6 @@ class WellConfig(DatasetConfig):
             every frame and never scored) or ``drop`` (left out).
     """
 
-    path: str = field()  # no default: a run must give it (``required_settings`` lists it)
     n_train: Optional[int] = None
     n_val: Optional[int] = None
     n_test: Optional[int] = None
