@@ -124,10 +124,10 @@ def settings_of(cfg: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """
     skipped = set(exclude)
     settings = {}
-    for field in dataclasses.fields(cfg):
-        if field.name in skipped:
+    for setting in dataclasses.fields(cfg):
+        if setting.name in skipped:
             continue
-        value = getattr(cfg, field.name)
-        plain = _PLAIN_TYPES.get(field.type)
-        settings[field.name] = plain(value) if plain is not None and value is not None else value
+        value = getattr(cfg, setting.name)
+        plain = _PLAIN_TYPES.get(setting.type)
+        settings[setting.name] = plain(value) if plain is not None and value is not None else value
     return settings
