@@ -70,8 +70,7 @@ class Burgers1dConfig(GeneratedConfig):
 
 PROFILES = profiles_around_defaults(
     Burgers1dConfig, "small", smoke=smoke_profile(Burgers1dConfig, n_frames=14, resolution=128),
-    paper={"resolution": 1024, "n_frames": 201, "t_end": 2.0, "n_train": 9000, "n_val": 500, "n_test": 1000,
-           "batch_size": 2500},
+    paper={"resolution": 1024, "n_train": 9000, "n_val": 500, "n_test": 1000, "batch_size": 2500},
 )
 
 

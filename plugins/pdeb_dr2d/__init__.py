@@ -61,8 +61,7 @@ class Dr2dConfig(GeneratedConfig):
 
 PROFILES = profiles_around_defaults(
     Dr2dConfig, "small", smoke=smoke_profile(Dr2dConfig, n_frames=14, resolution=32),
-    paper={"resolution": 128, "n_frames": 101, "t_end": 5.0, "n_train": 900, "n_val": 50, "n_test": 100,
-           "batch_size": 256},
+    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
 )
 
 

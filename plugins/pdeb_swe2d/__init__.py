@@ -72,8 +72,7 @@ class Swe2dConfig(GeneratedConfig):
 
 PROFILES = profiles_around_defaults(
     Swe2dConfig, "small", smoke=smoke_profile(Swe2dConfig, n_frames=14, resolution=32),
-    paper={"resolution": 128, "n_frames": 101, "t_end": 1.0, "n_train": 900, "n_val": 50, "n_test": 100,
-           "batch_size": 256},
+    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
 )
 
 

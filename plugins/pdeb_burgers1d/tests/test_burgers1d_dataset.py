@@ -47,7 +47,8 @@ def test_cache_fingerprint_and_batching(private_home):
 def test_registration_card_and_profiles():
     kw = check_dataset_registration(register_datasets, "burgers1d", factory=BURGERS1D, config=Burgers1dConfig)
     assert kw["card"]["fields"] == ["u"] and kw["card"]["dims"] == 1
-    assert kw["profiles"]["paper"]["resolution"] == 1024 and kw["profiles"]["paper"]["n_frames"] == 201
+    paper = BURGERS1D.config_for("paper")  # PDEBench's grid and frames
+    assert (paper.resolution, paper.n_frames) == (1024, 201)
 
 
 def test_reads_a_published_pdebench_file(tmp_path):

@@ -47,7 +47,8 @@ def test_cache_fingerprint_and_batching(private_home):
 def test_registration_card_and_profiles():
     kw = check_dataset_registration(register_datasets, "dr2d", factory=DR2D, config=Dr2dConfig)
     assert kw["card"]["fields"] == ["u", "v"] and kw["card"]["dims"] == 2
-    assert kw["profiles"]["paper"]["resolution"] == 128 and kw["profiles"]["paper"]["n_frames"] == 101
+    paper = DR2D.config_for("paper")  # PDEBench's grid and frames
+    assert (paper.resolution, paper.n_frames) == (128, 101)
 
 
 def test_reads_a_published_pdebench_file(tmp_path):
