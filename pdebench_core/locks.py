@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -74,11 +75,11 @@ def holder_lock(lock: Path, busy: Callable[[Any, Any], str], not_writable: Calla
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _read_holder(lock)
+            holder, version = _holder_of(lock)
             pid, host = holder.get("pid"), holder.get("host")
             dead = host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid, holder.get("process"))
             if dead or (pid is None and _age(lock) > STALE_EMPTY_LOCK_S):
-                lock.unlink(missing_ok=True)
+                _take_over(lock, version)
                 continue
             raise UsageError(busy(pid, host)) from None
         except OSError as exc:
@@ -100,6 +101,40 @@ def holder_lock(lock: Path, busy: Callable[[Any, Any], str], not_writable: Calla
     finally:
         if _read_holder(lock).get("pid") == os.getpid():
             lock.unlink(missing_ok=True)
+
+
+def _take_over(lock: Path, abandoned: tuple | None) -> None:
+    """Remove ``lock`` if it is still the file judged abandoned (``abandoned``: its
+    :func:`_holder_of` version). Moving it aside is atomic, so of several processes taking it
+    over at once only one moves it; one that finds it moved another file (the fresh lock of
+    whoever took it over first) puts it back."""
+    aside = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")  # removed by remove_left_by_dead_writers if we die
+    try:
+        os.replace(lock, aside)
+    except FileNotFoundError:  # another process took it over already
+        return
+    try:
+        if abandoned is None or _holder_of(aside)[1] != abandoned:
+            with contextlib.suppress(OSError):  # a newer lock stands (or no hard links here): that one holds
+                os.link(aside, lock)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _holder_of(lock: Path) -> tuple[dict[str, Any], tuple | None]:
+    """What the lock says of its holder, and which version of the file said it: inode,
+    modification time and content, together unlike any other file's (an inode number alone
+    is soon reused); None when it cannot be read."""
+    try:
+        with open(lock, "rb") as handle:
+            stat, text = os.fstat(handle.fileno()), handle.read()
+    except OSError:
+        return {}, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    return (data if isinstance(data, dict) else {}), (stat.st_ino, stat.st_mtime_ns, text)
 
 
 def _read_holder(lock: Path) -> dict[str, Any]:

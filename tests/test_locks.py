@@ -75,3 +75,20 @@ def test_a_full_disk_leaves_no_lock_and_a_read_only_folder_is_one_line(tmp_path,
     with pytest.raises(UsageError, match="cannot write: Read-only file system"):
         with holder_lock(lock, _busy, _not_writable):
             pass
+
+
+def test_a_lock_another_process_took_over_meanwhile_is_left_to_it(tmp_path):
+    """Two processes find the same dead holder; the second to act must not remove the lock the
+    first has just made."""
+    from pdebench_core import locks
+
+    lock = tmp_path / "driver.lock"
+    lock.write_text(json.dumps({"pid": 2**22 + 1, "host": "here"}))
+    _, judged = locks._holder_of(lock)  # the second process judges this one abandoned...
+    lock.unlink()
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": "here"}))  # ...as the first replaces it
+    locks._take_over(lock, judged)
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert [p.name for p in tmp_path.iterdir()] == ["driver.lock"]
+    locks._take_over(lock, locks._holder_of(lock)[1])  # the file judged is the one there: removed
+    assert not list(tmp_path.iterdir())
