@@ -10,6 +10,7 @@ reads the SQLite store and the published CSV files without importing torch.
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Optional
 import typer
 
 from pdebench_core.cli_common import check_output_file, friendly
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import PdebError, UsageError
 
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json", ".html": "html",
                   ".htm": "html"}
@@ -249,7 +250,11 @@ def _run_forwarding_signals(argv: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in wanted}  # before the child: no window left
     try:
-        child = subprocess.Popen(argv)
+        try:
+            child = subprocess.Popen(argv)
+        except OSError as exc:
+            raise PdebError(f"could not start the rerun ({exc.strerror or exc}); run the printed command "
+                            f"yourself") from None
         for number in early:
             forward(number, None)
         while True:
@@ -260,6 +265,9 @@ def _run_forwarding_signals(argv: list[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if child is None:  # no child to pass them to: they are this process's again
+            for number in early:
+                os.kill(os.getpid(), number)
 
 
 def _compare(original: str, rerun: str, as_json: bool) -> None:

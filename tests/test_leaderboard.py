@@ -840,6 +840,29 @@ def test_a_termination_signal_arriving_before_the_rerun_starts_still_reaches_it(
     assert code == -signal.SIGTERM  # the child got the signal as soon as it existed
 
 
+def test_a_signal_before_a_rerun_that_cannot_start_is_not_lost(monkeypatch):
+    import errno
+    import signal
+
+    from pdebench_core import cli_results
+    from pdebench_core.errors import PdebError
+
+    def cannot_fork(argv):
+        os.kill(os.getpid(), signal.SIGTERM)  # kept for a child that never comes
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: got.append(number))
+    try:
+        monkeypatch.setattr(cli_results.subprocess, "Popen", cannot_fork)
+        with pytest.raises(PdebError, match=r"^could not start the rerun \(Resource temporarily unavailable\); run "
+                                            r"the printed command yourself$"):
+            cli_results._run_forwarding_signals([sys.executable, "-c", "pass"])
+        assert got == [signal.SIGTERM]  # back with this process's own handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_an_evaluation_of_a_runs_own_weights_is_shown_but_counted_once(fresh_home):
     trained = store_row("trained", l2re=0.1)
     again = {**store_row("again", l2re=0.1, task="evaluate"), "extra": {**trained["extra"], "weights_of_run": "trained"}}
