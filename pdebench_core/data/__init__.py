@@ -10,6 +10,7 @@ from typing import Any
 
 _EXPORTS = {
     "TrajectoryDataset": "pdebench_core.data.base",
+    "CanonicalWriter": "pdebench_core.data.canonical",
     "H5Trajectories": "pdebench_core.data.canonical",
     "FileTrajectories": "pdebench_core.data.trajectories",
     "open_canonical": "pdebench_core.data.canonical",

@@ -16,10 +16,11 @@ or one window of it, at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,67 +38,141 @@ def write_canonical(
     spec: DataSpec,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write splits to a canonical HDF5 file atomically.
+    """Write splits to a canonical HDF5 file atomically, with each split's digest.
 
     Args:
         path: Destination file.
-        splits: ``{"train": array (N, T, *S, C), ...}``; numpy arrays or torch tensors.
+        splits: ``{"train": array (N, T, *S, C), ...}``; numpy arrays (memory maps stream
+            block by block) or torch tensors.
         spec: The dataset's self-description, stored as JSON.
         provenance: Where the data came from (generator, version, seed, ...).
 
     Returns:
         The path written.
     """
-    import h5py
-
     from pdebench_core.data.integrity import split_digest
-    from pdebench_core.diskspace import check_free_space, fsync_file, fsync_folder, write_failed
+    from pdebench_core.diskspace import check_free_space
 
     path = Path(path)
     arrays = {name: _as_split(array) for name, array in splits.items()}
     for name, array in arrays.items():
         if array.ndim < 4:
             raise DataError(f"split '{name}' must be (N, T, *S, C), got shape {array.shape}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_failed(path, exc) from None
-    check_free_space(path.parent, sum(4 * int(np.prod(a.shape)) for a in arrays.values()), f"data file {path.name}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        f = h5py.File(tmp, "w", rdcc_nbytes=0)  # no chunk cache: nothing left to flush after a failed write
-        try:
-            f.attrs["pdeb_format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["spec"] = json.dumps(spec.to_dict())
-            f.attrs["provenance"] = json.dumps(dict(provenance or {}), default=str)
-            digests = {}
-            for name, array in arrays.items():
-                chunks = (1,) + tuple(array.shape[1:]) if array.shape[0] else None
-                dataset = f.create_dataset(name, shape=array.shape, dtype=np.float32, chunks=chunks)
-                for start in range(0, array.shape[0], _WRITE_BLOCK):  # large memory-mapped splits stream
-                    dataset[start:start + _WRITE_BLOCK] = np.asarray(array[start:start + _WRITE_BLOCK],
-                                                                     dtype=np.float32)
-                digests[name] = split_digest(array)
-            # Checked when the file is reused as a cache: damaged bytes mean "generate again".
-            f.attrs["content_sha256"] = json.dumps(digests)
-            f.close()
-        except (OSError, RuntimeError) as exc:  # a full disk surfaces as either, from h5py
-            failure = write_failed(path, exc)  # the free space as the write met it
-            close_abandoned(f, tmp)
-            raise failure from None
-        except BaseException:
-            close_abandoned(f, tmp)
-            raise
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_folder(path.parent)
-    except (OSError, RuntimeError) as exc:  # a full disk surfaces as either, from h5py
-        raise write_failed(path, exc) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    check_free_space(_existing_folder(path), sum(4 * int(np.prod(a.shape)) for a in arrays.values()),
+                     f"data file {path.name}")
+    with CanonicalWriter(path, spec, provenance) as writer:
+        for name, array in arrays.items():
+            writer.create(name, array.shape[0], array.shape[1:])
+            for start in range(0, array.shape[0], _WRITE_BLOCK):  # large memory-mapped splits stream
+                writer.write_trajectories(name, start, array[start:start + _WRITE_BLOCK])
+        # Checked when the file is reused as a cache: damaged bytes mean "generate again".
+        writer.attrs["content_sha256"] = json.dumps({name: split_digest(array) for name, array in arrays.items()})
     return path
+
+
+def _existing_folder(path: Path) -> Path:
+    """The nearest folder of ``path`` that exists (where free space can be read)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+class CanonicalWriter:
+    """Write a canonical file split by split, trajectory by trajectory.
+
+    Use as a context manager; on a clean exit the attributes are stored and the file is
+    synced and renamed into place, on an exception the temporary file is removed (and any
+    file already at ``path`` stays as it was)::
+
+        with CanonicalWriter(dest, spec, provenance) as writer:
+            writer.create("train", n, (T, *S, C))
+            writer.write("train", 0, trajectory)            # (T, *S, C)
+            writer.write("train", 1, frames, start=0)       # frames 0..k-1 only
+
+    Args:
+        path: Destination file.
+        spec: Self-description stored in the ``spec`` attribute.
+        provenance: Where the data came from.
+
+    Attributes:
+        attrs: Further file attributes, stored on a clean exit (``content_sha256``).
+    """
+
+    def __init__(self, path: str | os.PathLike, spec: DataSpec, provenance: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        self.provenance = dict(provenance or {})
+        self.attrs: dict[str, Any] = {}
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = None
+
+    def __enter__(self) -> "CanonicalWriter":
+        import h5py
+
+        with self._writing():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # No chunk cache: every write goes straight to disk, so partial-chunk writes never
+            # read a chunk back (chunks are uncompressed), and nothing is left to flush after a
+            # failed write.
+            self._file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
+        return self
+
+    def create(self, split: str, n: int, traj_shape: Sequence[int]) -> None:
+        """Pre-create split ``split`` for ``n`` trajectories of shape ``(T, *S, C)``."""
+        shape = (int(n),) + tuple(int(s) for s in traj_shape)
+        chunks = (1,) + shape[1:] if n else None
+        with self._writing():
+            self._file.create_dataset(split, shape=shape, dtype="float32", chunks=chunks, fill_time="never")
+
+    def write(self, split: str, index: int, array: Any, start: int = 0) -> None:
+        """Store ``array`` as frames ``start:start+len(array)`` of trajectory ``index``."""
+        values = np.asarray(array, dtype=np.float32)
+        with self._writing():
+            self._file[split][index, start:start + len(values)] = values
+
+    def write_trajectories(self, split: str, first: int, block: Any) -> None:
+        """Store ``block`` ``(k, T, *S, C)`` as trajectories ``first:first+k``, whole."""
+        values = np.asarray(block, dtype=np.float32)
+        with self._writing():
+            self._file[split][first:first + len(values)] = values
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        from pdebench_core.diskspace import fsync_file, fsync_folder
+
+        try:
+            if exc_type is not None:  # the temporary file goes; the error that stopped the writing stands
+                close_abandoned(self._file, self.tmp)
+                return
+            try:
+                with self._writing():
+                    self._file.attrs["pdeb_format"] = FORMAT_NAME
+                    self._file.attrs["format_version"] = FORMAT_VERSION
+                    self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
+                    self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
+                    for name, value in self.attrs.items():
+                        self._file.attrs[name] = value
+                    self._file.close()
+            except BaseException:
+                close_abandoned(self._file, self.tmp)
+                raise
+            with self._writing():
+                fsync_file(self.tmp)
+                os.replace(self.tmp, self.path)
+                fsync_folder(self.path.parent)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (a full disk surfaces from h5py as OSError or RuntimeError) as one line."""
+        from pdebench_core.diskspace import write_failed
+
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            raise write_failed(self.path, exc, "any previous file there is untouched") from None
 
 
 def close_abandoned(handle: Any, tmp: Path) -> None:
@@ -107,8 +182,6 @@ def close_abandoned(handle: Any, tmp: Path) -> None:
     the library retries at every object's release and at exit (printing tracebacks, then
     crashing the process). Emptying the file first gives back its space, so the flush succeeds.
     """
-    import contextlib
-
     with contextlib.suppress(OSError):
         os.truncate(tmp, 0)
     with contextlib.suppress(Exception):

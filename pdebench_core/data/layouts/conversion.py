@@ -3,107 +3,25 @@
 Nothing larger than one block (``BLOCK_BYTES``, a trajectory or a few of its
 frames) is held in memory: the destination datasets are created up front, chunked
 one trajectory per chunk, and filled piece by piece. The file is written under a
-temporary name and renamed at the end, like :func:`write_canonical`.
+temporary name and renamed at the end by :class:`~pdebench_core.data.canonical.CanonicalWriter`,
+which :func:`~pdebench_core.data.canonical.write_canonical` writes with too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from pdebench_core.data.canonical import FORMAT_NAME, FORMAT_VERSION, close_abandoned
+from pdebench_core.data.canonical import CanonicalWriter
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
 from pdebench_core.diskspace import check_free_space
 from pdebench_core.data.layouts.loading import (SPLITS, SplitWarning, as_spec, check_fits_dataset, make_spec,
                                                 open_layout, plan_splits)
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
-
-
-class CanonicalWriter:
-    """Write a canonical file split by split, trajectory by trajectory.
-
-    Use as a context manager; on a clean exit the attributes are stored and the file
-    is renamed into place, on an exception the temporary file is removed::
-
-        with CanonicalWriter(dest, spec, provenance) as writer:
-            writer.create("train", n, (T, *S, C))
-            writer.write("train", 0, trajectory)            # (T, *S, C)
-            writer.write("train", 1, frames, start=0)       # frames 0..k-1 only
-
-    Args:
-        path: Destination file.
-        spec: Self-description stored in the ``spec`` attribute.
-        provenance: Where the data came from.
-    """
-
-    def __init__(self, path: str | os.PathLike, spec: DataSpec, provenance: Mapping[str, Any] | None = None) -> None:
-        self.path = Path(path)
-        self.spec = spec
-        self.provenance = dict(provenance or {})
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = None
-
-    def __enter__(self) -> "CanonicalWriter":
-        import h5py
-
-        with self._writing():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # No chunk cache: every write goes straight to disk, so partial-chunk writes
-            # never read a chunk back (chunks are uncompressed).
-            self._file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
-        return self
-
-    def create(self, split: str, n: int, traj_shape: tuple[int, ...]) -> None:
-        """Pre-create split ``split`` for ``n`` trajectories of shape ``(T, *S, C)``."""
-        shape = (int(n),) + tuple(int(s) for s in traj_shape)
-        chunks = (1,) + shape[1:] if n else None
-        with self._writing():
-            self._file.create_dataset(split, shape=shape, dtype="float32", chunks=chunks, fill_time="never")
-
-    def write(self, split: str, index: int, array, start: int = 0) -> None:
-        """Store ``array`` as frames ``start:start+len(array)`` of trajectory ``index``."""
-        import numpy as np
-
-        values = np.asarray(array, dtype=np.float32)
-        with self._writing():
-            self._file[split][index, start:start + len(values)] = values
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is not None:  # the temporary file goes; the error that stopped the writing stands
-                close_abandoned(self._file, self.tmp)
-                return
-            try:
-                with self._writing():
-                    self._file.attrs["pdeb_format"] = FORMAT_NAME
-                    self._file.attrs["format_version"] = FORMAT_VERSION
-                    self._file.attrs["spec"] = json.dumps(self.spec.to_dict())
-                    self._file.attrs["provenance"] = json.dumps(self.provenance, default=str)
-                    self._file.close()
-            except BaseException:
-                close_abandoned(self._file, self.tmp)
-                raise
-            with self._writing():
-                os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A failed write (a full disk surfaces from h5py as OSError or RuntimeError) as one line."""
-        from pdebench_core.diskspace import write_failed
-
-        try:
-            yield
-        except (OSError, RuntimeError) as exc:
-            raise write_failed(self.path, exc, "any previous file there is untouched") from None
 
 
 def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto", name: str | None = None,
