@@ -456,10 +456,12 @@ class Trainer:
                 if self.step % train.log_every == 0 or self.step == train.max_steps:
                     last = self._report(loss)
                     progress.update(task, loss=loss, lr=last["lr"], rate=last.get("samples_per_s", 0.0))
-                if train.checkpoint_every and self.step % train.checkpoint_every == 0 and self.step < train.max_steps:
-                    self.save()
+                # Validation first: a checkpoint of this step then holds its result (best.pt, the
+                # best value), so a run resumed from it goes on as one that never stopped.
                 if on_eval is not None and train.eval_every and self.step % train.eval_every == 0:
                     self._validate(on_eval)
+                if train.checkpoint_every and self.step % train.checkpoint_every == 0 and self.step < train.max_steps:
+                    self.save()
         return last
 
     def _validate(self, on_eval: Callable[[int], dict]) -> None:

@@ -106,6 +106,40 @@ def test_killed_run_resumes_to_identical_weights(fresh_home, pdeb):
     assert metrics["killed"] == metrics["straight"]
 
 
+def test_a_run_stopped_after_a_checkpoint_resumes_with_that_steps_validation_and_best(fresh_home, monkeypatch):
+    """A checkpoint taken where validation also falls holds that validation's result: the
+    resumed run logs it once and keeps the same best.pt as a run that never stopped."""
+    from pdebench_core import engine
+    from pdebench_core.errors import Stopped
+
+    settings = ["train.max_steps=6", "train.eval_every=2", "train.checkpoint_every=2", "train.lr=0.05",
+                "train.scheduler=constant"]
+    straight = _train("straight", *settings)
+    real = engine.save_checkpoint
+
+    def save_then_stop(state, path):
+        written = real(state, path)
+        if os.path.basename(str(path)) == "last.pt" and state["step"] == 4:
+            raise Stopped("SIGTERM", signal.SIGTERM)  # a scheduler's stop, right after the checkpoint
+        return written
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stopped):
+        _train("stopped", *settings)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
+    resumed = execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="stopped", device="cpu",
+                                   overrides=[*SMOKE_FNO, "train.batch_size=4", *settings]), resume=True, quiet=True)
+
+    def validations(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["val_l2re"]) for r in records if "val_l2re" in r]
+
+    assert [step for step, _ in validations(straight.run_dir)] == [2, 4, 6]
+    assert validations(resumed.run_dir) == validations(straight.run_dir)
+    best = [load_checkpoint(run.run_dir / "checkpoints" / "best.pt")["best"] for run in (straight, resumed)]
+    assert best[0] == best[1]
+
+
 def test_resume_errors(fresh_home, pdeb):
     missing = pdeb("run", "--resume", "no-such-run")
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
