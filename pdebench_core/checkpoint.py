@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from pdebench_core.diskspace import write_failed
 from pdebench_core.errors import UsageError
+from pdebench_core.signals import stop_behind
 
 SHARDED = "sharded"  # the entry of a manifest naming its sharded directory
 TRAINER_STATE = "trainer.pt"  # everything but the shards, inside a sharded directory
@@ -81,6 +82,9 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as either
+        stop = stop_behind(exc)
+        if stop is not None:  # a signal's stop met halfway, not a failed write
+            raise stop from None
         raise write_failed(path, exc, "the previous checkpoint is untouched") from None
     finally:
         if tmp.exists():

@@ -91,3 +91,18 @@ def _signal_behind(exc: BaseException | None) -> int | None:
     if type(exc).__name__ == "SignalException" and isinstance(getattr(exc, "sigval", None), signal.Signals):
         return int(exc.sigval)
     return None
+
+
+def stop_behind(exc: BaseException) -> BaseException | None:
+    """The stop (a signal's :class:`Stopped`, Ctrl-C's ``KeyboardInterrupt``) that ``exc`` was
+    raised while handling, or None: a library that meets a stop halfway through a write may
+    report its own broken state (torch.save's "unexpected pos") instead of the stop."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+

@@ -168,10 +168,14 @@ class CanonicalWriter:
     def _writing(self) -> Iterator[None]:
         """A failed write (a full disk surfaces from h5py as OSError or RuntimeError) as one line."""
         from pdebench_core.diskspace import write_failed
+        from pdebench_core.signals import stop_behind
 
         try:
             yield
         except (OSError, RuntimeError) as exc:
+            stop = stop_behind(exc)
+            if stop is not None:  # a signal's stop met halfway, not a failed write
+                raise stop from None
             raise write_failed(self.path, exc, "any previous file there is untouched") from None
 
 
