@@ -99,3 +99,37 @@ def test_trajectory_sampling_splits_the_global_batch_over_ranks_and_keeps_groups
 def test_unknown_sampling_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown train.sampling 'frames'"):
         MixtureBatchSampler([10], [1.0], [1], batch_size=2, trajectories=[2], sampling="frames")
+
+
+@pytest.mark.parametrize("weights, max_per_dataset, sampling", [
+    ([1.0, 1.0], 0, "window"), ([2.5, 0.4], 0, "window"), ([1.0, 1.0], 5, "window"), ([1.5, 1.0], 0, "trajectory"),
+])
+def test_samples_per_epoch_is_what_an_epoch_draws(weights, max_per_dataset, sampling):
+    sampler = MixtureBatchSampler([12, 8], weights, [1, 2], batch_size=1, seed=3, max_per_dataset=max_per_dataset,
+                                  trajectories=[4, 2], sampling=sampling)
+    drawn = Counter(i < 12 for batch in sampler.global_batches(0) for i in batch)
+    assert [sampler.samples_per_epoch(0), sampler.samples_per_epoch(1)] == [drawn[True], drawn[False]]
+
+
+def test_a_dimension_with_fewer_windows_than_a_batch_is_refused_rather_than_never_trained():
+    """Batches never mix dimensions: 2D data that fills no batch would leave the model's 2D
+    part untrained while the run looked fine."""
+    import numpy as np
+
+    from pdebench_core.data.pipeline import plan_mixture, training_loader
+    from pdebench_core.spec import DataSpec
+
+    class Data:
+        def __init__(self, name, grid, n):
+            self.spec = DataSpec(name=name, fields=("u",), spatial_shape=grid, t_in=2)
+            self.trajectories = [np.zeros((4, *grid, 1), np.float32) for _ in range(n)]
+
+        def split(self, name):
+            return self.trajectories
+
+    mixture = plan_mixture({"line": Data("line", (8,), 10), "square": Data("square", (8, 8), 2)}, t_out=1)
+    with pytest.raises(UsageError, match=r"^the 2D data \(square\) gives 2 training windows per epoch, fewer than "
+                                         r"one batch \(train.batch_size=6\), and batches never mix dimensions: the "
+                                         r"model's 2D part would never train; lower train.batch_size"):
+        training_loader(mixture, "train", batch_size=6, seed=0, sampling="trajectory")
+    training_loader(mixture, "train", batch_size=2, seed=0, sampling="trajectory")  # each fills a batch: fine

@@ -98,6 +98,23 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
             chosen = chosen * per_trajectory + starts  # one random window of each drawn trajectory
         return chosen
 
+    def samples_per_epoch(self, k: int) -> int:
+        """Windows dataset ``k`` gives one epoch (the same in every epoch)."""
+        if self.sizes[k] == 0 or self.weights[k] <= 0 or self.trajectories[k] == 0:
+            return 0
+        units = self.trajectories[k] if self.sampling == "trajectory" else self.sizes[k]
+        whole, frac = divmod(self.weights[k], 1.0)
+        count = int(whole) * units + (max(1, round(frac * units)) if frac > 0 else 0)
+        return min(count, self.max_per_dataset) if self.max_per_dataset else count
+
+    def starved_groups(self) -> list[int]:
+        """Groups whose windows of an epoch fill no whole batch: batches never mix groups, so
+        what only they train (a dimension's embedding and head) would never be trained."""
+        counts: dict[int, int] = {}
+        for k, group in enumerate(self.groups):
+            counts[group] = counts.get(group, 0) + self.samples_per_epoch(k)
+        return [group for group, count in sorted(counts.items()) if 0 < count < self.batch_size]
+
     def global_batches(self, epoch: int) -> list[list[int]]:
         """The epoch's optimizer-step batches (all ranks together), in order."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

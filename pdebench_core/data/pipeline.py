@@ -176,6 +176,14 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
                                   rank=rank, world_size=world_size, grad_accum=grad_accum,
                                   max_per_dataset=max_per_dataset, trajectories=[p.n_trajectories for p in parts],
                                   sampling=sampling)
+    starved = sampler.starved_groups()
+    if starved and len(set(groups)) > 1:  # one group alone: the sampler says so when it yields nothing
+        names = [name for name, ds in mixture.datasets.items() if ds.spec.ndim == starved[0]]
+        count = sum(sampler.samples_per_epoch(k) for k, group in enumerate(groups) if group == starved[0])
+        raise UsageError(f"the {starved[0]}D data ({', '.join(names)}) gives {count} training windows per epoch, "
+                         f"fewer than one batch (train.batch_size={batch_size}), and batches never mix "
+                         f"dimensions: the model's {starved[0]}D part would never train; lower train.batch_size, "
+                         f"or add {starved[0]}D trajectories (n_train) or weight")
     if device is not None:  # train.data_on_device: windows gathered where the model runs
         from pdebench_core.data.device_windows import DeviceLoader, DeviceWindows
 
