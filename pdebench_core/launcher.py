@@ -28,6 +28,8 @@ WORKER_ERRORS = "PDEB_WORKER_ERRORS"
 #: Environment variable holding the process id of ``pdeb run --nproc-per-node``'s launcher, which
 #: its workers follow (:func:`stop_with_the_launcher`).
 LAUNCHER_PID = "PDEB_LAUNCHER_PID"
+# Prefix of the note a worker stopped by a signal leaves in the WORKER_ERRORS folder.
+STOPPED = "stopped-"
 # prctl(2) option: a signal the kernel sends this process when its parent dies (Linux).
 PR_SET_PDEATHSIG = 1
 
@@ -87,8 +89,11 @@ def end_failed_worker(exc: BaseException) -> None:
         end_worker(1)
     under_pdeb = LAUNCHER_COMMAND in os.environ  # pdeb's own launcher reports a signal itself
     if isinstance(exc, KeyboardInterrupt) and (int(os.environ.get("RANK", "0")) > 0 or under_pdeb):
-        end_worker(getattr(exc, "exit_code", 130))  # every process got the signal: one line, pdeb's or rank 0's
-    if isinstance(exc, PdebError) and _leave_error_line(str(exc)):
+        # Said once, by pdeb's launcher or rank 0; a stop sent to this process alone is told
+        # apart from the launcher's own by the note left here.
+        _leave_note(f"{STOPPED}{os.environ.get('RANK', '0')}", getattr(exc, "signal_name", "SIGINT"))
+        end_worker(getattr(exc, "exit_code", 130))
+    if isinstance(exc, PdebError) and _leave_note(os.environ.get("RANK", "0"), str(exc)):
         end_worker(exc.exit_code)  # the launcher prints it, once for every process that raised it
     code = report_error(exc)
     if code is None:
@@ -96,17 +101,35 @@ def end_failed_worker(exc: BaseException) -> None:
     end_worker(1 if code is None else code)
 
 
-def _leave_error_line(message: str) -> bool:
-    """Hand this worker's error line to pdeb's launcher (a file named after the rank);
-    False when the worker was not started by it, or the line could not be written."""
+def _leave_note(name: str, text: str) -> bool:
+    """Hand pdeb's launcher a note of this worker: its error line (a file named after the rank)
+    or the signal that stopped it; False when the worker was not started by it, or the note
+    could not be written."""
     folder = os.environ.get(WORKER_ERRORS)
     if not folder:
         return False
     try:
-        Path(folder, os.environ.get("RANK", "0")).write_text(message, encoding="utf-8")
+        Path(folder, name).write_text(text, encoding="utf-8")
     except OSError:
         return False
     return True
+
+
+def first_stopped_worker(folder: str | os.PathLike | None) -> tuple[int, str] | None:
+    """``(rank, signal name)`` when the first note a worker left is that a signal stopped it
+    (sent to that process alone: the rest then failed or were stopped because of it), else None."""
+    notes = []
+    for path in Path(folder).iterdir() if folder and Path(folder).is_dir() else []:
+        if path.name.isdigit() or path.name.startswith(STOPPED):
+            with contextlib.suppress(OSError):
+                notes.append((path.stat().st_mtime_ns, path))
+    if not notes:
+        return None
+    first = min(notes, key=lambda note: note[0])[1]
+    if not first.name.startswith(STOPPED):
+        return None
+    name = first.read_text(encoding="utf-8", errors="replace").strip()
+    return (int(first.name[len(STOPPED):]), name) if name in signal.Signals.__members__ else None
 
 
 def print_worker_errors(folder: Path) -> None:
@@ -199,7 +222,8 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
         finally:
             os.environ.pop(WORKER_ERRORS, None)
             os.environ.pop(LAUNCHER_PID, None)
-        print_worker_errors(Path(errors))
+        if first_stopped_worker(errors) is None:  # else the others' errors follow from that stop
+            print_worker_errors(Path(errors))
     if code:
         node_rank = next((int(a.split("=", 1)[1]) for a in nodes if a.startswith("--node-rank=")), 0)
         record_launch_outcome(run_id, code, failures, node_rank)
@@ -211,7 +235,8 @@ def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank
     torchrun stops the others with SIGTERM: process 0 may then have recorded "stopped by
     SIGTERM", or nothing at all; the launcher knows which process failed. On a machine other
     than the first (``node_rank`` > 0), processes fail because the first one's were stopped: an
-    ``interrupted`` the first recorded stays."""
+    ``interrupted`` the first recorded stays. A process stopped by a signal sent to it alone is
+    the cause whatever process 0 recorded after it: the run is interrupted, and can be resumed."""
     from pdebench_core.rundir import RunDir
 
     run = RunDir.of(run_id)
@@ -219,6 +244,9 @@ def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank
         return  # refused before the run directory was made
     status = run.read_status()
     if node_rank > 0 and status.get("state") == "interrupted":
+        return
+    if failures and " was stopped by SIG" in failures[0] and status.get("state") != "finished":
+        run.restate("interrupted", failures[0])  # rank 0's own account (a lost peer) follows from it
         return
     stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
     if not stopped:
@@ -268,6 +296,12 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
             killed = sorted(((rank, failure) for rank, failure in exc.failures.items()
                              if failure.exitcode < 0 and -failure.exitcode != int(signal.SIGTERM)),
                             key=lambda item: item[0])
+            stopped = None if killed else first_stopped_worker(os.environ.get(WORKER_ERRORS))
+            if stopped is not None:  # a signal to one worker alone (kill PID): the others followed
+                rank, name = stopped
+                on_failure(f"process of rank {rank} was stopped by {name}")
+                typer.echo(f"error: process of rank {rank} was stopped by {name}", err=True)
+                return 128 + int(signal.Signals[name])
             failed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode >= 0),
                             key=lambda item: item[0])
             rank, failure = (killed or failed or [exc.get_first_failure()])[0]

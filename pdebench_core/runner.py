@@ -384,10 +384,22 @@ def _run_task(task, ctx: RunContext) -> Any:
     return results
 
 
-def _known_failure(exc: Exception, ctx: RunContext) -> PdebError | None:
-    """The one-line error of a failure that is nobody's bug in particular, or None."""
+def _known_failure(exc: Exception, ctx: RunContext) -> BaseException | None:
+    """The one-line error of a failure that is nobody's bug in particular (or the stop it
+    stands for), or None."""
+    import re
+    import signal
+
     from pdebench_core.distributed import is_peer_failure, stopped_peer_message
 
+    loader = re.search(r"DataLoader worker \(pid[^)]*\) is killed by signal: ([A-Za-z ]+)", str(exc))
+    if loader is not None:
+        how = loader.group(1).strip()
+        stops = {signal.strsignal(sig): sig for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        if how in stops:  # stopped with this process's group (torchrun stopping the run, a scheduler)
+            return Stopped(stops[how].name, int(stops[how]))
+        return PdebError(f"a data-loading worker process was killed ({how}), often by the out-of-memory killer; "
+                         f"lower train.num_workers or train.prefetch_factor")
     if "does not have a deterministic implementation" in str(exc):
         return PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model")
     if ctx.world_size > 1 and isinstance(exc, RuntimeError) and is_peer_failure(exc):

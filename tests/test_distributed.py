@@ -369,6 +369,34 @@ def test_torchruns_own_sigterm_to_the_other_ranks_is_not_taken_for_the_cause(mon
     assert capsys.readouterr().err == ""  # rank 0 printed its own error; no 'killed by SIGTERM' line
 
 
+def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(monkeypatch, capsys, tmp_path):
+    """SIGTERM to rank 1 alone: it leaves a note first; rank 0's lost-peer error comes after.
+    The command names rank 1's stop and exits 143; rank 0's later error is a consequence."""
+    import signal as signals
+
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pdebench_core import launcher
+
+    (tmp_path / "stopped-1").write_text("SIGTERM")
+    (tmp_path / "0").write_text("rank 1 stopped taking part")
+    later = (tmp_path / "stopped-1").stat().st_mtime_ns + 10**6
+    os.utime(tmp_path / "0", ns=(later, later))
+    monkeypatch.setenv(launcher.WORKER_ERRORS, str(tmp_path))
+
+    def launch(args):
+        raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 1, "<N/A>"), 1: ProcessFailure(1, 102, 143, "<N/A>")})
+
+    monkeypatch.setattr(torch.distributed.run, "run", launch)
+    failures = []
+    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    assert code == 128 + int(signals.SIGTERM) and failures == ["process of rank 1 was stopped by SIGTERM"]
+    assert capsys.readouterr().err.strip() == "error: process of rank 1 was stopped by SIGTERM"
+    os.utime(tmp_path / "0", ns=(later - 2 * 10**6, later - 2 * 10**6))  # rank 0's error first: it is the cause
+    assert launcher.first_stopped_worker(tmp_path) is None
+
+
 @pytest.mark.parametrize("recorded, code, failures, expected", [
     # rank 1 failed; torchrun stopped rank 0, which recorded the signal: the launcher names rank 1
     ({"state": "interrupted", "error": "stopped by SIGTERM"}, 2, ["process of rank 1 failed with exit code 2"],
@@ -615,6 +643,19 @@ def test_a_signal_to_pdeb_stops_a_multi_process_run_with_128_plus_the_signal(fre
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr
+
+
+def test_a_signal_to_one_worker_alone_is_one_line_and_leaves_the_run_resumable(fresh_home):
+    proc = _training_run(fresh_home, "one-stopped")
+    rank1 = next(pid for pid in _descendants(proc.pid)
+                 if b"LOCAL_RANK=1\x00" in Path(f"/proc/{pid}/environ").read_bytes())
+    os.kill(rank1, signal.SIGTERM)  # `kill PID` of one worker, not of pdeb
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+        "error: process of rank 1 was stopped by SIGTERM"], stderr
+    status = json.loads(_read(fresh_home / "runs" / "one-stopped" / "status.json"))
+    assert status["state"] == "interrupted" and status["error"] == "process of rank 1 was stopped by SIGTERM"
 
 
 def test_workers_stop_when_the_launcher_is_killed_outright(fresh_home):

@@ -463,6 +463,28 @@ def test_a_kernel_refused_in_deterministic_mode_is_one_line_with_the_fix(monkeyp
         runner._run_task(task, SimpleNamespace(cfg=None, rank=0, world_size=1))
 
 
+@pytest.mark.parametrize("how, expected", [
+    ("Terminated", "stopped by SIGTERM"),  # stopped with this process's group: a stop, resumable
+    ("Killed", "a data-loading worker process was killed (Killed), often by the out-of-memory killer; lower "
+               "train.num_workers or train.prefetch_factor"),
+])
+def test_a_data_loading_worker_killed_by_a_signal_is_not_blamed_on_a_plugin(monkeypatch, how, expected):
+    from types import SimpleNamespace
+
+    from pdebench_core import runner
+    from pdebench_core.errors import Stopped
+
+    def train(ctx):
+        raise RuntimeError(f"DataLoader worker (pid 4242) is killed by signal: {how}. ")
+
+    monkeypatch.setattr(runner, "generate_data_first", lambda *args: None)
+    task = SimpleNamespace(kind="task", name="pretrain", plugin="dpot", factory=train)
+    with pytest.raises((Stopped, PdebError)) as caught:
+        runner._run_task(task, SimpleNamespace(cfg=None, rank=0, world_size=2))
+    assert str(caught.value) == expected
+    assert isinstance(caught.value, Stopped) == (how == "Terminated")
+
+
 def test_deterministic_setting_turns_on_deterministic_algorithms(fresh_home, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = {}
