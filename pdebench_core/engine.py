@@ -259,7 +259,13 @@ class Trainer:
         elif self.sharded:  # a one-process checkpoint continued on several: each rank takes its shards
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-            set_model_state_dict(self.model, state["model"], options=StateDictOptions(full_state_dict=True))
+            weights, aliases = _without_aliases(self.model, state["model"])
+            result = set_model_state_dict(self.model, weights,
+                                          options=StateDictOptions(full_state_dict=True, strict=False))
+            missing = sorted(set(result.missing_keys) - aliases)  # an alias is loaded under its first name
+            if missing or result.unexpected_keys:
+                raise RuntimeError(f"Missing key(s) in state_dict: {missing}; unexpected key(s): "
+                                   f"{sorted(result.unexpected_keys)}")
             if self.optimizer and state.get("optimizer"):
                 load_full_optimizer_state(self.model, self.optimizer, state["optimizer"])
         else:
@@ -477,6 +483,20 @@ class Trainer:
             self.save(best=True)
             self.log(f"step {self.step}: best validation {metric} so far, {value:.4g}; saved best.pt")
         self.forward_model.train()
+
+
+def _without_aliases(model: Any, state: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """A full state dict with each tensor under one name only, and the names left out. A
+    module shared by several parents (a mixed-dimension DPOT's blocks) appears under each of
+    their names; loaded into a sharded model, the second copy would meet a parameter already
+    sharded."""
+    first: dict[int, str] = {}
+    aliases = set()
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
+        if first.setdefault(id(tensor), name) != name:
+            aliases.add(name)
+    return {key: value for key, value in state.items() if key not in aliases}, aliases
 
 
 def _stop_workers(batches: Any) -> None:

@@ -263,21 +263,24 @@ def _train_sharded_mixed(rank: int, world_size: int, out: str, resume_from: str 
     _fit_and_keep(trainer, folder, resume_from, 1)
 
 
-def _continue_one_process_run(rank: int, world_size: int, out: str, strategy: str, resume_from: str = "") -> None:
-    folder = Path(out)
-    trainer = make_trainer(tiny_dpot((2,)), folder / "checkpoints", rank=rank, world_size=world_size,
+def _continue_one_process_run(rank: int, world_size: int, out: str, strategy: str, dims: str,
+                              resume_from: str = "") -> None:
+    folder, grids = Path(out), tuple(int(d) for d in dims.split(","))
+    trainer = make_trainer(tiny_dpot(grids), folder / "checkpoints", dims=grids, rank=rank, world_size=world_size,
                            strategy=strategy, max_steps=6 if resume_from else 3, checkpoint_every=3,
                            scheduler="constant", batch_size=4)
     _fit_and_keep(trainer, folder, resume_from, 3)
 
 
-def test_a_one_process_checkpoint_continues_sharded_on_two(tmp_path):
+@pytest.mark.parametrize("dims", ["2", "2,3"], ids=["2d", "mixed-2d-3d"])
+def test_a_one_process_checkpoint_continues_sharded_on_two(tmp_path, dims):
     """A run started on one process (its optimizer state numbered, not named) continues under
-    FSDP on two processes with that state, as it does under DDP."""
-    spawn("_continue_one_process_run", tmp_path / "one", "fsdp", world_size=1)
+    FSDP on two processes with that state, as it does under DDP; a mixed-dimension model,
+    whose blocks every dimension shares, too."""
+    spawn("_continue_one_process_run", tmp_path / "one", "fsdp", dims, world_size=1)
     start = tmp_path / "one" / "checkpoints" / "last.pt"
-    spawn("_continue_one_process_run", tmp_path / "fsdp", "fsdp", start)
-    spawn("_continue_one_process_run", tmp_path / "ddp", "ddp", start)
+    spawn("_continue_one_process_run", tmp_path / "fsdp", "fsdp", dims, start)
+    spawn("_continue_one_process_run", tmp_path / "ddp", "ddp", dims, start)
     sharded, replicated = torch.load(tmp_path / "fsdp" / "final.pt"), torch.load(tmp_path / "ddp" / "final.pt")
     for key, value in replicated.items():
         torch.testing.assert_close(sharded[key], value, atol=1e-6, rtol=1e-5, msg=key)
