@@ -349,14 +349,17 @@ class Trainer:
                             f"train.checkpoint_every")
         rollbacks = self.rollbacks + 1
         self.load(last)
+        # The checkpoint's rates carry the scaling of the rollbacks before it was saved; the
+        # rollbacks since then scale them further, so that the k-th rollback runs at factor^k.
+        scale = self.train.rollback_lr_factor ** (rollbacks - self.rollbacks)
         self.rollbacks = rollbacks
         factor = self.train.rollback_lr_factor ** rollbacks
         for group in self.optimizer.param_groups:
             for key in ("lr", "initial_lr", "max_lr", "min_lr"):
                 if key in group:
-                    group[key] *= self.train.rollback_lr_factor
+                    group[key] *= scale
         if hasattr(self.scheduler, "base_lrs"):
-            self.scheduler.base_lrs = [lr * self.train.rollback_lr_factor for lr in self.scheduler.base_lrs]
+            self.scheduler.base_lrs = [lr * scale for lr in self.scheduler.base_lrs]
         self.log(f"{message}; rolled back to step {self.step} with the learning rate scaled by {factor:.3g}")
 
     def _new_shapes(self, batch) -> bool:

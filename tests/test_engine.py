@@ -204,6 +204,21 @@ def test_nan_loss_rolls_back_with_lower_learning_rate(fresh_home):
     assert log.count("rolled back to step") == 2
 
 
+def test_each_rollback_scales_the_learning_rate_once_more(tmp_path):
+    """The k-th rollback runs at lr x factor^k, whether it reloads the checkpoint the earlier
+    rollbacks reloaded (its rates unscaled) or one saved after them (its rates scaled already)."""
+    trainer = make_trainer(tiny_dpot((2,)), tmp_path, lr=1e-3, scheduler="constant", on_divergence="rollback",
+                           rollback_lr_factor=0.5, max_rollbacks=5)
+    trainer.save()
+    rates = []
+    for saved_between in (False, False, True, False):
+        if saved_between:
+            trainer.save()  # a checkpoint taken after two rollbacks, at lr / 4
+        trainer._handle_divergence(trainer.step + 1, float("nan"))
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3 / 2, 1e-3 / 4, 1e-3 / 8, 1e-3 / 16])
+
+
 def test_best_checkpoint_is_chosen_on_validation_not_test(fresh_home):
     ctx = _train("best", "train.eval_every=2", "train.max_steps=6")
     log = (ctx.run_dir / "log.txt").read_text()
