@@ -169,6 +169,7 @@ class Trainer:
             "compile_time": self.compile_time,
             "rollbacks": self.rollbacks,
             "best": self.best,
+            "log_window": list(self._window_read),  # a window cut by this checkpoint goes on after a resume
             "rng": [r["rng"] for r in ranks],
             "noise_rng": [r["noise_rng"] for r in ranks],
             **self.extra_state,
@@ -245,6 +246,11 @@ class Trainer:
         self.compile_time = float(state.get("compile_time", 0.0))
         self.rollbacks = int(state.get("rollbacks", 0))
         self.best = state.get("best")
+        self._reset_window()
+        loss_sum, samples = state.get("log_window") or (0.0, 0)
+        if self.rank == 0:  # the window's sums over every rank, held once: reading it sums over ranks
+            self._window_loss = self._window_loss + float(loss_sum)
+            self._window_samples = int(samples)
         self._restore_random_state(state)
         per_epoch = self.sampler.batches_per_epoch()
         self.sampler.load_state_dict({"epoch": self.micro_batches // per_epoch,
@@ -310,6 +316,7 @@ class Trainer:
         self._first_bad = torch.zeros((), dtype=torch.int64, device=self.device)  # 0: every loss finite
         self._step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         self._window_samples, self._window_seconds, self._timed_samples = 0, 0.0, 0
+        self._window_read = (0.0, 0)  # its loss sum and samples over every rank, when last read
 
     def _close_step(self, samples: int) -> None:
         """Fold the step's loss into the window and note, on the device, a first non-finite loss."""
@@ -332,6 +339,7 @@ class Trainer:
             dist.all_reduce(totals)
             dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
         loss_sum, samples = totals.tolist()
+        self._window_read = (loss_sum, int(samples))
         bad = int(first_bad.item())
         return loss_sum / max(samples, 1.0), 0 if bad == torch.iinfo(torch.int64).max else bad
 
@@ -435,8 +443,7 @@ class Trainer:
     def _steps(self, on_eval: Callable[[int], dict] | None) -> dict[str, float]:
         """The optimizer steps up to ``train.max_steps`` from ``self._batches``; the last logged values."""
         train = self.train
-        last: dict[str, float] = {}
-        self._reset_window()
+        last: dict[str, float] = {}  # the logging window: new, or as a resumed checkpoint cut it
         progress = _progress(enabled=self.show_progress)
         with progress:
             task = progress.add_task("training", total=train.max_steps, completed=self.step, loss=float("nan"),
@@ -458,8 +465,7 @@ class Trainer:
                     continue
                 loss, first_bad = self._read_window()
                 if first_bad:
-                    self._handle_divergence(first_bad, loss)
-                    self._reset_window()
+                    self._handle_divergence(first_bad, loss)  # reloads the checkpoint's window too
                     self._batches = iter(self.loader)
                     continue
                 if self.step % train.log_every == 0 or self.step == train.max_steps:

@@ -140,6 +140,38 @@ def test_a_run_stopped_after_a_checkpoint_resumes_with_that_steps_validation_and
     assert best[0] == best[1]
 
 
+def test_a_logging_window_cut_by_a_checkpoint_logs_the_same_loss_after_a_resume(fresh_home, monkeypatch):
+    """A checkpoint at step 4 cuts the window of steps 4-6 (logged every 3): the resumed run's
+    step-6 loss is still the mean over steps 4, 5 and 6, as in a run that never stopped."""
+    from pdebench_core import engine
+    from pdebench_core.errors import Stopped
+
+    settings = ["train.max_steps=8", "train.log_every=3", "train.checkpoint_every=4", "train.scheduler=constant"]
+    straight = _train("straight", *settings)
+    real = engine.save_checkpoint
+
+    def save_then_stop(state, path):
+        written = real(state, path)
+        if os.path.basename(str(path)) == "last.pt" and state["step"] == 4:
+            raise Stopped("SIGTERM", signal.SIGTERM)
+        return written
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stopped):
+        _train("stopped", *settings)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
+    smoke = [item for item in SMOKE_FNO if not item.startswith("train.log_every=")]
+    resumed = execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="stopped", device="cpu",
+                                   overrides=[*smoke, "train.batch_size=4", *settings]), resume=True, quiet=True)
+
+    def losses(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+    assert [step for step, _ in losses(straight.run_dir)] == [3, 6, 8]
+    assert losses(resumed.run_dir) == losses(straight.run_dir)
+
+
 def test_resume_errors(fresh_home, pdeb):
     missing = pdeb("run", "--resume", "no-such-run")
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
