@@ -271,16 +271,6 @@ def _toy(batches: list | None = None, **changes) -> GeneratedDataset:
     return GeneratedDataset(**{**settings, **changes})
 
 
-def test_register_takes_dims_fields_dt_and_boundary_from_the_spec_unless_the_card_says_more():
-    seen = {}
-    _toy().register(lambda name, factory, **kw: seen.update(kw), description="toy", boundary="periodic, both axes")
-    assert (seen["dims"], seen["fields"], seen["dt"]) == (2, ["u", "v"], 0.1)
-    assert seen["boundary"] == "periodic, both axes"  # the card's own word wins
-    seen.clear()
-    _toy().register(lambda name, factory, **kw: seen.update(kw), description="toy")
-    assert seen["boundary"] == DataSpec(name="x", fields=("u",), spatial_shape=(4,)).boundary  # the spec's
-
-
 def test_cache_key_is_every_setting_that_changes_the_numbers():
     toy = _toy()
     key = toy.cache_key(ToyConfig())

@@ -677,14 +677,5 @@ class GeneratedDataset:
         return self.spec(settings).replace(name=self.name, t_in=int(settings.t_in), horizon=horizon, n_frames=None)
 
     def register(self, register: Callable[..., None], **card: Any) -> None:
-        """Register this dataset through a ``register_datasets`` hook's ``register``, with its card.
-
-        What the spec of the ``small`` profile's data says need not be written again: ``dims``,
-        ``fields``, ``dt`` and ``boundary`` default to it; a card entry given here wins
-        (a boundary described in more words, say).
-        """
-        spec = self.spec(self.settings(self.config_for() if "small" in self.profiles else self.config()))
-        derived = {"dims": len(spec.spatial_shape), "fields": list(spec.fields), "dt": spec.dt,
-                   "boundary": spec.boundary}
-        register(self.name, self, config=self.config, profiles=self.profiles,
-                 **{**{key: value for key, value in derived.items() if value is not None}, **card})
+        """Register this dataset through a ``register_datasets`` hook's ``register``, with its card."""
+        register(self.name, self, config=self.config, profiles=self.profiles, **card)

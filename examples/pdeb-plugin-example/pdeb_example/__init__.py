@@ -84,9 +84,10 @@ def build_conv_stepper(cfg: ConvStepperConfig, spec):
 @hookimpl
 def register_datasets(register):
     """Add ``heat1d``."""
-    HEAT1D.register(  # dims, fields, dt and boundary: those of its spec
-        register, description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx",
-        resolution="32 (smoke), 64 (small), 256 (paper)",
+    HEAT1D.register(
+        register, dims=(1,),
+        description="1D heat equation, exact Fourier solution", pde="u_t = kappa u_xx", fields=["u"],
+        resolution="32 (smoke), 64 (small), 256 (paper)", dt=0.05, boundary="periodic",
         parameters="kappa = 0.01; 8 random Fourier modes", source="generated (exact solution)", license="MIT",
         horizon=None,
     )
