@@ -28,6 +28,8 @@ WORKER_ERRORS = "PDEB_WORKER_ERRORS"
 #: Environment variable holding the process id of ``pdeb run --nproc-per-node``'s launcher, which
 #: its workers follow (:func:`stop_with_the_launcher`).
 LAUNCHER_PID = "PDEB_LAUNCHER_PID"
+# Prefix of a launch's temporary folder (worker notes, torch's logs), followed by the launcher's pid.
+LAUNCH_FOLDER = "pdeb-launch-"
 # Prefix of the note a worker stopped by a signal leaves in the WORKER_ERRORS folder.
 STOPPED = "stopped-"
 # prctl(2) option: a signal the kernel sends this process when its parent dies (Linux).
@@ -213,7 +215,9 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
     launch = nodes or ["--standalone"]
     failures: list[str] = []
     # the workers record this command, launch options included
-    with tempfile.TemporaryDirectory(prefix="pdeb-errors-") as errors, recorded_command(command_line()):
+    remove_left_by_dead_launchers()
+    with tempfile.TemporaryDirectory(prefix=f"{LAUNCH_FOLDER}{os.getpid()}-") as errors, \
+            recorded_command(command_line()):
         os.environ[WORKER_ERRORS], os.environ[LAUNCHER_PID] = errors, str(os.getpid())
         try:
             logs = f"--log-dir={Path(errors, 'launcher')}"  # torch's own, else a folder left in /tmp each run
@@ -228,6 +232,19 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
         node_rank = next((int(a.split("=", 1)[1]) for a in nodes if a.startswith("--node-rank=")), 0)
         record_launch_outcome(run_id, code, failures, node_rank)
     return code
+
+
+def remove_left_by_dead_launchers() -> None:
+    """Remove the temporary folders of launchers killed outright (SIGKILL cannot clean up):
+    their names carry the launcher's process id."""
+    import shutil
+
+    from pdebench_core.locks import process_alive
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{LAUNCH_FOLDER}*-*"):
+        pid = folder.name[len(LAUNCH_FOLDER):].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank: int = 0) -> None:

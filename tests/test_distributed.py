@@ -688,6 +688,18 @@ def test_a_worker_whose_launcher_is_gone_already_stops(kernel):
     assert result.returncode == -signal.SIGTERM and time.time() - started < 20
 
 
+def test_a_launch_folder_left_by_a_killed_launcher_goes_at_the_next_launch(tmp_path, monkeypatch):
+    from pdebench_core import launcher
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead, live = tmp_path / f"pdeb-launch-{2**22 + 7}-ab12", tmp_path / f"pdeb-launch-{os.getpid()}-cd34"
+    for folder in (dead, live):
+        (folder / "launcher").mkdir(parents=True)
+        (folder / "stopped-0").write_text("SIGTERM")
+    launcher.remove_left_by_dead_launchers()
+    assert not dead.exists() and live.exists()
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
