@@ -106,53 +106,17 @@ def test_killed_run_resumes_to_identical_weights(fresh_home, pdeb):
     assert metrics["killed"] == metrics["straight"]
 
 
-def test_a_run_stopped_after_a_checkpoint_resumes_with_that_steps_validation_and_best(fresh_home, monkeypatch):
-    """A checkpoint taken where validation also falls holds that validation's result: the
-    resumed run logs it once and keeps the same best.pt as a run that never stopped."""
+def _stopped_after_checkpoint_and_resumed(monkeypatch, step, settings):
+    """Run ``stopped`` until SIGTERM arrives right after its step-``step`` checkpoint (as a
+    scheduler's would), then resume it; the resumed run's context."""
     from pdebench_core import engine
     from pdebench_core.errors import Stopped
 
-    settings = ["train.max_steps=6", "train.eval_every=2", "train.checkpoint_every=2", "train.lr=0.05",
-                "train.scheduler=constant"]
-    straight = _train("straight", *settings)
     real = engine.save_checkpoint
 
     def save_then_stop(state, path):
         written = real(state, path)
-        if os.path.basename(str(path)) == "last.pt" and state["step"] == 4:
-            raise Stopped("SIGTERM", signal.SIGTERM)  # a scheduler's stop, right after the checkpoint
-        return written
-
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_stop)
-    with pytest.raises(Stopped):
-        _train("stopped", *settings)
-    monkeypatch.setattr(engine, "save_checkpoint", real)
-    resumed = execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="stopped", device="cpu",
-                                   overrides=[*SMOKE_FNO, "train.batch_size=4", *settings]), resume=True, quiet=True)
-
-    def validations(run_dir):
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        return [(r["step"], r["val_l2re"]) for r in records if "val_l2re" in r]
-
-    assert [step for step, _ in validations(straight.run_dir)] == [2, 4, 6]
-    assert validations(resumed.run_dir) == validations(straight.run_dir)
-    best = [load_checkpoint(run.run_dir / "checkpoints" / "best.pt")["best"] for run in (straight, resumed)]
-    assert best[0] == best[1]
-
-
-def test_a_logging_window_cut_by_a_checkpoint_logs_the_same_loss_after_a_resume(fresh_home, monkeypatch):
-    """A checkpoint at step 4 cuts the window of steps 4-6 (logged every 3): the resumed run's
-    step-6 loss is still the mean over steps 4, 5 and 6, as in a run that never stopped."""
-    from pdebench_core import engine
-    from pdebench_core.errors import Stopped
-
-    settings = ["train.max_steps=8", "train.log_every=3", "train.checkpoint_every=4", "train.scheduler=constant"]
-    straight = _train("straight", *settings)
-    real = engine.save_checkpoint
-
-    def save_then_stop(state, path):
-        written = real(state, path)
-        if os.path.basename(str(path)) == "last.pt" and state["step"] == 4:
+        if os.path.basename(str(path)) == "last.pt" and state["step"] == step:
             raise Stopped("SIGTERM", signal.SIGTERM)
         return written
 
@@ -160,16 +124,38 @@ def test_a_logging_window_cut_by_a_checkpoint_logs_the_same_loss_after_a_resume(
     with pytest.raises(Stopped):
         _train("stopped", *settings)
     monkeypatch.setattr(engine, "save_checkpoint", real)
-    smoke = [item for item in SMOKE_FNO if not item.startswith("train.log_every=")]
-    resumed = execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="stopped", device="cpu",
-                                   overrides=[*smoke, "train.batch_size=4", *settings]), resume=True, quiet=True)
+    given = {item.split("=", 1)[0] for item in settings}
+    smoke = [item for item in (*SMOKE_FNO, "train.batch_size=4") if item.split("=", 1)[0] not in given]
+    return execute(build_config(model="fno", data="ns2d", profile="smoke", run_id="stopped", device="cpu",
+                                overrides=[*smoke, *settings]), resume=True, quiet=True)
 
-    def losses(run_dir):
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
-    assert [step for step, _ in losses(straight.run_dir)] == [3, 6, 8]
-    assert losses(resumed.run_dir) == losses(straight.run_dir)
+def _logged(run_dir, key):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r[key]) for r in records if key in r]
+
+
+def test_a_run_stopped_after_a_checkpoint_resumes_with_that_steps_validation_and_best(fresh_home, monkeypatch):
+    """A checkpoint taken where validation also falls holds that validation's result: the
+    resumed run logs it once and keeps the same best.pt as a run that never stopped."""
+    settings = ["train.max_steps=6", "train.eval_every=2", "train.checkpoint_every=2", "train.lr=0.05",
+                "train.scheduler=constant"]
+    straight = _train("straight", *settings)
+    resumed = _stopped_after_checkpoint_and_resumed(monkeypatch, 4, settings)
+    assert [step for step, _ in _logged(straight.run_dir, "val_l2re")] == [2, 4, 6]
+    assert _logged(resumed.run_dir, "val_l2re") == _logged(straight.run_dir, "val_l2re")
+    best = [load_checkpoint(run.run_dir / "checkpoints" / "best.pt")["best"] for run in (straight, resumed)]
+    assert best[0] == best[1]
+
+
+def test_a_logging_window_cut_by_a_checkpoint_logs_the_same_loss_after_a_resume(fresh_home, monkeypatch):
+    """A checkpoint at step 4 cuts the window of steps 4-6 (logged every 3): the resumed run's
+    step-6 loss is still the mean over steps 4, 5 and 6, as in a run that never stopped."""
+    settings = ["train.max_steps=8", "train.log_every=3", "train.checkpoint_every=4", "train.scheduler=constant"]
+    straight = _train("straight", *settings)
+    resumed = _stopped_after_checkpoint_and_resumed(monkeypatch, 4, settings)
+    assert [step for step, _ in _logged(straight.run_dir, "loss")] == [3, 6, 8]
+    assert _logged(resumed.run_dir, "loss") == _logged(straight.run_dir, "loss")
 
 
 def test_resume_errors(fresh_home, pdeb):

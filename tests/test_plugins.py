@@ -423,12 +423,15 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
 ''')
 
 
+EVALUATE = ["--model", "persistence", "--data", "ns2d", "--task", "evaluate"]  # no training: the sinks meet rows soon
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "broken-model", "--data", "ns2d"],
      "error: model 'broken-model' (plugin 'raising') raised ValueError: bug in the model factory; PDEB_DEBUG=1"),
     (["--model", "fno", "--data", "broken-data"],
      "error: dataset 'broken-data' (plugin 'raising') raised KeyError: 'bug in the dataset factory'; PDEB_DEBUG=1"),
-    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-sink]"],
+    ([*EVALUATE, "run.sinks=[broken-sink]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-sink: sink "
      "'broken-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
     (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
@@ -437,16 +440,16 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
     (["--model", "exiting-forward", "--data", "ns2d", "train.max_steps=2"],
      "error: plugin 'raising' called sys.exit(3) (at raising.py:* in forward, during task 'train'); a plugin "
      "should raise an exception instead"),
-    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[exiting-sink,jsonl]"],
+    ([*EVALUATE, "run.sinks=[exiting-sink,jsonl]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) exiting-sink: plugin 'raising' "
      "called sys.exit('giving up') (at raising.py:* in write_result, during sink 'exiting-sink')"),
-    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[broken-twice-sink]"],
+    ([*EVALUATE, "run.sinks=[broken-twice-sink]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) broken-twice-sink: sink "
      "'broken-twice-sink' (plugin 'raising') raised ZeroDivisionError: bug in the sink; PDEB_DEBUG=1"),
-    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[failing-close-sink]"],
+    ([*EVALUATE, "run.sinks=[failing-close-sink]"],
      "error: run persistence-ns2d-* finished, but its results did not reach sink(s) failing-close-sink: sink "
      "'failing-close-sink' (plugin 'raising') raised OSError: disk gone at close; PDEB_DEBUG=1"),
-    (["--model", "persistence", "--data", "ns2d", "--task", "evaluate", "run.sinks=[partial-sink]"],
+    ([*EVALUATE, "run.sinks=[partial-sink]"],
      "error: sink 'partial-sink' (plugin 'raising'): its factory returned a PartialSink without log_step, close; "
      "a sink has log_step(step, values), write_result(row) and close(), any of which may do nothing"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
