@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import typer
 
@@ -67,7 +67,7 @@ def _parent_death_signal(number: int) -> bool:
 def _watch_launcher(launcher: int) -> None:
     while os.getppid() == launcher:
         time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.raise_signal(signal.SIGTERM)  # its handler runs in the main thread, as for a SIGTERM from outside
 
 
 def end_failed_worker(exc: BaseException) -> None:
@@ -82,6 +82,17 @@ def end_failed_worker(exc: BaseException) -> None:
     from pdebench_core.distributed import end_worker
     from pdebench_core.runs import LAUNCHER_COMMAND
 
+    rank = os.environ.get("RANK", "0")
+    under_pdeb = LAUNCHER_COMMAND in os.environ  # pdeb's own launcher reports a signal itself
+    if isinstance(exc, KeyboardInterrupt) and (int(rank) > 0 or under_pdeb):
+        # Said once, by pdeb's launcher or rank 0; a stop sent to this process alone is told
+        # apart from the launcher's own by the note left here.
+        _leave_note(f"{STOPPED}{rank}", getattr(exc, "signal_name", "SIGINT"))
+        end_worker(getattr(exc, "exit_code", 130))
+    if isinstance(exc, PdebError) and _leave_note(rank, str(exc)):
+        end_worker(exc.exit_code)  # the launcher prints it, once for every process that raised it
+    if _exit_status(exc):  # a failure with no line for the launcher: noted, so no later stop is taken for it
+        _leave_note(rank, "")
     if isinstance(exc, typer.Exit):
         end_worker(exc.exit_code)
     if isinstance(exc, SystemExit):  # as Python treats it: None is success, other values are printed
@@ -89,18 +100,19 @@ def end_failed_worker(exc: BaseException) -> None:
             end_worker(exc.code or 0)
         print(exc.code, file=sys.stderr)
         end_worker(1)
-    under_pdeb = LAUNCHER_COMMAND in os.environ  # pdeb's own launcher reports a signal itself
-    if isinstance(exc, KeyboardInterrupt) and (int(os.environ.get("RANK", "0")) > 0 or under_pdeb):
-        # Said once, by pdeb's launcher or rank 0; a stop sent to this process alone is told
-        # apart from the launcher's own by the note left here.
-        _leave_note(f"{STOPPED}{os.environ.get('RANK', '0')}", getattr(exc, "signal_name", "SIGINT"))
-        end_worker(getattr(exc, "exit_code", 130))
-    if isinstance(exc, PdebError) and _leave_note(os.environ.get("RANK", "0"), str(exc)):
-        end_worker(exc.exit_code)  # the launcher prints it, once for every process that raised it
     code = report_error(exc)
     if code is None:
         traceback.print_exception(exc)
     end_worker(1 if code is None else code)
+
+
+def _exit_status(exc: BaseException) -> int:
+    """The exit status ``exc`` ends a process with (0: success)."""
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, SystemExit):
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    return 1
 
 
 def _leave_note(name: str, text: str) -> bool:
@@ -117,21 +129,47 @@ def _leave_note(name: str, text: str) -> bool:
     return True
 
 
-def first_stopped_worker(folder: str | os.PathLike | None) -> tuple[int, str] | None:
-    """``(rank, signal name)`` when the first note a worker left is that a signal stopped it
-    (sent to that process alone: the rest then failed or were stopped because of it), else None."""
-    notes = []
+def first_stopped_worker(folder: str | os.PathLike | None, failures: Mapping[int, Any] | None = None
+                         ) -> tuple[int, str] | None:
+    """``(rank, signal name)`` when a signal stopped one worker before any other worker left a
+    note (an error line, or the empty note of a failure without one), else None. Sent to that
+    process alone, the stop is the cause: the rest then failed or were stopped because of it.
+
+    Args:
+        folder: The launch's notes folder.
+        failures: torch's failures by rank, when known: the stopped rank must have ended with
+            that signal's status, and every rank that failed otherwise must have left a note.
+    """
+    stops, errors = [], []
     for path in Path(folder).iterdir() if folder and Path(folder).is_dir() else []:
-        if path.name.isdigit() or path.name.startswith(STOPPED):
-            with contextlib.suppress(OSError):
-                notes.append((path.stat().st_mtime_ns, path))
-    if not notes:
+        with contextlib.suppress(OSError):
+            if path.name.startswith(STOPPED):
+                stops.append((path.stat().st_mtime_ns, path))
+            elif path.name.isdigit():
+                errors.append((path.stat().st_mtime_ns, int(path.name)))
+    if not stops:
         return None
-    first = min(notes, key=lambda note: note[0])[1]
-    if not first.name.startswith(STOPPED):
+    when, first = min(stops)
+    if errors and min(errors)[0] <= when:  # a tie (file times are coarse) is not taken for a stop
         return None
-    name = first.read_text(encoding="utf-8", errors="replace").strip()
-    return (int(first.name[len(STOPPED):]), name) if name in signal.Signals.__members__ else None
+    name, rank = first.read_text(encoding="utf-8", errors="replace").strip(), int(first.name[len(STOPPED):])
+    if name not in signal.Signals.__members__:
+        return None
+    if failures is not None:
+        status = getattr(failures.get(rank), "exitcode", None)
+        noted = {int(path.name[len(STOPPED):]) for _, path in stops} | {r for _, r in errors}
+        unexplained = [r for r, failure in failures.items() if r not in noted and failure.exitcode >= 0]
+        if status not in (128 + int(signal.Signals[name]), -int(signal.Signals[name])) or unexplained:
+            return None
+    return rank, name
+
+
+def _stopped_ranks(folder: str | os.PathLike | None) -> set[int]:
+    """Ranks that left a note of being stopped by a signal."""
+    if not folder or not Path(folder).is_dir():
+        return set()
+    return {int(path.name[len(STOPPED):]) for path in Path(folder).glob(f"{STOPPED}*")
+            if path.name[len(STOPPED):].isdigit()}
 
 
 def print_worker_errors(folder: Path) -> None:
@@ -313,14 +351,16 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
             killed = sorted(((rank, failure) for rank, failure in exc.failures.items()
                              if failure.exitcode < 0 and -failure.exitcode != int(signal.SIGTERM)),
                             key=lambda item: item[0])
-            stopped = None if killed else first_stopped_worker(os.environ.get(WORKER_ERRORS))
+            notes = os.environ.get(WORKER_ERRORS)
+            stopped = None if killed else first_stopped_worker(notes, exc.failures)
             if stopped is not None:  # a signal to one worker alone (kill PID): the others followed
                 rank, name = stopped
                 on_failure(f"process of rank {rank} was stopped by {name}")
                 typer.echo(f"error: process of rank {rank} was stopped by {name}", err=True)
                 return 128 + int(signal.Signals[name])
-            failed = sorted(((rank, failure) for rank, failure in exc.failures.items() if failure.exitcode >= 0),
-                            key=lambda item: item[0])
+            only_stopped = _stopped_ranks(notes)  # stopped by torchrun once another failed: not the cause
+            failed = sorted(((rank, failure) for rank, failure in exc.failures.items()
+                             if failure.exitcode >= 0 and rank not in only_stopped), key=lambda item: item[0])
             rank, failure = (killed or failed or [exc.get_first_failure()])[0]
             if failure.exitcode >= 0:
                 on_failure(f"process of rank {rank} failed with exit code {failure.exitcode} (its error is in the "

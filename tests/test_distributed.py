@@ -400,6 +400,31 @@ def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(mon
     assert launcher.first_stopped_worker(tmp_path) is None
 
 
+@pytest.mark.parametrize("note", ["", "bad value for 'train.lr'"], ids=["no-line", "its-line"])
+def test_a_worker_that_failed_first_is_named_not_the_ranks_torchrun_then_stopped(monkeypatch, capsys, tmp_path, note):
+    """Rank 1 fails (with or without a line of its own, e.g. under PDEB_DEBUG); torchrun then
+    stops rank 0, which notes its SIGTERM. The cause is rank 1's failure, not a stop."""
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pdebench_core import launcher
+
+    (tmp_path / "1").write_text(note)
+    (tmp_path / "stopped-0").write_text("SIGTERM")
+    later = (tmp_path / "1").stat().st_mtime_ns + 10**6
+    os.utime(tmp_path / "stopped-0", ns=(later, later))
+    monkeypatch.setenv(launcher.WORKER_ERRORS, str(tmp_path))
+
+    def launch(args):
+        raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 143, "<N/A>"), 1: ProcessFailure(1, 102, 2, "<N/A>")})
+
+    monkeypatch.setattr(torch.distributed.run, "run", launch)
+    failures = []
+    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    assert code == 2 and failures == ["process of rank 1 failed with exit code 2 (its error is in the command's output)"]
+    assert "stopped by" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("recorded, code, failures, expected", [
     # rank 1 failed; torchrun stopped rank 0, which recorded the signal: the launcher names rank 1
     ({"state": "interrupted", "error": "stopped by SIGTERM"}, 2, ["process of rank 1 failed with exit code 2"],
@@ -612,8 +637,10 @@ def _training_run(home: Path, run_id: str, *settings: str):
     command = [sys.executable, "-m", "pdebench_core.cli", "run", "--model", "fno", "--data", "ns2d", "--profile",
                "smoke", "--device", "cpu", "--quiet", "--run-id", run_id, "--nproc-per-node", "2",
                "train.max_steps=100000", "train.log_every=1", "model.width=6", "model.modes=3", *settings]
+    scratch = home / "tmp" / run_id  # the launch folder a killed launcher leaves stays in the test's own folder
+    scratch.mkdir(parents=True)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(scratch)})
     metrics = home / "runs" / run_id / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
