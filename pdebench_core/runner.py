@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import socket
 import sys
 import time
+import traceback
 from typing import Any, Mapping
 
 from pdebench_core import plugins
@@ -259,7 +261,9 @@ def _close_sinks(ctx: RunContext) -> None:
     for sink in ctx.sinks:
         try:
             sink.close()
-        except PdebError as exc:
+        except Exception as exc:  # noqa: BLE001 - as for a refused row: see RunContext.write_result
+            if os.environ.get("PDEB_DEBUG"):  # the traceback, without changing what happens
+                traceback.print_exception(exc)
             ctx.undelivered.setdefault(sink.component.name, exc)
 
 
@@ -285,6 +289,8 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
                     f"data {list(ctx.cfg.data.keys())}, profile {ctx.cfg.run.profile}, device {ctx.device}"
                     + (f", {ctx.world_size} processes" if ctx.world_size > 1 else ""))
         ctx.results = _run_task(task, ctx)
+        if ctx.is_main:
+            _close_sinks(ctx)  # before "finished": a stop or an error while closing is recorded as such
     except BaseException as exc:
         if ctx.is_main:
             _record_failure(run_dir, resume, before, exc, previous_config)
@@ -293,7 +299,6 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
                     ctx.log(f"run {ctx.run_id} interrupted; 'pdeb run --resume {ctx.run_id}' continues it")
         raise
     if ctx.is_main:
-        _close_sinks(ctx)
         undelivered = undelivered_results(ctx)
         try:
             _write_status(run_dir, state="finished", finished=time.time(), results=ctx.results,

@@ -321,6 +321,36 @@ def test_a_sink_refusing_results_leaves_the_run_finished_and_says_so(fresh_home)
     assert "error: run undelivered finished, but its results did not reach" in (run.path / "log.txt").read_text()
 
 
+class StoppedWhileClosing(Recorder):
+    def close(self):
+        import signal
+
+        from pdebench_core.errors import Stopped
+
+        raise Stopped("SIGTERM", signal.SIGTERM)  # a scheduler's SIGTERM during a slow close
+
+
+class StoppedWhileClosingPlugin:
+    @staticmethod
+    @hookimpl
+    def register_sinks(register):
+        register("slow-close", StoppedWhileClosing, description="stopped while closing")
+
+
+def test_a_stop_while_the_sinks_close_leaves_the_run_interrupted_not_running(fresh_home):
+    from pdebench_core.errors import Stopped
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.runner import execute
+
+    with plugin(StoppedWhileClosingPlugin, "slow-close-plugin"):
+        cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", run_id="closing",
+                           device="cpu", overrides=["run.sinks=[jsonl,slow-close]"])
+        with pytest.raises(Stopped):
+            execute(cfg, quiet=True)
+    status = RunDir.of("closing").read_status()
+    assert status["state"] == "interrupted" and status["error"] == "stopped by SIGTERM"
+
+
 def test_pdeb_debug_shows_a_refusing_sinks_traceback_without_changing_the_outcome(fresh_home, monkeypatch, capsys):
     from pdebench_core.errors import PdebError
     from pdebench_core.rundir import RunDir
