@@ -24,7 +24,7 @@ from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
 from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
 from pdebench_core.validation import (check_declared_dims, check_generator_settings_with_path, check_required,
-                                      check_sections, check_values, resolve_interpolations)
+                                      check_sections, check_values, resolve_interpolations, setting_hints)
 
 SECTIONS = ("run", "model", "data", "train", "eval", "task", "sinks")
 
@@ -273,7 +273,10 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     resolve_interpolations(cfg)
     for metric in [*cfg.eval.metrics, cfg.train.select_metric]:
         regs["metric"].get(str(metric))
-    check_required(cfg)
+    sections = {"model.": model_comp.config, "task.": task_comp.config,
+                **{f"data.{name}.": regs["dataset"].get(name).config for name in cfg.data},
+                **{f"sinks.{name}.": regs["sink"].get(name).config for name in cfg.run.sinks}}
+    check_required(cfg, hints=setting_hints(sections))
     check_values(cfg)
     check_declared_dims(model_comp, [regs["dataset"].get(name) for name in cfg.data])
     return cfg
@@ -431,7 +434,7 @@ def build_dataset(name: str, profile: str = "small", overrides: Iterable[str] = 
     cfg = component_config(comp, profile, section)
     from pdebench_core.validation import check_data_counts
 
-    check_required(cfg, prefix=f"data.{name}.")
+    check_required(cfg, prefix=f"data.{name}.", hints=setting_hints({f"data.{name}.": comp.config}))
     check_data_counts(name, cfg)
     with plugins.plugin_code(comp):
         return comp.factory(cfg)

@@ -70,20 +70,40 @@ def resolve_interpolations(cfg: Any) -> None:
                          f"write the value itself") from None
 
 
-def check_required(cfg: Any, prefix: str = "") -> None:
+def check_required(cfg: Any, prefix: str = "", hints: Mapping[str, str] | None = None) -> None:
     """Every setting declared without a default (``width: int``) has been given a value.
 
     Args:
         cfg: A run's config, or one section of it.
         prefix: The section's place in a run's config (``"data.well."``), for the message.
+        hints: Full setting name -> what to give it (see :func:`setting_hints`), told with
+            the first missing one.
     """
     from omegaconf import OmegaConf
 
     missing = sorted(prefix + key for key in OmegaConf.missing_keys(cfg))
     if missing:
         listing = ", ".join(missing)
-        raise UsageError(f"required setting{'s' if len(missing) > 1 else ''} {listing} not given; "
-                         f"set {missing[0]}=VALUE on the command line or in --config")
+        hint = (hints or {}).get(missing[0])
+        raise UsageError(f"required setting{'s' if len(missing) > 1 else ''} {listing} not given"
+                         + (f" ({hint})" if hint else "") + f"; set {missing[0]}=VALUE on the command line or "
+                         f"in --config")
+
+
+def setting_hints(sections: Mapping[str, Any]) -> dict[str, str]:
+    """What to give each setting whose field says so (``field(metadata={"help": ...})``).
+
+    Args:
+        sections: Prefix (``"data.well."``) -> the config dataclass of that section (or None).
+
+    Returns:
+        Full setting name -> its help.
+    """
+    import dataclasses
+
+    return {prefix + f.name: f.metadata["help"] for prefix, config in sections.items()
+            if config is not None and dataclasses.is_dataclass(config)
+            for f in dataclasses.fields(config) if "help" in f.metadata}
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")

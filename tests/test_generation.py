@@ -21,7 +21,7 @@ from pdebench_core.data.cache import cache_path, key_digest
 from pdebench_core.data.canonical import H5Trajectories, read_spec
 from pdebench_core.data.config import DatasetConfig
 from pdebench_core.data.generation import GENERATION_ONLY, GeneratedDataset
-from pdebench_core.errors import UsageError
+from pdebench_core.errors import PluginError, UsageError
 from pdebench_core.spec import DataSpec
 from pdebench_core.testing import (assert_same_splits, assert_splits_disjoint, check_cache_key, check_dataset_contract,
                                    check_dataset_registration, generation_forbidden, split_arrays)
@@ -176,7 +176,10 @@ def test_a_solver_returning_the_wrong_shape_is_told_the_contract():
     def without_channel(jobs, advance):
         return solve(jobs, advance)[..., 0]
 
-    with pytest.raises(UsageError, match=r"^generating toy: the solver returned shape \(2, 5, 4, 6\) for 2 "
+    same = generation.generate_splits({"train": 2, "val": 0, "test": 0}, TRAJECTORY,
+                                      lambda jobs, advance: list(solve(jobs, advance)), batch_size=2, label="toy")
+    assert same["train"].shape == (2, *TRAJECTORY)  # a list of arrays is a batch too
+    with pytest.raises(PluginError, match=r"^generating toy: the solver returned shape \(2, 5, 4, 6\) for 2 "
                                          r"trajectories; expected \(2, 5, 4, 6, 2\): \(b, T, \*S, C\)"):
         generation.generate_splits({"train": 2, "val": 0, "test": 0}, TRAJECTORY, without_channel, batch_size=2,
                                    label="toy")

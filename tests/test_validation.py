@@ -93,7 +93,7 @@ def test_cli_values_that_make_no_sense(args, message, tmp_path, monkeypatch):
 
 
 def test_required_component_setting_is_settable_and_reported_when_absent():
-    from dataclasses import dataclass
+    from dataclasses import dataclass, field
 
     import torch
 
@@ -102,6 +102,7 @@ def test_required_component_setting_is_settable_and_reported_when_absent():
     @dataclass
     class NeedsWidth:
         width: int  # no default: the user must choose
+        kernel: int = field(metadata={"help": "an odd number of grid points"})  # none either, and it says what
         depth: int = 2
 
     class Plugin:
@@ -112,9 +113,13 @@ def test_required_component_setting_is_settable_and_reported_when_absent():
 
     plugins.register_plugin(Plugin, name="needs-width-plugin")
     try:
-        cfg = build_config(model="needs-width", data="ns2d", profile="smoke", overrides=["model.width=8"])
+        cfg = build_config(model="needs-width", data="ns2d", profile="smoke",
+                           overrides=["model.width=8", "model.kernel=3"])
         assert cfg.model.width == 8 and cfg.model.depth == 2
         with pytest.raises(UsageError, match=r"required setting model.width not given; set model.width=VALUE"):
+            build_config(model="needs-width", data="ns2d", profile="smoke", overrides=["model.kernel=3"])
+        with pytest.raises(UsageError, match=r"^required settings model.kernel, model.width not given \(an odd "
+                                             r"number of grid points\); set model.kernel=VALUE"):
             build_config(model="needs-width", data="ns2d", profile="smoke")
     finally:
         plugins.unregister_plugin("needs-width-plugin")

@@ -153,7 +153,8 @@ def test_the_well_dataset_refuses_other_layouts_and_a_missing_path(tmp_path, fre
         f["tensor"] = np.zeros((2, 6, 4), np.float32)  # PDEBench
     with pytest.raises(UsageError, match="holds the 'pdebench' layout, not The Well's"):
         build_dataset("well", "smoke", [f"path={other}"])
-    with pytest.raises(UsageError, match=r"^required setting data.well.path not given; set data.well.path=VALUE"):
+    with pytest.raises(UsageError, match=r"^required setting data.well.path not given \(a Well dataset's folder or HDF5 "
+                                         r"file, .*\); set data.well.path=VALUE"):
         build_dataset("well", "smoke")
 
 

@@ -330,11 +330,16 @@ def generate_splits(
 
 
 def _check_solution_shape(solution: Any, expected: tuple[int, ...], label: str) -> None:
-    shape = tuple(getattr(solution, "shape", ()))
+    """Refuse a solver's batch of another shape than ``expected`` (a bug of the plugin's solver)."""
+    import numpy as np
+
+    from pdebench_core.errors import PluginError
+
+    shape = tuple(solution.shape) if hasattr(solution, "shape") else np.shape(solution)  # a list of arrays too
     if shape != expected:
-        raise UsageError(f"generating {label}: the solver returned shape {shape} for {expected[0]} trajectories; "
-                         f"expected {expected}: (b, T, *S, C) with the spec's n_frames, grid and one channel "
-                         f"per field")
+        raise PluginError(f"generating {label}: the solver returned shape {shape} for {expected[0]} trajectories; "
+                          f"expected {expected}: (b, T, *S, C) with the spec's n_frames, grid and one channel "
+                          f"per field")
 
 
 def torch_dtype(name: str) -> "torch.dtype":

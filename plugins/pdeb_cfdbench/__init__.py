@@ -9,7 +9,7 @@ the folder holding them. The train file gives train (and val, cut after the firs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pdebench_core import hookimpl
@@ -32,6 +32,8 @@ class CfdbenchConfig(FileDatasetConfig):
     first ``n_train`` (0 by default).
     """
 
+    path: str = field(metadata={"help": "DPOT's file ns2d_cdb_train.hdf5: download CFDBench and preprocess it with "
+                                        "DPOT's data_generation/cfdbench/save_data.py"})
     n_train: int = 9000
     n_val: int = 0
     n_test: int = 1000

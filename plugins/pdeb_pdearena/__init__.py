@@ -17,7 +17,7 @@ folder (``ns2d_pda``, ``ns2d_cond_pda``: ``train/`` and ``test/`` of ``data_<i>.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pdebench_core import hookimpl
@@ -38,6 +38,7 @@ class PdearenaNsConfig(FileDatasetConfig):
     the file's own splits are used.
     """
 
+    path: str = field(metadata={"help": "PDEArena's NavierStokes2D HDF5 files: their folder, or one file"})
     n_train: int = 5200
     n_val: int = 1300
     n_test: int = 1300
@@ -52,6 +53,8 @@ class PdearenaNsCondConfig(FileDatasetConfig):
     from ``train/`` after the first ``n_train``.
     """
 
+    path: str = field(metadata={"help": "PDEArena's conditioned NavierStokes2D HDF5 files (their folder, or one "
+                                        "file), or DPOT's preprocessed folder of them"})
     n_train: int = 6656
     n_val: int = 1664
     n_test: int = 1664

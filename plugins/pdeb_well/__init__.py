@@ -16,7 +16,7 @@ out (``constants=drop``). The spec takes ``dt`` from ``dimensions/time``, the bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from pdebench_core import hookimpl
@@ -40,6 +40,8 @@ class WellConfig(FileDatasetConfig):
             every frame and never scored) or ``drop`` (left out).
     """
 
+    path: str = field(metadata={"help": "a Well dataset's folder or HDF5 file, e.g. from 'pdeb data download "
+                                        "well-<dataset>' or the_well's own download tool"})
     n_train: Optional[int] = None
     n_val: Optional[int] = None
     n_test: Optional[int] = None

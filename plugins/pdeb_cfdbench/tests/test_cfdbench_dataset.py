@@ -44,7 +44,9 @@ def test_defaults_follow_dpot_and_keep_no_validation(tmp_path, monkeypatch):
 
 def test_without_a_path_the_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
-    with pytest.raises(UsageError, match=r"^required setting data.cfdbench.path not given; set data.cfdbench.path="):
+    with pytest.raises(UsageError, match=r"^required setting data.cfdbench.path not given \(DPOT's file "
+                                         r"ns2d_cdb_train.hdf5: download CFDBench and preprocess it with DPOT's "
+                                         r"data_generation/cfdbench/save_data.py\); set data.cfdbench.path="):
         build_dataset("cfdbench", "smoke")
 
 

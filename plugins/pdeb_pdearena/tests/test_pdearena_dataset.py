@@ -34,8 +34,8 @@ def test_reads_the_files_own_splits_in_channel_order(tmp_path, monkeypatch):
 
 def test_without_a_path_the_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PDEB_HOME", str(tmp_path))
-    with pytest.raises(UsageError, match=r"^required setting data.pdearena-ns.path not given; "
-                                         r"set data.pdearena-ns.path=VALUE"):
+    with pytest.raises(UsageError, match=r"^required setting data.pdearena-ns.path not given \(PDEArena's "
+                                         r"NavierStokes2D HDF5 files: .*\); set data.pdearena-ns.path=VALUE"):
         build_dataset("pdearena-ns", "smoke")
 
 
