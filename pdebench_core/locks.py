@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -105,20 +104,36 @@ def holder_lock(lock: Path, busy: Callable[[Any, Any], str], not_writable: Calla
 
 def _take_over(lock: Path, abandoned: tuple | None) -> None:
     """Remove ``lock`` if it is still the file judged abandoned (``abandoned``: its
-    :func:`_holder_of` version). Moving it aside is atomic, so of several processes taking it
-    over at once only one moves it; one that finds it moved another file (the fresh lock of
-    whoever took it over first) puts it back."""
-    aside = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")  # removed by remove_left_by_dead_writers if we die
-    try:
-        os.replace(lock, aside)
-    except FileNotFoundError:  # another process took it over already
+    :func:`_holder_of` version). Takeovers of one lock take turns (an advisory lock on a file
+    beside it, which the system gives back when its holder dies), so a process that read the
+    abandoned lock late never removes the fresh lock of one that took over before it."""
+    if abandoned is None:
         return
     try:
-        if abandoned is None or _holder_of(aside)[1] != abandoned:
-            with contextlib.suppress(OSError):  # a newer lock stands (or no hard links here): that one holds
-                os.link(aside, lock)
+        guard = os.open(lock.with_name(f".{lock.name}.takeover"), os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:
+        return  # nowhere to take turns: the lock stays, and its holder is reported busy
+    try:
+        with _exclusive(guard):
+            if _holder_of(lock)[1] == abandoned:
+                lock.unlink(missing_ok=True)
     finally:
-        aside.unlink(missing_ok=True)
+        os.close(guard)
+
+
+@contextmanager
+def _exclusive(fd: int) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``fd`` (``flock``; where there is none, no turns)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _holder_of(lock: Path) -> tuple[dict[str, Any], tuple | None]:

@@ -89,6 +89,30 @@ def test_a_lock_another_process_took_over_meanwhile_is_left_to_it(tmp_path):
     lock.write_text(json.dumps({"pid": os.getpid(), "host": "here"}))  # ...as the first replaces it
     locks._take_over(lock, judged)
     assert json.loads(lock.read_text())["pid"] == os.getpid()
-    assert [p.name for p in tmp_path.iterdir()] == ["driver.lock"]
     locks._take_over(lock, locks._holder_of(lock)[1])  # the file judged is the one there: removed
-    assert not list(tmp_path.iterdir())
+    assert not lock.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [".driver.lock.takeover"]  # where takeovers take turns
+
+
+def test_takeovers_of_one_lock_take_turns(tmp_path):
+    """While one process checks and removes an abandoned lock, another cannot: it waits."""
+    import fcntl
+    import threading
+
+    from pdebench_core import locks
+
+    lock = tmp_path / "driver.lock"
+    lock.write_text(json.dumps({"pid": 2**22 + 1, "host": "here"}))
+    judged = locks._holder_of(lock)[1]
+    guard = os.open(tmp_path / ".driver.lock.takeover", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(guard, fcntl.LOCK_EX)  # a takeover under way elsewhere
+    late = threading.Thread(target=locks._take_over, args=(lock, judged))
+    late.start()
+    late.join(0.5)
+    assert late.is_alive() and lock.exists()  # waiting its turn, nothing removed
+    lock.unlink()
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": "here"}))  # the first one's fresh lock
+    fcntl.flock(guard, fcntl.LOCK_UN)
+    os.close(guard)
+    late.join(10)
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
