@@ -10,8 +10,8 @@ reads the SQLite store and the published CSV files without importing torch.
 from __future__ import annotations
 
 import contextlib
-import os
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path

@@ -397,10 +397,11 @@ def _known_failure(exc: Exception, ctx: RunContext) -> BaseException | None:
 
     from pdebench_core.distributed import is_peer_failure, stopped_peer_message
 
-    loader = re.search(r"DataLoader worker \(pid[^)]*\) is killed by signal: ([A-Za-z ]+)", str(exc))
+    loader = re.search(r"DataLoader worker \(pid[^)]*\) is killed by signal: ([^.]+)", str(exc))
     if loader is not None:
-        how = loader.group(1).strip()
-        stops = {signal.strsignal(sig): sig for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        how = loader.group(1).split(":")[0].strip()  # "Terminated", or "Terminated: 15" on some systems
+        stops = {str(signal.strsignal(sig)).split(":")[0]: sig
+                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         if how in stops:  # stopped with this process's group (torchrun stopping the run, a scheduler)
             return Stopped(stops[how].name, int(stops[how]))
         return PdebError(f"a data-loading worker process was killed ({how}), often by the out-of-memory killer; "

@@ -82,13 +82,19 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
         self.epoch = 0
         self.position = 0  # micro-batches of the current epoch already yielded on this rank
 
-    def _draw(self, k: int, gen: torch.Generator) -> torch.Tensor:
-        """Dataset ``k``'s samples of one epoch, as window indices local to the dataset."""
+    def _picks(self, k: int) -> tuple[int, int, int]:
+        """``(units, whole passes, units of the partial pass)`` dataset ``k`` draws per epoch:
+        its trajectories (``trajectory`` sampling) or windows, as its weight says."""
         units = self.trajectories[k] if self.sampling == "trajectory" else self.sizes[k]
         whole, frac = divmod(self.weights[k], 1.0)
-        picks = [torch.randperm(units, generator=gen) for _ in range(int(whole))]
-        if frac > 0:
-            picks.append(torch.randperm(units, generator=gen)[: max(1, round(frac * units))])
+        return units, int(whole), max(1, round(frac * units)) if frac > 0 else 0
+
+    def _draw(self, k: int, gen: torch.Generator) -> torch.Tensor:
+        """Dataset ``k``'s samples of one epoch, as window indices local to the dataset."""
+        units, whole, partial = self._picks(k)
+        picks = [torch.randperm(units, generator=gen) for _ in range(whole)]
+        if partial:
+            picks.append(torch.randperm(units, generator=gen)[:partial])
         chosen = torch.cat(picks) if picks else torch.empty(0, dtype=torch.long)
         if self.max_per_dataset:
             chosen = chosen[: self.max_per_dataset]
@@ -102,9 +108,8 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
         """Windows dataset ``k`` gives one epoch (the same in every epoch)."""
         if self.sizes[k] == 0 or self.weights[k] <= 0 or self.trajectories[k] == 0:
             return 0
-        units = self.trajectories[k] if self.sampling == "trajectory" else self.sizes[k]
-        whole, frac = divmod(self.weights[k], 1.0)
-        count = int(whole) * units + (max(1, round(frac * units)) if frac > 0 else 0)
+        units, whole, partial = self._picks(k)
+        count = whole * units + partial
         return min(count, self.max_per_dataset) if self.max_per_dataset else count
 
     def starved_groups(self) -> list[int]:
