@@ -372,31 +372,40 @@ def test_torchruns_own_sigterm_to_the_other_ranks_is_not_taken_for_the_cause(mon
     assert capsys.readouterr().err == ""  # rank 0 printed its own error; no 'killed by SIGTERM' line
 
 
-def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(monkeypatch, capsys, tmp_path):
-    """SIGTERM to rank 1 alone: it leaves a note first; rank 0's lost-peer error comes after.
-    The command names rank 1's stop and exits 143; rank 0's later error is a consequence."""
-    import signal as signals
-
+def _torchrun_after_notes(monkeypatch, folder, notes, exit_codes):
+    """torch's launcher, its workers having left ``notes`` (name -> text, in that order, 1 ms
+    apart) and ended with ``exit_codes`` (rank -> status); the exit code and failures said."""
     import torch.distributed.run
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
     from pdebench_core import launcher
 
-    (tmp_path / "stopped-1").write_text("SIGTERM")
-    (tmp_path / "0").write_text("rank 1 stopped taking part")
-    later = (tmp_path / "stopped-1").stat().st_mtime_ns + 10**6
-    os.utime(tmp_path / "0", ns=(later, later))
-    monkeypatch.setenv(launcher.WORKER_ERRORS, str(tmp_path))
+    start = time.time_ns()
+    for k, (name, text) in enumerate(notes.items()):
+        (folder / name).write_text(text)
+        os.utime(folder / name, ns=(start + k * 10**6, start + k * 10**6))
+    monkeypatch.setenv(launcher.WORKER_ERRORS, str(folder))
 
     def launch(args):
-        raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 1, "<N/A>"), 1: ProcessFailure(1, 102, 143, "<N/A>")})
+        raise ChildFailedError("pdeb", {r: ProcessFailure(r, 100 + r, c, "<N/A>") for r, c in exit_codes.items()})
 
     monkeypatch.setattr(torch.distributed.run, "run", launch)
     failures = []
     code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
-    assert code == 128 + int(signals.SIGTERM) and failures == ["process of rank 1 was stopped by SIGTERM"]
+    return code, failures
+
+
+def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(monkeypatch, capsys, tmp_path):
+    """SIGTERM to rank 1 alone: it leaves a note first; rank 0's lost-peer error comes after.
+    The command names rank 1's stop and exits 143; rank 0's later error is a consequence."""
+    from pdebench_core import launcher
+
+    code, failures = _torchrun_after_notes(monkeypatch, tmp_path, {"stopped-1": "SIGTERM", "0": "rank 1 stopped"},
+                                           {0: 1, 1: 143})
+    assert code == 128 + int(signal.SIGTERM) and failures == ["process of rank 1 was stopped by SIGTERM"]
     assert capsys.readouterr().err.strip() == "error: process of rank 1 was stopped by SIGTERM"
-    os.utime(tmp_path / "0", ns=(later - 2 * 10**6, later - 2 * 10**6))  # rank 0's error first: it is the cause
+    first = (tmp_path / "stopped-1").stat().st_mtime_ns
+    os.utime(tmp_path / "0", ns=(first - 10**6, first - 10**6))  # rank 0's error first: it is the cause
     assert launcher.first_stopped_worker(tmp_path) is None
 
 
@@ -404,23 +413,8 @@ def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(mon
 def test_a_worker_that_failed_first_is_named_not_the_ranks_torchrun_then_stopped(monkeypatch, capsys, tmp_path, note):
     """Rank 1 fails (with or without a line of its own, e.g. under PDEB_DEBUG); torchrun then
     stops rank 0, which notes its SIGTERM. The cause is rank 1's failure, not a stop."""
-    import torch.distributed.run
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
-
-    from pdebench_core import launcher
-
-    (tmp_path / "1").write_text(note)
-    (tmp_path / "stopped-0").write_text("SIGTERM")
-    later = (tmp_path / "1").stat().st_mtime_ns + 10**6
-    os.utime(tmp_path / "stopped-0", ns=(later, later))
-    monkeypatch.setenv(launcher.WORKER_ERRORS, str(tmp_path))
-
-    def launch(args):
-        raise ChildFailedError("pdeb", {0: ProcessFailure(0, 101, 143, "<N/A>"), 1: ProcessFailure(1, 102, 2, "<N/A>")})
-
-    monkeypatch.setattr(torch.distributed.run, "run", launch)
-    failures = []
-    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    code, failures = _torchrun_after_notes(monkeypatch, tmp_path, {"1": note, "stopped-0": "SIGTERM"},
+                                           {0: 143, 1: 2})
     assert code == 2 and failures == ["process of rank 1 failed with exit code 2 (its error is in the command's output)"]
     assert "stopped by" not in capsys.readouterr().err
 
