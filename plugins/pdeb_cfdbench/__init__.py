@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 
 NAME = "cfdbench"
 FIELDS = ("u", "v", "mask")
+#: What a run without ``path`` is told to give.
+PATH_HELP = ("DPOT's file ns2d_cdb_train.hdf5: download CFDBench and preprocess it with DPOT's "
+             "data_generation/cfdbench/save_data.py")
 
 
 @dataclass
@@ -32,8 +35,7 @@ class CfdbenchConfig(FileDatasetConfig):
     first ``n_train`` (0 by default).
     """
 
-    path: str = field(metadata={"help": "DPOT's file ns2d_cdb_train.hdf5: download CFDBench and preprocess it with "
-                                        "DPOT's data_generation/cfdbench/save_data.py"})
+    path: str = field(metadata={"help": PATH_HELP})
     n_train: int = 9000
     n_val: int = 0
     n_test: int = 1000

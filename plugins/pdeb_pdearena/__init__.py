@@ -27,6 +27,12 @@ from pdebench_core.errors import UsageError
 NAME = "pdearena-ns"
 COND_NAME = "pdearena-ns-cond"
 FIELDS = ("u", "vx", "vy")
+#: What a run without ``path`` is told to give.
+PATH_HELP = {
+    NAME: "PDEArena's NavierStokes2D HDF5 files: their folder, or one file",
+    COND_NAME: "PDEArena's conditioned NavierStokes2D HDF5 files (their folder, or one file), or DPOT's preprocessed "
+               "folder of them",
+}
 _VARIANTS = {NAME: "ns", COND_NAME: "ns-cond"}
 
 
@@ -38,7 +44,7 @@ class PdearenaNsConfig(FileDatasetConfig):
     the file's own splits are used.
     """
 
-    path: str = field(metadata={"help": "PDEArena's NavierStokes2D HDF5 files: their folder, or one file"})
+    path: str = field(metadata={"help": PATH_HELP[NAME]})
     n_train: int = 5200
     n_val: int = 1300
     n_test: int = 1300
@@ -53,8 +59,7 @@ class PdearenaNsCondConfig(FileDatasetConfig):
     from ``train/`` after the first ``n_train``.
     """
 
-    path: str = field(metadata={"help": "PDEArena's conditioned NavierStokes2D HDF5 files (their folder, or one "
-                                        "file), or DPOT's preprocessed folder of them"})
+    path: str = field(metadata={"help": PATH_HELP[COND_NAME]})
     n_train: int = 6656
     n_val: int = 1664
     n_test: int = 1664

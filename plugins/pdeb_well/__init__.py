@@ -26,6 +26,8 @@ from pdebench_core.errors import UsageError
 __version__ = "0.1.0"
 
 NAME = "well"
+#: What a run without ``path`` is told to give.
+PATH_HELP = "a Well dataset's folder or HDF5 file, e.g. from 'pdeb data download well-<dataset>' or the_well's own tool"
 
 
 @dataclass
@@ -40,8 +42,7 @@ class WellConfig(FileDatasetConfig):
             every frame and never scored) or ``drop`` (left out).
     """
 
-    path: str = field(metadata={"help": "a Well dataset's folder or HDF5 file, e.g. from 'pdeb data download "
-                                        "well-<dataset>' or the_well's own download tool"})
+    path: str = field(metadata={"help": PATH_HELP})
     n_train: Optional[int] = None
     n_val: Optional[int] = None
     n_test: Optional[int] = None
