@@ -258,9 +258,8 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
             recorded_command(command_line()):
         os.environ[WORKER_ERRORS], os.environ[LAUNCHER_PID] = errors, str(os.getpid())
         try:
-            logs = f"--log-dir={Path(errors, 'launcher')}"  # torch's own, else a folder left in /tmp each run
-            code = torchrun([*launch, f"--nproc-per-node={nproc}", logs, "-m", "pdebench_core.cli", *cleaned],
-                            failures.append, run_id)
+            code = torchrun([*launch, f"--nproc-per-node={nproc}", f"--log-dir={Path(errors, 'launcher')}", "-m",
+                             "pdebench_core.cli", *cleaned], failures.append, run_id)
         finally:
             os.environ.pop(WORKER_ERRORS, None)
             os.environ.pop(LAUNCHER_PID, None)
@@ -326,7 +325,9 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
     from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError, RendezvousError
     from torch.distributed.run import parse_args, run
 
-    with launcher_state_restored():
+    with launcher_state_restored(), tempfile.TemporaryDirectory(prefix=f"{LAUNCH_FOLDER}{os.getpid()}-") as logs:
+        if not any(a.startswith(("--log-dir", "--log_dir")) for a in arguments):
+            arguments = [f"--log-dir={logs}", *arguments]  # torch's own, else a folder is left in /tmp each run
         try:
             with dropped_stops_raised_again():  # inside the try: a stop it raises is reported below
                 run(parse_args(arguments))

@@ -56,15 +56,19 @@ def test_bad_node_options_are_one_line(args, message, tmp_path, monkeypatch):
     assert result.exit_code == 2 and message in result.output, result.output
 
 
-def test_a_node_whose_peers_never_join_says_so_in_one_line(capsys):
+def test_a_node_whose_peers_never_join_says_so_in_one_line(capsys, tmp_path, monkeypatch):
+    import tempfile
+
     from pdebench_core.launcher import torchrun
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     code = torchrun(["--nnodes=2", "--node-rank=0", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
                       "--rdzv-id=lonely", "--rdzv-conf=join_timeout=2", "--nproc-per-node=1",
                       "-m", "pdebench_core.cli", "models"])
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("error: the processes of this run did not all join") and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())  # torch's log folder went with the launch
 
 
 def test_a_node_that_loses_the_rendezvous_says_which_and_how_to_resume(capsys, monkeypatch):
