@@ -348,10 +348,13 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
             return 1
         except ChildFailedError as exc:
             # A rank killed by a signal (the OOM killer's SIGKILL) is the cause; the others' errors (a lost
-            # peer) follow from it. SIGTERM is torchrun's own, sent to the rest once one rank failed.
+            # peer) follow from it. SIGTERM is torchrun's own, sent to the rest once one rank failed, and
+            # so is a SIGKILL well after the first failure (to a rank that ignored that SIGTERM for 30 s:
+            # one stopped, or blocked in a call). Failure times are whole seconds.
+            first = min(failure.timestamp for failure in exc.failures.values())
             killed = sorted(((rank, failure) for rank, failure in exc.failures.items()
-                             if failure.exitcode < 0 and -failure.exitcode != int(signal.SIGTERM)),
-                            key=lambda item: item[0])
+                             if failure.exitcode < 0 and -failure.exitcode != int(signal.SIGTERM)
+                             and failure.timestamp <= first + 1), key=lambda item: item[0])
             notes = os.environ.get(WORKER_ERRORS)
             stopped = None if killed else first_stopped_worker(notes, exc.failures)
             if stopped is not None:  # a signal to one worker alone (kill PID): the others followed

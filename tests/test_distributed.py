@@ -352,6 +352,28 @@ def test_a_killed_rank_is_named_even_when_another_rank_failed_first(monkeypatch,
     assert capsys.readouterr().err.strip() == "error: process of rank 1 was killed by SIGKILL"
 
 
+def test_torchruns_own_sigkill_of_a_rank_that_ignored_its_sigterm_is_not_taken_for_the_cause(monkeypatch, capsys):
+    """Rank 1 froze (SIGSTOP); rank 0 gave up on it with its own error; torchrun's SIGTERM could not
+    stop rank 1, so 30 s later torchrun killed it. The cause is rank 0's error, told by rank 0."""
+    import signal as signals
+
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pdebench_core import launcher
+
+    def launch(args):
+        gave_up, frozen = ProcessFailure(0, 101, 1, "<N/A>"), ProcessFailure(1, 102, -int(signals.SIGKILL), "<N/A>")
+        frozen.timestamp = gave_up.timestamp + 30
+        raise ChildFailedError("pdeb", {0: gave_up, 1: frozen})
+
+    monkeypatch.setattr(torch.distributed.run, "run", launch)
+    failures = []
+    code = launcher.torchrun(["--nproc-per-node", "2", "-m", "pdebench_core.cli", "run"], failures.append)
+    assert code == 1 and failures == ["process of rank 0 failed with exit code 1 (its error is in the command's output)"]
+    assert "killed by" not in capsys.readouterr().err
+
+
 def test_torchruns_own_sigterm_to_the_other_ranks_is_not_taken_for_the_cause(monkeypatch, capsys):
     """Rank 0 failed with a usage error; torchrun then stopped rank 1 with SIGTERM: exit 2."""
     import signal as signals
