@@ -58,9 +58,10 @@ def register_models(register: Register) -> None:
 def register_tasks(register: Register) -> None:
     """Register tasks (train, evaluate, pretrain, ...).
 
-    Call ``register(name, factory, config=ConfigDataclass, **card)``. ``factory(ctx)``
-    receives a :class:`pdebench_core.runs.RunContext` and returns a dict of results
-    ``{dataset_name: {metric_name: value}}``.
+    Call ``register(name, factory, config=ConfigDataclass, trains=True, **card)``.
+    ``factory(ctx)`` receives a :class:`pdebench_core.runs.RunContext` and returns a dict
+    of results ``{dataset_name: {metric_name: value}}``. ``trains=False`` says the task
+    trains nothing (evaluation only), so training settings do not concern it.
 
     Args:
         register: Adds one task to the registry.

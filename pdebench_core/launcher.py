@@ -187,7 +187,12 @@ def print_worker_errors(folder: Path) -> None:
 
 
 def check_batch_split(cfg, processes: int) -> None:
-    """Refuse, before launching anything, a global batch the processes cannot share evenly."""
+    """Refuse, before launching anything, a global batch the processes cannot share evenly
+    (for a task that trains: evaluation does not use ``train.batch_size``)."""
+    from pdebench_core import plugins
+
+    if not plugins.get("task", str(cfg.run.task)).trains:
+        return
     batch, accum = int(cfg.train.batch_size), int(cfg.train.grad_accum)
     if processes > 1 and batch % (processes * accum):
         raise UsageError(f"train.batch_size={batch} must be divisible by processes x train.grad_accum = {processes} x "

@@ -326,8 +326,16 @@ def _stage_metric(staged: list[Component], plugin_name: str, name: str, fn: Call
     _stage(staged, "metric", plugin_name, name, metric, typed=typed, reduction=metric.reduction, **card)
 
 
+def _stage_task(staged: list[Component], plugin_name: str, name: str, factory: Callable[..., Any],
+                config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
+                trains: bool = True, **card: Any) -> None:
+    """The ``register`` of ``register_tasks`` (see :func:`pdebench_core.hookspecs.register_tasks`)."""
+    typed = {"trains": _check_flag("task", name, "trains", trains)}
+    _stage(staged, "task", plugin_name, name, factory, config, profiles, typed=typed, **card)
+
+
 _STAGERS: dict[str, Callable[..., None]] = {
-    "model": _stage_model, "dataset": _stage_dataset, "metric": _stage_metric,
+    "model": _stage_model, "dataset": _stage_dataset, "metric": _stage_metric, "task": _stage_task,
 }
 
 

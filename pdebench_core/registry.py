@@ -31,6 +31,8 @@ class Component:
         mixed_dims: A model accepts datasets of several dimensions in one run.
         default_task: The task a model runs when none is given (``None``: ``train``).
         higher_is_better: A metric ranks larger values first (best checkpoint, leaderboard).
+        trains: A task trains a model (so the training settings, such as how
+            ``train.batch_size`` splits over processes, concern it).
     """
 
     kind: str
@@ -45,6 +47,7 @@ class Component:
     mixed_dims: bool = False
     default_task: str | None = None
     higher_is_better: bool = False
+    trains: bool = True
 
     def supports(self, ndim: int) -> bool:
         """Whether a model or dataset declares ``ndim`` spatial dimensions (undeclared: yes)."""
@@ -96,6 +99,8 @@ class Component:
             out.update(mixed_dims=self.mixed_dims, default_task=self.default_task)
         if self.kind == "metric":
             out["higher_is_better"] = self.higher_is_better
+        if self.kind == "task":
+            out["trains"] = self.trains
         return out
 
 

@@ -58,6 +58,7 @@ class _Width:
      "sets 'trian', which is not a field of _Width nor a section train or eval (did you mean 'train'?)"),
     ("metrics", lambda r: r("bad-direction", lambda pair: pair.error, higher_is_better="yes"),
      "higher_is_better='yes'"),
+    ("tasks", lambda r: r("bad-trains", lambda ctx: {}, trains="no"), "trains='no'"),
     ("datasets", lambda r: r("flow-m0.1", _build), "registered as 'flow-m0.1'; a name may hold letters, digits, '_' "
                                                    "and '-' only (users type it in --data lists and data.<name>"),
     ("models", lambda r: r("a,b", _build), "registered as 'a,b'; a name may hold"),
@@ -122,6 +123,17 @@ def test_a_registered_metric_of_the_wrong_shape_is_named_with_its_plugin():
         with pytest.raises(UsageError, match=r"^metric 'per-sample' \(plugin 'shape-plugin'\) gave values of "
                                              r"shape \(2,\); a metric returns \(2, 3, 1\)"):
             metric.score(pair)
+
+
+def test_only_a_task_that_trains_must_split_its_batch_over_the_processes():
+    """Evaluation uses no train.batch_size: 3 processes do not refuse it over 3 not dividing 4."""
+    from pdebench_core.launcher import check_batch_split
+
+    evaluate = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke")
+    assert plugins.get("task", "evaluate").trains is False and plugins.get("task", "train").trains is True
+    check_batch_split(evaluate, 3)
+    with pytest.raises(UsageError, match=r"train.batch_size=4 must be divisible by processes x train.grad_accum"):
+        check_batch_split(build_config(model="fno", data="ns2d", profile="smoke"), 3)
 
 
 def test_bundled_plugins_declare_dims_as_parameters_and_no_dead_keys():

@@ -84,5 +84,5 @@ def register_tasks(register):
     """Register the builtin tasks."""
     register("train", run_train, config=TrainTaskConfig,
              description="supervised next-step training, then autoregressive evaluation")
-    register("evaluate", run_evaluate, config=EvaluateTaskConfig,
+    register("evaluate", run_evaluate, config=EvaluateTaskConfig, trains=False,
              description="autoregressive rollout evaluation of a model or checkpoint")
