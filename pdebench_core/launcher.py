@@ -129,6 +129,28 @@ def _leave_note(name: str, text: str) -> bool:
     return True
 
 
+def stop_message(rank: int, signal_name: str) -> str:
+    """The one line that says a signal sent to one worker alone ended the run."""
+    return f"process of rank {rank} was stopped by {signal_name}"
+
+
+def is_stop(failure: str) -> bool:
+    """Whether a failure the launcher reported is a :func:`stop_message`."""
+    return failure.startswith("process of rank ") and " was stopped by SIG" in failure
+
+
+def _worker_notes(folder: str | os.PathLike | None) -> tuple[list[tuple[int, int, Path]], list[tuple[int, int]]]:
+    """The notes workers left: ``(time, rank, path)`` of each stop, ``(time, rank)`` of each error."""
+    stops, errors = [], []
+    for path in Path(folder).iterdir() if folder and Path(folder).is_dir() else []:
+        with contextlib.suppress(OSError):
+            if path.name.startswith(STOPPED) and path.name[len(STOPPED):].isdigit():
+                stops.append((path.stat().st_mtime_ns, int(path.name[len(STOPPED):]), path))
+            elif path.name.isdigit():
+                errors.append((path.stat().st_mtime_ns, int(path.name)))
+    return stops, errors
+
+
 def first_stopped_worker(folder: str | os.PathLike | None, failures: Mapping[int, Any] | None = None
                          ) -> tuple[int, str] | None:
     """``(rank, signal name)`` when a signal stopped one worker before any other worker left a
@@ -140,36 +162,22 @@ def first_stopped_worker(folder: str | os.PathLike | None, failures: Mapping[int
         failures: torch's failures by rank, when known: the stopped rank must have ended with
             that signal's status, and every rank that failed otherwise must have left a note.
     """
-    stops, errors = [], []
-    for path in Path(folder).iterdir() if folder and Path(folder).is_dir() else []:
-        with contextlib.suppress(OSError):
-            if path.name.startswith(STOPPED):
-                stops.append((path.stat().st_mtime_ns, path))
-            elif path.name.isdigit():
-                errors.append((path.stat().st_mtime_ns, int(path.name)))
+    stops, errors = _worker_notes(folder)
     if not stops:
         return None
-    when, first = min(stops)
+    when, rank, first = min(stops)
     if errors and min(errors)[0] <= when:  # a tie (file times are coarse) is not taken for a stop
         return None
-    name, rank = first.read_text(encoding="utf-8", errors="replace").strip(), int(first.name[len(STOPPED):])
+    name = first.read_text(encoding="utf-8", errors="replace").strip()
     if name not in signal.Signals.__members__:
         return None
     if failures is not None:
         status = getattr(failures.get(rank), "exitcode", None)
-        noted = {int(path.name[len(STOPPED):]) for _, path in stops} | {r for _, r in errors}
+        noted = {r for _, r, _ in stops} | {r for _, r in errors}
         unexplained = [r for r, failure in failures.items() if r not in noted and failure.exitcode >= 0]
         if status not in (128 + int(signal.Signals[name]), -int(signal.Signals[name])) or unexplained:
             return None
     return rank, name
-
-
-def _stopped_ranks(folder: str | os.PathLike | None) -> set[int]:
-    """Ranks that left a note of being stopped by a signal."""
-    if not folder or not Path(folder).is_dir():
-        return set()
-    return {int(path.name[len(STOPPED):]) for path in Path(folder).glob(f"{STOPPED}*")
-            if path.name[len(STOPPED):].isdigit()}
 
 
 def print_worker_errors(folder: Path) -> None:
@@ -263,12 +271,12 @@ def launch_torchrun(nproc: int, cfg, resume: Optional[str], nodes: list[str]) ->
             recorded_command(command_line()):
         os.environ[WORKER_ERRORS], os.environ[LAUNCHER_PID] = errors, str(os.getpid())
         try:
-            code = torchrun([*launch, f"--nproc-per-node={nproc}", f"--log-dir={Path(errors, 'launcher')}", "-m",
-                             "pdebench_core.cli", *cleaned], failures.append, run_id)
+            code = torchrun([*launch, f"--nproc-per-node={nproc}", "-m", "pdebench_core.cli", *cleaned],
+                            failures.append, run_id)
         finally:
             os.environ.pop(WORKER_ERRORS, None)
             os.environ.pop(LAUNCHER_PID, None)
-        if first_stopped_worker(errors) is None:  # else the others' errors follow from that stop
+        if not (failures and is_stop(failures[0])):  # else the others' errors follow from that stop
             print_worker_errors(Path(errors))
     if code:
         node_rank = next((int(a.split("=", 1)[1]) for a in nodes if a.startswith("--node-rank=")), 0)
@@ -304,7 +312,7 @@ def record_launch_outcome(run_id: str, code: int, failures: list[str], node_rank
     status = run.read_status()
     if node_rank > 0 and status.get("state") == "interrupted":
         return
-    if failures and " was stopped by SIG" in failures[0] and status.get("state") != "finished":
+    if failures and is_stop(failures[0]) and status.get("state") != "finished":
         run.restate("interrupted", failures[0])  # rank 0's own account (a lost peer) follows from it
         return
     stopped = status.get("state") == "running" or str(status.get("error", "")).startswith("stopped by SIG")
@@ -330,9 +338,10 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
     from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError, RendezvousError
     from torch.distributed.run import parse_args, run
 
-    with launcher_state_restored(), tempfile.TemporaryDirectory(prefix=f"{LAUNCH_FOLDER}{os.getpid()}-") as logs:
-        if not any(a.startswith(("--log-dir", "--log_dir")) for a in arguments):
-            arguments = [f"--log-dir={logs}", *arguments]  # torch's own, else a folder is left in /tmp each run
+    with launcher_state_restored(), contextlib.ExitStack() as stack:
+        if not any(a.startswith(("--log-dir", "--log_dir")) for a in arguments):  # torch's own, else left in /tmp
+            logs = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{LAUNCH_FOLDER}{os.getpid()}-"))
+            arguments = [f"--log-dir={logs}", *arguments]
         try:
             with dropped_stops_raised_again():  # inside the try: a stop it raises is reported below
                 run(parse_args(arguments))
@@ -364,10 +373,10 @@ def torchrun(arguments: list[str], on_failure: Callable[[str], None] = lambda re
             stopped = None if killed else first_stopped_worker(notes, exc.failures)
             if stopped is not None:  # a signal to one worker alone (kill PID): the others followed
                 rank, name = stopped
-                on_failure(f"process of rank {rank} was stopped by {name}")
-                typer.echo(f"error: process of rank {rank} was stopped by {name}", err=True)
+                on_failure(stop_message(rank, name))
+                typer.echo(f"error: {stop_message(rank, name)}", err=True)
                 return 128 + int(signal.Signals[name])
-            only_stopped = _stopped_ranks(notes)  # stopped by torchrun once another failed: not the cause
+            only_stopped = {r for _, r, _ in _worker_notes(notes)[0]}  # stopped by torchrun once another failed
             failed = sorted(((rank, failure) for rank, failure in exc.failures.items()
                              if failure.exitcode >= 0 and rank not in only_stopped), key=lambda item: item[0])
             rank, failure = (killed or failed or [exc.get_first_failure()])[0]

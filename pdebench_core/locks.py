@@ -93,12 +93,12 @@ def holder_lock(lock: Path, busy: Callable[[Any, Any], str], not_writable: Calla
             raise write_failed(lock, exc) from None
         break
     else:  # taken over twice and still not ours: another process is taking it over too
-        holder = _read_holder(lock)
+        holder = _holder_of(lock)[0]
         raise UsageError(busy(holder.get("pid"), holder.get("host")))
     try:
         yield
     finally:
-        if _read_holder(lock).get("pid") == os.getpid():
+        if _holder_of(lock)[0].get("pid") == os.getpid():
             lock.unlink(missing_ok=True)
 
 
@@ -150,14 +150,6 @@ def _holder_of(lock: Path) -> tuple[dict[str, Any], tuple | None]:
     except ValueError:
         data = {}
     return (data if isinstance(data, dict) else {}), (stat.st_ino, stat.st_mtime_ns, text)
-
-
-def _read_holder(lock: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _age(path: Path) -> float:
