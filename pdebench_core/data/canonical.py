@@ -58,8 +58,8 @@ def write_canonical(
     for name, array in arrays.items():
         if array.ndim < 4:
             raise DataError(f"split '{name}' must be (N, T, *S, C), got shape {array.shape}")
-    check_free_space(_existing_folder(path), sum(4 * int(np.prod(a.shape)) for a in arrays.values()),
-                     f"data file {path.name}")
+    # Read on the disk of the folder's nearest existing parent: the folder may not exist yet.
+    check_free_space(path.parent, sum(4 * int(np.prod(a.shape)) for a in arrays.values()), f"data file {path.name}")
     with CanonicalWriter(path, spec, provenance) as writer:
         for name, array in arrays.items():
             writer.create(name, array.shape[0], array.shape[1:])
@@ -68,14 +68,6 @@ def write_canonical(
         # Checked when the file is reused as a cache: damaged bytes mean "generate again".
         writer.attrs["content_sha256"] = json.dumps({name: split_digest(array) for name, array in arrays.items()})
     return path
-
-
-def _existing_folder(path: Path) -> Path:
-    """The nearest folder of ``path`` that exists (where free space can be read)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 class CanonicalWriter:
