@@ -22,7 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from pdebench_core import plugins
 from pdebench_core.errors import UsageError, did_you_mean
 from pdebench_core.registry import Component
-from pdebench_core.settings import CORE_PROFILES, PROFILES, EvalSection, RunSection, TrainSection
+from pdebench_core.profiles import PROFILE_NAMES
+from pdebench_core.settings import CORE_PROFILES, EvalSection, RunSection, TrainSection
 from pdebench_core.validation import (check_declared_dims, check_generator_settings_with_path, check_required,
                                       check_sections, check_values, resolve_interpolations, setting_hints)
 
@@ -389,10 +390,10 @@ def _check_not_contradicted(option: str, value: Any, section: str, key: str, *la
 
 
 def check_profile(profile: str) -> None:
-    """Refuse a profile name that is not one of :data:`PROFILES` (a typo would silently give defaults)."""
-    if profile not in PROFILES:
-        raise UsageError(f"unknown profile '{profile}'{did_you_mean(str(profile), PROFILES)}; choose one of "
-                         f"{', '.join(PROFILES)}")
+    """Refuse a profile name that is not one of :data:`PROFILE_NAMES` (a typo would silently give defaults)."""
+    if profile not in PROFILE_NAMES:
+        raise UsageError(f"unknown profile '{profile}'{did_you_mean(str(profile), PROFILE_NAMES)}; choose one of "
+                         f"{', '.join(PROFILE_NAMES)}")
 
 
 def component_config(component: Component, profile: str = "small", overrides: Mapping[str, Any] | None = None):

@@ -239,13 +239,13 @@ def _shared_sections() -> dict[str, type]:
 def _check_profile_keys(kind: str, name: str, config: Any, profiles: Mapping[str, Mapping[str, Any]]) -> None:
     """Profiles are named after pdeb's profiles and set fields of the config (a task's also the
     ``train`` and ``eval`` sections), so a typo is the plugin's error, not the user's."""
-    from pdebench_core.settings import PROFILES
+    from pdebench_core.profiles import PROFILE_NAMES
 
     shared = _shared_sections() if kind == "task" else {}  # a task's profiles may set these sections too
     for profile, overrides in profiles.items():
-        if profile not in PROFILES:
+        if profile not in PROFILE_NAMES:
             raise _BadRegistration(f"{kind} '{name}' has a profile '{profile}'; profiles are "
-                                   f"{', '.join(PROFILES)}{did_you_mean(profile, PROFILES)}")
+                                   f"{', '.join(PROFILE_NAMES)}{did_you_mean(profile, PROFILE_NAMES)}")
         _check_shared_sections(kind, name, profile, overrides, shared)
         if config is None:
             continue

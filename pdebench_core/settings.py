@@ -7,9 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional
 
-PROFILES = ("smoke", "small", "paper")
-
-
 def settings_digest(config: Mapping[str, Any], without_seed: bool = False) -> str:
     """16 hex digits of the settings that change a run's results: its resolved config without
     the run id and where results go (``run.sinks`` and every ``sinks.<name>`` section).
