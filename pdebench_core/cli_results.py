@@ -110,7 +110,7 @@ def reproduce_command(
                                       "(dpot-table1) to run on a released checkpoint."),
     execute: bool = typer.Option(False, "--execute", help="Rerun it now (as a new run) and compare the metrics."),
     new_run_id: Optional[str] = typer.Option(
-        None, "--run-id", help="Id of the new run (default: <run_id>-repro-<hex>)."),
+        None, "--run-id", help="Id of the new run (default: <run_id>-repro-<n>, the first n not taken)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reproduction as JSON."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Protocol: the released checkpoint to evaluate (official key names)."),

@@ -603,6 +603,21 @@ def test_reproduce_prints_a_command_that_works(smoke_home, pdeb):
     assert info["config_hash"] == before["config_hash"] and info["seed"] == 0
 
 
+def test_reproduce_names_the_rerun_the_same_way_until_it_exists(smoke_home):
+    from pdebench_core.report import new_repro_id
+    from pdebench_core.rundir import RunDir
+
+    first = json.loads(invoke("reproduce", SMOKE_RUN, "--json").output)["new_run_id"]
+    assert first == f"{SMOKE_RUN}-repro-1"  # printing alone takes no id: --execute uses the printed one
+    assert json.loads(invoke("reproduce", SMOKE_RUN, "--json").output)["new_run_id"] == first
+    RunDir.of(first).path.mkdir(parents=True)
+    try:
+        assert json.loads(invoke("reproduce", SMOKE_RUN, "--json").output)["new_run_id"] == f"{SMOKE_RUN}-repro-2"
+        assert new_repro_id(first) == f"{SMOKE_RUN}-repro-2"  # a rerun's rerun counts on from the original
+    finally:
+        RunDir.of(first).path.rmdir()
+
+
 def test_reproduce_tells_runs_and_protocols_apart(smoke_home):
     near_protocol = invoke("reproduce", "dpot-table")
     assert near_protocol.exit_code == 2 and "did you mean 'dpot-table1'" in near_protocol.output

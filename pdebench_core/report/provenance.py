@@ -8,7 +8,6 @@ command that reruns it from its saved, fully resolved config.
 from __future__ import annotations
 
 import json
-import secrets
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -124,9 +123,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def new_repro_id(run_id: str) -> str:
-    """A fresh run id for a rerun: ``<run_id>-repro-<6 hex digits>``."""
+    """The run id of the next rerun: ``<run_id>-repro-<n>``, the first ``n`` from 1 not taken.
+
+    It depends only on the runs there are, so the command ``pdeb reproduce RUN`` prints is the
+    one ``--execute`` runs; a rerun of a rerun counts on from the original run.
+    """
     base = run_id.split("-repro-")[0]
-    return f"{base}-repro-{secrets.token_hex(3)}"
+    n = 1
+    while RunDir.of(f"{base}-repro-{n}").path.exists():
+        n += 1
+    return f"{base}-repro-{n}"
 
 
 def launch_options(command: str) -> list[str]:
