@@ -54,6 +54,32 @@ class Stopped(KeyboardInterrupt):
         self.signal_name, self.exit_code = signal_name, 128 + signal_number
 
 
+#: Marks the note that carries pdeb's error line on an exception let through by ``PDEB_DEBUG=1``.
+ERROR_LINE_NOTE = "pdeb: "
+
+
+def add_error_line(exc: BaseException, line: str) -> None:
+    """Attach pdeb's one-line account of ``exc`` (which plugin raised it) to an exception that
+    ``PDEB_DEBUG=1`` lets through: its traceback ends with the line, and :func:`error_line` finds it.
+    The innermost account stays, as without ``PDEB_DEBUG``, where the first :class:`PluginError`
+    passes the outer handlers unchanged."""
+    if not _error_line_notes(exc):
+        exc.add_note(ERROR_LINE_NOTE + line)
+
+
+def error_line(exc: BaseException) -> str:
+    """The error a run records for ``exc``: a :class:`PdebError`'s own line, the line attached by
+    :func:`add_error_line`, or ``"<type>: <message>"``."""
+    if isinstance(exc, PdebError):
+        return str(exc)
+    notes = _error_line_notes(exc)
+    return notes[0][len(ERROR_LINE_NOTE):] if notes else f"{type(exc).__name__}: {exc}"
+
+
+def _error_line_notes(exc: BaseException) -> list[str]:
+    return [n for n in getattr(exc, "__notes__", ()) if isinstance(n, str) and n.startswith(ERROR_LINE_NOTE)]
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

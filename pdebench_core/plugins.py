@@ -458,18 +458,22 @@ def plugin_exit_failure(component: Component, exc: SystemExit) -> Exception | No
 
 def plugin_failure(component: Component, exc: Exception, what: str = "raised") -> Exception | None:
     """The one-line :class:`PluginError` for an exception of a component's code; ``None`` with
-    ``PDEB_DEBUG=1``, for the caller to let the exception and its traceback through."""
-    from pdebench_core.errors import PluginError
+    ``PDEB_DEBUG=1``, for the caller to let the exception and its traceback through (the line
+    then rides on the exception as a note: the traceback ends with it, and ``status.json``
+    records it, see :func:`pdebench_core.errors.error_line`)."""
+    from pdebench_core.errors import PluginError, add_error_line
 
-    if os.environ.get("PDEB_DEBUG"):
-        return None
     origin = raising_plugin(exc, prefer=component.plugin)
     if origin is not None and origin[0] != component.plugin:  # e.g. a model's forward, run by a builtin task
         plugin, where = origin
-        return PluginError(f"plugin '{plugin}' raised {_one_line(exc)} (at {where}, during {component.kind} "
-                           f"'{component.name}'); PDEB_DEBUG=1 shows the traceback")
-    return PluginError(f"{component.kind} '{component.name}' (plugin '{component.plugin}') {what} "
-                       f"{_one_line(exc)}; PDEB_DEBUG=1 shows the traceback")
+        line = (f"plugin '{plugin}' raised {_one_line(exc)} (at {where}, during {component.kind} "
+                f"'{component.name}')")
+    else:
+        line = f"{component.kind} '{component.name}' (plugin '{component.plugin}') {what} {_one_line(exc)}"
+    if os.environ.get("PDEB_DEBUG"):
+        add_error_line(exc, line)
+        return None
+    return PluginError(f"{line}; PDEB_DEBUG=1 shows the traceback")
 
 
 def raising_plugin(exc: BaseException, prefer: str | None = None) -> tuple[str, str] | None:

@@ -60,11 +60,13 @@ def pretraining_argv(protocol: Protocol, data_root: str | Path, size: str = "ti"
 
 
 def _dataset_settings(name: str, column: Column, train: Path, weight: float | None) -> list[str]:
-    """One column's files and split sizes as the official loader reads them: its first
-    ``train_size`` training trajectories, no validation split, ``test_size`` test trajectories
-    (from the test file or folder paired with the training one)."""
+    """One column's files and split sizes: its first ``train_size`` training trajectories and no
+    validation split, as the official loader reads them, and the first ``eval_test_size`` test
+    trajectories (from the test file or folder paired with the training one). The run's final
+    scores then stand beside Table 1's pre-trained rows, which were scored on that many by the
+    official ``evaluate.py``, not on the official training script's smaller ``test_size``."""
     settings = [f"data.{name}.path={train}", f"data.{name}.n_train={column.train_size}", f"data.{name}.n_val=0",
-                f"data.{name}.n_test={column.test_size}"]
+                f"data.{name}.n_test={column.eval_test_size}"]
     return settings + ([f"data.{name}.weight={weight:g}"] if weight else [])
 
 

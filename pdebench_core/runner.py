@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
-from pdebench_core.errors import DataError, PdebError, PluginError, ResultsUndelivered, Stopped, UsageError
+from pdebench_core.errors import DataError, PdebError, PluginError, ResultsUndelivered, Stopped, UsageError, error_line
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -348,7 +348,7 @@ def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
     if isinstance(exc, UsageError) and not resume and not has_checkpoint and not run.took_steps():
         shutil.rmtree(run_dir, ignore_errors=True)  # refused input, before any step: nothing worth keeping
         return
-    error = str(exc) if isinstance(exc, PdebError) else f"{type(exc).__name__}: {exc}"
+    error = error_line(exc)
     if resume and before.get("state") == "finished":
         _write_status(run_dir, **before)  # a failed extension does not undo a finished run
         if previous_config is not None:

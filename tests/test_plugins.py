@@ -473,6 +473,12 @@ def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fa
         assert "l2re" in result.stdout and "run persistence-ns2d-" in result.stdout
     debug = pdeb("run", *args, "--profile", "smoke", "--quiet", env={**env, "PDEB_DEBUG": "1"})
     assert ("Traceback" in debug.stderr) == ("PDEB_DEBUG" in message)
+    if "PDEB_DEBUG" in message and "did not reach sink" not in message:
+        # the traceback ends with pdeb's line, and both runs record that line as their error
+        line = message.removeprefix("error: ").split("; PDEB_DEBUG=1")[0]
+        assert fnmatch.fnmatchcase(debug.stderr.rstrip().splitlines()[-1], f"pdeb: {line}"), debug.stderr
+        recorded = [json.loads(f.read_text())["error"] for f in (tmp_path / "home" / "runs").glob("*/status.json")]
+        assert len(recorded) == 2 and all(fnmatch.fnmatchcase(e, f"{line}*") for e in recorded), recorded
 
 
 def test_an_entry_point_listed_twice_is_loaded_and_reported_once(tmp_path):

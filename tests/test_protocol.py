@@ -430,7 +430,7 @@ def test_the_pretraining_command_reads_every_training_file_as_the_official_loade
         name = names[column.key]
         assert settings[f"data.{name}.path"] == str(tmp_path / column.train)
         assert settings[f"data.{name}.n_train"] == str(column.train_size) and settings[f"data.{name}.n_val"] == "0"
-        assert settings[f"data.{name}.n_test"] == str(column.test_size)
+        assert settings[f"data.{name}.n_test"] == str(column.eval_test_size)  # the test set of Table 1's rows
     ti = protocol.pretraining["sizes"]["ti"]
     assert settings["train.batch_size"] == str(ti["num_gpus"] * ti["batch_per_gpu"]) == "120"
     assert float(settings["task.noise_scale"]) == ti["noise_scale"] and settings["data.swe2d.weight"] == "20"
