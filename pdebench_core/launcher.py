@@ -122,8 +122,13 @@ def _leave_note(name: str, text: str) -> bool:
     folder = os.environ.get(WORKER_ERRORS)
     if not folder:
         return False
+    now = time.time_ns()
     try:
         Path(folder, name).write_text(text, encoding="utf-8")
+        # The launcher orders notes by file time. A time the kernel stamps comes from its coarse
+        # clock (a few milliseconds), too coarse for a lost peer's error that follows a stop at
+        # once; a time set explicitly is kept to the nanosecond.
+        os.utime(Path(folder, name), ns=(now, now))
     except OSError:
         return False
     return True
@@ -166,7 +171,7 @@ def first_stopped_worker(folder: str | os.PathLike | None, failures: Mapping[int
     if not stops:
         return None
     when, rank, first = min(stops)
-    if errors and min(errors)[0] <= when:  # a tie (file times are coarse) is not taken for a stop
+    if errors and min(errors)[0] <= when:  # a tie is not taken for a stop
         return None
     name = first.read_text(encoding="utf-8", errors="replace").strip()
     if name not in signal.Signals.__members__:

@@ -431,6 +431,20 @@ def test_a_worker_stopped_alone_is_named_rather_than_the_ranks_that_followed(mon
     assert launcher.first_stopped_worker(tmp_path) is None
 
 
+def test_notes_left_in_quick_succession_keep_their_order(monkeypatch, tmp_path):
+    """A lost peer's error can follow a stop within the kernel's file-time tick (a few
+    milliseconds on kernels without fine-grained file times): each note keeps the time its
+    worker took, to the nanosecond, so the stop is still found first."""
+    from pdebench_core import launcher
+
+    monkeypatch.setenv(launcher.WORKER_ERRORS, str(tmp_path))
+    moments = iter([1_700_000_000_000_000_001, 1_700_000_000_000_000_002])  # 1 ns apart
+    monkeypatch.setattr(launcher.time, "time_ns", lambda: next(moments))
+    assert launcher._leave_note("stopped-1", "SIGTERM") and launcher._leave_note("0", "rank 1 stopped")
+    assert [(tmp_path / n).stat().st_mtime_ns % 1000 for n in ("stopped-1", "0")] == [1, 2]
+    assert launcher.first_stopped_worker(tmp_path) == (1, "SIGTERM")
+
+
 @pytest.mark.parametrize("note", ["", "bad value for 'train.lr'"], ids=["no-line", "its-line"])
 def test_a_worker_that_failed_first_is_named_not_the_ranks_torchrun_then_stopped(monkeypatch, capsys, tmp_path, note):
     """Rank 1 fails (with or without a line of its own, e.g. under PDEB_DEBUG); torchrun then
