@@ -222,7 +222,7 @@ class GuardedSink:
         if missing:  # found now, before any compute, not when the first step is logged
             raise PluginError(f"sink '{component.name}' (plugin '{component.plugin}'): its factory returned a "
                               f"{type(sink).__name__} without {', '.join(missing)}; a sink has log_step(step, "
-                              f"values), write_result(row) and close(), any of which may do nothing")
+                              f"values), write_result(row) and close(); subclass pdebench_core.Sink to keep only some")
         self.component, self.sink, self.closed = component, sink, False
 
     def log_step(self, step: int, values: dict[str, float]) -> None:

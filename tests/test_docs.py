@@ -5,7 +5,10 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from pdebench_core import hookspecs
 
@@ -61,6 +64,33 @@ def test_the_worked_task_of_writing_plugins_runs_as_documented(tmp_path, monkeyp
         plugins.unregister_plugin("doc-task")
     row = ResultsStore().rows()[0]
     assert row["task"] == "noisy-train" and row["extra"]["noise"] == 0.01
+
+
+def test_the_csv_sink_of_the_hook_reference_runs_as_documented(tmp_path, monkeypatch):
+    """The example subclasses pdebench_core.Sink and writes only write_result: a run reaches it."""
+    import csv
+    import types
+
+    from pdebench_core import plugins
+    from pdebench_core.config import build_config
+    from pdebench_core.runner import execute
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path))
+    module = types.ModuleType("doc_sink")
+    monkeypatch.setitem(sys.modules, "doc_sink", module)
+    code = textwrap.dedent(_python_block_after("plugin-hooks.md", "## register_sinks"))  # the block is indented
+    exec(compile(code, "doc_sink", "exec"), module.__dict__)
+    plugins.register_plugin(module, name="doc-sink")
+    try:
+        cfg = build_config(model="persistence", data="ns2d", task="evaluate", profile="smoke", device="cpu",
+                           overrides=["run.sinks=[csv]"])
+        outcome = execute(cfg, quiet=True)
+    finally:
+        plugins.unregister_plugin("doc-sink")
+    with open(tmp_path / "runs" / outcome.run_id / "results.csv", newline="") as f:
+        header, row = list(csv.reader(f))
+    assert header[:3] == ["run_id", "model", "dataset"] and row[:3] == [outcome.run_id, "persistence", "ns2d"]
+    assert float(row[header.index("l2re")]) == pytest.approx(outcome.results["ns2d"]["l2re"])
 
 
 def test_the_dataset_over_your_own_files_runs_as_documented(tmp_path, monkeypatch):

@@ -451,7 +451,8 @@ EVALUATE = ["--model", "persistence", "--data", "ns2d", "--task", "evaluate"]  #
      "'failing-close-sink' (plugin 'raising') raised OSError: disk gone at close; PDEB_DEBUG=1"),
     ([*EVALUATE, "run.sinks=[partial-sink]"],
      "error: sink 'partial-sink' (plugin 'raising'): its factory returned a PartialSink without log_step, close; "
-     "a sink has log_step(step, values), write_result(row) and close(), any of which may do nothing"),
+     "a sink has log_step(step, values), write_result(row) and close(); subclass pdebench_core.Sink to keep only "
+     "some"),
     (["--model", "persistence", "--data", "ns2d", "--task", "junk-task"],
      "error: task 'junk-task' (plugin 'raising') returned list, not {dataset: {metric: value}}"),
     (["--model", "persistence", "--data", "ns2d", "--task", "forgetful-task"],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pdebench_core.hookspecs import hookimpl
+from pdebench_core.sink import Sink
 
 
 @dataclass
@@ -23,31 +24,25 @@ class SqliteSinkConfig:
     path: Optional[str] = None
 
 
-class SqliteSink:
-    """Writes result rows to the results store; ignores step logs."""
+class SqliteSink(Sink):
+    """Writes result rows to the results store; step logs are kept by the ``jsonl`` sink.
+    Each write opens its own connection, so there is nothing to close."""
 
     def __init__(self, cfg: Any, run_dir: Path) -> None:
         from pdebench_core.results import ResultsStore
 
+        super().__init__(cfg, run_dir)
         self.store = ResultsStore(getattr(cfg, "path", None))
         self.store.check_writable()  # before the run computes anything
-
-    def log_step(self, step: int, values: dict[str, float]) -> None:
-        """Step logs are kept by the ``jsonl`` sink."""
 
     def write_result(self, row: dict[str, Any]) -> None:
         """Insert one row."""
         self.store.add(row)
 
-    def close(self) -> None:
-        """Nothing to release: each write opens its own connection."""
 
-
-class JsonlSink:
-    """Appends step metrics to ``metrics.jsonl`` and result rows to ``results.jsonl`` in the run directory."""
-
-    def __init__(self, cfg: Any, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
+class JsonlSink(Sink):
+    """Appends step metrics to ``metrics.jsonl`` and result rows to ``results.jsonl`` in the run
+    directory; files are opened per write, so there is nothing to close."""
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         from pdebench_core.diskspace import write_failed
@@ -77,9 +72,6 @@ class JsonlSink:
     def write_result(self, row: dict[str, Any]) -> None:
         """One JSON object per result row."""
         self._append("results.jsonl", row)
-
-    def close(self) -> None:
-        """Files are opened per write."""
 
 
 #: The values of ``WANDB_MODE`` that wandb accepts.
