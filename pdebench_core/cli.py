@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from pdebench_core.cli_common import friendly, outlive_the_reader
+from pdebench_core.cli_common import click_exceptions, friendly, outlive_the_reader
 from pdebench_core.errors import PdebError, ResultsUndelivered, UsageError
 
 app = typer.Typer(
@@ -346,13 +346,13 @@ def main() -> None:
     except PdebError as exc:  # raised outside a command, e.g. while loading plugins
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except _click_usage_errors() as exc:  # click would draw a box of several lines
+    except click_exceptions("UsageError") as exc:  # click would draw a box of several lines
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "pdeb"
         message = exc.format_message().rstrip(".")
         if message:  # none when a group was called without a command: its help is already printed
             print(f"error: {message}; see '{command} --help'", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (typer.Abort, *_click_aborts()):  # Ctrl-C at a prompt
+    except (typer.Abort, *click_exceptions("Abort")):  # Ctrl-C at a prompt
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
@@ -375,24 +375,6 @@ def _quiet_torch_cpp_warnings_of_launched_runs() -> None:
     launched = any(arg.split("=", 1)[0] in LAUNCH_OPTIONS for arg in sys.argv[1:])
     if launched and "TORCH_CPP_LOG_LEVEL" not in os.environ:
         os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
-
-
-def _click_usage_errors() -> tuple[type, ...]:
-    """Click's usage-error class: typer's own copy of click (typer >= 0.26) and click's."""
-    import click
-
-    found = [click.exceptions.UsageError]
-    try:
-        from typer._click import exceptions as vendored
-    except ImportError:
-        return tuple(found)
-    return (*found, vendored.UsageError)
-
-
-def _click_aborts() -> tuple[type, ...]:
-    import click
-
-    return (click.exceptions.Abort,)
 
 
 if __name__ == "__main__":

@@ -160,16 +160,28 @@ def run_script(main: Callable[[], Any]) -> None:
         raise SystemExit(exc.exit_code) from None
 
 
+def click_exception_modules() -> list[Any]:
+    """The ``exceptions`` modules of click and of typer's own copy of it, those installed: typer
+    >= 0.26 carries its copy and no longer installs click."""
+    import importlib
+
+    found = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return found
+
+
+def click_exceptions(*names: str) -> tuple[type, ...]:
+    """The exception classes ``names`` (``"UsageError"``, ``"Abort"``) of every installed click."""
+    return tuple(getattr(module, name) for module in click_exception_modules() for name in names
+                 if hasattr(module, name))
+
+
 def click_flow_exceptions() -> tuple[type, ...]:
     """The exceptions typer and click use for control flow (an exit code, an abort, a usage
-    error), in click and in typer's own copy of it (typer >= 0.26): never a command's bug."""
-    import click
-
-    found: list[type] = [typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException]
-    try:
-        from typer._click import exceptions as vendored
-    except ImportError:
-        return tuple(found)
-    return (*found, *(getattr(vendored, name) for name in ("Exit", "Abort", "ClickException")
-                      if hasattr(vendored, name)))
+    error), in click and in typer's own copy of it: never a command's bug."""
+    return (typer.Exit, typer.Abort, *click_exceptions("Exit", "Abort", "ClickException"))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -270,15 +273,29 @@ def test_every_command_refuses_an_unknown_profile_before_any_work(args, tmp_path
     assert not (tmp_path / "home" / "data").exists() or not any((tmp_path / "home" / "data").glob("*.h5"))
 
 
-@pytest.mark.parametrize("args, message", [
+COMMAND_LINE_MISTAKES = [
     (["runs", "extra"], "error: Got unexpected extra argument(s) (extra); see 'pdeb runs --help'"),
     (["run", "--bogus"], "error: No such option: --bogus; see 'pdeb run --help'"),
     (["report"], "error: Missing argument 'run_id'; see 'pdeb report --help'"),
     (["nosuchcmd"], "error: No such command 'nosuchcmd'; see 'pdeb --help'"),
-])
+]
+
+
+@pytest.mark.parametrize("args, message", COMMAND_LINE_MISTAKES)
 def test_command_line_mistakes_are_one_line_too(pdeb, args, message):
     result = pdeb(*args)
     assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+def test_command_line_mistakes_are_one_line_without_click_installed():
+    """typer >= 0.26 carries its own copy of click and installs none: a plain install has no
+    click package, and pdeb must not need one to report a mistake."""
+    pytest.importorskip("typer._click", reason="this typer still uses the click package")
+    script = ("import sys; sys.modules['click'] = None; from pdebench_core.cli import main; "
+              "sys.argv = ['pdeb', *sys.argv[1:]]; main()")
+    for args, message in COMMAND_LINE_MISTAKES:
+        result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr.strip()) == (2, message)
 
 
 @pytest.mark.parametrize("args, message", [
