@@ -121,7 +121,8 @@ def fit_hint(written_with: Mapping[str, Any] | None, now: Mapping[str, Any] | No
     more = f" and {len(differing) - len(shown)} more" if len(differing) > len(shown) else ""
     profile = f" (--profile {differing['run.profile'][0]})" if "run.profile" in differing else ""
     return (f"; its run had {theirs}{more} (this run: {ours}): give the same settings{profile}, or for dpot "
-            f"start from it with model.init, which adapts the grid, input frames and channels")
+            f"start from it with model.init, which resizes the positional embedding to this grid and names "
+            f"the model.init_components that leave out the parts that do not fit")
 
 
 def run_of_checkpoint(ref: str | None) -> str | None:

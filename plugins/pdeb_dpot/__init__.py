@@ -62,8 +62,8 @@ class DPOTConfig:
             the official ``0 <= k < modes``. Off by default; official checkpoints assume off.
         in_channels: Channels the model reads. Inputs with fewer channels are padded with
             ones (the official convention, used to pre-train on datasets with 1-4 fields),
-            and only the real channels are returned. 0 = the checkpoint's count when
-            ``init`` is set (4 for every released DPOT), otherwise the data's count.
+            and only the real channels are returned. 0 = the data's count, raised to the
+            checkpoint's when ``init`` is set (4 for every released DPOT).
         n_cls: Outputs of the dataset-class head. DPOT never trains it; it exists so that
             official checkpoints (12 classes) load strictly.
         normalize: Normalise each sample and channel over space and time, modulate the
@@ -157,8 +157,12 @@ def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
     state = one_dimension(read_state_dict(cfg.init), ndim, cfg.init) if cfg.init else None
     model = DPOT(architecture(cfg, spec, _in_channels(cfg, spec, state)))
     if state is not None:
+        from pdeb_dpot.checkpoint import COMPONENT_PREFIXES, component_of
+
         components = list(cfg.init_components) if cfg.init_components else None
-        load_pretrained(model, state, components, source_name=cfg.init)
+        loaded = {component_of(k) for k in load_pretrained(model, state, components, source_name=cfg.init)}
+        # what came from the checkpoint, for the run's log (a 2D one in a 3D model: the blocks)
+        model.initialized_components = tuple(c for c in COMPONENT_PREFIXES if c in loaded)
     return model
 
 
@@ -184,7 +188,10 @@ def architecture(cfg: Any, spec: "DataSpec", in_channels: int) -> "DPOTArchitect
 
 
 def _in_channels(cfg: Any, spec: "DataSpec", state: Optional[dict]) -> int:
-    """``cfg.in_channels``, or when 0 the checkpoint's count (same dimension) or the data's."""
+    """``cfg.in_channels``, or when 0 the data's count, raised to the checkpoint's (same
+    dimension): data with fewer channels than the pre-training is padded, as the official
+    fine-tuning does; data with more keeps its own, and the checkpoint's parts that depend on
+    the channels then do not fit (their error names the ``init_components`` that leaves them out)."""
     from pdeb_dpot.official import infer_official_config
 
     in_channels = int(cfg.in_channels)
@@ -193,10 +200,11 @@ def _in_channels(cfg: Any, spec: "DataSpec", state: Optional[dict]) -> int:
         if state is not None and "patch_embed.proj.0.weight" in state:
             source = infer_official_config(state)
             if source["ndim"] == len(spec.spatial_shape):
-                in_channels = source["in_channels"]
+                in_channels = max(in_channels, source["in_channels"])
     if spec.n_channels > in_channels:
-        raise UsageError(f"the data has {spec.n_channels} channels but DPOT in_channels is "
-                         f"{in_channels}; raise in_channels or leave it at 0")
+        raise UsageError(f"the data has {spec.n_channels} channels but model.in_channels is {in_channels}; "
+                         f"set it to at least {spec.n_channels}, or to 0 for the data's count (raised to a "
+                         f"model.init checkpoint's)")
     return in_channels
 
 
@@ -222,7 +230,10 @@ def _build_multidim(cfg: Any, groups: "tuple[DataSpec, ...]") -> "torch.nn.Modul
         if group.ndim != init_ndim:
             sub_cfg.init = ""
         models[group.ndim] = build(sub_cfg, group)
-    return MultiDimDPOT(models)
+    combined = MultiDimDPOT(models)
+    if init_ndim in models:  # else no model of the checkpoint's dimension took weights from it
+        combined.initialized_components = getattr(models[init_ndim], "initialized_components", ())
+    return combined
 
 
 @hookimpl

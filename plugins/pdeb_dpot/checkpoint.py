@@ -166,6 +166,30 @@ def lift_block_kernel(key: str, value: torch.Tensor, target: torch.Tensor) -> to
     return value
 
 
+# What gives a component its shapes, when the rest of the architecture matches.
+_SHAPED_BY = {"time_agg": "t_in", "patch_embed": "the channels", "out": "the channels",
+              "scale_feats": "the channels", "pos": "the grid", "cls_head": "n_cls"}
+
+
+def component_of(key: str) -> str | None:
+    """The official component a parameter name belongs to (``time_agg_layer.w`` -> ``time_agg``)."""
+    return next((c for c, prefixes in COMPONENT_PREFIXES.items() if key.startswith(prefixes)), None)
+
+
+def _partial_start(components: Sequence[str], own: Iterable[str], wrong_shape: Sequence[str],
+                   missing: Sequence[str]) -> str:
+    """``"; or start from the rest ...: model.init_components=[...]"`` when only some of the
+    model's components fail to fit (the rest is then trained afresh), else ``""``."""
+    unfit = {component_of(k) for k in [*wrong_shape, *missing]} - {None}
+    present = {component_of(k) for k in own}
+    rest = [c for c in components if c in present and c not in unfit]
+    if not unfit or not rest or "blocks" in unfit:
+        return ""  # the blocks are the model: without them nothing worth starting from is left
+    shaped_by = " and ".join(sorted({_SHAPED_BY.get(c, c) for c in unfit}))
+    return (f"; or start from the rest and train {', '.join(c for c in COMPONENT_PREFIXES if c in unfit)} "
+            f"afresh (shaped by {shaped_by}): model.init_components=[{','.join(rest)}]")
+
+
 def _describe(state: Mapping[str, torch.Tensor]) -> str:
     from pdeb_dpot import SIZES
     from pdeb_dpot.official import infer_official_config
@@ -263,7 +287,7 @@ def load_pretrained(model: DPOT, source: str | os.PathLike | Mapping[str, torch.
             problems.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:_SHOWN])}")
         scope = "" if set(components) == set(COMPONENT_PREFIXES) else f" (components {', '.join(components)})"
         raise UsageError(f"checkpoint '{name}' does not fit the DPOT model{scope}: "
-                         f"{'; '.join(problems)}{_describe(state)}")
+                         f"{'; '.join(problems)}{_describe(state)}{_partial_start(components, own, wrong_shape, missing)}")
     result = model.load_state_dict(adapted, strict=False)
     if result.unexpected_keys:  # cannot happen after the checks above; keep loading honest
         raise UsageError(f"checkpoint '{name}': unexpected keys {result.unexpected_keys[:_SHOWN]}")

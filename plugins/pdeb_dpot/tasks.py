@@ -120,7 +120,7 @@ def run_finetune(ctx) -> dict[str, Any]:
         load_weights(model, cfg.task.checkpoint, config=cfg)
         ctx.log(f"starting from {cfg.task.checkpoint}")
     elif cfg.model.get("init") and not ctx.resume:
-        parts = list(cfg.model.get("init_components") or [])
+        parts = getattr(model, "initialized_components", None) or cfg.model.get("init_components")
         ctx.log(f"starting from model.init={cfg.model.init} ({', '.join(parts) if parts else 'every component'})")
     trainer = workflow.train_model(ctx, model, mixture)
     return workflow.evaluate_trained(ctx, model, mixture, trainer, init=cfg.task.checkpoint or cfg.model.get("init"))

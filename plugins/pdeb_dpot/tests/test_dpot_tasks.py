@@ -102,7 +102,8 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
     via_init = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="via-init",
                                     overrides=[*TINY, "train.max_steps=2", f"model.init={official}"]), quiet=True)
     assert math.isfinite(via_init.results["ns2d"]["l2re"])
-    assert f"starting from model.init={official} (every component)" in (via_init.run_dir / "log.txt").read_text()
+    log = (via_init.run_dir / "log.txt").read_text()
+    assert f"starting from model.init={official} (patch_embed, pos, blocks, time_agg, cls_head, out)" in log
     by_run_id = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="init-run",
                                      overrides=[*TINY, "train.max_steps=1", "model.init=base",
                                                 "model.init_components=[blocks]"]), quiet=True)
@@ -120,6 +121,41 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
         build_and_run = build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="none",
                                      overrides=TINY)
         execute(build_and_run, quiet=True)
+
+
+def test_model_init_names_the_components_to_leave_out_when_t_in_or_channels_grow(home):
+    """A checkpoint pre-trained on 10 input frames of 1-channel data, fine-tuned on 4 frames of
+    2 channels: the error names the parts that cannot fit and the init_components that start
+    from the rest, and following it trains, copying those parts alone."""
+    from pdeb_dpot.checkpoint import read_state_dict
+
+    execute(build_config(model="dpot", data="ns2d", profile="smoke", run_id="one-channel",
+                         overrides=[*TINY, "train.max_steps=1"]), quiet=True)
+    with pytest.raises(UsageError) as refused:
+        execute(build_config(model="dpot", data="dr2d", task="finetune", profile="smoke", run_id="refused",
+                             overrides=[*TINY, "train.max_steps=1", "model.init=one-channel", "data.dr2d.t_in=4"]),
+                quiet=True)
+    message = str(refused.value)
+    assert "6 shape mismatch(es): patch_embed.proj.0.weight " in message and message.count("\n") == 0
+    fix = "model.init_components=[pos,blocks,cls_head]"
+    assert message.endswith(f"; or start from the rest and train patch_embed, time_agg, out afresh (shaped by t_in "
+                            f"and the channels): {fix}"), message
+    tuned = execute(build_config(model="dpot", data="dr2d", task="finetune", profile="smoke", run_id="followed",
+                                 overrides=[*TINY, "train.max_steps=1", "model.init=one-channel",
+                                            "data.dr2d.t_in=4", fix]), quiet=True)
+    assert "starting from model.init=one-channel (pos, blocks, cls_head)" in (tuned.run_dir / "log.txt").read_text()
+    saved = load_checkpoint(tuned.run_dir / "checkpoints" / "last.pt")["config"]
+    assert saved["model"]["in_channels"] == 0  # the data's 2 channels: more than the checkpoint's 1
+    assert read_state_dict("followed")["patch_embed.proj.0.weight"].shape[1] != \
+        read_state_dict("one-channel")["patch_embed.proj.0.weight"].shape[1]
+
+
+def test_a_2d_checkpoint_in_a_3d_model_logs_the_blocks_it_copied(home):
+    execute(build_config(model="dpot", data="ns2d", profile="smoke", run_id="flat",
+                         overrides=[*TINY, "train.max_steps=1"]), quiet=True)
+    lifted = execute(build_config(model="dpot", data="cfd3d", task="finetune", profile="smoke", run_id="lifted",
+                                  overrides=[*TINY, "train.max_steps=1", "model.init=flat"]), quiet=True)
+    assert "starting from model.init=flat (blocks)" in (lifted.run_dir / "log.txt").read_text()
 
 
 def test_a_baseline_trains_from_scratch_with_the_fine_tuning_recipe(home):
