@@ -115,7 +115,7 @@ def _trajectory_shape(trajectories: Sequence) -> tuple[int, ...]:
     shape = getattr(trajectories, "shape", None)
     if shape:
         return tuple(int(s) for s in shape)
-    return tuple(int(s) for s in torch.as_tensor(trajectories[0]).shape)
+    return tuple(int(s) for s in np.shape(trajectories[0]))
 
 
 def plan_evaluation(trajectories: Sequence, t_in: int, horizon: int | None, max_trajectories: int = 0,

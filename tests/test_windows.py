@@ -76,7 +76,11 @@ def test_mixed_loader_batches_hold_true_windows_with_padding(sampling):
     assert any(v % 1 == 0.5 for v in seen) and any(v % 1 == 0 for v in seen)  # both datasets are drawn
 
 
-def test_plugin_returning_stacked_arrays_trains_and_evaluates(tmp_path, monkeypatch):
+@pytest.mark.parametrize("read_only", [False, True], ids=["in-memory", "memory-mapped"])
+def test_plugin_returning_stacked_arrays_trains_and_evaluates(tmp_path, monkeypatch, read_only):
+    """Also arrays a plugin memory-maps read-only (np.load(..., mmap_mode="r")): torch must not
+    share their memory (writing to it would fault), and no warning about it reaches the user."""
+    import warnings
     from pdebench_core import hookimpl, plugins
     from pdebench_core.config import build_config
     from pdebench_core.runner import execute
@@ -92,6 +96,10 @@ def test_plugin_returning_stacked_arrays_trains_and_evaluates(tmp_path, monkeypa
         return np.stack([[np.roll(base, s + t)[:, None] for t in range(14)] for s in picked]).astype(np.float32)
 
     arrays = {"train": make_split(6), "val": make_split(2), "test": make_split(2)}  # (N, T, X, C) each
+    if read_only:
+        for name, array in arrays.items():
+            np.save(tmp_path / f"{name}.npy", array)
+            arrays[name] = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
 
     class Stacked:
         spec = DataSpec(name="stacked1d", fields=("u",), spatial_shape=(16,), t_in=10)
@@ -109,7 +117,10 @@ def test_plugin_returning_stacked_arrays_trains_and_evaluates(tmp_path, monkeypa
     try:
         cfg = build_config(model="fno", data="stacked1d", profile="smoke", device="cpu", run_id="stacked",
                            overrides=["train.max_steps=2", "train.batch_size=2"])
-        results = execute(cfg, quiet=True).results
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = execute(cfg, quiet=True).results
     finally:
         plugins.unregister_plugin("stacked-plugin")
     assert np.isfinite(results["stacked1d"]["l2re"])
+    assert not [w for w in caught if "not writable" in str(w.message)]

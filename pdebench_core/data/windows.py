@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,6 +61,8 @@ def reset_padding(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def conform(frames, grid: Sequence[int] | None, n_channels: int | None) -> torch.Tensor:
     """float32 tensor ``(T, *S, C)`` resized to ``grid`` and padded to ``n_channels``."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = np.array(frames, dtype=np.float32)  # a read-only array (a memory map): torch may not share it
     frames = torch.as_tensor(frames, dtype=torch.float32)
     if grid is not None:
         frames = resize_frames(frames, grid)
