@@ -341,7 +341,8 @@ def pivot_html(table: Pivot, keys: Sequence[str], body: Sequence[Sequence[str]],
         rows.append([html_page.cell(text, strong, value) for text, strong, value in zip(line, flags, values)])
     note = (f"Cells: {table.metric} (mean ± std over seeds for local rows), rank among the cells of the column "
             f"measured alike in parentheses, {'higher' if table.higher_is_better else 'lower'} is better; the best "
-            f"in bold. A cell in brackets names how it was measured otherwise than the published cells.")
+            f"in bold. A cell in brackets names how it was measured otherwise than the published cells, or the "
+            f"data it was scored on (scored data ...) when its column's cells were scored on different data.")
     parts = [f'<p class="note">{html_page.esc(note)}</p>', html_page.filter_box("pivot", len(table.rows)),
              html_page.table([*keys, *table.columns], rows, "board sortable", "pivot",
                              ["local" if e.is_local else "published" for e in table.rows]),

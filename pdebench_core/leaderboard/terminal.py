@@ -202,7 +202,8 @@ def print_pivot(table: Pivot, console=None, title: str = "leaderboard") -> None:
              + [pivot_cell(table, e, c) for c in table.columns] for e in table.rows]
     bold = [[False] * len(keys) + [is_best(table, e, c) for c in table.columns] for e in table.rows]
     caption = (f"{table.metric}, {'higher' if table.higher_is_better else 'lower'} is better; (rank) among the "
-               f"cells of the column measured alike; [..] names how a cell was measured otherwise")
+               f"cells of the column measured alike; [..] names how a cell was measured otherwise than the "
+               f"published cells, or the data it was scored on when its column's cells were scored on different data")
     rich_table = _table(keys + table.columns, title, caption, lines)
     _add_rows(rich_table, lines, bold, [e.is_local for e in table.rows])
     _print_wide_table(console, rich_table)
