@@ -114,8 +114,14 @@ def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None,
     """
     if not isinstance(written_with, Mapping) or not isinstance(now, Mapping):
         return
+    writer, resumed = (((config.get("run") or {}).get("run_id")) for config in (written_with, now))
+    if writer and resumed and writer != resumed:  # a copied or moved checkpoint, whatever its settings
+        raise UsageError(f"checkpoint {path} was written by run '{writer}', not by '{resumed}'; resume a run from "
+                         f"its own checkpoints (or fine-tune from the other run: task.checkpoint={writer})")
     for key, (theirs, ours) in changes(written_with, now).items():
-        if key in SAFE_ON_RESUME or key.startswith("sinks.") or key in ("train.max_steps", "train.epochs"):
+        if key in SAFE_ON_RESUME or key.startswith("sinks."):
             continue
+        if key in ("train.max_steps", "train.epochs") and _extendable(written_with, theirs, ours):
+            continue  # written before the run was extended (see check_changes)
         raise UsageError(f"checkpoint {path} was written by another run ({key}={theirs} there, {ours} in this "
                          f"run); resume a run from its own checkpoints")

@@ -126,15 +126,39 @@ def test_a_saved_config_that_no_longer_builds_is_named_before_a_rerun(finished_r
 
 
 def test_a_checkpoint_of_another_run_is_refused(finished_run):
+    """Even one of the very same settings: resuming it would report the other run's numbers
+    under this run's name."""
     import shutil
 
-    mine = finished_run("mine", "train.scheduler=constant")
-    other = finished_run("other", "train.scheduler=constant", "train.lr=0.002")
+    mine = finished_run("mine")
+    other = finished_run("other")
     shutil.copyfile(other.run_dir / "checkpoints" / "last.pt", mine.run_dir / "checkpoints" / "last.pt")
-    result = runner.invoke(app, ["run", "--resume", "mine", "--quiet", "train.max_steps=6"])
+    status = (mine.run_dir / "status.json").read_text()
+    result = runner.invoke(app, ["run", "--resume", "mine", "--quiet"])
     assert result.exit_code == 2
     output = " ".join(result.output.split())
-    assert "was written by another run (train.lr=0.002 there, 0.001 in this run)" in output
+    assert "was written by run 'other', not by 'mine'; resume a run from its own checkpoints" in output
+    assert (mine.run_dir / "status.json").read_text() == status  # still the run's own finished record
+
+
+@pytest.mark.parametrize("scheduler, theirs, ours, refused", [
+    ("onecycle", {"max_steps": 4}, {"max_steps": 6}, "train.max_steps=4 there, 6 in this run"),
+    ("constant", {"max_steps": 4}, {"max_steps": 6}, None),  # written before the run was extended
+    ("constant", {"max_steps": 6}, {"max_steps": 4}, "train.max_steps=6 there, 4 in this run"),
+    ("constant", {"lr": 0.002}, {"lr": 0.001}, "train.lr=0.002 there, 0.001 in this run"),
+])
+def test_a_checkpoint_written_with_other_settings_is_refused(scheduler, theirs, ours, refused):
+    from pdebench_core.errors import UsageError
+    from pdebench_core.resume import check_checkpoint_config
+
+    def config(train):
+        return {"run": {"run_id": "mine", "seed": 0}, "train": {"scheduler": scheduler, **train}}
+
+    if refused is None:
+        check_checkpoint_config("last.pt", config(theirs), config(ours))
+        return
+    with pytest.raises(UsageError, match=f"was written by another run \\({refused}\\)"):
+        check_checkpoint_config("last.pt", config(theirs), config(ours))
 
 
 def test_a_failed_extension_leaves_the_finished_runs_config_and_results(finished_run):
