@@ -105,6 +105,28 @@ def test_missing_and_malformed_metadata(tmp_path):
     assert "spec lacks spatial_shape" in messages and "format_version 7" in messages
 
 
+@pytest.mark.parametrize("stored, problem", [
+    ("[1]", "attribute 'spec' is not a JSON object"),
+    (json.dumps({"name": "x", "spatial_shape": [6, 5], "dt": 0.1}), "spec lacks fields"),
+    (json.dumps({"name": "x", "fields": 5, "spatial_shape": [6, 5]}), "spec is malformed"),
+])
+def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypatch, pdeb, stored, problem):
+    """info, stats, convert and a run read the spec as verify does: one line, exit 2."""
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    path = write(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["spec"] = stored
+    assert problem in " | ".join(p.message for p in only(verify_file(path)))
+    commands = [["data", "info", str(path)], ["data", "stats", str(path)],
+                ["data", "convert", str(path), str(tmp_path / "copy.h5")],
+                ["run", "--model", "persistence", "--task", "evaluate", "--profile", "smoke", "--data", "burgers1d",
+                 f"data.burgers1d.path={path}", "--quiet"]]
+    for command in commands:
+        result = pdeb(*command, env={"PDEB_HOME": str(tmp_path / "home")})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.stderr.strip().startswith("error: ") and problem in result.stderr.strip().splitlines()[-1]
+
+
 def test_spec_must_match_the_arrays(tmp_path):
     wrong = SPEC.replace(spatial_shape=(5, 6), fields=("u",), n_frames=9)
     messages = [p.message for p in only(verify_file(write(tmp_path, spec=wrong)))]

@@ -258,19 +258,56 @@ class H5Trajectories(LazyTrajectories):
         return np.asarray(array, dtype=np.float32)
 
 
+#: The keys a stored spec must have; the rest default (see :class:`DataSpec`).
+REQUIRED_SPEC_KEYS = ("name", "fields", "spatial_shape")
+
+
+def parse_spec(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A canonical file's ``spec`` attribute as a dict that makes a :class:`DataSpec`, or the
+    problem that keeps it from being one: ``(spec, None)`` or ``(None, problem)``.
+
+    The one reading of the attribute: ``pdeb data verify`` lists the problem, readers raise it.
+    """
+    from pdebench_core.data.layouts.common import first_line
+
+    try:
+        spec = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        return None, f"attribute 'spec' is not valid JSON ({first_line(exc)})"
+    if not isinstance(spec, dict):
+        return None, "attribute 'spec' is not a JSON object"
+    missing = [k for k in REQUIRED_SPEC_KEYS if k not in spec]
+    if missing:
+        return None, f"spec lacks {', '.join(missing)}"
+    try:
+        DataSpec.from_dict(spec)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return None, f"spec is malformed ({first_line(exc)})"
+    return spec, None
+
+
 def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
-    """Spec and provenance stored in a canonical file."""
+    """Spec and provenance stored in a canonical file.
+
+    Raises:
+        DataError: Not a canonical file, or its spec or provenance cannot be read.
+    """
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("pdeb_format") != FORMAT_NAME:
                 raise DataError(f"{path} is not a canonical pdeb file (no pdeb_format attribute)")
-            spec = DataSpec.from_dict(json.loads(f.attrs["spec"]))
-            provenance = json.loads(f.attrs.get("provenance", "{}"))
+            spec, problem = parse_spec(f.attrs.get("spec"))
+            if problem is not None:
+                raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
+            try:
+                provenance = json.loads(f.attrs.get("provenance", "{}"))
+            except (TypeError, ValueError):
+                provenance = {}  # what generated the data is a record, not needed to read it
     except OSError as exc:
         raise DataError(f"cannot read HDF5 file {path}: {exc}") from None
-    return spec, provenance
+    return DataSpec.from_dict(spec), provenance if isinstance(provenance, dict) else {}
 
 
 def open_canonical(path: str | os.PathLike, preload: bool = False) -> tuple[DataSpec, dict[str, H5Trajectories]]:

@@ -75,7 +75,7 @@ def _frames_text(frames: list[int]) -> str:
 
 
 def _check_attributes(f, problems: list[Problem]) -> dict | None:
-    from pdebench_core.spec import DataSpec
+    from pdebench_core.data.canonical import parse_spec
 
     fmt = f.attrs.get("pdeb_format")
     if fmt is None:
@@ -98,23 +98,9 @@ def _check_attributes(f, problems: list[Problem]) -> dict | None:
     if raw is None:
         problems.append(Problem("error", "missing attribute 'spec'"))
         return None
-    try:
-        spec = json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        problems.append(Problem("error", f"attribute 'spec' is not valid JSON ({first_line(exc)})"))
-        return None
-    if not isinstance(spec, dict):
-        problems.append(Problem("error", "attribute 'spec' is not a JSON object"))
-        return None
-    missing = [k for k in ("name", "fields", "spatial_shape") if k not in spec]
-    if missing:
-        problems.append(Problem("error", f"spec lacks {', '.join(missing)}"))
-        return None
-    try:
-        DataSpec.from_dict(spec)
-    except (TypeError, ValueError) as exc:
-        problems.append(Problem("error", f"spec is malformed ({first_line(exc)})"))
-        return None
+    spec, problem = parse_spec(raw)
+    if problem is not None:
+        problems.append(Problem("error", problem))
     return spec
 
 

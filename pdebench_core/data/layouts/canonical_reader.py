@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label, first_line
+from pdebench_core.data.canonical import parse_spec
+from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label
 from pdebench_core.errors import DataError
 
 SPLIT_KEYS = ("train", "val", "test")
@@ -29,11 +28,11 @@ def open_canonical_layout(path: str) -> Found:
     """Describe a canonical file: its splits, stored spec and provenance."""
     files = H5Files()
     f = files.get(path)
-    try:
-        raw_spec = f.attrs.get("spec")
-        spec = json.loads(raw_spec) if raw_spec is not None else None
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{path}: the 'spec' attribute is not valid JSON ({first_line(exc)})") from None
+    raw_spec = f.attrs.get("spec")
+    spec, problem = parse_spec(raw_spec) if raw_spec is not None else (None, None)
+    if problem is not None:
+        files.close()
+        raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
     pools = {}
     for key in SPLIT_KEYS:
         if key in f:
