@@ -886,6 +886,29 @@ def test_complex_valued_data_is_refused_not_cut_to_its_real_part(tmp_path):
         found.pools["all"][0]
 
 
+def test_a_finite_value_beyond_float32_is_refused_not_stored_as_inf(tmp_path, pdeb):
+    """A float64 file holding 1e39: converting or scoring it would turn it into Inf (and then
+    call the file's data non-finite); every reader names the value in one line instead."""
+    from pdebench_core.data import FileTrajectories
+
+    path = tmp_path / "wide.hdf5"
+    values = np.random.default_rng(0).random((4, 6, 16))
+    values[3, 2, 5] = -1e39
+    with h5py.File(path, "w") as f:
+        f["tensor"] = values
+        f["t-coordinate"] = np.arange(7, dtype=np.float64)
+    found = open_layout(path)
+    assert np.array_equal(found.pools["all"][2], values[2].astype(np.float32)[..., None])  # the others read as they are
+    with pytest.raises(DataError, match=r"^trajectory 3 of .*wide.hdf5.* holds 1e\+39, beyond the float32 range"):
+        found.pools["all"][3]
+    np.save(tmp_path / "one.npy", values[3][..., None])
+    with pytest.raises(DataError, match=r"one.npy holds 1e\+39, beyond the float32 range"):
+        FileTrajectories([tmp_path / "one.npy"])[0]
+    result = pdeb("data", "convert", str(path), str(tmp_path / "wide.h5"), env={"PDEB_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "beyond the float32 range" in result.stderr
+    assert not (tmp_path / "wide.h5").exists()
+
+
 def test_a_wrong_format_names_the_layout_the_file_has(tmp_path):
     """Not "download the file again" for a PDEBench file opened as a Well file."""
     path = tmp_path / "burgers.hdf5"

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from pdebench_core.data.trajectories import LazyTrajectories
+from pdebench_core.data.trajectories import LazyTrajectories, as_float32
 from pdebench_core.errors import DataError
 from pdebench_core.spec import DataSpec
 
@@ -255,7 +255,7 @@ class H5Trajectories(LazyTrajectories):
             array = self._dataset()[index, frames]
         else:
             array = self.transform(self._dataset()[index], index)[frames]
-        return np.asarray(array, dtype=np.float32)
+        return as_float32(array, f"trajectory {index} of {self.path}:{self.key}")
 
 
 #: The keys a stored spec must have; the rest default (see :class:`DataSpec`).

@@ -114,4 +114,29 @@ class FileTrajectories(LazyTrajectories):
             raise DataError(f"{self.files[self.indices[position]]}: a trajectory of shape {tuple(array.shape)}, but "
                             f"{self.files[self.indices[0]].name} is {self.shape}: every trajectory of a split needs "
                             f"the same grid and channels")
-        return np.array(array[frames], dtype=np.float32)  # a copy: a memory map is read-only
+        part = array[frames]
+        out = as_float32(part, str(self.files[self.indices[position]]))
+        return out.copy() if np.may_share_memory(out, part) else out  # a copy: a memory map is read-only
+
+
+def as_float32(array: Any, label: str) -> Any:
+    """``array`` as contiguous float32; a finite value beyond float32's range (about 3.4e38,
+    where the cast gives Inf) is refused in one line rather than stored or scored as Inf.
+
+    Raises:
+        DataError: The array holds such a value.
+    """
+    import numpy as np
+
+    from pdebench_core.errors import DataError
+
+    with np.errstate(over="ignore"):  # found below and said in one line, not as numpy's warning
+        out = np.ascontiguousarray(array, dtype=np.float32)
+    if out.dtype != np.asarray(array).dtype and not np.isfinite(out).all():
+        source = np.asarray(array)
+        overflowed = np.isfinite(source) & ~np.isfinite(out)
+        if overflowed.any():
+            largest = float(np.abs(source[overflowed]).max())
+            raise DataError(f"{label} holds {largest:.3g}, beyond the float32 range pdeb stores and trains in "
+                            f"(|x| < 3.4e38); rescale the data")
+    return out

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from pdebench_core.data.trajectories import LazyTrajectories
+from pdebench_core.data.trajectories import LazyTrajectories, as_float32
 from pdebench_core.errors import DataError
 
 #: Largest block, in bytes, that readers and writers move at once when streaming.
@@ -140,7 +140,7 @@ class Reader:
             raise DataError(f"cannot read trajectory {index} of {self.label}: {first_line(exc)}") from None
         if np.iscomplexobj(array):  # float32 would keep the real part and drop the rest without a word
             raise complex_data(self.label, np.asarray(array).dtype)
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return as_float32(array, f"trajectory {index} of {self.label}")
 
     def _read(self, index: int, frames: slice):
         raise NotImplementedError
