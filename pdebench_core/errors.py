@@ -54,6 +54,15 @@ class Stopped(KeyboardInterrupt):
         self.signal_name, self.exit_code = signal_name, 128 + signal_number
 
 
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails (a plugin's
+    exception class may be broken too; reporting it must not raise)."""
+    try:
+        return str(exc)
+    except Exception as broken:  # noqa: BLE001 - any failure of foreign code
+        return f"<its message cannot be shown: {type(broken).__name__} in {type(exc).__name__}.__str__>"
+
+
 #: Marks the note that carries pdeb's error line on an exception let through by ``PDEB_DEBUG=1``.
 ERROR_LINE_NOTE = "pdeb: "
 
@@ -73,7 +82,7 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, PdebError):
         return str(exc)
     notes = _error_line_notes(exc)
-    return notes[0][len(ERROR_LINE_NOTE):] if notes else f"{type(exc).__name__}: {exc}"
+    return notes[0][len(ERROR_LINE_NOTE):] if notes else f"{type(exc).__name__}: {message_of(exc)}"
 
 
 def _error_line_notes(exc: BaseException) -> list[str]:

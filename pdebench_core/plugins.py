@@ -144,7 +144,9 @@ def _warn_unmarked_hooks(name: str, module: Any, hooks: list[str]) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    from pdebench_core.errors import message_of
+
+    text = message_of(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from pdebench_core import plugins
 from pdebench_core.diskspace import write_failed, write_text_atomically
-from pdebench_core.errors import DataError, PdebError, PluginError, ResultsUndelivered, Stopped, UsageError, error_line
+from pdebench_core.errors import (DataError, PdebError, PluginError, ResultsUndelivered, Stopped, UsageError, error_line,
+                                  message_of)
 from pdebench_core.resume import check_changes
 from pdebench_core.rundir import RunDir
 from pdebench_core.runs import RunContext, command_line, new_run_id, run_dir_for
@@ -397,7 +398,8 @@ def _known_failure(exc: Exception, ctx: RunContext) -> BaseException | None:
 
     from pdebench_core.distributed import is_peer_failure, stopped_peer_message
 
-    loader = re.search(r"DataLoader worker \(pid[^)]*\) is killed by signal: ([^.]+)", str(exc))
+    message = message_of(exc)
+    loader = re.search(r"DataLoader worker \(pid[^)]*\) is killed by signal: ([^.]+)", message)
     if loader is not None:
         how = loader.group(1).split(":")[0].strip()  # "Terminated", or "Terminated: 15" on some systems
         stops = {str(signal.strsignal(sig)).split(":")[0]: sig
@@ -406,8 +408,8 @@ def _known_failure(exc: Exception, ctx: RunContext) -> BaseException | None:
             return Stopped(stops[how].name, int(stops[how]))
         return PdebError(f"a data-loading worker process was killed ({how}), often by the out-of-memory killer; "
                          f"lower train.num_workers or train.prefetch_factor")
-    if "does not have a deterministic implementation" in str(exc):
-        return PdebError(f"{str(exc).splitlines()[0][:200]}; set train.deterministic=false for this model")
+    if "does not have a deterministic implementation" in message:
+        return PdebError(f"{message.splitlines()[0][:200]}; set train.deterministic=false for this model")
     if ctx.world_size > 1 and isinstance(exc, RuntimeError) and is_peer_failure(exc):
         return PdebError(stopped_peer_message(ctx.rank, ctx.world_size, float(ctx.cfg.train.dist_timeout)))
     return None

@@ -152,6 +152,18 @@ RAISING_PLUGIN = textwrap.dedent('''
         raise ValueError("bug inside the hook")
 ''')
 
+UNPRINTABLE_ERROR_PLUGIN = textwrap.dedent('''
+    from pdebench_core import hookimpl
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise TypeError("no str")
+
+    @hookimpl
+    def register_models(register):
+        raise Unprintable()
+''')
+
 MISSPELT_PLUGIN = textwrap.dedent('''
     from pdebench_core import hookimpl
 
@@ -178,6 +190,8 @@ RENAMED_HOOK_PLUGIN = textwrap.dedent('''
                           "register_datasets"),
     (DUPLICATE_PLUGIN, "model 'fno' is already registered by plugin 'fno'"),
     (RAISING_PLUGIN, "register_datasets raised ValueError: bug inside the hook"),
+    (UNPRINTABLE_ERROR_PLUGIN, "register_models raised Unprintable: <its message cannot be shown: TypeError in "
+                               "Unprintable.__str__>"),
     (MISSPELT_PLUGIN, "'register_modles' is not a pdeb hook (did you mean 'register_models'?)"),
 ])
 def test_failing_entry_point_plugin_is_disabled_alone(tmp_path, pdeb, fake_distribution, source, reason):
@@ -397,10 +411,19 @@ RAISING_COMPONENTS_PLUGIN = BROKEN_FORWARD + textwrap.dedent('''
             import sys
             sys.exit("giving up")
 
+    class Unprintable(Exception):
+        def __str__(self):
+            raise TypeError("no str")
+
+    class UnprintableForward(Broken):
+        def forward(self, x, *args, **kwargs):
+            raise Unprintable()
+
     @hookimpl
     def register_models(register):
         register("broken-model", broken_model, dims=(2,))
         register("broken-forward", model_with_broken_forward, dims=(2,))
+        register("unprintable-forward", lambda cfg, spec: UnprintableForward(), dims=(2,))
         register("exiting-forward", lambda cfg, spec: Exiting(), dims=(2,))
 
     @hookimpl
@@ -437,6 +460,9 @@ EVALUATE = ["--model", "persistence", "--data", "ns2d", "--task", "evaluate"]  #
     (["--model", "broken-forward", "--data", "ns2d", "train.max_steps=2"],
      "error: plugin 'raising' raised RuntimeError: bug in forward (at raising.py:* in forward, during task "
      "'train'); PDEB_DEBUG=1"),
+    (["--model", "unprintable-forward", "--data", "ns2d", "train.max_steps=2"],
+     "error: plugin 'raising' raised Unprintable: <its message cannot be shown: TypeError in Unprintable.__str__> "
+     "(at raising.py:* in forward, during task 'train'); PDEB_DEBUG=1"),
     (["--model", "exiting-forward", "--data", "ns2d", "train.max_steps=2"],
      "error: plugin 'raising' called sys.exit(3) (at raising.py:* in forward, during task 'train'); a plugin "
      "should raise an exception instead"),
