@@ -71,3 +71,28 @@ def test_a_stop_dropped_just_before_the_block_ends_is_raised_as_it_leaves():
             del thing  # the block ends at once, before the signal could come again
     assert ref() is None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     time.sleep(0.5)  # nothing arrives later to kill this process
+
+
+def test_a_loader_worker_connection_cut_by_a_stop_prints_no_traceback(monkeypatch):
+    """multiprocessing's resource sharer reports a reset connection through sys.excepthook
+    itself; after a stop that traceback would stand above pdeb's one line."""
+    from pdebench_core.data.pipeline import quiet_resource_sharer_resets
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: seen.append(kind))
+    quiet_resource_sharer_resets()
+    quiet_resource_sharer_resets()  # installed once
+
+    def report(code: str, filename: str) -> None:
+        try:
+            exec(compile(code, filename, "exec"))
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+
+    sharer = os.path.join(os.path.dirname(os.__file__), "multiprocessing", "resource_sharer.py")
+    report("raise ConnectionResetError(104, 'Connection reset by peer')", sharer)
+    report("raise EOFError()", sharer)
+    assert seen == []
+    report("raise ValueError('elsewhere')", sharer)  # another error of the sharer still shows
+    report("raise ConnectionResetError(104, 'reset')", "somewhere_else.py")  # as does a reset elsewhere
+    assert seen == [ValueError, ConnectionResetError]

@@ -188,9 +188,40 @@ def training_loader(mixture: Mixture, split: str, batch_size: int, seed: int, nu
         from pdebench_core.data.device_windows import DeviceLoader, DeviceWindows
 
         return DeviceLoader(DeviceWindows(parts, device), sampler), sampler
+    if num_workers > 0:
+        quiet_resource_sharer_resets()
     loader = torch.utils.data.DataLoader(
         torch.utils.data.ConcatDataset(parts), batch_sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
     return loader, sampler
+
+
+def quiet_resource_sharer_resets() -> None:
+    """Leave out the traceback multiprocessing prints when a loader worker's connection is cut.
+
+    A worker hands batches over through multiprocessing's resource sharer, whose serving thread
+    reports any error through ``sys.excepthook`` itself. When a run is stopped (Ctrl-C, a
+    scheduler's SIGTERM) its connections are reset mid-transfer and that thread would print a
+    ``ConnectionResetError`` traceback above pdeb's own line; the stop is reported by pdeb.
+    Installed once, before the workers are forked, so they inherit it; any other exception
+    still reaches the previous hook.
+    """
+    import os
+    import sys
+    import traceback
+
+    previous = sys.excepthook
+    if getattr(previous, "drops_resource_sharer_resets", False):
+        return
+    sharer = os.path.join("multiprocessing", "resource_sharer.py")
+
+    def hook(kind: type, value: BaseException, tb: Any) -> None:
+        if issubclass(kind, (ConnectionError, EOFError)) and any(
+                frame.filename.endswith(sharer) for frame in traceback.extract_tb(tb)):
+            return
+        previous(kind, value, tb)
+
+    hook.drops_resource_sharer_resets = True
+    sys.excepthook = hook
