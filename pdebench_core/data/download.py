@@ -161,6 +161,7 @@ class SourceCard:
         for entry in data.get("files") or []:
             if not isinstance(entry, Mapping) or not entry.get("name") or not entry.get("url"):
                 raise DataError(f"{where}: every file needs a 'name' and a 'url'")
+            _check_digests(entry, where)
             if not (entry.get("md5") or entry.get("sha256")) and checksums == "published":
                 raise DataError(f"{where}: file {entry['name']} has no md5 or sha256 checksum "
                                 f"(a card whose publisher gives none says 'checksums: unpublished')")
@@ -175,6 +176,21 @@ class SourceCard:
                    layout=str(data.get("layout", "auto")), license=str(data.get("license", "")),
                    citation=str(data.get("citation", "")), homepage=str(data.get("homepage", "")),
                    source=str(data.get("source", "")), checksums=checksums, path=path)
+
+
+_DIGEST_LENGTHS = {"md5": 32, "sha256": 64}
+
+
+def _check_digests(entry: Mapping[str, Any], where: str) -> None:
+    """Refuse a checksum that is not its digest's hexadecimal string: YAML reads an unquoted
+    all-digit one as a number (and a leading 0 as octal), which no download would match."""
+    for kind, length in _DIGEST_LENGTHS.items():
+        value = entry.get(kind)
+        if value is None:
+            continue
+        if not (isinstance(value, str) and len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)):
+            raise DataError(f"{where}: file {entry['name']}: {kind} {value!r} is not {length} hexadecimal digits; "
+                            f"write it in quotes (YAML reads an unquoted all-digit checksum as a number)")
 
 
 def card_dirs() -> list[Path]:
