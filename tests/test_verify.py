@@ -109,13 +109,16 @@ def test_missing_and_malformed_metadata(tmp_path):
     ("[1]", "attribute 'spec' is not a JSON object"),
     (json.dumps({"name": "x", "spatial_shape": [6, 5], "dt": 0.1}), "spec lacks fields"),
     (json.dumps({"name": "x", "fields": 5, "spatial_shape": [6, 5]}), "spec is malformed"),
+    (json.dumps({**SPEC.to_dict(), "dt": -1}), "spec dt is -1; it must be a positive number"),
+    ({"format_version": 2}, "format_version 2 is not supported (this pdeb reads 1); it was written by a newer pdeb"),
 ])
 def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypatch, pdeb, stored, problem):
-    """info, stats, convert and a run read the spec as verify does: one line, exit 2."""
+    """info, stats, convert and a run read the spec (and format version) as verify does: one
+    line, exit 2."""
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
     path = write(tmp_path)
     with h5py.File(path, "r+") as f:
-        f.attrs["spec"] = stored
+        f.attrs.update(stored if isinstance(stored, dict) else {"spec": stored})
     assert problem in " | ".join(p.message for p in only(verify_file(path)))
     commands = [["data", "info", str(path)], ["data", "stats", str(path)],
                 ["data", "convert", str(path), str(tmp_path / "copy.h5")],

@@ -280,10 +280,27 @@ def parse_spec(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     if missing:
         return None, f"spec lacks {', '.join(missing)}"
     try:
-        DataSpec.from_dict(spec)
+        built = DataSpec.from_dict(spec)
     except (TypeError, ValueError, AttributeError) as exc:
         return None, f"spec is malformed ({first_line(exc)})"
+    for key, value, least in (("dt", built.dt, 0.0), ("t_in", built.t_in, 0), ("t_out", built.t_out, 0)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > least:
+            return None, f"spec {key} is {value!r}; it must be a positive number"
     return spec, None
+
+
+def format_version_problem(version: Any) -> str | None:
+    """Why a file's ``format_version`` attribute is not one this pdeb reads, or None."""
+    if version is None:
+        return "missing attribute 'format_version'"
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        return f"format_version {version!r} is not a number"
+    if number == FORMAT_VERSION:
+        return None
+    newer = "; it was written by a newer pdeb: upgrade pdeb to read it" if number > FORMAT_VERSION else ""
+    return f"format_version {number} is not supported (this pdeb reads {FORMAT_VERSION}){newer}"
 
 
 def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
@@ -299,6 +316,8 @@ def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
             if f.attrs.get("pdeb_format") != FORMAT_NAME:
                 raise DataError(f"{path} is not a canonical pdeb file (no pdeb_format attribute)")
             spec, problem = parse_spec(f.attrs.get("spec"))
+            if "format_version" in f.attrs:  # files without it come from before it was written
+                problem = format_version_problem(f.attrs["format_version"]) or problem
             if problem is not None:
                 raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
             try:

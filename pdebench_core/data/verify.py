@@ -75,18 +75,16 @@ def _frames_text(frames: list[int]) -> str:
 
 
 def _check_attributes(f, problems: list[Problem]) -> dict | None:
-    from pdebench_core.data.canonical import parse_spec
+    from pdebench_core.data.canonical import format_version_problem, parse_spec
 
     fmt = f.attrs.get("pdeb_format")
     if fmt is None:
         problems.append(Problem("error", "missing attribute 'pdeb_format' (not a canonical pdeb file)"))
     elif fmt != "canonical":
         problems.append(Problem("error", f"attribute pdeb_format is {fmt!r}, expected 'canonical'"))
-    version = f.attrs.get("format_version")
-    if version is None:
-        problems.append(Problem("error", "missing attribute 'format_version'"))
-    elif int(version) != 1:
-        problems.append(Problem("error", f"format_version {version} is not supported (this pdeb reads 1)"))
+    version_problem = format_version_problem(f.attrs.get("format_version"))
+    if version_problem is not None:
+        problems.append(Problem("error", version_problem))
     if f.attrs.get("provenance") is None:
         problems.append(Problem("warning", "missing attribute 'provenance' (generator, version, seed)"))
     else:

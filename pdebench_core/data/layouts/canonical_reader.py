@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pdebench_core.data.canonical import parse_spec
+from pdebench_core.data.canonical import format_version_problem, parse_spec
 from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label
 from pdebench_core.errors import DataError
 
@@ -30,6 +30,8 @@ def open_canonical_layout(path: str) -> Found:
     f = files.get(path)
     raw_spec = f.attrs.get("spec")
     spec, problem = parse_spec(raw_spec) if raw_spec is not None else (None, None)
+    if "format_version" in f.attrs:  # files without it come from before it was written
+        problem = format_version_problem(f.attrs["format_version"]) or problem
     if problem is not None:
         files.close()
         raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
