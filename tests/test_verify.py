@@ -110,6 +110,7 @@ def test_missing_and_malformed_metadata(tmp_path):
     (json.dumps({"name": "x", "spatial_shape": [6, 5], "dt": 0.1}), "spec lacks fields"),
     (json.dumps({"name": "x", "fields": 5, "spatial_shape": [6, 5]}), "spec is malformed"),
     (json.dumps({**SPEC.to_dict(), "dt": -1}), "spec dt is -1; it must be a positive number"),
+    (json.dumps({**SPEC.to_dict(), "fields": ["u"]}), "spec names 1 fields but the data has 2 channels"),
     ({"format_version": 2}, "format_version 2 is not supported (this pdeb reads 1); it was written by a newer pdeb"),
 ])
 def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypatch, pdeb, stored, problem):

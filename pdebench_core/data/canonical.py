@@ -289,6 +289,22 @@ def parse_spec(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     return spec, None
 
 
+def spec_mismatches(spec: Mapping[str, Any], shape: Sequence[int]) -> list[str]:
+    """Where a stored spec contradicts the arrays it describes, ``(N, T, *S, C)``."""
+    n_frames, spatial, channels = shape[1], tuple(shape[2:-1]), shape[-1]
+    out = []
+    if tuple(spec.get("spatial_shape") or ()) != spatial:
+        out.append(f"spec spatial_shape {spec.get('spatial_shape')} but the data grid is {list(spatial)}")
+    if len(spec.get("fields") or ()) != channels:
+        out.append(f"spec names {len(spec.get('fields') or ())} fields but the data has {channels} channels")
+    if spec.get("n_frames") is not None and spec["n_frames"] != n_frames:
+        out.append(f"spec n_frames {spec['n_frames']} but trajectories have {n_frames} frames")
+    mask = spec.get("channel_mask")
+    if mask is not None and len(mask) != channels:
+        out.append(f"spec channel_mask has {len(mask)} entries for {channels} channels")
+    return out
+
+
 def format_version_problem(version: Any) -> str | None:
     """Why a file's ``format_version`` attribute is not one this pdeb reads, or None."""
     if version is None:

@@ -164,21 +164,10 @@ def _mostly_unwritten(ds) -> bool:
 
 
 def _check_spec_against(spec: dict, shape: tuple[int, ...], problems: list[Problem]) -> None:
-    n_frames, spatial, channels = shape[1], tuple(shape[2:-1]), shape[-1]
-    if tuple(spec.get("spatial_shape") or ()) != spatial:
-        problems.append(Problem("error", f"spec spatial_shape {spec.get('spatial_shape')} but the data grid "
-                                f"is {list(spatial)}"))
-    if len(spec.get("fields") or ()) != channels:
-        problems.append(Problem("error", f"spec names {len(spec.get('fields') or ())} fields but the data has "
-                                f"{channels} channels"))
-    if spec.get("n_frames") is not None and spec["n_frames"] != n_frames:
-        problems.append(Problem("error", f"spec n_frames {spec['n_frames']} but trajectories have {n_frames} frames"))
-    mask = spec.get("channel_mask")
-    if mask is not None and len(mask) != channels:
-        problems.append(Problem("error", f"spec channel_mask has {len(mask)} entries for {channels} channels"))
-    dt = spec.get("dt", 1.0)
-    if not isinstance(dt, (int, float)) or not dt > 0:
-        problems.append(Problem("error", f"spec dt {dt!r} is not a positive number"))
+    from pdebench_core.data.canonical import spec_mismatches
+
+    problems.extend(Problem("error", mismatch) for mismatch in spec_mismatches(spec, shape))
+    n_frames = shape[1]
     t_in, horizon = spec.get("t_in", 10), spec.get("horizon")
     if isinstance(t_in, int) and t_in >= n_frames:
         problems.append(Problem("warning", f"spec t_in {t_in} leaves no frame to predict ({n_frames} frames)"))

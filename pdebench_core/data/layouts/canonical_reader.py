@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pdebench_core.data.canonical import format_version_problem, parse_spec
+from pdebench_core.data.canonical import format_version_problem, parse_spec, spec_mismatches
 from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label
 from pdebench_core.errors import DataError
 
@@ -45,6 +45,10 @@ def open_canonical_layout(path: str) -> Found:
     files.close()
     if not pools:
         raise DataError(f"{path}: canonical file without any of the splits {', '.join(SPLIT_KEYS)}")
+    first = next(iter(pools.values()))
+    mismatches = spec_mismatches(spec, (len(first), *first.shape)) if spec else []
+    if mismatches:
+        raise DataError(f"{path}: {mismatches[0]}; 'pdeb data verify {path}' lists every problem")
     fields = tuple(spec["fields"]) if spec and spec.get("fields") else None
     return Found(
         layout="canonical", path=path, pools=pools, fields=fields,
