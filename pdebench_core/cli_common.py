@@ -55,9 +55,22 @@ def user_errors() -> Iterator[None]:
     except OSError as exc:
         line = path_error_line(exc)
         if line is None or os.environ.get("PDEB_DEBUG"):
-            raise
+            raise _stop_behind_or(exc)
         typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2 if exc.errno in USAGE_ERRNOS else 1) from None
+    except Exception as exc:
+        raise _stop_behind_or(exc)
+
+
+def _stop_behind_or(exc: BaseException) -> BaseException:
+    """The exit of the stop ``exc`` was raised while handling (a Ctrl-C that left a library
+    half-imported, which then fails on its next use), else ``exc`` itself to raise again."""
+    from pdebench_core.signals import stop_behind
+
+    stop = stop_behind(exc)
+    if stop is None or os.environ.get("PDEB_DEBUG"):
+        return exc
+    return typer.Exit(report_error(stop))
 
 
 class _OutlivesReader:

@@ -344,6 +344,9 @@ def _save_resumed_config(ctx: RunContext) -> str | None:
 
 def _record_failure(run_dir, resume: bool, before: dict, exc: BaseException,
                     previous_config: str | None = None) -> None:
+    from pdebench_core.signals import stop_behind
+
+    exc = stop_behind(exc) or exc  # an error raised while handling a stop is the stop's consequence
     run = RunDir(run_dir)
     has_checkpoint = run.checkpoints.is_dir() and any(run.checkpoints.iterdir())
     if isinstance(exc, UsageError) and not resume and not has_checkpoint and not run.took_steps():

@@ -96,3 +96,25 @@ def test_a_loader_worker_connection_cut_by_a_stop_prints_no_traceback(monkeypatc
     report("raise ValueError('elsewhere')", sharer)  # another error of the sharer still shows
     report("raise ConnectionResetError(104, 'reset')", "somewhere_else.py")  # as does a reset elsewhere
     assert seen == [ValueError, ConnectionResetError]
+
+
+def test_an_error_raised_while_handling_a_stop_is_reported_as_the_stop(capsys, monkeypatch):
+    """Ctrl-C landing inside a library's import can leave it half-imported; its next use then
+    fails (numpy: RecursionError). The command ends as interrupted, not with that traceback."""
+    import typer
+
+    from pdebench_core.cli_common import user_errors
+
+    monkeypatch.delenv("PDEB_DEBUG", raising=False)
+    for stop, code, line in ((KeyboardInterrupt(), 130, "interrupted"),
+                             (Stopped("SIGTERM", int(signal.SIGTERM)), 143, "stopped by SIGTERM")):
+        with pytest.raises(typer.Exit) as ended:
+            with user_errors():
+                try:
+                    raise stop
+                except KeyboardInterrupt:
+                    raise RecursionError("maximum recursion depth exceeded") from None
+        assert ended.value.exit_code == code and capsys.readouterr().err.strip() == line
+    with pytest.raises(RecursionError):  # without a stop behind it, a bug stays a bug
+        with user_errors():
+            raise RecursionError("maximum recursion depth exceeded")
