@@ -72,8 +72,15 @@ def add_error_line(exc: BaseException, line: str) -> None:
     ``PDEB_DEBUG=1`` lets through: its traceback ends with the line, and :func:`error_line` finds it.
     The innermost account stays, as without ``PDEB_DEBUG``, where the first :class:`PluginError`
     passes the outer handlers unchanged."""
-    if not _error_line_notes(exc):
-        exc.add_note(ERROR_LINE_NOTE + line)
+    if _error_line_notes(exc):
+        return
+    notes = getattr(exc, "__notes__", None)
+    try:  # what BaseException.add_note does on Python >= 3.11, which prints the notes too
+        if not isinstance(notes, list):
+            exc.__notes__ = notes = []
+        notes.append(ERROR_LINE_NOTE + line)
+    except (AttributeError, TypeError):  # an exception that takes no attributes: the line is not kept
+        pass
 
 
 def error_line(exc: BaseException) -> str:

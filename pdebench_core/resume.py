@@ -119,9 +119,10 @@ def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None,
         raise UsageError(f"checkpoint {path} was written by run '{writer}', not by '{resumed}'; resume a run from "
                          f"its own checkpoints (or fine-tune from the other run: task.checkpoint={writer})")
     for key, (theirs, ours) in changes(written_with, now).items():
-        if key in SAFE_ON_RESUME or key.startswith("sinks."):
+        # The run's own step count may differ: a checkpoint written before an extension, or by
+        # an extension that failed and left the run finished at its old count (check_changes
+        # rules on the count itself).
+        if key in SAFE_ON_RESUME or key.startswith("sinks.") or key in ("train.max_steps", "train.epochs"):
             continue
-        if key in ("train.max_steps", "train.epochs") and _extendable(written_with, theirs, ours):
-            continue  # written before the run was extended (see check_changes)
         raise UsageError(f"checkpoint {path} was written by another run ({key}={theirs} there, {ours} in this "
                          f"run); resume a run from its own checkpoints")

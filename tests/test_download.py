@@ -263,12 +263,15 @@ def test_card_validation(tmp_path):
         dl.SourceCard.from_dict({"name": "x"})
     unquoted = tmp_path / "unquoted.yaml"  # an all-digit md5 without quotes: YAML reads a number
     unquoted.write_text("name: x\nfiles:\n  - name: a\n    url: http://h/a\n    md5: " + "0" * 32 + "\n")
-    with pytest.raises(DataError, match=r"file a: md5 0 is not 32 hexadecimal digits; write it in quotes"):
+    with pytest.raises(DataError, match=r"file a: md5 0 is not 32 hexadecimal digits; write the publisher's md5 in "
+                                        r"quotes"):
         dl.read_card(unquoted)
     unquoted.write_text(unquoted.read_text().replace("0" * 32, '"' + "0" * 32 + '"'))
     assert dl.read_card(unquoted).files[0].md5 == "0" * 32
-    with pytest.raises(DataError, match=r"sha256 'abc' is not 64 hexadecimal digits"):
+    with pytest.raises(DataError, match=r"sha256 'abc' is not 64 hexadecimal digits; write the publisher's sha256$"):
         dl.SourceCard.from_dict({"name": "x", "files": [{"name": "a", "url": "http://h/a", "sha256": "abc"}]})
+    unpublished = {"name": "x", "checksums": "unpublished", "files": [{"name": "a", "url": "http://h/a", "md5": ""}]}
+    assert dl.SourceCard.from_dict(unpublished).files[0].md5 == ""  # an empty checksum is none
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(DataError, match="cannot read source card"):

@@ -907,6 +907,12 @@ def test_a_finite_value_beyond_float32_is_refused_not_stored_as_inf(tmp_path, pd
     result = pdeb("data", "convert", str(path), str(tmp_path / "wide.h5"), env={"PDEB_HOME": str(tmp_path / "home")})
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "beyond the float32 range" in result.stderr
     assert not (tmp_path / "wide.h5").exists()
+    u = coded((7, 4, 5, 6)).astype(np.float64)  # a MATLAB file converts frame plane by frame plane
+    u[5, 1, 2, 3] = 1e39
+    write_mat73(tmp_path / "wide.mat", {"u": u, "t": np.arange(1, 7).reshape(1, 6)})
+    with pytest.raises(DataError, match=r"frames 0:\d+ of .*wide.mat holds 1e\+39, beyond the float32 range"):
+        convert(tmp_path / "wide.mat", tmp_path / "wide_mat.h5", counts={"train": 4, "val": 1, "test": 2})
+    assert not (tmp_path / "wide_mat.h5").exists()
 
 
 def test_a_wrong_format_names_the_layout_the_file_has(tmp_path):

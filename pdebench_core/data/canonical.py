@@ -119,13 +119,13 @@ class CanonicalWriter:
 
     def write(self, split: str, index: int, array: Any, start: int = 0) -> None:
         """Store ``array`` as frames ``start:start+len(array)`` of trajectory ``index``."""
-        values = np.asarray(array, dtype=np.float32)
+        values = as_float32(array, f"trajectory {index} of split '{split}'")
         with self._writing():
             self._file[split][index, start:start + len(values)] = values
 
     def write_trajectories(self, split: str, first: int, block: Any) -> None:
         """Store ``block`` ``(k, T, *S, C)`` as trajectories ``first:first+k``, whole."""
-        values = np.asarray(block, dtype=np.float32)
+        values = as_float32(block, f"trajectories {first}.. of split '{split}'")
         with self._writing():
             self._file[split][first:first + len(values)] = values
 
@@ -331,7 +331,7 @@ def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
         with h5py.File(path, "r") as f:
             if f.attrs.get("pdeb_format") != FORMAT_NAME:
                 raise DataError(f"{path} is not a canonical pdeb file (no pdeb_format attribute)")
-            spec, problem = parse_spec(f.attrs.get("spec"))
+            spec, problem = parse_spec(f.attrs["spec"]) if "spec" in f.attrs else (None, "missing attribute 'spec'")
             if "format_version" in f.attrs:  # files without it come from before it was written
                 problem = format_version_problem(f.attrs["format_version"]) or problem
             if problem is not None:

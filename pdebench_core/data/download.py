@@ -186,11 +186,13 @@ def _check_digests(entry: Mapping[str, Any], where: str) -> None:
     all-digit one as a number (and a leading 0 as octal), which no download would match."""
     for kind, length in _DIGEST_LENGTHS.items():
         value = entry.get(kind)
-        if value is None:
+        if value is None or value == "":  # none given
             continue
         if not (isinstance(value, str) and len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)):
+            quoting = " in quotes (YAML reads an unquoted all-digit checksum as a number)" \
+                if not isinstance(value, str) else ""
             raise DataError(f"{where}: file {entry['name']}: {kind} {value!r} is not {length} hexadecimal digits; "
-                            f"write it in quotes (YAML reads an unquoted all-digit checksum as a number)")
+                            f"write the publisher's {kind}{quoting}")
 
 
 def card_dirs() -> list[Path]:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pdebench_core.data.trajectories import as_float32
+
 # Missing channels are filled with ones, the convention of the official DPOT code;
 # padded channels are flagged in the channel mask: metrics never score them, and the
 # training loss covers them only with train.loss_on_padding.
@@ -61,8 +63,10 @@ def reset_padding(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def conform(frames, grid: Sequence[int] | None, n_channels: int | None) -> torch.Tensor:
     """float32 tensor ``(T, *S, C)`` resized to ``grid`` and padded to ``n_channels``."""
-    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
-        frames = np.array(frames, dtype=np.float32)  # a read-only array (a memory map): torch may not share it
+    if isinstance(frames, np.ndarray):
+        frames = as_float32(frames, "a trajectory of the data")
+        if not frames.flags.writeable:
+            frames = frames.copy()  # a read-only array (a memory map): torch may not share it
     frames = torch.as_tensor(frames, dtype=torch.float32)
     if grid is not None:
         frames = resize_frames(frames, grid)

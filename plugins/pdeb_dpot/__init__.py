@@ -211,29 +211,46 @@ def _in_channels(cfg: Any, spec: "DataSpec", state: Optional[dict]) -> int:
 def _build_multidim(cfg: Any, groups: "tuple[DataSpec, ...]") -> "torch.nn.Module":
     """One DPOT per spatial dimension sharing blocks and time aggregator (see ``multidim``).
 
-    ``init`` loads into the model of the checkpoint's dimension; the others see its
-    blocks and time aggregator through the sharing.
+    ``init`` loads into every model that can start from it: one of a dimension the checkpoint
+    holds takes that dimension's weights, one of more dimensions the blocks of the largest lower
+    one (a 2D -> 3D transfer); a model of fewer dimensions than any the checkpoint holds sees
+    its blocks and time aggregator through the sharing.
+
+    Raises:
+        UsageError: No model can start from ``init``.
     """
     from omegaconf import OmegaConf
 
-    from pdeb_dpot.checkpoint import read_state_dict
     from pdeb_dpot.multidim import MultiDimDPOT
-    from pdeb_dpot.official import infer_official_config
 
-    init_ndim = None
-    if cfg.init:
-        init_ndim = infer_official_config(read_state_dict(cfg.init)).get("ndim")
+    held = _checkpoint_dimensions(cfg.init) if cfg.init else []
+    loading = {g.ndim for g in groups if held and min(held) <= g.ndim}
+    if held and not loading:
+        dims = ", ".join(f"{g.ndim}D" for g in sorted(groups, key=lambda g: g.ndim))
+        raise UsageError(f"model.init '{cfg.init}' holds DPOT for {', '.join(f'{d}D' for d in held)} data; this "
+                         f"run's data is {dims}, none with as many spatial dimensions, so no model can start from it")
     models = {}
-    # The checkpoint's dimension comes first so that it owns the shared weights.
-    for group in sorted(groups, key=lambda g: (g.ndim != init_ndim, g.ndim)):
+    # A model that loads the checkpoint, its own dimension first, owns the shared weights.
+    for group in sorted(groups, key=lambda g: (g.ndim not in loading, g.ndim not in held, g.ndim)):
         sub_cfg = OmegaConf.create(OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else asdict(cfg))
-        if group.ndim != init_ndim:
+        if group.ndim not in loading:
             sub_cfg.init = ""
         models[group.ndim] = build(sub_cfg, group)
     combined = MultiDimDPOT(models)
-    if init_ndim in models:  # else no model of the checkpoint's dimension took weights from it
-        combined.initialized_components = getattr(models[init_ndim], "initialized_components", ())
+    loaded = {d: models[d].initialized_components for d in sorted(loading)}
+    if loaded:  # for the run's log: what each dimension's model took
+        combined.initialized_components = next(iter(loaded.values())) if len(loaded) == 1 else tuple(
+            f"{d}D: {' '.join(parts)}" for d, parts in loaded.items())
     return combined
+
+
+def _checkpoint_dimensions(source: str) -> list[int]:
+    """The spatial dimensions of the DPOT models a checkpoint holds (two for a 2D+3D pre-training)."""
+    from pdeb_dpot.checkpoint import mixed_dimensions, read_state_dict
+    from pdeb_dpot.official import infer_official_config
+
+    state = read_state_dict(source)
+    return mixed_dimensions(state) or [int(infer_official_config(state)["ndim"])]
 
 
 @hookimpl

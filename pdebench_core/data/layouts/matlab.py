@@ -27,6 +27,7 @@ from __future__ import annotations
 from pdebench_core.data.layouts.common import (
     BLOCK_BYTES, Found, H5Files, Reader, Trajectories, first_line, uniform_step,
 )
+from pdebench_core.data.trajectories import as_float32
 from pdebench_core.errors import DataError
 
 VARIABLE = "u"
@@ -89,7 +90,7 @@ class MatV73Reader(Reader):
         planes = np.moveaxis(planes, -1, 0)  # (N, t, *rev S)
         n_space = len(self.traj_shape) - 2
         order = (0, 1) + tuple(range(n_space + 1, 1, -1))
-        return np.ascontiguousarray(planes.transpose(order), dtype=np.float32)[..., None]
+        return as_float32(planes.transpose(order), f"frames {frames.start}:{frames.stop} of {self.label}")[..., None]
 
 
 class MatV5Reader(Reader):

@@ -150,12 +150,26 @@ def test_model_init_names_the_components_to_leave_out_when_t_in_or_channels_grow
         read_state_dict("one-channel")["patch_embed.proj.0.weight"].shape[1]
 
 
-def test_a_2d_checkpoint_in_a_3d_model_logs_the_blocks_it_copied(home):
-    execute(build_config(model="dpot", data="ns2d", profile="smoke", run_id="flat",
-                         overrides=[*TINY, "train.max_steps=1"]), quiet=True)
-    lifted = execute(build_config(model="dpot", data="cfd3d", task="finetune", profile="smoke", run_id="lifted",
-                                  overrides=[*TINY, "train.max_steps=1", "model.init=flat"]), quiet=True)
-    assert "starting from model.init=flat (blocks)" in (lifted.run_dir / "log.txt").read_text()
+def _finetune_log(run_id: str, data: str, init: str) -> str:
+    ctx = execute(build_config(model="dpot", data=data, task="finetune", profile="smoke", run_id=run_id,
+                               overrides=[*TINY, "train.max_steps=1", f"model.init={init}"]), quiet=True)
+    return next(line for line in (ctx.run_dir / "log.txt").read_text().splitlines() if "starting from" in line)
+
+
+def test_model_init_loads_every_model_that_can_start_from_the_checkpoint_and_logs_what_each_took(home):
+    """A 2D checkpoint: the 3D model takes its blocks (2D -> 3D), also beside 1D data that
+    cannot start from it; a 2D+3D checkpoint on 2D+3D data: each model its own dimension's."""
+    for run_id, data in (("flat", "ns2d"), ("mixed", "ns2d,cfd3d"), ("cube", "cfd3d")):
+        execute(build_config(model="dpot", data=data, profile="smoke", run_id=run_id,
+                             overrides=[*TINY, "train.max_steps=1"]), quiet=True)
+    everything = "patch_embed pos blocks time_agg cls_head out"
+    assert _finetune_log("lifted", "cfd3d", "flat").endswith("(blocks)")
+    assert _finetune_log("beside-1d", "burgers1d,cfd3d", "flat").endswith("(blocks)")
+    assert _finetune_log("both", "ns2d,cfd3d", "flat").endswith(f"(2D: {everything}, 3D: blocks)")
+    assert _finetune_log("each-own", "ns2d,cfd3d", "mixed").endswith(f"(2D: {everything}, 3D: {everything})")
+    with pytest.raises(UsageError, match="model.init 'cube' holds DPOT for 3D data; this run's data is 1D, 2D, none "
+                                         "with as many spatial dimensions"):
+        _finetune_log("lower", "burgers1d,ns2d", "cube")
 
 
 def test_a_baseline_trains_from_scratch_with_the_fine_tuning_recipe(home):
