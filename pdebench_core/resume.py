@@ -115,14 +115,13 @@ def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None,
     if not isinstance(written_with, Mapping) or not isinstance(now, Mapping):
         return
     writer, resumed = (((config.get("run") or {}).get("run_id")) for config in (written_with, now))
-    if writer and resumed and writer != resumed:  # a copied or moved checkpoint, whatever its settings
-        raise UsageError(f"checkpoint {path} was written by run '{writer}', not by '{resumed}'; resume a run from "
-                         f"its own checkpoints (or fine-tune from the other run: task.checkpoint={writer})")
+    # The run's own step count may differ: a checkpoint written before an extension, or by an
+    # extension that failed and left the run finished at its old count (check_changes rules on
+    # the count itself). A checkpoint another run wrote (a copied run folder) must match in full.
+    own = not writer or not resumed or writer == resumed
+    by = "another run" if own else f"run '{writer}'"
     for key, (theirs, ours) in changes(written_with, now).items():
-        # The run's own step count may differ: a checkpoint written before an extension, or by
-        # an extension that failed and left the run finished at its old count (check_changes
-        # rules on the count itself).
-        if key in SAFE_ON_RESUME or key.startswith("sinks.") or key in ("train.max_steps", "train.epochs"):
+        if key in SAFE_ON_RESUME or key.startswith("sinks.") or own and key in ("train.max_steps", "train.epochs"):
             continue
-        raise UsageError(f"checkpoint {path} was written by another run ({key}={theirs} there, {ours} in this "
+        raise UsageError(f"checkpoint {path} was written by {by} ({key}={theirs} there, {ours} in this "
                          f"run); resume a run from its own checkpoints")

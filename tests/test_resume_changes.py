@@ -126,18 +126,17 @@ def test_a_saved_config_that_no_longer_builds_is_named_before_a_rerun(finished_r
 
 
 def test_a_checkpoint_of_another_run_is_refused(finished_run):
-    """Even one of the very same settings: resuming it would report the other run's numbers
-    under this run's name."""
+    """Resuming it would report the other run's numbers under this run's name."""
     import shutil
 
     mine = finished_run("mine")
-    other = finished_run("other")
+    other = finished_run("other", "train.lr=0.002")
     shutil.copyfile(other.run_dir / "checkpoints" / "last.pt", mine.run_dir / "checkpoints" / "last.pt")
     status = (mine.run_dir / "status.json").read_text()
     result = runner.invoke(app, ["run", "--resume", "mine", "--quiet"])
     assert result.exit_code == 2
     output = " ".join(result.output.split())
-    assert "was written by run 'other', not by 'mine'; resume a run from its own checkpoints" in output
+    assert "was written by run 'other' (train.lr=0.002 there, 0.001 in this run)" in output
     assert (mine.run_dir / "status.json").read_text() == status  # still the run's own finished record
 
 
@@ -151,14 +150,20 @@ def test_a_checkpoint_written_with_other_settings_is_refused(scheduler, theirs, 
     from pdebench_core.errors import UsageError
     from pdebench_core.resume import check_checkpoint_config
 
-    def config(train):
-        return {"run": {"run_id": "mine", "seed": 0}, "train": {"scheduler": scheduler, **train}}
+    def config(train, run_id="mine"):
+        return {"run": {"run_id": run_id, "seed": 0}, "train": {"scheduler": scheduler, **train}}
 
     if refused is None:
         check_checkpoint_config("last.pt", config(theirs), config(ours))
-        return
-    with pytest.raises(UsageError, match=f"was written by another run \\({refused}\\)"):
-        check_checkpoint_config("last.pt", config(theirs), config(ours))
+    else:
+        with pytest.raises(UsageError, match=f"was written by another run \\({refused}\\)"):
+            check_checkpoint_config("last.pt", config(theirs), config(ours))
+    # A copy of another run's folder resumes when everything matches, its step count too: the
+    # count of a foreign checkpoint would report that run's numbers, or fail mid-schedule.
+    check_checkpoint_config("last.pt", config(theirs, "original"), config(theirs))
+    if theirs != ours:
+        with pytest.raises(UsageError, match="was written by run 'original' \\("):
+            check_checkpoint_config("last.pt", config(theirs, "original"), config(ours))
 
 
 def test_a_failed_extension_leaves_the_finished_runs_config_and_results(finished_run):
