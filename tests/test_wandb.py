@@ -123,7 +123,7 @@ def test_a_lost_wandb_service_does_not_add_its_exit_traceback(monkeypatch):
         def log(self, *args, **kwargs):
             raise ConnectionResetError("Connection lost")
 
-    sink.run = LostRun()
+    sink.run, sink.sent_through = LostRun(), None
     with pytest.raises(ConnectionResetError):
         sink.log_step(3, {"loss": 1.0})
 
@@ -136,3 +136,52 @@ def test_a_lost_wandb_service_does_not_add_its_exit_traceback(monkeypatch):
         sys.unraisablehook(types.SimpleNamespace(object=obj, exc_value=ConnectionResetError(), exc_type=None,
                                                  exc_traceback=None, err_msg=None))
     assert seen == [other]
+
+
+def _offline_history(offline: Path) -> tuple[list[int], dict, int | None]:
+    """Steps of the training history, the summary and the exit code of one offline folder."""
+    [run_file] = list(offline.glob("run-*.wandb"))
+    steps, summary, exit_code = [], {}, None
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            items = _items(record.history.item)
+            if "loss" in items:
+                steps.append(items["_step"])
+        elif kind == "summary":
+            summary.update(_items(record.summary.update))
+        elif kind == "exit":
+            exit_code = record.exit.exit_code
+    return steps, summary, exit_code
+
+
+def test_a_resumed_offline_run_appends_without_sending_steps_again(fresh_home, pdeb):
+    """Offline, the resumed part is a second folder that 'wandb sync --append' adds to the
+    first: it must not repeat the steps the first holds (steps 3 and 4 are trained again after
+    resuming from step 2; 3 is not sent again, 4 merges into the step already there)."""
+    pytest.importorskip("wandb")
+    from pdebench_core.rundir import RunDir
+
+    common = ["--model", "fno", "--data", "ns2d", "--run-id", "wbr", *SMOKE, "train.max_steps=4", "train.log_every=1",
+              "train.checkpoint_every=2", "train.keep_checkpoints=10", "train.scheduler=constant",
+              "run.sinks=[sqlite,jsonl,wandb]"]
+    assert pdeb("run", *common, env={"WANDB_MODE": "offline"}).returncode == 0
+    run = RunDir.of("wbr")
+    (run.checkpoints / "last.pt").write_bytes((run.checkpoints / "step-00000002.pt").read_bytes())
+    run.write_status("interrupted", started=1.0, error="stopped by SIGTERM")  # as a stop after step 2 leaves it
+    resumed = pdeb("run", "--resume", "wbr", "--quiet", env={"WANDB_MODE": "offline"})
+    assert resumed.returncode == 0, resumed.stderr
+    first, second = sorted((run.path / "wandb").glob("offline-run-*"))
+    assert _offline_history(first)[0] == [1, 2, 3, 4]
+    steps, summary, exit_code = _offline_history(second)
+    assert steps == [4] and summary["pdeb/state"] == "running" and exit_code == 0
+
+
+def test_a_failed_run_ends_its_wandb_run_as_failed(fresh_home, pdeb):
+    pytest.importorskip("wandb")
+    result = pdeb("run", "--model", "fno", "--data", "ns2d", "--run-id", "wbf", *SMOKE, "train.max_steps=4",
+                  "train.lr=1e30", "run.sinks=[sqlite,jsonl,wandb]", env={"WANDB_MODE": "offline"})
+    assert result.returncode == 1 and "diverged" in result.stderr
+    [offline] = list((fresh_home / "runs" / "wbf" / "wandb").glob("offline-run-*"))
+    _, summary, exit_code = _offline_history(offline)
+    assert exit_code == 1 and summary["pdeb/state"] == "failed" and "diverged" in summary["pdeb/error"]

@@ -145,7 +145,10 @@ class WandbSink:
     environment variables: ``WANDB_MODE`` (``offline`` writes the run under the run directory
     for ``wandb sync``), ``WANDB_PROJECT`` (default ``pdeb``), ``WANDB_ENTITY``,
     ``WANDB_RUN_GROUP`` (a sweep's runs form one group), ``WANDB_DIR`` (default: the run
-    directory). A resumed pdeb run continues the same wandb run.
+    directory). A resumed pdeb run continues the same wandb run: online wandb resumes it; offline
+    the resumed part is a second folder, which ``wandb sync --append`` adds to the first. Steps
+    already sent before the stop are not sent again (the file ``wandb-last-step`` remembers
+    them), and a run that failed or was stopped ends in wandb with a non-zero exit code.
     """
 
     def __init__(self, cfg: Any, run_dir: Path) -> None:
@@ -162,6 +165,7 @@ class WandbSink:
         if mode and mode not in WANDB_MODES:
             raise UsageError(f"WANDB_MODE={mode} is not a mode wandb knows; use one of {', '.join(WANDB_MODES)}")
         self.wandb, self.run_dir, self.rows = wandb, Path(run_dir), []
+        self.sent_through = _last_step_sent(self.run_dir)  # a resumed run logs those steps again
         config = _run_config(self.run_dir)
         try:
             self.run = wandb.init(
@@ -175,8 +179,16 @@ class WandbSink:
 
     @_reporting_wandb_failures
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        """The step's training metrics, at that step."""
+        """The step's training metrics, at that step (not again for a step sent before a stop:
+        wandb's history must not go back, and offline folders appended to one another must not
+        overlap)."""
+        if self.sent_through is not None and int(step) < self.sent_through:
+            return
         self.run.log(dict(values), step=int(step))
+        if self.sent_through is None or int(step) > self.sent_through:
+            self.sent_through = int(step)
+            with contextlib.suppress(OSError):  # a lost record only means steps sent twice
+                (self.run_dir / LAST_STEP_FILE).write_text(str(self.sent_through))
 
     @_reporting_wandb_failures
     def write_result(self, row: dict[str, Any]) -> None:
@@ -202,7 +214,32 @@ class WandbSink:
             data = [[r.get(c) for c in columns[:7]] + [(r.get("metrics") or {}).get(m) for m in metrics]
                     for r in self.rows]
             self.run.log({"results": self.wandb.Table(columns=columns, data=data)})
-        self.run.finish()
+        state, error = _run_outcome(self.run_dir)
+        if error:
+            self.run.summary["pdeb/error"] = error
+        self.run.summary["pdeb/state"] = state
+        self.run.finish(exit_code=0 if state in ("running", "finished") else 1)
+
+
+#: Under the run directory: the last step the wandb sink sent, read when the run resumes.
+LAST_STEP_FILE = "wandb-last-step"
+
+
+def _last_step_sent(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / LAST_STEP_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _run_outcome(run_dir: Path) -> tuple[str, str | None]:
+    """The run's state and error as ``status.json`` has them when the sinks close: ``running``
+    for a run that finished its work (it is marked finished once the sinks have closed),
+    ``failed`` or ``interrupted`` otherwise."""
+    from pdebench_core.rundir import RunDir
+
+    status = RunDir(run_dir).read_status()
+    return str(status.get("state") or "running"), status.get("error")
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
