@@ -224,12 +224,17 @@ def missing_ranks(my_rank: int, world_size: int, wait_s: float) -> list[int] | N
         The silent ranks, or None when the store cannot be reached.
     """
     import datetime
+    import socket
 
     import torch.distributed as dist
 
     try:
-        client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                               timeout=datetime.timedelta(seconds=max(wait_s, 1.0)))
+        address = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        # Knock first: a store whose host is gone would make torch's client log its failed
+        # connection attempts, with C++ stack frames, above pdeb's one line.
+        with socket.create_connection(address, timeout=min(max(wait_s, 1.0), 10.0)):
+            pass
+        client = dist.TCPStore(*address, is_master=False, timeout=datetime.timedelta(seconds=max(wait_s, 1.0)))
         store = dist.PrefixStore("pdeb-roll-call", client)
         store.set(str(my_rank), "here")
         deadline = time.monotonic() + wait_s
@@ -238,7 +243,7 @@ def missing_ranks(my_rank: int, world_size: int, wait_s: float) -> list[int] | N
             if len(present) == world_size or time.monotonic() > deadline:
                 return [r for r in range(world_size) if r not in present]
             time.sleep(0.2)
-    except (KeyError, ValueError, RuntimeError):
+    except (KeyError, ValueError, RuntimeError, OSError):  # OSError: nothing answers at the store's address
         return None
 
 

@@ -805,3 +805,22 @@ def test_fsdp_in_bf16_gathers_dpots_frequencies_and_spectral_weights_in_float32(
                             timeout=300, env={**os.environ, "PDEB_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "block=bfloat16 gamma=float32 spectral=float32"
+
+
+def test_the_roll_call_of_a_run_whose_store_is_gone_is_quiet_and_quick(monkeypatch, capfd):
+    """The node hosting the rendezvous was killed: nothing answers at the store's address. The
+    roll call gives up at once (the caller then says 'another process'), without torch's C++
+    log of a client that failed to connect above pdeb's one line."""
+    import socket
+
+    from pdebench_core.distributed import missing_ranks
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    start = time.monotonic()
+    assert missing_ranks(1, 2, wait_s=20.0) is None
+    assert time.monotonic() - start < 5.0
+    assert capfd.readouterr().err == ""
