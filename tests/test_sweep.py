@@ -381,3 +381,38 @@ def test_a_run_with_other_sinks_counts_as_the_same_experiment(fresh_home):
     result, outcome = sweep("--model", "fno", "--data", "ns2d", *SMOKE)
     assert result.exit_code == 0, result.output
     assert outcome["started"] == 0 and outcome["combinations"][0]["run_id"] == "sqlite-only"
+
+
+def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_home):
+    """`kill -INT DRIVER` (not a terminal's Ctrl-C, which reaches the jobs too): the job must not
+    train on, orphaned; it records its run as interrupted, for the next sweep to resume."""
+    pytest.importorskip("submitit")
+    import signal
+    import subprocess
+    import time
+
+    from pdebench_core.locks import process_alive
+    from pdebench_core.sweep.store import SweepDir
+
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pdebench_core.cli", "sweep", "--model", "fno", "--data", "ns2d", "--launcher",
+         "submitit-local", "--profile", "smoke", "--device", "cpu", "train.max_steps=100000", "train.checkpoint_every=5"],
+        env={**os.environ, "PDEB_HOME": str(fresh_home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, record = time.time() + 120, {}
+        while time.time() < deadline and not list(fresh_home.glob("runs/*/checkpoints/last.pt")):
+            time.sleep(0.5)
+        [sweep_dir] = list((fresh_home / "sweeps").iterdir())
+        record = SweepDir(sweep_dir.name).read_job(0)
+        assert record["state"] == "running" and process_alive(record["pid"])
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=150)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        alive = record.get("pid") and process_alive(record["pid"], record.get("process"))
+        if alive:  # the job this test failed to stop: not left behind
+            os.kill(record["pid"], signal.SIGKILL)
+    assert not alive
+    assert driver.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert SweepDir(sweep_dir.name).read_job(0)["state"] == "interrupted"

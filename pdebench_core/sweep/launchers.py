@@ -115,10 +115,10 @@ def _settle(sweep: SweepDir, job: JobSpec, handle) -> dict[str, Any]:
     except Exception as exc:  # the process died: submitit says how, its log says why
         record = sweep.read_job(job.index) or {}
         if record.get("state") not in ("finished", "failed"):
-            reason = str(exc).strip().splitlines()
+            reason = " ".join(str(exc).split()) or type(exc).__name__  # submitit's lines, as one
             return sweep.update_job(job.index, state="failed", log=str(handle.paths.stderr),
-                                    error=f"job {handle.job_id} ended without a result: "
-                                          f"{reason[0] if reason else type(exc).__name__}")
+                                    error=f"job {handle.job_id} ended without a result: its process died (killed, "
+                                          f"or out of memory?); submitit says: {reason[:300]}")
     return sweep.read_job(job.index) or {}
 
 
@@ -153,15 +153,56 @@ def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, 
         return
     limit = options.max_parallel or len(jobs)
     pending, running = list(jobs), []
-    while pending or running:
-        while pending and len(running) < limit:
-            job = pending.pop(0)
-            with _ctrl_c_left_to_the_job():
-                handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
-            sweep.write_submissions({job.index: _entry(launcher, job, handle)})
-            report("start", job, {"job_id": handle.job_id})
-            running.append((job, handle))
-        running = _wait_all(sweep, running, report, poll_s=0.5, first_only=True)
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                job = pending.pop(0)
+                with _ctrl_c_left_to_the_job():
+                    handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
+                sweep.write_submissions({job.index: _entry(launcher, job, handle)})
+                report("start", job, {"job_id": handle.job_id})
+                running.append((job, handle))
+            running = _wait_all(sweep, running, report, poll_s=0.5, first_only=True)
+    except KeyboardInterrupt:  # Ctrl-C, or a scheduler's SIGTERM (Stopped)
+        _stop_jobs(sweep, running)
+        raise
+
+
+#: How long a stopped driver gives its jobs to end on their own, then to record their stop.
+JOB_STOP_GRACE_S = 3.0
+JOB_STOP_WAIT_S = 120.0
+
+
+def _stop_jobs(sweep: SweepDir, running: list) -> None:
+    """Stop the submitit-local jobs of a driver that was stopped.
+
+    A Ctrl-C at the terminal reaches the jobs too (their controllers ignore it); a signal sent
+    to the driver alone does not, and they would train on, orphaned, past ``--max-parallel``.
+    Each job still running after a short grace is sent SIGINT (it records its run as
+    interrupted, to be resumed by the next ``pdeb sweep``), and the driver waits for them.
+    """
+    import os
+
+    from pdebench_core.locks import process_alive
+
+    def live(job: JobSpec) -> int | None:
+        record = sweep.read_job(job.index) or {}
+        pid = record.get("pid")
+        if record.get("state") == "running" and isinstance(pid, int) and process_alive(pid, record.get("process")):
+            return pid
+        return None
+
+    deadline = time.monotonic() + JOB_STOP_GRACE_S
+    while time.monotonic() < deadline and any(live(job) for job, _ in running):
+        time.sleep(0.2)
+    for job, _ in running:
+        pid = live(job)
+        if pid is not None:
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + JOB_STOP_WAIT_S
+    while time.monotonic() < deadline and not all(handle.done() for _, handle in running):
+        time.sleep(0.2)
 
 
 def _wait_all(sweep: SweepDir, running: list, report: Reporter, poll_s: float, first_only: bool = False) -> list:
