@@ -383,7 +383,8 @@ def test_a_run_with_other_sinks_counts_as_the_same_experiment(fresh_home):
     assert outcome["started"] == 0 and outcome["combinations"][0]["run_id"] == "sqlite-only"
 
 
-def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_home):
+@pytest.mark.parametrize("stop, code, line", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")])
+def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_home, stop, code, line):
     """`kill -INT DRIVER` (not a terminal's Ctrl-C, which reaches the jobs too): the job must not
     train on, orphaned; it records its run as interrupted, for the next sweep to resume."""
     pytest.importorskip("submitit")
@@ -405,7 +406,7 @@ def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_hom
         [sweep_dir] = list((fresh_home / "sweeps").iterdir())
         record = SweepDir(sweep_dir.name).read_job(0)
         assert record["state"] == "running" and process_alive(record["pid"])
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(getattr(signal, stop))
         _, err = driver.communicate(timeout=150)
     finally:
         if driver.poll() is None:
@@ -414,5 +415,5 @@ def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_hom
         if alive:  # the job this test failed to stop: not left behind
             os.kill(record["pid"], signal.SIGKILL)
     assert not alive
-    assert driver.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert driver.returncode == code and err.strip().splitlines()[-1] == line, err
     assert SweepDir(sweep_dir.name).read_job(0)["state"] == "interrupted"

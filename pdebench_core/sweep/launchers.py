@@ -151,19 +151,22 @@ def run_submitit(sweep: SweepDir, jobs: list[JobSpec], executor, launcher: str, 
         if options.wait:
             _wait_all(sweep, list(zip(jobs, handles)), report, poll_s=30.0)
         return
+    from pdebench_core.signals import termination_signals_interrupt
+
     limit = options.max_parallel or len(jobs)
     pending, running = list(jobs), []
     try:
-        while pending or running:
-            while pending and len(running) < limit:
-                job = pending.pop(0)
-                with _ctrl_c_left_to_the_job():
-                    handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
-                sweep.write_submissions({job.index: _entry(launcher, job, handle)})
-                report("start", job, {"job_id": handle.job_id})
-                running.append((job, handle))
-            running = _wait_all(sweep, running, report, poll_s=0.5, first_only=True)
-    except KeyboardInterrupt:  # Ctrl-C, or a scheduler's SIGTERM (Stopped)
+        with termination_signals_interrupt():  # SIGTERM to the driver: stopped like Ctrl-C, jobs included
+            while pending or running:
+                while pending and len(running) < limit:
+                    job = pending.pop(0)
+                    with _ctrl_c_left_to_the_job():
+                        handle = executor.submit(RequeueableJob(), home, sweep.sweep_id, job)
+                    sweep.write_submissions({job.index: _entry(launcher, job, handle)})
+                    report("start", job, {"job_id": handle.job_id})
+                    running.append((job, handle))
+                running = _wait_all(sweep, running, report, poll_s=0.5, first_only=True)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Stopped)
         _stop_jobs(sweep, running)
         raise
 
