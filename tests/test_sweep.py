@@ -417,3 +417,34 @@ def test_a_stop_sent_to_the_submitit_local_driver_alone_stops_its_jobs(fresh_hom
     assert not alive
     assert driver.returncode == code and err.strip().splitlines()[-1] == line, err
     assert SweepDir(sweep_dir.name).read_job(0)["state"] == "interrupted"
+
+
+def test_a_combination_another_process_is_training_is_not_started_twice(fresh_home):
+    """Two sweeps that share a combination, or a sweep beside a 'pdeb run' of it: the run in
+    progress has no result yet, but its live status says it is being trained."""
+    import shutil
+    import socket
+    import subprocess
+
+    from pdebench_core.locks import process_identity
+    from pdebench_core.rundir import RunDir
+
+    args = ["--model", "fno", "--data", "ns2d", "--seed", "0", *SMOKE]
+    result, first = sweep(*args)
+    assert result.exit_code == 0, result.output
+    done = RunDir.of(first["combinations"][0]["run_id"])
+    other = RunDir(done.path.parent / "trained-elsewhere")  # the same config, held by a live process
+    shutil.copytree(done.path, other.path)
+    (fresh_home / "results.sqlite").unlink()  # no result of it yet
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        status = json.loads((other.path / "status.json").read_text())
+        status.update(state="running", pid=holder.pid, process=process_identity(holder.pid), host=socket.gethostname())
+        (other.path / "status.json").write_text(json.dumps(status))
+        shutil.rmtree(done.path)
+        result, second = sweep("--model", "fno", "--data", "ns2d", "--seed", "0,1", *SMOKE)  # another sweep
+        assert second["sweep_id"] != first["sweep_id"]
+        entry = second["combinations"][0]
+        assert second["started"] == 1 and entry["note"] == "running elsewhere as trained-elsewhere", entry
+    finally:
+        holder.kill()

@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from pdebench_core import paths
 from pdebench_core.locks import process_alive
 from pdebench_core.rundir import RunDir
 from pdebench_core.sweep.jobs import JobSpec, run_id_for
@@ -135,6 +136,7 @@ class Judge:
 
         self.sweep, self.plan, self.retry_failed = sweep, plan, retry_failed
         self.rows = store_rows if store_rows is not None else ResultsStore().rows()
+        self._running: dict[str | None, str] | None = None
         self.runs_by_hash: dict[str | None, list[str]] = {}  # each row's hash, computed once per sweep
         for row in self.rows:
             self.runs_by_hash.setdefault(_stored_hash(row), []).append(row["run_id"])
@@ -153,7 +155,22 @@ class Judge:
             return Decision(index, "done", run_id=reused, note="finished" if own else f"reused {reused}")
         if state == "failed" and not self.retry_failed:
             return Decision(index, "failed", run_id=record.get("run_id"), note=record.get("error") or "failed")
+        elsewhere = self._running_elsewhere().get(self.plan.config_hashes[index])
+        if elsewhere:  # another sweep or a 'pdeb run' is training this very combination now
+            return Decision(index, "running", run_id=elsewhere, note=f"running elsewhere as {elsewhere}")
         return self._launch(index, record)
+
+    def _running_elsewhere(self) -> dict[str | None, str]:
+        """Config hash -> a run that a live process on this machine is training now (read once)."""
+        if self._running is None:
+            self._running = {}
+            for folder in sorted(paths.runs_dir().glob("*/status.json")):
+                run = RunDir(folder.parent)
+                status = run.read_status()  # this process decides, so it trains nothing yet (see still_running)
+                if status.get("host") == socket.gethostname() and status.get("pid") != os.getpid() \
+                        and run.state() == "running":
+                    self._running.setdefault(_config_hash_of(run), run.run_id)
+        return self._running
 
     def _finished_run(self, index: int, record: dict[str, Any] | None) -> str | None:
         """A finished run with this combination's config and data, if there is one."""
