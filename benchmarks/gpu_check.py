@@ -46,7 +46,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:  # annotations only: the check imports torch once it has chosen its device
+    import torch
 
 # Run from a source checkout without installing: the repository root and its bundled plugins.
 _ROOT = Path(__file__).resolve().parents[1]
