@@ -284,6 +284,7 @@ def test_ranks_without_trajectories_join_every_all_reduce(tmp_path):
     script.write_text(GLOO_SCRIPT)
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
+                    f"--log-dir={tmp_path / 'torch-logs'}",  # else torch leaves a folder in the system's /tmp
                     str(script), str(tmp_path / "three.json")], check=True, env=env, timeout=300,
                    capture_output=True)
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.json")], check=True, env=env, timeout=300)
