@@ -446,5 +446,6 @@ def test_a_combination_another_process_is_training_is_not_started_twice(fresh_ho
         assert second["sweep_id"] != first["sweep_id"]
         entry = second["combinations"][0]
         assert second["started"] == 1 and entry["note"] == "running elsewhere as trained-elsewhere", entry
+        assert (entry["state"], entry["run_id"]) == ("running", "trained-elsewhere")  # the table names it too
     finally:
         holder.kill()

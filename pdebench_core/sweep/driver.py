@@ -78,8 +78,13 @@ def run_sweep(plan: Plan, launcher: str = "local", options: ClusterOptions | Non
         elif jobs:
             run_submitit(sweep, jobs, executor, launcher, options, report)
     notes = {d.index: d.note for d in decisions}
-    return Outcome(plan.sweep_id, plan, len(jobs), [{**e, "note": notes.get(e["index"], "")}
-                                                    for e in summarise(sweep, plan)])
+    # a combination another process is training has no record of this sweep: name that run
+    elsewhere = {d.index: d.run_id for d in decisions if d.action == "running" and d.run_id}
+    entries = [{**e, "note": notes.get(e["index"], "")} for e in summarise(sweep, plan)]
+    for e in entries:
+        if e["index"] in elsewhere and not e.get("run_id"):
+            e.update(run_id=elsewhere[e["index"]], state="running")
+    return Outcome(plan.sweep_id, plan, len(jobs), entries)
 
 
 def _numbered(report: Reporter, jobs: list[JobSpec]) -> Reporter:

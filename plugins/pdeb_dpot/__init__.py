@@ -237,10 +237,11 @@ def _build_multidim(cfg: Any, groups: "tuple[DataSpec, ...]") -> "torch.nn.Modul
             sub_cfg.init = ""
         models[group.ndim] = build(sub_cfg, group)
     combined = MultiDimDPOT(models)
-    loaded = {d: models[d].initialized_components for d in sorted(loading)}
-    if loaded:  # for the run's log: what each dimension's model took
-        combined.initialized_components = next(iter(loaded.values())) if len(loaded) == 1 else tuple(
-            f"{d}D: {' '.join(parts)}" for d, parts in loaded.items())
+    if loading:  # for the run's log: what each dimension's model took
+        loaded = {d: models[d].initialized_components for d in sorted(loading)}
+        shared = [c for c in ("blocks", "time_agg") if any(c in parts for parts in loaded.values())]
+        combined.initialized_components = tuple(
+            f"{d}D: {' '.join(loaded[d]) if d in loaded else ' '.join(shared) + ' shared'}" for d in sorted(models))
     return combined
 
 

@@ -164,7 +164,7 @@ def test_model_init_loads_every_model_that_can_start_from_the_checkpoint_and_log
                              overrides=[*TINY, "train.max_steps=1"]), quiet=True)
     everything = "patch_embed pos blocks time_agg cls_head out"
     assert _finetune_log("lifted", "cfd3d", "flat").endswith("(blocks)")
-    assert _finetune_log("beside-1d", "burgers1d,cfd3d", "flat").endswith("(blocks)")
+    assert _finetune_log("beside-1d", "burgers1d,cfd3d", "flat").endswith("(1D: blocks shared, 3D: blocks)")
     assert _finetune_log("both", "ns2d,cfd3d", "flat").endswith(f"(2D: {everything}, 3D: blocks)")
     assert _finetune_log("each-own", "ns2d,cfd3d", "mixed").endswith(f"(2D: {everything}, 3D: {everything})")
     with pytest.raises(UsageError, match="model.init 'cube' holds DPOT for 3D data; this run's data is 1D, 2D, none "
