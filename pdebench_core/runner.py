@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Mapping
 
 from pdebench_core import plugins
@@ -294,7 +295,12 @@ def _run_and_record(ctx: RunContext, stack: contextlib.ExitStack) -> None:
             _close_sinks(ctx)  # before "finished": a stop or an error while closing is recorded as such
     except BaseException as exc:
         if ctx.is_main:
-            _record_failure(run_dir, resume, before, exc, previous_config)
+            try:
+                _record_failure(run_dir, resume, before, exc, previous_config)
+            except KeyboardInterrupt as stop:  # a stop landing while the failure is written: record the stop
+                if Path(run_dir).is_dir():  # unless the refused run was being removed
+                    _record_failure(run_dir, resume, before, stop, previous_config)
+                raise stop from exc
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) and RunDir(run_dir).state() == "interrupted":
                 with contextlib.suppress(Exception):  # a closed terminal must not hide the cause
                     ctx.log(f"run {ctx.run_id} interrupted; 'pdeb run --resume {ctx.run_id}' continues it")

@@ -118,3 +118,28 @@ def test_an_error_raised_while_handling_a_stop_is_reported_as_the_stop(capsys, m
     with pytest.raises(RecursionError):  # without a stop behind it, a bug stays a bug
         with user_errors():
             raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_stop_landing_while_a_failure_is_written_is_recorded(fresh_home, monkeypatch):
+    """A worker's error and the signal that stops it can come together (a lost peer, then the
+    launcher's stop): a stop interrupting the status write leaves the run interrupted, not
+    'running'."""
+    from pdebench_core import runner
+    from pdebench_core.config import build_config
+    from pdebench_core.rundir import RunDir
+
+    real, interrupted = runner._write_status, []
+
+    def write(run_dir, **fields):
+        if fields.get("state") == "failed" and not interrupted:
+            interrupted.append(True)
+            raise Stopped("SIGTERM", int(signal.SIGTERM))
+        return real(run_dir, **fields)
+
+    monkeypatch.setattr(runner, "_write_status", write)
+    cfg = build_config(model="fno", data="ns2d", profile="smoke", device="cpu", run_id="late-stop",
+                       overrides=["train.lr=1e30", "train.max_steps=4"])
+    with pytest.raises(Stopped):
+        runner.execute(cfg, quiet=True)
+    status = RunDir.of("late-stop").read_status()
+    assert interrupted and (status["state"], status["error"]) == ("interrupted", "stopped by SIGTERM")
