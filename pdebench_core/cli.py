@@ -347,7 +347,7 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click_exceptions("UsageError") as exc:  # click would draw a box of several lines
-        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "pdeb"
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else _command_path(sys.argv[1:])
         message = exc.format_message().rstrip(".")
         if message:  # none when a group was called without a command: its help is already printed
             print(f"error: {message}; see '{command} --help'", file=sys.stderr)
@@ -363,6 +363,21 @@ def main() -> None:
             sys.exit(141)  # as for a command: see cli_common.user_errors
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _command_path(argv: list[str]) -> str:
+    """``pdeb data convert``: the commands ``argv`` names before anything else, for an error the
+    option parser raises without saying whose option it was (an option missing its value)."""
+    import typer.main
+
+    command, path = typer.main.get_command(app), ["pdeb"]
+    for word in argv:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is None:
+            break
+        command = sub
+        path.append(word)
+    return " ".join(path)
 
 
 def _quiet_torch_cpp_warnings_of_launched_runs() -> None:

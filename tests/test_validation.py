@@ -278,6 +278,8 @@ COMMAND_LINE_MISTAKES = [
     (["run", "--bogus"], "error: No such option: --bogus; see 'pdeb run --help'"),
     (["report"], "error: Missing argument 'run_id'; see 'pdeb report --help'"),
     (["nosuchcmd"], "error: No such command 'nosuchcmd'; see 'pdeb --help'"),
+    (["run", "-m"], "error: Option '-m' requires an argument; see 'pdeb run --help'"),
+    (["data", "convert", "--format"], "error: Option '--format' requires an argument; see 'pdeb data convert --help'"),
 ]
 
 
