@@ -319,6 +319,24 @@ def format_version_problem(version: Any) -> str | None:
     return f"format_version {number} is not supported (this pdeb reads {FORMAT_VERSION}){newer}"
 
 
+def stored_spec(attrs: Mapping[str, Any], path: Any, required: bool = True) -> dict[str, Any] | None:
+    """The spec a canonical file's attributes hold (``None`` when it has none and none is
+    ``required``), checked with its ``format_version`` (files without one predate it).
+
+    Raises:
+        DataError: The one-line problem :func:`parse_spec` or :func:`format_version_problem` finds.
+    """
+    if "spec" in attrs:
+        spec, problem = parse_spec(attrs["spec"])
+    else:
+        spec, problem = None, "missing attribute 'spec'" if required else None
+    if "format_version" in attrs:
+        problem = format_version_problem(attrs["format_version"]) or problem
+    if problem is not None:
+        raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
+    return spec
+
+
 def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
     """Spec and provenance stored in a canonical file.
 
@@ -331,11 +349,7 @@ def read_spec(path: str | os.PathLike) -> tuple[DataSpec, dict[str, Any]]:
         with h5py.File(path, "r") as f:
             if f.attrs.get("pdeb_format") != FORMAT_NAME:
                 raise DataError(f"{path} is not a canonical pdeb file (no pdeb_format attribute)")
-            spec, problem = parse_spec(f.attrs["spec"]) if "spec" in f.attrs else (None, "missing attribute 'spec'")
-            if "format_version" in f.attrs:  # files without it come from before it was written
-                problem = format_version_problem(f.attrs["format_version"]) or problem
-            if problem is not None:
-                raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
+            spec = stored_spec(f.attrs, path)
             try:
                 provenance = json.loads(f.attrs.get("provenance", "{}"))
             except (TypeError, ValueError):

@@ -130,10 +130,10 @@ def as_float32(array: Any, label: str) -> Any:
 
     from pdebench_core.errors import DataError
 
+    source = np.asarray(array)
     with np.errstate(over="ignore"):  # found below and said in one line, not as numpy's warning
-        out = np.ascontiguousarray(array, dtype=np.float32)
-    if out.dtype != np.asarray(array).dtype and not np.isfinite(out).all():
-        source = np.asarray(array)
+        out = np.ascontiguousarray(source, dtype=np.float32)
+    if out.dtype != source.dtype and not np.isfinite(out).all():
         overflowed = np.isfinite(source) & ~np.isfinite(out)
         if overflowed.any():
             largest = float(np.abs(source[overflowed]).max())

@@ -113,9 +113,14 @@ def still_running(sweep: SweepDir, index: int, record: dict[str, Any]) -> bool:
         return False
     if state is not None:
         return False
+    return still_running_here(record)
+
+
+def still_running_here(record: Mapping[str, Any]) -> bool:
+    """Whether the process a job record or run status names is alive on this machine. This
+    process is deciding, so it runs nothing yet: its own pid (a sweep stopped and started again
+    in one Python session) does not count."""
     pid = record.get("pid")
-    # this process is deciding, so it runs nothing yet: its own pid (a sweep stopped and started
-    # again in one Python session) does not count
     return record.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() \
         and process_alive(pid, record.get("process"))
 
@@ -166,9 +171,8 @@ class Judge:
             self._running = {}
             for folder in sorted(paths.runs_dir().glob("*/status.json")):
                 run = RunDir(folder.parent)
-                status = run.read_status()  # this process decides, so it trains nothing yet (see still_running)
-                if status.get("host") == socket.gethostname() and status.get("pid") != os.getpid() \
-                        and run.state() == "running":
+                status = run.read_status()
+                if status.get("state") == "running" and still_running_here(status):
                     self._running.setdefault(_config_hash_of(run), run.run_id)
         return self._running
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pdebench_core.data.canonical import format_version_problem, parse_spec, spec_mismatches
+from pdebench_core.data.canonical import spec_mismatches, stored_spec
 from pdebench_core.data.layouts.common import Found, H5Files, Reader, Trajectories, dataset_label
 from pdebench_core.errors import DataError
 
@@ -28,13 +28,11 @@ def open_canonical_layout(path: str) -> Found:
     """Describe a canonical file: its splits, stored spec and provenance."""
     files = H5Files()
     f = files.get(path)
-    raw_spec = f.attrs.get("spec")
-    spec, problem = parse_spec(raw_spec) if raw_spec is not None else (None, None)
-    if "format_version" in f.attrs:  # files without it come from before it was written
-        problem = format_version_problem(f.attrs["format_version"]) or problem
-    if problem is not None:
+    try:
+        spec = stored_spec(f.attrs, path, required=False)
+    except DataError:
         files.close()
-        raise DataError(f"{path}: {problem}; 'pdeb data verify {path}' lists every problem")
+        raise
     pools = {}
     for key in SPLIT_KEYS:
         if key in f:
