@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 if TYPE_CHECKING:  # torch is imported lazily so that importing the plugin stays cheap
@@ -167,10 +168,10 @@ def solve_vorticity(
 
     def advection(w_h):  # dealiased u . grad(w) in Fourier space, (B, N, N/2+1)
         u, v, w_dx, w_dy = torch.fft.irfft2(to_grid * w_h, s=(n, n))  # each (B, N, N)
-        return keep * torch.fft.rfft2(u * w_dx + v * w_dy)  # (B, N, N/2+1)
+        return keep * _batch_independent(torch.fft.rfft2, u * w_dx + v * w_dy)  # (B, N, N/2+1)
 
     f_h = torch.fft.rfft2(forcing)  # (N, N/2+1) or (B, N, N/2+1)
-    w_h = torch.fft.rfft2(w0)  # (B, N, N/2+1)
+    w_h = _batch_independent(torch.fft.rfft2, w0)  # (B, N, N/2+1)
     m = n // keep_every
     frames = torch.empty(w0.shape[0], record_steps, m, m, dtype=real_dtype, device=device)  # (B, R, M, M)
 
@@ -210,24 +211,25 @@ def solve_vorticity(
 
     for frame in range(record_steps):
         w_h = advance_frame(w_h)  # (B, N, N/2+1)
-        w = _inverse_transform(w_h, n)  # (B, N, N)
+        w = _batch_independent(partial(torch.fft.irfft2, s=(n, n)), w_h)  # (B, N, N)
         frames[:, frame] = w[:, ::keep_every, ::keep_every]
         if progress is not None:
             progress(frame + 1, record_steps)
     return frames[0] if unbatched else frames
 
 
-def _inverse_transform(w_h: "torch.Tensor", n: int) -> "torch.Tensor":
-    """``irfft2`` of a batch ``(B, N, N/2+1)``, batch-independent to the last bit.
+def _batch_independent(transform: Callable[["torch.Tensor"], "torch.Tensor"], x: "torch.Tensor") -> "torch.Tensor":
+    """``transform(x)`` of a batch ``x`` ``(B, ...)``, the same to the last bit whatever ``B``.
 
-    MKL rounds a lone inverse transform differently from a batch of them; transforming
-    at least two keeps a trajectory's frames the same whatever its batch size.
+    MKL rounds a lone 2D transform differently from a batch of them (the inverse on some
+    CPUs, the forward one too on others); transforming at least two keeps a trajectory's
+    numbers the same whatever its batch size and batch mates.
     """
     import torch
 
-    if w_h.shape[0] == 1:
-        return torch.fft.irfft2(torch.cat([w_h, w_h]), s=(n, n))[:1]
-    return torch.fft.irfft2(w_h, s=(n, n))
+    if x.shape[0] == 1:
+        return transform(torch.cat([x, x]))[:1]
+    return transform(x)
 
 
 class _Rk3Step:
