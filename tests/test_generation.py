@@ -274,6 +274,27 @@ def _toy(batches: list | None = None, **changes) -> GeneratedDataset:
     return GeneratedDataset(**{**settings, **changes})
 
 
+def test_profiles_are_made_from_the_smoke_and_paper_overrides():
+    """A plugin writes only what its smoke and paper profiles change; `small` is its defaults."""
+    stepped = dataclasses.make_dataclass("Stepped", [("t_end", float, 2.0), ("n_frames", int, 5)], bases=(ToyConfig,))
+    toy = _toy(profiles={}, config=stepped, smoke={"n_frames": 3, "amplitude": 0.5}, paper={"n_train": 90})
+    assert toy.profiles == {
+        # the frames keep the defaults' spacing (0.5) over fewer of them, in the smoke split sizes
+        "smoke": {"n_frames": 3, "t_end": 1.0, "amplitude": 0.5, **generation.SMOKE_SPLITS},
+        "small": {"n_frames": 5, "t_end": 2.0, "amplitude": 1.0, "n_train": 3, "n_val": 1, "n_test": 2},
+        "paper": {"n_train": 90},
+    }
+    assert toy.config_for("small") == stepped()
+    # Without n_frames and t_end settings, the smoke overrides stand as given.
+    assert _toy(profiles={}, smoke={"n_train": 1}).profiles["smoke"] == {**generation.SMOKE_SPLITS, "n_train": 1}
+    # A variant makes them again from its own defaults, so a preset's `small` is its own physics.
+    preset = dataclasses.make_dataclass("Preset", [("amplitude", float, 3.0)], bases=(stepped,))
+    assert toy.variant(name="toy-3", config=preset).config_for("small").amplitude == 3.0
+    assert toy.variant(name="toy-3", config=preset).config_for("paper").amplitude == 3.0
+    with pytest.raises(ValueError, match="declare profiles= or smoke=/paper=, not both"):
+        _toy(smoke={"n_train": 1})
+
+
 def test_cache_key_is_every_setting_that_changes_the_numbers():
     toy = _toy()
     key = toy.cache_key(ToyConfig())

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from pdebench_core.data.config import USAGE_SETTINGS, as_dataclass, settings_of
 from pdebench_core.errors import UsageError
+from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:  # only for annotations: importing this module stays cheap
     import numpy as np
@@ -476,9 +477,15 @@ class GeneratedDataset:
             parameters (``name``, ``t_in`` and ``horizon`` are filled in here).
         version: Generator version, part of the cache key: bump it whenever a change to the
             solver or the sampling changes the numbers, so stale files are not reused.
-        profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``, overrides of the
-            config defaults.
         default_resolution: What ``resolution=0`` stands for.
+        profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``, overrides of the
+            config defaults; leave it out to have them made from :attr:`smoke` and
+            :attr:`paper`, with the config defaults as ``small``.
+        smoke: The ``smoke`` profile's overrides, on top of :data:`SMOKE_SPLITS`. Where the
+            settings store ``n_frames`` frames on ``[0, t_end]`` and ``smoke`` sets
+            ``n_frames`` alone, ``t_end`` follows so the frames keep the defaults' spacing
+            (:func:`smoke_profile`).
+        paper: The ``paper`` profile's overrides (the published setting).
         scheme: The limits of an explicit time-stepping solver (:class:`ExplicitScheme`),
             checked here; ``None`` for other solvers.
         check: ``check(cfg, where)`` raises :class:`~pdebench_core.errors.UsageError` for
@@ -510,8 +517,10 @@ class GeneratedDataset:
     solve: Callable[[Any, SolverBatch], Any]
     spec: Callable[[Any], "DataSpec"]
     version: int
-    profiles: Mapping[str, Mapping[str, Any]]
     default_resolution: int
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+    paper: Mapping[str, Any] = field(default_factory=dict)
     scheme: Optional[ExplicitScheme] = None
     check: Optional[Callable[[Any, str], None]] = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
@@ -525,15 +534,34 @@ class GeneratedDataset:
     working_shape: Optional[Callable[[Any], Sequence[int]]] = None
     auto_batch_size: Optional[Callable[[Any, "torch.device"], int]] = None
     layout_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when `profiles` was made from `smoke` and `paper`: a variant makes it again.
+    _made_profiles: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.family = self.family or self.name
         self.cache_name = self.cache_name or self.name
         if self.scheme is not None:
             _require_fields(self.config, ExplicitScheme.SETTINGS, f"dataset '{self.name}' declares an ExplicitScheme")
+        if self.profiles and (self.smoke or self.paper):
+            raise ValueError(f"dataset '{self.name}': declare profiles= or smoke=/paper=, not both")
+        if not self.profiles:
+            self.profiles, self._made_profiles = self._profiles_from_overrides(), True
+
+    def _profiles_from_overrides(self) -> dict[str, dict[str, Any]]:
+        smoke = {**SMOKE_SPLITS, **self.smoke}
+        names = {f.name for f in dataclasses.fields(self.config)}
+        if {"t_end", "n_frames"} <= names and "n_frames" in self.smoke and "t_end" not in self.smoke:
+            smoke = smoke_profile(self.config, **self.smoke)
+        return profiles_around_defaults(self.config, "small", smoke=smoke, paper=dict(self.paper))
 
     def variant(self, **changes: Any) -> "GeneratedDataset":
-        """A copy with some attributes changed (a preset: another name, config and profiles)."""
+        """A copy with some attributes changed (a preset: another name, config and profiles).
+
+        Profiles made from :attr:`smoke` and :attr:`paper` are made again, from the
+        variant's config defaults.
+        """
+        if self._made_profiles and "profiles" not in changes:
+            changes["profiles"] = {}
         return dataclasses.replace(self, **changes)
 
     # --- settings ------------------------------------------------------------------------------

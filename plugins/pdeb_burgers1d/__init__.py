@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
-from pdebench_core.profiles import profiles_around_defaults
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -68,12 +67,6 @@ class Burgers1dConfig(GeneratedConfig):
     cfl: float = 0.4
 
 
-PROFILES = profiles_around_defaults(
-    Burgers1dConfig, "small", smoke=smoke_profile(Burgers1dConfig, n_frames=14, resolution=128),
-    paper={"resolution": 1024, "n_train": 9000, "n_val": 500, "n_test": 1000, "batch_size": 2500},
-)
-
-
 def _check_physics(cfg: Any, where: str) -> None:
     """Refuse a negative viscosity, an empty domain or initial modes that cannot be drawn."""
     if cfg.nu < 0 or not cfg.length > 0:
@@ -112,8 +105,9 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 BURGERS1D = GeneratedDataset(
     name=NAME, config=Burgers1dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=256, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=8),
-    check=_check_physics,
+    default_resolution=256, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=8), check=_check_physics,
+    smoke={"n_frames": 14, "resolution": 128},
+    paper={"resolution": 1024, "n_train": 9000, "n_val": 500, "n_test": 1000, "batch_size": 2500},
     provenance={"version": __version__, "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"},
 )
 

@@ -17,8 +17,8 @@ from typing import Any
 from pdebench_core import hookimpl
 from pdebench_core.data.generation import GeneratedDataset
 
-from pdeb_cfd.dataset import (CNS_PRESETS, DEFAULT_RESOLUTION, DPOT_FIELDS, GENERATOR_VERSION, PROFILES, SCHEME,
-                              Cfd2dConfig, Cfd3dConfig, auto_batch_size, cfd2d_profiles, check_config, physics_spec,
+from pdeb_cfd.dataset import (CNS_PRESETS, DEFAULT_RESOLUTION, DPOT_FIELDS, GENERATOR_VERSION, PAPER, SCHEME, SMOKE,
+                              Cfd2dConfig, Cfd3dConfig, auto_batch_size, check_config, physics_spec,
                               preset_config, solve_trajectories)
 
 __version__ = "0.1.0"
@@ -35,7 +35,7 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
     reference = f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)"
     return GeneratedDataset(
         name=name, config=config, solve=partial(solve_trajectories, ndim=ndim), spec=partial(physics_spec, ndim=ndim),
-        version=GENERATOR_VERSION, profiles=PROFILES[ndim], default_resolution=DEFAULT_RESOLUTION[ndim],
+        version=GENERATOR_VERSION, default_resolution=DEFAULT_RESOLUTION[ndim], smoke=SMOKE[ndim], paper=PAPER[ndim],
         scheme=SCHEME, check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
         seed_parts=(name,), identity={"name": name, "ndim": ndim}, work_per_trajectory=_simulated_time,
         auto_batch_size=partial(auto_batch_size, ndim=ndim), layout_fields={"dpot": DPOT_FIELDS[ndim]},
@@ -45,12 +45,8 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
 CFD2D = _declare(2, Cfd2dConfig)
 CFD3D = _declare(3, Cfd3dConfig)
 # Presets and `cfd2d` with identical settings share one file: they share the cache name "cfd2d".
-def _preset(name: str) -> GeneratedDataset:
-    config = preset_config(name)
-    return CFD2D.variant(name=name, config=config, profiles=cfd2d_profiles(config))
-
-
-PRESETS = {name: _preset(name) for name in CNS_PRESETS}
+# Each preset's profiles are made from its own config defaults, so its `paper` keeps its physics.
+PRESETS = {name: CFD2D.variant(name=name, config=preset_config(name)) for name in CNS_PRESETS}
 DATASETS = {"cfd2d": CFD2D, "cfd3d": CFD3D, **PRESETS}
 
 _CARD = dict(

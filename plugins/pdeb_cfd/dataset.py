@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import TYPE_CHECKING, Any
 
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import ExplicitScheme, SolverBatch, smoke_profile
+from pdebench_core.data.generation import ExplicitScheme, SolverBatch
 from pdebench_core.errors import UsageError
-from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
     import numpy as np
@@ -122,16 +121,15 @@ class Cfd3dConfig(CfdConfig):
     zeta: float = 1e-8
 
 
-def cfd2d_profiles(config: type) -> dict[str, dict[str, Any]]:
-    """The profiles of ``cfd2d`` or one of its presets; ``paper`` keeps the config's PDE parameters.
-
-    PDEBench's 2D Rand sets (``2D_CFD_Rand_M*_Eta*_Zeta*_periodic_128``) hold 10000
-    trajectories each.
-    """
-    physics = {key: getattr(config(), key) for key in ("mach", "eta", "zeta")}
-    return profiles_around_defaults(config, "small", smoke=smoke_profile(config, n_frames=12, resolution=32),
-                                    paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000,
-                                           "n_val": 1000, "n_test": 1000, **physics})
+#: The ``smoke`` and ``paper`` profiles' overrides by dimension; ``small`` is the config defaults,
+#: and ``paper`` keeps the config's PDE parameters (each ``cfd2d`` preset its own). PDEBench's
+#: 2D Rand sets (``2D_CFD_Rand_M*_Eta*_Zeta*_periodic_128``) hold 10000 trajectories each, its 3D
+#: set (``3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic``) 100 trajectories of 128^3.
+SMOKE = {2: {"n_frames": 12, "resolution": 32}, 3: {"n_frames": 12, "resolution": 16}}
+PAPER = {
+    2: {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 8000, "n_val": 1000, "n_test": 1000},
+    3: {"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10, "n_test": 10},
+}
 
 
 #: DPOT's four Table 1 columns of PDEBench's 2D Rand sets, each a ``cfd2d`` preset:
@@ -154,13 +152,6 @@ def preset_config(name: str) -> type:
     return config
 
 
-PROFILES = {
-    2: cfd2d_profiles(Cfd2dConfig),
-    # PDEBench 3D_CFD_Rand_M1.0_Eta1e-08_Zeta1e-08_periodic: 100 trajectories of 128^3.
-    3: profiles_around_defaults(Cfd3dConfig, "small", smoke=smoke_profile(Cfd3dConfig, n_frames=12, resolution=16),
-                                paper={"resolution": 128, "n_frames": 21, "t_end": 1.0, "n_train": 80, "n_val": 10,
-                                       "n_test": 10, "mach": 1.0, "eta": 1e-8, "zeta": 1e-8}),
-}
 DEFAULT_RESOLUTION = {2: 64, 3: 32}
 
 

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
-from pdebench_core.profiles import profiles_around_defaults
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -59,12 +58,6 @@ class Dr2dConfig(GeneratedConfig):
     cfl: float = 0.8
 
 
-PROFILES = profiles_around_defaults(
-    Dr2dConfig, "small", smoke=smoke_profile(Dr2dConfig, n_frames=14, resolution=32),
-    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
-)
-
-
 def _check_physics(cfg: Any, where: str) -> None:
     """Refuse negative diffusion coefficients."""
     if min(cfg.du, cfg.dv) < 0:
@@ -97,8 +90,9 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 DR2D = GeneratedDataset(
     name=NAME, config=Dr2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=64, scheme=ExplicitScheme(max_cfl=1, min_resolution=4),
-    check=_check_physics,
+    default_resolution=64, scheme=ExplicitScheme(max_cfl=1, min_resolution=4), check=_check_physics,
+    smoke={"n_frames": 14, "resolution": 32},
+    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
     provenance={"version": __version__, "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"},
 )
 make_spec = DR2D.make_spec  # the checked spec of generated data with given settings

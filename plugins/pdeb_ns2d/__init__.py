@@ -15,7 +15,6 @@ from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
 from pdebench_core.data.generation import GeneratedDataset, SolverBatch
 from pdebench_core.errors import DataError, UsageError
-from pdebench_core.profiles import profiles_around_defaults
 
 from pdeb_ns2d.solver import SCHEMES  # cheap: the solver imports torch only when called
 
@@ -102,17 +101,6 @@ class Ns2dNu1e5Config(Ns2dConfig):
     T: int = 20
 
 
-def _profiles(config: type, paper_frames: int) -> dict[str, dict[str, Any]]:
-    """Profiles of one preset: ``smoke`` for tests, ``small`` (= the config defaults), ``paper`` = the protocol."""
-    return profiles_around_defaults(
-        config, "small",
-        smoke={"resolution": 32, "solver_resolution": 32, "delta_t": 5e-2, "scheme": "if-rk3", "T": 14,
-               "n_train": 8, "n_val": 2, "n_test": 2, "solver_dtype": "float32", "batch_size": 12},
-        paper={"resolution": 64, "solver_resolution": 256, "delta_t": 1e-4, "scheme": "cn-euler", "T": paper_frames,
-               "n_train": 1000, "n_val": 100, "n_test": 200, "solver_dtype": "float32", "batch_size": 650},
-    )
-
-
 # name -> (config class, frames in the published data and the paper profile); `small` keeps the
 # config's own frame count
 PRESETS: dict[str, tuple[type, int]] = {
@@ -128,10 +116,13 @@ PRESETS: dict[str, tuple[type, int]] = {
 # set data.<name>.horizon=40 for that.
 TEST_HORIZON: dict[str, int] = {"ns2d": 20, "ns2d-nu1e-3": 20, "ns2d-nu1e-4": 20, "ns2d-nu1e-5": 10}
 
-# name -> {"smoke": {...}, "small": {...}, "paper": {...}}: overrides of the config defaults.
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    name: _profiles(config, paper_frames) for name, (config, paper_frames) in PRESETS.items()
-}
+#: The ``smoke`` profile's overrides (for tests) and the ``paper`` profile's (the protocol), but for
+#: the ``paper`` frame count, which is each preset's own (:data:`PRESETS`); ``small`` is the config
+#: defaults.
+SMOKE = {"resolution": 32, "solver_resolution": 32, "delta_t": 5e-2, "scheme": "if-rk3", "T": 14,
+         "n_train": 8, "n_val": 2, "n_test": 2, "solver_dtype": "float32", "batch_size": 12}
+PAPER = {"resolution": 64, "solver_resolution": 256, "delta_t": 1e-4, "scheme": "cn-euler",
+         "n_train": 1000, "n_val": 100, "n_test": 200, "solver_dtype": "float32", "batch_size": 650}
 
 
 def _check(cfg: Any, where: str) -> None:
@@ -201,14 +192,16 @@ def _solver_grid(cfg: Any) -> tuple[int, int]:
 
 NS2D = GeneratedDataset(
     name="ns2d", config=Ns2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES["ns2d"], default_resolution=64, check=_check, default_horizon=TEST_HORIZON["ns2d"],
+    default_resolution=64, smoke=SMOKE, paper={**PAPER, "T": PRESETS["ns2d"][1]}, check=_check,
+    default_horizon=TEST_HORIZON["ns2d"],
     provenance={"version": __version__, "protocol": "FNO Navier-Stokes (Li et al., 2021)"},
     work_per_trajectory=_stored_frames, working_shape=_solver_grid,
 )
 # Presets and `ns2d` with identical settings share one file: they share the cache name "ns2d".
 DATASETS: dict[str, GeneratedDataset] = {"ns2d": NS2D, **{
-    name: NS2D.variant(name=name, config=config, profiles=PROFILES[name], default_horizon=TEST_HORIZON[name])
-    for name, (config, _) in PRESETS.items() if name != "ns2d"
+    name: NS2D.variant(name=name, config=config, paper={**PAPER, "T": paper_frames},
+                       default_horizon=TEST_HORIZON[name])
+    for name, (config, paper_frames) in PRESETS.items() if name != "ns2d"
 }}
 
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdebench_core import hookimpl
 from pdebench_core.data.config import GeneratedConfig
-from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch, smoke_profile
-from pdebench_core.profiles import profiles_around_defaults
+from pdebench_core.data.generation import ExplicitScheme, GeneratedDataset, SolverBatch
 from pdebench_core.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the plugin stays cheap
@@ -70,11 +69,6 @@ class Swe2dConfig(GeneratedConfig):
     cfl: float = 0.4
 
 
-PROFILES = profiles_around_defaults(
-    Swe2dConfig, "small", smoke=smoke_profile(Swe2dConfig, n_frames=14, resolution=32),
-    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
-)
-
 
 def dam_radius(cfg: Any, seed: int) -> float:
     """The dam radius of the trajectory with this seed, uniform on ``[radius_min, radius_max]``."""
@@ -127,8 +121,9 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 SWE2D = GeneratedDataset(
     name=NAME, config=Swe2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    profiles=PROFILES, default_resolution=64, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=4),
-    check=_check_physics,
+    default_resolution=64, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=4), check=_check_physics,
+    smoke={"n_frames": 14, "resolution": 32},
+    paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
     provenance={"version": __version__,
                 "reference": "PDEBench 2D shallow water, radial dam break (Takamoto et al., 2022)"},
 )

@@ -12,7 +12,7 @@ import pytest
 
 import pdeb_cfd
 from pdeb_cfd import CFD2D, CFD3D
-from pdeb_cfd.dataset import CNS_PRESETS, PROFILES, Cfd2dConfig, Cfd3dConfig
+from pdeb_cfd.dataset import CNS_PRESETS, Cfd2dConfig, Cfd3dConfig
 from pdebench_core.data.cache import cache_path
 from pdebench_core.errors import DataError, UsageError
 from pdebench_core.testing import (check_cache_key, check_dataset_contract, check_dataset_registration,
@@ -73,7 +73,7 @@ def test_trajectory_seeds_are_distinct_and_stable():
 
 
 def test_generation_does_not_depend_on_split_sizes_or_batching():
-    base = dict(PROFILES[2]["smoke"], resolution=16, n_frames=11, t_end=0.1, progress=False)
+    base = dict(CFD2D.profiles["smoke"], resolution=16, n_frames=11, t_end=0.1, progress=False)
     small = CFD2D.generate(Cfd2dConfig(**{**base, "n_train": 2, "n_val": 1, "n_test": 1}))
     large = CFD2D.generate(Cfd2dConfig(**{**base, "n_train": 3, "n_val": 2, "n_test": 1, "batch_size": 2}))
     np.testing.assert_array_equal(small["train"], large["train"][:2])
@@ -171,7 +171,7 @@ def test_registration_card_and_configs():
         assert set(profiles["smoke"]) <= fields and set(profiles["paper"]) <= fields
     from omegaconf import OmegaConf
 
-    merged = OmegaConf.merge(OmegaConf.structured(Cfd3dConfig), PROFILES[3]["paper"])
+    merged = OmegaConf.merge(OmegaConf.structured(Cfd3dConfig), CFD3D.profiles["paper"])
     assert merged.resolution == 128 and merged.eta == pytest.approx(1e-8)
 
 

@@ -12,7 +12,7 @@ from pdebench_core.data.canonical import H5Trajectories, read_spec
 from pdebench_core.errors import UsageError
 from pdebench_core.testing import (assert_same_splits, check_cache_key, check_dataset_contract,
                                    check_dataset_registration, generation_forbidden, split_arrays)
-from pdeb_ns2d import DATASETS, NS2D, PRESETS, PROFILES, Ns2dConfig, register_datasets
+from pdeb_ns2d import DATASETS, NS2D, PRESETS, Ns2dConfig, register_datasets
 
 pytestmark = pytest.mark.usefixtures("private_home")
 
@@ -43,7 +43,7 @@ def test_configs_are_omegaconf_structured_configs():
     from omegaconf import OmegaConf
 
     for name, (config_class, _) in PRESETS.items():
-        merged = OmegaConf.merge(OmegaConf.structured(config_class), PROFILES[name]["smoke"], {"nu": 2e-3})
+        merged = OmegaConf.merge(OmegaConf.structured(config_class), DATASETS[name].profiles["smoke"], {"nu": 2e-3})
         assert merged.nu == 2e-3 and merged.resolution == 32
 
 
