@@ -905,7 +905,8 @@ def test_a_finite_value_beyond_float32_is_refused_not_stored_as_inf(tmp_path, pd
     with pytest.raises(DataError, match=r"one.npy holds 1e\+39, beyond the float32 range"):
         FileTrajectories([tmp_path / "one.npy"])[0]
     result = pdeb("data", "convert", str(path), str(tmp_path / "wide.h5"), env={"PDEB_HOME": str(tmp_path / "home")})
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "beyond the float32 range" in result.stderr
+    assert result.returncode == 2 and result.stdout == ""  # nothing, not even an empty line, on standard output
+    assert result.stderr.count("\n") == 1 and "beyond the float32 range" in result.stderr
     assert not (tmp_path / "wide.h5").exists()
     u = coded((7, 4, 5, 6)).astype(np.float64)  # a MATLAB file converts frame plane by frame plane
     u[5, 1, 2, 3] = 1e39

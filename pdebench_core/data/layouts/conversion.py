@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pdebench_core.data.canonical import CanonicalWriter
 from pdebench_core.data.layouts.common import BLOCK_BYTES, frame_blocks
@@ -21,6 +22,7 @@ from pdebench_core.diskspace import check_free_space
 from pdebench_core.data.layouts.loading import (SPLITS, SplitWarning, as_spec, check_fits_dataset, make_spec,
                                                 open_layout, plan_splits)
 from pdebench_core.errors import DataError
+from pdebench_core.progress import progress as show_progress
 from pdebench_core.spec import DataSpec
 
 
@@ -39,7 +41,7 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
         counts: Trajectories per split; ``None`` (or a missing/``None`` entry) keeps
             the file's own splits whole and cuts unsplit files 80/10/10.
         spec_defaults: Field names, parameters, boundary... for what the file lacks.
-        progress: Show a rich progress bar.
+        progress: Show a progress bar on standard error when it is a terminal.
         overwrite: Replace an existing ``dest`` file (else refuse it).
         layout_fields: Field names by layout, for layouts that store channels unnamed in an
             order of their own (see :func:`~pdebench_core.data.layouts.make_spec`).
@@ -88,7 +90,10 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
     traj_shape = found.traj_shape
     total = sum(len(r) for _, r in plan.values())
     check_free_space(dest.parent, total * 4 * math.prod(traj_shape), f"converting {src.name}")
-    with CanonicalWriter(dest, spec, provenance) as writer, _Progress(progress, total, dest.name) as bar:
+    # A bar on a terminal only: in a log, an error stays the one line written.
+    bar = progress and sys.stderr is not None and sys.stderr.isatty()
+    with CanonicalWriter(dest, spec, provenance) as writer, \
+            show_progress(f"converting to {dest.name}", total, bar) as advance:
         for split in SPLITS:
             if split in plan:
                 writer.create(split, len(plan[split][1]), traj_shape)
@@ -96,9 +101,9 @@ def convert(src: str | os.PathLike, dest: str | os.PathLike, format: str = "auto
             targets = {s: r for s, (p, r) in plan.items() if p == pool}
             reader = found.pools[pool].reader
             if hasattr(reader, "read_frames"):
-                _copy_frame_major(reader, targets, writer, bar)
+                _copy_frame_major(reader, targets, writer, advance)
             else:
-                _copy_trajectory_major(found.pools[pool], targets, writer, bar)
+                _copy_trajectory_major(found.pools[pool], targets, writer, advance)
     return dest
 
 
@@ -123,7 +128,8 @@ def _wanted_counts(counts: Mapping[str, int | None] | None) -> dict[str, int | N
     return wanted
 
 
-def _copy_trajectory_major(pool, targets: Mapping[str, range], writer: CanonicalWriter, bar) -> None:
+def _copy_trajectory_major(pool, targets: Mapping[str, range], writer: CanonicalWriter,
+                           advance: Callable[[float], None]) -> None:
     shape = pool.shape
     frame_bytes = 4
     for s in shape[1:]:
@@ -133,10 +139,11 @@ def _copy_trajectory_major(pool, targets: Mapping[str, range], writer: Canonical
         for j, index in enumerate(indices):
             for frames in blocks:
                 writer.write(split, j, pool.window(index, frames.start, frames.stop - frames.start), start=frames.start)
-            bar.advance()
+            advance(1)
 
 
-def _copy_frame_major(reader, targets: Mapping[str, range], writer: CanonicalWriter, bar) -> None:
+def _copy_frame_major(reader, targets: Mapping[str, range], writer: CanonicalWriter,
+                      advance: Callable[[float], None]) -> None:
     """For layouts whose trajectory axis varies fastest on disk: read whole frame planes."""
     n_frames = reader.traj_shape[0]
     plane_bytes = reader.traj_bytes // max(n_frames, 1) * reader.n
@@ -147,30 +154,4 @@ def _copy_frame_major(reader, targets: Mapping[str, range], writer: CanonicalWri
                 writer.write(split, j, planes[index], start=frames.start)
     for indices in targets.values():
         for _ in indices:
-            bar.advance()
-
-
-class _Progress:
-    """A rich progress bar over trajectories, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import Progress
-
-            self._progress = Progress(transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task(f"converting to {self.label}", total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+            advance(1)
