@@ -1,8 +1,8 @@
 """What may change when a run is resumed, and the config a resumed run continues with.
 
 A resumed run must continue the optimisation it started, so its settings stay those it
-was started with. A few only say how the run is watched or fed, and may change:
-:data:`SAFE_ON_RESUME`. ``train.max_steps`` may grow when the learning rate is constant
+was started with. A few only say how the run is watched or fed, and may change: the
+operational settings (:func:`pdebench_core.settings.is_operational`). ``train.max_steps`` may grow when the learning rate is constant
 (a one-cycle or cosine schedule spans the original steps and cannot be stretched).
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pdebench_core.errors import UsageError
+from pdebench_core.settings import OPERATIONAL_DATA_SETTINGS, OPERATIONAL_SETTINGS, is_operational
 
-SAFE_ON_RESUME = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.num_workers",
-                  "train.prefetch_factor", "train.dist_timeout", "train.eval_every", "run.sinks",
-                  "train.data_on_device")
+#: What the refusal of a resume lists as free to change.
+_MAY_CHANGE = ", ".join((*OPERATIONAL_SETTINGS, *(f"data.<name>.{key}" for key in OPERATIONAL_DATA_SETTINGS)))
 
 
 def resumed_config(run_id: str, model: str | None = None, data: str | Sequence[str] | None = None,
@@ -81,7 +81,7 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
     """
     found = changes(saved, new)
     for key, (old, value) in found.items():
-        if key in SAFE_ON_RESUME or key.startswith("sinks."):  # where results go, not what is optimised
+        if is_operational(key):  # how the run is fed or watched, not what it optimises
             continue
         if key == "train.max_steps" and _extendable(saved, old, value):
             continue
@@ -90,7 +90,7 @@ def check_changes(run_id: str, saved: Mapping[str, Any], new: Mapping[str, Any])
             hint = (" (more steps need train.scheduler=constant: a one-cycle or cosine schedule spans the "
                     "original steps; fine-tune from this run instead, task.checkpoint=RUN_ID)")
         raise UsageError(f"cannot resume '{run_id}': {key}={value} differs from the run's {key}={old}{hint}; "
-                         f"only {', '.join(SAFE_ON_RESUME)} may change when resuming, and train.max_steps may "
+                         f"only {_MAY_CHANGE} may change when resuming, and train.max_steps may "
                          f"grow under train.scheduler=constant")
     return found
 
@@ -121,7 +121,7 @@ def check_checkpoint_config(path: Path, written_with: Mapping[str, Any] | None,
     own = not writer or not resumed or writer == resumed
     by = "another run" if own else f"run '{writer}'"
     for key, (theirs, ours) in changes(written_with, now).items():
-        if key in SAFE_ON_RESUME or key.startswith("sinks.") or own and key in ("train.max_steps", "train.epochs"):
+        if is_operational(key) or own and key in ("train.max_steps", "train.epochs"):
             continue
         raise UsageError(f"checkpoint {path} was written by {by} ({key}={theirs} there, {ours} in this "
                          f"run); resume a run from its own checkpoints")

@@ -7,20 +7,64 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional
 
-def settings_digest(config: Mapping[str, Any], without_seed: bool = False) -> str:
+#: Settings that say how a run is fed, watched or where its results go, never what it
+#: computes: they may change when a run is resumed, and runs that differ only in them (and in
+#: their seeds) are repeats of one experiment on the leaderboard. ``sinks.*`` are too.
+OPERATIONAL_SETTINGS = ("run.sinks", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+                        "train.num_workers", "train.prefetch_factor", "train.dist_timeout", "train.eval_every",
+                        "train.data_on_device")
+#: The same in every ``data.<name>`` section.
+OPERATIONAL_DATA_SETTINGS = ("preload",)
+
+
+def is_operational(key: str) -> bool:
+    """Whether a dotted setting (``train.log_every``, ``data.ns2d.preload``, ``sinks.csv.path``)
+    is one of :data:`OPERATIONAL_SETTINGS` or :data:`OPERATIONAL_DATA_SETTINGS`."""
+    parts = key.split(".")
+    return key in OPERATIONAL_SETTINGS or parts[0] == "sinks" or (
+        len(parts) == 3 and parts[0] == "data" and parts[2] in OPERATIONAL_DATA_SETTINGS)
+
+
+def settings_digest(config: Mapping[str, Any]) -> str:
     """16 hex digits of the settings that change a run's results: its resolved config without
     the run id and where results go (``run.sinks`` and every ``sinks.<name>`` section).
 
     Args:
         config: A resolved config as plain data.
-        without_seed: Leave ``run.seed`` out too (repeats of one experiment share the digest).
     """
     data = json.loads(json.dumps(dict(config), default=str))
     data.pop("sinks", None)
     run = data.get("run")
     if isinstance(run, dict):
-        for key in ("run_id", "sinks", *(("seed",) if without_seed else ())):
+        for key in ("run_id", "sinks"):
             run.pop(key, None)
+    return _digest(data)
+
+
+def experiment_digest(config: Mapping[str, Any]) -> str:
+    """16 hex digits of what makes an experiment: the resolved config without the run id,
+    ``run.seed`` and the operational settings (:func:`is_operational`). Repeats of one
+    experiment with other seeds, or fed and watched otherwise, share it.
+
+    Args:
+        config: A resolved config as plain data.
+    """
+    data = json.loads(json.dumps(dict(config), default=str))
+    return _digest(_without(data, lambda key: key in ("run.run_id", "run.seed") or is_operational(key)))
+
+
+def _without(tree: dict, drop: Any, prefix: str = "") -> dict:
+    """``tree`` without the entries whose dotted key ``drop`` accepts."""
+    kept = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if drop(path):
+            continue
+        kept[key] = _without(value, drop, path + ".") if isinstance(value, dict) else value
+    return kept
+
+
+def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -268,7 +268,10 @@ def test_pooling_needs_the_same_config_and_the_same_data(fresh_home):
     other = json.loads(json.dumps(base))
     other["run"].update(seed=7, run_id="y", sinks=["jsonl", "csv"])
     other["sinks"] = {"csv": {"filename": "other.csv"}}  # where results go: not another experiment
+    other["train"].update(log_every=1, num_workers=2, checkpoint_every=3)  # how it is watched and fed: neither
+    other["data"]["ns2d"]["preload"] = not base["data"]["ns2d"].get("preload", False)
     assert lb.seedless_hash(base) == lb.seedless_hash(other)
+    assert lb.seedless_hash({**other, "run": {**other["run"], "device": "cuda"}}) != lb.seedless_hash(base)
     other["data"]["ns2d"]["n_train"] = 16
     assert lb.seedless_hash(base) != lb.seedless_hash(other)
     fill([store_row("d1-a", seed=0, data_hash="d1"), store_row("d1-b", seed=1, data_hash="d1"),

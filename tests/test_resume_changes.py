@@ -44,6 +44,27 @@ def test_conflicting_resume_options_are_named(finished_run, args, message):
     assert re.search(message, output) and "no model given" not in output
 
 
+def test_only_how_a_run_is_fed_or_watched_may_change():
+    """The operational settings (also left out when the leaderboard pools seeds) may change,
+    a per-dataset preload included; a setting of the data itself may not."""
+    import copy
+
+    from pdebench_core.errors import UsageError
+    from pdebench_core.resume import check_changes
+
+    saved = {"run": {"seed": 0, "sinks": ["jsonl"]}, "train": {"lr": 1e-3, "log_every": 10},
+             "data": {"ns2d": {"n_train": 8, "preload": False}}, "sinks": {"csv": {"path": "a.csv"}}}
+    fed_otherwise = copy.deepcopy(saved)
+    fed_otherwise["run"]["sinks"], fed_otherwise["train"]["log_every"] = ["csv"], 5
+    fed_otherwise["data"]["ns2d"]["preload"], fed_otherwise["sinks"]["csv"]["path"] = True, "b.csv"
+    assert set(check_changes("r", saved, fed_otherwise)) == {"run.sinks", "train.log_every", "data.ns2d.preload",
+                                                             "sinks.csv.path"}
+    other_data = copy.deepcopy(saved)
+    other_data["data"]["ns2d"]["n_train"] = 16
+    with pytest.raises(UsageError, match=r"data.ns2d.n_train=16 differs .*only run.sinks, .*data.<name>.preload may"):
+        check_changes("r", saved, other_data)
+
+
 def test_more_steps_on_a_constant_schedule_extend_the_run(finished_run, tmp_path):
     ctx = finished_run("grow", "train.scheduler=constant", "train.checkpoint_every=2")
     result = runner.invoke(app, ["run", "--resume", "grow", "--quiet", "train.max_steps=6", "train.log_every=3"])

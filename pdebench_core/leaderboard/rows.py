@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from pdebench_core.settings import settings_digest
+from pdebench_core.settings import experiment_digest
 
 from .measures import PAPER_PROFILE, Measure, grid_text, scoring_label
 
@@ -179,14 +179,16 @@ def size_label(n_params: Any) -> str | None:
 
 
 def seedless_hash(config: Mapping[str, Any] | None, fallback: str = "") -> str:
-    """Hash of a resolved run config with ``run.seed``, the run id and the sinks left out.
+    """Hash of a resolved run config with ``run.seed``, the run id and the operational
+    settings (sinks, logging, checkpoints, data loading) left out
+    (:func:`~pdebench_core.settings.experiment_digest`).
 
     Runs with the same seedless hash (and model, dataset, task, data hash) are repeats of one
     experiment with different seeds, pooled into one leaderboard row.
     """
     if not config:
         return fallback
-    return settings_digest(config, without_seed=True)
+    return experiment_digest(config)
 
 
 def _int_or_none(value: Any) -> int | None:
