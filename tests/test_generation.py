@@ -391,6 +391,12 @@ def test_profiles_presets_and_registration():
         toy.config_for("huge")
     check_dataset_registration(lambda register: toy.register(register, **TOY_CARD), "toy", factory=toy,
                                config=ToyConfig)
+    # What the data says of itself comes from the small profile's spec unless the card says it.
+    cards = []
+    brief = {k: v for k, v in TOY_CARD.items() if k not in ("dims", "fields", "dt", "boundary", "horizon")}
+    toy.register(lambda *args, **card: cards.append(card), **brief, boundary="periodic on both axes")
+    assert {k: cards[0][k] for k in ("dims", "fields", "dt", "boundary", "horizon")} == {
+        "dims": 2, "fields": ["u", "v"], "dt": 0.1, "boundary": "periodic on both axes", "horizon": 3}
     preset = toy.variant(name="toy-preset", default_horizon=1)
     assert toy(ToyConfig()).spec.horizon == 3  # the default horizon, capped by the frames after t_in
     built = preset(ToyConfig())

@@ -629,8 +629,13 @@ class GeneratedDataset:
         if settings.horizon is not None and not 0 < int(settings.horizon) <= frames - t_in:
             raise UsageError(f"{where}.horizon must be in 1..{frames - t_in}, got {settings.horizon}")
         self._check_generation_settings(settings, where)
-        horizon = settings.horizon if settings.horizon is not None else min(self.default_horizon or frames, frames - t_in)
-        return physics.replace(name=self.name, t_in=t_in, horizon=int(horizon))
+        return physics.replace(name=self.name, t_in=t_in, horizon=self._horizon(settings, frames))
+
+    def _horizon(self, settings: Any, frames: int) -> int:
+        """The configured horizon, else :attr:`default_horizon` capped by the frames after ``t_in``."""
+        if settings.horizon is not None:
+            return int(settings.horizon)
+        return min(self.default_horizon or frames, frames - int(settings.t_in))
 
     def _check_generation_settings(self, settings: Any, where: str) -> None:
         least_batch = 0 if self.auto_batch_size is not None else 1
@@ -710,5 +715,17 @@ class GeneratedDataset:
         return self.spec(settings).replace(name=self.name, t_in=int(settings.t_in), horizon=horizon, n_frames=None)
 
     def register(self, register: Callable[..., None], **card: Any) -> None:
-        """Register this dataset through a ``register_datasets`` hook's ``register``, with its card."""
+        """Register this dataset through a ``register_datasets`` hook's ``register``, with its card.
+
+        What the data says of itself is not written twice: ``dims``, ``fields``, ``dt``,
+        ``boundary`` and ``horizon`` default to those of the ``small`` profile's data (a card
+        entry given here wins, e.g. a boundary described in words). :attr:`spec` is called
+        for them, so it should import nothing heavy (torch): listing commands register
+        every plugin.
+        """
+        if not {"dims", "fields", "dt", "boundary", "horizon"} <= set(card):
+            settings = self.settings(self.config_for("small"))
+            physics = self.spec(settings)
+            card = {"dims": len(physics.spatial_shape), "fields": list(physics.fields), "dt": physics.dt,
+                    "boundary": physics.boundary, "horizon": self._horizon(settings, int(physics.n_frames)), **card}
         register(self.name, self, config=self.config, profiles=self.profiles, **card)
