@@ -142,20 +142,11 @@ def test_protocol_covers_the_twelve_columns_of_table_1(protocol):
 
 def _default_spec(name: str, setting: dict):
     """The spec pdeb's dataset ``name`` gets under the ``paper`` profile, without generating data."""
-    import pdeb_cfd.dataset
-    import pdeb_dr2d
-    import pdeb_ns2d
-    import pdeb_swe2d
-
     from pdebench_core import plugins
     from pdebench_core.config import component_config
 
-    cfg = component_config(plugins.get("dataset", name), "paper", setting or None)
-    if name.startswith("ns2d"):
-        return pdeb_ns2d.make_spec(cfg, name)
-    if name.startswith("cfd2d"):  # cfd2d and its presets
-        return pdeb_cfd.dataset.make_spec(cfg, name, 2)
-    return {"dr2d": pdeb_dr2d, "swe2d": pdeb_swe2d}[name].make_spec(cfg)
+    dataset = plugins.get("dataset", name)
+    return dataset.factory.make_spec(component_config(dataset, "paper", setting or None))
 
 
 def _reader_spec(tmp_path: Path, name: str, n_frames: int):

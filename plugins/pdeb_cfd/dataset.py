@@ -211,10 +211,3 @@ def auto_batch_size(cfg: Any, device, ndim: int) -> int:
     """Trajectories per solver call when ``batch_size=0``: a cell budget that suits the device."""
     budget = AUTO_BATCH_CELLS["cuda" if device.type == "cuda" else "cpu"]
     return max(1, budget // int(cfg.resolution) ** ndim)
-
-
-def make_spec(cfg: Any, name: str, ndim: int) -> "DataSpec":
-    """The checked :class:`DataSpec` that ``cfd2d`` or ``cfd3d`` (``ndim``) gives these settings."""
-    from pdeb_cfd import DATASETS
-
-    return DATASETS[name].make_spec(cfg)

@@ -95,7 +95,6 @@ DR2D = GeneratedDataset(
     paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
     provenance={"version": __version__, "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"},
 )
-make_spec = DR2D.make_spec  # the checked spec of generated data with given settings
 
 
 @hookimpl

@@ -205,11 +205,6 @@ DATASETS: dict[str, GeneratedDataset] = {"ns2d": NS2D, **{
 }}
 
 
-def make_spec(cfg: Any, name: str = "ns2d") -> "DataSpec":
-    """The checked :class:`DataSpec` that dataset ``name`` (``ns2d`` or a preset) gives these settings."""
-    return DATASETS[name].make_spec(cfg)
-
-
 _CARD = dict(
     pde="dw/dt + u.grad(w) = nu lap(w) + f, u = (d psi/dy, -d psi/dx), -lap(psi) = w; "
         "f = 0.1 (sin 2pi(x+y) + cos 2pi(x+y))",

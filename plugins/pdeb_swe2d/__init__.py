@@ -127,7 +127,6 @@ SWE2D = GeneratedDataset(
     provenance={"version": __version__,
                 "reference": "PDEBench 2D shallow water, radial dam break (Takamoto et al., 2022)"},
 )
-make_spec = SWE2D.make_spec  # the checked spec of generated data with given settings
 
 
 @hookimpl
