@@ -280,6 +280,9 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     check_required(cfg, hints=setting_hints(sections))
     check_values(cfg)
     check_declared_dims(model_comp, [regs["dataset"].get(name) for name in cfg.data])
+    if model_comp.check is not None:  # the model's own settings, before any data is read or made
+        with plugins.plugin_code(model_comp, "raised while checking its settings:"):
+            model_comp.check(cfg.model)
     return cfg
 
 

@@ -42,12 +42,13 @@ def register_models(register: Register) -> None:
     """Register neural PDE solvers.
 
     Call ``register(name, factory, config=ConfigDataclass, profiles=None, dims=None,
-    mixed_dims=False, default_task=None, **card)``. ``factory(cfg, spec)`` returns a
-    ``torch.nn.Module`` mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``. ``dims``
-    (a tuple such as ``(1, 2, 3)``) declares the spatial dimensions the model supports;
-    ``mixed_dims=True`` accepts datasets of several dimensions in one run (``spec.groups``
-    then holds one spec per dimension); ``default_task`` names the task run when the
-    user gives none.
+    mixed_dims=False, default_task=None, check=None, **card)``. ``factory(cfg, spec)``
+    returns a ``torch.nn.Module`` mapping ``(B, t_in, *S, C)`` to ``(B, t_out, *S, C)``.
+    ``dims`` (a tuple such as ``(1, 2, 3)``) declares the spatial dimensions the model
+    supports; ``mixed_dims=True`` accepts datasets of several dimensions in one run
+    (``spec.groups`` then holds one spec per dimension); ``default_task`` names the task
+    run when the user gives none; ``check(cfg)`` refuses settings the model cannot take
+    (raising ``UsageError``) before any data is read or generated.
 
     Args:
         register: Adds one model to the registry.

@@ -43,6 +43,22 @@ def check_folded_config(cfg: Any, spec: "DataSpec", model: str, positive: Sequen
         UsageError: On unsupported data, a non-positive size or heads that do not divide a width.
     """
     check_dims(spec, dims, model)
+    check_folded_settings(cfg, model, positive, heads_divide)
+
+
+def check_folded_settings(cfg: Any, model: str, positive: Sequence[str], heads_divide: Sequence[str] = ()) -> None:
+    """The checks of a folded-frame model's settings that need no data: run when a run's
+    config is built, so a bad size is refused before any data is generated.
+
+    Args:
+        cfg: The model's config (dataclass or omegaconf object).
+        model: Registered model name, used in the messages.
+        positive: Config entries that must be positive integers.
+        heads_divide: Widths that ``cfg.heads`` must divide (empty: no attention heads).
+
+    Raises:
+        UsageError: On a non-positive size or heads that do not divide a width.
+    """
     require_positive(cfg, *positive, model=model)
     heads = int(cfg.heads) if heads_divide else 1
     if any(int(getattr(cfg, width)) % heads for width in heads_divide):
@@ -113,7 +129,8 @@ def folded_arguments(cfg: Any, config: type, spec: "DataSpec", **overrides: Any)
 
 def model_registration(name: str, build: Callable[..., Any], config: type,
                        profiles: Mapping[str, Mapping[str, Any]], description: str, paper: str,
-                       dims: Sequence[int] = ALL_DIMS) -> Callable[..., None]:
+                       dims: Sequence[int] = ALL_DIMS,
+                       check: Callable[[Any], None] | None = None) -> Callable[..., None]:
     """The ``register_models`` hook of a plugin that registers one model.
 
     Assign it at module level under any name (``register_models = model_registration(...)``,
@@ -128,6 +145,8 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
         description: One line for ``pdeb models``.
         paper: Where the architecture comes from.
         dims: Supported numbers of spatial axes.
+        check: ``check(cfg)``: the model's checks of its settings alone, run before any
+            data is read or generated.
 
     Returns:
         The hook implementation ``register_models(register)``.
@@ -136,7 +155,7 @@ def model_registration(name: str, build: Callable[..., Any], config: type,
     @hookimpl(specname="register_models")
     def register_models(register: Callable[..., Any]) -> None:
         register(name, build, config=config, profiles=profiles, description=description, paper=paper,
-                 dims=tuple(dims))
+                 dims=tuple(dims), check=check)
 
     register_models.__doc__ = f"Register the ``{name}`` model."
     return register_models
@@ -204,12 +223,16 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
 
     build.__doc__ = (f"Build the ``{name}`` model for ``spec`` from a :class:`{config.__name__}` (or an omegaconf "
                      "object alike); raises UsageError on unsupported data or settings.")
-    return build, model_registration(name, build, config, profiles, description, paper, dims)
+    def check(cfg: Any) -> None:
+        check_folded_settings(cfg, name, sizes, heads_divide)
+
+    return build, model_registration(name, build, config, profiles, description, paper, dims, check)
 
 
 __all__ = [
     "ALL_DIMS",
     "check_folded_config",
+    "check_folded_settings",
     "folded_arguments",
     "folded_model",
     "integer_fields",

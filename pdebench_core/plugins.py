@@ -298,13 +298,16 @@ def _stage(staged: list[Component], kind: str, plugin_name: str, name: str, fact
 
 def _stage_model(staged: list[Component], plugin_name: str, name: str, factory: Callable[..., Any],
                  config: type | None = None, profiles: Mapping[str, Mapping[str, Any]] | None = None, *,
-                 dims: Any = None, mixed_dims: bool = False, default_task: str | None = None, **card: Any) -> None:
+                 dims: Any = None, mixed_dims: bool = False, default_task: str | None = None,
+                 check: Callable[[Any], None] | None = None, **card: Any) -> None:
     """The ``register`` of ``register_models`` (see :func:`pdebench_core.hookspecs.register_models`)."""
     if default_task is not None and (not isinstance(default_task, str) or not default_task):
         raise _BadRegistration(f"model '{name}' has default_task={default_task!r}; pass a task name such as "
                                f"'pretrain', or leave it out")
+    if check is not None and not callable(check):
+        raise _BadRegistration(f"model '{name}' has check={check!r}; pass a function check(cfg), or leave it out")
     typed = {"dims": _check_dims("model", name, dims), "default_task": default_task,
-             "mixed_dims": _check_flag("model", name, "mixed_dims", mixed_dims)}
+             "mixed_dims": _check_flag("model", name, "mixed_dims", mixed_dims), "check": check}
     _stage(staged, "model", plugin_name, name, factory, config, profiles, typed=typed, **card)
 
 

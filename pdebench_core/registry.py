@@ -33,6 +33,9 @@ class Component:
         higher_is_better: A metric ranks larger values first (best checkpoint, leaderboard).
         trains: A task trains a model (so the training settings, such as how
             ``train.batch_size`` splits over processes, concern it).
+        check: A model's check of its own settings, ``check(cfg)`` raising
+            :class:`~pdebench_core.errors.UsageError`: run when a run's config is built,
+            before any data is read or generated.
     """
 
     kind: str
@@ -48,6 +51,7 @@ class Component:
     default_task: str | None = None
     higher_is_better: bool = False
     trains: bool = True
+    check: Callable[[Any], None] | None = None
 
     def supports(self, ndim: int) -> bool:
         """Whether a model or dataset declares ``ndim`` spatial dimensions (undeclared: yes)."""

@@ -293,6 +293,8 @@ def test_profiles_are_made_from_the_smoke_and_paper_overrides():
     assert toy.variant(name="toy-3", config=preset).config_for("paper").amplitude == 3.0
     with pytest.raises(ValueError, match="declare profiles= or smoke=/paper=, not both"):
         _toy(smoke={"n_train": 1})
+    with pytest.raises(TypeError, match=r"^dataset 'toy-3': config must be a dataclass class, got Stepped\("):
+        toy.variant(name="toy-3", config=stepped(amplitude=3.0))  # an instance, not a class
 
 
 def test_cache_key_is_every_setting_that_changes_the_numbers():

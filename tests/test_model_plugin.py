@@ -170,3 +170,38 @@ def test_a_folded_models_wrong_target_or_constructor_is_named(monkeypatch):
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'use_grid'; folded_model passes every config "
                                         r"field and the data's sizes as keywords: ndim, "):
         narrow(ToyConfig(), spec)
+
+
+def test_a_models_settings_are_refused_before_any_data_is_made(private_home):
+    """A bad size is found when the run is configured: the paper profile's data would
+    otherwise be generated first, for hours, before the model refused it."""
+    from typer.testing import CliRunner
+
+    from pdebench_core.cli import app
+
+    registered = {}
+    register_models(lambda name, factory, **settings: registered.update(settings))
+    with pytest.raises(UsageError, match=r"model.heads \(3\) must divide width \(8\) for toy"):
+        registered["check"](OmegaConf.structured(ToyConfig(heads=3)))
+    registered["check"](OmegaConf.structured(ToyConfig()))  # fine settings pass
+    result = CliRunner().invoke(app, ["run", "--model", "fno", "--data", "ns2d", "--profile", "paper",
+                                      "model.width=0"])
+    assert result.exit_code == 2 and result.output.strip() == ("error: model.width must be a positive integer "
+                                                               "for fno, got 0")
+    assert not (private_home / "data").exists() or not any((private_home / "data").iterdir())
+
+
+def test_a_model_check_that_fails_names_the_model_and_its_plugin(monkeypatch):
+    from pdebench_core import plugins
+    from pdebench_core.config import build_config
+    from pdebench_core.errors import PluginError
+
+    fno = plugins.get("model", "fno")
+
+    def broken(cfg):
+        raise KeyError("width")
+
+    monkeypatch.setattr(fno, "check", broken)
+    with pytest.raises(PluginError, match=r"^model 'fno' \(plugin '[^']+'\) raised while checking its settings: "
+                                          r"KeyError"):
+        build_config(model="fno", data="ns2d", profile="smoke")

@@ -538,6 +538,9 @@ class GeneratedDataset:
     _made_profiles: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.config, type) and dataclasses.is_dataclass(self.config)):
+            raise TypeError(f"dataset '{self.name}': config must be a dataclass class, got {self.config!r}; "
+                            f"for other defaults, give a subclass that changes them")
         self.family = self.family or self.name
         self.cache_name = self.cache_name or self.name
         if self.scheme is not None:
