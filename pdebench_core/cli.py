@@ -34,13 +34,19 @@ def _print_components(kind: str, as_json: bool, columns: list[str]) -> None:
         typer.echo(json.dumps(items, indent=2, default=str))
         return
     table = Table(title=f"{kind}s")
-    for column in ["name", *columns, "plugin"]:
-        table.add_column(column)
+    _add_name_column(table, [item["name"] for item in items])
+    for column in [*columns, "plugin"]:
+        table.add_column(column, overflow="fold")  # a word wider than its column folds, never cut
     for item in items:
         if "higher_is_better" in item:  # a metric's direction, in words
             item["better"] = "higher" if item["higher_is_better"] else "lower"
         table.add_row(*[_cell(item.get(c)) for c in ["name", *columns, "plugin"]])
     _console().print(table)
+
+
+def _add_name_column(table: Any, names: list[str], title: str = "name") -> None:
+    """A column of names that a narrow terminal never wraps or cuts: they are what users type."""
+    table.add_column(title, no_wrap=True, min_width=max((len(name) for name in names), default=4))
 
 
 def _cell(value: Any) -> str:
@@ -65,8 +71,9 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
                                 "error": i.error} for i in infos], indent=2))
         return
     table = Table(title="plugins")
-    for column in ("name", "origin", "version", "hooks", "status"):
-        table.add_column(column, no_wrap=column in ("name", "status"), overflow="fold")
+    _add_name_column(table, [i.name for i in infos])
+    for column in ("origin", "version", "hooks", "status"):
+        table.add_column(column, no_wrap=column == "status", overflow="fold")
     for i in infos:
         status = "[red]failed (below)[/red]" if i.error else "[green]ok[/green]"
         table.add_row(i.name, i.origin, i.version, ", ".join(h.replace("register_", "") for h in i.hooks), status)
@@ -112,7 +119,8 @@ def models(
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title=f"models on {data} ({profile} profile)")
-    for column in ("name", "parameters", "dims", "description"):
+    _add_name_column(table, [item["name"] for item in rows])
+    for column in ("parameters", "dims", "description"):
         table.add_column(column)
     for item in rows:
         count = item["parameters"]

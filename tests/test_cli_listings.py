@@ -26,6 +26,17 @@ def test_each_listing_prints_its_kind_as_json_and_as_a_table(command, member, co
     assert table.exit_code == 0 and member in table.output and column in table.output
 
 
+@pytest.mark.parametrize("command", ["datasets", "models", "plugins", "metrics"])
+def test_a_narrow_terminal_never_cuts_a_name(command, monkeypatch):
+    """Names are what users type (--data cfd2d-m1e-1-eta1e-1): each stands whole on one line."""
+    monkeypatch.setenv("COLUMNS", "60")
+    names = [item["name"] for item in json.loads(CliRunner().invoke(app, [command, "--json"]).output)]
+    table = CliRunner().invoke(app, [command])
+    assert table.exit_code == 0 and "…" not in table.output
+    lines = table.output.splitlines()
+    assert all(any(f" {name} " in line for line in lines) for name in names)
+
+
 def test_listing_help_keeps_its_one_line_summary():
     result = CliRunner().invoke(app, ["sinks", "--help"])
     assert result.exit_code == 0 and "List registered result sinks." in result.output
