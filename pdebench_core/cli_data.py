@@ -45,7 +45,22 @@ def _path_or_url(text: str) -> str | Path:
     if not text.strip():  # Path("") is the current folder
         raise UsageError("the path is empty; give a data file, a folder or a URL")
     text = local_or_url(text)
-    return text if is_url(text) else Path(text)
+    if is_url(text):
+        return text
+    path = Path(text)
+    if not path.exists():
+        _refuse_a_dataset_name(text)
+    return path
+
+
+def _refuse_a_dataset_name(text: str) -> None:
+    """A registered dataset's name where a path belongs: say how to get at its file."""
+    from pdebench_core import plugins
+
+    if text in {c.name for c in plugins.registries()["dataset"]}:
+        raise UsageError(f"'{text}' is a registered dataset, not a file or folder; 'pdeb data generate {text}' "
+                         f"prints its cache file (generating it once), which this command then takes, and "
+                         f"'pdeb data stats {text}' takes the name itself")
 
 
 @data_app.command()
@@ -175,10 +190,12 @@ def convert(
 
 def _stats_of(target: str, overrides: List[str], profile: str, format: str, compute: bool):
     """Statistics of a path, or of a registered dataset built with ``profile`` and ``overrides``."""
+    from pdebench_core.data.remote import is_url, local_or_url
     from pdebench_core.data.stats import channel_stats
-    from pdebench_core.errors import UsageError
 
-    if Path(target).exists() or isinstance(_path_or_url(target), str):
+    if not target.strip():  # Path("") is the current folder
+        raise UsageError("the name is empty; give a registered dataset, a data file, a folder or a URL")
+    if Path(target).exists() or is_url(local_or_url(target)):
         if overrides:
             raise UsageError(f"key=value settings ({overrides[0]}, ...) apply to a dataset name, not to the path "
                              f"{target}; drop them or pass a registered dataset name")

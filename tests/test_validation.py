@@ -355,6 +355,10 @@ def test_paths_and_settings_commands_cannot_use_are_one_line_not_a_traceback(tmp
         (["run", "--model", "fno", "--data", "burgers1d", "--profile", "smoke", "--task", "evaluate",
           "task.checkpoint=" + "/" + "b" * 5000], "checkpoint '/bbb"),
         (["data", "download", "pdebench-1d-burgers", "--dest", str(tmp_path / "a-file")], "is a file; give a folder"),
+        (["data", "info", "ns2d"], "'ns2d' is a registered dataset, not a file or folder; 'pdeb data generate ns2d' "
+                                   "prints its cache file"),
+        (["data", "verify", "ns2d"], "'pdeb data stats ns2d' takes the name itself"),
+        (["data", "stats", ""], "the name is empty; give a registered dataset, a data file"),
     ]
     (tmp_path / "a-file").write_text("x")
     for args, message in cases:
