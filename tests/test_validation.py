@@ -229,6 +229,17 @@ def test_generator_settings_with_a_file_are_refused(tmp_path, setting, message):
         build_config(model="fno", data="burgers1d", profile="smoke", overrides=[f"data.burgers1d.path={path}", setting])
 
 
+def test_a_files_own_parameters_are_used_and_the_run_is_told(tmp_path, monkeypatch):
+    """A preset or default that the file contradicts (pdeb's own cache of other settings) is not an
+    error, as the file is the data; the run's log says which value holds."""
+    from pdebench_core.config import build_dataset
+
+    monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
+    dataset = build_dataset("burgers1d", "smoke", [f"path={_burgers_file(tmp_path, nu=0.5)}"])
+    assert dataset.spec.params["nu"] == 0.5
+    assert "the file states nu=0.5; that is used, not the dataset's setting nu=0.01" in dataset.notes
+
+
 def test_settings_the_file_agrees_with_and_split_sizes_are_allowed(tmp_path):
     path = _burgers_file(tmp_path)
     cfg = build_config(model="fno", data="burgers1d", profile="smoke",
