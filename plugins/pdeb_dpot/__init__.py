@@ -131,6 +131,28 @@ def resolve_architecture(cfg: Any) -> dict[str, Any]:
     return arch
 
 
+def check_settings(cfg: Any) -> None:
+    """DPOT's checks of its settings alone, run when a run is configured, before any data is
+    made: the size preset, positive sizes and an ``embed_dim`` the blocks and GroupNorm divide
+    (the grid's divisibility by ``patch_size`` waits for the data).
+
+    Raises:
+        UsageError: Naming the first setting DPOT cannot take.
+    """
+    arch = resolve_architecture(cfg)
+    sizes = {"embed_dim": arch["embed_dim"], "depth": arch["depth"], "n_blocks": arch["n_blocks"],
+             "out_layer_dim": arch["out_layer_dim"], "patch_size": cfg.patch_size, "modes": cfg.modes,
+             "modes_z": cfg.modes_z}
+    for key, value in sizes.items():
+        if int(value) < 1:
+            raise UsageError(f"model.{key} must be a positive integer for dpot, got {value}")
+    if not float(arch["mlp_ratio"]) > 0:
+        raise UsageError(f"model.mlp_ratio must be positive for dpot, got {arch['mlp_ratio']}")
+    if int(arch["embed_dim"]) % 8 or int(arch["embed_dim"]) % int(arch["n_blocks"]):
+        raise UsageError(f"model.embed_dim {arch['embed_dim']} must be a multiple of 8 (GroupNorm groups) and "
+                         f"of model.n_blocks {arch['n_blocks']} for dpot")
+
+
 def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":
     """Build DPOT for a dataset: 1D, 2D or 3D from ``spec.spatial_shape``.
 
@@ -274,6 +296,7 @@ def register_models(register: Any) -> None:
         dims=(1, 2, 3),  # registration parameters: pdeb checks the data against them
         mixed_dims=True,
         default_task="pretrain",
+        check=check_settings,
         sizes=list(SIZES),
         code="https://github.com/thu-ml/DPOT",
     )

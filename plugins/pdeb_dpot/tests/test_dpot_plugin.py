@@ -130,3 +130,18 @@ def test_init_3d_from_2d_checkpoint(tmp_path: Path) -> None:
     with_time = build(config("paper", patch_size=4, modes=4, init=str(path), init_components=["blocks", "time_agg"],
                              **arch), spec((8, 8, 8), fields=("a", "b", "c", "d", "e")))
     assert torch.equal(with_time.time_agg_layer.w, ref["state_dict_2d"]["time_agg_layer.w"])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.size=xl", r"unknown DPOT size 'xl'"),
+    ("model.embed_dim=36", r"model.embed_dim 36 must be a multiple of 8 \(GroupNorm groups\) and of model.n_blocks"),
+    ("model.depth=0", r"model.depth must be a positive integer for dpot, got 0"),
+    ("model.patch_size=-2", r"model.patch_size must be a positive integer for dpot, got -2"),
+])
+def test_settings_dpot_cannot_take_are_refused_before_any_data(setting, message):
+    """At the paper profile the data of ns2d and cfd3d takes hours to generate: a DPOT setting
+    no grid can fix is refused when the run is configured."""
+    from pdebench_core.config import build_config
+
+    with pytest.raises(UsageError, match=message):
+        build_config(model="dpot", data="ns2d,cfd3d", profile="paper", overrides=[setting])
