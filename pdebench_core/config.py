@@ -272,6 +272,13 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     })
     OmegaConf.set_struct(cfg, True)
     resolve_interpolations(cfg)
+    _check_resolved(cfg, regs, model_comp, task_comp)
+    return cfg
+
+
+def _check_resolved(cfg: Any, regs: Mapping[str, Any], model_comp: Component, task_comp: Component) -> None:
+    """The checks of a whole resolved config, before any data is read or made: metric names,
+    required settings, values, the model's dimensions and the model's own ``check``."""
     for metric in [*cfg.eval.metrics, cfg.train.select_metric]:
         regs["metric"].get(str(metric))
     sections = {"model.": model_comp.config, "task.": task_comp.config,
@@ -280,10 +287,12 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     check_required(cfg, hints=setting_hints(sections))
     check_values(cfg)
     check_declared_dims(model_comp, [regs["dataset"].get(name) for name in cfg.data])
-    if model_comp.check is not None:  # the model's own settings, before any data is read or made
+    if model_comp.check is not None:
+        OmegaConf = _omegaconf()
+        settings = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+        OmegaConf.set_readonly(settings, True)  # a check reads; it cannot change the run
         with plugins.plugin_code(model_comp, "raised while checking its settings:"):
-            model_comp.check(cfg.model)
-    return cfg
+            model_comp.check(settings)
 
 
 def _absolute_path(section: Any) -> None:

@@ -223,7 +223,9 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
 
     build.__doc__ = (f"Build the ``{name}`` model for ``spec`` from a :class:`{config.__name__}` (or an omegaconf "
                      "object alike); raises UsageError on unsupported data or settings.")
+
     def check(cfg: Any) -> None:
+        """The sizes and heads, checked before any data is made."""
         check_folded_settings(cfg, name, sizes, heads_divide)
 
     return build, model_registration(name, build, config, profiles, description, paper, dims, check)

@@ -2,8 +2,9 @@
 
 A resumed run must continue the optimisation it started, so its settings stay those it
 was started with. A few only say how the run is watched or fed, and may change: the
-operational settings (:func:`pdebench_core.settings.is_operational`). ``train.max_steps`` may grow when the learning rate is constant
-(a one-cycle or cosine schedule spans the original steps and cannot be stretched).
+operational settings (:func:`pdebench_core.settings.is_operational`). ``train.max_steps``
+may grow when the learning rate is constant (a one-cycle or cosine schedule spans the
+original steps and cannot be stretched).
 """
 
 from __future__ import annotations

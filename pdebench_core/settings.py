@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 #: Settings that say how a run is fed, watched or where its results go, never what it
 #: computes: they may change when a run is resumed, and runs that differ only in them (and in
@@ -43,17 +43,26 @@ def settings_digest(config: Mapping[str, Any]) -> str:
 
 def experiment_digest(config: Mapping[str, Any]) -> str:
     """16 hex digits of what makes an experiment: the resolved config without the run id,
-    ``run.seed`` and the operational settings (:func:`is_operational`). Repeats of one
-    experiment with other seeds, or fed and watched otherwise, share it.
+    ``run.seed`` and the operational settings (:func:`is_operational`; ``train.checkpoint_every``
+    stays under ``train.on_divergence=rollback``). Repeats of one experiment with other seeds,
+    or fed and watched otherwise, share it.
 
     Args:
         config: A resolved config as plain data.
     """
     data = json.loads(json.dumps(dict(config), default=str))
-    return _digest(_without(data, lambda key: key in ("run.run_id", "run.seed") or is_operational(key)))
+    # A rollback returns to the last checkpoint: how often one is written then changes the numbers.
+    rollback = (data.get("train") or {}).get("on_divergence") == "rollback"
+
+    def drop(key: str) -> bool:
+        if key in ("run.run_id", "run.seed"):
+            return True
+        return is_operational(key) and not (rollback and key == "train.checkpoint_every")
+
+    return _digest(_without(data, drop))
 
 
-def _without(tree: dict, drop: Any, prefix: str = "") -> dict:
+def _without(tree: dict, drop: Callable[[str], bool], prefix: str = "") -> dict:
     """``tree`` without the entries whose dotted key ``drop`` accepts."""
     kept = {}
     for key, value in tree.items():

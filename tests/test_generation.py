@@ -295,6 +295,12 @@ def test_profiles_are_made_from_the_smoke_and_paper_overrides():
         _toy(smoke={"n_train": 1})
     with pytest.raises(TypeError, match=r"^dataset 'toy-3': config must be a dataclass class, got Stepped\("):
         toy.variant(name="toy-3", config=stepped(amplitude=3.0))  # an instance, not a class
+    # A variant may bring a table of its own, or overrides of its own, whatever the dataset declared.
+    table = {"smoke": {"n_train": 1}, "small": {}, "paper": {"n_train": 50}}
+    assert toy.variant(name="toy-table", profiles=table).profiles == table
+    assert _toy().variant(name="toy-made", paper={"n_train": 70}).profiles["paper"] == {"n_train": 70}
+    with pytest.raises(TypeError, match="positional"):  # an older field order fails at once, not later
+        GeneratedDataset("toy", ToyConfig, print, _toy_physics, 1, table, 4)
 
 
 def test_cache_key_is_every_setting_that_changes_the_numbers():
@@ -399,6 +405,9 @@ def test_profiles_presets_and_registration():
     toy.register(lambda *args, **card: cards.append(card), **brief, boundary="periodic on both axes")
     assert {k: cards[0][k] for k in ("dims", "fields", "dt", "boundary", "horizon")} == {
         "dims": 2, "fields": ["u", "v"], "dt": 0.1, "boundary": "periodic on both axes", "horizon": 3}
+    # A table without a `small` profile registers too: the config defaults stand for it.
+    _toy(profiles={"smoke": {"n_train": 1}}).register(lambda *args, **card: cards.append(card), **brief)
+    assert cards[-1]["dims"] == 2 and cards[-1]["horizon"] == 3
     preset = toy.variant(name="toy-preset", default_horizon=1)
     assert toy(ToyConfig()).spec.horizon == 3  # the default horizon, capped by the frames after t_in
     built = preset(ToyConfig())

@@ -272,6 +272,11 @@ def test_pooling_needs_the_same_config_and_the_same_data(fresh_home):
     other["data"]["ns2d"]["preload"] = not base["data"]["ns2d"].get("preload", False)
     assert lb.seedless_hash(base) == lb.seedless_hash(other)
     assert lb.seedless_hash({**other, "run": {**other["run"], "device": "cuda"}}) != lb.seedless_hash(base)
+    rollback = json.loads(json.dumps(base))
+    rollback["train"]["on_divergence"] = "rollback"  # a rollback returns to the last checkpoint written
+    sparser = json.loads(json.dumps(rollback))
+    sparser["train"]["checkpoint_every"] = 1000
+    assert lb.seedless_hash(rollback) != lb.seedless_hash(sparser)
     other["data"]["ns2d"]["n_train"] = 16
     assert lb.seedless_hash(base) != lb.seedless_hash(other)
     fill([store_row("d1-a", seed=0, data_hash="d1"), store_row("d1-b", seed=1, data_hash="d1"),

@@ -205,3 +205,18 @@ def test_a_model_check_that_fails_names_the_model_and_its_plugin(monkeypatch):
     with pytest.raises(PluginError, match=r"^model 'fno' \(plugin '[^']+'\) raised while checking its settings: "
                                           r"KeyError"):
         build_config(model="fno", data="ns2d", profile="smoke")
+
+
+def test_a_model_check_reads_the_settings_and_cannot_change_them(monkeypatch):
+    from pdebench_core import plugins
+    from pdebench_core.config import build_config
+    from pdebench_core.errors import PluginError
+
+    seen = []
+    fno = plugins.get("model", "fno")
+    monkeypatch.setattr(fno, "check", lambda cfg: seen.append(int(cfg.width)))
+    assert build_config(model="fno", data="ns2d", profile="smoke", overrides=["model.width=6"]).model.width == 6
+    assert seen == [6]
+    monkeypatch.setattr(fno, "check", lambda cfg: setattr(cfg, "width", 1))
+    with pytest.raises(PluginError, match=r"raised while checking its settings: ReadonlyConfigError"):
+        build_config(model="fno", data="ns2d", profile="smoke")

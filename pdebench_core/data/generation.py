@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from pdebench_core.data.config import USAGE_SETTINGS, as_dataclass, settings_of
@@ -517,6 +517,7 @@ class GeneratedDataset:
     solve: Callable[[Any, SolverBatch], Any]
     spec: Callable[[Any], "DataSpec"]
     version: int
+    _: KW_ONLY  # the rest by name only: a positional call of an older field order fails at once
     default_resolution: int
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     smoke: Mapping[str, Any] = field(default_factory=dict)
@@ -561,9 +562,13 @@ class GeneratedDataset:
         """A copy with some attributes changed (a preset: another name, config and profiles).
 
         Profiles made from :attr:`smoke` and :attr:`paper` are made again, from the
-        variant's config defaults.
+        variant's config defaults; a variant given ``profiles=`` takes them as they are,
+        and one given ``smoke=`` or ``paper=`` makes them from those.
         """
-        if self._made_profiles and "profiles" not in changes:
+        if "profiles" in changes:
+            changes.setdefault("smoke", {})
+            changes.setdefault("paper", {})
+        elif self._made_profiles or "smoke" in changes or "paper" in changes:
             changes["profiles"] = {}
         return dataclasses.replace(self, **changes)
 
@@ -722,12 +727,12 @@ class GeneratedDataset:
 
         What the data says of itself is not written twice: ``dims``, ``fields``, ``dt``,
         ``boundary`` and ``horizon`` default to those of the ``small`` profile's data (a card
-        entry given here wins, e.g. a boundary described in words). :attr:`spec` is called
-        for them, so it should import nothing heavy (torch): listing commands register
-        every plugin.
+        entry given here wins, e.g. a boundary described in words). :attr:`spec` is then
+        called here, so it should import nothing heavy (torch) when called: listing commands
+        register every plugin.
         """
         if not {"dims", "fields", "dt", "boundary", "horizon"} <= set(card):
-            settings = self.settings(self.config_for("small"))
+            settings = self.settings(self.config(**self.profiles.get("small", {})))
             physics = self.spec(settings)
             card = {"dims": len(physics.spatial_shape), "fields": list(physics.fields), "dt": physics.dt,
                     "boundary": physics.boundary, "horizon": self._horizon(settings, int(physics.n_frames)), **card}

@@ -214,7 +214,8 @@ def rank_note(metric: str | None, higher: bool) -> str:
         return ""
     return (f"Ranked by {metric} ({'higher' if higher else 'lower'} is better) among the rows of the same dataset "
             f"and setting measured alike (t_in, horizon, grid, scoring); rank 3/22 = third of 22. Local rows pool "
-            f"runs that differ only in their seed: mean ± sample std over n seeds.")
+            f"runs that differ only in their seed (and in how they were fed, watched and checkpointed): "
+            f"mean ± sample std over n seeds.")
 
 
 def render(board: Board, fmt: str, title: str = "pdeb leaderboard") -> str:

@@ -52,7 +52,8 @@ class Row:
         device: Where it ran.
         versions: Package versions of the run.
         config_hash: Hash of the resolved config.
-        group_hash: Hash of the resolved config without seed, run id and sinks.
+        group_hash: Hash of the resolved config without seed, run id and operational settings
+            (:func:`seedless_hash`).
         data_hash: Content hash of everything the run saw (pooled rows share it).
         data_source: ``generated`` or the file the data was read from.
         dataset_hash: Content hash of this row's dataset.

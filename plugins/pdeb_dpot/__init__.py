@@ -141,8 +141,7 @@ def check_settings(cfg: Any) -> None:
     """
     arch = resolve_architecture(cfg)
     sizes = {"embed_dim": arch["embed_dim"], "depth": arch["depth"], "n_blocks": arch["n_blocks"],
-             "out_layer_dim": arch["out_layer_dim"], "patch_size": cfg.patch_size, "modes": cfg.modes,
-             "modes_z": cfg.modes_z}
+             "out_layer_dim": arch["out_layer_dim"], "patch_size": cfg.patch_size, "modes": cfg.modes}
     for key, value in sizes.items():
         if int(value) < 1:
             raise UsageError(f"model.{key} must be a positive integer for dpot, got {value}")

@@ -170,7 +170,8 @@ def solve_vorticity(
         u, v, w_dx, w_dy = torch.fft.irfft2(to_grid * w_h, s=(n, n))  # each (B, N, N)
         return keep * _batch_independent(torch.fft.rfft2, u * w_dx + v * w_dy)  # (B, N, N/2+1)
 
-    f_h = torch.fft.rfft2(forcing)  # (N, N/2+1) or (B, N, N/2+1)
+    f_h = torch.fft.rfft2(forcing) if forcing.dim() == 2 else _batch_independent(torch.fft.rfft2, forcing)
+    # f_h: (N, N/2+1), shared, or (B, N, N/2+1), one per trajectory
     w_h = _batch_independent(torch.fft.rfft2, w0)  # (B, N, N/2+1)
     m = n // keep_every
     frames = torch.empty(w0.shape[0], record_steps, m, m, dtype=real_dtype, device=device)  # (B, R, M, M)
