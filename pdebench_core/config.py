@@ -237,7 +237,9 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     prof = run.profile
     regs = plugins.registries()
 
-    model_name = model or (user.get("model") or {}).get("name") or (cli.get("model") or {}).get("name")
+    source = _checkpoint_model(user, cli)  # the weights to load decide the defaults of the model
+    model_name = (model or (user.get("model") or {}).get("name") or (cli.get("model") or {}).get("name")
+                  or source.get("name"))
     if not model_name:
         raise UsageError("no model given; pass --model NAME (run 'pdeb models' to list them)")
     model_comp = regs["model"].get(model_name)
@@ -246,7 +248,8 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
         # e.g. DPOT pre-trains unless told otherwise
         run = _section(RunSection, "run", user.get("run"), cli.get("run"),
                        {**run_cli, "task": model_comp.default_task})
-    model_layers = [dict(layer.get("model") or {}) for layer in (user, cli)]
+    adopted = _known_settings(model_comp, source) if source.get("name") == model_name else {}
+    model_layers = [adopted, dict(user.get("model") or {}), dict(cli.get("model") or {})]
     for layer in model_layers:
         layer.pop("name", None)
     model_cfg = _section(model_comp.config, "model", profile_of(model_comp, prof), *model_layers,
@@ -274,6 +277,32 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     resolve_interpolations(cfg)
     _check_resolved(cfg, regs, model_comp, task_comp)
     return cfg
+
+
+def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[str, Any]:
+    """The model section of the run whose weights ``task.checkpoint`` names (a run id, or a file
+    in its ``checkpoints`` folder), so that an evaluation or a fine-tuning builds the model those
+    weights fit without the user repeating its settings; empty for a file of no run (a
+    released checkpoint, a URL) or a run whose config cannot be read."""
+    from pdebench_core.errors import PdebError
+    from pdebench_core.rundir import RunDir
+    from pdebench_core.weights import run_of_checkpoint
+
+    ref = (cli.get("task") or {}).get("checkpoint") or (user.get("task") or {}).get("checkpoint")
+    run_id = run_of_checkpoint(str(ref)) if ref else None
+    if run_id is None:
+        return {}
+    try:
+        saved = RunDir.of(run_id).read_config()[0]
+    except PdebError:
+        return {}
+    return dict(saved.get("model") or {}) if isinstance(saved.get("model"), Mapping) else {}
+
+
+def _known_settings(component: Component, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` without the keys the component's config no longer has (a run of an older version)."""
+    known = set(component.settings()) | set(component.required())
+    return {key: value for key, value in settings.items() if key in known}
 
 
 def _check_resolved(cfg: Any, regs: Mapping[str, Any], model_comp: Component, task_comp: Component) -> None:

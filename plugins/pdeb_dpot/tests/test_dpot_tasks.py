@@ -108,9 +108,14 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
                                      overrides=[*TINY, "train.max_steps=1", "model.init=base",
                                                 "model.init_components=[blocks]"]), quiet=True)
     assert "starting from model.init=base (blocks)" in (by_run_id.run_dir / "log.txt").read_text()
-    with pytest.raises(UsageError) as refused:  # another profile: other widths
+    # Another profile: the model is still the one the weights fit, taken from their run.
+    other_profile = build_config(data="ns2d", task="finetune", profile="small", run_id="wider",
+                                 overrides=["task.checkpoint=base", "train.max_steps=1"])
+    assert other_profile.model.name == "dpot" and (other_profile.model.embed_dim, other_profile.model.depth) == (16, 1)
+    with pytest.raises(UsageError) as refused:  # other widths asked for outright
         execute(build_config(model="dpot", data="ns2d", task="finetune", profile="small", run_id="wider",
-                             overrides=["task.checkpoint=base", "train.max_steps=1"]), quiet=True)
+                             overrides=["task.checkpoint=base", "train.max_steps=1", "model.depth=3",
+                                        "model.embed_dim=128", "model.n_blocks=4"]), quiet=True)
     message = str(refused.value)
     assert "does not fit this model" in message and "shapes differ: " in message and ": checkpoint (" in message
     assert "its run had model.depth=1" in message and "(--profile smoke)" in message and "model.init" in message
