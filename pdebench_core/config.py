@@ -283,7 +283,8 @@ def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[s
     """The model section of the run whose weights ``task.checkpoint`` names (a run id, or a file
     in its ``checkpoints`` folder), so that an evaluation or a fine-tuning builds the model those
     weights fit without the user repeating its settings; empty for a file of no run (a
-    released checkpoint, a URL) or a run whose config cannot be read."""
+    released checkpoint, a URL) or a run whose config cannot be read. The run's own starting
+    weights (``model.init``, ``model.init_components``) stay behind: ``task.checkpoint`` replaces them."""
     from pdebench_core.errors import PdebError
     from pdebench_core.rundir import RunDir
     from pdebench_core.weights import run_of_checkpoint
@@ -296,7 +297,8 @@ def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[s
         saved = RunDir.of(run_id).read_config()[0]
     except PdebError:
         return {}
-    return dict(saved.get("model") or {}) if isinstance(saved.get("model"), Mapping) else {}
+    model = saved.get("model")
+    return {k: v for k, v in model.items() if k not in ("init", "init_components")} if isinstance(model, Mapping) else {}
 
 
 def _known_settings(component: Component, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,9 @@ def test_finetune_from_our_checkpoint_and_from_official_format(home, tmp_path):
     assert math.isfinite(via_init.results["ns2d"]["l2re"])
     log = (via_init.run_dir / "log.txt").read_text()
     assert f"starting from model.init={official} (patch_embed, pos, blocks, time_agg, cls_head, out)" in log
+    # Scoring that run's weights takes its model, not its starting weights: the checkpoint replaces them.
+    scored = build_config(data="ns2d", task="evaluate", profile="small", overrides=["task.checkpoint=via-init"])
+    assert scored.model.name == "dpot" and scored.model.embed_dim == 16 and scored.model.init == ""
     by_run_id = execute(build_config(model="dpot", data="ns2d", task="finetune", profile="smoke", run_id="init-run",
                                      overrides=[*TINY, "train.max_steps=1", "model.init=base",
                                                 "model.init_components=[blocks]"]), quiet=True)
