@@ -298,7 +298,9 @@ def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[s
     except PdebError:
         return {}
     model = saved.get("model")
-    return {k: v for k, v in model.items() if k not in ("init", "init_components")} if isinstance(model, Mapping) else {}
+    if not isinstance(model, Mapping):
+        return {}
+    return {key: value for key, value in model.items() if key not in ("init", "init_components")}
 
 
 def _known_settings(component: Component, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ def test_the_run_of_the_weights_gives_the_models_settings(private_home, tmp_path
     # What the user gives wins; another model takes nothing from the run.
     given = build_config(model="fno", data="ns2d", task="evaluate", overrides=["task.checkpoint=wide", "model.width=6"])
     assert (given.model.width, given.model.n_layers) == (6, 1)
-    other = build_config(model="ffno", data="ns2d", task="evaluate", profile="smoke", overrides=["task.checkpoint=wide"])
+    other = build_config(model="ffno", data="ns2d", task="evaluate", profile="smoke",
+                         overrides=["task.checkpoint=wide"])
     assert other.model.name == "ffno" and other.model.width != 12
     # Weights of no run (a released file) say nothing of the model: it must be named.
     released = tmp_path / "released.pt"
