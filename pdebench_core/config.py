@@ -263,6 +263,7 @@ def _resolve(model: str | None, data: str | Sequence[str] | None, task: str | No
     # under "train" and "eval".
     task_train, task_eval = task_profile.pop("train", None), task_profile.pop("eval", None)
     task_cfg = _section(task_comp.config, "task", task_profile, user.get("task"), cli.get("task"))
+    _absolute_checkpoint(task_cfg)
     core = CORE_PROFILES[prof]
     train = _section(TrainSection, "train", core.get("train"), task_train, user.get("train"), cli.get("train"),
                      _steps_given(task_train, user.get("train"), cli.get("train")))
@@ -285,12 +286,17 @@ def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[s
     weights fit without the user repeating its settings; empty for a file of no run (a
     released checkpoint, a URL) or a run whose config cannot be read. The run's own starting
     weights (``model.init``, ``model.init_components``) stay behind: ``task.checkpoint`` replaces them."""
+    from pdebench_core.data.remote import is_url, local_or_url
     from pdebench_core.errors import PdebError
     from pdebench_core.rundir import RunDir
-    from pdebench_core.weights import run_of_checkpoint
+    from pdebench_core.weights import resolve_checkpoint, run_of_checkpoint
 
     ref = (cli.get("task") or {}).get("checkpoint") or (user.get("task") or {}).get("checkpoint")
-    run_id = run_of_checkpoint(str(ref)) if ref else None
+    if not ref or is_url(local_or_url(str(ref))):
+        return {}
+    run_id = run_of_checkpoint(str(ref))
+    if not _is_file(str(ref)) and (run_id is None or run_id != str(ref)):
+        resolve_checkpoint(str(ref))  # neither a file nor a run: its one-line error, before any data is made
     if run_id is None:
         return {}
     try:
@@ -301,6 +307,23 @@ def _checkpoint_model(user: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[s
     if not isinstance(model, Mapping):
         return {}
     return {key: value for key, value in model.items() if key not in ("init", "init_components")}
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).expanduser().is_file()
+    except OSError:  # a name the system refuses: resolve_checkpoint says so
+        return False
+
+
+def _absolute_checkpoint(task: Any) -> None:
+    """A local ``task.checkpoint`` file made absolute, so that a rerun, a report or a reproduction
+    from another folder scores the same weights (run ids and URLs stay as they are)."""
+    import os
+
+    ref = task.get("checkpoint") if "checkpoint" in task else None
+    if ref and _is_file(str(ref)):
+        task.checkpoint = os.path.abspath(os.path.expanduser(str(ref)))
 
 
 def _known_settings(component: Component, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,3 +34,21 @@ def test_the_run_of_the_weights_gives_the_models_settings(private_home, tmp_path
     released.write_bytes(last.read_bytes())
     with pytest.raises(UsageError, match="no model given"):
         build_config(data="ns2d", task="evaluate", overrides=[f"task.checkpoint={released}"])
+
+
+def test_weights_that_are_not_there_are_named_before_any_data(private_home, tmp_path, monkeypatch):
+    with pytest.raises(UsageError, match=r"^no checkpoint file or run named 'nosuchrun'"):
+        build_config(data="ns2d", task="evaluate", overrides=["task.checkpoint=nosuchrun"])
+    (private_home / "runs" / "empty" / "checkpoints").mkdir(parents=True)
+    missing = private_home / "runs" / "empty" / "checkpoints" / "best.pt"
+    with pytest.raises(UsageError, match=rf"^checkpoint file '{missing}' does not exist"):
+        build_config(model="fno", data="ns2d", task="evaluate", overrides=[f"task.checkpoint={missing}"])
+
+
+def test_a_relative_checkpoint_path_is_saved_absolute(private_home, tmp_path, monkeypatch):
+    """A reproduction or a report from another folder scores the same weights."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "model.pt").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(model="fno", data="ns2d", task="evaluate", overrides=["task.checkpoint=w/model.pt"])
+    assert cfg.task.checkpoint == str(tmp_path / "w" / "model.pt")

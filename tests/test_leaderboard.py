@@ -897,3 +897,23 @@ def test_an_evaluation_of_a_runs_own_weights_is_shown_but_counted_once(fresh_hom
     assert mine["elsewhere"].rank == 1  # measured otherwise (another horizon): the only row of its ranking
     table = lb.pivot(lb.collect([trained, again], data="ns2d"), "l2re")
     assert [e.cells["ns2d"].run_id for e in table.rows if e.is_local] == ["trained"]
+
+
+def test_evaluations_of_the_same_weights_are_one_sample_whatever_their_seeds(fresh_home):
+    """Scoring one checkpoint with --seed 0, 1, 2 is no experiment repeated over three seeds:
+    evaluation draws nothing at random, so n stays 1 and the newest evaluation counts."""
+    def evaluation(run_id, seed, checkpoint="/weights/a.pt", l2re=0.3):
+        row = store_row(run_id, seed=seed, task="evaluate", l2re=l2re)
+        row["config"]["task"] = {"checkpoint": checkpoint}
+        return row
+
+    fill([evaluation("ev-0", 0), evaluation("ev-1", 1), evaluation("ev-2", 2, l2re=0.31),
+          evaluation("ev-b", 3, checkpoint="/weights/b.pt", l2re=0.4)])
+    rows = {r.run_id: r for r in lb.collect(source="local").rows}
+    assert rows["ev-2"].n == 1 and rows["ev-2"].metrics["l2re"] == pytest.approx(0.31)
+    assert rows["ev-2"].repeats == ["ev-0", "ev-1"] and rows["ev-b"].n == 1  # other weights: another row
+    per_run = {r.run_id: r for r in lb.collect(source="local", per_run=True).rows}
+    assert "repeat of ev-1" in per_run["ev-0"].differs and "repeat of ev-2" in per_run["ev-1"].differs
+    trained = [store_row("t-0", seed=0), store_row("t-1", seed=1, l2re=0.7)]  # training runs: seeds are samples
+    fill(trained)
+    assert {r.run_id: r.n for r in lb.collect(source="local").rows}["t-1"] == 2

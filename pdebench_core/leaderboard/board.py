@@ -67,12 +67,20 @@ class Board:
 # --------------------------------------------------------------------------- pooling
 
 
+def _sample(row: Row) -> Any:
+    """What makes a row one sample of its experiment: its seed; for an evaluation of saved
+    weights, those weights (evaluating them again with another seed is no new sample)."""
+    if row.scored_weights:
+        return ("weights", row.scored_weights)
+    return row.seed if row.seed is not None else ("run", row.run_id)
+
+
 def _newest_per_seed(members: Sequence[Row]) -> tuple[list[Row], list[str]]:
-    """The newest run of each seed (in store order) and the ids of the runs they replace."""
+    """The newest run of each sample (in store order) and the ids of the runs they replace."""
     kept: dict[Any, Row] = {}
     replaced: list[str] = []
     for row in members:
-        key = row.seed if row.seed is not None else ("run", row.run_id)
+        key = _sample(row)
         if key in kept:
             replaced.append(str(kept[key].run_id))
         kept[key] = row
@@ -120,9 +128,10 @@ def mark_repeats(rows: Sequence[Row]) -> list[Row]:
     out = list(rows)
     newest: dict[tuple, int] = {}
     for position, row in enumerate(out):
-        if row.failed or row.seed is None:
+        sample = _sample(row)
+        if row.failed or (isinstance(sample, tuple) and sample[0] == "run"):
             continue
-        key = (row.model, row.dataset, row.setting, row.task, row.group_hash, row.data_hash, row.seed)
+        key = (row.model, row.dataset, row.setting, row.task, row.group_hash, row.data_hash, sample)
         if key in newest:
             earlier = out[newest[key]]
             out[newest[key]] = replace(earlier, differs=[*earlier.differs, f"repeat of {row.run_id}"])

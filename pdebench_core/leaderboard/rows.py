@@ -70,6 +70,9 @@ class Row:
             setting says what data they stand for).
         weights_of_run: For an ``evaluate`` row, the run whose weights it scored (``None``
             when they came from elsewhere).
+        scored_weights: For a row of a task that trains nothing, the weights it scored (its
+            ``task.checkpoint``): two evaluations of the same weights are one sample, whatever
+            their seeds.
         created_at: When the row was written.
         published_name: The dataset's name in the published table.
         citation: Full citation of the published table.
@@ -121,6 +124,7 @@ class Row:
     scored_data_hash: str | None = None
     data_group: str | None = None
     weights_of_run: str | None = None
+    scored_weights: str | None = None
     created_at: str | None = None
     published_name: str | None = None
     citation: str | None = None
@@ -221,8 +225,24 @@ def local_row(stored: Mapping[str, Any], setting: str = "") -> Row:
         t_in=_int_or_none(stored.get("t_in")), horizon=_int_or_none(horizon),
         grid=grid_text(stored.get("grid")), scoring=extra.get("scoring") or _scoring_of_older_row(stored),
         scored_data_hash=extra.get("scored_data_hash"), weights_of_run=extra.get("weights_of_run"),
+        scored_weights=_scored_weights(config, str(stored.get("task"))),
         created_at=stored.get("created_at"),
     )
+
+
+def _scored_weights(config: Mapping[str, Any], task: str) -> str | None:
+    """The ``task.checkpoint`` of a run whose task trains nothing (an evaluation), else ``None``."""
+    from pdebench_core import plugins
+    from pdebench_core.errors import PdebError
+
+    checkpoint = (config.get("task") or {}).get("checkpoint") if isinstance(config.get("task"), Mapping) else None
+    if not checkpoint:
+        return None
+    try:
+        trains = plugins.registries()["task"].get(task).trains
+    except PdebError:  # a task of a plugin no longer installed: taken to train
+        return None
+    return None if trains else str(checkpoint)
 
 
 def _scoring_of_older_row(stored: Mapping[str, Any]) -> str | None:
