@@ -60,7 +60,7 @@ def note_text(row: Row, brief: bool = False) -> str:
     if row.repeats:
         replaced = f"{len(row.repeats)} earlier run{'s' if len(row.repeats) > 1 else ''}" if brief \
             else ", ".join(row.repeats)
-        notes.append(f"replaces {replaced} (same seed)")
+        notes.append(f"replaces {replaced} ({'same weights' if row.scored_weights else 'same seed'})")
     if row.checked is False:
         notes.append("unchecked against its source")
     return "; ".join(notes)
