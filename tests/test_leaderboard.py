@@ -912,6 +912,7 @@ def test_evaluations_of_the_same_weights_are_one_sample_whatever_their_seeds(fre
     rows = {r.run_id: r for r in lb.collect(source="local").rows}
     assert rows["ev-2"].n == 1 and rows["ev-2"].metrics["l2re"] == pytest.approx(0.31)
     assert rows["ev-2"].repeats == ["ev-0", "ev-1"] and rows["ev-b"].n == 1  # other weights: another row
+    assert "replaces ev-0, ev-1 (same weights)" in lb.render(lb.collect(source="local"), "markdown")
     per_run = {r.run_id: r for r in lb.collect(source="local", per_run=True).rows}
     assert "repeat of ev-1" in per_run["ev-0"].differs and "repeat of ev-2" in per_run["ev-1"].differs
     trained = [store_row("t-0", seed=0), store_row("t-1", seed=1, l2re=0.7)]  # training runs: seeds are samples
