@@ -33,12 +33,7 @@ def settings_digest(config: Mapping[str, Any]) -> str:
         config: A resolved config as plain data.
     """
     data = json.loads(json.dumps(dict(config), default=str))
-    data.pop("sinks", None)
-    run = data.get("run")
-    if isinstance(run, dict):
-        for key in ("run_id", "sinks"):
-            run.pop(key, None)
-    return _digest(data)
+    return _digest(_without(data, lambda key: key in ("sinks", "run.run_id", "run.sinks")))
 
 
 def experiment_digest(config: Mapping[str, Any]) -> str:

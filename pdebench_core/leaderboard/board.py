@@ -3,8 +3,9 @@
 Pooling puts together only runs of one experiment: equal config apart from the seed, the run
 id and the operational settings (sinks, logging, checkpoints, data loading:
 :func:`pdebench_core.settings.experiment_digest`), equal data hash, distinct seeds; ``n``
-counts the seeds. A run that repeats a seed replaces the earlier run of that seed. A run whose metrics are not finite is shown as
-failed, on its own, and never pooled or ranked.
+counts the seeds. A run that repeats a seed (an evaluation, its weights) replaces the earlier
+run of that seed. A run whose metrics are not finite is shown as failed, on its own, and never
+pooled or ranked.
 
 Rows are ranked only among rows measured alike: the same dataset and setting, and the same
 ``t_in``, horizon, grid and scoring. A local row that was measured otherwise than the published

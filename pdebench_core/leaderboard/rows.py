@@ -235,7 +235,8 @@ def _scored_weights(config: Mapping[str, Any], task: str) -> str | None:
     from pdebench_core import plugins
     from pdebench_core.errors import PdebError
 
-    checkpoint = (config.get("task") or {}).get("checkpoint") if isinstance(config.get("task"), Mapping) else None
+    task_section = config.get("task")
+    checkpoint = task_section.get("checkpoint") if isinstance(task_section, Mapping) else None
     if not checkpoint:
         return None
     try:

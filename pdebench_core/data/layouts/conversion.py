@@ -152,6 +152,4 @@ def _copy_frame_major(reader, targets: Mapping[str, range], writer: CanonicalWri
         for split, indices in targets.items():
             for j, index in enumerate(indices):
                 writer.write(split, j, planes[index], start=frames.start)
-    for indices in targets.values():
-        for _ in indices:
-            advance(1)
+    advance(sum(len(indices) for indices in targets.values()))
