@@ -157,7 +157,7 @@ class TrainSection:
     """
 
     max_steps: int = 1000
-    epochs: int = 0
+    epochs: int = 0  # 0: train max_steps
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 1e-3
@@ -165,34 +165,34 @@ class TrainSection:
     optimizer: str = "adamw"
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     scheduler: str = "onecycle"
-    warmup_frac: float = 0.2
+    warmup_frac: float = 0.2  # one-cycle's pct_start
     div_factor: float = 25.0
     final_div_factor: float = 1e4
     cycle_momentum: bool = False
     sampling: str = "window"
     loss_on_padding: bool = False
-    grad_clip: float = 0.0
+    grad_clip: float = 0.0  # 0: no clipping
     t_out: int = 1
     loss: str = "rel_l2"
-    resolution: int = 0
+    resolution: int = 0  # 0: the first dataset's grid
     log_every: int = 10
-    eval_every: int = 0
-    checkpoint_every: int = 0
+    eval_every: int = 0  # 0: no validation
+    checkpoint_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
-    num_workers: int = -1
+    num_workers: int = -1  # -1: several on CUDA, none on CPU
     prefetch_factor: int = 2
     data_on_device: bool = False
     precision: str = "auto"
     compile: bool = False
     channels_last: bool = False
-    max_train_windows: int = 0
+    max_train_windows: int = 0  # 0: every window
     on_divergence: str = "halt"
     rollback_lr_factor: float = 0.5
     max_rollbacks: int = 3
     strategy: str = "ddp"
     select_metric: str = "l2re"
     val_trajectories: int = 8
-    dist_timeout: float = 600.0
+    dist_timeout: float = 600.0  # seconds
     deterministic: bool = False
     activation_checkpointing: bool = False
 

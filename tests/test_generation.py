@@ -274,6 +274,18 @@ def _toy(batches: list | None = None, **changes) -> GeneratedDataset:
     return GeneratedDataset(**{**settings, **changes})
 
 
+def test_resolution_zero_stands_for_the_configs_own_default_grid():
+    """The config's `resolution` default is the grid `resolution=0` asks for; no second number to keep in step."""
+    gridded = dataclasses.make_dataclass("Gridded", [("resolution", int, 6)], bases=(ToyConfig,))
+    toy = _toy(config=gridded, default_resolution=0)
+    assert toy.default_resolution == 6 and toy.settings(gridded(resolution=0)).resolution == 6
+    assert toy.make_spec(gridded(resolution=0)).spatial_shape == (6, 8)
+    assert _toy(config=gridded).default_resolution == 4  # an explicit one still wins
+    with pytest.raises(ValueError, match=r"^dataset 'toy': resolution=0 must stand for a grid; give the config a "
+                                         r"'resolution' default of at least 1, or default_resolution=$"):
+        _toy(default_resolution=0)  # DatasetConfig's own default is 0
+
+
 def test_profiles_are_made_from_the_smoke_and_paper_overrides():
     """A plugin writes only what its smoke and paper profiles change; `small` is its defaults."""
     stepped = dataclasses.make_dataclass("Stepped", [("t_end", float, 2.0), ("n_frames", int, 5)], bases=(ToyConfig,))

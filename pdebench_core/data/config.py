@@ -33,10 +33,10 @@ class DatasetConfig:
     n_train: int = 64
     n_val: int = 8
     n_test: int = 8
-    resolution: int = 0
+    resolution: int = 0  # 0: the dataset's default grid
     seed: int = 0
     t_in: int = 10
-    horizon: Optional[int] = None
+    horizon: Optional[int] = None  # None: every frame after t_in
     weight: float = 1.0
     preload: bool = False
     normalize: bool = False

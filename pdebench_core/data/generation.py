@@ -123,6 +123,12 @@ def _require_fields(config: type, names: Sequence[str], who: str) -> None:
         raise UsageError(f"{who}: {name} needs the settings {', '.join(names)} (it lacks {', '.join(missing)})")
 
 
+def _resolution_default(config: type) -> int:
+    """The default of the config's ``resolution`` field (0 when it has none)."""
+    field_ = {f.name: f for f in dataclasses.fields(config)}.get("resolution")
+    return int(field_.default) if field_ is not None and field_.default is not dataclasses.MISSING else 0
+
+
 def split_sizes(cfg: Any) -> dict[str, int]:
     """Trajectories per split of a :class:`~pdebench_core.data.config.DatasetConfig`.
 
@@ -477,7 +483,8 @@ class GeneratedDataset:
             parameters (``name``, ``t_in`` and ``horizon`` are filled in here).
         version: Generator version, part of the cache key: bump it whenever a change to the
             solver or the sampling changes the numbers, so stale files are not reused.
-        default_resolution: What ``resolution=0`` stands for.
+        default_resolution: What ``resolution=0`` stands for (default: the config's own
+            ``resolution`` default, which a generated dataset's config sets).
         profiles: ``{"smoke": {...}, "small": {...}, "paper": {...}}``, overrides of the
             config defaults; leave it out to have them made from :attr:`smoke` and
             :attr:`paper`, with the config defaults as ``small``.
@@ -518,7 +525,7 @@ class GeneratedDataset:
     spec: Callable[[Any], "DataSpec"]
     version: int
     _: KW_ONLY  # the rest by name only: a positional call of an older field order fails at once
-    default_resolution: int
+    default_resolution: int = 0
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     smoke: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, Any] = field(default_factory=dict)
@@ -544,6 +551,10 @@ class GeneratedDataset:
                             f"for other defaults, give a subclass that changes them")
         self.family = self.family or self.name
         self.cache_name = self.cache_name or self.name
+        self.default_resolution = self.default_resolution or _resolution_default(self.config)
+        if self.default_resolution < 1:
+            raise ValueError(f"dataset '{self.name}': resolution=0 must stand for a grid; give the config a "
+                             f"'resolution' default of at least 1, or default_resolution=")
         if self.scheme is not None:
             _require_fields(self.config, ExplicitScheme.SETTINGS, f"dataset '{self.name}' declares an ExplicitScheme")
         if self.profiles and (self.smoke or self.paper):

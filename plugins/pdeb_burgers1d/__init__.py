@@ -68,11 +68,14 @@ class Burgers1dConfig(GeneratedConfig):
 
 
 def _check_physics(cfg: Any, where: str) -> None:
-    """Refuse a negative viscosity, an empty domain or initial modes that cannot be drawn."""
+    """Refuse a negative viscosity, an empty domain or initial modes that cannot be drawn or resolved."""
     if cfg.nu < 0 or not cfg.length > 0:
         raise UsageError(f"{where}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):
         raise UsageError(f"{where}: need max_mode >= 1, n_modes >= 1 and probabilities in [0, 1]")
+    if int(cfg.resolution) < 2 * int(cfg.max_mode):
+        raise UsageError(f"{where}.resolution must be at least 2 * max_mode = {2 * int(cfg.max_mode)} cells to resolve "
+                         f"the initial modes, got {cfg.resolution}")
 
 
 def physics_spec(cfg: Any) -> "DataSpec":
@@ -105,8 +108,8 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 BURGERS1D = GeneratedDataset(
     name=NAME, config=Burgers1dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    default_resolution=256, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=8), check=_check_physics,
-    smoke={"n_frames": 14, "resolution": 128},
+    scheme=ExplicitScheme(max_cfl=0.5), check=_check_physics,  # the MC-limited MUSCL step is TVD up to CFL 0.5
+    smoke={"n_frames": 14, "resolution": 128},  # the default t_in=10 frames in, 4 to predict
     paper={"resolution": 1024, "n_train": 9000, "n_val": 500, "n_test": 1000, "batch_size": 2500},
     provenance={"version": __version__, "reference": "PDEBench 1D Burgers (Takamoto et al., 2022)"},
 )
@@ -114,7 +117,8 @@ BURGERS1D = GeneratedDataset(
 
 @hookimpl
 def register_datasets(register) -> None:
-    """Register ``burgers1d``."""
+    """Register ``burgers1d``: generated data, or PDEBench's published
+    ``1D_Burgers_Sols_Nu*.hdf5`` file given as ``data.burgers1d.path``."""
     BURGERS1D.register(
         register,
         description="1D viscous Burgers from random sinusoid superpositions, periodic; PDEBench 1D_Burgers",

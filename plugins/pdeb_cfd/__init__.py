@@ -17,7 +17,7 @@ from typing import Any
 from pdebench_core import hookimpl
 from pdebench_core.data.generation import GeneratedDataset
 
-from pdeb_cfd.dataset import (CNS_PRESETS, DEFAULT_RESOLUTION, DPOT_FIELDS, GENERATOR_VERSION, PAPER, SCHEME, SMOKE,
+from pdeb_cfd.dataset import (CNS_PRESETS, DPOT_FIELDS, GENERATOR_VERSION, PAPER, SCHEME, SMOKE,
                               Cfd2dConfig, Cfd3dConfig, auto_batch_size, check_config, physics_spec,
                               preset_config, solve_trajectories)
 
@@ -35,7 +35,7 @@ def _declare(ndim: int, config: type) -> GeneratedDataset:
     reference = f"PDEBench {ndim}D compressible Navier-Stokes, Rand initial conditions (Takamoto et al., 2022)"
     return GeneratedDataset(
         name=name, config=config, solve=partial(solve_trajectories, ndim=ndim), spec=partial(physics_spec, ndim=ndim),
-        version=GENERATOR_VERSION, default_resolution=DEFAULT_RESOLUTION[ndim], smoke=SMOKE[ndim], paper=PAPER[ndim],
+        version=GENERATOR_VERSION, smoke=SMOKE[ndim], paper=PAPER[ndim],
         scheme=SCHEME, check=check_config, provenance={"version": __version__, "reference": reference}, family="cfd",
         seed_parts=(name,), identity={"name": name, "ndim": ndim}, work_per_trajectory=_simulated_time,
         auto_batch_size=partial(auto_batch_size, ndim=ndim), layout_fields={"dpot": DPOT_FIELDS[ndim]},

@@ -90,7 +90,7 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 DR2D = GeneratedDataset(
     name=NAME, config=Dr2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    default_resolution=64, scheme=ExplicitScheme(max_cfl=1, min_resolution=4), check=_check_physics,
+    scheme=ExplicitScheme(max_cfl=1, min_resolution=4), check=_check_physics,  # cfl: a fraction of RK4's limit
     smoke={"n_frames": 14, "resolution": 32},
     paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
     provenance={"version": __version__, "reference": "PDEBench 2D diffusion-reaction (Takamoto et al., 2022)"},

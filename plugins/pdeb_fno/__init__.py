@@ -45,7 +45,7 @@ class FNOConfig:
     modes: int = 12
     n_layers: int = 4
     projection_width: int = 128
-    padding: int = 0
+    padding: int = 0  # periodic data needs none; non-periodic data a few points
     use_grid: bool = True
 
 

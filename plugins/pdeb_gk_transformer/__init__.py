@@ -29,7 +29,7 @@ class GKTransformerConfig:
 
     dim: int = 128
     depth: int = 8
-    heads: int = 4
+    heads: int = 4  # each head keeps a (dim / heads)^2 matrix K^T V / n
     ffn_mult: int = 4
     decoder_width: int = 256
     use_grid: bool = True

@@ -192,7 +192,7 @@ def _solver_grid(cfg: Any) -> tuple[int, int]:
 
 NS2D = GeneratedDataset(
     name="ns2d", config=Ns2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    default_resolution=64, smoke=SMOKE, paper={**PAPER, "T": PRESETS["ns2d"][1]}, check=_check,
+    smoke=SMOKE, paper={**PAPER, "T": PRESETS["ns2d"][1]}, check=_check,
     default_horizon=TEST_HORIZON["ns2d"],
     provenance={"version": __version__, "protocol": "FNO Navier-Stokes (Li et al., 2021)"},
     work_per_trajectory=_stored_frames, working_shape=_solver_grid,

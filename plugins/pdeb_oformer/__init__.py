@@ -36,7 +36,7 @@ class OFormerConfig:
 
     dim: int = 128
     depth: int = 8
-    heads: int = 4
+    heads: int = 4  # in encoder and decoder, so it divides dim and latent_dim
     ffn_mult: int = 4
     latent_dim: int = 128
     fourier_features: int = 32

@@ -60,7 +60,7 @@ class Swe2dConfig(GeneratedConfig):
     gravity: float = 1.0
     inner_height: float = 2.0
     outer_height: float = 1.0
-    radius_min: float = 0.3
+    radius_min: float = 0.3  # each trajectory draws its dam radius from [0.3, 0.7]
     radius_max: float = 0.7
     half_width: float = 2.5
     wall: str = "transmissive"
@@ -121,7 +121,7 @@ def solve_trajectories(cfg: Any, batch: SolverBatch) -> "np.ndarray":
 
 SWE2D = GeneratedDataset(
     name=NAME, config=Swe2dConfig, solve=solve_trajectories, spec=physics_spec, version=GENERATOR_VERSION,
-    default_resolution=64, scheme=ExplicitScheme(max_cfl=0.5, min_resolution=4), check=_check_physics,
+    scheme=ExplicitScheme(max_cfl=0.5, min_resolution=4), check=_check_physics,
     smoke={"n_frames": 14, "resolution": 32},
     paper={"resolution": 128, "n_train": 900, "n_val": 50, "n_test": 100, "batch_size": 256},
     provenance={"version": __version__,

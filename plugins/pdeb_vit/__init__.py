@@ -35,7 +35,7 @@ class ViTConfig:
         use_grid: Append the normalised coordinates (i / n along an axis of n points) as input channels.
     """
 
-    patch_size: int = 8
+    patch_size: int = 8  # must divide every grid size
     dim: int = 512
     depth: int = 4
     heads: int = 4

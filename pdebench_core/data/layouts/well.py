@@ -135,7 +135,7 @@ class Field:
 
     group: str
     name: str
-    order: int
+    order: int  # 0: scalar, 1: vector, 2: tensor
     time_varying: bool
     sample_varying: bool
     dim_varying: tuple[bool, ...]

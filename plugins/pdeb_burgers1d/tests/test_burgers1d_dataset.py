@@ -67,6 +67,15 @@ def test_reads_a_published_pdebench_file(tmp_path):
     assert spec.dt == pytest.approx(0.01) and spec.n_frames == 12
 
 
+def test_a_grid_too_coarse_for_the_initial_modes_is_refused(monkeypatch):
+    """Wavenumbers up to max_mode need 2 * max_mode cells; fewer would alias them silently."""
+    monkeypatch.setattr(BURGERS1D, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
+    with pytest.raises(UsageError, match=r"^data.burgers1d.resolution must be at least 2 \* max_mode = 12 cells "
+                                         r"to resolve the initial modes, got 10$"):
+        BURGERS1D(smoke(resolution=10, max_mode=6))
+    assert BURGERS1D.make_spec(smoke(resolution=2, max_mode=1)).spatial_shape == (2,)
+
+
 @pytest.mark.parametrize("changes", [{"t_in": 14}, {"solver_dtype": "float16"}, {"cfl": 0.8},
                                      {"horizon": 9}, {"n_val": -1}, {"device": "nonsense"},
                                      {"nu": -1.0}, {"p_abs": 2.0}])
