@@ -173,11 +173,12 @@ def integer_fields(config: type) -> tuple[str, ...]:
 def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, Any]], target: str, *,
                  description: str, paper: str, positive: Sequence[str] | None = None, heads_divide: Sequence[str] = (),
                  derive: Callable[[Any, "DataSpec"], dict[str, Any]] | None = None,
+                 check: Callable[[Any], None] | None = None,
                  dims: Sequence[int] = ALL_DIMS) -> tuple[Callable[..., Any], Callable[..., None]]:
     """The factory and the ``register_models`` hook of a folded-frame model plugin.
 
-    The factory runs :func:`check_folded_config`, then ``derive`` (the model's own checks
-    and the arguments it derives from the data), imports ``target`` and builds it from
+    The factory runs :func:`check_folded_config` and ``check``, then ``derive`` (the
+    arguments the model derives from the data), imports ``target`` and builds it from
     :func:`folded_arguments`. Use it as ``build, register_models = folded_model(...)`` at
     module level (two models in one module: bind the second pair to other names, e.g.
     ``build_mlp, register_mlp``; both hooks are found).
@@ -193,8 +194,12 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
         positive: Config entries that must be positive integers (default: every ``int``
             field of ``config``, the sizes of most models; list them where one may be 0).
         heads_divide: Widths that ``cfg.heads`` must divide.
-        derive: ``derive(cfg, spec) -> dict``: further checks (raising :class:`UsageError`)
-            and module arguments that replace config fields or come on top of them.
+        derive: ``derive(cfg, spec) -> dict``: checks that need the data (raising
+            :class:`UsageError`) and module arguments that replace config fields or come
+            on top of them.
+        check: ``check(cfg)``: the model's own checks of its settings alone (a choice, a
+            sign), raising :class:`UsageError`; they run with the size checks when a run is
+            configured, before any data is made, and again when a model is built.
         dims: Supported numbers of spatial axes.
 
     Returns:
@@ -203,8 +208,16 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
 
     sizes = integer_fields(config) if positive is None else tuple(positive)
 
+    def check_settings(cfg: Any) -> None:
+        """The sizes, heads and the model's own checks, run before any data is made."""
+        check_folded_settings(cfg, name, sizes, heads_divide)
+        if check is not None:
+            check(cfg)
+
     def build(cfg: Any, spec: "DataSpec") -> Any:
         check_folded_config(cfg, spec, name, sizes, heads_divide, dims)
+        if check is not None:
+            check(cfg)
         derived = derive(cfg, spec) if derive is not None else {}
         module, _, class_name = target.partition(":")
         try:
@@ -224,11 +237,7 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
     build.__doc__ = (f"Build the ``{name}`` model for ``spec`` from a :class:`{config.__name__}` (or an omegaconf "
                      "object alike); raises UsageError on unsupported data or settings.")
 
-    def check(cfg: Any) -> None:
-        """The sizes and heads, checked before any data is made."""
-        check_folded_settings(cfg, name, sizes, heads_divide)
-
-    return build, model_registration(name, build, config, profiles, description, paper, dims, check)
+    return build, model_registration(name, build, config, profiles, description, paper, dims, check_settings)
 
 
 __all__ = [

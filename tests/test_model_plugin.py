@@ -3,6 +3,7 @@ and their base module (``pdebench_core.folded_model``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -189,6 +190,38 @@ def test_a_models_settings_are_refused_before_any_data_is_made(private_home):
     assert result.exit_code == 2 and result.output.strip() == ("error: model.width must be a positive integer "
                                                                "for fno, got 0")
     assert not (private_home / "data").exists() or not any((private_home / "data").iterdir())
+
+
+def test_a_folded_models_own_check_runs_when_configured_and_when_built():
+    """A model's `check=` (a choice, a sign) joins the size checks before any data, and guards a direct build."""
+    def scale_positive(cfg) -> None:
+        if not float(cfg.scale) > 0:
+            raise UsageError(f"model.scale must be positive, got {cfg.scale}")
+
+    checked, register = folded_model("toy", ToyConfig, PROFILES, f"{__name__}:Toy", check=scale_positive,
+                                     description="", paper="")
+    registered = {}
+    register(lambda name, factory, **settings: registered.update(settings))
+    with pytest.raises(UsageError, match=r"^model.scale must be positive, got 0.0$"):
+        registered["check"](OmegaConf.structured(ToyConfig(scale=0.0)))
+    with pytest.raises(UsageError, match=r"model.width must be a positive integer for toy, got 0"):
+        registered["check"](OmegaConf.structured(ToyConfig(width=0)))  # the size checks still run first
+    with pytest.raises(UsageError, match=r"^model.scale must be positive, got -1.0$"):
+        checked(ToyConfig(scale=-1.0), toy_spec((8,)))
+
+
+@pytest.mark.parametrize("model, setting, message", [
+    ("fno", "model.padding=-1", "model.padding must be >= 0, got -1"),
+    ("unet", "model.norm=layer", "model.norm of unet must be one of group, batch, none, got 'layer'"),
+    ("unet", "model.padding_mode=wrap", "model.padding_mode of unet must be one of auto, zeros, circular, "
+                                        "replicate, reflect, got 'wrap'"),
+    ("vit", "model.mlp_ratio=0", "model.mlp_ratio must be positive, got 0.0"),
+])
+def test_bundled_models_refuse_a_bad_choice_or_sign_before_any_data(model, setting, message):
+    from pdebench_core.config import build_config
+
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+        build_config(model=model, data="cfd3d", profile="paper", overrides=[setting])
 
 
 def test_a_model_check_that_fails_names_the_model_and_its_plugin(monkeypatch):

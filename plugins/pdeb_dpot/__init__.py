@@ -26,6 +26,11 @@ PAPER = ("Zhongkai Hao, Chang Su, Songming Liu, Julius Berner, Chengyang Ying, H
          "Anima Anandkumar, Jian Song, Jun Zhu. DPOT: Auto-Regressive Denoising Operator "
          "Transformer for Large-Scale PDE Pre-Training. ICML 2024. arXiv:2403.03542")
 
+#: ``model.act`` values, as the official code spells them in lower case (``ELU`` works too).
+ACTIVATION_NAMES = ("gelu", "tanh", "sigmoid", "relu", "leaky_relu", "softplus", "elu", "silu")
+#: ``model.time_agg`` values: the official learned-frequency aggregator, or a plain MLP.
+TIME_AGGREGATIONS = ("exp_mlp", "mlp")
+
 # The released sizes (paper Table 5): latent width, blocks, mixer heads, MLP ratio, head width.
 SIZES: dict[str, dict[str, Any]] = {
     "ti": dict(embed_dim=512, depth=4, n_blocks=4, mlp_ratio=1, out_layer_dim=32),
@@ -133,8 +138,9 @@ def resolve_architecture(cfg: Any) -> dict[str, Any]:
 
 def check_settings(cfg: Any) -> None:
     """DPOT's checks of its settings alone, run when a run is configured, before any data is
-    made: the size preset, positive sizes and an ``embed_dim`` the blocks and GroupNorm divide
-    (the grid's divisibility by ``patch_size`` waits for the data).
+    made: the size preset, positive sizes, an ``embed_dim`` the blocks and GroupNorm divide, the
+    activation and the time aggregation (the grid's divisibility by ``patch_size`` waits for
+    the data).
 
     Raises:
         UsageError: Naming the first setting DPOT cannot take.
@@ -150,6 +156,11 @@ def check_settings(cfg: Any) -> None:
     if int(arch["embed_dim"]) % 8 or int(arch["embed_dim"]) % int(arch["n_blocks"]):
         raise UsageError(f"model.embed_dim {arch['embed_dim']} must be a multiple of 8 (GroupNorm groups) and "
                          f"of model.n_blocks {arch['n_blocks']} for dpot")
+    if str(cfg.act).lower() not in ACTIVATION_NAMES:
+        raise UsageError(f"model.act must be one of {', '.join(ACTIVATION_NAMES)} for dpot, got '{cfg.act}'")
+    if str(cfg.time_agg) not in TIME_AGGREGATIONS:
+        raise UsageError(f"model.time_agg must be one of {', '.join(TIME_AGGREGATIONS)} for dpot, "
+                         f"got '{cfg.time_agg}'")
 
 
 def build(cfg: Any, spec: "DataSpec") -> "torch.nn.Module":

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from pdebench_core.devices import autocast_enabled, keep_float32
 from pdebench_core.errors import UsageError
+from pdeb_dpot import TIME_AGGREGATIONS
 from pdeb_dpot.mixer import FourierMixer, make_activation
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -262,8 +263,8 @@ class TimeAggregator(nn.Module):
 
     def __init__(self, n_timesteps: int, width: int, kind: str = "exp_mlp") -> None:
         super().__init__()
-        if kind not in ("mlp", "exp_mlp"):
-            raise UsageError(f"unknown time aggregation '{kind}'; choose 'mlp' or 'exp_mlp'")
+        if kind not in TIME_AGGREGATIONS:
+            raise UsageError(f"unknown time aggregation '{kind}'; choose one of {', '.join(TIME_AGGREGATIONS)}")
         self.kind = kind
         self.w = nn.Parameter(torch.randn(n_timesteps, width, width) / (n_timesteps * width ** 0.5))
         if kind == "exp_mlp":

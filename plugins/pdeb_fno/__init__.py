@@ -72,6 +72,12 @@ def fitted_modes(modes: int, grid: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(modes, n // 2) for n in grid[:-1]) + (min(modes, grid[-1] // 2 + 1),)
 
 
+def check_padding(cfg: FNOConfig) -> None:
+    """Refuse a negative ``padding``, before any data is made."""
+    if int(cfg.padding) < 0:
+        raise UsageError(f"model.padding must be >= 0, got {cfg.padding}")
+
+
 def padded_arguments(cfg: FNOConfig, spec: "DataSpec") -> dict[str, Any]:
     """The FNO's own checks and the modes per axis that the padded grid holds.
 
@@ -83,20 +89,18 @@ def padded_arguments(cfg: FNOConfig, spec: "DataSpec") -> dict[str, Any]:
         ``{"modes": ...}`` from :func:`fitted_modes` on the grid plus ``padding``.
 
     Raises:
-        UsageError: On a negative padding or a grid too coarse for the spectral layers.
+        UsageError: On a grid too coarse for the spectral layers.
     """
-    if int(cfg.padding) < 0:
-        raise UsageError(f"model.padding must be >= 0, got {cfg.padding}")
     check_min_grid(spec, "fno", padding=int(cfg.padding))
     grid = tuple(n + int(cfg.padding) for n in spec.spatial_shape)
     return {"modes": fitted_modes(int(cfg.modes), grid)}
 
 
 build, register_models = folded_model(
-    "fno", FNOConfig, PROFILES, "pdeb_fno.model:FNO", derive=padded_arguments,
+    "fno", FNOConfig, PROFILES, "pdeb_fno.model:FNO", derive=padded_arguments, check=check_padding,
     positive=("width", "modes", "n_layers", "projection_width"),  # padding may be 0
     description="Fourier Neural Operator: lift, spectral convolutions with pointwise skips, project",
     paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
 )
 
-__all__ = ["FNOConfig", "PROFILES", "build", "fitted_modes", "padded_arguments", "register_models"]
+__all__ = ["FNOConfig", "PROFILES", "build", "check_padding", "fitted_modes", "padded_arguments", "register_models"]

@@ -51,6 +51,12 @@ PROFILES = {
 }
 
 
+def check_choices(cfg: UNetConfig) -> None:
+    """Refuse an unknown norm or padding mode, before any data is made."""
+    require_choice(cfg, "norm", NORMS, model="unet")
+    require_choice(cfg, "padding_mode", PADDING_MODES, model="unet")
+
+
 def level_arguments(cfg: UNetConfig, spec: "DataSpec") -> dict[str, Any]:
     """The U-Net's own checks and the padding mode that fits ``spec``'s boundary.
 
@@ -62,11 +68,8 @@ def level_arguments(cfg: UNetConfig, spec: "DataSpec") -> dict[str, Any]:
         ``{"padding_mode": ...}``, ``"auto"`` resolved to circular (periodic data) or zeros.
 
     Raises:
-        UsageError: On an unknown norm or padding mode, or a grid that is not divisible
-            by ``2 ** levels``.
+        UsageError: On a grid that is not divisible by ``2 ** levels``.
     """
-    require_choice(cfg, "norm", NORMS, model="unet")
-    require_choice(cfg, "padding_mode", PADDING_MODES, model="unet")
     require_grid_divisible(spec, 2 ** int(cfg.levels), "unet", setting="levels", reason=f"levels={cfg.levels}")
     padding_mode = str(cfg.padding_mode)
     if padding_mode == "auto":
@@ -75,9 +78,9 @@ def level_arguments(cfg: UNetConfig, spec: "DataSpec") -> dict[str, Any]:
 
 
 build, register_models = folded_model(
-    "unet", UNetConfig, PROFILES, "pdeb_unet.model:UNet", derive=level_arguments,
+    "unet", UNetConfig, PROFILES, "pdeb_unet.model:UNet", derive=level_arguments, check=check_choices,
     description="Convolutional U-Net encoder-decoder with skip connections; frames folded into channels",
     paper="Ronneberger et al., U-Net, MICCAI 2015; PDE baseline of Takamoto et al., PDEBench, NeurIPS 2022",
 )
 
-__all__ = ["PROFILES", "UNetConfig", "build", "level_arguments", "register_models"]
+__all__ = ["PROFILES", "UNetConfig", "build", "check_choices", "level_arguments", "register_models"]

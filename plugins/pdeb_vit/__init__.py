@@ -52,6 +52,12 @@ PROFILES = profiles_around_defaults(
 )
 
 
+def check_mlp_ratio(cfg: ViTConfig) -> None:
+    """Refuse a non-positive ``mlp_ratio``, before any data is made."""
+    if not float(cfg.mlp_ratio) > 0:
+        raise UsageError(f"model.mlp_ratio must be positive, got {cfg.mlp_ratio}")
+
+
 def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
     """The patch transformer's own checks and the grid its positional embedding is made for.
 
@@ -63,19 +69,18 @@ def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
         ``{"grid": spec.spatial_shape}``.
 
     Raises:
-        UsageError: On a non-positive ``mlp_ratio`` or a grid not divisible by the patch size.
+        UsageError: On a grid not divisible by the patch size.
     """
-    if float(cfg.mlp_ratio) <= 0:
-        raise UsageError(f"model.mlp_ratio must be positive, got {cfg.mlp_ratio}")
     require_grid_divisible(spec, int(cfg.patch_size), "vit", setting="patch_size",
                            reason=f"patch_size={cfg.patch_size}")
     return {"grid": tuple(spec.spatial_shape)}
 
 
 build, register_models = folded_model(
-    "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments, heads_divide=("dim",),
+    "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments, check=check_mlp_ratio,
+    heads_divide=("dim",),
     description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
     paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
 )
 
-__all__ = ["PROFILES", "ViTConfig", "build", "patch_arguments", "register_models"]
+__all__ = ["PROFILES", "ViTConfig", "build", "check_mlp_ratio", "patch_arguments", "register_models"]

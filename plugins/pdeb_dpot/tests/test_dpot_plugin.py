@@ -137,6 +137,9 @@ def test_init_3d_from_2d_checkpoint(tmp_path: Path) -> None:
     ("model.embed_dim=36", r"model.embed_dim 36 must be a multiple of 8 \(GroupNorm groups\) and of model.n_blocks"),
     ("model.depth=0", r"model.depth must be a positive integer for dpot, got 0"),
     ("model.patch_size=-2", r"model.patch_size must be a positive integer for dpot, got -2"),
+    ("model.act=swish", r"^model.act must be one of gelu, tanh, sigmoid, relu, leaky_relu, softplus, elu, silu for "
+                        r"dpot, got 'swish'$"),
+    ("model.time_agg=attention", r"^model.time_agg must be one of exp_mlp, mlp for dpot, got 'attention'$"),
 ])
 def test_settings_dpot_cannot_take_are_refused_before_any_data(setting, message):
     """At the paper profile the data of ns2d and cfd3d takes hours to generate: a DPOT setting
@@ -145,3 +148,11 @@ def test_settings_dpot_cannot_take_are_refused_before_any_data(setting, message)
 
     with pytest.raises(UsageError, match=message):
         build_config(model="dpot", data="ns2d,cfd3d", profile="paper", overrides=[setting])
+
+
+def test_the_checked_activations_are_the_ones_the_model_builds():
+    """The torch-free check and the mixer's constructors name the same activations."""
+    from pdeb_dpot import ACTIVATION_NAMES
+    from pdeb_dpot.mixer import ACTIVATIONS
+
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
