@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pytest
 
@@ -16,6 +18,20 @@ def pdeb_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("pdeb-home")
     os.environ["PDEB_HOME"] = str(home)
     return home
+
+
+@pytest.fixture
+def pdeb_together() -> Callable[..., list]:
+    """Run several independent ``pdeb`` command lines at once, two at a time, each in its own
+    subprocess: most of a short command is one core importing torch, so on a two-core machine
+    a pair finishes in about the time of one. ``env`` is one environment for all of them, or
+    one per command. Returns the finished processes in order."""
+    def run(commands: Sequence[Sequence[str]], env: dict[str, str] | Sequence[dict[str, str]] | None = None) -> list:
+        envs = env if isinstance(env, (list, tuple)) else [env] * len(commands)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(lambda args, extra: run_pdeb(*args, env=extra), commands, envs))
+
+    return run
 
 
 @pytest.fixture

@@ -487,18 +487,19 @@ EVALUATE = ["--model", "persistence", "--data", "ns2d", "--task", "evaluate"]  #
     (["--model", "persistence", "--data", "ns2d", "--task", "flat-task"],
      "error: task 'flat-task' (plugin 'raising') returned float for 'ns2d', not {metric: value}"),
 ])
-def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb, fake_distribution, args, message):
+def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb_together, fake_distribution, args,
+                                                              message):
     root = fake_distribution(tmp_path / "site", "pdeb-raising", {"raising": "raising"},
                              {"raising": RAISING_COMPONENTS_PLUGIN})
     env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
            "PDEB_HOME": str(tmp_path / "home")}
-    result = pdeb("run", *args, "--profile", "smoke", "--quiet", env=env)
+    command = ["run", *args, "--profile", "smoke", "--quiet"]
+    result, debug = pdeb_together([command, command], env=[env, {**env, "PDEB_DEBUG": "1"}])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and fnmatch.fnmatchcase(errors[0], message + "*"), result.stderr
     if "did not reach sink" in message:  # computed and kept: the table is shown above the error
         assert "l2re" in result.stdout and "run persistence-ns2d-" in result.stdout
-    debug = pdeb("run", *args, "--profile", "smoke", "--quiet", env={**env, "PDEB_DEBUG": "1"})
     assert ("Traceback" in debug.stderr) == ("PDEB_DEBUG" in message)
     if "PDEB_DEBUG" in message and "did not reach sink" not in message:
         # the traceback ends with pdeb's line, and both runs record that line as their error

@@ -113,7 +113,8 @@ def test_missing_and_malformed_metadata(tmp_path):
     (json.dumps({**SPEC.to_dict(), "fields": ["u"]}), "spec names 1 fields but the data has 2 channels"),
     ({"format_version": 2}, "format_version 2 is not supported (this pdeb reads 1); it was written by a newer pdeb"),
 ])
-def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypatch, pdeb, stored, problem):
+def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypatch, pdeb_together, stored,
+                                                              problem):
     """info, stats, convert and a run read the spec (and format version) as verify does: one
     line, exit 2."""
     monkeypatch.setenv("PDEB_HOME", str(tmp_path / "home"))
@@ -125,8 +126,7 @@ def test_every_reader_of_a_damaged_spec_says_what_verify_says(tmp_path, monkeypa
                 ["data", "convert", str(path), str(tmp_path / "copy.h5")],
                 ["run", "--model", "persistence", "--task", "evaluate", "--profile", "smoke", "--data", "burgers1d",
                  f"data.burgers1d.path={path}", "--quiet"]]
-    for command in commands:
-        result = pdeb(*command, env={"PDEB_HOME": str(tmp_path / "home")})
+    for command, result in zip(commands, pdeb_together(commands, env={"PDEB_HOME": str(tmp_path / "home")})):
         assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
         assert result.stderr.strip().startswith("error: ") and problem in result.stderr.strip().splitlines()[-1]
 
