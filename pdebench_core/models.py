@@ -70,6 +70,23 @@ def require_positive(cfg: Any, *names: str, model: str) -> None:
             raise UsageError(f"model.{name} must be a positive integer for {model}, got {value}")
 
 
+def require_positive_number(cfg: Any, *names: str, model: str) -> None:
+    """Refuse config entries that are not positive numbers (ratios, scales).
+
+    Args:
+        cfg: A config dataclass or omegaconf object holding the entries.
+        *names: Attribute names to check, in the order they are reported.
+        model: Registered model name, named in the message.
+
+    Raises:
+        UsageError: On the first entry that is not above 0.
+    """
+    for name in names:
+        value = getattr(cfg, name)
+        if not float(value) > 0:
+            raise UsageError(f"model.{name} must be a positive number for {model}, got {value}")
+
+
 def check_min_grid(spec: "DataSpec", model: str, minimum: int = 2, padding: int = 0) -> None:
     """Refuse grids too coarse for the model (e.g. a spectral layer needs two points).
 

@@ -28,6 +28,7 @@ def pdeb_together() -> Callable[..., list]:
     one per command. Returns the finished processes in order."""
     def run(commands: Sequence[Sequence[str]], env: dict[str, str] | Sequence[dict[str, str]] | None = None) -> list:
         envs = env if isinstance(env, (list, tuple)) else [env] * len(commands)
+        assert len(envs) == len(commands), "one environment per command"
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(lambda args, extra: run_pdeb(*args, env=extra), commands, envs))
 

@@ -284,6 +284,19 @@ def test_resolution_zero_stands_for_the_configs_own_default_grid():
     with pytest.raises(ValueError, match=r"^dataset 'toy': resolution=0 must stand for a grid; give the config a "
                                          r"'resolution' default of at least 1, or default_resolution=$"):
         _toy(default_resolution=0)  # DatasetConfig's own default is 0
+    # A preset with another default grid: resolution=0 follows the variant's config, not the parent's.
+    finer = dataclasses.make_dataclass("Finer", [("resolution", int, 10)], bases=(gridded,))
+    assert toy.variant(name="toy-fine", config=finer).settings(finer(resolution=0)).resolution == 10
+    assert _toy(config=gridded).variant(name="toy-fine", config=finer).default_resolution == 4  # declared: kept
+
+
+def test_a_config_without_the_generation_settings_is_refused_when_declared():
+    """A plain DatasetConfig would pass registration and fail only once a run made data."""
+    plain = dataclasses.make_dataclass("Plain", [("resolution", int, 8)], bases=(DatasetConfig,))
+    with pytest.raises(TypeError, match=r"^dataset 'toy': Plain lacks the generation settings batch_size, device, "
+                                        r"progress, solver_dtype; derive it from "
+                                        r"pdebench_core.data.config.GeneratedConfig$"):
+        _toy(config=plain)
 
 
 def test_profiles_are_made_from_the_smoke_and_paper_overrides():

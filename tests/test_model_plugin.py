@@ -215,7 +215,7 @@ def test_a_folded_models_own_check_runs_when_configured_and_when_built():
     ("unet", "model.norm=layer", "model.norm of unet must be one of group, batch, none, got 'layer'"),
     ("unet", "model.padding_mode=wrap", "model.padding_mode of unet must be one of auto, zeros, circular, "
                                         "replicate, reflect, got 'wrap'"),
-    ("vit", "model.mlp_ratio=0", "model.mlp_ratio must be positive, got 0.0"),
+    ("vit", "model.mlp_ratio=0", "model.mlp_ratio must be a positive number for vit, got 0.0"),
 ])
 def test_bundled_models_refuse_a_bad_choice_or_sign_before_any_data(model, setting, message):
     from pdebench_core.config import build_config

@@ -494,7 +494,10 @@ def test_a_plugin_component_that_raises_is_one_line_naming_it(tmp_path, pdeb_tog
     env = {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
            "PDEB_HOME": str(tmp_path / "home")}
     command = ["run", *args, "--profile", "smoke", "--quiet"]
-    result, debug = pdeb_together([command, command], env=[env, {**env, "PDEB_DEBUG": "1"}])
+    # distinct ids: two runs started in the same second could otherwise draw the same one
+    result, debug = pdeb_together([[*command, "--run-id", "persistence-ns2d-plain"],
+                                   [*command, "--run-id", "persistence-ns2d-debug"]],
+                                  env=[env, {**env, "PDEB_DEBUG": "1"}])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and fnmatch.fnmatchcase(errors[0], message + "*"), result.stderr

@@ -36,7 +36,7 @@ class DatasetConfig:
     resolution: int = 0  # 0: the dataset's default grid
     seed: int = 0
     t_in: int = 10
-    horizon: Optional[int] = None  # None: every frame after t_in
+    horizon: Optional[int] = None  # None: the dataset's default (all frames after t_in unless it sets one)
     weight: float = 1.0
     preload: bool = False
     normalize: bool = False

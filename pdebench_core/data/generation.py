@@ -123,6 +123,10 @@ def _require_fields(config: type, names: Sequence[str], who: str) -> None:
         raise UsageError(f"{who}: {name} needs the settings {', '.join(names)} (it lacks {', '.join(missing)})")
 
 
+def _field_names(config: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
+
+
 def _resolution_default(config: type) -> int:
     """The default of the config's ``resolution`` field (0 when it has none)."""
     field_ = {f.name: f for f in dataclasses.fields(config)}.get("resolution")
@@ -544,14 +548,20 @@ class GeneratedDataset:
     layout_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # True when `profiles` was made from `smoke` and `paper`: a variant makes it again.
     _made_profiles: bool = field(default=False, init=False, repr=False, compare=False)
+    _derived_resolution: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.config, type) and dataclasses.is_dataclass(self.config)):
             raise TypeError(f"dataset '{self.name}': config must be a dataclass class, got {self.config!r}; "
                             f"for other defaults, give a subclass that changes them")
+        missing = [name for name in (*GENERATION_ONLY, "solver_dtype") if name not in _field_names(self.config)]
+        if missing:
+            raise TypeError(f"dataset '{self.name}': {self.config.__name__} lacks the generation settings "
+                            f"{', '.join(missing)}; derive it from pdebench_core.data.config.GeneratedConfig")
         self.family = self.family or self.name
         self.cache_name = self.cache_name or self.name
-        self.default_resolution = self.default_resolution or _resolution_default(self.config)
+        if not self.default_resolution:
+            self.default_resolution, self._derived_resolution = _resolution_default(self.config), True
         if self.default_resolution < 1:
             raise ValueError(f"dataset '{self.name}': resolution=0 must stand for a grid; give the config a "
                              f"'resolution' default of at least 1, or default_resolution=")
@@ -581,6 +591,8 @@ class GeneratedDataset:
             changes.setdefault("paper", {})
         elif self._made_profiles or "smoke" in changes or "paper" in changes:
             changes["profiles"] = {}
+        if self._derived_resolution and "default_resolution" not in changes:
+            changes["default_resolution"] = 0  # the variant's own config says it again
         return dataclasses.replace(self, **changes)
 
     # --- settings ------------------------------------------------------------------------------

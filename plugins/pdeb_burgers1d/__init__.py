@@ -73,8 +73,8 @@ def _check_physics(cfg: Any, where: str) -> None:
         raise UsageError(f"{where}: need nu >= 0 and length > 0")
     if cfg.max_mode < 1 or cfg.n_modes < 1 or not (0 <= cfg.p_abs <= 1 and 0 <= cfg.p_window <= 1):
         raise UsageError(f"{where}: need max_mode >= 1, n_modes >= 1 and probabilities in [0, 1]")
-    if int(cfg.resolution) < 2 * int(cfg.max_mode):
-        raise UsageError(f"{where}.resolution must be at least 2 * max_mode = {2 * int(cfg.max_mode)} cells to resolve "
+    if int(cfg.resolution) <= 2 * int(cfg.max_mode):
+        raise UsageError(f"{where}.resolution must exceed 2 * max_mode = {2 * int(cfg.max_mode)} cells to resolve "
                          f"the initial modes, got {cfg.resolution}")
 
 

@@ -32,7 +32,7 @@ class GNOTConfig:
     dim: int = 128
     depth: int = 3
     heads: int = 4
-    n_experts: int = 3  # weighed at each point by gates of its coordinates
+    n_experts: int = 3  # weighted at each point by gates of its coordinates
     ffn_mult: int = 2
     gate_width: int = 128
 

@@ -60,8 +60,8 @@ class Swe2dConfig(GeneratedConfig):
     gravity: float = 1.0
     inner_height: float = 2.0
     outer_height: float = 1.0
-    radius_min: float = 0.3  # each trajectory draws its dam radius from [0.3, 0.7]
-    radius_max: float = 0.7
+    radius_min: float = 0.3
+    radius_max: float = 0.7  # each trajectory draws its dam radius from [radius_min, radius_max]
     half_width: float = 2.5
     wall: str = "transmissive"
     t_end: float = 1.0

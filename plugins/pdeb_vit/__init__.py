@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pdebench_core.errors import UsageError
 from pdebench_core.model_plugin import folded_model, require_grid_divisible
+from pdebench_core.models import require_positive_number
 from pdebench_core.profiles import profiles_around_defaults
 
 if TYPE_CHECKING:
@@ -52,12 +52,6 @@ PROFILES = profiles_around_defaults(
 )
 
 
-def check_mlp_ratio(cfg: ViTConfig) -> None:
-    """Refuse a non-positive ``mlp_ratio``, before any data is made."""
-    if not float(cfg.mlp_ratio) > 0:
-        raise UsageError(f"model.mlp_ratio must be positive, got {cfg.mlp_ratio}")
-
-
 def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
     """The patch transformer's own checks and the grid its positional embedding is made for.
 
@@ -77,10 +71,11 @@ def patch_arguments(cfg: ViTConfig, spec: "DataSpec") -> dict[str, Any]:
 
 
 build, register_models = folded_model(
-    "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments, check=check_mlp_ratio,
+    "vit", ViTConfig, PROFILES, "pdeb_vit.model:ViT", derive=patch_arguments,
+    check=lambda cfg: require_positive_number(cfg, "mlp_ratio", model="vit"),
     heads_divide=("dim",),
     description="Patch transformer with softmax self-attention (DPOT's attention ablation)",
     paper="Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021; ablation in Hao et al., DPOT, ICML 2024",
 )
 
-__all__ = ["PROFILES", "ViTConfig", "build", "check_mlp_ratio", "patch_arguments", "register_models"]
+__all__ = ["PROFILES", "ViTConfig", "build", "patch_arguments", "register_models"]

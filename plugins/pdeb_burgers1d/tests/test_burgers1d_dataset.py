@@ -68,12 +68,12 @@ def test_reads_a_published_pdebench_file(tmp_path):
 
 
 def test_a_grid_too_coarse_for_the_initial_modes_is_refused(monkeypatch):
-    """Wavenumbers up to max_mode need 2 * max_mode cells; fewer would alias them silently."""
+    """Wavenumbers up to max_mode need more than 2 * max_mode cells; at Nyquist or below they alias."""
     monkeypatch.setattr(BURGERS1D, "generate", lambda *a, **k: pytest.fail("generated data for bad settings"))
-    with pytest.raises(UsageError, match=r"^data.burgers1d.resolution must be at least 2 \* max_mode = 12 cells "
-                                         r"to resolve the initial modes, got 10$"):
-        BURGERS1D(smoke(resolution=10, max_mode=6))
-    assert BURGERS1D.make_spec(smoke(resolution=2, max_mode=1)).spatial_shape == (2,)
+    with pytest.raises(UsageError, match=r"^data.burgers1d.resolution must exceed 2 \* max_mode = 12 cells "
+                                         r"to resolve the initial modes, got 12$"):
+        BURGERS1D(smoke(resolution=12, max_mode=6))
+    assert BURGERS1D.make_spec(smoke(resolution=3, max_mode=1)).spatial_shape == (3,)
 
 
 @pytest.mark.parametrize("changes", [{"t_in": 14}, {"solver_dtype": "float16"}, {"cfl": 0.8},
