@@ -177,9 +177,9 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
                  dims: Sequence[int] = ALL_DIMS) -> tuple[Callable[..., Any], Callable[..., None]]:
     """The factory and the ``register_models`` hook of a folded-frame model plugin.
 
-    The factory runs :func:`check_folded_config` and ``check``, then ``derive`` (the
-    arguments the model derives from the data), imports ``target`` and builds it from
-    :func:`folded_arguments`. Use it as ``build, register_models = folded_model(...)`` at
+    The factory checks the data's dimensions and the settings (sizes, heads and ``check``),
+    runs ``derive`` (the arguments the model derives from the data), imports ``target`` and
+    builds it from :func:`folded_arguments`. Use it as ``build, register_models = folded_model(...)`` at
     module level (two models in one module: bind the second pair to other names, e.g.
     ``build_mlp, register_mlp``; both hooks are found).
 
@@ -215,9 +215,8 @@ def folded_model(name: str, config: type, profiles: Mapping[str, Mapping[str, An
             check(cfg)
 
     def build(cfg: Any, spec: "DataSpec") -> Any:
-        check_folded_config(cfg, spec, name, sizes, heads_divide, dims)
-        if check is not None:
-            check(cfg)
+        check_dims(spec, dims, name)
+        check_settings(cfg)
         derived = derive(cfg, spec) if derive is not None else {}
         module, _, class_name = target.partition(":")
         try:

@@ -114,17 +114,17 @@ def smoke_profile(config: type, n_frames: int, **overrides: Any) -> dict[str, An
     return {"n_frames": n_frames, "t_end": round((n_frames - 1) * spacing, 12), **SMOKE_SPLITS, **overrides}
 
 
+def _field_names(config: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
+
+
 def _require_fields(config: type, names: Sequence[str], who: str) -> None:
     """Refuse a config dataclass that lacks any of ``names``, in one line naming them."""
-    have = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    have = _field_names(config) if dataclasses.is_dataclass(config) else set()
     missing = [name for name in names if name not in have]
     if missing:
         name = getattr(config, "__name__", config)
         raise UsageError(f"{who}: {name} needs the settings {', '.join(names)} (it lacks {', '.join(missing)})")
-
-
-def _field_names(config: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(config)}
 
 
 def _resolution_default(config: type) -> int:

@@ -55,7 +55,8 @@ def _spec(cfg):
 # The core derives the cache key from every setting (and this version: bump it when the
 # solver's numbers change), seeds each trajectory, cuts the splits, reads `path=` files.
 HEAT1D = GeneratedDataset(name="heat1d", config=Heat1dConfig, solve=_solve, spec=_spec, version=1,
-                          profiles=HEAT1D_PROFILES, provenance={"reference": "exact Fourier solution of the heat equation"})
+                          profiles=HEAT1D_PROFILES,
+                          provenance={"reference": "exact Fourier solution of the heat equation"})
 
 
 @dataclass
